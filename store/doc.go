@@ -1,0 +1,11 @@
+// Package store defines Keyward's persistent records, the sentinel errors
+// ErrNotFound and ErrConflict, and the Store contract that every backend
+// implements.
+//
+// Backends live in sub-packages: store/bolt (the embedded default) and, later,
+// store/postgres. store/storetest is the conformance suite both must pass.
+//
+// This package imports only the standard library. It must never import
+// fosite, broker, keys, web or a database driver; backends import their own
+// driver and nothing above store.
+package store

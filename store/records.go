@@ -1,0 +1,154 @@
+package store
+
+import (
+	"net/url"
+	"time"
+)
+
+// LoginAttempt is an /authorize request waiting for the person to sign in
+// upstream. It carries everything needed to finish the request at /callback.
+type LoginAttempt struct {
+	ID string
+	// ClientID of the client that started the flow.
+	ClientID string
+	// AuthorizeForm is the original, validated /authorize query; the broker
+	// re-parses it when the sign-in completes.
+	AuthorizeForm url.Values
+	// UpstreamID is the chosen upstream; empty while the chooser is shown.
+	UpstreamID string
+	// State, Nonce and PKCEVerifier are the upstream leg's protection values.
+	// State is unique across attempts (the backend indexes it).
+	State        string
+	Nonce        string
+	PKCEVerifier string
+	// BrowserBinding is a hash of the value of the cookie set in the browser
+	// that started the attempt; the callback must present the same cookie.
+	BrowserBinding string
+	CreatedAt      time.Time
+	ExpiresAt      time.Time
+}
+
+// Session is a Keyward single sign-on session.
+type Session struct {
+	ID              string
+	Subject         string
+	UpstreamID      string
+	UpstreamSubject string
+	Identity        Identity
+	// AuthTime is when the person last authenticated at the upstream.
+	AuthTime   time.Time
+	CreatedAt  time.Time
+	LastSeenAt time.Time
+	ExpiresAt  time.Time
+}
+
+// Identity is the mapped identity of a person, as carried into tokens.
+type Identity struct {
+	Email             string
+	EmailVerified     bool
+	Name              string
+	PreferredUsername string
+	Groups            []string
+	// Extra holds further mapped claims (string values only).
+	Extra map[string]string
+}
+
+// Subject is a person or workload known to Keyward. Its ID is the stable,
+// opaque `sub` of every token issued to it.
+type Subject struct {
+	ID              string
+	UpstreamID      string
+	UpstreamSubject string
+	Email           string
+	Name            string
+	// Disabled subjects may not sign in or receive tokens.
+	Disabled bool
+	// NotBefore: tokens issued before this instant are void (zero: none).
+	NotBefore   time.Time
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+	LastLoginAt time.Time
+}
+
+// GrantKind names the kind of a fosite record.
+type GrantKind string
+
+// The grant kinds.
+const (
+	GrantAuthorizeCode GrantKind = "authorize_code"
+	GrantPKCE          GrantKind = "pkce"
+	GrantOIDC          GrantKind = "oidc"
+	GrantAccessToken   GrantKind = "access_token"
+	GrantRefreshToken  GrantKind = "refresh_token"
+	// GrantAssertionJTI records a used client-assertion jti (replay guard).
+	GrantAssertionJTI GrantKind = "assertion_jti"
+)
+
+// GrantKinds lists every kind, in a stable order.
+var GrantKinds = []GrantKind{GrantAuthorizeCode, GrantPKCE, GrantOIDC, GrantAccessToken, GrantRefreshToken, GrantAssertionJTI}
+
+// Grant is one fosite record: the serialized request behind a code or token,
+// keyed by the token's signature (never the token itself).
+type Grant struct {
+	Kind      GrantKind
+	Signature string
+	// RequestID is the grant family: every code, access and refresh token
+	// descending from one authorization shares it.
+	RequestID string
+	ClientID  string
+	Subject   string
+	SessionID string
+	// Active is false once a code is used or a refresh token is rotated or
+	// revoked.
+	Active bool
+	// AccessSignature links a refresh token to the access token issued with it.
+	AccessSignature string
+	// RotatedAt is when a refresh token was rotated (zero: not rotated).
+	RotatedAt   time.Time
+	RequestedAt time.Time
+	ExpiresAt   time.Time
+	// Data is the broker's serialization of the request; opaque to the store.
+	Data []byte
+}
+
+// KeyState is where a signing key is in its lifecycle.
+type KeyState string
+
+// The key states, in lifecycle order.
+const (
+	// KeyNext: published in the JWKS, not yet signing.
+	KeyNext KeyState = "next"
+	// KeyCurrent: signs new tokens.
+	KeyCurrent KeyState = "current"
+	// KeyRetired: published until the last token it signed has expired.
+	KeyRetired KeyState = "retired"
+)
+
+// SigningKey is one key of the key set.
+type SigningKey struct {
+	ID        string // the JWK kid
+	Algorithm string // RS256 | ES256 | EdDSA
+	State     KeyState
+	// PrivateKey is PKCS#8 DER, sealed with AES-256-GCM when Encrypted.
+	PrivateKey []byte
+	Encrypted  bool
+	// PublicKey is PKIX DER (never encrypted).
+	PublicKey []byte
+	CreatedAt time.Time
+	// ActivatesAt: when a next key becomes current.
+	ActivatesAt time.Time
+	// RetiredAt and ExpiresAt: when a key stopped signing, and when it may
+	// be deleted (after the last token it signed has expired).
+	RetiredAt time.Time
+	ExpiresAt time.Time
+}
+
+// KeySet is every signing key, rotated as one record.
+type KeySet struct {
+	Keys []SigningKey
+	// NextRotation is when the next key becomes current.
+	NextRotation time.Time
+	// Version increases by one on every stored change.
+	Version   int64
+	UpdatedAt time.Time
+}

@@ -1,0 +1,110 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Backends translate driver results into these; callers
+// branch with errors.Is.
+var (
+	// ErrNotFound: the record does not exist (or has expired and been collected).
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict: a record with the same key already exists.
+	ErrConflict = errors.New("store: conflict")
+)
+
+// Store is the persistence contract of the broker. It is the one wide
+// interface in Keyward, because the conformance suite (store/storetest) tests
+// it whole; consumers declare the few methods they need as small interfaces.
+//
+// Contract, for every backend:
+//   - All methods are safe for concurrent use and honour ctx cancellation
+//     before doing work (a cancelled ctx returns ctx.Err(), wrapped).
+//   - Get/Update/Delete of a missing record return ErrNotFound; Create of an
+//     existing key returns ErrConflict. Delete* of several records by index
+//     never returns ErrNotFound: it reports how many were removed.
+//   - Update* runs the updater inside one write transaction: the read, the
+//     updater and the write are atomic with respect to every other write.
+//     The updater may be called more than once (bbolt Batch, Postgres retries
+//     after a serialization failure), so it must be a pure function of its
+//     argument. It must never call the store (nested bbolt writes deadlock).
+//     An error returned by the updater aborts the write and is returned
+//     unchanged (errors.Is works on it).
+//   - Times are stored in UTC truncated to microseconds: a record read back
+//     has every time.Time field in UTC at µs precision, whatever zone it was
+//     written with. Zero times stay zero.
+//   - Slices and maps read back are never shared with the caller's copy.
+//   - A record whose ExpiresAt is non-zero and not after the backend's
+//     notion of "now" may still be returned by Get until GarbageCollect
+//     removes it; callers that care check ExpiresAt themselves.
+type Store interface {
+	// Login attempts: an /authorize request in flight while the person signs
+	// in upstream. Keyed by ID (an opaque random value); looked up by State.
+	CreateLoginAttempt(ctx context.Context, a LoginAttempt) error
+	GetLoginAttempt(ctx context.Context, id string) (LoginAttempt, error)
+	// GetLoginAttemptByState finds the attempt whose State equals state.
+	GetLoginAttemptByState(ctx context.Context, state string) (LoginAttempt, error)
+	UpdateLoginAttempt(ctx context.Context, id string, updater func(LoginAttempt) (LoginAttempt, error)) error
+	DeleteLoginAttempt(ctx context.Context, id string) error
+
+	// Sessions: Keyward's own single sign-on sessions.
+	CreateSession(ctx context.Context, s Session) error
+	GetSession(ctx context.Context, id string) (Session, error)
+	UpdateSession(ctx context.Context, id string, updater func(Session) (Session, error)) error
+	DeleteSession(ctx context.Context, id string) error
+	// ListSessions returns the sessions of subject (all sessions when subject
+	// is empty), ordered by CreatedAt then ID.
+	ListSessions(ctx context.Context, subject string) ([]Session, error)
+
+	// Subjects: the people (and workloads) Keyward has issued tokens to.
+	CreateSubject(ctx context.Context, s Subject) error
+	GetSubject(ctx context.Context, id string) (Subject, error)
+	UpdateSubject(ctx context.Context, id string, updater func(Subject) (Subject, error)) error
+	// UpsertSubject creates the subject from create() when it does not exist,
+	// otherwise applies updater; atomically. It returns the stored result.
+	UpsertSubject(ctx context.Context, id string, create func() Subject, updater func(Subject) (Subject, error)) (Subject, error)
+	ListSubjects(ctx context.Context) ([]Subject, error)
+
+	// Grants: fosite's records (authorize codes, PKCE requests, OIDC
+	// sessions, access-token signatures, refresh tokens, client-assertion
+	// jtis). Keyed by (Kind, Signature), indexed by RequestID, Subject and
+	// SessionID.
+	CreateGrant(ctx context.Context, g Grant) error
+	GetGrant(ctx context.Context, kind GrantKind, signature string) (Grant, error)
+	UpdateGrant(ctx context.Context, kind GrantKind, signature string, updater func(Grant) (Grant, error)) error
+	DeleteGrant(ctx context.Context, kind GrantKind, signature string) error
+	// DeleteGrantsByRequest removes every grant of requestID whose kind is in
+	// kinds (all kinds when kinds is empty), in one transaction.
+	DeleteGrantsByRequest(ctx context.Context, requestID string, kinds ...GrantKind) (int, error)
+	// UpdateGrantsByRequest applies updater to every grant of requestID whose
+	// kind is in kinds (all kinds when empty), in one transaction.
+	UpdateGrantsByRequest(ctx context.Context, requestID string, kinds []GrantKind, updater func(Grant) (Grant, error)) (int, error)
+	// DeleteGrantsBySubject removes every grant of subject, in one transaction.
+	DeleteGrantsBySubject(ctx context.Context, subject string) (int, error)
+
+	// Signing keys: one key set, read and rotated as a whole.
+	// GetKeySet returns ErrNotFound before the first UpdateKeySet.
+	GetKeySet(ctx context.Context) (KeySet, error)
+	// UpdateKeySet applies updater to the stored key set (the zero KeySet
+	// when none is stored yet) and stores the result atomically.
+	UpdateKeySet(ctx context.Context, updater func(KeySet) (KeySet, error)) error
+
+	// GarbageCollect removes login attempts, sessions and grants whose
+	// ExpiresAt is non-zero and not after now, and reports what it removed.
+	GarbageCollect(ctx context.Context, now time.Time) (GCResult, error)
+
+	// Close releases the backend. Calls after Close return an error.
+	Close() error
+}
+
+// GCResult counts what one GarbageCollect removed.
+type GCResult struct {
+	LoginAttempts int
+	Sessions      int
+	Grants        int
+}
+
+// IsEmpty reports whether nothing was removed.
+func (r GCResult) IsEmpty() bool { return r.LoginAttempts == 0 && r.Sessions == 0 && r.Grants == 0 }
