@@ -1,0 +1,244 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/compose"
+	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/handler/openid"
+	fjwt "github.com/ory/fosite/token/jwt"
+
+	"github.com/keyward/keyward/federation"
+	"github.com/keyward/keyward/keys"
+	"github.com/keyward/keyward/store"
+)
+
+// Store is the part of store.Store the broker uses.
+type Store interface {
+	grantStore
+	CreateLoginAttempt(ctx context.Context, a store.LoginAttempt) error
+	GetLoginAttempt(ctx context.Context, id string) (store.LoginAttempt, error)
+	GetLoginAttemptByState(ctx context.Context, state string) (store.LoginAttempt, error)
+	UpdateLoginAttempt(ctx context.Context, id string, updater func(store.LoginAttempt) (store.LoginAttempt, error)) error
+	DeleteLoginAttempt(ctx context.Context, id string) error
+	CreateSession(ctx context.Context, s store.Session) error
+	GetSession(ctx context.Context, id string) (store.Session, error)
+	UpdateSession(ctx context.Context, id string, updater func(store.Session) (store.Session, error)) error
+	DeleteSession(ctx context.Context, id string) error
+	GetSubject(ctx context.Context, id string) (store.Subject, error)
+	UpsertSubject(ctx context.Context, id string, create func() store.Subject, updater func(store.Subject) (store.Subject, error)) (store.Subject, error)
+}
+
+// Keys is what the broker needs from the key manager (*keys.Manager).
+type Keys interface {
+	signer
+	Algorithm() string
+}
+
+// Upstream is one upstream identity provider (*federation.Upstream).
+type Upstream interface {
+	ID() string
+	Name() string
+	AuthCodeURL(state, nonce, pkceVerifier string, opts federation.AuthOptions) string
+	Exchange(ctx context.Context, code, pkceVerifier, nonce string) (federation.Identity, error)
+}
+
+// Config configures a Broker. Zero durations take the defaults noted.
+type Config struct {
+	// Issuer is the public base URL; endpoints live under it.
+	Issuer    string
+	Store     Store
+	Keys      Keys
+	Upstreams []Upstream
+	Clients   []Client
+	// GlobalSecret keys the HMAC of authorize codes and refresh tokens; at
+	// least 32 bytes, shared by replicas.
+	GlobalSecret []byte
+	// AccessTokenTTL. Default: 5m.
+	AccessTokenTTL time.Duration
+	// IDTokenTTL. Default: 15m.
+	IDTokenTTL time.Duration
+	// AuthCodeTTL. Default: 1m.
+	AuthCodeTTL time.Duration
+	// RefreshTokenIdleTTL: a refresh token unused this long expires. Default: 168h.
+	RefreshTokenIdleTTL time.Duration
+	// RefreshTokenMaxTTL: no refresh family lives longer. Default: 720h.
+	RefreshTokenMaxTTL time.Duration
+	// RefreshGracePeriod: a rotated refresh token still works this long. Default: 10s.
+	RefreshGracePeriod time.Duration
+	// SessionTTL: lifetime of Keyward's single sign-on session. Default: 24h.
+	SessionTTL time.Duration
+	// LoginTTL: how long a person may take to sign in upstream. Default: 10m.
+	LoginTTL time.Duration
+	// AccessTokenClaims: identity claims copied into access tokens.
+	// Default: email, name, preferred_username, groups.
+	AccessTokenClaims []string
+	Logger            *slog.Logger
+	Now               func() time.Time
+}
+
+func (c *Config) withDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.AccessTokenTTL, 5*time.Minute)
+	def(&c.IDTokenTTL, 15*time.Minute)
+	def(&c.AuthCodeTTL, time.Minute)
+	def(&c.RefreshTokenIdleTTL, 168*time.Hour)
+	def(&c.RefreshTokenMaxTTL, 720*time.Hour)
+	def(&c.RefreshGracePeriod, 10*time.Second)
+	def(&c.SessionTTL, 24*time.Hour)
+	def(&c.LoginTTL, 10*time.Minute)
+	if c.AccessTokenClaims == nil {
+		c.AccessTokenClaims = []string{"email", "name", "preferred_username", "groups"}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	c.Issuer = strings.TrimSuffix(c.Issuer, "/")
+}
+
+// Broker is Keyward's OpenID Provider.
+type Broker struct {
+	cfg       Config
+	log       *slog.Logger
+	provider  fosite.OAuth2Provider
+	fstore    *fositeStore
+	clients   *clientRegistry
+	upstreams []Upstream
+	byID      map[string]Upstream
+	discovery []byte
+}
+
+// New assembles the provider. It does no I/O.
+func New(cfg Config) (*Broker, error) {
+	cfg.withDefaults()
+	var errs []error
+	if u, err := url.Parse(cfg.Issuer); err != nil || u.Scheme == "" || u.Host == "" {
+		errs = append(errs, fmt.Errorf("issuer %q: must be an absolute URL", cfg.Issuer))
+	}
+	if cfg.Store == nil {
+		errs = append(errs, errors.New("store: required"))
+	}
+	if cfg.Keys == nil {
+		errs = append(errs, errors.New("keys: required"))
+	}
+	if len(cfg.GlobalSecret) < 32 {
+		errs = append(errs, errors.New("global secret: at least 32 bytes are required"))
+	}
+	if len(cfg.Upstreams) == 0 {
+		errs = append(errs, errors.New("upstreams: at least one is required"))
+	}
+	clients, err := newClientRegistry(cfg.Clients)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	b := &Broker{
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "broker"),
+		clients:   clients,
+		upstreams: cfg.Upstreams,
+		byID:      map[string]Upstream{},
+	}
+	for _, u := range cfg.Upstreams {
+		if _, dup := b.byID[u.ID()]; dup {
+			errs = append(errs, fmt.Errorf("upstreams: id %q is used twice", u.ID()))
+		}
+		b.byID[u.ID()] = u
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	b.fstore = &fositeStore{
+		grants:        cfg.Store,
+		clients:       clients,
+		refreshGrace:  cfg.RefreshGracePeriod,
+		refreshMaxTTL: cfg.RefreshTokenMaxTTL,
+		codeTTL:       cfg.AuthCodeTTL,
+		now:           cfg.Now,
+	}
+	b.provider = b.compose()
+	b.discovery = b.buildDiscovery()
+	return b, nil
+}
+
+// compose builds fosite factory by factory (never ComposeAllEnabled).
+func (b *Broker) compose() fosite.OAuth2Provider {
+	c := b.cfg
+	fc := &fosite.Config{
+		AccessTokenLifespan:   c.AccessTokenTTL,
+		RefreshTokenLifespan:  c.RefreshTokenIdleTTL,
+		AuthorizeCodeLifespan: c.AuthCodeTTL,
+		IDTokenLifespan:       c.IDTokenTTL,
+		IDTokenIssuer:         c.Issuer,
+		AccessTokenIssuer:     c.Issuer,
+		TokenURL:              c.Issuer + "/token",
+		GlobalSecret:          c.GlobalSecret,
+		// PKCE S256 for every client; without EnforcePKCE fosite lets a code
+		// be redeemed without a verifier after one failed attempt.
+		EnforcePKCE:                    true,
+		EnforcePKCEForPublicClients:    true,
+		EnablePKCEPlainChallengeMethod: false,
+		ScopeStrategy:                  fosite.ExactScopeStrategy,
+		AudienceMatchingStrategy:       fosite.ExactAudienceMatchingStrategy,
+		JWTScopeClaimKey:               fjwt.JWTScopeFieldString,
+		RefreshTokenScopes:             []string{"offline_access"},
+		ClientSecretsHasher:            secretHasher{},
+		MinParameterEntropy:            8,
+		AllowedPromptValues:            []string{"login", "none", "consent", "select_account"},
+		SendDebugMessagesToClients:     false,
+	}
+	signer := fositeSigner{keys: b.cfg.Keys}
+	hmacStrategy := compose.NewOAuth2HMACStrategy(fc)
+	jwtStrategy := &freshJWTStrategy{DefaultJWTStrategy: &oauth2.DefaultJWTStrategy{Signer: signer, HMACSHAStrategy: hmacStrategy, Config: fc}}
+	strategy := &compose.CommonStrategy{
+		CoreStrategy:               jwtStrategy,
+		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: signer, Config: fc},
+		Signer:                     signer,
+	}
+	return compose.Compose(fc, b.fstore, strategy,
+		compose.OAuth2AuthorizeExplicitFactory,
+		compose.OAuth2RefreshTokenGrantFactory,
+		compose.OpenIDConnectExplicitFactory,
+		compose.OpenIDConnectRefreshFactory, // after the OAuth2 refresh factory
+		compose.OAuth2TokenIntrospectionFactory,
+		compose.OAuth2TokenRevocationFactory,
+		compose.OAuth2PKCEFactory,
+	)
+}
+
+// freshJWTStrategy gives every access token a new iat and jti: the refresh
+// grant clones the stored session, and fosite never overwrites a non-zero
+// iat (ory/fosite#774).
+type freshJWTStrategy struct {
+	*oauth2.DefaultJWTStrategy
+}
+
+func (s *freshJWTStrategy) GenerateAccessToken(ctx context.Context, r fosite.Requester) (string, string, error) {
+	if sess, ok := r.GetSession().(*Session); ok && sess.AccessClaims != nil {
+		sess.AccessClaims.IssuedAt = time.Time{}
+		sess.AccessClaims.JTI = ""
+	}
+	return s.DefaultJWTStrategy.GenerateAccessToken(ctx, r)
+}
+
+// Upstreams lists the configured upstream identity providers.
+func (b *Broker) Upstreams() []Upstream { return b.upstreams }
+
+// Issuer is the normalised issuer URL.
+func (b *Broker) Issuer() string { return b.cfg.Issuer }
+
+// keysAlgorithm is the signing algorithm in use.
+var _ Keys = (*keys.Manager)(nil)

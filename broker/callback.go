@@ -1,0 +1,230 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/ory/fosite"
+
+	"github.com/keyward/keyward/federation"
+	"github.com/keyward/keyward/store"
+)
+
+// CallbackInput is the upstream's redirect back to Keyward.
+type CallbackInput struct {
+	Query url.Values
+	// Binding is the browser's login-cookie value.
+	Binding string
+}
+
+// Callback finishes a sign-in at the upstream (GET /callback): it checks
+// state and the browser binding, redeems the upstream code, verifies the
+// upstream ID token (issuer, audience, expiry, signature, nonce), maps the
+// identity, opens a Keyward session and answers the original /authorize.
+func (b *Broker) Callback(ctx context.Context, in CallbackInput) (Outcome, error) {
+	state := in.Query.Get("state")
+	if state == "" {
+		return Outcome{}, errExpiredAttempt(errors.New("no state"))
+	}
+	a, err := b.cfg.Store.GetLoginAttemptByState(ctx, state)
+	if errors.Is(err, store.ErrNotFound) {
+		return Outcome{}, errExpiredAttempt(err)
+	}
+	if err != nil {
+		return Outcome{}, fmt.Errorf("get login attempt: %w", err)
+	}
+	if err := b.checkAttempt(a, in.Binding); err != nil {
+		return Outcome{}, err
+	}
+	// One use only: a replayed state finds nothing.
+	if err := b.cfg.Store.DeleteLoginAttempt(ctx, a.ID); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return Outcome{}, errExpiredAttempt(err)
+		}
+		return Outcome{}, fmt.Errorf("delete login attempt: %w", err)
+	}
+	ar, err := b.reparse(ctx, a)
+	if err != nil {
+		return Outcome{}, err
+	}
+	up, ok := b.byID[a.UpstreamID]
+	if !ok {
+		return Outcome{}, pageError(http.StatusBadRequest, "Unknown identity provider", "The identity provider of this sign-in is no longer configured.", nil)
+	}
+	log := b.log.With("upstream", up.ID(), "client_id", a.ClientID)
+	if uerr := federation.CallbackError(in.Query); uerr != nil {
+		log.InfoContext(ctx, "upstream refused the sign-in", "event", "login_failed", "err", uerr)
+		return b.authorizeError(ctx, ar, fosite.ErrAccessDenied.WithHint("The identity provider did not sign the person in."))
+	}
+	code := in.Query.Get("code")
+	if code == "" {
+		return Outcome{}, pageError(http.StatusBadRequest, "Invalid answer from the identity provider", "The identity provider sent no authorization code.", nil)
+	}
+	id, err := up.Exchange(ctx, code, a.PKCEVerifier, a.Nonce)
+	if err != nil {
+		log.InfoContext(ctx, "upstream sign-in could not be verified", "event", "login_failed", "err", err)
+		return Outcome{}, pageError(http.StatusBadGateway, "Sign-in could not be completed",
+			"Keyward could not verify the answer of "+up.Name()+". No session was created. Try again; if it keeps failing, tell your administrator.", err)
+	}
+	now := b.cfg.Now()
+	subject := SubjectID(up.ID(), id.Subject)
+	if err := b.upsertSubject(ctx, subject, up.ID(), id, now); err != nil {
+		if errors.Is(err, errSubjectRefused) {
+			log.InfoContext(ctx, "disabled subject refused", "event", "login_failed", "sub", subject)
+			return Outcome{}, pageError(http.StatusForbidden, "Access removed",
+				"Your access has been removed. If you think this is a mistake, contact your administrator.", err)
+		}
+		return Outcome{}, err
+	}
+	authTime := id.AuthTime
+	if authTime.IsZero() || authTime.After(now) {
+		authTime = now
+	}
+	sess := store.Session{
+		ID:              randomString(32),
+		Subject:         subject,
+		UpstreamID:      up.ID(),
+		UpstreamSubject: id.Subject,
+		Identity: store.Identity{
+			Email:             id.Email,
+			EmailVerified:     id.EmailVerified,
+			Name:              id.Name,
+			PreferredUsername: id.PreferredUsername,
+			Groups:            id.Groups,
+		},
+		AuthTime:   authTime,
+		CreatedAt:  now,
+		LastSeenAt: now,
+		ExpiresAt:  now.Add(b.cfg.SessionTTL),
+	}
+	if err := b.cfg.Store.CreateSession(ctx, sess); err != nil {
+		return Outcome{}, fmt.Errorf("create session: %w", err)
+	}
+	log.InfoContext(ctx, "signed in", "event", "login_succeeded", "sub", subject, "sid", sess.ID[:8])
+	respond, err := b.complete(ctx, ar, sess, a.CreatedAt)
+	if err != nil {
+		return Outcome{}, err
+	}
+	return Outcome{respond: respond, Session: &SessionCookie{ID: sess.ID, ExpiresAt: sess.ExpiresAt}}, nil
+}
+
+func (b *Broker) upsertSubject(ctx context.Context, id, upstreamID string, ident federation.Identity, now time.Time) error {
+	s, err := b.cfg.Store.UpsertSubject(ctx, id, func() store.Subject {
+		return store.Subject{ID: id, UpstreamID: upstreamID, UpstreamSubject: ident.Subject, Email: ident.Email, Name: ident.Name, CreatedAt: now, UpdatedAt: now, LastLoginAt: now}
+	}, func(s store.Subject) (store.Subject, error) {
+		s.Email, s.Name, s.UpdatedAt = ident.Email, ident.Name, now
+		if !s.Disabled {
+			s.LastLoginAt = now
+		}
+		return s, nil
+	})
+	if err != nil {
+		return fmt.Errorf("upsert subject: %w", err)
+	}
+	if s.Disabled {
+		return errSubjectRefused
+	}
+	return nil
+}
+
+// reparse validates the stored /authorize request again, exactly as fosite
+// did when it arrived.
+func (b *Broker) reparse(ctx context.Context, a store.LoginAttempt) (fosite.AuthorizeRequester, error) {
+	r, err := http.NewRequestWithContext(ctx, http.MethodGet, b.cfg.Issuer+"/authorize?"+a.AuthorizeForm.Encode(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("rebuild authorize request: %w", err)
+	}
+	ar, err := b.provider.NewAuthorizeRequest(ctx, r)
+	if err != nil {
+		return nil, pageError(http.StatusBadRequest, "Invalid sign-in request", "The application's sign-in request is no longer valid. Return to the application and sign in again.", err)
+	}
+	return ar, nil
+}
+
+// complete issues the authorization response for a signed-in session.
+// requestedAt is when the /authorize request arrived; with prompt=login
+// fosite requires the authentication to be no older than it.
+func (b *Broker) complete(ctx context.Context, ar fosite.AuthorizeRequester, s store.Session, requestedAt time.Time) (func(context.Context, http.ResponseWriter), error) {
+	for _, scope := range ar.GetRequestedScopes() {
+		ar.GrantScope(scope)
+	}
+	auds := ar.GetRequestedAudience()
+	if len(auds) == 0 {
+		auds = ar.GetClient().GetAudience()
+	}
+	for _, aud := range auds {
+		ar.GrantAudience(aud)
+	}
+	sess := b.newTokenSession(s, ar.GetGrantedScopes(), ar.GetClient().GetID(), requestedAt)
+	resp, err := b.provider.NewAuthorizeResponse(ctx, ar, sess)
+	if err != nil {
+		return func(ctx context.Context, w http.ResponseWriter) {
+			b.log.InfoContext(ctx, "authorize response refused", "client_id", ar.GetClient().GetID(), "err", err)
+			b.provider.WriteAuthorizeError(ctx, &issWriter{ResponseWriter: w, iss: b.cfg.Issuer}, ar, err)
+		}, nil
+	}
+	resp.AddParameter("iss", b.cfg.Issuer) // RFC 9207
+	return func(ctx context.Context, w http.ResponseWriter) {
+		b.provider.WriteAuthorizeResponse(ctx, w, ar, resp)
+	}, nil
+}
+
+// newTokenSession decides the claims of the ID token and the access token.
+// Identity claims follow the granted scopes (OIDC Core §5.4).
+func (b *Broker) newTokenSession(s store.Session, scopes fosite.Arguments, clientID string, requestedAt time.Time) *Session {
+	sess := newSession()
+	now := b.cfg.Now().UTC()
+	sess.Subject = s.Subject
+	sess.SessionID = s.ID
+	sess.UpstreamID = s.UpstreamID
+	sess.FamilyStart = now
+	idc := sess.DefaultSession.Claims
+	idc.Subject = s.Subject
+	idc.AuthTime = s.AuthTime.UTC().Truncate(time.Second)
+	idc.RequestedAt = requestedAt.UTC().Truncate(time.Second)
+	idc.Extra = map[string]any{"sid": s.ID}
+	id := s.Identity
+	identity := map[string]any{}
+	if scopes.Has("email") && id.Email != "" {
+		identity["email"] = id.Email
+		identity["email_verified"] = id.EmailVerified
+	}
+	if scopes.Has("profile") {
+		if id.Name != "" {
+			identity["name"] = id.Name
+		}
+		if id.PreferredUsername != "" {
+			identity["preferred_username"] = id.PreferredUsername
+		}
+	}
+	if scopes.Has("groups") && id.Groups != nil {
+		identity["groups"] = append([]string{}, id.Groups...)
+	}
+	for k, v := range identity {
+		idc.Extra[k] = v
+	}
+	// fosite picks the at_hash function from this header; the key manager
+	// sets the real alg. EdDSA's at_hash is SHA-512 (as go-oidc checks it).
+	if b.cfg.Keys.Algorithm() == "EdDSA" {
+		sess.DefaultSession.Headers.Add("alg", "ES512")
+	}
+
+	sess.AccessClaims.Subject = s.Subject
+	sess.AccessClaims.Extra = map[string]any{"client_id": clientID, "sid": s.ID, "idp": s.UpstreamID}
+	if !s.AuthTime.IsZero() {
+		sess.AccessClaims.Extra["auth_time"] = s.AuthTime.Unix()
+	}
+	for _, c := range b.cfg.AccessTokenClaims {
+		if v, ok := identity[c]; ok {
+			sess.AccessClaims.Extra[c] = v
+		}
+	}
+	sess.AccessHeader.Add("typ", "at+jwt") // RFC 9068 §2.1
+	return sess
+}
+
+func parseURL(s string) (*url.URL, error) { return url.Parse(s) }

@@ -1,0 +1,13 @@
+// Package broker is Keyward's OpenID Provider: it assembles fosite (code
+// flow with PKCE, refresh with rotation and reuse detection, revocation,
+// introspection), runs the login state machine that sends people to an
+// upstream identity provider and back, keeps Keyward's single sign-on
+// sessions, and decides what goes into every token.
+//
+// Where fosite needs the *http.Request, package web passes it through;
+// everything Keyward decides itself takes typed values and returns typed
+// results or an *Error.
+//
+// broker imports store (records and sentinels), keys and federation. It must
+// never import web, web/verify, cmd or a store backend.
+package broker

@@ -1,0 +1,196 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/ory/fosite"
+)
+
+// Grant types Keyward answers at /token.
+var supportedGrants = map[string]bool{
+	"authorization_code": true,
+	"refresh_token":      true,
+}
+
+// Token handles POST /token (RFC 6749 §4.1.3, §6). The body must already be
+// size-limited by the caller.
+func (b *Broker) Token(ctx context.Context, w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		b.provider.WriteAccessError(ctx, w, nil, fosite.ErrInvalidRequest.WithHint("The request body could not be parsed.").WithWrap(err))
+		return
+	}
+	// fosite answers an unknown grant with invalid_request; RFC 6749 §5.2
+	// says unsupported_grant_type.
+	if gt := r.PostForm.Get("grant_type"); gt != "" && !supportedGrants[gt] {
+		b.provider.WriteAccessError(ctx, w, nil, fosite.ErrUnsupportedGrantType)
+		return
+	}
+	ar, err := b.provider.NewAccessRequest(ctx, r, newSession())
+	if err != nil {
+		b.tokenError(ctx, w, ar, err)
+		return
+	}
+	if ar.GetGrantTypes().ExactOne("refresh_token") {
+		if sess, ok := ar.GetSession().(*Session); ok {
+			if err := b.checkSubject(ctx, sess.GetSubject(), sess.FamilyStart); err != nil {
+				if errors.Is(err, errSubjectRefused) {
+					_ = b.fstore.RevokeRefreshToken(ctx, ar.GetID())
+					_ = b.fstore.RevokeAccessToken(ctx, ar.GetID())
+					b.tokenError(ctx, w, ar, fosite.ErrInvalidGrant.WithHint("Access has been removed.").WithWrap(err))
+					return
+				}
+				b.tokenError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+				return
+			}
+		}
+	}
+	resp, err := b.provider.NewAccessResponse(ctx, ar)
+	if err != nil {
+		b.tokenError(ctx, w, ar, err)
+		return
+	}
+	b.log.InfoContext(ctx, "tokens issued", "event", "token_issued", "client_id", ar.GetClient().GetID(),
+		"grant_type", strings.Join(ar.GetGrantTypes(), " "), "sub", ar.GetSession().GetSubject())
+	b.provider.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+func (b *Broker) tokenError(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, err error) {
+	var rfc *fosite.RFC6749Error
+	level := "info"
+	if errors.As(err, &rfc) && rfc.CodeField >= 500 {
+		level = "error"
+	}
+	attrs := []any{"err", err}
+	if ar != nil && ar.GetClient() != nil {
+		attrs = append(attrs, "client_id", ar.GetClient().GetID())
+	}
+	if level == "error" {
+		b.log.ErrorContext(ctx, "token request failed", attrs...)
+	} else {
+		b.log.InfoContext(ctx, "token request refused", attrs...)
+	}
+	b.provider.WriteAccessError(ctx, w, ar, err)
+}
+
+// Revoke handles POST /revoke (RFC 7009).
+func (b *Broker) Revoke(ctx context.Context, w http.ResponseWriter, r *http.Request) {
+	err := b.provider.NewRevocationRequest(ctx, r)
+	if err != nil {
+		b.log.InfoContext(ctx, "revocation refused", "err", err)
+	}
+	b.provider.WriteRevocationResponse(ctx, w, err)
+}
+
+// Introspect handles POST /introspect (RFC 7662); the caller authenticates
+// as a client.
+func (b *Broker) Introspect(ctx context.Context, w http.ResponseWriter, r *http.Request) {
+	ir, err := b.provider.NewIntrospectionRequest(ctx, r, newSession())
+	if err != nil {
+		var rfc *fosite.RFC6749Error
+		if errors.As(err, &rfc) && rfc.ErrorField == fosite.ErrInactiveToken.ErrorField {
+			// An invalid token is an answer, not an error.
+			b.provider.WriteIntrospectionResponse(ctx, w, ir)
+			return
+		}
+		b.log.InfoContext(ctx, "introspection refused", "err", err)
+		b.provider.WriteIntrospectionError(ctx, w, err)
+		return
+	}
+	b.provider.WriteIntrospectionResponse(ctx, w, ir)
+}
+
+// UserInfo handles GET and POST /userinfo (OIDC Core §5.3).
+func (b *Broker) UserInfo(ctx context.Context, w http.ResponseWriter, r *http.Request) {
+	token := bearerToken(r)
+	if token == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_request", "error_description": "An access token is required."})
+		return
+	}
+	_, ar, err := b.provider.IntrospectToken(ctx, token, fosite.AccessToken, newSession())
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward", error="invalid_token"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": "The access token is invalid, expired or revoked."})
+		return
+	}
+	if !ar.GetGrantedScopes().Has("openid") {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward", error="insufficient_scope", scope="openid"`)
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "insufficient_scope", "error_description": "The access token was not granted the openid scope."})
+		return
+	}
+	sess, ok := ar.GetSession().(*Session)
+	if !ok {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "server_error"})
+		return
+	}
+	if err := b.checkSubject(ctx, sess.GetSubject(), sess.FamilyStart); err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward", error="invalid_token"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": "Access has been removed."})
+		return
+	}
+	claims := map[string]any{"sub": sess.GetSubject()}
+	for k, v := range sess.DefaultSession.Claims.Extra {
+		if k == "sid" {
+			continue
+		}
+		claims[k] = v
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, claims)
+}
+
+func bearerToken(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	if r.Method == http.MethodPost {
+		return r.PostFormValue("access_token")
+	}
+	return ""
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Discovery is the OpenID Provider metadata (OIDC Discovery §3, RFC 8414),
+// serialized once.
+func (b *Broker) Discovery() []byte { return b.discovery }
+
+func (b *Broker) buildDiscovery() []byte {
+	iss := b.cfg.Issuer
+	doc := map[string]any{
+		"issuer":                                         iss,
+		"authorization_endpoint":                         iss + "/authorize",
+		"token_endpoint":                                 iss + "/token",
+		"jwks_uri":                                       iss + "/keys",
+		"userinfo_endpoint":                              iss + "/userinfo",
+		"revocation_endpoint":                            iss + "/revoke",
+		"introspection_endpoint":                         iss + "/introspect",
+		"response_types_supported":                       []string{"code"},
+		"response_modes_supported":                       []string{"query"},
+		"grant_types_supported":                          []string{"authorization_code", "refresh_token"},
+		"subject_types_supported":                        []string{"public"},
+		"id_token_signing_alg_values_supported":          []string{b.cfg.Keys.Algorithm()},
+		"scopes_supported":                               []string{"openid", "email", "profile", "groups", "offline_access"},
+		"claims_supported":                               []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "email", "email_verified", "name", "preferred_username", "groups"},
+		"code_challenge_methods_supported":               []string{"S256"},
+		"token_endpoint_auth_methods_supported":          []string{"client_secret_basic", "client_secret_post", "none"},
+		"revocation_endpoint_auth_methods_supported":     []string{"client_secret_basic", "client_secret_post", "none"},
+		"introspection_endpoint_auth_methods_supported":  []string{"client_secret_basic", "client_secret_post"},
+		"prompt_values_supported":                        []string{"none", "login"},
+		"authorization_response_iss_parameter_supported": true,
+		"claims_parameter_supported":                     false,
+		"request_parameter_supported":                    false,
+		"request_uri_parameter_supported":                false,
+	}
+	out, _ := json.MarshalIndent(doc, "", "  ")
+	return out
+}

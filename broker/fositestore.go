@@ -1,0 +1,368 @@
+package broker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/handler/openid"
+	"github.com/ory/fosite/handler/pkce"
+
+	"github.com/keyward/keyward/store"
+)
+
+// grantStore is the part of the store that fosite's records need.
+type grantStore interface {
+	CreateGrant(ctx context.Context, g store.Grant) error
+	GetGrant(ctx context.Context, kind store.GrantKind, signature string) (store.Grant, error)
+	UpdateGrant(ctx context.Context, kind store.GrantKind, signature string, updater func(store.Grant) (store.Grant, error)) error
+	DeleteGrant(ctx context.Context, kind store.GrantKind, signature string) error
+	DeleteGrantsByRequest(ctx context.Context, requestID string, kinds ...store.GrantKind) (int, error)
+}
+
+// fositeStore implements fosite's storage interfaces on Keyward's store.
+// Records are keyed by token signatures, never tokens; the one record fosite
+// keys by the raw authorize code (the OIDC session) is keyed by its hash.
+type fositeStore struct {
+	grants  grantStore
+	clients *clientRegistry
+	// refreshGrace: a rotated refresh token still works for this long, so
+	// racing refreshes of one client do not revoke the family.
+	refreshGrace time.Duration
+	// refreshMaxTTL caps a refresh family's lifetime from its first grant.
+	refreshMaxTTL time.Duration
+	// codeTTL is the lifetime of PKCE and OIDC records (those of the code).
+	codeTTL time.Duration
+	now     func() time.Time
+}
+
+var (
+	_ fosite.Storage                     = (*fositeStore)(nil)
+	_ oauth2.CoreStorage                 = (*fositeStore)(nil)
+	_ oauth2.TokenRevocationStorage      = (*fositeStore)(nil)
+	_ pkce.PKCERequestStorage            = (*fositeStore)(nil)
+	_ openid.OpenIDConnectRequestStorage = (*fositeStore)(nil)
+)
+
+// storedRequest is the serialized fosite.Request (its Client and Session are
+// interfaces, so it cannot be unmarshalled whole).
+type storedRequest struct {
+	ID                string          `json:"id"`
+	RequestedAt       time.Time       `json:"requested_at"`
+	ClientID          string          `json:"client_id"`
+	RequestedScope    []string        `json:"scopes,omitempty"`
+	GrantedScope      []string        `json:"granted_scopes,omitempty"`
+	RequestedAudience []string        `json:"audiences,omitempty"`
+	GrantedAudience   []string        `json:"granted_audiences,omitempty"`
+	Form              url.Values      `json:"form,omitempty"`
+	Session           json.RawMessage `json:"session"`
+}
+
+func (s *fositeStore) GetClient(ctx context.Context, id string) (fosite.Client, error) {
+	c, ok := s.clients.get(id)
+	if !ok {
+		return nil, fosite.ErrNotFound
+	}
+	return c, nil
+}
+
+// ClientAssertionJWTValid reports whether a client-assertion jti is unused.
+func (s *fositeStore) ClientAssertionJWTValid(ctx context.Context, jti string) error {
+	g, err := s.grants.GetGrant(ctx, store.GrantAssertionJTI, jti)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("get assertion jti: %w", err)
+	}
+	if !g.ExpiresAt.After(s.now()) {
+		return nil
+	}
+	return fosite.ErrJTIKnown
+}
+
+func (s *fositeStore) SetClientAssertionJWT(ctx context.Context, jti string, exp time.Time) error {
+	err := s.grants.CreateGrant(ctx, store.Grant{Kind: store.GrantAssertionJTI, Signature: jti, ExpiresAt: exp, RequestedAt: s.now()})
+	if errors.Is(err, store.ErrConflict) {
+		return fosite.ErrJTIKnown
+	}
+	return err
+}
+
+func (s *fositeStore) create(ctx context.Context, kind store.GrantKind, sig string, r fosite.Requester, expires time.Time, accessSig string) error {
+	sess, _ := r.GetSession().(*Session)
+	data, err := s.marshal(r)
+	if err != nil {
+		return err
+	}
+	g := store.Grant{
+		Kind:            kind,
+		Signature:       sig,
+		RequestID:       r.GetID(),
+		ClientID:        r.GetClient().GetID(),
+		Active:          true,
+		AccessSignature: accessSig,
+		RequestedAt:     r.GetRequestedAt(),
+		ExpiresAt:       expires,
+		Data:            data,
+	}
+	if sess != nil {
+		g.Subject = sess.GetSubject()
+		g.SessionID = sess.SessionID
+	}
+	if err := s.grants.CreateGrant(ctx, g); err != nil {
+		return fmt.Errorf("create %s: %w", kind, err)
+	}
+	return nil
+}
+
+func (s *fositeStore) marshal(r fosite.Requester) ([]byte, error) {
+	sess, err := json.Marshal(r.GetSession())
+	if err != nil {
+		return nil, fmt.Errorf("marshal session: %w", err)
+	}
+	sr := storedRequest{
+		ID:                r.GetID(),
+		RequestedAt:       r.GetRequestedAt(),
+		ClientID:          r.GetClient().GetID(),
+		RequestedScope:    r.GetRequestedScopes(),
+		GrantedScope:      r.GetGrantedScopes(),
+		RequestedAudience: r.GetRequestedAudience(),
+		GrantedAudience:   r.GetGrantedAudience(),
+		Form:              r.GetRequestForm(),
+		Session:           sess,
+	}
+	b, err := json.Marshal(sr)
+	if err != nil {
+		return nil, fmt.Errorf("marshal request: %w", err)
+	}
+	return b, nil
+}
+
+// load rebuilds the request of g. proto is the session prototype fosite
+// passes in; it may be nil (revocation does that), then a new one is used.
+func (s *fositeStore) load(ctx context.Context, g store.Grant, proto fosite.Session) (fosite.Requester, error) {
+	var sr storedRequest
+	if err := json.Unmarshal(g.Data, &sr); err != nil {
+		return nil, fmt.Errorf("unmarshal request: %w", err)
+	}
+	if proto == nil {
+		proto = newSession()
+	}
+	if err := json.Unmarshal(sr.Session, proto); err != nil {
+		return nil, fmt.Errorf("unmarshal session: %w", err)
+	}
+	client, err := s.GetClient(ctx, sr.ClientID)
+	if err != nil {
+		// A client removed from the configuration voids its grants.
+		return nil, fosite.ErrNotFound.WithWrap(err)
+	}
+	return &fosite.Request{
+		ID:                sr.ID,
+		RequestedAt:       sr.RequestedAt,
+		Client:            client,
+		RequestedScope:    sr.RequestedScope,
+		GrantedScope:      sr.GrantedScope,
+		RequestedAudience: sr.RequestedAudience,
+		GrantedAudience:   sr.GrantedAudience,
+		Form:              sr.Form,
+		Session:           proto,
+	}, nil
+}
+
+// get loads a record; an expired one is reported as not found.
+func (s *fositeStore) get(ctx context.Context, kind store.GrantKind, sig string, proto fosite.Session) (store.Grant, fosite.Requester, error) {
+	g, err := s.grants.GetGrant(ctx, kind, sig)
+	if errors.Is(err, store.ErrNotFound) {
+		return g, nil, fosite.ErrNotFound
+	}
+	if err != nil {
+		return g, nil, fmt.Errorf("get %s: %w", kind, err)
+	}
+	if !g.ExpiresAt.IsZero() && !g.ExpiresAt.After(s.now()) {
+		return g, nil, fosite.ErrNotFound
+	}
+	r, err := s.load(ctx, g, proto)
+	return g, r, err
+}
+
+func (s *fositeStore) del(ctx context.Context, kind store.GrantKind, sig string) error {
+	err := s.grants.DeleteGrant(ctx, kind, sig)
+	if errors.Is(err, store.ErrNotFound) {
+		return fosite.ErrNotFound
+	}
+	return err
+}
+
+func expiry(r fosite.Requester, t fosite.TokenType, fallback time.Time) time.Time {
+	if sess := r.GetSession(); sess != nil {
+		if e := sess.GetExpiresAt(t); !e.IsZero() {
+			return e
+		}
+	}
+	return fallback
+}
+
+// --- authorize codes
+
+func (s *fositeStore) CreateAuthorizeCodeSession(ctx context.Context, sig string, r fosite.Requester) error {
+	return s.create(ctx, store.GrantAuthorizeCode, sig, r, expiry(r, fosite.AuthorizeCode, s.now().Add(s.codeTTL)), "")
+}
+
+// GetAuthorizeCodeSession returns the request together with
+// fosite.ErrInvalidatedAuthorizeCode for a used code, so fosite can revoke
+// the tokens issued from it.
+func (s *fositeStore) GetAuthorizeCodeSession(ctx context.Context, sig string, proto fosite.Session) (fosite.Requester, error) {
+	g, r, err := s.get(ctx, store.GrantAuthorizeCode, sig, proto)
+	if err != nil {
+		return nil, err
+	}
+	if !g.Active {
+		return r, fosite.ErrInvalidatedAuthorizeCode
+	}
+	return r, nil
+}
+
+func (s *fositeStore) InvalidateAuthorizeCodeSession(ctx context.Context, sig string) error {
+	err := s.grants.UpdateGrant(ctx, store.GrantAuthorizeCode, sig, func(g store.Grant) (store.Grant, error) {
+		g.Active = false
+		return g, nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return fosite.ErrNotFound
+	}
+	return err
+}
+
+// --- PKCE (keyed by the code's signature) and OIDC (keyed by the code)
+
+func (s *fositeStore) CreatePKCERequestSession(ctx context.Context, sig string, r fosite.Requester) error {
+	return s.create(ctx, store.GrantPKCE, sig, r, expiry(r, fosite.AuthorizeCode, s.now().Add(s.codeTTL)), "")
+}
+
+func (s *fositeStore) GetPKCERequestSession(ctx context.Context, sig string, proto fosite.Session) (fosite.Requester, error) {
+	_, r, err := s.get(ctx, store.GrantPKCE, sig, proto)
+	return r, err
+}
+
+func (s *fositeStore) DeletePKCERequestSession(ctx context.Context, sig string) error {
+	return s.del(ctx, store.GrantPKCE, sig)
+}
+
+// codeKey hashes a raw authorize code: fosite keys the OIDC record by the
+// code itself, and codes are never stored.
+func codeKey(code string) string {
+	h := sha256.Sum256([]byte(code))
+	return base64.RawURLEncoding.EncodeToString(h[:])
+}
+
+func (s *fositeStore) CreateOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) error {
+	return s.create(ctx, store.GrantOIDC, codeKey(code), r, expiry(r, fosite.AuthorizeCode, s.now().Add(s.codeTTL)), "")
+}
+
+func (s *fositeStore) GetOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) (fosite.Requester, error) {
+	_, req, err := s.get(ctx, store.GrantOIDC, codeKey(code), r.GetSession())
+	if errors.Is(err, fosite.ErrNotFound) {
+		return nil, openid.ErrNoSessionFound
+	}
+	return req, err
+}
+
+func (s *fositeStore) DeleteOpenIDConnectSession(ctx context.Context, code string) error {
+	return s.del(ctx, store.GrantOIDC, codeKey(code))
+}
+
+// --- access tokens (the JWT's signature segment)
+
+func (s *fositeStore) CreateAccessTokenSession(ctx context.Context, sig string, r fosite.Requester) error {
+	return s.create(ctx, store.GrantAccessToken, sig, r, expiry(r, fosite.AccessToken, s.now().Add(time.Hour)), "")
+}
+
+func (s *fositeStore) GetAccessTokenSession(ctx context.Context, sig string, proto fosite.Session) (fosite.Requester, error) {
+	_, r, err := s.get(ctx, store.GrantAccessToken, sig, proto)
+	return r, err
+}
+
+func (s *fositeStore) DeleteAccessTokenSession(ctx context.Context, sig string) error {
+	return s.del(ctx, store.GrantAccessToken, sig)
+}
+
+func (s *fositeStore) RevokeAccessToken(ctx context.Context, requestID string) error {
+	_, err := s.grants.DeleteGrantsByRequest(ctx, requestID, store.GrantAccessToken)
+	return err
+}
+
+// --- refresh tokens
+
+// CreateRefreshTokenSession stores a refresh token, capping its expiry at the
+// family's absolute lifetime (fosite slides it on every refresh).
+func (s *fositeStore) CreateRefreshTokenSession(ctx context.Context, sig, accessSig string, r fosite.Requester) error {
+	exp := expiry(r, fosite.RefreshToken, s.now().Add(s.refreshMaxTTL))
+	if sess, ok := r.GetSession().(*Session); ok && !sess.FamilyStart.IsZero() && s.refreshMaxTTL > 0 {
+		if limit := sess.FamilyStart.Add(s.refreshMaxTTL); exp.After(limit) {
+			exp = limit
+			// HMAC validation reads the expiry from the session.
+			sess.SetExpiresAt(fosite.RefreshToken, limit)
+		}
+	}
+	return s.create(ctx, store.GrantRefreshToken, sig, r, exp, accessSig)
+}
+
+// GetRefreshTokenSession returns a rotated token's request with
+// fosite.ErrInactiveToken (fosite then revokes the family: reuse detection),
+// except within the grace period after its rotation.
+func (s *fositeStore) GetRefreshTokenSession(ctx context.Context, sig string, proto fosite.Session) (fosite.Requester, error) {
+	g, r, err := s.get(ctx, store.GrantRefreshToken, sig, proto)
+	if err != nil {
+		return nil, err
+	}
+	if !g.Active {
+		if !g.RotatedAt.IsZero() && s.now().Sub(g.RotatedAt) <= s.refreshGrace {
+			return r, nil
+		}
+		return r, fosite.ErrInactiveToken
+	}
+	return r, nil
+}
+
+func (s *fositeStore) DeleteRefreshTokenSession(ctx context.Context, sig string) error {
+	return s.del(ctx, store.GrantRefreshToken, sig)
+}
+
+// RotateRefreshToken marks the presented refresh token used and drops the
+// family's access-token records. A second rotation within the grace period
+// keeps the first rotation time and the newer access token.
+func (s *fositeStore) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
+	first := false
+	err := s.grants.UpdateGrant(ctx, store.GrantRefreshToken, sig, func(g store.Grant) (store.Grant, error) {
+		first = g.Active
+		if g.Active {
+			g.Active = false
+			g.RotatedAt = s.now()
+		}
+		return g, nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return fosite.ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("rotate refresh token: %w", err)
+	}
+	if first {
+		return s.RevokeAccessToken(ctx, requestID)
+	}
+	return nil
+}
+
+// RevokeRefreshToken removes every refresh token of the family.
+func (s *fositeStore) RevokeRefreshToken(ctx context.Context, requestID string) error {
+	_, err := s.grants.DeleteGrantsByRequest(ctx, requestID, store.GrantRefreshToken)
+	return err
+}

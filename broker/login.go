@@ -1,0 +1,327 @@
+package broker
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base32"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ory/fosite"
+	"golang.org/x/oauth2"
+
+	"github.com/keyward/keyward/federation"
+	"github.com/keyward/keyward/store"
+)
+
+// AuthorizeInput is an /authorize request as web hands it over.
+type AuthorizeInput struct {
+	Request *http.Request
+	// SessionID is the Keyward session named by the session cookie (its
+	// seal already checked by web); empty when there is none.
+	SessionID string
+	// Binding is the browser's login-cookie value, if it has one.
+	Binding string
+}
+
+// Outcome tells web what to do next. Exactly one of Respond (a response to
+// the client is ready), Chooser and RedirectURL applies.
+type Outcome struct {
+	respond func(ctx context.Context, w http.ResponseWriter)
+	// Chooser: show the provider chooser.
+	Chooser *Chooser
+	// RedirectURL: send the browser there (the upstream's sign-in).
+	RedirectURL string
+	// Binding: set the login cookie to this value (it binds the attempt to
+	// the browser that started it).
+	Binding string
+	// Session: set the session cookie to this session.
+	Session *SessionCookie
+	// ClearSession: the session cookie names no valid session; delete it.
+	ClearSession bool
+}
+
+// Respond writes the response to the client, if one is ready.
+func (o Outcome) Respond(ctx context.Context, w http.ResponseWriter) bool {
+	if o.respond == nil {
+		return false
+	}
+	o.respond(ctx, w)
+	return true
+}
+
+// SessionCookie names a Keyward session for the session cookie.
+type SessionCookie struct {
+	ID        string
+	ExpiresAt time.Time
+}
+
+// Chooser is what the provider chooser page shows.
+type Chooser struct {
+	AttemptID  string
+	ClientName string
+	Upstreams  []ChooserUpstream
+}
+
+// ChooserUpstream is one button of the chooser.
+type ChooserUpstream struct{ ID, Name string }
+
+// Authorize handles GET and POST /authorize (OIDC Core §3.1.2).
+func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (Outcome, error) {
+	ar, err := b.provider.NewAuthorizeRequest(ctx, in.Request)
+	if err != nil {
+		return b.authorizeError(ctx, ar, err)
+	}
+	// PKCE is checked here, before the person signs in upstream, not only
+	// when the code is issued.
+	form := ar.GetRequestForm()
+	if form.Get("code_challenge") == "" || form.Get("code_challenge_method") != "S256" {
+		return b.authorizeError(ctx, ar, fosite.ErrInvalidRequest.WithHint("PKCE with code_challenge_method=S256 is required."))
+	}
+	prompt := strings.Fields(form.Get("prompt"))
+	forceLogin := has(prompt, "login")
+	var maxAge *time.Duration
+	if v := form.Get("max_age"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return b.authorizeError(ctx, ar, fosite.ErrInvalidRequest.WithHint("max_age must be a non-negative integer."))
+		}
+		d := time.Duration(n) * time.Second
+		maxAge = &d
+	}
+
+	out := Outcome{}
+	if in.SessionID != "" {
+		sess, err := b.validSession(ctx, in.SessionID)
+		switch {
+		case err != nil:
+			out.ClearSession = true
+		case forceLogin:
+		case maxAge != nil && b.cfg.Now().Sub(sess.AuthTime) > *maxAge:
+		default:
+			// Single sign-on: the Keyward session answers for the upstream.
+			resp, err := b.complete(ctx, ar, sess, b.cfg.Now())
+			if err != nil {
+				return Outcome{}, err
+			}
+			out.respond = resp
+			return out, nil
+		}
+	}
+	if has(prompt, "none") {
+		return b.authorizeError(ctx, ar, fosite.ErrLoginRequired)
+	}
+
+	binding := in.Binding
+	if binding == "" {
+		binding = randomString(32)
+	}
+	out.Binding = binding
+	now := b.cfg.Now()
+	attempt := store.LoginAttempt{
+		ID:             randomString(24),
+		ClientID:       ar.GetClient().GetID(),
+		AuthorizeForm:  form,
+		BrowserBinding: hashString(binding),
+		CreatedAt:      now,
+		ExpiresAt:      now.Add(b.cfg.LoginTTL),
+	}
+	opts := federation.AuthOptions{LoginHint: form.Get("login_hint")}
+	if forceLogin {
+		opts.Prompt = "login"
+	}
+	opts.MaxAge = maxAge
+	if len(b.upstreams) == 1 {
+		url := b.prepareUpstream(&attempt, b.upstreams[0], opts)
+		if err := b.cfg.Store.CreateLoginAttempt(ctx, attempt); err != nil {
+			return Outcome{}, fmt.Errorf("create login attempt: %w", err)
+		}
+		out.RedirectURL = url
+		return out, nil
+	}
+	if err := b.cfg.Store.CreateLoginAttempt(ctx, attempt); err != nil {
+		return Outcome{}, fmt.Errorf("create login attempt: %w", err)
+	}
+	ch := &Chooser{AttemptID: attempt.ID, ClientName: ar.GetClient().GetID()}
+	if c, ok := b.clients.get(ch.ClientName); ok {
+		ch.ClientName = c.name
+	}
+	for _, u := range b.upstreams {
+		ch.Upstreams = append(ch.Upstreams, ChooserUpstream{ID: u.ID(), Name: u.Name()})
+	}
+	out.Chooser = ch
+	return out, nil
+}
+
+// ChooseUpstream continues a login attempt at the upstream the person chose
+// on the chooser and returns where to send the browser.
+func (b *Broker) ChooseUpstream(ctx context.Context, attemptID, upstreamID, binding string) (string, error) {
+	u, ok := b.byID[upstreamID]
+	if !ok {
+		return "", pageError(http.StatusNotFound, "Unknown identity provider", "That identity provider is not configured here. Go back and choose another.", nil)
+	}
+	a, err := b.cfg.Store.GetLoginAttempt(ctx, attemptID)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", errExpiredAttempt(err)
+	}
+	if err != nil {
+		return "", fmt.Errorf("get login attempt: %w", err)
+	}
+	if err := b.checkAttempt(a, binding); err != nil {
+		return "", err
+	}
+	opts := federation.AuthOptions{LoginHint: a.AuthorizeForm.Get("login_hint")}
+	if has(strings.Fields(a.AuthorizeForm.Get("prompt")), "login") {
+		opts.Prompt = "login"
+	}
+	var url string
+	err = b.cfg.Store.UpdateLoginAttempt(ctx, attemptID, func(old store.LoginAttempt) (store.LoginAttempt, error) {
+		if old.UpstreamID != "" {
+			// A second choice replaces the first; the old state dies.
+			old.State, old.Nonce, old.PKCEVerifier = "", "", ""
+		}
+		url = b.prepareUpstream(&old, u, opts)
+		return old, nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("update login attempt: %w", err)
+	}
+	return url, nil
+}
+
+// prepareUpstream fills the upstream leg's protections into the attempt
+// and returns the upstream's authorization URL.
+func (b *Broker) prepareUpstream(a *store.LoginAttempt, u Upstream, opts federation.AuthOptions) string {
+	a.UpstreamID = u.ID()
+	a.State = randomString(32)
+	a.Nonce = randomString(32)
+	a.PKCEVerifier = oauth2.GenerateVerifier()
+	return u.AuthCodeURL(a.State, a.Nonce, a.PKCEVerifier, opts)
+}
+
+func (b *Broker) checkAttempt(a store.LoginAttempt, binding string) error {
+	if !a.ExpiresAt.After(b.cfg.Now()) {
+		return errExpiredAttempt(nil)
+	}
+	if binding == "" || subtle.ConstantTimeCompare([]byte(hashString(binding)), []byte(a.BrowserBinding)) != 1 {
+		return pageError(http.StatusBadRequest, "Sign-in started in another browser",
+			"This sign-in was started in another browser or its cookie is gone. Return to the application and sign in again.", nil)
+	}
+	return nil
+}
+
+func errExpiredAttempt(cause error) *PageError {
+	return pageError(http.StatusBadRequest, "This sign-in has expired",
+		"The sign-in link has expired or was already used. Return to the application and sign in again.", cause)
+}
+
+// validSession returns the Keyward session id names if it is alive and its
+// subject may still sign in.
+func (b *Broker) validSession(ctx context.Context, id string) (store.Session, error) {
+	s, err := b.cfg.Store.GetSession(ctx, id)
+	if err != nil {
+		return s, fmt.Errorf("get session: %w", err)
+	}
+	if !s.ExpiresAt.After(b.cfg.Now()) {
+		return s, errors.New("session expired")
+	}
+	if err := b.checkSubject(ctx, s.Subject, s.AuthTime); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+// errSubjectRefused is returned by checkSubject.
+var errSubjectRefused = errors.New("subject is disabled")
+
+// checkSubject is the one place where a subject can be refused: disabled,
+// or authenticated before its not-before time.
+func (b *Broker) checkSubject(ctx context.Context, subject string, issuedAt time.Time) error {
+	s, err := b.cfg.Store.GetSubject(ctx, subject)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("get subject: %w", err)
+	}
+	if s.Disabled || (!s.NotBefore.IsZero() && issuedAt.Before(s.NotBefore)) {
+		return errSubjectRefused
+	}
+	return nil
+}
+
+// authorizeError answers an /authorize failure: a redirect to the client
+// only once the client and redirect_uri are known good, else an error page.
+func (b *Broker) authorizeError(ctx context.Context, ar fosite.AuthorizeRequester, err error) (Outcome, error) {
+	if ar == nil || !ar.IsRedirectURIValid() {
+		msg := "The application sent an invalid sign-in request."
+		var rfc *fosite.RFC6749Error
+		if errors.As(err, &rfc) {
+			msg = rfc.GetDescription()
+		}
+		return Outcome{}, pageError(http.StatusBadRequest, "Invalid sign-in request", msg, err)
+	}
+	b.log.InfoContext(ctx, "authorize request refused", "client_id", ar.GetClient().GetID(), "err", err)
+	return Outcome{respond: func(ctx context.Context, w http.ResponseWriter) {
+		b.provider.WriteAuthorizeError(ctx, &issWriter{ResponseWriter: w, iss: b.cfg.Issuer}, ar, err)
+	}}, nil
+}
+
+// issWriter adds the RFC 9207 iss parameter to an authorization error
+// redirect, which fosite offers no hook for.
+type issWriter struct {
+	http.ResponseWriter
+	iss string
+}
+
+func (w *issWriter) WriteHeader(status int) {
+	if loc := w.Header().Get("Location"); loc != "" && status >= 300 && status < 400 {
+		if u, err := parseURL(loc); err == nil {
+			q := u.Query()
+			if q.Get("iss") == "" {
+				q.Set("iss", w.iss)
+				u.RawQuery = q.Encode()
+				w.Header().Set("Location", u.String())
+			}
+		}
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func has(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func randomString(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err)) // never fails on supported platforms
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func hashString(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return base64.RawURLEncoding.EncodeToString(h[:])
+}
+
+var subjectEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// SubjectID derives Keyward's stable, opaque subject from the upstream id and
+// the upstream's sub.
+func SubjectID(upstreamID, upstreamSubject string) string {
+	h := sha256.Sum256([]byte("keyward-subject-v1\x00" + upstreamID + "\x00" + upstreamSubject))
+	return subjectEncoding.EncodeToString(h[:20])
+}

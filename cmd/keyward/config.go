@@ -1,0 +1,502 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the shape of keyward.yaml. LoadConfig reads it, Validate checks
+// it without I/O, ResolveSecrets reads the files it names; the wiring then
+// converts it into the tagless package configs. Keys are camelCase; durations
+// are Go durations ("90s", "15m", "24h"); an omitted or zero field takes its
+// default. examples/keyward.yaml documents every field.
+type Config struct {
+	// Issuer is the public URL of the broker (discovery lives under it): https,
+	// or http on a loopback host; no query or fragment. A trailing slash is
+	// removed. Required.
+	Issuer string `yaml:"issuer"`
+	// Listen is the host:port of the HTTP server. Default: 127.0.0.1:5556.
+	Listen string `yaml:"listen,omitempty"`
+	// TLS serves HTTPS itself; usually the gateway terminates TLS instead.
+	TLS TLSConfig `yaml:"tls,omitempty"`
+	// SessionSecretFile holds the secret that seals session cookies (at least
+	// 32 bytes; every replica needs the same one). Exactly one of it and
+	// SessionSecret is required.
+	SessionSecretFile string `yaml:"sessionSecretFile,omitempty"`
+	// SessionSecret is the secret itself, normally "${ENV_VAR}".
+	SessionSecret string           `yaml:"sessionSecret,omitempty"`
+	Store         StoreConfig      `yaml:"store,omitempty"`
+	Keys          KeysConfig       `yaml:"keys,omitempty"`
+	Tokens        TokensConfig     `yaml:"tokens,omitempty"`
+	Upstreams     []UpstreamConfig `yaml:"upstreams"`
+	Clients       []ClientConfig   `yaml:"clients"`
+	Logging       LoggingConfig    `yaml:"logging,omitempty"`
+	Metrics       MetricsConfig    `yaml:"metrics,omitempty"`
+}
+
+// TLSConfig names a PEM certificate chain and its private key. Both or neither.
+type TLSConfig struct {
+	CertFile string `yaml:"certFile,omitempty"`
+	KeyFile  string `yaml:"keyFile,omitempty"`
+}
+
+// Enabled reports whether the broker serves HTTPS itself.
+func (t TLSConfig) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
+
+// KeysConfig configures the signing keys.
+type KeysConfig struct {
+	// Algorithm is RS256, ES256 or EdDSA. Default: RS256.
+	Algorithm string `yaml:"algorithm,omitempty"`
+	// RotationPeriod is how long a key signs before the next takes over; at
+	// least twice JWKSMaxAge. Default: 24h.
+	RotationPeriod Duration `yaml:"rotationPeriod,omitempty"`
+	// JWKSMaxAge caps the Cache-Control max-age of the JWKS (which is
+	// otherwise the time to the next rotation). Default: 1h.
+	JWKSMaxAge Duration `yaml:"jwksMaxAge,omitempty"`
+	// EncryptionKeyFile holds a 32-byte AES-256-GCM key that encrypts private
+	// keys at rest: 32 raw bytes, or those bytes as base64 or hex. Optional.
+	EncryptionKeyFile string `yaml:"encryptionKeyFile,omitempty"`
+}
+
+// TokensConfig configures token lifetimes and contents.
+type TokensConfig struct {
+	// AccessTokenTTL: at most 1h. Default: 5m.
+	AccessTokenTTL Duration `yaml:"accessTokenTTL,omitempty"`
+	// IDTokenTTL: at most 24h. Default: 15m.
+	IDTokenTTL Duration `yaml:"idTokenTTL,omitempty"`
+	// AuthCodeTTL: at most 10m. Default: 1m.
+	AuthCodeTTL Duration `yaml:"authCodeTTL,omitempty"`
+	// RefreshTokenIdleTTL ends a refresh family unused this long; at most
+	// RefreshTokenMaxTTL. Default: 168h.
+	RefreshTokenIdleTTL Duration `yaml:"refreshTokenIdleTTL,omitempty"`
+	// RefreshTokenMaxTTL ends a refresh family this long after sign-in.
+	// Default: 720h.
+	RefreshTokenMaxTTL Duration `yaml:"refreshTokenMaxTTL,omitempty"`
+	// RefreshGracePeriod lets a just-rotated refresh token be used again by a
+	// racing client; at most 1m. Default: 10s.
+	RefreshGracePeriod Duration `yaml:"refreshGracePeriod,omitempty"`
+	// SessionTTL is the lifetime of the broker's single sign-on session.
+	// Default: 24h.
+	SessionTTL Duration `yaml:"sessionTTL,omitempty"`
+	// Claims are the identity claims copied into access tokens, from
+	// identityClaims. Default: [email, name, groups, preferred_username].
+	Claims []string `yaml:"claims,omitempty"`
+}
+
+// MaxSignedTTL is the longest lifetime of a signed token: how long a retired
+// key must stay published.
+func (t TokensConfig) MaxSignedTTL() time.Duration {
+	return max(time.Duration(t.AccessTokenTTL), time.Duration(t.IDTokenTTL))
+}
+
+// UpstreamConfig is one upstream OpenID Provider.
+type UpstreamConfig struct {
+	// ID names the upstream in subjects and URLs; never change it. It matches
+	// [a-z0-9][a-z0-9-_.]*. Required.
+	ID string `yaml:"id"`
+	// Name is shown on the provider chooser. Default: ID.
+	Name string `yaml:"name,omitempty"`
+	// Issuer is the upstream's issuer, exactly as its discovery document
+	// spells it (a trailing slash is kept). Required.
+	Issuer string `yaml:"issuer"`
+	// ClientID is Keyward's client ID at the upstream. Required.
+	ClientID string `yaml:"clientID"`
+	// ClientSecretFile holds Keyward's client secret at the upstream. Exactly
+	// one of it and ClientSecret is required.
+	ClientSecretFile string `yaml:"clientSecretFile,omitempty"`
+	// ClientSecret is the secret itself, normally "${ENV_VAR}".
+	ClientSecret string `yaml:"clientSecret,omitempty"`
+	// Scopes requested upstream; must include openid.
+	// Default: [openid, email, profile].
+	Scopes       []string     `yaml:"scopes,omitempty"`
+	ClaimMapping ClaimMapping `yaml:"claimMapping,omitempty"`
+}
+
+// ClaimMapping names the upstream claims that fill the identity. Each field
+// defaults to the standard claim of the same meaning.
+type ClaimMapping struct {
+	Email             string `yaml:"email,omitempty"`             // Default: email.
+	Name              string `yaml:"name,omitempty"`              // Default: name.
+	PreferredUsername string `yaml:"preferredUsername,omitempty"` // Default: preferred_username.
+	Groups            string `yaml:"groups,omitempty"`            // Default: groups.
+}
+
+// ClientConfig is one static OAuth client (relying party).
+type ClientConfig struct {
+	// ID is the client_id. Required; unique.
+	ID string `yaml:"id"`
+	// Name is shown on consent and error pages. Default: ID.
+	Name string `yaml:"name,omitempty"`
+	// SecretFile holds the client secret. With neither SecretFile nor Secret
+	// the client is public (PKCE only).
+	SecretFile string `yaml:"secretFile,omitempty"`
+	// Secret is the secret itself, normally "${ENV_VAR}".
+	Secret string `yaml:"secret,omitempty"`
+	// RedirectURIs are matched exactly; required with authorization_code.
+	RedirectURIs           []string `yaml:"redirectURIs,omitempty"`
+	PostLogoutRedirectURIs []string `yaml:"postLogoutRedirectURIs,omitempty"`
+	// GrantTypes come from grantTypes. Default: [authorization_code, refresh_token].
+	GrantTypes []string `yaml:"grantTypes,omitempty"`
+	// Scopes the client may request.
+	// Default: [openid, email, profile, groups, offline_access].
+	Scopes []string `yaml:"scopes,omitempty"`
+	// Audiences are the aud values of its access tokens. Default: [ID].
+	Audiences []string `yaml:"audiences,omitempty"`
+}
+
+// Public reports whether the client has no secret.
+func (c ClientConfig) Public() bool { return c.SecretFile == "" && c.Secret == "" }
+
+// LoggingConfig configures the slog logger.
+type LoggingConfig struct {
+	// Level is debug, info, warn or error. Default: info.
+	Level string `yaml:"level,omitempty"`
+	// Format is json or text. Default: json.
+	Format string `yaml:"format,omitempty"`
+}
+
+// MetricsConfig configures the Prometheus endpoint.
+type MetricsConfig struct {
+	// Listen is the host:port serving /metrics; empty: no metrics server.
+	Listen string `yaml:"listen,omitempty"`
+}
+
+// withDefaults fills every zero field with its default and normalises the
+// issuer. Defaults are fresh slices, never shared between clients.
+func (c *Config) withDefaults() {
+	c.Issuer = strings.TrimRight(c.Issuer, "/")
+	setDefault(&c.Listen, "127.0.0.1:5556")
+	setDefault(&c.Store.Type, "bolt")
+	if decode, ok := storeTypes[c.Store.Type]; ok && c.Store.Backend == nil {
+		c.Store.Backend, _ = decode(func(any) error { return nil }) // The zero settings.
+	}
+	k := &c.Keys
+	setDefault(&k.Algorithm, "RS256")
+	setDefault(&k.RotationPeriod, Duration(24*time.Hour))
+	setDefault(&k.JWKSMaxAge, Duration(time.Hour))
+	t := &c.Tokens
+	setDefault(&t.AccessTokenTTL, Duration(5*time.Minute))
+	setDefault(&t.IDTokenTTL, Duration(15*time.Minute))
+	setDefault(&t.AuthCodeTTL, Duration(time.Minute))
+	setDefault(&t.RefreshTokenIdleTTL, Duration(168*time.Hour))
+	setDefault(&t.RefreshTokenMaxTTL, Duration(720*time.Hour))
+	setDefault(&t.RefreshGracePeriod, Duration(10*time.Second))
+	setDefault(&t.SessionTTL, Duration(24*time.Hour))
+	setDefaults(&t.Claims, "email", "name", "groups", "preferred_username")
+	for i := range c.Upstreams {
+		u := &c.Upstreams[i]
+		setDefault(&u.Name, u.ID)
+		setDefaults(&u.Scopes, "openid", "email", "profile")
+		setDefault(&u.ClaimMapping.Email, "email")
+		setDefault(&u.ClaimMapping.Name, "name")
+		setDefault(&u.ClaimMapping.PreferredUsername, "preferred_username")
+		setDefault(&u.ClaimMapping.Groups, "groups")
+	}
+	for i := range c.Clients {
+		cl := &c.Clients[i]
+		setDefault(&cl.Name, cl.ID)
+		setDefaults(&cl.GrantTypes, grantAuthorizationCode, grantRefreshToken)
+		setDefaults(&cl.Scopes, "openid", "email", "profile", "groups", "offline_access")
+		setDefaults(&cl.Audiences, cl.ID)
+	}
+	setDefault(&c.Logging.Level, "info")
+	setDefault(&c.Logging.Format, "json")
+}
+
+func setDefault[T comparable](p *T, v T) {
+	var zero T
+	if *p == zero {
+		*p = v
+	}
+}
+
+func setDefaults(p *[]string, v ...string) {
+	if len(*p) == 0 {
+		*p = v
+	}
+}
+
+// StoreConfig selects the storage backend. In YAML it is one flat mapping:
+// `type` picks an entry of storeTypes and the other keys are that type's
+// settings, e.g. {type: bolt, path: /var/lib/keyward/keyward.db}.
+type StoreConfig struct {
+	// Type is bolt or postgres (reserved, issue #7). Default: bolt.
+	Type string
+	// Backend holds the settings of Type: *BoltStoreConfig or
+	// *PostgresStoreConfig. Nil when Type is unknown (Validate reports it).
+	Backend StoreBackend
+}
+
+// StoreBackend is the per-type part of a StoreConfig.
+type StoreBackend interface {
+	validate(p *problems, path string)
+}
+
+// storeTypes is the registry of store types: a new backend adds its settings
+// type here. Only cmd knows the concrete backends.
+var storeTypes = map[string]func(unmarshal func(any) error) (StoreBackend, error){
+	"bolt":     decodeStore[BoltStoreConfig],
+	"postgres": decodeStore[PostgresStoreConfig],
+}
+
+// BoltStoreConfig is the settings of the embedded bbolt store (one process).
+type BoltStoreConfig struct {
+	// Path of the database file; created when missing. Required.
+	Path string `yaml:"path,omitempty"`
+}
+
+func (b *BoltStoreConfig) validate(p *problems, path string) {
+	if b.Path == "" {
+		p.add(path+".path", "set it to the database file, e.g. /var/lib/keyward/keyward.db")
+	}
+}
+
+// PostgresStoreConfig is reserved for the PostgreSQL store (issue #7).
+type PostgresStoreConfig struct {
+	// DSNFile holds the connection string.
+	DSNFile string `yaml:"dsnFile,omitempty"`
+}
+
+func (*PostgresStoreConfig) validate(p *problems, path string) {
+	p.add(path+".type", "postgres is not available yet (issue #7); use bolt")
+}
+
+// Grant types a client may use.
+const (
+	grantAuthorizationCode = "authorization_code"
+	grantRefreshToken      = "refresh_token"
+	grantClientCredentials = "client_credentials"
+	grantTokenExchange     = "urn:ietf:params:oauth:grant-type:token-exchange" // RFC 8693 §2.1
+)
+
+var (
+	grantTypes     = []string{grantAuthorizationCode, grantRefreshToken, grantClientCredentials, grantTokenExchange}
+	algorithms     = []string{"RS256", "ES256", "EdDSA"}
+	identityClaims = []string{"email", "email_verified", "name", "preferred_username", "groups"}
+	upstreamIDRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
+)
+
+const sessionSecretHint = "at least 32 random bytes, e.g. head -c32 /dev/urandom | base64 > /etc/keyward/session-secret"
+
+// Validate checks the loaded config and reports every problem at once, each
+// naming the field path and the fix. It does no I/O: secret files are checked
+// by ResolveSecrets, upstream discovery at startup.
+func (c *Config) Validate() error {
+	var p problems
+	checkIssuer(&p, "issuer", c.Issuer)
+	checkListen(&p, "listen", c.Listen)
+	if c.TLS.Enabled() && c.TLS.CertFile == "" {
+		p.add("tls.certFile", "set it too (tls needs both certFile and keyFile) or remove tls")
+	}
+	if c.TLS.Enabled() && c.TLS.KeyFile == "" {
+		p.add("tls.keyFile", "set it too (tls needs both certFile and keyFile) or remove tls")
+	}
+	switch n := len(strings.TrimSpace(c.SessionSecret)); {
+	case c.SessionSecretFile == "" && c.SessionSecret == "":
+		p.add("sessionSecretFile", "set it (or sessionSecret) to a file holding %s", sessionSecretHint)
+	case c.SessionSecretFile != "" && c.SessionSecret != "":
+		p.add("sessionSecret", "set either sessionSecretFile or sessionSecret, not both")
+	case c.SessionSecret != "" && n < 32:
+		p.add("sessionSecret", "is %d bytes; use %s", n, sessionSecretHint)
+	}
+	if c.Store.Backend == nil {
+		p.add("store.type", "%q is not a store type; use bolt", c.Store.Type)
+	} else {
+		c.Store.Backend.validate(&p, "store")
+	}
+	c.validateKeys(&p)
+	c.validateTokens(&p)
+	c.validateUpstreams(&p)
+	c.validateClients(&p)
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Logging.Level) {
+		p.add("logging.level", "%q is not a level; use debug, info, warn or error", c.Logging.Level)
+	}
+	if c.Logging.Format != "json" && c.Logging.Format != "text" {
+		p.add("logging.format", "%q is not a format; use json or text", c.Logging.Format)
+	}
+	if c.Metrics.Listen != "" {
+		checkListen(&p, "metrics.listen", c.Metrics.Listen)
+		if c.Metrics.Listen == c.Listen {
+			p.add("metrics.listen", "%q is also listen; use another port", c.Metrics.Listen)
+		}
+	}
+	return p.err()
+}
+
+func (c *Config) validateKeys(p *problems) {
+	k := c.Keys
+	if !slices.Contains(algorithms, k.Algorithm) {
+		p.add("keys.algorithm", "%q is not supported; use RS256, ES256 or EdDSA", k.Algorithm)
+	}
+	checkTTL(p, "keys.rotationPeriod", k.RotationPeriod, 0)
+	checkTTL(p, "keys.jwksMaxAge", k.JWKSMaxAge, 0)
+	if k.JWKSMaxAge > 0 && k.RotationPeriod < 2*k.JWKSMaxAge {
+		p.add("keys.rotationPeriod", "%s is shorter than twice keys.jwksMaxAge (%s), so a new key could sign before caches know it; use at least %s or lower jwksMaxAge",
+			k.RotationPeriod, k.JWKSMaxAge, 2*k.JWKSMaxAge)
+	}
+}
+
+func (c *Config) validateTokens(p *problems) {
+	t := c.Tokens
+	checkTTL(p, "tokens.accessTokenTTL", t.AccessTokenTTL, time.Hour)
+	checkTTL(p, "tokens.idTokenTTL", t.IDTokenTTL, 24*time.Hour)
+	checkTTL(p, "tokens.authCodeTTL", t.AuthCodeTTL, 10*time.Minute)
+	checkTTL(p, "tokens.refreshTokenIdleTTL", t.RefreshTokenIdleTTL, 0)
+	checkTTL(p, "tokens.refreshTokenMaxTTL", t.RefreshTokenMaxTTL, 0)
+	checkTTL(p, "tokens.refreshGracePeriod", t.RefreshGracePeriod, time.Minute)
+	checkTTL(p, "tokens.sessionTTL", t.SessionTTL, 0)
+	if t.RefreshTokenIdleTTL > t.RefreshTokenMaxTTL {
+		p.add("tokens.refreshTokenIdleTTL", "%s is longer than tokens.refreshTokenMaxTTL (%s); lower it or raise refreshTokenMaxTTL",
+			t.RefreshTokenIdleTTL, t.RefreshTokenMaxTTL)
+	}
+	for i, claim := range t.Claims {
+		if !slices.Contains(identityClaims, claim) {
+			p.add(fmt.Sprintf("tokens.claims[%d]", i), "%q is not an identity claim; use %s", claim, strings.Join(identityClaims, ", "))
+		}
+	}
+}
+
+func (c *Config) validateUpstreams(p *problems) {
+	if len(c.Upstreams) == 0 {
+		p.add("upstreams", "add at least one upstream identity provider (id, issuer, clientID, clientSecretFile)")
+	}
+	seen := map[string]int{}
+	for i, u := range c.Upstreams {
+		path := fmt.Sprintf("upstreams[%d]", i)
+		switch first, dup := seen[u.ID]; {
+		case u.ID == "":
+			p.add(path+".id", "set it to a short stable name such as corp or google; it becomes part of every subject")
+		case !upstreamIDRE.MatchString(u.ID):
+			p.add(path+".id", "%q must match [a-z0-9][a-z0-9-_.]* (it becomes part of every subject)", u.ID)
+		case dup:
+			p.add(path+".id", "%q is used twice (also upstreams[%d])", u.ID, first)
+		default:
+			seen[u.ID] = i
+		}
+		checkIssuer(p, path+".issuer", u.Issuer)
+		if u.ClientID == "" {
+			p.add(path+".clientID", "set it to Keyward's client ID at this identity provider")
+		}
+		switch {
+		case u.ClientSecretFile == "" && u.ClientSecret == "":
+			p.add(path+".clientSecretFile", "set it (or clientSecret: ${ENV_VAR}) to Keyward's client secret at this identity provider")
+		case u.ClientSecretFile != "" && u.ClientSecret != "":
+			p.add(path+".clientSecret", "set either clientSecretFile or clientSecret, not both")
+		}
+		if !slices.Contains(u.Scopes, "openid") {
+			p.add(path+".scopes", "add openid (Keyward signs in with OpenID Connect)")
+		}
+	}
+}
+
+func (c *Config) validateClients(p *problems) {
+	if len(c.Clients) == 0 {
+		p.add("clients", "add at least one client (id, redirectURIs, secretFile)")
+	}
+	seen := map[string]int{}
+	for i, cl := range c.Clients {
+		path := fmt.Sprintf("clients[%d]", i)
+		switch first, dup := seen[cl.ID]; {
+		case cl.ID == "":
+			p.add(path+".id", "set it to the client_id the application sends")
+		case len(cl.ID) > 128 || strings.ContainsFunc(cl.ID, func(r rune) bool { return r <= ' ' || r > '~' }):
+			p.add(path+".id", "%q must be at most 128 printable ASCII characters without spaces", cl.ID)
+		case dup:
+			p.add(path+".id", "%q is used twice (also clients[%d])", cl.ID, first)
+		default:
+			seen[cl.ID] = i
+		}
+		if cl.SecretFile != "" && cl.Secret != "" {
+			p.add(path+".secret", "set either secretFile or secret (or neither, for a public client), not both")
+		}
+		for j, g := range cl.GrantTypes {
+			gpath := fmt.Sprintf("%s.grantTypes[%d]", path, j)
+			if !slices.Contains(grantTypes, g) {
+				p.add(gpath, "%q is not supported; use %s", g, strings.Join(grantTypes, ", "))
+			} else if g == grantClientCredentials && cl.Public() {
+				p.add(gpath, "client_credentials needs a client secret; set secretFile (a public client cannot use it)")
+			}
+		}
+		if slices.Contains(cl.GrantTypes, grantAuthorizationCode) && len(cl.RedirectURIs) == 0 {
+			p.add(path+".redirectURIs", "add at least one (authorization_code needs it)")
+		}
+		for j, u := range cl.RedirectURIs {
+			checkRedirectURI(p, fmt.Sprintf("%s.redirectURIs[%d]", path, j), u)
+		}
+		for j, u := range cl.PostLogoutRedirectURIs {
+			checkRedirectURI(p, fmt.Sprintf("%s.postLogoutRedirectURIs[%d]", path, j), u)
+		}
+		for j, s := range cl.Scopes {
+			// RFC 6749 §3.3
+			if s == "" || strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r > '~' || r == '"' || r == '\\' }) {
+				p.add(fmt.Sprintf("%s.scopes[%d]", path, j), "%q is not a scope token; use printable ASCII without spaces, quotes or backslashes", s)
+			}
+		}
+		for j, a := range cl.Audiences {
+			if strings.TrimSpace(a) == "" {
+				p.add(fmt.Sprintf("%s.audiences[%d]", path, j), "is empty; remove it or name the API")
+			}
+		}
+	}
+}
+
+// checkTTL reports d unless 0 < d ≤ limit; limit 0 means no upper bound.
+func checkTTL(p *problems, path string, d Duration, limit time.Duration) {
+	switch {
+	case d <= 0:
+		p.add(path, "%s must be positive", d)
+	case limit > 0 && time.Duration(d) > limit:
+		p.add(path, "%s is too long; use at most %s", d, Duration(limit))
+	}
+}
+
+func checkListen(p *problems, path, addr string) {
+	_, port, err := net.SplitHostPort(addr)
+	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
+		p.add(path, "%q must be host:port, e.g. 0.0.0.0:8080 or 127.0.0.1:5556", addr)
+	}
+}
+
+const httpsHint = "must use https (http is allowed only for localhost/127.0.0.1/[::1])"
+
+// checkIssuer requires an https URL (http on loopback) with a host and
+// without query, fragment or user info. OIDC Discovery §4.3
+func checkIssuer(p *problems, path, raw string) {
+	if raw == "" {
+		p.add(path, "set it to the issuer URL (https://…)")
+		return
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		p.add(path, "%q must be an https URL with a host, e.g. https://sso.example.com", raw)
+	case u.Scheme == "http" && !isLoopback(u.Hostname()):
+		p.add(path, "%q %s", raw, httpsHint)
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#") || u.User != nil:
+		p.add(path, "%q must not have a query, fragment or user info", raw)
+	}
+}
+
+// checkRedirectURI requires an absolute URL without a fragment (RFC 6749
+// §3.1.2); http only on loopback; custom schemes are fine for native apps
+// (RFC 8252 §7.1).
+func checkRedirectURI(p *problems, path, raw string) {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || !u.IsAbs() || strings.Contains(raw, "#") ||
+		((u.Scheme == "https" || u.Scheme == "http") && u.Host == ""):
+		p.add(path, "must be an absolute URL without a fragment")
+	case u.Scheme == "http" && !isLoopback(u.Hostname()):
+		p.add(path, "%q %s", raw, httpsHint)
+	}
+}
+
+func isLoopback(host string) bool {
+	return host == "localhost" || host == "127.0.0.1" || host == "::1"
+}

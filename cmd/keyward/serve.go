@@ -1,0 +1,278 @@
+package main
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/keyward/keyward/broker"
+	"github.com/keyward/keyward/federation"
+	"github.com/keyward/keyward/keys"
+	"github.com/keyward/keyward/store"
+	"github.com/keyward/keyward/store/bolt"
+	"github.com/keyward/keyward/web"
+)
+
+// gcInterval is how often expired records are collected.
+const gcInterval = 5 * time.Minute
+
+// instance is one assembled broker, ready to serve.
+type instance struct {
+	log     *slog.Logger
+	store   store.Store
+	keys    *keys.Manager
+	handler http.Handler
+	metrics *prometheus.Registry
+}
+
+// serve runs the broker until ctx is cancelled.
+func serve(ctx context.Context, cfg *Config, sec Secrets, logOut io.Writer) error {
+	log, err := buildLogger(cfg.Logging, logOut)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w (is another keyward running? change listen: in the config)", err)
+	}
+	inst, err := build(ctx, cfg, sec, log, http.DefaultTransport)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	defer inst.close()
+	log.InfoContext(ctx, "keyward serving", "issuer", cfg.Issuer, "listen", ln.Addr().String(), "version", version)
+	return inst.run(ctx, ln, cfg)
+}
+
+// build assembles store, keys, upstreams, broker and web from the config.
+func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, transport http.RoundTripper) (*instance, error) {
+	st, err := buildStore(ctx, cfg.Store, log)
+	if err != nil {
+		return nil, err
+	}
+	inst := &instance{log: log, store: st, metrics: prometheus.NewRegistry()}
+	inst.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	fail := func(err error) (*instance, error) {
+		inst.close()
+		return nil, err
+	}
+	inst.keys, err = keys.New(ctx, keys.Config{
+		Store:          st,
+		Algorithm:      cfg.Keys.Algorithm,
+		RotationPeriod: time.Duration(cfg.Keys.RotationPeriod),
+		JWKSMaxAge:     time.Duration(cfg.Keys.JWKSMaxAge),
+		MaxTokenTTL:    cfg.Tokens.MaxSignedTTL(),
+		EncryptionKey:  sec.EncryptionKey,
+		Logger:         log,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	ups, err := buildUpstreams(ctx, cfg, sec, log, transport)
+	if err != nil {
+		return fail(err)
+	}
+	b, err := broker.New(buildBrokerConfig(cfg, sec, st, inst.keys, ups, log))
+	if err != nil {
+		return fail(err)
+	}
+	srv, err := web.New(web.Config{
+		Broker:        b,
+		Keys:          inst.keys,
+		SessionSecret: derive(sec.SessionSecret, "keyward cookies v1"),
+		Registerer:    inst.metrics,
+		Logger:        log,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	inst.handler = srv
+	return inst, nil
+}
+
+func buildBrokerConfig(cfg *Config, sec Secrets, st store.Store, k *keys.Manager, ups []broker.Upstream, log *slog.Logger) broker.Config {
+	t := cfg.Tokens
+	bc := broker.Config{
+		Issuer:              cfg.Issuer,
+		Store:               st,
+		Keys:                k,
+		Upstreams:           ups,
+		GlobalSecret:        derive(sec.SessionSecret, "keyward fosite hmac v1"),
+		AccessTokenTTL:      time.Duration(t.AccessTokenTTL),
+		IDTokenTTL:          time.Duration(t.IDTokenTTL),
+		AuthCodeTTL:         time.Duration(t.AuthCodeTTL),
+		RefreshTokenIdleTTL: time.Duration(t.RefreshTokenIdleTTL),
+		RefreshTokenMaxTTL:  time.Duration(t.RefreshTokenMaxTTL),
+		RefreshGracePeriod:  time.Duration(t.RefreshGracePeriod),
+		SessionTTL:          time.Duration(t.SessionTTL),
+		AccessTokenClaims:   t.Claims,
+		Logger:              log,
+	}
+	for _, c := range cfg.Clients {
+		bc.Clients = append(bc.Clients, broker.Client{
+			ID:                     c.ID,
+			Name:                   c.Name,
+			Secret:                 sec.ClientSecrets[c.ID],
+			Public:                 c.Public(),
+			RedirectURIs:           c.RedirectURIs,
+			PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
+			GrantTypes:             c.GrantTypes,
+			Scopes:                 c.Scopes,
+			Audiences:              c.Audiences,
+		})
+	}
+	return bc
+}
+
+// derive gives each use of the session secret its own key.
+func derive(secret []byte, purpose string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(purpose))
+	return m.Sum(nil)
+}
+
+func buildLogger(c LoggingConfig, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
+		return nil, fmt.Errorf("logging.level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	if strings.EqualFold(c.Format, "text") {
+		h = slog.NewTextHandler(w, opts)
+	} else {
+		h = slog.NewJSONHandler(w, opts)
+	}
+	return slog.New(web.LogHandler(h)), nil
+}
+
+func buildStore(ctx context.Context, c StoreConfig, log *slog.Logger) (store.Store, error) {
+	switch b := c.Backend.(type) {
+	case *BoltStoreConfig:
+		st, err := bolt.Open(ctx, bolt.Options{Path: b.Path, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+		return st, nil
+	default:
+		return nil, fmt.Errorf("store.type: %q is not available", c.Type)
+	}
+}
+
+// buildUpstreams opens every upstream (discovery). The first failure stops
+// the start with the upstream's id in the message.
+func buildUpstreams(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, transport http.RoundTripper) ([]broker.Upstream, error) {
+	client := &http.Client{Timeout: 10 * time.Second, Transport: transport}
+	var ups []broker.Upstream
+	for i, u := range cfg.Upstreams {
+		fc := federation.Config{
+			ID:           u.ID,
+			Name:         u.Name,
+			Issuer:       u.Issuer,
+			ClientID:     u.ClientID,
+			ClientSecret: sec.UpstreamClientSecrets[u.ID],
+			RedirectURL:  cfg.Issuer + "/callback",
+			Scopes:       u.Scopes,
+			Claims: federation.ClaimMapping{
+				Email:             u.ClaimMapping.Email,
+				Name:              u.ClaimMapping.Name,
+				PreferredUsername: u.ClaimMapping.PreferredUsername,
+				Groups:            u.ClaimMapping.Groups,
+			},
+		}
+		up, err := fc.Open(ctx, client, log)
+		if err != nil {
+			return nil, fmt.Errorf("upstreams[%d] (%s): %w", i, u.ID, err)
+		}
+		ups = append(ups, up)
+	}
+	return ups, nil
+}
+
+// run serves HTTP and runs key rotation, garbage collection and the metrics
+// server until ctx ends, then shuts down gracefully.
+func (inst *instance) run(ctx context.Context, ln net.Listener, cfg *Config) error {
+	g, ctx := errgroup.WithContext(ctx)
+	srv := &http.Server{Handler: inst.handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(inst.log.Handler(), slog.LevelWarn)}
+	g.Go(func() error {
+		var err error
+		if cfg.TLS.Enabled() {
+			err = srv.ServeTLS(ln, cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		} else {
+			err = srv.Serve(ln)
+		}
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("serve: %w", err)
+	})
+	if cfg.Metrics.Listen != "" {
+		msrv := &http.Server{Addr: cfg.Metrics.Listen, Handler: promhttp.HandlerFor(inst.metrics, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
+		g.Go(func() error {
+			if err := msrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("metrics server: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-ctx.Done()
+			return msrv.Close()
+		})
+	}
+	g.Go(func() error { return inst.keys.Run(ctx) })
+	g.Go(func() error { return inst.collectGarbage(ctx) })
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	err := g.Wait()
+	inst.log.InfoContext(ctx, "keyward stopped")
+	return err
+}
+
+func (inst *instance) collectGarbage(ctx context.Context) error {
+	t := time.NewTicker(gcInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			res, err := inst.store.GarbageCollect(ctx, time.Now())
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				inst.log.ErrorContext(ctx, "garbage collection failed", "err", err)
+				continue
+			}
+			if !res.IsEmpty() {
+				inst.log.InfoContext(ctx, "expired records collected", "login_attempts", res.LoginAttempts, "sessions", res.Sessions, "grants", res.Grants)
+			}
+		}
+	}
+}
+
+func (inst *instance) close() {
+	if inst.store != nil {
+		if err := inst.store.Close(); err != nil {
+			inst.log.Error("close store", "err", err)
+		}
+	}
+}

@@ -1,0 +1,189 @@
+package federation
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+)
+
+// defaultTimeout bounds every upstream request when Open is given no client;
+// http.DefaultClient has none.
+const defaultTimeout = 10 * time.Second
+
+// Upstream is one opened identity provider. It is safe for concurrent use.
+type Upstream struct {
+	cfg      Config
+	client   *http.Client
+	provider *oidc.Provider
+	verifier *oidc.IDTokenVerifier // built once: it owns the JWKS cache
+	oauth2   oauth2.Config
+	logger   *slog.Logger
+}
+
+// AuthOptions are optional authorization request parameters, sent only when
+// set. OIDC Core §3.1.2.1
+type AuthOptions struct {
+	Prompt    string         // e.g. "login", "consent", "select_account"
+	MaxAge    *time.Duration // max_age in whole seconds, rounded up; 0 forces a fresh login
+	LoginHint string
+}
+
+// Open validates c, runs discovery with httpClient (nil: a client with a 10s
+// timeout), and builds the ID-token verifier. Discovery must report exactly
+// c.Issuer (a mismatch wraps *oidc.IssuerMismatchError). httpClient is kept
+// for later JWKS, token and userinfo requests; give it a timeout.
+func (c Config) Open(ctx context.Context, httpClient *http.Client, logger *slog.Logger) (*Upstream, error) {
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("federation: upstream %q: %w", c.ID, err)
+	}
+	c = c.withDefaults()
+	if httpClient == nil {
+		httpClient = &http.Client{Timeout: defaultTimeout}
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = logger.With("component", "federation", "upstream", c.ID)
+
+	provider, err := oidc.NewProvider(oidc.ClientContext(ctx, httpClient), c.Issuer)
+	if err != nil {
+		return nil, fmt.Errorf("federation: upstream %q: discover %s: %w", c.ID, c.Issuer, redact(err))
+	}
+	var meta struct {
+		AuthMethods []string `json:"token_endpoint_auth_methods_supported"`
+	}
+	if err := provider.Claims(&meta); err != nil {
+		return nil, fmt.Errorf("federation: upstream %q: read discovery: %w", c.ID, err)
+	}
+	endpoint := provider.Endpoint()
+	endpoint.AuthStyle = authStyle(meta.AuthMethods)
+
+	u := &Upstream{
+		cfg:      c,
+		client:   httpClient,
+		provider: provider,
+		verifier: provider.Verifier(&oidc.Config{ClientID: c.ClientID, Now: c.Now}),
+		oauth2: oauth2.Config{
+			ClientID:     c.ClientID,
+			ClientSecret: c.ClientSecret,
+			Endpoint:     endpoint,
+			RedirectURL:  c.RedirectURL,
+			Scopes:       c.Scopes,
+		},
+		logger: logger,
+	}
+	logger.InfoContext(ctx, "upstream ready", "issuer", c.Issuer, "userinfo", provider.UserInfoEndpoint() != "")
+	return u, nil
+}
+
+// authStyle picks how the client authenticates at the token endpoint from
+// discovery, so a code is never posted twice as auto-detection would.
+// OIDC Discovery §3: the default is client_secret_basic.
+func authStyle(methods []string) oauth2.AuthStyle {
+	if len(methods) == 0 || slices.Contains(methods, "client_secret_basic") {
+		return oauth2.AuthStyleInHeader
+	}
+	if slices.Contains(methods, "client_secret_post") {
+		return oauth2.AuthStyleInParams
+	}
+	return oauth2.AuthStyleInHeader
+}
+
+// ID returns the stable upstream id.
+func (u *Upstream) ID() string { return u.cfg.ID }
+
+// Name returns the display name.
+func (u *Upstream) Name() string { return u.cfg.Name }
+
+// AuthCodeURL returns the upstream authorization URL for one login: code
+// flow with state, nonce and PKCE S256 from pkceVerifier (make it with
+// oauth2.GenerateVerifier), plus opts when set.
+func (u *Upstream) AuthCodeURL(state, nonce, pkceVerifier string, opts AuthOptions) string {
+	params := []oauth2.AuthCodeOption{oidc.Nonce(nonce), oauth2.S256ChallengeOption(pkceVerifier)}
+	if opts.Prompt != "" {
+		params = append(params, oauth2.SetAuthURLParam("prompt", opts.Prompt))
+	}
+	if opts.MaxAge != nil {
+		secs := int64((*opts.MaxAge + time.Second - 1) / time.Second)
+		params = append(params, oauth2.SetAuthURLParam("max_age", strconv.FormatInt(max(secs, 0), 10)))
+	}
+	if opts.LoginHint != "" {
+		params = append(params, oauth2.SetAuthURLParam("login_hint", opts.LoginHint))
+	}
+	return u.oauth2.AuthCodeURL(state, params...)
+}
+
+// Exchange redeems code with pkceVerifier, verifies the ID token (signature
+// with a discovered algorithm, exact issuer, audience = client id, expiry)
+// and its nonce, and maps the claims, asking userinfo for a missing email or
+// name when the provider has that endpoint.
+//
+// Errors wrap ErrTokenEndpoint, ErrInvalidIDToken, ErrNonceMismatch or
+// ErrUserinfo with a cause fit for logs (upstream bodies cut off); an
+// expired ID token also matches *oidc.TokenExpiredError.
+func (u *Upstream) Exchange(ctx context.Context, code, pkceVerifier, nonce string) (Identity, error) {
+	if code == "" || pkceVerifier == "" || nonce == "" {
+		return Identity{}, errors.New("federation: exchange code: code, PKCE verifier and nonce are required")
+	}
+	ctx = oidc.ClientContext(ctx, u.client)
+	tok, err := u.oauth2.Exchange(ctx, code, oauth2.VerifierOption(pkceVerifier))
+	if err != nil {
+		return Identity{}, fmt.Errorf("federation: exchange code: %w: %w", ErrTokenEndpoint, redact(err))
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		return Identity{}, fmt.Errorf("federation: exchange code: %w: token response has no id_token", ErrInvalidIDToken)
+	}
+	idt, err := u.verifier.Verify(ctx, raw)
+	if err != nil {
+		return Identity{}, fmt.Errorf("federation: verify id token: %w: %w", ErrInvalidIDToken, redact(err))
+	}
+	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(nonce)) != 1 {
+		return Identity{}, fmt.Errorf("federation: verify id token: %w", ErrNonceMismatch)
+	}
+	var claims map[string]any
+	if err := idt.Claims(&claims); err != nil {
+		return Identity{}, fmt.Errorf("federation: verify id token: %w: %w", ErrInvalidIDToken, err)
+	}
+	if _, ok := claims["at_hash"]; ok {
+		if err := idt.VerifyAccessToken(tok.AccessToken); err != nil { // OIDC Core §3.1.3.8
+			return Identity{}, fmt.Errorf("federation: verify id token: %w: %w", ErrInvalidIDToken, err)
+		}
+	}
+	id := u.cfg.Claims.identity(idt.Subject, claims)
+	if (id.Email == "" || id.Name == "") && u.provider.UserInfoEndpoint() != "" {
+		if err := u.fillFromUserinfo(ctx, tok, &id); err != nil {
+			return Identity{}, err
+		}
+	}
+	u.logger.DebugContext(ctx, "upstream identity verified", "sub", id.Subject)
+	return id, nil
+}
+
+// fillFromUserinfo fills the identity fields the ID token left empty.
+// The userinfo sub must be the ID token's. OIDC Core §5.3.2
+func (u *Upstream) fillFromUserinfo(ctx context.Context, tok *oauth2.Token, id *Identity) error {
+	info, err := u.provider.UserInfo(ctx, oauth2.StaticTokenSource(tok))
+	if err != nil {
+		return fmt.Errorf("federation: fetch userinfo: %w: %w", ErrUserinfo, redact(err))
+	}
+	if subtle.ConstantTimeCompare([]byte(info.Subject), []byte(id.Subject)) != 1 {
+		u.logger.WarnContext(ctx, "userinfo subject differs from id token subject", "sub", id.Subject)
+		return fmt.Errorf("federation: fetch userinfo: %w: subject mismatch", ErrUserinfo)
+	}
+	var claims map[string]any
+	if err := info.Claims(&claims); err != nil {
+		return fmt.Errorf("federation: fetch userinfo: %w: %w", ErrUserinfo, err)
+	}
+	fillMissing(id, u.cfg.Claims.identity(info.Subject, claims))
+	return nil
+}

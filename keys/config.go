@@ -1,0 +1,132 @@
+package keys
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/keyward/keyward/store"
+)
+
+// The supported signing algorithms.
+const (
+	RS256 = "RS256" // RSA 2048, PKCS #1 v1.5 with SHA-256
+	ES256 = "ES256" // ECDSA P-256 with SHA-256
+	EdDSA = "EdDSA" // Ed25519
+)
+
+// Store is the part of store.Store that keys uses (the package's keyStore
+// boundary). store.Store satisfies it.
+//
+// GetKeySet returns store.ErrNotFound before the first UpdateKeySet.
+// UpdateKeySet runs updater on the stored set (the zero KeySet when none is
+// stored) inside one write transaction, stores its result atomically and bumps
+// KeySet.Version; an error returned by updater aborts the write and is
+// returned unchanged. The updater may run more than once and never calls the
+// store.
+type Store interface {
+	GetKeySet(ctx context.Context) (store.KeySet, error)
+	UpdateKeySet(ctx context.Context, updater func(store.KeySet) (store.KeySet, error)) error
+}
+
+// Config configures a Manager. Zero values take the documented defaults.
+type Config struct {
+	// Store holds the key set. Required.
+	Store Store
+	// Algorithm of newly generated keys: RS256, ES256 or EdDSA. Default: RS256.
+	// A change takes effect at the next rotation: the next key generated then
+	// uses the new algorithm and signs from the rotation after it; keys that
+	// already exist keep theirs.
+	Algorithm string
+	// RotationPeriod is how long a key signs. Default: 24h.
+	RotationPeriod time.Duration
+	// MaxTokenTTL is the longest lifetime of any token signed with these keys;
+	// a retired key stays published this long, plus a leeway of
+	// 1m + ReloadInterval (clock skew, and other replicas that keep signing
+	// with it until they next read the store). Required.
+	MaxTokenTTL time.Duration
+	// JWKSMaxAge caps the Cache-Control max-age of the JWKS. Default: 1h; never
+	// more than RotationPeriod/2.
+	JWKSMaxAge time.Duration
+	// EncryptionKey is an optional 32-byte AES-256-GCM key-encryption key
+	// (keys.encryptionKeyFile) for private keys at rest. When set, unencrypted
+	// stored keys are encrypted on load; when unset, encrypted keys cannot be
+	// opened.
+	EncryptionKey []byte
+	// ReloadInterval is how often Run re-reads the store, to follow rotations
+	// made by other replicas. Default: 1m.
+	ReloadInterval time.Duration
+	// Logger receives rotation events. Default: slog.Default().
+	Logger *slog.Logger
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+}
+
+// Defaults.
+const (
+	DefaultRotationPeriod = 24 * time.Hour
+	DefaultJWKSMaxAge     = time.Hour
+	DefaultReloadInterval = time.Minute
+	// retireLeeway, plus ReloadInterval, is how long a retired key stays
+	// published beyond MaxTokenTTL.
+	retireLeeway = time.Minute
+)
+
+// withDefaults returns cfg with defaults applied, or every problem joined.
+func (cfg Config) withDefaults() (Config, error) {
+	var errs []error
+	if cfg.Store == nil {
+		errs = append(errs, errors.New("missing Store"))
+	}
+	if cfg.Algorithm == "" {
+		cfg.Algorithm = RS256
+	}
+	if !validAlgorithm(cfg.Algorithm) {
+		errs = append(errs, fmt.Errorf("unsupported algorithm %q (want RS256, ES256 or EdDSA)", cfg.Algorithm))
+	}
+	if cfg.RotationPeriod == 0 {
+		cfg.RotationPeriod = DefaultRotationPeriod
+	}
+	if cfg.RotationPeriod < 2*time.Second {
+		errs = append(errs, fmt.Errorf("invalid RotationPeriod %s: below 2s", cfg.RotationPeriod))
+	}
+	if cfg.MaxTokenTTL <= 0 {
+		errs = append(errs, fmt.Errorf("invalid MaxTokenTTL %s: must be positive", cfg.MaxTokenTTL))
+	}
+	if cfg.JWKSMaxAge == 0 {
+		cfg.JWKSMaxAge = DefaultJWKSMaxAge
+	}
+	if cfg.JWKSMaxAge < 0 {
+		errs = append(errs, fmt.Errorf("invalid JWKSMaxAge %s: negative", cfg.JWKSMaxAge))
+	}
+	cfg.JWKSMaxAge = min(cfg.JWKSMaxAge, cfg.RotationPeriod/2)
+	if n := len(cfg.EncryptionKey); n != 0 && n != 32 {
+		errs = append(errs, fmt.Errorf("invalid EncryptionKey (keys.encryptionKeyFile): %d bytes, want 32", n))
+	}
+	if cfg.ReloadInterval == 0 {
+		cfg.ReloadInterval = DefaultReloadInterval
+	}
+	if cfg.ReloadInterval < 0 {
+		errs = append(errs, fmt.Errorf("invalid ReloadInterval %s: negative", cfg.ReloadInterval))
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if err := errors.Join(errs...); err != nil {
+		return cfg, fmt.Errorf("keys: config: %w", err)
+	}
+	return cfg, nil
+}
+
+func validAlgorithm(alg string) bool {
+	switch alg {
+	case RS256, ES256, EdDSA:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,289 @@
+package keys
+
+import (
+	"cmp"
+	"context"
+	"crypto"
+	"crypto/cipher"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/keyward/keyward/store"
+)
+
+// Key is the public part of a published key.
+type Key struct {
+	ID        string // kid
+	Algorithm string // RS256 | ES256 | EdDSA
+	// Public is *rsa.PublicKey, *ecdsa.PublicKey or ed25519.PublicKey.
+	Public crypto.PublicKey
+}
+
+// KeyInfo describes a key of the set, without key material.
+type KeyInfo struct {
+	ID          string
+	Algorithm   string
+	State       store.KeyState
+	CreatedAt   time.Time
+	ActivatesAt time.Time
+	RetiredAt   time.Time
+	ExpiresAt   time.Time
+}
+
+// Manager signs with the current key, publishes the key set and rotates it.
+// Its methods are safe for concurrent use.
+type Manager struct {
+	store     Store
+	alg       string
+	period    time.Duration
+	maxTTL    time.Duration
+	maxAge    time.Duration // effective JWKS max-age cap, <= period/2
+	reload    time.Duration
+	leeway    time.Duration // added to MaxTokenTTL for retired keys
+	aead      cipher.AEAD   // nil without an encryption key
+	log       *slog.Logger
+	now       func() time.Time
+	timer     func(time.Duration) (<-chan time.Time, func() bool)
+	mu        sync.Mutex // serializes store writes and snapshot installs
+	snap      atomic.Pointer[snapshot]
+	scheduled chan struct{} // wakes Run when the schedule changed
+}
+
+// snapshot is an immutable view of one stored key-set version.
+type snapshot struct {
+	version      int64
+	nextRotation time.Time
+	// checked is when the store was last read and found at this version.
+	checked  time.Time
+	signer   signer
+	next     string
+	public   map[string]published
+	jwks     []byte
+	infos    []KeyInfo
+	deadline time.Time // earliest ExpiresAt of a retired key (zero: none)
+}
+
+type signer struct {
+	Key
+	method  jwt.SigningMethod
+	private crypto.Signer
+}
+
+type published struct {
+	Key
+	expiresAt time.Time // zero unless retired
+}
+
+// New loads the key set from cfg.Store, creating a current and a next key on
+// first start, and encrypting stored private keys when an EncryptionKey is
+// configured and they are not yet encrypted.
+func New(ctx context.Context, cfg Config) (*Manager, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	aead, err := newAEAD(cfg.EncryptionKey)
+	if err != nil {
+		return nil, fmt.Errorf("keys: config: %w", err)
+	}
+	m := &Manager{
+		store:     cfg.Store,
+		alg:       cfg.Algorithm,
+		period:    cfg.RotationPeriod,
+		maxTTL:    cfg.MaxTokenTTL,
+		maxAge:    cfg.JWKSMaxAge,
+		reload:    cfg.ReloadInterval,
+		leeway:    retireLeeway + cfg.ReloadInterval,
+		aead:      aead,
+		log:       cfg.Logger.With("component", "keys"),
+		now:       cfg.Now,
+		timer:     realTimer,
+		scheduled: make(chan struct{}, 1),
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, err := m.advance(ctx, false); err != nil {
+		return nil, fmt.Errorf("keys: load key set: %w", err)
+	}
+	return m, nil
+}
+
+// Sign returns a compact JWS of claims, signed with the current key. The
+// header gets alg and kid from the key; every other field of header (such as
+// typ) is copied, and header may not override alg or kid. Sign does no I/O.
+func (m *Manager) Sign(_ context.Context, claims map[string]any, header map[string]any) (string, error) {
+	s := &m.snap.Load().signer
+	if claims == nil {
+		claims = map[string]any{}
+	}
+	tok := jwt.NewWithClaims(s.method, jwt.MapClaims(claims))
+	for k, v := range header {
+		if k != "alg" && k != "kid" {
+			tok.Header[k] = v
+		}
+	}
+	tok.Header["kid"] = s.ID
+	out, err := tok.SignedString(s.private)
+	if err != nil {
+		return "", fmt.Errorf("keys: sign: %w", err)
+	}
+	return out, nil
+}
+
+// PublicKey returns the published key kid: the next key, the current key or
+// a retired key before its ExpiresAt.
+func (m *Manager) PublicKey(kid string) (Key, bool) {
+	p, ok := m.snap.Load().public[kid]
+	if !ok || !p.expiresAt.IsZero() && !m.now().Before(p.expiresAt) {
+		return Key{}, false
+	}
+	return p.Key, true
+}
+
+// SigningKey returns the public part of the current key.
+func (m *Manager) SigningKey() Key { return m.snap.Load().signer.Key }
+
+// Algorithm returns the algorithm of the current key. After a change of
+// Config.Algorithm it differs from the configured one until a key of the new
+// algorithm has become current (two rotations later).
+func (m *Manager) Algorithm() string { return m.snap.Load().signer.Algorithm }
+
+// NextRotation returns when the next key is due to become current.
+func (m *Manager) NextRotation() time.Time { return m.snap.Load().nextRotation }
+
+// Keys lists the key set: current, next, then retired keys, newest first.
+func (m *Manager) Keys() []KeyInfo {
+	infos := m.snap.Load().infos
+	return append(make([]KeyInfo, 0, len(infos)), infos...)
+}
+
+// JWKS returns the JSON Web Key Set (RFC 7517 §5) of every published key and
+// the max-age to serve it with (whole seconds). The body is serialized once
+// per key-set change and shared: callers must not modify it.
+//
+// maxAge is min(JWKSMaxAge, RotationPeriod/2) minus the time since this
+// process last read the key set from the store: a key absent from body cannot
+// sign before that read plus the cap (see the package documentation), so a
+// verifier caching body for maxAge never meets an unknown kid.
+func (m *Manager) JWKS() (body []byte, maxAge time.Duration) {
+	s := m.snap.Load()
+	return s.jwks, m.servedMaxAge(s, m.now())
+}
+
+func (m *Manager) servedMaxAge(s *snapshot, now time.Time) time.Duration {
+	age := min(m.maxAge, m.maxAge-now.Sub(s.checked))
+	return max(0, age.Truncate(time.Second))
+}
+
+// Reload re-reads the key set from the store; the snapshot is rebuilt only if
+// the stored version changed. Keys stored by another process are taken as
+// they are: Reload never writes.
+func (m *Manager) Reload(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	checked := m.now()
+	ks, err := m.store.GetKeySet(ctx)
+	if err != nil {
+		return fmt.Errorf("keys: load key set: %w", err)
+	}
+	if err := m.install(ks, checked); err != nil {
+		return fmt.Errorf("keys: load key set: %w", err)
+	}
+	return nil
+}
+
+// install makes ks the snapshot, read from the store at checked. m.mu is held.
+func (m *Manager) install(ks store.KeySet, checked time.Time) error {
+	old := m.snap.Load()
+	if old != nil && old.version == ks.Version {
+		s := *old
+		s.checked = checked
+		m.snap.Store(&s)
+		return nil
+	}
+	s, err := m.build(ks, checked)
+	if err != nil {
+		return err
+	}
+	m.snap.Store(s)
+	if old == nil || !old.nextRotation.Equal(s.nextRotation) || !old.deadline.Equal(s.deadline) {
+		select {
+		case m.scheduled <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// build parses ks into a snapshot and serializes its JWKS.
+func (m *Manager) build(ks store.KeySet, checked time.Time) (*snapshot, error) {
+	s := &snapshot{
+		version:      ks.Version,
+		nextRotation: ks.NextRotation,
+		checked:      checked,
+		public:       make(map[string]published, len(ks.Keys)),
+	}
+	var set jose.JSONWebKeySet
+	var current bool
+	// Current first (for verifiers that try the first key), then next, then
+	// retired keys, newest first.
+	for _, k := range ordered(ks.Keys) {
+		p, err := parseKey(m.aead, k, k.State != store.KeyRetired)
+		if err != nil {
+			return nil, err
+		}
+		pub := published{Key: Key{ID: k.ID, Algorithm: k.Algorithm, Public: p.public}}
+		switch k.State {
+		case store.KeyCurrent:
+			s.signer = signer{Key: pub.Key, method: p.method, private: p.private}
+			current = true
+		case store.KeyNext:
+			s.next = k.ID
+		case store.KeyRetired:
+			pub.expiresAt = k.ExpiresAt
+			if s.deadline.IsZero() || k.ExpiresAt.Before(s.deadline) {
+				s.deadline = k.ExpiresAt
+			}
+		default:
+			return nil, fmt.Errorf("key %s: unknown state %q", k.ID, k.State)
+		}
+		if _, dup := s.public[k.ID]; dup {
+			return nil, fmt.Errorf("key %s: duplicate kid", k.ID)
+		}
+		s.public[k.ID] = pub
+		s.infos = append(s.infos, KeyInfo{
+			ID: k.ID, Algorithm: k.Algorithm, State: k.State,
+			CreatedAt: k.CreatedAt, ActivatesAt: k.ActivatesAt, RetiredAt: k.RetiredAt, ExpiresAt: k.ExpiresAt,
+		})
+		set.Keys = append(set.Keys, jose.JSONWebKey{Key: p.public, KeyID: k.ID, Algorithm: k.Algorithm, Use: "sig"})
+	}
+	if !current {
+		return nil, errors.New("key set has no current key")
+	}
+	body, err := json.Marshal(set)
+	if err != nil {
+		return nil, fmt.Errorf("serialize jwks: %w", err)
+	}
+	s.jwks = body
+	return s, nil
+}
+
+// ordered returns keys sorted current, next, then retired by RetiredAt,
+// newest first.
+func ordered(keys []store.SigningKey) []store.SigningKey {
+	rank := map[store.KeyState]int{store.KeyCurrent: 0, store.KeyNext: 1, store.KeyRetired: 2}
+	out := slices.Clone(keys)
+	slices.SortStableFunc(out, func(a, b store.SigningKey) int {
+		return cmp.Or(cmp.Compare(rank[a.State], rank[b.State]), b.RetiredAt.Compare(a.RetiredAt))
+	})
+	return out
+}

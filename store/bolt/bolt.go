@@ -1,0 +1,243 @@
+package bolt
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/keyward/keyward/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+// layoutVersion is the version of the bucket layout and record encoding,
+// stored in the meta bucket. Open refuses a file with another version.
+const layoutVersion = "1"
+
+// Bucket names.
+var (
+	bucketMeta           = []byte("meta")
+	bucketLoginAttempts  = []byte("login_attempts")
+	bucketAttemptByState = []byte("login_attempts_by_state") // state → id
+	bucketSessions       = []byte("sessions")
+	bucketSessionBySubj  = []byte("sessions_by_subject") // subject\0id → ""
+	bucketSubjects       = []byte("subjects")
+	bucketGrants         = []byte("grants")            // kind\0signature → grant
+	bucketGrantByRequest = []byte("grants_by_request") // requestID\0kind\0signature → ""
+	bucketGrantBySubject = []byte("grants_by_subject") // subject\0kind\0signature → ""
+	bucketGrantBySession = []byte("grants_by_session") // sessionID\0kind\0signature → ""
+	bucketKeySet         = []byte("key_set")
+
+	allBuckets = [][]byte{
+		bucketMeta, bucketLoginAttempts, bucketAttemptByState, bucketSessions,
+		bucketSessionBySubj, bucketSubjects, bucketGrants, bucketGrantByRequest,
+		bucketGrantBySubject, bucketGrantBySession, bucketKeySet,
+	}
+
+	keyLayoutVersion = []byte("layout_version")
+	keyKeySet        = []byte("key_set")
+)
+
+// Options configures Open.
+type Options struct {
+	// Path of the database file; created (mode 0600) when missing. Required.
+	Path string
+	// Timeout is how long Open waits for the file lock held by another
+	// process. Default: 1s.
+	Timeout time.Duration
+	// BatchDelay chooses how writes share transactions (and fsyncs).
+	//   - 0 (the default): group commit with no delay. A lone write commits at
+	//     once; writes arriving during a commit share the next one.
+	//   - Positive: bbolt's DB.Batch with this MaxBatchDelay: every write
+	//     waits up to BatchDelay for others to join it.
+	//   - Negative: one transaction per write.
+	BatchDelay time.Duration
+	// NoSync skips fsync after each commit. A crash or power loss may then
+	// lose committed writes or corrupt the file. For tests only; never set it
+	// in production.
+	NoSync bool
+	// Logger receives open and garbage-collection events. Default: discard.
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.Timeout == 0 {
+		o.Timeout = time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// Store is a store.Store on one bbolt file. It is safe for concurrent use.
+type Store struct {
+	db     *bolt.DB
+	write  func(func(*bolt.Tx) error) error // DB.Update, DB.Batch or committer.do
+	logger *slog.Logger
+}
+
+// Open opens (or creates) the database at opts.Path and its buckets. It fails
+// when another process holds the file after opts.Timeout.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	opts = opts.withDefaults()
+	if opts.Path == "" {
+		return nil, errors.New("bolt: open: path is required")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("bolt: open: %w", err)
+	}
+	db, err := bolt.Open(opts.Path, 0o600, &bolt.Options{Timeout: opts.Timeout, NoSync: opts.NoSync})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("bolt: open %s: bbolt allows one process: is another keyward running on %s?: %w",
+			opts.Path, opts.Path, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bolt: open %s: %w", opts.Path, err)
+	}
+	if err := db.Update(initBuckets); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("bolt: open %s: %w", opts.Path, err)
+	}
+	logger := opts.Logger.With("component", "store/bolt")
+	logger.InfoContext(ctx, "store opened", "path", opts.Path, "no_sync", opts.NoSync)
+	s := &Store{db: db, write: (&committer{db: db}).do, logger: logger}
+	switch {
+	case opts.BatchDelay > 0:
+		db.MaxBatchDelay = opts.BatchDelay
+		s.write = db.Batch
+	case opts.BatchDelay < 0:
+		s.write = db.Update
+	}
+	return s, nil
+}
+
+func initBuckets(tx *bolt.Tx) error {
+	for _, name := range allBuckets {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	meta := tx.Bucket(bucketMeta)
+	switch v := meta.Get(keyLayoutVersion); {
+	case v == nil:
+		return meta.Put(keyLayoutVersion, []byte(layoutVersion))
+	case string(v) != layoutVersion:
+		return fmt.Errorf("file has layout version %q, this keyward reads %q", v, layoutVersion)
+	}
+	return nil
+}
+
+// Close closes the file. Calls after Close return an error; a second Close
+// returns nil.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("bolt: close: %w", err)
+	}
+	return nil
+}
+
+// view runs fn in a read transaction after checking ctx.
+func (s *Store) view(ctx context.Context, op string, fn func(tx *bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("bolt: %s: %w", op, err)
+	}
+	return wrapErr(op, s.db.View(fn))
+}
+
+// update runs fn in a write transaction, shared with concurrent writes
+// unless Options.BatchDelay is negative. fn may run more than once.
+//
+// fn aborts the transaction by returning an error. An error wrapped by
+// refuse is returned to the caller without aborting the transaction: fn must
+// use it only before it has written anything, so that a refused write (not
+// found, conflict, updater error) does not roll back the rest of the batch.
+func (s *Store) update(ctx context.Context, op string, fn func(tx *bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("bolt: %s: %w", op, err)
+	}
+	var refused error
+	run := func(tx *bolt.Tx) error {
+		refused = nil
+		if err := ctx.Err(); err != nil {
+			refused = err
+			return nil
+		}
+		err := fn(tx)
+		var r refusal
+		if errors.As(err, &r) {
+			refused = r.err
+			return nil
+		}
+		return err
+	}
+	err := s.write(run)
+	if err == nil {
+		err = refused
+	}
+	return wrapErr(op, err)
+}
+
+// refusal carries an error returned before a transaction wrote anything.
+type refusal struct{ err error }
+
+func (r refusal) Error() string { return r.err.Error() }
+func (r refusal) Unwrap() error { return r.err }
+
+func refuse(err error) error { return refusal{err} }
+
+// updaterError carries an error returned by a caller's updater; the contract
+// says it is returned unchanged.
+type updaterError struct{ err error }
+
+func (u updaterError) Error() string { return u.err.Error() }
+func (u updaterError) Unwrap() error { return u.err }
+
+// wrapErr names the operation in err, except for updater errors, which are
+// returned as the updater produced them.
+func wrapErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if u, ok := errors.AsType[updaterError](err); ok {
+		return u.err
+	}
+	return fmt.Errorf("bolt: %s: %w", op, err)
+}
+
+func encode(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode: %w", err)
+	}
+	return b, nil
+}
+
+func decode(b []byte, v any) error {
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("decode: %w", err)
+	}
+	return nil
+}
+
+// get decodes the value at key in bucket into v, or returns ErrNotFound.
+func get(tx *bolt.Tx, bucket, key []byte, v any) error {
+	b := tx.Bucket(bucket).Get(key)
+	if b == nil {
+		return store.ErrNotFound
+	}
+	return decode(b, v)
+}
+
+// utc normalises t as the contract requires: UTC, truncated to µs.
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC().Truncate(time.Microsecond)
+}

@@ -1,0 +1,18 @@
+// Package bolt is Keyward's embedded default store: an implementation of
+// store.Store on a single bbolt file.
+//
+// It owns the file layout: one bucket per record type (login attempts,
+// sessions, subjects, grants, the key set), index buckets (login attempts by
+// State; grants by RequestID, Subject and SessionID; sessions by Subject)
+// kept consistent inside the same transaction as the record, and a meta
+// bucket holding the layout version. Records are stored as JSON.
+//
+// Writes go through bbolt's DB.Batch, so concurrent writers share one
+// transaction and one fsync; updaters may therefore run more than once, as
+// the store contract allows. Reads use DB.View and never block writers.
+//
+// bbolt allows one process per file: a second Open of the same path waits
+// Options.Timeout for the file lock, then fails. Only cmd imports this
+// package; everything else depends on the store.Store contract or on smaller
+// interfaces. It imports only the standard library, store and bbolt.
+package bolt

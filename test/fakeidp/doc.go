@@ -1,0 +1,18 @@
+// Package fakeidp is a real OpenID Connect provider over HTTP, small enough
+// to read in one sitting, that plays the upstream identity provider in
+// Keyward's tests and in `keyward demo`.
+//
+// It owns discovery, the JWKS, the authorization endpoint (auto-approval for
+// tests, an HTML login form for the demo), the token endpoint (authorization
+// code with PKCE S256, refresh tokens when offline_access is asked for),
+// userinfo and end-session, plus knobs that make it misbehave on purpose:
+// tampered ID tokens, a tampered discovery issuer, key rotation, injected
+// failures and latency, and per-endpoint hit counters.
+//
+// Signing keys come from pre-generated fixtures (testdata/keys.json, written
+// by gen_keys.go); they are public and must never protect anything real.
+//
+// Non-test files must never import "testing" (the demo binary links this
+// package), nor any Keyward package: fakeidp speaks only the protocol, so it
+// can never agree with Keyward by accident.
+package fakeidp

@@ -1,0 +1,156 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/keyward/keyward/broker"
+)
+
+// loginCookieTTL bounds the browser binding of login attempts.
+const loginCookieTTL = 30 * time.Minute
+
+func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	_, _ = w.Write(s.b.Discovery())
+}
+
+func (s *Server) keys(w http.ResponseWriter, r *http.Request) {
+	body, maxAge := s.cfg.Keys.JWKS()
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	w.Header().Set("Cache-Control", "public, max-age="+strconv.Itoa(int(maxAge.Seconds())))
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	_, _ = w.Write(body)
+}
+
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	out, err := s.b.Authorize(ctx, broker.AuthorizeInput{
+		Request:   r,
+		SessionID: s.cookies.get(r, s.cookies.session),
+		Binding:   s.cookies.get(r, s.cookies.login),
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.follow(w, r, out)
+}
+
+// follow carries out a broker outcome: cookies first, then the response.
+func (s *Server) follow(w http.ResponseWriter, r *http.Request, out broker.Outcome) {
+	ctx := r.Context()
+	w.Header().Set("Cache-Control", "no-store")
+	if out.ClearSession {
+		s.cookies.clear(w, s.cookies.session)
+	}
+	if out.Session != nil {
+		s.cookies.set(w, s.cookies.session, out.Session.ID, out.Session.ExpiresAt)
+	}
+	if out.Binding != "" {
+		s.cookies.set(w, s.cookies.login, out.Binding, s.cfg.Now().Add(loginCookieTTL))
+	}
+	switch {
+	case out.Respond(ctx, w):
+	case out.Chooser != nil:
+		d := chooserData{ClientName: out.Chooser.ClientName, RequestID: RequestID(ctx)}
+		for _, u := range out.Chooser.Upstreams {
+			d.Upstreams = append(d.Upstreams, chooserUpstream{
+				ID:   u.ID,
+				Name: u.Name,
+				URL:  "/login/" + url.PathEscape(u.ID) + "?attempt=" + url.QueryEscape(out.Chooser.AttemptID),
+			})
+		}
+		s.pages.renderChooser(w, http.StatusOK, d)
+	case out.RedirectURL != "":
+		http.Redirect(w, r, out.RedirectURL, http.StatusSeeOther)
+	default:
+		s.writeError(w, r, errors.New("broker returned an empty outcome"))
+	}
+}
+
+func (s *Server) chooseUpstream(w http.ResponseWriter, r *http.Request) {
+	to, err := s.b.ChooseUpstream(r.Context(), r.URL.Query().Get("attempt"), r.PathValue("upstream"), s.cookies.get(r, s.cookies.login))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, to, http.StatusSeeOther)
+}
+
+func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
+	out, err := s.b.Callback(r.Context(), broker.CallbackInput{
+		Query:   r.URL.Query(),
+		Binding: s.cookies.get(r, s.cookies.login),
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.follow(w, r, out)
+}
+
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	s.b.Token(r.Context(), w, r)
+}
+
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
+	s.b.Revoke(r.Context(), w, r)
+}
+
+func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
+	s.b.Introspect(r.Context(), w, r)
+}
+
+func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
+	s.b.UserInfo(r.Context(), w, r)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if s.cfg.Ready != nil {
+		if err := s.cfg.Ready(r.Context()); err != nil {
+			s.log.WarnContext(r.Context(), "not ready", "err", err)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("not ready\n"))
+			return
+		}
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	s.pages.renderError(w, errorPageData{Status: http.StatusNotFound, Title: "Page not found", Message: "There is nothing at this address.", RequestID: RequestID(r.Context())})
+}
+
+// writeError turns an error from the sign-in flow into a page: a
+// broker.PageError shows its own text; anything else is a server error
+// whose details are only logged, under the request id.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	ctx := r.Context()
+	w.Header().Set("Cache-Control", "no-store")
+	var pe *broker.PageError
+	if errors.As(err, &pe) {
+		s.log.InfoContext(ctx, "sign-in page error", "title", pe.Title, "err", err)
+		s.pages.renderError(w, errorPageData{Status: pe.Status, Title: pe.Title, Message: pe.Message, RequestID: RequestID(ctx)})
+		return
+	}
+	s.log.ErrorContext(ctx, "request failed", "err", err)
+	s.pages.renderError(w, errorPageData{
+		Status:    http.StatusInternalServerError,
+		Title:     "Something went wrong",
+		Message:   "Keyward could not finish this request. Try again in a moment; if it keeps failing, give your administrator the reference below.",
+		RequestID: RequestID(ctx),
+	})
+}

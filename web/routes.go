@@ -1,0 +1,50 @@
+package web
+
+import (
+	"net/http"
+)
+
+// Body limits: forms at the OAuth endpoints are small.
+const (
+	maxFormBytes = 64 << 10
+)
+
+// routes lists every route of the broker.
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	handle := func(pattern, route string, h http.HandlerFunc) {
+		mux.Handle(pattern, s.metrics.instrument(route, h))
+	}
+	handle("GET /.well-known/openid-configuration", "discovery", s.discovery)
+	handle("GET /keys", "keys", s.keys)
+	handle("GET /authorize", "authorize", s.authorize)
+	handle("POST /authorize", "authorize", s.authorize)
+	handle("GET /login/{upstream}", "login", s.chooseUpstream)
+	handle("GET /callback", "callback", s.callback)
+	handle("POST /token", "token", s.token)
+	handle("POST /revoke", "revoke", s.revoke)
+	handle("POST /introspect", "introspect", s.introspect)
+	handle("GET /userinfo", "userinfo", s.userinfo)
+	handle("POST /userinfo", "userinfo", s.userinfo)
+	handle("GET /healthz", "healthz", s.healthz)
+	handle("GET /readyz", "readyz", s.readyz)
+	mux.Handle("GET /static/", staticHandler())
+	mux.HandleFunc("/", s.notFound)
+
+	// Outermost first.
+	return chain(mux,
+		s.requestID,
+		s.accessLog,
+		s.recoverPanic,
+		limitBody(maxFormBytes),
+		securityHeaders,
+	)
+}
+
+// chain wraps h so that the first middleware runs first.
+func chain(h http.Handler, mws ...func(http.Handler) http.Handler) http.Handler {
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i](h)
+	}
+	return h
+}

@@ -1,0 +1,81 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keyward/keyward/broker"
+)
+
+// jwks serves the key set document.
+type jwks interface {
+	JWKS() (body []byte, maxAge time.Duration)
+}
+
+// Config configures the broker's HTTP handler.
+type Config struct {
+	Broker *broker.Broker
+	Keys   jwks
+	// SessionSecret seals cookies (at least 32 bytes; shared by replicas).
+	SessionSecret []byte
+	// Secure: the issuer is https (or loopback, where browsers treat http
+	// as secure). When false, cookies lose the __Host- prefix and the
+	// Secure attribute — only for tests over plain http to a non-loopback name.
+	InsecureCookies bool
+	// Ready reports whether the server can take traffic (nil: always).
+	Ready func(ctx context.Context) error
+	// Registerer receives the HTTP metrics (nil: none).
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	Now        func() time.Time
+}
+
+// Server is the broker's HTTP handler.
+type Server struct {
+	cfg     Config
+	b       *broker.Broker
+	log     *slog.Logger
+	pages   *pages
+	cookies cookieJar
+	metrics *metrics
+	handler http.Handler
+}
+
+// New builds the handler.
+func New(cfg Config) (*Server, error) {
+	if cfg.Broker == nil || cfg.Keys == nil {
+		return nil, errors.New("web: broker and keys are required")
+	}
+	if len(cfg.SessionSecret) < 32 {
+		return nil, errors.New("web: the session secret must have at least 32 bytes")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	p, err := newPages()
+	if err != nil {
+		return nil, fmt.Errorf("web: parse templates: %w", err)
+	}
+	s := &Server{
+		cfg:     cfg,
+		b:       cfg.Broker,
+		log:     cfg.Logger.With("component", "web"),
+		pages:   p,
+		cookies: newCookieJar(cfg.SessionSecret, !cfg.InsecureCookies),
+		metrics: newMetrics(cfg.Registerer),
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
