@@ -88,7 +88,8 @@ type Store interface {
 	// GetKeySet returns ErrNotFound before the first UpdateKeySet.
 	GetKeySet(ctx context.Context) (KeySet, error)
 	// UpdateKeySet applies updater to the stored key set (the zero KeySet
-	// when none is stored yet) and stores the result atomically.
+	// when none is stored yet) and stores the result atomically, with
+	// Version set to the old Version + 1 whatever the updater returned.
 	UpdateKeySet(ctx context.Context, updater func(KeySet) (KeySet, error)) error
 
 	// GarbageCollect removes login attempts, sessions and grants whose

@@ -7,9 +7,9 @@
 // kept consistent inside the same transaction as the record, and a meta
 // bucket holding the layout version. Records are stored as JSON.
 //
-// Writes go through bbolt's DB.Batch, so concurrent writers share one
-// transaction and one fsync; updaters may therefore run more than once, as
-// the store contract allows. Reads use DB.View and never block writers.
+// Concurrent writes share one transaction and one fsync (group commit, see
+// Options.BatchDelay); updaters may therefore run more than once, as the
+// store contract allows. Reads use DB.View and never block writers.
 //
 // bbolt allows one process per file: a second Open of the same path waits
 // Options.Timeout for the file lock, then fails. Only cmd imports this

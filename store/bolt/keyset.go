@@ -34,7 +34,8 @@ func (s *Store) GetKeySet(ctx context.Context) (store.KeySet, error) {
 }
 
 // UpdateKeySet applies updater to the stored key set (the zero KeySet when
-// none is stored) and stores the result. Version is the updater's business.
+// none is stored) and stores the result with Version = old Version + 1,
+// whatever the updater set.
 func (s *Store) UpdateKeySet(ctx context.Context, updater func(store.KeySet) (store.KeySet, error)) error {
 	return s.update(ctx, "update key set", func(tx *bolt.Tx) error {
 		var old store.KeySet
@@ -47,6 +48,7 @@ func (s *Store) UpdateKeySet(ctx context.Context, updater func(store.KeySet) (st
 		if err != nil {
 			return refuse(updaterError{err})
 		}
+		ks.Version = old.Version + 1
 		v, err := encode(normKeySet(ks))
 		if err != nil {
 			return refuse(err)
