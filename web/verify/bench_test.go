@@ -1,0 +1,113 @@
+package verify
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Run: go test -run '^$' -bench . -benchmem ./web/verify/
+// Compare the handler with BenchmarkBareHandler and Verify with
+// BenchmarkGolangJWTParse from the same run (PERF-ANCHORS.md).
+
+func benchVerifier(b *testing.B, alg string, cacheEntries int) (*Verifier, string) {
+	b.Helper()
+	e := newEnv(b)
+	v := newVerifier(b, e.ks, e.clock, func(c *Config) { c.CacheEntries = cacheEntries })
+	k := map[string]testKey{"RS256": e.rsa, "ES256": e.ec, "EdDSA": e.ed}[alg]
+	token := mint(b, k, nil, e.claims)
+	if _, err := v.Verify(b.Context(), token); err != nil {
+		b.Fatalf("Verify() = %v", err)
+	}
+	return v, token
+}
+
+func benchVerify(b *testing.B, alg string, cacheEntries int) {
+	v, token := benchVerifier(b, alg, cacheEntries)
+	ctx := b.Context()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := v.Verify(ctx, token); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkVerifyRS256Miss(b *testing.B) { benchVerify(b, "RS256", -1) }
+func BenchmarkVerifyES256Miss(b *testing.B) { benchVerify(b, "ES256", -1) }
+func BenchmarkVerifyEdDSAMiss(b *testing.B) { benchVerify(b, "EdDSA", -1) }
+func BenchmarkVerifyRS256Hit(b *testing.B)  { benchVerify(b, "RS256", 0) }
+
+func BenchmarkVerifyRS256HitParallel(b *testing.B) {
+	v, token := benchVerifier(b, "RS256", 0)
+	ctx := b.Context()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := v.Verify(ctx, token); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkGolangJWTParse is the baseline: golang-jwt's ParseWithClaims with
+// the same checks, no cache.
+func BenchmarkGolangJWTParse(b *testing.B) {
+	e := newEnv(b)
+	token := mint(b, e.rsa, nil, e.claims)
+	pub := e.rsa.priv.Public()
+	p := jwt.NewParser(jwt.WithValidMethods([]string{"RS256"}), jwt.WithIssuer(e.ks.URL),
+		jwt.WithAudience(testAudience), jwt.WithExpirationRequired(), jwt.WithTimeFunc(e.clock.Now))
+	keyfunc := func(*jwt.Token) (any, error) { return pub, nil }
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.ParseWithClaims(token, jwt.MapClaims{}, keyfunc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// nopWriter is a reusable ResponseWriter, so the benchmarks measure the
+// handler rather than httptest.ResponseRecorder.
+type nopWriter struct {
+	h    http.Header
+	code int
+}
+
+func (w *nopWriter) Header() http.Header         { return w.h }
+func (w *nopWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *nopWriter) WriteHeader(code int)        { w.code = code }
+
+func benchServe(b *testing.B, h http.Handler, req *http.Request) {
+	b.Helper()
+	w := &nopWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.h)
+		w.code = 0
+		h.ServeHTTP(w, req)
+		if w.code != http.StatusOK {
+			b.Fatalf("status = %d", w.code)
+		}
+	}
+}
+
+func BenchmarkHandlerHit(b *testing.B) {
+	v, token := benchVerifier(b, "RS256", 0)
+	req := httptest.NewRequestWithContext(b.Context(), "GET", "/oauth2/auth", nil)
+	req.Header.Set("X-Original-Uri", "/orders/123?expand=items")
+	req.Header.Set("X-Original-Method", "GET")
+	req.Header.Set("X-Forwarded-Host", "api.example.com")
+	req.Header.Set("Authorization", "Bearer "+token)
+	benchServe(b, NewHandler(v, handlerRules(), HandlerOptions{}), req)
+}
+
+// BenchmarkBareHandler is the floor: an empty 200.
+func BenchmarkBareHandler(b *testing.B) {
+	req := httptest.NewRequestWithContext(b.Context(), "GET", "/oauth2/auth", nil)
+	benchServe(b, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }), req)
+}

@@ -1,0 +1,45 @@
+package verify
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestLeafDependencies holds the package to its promise in doc.go: gateways
+// link it without the broker, the store or a database driver.
+func TestLeafDependencies(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("go tool not found: %v", err)
+	}
+	out, err := exec.CommandContext(t.Context(), goBin, "list", "-deps", "github.com/keyward/keyward/web/verify").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	forbidden := []string{"keyward/keyward/broker", "keyward/keyward/store", "keyward/keyward/keys", "ory/fosite", "bbolt", "pgx", "lib/pq"}
+	allowed := []string{"github.com/golang-jwt/jwt/v5", "github.com/go-jose/go-jose/v4", "github.com/keyward/keyward/web/verify"}
+	for dep := range strings.FieldsSeq(string(out)) {
+		for _, f := range forbidden {
+			if strings.Contains(dep, f) {
+				t.Errorf("web/verify depends on %s (matches %q)", dep, f)
+			}
+		}
+		first, _, _ := strings.Cut(dep, "/")
+		if !strings.Contains(first, ".") || strings.HasPrefix(dep, "vendor/") {
+			continue // standard library
+		}
+		if !hasAnyPrefix(dep, allowed) {
+			t.Errorf("web/verify depends on %s: only std, golang-jwt/v5 and go-jose/v4 are allowed", dep)
+		}
+	}
+}
+
+func hasAnyPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if s == p || strings.HasPrefix(s, p+"/") {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,24 @@
+// Package verify is Keyward's edge verifier: it checks Keyward access tokens
+// (RFC 9068 JWTs) offline against the issuer's JWKS and decides, per route,
+// whether a request may pass.
+//
+// It owns:
+//   - Verifier: the JWT checks (size, header, algorithm allowlist, typ, kid,
+//     signature, iss, aud, exp, nbf, iat), a JWKS cache that honours
+//     Cache-Control max-age with jitter and refetches on an unknown kid at most
+//     once per interval, and a bounded cache of verified tokens;
+//   - Rules: the route rules of verify.yaml (first match wins, no match denies);
+//   - NewHandler: the forward-auth endpoint /oauth2/auth for nginx auth_request,
+//     Traefik forwardAuth, Caddy forward_auth and Envoy ext_authz (HTTP);
+//   - Verifier.Middleware and ClaimsFromContext for Go services.
+//
+// Errors are returned, never logged: an invalid token is a 401 *Error with code
+// invalid_token, a rule that does not allow the token a 403 with
+// insufficient_scope, and a key set that was never loaded a 503 that matches
+// ErrUnavailable.
+//
+// This package is a leaf: it imports only the standard library, golang-jwt/v5
+// (signature checks) and go-jose/v4 (JWK parsing only). It must never import
+// broker, store, keys, web, fosite, a database driver or a logging library; a
+// test runs go list -deps to hold it to that.
+package verify

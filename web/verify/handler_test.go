@@ -1,0 +1,189 @@
+package verify
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func handlerRules() Rules {
+	return Rules{
+		{Host: "api.example.com", Path: "/public/", Allow: AllowAnonymous},
+		{Host: "api.example.com", Path: "/orders/", Methods: []string{"POST"}, Audience: testAudience, Scopes: Set{AllOf: []string{"orders:write"}}},
+		{Host: "api.example.com", Path: "/orders/", Audience: testAudience, Scopes: Set{AnyOf: []string{"orders:read", "orders:write"}}},
+	}
+}
+
+var identity = http.Header{
+	"X-Auth-Request-User":    {"ada"},
+	"X-Auth-Request-Email":   {"ada@example.com"},
+	"X-Auth-Request-Groups":  {"staff,shop-admins"},
+	"X-Auth-Request-Subject": {"corp|1234"},
+}
+
+func challenge(code, desc string) http.Header {
+	return http.Header{"Www-Authenticate": {`Bearer realm="keyward", error="` + code + `", error_description="` + desc + `"`}}
+}
+
+func TestHandler(t *testing.T) {
+	e := newEnv(t)
+	v := newVerifier(t, e.ks, e.clock, nil)
+	good := "Bearer " + mint(t, e.rsa, nil, e.claims)
+	expired := "Bearer " + mint(t, e.rsa, nil, with(e.claims, "exp", e.clock.Now().Add(-5*time.Minute).Unix()))
+
+	nginx := func(uri, method string) http.Header {
+		return http.Header{"X-Original-Uri": {uri}, "X-Original-Method": {method}, "X-Forwarded-Host": {"api.example.com"}}
+	}
+	traefik := func(uri, method string) http.Header {
+		return http.Header{"X-Forwarded-Uri": {uri}, "X-Forwarded-Method": {method}, "X-Forwarded-Host": {"api.example.com"}, "X-Forwarded-Proto": {"https"}}
+	}
+	tests := []struct {
+		name       string
+		opts       HandlerOptions
+		method     string
+		target     string
+		host       string
+		headers    http.Header
+		auth       string
+		wantStatus int
+		wantHeader http.Header
+	}{
+		{"nginx valid", HandlerOptions{}, "GET", "/oauth2/auth", "verifier", nginx("/orders/1?x=1", "GET"), good, 200, identity},
+		{"nginx scheme case", HandlerOptions{}, "GET", "/oauth2/auth", "verifier", nginx("/orders/1", "GET"), "bEaReR " + good[7:], 200, identity},
+		{"nginx pass token", HandlerOptions{PassAccessToken: true}, "GET", "/oauth2/auth", "verifier", nginx("/orders/1", "GET"), good, 200,
+			merge(identity, http.Header{"X-Auth-Request-Access-Token": {good[7:]}})},
+		{"nginx insufficient scope", HandlerOptions{}, "GET", "/oauth2/auth", "verifier", nginx("/orders/1", "POST"), good, 403,
+			challenge("insufficient_scope", "token lacks a required scope")},
+		{"nginx no token", HandlerOptions{}, "GET", "/oauth2/auth", "verifier", nginx("/orders/1", "GET"), "", 401,
+			http.Header{"Www-Authenticate": {`Bearer realm="keyward"`}}},
+		{"nginx basic auth is no token", HandlerOptions{}, "GET", "/oauth2/auth", "verifier", nginx("/orders/1", "GET"), "Basic YTpi", 401,
+			http.Header{"Www-Authenticate": {`Bearer realm="keyward"`}}},
+		{"nginx empty bearer", HandlerOptions{}, "GET", "/oauth2/auth", "verifier", nginx("/orders/1", "GET"), "Bearer ", 401,
+			challenge("invalid_token", "malformed token")},
+		{"nginx expired", HandlerOptions{}, "GET", "/oauth2/auth", "verifier", nginx("/orders/1", "GET"), expired, 401,
+			challenge("invalid_token", "token expired")},
+		{"nginx anonymous", HandlerOptions{}, "GET", "/oauth2/auth", "verifier", nginx("/public/a.css", "GET"), "", 200, http.Header{}},
+		{"nginx anonymous ignores token", HandlerOptions{}, "GET", "/oauth2/auth", "verifier", nginx("/public/a.css", "GET"), good, 200, http.Header{}},
+		{"nginx no rule", HandlerOptions{}, "GET", "/oauth2/auth", "verifier", nginx("/admin", "GET"), good, 403,
+			challenge("insufficient_scope", "no rule allows this request")},
+		{"nginx traversal", HandlerOptions{}, "GET", "/oauth2/auth", "verifier", nginx("/public/../admin", "GET"), "", 403,
+			challenge("insufficient_scope", "no rule allows this request")},
+		{"nginx no URI", HandlerOptions{}, "GET", "/oauth2/auth", "api.example.com", http.Header{}, good, 403,
+			challenge("insufficient_scope", "no rule allows this request")},
+		{"nginx method from subrequest", HandlerOptions{}, "POST", "/oauth2/auth", "api.example.com",
+			http.Header{"X-Original-Uri": {"/orders/1"}}, good, 403, challenge("insufficient_scope", "token lacks a required scope")},
+		{"traefik valid", HandlerOptions{}, "GET", "/oauth2/auth", "verifier", traefik("/orders/1", "GET"), good, 200, identity},
+		{"traefik scope", HandlerOptions{}, "GET", "/oauth2/auth", "verifier", traefik("/orders/1", "POST"), good, 403,
+			challenge("insufficient_scope", "token lacks a required scope")},
+		{"traefik wrong host", HandlerOptions{}, "GET", "/oauth2/auth", "verifier",
+			http.Header{"X-Forwarded-Uri": {"/orders/1"}, "X-Forwarded-Host": {"evil.example.com"}}, good, 403,
+			challenge("insufficient_scope", "no rule allows this request")},
+		{"envoy valid", HandlerOptions{EnvoyPrefix: "/ext_authz/"}, "GET", "/ext_authz/orders/1?q=1", "api.example.com:443", nil, good, 200, identity},
+		{"envoy method", HandlerOptions{EnvoyPrefix: "/ext_authz"}, "POST", "/ext_authz/orders/1", "api.example.com", nil, good, 403,
+			challenge("insufficient_scope", "token lacks a required scope")},
+		{"envoy anonymous", HandlerOptions{EnvoyPrefix: "/ext_authz"}, "DELETE", "/ext_authz/public/x", "api.example.com", nil, "", 200, http.Header{}},
+		{"envoy off", HandlerOptions{}, "GET", "/ext_authz/orders/1", "api.example.com", nil, good, 404,
+			http.Header{"Content-Type": {"text/plain; charset=utf-8"}, "X-Content-Type-Options": {"nosniff"}}},
+		{"healthz", HandlerOptions{}, "GET", "/healthz", "verifier", nil, "", 200, http.Header{"Content-Type": {"text/plain; charset=utf-8"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := NewHandler(v, handlerRules(), tt.opts)
+			req := httptest.NewRequestWithContext(t.Context(), tt.method, tt.target, nil)
+			req.Host = tt.host
+			for k, vs := range tt.headers {
+				req.Header[k] = vs
+			}
+			if tt.auth != "" {
+				req.Header.Set("Authorization", tt.auth)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tt.wantStatus {
+				t.Errorf("status = %d, want %d", rec.Code, tt.wantStatus)
+			}
+			if diff := cmp.Diff(tt.wantHeader, rec.Header()); diff != "" {
+				t.Errorf("headers (-want +got):\n%s", diff)
+			}
+			if tt.target != "/healthz" && tt.wantStatus != 404 && rec.Body.Len() != 0 {
+				t.Errorf("body = %q, want empty", rec.Body)
+			}
+		})
+	}
+}
+
+func TestHandlerUnavailable(t *testing.T) {
+	e := newEnv(t)
+	e.ks.setStatus(http.StatusInternalServerError)
+	v := newVerifier(t, e.ks, e.clock, nil)
+	h := NewHandler(v, handlerRules(), HandlerOptions{})
+	req := httptest.NewRequestWithContext(t.Context(), "GET", "/oauth2/auth", nil)
+	req.Header.Set("X-Original-Uri", "/orders/1")
+	req.Header.Set("X-Forwarded-Host", "api.example.com")
+	req.Header.Set("Authorization", "Bearer "+mint(t, e.rsa, nil, e.claims))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusServiceUnavailable || len(rec.Header()) != 0 {
+		t.Errorf("ServeHTTP() = %d %v, want 503 without headers", rec.Code, rec.Header())
+	}
+}
+
+func TestMiddleware(t *testing.T) {
+	e := newEnv(t)
+	v := newVerifier(t, e.ks, e.clock, nil)
+	good := "Bearer " + mint(t, e.rsa, nil, e.claims)
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, ok := ClaimsFromContext(r.Context())
+		if ok {
+			w.Header().Set("X-User", c.User())
+		}
+		w.WriteHeader(http.StatusTeapot)
+	})
+	tests := []struct {
+		name       string
+		rules      Rules
+		method     string
+		path       string
+		auth       string
+		wantStatus int
+		wantUser   string
+	}{
+		{"nil rules valid", nil, "GET", "/anything", good, http.StatusTeapot, "ada"},
+		{"nil rules no token", nil, "GET", "/anything", "", http.StatusUnauthorized, ""},
+		{"nil rules bad token", nil, "GET", "/anything", "Bearer x.y.z", http.StatusUnauthorized, ""},
+		{"rules valid", handlerRules(), "GET", "/orders/1", good, http.StatusTeapot, "ada"},
+		{"rules scope", handlerRules(), "POST", "/orders/1", good, http.StatusForbidden, ""},
+		{"rules anonymous", handlerRules(), "GET", "/public/x", "", http.StatusTeapot, ""},
+		{"rules no match", handlerRules(), "GET", "/admin", good, http.StatusForbidden, ""},
+		{"rules escaped traversal", handlerRules(), "GET", "/public/%2e%2e/admin", "", http.StatusForbidden, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequestWithContext(t.Context(), tt.method, "http://api.example.com"+tt.path, nil)
+			if tt.auth != "" {
+				req.Header.Set("Authorization", tt.auth)
+			}
+			rec := httptest.NewRecorder()
+			v.Middleware(tt.rules)(next).ServeHTTP(rec, req)
+			if rec.Code != tt.wantStatus || rec.Header().Get("X-User") != tt.wantUser {
+				t.Errorf("ServeHTTP() = %d, user %q; want %d, %q", rec.Code, rec.Header().Get("X-User"), tt.wantStatus, tt.wantUser)
+			}
+		})
+	}
+	if _, ok := ClaimsFromContext(t.Context()); ok {
+		t.Error("ClaimsFromContext(empty) = ok, want false")
+	}
+}
+
+func merge(hs ...http.Header) http.Header {
+	out := http.Header{}
+	for _, h := range hs {
+		for k, v := range h {
+			out[k] = v
+		}
+	}
+	return out
+}

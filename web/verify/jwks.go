@@ -1,0 +1,305 @@
+package verify
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+const (
+	defaultMaxAge  = 5 * time.Minute // when the JWKS response has no max-age
+	minMaxAge      = time.Minute
+	maxMaxAge      = 24 * time.Hour
+	maxJWKSBytes   = 1 << 20
+	minRSABits     = 2048
+	failureBackoff = time.Second // no new fetch this soon after a failed one
+)
+
+// keySet caches the issuer's JWKS. Readers take the current key map without
+// locking; fetches run one at a time in a goroutine bound to the Verifier's
+// lifetime context, and every caller that needs the result waits on the same
+// fetchCall (oidc/jwks.go's inflight idea, plus a rate limit on unknown kids).
+type keySet struct {
+	ctx        context.Context // lifetime of fetches: New's ctx, never a request's
+	client     *http.Client
+	issuer     string
+	jwksURL    string // set by discovery when not configured; touched only by fetch, which runs one at a time
+	now        func() time.Time
+	minRefresh time.Duration
+
+	current atomic.Pointer[keyMap] // nil until the first successful fetch
+
+	mu       sync.Mutex
+	inflight *fetchCall
+	retryAt  time.Time // after a failed fetch, none before this
+	lastMiss time.Time // last fetch caused by an unknown kid
+	lastErr  error
+}
+
+type keyMap struct {
+	keys   map[string]publicKey
+	expiry time.Time // refresh in the background after this; keep using the keys
+}
+
+type publicKey struct {
+	key any    // *rsa.PublicKey, *ecdsa.PublicKey (P-256) or ed25519.PublicKey
+	alg string // the JWK's alg, if it names one
+}
+
+type fetchCall struct {
+	done chan struct{}
+	err  error // written before done is closed
+}
+
+// get returns the key for kid. A known kid never waits: if the set is past its
+// max-age it is refreshed in the background. An unknown kid waits for one
+// fetch, at most once per minRefresh; before the first successful fetch every
+// caller waits for (or fails fast after) the current attempt.
+func (ks *keySet) get(ctx context.Context, kid string) (publicKey, error) {
+	now := ks.now()
+	if m := ks.current.Load(); m != nil {
+		if k, ok := m.keys[kid]; ok {
+			if !now.Before(m.expiry) {
+				ks.refreshStale(now)
+			}
+			return k, nil
+		}
+	}
+
+	ks.mu.Lock()
+	m := ks.current.Load()
+	if m != nil {
+		if k, ok := m.keys[kid]; ok { // fetched while we took the lock
+			ks.mu.Unlock()
+			return k, nil
+		}
+	}
+	call := ks.inflight
+	switch {
+	case call != nil:
+		// Join the fetch under way: it may bring the kid at no extra cost.
+	case m == nil:
+		if now.Before(ks.retryAt) {
+			err := ks.lastErr
+			ks.mu.Unlock()
+			return publicKey{}, unavailable("signing keys not loaded", err)
+		}
+		call = ks.startLocked()
+	default:
+		if !ks.lastMiss.IsZero() && now.Sub(ks.lastMiss) < ks.minRefresh {
+			ks.mu.Unlock()
+			return publicKey{}, errUnknownKID
+		}
+		ks.lastMiss = now
+		call = ks.startLocked()
+	}
+	ks.mu.Unlock()
+
+	select {
+	case <-call.done:
+	case <-ctx.Done():
+		return publicKey{}, unavailable("signing keys not loaded", ctx.Err())
+	}
+	m = ks.current.Load()
+	if m == nil {
+		return publicKey{}, unavailable("signing keys not loaded", call.err)
+	}
+	if k, ok := m.keys[kid]; ok {
+		return k, nil
+	}
+	if call.err != nil {
+		return publicKey{}, invalidToken(errUnknownKID.Description, call.err)
+	}
+	return publicKey{}, errUnknownKID
+}
+
+// refreshStale starts a background fetch of an expired set unless one is
+// running or the last one failed moments ago.
+func (ks *keySet) refreshStale(now time.Time) {
+	ks.mu.Lock()
+	if ks.inflight == nil && !now.Before(ks.retryAt) {
+		ks.startLocked()
+	}
+	ks.mu.Unlock()
+}
+
+// startLocked starts a fetch; ks.mu must be held and no fetch in flight.
+func (ks *keySet) startLocked() *fetchCall {
+	call := &fetchCall{done: make(chan struct{})}
+	ks.inflight = call
+	go ks.run(call)
+	return call
+}
+
+func (ks *keySet) run(call *fetchCall) {
+	keys, maxAge, err := ks.fetch(ks.ctx)
+	now := ks.now()
+	ks.mu.Lock()
+	if err == nil {
+		ks.current.Store(&keyMap{keys: keys, expiry: now.Add(jitter(maxAge))})
+		ks.lastErr, ks.retryAt = nil, time.Time{}
+	} else {
+		ks.lastErr, ks.retryAt = err, now.Add(min(failureBackoff, ks.minRefresh))
+	}
+	ks.inflight = nil
+	call.err = err
+	ks.mu.Unlock()
+	close(call.done)
+}
+
+// jitter spreads refreshes of many verifiers over ±10% of d.
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.9 + 0.2*rand.Float64())) //nolint:gosec // timing spread, not a secret
+}
+
+func (ks *keySet) fetch(ctx context.Context) (map[string]publicKey, time.Duration, error) {
+	if ks.client.Timeout == 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	if ks.jwksURL == "" {
+		u, err := ks.discover(ctx)
+		if err != nil {
+			return nil, 0, err
+		}
+		ks.jwksURL = u
+	}
+	body, hdr, err := ks.getJSON(ctx, ks.jwksURL)
+	if err != nil {
+		return nil, 0, fmt.Errorf("fetch jwks: %w", err)
+	}
+	keys, err := parseJWKS(body)
+	if err != nil {
+		return nil, 0, fmt.Errorf("parse jwks: %w", err)
+	}
+	return keys, cacheMaxAge(hdr.Get("Cache-Control")), nil
+}
+
+// discover reads jwks_uri from the issuer's discovery document and checks
+// that the document names the same issuer (OIDC Discovery §4.3).
+func (ks *keySet) discover(ctx context.Context) (string, error) {
+	body, _, err := ks.getJSON(ctx, strings.TrimSuffix(ks.issuer, "/")+"/.well-known/openid-configuration")
+	if err != nil {
+		return "", fmt.Errorf("fetch discovery document: %w", err)
+	}
+	var doc struct {
+		Issuer  string `json:"issuer"`
+		JWKSURI string `json:"jwks_uri"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return "", fmt.Errorf("parse discovery document: %w", err)
+	}
+	if doc.Issuer != ks.issuer {
+		return "", fmt.Errorf("discovery document names issuer %q, want %q", doc.Issuer, ks.issuer)
+	}
+	if doc.JWKSURI == "" {
+		return "", errors.New("discovery document has no jwks_uri")
+	}
+	return doc.JWKSURI, nil
+}
+
+func (ks *keySet) getJSON(ctx context.Context, url string) ([]byte, http.Header, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := ks.client.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes+1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", url, err)
+	}
+	if len(body) > maxJWKSBytes {
+		return nil, nil, fmt.Errorf("GET %s: body larger than %d bytes", url, maxJWKSBytes)
+	}
+	return body, resp.Header, nil
+}
+
+// cacheMaxAge reads max-age from a Cache-Control header, bounded to
+// [1m, 24h]; no-store and no-cache count as the minimum, absence as 5m.
+func cacheMaxAge(cc string) time.Duration {
+	for dir := range strings.SplitSeq(cc, ",") {
+		dir = strings.ToLower(strings.TrimSpace(dir))
+		if dir == "no-store" || dir == "no-cache" {
+			return minMaxAge
+		}
+		if v, ok := strings.CutPrefix(dir, "max-age="); ok {
+			n, err := strconv.ParseInt(strings.Trim(v, `"`), 10, 64)
+			if err != nil || n < 0 {
+				return defaultMaxAge
+			}
+			if n > int64(maxMaxAge/time.Second) {
+				return maxMaxAge
+			}
+			return max(time.Duration(n)*time.Second, minMaxAge)
+		}
+	}
+	return defaultMaxAge
+}
+
+// parseJWKS keeps the signing keys Keyward can use: RSA of at least 2048 bits,
+// EC P-256 and Ed25519, with a kid and use absent or "sig". Other keys are
+// skipped, not errors; a set with no usable key is an error.
+func parseJWKS(body []byte) (map[string]publicKey, error) {
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(body, &set); err != nil {
+		return nil, err
+	}
+	keys := make(map[string]publicKey, len(set.Keys))
+	for _, raw := range set.Keys {
+		var k jose.JSONWebKey
+		if err := k.UnmarshalJSON(raw); err != nil {
+			continue
+		}
+		if (k.Use != "" && k.Use != "sig") || k.KeyID == "" || !k.Valid() {
+			continue
+		}
+		if _, dup := keys[k.KeyID]; dup {
+			continue
+		}
+		pub := k.Public()
+		switch key := pub.Key.(type) {
+		case *rsa.PublicKey:
+			if key.N.BitLen() < minRSABits {
+				continue
+			}
+		case *ecdsa.PublicKey:
+			if key.Curve != elliptic.P256() {
+				continue
+			}
+		case ed25519.PublicKey:
+		default:
+			continue
+		}
+		keys[k.KeyID] = publicKey{key: pub.Key, alg: k.Algorithm}
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("no usable signing key")
+	}
+	return keys, nil
+}

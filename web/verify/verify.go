@@ -1,0 +1,331 @@
+package verify
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Config configures a Verifier. Zero values take the documented defaults.
+type Config struct {
+	// Issuer is the exact iss every token must carry. Required.
+	Issuer string
+	// Audiences: a token's aud must contain at least one of them. Required
+	// (at least one): the verifier never accepts a token for any audience.
+	// A Rule's Audience narrows this per route; it does not replace it.
+	Audiences []string
+	// JWKSURL is where the keys are. Default: jwks_uri from Issuer's
+	// /.well-known/openid-configuration, fetched with the first key fetch.
+	JWKSURL string
+	// Algorithms is the allowlist of JWS algorithms. Default: RS256, ES256,
+	// EdDSA. Supported: RS256/384/512, PS256/384/512, ES256, EdDSA; never
+	// none or HS*.
+	Algorithms []string
+	// Leeway is the clock skew allowed for exp, nbf and iat. Default: 30s;
+	// at most 1m.
+	Leeway time.Duration
+	// MinRefreshInterval bounds refetches caused by an unknown kid to one per
+	// interval. Default: 30s.
+	MinRefreshInterval time.Duration
+	// CacheEntries is the size of the verified-token cache. Default: 10000;
+	// negative disables the cache.
+	CacheEntries int
+	// MaxTokenBytes rejects longer tokens before any parsing. Default: 8192.
+	MaxTokenBytes int
+	// HTTPClient fetches discovery and JWKS. Default: a client with a 10s
+	// timeout.
+	HTTPClient *http.Client
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+}
+
+const (
+	defaultLeeway        = 30 * time.Second
+	maxLeeway            = time.Minute
+	defaultMinRefresh    = 30 * time.Second
+	defaultCacheEntries  = 10000
+	defaultMaxTokenBytes = 8 << 10
+)
+
+var defaultAlgorithms = []string{"RS256", "ES256", "EdDSA"}
+
+// supportedAlgorithms maps each algorithm Keyward can verify to the method
+// that checks it; the key type each needs is keyFits.
+var supportedAlgorithms = map[string]jwt.SigningMethod{
+	"RS256": jwt.SigningMethodRS256, "RS384": jwt.SigningMethodRS384, "RS512": jwt.SigningMethodRS512,
+	"PS256": jwt.SigningMethodPS256, "PS384": jwt.SigningMethodPS384, "PS512": jwt.SigningMethodPS512,
+	"ES256": jwt.SigningMethodES256, "EdDSA": jwt.SigningMethodEdDSA,
+}
+
+// Verifier checks Keyward access tokens offline. It is safe for concurrent use.
+type Verifier struct {
+	issuer    string
+	audiences []string
+	methods   map[string]jwt.SigningMethod
+	leeway    time.Duration
+	maxBytes  int
+	now       func() time.Time
+	keys      *keySet
+	cache     *tokenCache // nil when disabled
+
+	sigChecks atomic.Int64 // signature verifications, for tests
+}
+
+// New returns a Verifier. It validates cfg without I/O and starts loading the
+// key set in the background, so the issuer need not be up: until a key set
+// has loaded, Verify fails with an error matching ErrUnavailable (503). ctx
+// bounds every key fetch the Verifier makes; cancel it to stop them.
+func New(ctx context.Context, cfg Config) (*Verifier, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	v := &Verifier{
+		issuer:    cfg.Issuer,
+		audiences: cfg.Audiences,
+		methods:   make(map[string]jwt.SigningMethod, len(cfg.Algorithms)),
+		leeway:    cfg.Leeway,
+		maxBytes:  cfg.MaxTokenBytes,
+		now:       cfg.Now,
+		keys: &keySet{
+			ctx:        ctx,
+			client:     cfg.HTTPClient,
+			issuer:     cfg.Issuer,
+			jwksURL:    cfg.JWKSURL,
+			now:        cfg.Now,
+			minRefresh: cfg.MinRefreshInterval,
+		},
+	}
+	for _, alg := range cfg.Algorithms {
+		v.methods[alg] = supportedAlgorithms[alg]
+	}
+	if cfg.CacheEntries > 0 {
+		v.cache = newTokenCache(cfg.CacheEntries)
+	}
+	v.keys.mu.Lock()
+	v.keys.startLocked()
+	v.keys.mu.Unlock()
+	return v, nil
+}
+
+func (cfg Config) withDefaults() (Config, error) {
+	var errs []error
+	if u, err := url.Parse(cfg.Issuer); cfg.Issuer == "" || err != nil || u.Scheme == "" || u.Host == "" {
+		errs = append(errs, fmt.Errorf("issuer %q: want an absolute URL", cfg.Issuer))
+	}
+	if len(cfg.Audiences) == 0 {
+		errs = append(errs, errors.New("audiences: at least one is required"))
+	}
+	for _, a := range cfg.Audiences {
+		if a == "" {
+			errs = append(errs, errors.New("audiences: empty audience"))
+		}
+	}
+	if cfg.JWKSURL != "" {
+		if u, err := url.Parse(cfg.JWKSURL); err != nil || u.Scheme == "" || u.Host == "" {
+			errs = append(errs, fmt.Errorf("jwksURL %q: want an absolute URL", cfg.JWKSURL))
+		}
+	}
+	if len(cfg.Algorithms) == 0 {
+		cfg.Algorithms = defaultAlgorithms
+	}
+	for _, alg := range cfg.Algorithms {
+		if _, ok := supportedAlgorithms[alg]; !ok {
+			errs = append(errs, fmt.Errorf("algorithms: %q is not supported", alg))
+		}
+	}
+	switch {
+	case cfg.Leeway == 0:
+		cfg.Leeway = defaultLeeway
+	case cfg.Leeway < 0 || cfg.Leeway > maxLeeway:
+		errs = append(errs, fmt.Errorf("leeway %s: want at most %s", cfg.Leeway, maxLeeway))
+	}
+	switch {
+	case cfg.MinRefreshInterval == 0:
+		cfg.MinRefreshInterval = defaultMinRefresh
+	case cfg.MinRefreshInterval < 0:
+		errs = append(errs, fmt.Errorf("minRefreshInterval %s: must not be negative", cfg.MinRefreshInterval))
+	}
+	if cfg.CacheEntries == 0 {
+		cfg.CacheEntries = defaultCacheEntries
+	}
+	switch {
+	case cfg.MaxTokenBytes == 0:
+		cfg.MaxTokenBytes = defaultMaxTokenBytes
+	case cfg.MaxTokenBytes < 0:
+		errs = append(errs, fmt.Errorf("maxTokenBytes %d: must not be negative", cfg.MaxTokenBytes))
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if err := errors.Join(errs...); err != nil {
+		return cfg, fmt.Errorf("verify config: %w", err)
+	}
+	return cfg, nil
+}
+
+// Verify checks token and returns its claims; route rules are the caller's
+// (Rule.Authorize). Errors are *Error: 401 invalid_token (with an
+// *ExpiredError cause for an expired token), or 503 matching ErrUnavailable
+// when no key set has ever loaded or ctx ended while waiting for one. A token
+// verified before is answered from the cache, as the same *Claims, until its
+// exp (leeway is not added on a hit).
+func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
+	if len(token) > v.maxBytes {
+		return nil, errTooLarge
+	}
+	now := v.now()
+	var key [32]byte
+	if v.cache != nil {
+		key = sha256.Sum256([]byte(token))
+		if c, ok := v.cache.get(&key, now); ok {
+			return c, nil
+		}
+	}
+	c, err := v.verify(ctx, token, now)
+	if err != nil {
+		return nil, err
+	}
+	if v.cache != nil {
+		v.cache.put(&key, c, now)
+	}
+	return c, nil
+}
+
+var b64 = base64.RawURLEncoding.Strict()
+
+type header struct {
+	Alg  string          `json:"alg"`
+	Typ  string          `json:"typ"`
+	Kid  string          `json:"kid"`
+	Crit json.RawMessage `json:"crit"`
+}
+
+func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (*Claims, error) {
+	dot1 := strings.IndexByte(token, '.')
+	dot2 := strings.LastIndexByte(token, '.')
+	if dot1 <= 0 || dot2 <= dot1+1 || dot2 == len(token)-1 || strings.IndexByte(token[dot1+1:dot2], '.') >= 0 {
+		return nil, errMalformed
+	}
+	hb, err := b64.DecodeString(token[:dot1])
+	if err != nil {
+		return nil, errBadHeader
+	}
+	var h header
+	if err := json.Unmarshal(hb, &h); err != nil {
+		return nil, errBadHeader
+	}
+	method, ok := v.methods[h.Alg]
+	if !ok {
+		return nil, errAlgorithm
+	}
+	// RFC 9068 §4: typ must be at+jwt; this also rejects ID tokens.
+	if !strings.EqualFold(h.Typ, "at+jwt") && !strings.EqualFold(h.Typ, "application/at+jwt") {
+		return nil, errType
+	}
+	if h.Crit != nil { // RFC 7515 §4.1.11: we understand no extension
+		return nil, errCrit
+	}
+	if h.Kid == "" {
+		return nil, errNoKID
+	}
+	sig, err := b64.DecodeString(token[dot2+1:])
+	if err != nil {
+		return nil, errMalformed
+	}
+	pk, err := v.keys.get(ctx, h.Kid)
+	if err != nil {
+		return nil, err
+	}
+	if !keyFits(h.Alg, pk) {
+		return nil, errKeyMismatch
+	}
+	v.sigChecks.Add(1)
+	if err := method.Verify(token[:dot2], sig, pk.key); err != nil {
+		return nil, errSignature
+	}
+	pb, err := b64.DecodeString(token[dot1+1 : dot2])
+	if err != nil {
+		return nil, errBadPayload
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(pb, &raw); err != nil || raw == nil {
+		return nil, errBadPayload
+	}
+	c, err := claimsFromMap(raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.checkClaims(c, now); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// keyFits reports whether alg may be used with k: the key type must match
+// (so an HMAC can never be checked with public key bytes) and so must the
+// JWK's alg when it names one.
+func keyFits(alg string, k publicKey) bool {
+	if k.alg != "" && k.alg != alg {
+		return false
+	}
+	switch k.key.(type) {
+	case *rsa.PublicKey:
+		return strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")
+	case *ecdsa.PublicKey: // parseJWKS keeps P-256 only
+		return alg == "ES256"
+	case ed25519.PublicKey:
+		return alg == "EdDSA"
+	}
+	return false
+}
+
+func (v *Verifier) checkClaims(c *Claims, now time.Time) error {
+	if c.Issuer != v.issuer {
+		return errIssuer
+	}
+	if !v.audienceOK(c.Audience) {
+		return errAudience
+	}
+	if c.ExpiresAt.IsZero() {
+		return errNoExp
+	}
+	if c.Subject == "" {
+		return errNoSub
+	}
+	if !now.Before(c.ExpiresAt.Add(v.leeway)) {
+		return invalidToken("token expired", &ExpiredError{Expiry: c.ExpiresAt})
+	}
+	if !c.NotBefore.IsZero() && now.Add(v.leeway).Before(c.NotBefore) {
+		return errNotYetValid
+	}
+	if !c.IssuedAt.IsZero() && now.Add(v.leeway).Before(c.IssuedAt) {
+		return errIssuedFuture
+	}
+	return nil
+}
+
+func (v *Verifier) audienceOK(aud []string) bool {
+	for _, a := range aud {
+		if contains(v.audiences, a) {
+			return true
+		}
+	}
+	return false
+}
