@@ -2,6 +2,8 @@ package web
 
 import (
 	"net/http"
+	"slices"
+	"strings"
 )
 
 // Body limits: forms at the OAuth endpoints are small.
@@ -12,8 +14,18 @@ const (
 // routes lists every route of the broker.
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
+	var paths []string
+	allowed := map[string][]string{} // path → methods
 	handle := func(pattern, route string, h http.HandlerFunc) {
 		mux.Handle(pattern, s.metrics.instrument(route, h))
+		method, path, _ := strings.Cut(pattern, " ")
+		if _, ok := allowed[path]; !ok {
+			paths = append(paths, path)
+		}
+		allowed[path] = append(allowed[path], method)
+		if method == http.MethodGet {
+			allowed[path] = append(allowed[path], http.MethodHead)
+		}
 	}
 	handle("GET /.well-known/openid-configuration", "discovery", s.discovery)
 	handle("GET /keys", "keys", s.keys)
@@ -28,6 +40,14 @@ func (s *Server) routes() http.Handler {
 	handle("POST /userinfo", "userinfo", s.userinfo)
 	handle("GET /healthz", "healthz", s.healthz)
 	handle("GET /readyz", "readyz", s.readyz)
+	// Another method on a known path is 405, not the catch-all's 404.
+	for _, p := range paths {
+		allow := strings.Join(slices.Sorted(slices.Values(allowed[p])), ", ")
+		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
+		})
+	}
 	mux.Handle("GET /static/", staticHandler())
 	mux.HandleFunc("/", s.notFound)
 
