@@ -1,0 +1,249 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/keyward/keyward/web/verify"
+)
+
+func newVerifyCommand() *cobra.Command {
+	var path, listen string
+	var check bool
+	cmd := &cobra.Command{
+		Use:   "verify -c verify.yaml",
+		Short: "Run the edge verifier that gateways ask about each request (forward auth)",
+		Long: `Run the edge verifier: a small HTTP service that a gateway (nginx auth_request,
+Traefik forwardAuth, Caddy forward_auth, Envoy ext_authz) asks about every
+request. It checks the request's bearer token, a Keyward access token, offline
+against the broker's signing keys (fetched once, cached, refreshed in the
+background; it keeps verifying when the broker is down), then applies the
+route rules of verify.yaml: the first rule matching host, path and method
+decides, and a request no rule matches is denied.
+
+Endpoints (on listen, default 127.0.0.1:4180):
+  /oauth2/auth   the check. The original request is described by
+                 X-Original-URI + X-Original-Method (nginx) or
+                 X-Forwarded-Uri + X-Forwarded-Method + X-Forwarded-Host
+                 (Traefik, Caddy). The host is X-Forwarded-Host, else Host.
+  envoyPrefix    (if set) Envoy ext_authz HTTP service: envoyPrefix + the
+                 original path, with the original method, Host and headers.
+  /healthz       200 "ok".
+
+Answers:
+  200  allowed, with X-Auth-Request-User (preferred_username, else email,
+       else sub), X-Auth-Request-Email, X-Auth-Request-Groups (comma-joined),
+       X-Auth-Request-Subject and, with passAccessToken, X-Auth-Request-Access-Token;
+       no identity headers for an anonymous rule
+  401  no or invalid token, with WWW-Authenticate: Bearer error="invalid_token"
+  403  the rules deny (or none matches), with error="insufficient_scope"
+  503  no signing key could be loaded yet
+
+Metrics (metrics.listen, /metrics): keyward_verify_requests_total{result=
+"allowed|unauthenticated|forbidden|unavailable"} and
+keyward_verify_request_duration_seconds{result}. Logs: one line at start and
+at stop, none per request. Stops cleanly on SIGINT or SIGTERM.
+
+Gateway configurations: docs/gateways/. Every field: examples/verify.yaml.
+Check a file without starting: keyward verify --check -c verify.yaml (exit 0
+when it is good, 1 otherwise; every problem is listed with its field; no
+network calls).`,
+		Example: `  keyward verify --check -c /etc/keyward/verify.yaml
+  keyward verify -c /etc/keyward/verify.yaml
+  keyward verify -c verify.yaml --listen 127.0.0.1:4181`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if check {
+				return checkVerifyConfig(path, cmd.OutOrStdout())
+			}
+			cfg, err := loadVerifyConfigFile(path)
+			if err != nil {
+				return err
+			}
+			if listen != "" {
+				cfg.Listen = listen
+			}
+			return serveVerify(cmd.Context(), cfg, os.Stderr)
+		},
+	}
+	cmd.Flags().StringVarP(&path, "config", "c", "verify.yaml", "path of the verifier's configuration file")
+	cmd.Flags().StringVar(&listen, "listen", "", "override the config's listen address (host:port)")
+	cmd.Flags().BoolVar(&check, "check", false, "validate the configuration file, print the result and exit")
+	return cmd
+}
+
+// serveVerify runs the verifier described by cfg until ctx is cancelled.
+func serveVerify(ctx context.Context, cfg *VerifyConfig, logOut io.Writer) error {
+	log, err := buildLogger(cfg.Logging, logOut)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w (is another keyward verify running? change listen: in the config)", err)
+	}
+	var mln net.Listener
+	if cfg.Metrics.Listen != "" {
+		if mln, err = net.Listen("tcp", cfg.Metrics.Listen); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("metrics listen: %w", err)
+		}
+	}
+	return runVerifier(ctx, cfg, log, ln, mln)
+}
+
+// runVerifier serves the forward-auth handler on ln and, when mln is not
+// nil, the metrics on mln, until ctx ends; then it shuts down gracefully. It
+// closes both listeners.
+func runVerifier(ctx context.Context, cfg *VerifyConfig, log *slog.Logger, ln, mln net.Listener) error {
+	log = log.With("component", "verify")
+	v, err := verify.New(ctx, cfg.verifyConfig())
+	if err != nil {
+		_ = ln.Close()
+		if mln != nil {
+			_ = mln.Close()
+		}
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	h := instrumentVerify(verify.NewHandler(v, cfg.Rules, verify.HandlerOptions{
+		PassAccessToken: cfg.PassAccessToken,
+		EnvoyPrefix:     cfg.EnvoyPrefix,
+	}), cfg.EnvoyPrefix, reg)
+
+	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	servers := []*http.Server{{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}}
+	listeners := []net.Listener{ln}
+	if mln != nil {
+		servers = append(servers, &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog})
+		listeners = append(listeners, mln)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for i, srv := range servers {
+		g.Go(func() error {
+			if err := srv.Serve(listeners[i]); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve %s: %w", listeners[i].Addr(), err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 10*time.Second)
+		defer cancel()
+		var errs []error
+		for _, srv := range servers {
+			if err := srv.Shutdown(sctx); err != nil {
+				errs = append(errs, fmt.Errorf("shut down: %w", err))
+			}
+		}
+		return errors.Join(errs...)
+	})
+	attrs := []any{"issuer", cfg.Issuer, "audience", cfg.Audience, "listen", ln.Addr().String(),
+		"rules", len(cfg.Rules), "version", version}
+	if mln != nil {
+		attrs = append(attrs, "metrics_listen", mln.Addr().String())
+	}
+	log.InfoContext(ctx, "keyward verify serving", attrs...)
+	err = g.Wait()
+	log.InfoContext(ctx, "keyward verify stopped")
+	return err
+}
+
+// Results of a check, the result label of the verify metrics.
+const (
+	resultAllowed         = "allowed"
+	resultUnauthenticated = "unauthenticated"
+	resultForbidden       = "forbidden"
+	resultUnavailable     = "unavailable"
+)
+
+// verifyMetrics holds the series resolved once, so a check costs no label
+// lookup.
+type verifyMetrics struct {
+	requests map[string]prometheus.Counter
+	duration map[string]prometheus.Observer
+}
+
+// instrumentVerify counts and times the checks next serves (/oauth2/auth and
+// the Envoy prefix), by result. It keeps web/verify free of Prometheus.
+func instrumentVerify(next http.Handler, envoyPrefix string, reg prometheus.Registerer) http.Handler {
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keyward_verify_requests_total",
+		Help: "Forward-auth checks answered, by result: allowed (2xx), unauthenticated (401), forbidden (403), unavailable (503 or another error).",
+	}, []string{"result"})
+	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "keyward_verify_request_duration_seconds",
+		Help:    "Time to answer a forward-auth check, by result.",
+		Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+	}, []string{"result"})
+	reg.MustRegister(requests, duration)
+	m := &verifyMetrics{requests: map[string]prometheus.Counter{}, duration: map[string]prometheus.Observer{}}
+	for _, r := range []string{resultAllowed, resultUnauthenticated, resultForbidden, resultUnavailable} {
+		m.requests[r] = requests.WithLabelValues(r)
+		m.duration[r] = duration.WithLabelValues(r)
+	}
+	envoyPrefix = strings.TrimSuffix(envoyPrefix, "/")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/oauth2/auth" && (envoyPrefix == "" || !strings.HasPrefix(r.RequestURI, envoyPrefix)) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		start := time.Now()
+		sw := statusWriter{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(&sw, r)
+		result := resultOf(sw.status)
+		m.requests[result].Inc()
+		m.duration[result].Observe(time.Since(start).Seconds())
+	})
+}
+
+func resultOf(status int) string {
+	switch {
+	case status < 300:
+		return resultAllowed
+	case status == http.StatusUnauthorized:
+		return resultUnauthenticated
+	case status == http.StatusForbidden:
+		return resultForbidden
+	default:
+		return resultUnavailable
+	}
+}
+
+// statusWriter records the status written through it.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	if !w.wrote {
+		w.status, w.wrote = status, true
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

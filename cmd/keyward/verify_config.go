@@ -1,0 +1,289 @@
+package main
+
+// This file holds the shape of verify.yaml, the configuration of
+// `keyward verify`: loading (LoadVerifyConfig), defaults and validation.
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/keyward/keyward/web/verify"
+)
+
+// VerifyConfig is the shape of verify.yaml. LoadVerifyConfig reads it and
+// applies the defaults; Validate checks it without I/O; buildVerifier turns
+// it into a verify.Config. Keys are camelCase and durations Go durations, as
+// in keyward.yaml. examples/verify.yaml documents every field.
+type VerifyConfig struct {
+	// Issuer is the broker's issuer URL, exactly as its tokens carry it in
+	// iss: https, or http on a loopback host. A trailing slash is removed,
+	// as the broker does. Required.
+	Issuer string `yaml:"issuer"`
+	// Audience lists the APIs this verifier protects: a token's aud must
+	// contain at least one. A rule's audience narrows it per route. Required.
+	Audience []string `yaml:"audience"`
+	// Listen is the host:port of the forward-auth endpoint.
+	// Default: 127.0.0.1:4180.
+	Listen string `yaml:"listen,omitempty"`
+	// JWKSURL is where the signing keys are. Default: the jwks_uri of the
+	// issuer's discovery document.
+	JWKSURL string `yaml:"jwksURL,omitempty"`
+	// Algorithms is the allowlist of signing algorithms, from
+	// verifyAlgorithms. Default: [RS256, ES256, EdDSA].
+	Algorithms []string `yaml:"algorithms,omitempty"`
+	// Leeway is the clock skew allowed for exp, nbf and iat; at most 1m.
+	// Default: 30s.
+	Leeway Duration `yaml:"leeway,omitempty"`
+	// Cache sizes the cache of verified tokens.
+	Cache VerifyCacheConfig `yaml:"cache,omitempty"`
+	// PassAccessToken adds X-Auth-Request-Access-Token (the bearer token) to
+	// allowed answers. Default: false.
+	PassAccessToken bool `yaml:"passAccessToken,omitempty"`
+	// EnvoyPrefix serves Envoy ext_authz (HTTP service) checks under this
+	// path; it must equal the path_prefix in Envoy. Empty: off.
+	EnvoyPrefix string `yaml:"envoyPrefix,omitempty"`
+	// Rules decide per host, path and method; the first match wins and no
+	// match denies (403). At least one is required.
+	Rules   verify.Rules  `yaml:"rules"`
+	Logging LoggingConfig `yaml:"logging,omitempty"`
+	Metrics MetricsConfig `yaml:"metrics,omitempty"`
+
+	// Reserved: accepted by the parser so that Validate can say what to do
+	// instead of "unknown field".
+	Browser        yaml.Node `yaml:"browser,omitempty"`
+	RevocationFeed yaml.Node `yaml:"revocationFeed,omitempty"`
+	Headers        yaml.Node `yaml:"headers,omitempty"`
+}
+
+// VerifyCacheConfig sizes the verified-token cache.
+type VerifyCacheConfig struct {
+	// MaxEntries is how many verified tokens are kept (until their exp), so
+	// a repeated token costs no signature check; -1 disables the cache.
+	// Default: 10000.
+	MaxEntries int `yaml:"maxEntries,omitempty"`
+}
+
+// verifyAlgorithms are the algorithms web/verify can check (its
+// supportedAlgorithms); never none or HS*.
+var verifyAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "EdDSA"}
+
+const (
+	defaultVerifyListen = "127.0.0.1:4180"
+	maxVerifyLeeway     = time.Minute
+)
+
+// LoadVerifyConfig reads the verify.yaml at path. It refuses unknown fields,
+// applies the defaults and reads no other file. Each problem is one joined
+// error, prefixed with path and the line.
+func LoadVerifyConfig(path string) (*VerifyConfig, error) {
+	data, err := os.ReadFile(path) //nolint:gosec // G304: the operator names the file.
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c, err := parseVerifyConfig(data)
+	if err != nil {
+		return nil, prefixEach(path, err)
+	}
+	return c, nil
+}
+
+func parseVerifyConfig(data []byte) (*VerifyConfig, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var c VerifyConfig
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("the file is empty; start from examples/verify.yaml")
+		}
+		return nil, verifyYAMLError(data, err)
+	}
+	var next yaml.Node
+	if err := dec.Decode(&next); err == nil {
+		return nil, fmt.Errorf("line %d: a second YAML document; keep one per file", next.Line)
+	} else if !errors.Is(err, io.EOF) {
+		return nil, verifyYAMLError(data, err)
+	}
+	c.withDefaults()
+	return &c, nil
+}
+
+// verifyYAMLError is explainYAMLError pointing at the verify example.
+func verifyYAMLError(data []byte, err error) error {
+	errs := splitErrors(explainYAMLError(data, err))
+	for i, e := range errs {
+		if msg := e.Error(); strings.Contains(msg, "examples/keyward.yaml") {
+			errs[i] = errors.New(strings.Replace(msg, "examples/keyward.yaml", "examples/verify.yaml", 1))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c *VerifyConfig) withDefaults() {
+	c.Issuer = strings.TrimRight(c.Issuer, "/")
+	setDefault(&c.Listen, defaultVerifyListen)
+	setDefaults(&c.Algorithms, "RS256", "ES256", "EdDSA")
+	setDefault(&c.Leeway, Duration(30*time.Second))
+	setDefault(&c.Cache.MaxEntries, 10000)
+	setDefault(&c.Logging.Level, "info")
+	setDefault(&c.Logging.Format, "json")
+}
+
+// Validate checks the loaded config and reports every problem at once, each
+// naming the field path and the fix. It does no I/O: the key set is fetched
+// when the verifier starts.
+func (c *VerifyConfig) Validate() error {
+	var p problems
+	checkIssuer(&p, "issuer", c.Issuer)
+	if len(c.Audience) == 0 {
+		p.add("audience", "list the audiences this verifier accepts, e.g. [orders-api] (the audiences of the broker's clients)")
+	}
+	for i, a := range c.Audience {
+		if strings.TrimSpace(a) == "" {
+			p.add(fmt.Sprintf("audience[%d]", i), "is empty; remove it or name the API")
+		}
+	}
+	checkListen(&p, "listen", c.Listen)
+	if c.JWKSURL != "" {
+		checkJWKSURL(&p, "jwksURL", c.JWKSURL)
+	}
+	for i, alg := range c.Algorithms {
+		if !slices.Contains(verifyAlgorithms, alg) {
+			p.add(fmt.Sprintf("algorithms[%d]", i), "%q is not supported; use %s", alg, strings.Join(verifyAlgorithms, ", "))
+		}
+	}
+	checkTTL(&p, "leeway", c.Leeway, maxVerifyLeeway)
+	if c.Cache.MaxEntries < -1 {
+		p.add("cache.maxEntries", "%d: use a positive size, or -1 to disable the cache", c.Cache.MaxEntries)
+	}
+	c.validateEnvoyPrefix(&p)
+	c.validateRules(&p)
+	if c.Browser.Kind != 0 {
+		p.add("browser", "sign-in at the edge is not available yet (issue #3); remove browser (bearer tokens work now)")
+	}
+	if c.RevocationFeed.Kind != 0 {
+		p.add("revocationFeed", "the revocation feed is not available yet (issue #5); remove it")
+	}
+	if c.Headers.Kind != 0 {
+		p.add("headers", "the identity headers are not configurable yet; remove headers (the verifier sends X-Auth-Request-User: preferred_username, else email, else sub; -Email; -Groups, comma-joined; -Subject)")
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Logging.Level) {
+		p.add("logging.level", "%q is not a level; use debug, info, warn or error", c.Logging.Level)
+	}
+	if c.Logging.Format != "json" && c.Logging.Format != "text" {
+		p.add("logging.format", "%q is not a format; use json or text", c.Logging.Format)
+	}
+	if c.Metrics.Listen != "" {
+		checkListen(&p, "metrics.listen", c.Metrics.Listen)
+		if c.Metrics.Listen == c.Listen {
+			p.add("metrics.listen", "%q is also listen; use another port", c.Metrics.Listen)
+		}
+	}
+	return p.err()
+}
+
+// checkJWKSURL requires an absolute https URL (http on loopback).
+func checkJWKSURL(p *problems, path, raw string) {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		p.add(path, "%q must be an https URL with a host, e.g. https://sso.example.com/keys", raw)
+	case u.Scheme == "http" && !isLoopback(u.Hostname()):
+		p.add(path, "%q %s", raw, httpsHint)
+	}
+}
+
+// reservedVerifyPaths are served by the handler itself.
+var reservedVerifyPaths = []string{"/oauth2", "/healthz"}
+
+func (c *VerifyConfig) validateEnvoyPrefix(p *problems) {
+	e := c.EnvoyPrefix
+	if e == "" {
+		return
+	}
+	if e[0] != '/' || e == "/" || path.Clean(e) != e || strings.ContainsAny(e, "?#% ") {
+		p.add("envoyPrefix", "%q must be a clean absolute path other than /, e.g. /ext_authz (the path_prefix in Envoy)", e)
+		return
+	}
+	for _, r := range reservedVerifyPaths {
+		if e == r || strings.HasPrefix(e, r+"/") || strings.HasPrefix(r, e) {
+			p.add("envoyPrefix", "%q overlaps %s, which the verifier serves itself; use e.g. /ext_authz", e, r)
+		}
+	}
+}
+
+// validateRules reports verify.Rules.Validate's problems as field errors
+// (rules[2]: …), plus browser rules, which need the browser mode.
+func (c *VerifyConfig) validateRules(p *problems) {
+	for _, err := range splitErrors(c.Rules.Validate()) {
+		field, msg, ok := strings.Cut(err.Error(), ": ")
+		if !ok {
+			field, msg = "rules", err.Error()
+		}
+		if field == "rules" && len(c.Rules) == 0 {
+			msg = "add at least one rule, e.g. {path: /, audience: my-api}; a request no rule matches is denied"
+		}
+		p.add(field, "%s", msg)
+	}
+	for i, r := range c.Rules {
+		if r.Browser {
+			p.add(fmt.Sprintf("rules[%d].browser", i), "sign-in at the edge is not available yet (issue #3); remove browser: true (the rule then requires a bearer token)")
+		}
+	}
+}
+
+// verifyConfig converts c into the library's config.
+func (c *VerifyConfig) verifyConfig() verify.Config {
+	return verify.Config{
+		Issuer:       c.Issuer,
+		Audiences:    c.Audience,
+		JWKSURL:      c.JWKSURL,
+		Algorithms:   c.Algorithms,
+		Leeway:       time.Duration(c.Leeway),
+		CacheEntries: c.Cache.MaxEntries,
+	}
+}
+
+// loadVerifyConfigFile loads and validates the verify.yaml at path; every
+// problem is its own joined error, prefixed with path.
+func loadVerifyConfigFile(path string) (*VerifyConfig, error) {
+	c, err := LoadVerifyConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, prefixEach(path, err)
+	}
+	return c, nil
+}
+
+// checkVerifyConfig implements `keyward verify --check`: it writes "PATH: OK
+// (1 audience, 5 rules)", or each problem on its own line and returns an
+// error counting them.
+func checkVerifyConfig(path string, w io.Writer) error {
+	c, err := loadVerifyConfigFile(path)
+	if err != nil {
+		errs := splitErrors(err)
+		for _, e := range errs {
+			if _, werr := fmt.Fprintln(w, e); werr != nil {
+				return fmt.Errorf("write report: %w", werr)
+			}
+		}
+		return fmt.Errorf("%s: %d %s", path, len(errs), plural(len(errs), "problem"))
+	}
+	_, err = fmt.Fprintf(w, "%s: OK (%d %s, %d %s)\n", path,
+		len(c.Audience), plural(len(c.Audience), "audience"), len(c.Rules), plural(len(c.Rules), "rule"))
+	if err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	return nil
+}

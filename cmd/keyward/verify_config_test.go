@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/keyward/keyward/web/verify"
+)
+
+// validVerifyYAML is a small valid verify.yaml that the Validate cases edit.
+const validVerifyYAML = `
+issuer: https://sso.example.com/
+audience: [orders-api]
+rules:
+  - {path: /public/, allow: anonymous}
+  - {path: /orders/, audience: orders-api, scopes: {anyOf: [orders:read]}}
+  - {path: /admin/, groups: {anyOf: [admins]}}
+`
+
+func mustParseVerify(t *testing.T, data string) *VerifyConfig {
+	t.Helper()
+	c, err := parseVerifyConfig([]byte(data))
+	if err != nil {
+		t.Fatalf("parseVerifyConfig() = %v", err)
+	}
+	return c
+}
+
+func TestVerifyConfigDefaults(t *testing.T) {
+	c := mustParseVerify(t, validVerifyYAML)
+	got := verifyConfigSummary{c.Issuer, c.Listen, c.Algorithms, time.Duration(c.Leeway), c.Cache.MaxEntries, c.Logging}
+	want := verifyConfigSummary{"https://sso.example.com", "127.0.0.1:4180", []string{"RS256", "ES256", "EdDSA"}, 30 * time.Second, 10000, LoggingConfig{Level: "info", Format: "json"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("defaults (-want +got):\n%s", diff)
+	}
+	wantRules := verify.Rules{
+		{Path: "/public/", Allow: "anonymous"},
+		{Path: "/orders/", Audience: "orders-api", Scopes: verify.Set{AnyOf: []string{"orders:read"}}},
+		{Path: "/admin/", Groups: verify.Set{AnyOf: []string{"admins"}}},
+	}
+	if diff := cmp.Diff(wantRules, c.Rules); diff != "" {
+		t.Errorf("rules (-want +got):\n%s", diff)
+	}
+	vc := c.verifyConfig()
+	if vc.Issuer != c.Issuer || vc.Leeway != 30*time.Second || vc.CacheEntries != 10000 || len(vc.Audiences) != 1 {
+		t.Errorf("verifyConfig() = %+v", vc)
+	}
+}
+
+type verifyConfigSummary struct {
+	Issuer, Listen string
+	Algorithms     []string
+	Leeway         time.Duration
+	CacheEntries   int
+	Logging        LoggingConfig
+}
+
+func TestVerifyValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(c *VerifyConfig)
+		want []string
+	}{
+		{"valid", func(*VerifyConfig) {}, nil},
+		{"loopback http issuer", func(c *VerifyConfig) { c.Issuer = "http://127.0.0.1:5556" }, nil},
+		{"no issuer", func(c *VerifyConfig) { c.Issuer = "" }, []string{"issuer"}},
+		{"http issuer", func(c *VerifyConfig) { c.Issuer = "http://sso.example.com" }, []string{"issuer"}},
+		{"no audience", func(c *VerifyConfig) { c.Audience = nil }, []string{"audience"}},
+		{"empty audience", func(c *VerifyConfig) { c.Audience = []string{"a", " "} }, []string{"audience[1]"}},
+		{"listen", func(c *VerifyConfig) { c.Listen = "4180" }, []string{"listen"}},
+		{"jwks url", func(c *VerifyConfig) { c.JWKSURL = "/keys" }, []string{"jwksURL"}},
+		{"http jwks url", func(c *VerifyConfig) { c.JWKSURL = "http://sso.example.com/keys" }, []string{"jwksURL"}},
+		{"loopback jwks url", func(c *VerifyConfig) { c.JWKSURL = "http://localhost:5556/keys" }, nil},
+		{"algorithms", func(c *VerifyConfig) { c.Algorithms = []string{"RS256", "HS256", "none"} }, []string{"algorithms[1]", "algorithms[2]"}},
+		{"leeway", func(c *VerifyConfig) { c.Leeway = Duration(2 * time.Minute) }, []string{"leeway"}},
+		{"negative leeway", func(c *VerifyConfig) { c.Leeway = Duration(-time.Second) }, []string{"leeway"}},
+		{"cache off", func(c *VerifyConfig) { c.Cache.MaxEntries = -1 }, nil},
+		{"cache size", func(c *VerifyConfig) { c.Cache.MaxEntries = -2 }, []string{"cache.maxEntries"}},
+		{"envoy prefix", func(c *VerifyConfig) { c.EnvoyPrefix = "/ext_authz" }, nil},
+		{"envoy prefix relative", func(c *VerifyConfig) { c.EnvoyPrefix = "ext_authz" }, []string{"envoyPrefix"}},
+		{"envoy prefix root", func(c *VerifyConfig) { c.EnvoyPrefix = "/" }, []string{"envoyPrefix"}},
+		{"envoy prefix unclean", func(c *VerifyConfig) { c.EnvoyPrefix = "/ext/../authz/" }, []string{"envoyPrefix"}},
+		{"envoy prefix reserved", func(c *VerifyConfig) { c.EnvoyPrefix = "/oauth2/envoy" }, []string{"envoyPrefix"}},
+		{"no rules", func(c *VerifyConfig) { c.Rules = nil }, []string{"rules"}},
+		{"bad rules", func(c *VerifyConfig) {
+			c.Rules[0].Scopes.AnyOf = []string{"x"}
+			c.Rules[2].Path = "admin"
+		}, []string{"rules[0]", "rules[2]"}},
+		{"browser rule", func(c *VerifyConfig) { c.Rules[2].Browser = true }, []string{"rules[2].browser"}},
+		{"logging", func(c *VerifyConfig) { c.Logging = LoggingConfig{Level: "trace", Format: "xml"} }, []string{"logging.level", "logging.format"}},
+		{"metrics on listen", func(c *VerifyConfig) { c.Metrics.Listen = c.Listen }, []string{"metrics.listen"}},
+		{"many at once", func(c *VerifyConfig) {
+			c.Issuer, c.Audience, c.Algorithms, c.Rules = "", nil, []string{"HS256"}, nil
+		}, []string{"issuer", "audience", "algorithms[0]", "rules"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := mustParseVerify(t, validVerifyYAML)
+			tt.edit(c)
+			err := c.Validate()
+			if diff := cmp.Diff(tt.want, errorPaths(t, err)); diff != "" {
+				t.Errorf("Validate() = %v\npaths (-want +got):\n%s", err, diff)
+			}
+		})
+	}
+}
+
+func TestVerifyReservedFields(t *testing.T) {
+	tests := []struct{ yaml, want string }{
+		{"browser:\n  clientID: shop-web\n", "browser: sign-in at the edge is not available yet (issue #3); remove browser (bearer tokens work now)"},
+		{"revocationFeed: {interval: 5s}\n", "revocationFeed: the revocation feed is not available yet (issue #5); remove it"},
+		{"headers:\n  X-Auth-Request-User: email\n", "headers: the identity headers are not configurable yet;"},
+	}
+	for _, tt := range tests {
+		c := mustParseVerify(t, validVerifyYAML+tt.yaml)
+		if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+			t.Errorf("Validate() with %q = %v, want %s…", tt.yaml, err, tt.want)
+		}
+	}
+}
+
+func TestLoadVerifyConfigErrors(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"unknown field", "isuer: x\n", []string{"line 1: isuer: unknown field; check its spelling and place (see examples/verify.yaml)"}},
+		{"unknown rule field", "rules:\n  - path: /\n    scope: {anyOf: [a]}\n", []string{"line 3: rules[0].scope: unknown field"}},
+		{"unknown set field", "rules:\n  - {path: /, groups: {oneOf: [a]}}\n", []string{"line 2: rules[0].groups.oneOf: unknown field"}},
+		{"bad leeway", "leeway: 30\n", []string{`line 1: leeway: "30" is not a duration`}},
+		{"audience not a list", "audience: {a: b}\n", []string{"line 1: audience: got a mapping, want a list"}},
+		{"empty", "", []string{"the file is empty; start from examples/verify.yaml"}},
+		{"two documents", "issuer: a\n---\nissuer: b\n", []string{"line 2: a second YAML document"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseVerifyConfig([]byte(tt.yaml))
+			errs := splitErrors(err)
+			if len(errs) != len(tt.want) {
+				t.Fatalf("parseVerifyConfig() = %v, want %d problems", err, len(tt.want))
+			}
+			for i, e := range errs {
+				if !strings.HasPrefix(e.Error(), tt.want[i]) {
+					t.Errorf("problem %d = %q, want prefix %q", i, e, tt.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestVerifyExample(t *testing.T) {
+	c, err := LoadVerifyConfig(filepath.Join("..", "..", "examples", "verify.yaml"))
+	if err != nil {
+		t.Fatalf("LoadVerifyConfig() = %v", err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate() = %v", err)
+	}
+	if len(c.Audience) != 2 || len(c.Rules) != 5 || c.Metrics.Listen == "" {
+		t.Errorf("example: %d audiences, %d rules, metrics %q; want 2, 5 and an address", len(c.Audience), len(c.Rules), c.Metrics.Listen)
+	}
+}
+
+func TestCheckVerifyConfig(t *testing.T) {
+	dir := t.TempDir()
+	good := writeFile(t, dir, "verify.yaml", validVerifyYAML)
+	var out bytes.Buffer
+	if err := checkVerifyConfig(good, &out); err != nil || out.String() != good+": OK (1 audience, 3 rules)\n" {
+		t.Errorf("checkVerifyConfig() = %v, output %q", err, out.String())
+	}
+
+	bad := writeFile(t, dir, "bad.yaml", strings.Replace(validVerifyYAML, "https://sso", "http://sso", 1)+"leeway: 5m\n")
+	out.Reset()
+	err := checkVerifyConfig(bad, &out)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if err == nil || err.Error() != bad+": 2 problems" || len(lines) != 2 ||
+		!strings.HasPrefix(lines[0], bad+": issuer: ") || lines[1] != bad+": leeway: 5m is too long; use at most 1m" {
+		t.Errorf("checkVerifyConfig() = %v, output:\n%s", err, out.String())
+	}
+
+	// The command's --check flag runs the same check.
+	cmd := newRootCommand()
+	out.Reset()
+	cmd.SetOut(&out)
+	cmd.SetArgs([]string{"verify", "--check", "-c", good})
+	if err := cmd.Execute(); err != nil || !strings.HasSuffix(out.String(), ": OK (1 audience, 3 rules)\n") {
+		t.Errorf("keyward verify --check = %v, output %q", err, out.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "missing.yaml")); err == nil {
+		t.Fatal("missing.yaml exists")
+	}
+	cmd.SetArgs([]string{"verify", "--check", "-c", filepath.Join(dir, "missing.yaml")})
+	if err := cmd.Execute(); err == nil {
+		t.Error("keyward verify --check on a missing file succeeded")
+	}
+}

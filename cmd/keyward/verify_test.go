@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// TestRunVerifier runs the verify command's server in-process against a
+// JWKS: a valid token passes with identity headers, a missing one is 401,
+// and the metrics count both.
+func TestRunVerifier(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
+	}))
+	t.Cleanup(jwks.Close)
+
+	cfg := mustParseVerify(t, `
+issuer: https://sso.example.com
+audience: [orders-api]
+jwksURL: `+jwks.URL+`
+rules:
+  - {path: /orders/, scopes: {anyOf: [orders:read]}}
+`)
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("Validate() = %v", err)
+	}
+	ln, mln := listenLoopback(t), listenLoopback(t)
+	var logs lockedBuffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- runVerifier(ctx, cfg, log, ln, mln) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("runVerifier() = %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("runVerifier did not stop within 10s of cancel")
+		}
+	})
+
+	now := time.Now()
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
+		"iss": "https://sso.example.com", "aud": "orders-api", "sub": "s1", "exp": now.Add(5 * time.Minute).Unix(),
+		"iat": now.Unix(), "scope": "openid orders:read", "email": "alice@example.com", "preferred_username": "alice",
+		"groups": []string{"staff", "admins"},
+	})
+	tok.Header["typ"], tok.Header["kid"] = "at+jwt", "k1"
+	signed, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	base := "http://" + ln.Addr().String()
+	check := func(token string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, base+"/oauth2/auth", nil)
+		req.Header.Set("X-Original-URI", "/orders/1?x=y")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET /oauth2/auth: %v", err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	// The key set loads in the background: wait until it has (no more 503).
+	var resp *http.Response
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if resp = check(signed); resp.StatusCode != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			break
+		}
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Auth-Request-User") != "alice" ||
+		resp.Header.Get("X-Auth-Request-Groups") != "staff,admins" || resp.Header.Get("X-Auth-Request-Subject") != "s1" {
+		t.Errorf("valid token: %d %v, want 200 with alice's identity headers", resp.StatusCode, resp.Header)
+	}
+	resp = check("")
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") != `Bearer realm="keyward"` {
+		t.Errorf("no token: %d %v, want 401 with a Bearer challenge", resp.StatusCode, resp.Header)
+	}
+
+	mresp, err := http.Get("http://" + mln.Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	body, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	for _, want := range []string{
+		`keyward_verify_requests_total{result="unauthenticated"} 1`,
+		`keyward_verify_requests_total{result="forbidden"} 0`,
+		`keyward_verify_request_duration_seconds_count{result="allowed"} 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q:\n%s", want, grepLines(string(body), "keyward_verify_"))
+		}
+	}
+	if !strings.Contains(logs.String(), `"msg":"keyward verify serving"`) || strings.Count(logs.String(), "\n") != 1 {
+		t.Errorf("logs = %s, want one startup line and no per-request lines", logs.String())
+	}
+}
+
+func TestInstrumentVerifyResults(t *testing.T) {
+	statuses := map[string]int{"/a": 200, "/b": 401, "/c": 403, "/d": 503, "/e": 500}
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if status, ok := statuses[r.Header.Get("X-Original-Uri")]; ok {
+			w.WriteHeader(status)
+		}
+	})
+	reg := prometheus.NewRegistry()
+	h := instrumentVerify(next, "/ext_authz", reg)
+	for uri := range statuses {
+		req := httptest.NewRequest(http.MethodGet, "/oauth2/auth", nil)
+		req.Header.Set("X-Original-Uri", uri)
+		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/healthz", nil)) // not a check
+	req := httptest.NewRequest(http.MethodGet, "/ext_authz/orders", nil)
+	req.Header.Set("X-Original-Uri", "/a")
+	h.ServeHTTP(httptest.NewRecorder(), req) // an Envoy check
+	got := counterValues(t, reg, "keyward_verify_requests_total")
+	want := map[string]float64{"allowed": 2, "unauthenticated": 1, "forbidden": 1, "unavailable": 2}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("keyward_verify_requests_total{result=%q} = %v, want %v", k, got[k], v)
+		}
+	}
+}
+
+// counterValues returns the values of the counter family name by its result
+// label.
+func counterValues(t *testing.T, reg *prometheus.Registry, name string) map[string]float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" {
+					out[l.GetValue()] = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return out
+}
+
+func listenLoopback(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
