@@ -36,7 +36,7 @@ Start with "keyward demo" to see the whole flow on this machine.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCommand(), newCheckConfigCommand(), newDemoCommand(), newVersionCommand())
+	root.AddCommand(newServeCommand(), newVerifyCommand(), newCheckConfigCommand(), newDemoCommand(), newVersionCommand())
 	return root
 }
 
