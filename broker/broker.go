@@ -58,6 +58,9 @@ type Config struct {
 	Keys      Keys
 	Upstreams []Upstream
 	Clients   []Client
+	// Trust verifies external subject tokens for token exchange (workload
+	// federation); nil: only Keyward's own tokens can be exchanged.
+	Trust Trust
 	// GlobalSecret keys the HMAC of authorize codes and refresh tokens; at
 	// least 32 bytes, shared by replicas.
 	GlobalSecret []byte
@@ -208,9 +211,14 @@ func (b *Broker) compose() fosite.OAuth2Provider {
 		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: signer, Config: fc},
 		Signer:                     signer,
 	}
+	exchange := func(fosite.Configurator, any, any) any {
+		return &exchangeHandler{b: b, issuer: &oauth2.HandleHelper{AccessTokenStrategy: jwtStrategy, AccessTokenStorage: b.fstore, Config: fc}}
+	}
 	return compose.Compose(fc, b.fstore, strategy,
 		compose.OAuth2AuthorizeExplicitFactory,
+		compose.OAuth2ClientCredentialsGrantFactory,
 		compose.OAuth2RefreshTokenGrantFactory,
+		exchange, // RFC 8693, Keyward's own handler
 		compose.OpenIDConnectExplicitFactory,
 		compose.OpenIDConnectRefreshFactory, // after the OAuth2 refresh factory
 		compose.OAuth2TokenIntrospectionFactory,

@@ -25,6 +25,9 @@ type Client struct {
 	Scopes []string
 	// Audiences the client may receive tokens for. Default: the client ID.
 	Audiences []string
+	// MayAct lists the subjects whose access tokens this client may present
+	// as actor_token in a token exchange (RFC 8693 §4.1): the act claim.
+	MayAct []string
 }
 
 // client is the fosite view of a Client.
@@ -32,6 +35,7 @@ type client struct {
 	fosite.DefaultClient
 	name                   string
 	postLogoutRedirectURIs []string
+	mayAct                 []string
 }
 
 type clientRegistry struct{ byID map[string]*client }
@@ -76,6 +80,7 @@ func newClientRegistry(cs []Client) (*clientRegistry, error) {
 			},
 			name:                   c.Name,
 			postLogoutRedirectURIs: c.PostLogoutRedirectURIs,
+			mayAct:                 c.MayAct,
 		}
 		if fc.name == "" {
 			fc.name = c.ID

@@ -12,8 +12,10 @@ import (
 
 // Grant types Keyward answers at /token.
 var supportedGrants = map[string]bool{
-	"authorization_code": true,
-	"refresh_token":      true,
+	"authorization_code":   true,
+	"refresh_token":        true,
+	"client_credentials":   true,
+	GrantTypeTokenExchange: true,
 }
 
 // Token handles POST /token (RFC 6749 §4.1.3, §6). The body must already be
@@ -33,6 +35,9 @@ func (b *Broker) Token(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	if err != nil {
 		b.tokenError(ctx, w, ar, err)
 		return
+	}
+	if ar.GetGrantTypes().ExactOne("client_credentials") {
+		b.grantClientCredentials(ar)
 	}
 	if ar.GetGrantTypes().ExactOne("refresh_token") {
 		if sess, ok := ar.GetSession().(*Session); ok {
@@ -56,6 +61,30 @@ func (b *Broker) Token(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	b.log.InfoContext(ctx, "tokens issued", "event", "token_issued", "client_id", ar.GetClient().GetID(),
 		"grant_type", strings.Join(ar.GetGrantTypes(), " "), "sub", ar.GetSession().GetSubject())
 	b.provider.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+// grantClientCredentials grants what fosite's client-credentials handler
+// validated (fosite leaves granting to the application): the requested
+// scopes, and the requested audiences or else every audience of the client.
+// The subject is the client itself.
+func (b *Broker) grantClientCredentials(ar fosite.AccessRequester) {
+	for _, s := range ar.GetRequestedScopes() {
+		ar.GrantScope(s)
+	}
+	auds := ar.GetRequestedAudience()
+	if len(auds) == 0 {
+		auds = ar.GetClient().GetAudience()
+	}
+	for _, a := range auds {
+		ar.GrantAudience(a)
+	}
+	if sess, ok := ar.GetSession().(*Session); ok {
+		id := ar.GetClient().GetID()
+		sess.Subject = id
+		sess.AccessClaims.Subject = id
+		sess.AccessClaims.Extra = map[string]any{"client_id": id}
+		sess.AccessHeader.Add("typ", "at+jwt")
+	}
 }
 
 func (b *Broker) tokenError(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, err error) {

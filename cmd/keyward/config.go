@@ -36,8 +36,11 @@ type Config struct {
 	Tokens        TokensConfig     `yaml:"tokens,omitempty"`
 	Upstreams     []UpstreamConfig `yaml:"upstreams"`
 	Clients       []ClientConfig   `yaml:"clients"`
-	Logging       LoggingConfig    `yaml:"logging,omitempty"`
-	Metrics       MetricsConfig    `yaml:"metrics,omitempty"`
+	// Trust rules let external JWTs (CI, Kubernetes, cloud workloads) be
+	// exchanged for Keyward tokens (RFC 8693). See docs/token-exchange.md.
+	Trust   []TrustRuleConfig `yaml:"trust,omitempty"`
+	Logging LoggingConfig     `yaml:"logging,omitempty"`
+	Metrics MetricsConfig     `yaml:"metrics,omitempty"`
 }
 
 // TLSConfig names a PEM certificate chain and its private key. Both or neither.
@@ -148,6 +151,9 @@ type ClientConfig struct {
 	Scopes []string `yaml:"scopes,omitempty"`
 	// Audiences are the aud values of its access tokens. Default: [ID].
 	Audiences []string `yaml:"audiences,omitempty"`
+	// MayAct lists the subjects whose Keyward access tokens this client may
+	// present as actor_token in a token exchange (the act claim).
+	MayAct []string `yaml:"mayAct,omitempty"`
 }
 
 // Public reports whether the client has no secret.
@@ -314,6 +320,7 @@ func (c *Config) Validate() error {
 	c.validateTokens(&p)
 	c.validateUpstreams(&p)
 	c.validateClients(&p)
+	c.validateTrust(&p)
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Logging.Level) {
 		p.add("logging.level", "%q is not a level; use debug, info, warn or error", c.Logging.Level)
 	}

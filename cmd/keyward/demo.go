@@ -192,4 +192,3 @@ func randomSecret() string {
 	_, _ = rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
-

@@ -86,7 +86,15 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 	if err != nil {
 		return fail(err)
 	}
-	b, err := broker.New(buildBrokerConfig(cfg, sec, st, inst.keys, ups, log))
+	bc := buildBrokerConfig(cfg, sec, st, inst.keys, ups, log)
+	if len(cfg.Trust) > 0 {
+		trust, err := buildTrust(cfg, log, transport)
+		if err != nil {
+			return fail(err)
+		}
+		bc.Trust = trust
+	}
+	b, err := broker.New(bc)
 	if err != nil {
 		return fail(err)
 	}
@@ -133,6 +141,7 @@ func buildBrokerConfig(cfg *Config, sec Secrets, st store.Store, k *keys.Manager
 			GrantTypes:             c.GrantTypes,
 			Scopes:                 c.Scopes,
 			Audiences:              c.Audiences,
+			MayAct:                 c.MayAct,
 		})
 	}
 	return bc
@@ -201,6 +210,23 @@ func buildUpstreams(ctx context.Context, cfg *Config, sec Secrets, log *slog.Log
 		ups = append(ups, up)
 	}
 	return ups, nil
+}
+
+// buildTrust assembles the workload-federation trust rules. It does no I/O:
+// an issuer's discovery and keys are fetched on its first token.
+func buildTrust(cfg *Config, log *slog.Logger, transport http.RoundTripper) (*federation.Trust, error) {
+	tc := federation.TrustConfig{
+		HTTPClient: &http.Client{Timeout: 10 * time.Second, Transport: transport},
+		Logger:     log,
+	}
+	for _, r := range cfg.Trust {
+		tc.Rules = append(tc.Rules, r.rule())
+	}
+	t, err := federation.NewTrust(tc)
+	if err != nil {
+		return nil, fmt.Errorf("trust: %w", err)
+	}
+	return t, nil
 }
 
 // run serves HTTP and runs key rotation, garbage collection and the metrics

@@ -259,7 +259,7 @@ func TestTokenEndpointBadInput(t *testing.T) {
 		{name: "oversized body", body: "grant_type=refresh_token&refresh_token=" + strings.Repeat("r", 65<<10), auth: good, wantStatus: 400, wantError: "invalid_request"},
 		{name: "grant_type password", body: "grant_type=password&username=alice&password=x", auth: good, wantStatus: 400, wantError: "unsupported_grant_type"},
 		{name: "grant_type urn:foo", body: "grant_type=urn%3Afoo", auth: good, wantStatus: 400, wantError: "unsupported_grant_type"},
-		{name: "grant_type client_credentials", body: "grant_type=client_credentials", auth: good, wantStatus: 400, wantError: "unsupported_grant_type"},
+		{name: "grant_type client_credentials, not allowed for the client", body: "grant_type=client_credentials", auth: good, wantStatus: 400, wantError: "unauthorized_client"},
 		{name: "missing grant_type", body: "code=abc", auth: good, wantStatus: 400, wantError: "invalid_request"},
 		{name: "unknown refresh token", body: refresh, auth: good, wantStatus: 400, wantError: "invalid_grant"},
 		{name: "unknown code", body: "grant_type=authorization_code&code=abc.def&redirect_uri=" + url.QueryEscape(appRedir) + "&code_verifier=" + strings.Repeat("v", 43), auth: good, wantStatus: 400, wantError: "invalid_grant"},

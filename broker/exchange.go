@@ -1,0 +1,384 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
+
+	"github.com/keyward/keyward/federation"
+	"github.com/keyward/keyward/store"
+)
+
+// RFC 8693 identifiers.
+const (
+	GrantTypeTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange"
+	TokenTypeAccessToken   = "urn:ietf:params:oauth:token-type:access_token"
+	TokenTypeJWT           = "urn:ietf:params:oauth:token-type:jwt"
+	TokenTypeIDToken       = "urn:ietf:params:oauth:token-type:id_token"
+)
+
+// maxSubjectTokenBytes bounds a subject or actor token before any parsing.
+const maxSubjectTokenBytes = 16 << 10
+
+// Trust verifies external JWTs against the workload-federation trust rules
+// (*federation.Trust). It must not contact an issuer no rule names.
+type Trust interface {
+	Verify(ctx context.Context, rawToken string) (federation.TrustMatch, error)
+}
+
+// errInvalidTarget is RFC 8693 §2.2.2's invalid_target; fosite has none.
+var errInvalidTarget = &fosite.RFC6749Error{
+	ErrorField:       "invalid_target",
+	DescriptionField: "The requested audience or resource is not allowed.",
+	CodeField:        400,
+}
+
+// exchangeHandler is the token-exchange grant (RFC 8693), a fosite
+// TokenEndpointHandler. It decides the subject, audience, scopes, lifetime
+// and act claim; fosite authenticates the client and writes the answer.
+type exchangeHandler struct {
+	b      *Broker
+	issuer *oauth2.HandleHelper
+}
+
+var _ fosite.TokenEndpointHandler = (*exchangeHandler)(nil)
+
+func (h *exchangeHandler) CanHandleTokenEndpointRequest(_ context.Context, r fosite.AccessRequester) bool {
+	return r.GetGrantTypes().ExactOne(GrantTypeTokenExchange)
+}
+
+// CanSkipClientAuth is false: a public client still names itself with
+// client_id and authenticates with method none.
+func (h *exchangeHandler) CanSkipClientAuth(context.Context, fosite.AccessRequester) bool {
+	return false
+}
+
+// exchangeSubject is what a verified subject token establishes.
+type exchangeSubject struct {
+	subject   string
+	expiry    time.Time
+	audiences []string // the most the new token may carry (nil: the client's)
+	scopes    []string // the most it may carry
+	maxTTL    time.Duration
+	public    bool // a public client may present it
+	claims    map[string]any
+	act       map[string]any // the subject token's act claim, for chains
+	jti       string         // for single use; empty when not required
+}
+
+func (h *exchangeHandler) HandleTokenEndpointRequest(ctx context.Context, r fosite.AccessRequester) error {
+	if !h.CanHandleTokenEndpointRequest(ctx, r) {
+		return fosite.ErrUnknownRequest
+	}
+	client := r.GetClient()
+	if !client.GetGrantTypes().Has(GrantTypeTokenExchange) {
+		return fosite.ErrUnauthorizedClient.WithHint("The client may not use the token-exchange grant.")
+	}
+	form := r.GetRequestForm()
+	raw, typ := form.Get("subject_token"), form.Get("subject_token_type")
+	if raw == "" || typ == "" {
+		return fosite.ErrInvalidRequest.WithHint("subject_token and subject_token_type are required.")
+	}
+	switch form.Get("requested_token_type") {
+	case "", TokenTypeAccessToken, TokenTypeJWT:
+	default:
+		return fosite.ErrInvalidRequest.WithHint("requested_token_type must be access_token or jwt.")
+	}
+	subj, err := h.subject(ctx, raw, typ)
+	if err != nil {
+		return err
+	}
+	if client.IsPublic() && !subj.public {
+		return fosite.ErrUnauthorizedClient.WithHint("A public client may exchange only tokens whose trust rule allows public clients.")
+	}
+	now := h.b.cfg.Now()
+	if err := h.b.checkSubject(ctx, subj.subject, now); err != nil {
+		if errors.Is(err, errSubjectRefused) {
+			return fosite.ErrInvalidGrant.WithHint("Access has been removed for this subject.").WithWrap(err)
+		}
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	auds, err := exchangeAudiences(r, form["resource"], subj.audiences)
+	if err != nil {
+		return err
+	}
+	scopes, err := exchangeScopes(r.GetRequestedScopes(), subj.scopes, client.GetScopes())
+	if err != nil {
+		return err
+	}
+	act, err := h.actor(ctx, client, form.Get("actor_token"), form.Get("actor_token_type"), subj.act)
+	if err != nil {
+		return err
+	}
+	if subj.jti != "" {
+		if err := h.b.fstore.claimJTI(ctx, subj.jti, subj.expiry); err != nil {
+			return err
+		}
+	}
+	for _, a := range auds {
+		r.GrantAudience(a)
+	}
+	for _, s := range scopes {
+		r.GrantScope(s)
+	}
+
+	// Never longer than the access-token lifetime, the rule's bound, or the
+	// subject token's own expiry.
+	exp := now.Add(h.b.cfg.AccessTokenTTL)
+	if subj.maxTTL > 0 && now.Add(subj.maxTTL).Before(exp) {
+		exp = now.Add(subj.maxTTL)
+	}
+	if !subj.expiry.IsZero() && subj.expiry.Before(exp) {
+		exp = subj.expiry
+	}
+	sess, ok := r.GetSession().(*Session)
+	if !ok {
+		return fosite.ErrServerError.WithHint("unexpected session type")
+	}
+	sess.Subject = subj.subject
+	sess.AccessClaims.Subject = subj.subject
+	sess.AccessClaims.Extra = map[string]any{"client_id": client.GetID()}
+	for k, v := range subj.claims {
+		sess.AccessClaims.Extra[k] = v
+	}
+	if act != nil {
+		sess.AccessClaims.Extra["act"] = act
+	}
+	sess.AccessHeader.Add("typ", "at+jwt")
+	sess.SetExpiresAt(fosite.AccessToken, exp.UTC())
+	return nil
+}
+
+func (h *exchangeHandler) PopulateTokenEndpointResponse(ctx context.Context, r fosite.AccessRequester, resp fosite.AccessResponder) error {
+	if !h.CanHandleTokenEndpointRequest(ctx, r) {
+		return fosite.ErrUnknownRequest
+	}
+	if _, err := h.issuer.IssueAccessToken(ctx, h.b.cfg.AccessTokenTTL, r, resp); err != nil {
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	typ := TokenTypeAccessToken
+	if r.GetRequestForm().Get("requested_token_type") == TokenTypeJWT {
+		typ = TokenTypeJWT
+	}
+	resp.SetExtra("issued_token_type", typ) // RFC 8693 §2.2.1
+	return nil
+}
+
+// subject verifies a subject token and says what it may become. Keyward's
+// own access tokens are narrowed; an external JWT must match a trust rule,
+// and the issuer of a token no rule names is never contacted.
+func (h *exchangeHandler) subject(ctx context.Context, raw, typ string) (exchangeSubject, error) {
+	iss, err := unverifiedIssuer(raw)
+	if err != nil {
+		return exchangeSubject{}, fosite.ErrInvalidGrant.WithHint("The subject token is not a JWT.").WithWrap(err)
+	}
+	if iss == h.b.cfg.Issuer {
+		if typ != TokenTypeAccessToken && typ != TokenTypeJWT {
+			return exchangeSubject{}, fosite.ErrInvalidRequest.WithHint("A Keyward token is exchanged as subject_token_type access_token.")
+		}
+		return h.keywardSubject(ctx, raw)
+	}
+	if typ != TokenTypeJWT && typ != TokenTypeIDToken {
+		return exchangeSubject{}, fosite.ErrInvalidRequest.WithHint("An external token is exchanged as subject_token_type jwt or id_token.")
+	}
+	if h.b.cfg.Trust == nil {
+		return exchangeSubject{}, fosite.ErrInvalidGrant.WithHint("The subject token's issuer is not trusted.")
+	}
+	m, err := h.b.cfg.Trust.Verify(ctx, raw)
+	if errors.Is(err, federation.ErrIssuerUnavailable) {
+		// The issuer's fault, not the client's: worth a retry.
+		return exchangeSubject{}, fosite.ErrTemporarilyUnavailable.WithHint("The subject token's issuer cannot be reached; try again later.").WithWrap(err)
+	}
+	if err != nil {
+		return exchangeSubject{}, fosite.ErrInvalidGrant.WithHint("The subject token is invalid, expired or not trusted.").WithWrap(err)
+	}
+	s := exchangeSubject{
+		subject:   m.Subject,
+		expiry:    m.Expiry,
+		audiences: m.Rule.Audiences,
+		scopes:    m.Rule.Scopes,
+		maxTTL:    m.Rule.MaxTTL,
+		public:    m.Rule.PublicClient,
+		claims:    map[string]any{"idp": "trust:" + m.Rule.Name},
+	}
+	if m.Rule.SingleUse {
+		if m.JTI == "" {
+			return exchangeSubject{}, fosite.ErrInvalidGrant.WithHint("The subject token has no jti, but its trust rule allows single use only.")
+		}
+		s.jti = "te:" + m.Issuer + ":" + m.JTI
+	}
+	return s, nil
+}
+
+// keywardSubject verifies one of Keyward's own access tokens: signature by a
+// published key, typ at+jwt, not expired, and not revoked (its record is
+// still in the store).
+func (h *exchangeHandler) keywardSubject(ctx context.Context, raw string) (exchangeSubject, error) {
+	orig, err := h.b.activeAccessToken(ctx, raw)
+	if err != nil {
+		return exchangeSubject{}, err
+	}
+	sess := orig.GetSession().(*Session)
+	claims := map[string]any{}
+	var act map[string]any
+	for k, v := range sess.AccessClaims.Extra {
+		switch k {
+		case "client_id":
+		case "act":
+			act, _ = v.(map[string]any)
+		default:
+			claims[k] = v
+		}
+	}
+	return exchangeSubject{
+		subject: sess.GetSubject(),
+		expiry:  sess.GetExpiresAt(fosite.AccessToken),
+		scopes:  orig.GetGrantedScopes(),
+		claims:  claims,
+		act:     act,
+	}, nil
+}
+
+// activeAccessToken returns the stored request behind one of Keyward's own
+// access tokens, if it is valid and not revoked.
+func (b *Broker) activeAccessToken(ctx context.Context, raw string) (fosite.Requester, error) {
+	if len(raw) > maxSubjectTokenBytes {
+		return nil, fosite.ErrInvalidGrant.WithHint("The token is too large.")
+	}
+	tok, err := fositeSigner{keys: b.cfg.Keys}.Decode(ctx, raw)
+	if err != nil {
+		return nil, fosite.ErrInvalidGrant.WithHint("The token is invalid or expired.").WithWrap(err)
+	}
+	if t, _ := tok.Header["typ"].(string); !strings.EqualFold(t, "at+jwt") {
+		return nil, fosite.ErrInvalidGrant.WithHint("The token is not an access token.")
+	}
+	sig := raw[strings.LastIndexByte(raw, '.')+1:]
+	orig, err := b.fstore.GetAccessTokenSession(ctx, sig, newSession())
+	if errors.Is(err, fosite.ErrNotFound) {
+		return nil, fosite.ErrInvalidGrant.WithHint("The token has been revoked or has expired.")
+	}
+	if err != nil {
+		return nil, fosite.ErrServerError.WithWrap(err)
+	}
+	if _, ok := orig.GetSession().(*Session); !ok {
+		return nil, fosite.ErrServerError.WithHint("unexpected session type")
+	}
+	return orig, nil
+}
+
+// actor verifies the actor token (RFC 8693 §4.1): a Keyward access token
+// whose subject the client lists in mayAct. It returns the new act claim,
+// nesting the subject token's own act.
+func (h *exchangeHandler) actor(ctx context.Context, cl fosite.Client, raw, typ string, prior map[string]any) (map[string]any, error) {
+	if raw == "" {
+		if typ != "" {
+			return nil, fosite.ErrInvalidRequest.WithHint("actor_token_type without actor_token.")
+		}
+		return prior, nil
+	}
+	if typ != TokenTypeAccessToken && typ != TokenTypeJWT {
+		return nil, fosite.ErrInvalidRequest.WithHint("actor_token_type must be access_token or jwt.")
+	}
+	orig, err := h.b.activeAccessToken(ctx, raw)
+	if err != nil {
+		return nil, fosite.ErrInvalidGrant.WithHint("The actor token is invalid, expired or revoked.").WithWrap(err)
+	}
+	actorSub := orig.GetSession().GetSubject()
+	c, ok := cl.(*client)
+	if !ok || !has(c.mayAct, actorSub) {
+		return nil, fosite.ErrInvalidRequest.WithHint("The actor may not act through this client (mayAct).")
+	}
+	act := map[string]any{"sub": actorSub}
+	if prior != nil {
+		act["act"] = prior
+	}
+	return act, nil
+}
+
+// exchangeAudiences checks the requested audience and resource values
+// (RFC 8693 §2.1) against what the client and the subject allow. With none
+// requested, the new token gets every audience both allow.
+func exchangeAudiences(r fosite.AccessRequester, resources, allowed []string) ([]string, error) {
+	requested := append(append([]string{}, r.GetRequestedAudience()...), resources...)
+	clientAuds := r.GetClient().GetAudience()
+	permitted := func(a string) bool {
+		return has(clientAuds, a) && (allowed == nil || has(allowed, a))
+	}
+	if len(requested) == 0 {
+		var out []string
+		for _, a := range clientAuds {
+			if permitted(a) {
+				out = append(out, a)
+			}
+		}
+		if len(out) == 0 {
+			return nil, errInvalidTarget.WithHint("No audience is allowed for this exchange.")
+		}
+		return out, nil
+	}
+	var out []string
+	for _, a := range requested {
+		if !permitted(a) {
+			return nil, errInvalidTarget.WithHintf("The audience %q is not allowed.", a)
+		}
+		if !has(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// exchangeScopes narrows: the result is a subset of what the subject token
+// allows and of what the client may request; never wider.
+func exchangeScopes(requested, allowed, clientScopes []string) ([]string, error) {
+	if len(requested) == 0 {
+		var out []string
+		for _, s := range allowed {
+			if has(clientScopes, s) {
+				out = append(out, s)
+			}
+		}
+		return out, nil
+	}
+	for _, s := range requested {
+		if !has(allowed, s) || !has(clientScopes, s) {
+			return nil, fosite.ErrInvalidScope.WithHintf("The scope %q is not allowed for this exchange.", s)
+		}
+	}
+	return requested, nil
+}
+
+func unverifiedIssuer(raw string) (string, error) {
+	if len(raw) > maxSubjectTokenBytes {
+		return "", errors.New("token too large")
+	}
+	var c jwt.RegisteredClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(raw, &c); err != nil {
+		return "", fmt.Errorf("parse token: %w", err)
+	}
+	if c.Issuer == "" {
+		return "", errors.New("token has no iss")
+	}
+	return c.Issuer, nil
+}
+
+// claimJTI records a single-use token id; a second use is a replay.
+func (s *fositeStore) claimJTI(ctx context.Context, id string, exp time.Time) error {
+	if exp.IsZero() {
+		exp = s.now().Add(24 * time.Hour)
+	}
+	err := s.grants.CreateGrant(ctx, store.Grant{Kind: store.GrantAssertionJTI, Signature: id, RequestedAt: s.now(), ExpiresAt: exp})
+	if errors.Is(err, store.ErrConflict) {
+		return fosite.ErrInvalidGrant.WithHint("The subject token was already exchanged (single use).")
+	}
+	if err != nil {
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	return nil
+}

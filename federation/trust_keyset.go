@@ -1,0 +1,242 @@
+package federation
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+const (
+	// maxJWKSSize bounds a JWKS response body.
+	maxJWKSSize = 1 << 20
+	// keysMaxAge is how long fetched keys are used before a background
+	// refresh, so that a key the issuer withdrew stops verifying even if no
+	// token ever misses the cache. A failed refresh keeps the old keys.
+	keysMaxAge = time.Hour
+	// fetchTimeout bounds one discovery or JWKS request even when the HTTP
+	// client has no timeout.
+	fetchTimeout = 30 * time.Second
+)
+
+// errUnknownKey: the token names a kid the issuer's current JWKS does not
+// hold, or no key of the set verifies it.
+var errUnknownKey = errors.New("no key of the issuer's key set verifies the token")
+
+// keySet is an oidc.KeySet for one trusted issuer: the JWKS at url, fetched
+// on first use and again on a cache miss (unknown kid) — but at most once per
+// interval, with one fetch shared by all waiters. A failed fetch keeps the
+// keys already held, so an issuer outage does not stop tokens signed with
+// known keys. Safe for concurrent use.
+type keySet struct {
+	url      string
+	client   *http.Client
+	algs     []jose.SignatureAlgorithm
+	interval time.Duration
+	now      func() time.Time
+	logger   *slog.Logger
+
+	mu        sync.Mutex
+	keys      []jose.JSONWebKey // never modified once set; replaced whole
+	fetchedAt time.Time         // last successful fetch
+	attempted time.Time         // start of the last fetch, successful or not
+	lastErr   error             // result of the last fetch
+	inflight  chan struct{}     // closed when the running fetch ends; nil if none
+}
+
+// VerifySignature implements oidc.KeySet: it verifies raw with the cached
+// key named by its kid (any cached key if it has none), refetching the set
+// on a miss when the rate limit allows, and returns the payload. A known kid
+// whose key does not verify is not a miss: forged tokens cause no fetches.
+func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
+	jws, err := jose.ParseSigned(raw, k.algs)
+	if err != nil {
+		return nil, fmt.Errorf("parse jws: %w", err)
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, errors.New("parse jws: want exactly one signature")
+	}
+	kid := jws.Signatures[0].Header.KeyID
+	keys := k.cached(ctx)
+	payload, found := verifyWith(jws, keys, kid)
+	if payload != nil {
+		return payload, nil
+	}
+	if found {
+		return nil, errors.New("signature does not verify")
+	}
+	keys, fetchErr := k.refresh(ctx)
+	if payload, _ := verifyWith(jws, keys, kid); payload != nil {
+		return payload, nil
+	}
+	if fetchErr != nil {
+		return nil, fmt.Errorf("%w (kid %q; last key fetch: %w)", errUnknownKey, kid, fetchErr)
+	}
+	return nil, fmt.Errorf("%w (kid %q)", errUnknownKey, kid)
+}
+
+// ensure makes sure a key for kid is cached, fetching the set if needed and
+// allowed, so that the caller can tell an unreachable issuer
+// (ErrIssuerUnavailable) from a kid the issuer does not publish
+// (ErrInvalidIDToken) before verifying. An empty kid needs any key.
+func (k *keySet) ensure(ctx context.Context, kid string) error {
+	if hasKid(k.cached(ctx), kid) {
+		return nil
+	}
+	keys, err := k.refresh(ctx)
+	switch {
+	case hasKid(keys, kid):
+		return nil
+	case ctx.Err() != nil:
+		return fmt.Errorf("%w: fetch keys: %w", ErrIssuerUnavailable, context.Cause(ctx))
+	case err != nil:
+		return fmt.Errorf("%w: fetch keys: %w", ErrIssuerUnavailable, err)
+	}
+	return fmt.Errorf("%w: %w (kid %q)", ErrInvalidIDToken, errUnknownKey, kid)
+}
+
+func hasKid(keys []jose.JSONWebKey, kid string) bool {
+	for _, key := range keys {
+		if kid == "" || key.KeyID == kid {
+			return true
+		}
+	}
+	return false
+}
+
+// verifyWith tries the keys named kid (all keys if kid is empty). found
+// reports whether any key was tried.
+func verifyWith(jws *jose.JSONWebSignature, keys []jose.JSONWebKey, kid string) (payload []byte, found bool) {
+	alg := jws.Signatures[0].Header.Algorithm
+	for i := range keys {
+		key := &keys[i]
+		if kid != "" && key.KeyID != kid {
+			continue
+		}
+		if key.Algorithm != "" && key.Algorithm != alg {
+			continue
+		}
+		found = true
+		if p, err := jws.Verify(key); err == nil {
+			return p, true
+		}
+	}
+	return nil, found
+}
+
+// cached returns the keys held now, starting a background refresh when they
+// are older than keysMaxAge.
+func (k *keySet) cached(ctx context.Context) []jose.JSONWebKey {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.fetchedAt.IsZero() && k.now().Sub(k.fetchedAt) > keysMaxAge {
+		k.startLocked(ctx)
+	}
+	return k.keys
+}
+
+// refresh fetches the set unless a fetch started less than interval ago,
+// waits for the running or new fetch (or ctx), and returns the keys held
+// afterwards with the outcome of the last fetch.
+func (k *keySet) refresh(ctx context.Context) ([]jose.JSONWebKey, error) {
+	k.mu.Lock()
+	ch := k.startLocked(ctx)
+	if ch == nil {
+		defer k.mu.Unlock()
+		return k.keys, k.lastErr
+	}
+	k.mu.Unlock()
+	select {
+	case <-ch:
+	case <-ctx.Done():
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.keys, k.lastErr
+}
+
+// startLocked returns the running fetch, or starts one if the rate limit
+// allows; nil if neither. The fetch outlives ctx's cancellation, because
+// other callers may be waiting for it. k.mu must be held.
+func (k *keySet) startLocked(ctx context.Context) chan struct{} {
+	if k.inflight != nil {
+		return k.inflight
+	}
+	now := k.now()
+	if !k.attempted.IsZero() && now.Sub(k.attempted) < k.interval {
+		return nil
+	}
+	k.attempted = now
+	ch := make(chan struct{})
+	k.inflight = ch
+	go func() {
+		keys, err := k.fetch(context.WithoutCancel(ctx))
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		k.lastErr = err
+		if err == nil {
+			k.keys = keys
+			k.fetchedAt = k.now()
+		} else {
+			k.logger.WarnContext(ctx, "issuer key set fetch failed; keeping cached keys",
+				"keys_cached", len(k.keys), "err", err)
+		}
+		k.inflight = nil
+		close(ch)
+	}()
+	return ch
+}
+
+// fetch GETs and parses the JWKS. Keys that go-jose cannot parse, private
+// or symmetric keys, and encryption keys are skipped, not fatal.
+func (k *keySet) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
+	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("fetch keys: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := k.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetch keys: %w", redact(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetch keys: %s", resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("fetch keys: read body: %w", err)
+	}
+	if len(body) > maxJWKSSize {
+		return nil, errors.New("fetch keys: response larger than 1 MiB")
+	}
+	var doc struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, errors.New("fetch keys: response is not a JSON key set")
+	}
+	keys := make([]jose.JSONWebKey, 0, len(doc.Keys))
+	for _, rawKey := range doc.Keys {
+		var key jose.JSONWebKey
+		if err := key.UnmarshalJSON(rawKey); err != nil {
+			k.logger.DebugContext(ctx, "skipping unparsable key in issuer key set", "err", err)
+			continue
+		}
+		if !key.Valid() || !key.IsPublic() || key.Use == "enc" {
+			continue
+		}
+		keys = append(keys, key)
+	}
+	k.logger.DebugContext(ctx, "issuer key set fetched", "keys", len(keys))
+	return keys, nil
+}
