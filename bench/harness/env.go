@@ -1,0 +1,198 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keyward/keyward/broker"
+	"github.com/keyward/keyward/federation"
+	"github.com/keyward/keyward/keys"
+	"github.com/keyward/keyward/store/bolt"
+	"github.com/keyward/keyward/test/fakeidp"
+	"github.com/keyward/keyward/web"
+)
+
+// The relying party registered at the broker. Its redirect URI is never
+// followed: the sign-in client stops at the redirect and reads the code.
+const (
+	ClientID       = "bench-app"
+	ClientSecret   = "bench-app-secret-0123456789-0123456789-abcdef"
+	ClientRedirect = "http://127.0.0.1:1/app/callback"
+)
+
+// Options configures an Env.
+type Options struct {
+	// Dir holds the bbolt file and the log. Required.
+	Dir string
+	// NoSync skips bbolt's fsync (not production; shows the fsync cost).
+	NoSync bool
+	// Algorithm signs Keyward's tokens. Default: RS256 (production default).
+	Algorithm string
+	// Log, when non-nil, receives the broker's JSON log at info level, as
+	// cmd/keyward writes it by default. Nil discards it.
+	Log io.Writer
+}
+
+// Env is a bare net/http handler, a fake upstream IdP and a broker, each on
+// its own 127.0.0.1 listener in this process.
+type Env struct {
+	BareURL     string // GET / answers 200 with an empty body
+	UpstreamURL string // test/fakeidp with AutoLogin
+	BrokerURL   string // the issuer
+
+	// Conns counts the TCP connections each server accepted.
+	BareConns, UpstreamConns, BrokerConns atomic.Int64
+	// StoreWrites counts the broker's store writes (write transactions).
+	StoreWrites atomic.Int64
+
+	store   *bolt.Store
+	servers []*http.Server
+}
+
+// Start builds and serves the three servers; Close stops them.
+func Start(ctx context.Context, opts Options) (_ *Env, err error) {
+	e := &Env{}
+	defer func() {
+		if err != nil {
+			e.Close()
+		}
+	}()
+	bare, err := e.listen(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusOK)
+	}), &e.BareConns)
+	if err != nil {
+		return e, err
+	}
+	e.BareURL = bare
+
+	// The upstream needs its URL before its handler exists.
+	upLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return e, fmt.Errorf("listen: %w", err)
+	}
+	brLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		_ = upLn.Close()
+		return e, fmt.Errorf("listen: %w", err)
+	}
+	e.UpstreamURL = "http://" + upLn.Addr().String()
+	e.BrokerURL = "http://" + brLn.Addr().String()
+	idp, err := fakeidp.New(fakeidp.Config{
+		Issuer:    e.UpstreamURL,
+		Users:     fakeidp.DemoUsers(),
+		Clients:   []fakeidp.Client{{ID: "keyward", Secret: "upstream-secret", RedirectURIs: []string{e.BrokerURL + "/callback"}}},
+		AutoLogin: "alice",
+	})
+	if err != nil {
+		_, _ = upLn.Close(), brLn.Close()
+		return e, fmt.Errorf("fakeidp: %w", err)
+	}
+	e.serve(upLn, idp.Handler(), &e.UpstreamConns)
+
+	handler, err := e.buildBroker(ctx, opts)
+	if err != nil {
+		_ = brLn.Close()
+		return e, err
+	}
+	e.serve(brLn, handler, &e.BrokerConns)
+	return e, nil
+}
+
+// buildBroker wires store, keys, upstream, broker and web as
+// cmd/keyward/serve.go does.
+func (e *Env) buildBroker(ctx context.Context, opts Options) (http.Handler, error) {
+	log := slog.New(slog.DiscardHandler)
+	if opts.Log != nil {
+		log = slog.New(web.LogHandler(slog.NewJSONHandler(opts.Log, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	}
+	st, err := bolt.Open(ctx, bolt.Options{Path: filepath.Join(opts.Dir, "keyward.db"), NoSync: opts.NoSync, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	e.store = st
+	km, err := keys.New(ctx, keys.Config{Store: st, Algorithm: opts.Algorithm, MaxTokenTTL: 15 * time.Minute, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("keys: %w", err)
+	}
+	// Production passes http.DefaultTransport to the upstream client.
+	upClient := &http.Client{Timeout: 10 * time.Second, Transport: http.DefaultTransport}
+	up, err := federation.Config{
+		ID: "corp", Name: "Corp SSO", Issuer: e.UpstreamURL,
+		ClientID: "keyward", ClientSecret: "upstream-secret", RedirectURL: e.BrokerURL + "/callback",
+		Scopes: []string{"openid", "email", "profile", "groups"},
+	}.Open(ctx, upClient, log)
+	if err != nil {
+		return nil, fmt.Errorf("open upstream: %w", err)
+	}
+	b, err := broker.New(broker.Config{
+		Issuer:       e.BrokerURL,
+		Store:        countingStore{Store: st, writes: &e.StoreWrites},
+		Keys:         km,
+		Upstreams:    []broker.Upstream{up},
+		GlobalSecret: []byte("bench-global-secret-0123456789-0123456789-0123"),
+		Clients:      []broker.Client{{ID: ClientID, Name: "Bench App", Secret: ClientSecret, RedirectURIs: []string{ClientRedirect}}},
+		Logger:       log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	srv, err := web.New(web.Config{
+		Broker:        b,
+		Keys:          km,
+		SessionSecret: []byte("bench-cookie-secret-0123456789-0123456789-0123"),
+		Registerer:    prometheus.NewRegistry(),
+		Logger:        log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
+	return srv, nil
+}
+
+func (e *Env) listen(h http.Handler, conns *atomic.Int64) (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("listen: %w", err)
+	}
+	e.serve(ln, h, conns)
+	return "http://" + ln.Addr().String(), nil
+}
+
+func (e *Env) serve(ln net.Listener, h http.Handler, conns *atomic.Int64) {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				conns.Add(1)
+			}
+		},
+	}
+	e.servers = append(e.servers, srv)
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			fmt.Fprintf(os.Stderr, "serve %s: %v\n", ln.Addr(), err)
+		}
+	}()
+}
+
+// Close stops the servers and closes the store.
+func (e *Env) Close() {
+	for _, s := range e.servers {
+		_ = s.Close()
+	}
+	if e.store != nil {
+		_ = e.store.Close()
+	}
+}
