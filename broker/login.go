@@ -261,17 +261,30 @@ func (b *Broker) checkSubject(ctx context.Context, subject string, issuedAt time
 // only once the client and redirect_uri are known good, else an error page.
 func (b *Broker) authorizeError(ctx context.Context, ar fosite.AuthorizeRequester, err error) (Outcome, error) {
 	if ar == nil || !ar.IsRedirectURIValid() {
-		msg := "The application sent an invalid sign-in request."
-		var rfc *fosite.RFC6749Error
-		if errors.As(err, &rfc) {
-			msg = rfc.GetDescription()
-		}
-		return Outcome{}, pageError(http.StatusBadRequest, "Invalid sign-in request", msg, err)
+		return Outcome{}, pageError(http.StatusBadRequest, "Invalid sign-in request", invalidRequestMessage(err), err)
 	}
 	b.log.InfoContext(ctx, "authorize request refused", "client_id", ar.GetClient().GetID(), "err", err)
 	return Outcome{respond: func(ctx context.Context, w http.ResponseWriter) {
 		b.provider.WriteAuthorizeError(ctx, &issWriter{ResponseWriter: w, iss: b.cfg.Issuer}, ar, err)
 	}}, nil
+}
+
+// invalidRequestMessage explains, for the person who followed the link, an
+// /authorize request that cannot be answered to the application.
+func invalidRequestMessage(err error) string {
+	const tail = " Return to the application; if this keeps happening, tell its administrator."
+	var rfc *fosite.RFC6749Error
+	if !errors.As(err, &rfc) {
+		return "The application sent an invalid sign-in request." + tail
+	}
+	switch {
+	case rfc.ErrorField == fosite.ErrInvalidClient.ErrorField:
+		return "The application that sent you here is not registered with Keyward (unknown client_id)." + tail
+	case strings.Contains(rfc.HintField, "redirect_uri"), strings.Contains(rfc.HintField, "redirect URI"):
+		return "The application asked to return you to an address it has not registered (redirect_uri)." + tail
+	default:
+		return "The application sent an invalid sign-in request: " + rfc.GetDescription() + tail
+	}
 }
 
 // issWriter adds the RFC 9207 iss parameter to an authorization error

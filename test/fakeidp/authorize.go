@@ -170,7 +170,7 @@ func (s *Server) renderForm(w http.ResponseWriter, r *http.Request, req grant, s
 	w.WriteHeader(status)
 	_ = loginPage.Execute(w, map[string]string{
 		"Title": s.title, "Action": s.prefix + "/authorize", "Client": req.clientID,
-		"Token": token, "Username": username, "Error": errMsg,
+		"Token": token, "Username": username, "Error": errMsg, "Hint": s.hint,
 	})
 }
 
@@ -189,12 +189,14 @@ label{display:block;font-weight:600;margin:.75rem 0 .25rem}
 input{width:100%;box-sizing:border-box;padding:.5rem;border:1px solid #bbb;border-radius:4px;font-size:1rem}
 button{margin-top:1.25rem;width:100%;padding:.6rem;border:0;border-radius:4px;background:#2457c5;color:#fff;font-size:1rem;cursor:pointer}
 .error{color:#a40000;background:#fdecea;padding:.5rem;border-radius:4px}
+.hint{background:#eef3fc;color:#1d3f85;padding:.5rem;border-radius:4px;font-size:.9rem}
 </style>
 </head>
 <body>
 <main>
 <h1>{{.Title}}</h1>
 <p>Sign in to continue to <strong>{{.Client}}</strong>.</p>
+{{with .Hint}}<p class="hint">{{.}}</p>{{end}}
 {{with .Error}}<p class="error" role="alert">{{.}}</p>{{end}}
 <form method="post" action="{{.Action}}">
 <input type="hidden" name="form_token" value="{{.Token}}">

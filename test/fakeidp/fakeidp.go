@@ -48,8 +48,11 @@ type Config struct {
 	// form (tests). Empty shows an HTML login form (the demo).
 	AutoLogin string
 	Title     string // heading of the login page. Default: "Fake IdP"
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// Hint is shown under the heading of the login page (the demo lists its
+	// users there).
+	Hint   string
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Lifetimes of what the server hands out.
@@ -70,6 +73,7 @@ type Server struct {
 	prefix  string // path of base
 	alg     string
 	title   string
+	hint    string
 	auto    string
 	users   map[string]User   // by Username
 	clients map[string]Client // by ID
@@ -120,6 +124,7 @@ func New(cfg Config) (*Server, error) {
 		issuer:  cfg.Issuer,
 		alg:     alg,
 		title:   cfg.Title,
+		hint:    cfg.Hint,
 		auto:    cfg.AutoLogin,
 		users:   map[string]User{},
 		clients: map[string]Client{},
