@@ -46,9 +46,21 @@ type Keys interface {
 type Upstream interface {
 	ID() string
 	Name() string
+	// Issuer is the upstream's exact issuer URL.
+	Issuer() string
 	AuthCodeURL(state, nonce, pkceVerifier string, opts federation.AuthOptions) string
 	Exchange(ctx context.Context, code, pkceVerifier, nonce string) (federation.Identity, error)
+	// VerifyIDToken verifies an ID token the upstream issued to a native
+	// app (native sign-in). It wraps federation.ErrNativeNotAccepted,
+	// without any request, when the upstream does not take the token's
+	// audience for native sign-in.
+	VerifyIDToken(ctx context.Context, raw string) (federation.Identity, error)
+	// NativePublicClients: clients without a secret may exchange the
+	// upstream's ID tokens.
+	NativePublicClients() bool
 }
+
+var _ Upstream = (*federation.Upstream)(nil)
 
 // Config configures a Broker. Zero durations take the defaults noted.
 type Config struct {

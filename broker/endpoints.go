@@ -205,7 +205,7 @@ func (b *Broker) buildDiscovery() []byte {
 		"introspection_endpoint":                         iss + "/introspect",
 		"response_types_supported":                       []string{"code"},
 		"response_modes_supported":                       []string{"query"},
-		"grant_types_supported":                          []string{"authorization_code", "refresh_token"},
+		"grant_types_supported":                          []string{"authorization_code", "refresh_token", "client_credentials", GrantTypeTokenExchange},
 		"subject_types_supported":                        []string{"public"},
 		"id_token_signing_alg_values_supported":          []string{b.cfg.Keys.Algorithm()},
 		"scopes_supported":                               []string{"openid", "email", "profile", "groups", "offline_access"},

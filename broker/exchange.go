@@ -70,6 +70,17 @@ type exchangeSubject struct {
 	claims    map[string]any
 	act       map[string]any // the subject token's act claim, for chains
 	jti       string         // for single use; empty when not required
+	// authTime is when the person authenticated, for the refusal check
+	// (zero: now).
+	authTime time.Time
+	native   *nativeSignIn // set for an upstream ID token
+}
+
+// nativeSignIn is a person who signed in at an upstream in a native app
+// and presents the upstream's ID token.
+type nativeSignIn struct {
+	upstream Upstream
+	identity federation.Identity
 }
 
 func (h *exchangeHandler) HandleTokenEndpointRequest(ctx context.Context, r fosite.AccessRequester) error {
@@ -95,10 +106,14 @@ func (h *exchangeHandler) HandleTokenEndpointRequest(ctx context.Context, r fosi
 		return err
 	}
 	if client.IsPublic() && !subj.public {
-		return fosite.ErrUnauthorizedClient.WithHint("A public client may exchange only tokens whose trust rule allows public clients.")
+		return fosite.ErrUnauthorizedClient.WithHint("A public client may exchange only tokens whose trust rule or identity provider allows public clients.")
 	}
 	now := h.b.cfg.Now()
-	if err := h.b.checkSubject(ctx, subj.subject, now); err != nil {
+	authTime := subj.authTime
+	if authTime.IsZero() {
+		authTime = now
+	}
+	if err := h.b.checkSubject(ctx, subj.subject, authTime); err != nil {
 		if errors.Is(err, errSubjectRefused) {
 			return fosite.ErrInvalidGrant.WithHint("Access has been removed for this subject.").WithWrap(err)
 		}
@@ -108,6 +123,11 @@ func (h *exchangeHandler) HandleTokenEndpointRequest(ctx context.Context, r fosi
 	if err != nil {
 		return err
 	}
+	if subj.native != nil {
+		// Native sign-in: whatever the client may have, as after a
+		// browser sign-in.
+		subj.scopes = client.GetScopes()
+	}
 	scopes, err := exchangeScopes(r.GetRequestedScopes(), subj.scopes, client.GetScopes())
 	if err != nil {
 		return err
@@ -115,6 +135,19 @@ func (h *exchangeHandler) HandleTokenEndpointRequest(ctx context.Context, r fosi
 	act, err := h.actor(ctx, client, form.Get("actor_token"), form.Get("actor_token_type"), subj.act)
 	if err != nil {
 		return err
+	}
+	if n := subj.native; n != nil {
+		// As the browser callback does: record the subject, refuse a
+		// disabled one, and take the identity claims the scopes allow.
+		if err := h.b.upsertSubject(ctx, subj.subject, n.upstream.ID(), n.identity, now); err != nil {
+			if errors.Is(err, errSubjectRefused) {
+				return fosite.ErrInvalidGrant.WithHint("Access has been removed for this subject.").WithWrap(err)
+			}
+			return fosite.ErrServerError.WithWrap(err)
+		}
+		subj.claims = h.b.nativeClaims(subj.subject, n, authTime, scopes)
+		h.b.log.InfoContext(ctx, "signed in with a native app", "event", "login_succeeded",
+			"upstream", n.upstream.ID(), "client_id", client.GetID(), "sub", subj.subject)
 	}
 	if subj.jti != "" {
 		if err := h.b.fstore.claimJTI(ctx, subj.jti, subj.expiry); err != nil {
@@ -187,10 +220,20 @@ func (h *exchangeHandler) subject(ctx context.Context, raw, typ string) (exchang
 	if typ != TokenTypeJWT && typ != TokenTypeIDToken {
 		return exchangeSubject{}, fosite.ErrInvalidRequest.WithHint("An external token is exchanged as subject_token_type jwt or id_token.")
 	}
+	if s, ok, err := h.nativeSubject(ctx, raw, iss); ok {
+		return s, err
+	}
+	untrusted := fosite.ErrInvalidGrant.WithHint("The subject token's issuer is not trusted.")
+	if h.upstreamIssuer(iss) {
+		untrusted = fosite.ErrInvalidGrant.WithHint("The ID token is not for a native app this identity provider accepts (nativeClientIDs).")
+	}
 	if h.b.cfg.Trust == nil {
-		return exchangeSubject{}, fosite.ErrInvalidGrant.WithHint("The subject token's issuer is not trusted.")
+		return exchangeSubject{}, untrusted
 	}
 	m, err := h.b.cfg.Trust.Verify(ctx, raw)
+	if errors.Is(err, federation.ErrUntrustedIssuer) {
+		return exchangeSubject{}, untrusted.WithWrap(err)
+	}
 	if errors.Is(err, federation.ErrIssuerUnavailable) {
 		// The issuer's fault, not the client's: worth a retry.
 		return exchangeSubject{}, fosite.ErrTemporarilyUnavailable.WithHint("The subject token's issuer cannot be reached; try again later.").WithWrap(err)
@@ -214,6 +257,92 @@ func (h *exchangeHandler) subject(ctx context.Context, raw, typ string) (exchang
 		s.jti = "te:" + m.Issuer + ":" + m.JTI
 	}
 	return s, nil
+}
+
+// nativeSubject verifies an ID token from a configured upstream (native
+// sign-in): the first upstream with the token's issuer that takes its
+// audience for native sign-in decides. ok is false when none does; trust
+// rules decide then. Only configured upstreams are contacted, since iss
+// must equal one's issuer.
+func (h *exchangeHandler) nativeSubject(ctx context.Context, raw, iss string) (s exchangeSubject, ok bool, err error) {
+	for _, up := range h.b.upstreams {
+		if up.Issuer() != iss {
+			continue
+		}
+		id, err := up.VerifyIDToken(ctx, raw)
+		if errors.Is(err, federation.ErrNativeNotAccepted) {
+			h.b.log.DebugContext(ctx, "native sign-in: upstream does not take the id token", "upstream", up.ID(), "err", err)
+			continue
+		}
+		log := h.b.log.With("upstream", up.ID())
+		if errors.Is(err, federation.ErrIssuerUnavailable) {
+			log.WarnContext(ctx, "native sign-in: upstream keys unavailable", "event", "login_failed", "err", err)
+			return s, true, fosite.ErrTemporarilyUnavailable.WithHint("The identity provider cannot be reached; try again later.").WithWrap(err)
+		}
+		if err != nil {
+			log.InfoContext(ctx, "native sign-in refused", "event", "login_failed", "err", err)
+			return s, true, fosite.ErrInvalidGrant.WithHint("The ID token is invalid, expired or not issued to a native app of this identity provider.").WithWrap(err)
+		}
+		s = exchangeSubject{
+			subject: SubjectID(up.ID(), id.Subject),
+			expiry:  claimTime(id.Claims, "exp"),
+			public:  up.NativePublicClients(),
+			native:  &nativeSignIn{upstream: up, identity: id},
+		}
+		// When the person authenticated: auth_time, else the token's iat.
+		s.authTime = id.AuthTime
+		if s.authTime.IsZero() {
+			s.authTime = claimTime(id.Claims, "iat")
+		}
+		if s.authTime.After(h.b.cfg.Now()) {
+			s.authTime = time.Time{}
+		}
+		return s, true, nil
+	}
+	return s, false, nil
+}
+
+// upstreamIssuer reports whether iss is a configured upstream's issuer.
+func (h *exchangeHandler) upstreamIssuer(iss string) bool {
+	for _, up := range h.b.upstreams {
+		if up.Issuer() == iss {
+			return true
+		}
+	}
+	return false
+}
+
+// nativeClaims are the access-token claims of a native sign-in: exactly
+// those a browser sign-in of the same person with the same scopes gets
+// (identity claims per scope and tokens.claims, idp, auth_time), without a
+// Keyward session id.
+func (b *Broker) nativeClaims(subject string, n *nativeSignIn, authTime time.Time, scopes []string) map[string]any {
+	id := n.identity
+	sess := b.newTokenSession(store.Session{
+		Subject:    subject,
+		UpstreamID: n.upstream.ID(),
+		Identity: store.Identity{
+			Email: id.Email, EmailVerified: id.EmailVerified, Name: id.Name,
+			PreferredUsername: id.PreferredUsername, Groups: id.Groups,
+		},
+		AuthTime: authTime,
+	}, scopes, "", authTime)
+	claims := map[string]any{}
+	for k, v := range sess.AccessClaims.Extra {
+		if k != "client_id" && k != "sid" {
+			claims[k] = v
+		}
+	}
+	return claims
+}
+
+// claimTime reads a NumericDate claim of verified claims (JSON numbers
+// decoded as float64); zero when absent.
+func claimTime(claims map[string]any, name string) time.Time {
+	if v, ok := claims[name].(float64); ok && v > 0 {
+		return time.Unix(int64(v), 0).UTC()
+	}
+	return time.Time{}
 }
 
 // keywardSubject verifies one of Keyward's own access tokens: signature by a

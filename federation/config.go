@@ -30,6 +30,16 @@ type Config struct {
 	Scopes []string
 	// Claims names the upstream claims that carry the identity.
 	Claims ClaimMapping
+	// NativeClientIDs are the client IDs, at the upstream, of native apps
+	// (mobile, desktop) whose upstream ID tokens may be exchanged for
+	// Keyward tokens (native sign-in, RFC 8693 with subject_token_type
+	// id_token): an ID token is accepted when its aud holds one of them.
+	// Empty: native sign-in is off for this upstream. See VerifyIDToken.
+	NativeClientIDs []string
+	// NativePublicClients lets Keyward clients without a secret (mobile
+	// apps) exchange this upstream's ID tokens: the ID token is then the
+	// only credential. Requires NativeClientIDs. Default: false.
+	NativePublicClients bool
 	// Now is the clock for token checks. Default: time.Now.
 	Now func() time.Time
 }
@@ -78,6 +88,17 @@ func (c Config) Validate() error {
 			}
 		}
 	}
+	for i, id := range c.NativeClientIDs {
+		switch {
+		case id == "" || strings.TrimSpace(id) != id:
+			errs = append(errs, fmt.Errorf("native_client_ids[%d]: %q must be non-empty without surrounding space", i, id))
+		case slices.Index(c.NativeClientIDs, id) < i:
+			errs = append(errs, fmt.Errorf("native_client_ids[%d]: %q is listed twice", i, id))
+		}
+	}
+	if c.NativePublicClients && len(c.NativeClientIDs) == 0 {
+		errs = append(errs, errors.New("native_public_clients: needs native_client_ids (native sign-in is off without them)"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -125,6 +146,7 @@ func (c Config) withDefaults() Config {
 	} else {
 		c.Scopes = slices.Clone(c.Scopes)
 	}
+	c.NativeClientIDs = slices.Clone(c.NativeClientIDs)
 	if c.Claims.Email == "" {
 		c.Claims.Email = "email"
 	}

@@ -48,6 +48,14 @@ func TestValidate(t *testing.T) {
 			modify: func(c *Config) { c.Scopes = []string{"openid", "a b", ""} },
 			want:   []string{`scopes: "a b" is not a valid scope token`, `scopes: "" is not a valid scope token`},
 		},
+		{name: "native sign-in", modify: func(c *Config) { c.NativeClientIDs, c.NativePublicClients = []string{"ios", "keyward"}, true }},
+		{
+			name:   "native client ids",
+			modify: func(c *Config) { c.NativeClientIDs = []string{"ios", "", "ios "} },
+			want:   []string{`native_client_ids[1]: "" must be non-empty`, `native_client_ids[2]: "ios " must be non-empty`},
+		},
+		{name: "native duplicate", modify: func(c *Config) { c.NativeClientIDs = []string{"ios", "ios"} }, want: []string{`native_client_ids[1]: "ios" is listed twice`}},
+		{name: "native public without ids", modify: func(c *Config) { c.NativePublicClients = true }, want: []string{"native_public_clients: needs native_client_ids"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

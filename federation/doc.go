@@ -1,5 +1,6 @@
 // Package federation is Keyward's relying-party side: one Upstream per
-// configured OpenID Connect identity provider.
+// configured OpenID Connect identity provider, and the trust rules of
+// workload federation.
 //
 // It owns discovery and ID-token verification (go-oidc), the authorization
 // code flow with PKCE S256 and a nonce (x/oauth2), the userinfo fallback, the
@@ -10,7 +11,22 @@
 // verifier (and so the one JWKS cache) per upstream. Everything else about
 // the login (state, sessions, subjects, allow rules) belongs to broker.
 //
-// This package imports only the standard library, go-oidc and x/oauth2. It
-// must never import broker, store, web or keys: federation knows nothing
-// about Keyward's own tokens or storage.
+// For token exchange (RFC 8693) it verifies subject tokens that were not
+// issued to Keyward itself:
+//   - native sign-in (native.go): Upstream.VerifyIDToken takes an upstream
+//     ID token issued to one of the upstream's native apps
+//     (Config.NativeClientIDs) and maps it exactly as a browser sign-in;
+//   - workload federation (trust.go, trust_rule.go, trust_keyset.go): Trust
+//     matches JWTs from external issuers (CI systems, Kubernetes, cloud
+//     identity) against trust rules, and contacts only issuers a rule names.
+//
+// Both read a presented token's unverified claims (golang-jwt) only to pick
+// the issuer and refuse hopeless tokens before any request, and verify with
+// go-oidc against a key set (go-jose) that refetches on an unknown kid at
+// most once per interval, so a client choosing kids cannot make Keyward
+// hammer an issuer.
+//
+// This package imports only the standard library, go-oidc, x/oauth2,
+// golang-jwt and go-jose. It must never import broker, store, web or keys:
+// federation knows nothing about Keyward's own tokens or storage.
 package federation

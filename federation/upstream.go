@@ -26,6 +26,7 @@ type Upstream struct {
 	provider *oidc.Provider
 	verifier *oidc.IDTokenVerifier // built once: it owns the JWKS cache
 	oauth2   oauth2.Config
+	native   *native // nil: native sign-in is off
 	logger   *slog.Logger
 }
 
@@ -60,6 +61,8 @@ func (c Config) Open(ctx context.Context, httpClient *http.Client, logger *slog.
 	}
 	var meta struct {
 		AuthMethods []string `json:"token_endpoint_auth_methods_supported"`
+		JWKSURI     string   `json:"jwks_uri"`
+		Algorithms  []string `json:"id_token_signing_alg_values_supported"`
 	}
 	if err := provider.Claims(&meta); err != nil {
 		return nil, fmt.Errorf("federation: upstream %q: read discovery: %w", c.ID, err)
@@ -81,7 +84,13 @@ func (c Config) Open(ctx context.Context, httpClient *http.Client, logger *slog.
 		},
 		logger: logger,
 	}
-	logger.InfoContext(ctx, "upstream ready", "issuer", c.Issuer, "userinfo", provider.UserInfoEndpoint() != "")
+	if len(c.NativeClientIDs) > 0 {
+		if meta.JWKSURI == "" {
+			return nil, fmt.Errorf("federation: upstream %q: discovery has no jwks_uri (needed for native sign-in)", c.ID)
+		}
+		u.native = newNative(c, httpClient, meta.JWKSURI, meta.Algorithms, logger)
+	}
+	logger.InfoContext(ctx, "upstream ready", "issuer", c.Issuer, "userinfo", provider.UserInfoEndpoint() != "", "native_sign_in", u.native != nil)
 	return u, nil
 }
 
@@ -103,6 +112,10 @@ func (u *Upstream) ID() string { return u.cfg.ID }
 
 // Name returns the display name.
 func (u *Upstream) Name() string { return u.cfg.Name }
+
+// Issuer returns the exact issuer URL, as configured and as discovery
+// reported it.
+func (u *Upstream) Issuer() string { return u.cfg.Issuer }
 
 // AuthCodeURL returns the upstream authorization URL for one login: code
 // flow with state, nonce and PKCE S256 from pkceVerifier (make it with
@@ -150,16 +163,15 @@ func (u *Upstream) Exchange(ctx context.Context, code, pkceVerifier, nonce strin
 	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(nonce)) != 1 {
 		return Identity{}, fmt.Errorf("federation: verify id token: %w", ErrNonceMismatch)
 	}
-	var claims map[string]any
-	if err := idt.Claims(&claims); err != nil {
-		return Identity{}, fmt.Errorf("federation: verify id token: %w: %w", ErrInvalidIDToken, err)
+	id, err := u.identity(idt)
+	if err != nil {
+		return Identity{}, err
 	}
-	if _, ok := claims["at_hash"]; ok {
+	if _, ok := id.Claims["at_hash"]; ok {
 		if err := idt.VerifyAccessToken(tok.AccessToken); err != nil { // OIDC Core §3.1.3.8
 			return Identity{}, fmt.Errorf("federation: verify id token: %w: %w", ErrInvalidIDToken, err)
 		}
 	}
-	id := u.cfg.Claims.identity(idt.Subject, claims)
 	if (id.Email == "" || id.Name == "") && u.provider.UserInfoEndpoint() != "" {
 		if err := u.fillFromUserinfo(ctx, tok, &id); err != nil {
 			return Identity{}, err
@@ -167,6 +179,16 @@ func (u *Upstream) Exchange(ctx context.Context, code, pkceVerifier, nonce strin
 	}
 	u.logger.DebugContext(ctx, "upstream identity verified", "sub", id.Subject)
 	return id, nil
+}
+
+// identity maps a verified ID token's claims through the configured claim
+// mapping: the one mapping of browser and native sign-in.
+func (u *Upstream) identity(idt *oidc.IDToken) (Identity, error) {
+	var claims map[string]any
+	if err := idt.Claims(&claims); err != nil {
+		return Identity{}, fmt.Errorf("federation: verify id token: %w: %w", ErrInvalidIDToken, err)
+	}
+	return u.cfg.Claims.identity(idt.Subject, claims), nil
 }
 
 // fillFromUserinfo fills the identity fields the ID token left empty.

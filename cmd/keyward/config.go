@@ -119,6 +119,13 @@ type UpstreamConfig struct {
 	// Default: [openid, email, profile].
 	Scopes       []string     `yaml:"scopes,omitempty"`
 	ClaimMapping ClaimMapping `yaml:"claimMapping,omitempty"`
+	// NativeClientIDs are native apps' client IDs at this upstream: their
+	// ID tokens may be exchanged for Keyward tokens (native sign-in; see
+	// docs/token-exchange.md). Default: none, native sign-in off.
+	NativeClientIDs []string `yaml:"nativeClientIDs,omitempty"`
+	// NativePublicClients lets public clients (mobile apps) do native
+	// sign-in with this upstream. Default: false.
+	NativePublicClients bool `yaml:"nativePublicClients,omitempty"`
 }
 
 // ClaimMapping names the upstream claims that fill the identity. Each field
@@ -321,6 +328,7 @@ func (c *Config) Validate() error {
 	c.validateUpstreams(&p)
 	c.validateClients(&p)
 	c.validateTrust(&p)
+	c.validateNative(&p)
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Logging.Level) {
 		p.add("logging.level", "%q is not a level; use debug, info, warn or error", c.Logging.Level)
 	}

@@ -131,6 +131,34 @@ func TestValidate(t *testing.T) {
 		{"scopes and audiences", func(c *Config) {
 			c.Clients[0].Scopes, c.Clients[0].Audiences = []string{"openid", "a b"}, []string{""}
 		}, []string{"clients[0].scopes[1]", "clients[0].audiences[0]"}},
+		{"native sign-in", func(c *Config) {
+			c.Upstreams[0].NativeClientIDs, c.Upstreams[0].NativePublicClients = []string{"ios-app", "android-app"}, true
+		}, nil},
+		{"native sign-in fields", func(c *Config) {
+			c.Upstreams[0].NativeClientIDs = []string{" ios-app", "android-app", "android-app"}
+			c.Upstreams[1].NativePublicClients = true
+		}, []string{"upstreams[0].nativeClientIDs[0]", "upstreams[0].nativeClientIDs[2]", "upstreams[1].nativePublicClients"}},
+		{"trust rule", func(c *Config) {
+			c.Trust = []TrustRuleConfig{{
+				Name: "deploy", Issuer: "https://token.actions.githubusercontent.com", Audience: "https://sso.example.com",
+				Claims: map[string]string{"repository": "acme/*"}, Subject: "github:{repository}", Audiences: []string{"deploy-api"},
+			}}
+		}, nil},
+		{"broken trust rule", func(c *Config) {
+			c.Trust = []TrustRuleConfig{{
+				Name: "Deploy", Issuer: "http://ci.example.com",
+				Claims:  map[string]string{"aud": "x", "ref": ""},
+				Subject: "github:{repository", Audiences: []string{"api", "api"}, Scopes: []string{"a b"},
+				MaxTTL: Duration(48 * time.Hour), Algorithms: []string{"HS256"},
+			}}
+		}, []string{
+			"trust[0].name", "trust[0].issuer", "trust[0].audience", `trust[0].claims["aud"]`, `trust[0].claims["ref"]`,
+			"trust[0].subject", "trust[0].audiences[1]", "trust[0].scopes[0]", "trust[0].maxTTL", "trust[0].algorithms[0]",
+		}},
+		{"trust rule names", func(c *Config) {
+			r := TrustRuleConfig{Name: "deploy", Issuer: "https://gitlab.com", Audience: "kw", Subject: "gitlab:{project_path}", Audiences: []string{"api"}}
+			c.Trust = []TrustRuleConfig{r, r}
+		}, []string{"trust[1].name"}},
 		{"logging", func(c *Config) { c.Logging = LoggingConfig{Level: "trace", Format: "xml"} }, []string{"logging.level", "logging.format"}},
 		{"metrics on listen", func(c *Config) { c.Metrics.Listen = c.Listen }, []string{"metrics.listen"}},
 		{"metrics address", func(c *Config) { c.Metrics.Listen = "localhost" }, []string{"metrics.listen"}},
@@ -399,7 +427,7 @@ func TestExamples(t *testing.T) {
 		file                       string
 		upstreams, clients, public int
 	}{
-		{"keyward.yaml", 2, 3, 1},
+		{"keyward.yaml", 2, 6, 3},
 		{"keyward-minimal.yaml", 1, 1, 0},
 	}
 	for _, tt := range tests {
@@ -430,7 +458,7 @@ func TestCheckConfig(t *testing.T) {
 	}
 	good := writeFile(t, dir, "keyward.yaml", string(data))
 	var out bytes.Buffer
-	if err := checkConfig(good, &out); err != nil || out.String() != good+": OK (2 upstreams, 3 clients)\n" {
+	if err := checkConfig(good, &out); err != nil || out.String() != good+": OK (2 upstreams, 6 clients)\n" {
 		t.Errorf("checkConfig() = %v, output %q", err, out.String())
 	}
 

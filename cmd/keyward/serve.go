@@ -202,6 +202,8 @@ func buildUpstreams(ctx context.Context, cfg *Config, sec Secrets, log *slog.Log
 				PreferredUsername: u.ClaimMapping.PreferredUsername,
 				Groups:            u.ClaimMapping.Groups,
 			},
+			NativeClientIDs:     u.NativeClientIDs,
+			NativePublicClients: u.NativePublicClients,
 		}
 		up, err := fc.Open(ctx, client, log)
 		if err != nil {
