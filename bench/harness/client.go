@@ -28,9 +28,17 @@ func NewTransport(conc int) *http.Transport {
 
 // Get fetches u and drains the body; any status but 200 is an error.
 func Get(ctx context.Context, c *http.Client, u string) error {
+	return GetHeader(ctx, c, u, nil)
+}
+
+// GetHeader is Get with the request headers hdr (shared, not modified).
+func GetHeader(ctx context.Context, c *http.Client, u string, hdr http.Header) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
+	}
+	if hdr != nil {
+		req.Header = hdr
 	}
 	resp, err := c.Do(req)
 	if err != nil {

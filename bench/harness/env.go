@@ -31,6 +31,17 @@ const (
 	ClientRedirect = "http://127.0.0.1:1/app/callback"
 )
 
+// Token exchange (RFC 8693) with workload federation: a public client whose
+// only credential is a JWT from the fake CI issuer (Env.CIURL), accepted by
+// the trust rule "bench-ci". The rule is not single use, so one minted token
+// can be exchanged any number of times (no jti record per exchange).
+const (
+	ExchangeClientID = "bench-ci"
+	ExchangeAudience = "deploy-api"
+	ExchangeScope    = "deploy"
+	ciAudience       = "keyward"
+)
+
 // Options configures an Env.
 type Options struct {
 	// Dir holds the bbolt file and the log. Required.
@@ -50,14 +61,27 @@ type Env struct {
 	BareURL     string // GET / answers 200 with an empty body
 	UpstreamURL string // test/fakeidp with AutoLogin
 	BrokerURL   string // the issuer
+	CIURL       string // a second test/fakeidp: the CI issuer that trust rule "bench-ci" names
 
 	// Conns counts the TCP connections each server accepted.
 	BareConns, UpstreamConns, BrokerConns atomic.Int64
 	// StoreWrites counts the broker's store writes (write transactions).
 	StoreWrites atomic.Int64
 
+	ci      *fakeidp.Server
 	store   *bolt.Store
 	servers []*http.Server
+}
+
+// MintCIToken returns a workload JWT from the CI issuer, signed RS256 as
+// GitHub Actions signs them, that trust rule "bench-ci" accepts and that
+// expires after ttl.
+func (e *Env) MintCIToken(ttl time.Duration) string {
+	return e.ci.MintJWT(map[string]any{
+		"aud": ciAudience, "sub": "repo:example/app:ref:refs/heads/main",
+		"repository": "example/app", "ref": "refs/heads/main", "workflow": "deploy",
+		"jti": "bench-ci-token", "exp": time.Now().Add(ttl).Unix(),
+	})
 }
 
 // Start builds and serves the three servers; Close stops them.
@@ -100,6 +124,19 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}
 	e.serve(upLn, idp.Handler(), &e.UpstreamConns)
 
+	ciLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		_ = brLn.Close()
+		return e, fmt.Errorf("listen: %w", err)
+	}
+	e.CIURL = "http://" + ciLn.Addr().String()
+	if e.ci, err = fakeidp.New(fakeidp.Config{Issuer: e.CIURL, Users: fakeidp.DemoUsers()}); err != nil {
+		_, _ = ciLn.Close(), brLn.Close()
+		return e, fmt.Errorf("fakeidp (CI issuer): %w", err)
+	}
+	var ciConns atomic.Int64
+	e.serve(ciLn, e.ci.Handler(), &ciConns)
+
 	handler, err := e.buildBroker(ctx, opts)
 	if err != nil {
 		_ = brLn.Close()
@@ -135,14 +172,35 @@ func (e *Env) buildBroker(ctx context.Context, opts Options) (http.Handler, erro
 	if err != nil {
 		return nil, fmt.Errorf("open upstream: %w", err)
 	}
+	// As cmd/keyward/config_trust.go builds it: the issuer's keys are
+	// fetched on the first exchange, then cached.
+	trust, err := federation.NewTrust(federation.TrustConfig{
+		Rules: []federation.TrustRule{{
+			Name: "bench-ci", Issuer: e.CIURL, Audience: ciAudience,
+			Claims:    map[string]string{"repository": "example/app", "ref": "refs/heads/*"},
+			Subject:   "ci:{repository}:{ref}",
+			Audiences: []string{ExchangeAudience}, Scopes: []string{ExchangeScope},
+			MaxTTL: 5 * time.Minute, PublicClient: true,
+		}},
+		HTTPClient: &http.Client{Timeout: 10 * time.Second},
+		Logger:     log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("trust: %w", err)
+	}
 	b, err := broker.New(broker.Config{
 		Issuer:       e.BrokerURL,
+		Trust:        trust,
 		Store:        countingStore{Store: st, writes: &e.StoreWrites},
 		Keys:         km,
 		Upstreams:    []broker.Upstream{up},
 		GlobalSecret: []byte("bench-global-secret-0123456789-0123456789-0123"),
-		Clients:      []broker.Client{{ID: ClientID, Name: "Bench App", Secret: ClientSecret, RedirectURIs: []string{ClientRedirect}}},
-		Logger:       log,
+		Clients: []broker.Client{
+			{ID: ClientID, Name: "Bench App", Secret: ClientSecret, RedirectURIs: []string{ClientRedirect}},
+			{ID: ExchangeClientID, Public: true, GrantTypes: []string{broker.GrantTypeTokenExchange},
+				Audiences: []string{ExchangeAudience}, Scopes: []string{ExchangeScope}},
+		},
+		Logger: log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)

@@ -1,7 +1,7 @@
 // Command keyward-bench measures Keyward's broker core on loopback next to a
 // bare net/http handler in the same process and run, and prints Markdown.
 //
-//	go run ./bench/cmd/keyward-bench [-duration 3s] [-concurrency 1,32] [-scenarios bare,keys,refresh,signin]
+//	go run ./bench/cmd/keyward-bench [-duration 3s] [-concurrency 1,32] [-scenarios bare,keys,refresh,signin,verify,exchange] [-wrk]
 package main
 
 import (
@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -31,13 +32,16 @@ type options struct {
 	log              string
 	cpuprofile       string
 	profScenario     string
+	exchangeAlgs     []string
+	wrk              bool
+	wrkDuration      time.Duration
 }
 
-var allScenarios = []string{"bare", "keys", "refresh", "signin"}
+var allScenarios = []string{"bare", "keys", "refresh", "signin", "verify", "exchange"}
 
 func main() {
 	var o options
-	var conc, signinConc, scenarios string
+	var conc, signinConc, scenarios, exchangeAlgs string
 	flag.DurationVar(&o.duration, "duration", 3*time.Second, "measured time per scenario and concurrency (at most 60s)")
 	flag.DurationVar(&o.warmup, "warmup", 500*time.Millisecond, "unmeasured warm-up before each measured window")
 	flag.StringVar(&conc, "concurrency", "1,32", "concurrent clients for bare, keys and refresh (comma-separated, each 1..256)")
@@ -48,7 +52,10 @@ func main() {
 	flag.StringVar(&o.dir, "dir", "", "directory for the bbolt file (default: a new temporary directory, removed at exit)")
 	flag.StringVar(&o.log, "log", "file", "broker log: file (JSON at info in -dir, as production writes it) or discard")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of -profile-scenario's measured window at its highest concurrency")
-	flag.StringVar(&o.profScenario, "profile-scenario", "refresh", "scenario that -cpuprofile covers")
+	flag.StringVar(&o.profScenario, "profile-scenario", "refresh", "scenario that -cpuprofile covers (exchange: exchange-RS256, exchange-ES256 …)")
+	flag.StringVar(&exchangeAlgs, "exchange-algs", "RS256,ES256", "the broker's signing algorithms for the exchange scenario (a broker per algorithm)")
+	flag.BoolVar(&o.wrk, "wrk", false, "verify scenario: also load the verifier and bare processes with wrk (-t1 -c1 and -t2 -c32)")
+	flag.DurationVar(&o.wrkDuration, "wrk-duration", 10*time.Second, "duration of each wrk run (whole seconds)")
 	flag.Parse()
 
 	var err error
@@ -57,6 +64,17 @@ func main() {
 	}
 	if err == nil {
 		o.scenarios, err = parseScenarios(scenarios)
+	}
+	if err == nil {
+		for a := range strings.SplitSeq(exchangeAlgs, ",") {
+			if a = strings.TrimSpace(a); a != "RS256" && a != "ES256" && a != "EdDSA" {
+				err = fmt.Errorf("-exchange-algs: %q is not RS256, ES256 or EdDSA", a)
+			}
+			o.exchangeAlgs = append(o.exchangeAlgs, a)
+		}
+	}
+	if err == nil && (o.wrkDuration < time.Second || o.wrkDuration > time.Minute) {
+		err = errors.New("-wrk-duration must be in [1s, 60s]")
 	}
 	if err == nil && (o.duration <= 0 || o.duration > time.Minute || o.warmup < 0 || o.warmup > 10*time.Second) {
 		err = errors.New("-duration must be in (0, 60s] and -warmup in [0, 10s]")
@@ -129,6 +147,35 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		return err
 	}
 	defer env.Close()
+	// One broker per signing algorithm: a Manager's algorithm applies from
+	// the next rotation, so another algorithm needs another key set.
+	envs := map[string]*harness.Env{o.alg: env}
+	envFor := func(alg string) (*harness.Env, error) {
+		if e, ok := envs[alg]; ok {
+			return e, nil
+		}
+		d := filepath.Join(o.dir, alg)
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+		h := hopts
+		h.Dir, h.Algorithm = d, alg
+		e, err := harness.Start(ctx, h)
+		if err != nil {
+			return nil, err
+		}
+		envs[alg] = e
+		return e, nil
+	}
+	defer func() {
+		for alg, e := range envs {
+			if alg != o.alg {
+				e.Close()
+			}
+		}
+	}()
+	var edge *edgeResult
+	signCost := map[string]time.Duration{}
 
 	has := func(s string) bool { return slices.Contains(o.scenarios, s) }
 	bareConc := o.conc
@@ -137,13 +184,42 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	}
 	var rows []row
 	var signinConns, signinUpConns int64
+	var jobs []string
 	for _, sc := range o.scenarios {
+		if sc == "exchange" {
+			for _, alg := range o.exchangeAlgs {
+				jobs = append(jobs, "exchange-"+alg)
+			}
+			continue
+		}
+		jobs = append(jobs, sc)
+	}
+	for _, sc := range jobs {
 		levels := o.conc
 		switch sc {
 		case "bare":
 			levels = bareConc
 		case "signin":
 			levels = o.signinConc
+		case "verify":
+			e, err := envFor("RS256")
+			if err != nil {
+				return err
+			}
+			if edge, err = runEdge(ctx, o, e); err != nil {
+				return err
+			}
+			continue
+		}
+		env := env
+		if alg, ok := strings.CutPrefix(sc, "exchange-"); ok {
+			if env, err = envFor(alg); err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "measuring keys.Manager.Sign (%s) …\n", alg)
+			if signCost[alg], err = harness.SignCost(ctx, o.dir, alg); err != nil {
+				return err
+			}
 		}
 		s, err := newScenario(ctx, sc, env, slices.Max(levels))
 		if err != nil {
@@ -178,7 +254,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	report(out, o, rows, reportInfo{
 		machine: harness.Describe(o.dir), load0: load0, load1: harness.LoadAvg(), started: started,
 		wall: time.Since(started), rss: harness.PeakRSS(), signinConns: signinConns, signinUpConns: signinUpConns,
-		signinC: slices.Max(o.signinConc),
+		signinC: slices.Max(o.signinConc), edge: edge, signCost: signCost,
 	})
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +38,9 @@ func newScenario(ctx context.Context, name string, env *harness.Env, maxC int) (
 		return refreshScenario(ctx, env, maxC)
 	case "signin":
 		return signinScenario(env, maxC), nil
+	}
+	if _, ok := strings.CutPrefix(name, "exchange-"); ok {
+		return exchangeScenario(ctx, env)
 	}
 	return nil, fmt.Errorf("unknown scenario %q", name)
 }
@@ -85,6 +89,25 @@ func refreshScenario(ctx context.Context, env *harness.Env, maxC int) (*scenario
 			}
 		},
 	}, nil
+}
+
+// exchangeScenario exchanges one CI token (valid for an hour, reused: the
+// trust rule is not single use) for an access token; one op is one exchange.
+// One exchange before the run fetches the CI issuer's discovery and keys, so
+// the run measures cached issuer keys.
+func exchangeScenario(ctx context.Context, env *harness.Env) (*scenario, error) {
+	subject := env.MintCIToken(time.Hour)
+	tr := harness.NewTransport(1)
+	defer tr.CloseIdleConnections()
+	if err := harness.NewExchanger(env.BrokerURL, tr, subject).Exchange(ctx); err != nil {
+		return nil, fmt.Errorf("first exchange: %w", err)
+	}
+	return &scenario{collectSteps: func() *stepStats { return nil }, ops: func(tr http.RoundTripper) func(int) harness.Op {
+		return func(int) harness.Op {
+			x := harness.NewExchanger(env.BrokerURL, tr, subject)
+			return func(ctx context.Context, _ bool) error { return x.Exchange(ctx) }
+		}
+	}}, nil
 }
 
 // signinScenario runs whole sign-ins, each with a fresh cookie jar.

@@ -1,0 +1,368 @@
+package gateway
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/keyward/keyward/broker"
+	"github.com/keyward/keyward/federation"
+	"github.com/keyward/keyward/keys"
+	"github.com/keyward/keyward/store/bolt"
+	"github.com/keyward/keyward/test/fakeidp"
+	"github.com/keyward/keyward/web"
+	"github.com/keyward/keyward/web/verify"
+)
+
+// Timing of the rotation test, on the shared injected clock. The period is
+// the shortest keyward.yaml accepts with a JWKS max-age of 1m (rotation ≥ 2 ×
+// max-age), and 1m is also the least max-age web/verify honours.
+const (
+	rotPeriod    = 2 * time.Minute
+	rotMaxAge    = time.Minute
+	rotTokenTTL  = 15 * time.Minute // access tokens, and the keys' MaxTokenTTL
+	rotRotations = 4
+	rotWorkers   = 4
+	botID        = "rotation-bot"
+	botSecret    = "rotation-bot-secret-0123456789-0123456789"
+)
+
+// shiftClock is the real clock plus an offset that the test advances: the
+// broker's keys, the broker and the verifier all read it, as machines whose
+// clocks agree would.
+type shiftClock struct{ off atomic.Int64 }
+
+func (c *shiftClock) Now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *shiftClock) Advance(d time.Duration) { c.off.Add(int64(d)) }
+
+// rotatingBroker is newBroker with a key manager on an injected clock and a
+// short rotation period, a client_credentials client, and a count of the
+// JWKS requests it serves.
+type rotatingBroker struct {
+	*brokerEnv
+	keys     *keys.Manager
+	jwksHits atomic.Int64
+}
+
+func newRotatingBroker(t *testing.T, clock *shiftClock) *rotatingBroker {
+	t.Helper()
+	ctx := t.Context()
+	srv := httptest.NewUnstartedServer(nil)
+	t.Cleanup(srv.Close)
+	issuer := "http://" + srv.Listener.Addr().String()
+	idp := fakeidp.NewTest(t, fakeidp.Config{
+		Users:   fakeidp.DemoUsers(),
+		Clients: []fakeidp.Client{{ID: "keyward", Secret: "upstream-secret", RedirectURIs: []string{issuer + "/callback"}}},
+	})
+	st, err := bolt.Open(ctx, bolt.Options{Path: filepath.Join(t.TempDir(), "keyward.db"), NoSync: true})
+	if err != nil {
+		t.Fatalf("bolt.Open: %v", err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	log := testLogger()
+	km, err := keys.New(ctx, keys.Config{
+		Store: st, Algorithm: keys.ES256, // fast key generation under -race; the protocol is the same
+		RotationPeriod: rotPeriod, JWKSMaxAge: rotMaxAge, MaxTokenTTL: rotTokenTTL,
+		Logger: log, Now: clock.Now,
+	})
+	if err != nil {
+		t.Fatalf("keys.New: %v", err)
+	}
+	up, err := federation.Config{
+		ID: "corp", Name: "Corp SSO", Issuer: idp.URL(), ClientID: "keyward", ClientSecret: "upstream-secret",
+		RedirectURL: issuer + "/callback", Scopes: []string{"openid", "email", "profile", "groups"},
+	}.Open(ctx, http.DefaultClient, log)
+	if err != nil {
+		t.Fatalf("open upstream: %v", err)
+	}
+	b, err := broker.New(broker.Config{
+		Issuer:         issuer,
+		Store:          st,
+		Keys:           km,
+		Upstreams:      []broker.Upstream{up},
+		GlobalSecret:   []byte("global-secret-0123456789-0123456789-0123456789"),
+		AccessTokenTTL: rotTokenTTL,
+		Clients: []broker.Client{
+			{
+				ID: clientID, Secret: clientSecret, RedirectURIs: []string{clientRedir},
+				Scopes:    []string{"openid", "email", "profile", "groups", "orders:read"},
+				Audiences: []string{apiAudience},
+			},
+			{ID: botID, Secret: botSecret, GrantTypes: []string{"client_credentials"}, Audiences: []string{apiAudience}, Scopes: []string{"orders:read"}},
+		},
+		Logger: log,
+		Now:    clock.Now,
+	})
+	if err != nil {
+		t.Fatalf("broker.New: %v", err)
+	}
+	w, err := web.New(web.Config{Broker: b, Keys: km, SessionSecret: []byte("cookie-secret-0123456789-0123456789-0123456789"), Logger: log})
+	if err != nil {
+		t.Fatalf("web.New: %v", err)
+	}
+	rb := &rotatingBroker{keys: km}
+	srv.Config.Handler = http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/keys" {
+			rb.jwksHits.Add(1)
+		}
+		w.ServeHTTP(rw, r)
+	})
+	srv.Start()
+	rb.brokerEnv = &brokerEnv{srv: srv, oauth: oauth2.Config{
+		ClientID: clientID, ClientSecret: clientSecret, RedirectURL: clientRedir,
+		Endpoint: oauth2.Endpoint{AuthURL: issuer + "/authorize", TokenURL: issuer + "/token", AuthStyle: oauth2.AuthStyleInHeader},
+		Scopes:   []string{"openid", "email", "profile", "groups", "orders:read"},
+	}}
+	return rb
+}
+
+// clientCredentials gets a machine token for apiAudience. It reports errors
+// instead of failing, for use off the test goroutine.
+func (b *rotatingBroker) clientCredentials(ctx context.Context) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.issuer()+"/token",
+		strings.NewReader(url.Values{"grant_type": {"client_credentials"}, "audience": {apiAudience}}.Encode()))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(botID, botSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("client_credentials: %d %.300s", resp.StatusCode, body)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal(body, &tok); err != nil || tok.AccessToken == "" {
+		return "", fmt.Errorf("client_credentials: no access_token in %.300s", body)
+	}
+	return tok.AccessToken, nil
+}
+
+// kidOf reads the kid from a JWT header, unverified.
+func kidOf(token string) string {
+	h, _, _ := strings.Cut(token, ".")
+	b, err := base64.RawURLEncoding.DecodeString(h)
+	if err != nil {
+		return ""
+	}
+	var hdr struct {
+		Kid string `json:"kid"`
+	}
+	_ = json.Unmarshal(b, &hdr)
+	return hdr.Kid
+}
+
+// tokenPool holds every token issued during the test; workers verify them
+// round robin, and each token's successful checks are counted by kid.
+type tokenPool struct {
+	mu     sync.Mutex
+	tokens []string
+	ok     map[string]int // kid → successful verifications
+	bad    []string       // rejections of valid tokens
+	checks int
+}
+
+func (p *tokenPool) add(tok string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.tokens = append(p.tokens, tok)
+}
+
+func (p *tokenPool) pick(i int) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	// Favour the newest tokens (the current key's), but keep revisiting old
+	// ones (retired keys, still published, still valid).
+	n := len(p.tokens)
+	if i%2 == 0 {
+		return p.tokens[n-1-(i/2)%min(n, 4)]
+	}
+	return p.tokens[(i/2)%n]
+}
+
+func (p *tokenPool) record(tok string, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.checks++
+	if err != nil {
+		if len(p.bad) < 10 {
+			p.bad = append(p.bad, fmt.Sprintf("kid %s: %v", kidOf(tok), err))
+		} else {
+			p.bad = append(p.bad, "")
+		}
+		return
+	}
+	p.ok[kidOf(tok)]++
+}
+
+func (p *tokenPool) okCount(kid string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ok[kid]
+}
+
+// TestKeyRotationUnderLoad rotates the broker's signing key several times
+// while workers verify tokens with web/verify (keys fetched over HTTP from
+// the broker's /keys) and new tokens keep being issued by the current key:
+// not one valid token may be refused.
+//
+// Time is the injected clock: each rotation period is crossed in two steps.
+// After the first (one JWKS max-age), the verifiers' cached key sets are
+// stale, and the test waits until they have refetched /keys under load, as
+// they would during a real period; after the second, the broker rotates.
+// Every token lives 15m and the clock moves 8m in all, so every token issued
+// stays valid, and no retired key is pruned, until the end.
+func TestKeyRotationUnderLoad(t *testing.T) {
+	clock := &shiftClock{}
+	b := newRotatingBroker(t, clock)
+	ctx := t.Context()
+
+	// Two verifiers, as two gateways: one with the verified-token cache,
+	// one without (every check looks its key up and checks the signature).
+	var verifiers []*verify.Verifier
+	for _, entries := range []int{0, -1} {
+		v, err := verify.New(ctx, verify.Config{Issuer: b.issuer(), Audiences: []string{apiAudience}, CacheEntries: entries, Now: clock.Now})
+		if err != nil {
+			t.Fatalf("verify.New: %v", err)
+		}
+		verifiers = append(verifiers, v)
+	}
+	pool := &tokenPool{ok: map[string]int{}}
+	pool.add(b.signIn(t, "alice"))
+	for _, v := range verifiers { // load the key sets before the load starts
+		if _, err := v.Verify(ctx, pool.pick(0)); err != nil {
+			t.Fatalf("first Verify: %v", err)
+		}
+	}
+
+	// Workers: verify until stop; issuer: client_credentials tokens back to
+	// back, concurrently with the rotations.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range rotWorkers {
+		wg.Go(func() {
+			v := verifiers[w%len(verifiers)]
+			for i := w; ; i += rotWorkers {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				tok := pool.pick(i)
+				_, err := v.Verify(ctx, tok)
+				pool.record(tok, err)
+			}
+		})
+	}
+	var issueErr atomic.Pointer[error]
+	var issued atomic.Int64
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			tok, err := b.clientCredentials(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					issueErr.CompareAndSwap(nil, &err)
+				}
+				return
+			}
+			pool.add(tok)
+			issued.Add(1)
+		}
+	})
+	stopLoad := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	t.Cleanup(stopLoad)
+
+	// waitFor polls cond for at most 20 s (a bound, not a timing assertion).
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				stopLoad()
+				t.Fatalf("gave up waiting (20s) for %s", what)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+
+	kids := []string{b.keys.SigningKey().ID}
+	for r := range rotRotations {
+		// One max-age into the period (web/verify keeps a key set for the
+		// max-age ± 10% jitter): the verifiers' key sets are stale and are
+		// refetched under load (in the background; checks go on).
+		hits := b.jwksHits.Load()
+		stale := rotMaxAge*11/10 + time.Second
+		clock.Advance(stale)
+		waitFor(fmt.Sprintf("a JWKS refetch before rotation %d", r+1), func() bool { return b.jwksHits.Load() >= hits+int64(len(verifiers)) })
+		// The rest of the period: rotate.
+		clock.Advance(rotPeriod - stale)
+		rotated, err := b.keys.Rotate(ctx)
+		if err != nil || !rotated {
+			stopLoad()
+			t.Fatalf("rotation %d: Rotate() = %v, %v; want true, nil", r+1, rotated, err)
+		}
+		kid := b.keys.SigningKey().ID
+		kids = append(kids, kid)
+		// A person signs in now: a token from the new key, through the
+		// real login form; the worker pool must verify it.
+		tok := b.signIn(t, "alice")
+		if got := kidOf(tok); got != kid {
+			stopLoad()
+			t.Fatalf("rotation %d: sign-in token has kid %q, want the new current key %q", r+1, got, kid)
+		}
+		pool.add(tok)
+		waitFor(fmt.Sprintf("a verified token of key %s (rotation %d)", kid, r+1), func() bool { return pool.okCount(kid) >= 2*rotWorkers })
+	}
+	stopLoad()
+
+	if p := issueErr.Load(); p != nil {
+		t.Errorf("issuing tokens during the rotations: %v", *p)
+	}
+	// Every token is still valid: prove it with a fresh verifier before
+	// judging the rejections (a refusal here would be the test's fault).
+	fresh, err := verify.New(ctx, verify.Config{Issuer: b.issuer(), Audiences: []string{apiAudience}, CacheEntries: -1, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.mu.Lock()
+	defer pool.mu.Unlock()
+	for _, tok := range pool.tokens {
+		if _, err := fresh.Verify(ctx, tok); err != nil {
+			t.Fatalf("a token issued during the test is not valid at its end (kid %s): %v", kidOf(tok), err)
+		}
+	}
+	if n := len(pool.bad); n > 0 {
+		t.Errorf("%d of %d checks refused a valid token during %d rotations; first: %s", n, pool.checks, rotRotations, strings.Join(pool.bad[:min(n, 10)], "; "))
+	}
+	for _, kid := range kids {
+		if pool.ok[kid] == 0 {
+			t.Errorf("no token signed by key %s was verified: the load did not cover it", kid)
+		}
+	}
+	t.Logf("%d checks, %d tokens (%d by client_credentials), %d rotations, keys %v, verified per key %v, JWKS fetches %d",
+		pool.checks, len(pool.tokens), issued.Load(), rotRotations, kids, pool.ok, b.jwksHits.Load())
+}
