@@ -37,28 +37,32 @@ func newDemoCommand() *cobra.Command {
   - a built-in demo identity provider (a real OIDC server with a login form
     and two demo users in different groups),
   - a demo application that signs in through Keyward and shows the claims of
-    the ID token and the access token it receives.
+    the ID token and the access token it receives,
+  - in front of the app, a gateway with keyward verify in browser mode (the
+    first visit signs in at the edge) that also serves a demo API,
+    GET /api/whoami, which takes a bearer token (bearer mode).
 
 Listens on 127.0.0.1 only: the broker on --port, the identity provider on
---port+1 and the demo app on --port+2 (--port 0 picks free ports).
-Ctrl-C stops everything.`,
+--port+1 and the gateway (app and API) on --port+2 (--port 0 picks free
+ports). Ctrl-C stops everything.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDemo(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringVar(&o.dataDir, "data", "", "keep the broker's database in this folder (default: a temporary folder, removed on exit)")
-	cmd.Flags().IntVar(&o.port, "port", 5556, "first of three loopback ports (broker, identity provider, app); 0 picks free ports")
+	cmd.Flags().IntVar(&o.port, "port", 5556, "first of three loopback ports (broker, identity provider, app gateway); 0 picks free ports")
 	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "log every request (debug level)")
 	return cmd
 }
 
-// demoListeners opens the three loopback listeners.
-func demoListeners(port int) ([3]net.Listener, error) {
-	var lns [3]net.Listener
+// demoListeners opens the loopback listeners: broker, identity provider,
+// gateway, and the app behind the gateway (always a free port).
+func demoListeners(port int) ([4]net.Listener, error) {
+	var lns [4]net.Listener
 	for i := range lns {
 		p := 0
-		if port != 0 {
+		if port != 0 && i < 3 {
 			p = port + i
 		}
 		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
@@ -99,7 +103,7 @@ func runDemo(ctx context.Context, o demoOptions, out, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	upstreamSecret, appSecret := randomSecret(), randomSecret()
+	upstreamSecret, appSecret, gatewaySecret := randomSecret(), randomSecret(), randomSecret()
 	idp, err := fakeidp.New(fakeidp.Config{
 		Issuer:  idpURL,
 		Users:   fakeidp.DemoUsers(),
@@ -118,9 +122,14 @@ func runDemo(ctx context.Context, o demoOptions, out, logOut io.Writer) error {
 			ID: "demo", Name: "Demo identity provider", Issuer: idpURL, ClientID: "keyward",
 			ClientSecret: "from-secrets", Scopes: []string{"openid", "email", "profile", "groups"},
 		}},
+		// Both clients' access tokens are for the demo API, so the token the
+		// app shows works with curl against /api/whoami.
 		Clients: []ClientConfig{{
 			ID: "demo-app", Name: "Keyward demo app", Secret: "from-secrets",
-			RedirectURIs: []string{appURL + "/callback"},
+			RedirectURIs: []string{appURL + "/callback"}, Audiences: []string{demoAPIAudience},
+		}, {
+			ID: demoGatewayClient, Name: "Keyward demo gateway", Secret: "from-secrets",
+			RedirectURIs: []string{appURL + "/oauth2/callback"}, Audiences: []string{demoAPIAudience},
 		}},
 		SessionSecret: "from-secrets-from-secrets-from-secrets",
 	}
@@ -131,7 +140,7 @@ func runDemo(ctx context.Context, o demoOptions, out, logOut io.Writer) error {
 	sec := Secrets{
 		SessionSecret:         []byte(randomSecret()),
 		UpstreamClientSecrets: map[string]string{"demo": upstreamSecret},
-		ClientSecrets:         map[string]string{"demo-app": appSecret},
+		ClientSecrets:         map[string]string{"demo-app": appSecret, demoGatewayClient: gatewaySecret},
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -141,20 +150,29 @@ func runDemo(ctx context.Context, o demoOptions, out, logOut io.Writer) error {
 	if err != nil {
 		_ = lns[0].Close()
 		_ = lns[2].Close()
+		_ = lns[3].Close()
 		_ = lns[1].Close()
 		return errors.Join(err, g.Wait())
 	}
 	defer inst.close()
 	app, err := demoapp.New(demoapp.Config{
 		Issuer: brokerURL, ClientID: "demo-app", ClientSecret: appSecret, RedirectURL: appURL + "/callback",
-		Scopes: []string{"openid", "email", "profile", "groups", "offline_access"},
-		Logger: log.With("component", "demo-app"),
+		Scopes:         []string{"openid", "email", "profile", "groups", "offline_access"},
+		Logger:         log.With("component", "demo-app"),
+		GatewayHeaders: true, // the gateway below replaces any client's X-Auth-Request-*
 	})
 	if err != nil {
 		return fmt.Errorf("demo app: %w", err)
 	}
+	cookieKey := make([]byte, 32)
+	_, _ = rand.Read(cookieKey)
+	gw, err := newDemoGateway(gctx, brokerURL, appURL, url(lns[3]), gatewaySecret, cookieKey)
+	if err != nil {
+		return fmt.Errorf("demo gateway: %w", err)
+	}
 	g.Go(func() error { return inst.run(gctx, lns[0], cfg) })
-	g.Go(func() error { return serveUntil(gctx, lns[2], app.Handler()) })
+	g.Go(func() error { return serveUntil(gctx, lns[3], app.Handler()) })
+	g.Go(func() error { return serveUntil(gctx, lns[2], gw) })
 
 	fmt.Fprintf(out, `
 Keyward demo is running (Ctrl-C stops it).
@@ -162,13 +180,18 @@ Keyward demo is running (Ctrl-C stops it).
   Open the demo app:         %s
   Sign in as                 alice / alice-demo   (groups: staff, admins)
                           or bob / bob-demo       (groups: staff)
+  The app sits behind keyward verify in browser mode: the first visit signs
+  you in at the gateway; the app then signs in itself and shows its tokens.
+  Sign out of the gateway:   %s/oauth2/sign_out
+  The demo API (bearer):     curl -H "Authorization: Bearer $TOKEN" %s/api/whoami
+                             (TOKEN: the app's raw access token)
 
   Keyward (the broker):      %s/.well-known/openid-configuration
   Its signing keys (JWKS):   %s/keys
   Demo identity provider:    %s
   Data folder:               %s
 
-`, appURL, brokerURL, brokerURL, idpURL, dir)
+`, appURL, appURL, appURL, brokerURL, brokerURL, idpURL, dir)
 	return g.Wait()
 }
 

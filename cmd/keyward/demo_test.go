@@ -32,7 +32,10 @@ func (b *lockedBuffer) String() string {
 }
 
 // TestDemo runs `keyward demo` and signs in as alice through the demo
-// identity provider's login form, as a person following the README would.
+// identity provider's login form, as a person following the README would:
+// the gateway (keyward verify in browser mode) signs her in first, the app
+// then signs in silently on Keyward's session; the access token the app shows
+// works against the bearer-mode API.
 func TestDemo(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	out := &lockedBuffer{}
@@ -65,7 +68,8 @@ func TestDemo(t *testing.T) {
 			t.Fatalf("demo printed no app URL within 20s:\n%s", out.String())
 		}
 	}
-	for _, want := range []string{"alice / alice-demo", "bob / bob-demo", "/.well-known/openid-configuration"} {
+	for _, want := range []string{"alice / alice-demo", "bob / bob-demo", "/.well-known/openid-configuration",
+		`curl -H "Authorization: Bearer $TOKEN" ` + appURL + "/api/whoami", appURL + "/oauth2/sign_out"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}
@@ -83,8 +87,12 @@ func TestDemo(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp, string(b)
 	}
-	// The app sends the browser through Keyward to the identity provider's form.
+	// The gateway sends the browser through Keyward to the identity
+	// provider's form.
 	resp, body := get(appURL + "/login")
+	if hops := redirectChain(resp); !strings.Contains(hops, "/oauth2/start?rd=%2Flogin") {
+		t.Errorf("GET /login went %s, want through the gateway's /oauth2/start", hops)
+	}
 	if !strings.Contains(body, `name="password"`) {
 		t.Fatalf("GET /login ended at %s (%d), want the identity provider's login form:\n%.800s", resp.Request.URL, resp.StatusCode, body)
 	}
@@ -112,11 +120,68 @@ func TestDemo(t *testing.T) {
 	if presp.Request.URL.Host != mustHost(t, appURL) || presp.StatusCode != http.StatusOK {
 		t.Fatalf("after the login form: %d at %s, want 200 at the app:\n%.800s", presp.StatusCode, presp.Request.URL, page)
 	}
-	for _, want := range []string{"alice@example.com", "admins", "at&#43;jwt"} {
+	for _, want := range []string{"alice@example.com", "admins", "at&#43;jwt", "Signed in at the gateway",
+		"<dt>X-Auth-Request-User</dt><dd><code>alice</code>"} {
 		if !strings.Contains(string(page), want) {
 			t.Errorf("signed-in app page lacks %q", want)
 		}
 	}
+
+	// The demo API takes the access token the app shows, as the README's
+	// curl line does; the gateway's session cookie alone is not enough.
+	m := regexp.MustCompile(`aria-label="Access token, encoded"><code>([^<]+)</code>`).FindSubmatch(page)
+	if m == nil {
+		t.Fatal("the app page shows no raw access token")
+	}
+	accessToken := string(m[1])
+	api := func(token string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, appURL+"/api/whoami", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET /api/whoami: %v", err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := api(accessToken); code != http.StatusOK || !strings.Contains(body, `"user": "alice"`) || !strings.Contains(body, `"groups": "staff,admins"`) {
+		t.Errorf("GET /api/whoami with the token = %d %s, want 200 naming alice", code, body)
+	}
+	if code, _ := api(""); code != http.StatusUnauthorized {
+		t.Errorf("GET /api/whoami without a token = %d, want 401", code)
+	}
+	if code, _ := api(accessToken[:len(accessToken)-4] + "AAAA"); code != http.StatusUnauthorized {
+		t.Errorf("GET /api/whoami with a tampered token = %d, want 401", code)
+	}
+	if resp, _ := get(appURL + "/api/whoami"); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("GET /api/whoami with only the session cookie = %d, want 401", resp.StatusCode)
+	}
+
+	// Signing out of the gateway sends the next visit to sign-in again.
+	browser.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if resp, _ := get(appURL + "/oauth2/sign_out"); resp.StatusCode != http.StatusFound {
+		t.Errorf("GET /oauth2/sign_out = %d, want 302", resp.StatusCode)
+	}
+	if resp, _ := get(appURL + "/"); resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), "/oauth2/start") {
+		t.Errorf("GET / after sign-out = %d to %q, want 302 to /oauth2/start", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+// redirectChain lists the URLs a response was redirected through.
+func redirectChain(resp *http.Response) string {
+	var hops []string
+	for r := resp.Request; r != nil; {
+		hops = append([]string{r.URL.RequestURI()}, hops...)
+		if r.Response == nil {
+			break
+		}
+		r = r.Response.Request
+	}
+	return strings.Join(hops, " → ")
 }
 
 func mustHost(t *testing.T, raw string) string {

@@ -36,12 +36,21 @@ route rules of verify.yaml: the first rule matching host, path and method
 decides, and a request no rule matches is denied.
 
 Endpoints (on listen, default 127.0.0.1:4180):
-  /oauth2/auth   the check. The original request is described by
-                 X-Original-URI + X-Original-Method (nginx) or
-                 X-Forwarded-Uri + X-Forwarded-Method + X-Forwarded-Host
-                 (Traefik, Caddy). The host is X-Forwarded-Host, else Host.
+  /oauth2/auth   the check. The original request is described only by the
+                 headers of the configured gateway: X-Original-URI +
+                 X-Original-Method (gateway: nginx, the default, or kong) or
+                 X-Forwarded-Uri + X-Forwarded-Method (traefik, caddy); the
+                 other family is ignored. The host is X-Forwarded-Host, else
+                 Host. Not served with gateway: envoy.
   envoyPrefix    (if set) Envoy ext_authz HTTP service: envoyPrefix + the
                  original path, with the original method, Host and headers.
+  /oauth2/start, /oauth2/callback (browser.redirectURL's path),
+  /oauth2/sign_out
+                 browser mode (with a browser: section): sign-in at Keyward,
+                 the encrypted session cookie, sign-out. Rules with
+                 browser: true accept the session; without one, nginx gets
+                 401 (its error_page starts the sign-in), other gateways a
+                 302 to /oauth2/start for requests that accept HTML.
   /healthz       200 "ok".
 
 Answers:
@@ -121,10 +130,15 @@ func runVerifier(ctx context.Context, cfg *VerifyConfig, log *slog.Logger, ln, m
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	h := instrumentVerify(verify.NewHandler(v, cfg.Rules, verify.HandlerOptions{
-		PassAccessToken: cfg.PassAccessToken,
-		EnvoyPrefix:     cfg.EnvoyPrefix,
-	}), cfg.EnvoyPrefix, reg)
+	opts, err := cfg.handlerOptions(v)
+	if err != nil {
+		_ = ln.Close()
+		if mln != nil {
+			_ = mln.Close()
+		}
+		return err
+	}
+	h := instrumentVerify(verify.NewHandler(v, cfg.Rules, opts), cfg.EnvoyPrefix, reg)
 
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	servers := []*http.Server{{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}}
@@ -155,7 +169,7 @@ func runVerifier(ctx context.Context, cfg *VerifyConfig, log *slog.Logger, ln, m
 		return errors.Join(errs...)
 	})
 	attrs := []any{"issuer", cfg.Issuer, "audience", cfg.Audience, "listen", ln.Addr().String(),
-		"rules", len(cfg.Rules), "version", version}
+		"gateway", cfg.Gateway, "browser", cfg.Browser != nil, "rules", len(cfg.Rules), "version", version}
 	if mln != nil {
 		attrs = append(attrs, "metrics_listen", mln.Addr().String())
 	}
@@ -185,7 +199,7 @@ type verifyMetrics struct {
 func instrumentVerify(next http.Handler, envoyPrefix string, reg prometheus.Registerer) http.Handler {
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "keyward_verify_requests_total",
-		Help: "Forward-auth checks answered, by result: allowed (2xx), unauthenticated (401), forbidden (403), unavailable (503 or another error).",
+		Help: "Forward-auth checks answered, by result: allowed (2xx), unauthenticated (401, or 302 to sign-in), forbidden (403), unavailable (503 or another error).",
 	}, []string{"result"})
 	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "keyward_verify_request_duration_seconds",
@@ -217,7 +231,7 @@ func resultOf(status int) string {
 	switch {
 	case status < 300:
 		return resultAllowed
-	case status == http.StatusUnauthorized:
+	case status == http.StatusUnauthorized || status == http.StatusFound: // 302: browser sign-in
 		return resultUnauthenticated
 	case status == http.StatusForbidden:
 		return resultForbidden

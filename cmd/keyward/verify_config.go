@@ -49,18 +49,25 @@ type VerifyConfig struct {
 	// PassAccessToken adds X-Auth-Request-Access-Token (the bearer token) to
 	// allowed answers. Default: false.
 	PassAccessToken bool `yaml:"passAccessToken,omitempty"`
+	// Gateway names the gateway in front: nginx, traefik, caddy, envoy or
+	// kong. It decides the only headers trusted to describe the original
+	// request (nginx, kong: X-Original-*; traefik, caddy: X-Forwarded-*;
+	// envoy: the check request itself). Default: nginx.
+	Gateway string `yaml:"gateway,omitempty"`
 	// EnvoyPrefix serves Envoy ext_authz (HTTP service) checks under this
 	// path; it must equal the path_prefix in Envoy. Empty: off.
 	EnvoyPrefix string `yaml:"envoyPrefix,omitempty"`
 	// Rules decide per host, path and method; the first match wins and no
 	// match denies (403). At least one is required.
-	Rules   verify.Rules  `yaml:"rules"`
-	Logging LoggingConfig `yaml:"logging,omitempty"`
-	Metrics MetricsConfig `yaml:"metrics,omitempty"`
+	Rules verify.Rules `yaml:"rules"`
+	// Browser turns on sign-in at the edge for rules with browser: true.
+	// Omitted: bearer tokens only.
+	Browser *VerifyBrowserConfig `yaml:"browser,omitempty"`
+	Logging LoggingConfig        `yaml:"logging,omitempty"`
+	Metrics MetricsConfig        `yaml:"metrics,omitempty"`
 
 	// Reserved: accepted by the parser so that Validate can say what to do
 	// instead of "unknown field".
-	Browser        yaml.Node `yaml:"browser,omitempty"`
 	RevocationFeed yaml.Node `yaml:"revocationFeed,omitempty"`
 	Headers        yaml.Node `yaml:"headers,omitempty"`
 }
@@ -131,6 +138,7 @@ func verifyYAMLError(data []byte, err error) error {
 func (c *VerifyConfig) withDefaults() {
 	c.Issuer = strings.TrimRight(c.Issuer, "/")
 	setDefault(&c.Listen, defaultVerifyListen)
+	setDefault(&c.Gateway, "nginx")
 	setDefaults(&c.Algorithms, "RS256", "ES256", "EdDSA")
 	setDefault(&c.Leeway, Duration(30*time.Second))
 	setDefault(&c.Cache.MaxEntries, 10000)
@@ -165,11 +173,10 @@ func (c *VerifyConfig) Validate() error {
 	if c.Cache.MaxEntries < -1 {
 		p.add("cache.maxEntries", "%d: use a positive size, or -1 to disable the cache", c.Cache.MaxEntries)
 	}
+	c.validateGateway(&p)
 	c.validateEnvoyPrefix(&p)
 	c.validateRules(&p)
-	if c.Browser.Kind != 0 {
-		p.add("browser", "sign-in at the edge is not available yet (issue #3); remove browser (bearer tokens work now)")
-	}
+	c.validateBrowser(&p)
 	if c.RevocationFeed.Kind != 0 {
 		p.add("revocationFeed", "the revocation feed is not available yet (issue #5); remove it")
 	}
@@ -222,7 +229,7 @@ func (c *VerifyConfig) validateEnvoyPrefix(p *problems) {
 }
 
 // validateRules reports verify.Rules.Validate's problems as field errors
-// (rules[2]: …), plus browser rules, which need the browser mode.
+// (rules[2]: …).
 func (c *VerifyConfig) validateRules(p *problems) {
 	for _, err := range splitErrors(c.Rules.Validate()) {
 		field, msg, ok := strings.Cut(err.Error(), ": ")
@@ -233,11 +240,6 @@ func (c *VerifyConfig) validateRules(p *problems) {
 			msg = "add at least one rule, e.g. {path: /, audience: my-api}; a request no rule matches is denied"
 		}
 		p.add(field, "%s", msg)
-	}
-	for i, r := range c.Rules {
-		if r.Browser {
-			p.add(fmt.Sprintf("rules[%d].browser", i), "sign-in at the edge is not available yet (issue #3); remove browser: true (the rule then requires a bearer token)")
-		}
 	}
 }
 

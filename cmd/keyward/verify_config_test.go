@@ -92,7 +92,34 @@ func TestVerifyValidate(t *testing.T) {
 			c.Rules[0].Scopes.AnyOf = []string{"x"}
 			c.Rules[2].Path = "admin"
 		}, []string{"rules[0]", "rules[2]"}},
-		{"browser rule", func(c *VerifyConfig) { c.Rules[2].Browser = true }, []string{"rules[2].browser"}},
+		{"browser rule without browser", func(c *VerifyConfig) { c.Rules[2].Browser = true }, []string{"rules[2].browser"}},
+		{"browser", func(c *VerifyConfig) { c.Rules[2].Browser, c.Browser = true, validBrowser() }, nil},
+		{"browser public loopback", func(c *VerifyConfig) {
+			c.Browser = validBrowser()
+			c.Browser.ClientSecretFile, c.Browser.RedirectURL = "", "http://127.0.0.1:5558/oauth2/callback"
+		}, nil},
+		{"browser empty", func(c *VerifyConfig) { c.Browser = &VerifyBrowserConfig{} },
+			[]string{"browser.clientID", "browser.cookieSecretFile", "browser.redirectURL"}},
+		{"browser http redirect", func(c *VerifyConfig) {
+			c.Browser = validBrowser()
+			c.Browser.RedirectURL = "http://shop.example.com/oauth2/callback"
+		}, []string{"browser.redirectURL"}},
+		{"browser redirect path", func(c *VerifyConfig) {
+			c.Browser = validBrowser()
+			c.Browser.RedirectURL = "https://shop.example.com/callback"
+		}, []string{"browser.redirectURL"}},
+		{"browser redirect reserved", func(c *VerifyConfig) {
+			c.Browser = validBrowser()
+			c.Browser.RedirectURL = "https://shop.example.com/oauth2/auth"
+		}, []string{"browser.redirectURL"}},
+		{"browser domains and scopes", func(c *VerifyConfig) {
+			c.Browser = validBrowser()
+			c.Browser.AllowedRedirectDomains = []string{"ok.example.com", "*.example.com", "https://x"}
+			c.Browser.Scopes = []string{"email"}
+		}, []string{"browser.allowedRedirectDomains[1]", "browser.allowedRedirectDomains[2]", "browser.scopes"}},
+		{"gateway", func(c *VerifyConfig) { c.Gateway = "haproxy" }, []string{"gateway"}},
+		{"gateway envoy needs prefix", func(c *VerifyConfig) { c.Gateway = "envoy" }, []string{"envoyPrefix"}},
+		{"gateway envoy", func(c *VerifyConfig) { c.Gateway, c.EnvoyPrefix = "envoy", "/ext_authz" }, nil},
 		{"logging", func(c *VerifyConfig) { c.Logging = LoggingConfig{Level: "trace", Format: "xml"} }, []string{"logging.level", "logging.format"}},
 		{"metrics on listen", func(c *VerifyConfig) { c.Metrics.Listen = c.Listen }, []string{"metrics.listen"}},
 		{"many at once", func(c *VerifyConfig) {
@@ -112,9 +139,40 @@ func TestVerifyValidate(t *testing.T) {
 	}
 }
 
+func validBrowser() *VerifyBrowserConfig {
+	return &VerifyBrowserConfig{
+		ClientID: "shop-web", ClientSecretFile: "/etc/keyward/shop-web-secret", CookieSecretFile: "/etc/keyward/verify-cookie",
+		RedirectURL: "https://shop.example.com/oauth2/callback",
+	}
+}
+
+// TestVerifyHandlerOptions reads the browser secrets and maps the gateway
+// to its header family.
+func TestVerifyHandlerOptions(t *testing.T) {
+	dir := t.TempDir()
+	c := mustParseVerify(t, validVerifyYAML+"gateway: traefik\n")
+	c.Browser = validBrowser()
+	c.Browser.CookieSecretFile = writeFile(t, dir, "cookie", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n")
+	c.Browser.ClientSecretFile = writeFile(t, dir, "secret", "s3cret\n")
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate() = %v", err)
+	}
+	v, err := verify.New(t.Context(), c.verifyConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, err := c.handlerOptions(v)
+	if err != nil || opts.Headers != verify.HeadersForwarded || opts.Browser == nil {
+		t.Errorf("handlerOptions() = %+v, %v; want the forwarded family and a browser", opts, err)
+	}
+	c.Browser.CookieSecretFile = writeFile(t, dir, "short", "too-short\n")
+	if _, err := c.handlerOptions(v); err == nil || !strings.Contains(err.Error(), "browser.cookieSecretFile") {
+		t.Errorf("handlerOptions() with a short cookie secret = %v, want a browser.cookieSecretFile problem", err)
+	}
+}
+
 func TestVerifyReservedFields(t *testing.T) {
 	tests := []struct{ yaml, want string }{
-		{"browser:\n  clientID: shop-web\n", "browser: sign-in at the edge is not available yet (issue #3); remove browser (bearer tokens work now)"},
 		{"revocationFeed: {interval: 5s}\n", "revocationFeed: the revocation feed is not available yet (issue #5); remove it"},
 		{"headers:\n  X-Auth-Request-User: email\n", "headers: the identity headers are not configurable yet;"},
 	}
@@ -163,8 +221,9 @@ func TestVerifyExample(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("Validate() = %v", err)
 	}
-	if len(c.Audience) != 2 || len(c.Rules) != 5 || c.Metrics.Listen == "" {
-		t.Errorf("example: %d audiences, %d rules, metrics %q; want 2, 5 and an address", len(c.Audience), len(c.Rules), c.Metrics.Listen)
+	if len(c.Audience) != 2 || len(c.Rules) != 5 || c.Metrics.Listen == "" || c.Browser == nil || !c.Rules[4].Browser {
+		t.Errorf("example: %d audiences, %d rules, metrics %q, browser %v; want 2, 5, an address and a browser rule",
+			len(c.Audience), len(c.Rules), c.Metrics.Listen, c.Browser)
 	}
 }
 

@@ -39,6 +39,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Title names the app on its pages. Default: "Keyward demo app".
 	Title string
+	// GatewayHeaders shows the X-Auth-Request-* headers a gateway in front
+	// (keyward verify) sent with the request. Set it only behind a gateway
+	// that replaces a client's copies of those headers.
+	GatewayHeaders bool
 }
 
 // App is the demo application. Create it with New and serve Handler.

@@ -53,6 +53,24 @@ type homeView struct {
 	HasRefreshToken         bool
 	IDToken, AccessToken    tokenView
 	CSRF                    string
+	// Gateway: the identity headers the gateway sent (Config.GatewayHeaders).
+	Gateway []gatewayHeader
+}
+
+type gatewayHeader struct{ Name, Value string }
+
+// gatewayHeaders lists the X-Auth-Request-* headers of r, when shown.
+func (a *App) gatewayHeaders(r *http.Request) []gatewayHeader {
+	if !a.cfg.GatewayHeaders {
+		return nil
+	}
+	var out []gatewayHeader
+	for _, name := range []string{"X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Groups", "X-Auth-Request-Subject"} {
+		if v := r.Header.Get(name); v != "" {
+			out = append(out, gatewayHeader{name, v})
+		}
+	}
+	return out
 }
 
 type errorView struct {
@@ -122,6 +140,7 @@ func (a *App) home(w http.ResponseWriter, r *http.Request) {
 		Issuer:   a.cfg.Issuer,
 		ClientID: a.cfg.ClientID,
 		Scopes:   strings.Join(a.cfg.Scopes, " "),
+		Gateway:  a.gatewayHeaders(r),
 	}
 	sess, ok := a.sessionFromRequest(r)
 	if !ok {

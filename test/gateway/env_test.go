@@ -39,7 +39,8 @@ type brokerEnv struct {
 	oauth oauth2.Config
 }
 
-func newBroker(t *testing.T) *brokerEnv {
+// newBroker starts the broker with the orders client plus extra.
+func newBroker(t *testing.T, extra ...broker.Client) *brokerEnv {
 	t.Helper()
 	ctx := t.Context()
 	// The issuer must be known before the broker is built: take the address
@@ -74,11 +75,11 @@ func newBroker(t *testing.T) *brokerEnv {
 		Keys:         km,
 		Upstreams:    []broker.Upstream{up},
 		GlobalSecret: []byte("global-secret-0123456789-0123456789-0123456789"),
-		Clients: []broker.Client{{
+		Clients: append([]broker.Client{{
 			ID: clientID, Secret: clientSecret, RedirectURIs: []string{clientRedir},
 			Scopes:    []string{"openid", "email", "profile", "groups", "orders:read"},
 			Audiences: []string{apiAudience},
-		}},
+		}}, extra...),
 		Logger: log,
 	})
 	if err != nil {

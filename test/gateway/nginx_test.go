@@ -72,7 +72,7 @@ func TestNginxAuthRequest(t *testing.T) {
 		_ = json.NewEncoder(w).Encode(s)
 	}))
 	t.Cleanup(app.Close)
-	gw := startNginx(t, nginx, verifier.Listener.Addr().String(), app.Listener.Addr().String())
+	gw := startNginx(t, nginx, docConfigMarker, freeAddr(t), verifier.Listener.Addr().String(), app.Listener.Addr().String())
 
 	do := func(t *testing.T, method, path, host, token string, extra map[string]string) (*http.Response, string) {
 		t.Helper()
@@ -207,24 +207,28 @@ func findNginx(t *testing.T) string {
 	return ""
 }
 
-// docConfigMarker precedes the tested nginx block in docs/gateways/nginx.md.
-const docConfigMarker = "<!-- tested-config:"
+// Markers that precede the tested nginx blocks in docs/gateways/nginx.md:
+// bearer tokens, and browser mode.
+const (
+	docConfigMarker        = "<!-- tested-config:"
+	docBrowserConfigMarker = "<!-- tested-browser-config:"
+)
 
-// documentedConfig returns the nginx block of docs/gateways/nginx.md with the
-// documented addresses replaced by the test's.
-func documentedConfig(t *testing.T, listen, verifier, app string) string {
+// documentedConfig returns the nginx block after marker in
+// docs/gateways/nginx.md with the documented addresses replaced by the test's.
+func documentedConfig(t *testing.T, marker, listen, verifier, app string) string {
 	t.Helper()
 	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "gateways", "nginx.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, rest, ok := strings.Cut(string(doc), docConfigMarker)
+	_, rest, ok := strings.Cut(string(doc), marker)
 	if ok {
 		_, rest, ok = strings.Cut(rest, "```nginx\n")
 	}
 	conf, _, closed := strings.Cut(rest, "```")
 	if !ok || !closed {
-		t.Fatalf("docs/gateways/nginx.md: no nginx block after %q", docConfigMarker)
+		t.Fatalf("docs/gateways/nginx.md: no nginx block after %q", marker)
 	}
 	pairs := []string{"listen 80;", "listen " + listen + ";", "127.0.0.1:4180", verifier, "127.0.0.1:3000", app}
 	for i := 0; i < len(pairs); i += 2 {
@@ -235,14 +239,14 @@ func documentedConfig(t *testing.T, listen, verifier, app string) string {
 	return strings.NewReplacer(pairs...).Replace(conf)
 }
 
-// startNginx runs nginx in the foreground with the documented configuration
-// and returns its base URL; it is stopped when the test ends.
-func startNginx(t *testing.T, bin, verifier, app string) string {
+// startNginx runs nginx in the foreground on listen with the documented
+// configuration after marker and returns its base URL; it is stopped when
+// the test ends.
+func startNginx(t *testing.T, bin, marker, listen, verifier, app string) string {
 	t.Helper()
 	dir := t.TempDir()
-	listen := freeAddr(t)
-	site := filepath.Join(dir, "api.conf")
-	if err := os.WriteFile(site, []byte(documentedConfig(t, listen, verifier, app)), 0o600); err != nil {
+	site := filepath.Join(dir, "site.conf")
+	if err := os.WriteFile(site, []byte(documentedConfig(t, marker, listen, verifier, app)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	main := fmt.Sprintf(`daemon off;
@@ -282,7 +286,7 @@ http {
 			<-exited
 		}
 		if t.Failed() {
-			t.Logf("nginx.conf site:\n%s\nnginx output:\n%s", documentedConfig(t, listen, verifier, app), stderr.String())
+			t.Logf("nginx.conf site:\n%s\nnginx output:\n%s", documentedConfig(t, marker, listen, verifier, app), stderr.String())
 		}
 	})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)

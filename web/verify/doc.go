@@ -10,6 +10,9 @@
 //   - Rules: the route rules of verify.yaml (first match wins, no match denies);
 //   - NewHandler: the forward-auth endpoint /oauth2/auth for nginx auth_request,
 //     Traefik forwardAuth, Caddy forward_auth and Envoy ext_authz (HTTP);
+//   - Browser: browser mode, sign-in at the edge for web apps (code + PKCE at
+//     Keyward, an encrypted session cookie, silent refresh, sign-out) with
+//     SafeRedirect guarding every rd;
 //   - Verifier.Middleware and ClaimsFromContext for Go services.
 //
 // Errors are returned, never logged: an invalid token is a 401 *Error with code
@@ -18,7 +21,8 @@
 // ErrUnavailable.
 //
 // This package is a leaf: it imports only the standard library, golang-jwt/v5
-// (signature checks) and go-jose/v4 (JWK parsing only). It must never import
+// (signature checks), go-jose/v4 (JWK parsing only) and golang.org/x/oauth2
+// (browser mode's code exchange and refresh grant). It must never import
 // broker, store, keys, web, fosite, a database driver or a logging library; a
 // test runs go list -deps to hold it to that.
 package verify

@@ -6,8 +6,35 @@ import (
 	"strings"
 )
 
+// Headers names the header family a gateway describes the original request
+// with. The handler reads only its own family: a gateway that passes client
+// headers through (Traefik, Caddy) must not let a client choose the request
+// it is judged as by sending another family's headers.
+type Headers string
+
+const (
+	// HeadersNginx (the zero value): X-Original-URI and X-Original-Method,
+	// host from X-Forwarded-Host, else Host. nginx's proxy_set_header
+	// overwrites all three.
+	HeadersNginx Headers = "nginx"
+	// HeadersForwarded: X-Forwarded-Uri, X-Forwarded-Method and
+	// X-Forwarded-Host (Traefik forwardAuth, Caddy forward_auth, Kong).
+	HeadersForwarded Headers = "forwarded"
+	// HeadersEnvoy: only the EnvoyPrefix route is served; the original
+	// request is the check request itself (path after the prefix, method,
+	// Host). /oauth2/auth answers 404.
+	HeadersEnvoy Headers = "envoy"
+)
+
 // HandlerOptions configures NewHandler.
 type HandlerOptions struct {
+	// Headers is the family that describes the original request at
+	// /oauth2/auth. Default: HeadersNginx.
+	Headers Headers
+	// Browser, when set, serves browser mode (/oauth2/start, the callback
+	// and /oauth2/sign_out) and lets rules with browser: true accept its
+	// session cookie.
+	Browser *Browser
 	// PassAccessToken adds X-Auth-Request-Access-Token with the bearer token
 	// to 200 answers.
 	PassAccessToken bool
@@ -21,12 +48,14 @@ type HandlerOptions struct {
 // NewHandler returns the forward-auth endpoint. It serves:
 //
 //   - /oauth2/auth (any method): checks the original request, described by
-//     X-Original-URI and X-Original-Method (nginx auth_request) or
-//     X-Forwarded-Uri, X-Forwarded-Method and X-Forwarded-Host (Traefik
-//     forwardAuth, Caddy forward_auth). Host is X-Forwarded-Host, else Host;
-//     the method falls back to the request's own. nginx must pass the URI
-//     (proxy_set_header X-Original-URI $request_uri) and the host
+//     the opts.Headers family only: X-Original-URI and X-Original-Method
+//     (nginx auth_request) or X-Forwarded-Uri, X-Forwarded-Method
+//     (Traefik forwardAuth, Caddy forward_auth). Host is X-Forwarded-Host,
+//     else Host; the method falls back to the request's own. nginx must pass
+//     the URI (proxy_set_header X-Original-URI $request_uri) and the host
 //     (X-Forwarded-Host $host): without a URI no rule matches.
+//   - with opts.Browser: /oauth2/start, its callback path and
+//     /oauth2/sign_out (see Browser).
 //   - opts.EnvoyPrefix + path: Envoy ext_authz, see HandlerOptions.
 //   - /healthz: 200 "ok".
 //
@@ -51,15 +80,22 @@ var errNoRule = insufficientScope("no rule allows this request")
 
 func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch p := r.URL.Path; {
-	case p == "/oauth2/auth":
-		h.check(w, r, forwardedHost(r), headerOr(r.Header, "", "X-Original-Uri", "X-Forwarded-Uri"),
-			headerOr(r.Header, r.Method, "X-Original-Method", "X-Forwarded-Method"))
+	case p == "/oauth2/auth" && h.opts.Headers != HeadersEnvoy:
+		if h.opts.Headers == HeadersForwarded {
+			h.check(w, r, forwardedHost(r), headerOr(r.Header, "", "X-Forwarded-Uri"),
+				headerOr(r.Header, r.Method, "X-Forwarded-Method"))
+			return
+		}
+		h.check(w, r, forwardedHost(r), headerOr(r.Header, "", "X-Original-Uri"),
+			headerOr(r.Header, r.Method, "X-Original-Method"))
 	case h.envoyPrefix != "" && strings.HasPrefix(r.RequestURI, h.envoyPrefix):
 		uri := r.RequestURI[len(h.envoyPrefix):]
 		if uri == "" || uri[0] == '?' {
 			uri = "/" + uri
 		}
-		h.check(w, r, forwardedHost(r), uri, r.Method)
+		h.check(w, r, envoyHost(r, h.opts.Headers), uri, r.Method)
+	case h.opts.Browser != nil && h.opts.Browser.serves(p):
+		h.opts.Browser.ServeHTTP(w, r)
 	case p == "/healthz":
 		w.Header()["Content-Type"] = textPlain
 		_, _ = w.Write(okBody)
@@ -84,11 +120,21 @@ func (h *authHandler) check(w http.ResponseWriter, r *http.Request, host, uri, m
 		return
 	}
 	token, present := bearerToken(r.Header)
-	if !present {
+	var c *Claims
+	var err error
+	switch {
+	case present:
+		c, err = h.v.Verify(r.Context(), token)
+	case rule.Browser && h.opts.Browser != nil:
+		c, token, err = h.opts.Browser.authenticate(r.Context(), w, r)
+		if errors.Is(err, ErrNoSession) {
+			h.opts.Browser.signInRequired(w, r, h.opts.Headers, uri)
+			return
+		}
+	default:
 		writeError(w, errNoToken)
 		return
 	}
-	c, err := h.v.Verify(r.Context(), token)
 	if err == nil {
 		err = rule.Authorize(c)
 	}
@@ -120,6 +166,15 @@ func headerOr(h http.Header, fallback string, names ...string) string {
 		}
 	}
 	return fallback
+}
+
+// envoyHost is the Host of an Envoy check; with the Envoy family,
+// X-Forwarded-Host (a client could send it) is ignored.
+func envoyHost(r *http.Request, family Headers) string {
+	if family == HeadersEnvoy {
+		return r.Host
+	}
+	return forwardedHost(r)
 }
 
 // forwardedHost is the first X-Forwarded-Host entry, else Host.

@@ -40,6 +40,7 @@ func TestHandler(t *testing.T) {
 	traefik := func(uri, method string) http.Header {
 		return http.Header{"X-Forwarded-Uri": {uri}, "X-Forwarded-Method": {method}, "X-Forwarded-Host": {"api.example.com"}, "X-Forwarded-Proto": {"https"}}
 	}
+	fwd := HandlerOptions{Headers: HeadersForwarded}
 	tests := []struct {
 		name       string
 		opts       HandlerOptions
@@ -75,12 +76,28 @@ func TestHandler(t *testing.T) {
 			challenge("insufficient_scope", "no rule allows this request")},
 		{"nginx method from subrequest", HandlerOptions{}, "POST", "/oauth2/auth", "api.example.com",
 			http.Header{"X-Original-Uri": {"/orders/1"}}, good, 403, challenge("insufficient_scope", "token lacks a required scope")},
-		{"traefik valid", HandlerOptions{}, "GET", "/oauth2/auth", "verifier", traefik("/orders/1", "GET"), good, 200, identity},
-		{"traefik scope", HandlerOptions{}, "GET", "/oauth2/auth", "verifier", traefik("/orders/1", "POST"), good, 403,
+		{"traefik valid", fwd, "GET", "/oauth2/auth", "verifier", traefik("/orders/1", "GET"), good, 200, identity},
+		{"traefik scope", fwd, "GET", "/oauth2/auth", "verifier", traefik("/orders/1", "POST"), good, 403,
 			challenge("insufficient_scope", "token lacks a required scope")},
-		{"traefik wrong host", HandlerOptions{}, "GET", "/oauth2/auth", "verifier",
+		{"traefik wrong host", fwd, "GET", "/oauth2/auth", "verifier",
 			http.Header{"X-Forwarded-Uri": {"/orders/1"}, "X-Forwarded-Host": {"evil.example.com"}}, good, 403,
 			challenge("insufficient_scope", "no rule allows this request")},
+		// A client of Traefik or Caddy sends nginx's headers to be judged
+		// as /public/: the forwarded family ignores them.
+		{"traefik ignores X-Original", fwd, "GET", "/oauth2/auth", "verifier",
+			merge(traefik("/orders/1", "POST"), nginx("/public/x", "GET")), "", 401, http.Header{"Www-Authenticate": {`Bearer realm="keyward"`}}},
+		{"traefik ignores X-Original scope", fwd, "GET", "/oauth2/auth", "verifier",
+			merge(traefik("/orders/1", "POST"), nginx("/orders/1", "GET")), good, 403, challenge("insufficient_scope", "token lacks a required scope")},
+		// And nginx ignores the X-Forwarded family.
+		{"nginx ignores X-Forwarded", HandlerOptions{}, "GET", "/oauth2/auth", "verifier",
+			merge(nginx("/orders/1", "POST"), http.Header{"X-Forwarded-Uri": {"/public/x"}, "X-Forwarded-Method": {"GET"}}), good, 403,
+			challenge("insufficient_scope", "token lacks a required scope")},
+		{"nginx no X-Original", HandlerOptions{Headers: HeadersNginx}, "GET", "/oauth2/auth", "verifier", traefik("/orders/1", "GET"), good, 403,
+			challenge("insufficient_scope", "no rule allows this request")},
+		{"envoy family has no /oauth2/auth", HandlerOptions{Headers: HeadersEnvoy, EnvoyPrefix: "/ext_authz"}, "GET", "/oauth2/auth", "verifier",
+			nginx("/orders/1", "GET"), good, 404, http.Header{"Content-Type": {"text/plain; charset=utf-8"}, "X-Content-Type-Options": {"nosniff"}}},
+		{"envoy family ignores X-Forwarded-Host", HandlerOptions{Headers: HeadersEnvoy, EnvoyPrefix: "/ext_authz"}, "GET", "/ext_authz/orders/1",
+			"evil.example.com", http.Header{"X-Forwarded-Host": {"api.example.com"}}, good, 403, challenge("insufficient_scope", "no rule allows this request")},
 		{"envoy valid", HandlerOptions{EnvoyPrefix: "/ext_authz/"}, "GET", "/ext_authz/orders/1?q=1", "api.example.com:443", nil, good, 200, identity},
 		{"envoy method", HandlerOptions{EnvoyPrefix: "/ext_authz"}, "POST", "/ext_authz/orders/1", "api.example.com", nil, good, 403,
 			challenge("insufficient_scope", "token lacks a required scope")},

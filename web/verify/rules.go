@@ -39,7 +39,9 @@ type Rule struct {
 	// Claims: each named claim must equal one of the listed values; an array
 	// claim matches when any element does (403 insufficient_scope).
 	Claims map[string][]string `yaml:"claims"`
-	// Browser is reserved for sign-in at the edge. Until that exists, a
+	// Browser lets a browser session (see Browser) stand in for the bearer
+	// token: without either, the handler starts a sign-in. A bearer token,
+	// when sent, is still checked first. Without a Browser configured, a
 	// browser rule behaves like any token rule: no token is 401.
 	Browser bool `yaml:"browser"`
 }

@@ -1,0 +1,391 @@
+package verify
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// BrowserConfig configures browser mode: the verifier signs people in at the
+// edge as a thin OIDC client of Keyward (authorization code + PKCE S256) and
+// keeps the tokens in an encrypted cookie. Zero values take the defaults.
+type BrowserConfig struct {
+	// ClientID is the verifier's client at Keyward. Required.
+	ClientID string
+	// ClientSecret is empty for a public client (PKCE alone).
+	ClientSecret string
+	// RedirectURL is the absolute callback URL registered at Keyward, e.g.
+	// https://shop.example.com/oauth2/callback; the handler serves its path,
+	// which must lie under /oauth2/. Required.
+	RedirectURL string
+	// CookieSecret is the AES-256-GCM key of the cookies: exactly 32 bytes.
+	// Required. Changing it signs everyone out.
+	CookieSecret []byte
+	// AllowedRedirectDomains lists the hosts rd may send the browser to after
+	// sign-in or sign-out: "shop.example.com" (exactly) or ".example.com"
+	// (it and its subdomains), optionally with ":port". Relative paths are
+	// always allowed. Default: none (relative paths only).
+	AllowedRedirectDomains []string
+	// Scopes requested. Default: openid email profile groups offline_access
+	// (offline_access brings the refresh token that renews the session).
+	Scopes []string
+	// AuthURL and TokenURL are Keyward's endpoints. Default: from the
+	// issuer's discovery document, fetched on the first sign-in.
+	AuthURL, TokenURL string
+	// RefreshBefore renews the access token when it expires within this.
+	// Default: 30s.
+	RefreshBefore time.Duration
+	// LoginTTL bounds a sign-in from /oauth2/start to the callback.
+	// Default: 10m.
+	LoginTTL time.Duration
+	// HTTPClient makes the discovery and token requests. Default: a client
+	// with a 10s timeout.
+	HTTPClient *http.Client
+	// Now is the clock. Default: time.Now.
+	Now func() time.Time
+}
+
+// Browser is browser mode. It serves, under the host of RedirectURL:
+//
+//   - GET /oauth2/start?rd=URL: a redirect to Keyward's /authorize (state,
+//     nonce and PKCE verifier kept in a short-lived encrypted cookie);
+//   - GET the callback path: checks state and iss (RFC 9207), exchanges the
+//     code, verifies the ID token (signature, iss, aud, exp, nonce) and the
+//     access token, sets the session cookie and redirects to rd;
+//   - GET /oauth2/sign_out?rd=URL: clears the session cookie and redirects
+//     to rd. Keyward has no end-session endpoint yet, so its own session
+//     survives: the next sign-in asks for the password again only because
+//     the verifier then sends prompt=login.
+//
+// rd must be a relative path or a URL on AllowedRedirectDomains; anything
+// else becomes "/". The session cookie (__Host-keyward-verify, HttpOnly,
+// Secure, SameSite=Lax, AES-256-GCM) holds the access, refresh and ID tokens;
+// it is split into __Host-keyward-verify-1… when larger than one cookie
+// allows. It is safe for concurrent use.
+type Browser struct {
+	v            *Verifier
+	cfg          BrowserConfig
+	callbackPath string
+	aead         cipher.AEAD
+	refreshes    refreshGroup
+
+	mu sync.Mutex
+	ep *oauth2.Endpoint // nil until discovered
+}
+
+// ErrNoSession is returned for a browser request without a usable session:
+// no cookie, a cookie that does not open, or tokens that could not be
+// renewed. The handler answers it by starting a sign-in.
+var ErrNoSession = errors.New("verify: no browser session")
+
+var defaultBrowserScopes = []string{"openid", "email", "profile", "groups", "offline_access"}
+
+// NewBrowser checks cfg, without I/O, and returns browser mode for v.
+func NewBrowser(v *Verifier, cfg BrowserConfig) (*Browser, error) {
+	var errs []error
+	if cfg.ClientID == "" {
+		errs = append(errs, errors.New("clientID is required"))
+	}
+	u, err := url.Parse(cfg.RedirectURL)
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		errs = append(errs, fmt.Errorf("redirectURL %q: want an absolute http(s) URL", cfg.RedirectURL))
+	case !strings.HasPrefix(u.Path, "/oauth2/") || u.Path == "/oauth2/auth" || u.Path == "/oauth2/start" ||
+		u.Path == "/oauth2/sign_out" || cleanPath(u.Path) != u.Path || u.RawQuery != "":
+		errs = append(errs, fmt.Errorf("redirectURL %q: want a path under /oauth2/ such as /oauth2/callback", cfg.RedirectURL))
+	}
+	if len(cfg.CookieSecret) != 32 {
+		errs = append(errs, fmt.Errorf("cookie secret: %d bytes, want 32 (AES-256)", len(cfg.CookieSecret)))
+	}
+	for _, d := range cfg.AllowedRedirectDomains {
+		if d == "" || d == "." || strings.ContainsAny(d, "/\\@ *?#") {
+			errs = append(errs, fmt.Errorf("allowedRedirectDomains: %q is not a host or .domain", d))
+		}
+	}
+	for _, e := range []string{cfg.AuthURL, cfg.TokenURL} {
+		if e != "" {
+			if eu, err := url.Parse(e); err != nil || eu.Host == "" {
+				errs = append(errs, fmt.Errorf("endpoint %q: want an absolute URL", e))
+			}
+		}
+	}
+	if (cfg.AuthURL == "") != (cfg.TokenURL == "") {
+		errs = append(errs, errors.New("set both authURL and tokenURL, or neither"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("browser config: %w", err)
+	}
+	if len(cfg.Scopes) == 0 {
+		cfg.Scopes = defaultBrowserScopes
+	}
+	if cfg.RefreshBefore <= 0 {
+		cfg.RefreshBefore = 30 * time.Second
+	}
+	if cfg.LoginTTL <= 0 {
+		cfg.LoginTTL = 10 * time.Minute
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	block, err := aes.NewCipher(cfg.CookieSecret)
+	if err != nil {
+		return nil, fmt.Errorf("browser config: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("browser config: %w", err)
+	}
+	b := &Browser{v: v, cfg: cfg, callbackPath: u.Path, aead: aead}
+	if cfg.AuthURL != "" {
+		b.ep = &oauth2.Endpoint{AuthURL: cfg.AuthURL, TokenURL: cfg.TokenURL}
+	}
+	return b, nil
+}
+
+func (b *Browser) serves(p string) bool {
+	return p == "/oauth2/start" || p == "/oauth2/sign_out" || p == b.callbackPath
+}
+
+// ServeHTTP serves /oauth2/start, the callback and /oauth2/sign_out.
+func (b *Browser) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	switch r.URL.Path {
+	case "/oauth2/start":
+		b.start(w, r)
+	case "/oauth2/sign_out":
+		b.clearSession(w, r)
+		setCookie(w, signedOutCookie, "1", 0)
+		http.Redirect(w, r, b.redirectOrRoot(redirectParam(r.URL)), http.StatusFound)
+	default:
+		b.callback(w, r)
+	}
+}
+
+// loginState is what the login cookie remembers between start and callback.
+type loginState struct {
+	State    string `json:"s"`
+	Verifier string `json:"v"`
+	Nonce    string `json:"n"`
+	RD       string `json:"r"`
+	Expiry   int64  `json:"x"`
+}
+
+func (b *Browser) start(w http.ResponseWriter, r *http.Request) {
+	oc, err := b.oauthConfig(r.Context())
+	if err != nil {
+		http.Error(w, "sign-in is unavailable: Keyward's discovery document could not be loaded", http.StatusServiceUnavailable)
+		return
+	}
+	ls := loginState{
+		State: rand.Text(), Verifier: oauth2.GenerateVerifier(), Nonce: rand.Text(),
+		RD: b.redirectOrRoot(redirectParam(r.URL)), Expiry: b.cfg.Now().Add(b.cfg.LoginTTL).Unix(),
+	}
+	plain, err := json.Marshal(ls)
+	if err != nil {
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	// One cookie per sign-in, so parallel starts (two tabs) do not clash.
+	name := loginCookiePrefix + ls.State[:16]
+	setCookie(w, name, b.seal(name, plain), b.cfg.LoginTTL)
+	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(ls.Verifier), oauth2.SetAuthURLParam("nonce", ls.Nonce)}
+	if _, err := r.Cookie(signedOutCookie); err == nil {
+		opts = append(opts, oauth2.SetAuthURLParam("prompt", "login"))
+	}
+	http.Redirect(w, r, oc.AuthCodeURL(ls.State, opts...), http.StatusFound)
+}
+
+func (b *Browser) callback(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	state := q.Get("state")
+	if len(state) < 16 {
+		http.Error(w, "sign-in failed: the callback has no state", http.StatusBadRequest)
+		return
+	}
+	name := loginCookiePrefix + state[:16]
+	var ls loginState
+	c, err := r.Cookie(name)
+	if err == nil {
+		plain, ok := b.open(name, c.Value)
+		if !ok || json.Unmarshal(plain, &ls) != nil {
+			ls = loginState{}
+		}
+	}
+	clearCookie(w, name)
+	if ls.State == "" || subtle.ConstantTimeCompare([]byte(ls.State), []byte(state)) != 1 || b.cfg.Now().Unix() > ls.Expiry {
+		http.Error(w, "sign-in failed: this sign-in was not started in this browser or took too long; start again", http.StatusBadRequest)
+		return
+	}
+	if iss := q.Get("iss"); iss != b.v.issuer { // RFC 9207 §2.4
+		http.Error(w, "sign-in failed: the response does not come from the configured issuer", http.StatusBadRequest)
+		return
+	}
+	if code := q.Get("error"); code != "" {
+		msg := "sign-in was not completed"
+		if isOAuthCode(code) {
+			msg += " (" + code + ")"
+		}
+		http.Error(w, msg, http.StatusForbidden)
+		return
+	}
+	ctx := r.Context()
+	oc, err := b.oauthConfig(ctx)
+	if err != nil {
+		http.Error(w, "sign-in is unavailable: Keyward's discovery document could not be loaded", http.StatusServiceUnavailable)
+		return
+	}
+	tok, err := oc.Exchange(b.clientContext(ctx), q.Get("code"), oauth2.VerifierOption(ls.Verifier))
+	if err != nil {
+		http.Error(w, "sign-in failed: Keyward did not redeem the code", http.StatusBadGateway)
+		return
+	}
+	idToken, _ := tok.Extra("id_token").(string)
+	if err := b.verifyIDToken(ctx, idToken, ls.Nonce); err != nil {
+		http.Error(w, "sign-in failed: the ID token is not valid: "+publicReason(err), http.StatusBadGateway)
+		return
+	}
+	if _, err := b.v.Verify(ctx, tok.AccessToken); err != nil {
+		http.Error(w, "sign-in failed: the access token is not accepted by this verifier: "+publicReason(err), http.StatusBadGateway)
+		return
+	}
+	b.setSession(w, r, browserSession{Access: tok.AccessToken, Refresh: tok.RefreshToken, IDToken: idToken})
+	if _, err := r.Cookie(signedOutCookie); err == nil {
+		clearCookie(w, signedOutCookie)
+	}
+	http.Redirect(w, r, ls.RD, http.StatusFound)
+}
+
+// authenticate returns the claims and access token of r's session, renewing
+// the tokens (and the cookie, on w) when the access token expires within
+// RefreshBefore. Without a usable session it returns ErrNoSession; with no
+// key set ever loaded, an error matching ErrUnavailable.
+func (b *Browser) authenticate(ctx context.Context, w http.ResponseWriter, r *http.Request) (*Claims, string, error) {
+	s, ok := b.readSession(r)
+	if !ok {
+		return nil, "", ErrNoSession
+	}
+	c, err := b.v.Verify(ctx, s.Access)
+	var expired *ExpiredError
+	switch {
+	case errors.Is(err, ErrUnavailable):
+		return nil, "", err
+	case err != nil && !errors.As(err, &expired):
+		b.clearSession(w, r)
+		return nil, "", ErrNoSession
+	case err == nil && b.cfg.Now().Add(b.cfg.RefreshBefore).Before(c.ExpiresAt):
+		return c, s.Access, nil
+	}
+	if s.Refresh != "" {
+		tok, rerr := b.refreshes.do(ctx, s.Refresh, b.cfg.Now(), func(ctx context.Context) (*oauth2.Token, error) {
+			oc, err := b.oauthConfig(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return oc.TokenSource(b.clientContext(ctx), &oauth2.Token{RefreshToken: s.Refresh, Expiry: time.Unix(1, 0)}).Token()
+		})
+		if rerr == nil {
+			if nc, verr := b.v.Verify(ctx, tok.AccessToken); verr == nil {
+				ns := browserSession{Access: tok.AccessToken, Refresh: tok.RefreshToken, IDToken: s.IDToken}
+				if ns.Refresh == "" {
+					ns.Refresh = s.Refresh
+				}
+				if id, _ := tok.Extra("id_token").(string); id != "" {
+					ns.IDToken = id
+				}
+				b.setSession(w, r, ns)
+				return nc, ns.Access, nil
+			}
+		}
+	}
+	if err == nil { // renewal failed, but the token is still good for a moment
+		return c, s.Access, nil
+	}
+	b.clearSession(w, r)
+	return nil, "", ErrNoSession
+}
+
+// signInRequired answers a browser rule without a session: 401 for nginx,
+// whose error_page sends the browser to /oauth2/start; for other gateways a
+// 302 to /oauth2/start when the client accepts HTML, else 401.
+func (b *Browser) signInRequired(w http.ResponseWriter, r *http.Request, family Headers, uri string) {
+	if family != HeadersNginx && strings.Contains(r.Header.Get("Accept"), "text/html") {
+		w.Header().Set("Location", "/oauth2/start?rd="+url.QueryEscape(uri))
+		w.WriteHeader(http.StatusFound)
+		return
+	}
+	writeError(w, errNoToken)
+}
+
+func (b *Browser) oauthConfig(ctx context.Context) (*oauth2.Config, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ep == nil {
+		body, _, err := b.v.keys.getJSON(ctx, strings.TrimSuffix(b.v.issuer, "/")+"/.well-known/openid-configuration")
+		if err != nil {
+			return nil, fmt.Errorf("fetch discovery document: %w", err)
+		}
+		var doc struct {
+			Issuer   string `json:"issuer"`
+			AuthURL  string `json:"authorization_endpoint"`
+			TokenURL string `json:"token_endpoint"`
+		}
+		if err := json.Unmarshal(body, &doc); err != nil || doc.Issuer != b.v.issuer || doc.AuthURL == "" || doc.TokenURL == "" {
+			return nil, errors.New("discovery document: want the issuer and both endpoints")
+		}
+		b.ep = &oauth2.Endpoint{AuthURL: doc.AuthURL, TokenURL: doc.TokenURL}
+	}
+	ep := *b.ep
+	ep.AuthStyle = oauth2.AuthStyleInHeader
+	if b.cfg.ClientSecret == "" {
+		ep.AuthStyle = oauth2.AuthStyleInParams // a public client sends client_id only
+	}
+	return &oauth2.Config{
+		ClientID: b.cfg.ClientID, ClientSecret: b.cfg.ClientSecret, Endpoint: ep,
+		RedirectURL: b.cfg.RedirectURL, Scopes: b.cfg.Scopes,
+	}, nil
+}
+
+func (b *Browser) clientContext(ctx context.Context) context.Context {
+	return context.WithValue(ctx, oauth2.HTTPClient, b.cfg.HTTPClient)
+}
+
+// publicReason is the fixed description of a verify error, else a generic one.
+func publicReason(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Description
+	}
+	return "verification failed"
+}
+
+func isOAuthCode(s string) bool {
+	if len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if (c < 'a' || c > 'z') && c != '_' {
+			return false
+		}
+	}
+	return true
+}

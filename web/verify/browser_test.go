@@ -1,0 +1,306 @@
+package verify
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestSafeRedirect(t *testing.T) {
+	allowed := []string{"shop.example.com", ".apps.example.com", "admin.example.com:8443"}
+	tests := []struct {
+		rd   string
+		want bool
+	}{
+		{"/", true},
+		{"/orders/1?x=1#top", true},
+		{"/%2F%2Fevil.com", true}, // a path on this host, however odd
+		{"https://shop.example.com/cart", true},
+		{"http://shop.example.com:8080/", true},
+		{"https://SHOP.example.com/", true},
+		{"https://apps.example.com/", true},
+		{"https://a.b.apps.example.com/x", true},
+		{"https://admin.example.com:8443/", true},
+		{"", false},
+		{"//evil.com", false},
+		{"///evil.com", false},
+		{"/\\evil.com", false},
+		{"\\\\evil.com", false},
+		{"/\t/evil.com", false},
+		{" https://shop.example.com/", false},
+		{"https://evil.com", false},
+		{"https://evil.com/shop.example.com", false},
+		{"https://shop.example.com.evil.com/", false},
+		{"https://evilshop.example.com/", false},
+		{"https://xapps.example.com/", false},
+		{"https://shop.example.com@evil.com/", false},
+		{"https://user:pw@shop.example.com/", false},
+		{"https://evil.com\\@shop.example.com/", false},
+		{"https:evil.com", false},
+		{"https:/evil.com", false},
+		{"https:shop.example.com", false},
+		{"javascript:alert(1)", false},
+		{"JavaScript://shop.example.com/%0aalert(1)", false},
+		{"data:text/html,<script>alert(1)</script>", false},
+		{"ftp://shop.example.com/", false},
+		{"shop.example.com/x", false},
+		{"https://admin.example.com/", false}, // the port is part of that entry
+		{"https://admin.example.com:443/", false},
+		{"https://shop.exаmple.com/", false}, // Cyrillic а
+		{"https://shop.example.com%2F@evil.com/", false},
+		{"/\r\nSet-Cookie:x=y", false},
+	}
+	for _, tt := range tests {
+		if got := SafeRedirect(tt.rd, allowed); got != tt.want {
+			t.Errorf("SafeRedirect(%q) = %v, want %v", tt.rd, got, tt.want)
+		}
+	}
+	if SafeRedirect("https://shop.example.com/", nil) {
+		t.Error("SafeRedirect(absolute, no allowlist) = true, want false")
+	}
+}
+
+func TestRedirectParam(t *testing.T) {
+	tests := []struct{ query, want string }{
+		{"rd=/orders/1?page=2&sort=asc", "/orders/1?page=2&sort=asc"}, // nginx's unescaped $request_uri
+		{"rd=" + url.QueryEscape("/a?b=c&d=e"), "/a?b=c&d=e"},
+		{"x=1&rd=%2Fy", "/y"},
+		{"rd=%zz", ""},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		if got := redirectParam(&url.URL{RawQuery: tt.query}); got != tt.want {
+			t.Errorf("redirectParam(%q) = %q, want %q", tt.query, got, tt.want)
+		}
+	}
+}
+
+func TestBrowserSignIn(t *testing.T) {
+	be := newBrowserEnv(t, nil)
+	h := be.handler(HeadersNginx)
+
+	// No session: nginx gets a 401 (its error_page starts the sign-in).
+	if rec := be.do(t, h, "/oauth2/auth", nginxCheck("/cart")); rec.Code != http.StatusUnauthorized {
+		t.Fatalf("check without a session = %d, want 401", rec.Code)
+	}
+	rec := be.signIn(t, h, "/cart?x=1", nil)
+	if rec.Code != http.StatusFound || rec.Header().Get("Location") != "/cart?x=1" {
+		t.Fatalf("callback = %d to %q, want 302 to /cart?x=1: %s", rec.Code, rec.Header().Get("Location"), rec.Body)
+	}
+	for _, c := range (&http.Response{Header: rec.Header()}).Cookies() {
+		if !strings.HasPrefix(c.Name, "__Host-") || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || c.Domain != "" {
+			t.Errorf("cookie %s: %+v, want __Host-, Secure, HttpOnly, SameSite=Lax, Path=/", c.Name, c)
+		}
+	}
+	if _, ok := be.jar[sessionCookie]; !ok || len(be.jar) != 1 {
+		t.Fatalf("cookies after sign-in: %v, want only %s (the login cookie cleared)", keys(be.jar), sessionCookie)
+	}
+	rec = be.do(t, h, "/oauth2/auth", nginxCheck("/cart"))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("check with the session = %d, want 200", rec.Code)
+	}
+	if diff := cmp.Diff(identity, rec.Header()); diff != "" {
+		t.Errorf("identity headers (-want +got):\n%s", diff)
+	}
+	// The rules still apply to a browser session.
+	if rec := be.do(t, h, "/oauth2/auth", nginxCheck("/admin/x")); rec.Code != http.StatusOK {
+		t.Errorf("check /admin/ with group = %d, want 200", rec.Code)
+	}
+
+	// A bearer token still wins over the cookie.
+	hdr := nginxCheck("/cart")
+	hdr.Set("Authorization", "Bearer garbage")
+	if rec := be.do(t, h, "/oauth2/auth", hdr); rec.Code != http.StatusUnauthorized {
+		t.Errorf("check with a bad bearer token and a session = %d, want 401", rec.Code)
+	}
+
+	// Sign-out clears the session and the next sign-in asks again.
+	rec = be.do(t, h, "/oauth2/sign_out?rd="+url.QueryEscape("https://evil.com/"), nil)
+	if rec.Code != http.StatusFound || rec.Header().Get("Location") != "/" {
+		t.Errorf("sign_out to evil.com = %d to %q, want 302 to /", rec.Code, rec.Header().Get("Location"))
+	}
+	if _, ok := be.jar[sessionCookie]; ok {
+		t.Error("session cookie survived sign_out")
+	}
+	if rec := be.do(t, h, "/oauth2/auth", nginxCheck("/cart")); rec.Code != http.StatusUnauthorized {
+		t.Errorf("check after sign_out = %d, want 401", rec.Code)
+	}
+	rec = be.do(t, h, "/oauth2/start?rd=/", nil)
+	if loc, _ := url.Parse(rec.Header().Get("Location")); loc == nil || loc.Query().Get("prompt") != "login" {
+		t.Errorf("start after sign_out redirected to %q, want prompt=login", rec.Header().Get("Location"))
+	}
+}
+
+func TestBrowserSignInFailures(t *testing.T) {
+	tests := []struct {
+		name   string
+		tamper func(be *browserEnv, q url.Values)
+		want   int
+	}{
+		{"wrong state", func(_ *browserEnv, q url.Values) { q.Set("state", q.Get("state")[:16]+"XXXXXXXXXX") }, http.StatusBadRequest},
+		{"no state", func(_ *browserEnv, q url.Values) { q.Del("state") }, http.StatusBadRequest},
+		{"no login cookie", func(be *browserEnv, _ url.Values) { clear(be.jar) }, http.StatusBadRequest},
+		{"other issuer (mix-up)", func(_ *browserEnv, q url.Values) { q.Set("iss", "https://evil.example.com") }, http.StatusBadRequest},
+		{"no iss", func(_ *browserEnv, q url.Values) { q.Del("iss") }, http.StatusBadRequest},
+		{"error answer", func(_ *browserEnv, q url.Values) { q.Del("code"); q.Set("error", "access_denied") }, http.StatusForbidden},
+		{"wrong code", func(_ *browserEnv, q url.Values) { q.Set("code", "other") }, http.StatusBadGateway},
+		{"login took too long", func(be *browserEnv, _ url.Values) { be.e.clock.Advance(11 * time.Minute) }, http.StatusBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			be := newBrowserEnv(t, nil)
+			h := be.handler(HeadersNginx)
+			rec := be.signIn(t, h, "/", func(q url.Values) { tt.tamper(be, q) })
+			if rec.Code != tt.want {
+				t.Errorf("callback = %d, want %d: %s", rec.Code, tt.want, rec.Body)
+			}
+			if _, ok := be.jar[sessionCookie]; ok {
+				t.Error("a failed callback set the session cookie")
+			}
+		})
+	}
+	t.Run("access token for another audience", func(t *testing.T) {
+		be := newBrowserEnv(t, nil)
+		be.op.setExtra(map[string]any{"aud": "other-api"})
+		if rec := be.signIn(t, be.handler(HeadersNginx), "/", nil); rec.Code != http.StatusBadGateway ||
+			!strings.Contains(rec.Body.String(), "audience mismatch") {
+			t.Errorf("callback = %d %q, want 502 naming the audience", rec.Code, rec.Body)
+		}
+	})
+}
+
+func TestBrowserNonNginx(t *testing.T) {
+	be := newBrowserEnv(t, nil)
+	h := be.handler(HeadersForwarded)
+	hdr := http.Header{"X-Forwarded-Uri": {"/cart?x=1&y=2"}, "X-Forwarded-Host": {browserHost}, "Accept": {"text/html,*/*"}}
+	rec := be.do(t, h, "/oauth2/auth", hdr)
+	if want := "/oauth2/start?rd=" + url.QueryEscape("/cart?x=1&y=2"); rec.Code != http.StatusFound || rec.Header().Get("Location") != want {
+		t.Errorf("HTML check without session = %d to %q, want 302 to %q", rec.Code, rec.Header().Get("Location"), want)
+	}
+	hdr.Set("Accept", "application/json")
+	if rec := be.do(t, h, "/oauth2/auth", hdr); rec.Code != http.StatusUnauthorized {
+		t.Errorf("API check without session = %d, want 401", rec.Code)
+	}
+}
+
+func TestBrowserRefresh(t *testing.T) {
+	be := newBrowserEnv(t, nil)
+	h := be.handler(HeadersNginx)
+	be.signIn(t, h, "/", nil)
+	first := be.jar[sessionCookie]
+
+	// Far from expiry: no refresh, no cookie.
+	if rec := be.do(t, h, "/oauth2/auth", nginxCheck("/")); rec.Code != 200 || rec.Header().Get("Set-Cookie") != "" {
+		t.Fatalf("check = %d, Set-Cookie %q; want 200 without a cookie", rec.Code, rec.Header().Get("Set-Cookie"))
+	}
+	// Within 30s of expiry: parallel requests share one refresh, and each
+	// answer carries the renewed session.
+	be.e.clock.Advance(4*time.Minute + 45*time.Second)
+	var wg sync.WaitGroup
+	codes := make([]int, 8)
+	cookies := make([]string, 8)
+	jar := map[string]string{sessionCookie: first}
+	for i := range codes {
+		wg.Go(func() {
+			local := &browserEnv{e: be.e, op: be.op, b: be.b, jar: maps(jar)}
+			rec := local.do(t, h, "/oauth2/auth", nginxCheck("/"))
+			codes[i], cookies[i] = rec.Code, local.jar[sessionCookie]
+		})
+	}
+	wg.Wait()
+	if n := be.op.refreshes.Load(); n != 1 {
+		t.Errorf("refresh grants = %d, want 1 shared by 8 requests", n)
+	}
+	for i := range codes {
+		if codes[i] != 200 || cookies[i] == first {
+			t.Errorf("request %d: %d, cookie renewed %v; want 200 and a new cookie", i, codes[i], cookies[i] != first)
+		}
+	}
+	be.jar[sessionCookie] = cookies[0]
+	// The renewed token is good for five more minutes.
+	be.e.clock.Advance(4 * time.Minute)
+	if rec := be.do(t, h, "/oauth2/auth", nginxCheck("/")); rec.Code != 200 {
+		t.Errorf("check with the renewed session = %d, want 200", rec.Code)
+	}
+	// Renewal refused and the token expired: the session ends.
+	be.op.setFailRefresh(true)
+	be.e.clock.Advance(2 * time.Minute)
+	if rec := be.do(t, h, "/oauth2/auth", nginxCheck("/")); rec.Code != http.StatusUnauthorized {
+		t.Errorf("check after failed renewal = %d, want 401", rec.Code)
+	}
+	if _, ok := be.jar[sessionCookie]; ok {
+		t.Error("the session cookie was not cleared after a failed renewal")
+	}
+}
+
+func TestBrowserCookies(t *testing.T) {
+	be := newBrowserEnv(t, nil)
+	h := be.handler(HeadersNginx)
+	// Many groups make a token larger than one cookie.
+	groups := make([]string, 120) // the token stays under MaxTokenBytes
+	for i := range groups {
+		groups[i] = "group-with-a-long-name-" + strings.Repeat("x", 10)
+	}
+	groups[0] = "staff"
+	be.op.setExtra(map[string]any{"groups": groups})
+	be.signIn(t, h, "/", nil)
+	if _, ok := be.jar[sessionCookie+"-1"]; !ok {
+		t.Fatalf("cookies = %v, want the session split in chunks", keys(be.jar))
+	}
+	if rec := be.do(t, h, "/oauth2/auth", nginxCheck("/")); rec.Code != 200 {
+		t.Errorf("check with a chunked session = %d, want 200", rec.Code)
+	}
+	// A tampered cookie is no session.
+	v := be.jar[sessionCookie]
+	be.jar[sessionCookie] = v[:20] + strings.Map(func(r rune) rune {
+		if r == 'A' {
+			return 'B'
+		}
+		return 'A'
+	}, v[20:21]) + v[21:]
+	if rec := be.do(t, h, "/oauth2/auth", nginxCheck("/")); rec.Code != http.StatusUnauthorized {
+		t.Errorf("check with a tampered cookie = %d, want 401", rec.Code)
+	}
+	// A cookie sealed with another key, or moved from the login cookie, does
+	// not open.
+	other := newBrowserEnv(t, func(c *BrowserConfig) { c.CookieSecret = []byte("ffffffffffffffffffffffffffffffff") })
+	if _, ok := other.b.open(sessionCookie, v); ok {
+		t.Error("a cookie opened under another key")
+	}
+	if _, ok := be.b.open(loginCookiePrefix+"x", be.b.seal(sessionCookie, []byte("{}"))); ok {
+		t.Error("a session value opened as a login cookie")
+	}
+}
+
+func TestNewBrowserValidates(t *testing.T) {
+	e := newEnv(t)
+	v := newVerifier(t, e.ks, e.clock, nil)
+	_, err := NewBrowser(v, BrowserConfig{RedirectURL: "https://x/callback", CookieSecret: []byte("short"),
+		AllowedRedirectDomains: []string{"*.example.com"}, AuthURL: "https://sso/authorize"})
+	for _, want := range []string{"clientID", "redirectURL", "32", "allowedRedirectDomains", "tokenURL"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("NewBrowser() = %v, want a problem naming %s", err, want)
+		}
+	}
+}
+
+func keys(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func maps(m map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
