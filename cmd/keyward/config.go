@@ -329,19 +329,25 @@ func (c *Config) Validate() error {
 	c.validateClients(&p)
 	c.validateTrust(&p)
 	c.validateNative(&p)
-	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Logging.Level) {
-		p.add("logging.level", "%q is not a level; use debug, info, warn or error", c.Logging.Level)
+	validateLoggingMetrics(&p, c.Logging, c.Metrics, c.Listen)
+	return p.err()
+}
+
+// validateLoggingMetrics checks the logging and metrics sections, which the
+// broker's and the verifier's configs share.
+func validateLoggingMetrics(p *problems, l LoggingConfig, m MetricsConfig, listen string) {
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, l.Level) {
+		p.add("logging.level", "%q is not a level; use debug, info, warn or error", l.Level)
 	}
-	if c.Logging.Format != "json" && c.Logging.Format != "text" {
-		p.add("logging.format", "%q is not a format; use json or text", c.Logging.Format)
+	if l.Format != "json" && l.Format != "text" {
+		p.add("logging.format", "%q is not a format; use json or text", l.Format)
 	}
-	if c.Metrics.Listen != "" {
-		checkListen(&p, "metrics.listen", c.Metrics.Listen)
-		if c.Metrics.Listen == c.Listen {
-			p.add("metrics.listen", "%q is also listen; use another port", c.Metrics.Listen)
+	if m.Listen != "" {
+		checkListen(p, "metrics.listen", m.Listen)
+		if m.Listen == listen {
+			p.add("metrics.listen", "%q is also listen; use another port", m.Listen)
 		}
 	}
-	return p.err()
 }
 
 func (c *Config) validateKeys(p *problems) {
@@ -351,6 +357,11 @@ func (c *Config) validateKeys(p *problems) {
 	}
 	checkTTL(p, "keys.rotationPeriod", k.RotationPeriod, 0)
 	checkTTL(p, "keys.jwksMaxAge", k.JWKSMaxAge, 0)
+	if k.JWKSMaxAge > 0 && time.Duration(k.JWKSMaxAge) < time.Minute {
+		// Verifiers (keyward verify, go-oidc and most gateways) cache a JWKS
+		// for at least a minute whatever max-age says.
+		p.add("keys.jwksMaxAge", "%s is below the 1m that verifiers cache a JWKS at the least; use 1m or more", k.JWKSMaxAge)
+	}
 	if k.JWKSMaxAge > 0 && k.RotationPeriod < 2*k.JWKSMaxAge {
 		p.add("keys.rotationPeriod", "%s is shorter than twice keys.jwksMaxAge (%s), so a new key could sign before caches know it; use at least %s or lower jwksMaxAge",
 			k.RotationPeriod, k.JWKSMaxAge, 2*k.JWKSMaxAge)

@@ -294,17 +294,27 @@ func loadConfigFile(path string) (*Config, Secrets, error) {
 func checkConfig(path string, w io.Writer) error {
 	c, _, err := loadConfigFile(path)
 	if err != nil {
-		errs := splitErrors(err)
-		for _, e := range errs {
-			if _, werr := fmt.Fprintln(w, e); werr != nil {
-				return fmt.Errorf("write report: %w", werr)
-			}
-		}
-		return fmt.Errorf("%s: %d %s", path, len(errs), plural(len(errs), "problem"))
+		return writeProblems(w, path, err)
 	}
-	_, err = fmt.Fprintf(w, "%s: OK (%d %s, %d %s)\n", path,
-		len(c.Upstreams), plural(len(c.Upstreams), "upstream"), len(c.Clients), plural(len(c.Clients), "client"))
-	if err != nil {
+	return writeOK(w, path, fmt.Sprintf("%d %s, %d %s",
+		len(c.Upstreams), plural(len(c.Upstreams), "upstream"), len(c.Clients), plural(len(c.Clients), "client")))
+}
+
+// writeProblems prints each problem of err on its own line and returns an
+// error counting them: the report of a failed check.
+func writeProblems(w io.Writer, path string, err error) error {
+	errs := splitErrors(err)
+	for _, e := range errs {
+		if _, werr := fmt.Fprintln(w, e); werr != nil {
+			return fmt.Errorf("write report: %w", werr)
+		}
+	}
+	return fmt.Errorf("%s: %d %s", path, len(errs), plural(len(errs), "problem"))
+}
+
+// writeOK prints "PATH: OK (summary)".
+func writeOK(w io.Writer, path, summary string) error {
+	if _, err := fmt.Fprintf(w, "%s: OK (%s)\n", path, summary); err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
 	return nil

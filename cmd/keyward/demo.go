@@ -109,6 +109,7 @@ func runDemo(ctx context.Context, o demoOptions, out, logOut io.Writer) error {
 		Users:   fakeidp.DemoUsers(),
 		Clients: []fakeidp.Client{{ID: "keyward", Secret: upstreamSecret, RedirectURIs: []string{brokerURL + "/callback"}}},
 		Title:   "Demo identity provider",
+		Hint:    "Demo users: alice / alice-demo (staff, admins) and bob / bob-demo (staff).",
 		Logger:  log.With("component", "demo-idp"),
 	})
 	if err != nil {
@@ -146,7 +147,7 @@ func runDemo(ctx context.Context, o demoOptions, out, logOut io.Writer) error {
 	g, gctx := errgroup.WithContext(ctx)
 	// The identity provider must answer discovery before the broker starts.
 	g.Go(func() error { return serveUntil(gctx, lns[1], idp.Handler()) })
-	inst, err := build(gctx, cfg, sec, log, http.DefaultTransport)
+	inst, err := build(gctx, cfg, sec, log, upstreamTransport())
 	if err != nil {
 		_ = lns[0].Close()
 		_ = lns[2].Close()

@@ -48,7 +48,7 @@ func serve(ctx context.Context, cfg *Config, sec Secrets, logOut io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("listen: %w (is another keyward running? change listen: in the config)", err)
 	}
-	inst, err := build(ctx, cfg, sec, log, http.DefaultTransport)
+	inst, err := build(ctx, cfg, sec, log, upstreamTransport())
 	if err != nil {
 		_ = ln.Close()
 		return err
@@ -56,6 +56,17 @@ func serve(ctx context.Context, cfg *Config, sec Secrets, logOut io.Writer) erro
 	defer inst.close()
 	log.InfoContext(ctx, "keyward serving", "issuer", cfg.Issuer, "listen", ln.Addr().String(), "version", version)
 	return inst.run(ctx, ln, cfg)
+}
+
+// upstreamTransport is the HTTP transport to upstream identity providers
+// and trusted issuers. http.DefaultTransport keeps two idle connections per
+// host, so a burst of sign-ins would open (and TLS-handshake) a connection
+// per code exchange.
+func upstreamTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64
+	t.IdleConnTimeout = 90 * time.Second
+	return t
 }
 
 // build assembles store, keys, upstreams, broker and web from the config.

@@ -183,18 +183,7 @@ func (c *VerifyConfig) Validate() error {
 	if c.Headers.Kind != 0 {
 		p.add("headers", "the identity headers are not configurable yet; remove headers (the verifier sends X-Auth-Request-User: preferred_username, else email, else sub; -Email; -Groups, comma-joined; -Subject)")
 	}
-	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Logging.Level) {
-		p.add("logging.level", "%q is not a level; use debug, info, warn or error", c.Logging.Level)
-	}
-	if c.Logging.Format != "json" && c.Logging.Format != "text" {
-		p.add("logging.format", "%q is not a format; use json or text", c.Logging.Format)
-	}
-	if c.Metrics.Listen != "" {
-		checkListen(&p, "metrics.listen", c.Metrics.Listen)
-		if c.Metrics.Listen == c.Listen {
-			p.add("metrics.listen", "%q is also listen; use another port", c.Metrics.Listen)
-		}
-	}
+	validateLoggingMetrics(&p, c.Logging, c.Metrics, c.Listen)
 	return p.err()
 }
 
@@ -274,18 +263,8 @@ func loadVerifyConfigFile(path string) (*VerifyConfig, error) {
 func checkVerifyConfig(path string, w io.Writer) error {
 	c, err := loadVerifyConfigFile(path)
 	if err != nil {
-		errs := splitErrors(err)
-		for _, e := range errs {
-			if _, werr := fmt.Fprintln(w, e); werr != nil {
-				return fmt.Errorf("write report: %w", werr)
-			}
-		}
-		return fmt.Errorf("%s: %d %s", path, len(errs), plural(len(errs), "problem"))
+		return writeProblems(w, path, err)
 	}
-	_, err = fmt.Fprintf(w, "%s: OK (%d %s, %d %s)\n", path,
-		len(c.Audience), plural(len(c.Audience), "audience"), len(c.Rules), plural(len(c.Rules), "rule"))
-	if err != nil {
-		return fmt.Errorf("write report: %w", err)
-	}
-	return nil
+	return writeOK(w, path, fmt.Sprintf("%d %s, %d %s",
+		len(c.Audience), plural(len(c.Audience), "audience"), len(c.Rules), plural(len(c.Rules), "rule")))
 }

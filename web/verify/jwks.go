@@ -162,9 +162,12 @@ func (ks *keySet) run(call *fetchCall) {
 	close(call.done)
 }
 
-// jitter spreads refreshes of many verifiers over ±10% of d.
+// jitter spreads refreshes of many verifiers over the last 20% of d. It only
+// ever shortens d: the broker's max-age is a promise that no key absent from
+// the response signs before it runs out, so caching longer could meet an
+// unknown kid.
 func jitter(d time.Duration) time.Duration {
-	return time.Duration(float64(d) * (0.9 + 0.2*rand.Float64())) //nolint:gosec // timing spread, not a secret
+	return time.Duration(float64(d) * (0.8 + 0.2*rand.Float64())) //nolint:gosec // timing spread, not a secret
 }
 
 func (ks *keySet) fetch(ctx context.Context) (map[string]publicKey, time.Duration, error) {
