@@ -1,10 +1,12 @@
 package verify
 
 import (
+	"encoding/json"
 	"math"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Claims are the verified claims of a Keyward access token (RFC 9068 plus
@@ -106,6 +108,12 @@ func claimsFromMap(m map[string]any) (*Claims, error) {
 			return nil, errBadPayload
 		}
 	}
+	c.setIdentityHeaders()
+	return c, nil
+}
+
+// setIdentityHeaders computes c.hdr from the typed claims.
+func (c *Claims) setIdentityHeaders() {
 	c.hdr = identityHeaders{
 		user:    []string{c.User()},
 		subject: []string{c.Subject},
@@ -116,7 +124,6 @@ func claimsFromMap(m map[string]any) (*Claims, error) {
 	if len(c.Groups) > 0 {
 		c.hdr.groups = []string{strings.Join(c.Groups, ",")}
 	}
-	return c, nil
 }
 
 func optString(m map[string]any, name string) (string, bool) {
@@ -187,4 +194,299 @@ func claimEquals(raw map[string]any, name string, want []string) bool {
 		return contains(want, strconv.FormatFloat(v, 'f', -1, 64))
 	}
 	return false
+}
+
+// Indexes of the claims claimsFromJSON extracts.
+const (
+	ciIss = iota
+	ciSub
+	ciJTI
+	ciClientID
+	ciSID
+	ciIDP
+	ciEmail
+	ciName
+	ciPreferredUsername
+	ciAud
+	ciGroups
+	ciScope
+	ciExp
+	ciIat
+	ciNbf
+	numClaims
+)
+
+func claimIndex(name string) int {
+	switch name {
+	case "iss":
+		return ciIss
+	case "sub":
+		return ciSub
+	case "jti":
+		return ciJTI
+	case "client_id":
+		return ciClientID
+	case "sid":
+		return ciSID
+	case "idp":
+		return ciIDP
+	case "email":
+		return ciEmail
+	case "name":
+		return ciName
+	case "preferred_username":
+		return ciPreferredUsername
+	case "aud":
+		return ciAud
+	case "groups":
+		return ciGroups
+	case "scope":
+		return ciScope
+	case "exp":
+		return ciExp
+	case "iat":
+		return ciIat
+	case "nbf":
+		return ciNbf
+	}
+	return -1
+}
+
+// claimsFromJSON returns what claimsFromMap returns for the payload decoded
+// by encoding/json into a map[string]any — the same claims, or errBadPayload
+// in the same cases — but with Raw nil and without building the map: the
+// payload is validated by json.Valid (encoding/json's own scanner), then
+// scanned once, keeping the last occurrence of each claim as the map would,
+// and only those values are decoded. Claim names are matched exactly (after
+// unescaping), as map keys are. Strings that need neither unescaping nor
+// UTF-8 repair are substrings of one copy of the payload.
+func claimsFromJSON(payload []byte) (*Claims, error) {
+	if !json.Valid(payload) {
+		return nil, errBadPayload
+	}
+	sc := jsonScanner{s: string(payload)}
+	sc.ws()
+	if sc.s[sc.i] != '{' { // null, or not an object: not claims
+		return nil, errBadPayload
+	}
+	sc.i++
+	var vals [numClaims]string // raw JSON values; "" when absent
+	sc.ws()
+	if sc.s[sc.i] == '}' {
+		sc.i++
+	} else {
+		for {
+			lit := sc.str()
+			name, ok := jsonString(lit)
+			if !ok {
+				return nil, errBadPayload
+			}
+			sc.ws()
+			sc.i++ // ':'
+			sc.ws()
+			start := sc.i
+			if !sc.skip() { // a number encoding/json would refuse
+				return nil, errBadPayload
+			}
+			if k := claimIndex(name); k >= 0 {
+				vals[k] = sc.s[start:sc.i]
+			}
+			sc.ws()
+			if sc.s[sc.i] == '}' {
+				break
+			}
+			sc.i++ // ','
+			sc.ws()
+		}
+	}
+
+	c := &Claims{}
+	var ok bool
+	strs := [...]struct {
+		i   int
+		dst *string
+	}{
+		{ciIss, &c.Issuer}, {ciSub, &c.Subject}, {ciJTI, &c.JTI}, {ciClientID, &c.ClientID},
+		{ciSID, &c.SessionID}, {ciIDP, &c.IDP}, {ciEmail, &c.Email}, {ciName, &c.Name},
+		{ciPreferredUsername, &c.PreferredUsername},
+	}
+	for _, s := range strs {
+		if *s.dst, ok = jsonOptString(vals[s.i]); !ok {
+			return nil, errBadPayload
+		}
+	}
+	if c.Audience, ok = jsonStringOrList(vals[ciAud]); !ok {
+		return nil, errBadPayload
+	}
+	if c.Groups, ok = jsonStringOrList(vals[ciGroups]); !ok {
+		return nil, errBadPayload
+	}
+	scope, ok := jsonOptString(vals[ciScope])
+	if !ok {
+		return nil, errBadPayload
+	}
+	if vals[ciScope] != "" && vals[ciScope] != "null" {
+		c.Scopes = strings.Fields(scope)
+	}
+	times := [...]struct {
+		i   int
+		dst *time.Time
+	}{{ciExp, &c.ExpiresAt}, {ciIat, &c.IssuedAt}, {ciNbf, &c.NotBefore}}
+	for _, t := range times {
+		if *t.dst, ok = jsonNumericDate(vals[t.i]); !ok {
+			return nil, errBadPayload
+		}
+	}
+	c.setIdentityHeaders()
+	return c, nil
+}
+
+func jsonOptString(v string) (string, bool) {
+	if v == "" || v == "null" {
+		return "", true
+	}
+	if v[0] != '"' {
+		return "", false
+	}
+	return jsonString(v)
+}
+
+func jsonStringOrList(v string) ([]string, bool) {
+	switch {
+	case v == "" || v == "null":
+		return nil, true
+	case v[0] == '"':
+		s, ok := jsonString(v)
+		return []string{s}, ok
+	case v[0] != '[':
+		return nil, false
+	}
+	sc := jsonScanner{s: v, i: 1}
+	n := 0 // elements, to size the slice
+	for sc.ws(); sc.s[sc.i] != ']'; sc.ws() {
+		if sc.s[sc.i] != '"' {
+			return nil, false
+		}
+		sc.str()
+		n++
+		if sc.ws(); sc.s[sc.i] == ',' {
+			sc.i++
+		}
+	}
+	out := make([]string, 0, n)
+	sc.i = 1
+	for sc.ws(); sc.s[sc.i] != ']'; sc.ws() {
+		s, ok := jsonString(sc.str())
+		if !ok {
+			return nil, false
+		}
+		out = append(out, s)
+		if sc.ws(); sc.s[sc.i] == ',' {
+			sc.i++
+		}
+	}
+	return out, true
+}
+
+func jsonNumericDate(v string) (time.Time, bool) {
+	if v == "" || v == "null" {
+		return time.Time{}, true
+	}
+	if v[0] != '-' && (v[0] < '0' || v[0] > '9') {
+		return time.Time{}, false
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return numericDate(f)
+}
+
+// jsonString decodes a JSON string literal (quotes included) from a valid
+// document: as a substring when it holds no escape and is valid UTF-8, else
+// through encoding/json (which also replaces invalid UTF-8).
+func jsonString(lit string) (string, bool) {
+	in := lit[1 : len(lit)-1]
+	if strings.IndexByte(in, '\\') < 0 && utf8.ValidString(in) {
+		return in, true
+	}
+	var s string
+	if err := json.Unmarshal([]byte(lit), &s); err != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// jsonScanner walks a document json.Valid accepted, so it checks no syntax.
+type jsonScanner struct {
+	s string
+	i int
+}
+
+func (sc *jsonScanner) ws() {
+	for sc.i < len(sc.s) {
+		switch sc.s[sc.i] {
+		case ' ', '\t', '\n', '\r':
+			sc.i++
+		default:
+			return
+		}
+	}
+}
+
+// str skips the string literal at sc.i and returns it, quotes included.
+func (sc *jsonScanner) str() string {
+	start := sc.i
+	sc.i++
+	for {
+		switch sc.s[sc.i] {
+		case '\\':
+			sc.i += 2
+		case '"':
+			sc.i++
+			return sc.s[start:sc.i]
+		default:
+			sc.i++
+		}
+	}
+}
+
+// skip skips the value at sc.i. It reports false for a number that
+// encoding/json cannot decode into a float64 (out of range), which makes its
+// Unmarshal into a map fail wherever the number is.
+func (sc *jsonScanner) skip() bool {
+	depth := 0
+	for {
+		switch c := sc.s[sc.i]; {
+		case c == '"':
+			sc.str()
+		case c == '{' || c == '[':
+			depth++
+			sc.i++
+		case c == '}' || c == ']':
+			depth--
+			sc.i++
+		case c == '-' || '0' <= c && c <= '9':
+			start := sc.i
+			for sc.i < len(sc.s) && isNumberByte(sc.s[sc.i]) {
+				sc.i++
+			}
+			if _, err := strconv.ParseFloat(sc.s[start:sc.i], 64); err != nil {
+				return false
+			}
+		case c == 't' || c == 'n':
+			sc.i += 4
+		case c == 'f':
+			sc.i += 5
+		default: // whitespace, ',' and ':' inside a container
+			sc.i++
+		}
+		if depth == 0 {
+			return true
+		}
+	}
+}
+
+func isNumberByte(c byte) bool {
+	return '0' <= c && c <= '9' || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E'
 }

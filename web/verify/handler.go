@@ -124,7 +124,8 @@ func (h *authHandler) check(w http.ResponseWriter, r *http.Request, host, uri, m
 	var err error
 	switch {
 	case present:
-		c, err = h.v.Verify(r.Context(), token)
+		// Raw is read only by a rule's claims requirement.
+		c, err = h.v.verifyCached(r.Context(), token, len(rule.Claims) > 0)
 	case rule.Browser && h.opts.Browser != nil:
 		c, token, err = h.opts.Browser.authenticate(r.Context(), w, r)
 		if errors.Is(err, ErrNoSession) {

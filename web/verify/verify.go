@@ -188,6 +188,13 @@ func (cfg Config) withDefaults() (Config, error) {
 // verified before is answered from the cache, as the same *Claims, until its
 // exp (leeway is not added on a hit).
 func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
+	return v.verifyCached(ctx, token, true)
+}
+
+// verifyCached is Verify. With raw false the caller promises not to read
+// Claims.Raw: when no cache would share the claims, they are then decoded
+// without building Raw (nil).
+func (v *Verifier) verifyCached(ctx context.Context, token string, raw bool) (*Claims, error) {
 	if len(token) > v.maxBytes {
 		return nil, errTooLarge
 	}
@@ -200,7 +207,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 			return c, nil
 		}
 	}
-	c, err := v.verify(ctx, token, now)
+	c, err := v.verify(ctx, token, now, raw || v.cache != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -219,16 +226,21 @@ type header struct {
 	Crit json.RawMessage `json:"crit"`
 }
 
-func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (*Claims, error) {
+// verify checks token; with raw false the claims are decoded without Raw.
+func (v *Verifier) verify(ctx context.Context, token string, now time.Time, raw bool) (*Claims, error) {
 	dot1 := strings.IndexByte(token, '.')
 	dot2 := strings.LastIndexByte(token, '.')
 	if dot1 <= 0 || dot2 <= dot1+1 || dot2 == len(token)-1 || strings.IndexByte(token[dot1+1:dot2], '.') >= 0 {
 		return nil, errMalformed
 	}
-	hb, err := b64.DecodeString(token[:dot1])
+	// One buffer for the three decoded segments; none of them is kept.
+	hlen, plen := b64.DecodedLen(dot1), b64.DecodedLen(dot2-dot1-1)
+	buf := make([]byte, hlen+plen+b64.DecodedLen(len(token)-dot2-1))
+	n, err := b64.Decode(buf[:hlen], []byte(token[:dot1]))
 	if err != nil {
 		return nil, errBadHeader
 	}
+	hb := buf[:n]
 	var h header
 	if err := json.Unmarshal(hb, &h); err != nil {
 		return nil, errBadHeader
@@ -247,10 +259,11 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (*Cl
 	if h.Kid == "" {
 		return nil, errNoKID
 	}
-	sig, err := b64.DecodeString(token[dot2+1:])
+	n, err = b64.Decode(buf[hlen+plen:], []byte(token[dot2+1:]))
 	if err != nil {
 		return nil, errMalformed
 	}
+	sig := buf[hlen+plen : hlen+plen+n]
 	pk, err := v.keys.get(ctx, h.Kid)
 	if err != nil {
 		return nil, err
@@ -262,15 +275,21 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (*Cl
 	if err := method.Verify(token[:dot2], sig, pk.key); err != nil {
 		return nil, errSignature
 	}
-	pb, err := b64.DecodeString(token[dot1+1 : dot2])
+	n, err = b64.Decode(buf[hlen:hlen+plen], []byte(token[dot1+1:dot2]))
 	if err != nil {
 		return nil, errBadPayload
 	}
-	var raw map[string]any
-	if err := json.Unmarshal(pb, &raw); err != nil || raw == nil {
-		return nil, errBadPayload
+	pb := buf[hlen : hlen+n]
+	var c *Claims
+	if raw {
+		var m map[string]any
+		if err := json.Unmarshal(pb, &m); err != nil || m == nil {
+			return nil, errBadPayload
+		}
+		c, err = claimsFromMap(m)
+	} else {
+		c, err = claimsFromJSON(pb)
 	}
-	c, err := claimsFromMap(raw)
 	if err != nil {
 		return nil, err
 	}
