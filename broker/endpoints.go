@@ -39,7 +39,9 @@ func (b *Broker) Token(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	if ar.GetGrantTypes().ExactOne("client_credentials") {
 		b.grantClientCredentials(ar)
 	}
-	if ar.GetGrantTypes().ExactOne("refresh_token") {
+	// The subject check runs when a code is redeemed and at every refresh:
+	// access removed after sign-in stops here too.
+	if gt := ar.GetGrantTypes(); gt.ExactOne("refresh_token") || gt.ExactOne("authorization_code") {
 		if sess, ok := ar.GetSession().(*Session); ok {
 			if err := b.checkSubject(ctx, sess.GetSubject(), sess.FamilyStart); err != nil {
 				if errors.Is(err, errSubjectRefused) {
@@ -94,6 +96,10 @@ func (b *Broker) tokenError(ctx context.Context, w http.ResponseWriter, ar fosit
 		level = "error"
 	}
 	attrs := []any{"err", err}
+	if cause := errors.Unwrap(err); cause != nil {
+		// fosite's error text is only its code; the cause says why.
+		attrs = append(attrs, "cause", cause.Error())
+	}
 	if ar != nil && ar.GetClient() != nil {
 		attrs = append(attrs, "client_id", ar.GetClient().GetID())
 	}
@@ -117,6 +123,13 @@ func (b *Broker) Revoke(ctx context.Context, w http.ResponseWriter, r *http.Requ
 // Introspect handles POST /introspect (RFC 7662); the caller authenticates
 // as a client.
 func (b *Broker) Introspect(ctx context.Context, w http.ResponseWriter, r *http.Request) {
+	// fosite also accepts any valid access token as the caller's credential;
+	// introspection is for authenticated clients (resource servers) only.
+	if h := r.Header.Get("Authorization"); h != "" && !strings.HasPrefix(strings.ToLower(h), "basic ") {
+		w.Header().Set("WWW-Authenticate", `Basic realm="keyward"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client", "error_description": "Authenticate as a client with HTTP Basic."})
+		return
+	}
 	ir, err := b.provider.NewIntrospectionRequest(ctx, r, newSession())
 	if err != nil {
 		var rfc *fosite.RFC6749Error
@@ -140,7 +153,10 @@ func (b *Broker) UserInfo(ctx context.Context, w http.ResponseWriter, r *http.Re
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_request", "error_description": "An access token is required."})
 		return
 	}
-	_, ar, err := b.provider.IntrospectToken(ctx, token, fosite.AccessToken, newSession())
+	use, ar, err := b.provider.IntrospectToken(ctx, token, fosite.AccessToken, newSession())
+	if err == nil && use != fosite.AccessToken {
+		err = errors.New("not an access token") // fosite falls back to refresh tokens
+	}
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward", error="invalid_token"`)
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": "The access token is invalid, expired or revoked."})
@@ -213,7 +229,7 @@ func (b *Broker) buildDiscovery() []byte {
 		"code_challenge_methods_supported":               []string{"S256"},
 		"token_endpoint_auth_methods_supported":          []string{"client_secret_basic", "client_secret_post", "none"},
 		"revocation_endpoint_auth_methods_supported":     []string{"client_secret_basic", "client_secret_post", "none"},
-		"introspection_endpoint_auth_methods_supported":  []string{"client_secret_basic", "client_secret_post"},
+		"introspection_endpoint_auth_methods_supported":  []string{"client_secret_basic"},
 		"prompt_values_supported":                        []string{"none", "login"},
 		"authorization_response_iss_parameter_supported": true,
 		"claims_parameter_supported":                     false,

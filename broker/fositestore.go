@@ -319,19 +319,41 @@ func (s *fositeStore) CreateRefreshTokenSession(ctx context.Context, sig, access
 
 // GetRefreshTokenSession returns a rotated token's request with
 // fosite.ErrInactiveToken (fosite then revokes the family: reuse detection),
-// except within the grace period after its rotation.
+// except for one use within the grace period after its rotation.
 func (s *fositeStore) GetRefreshTokenSession(ctx context.Context, sig string, proto fosite.Session) (fosite.Requester, error) {
 	g, r, err := s.get(ctx, store.GrantRefreshToken, sig, proto)
 	if err != nil {
 		return nil, err
 	}
 	if !g.Active {
-		if !g.RotatedAt.IsZero() && s.now().Sub(g.RotatedAt) <= s.refreshGrace {
+		if s.takeGrace(ctx, g) {
 			return r, nil
 		}
 		return r, fosite.ErrInactiveToken
 	}
 	return r, nil
+}
+
+// errGraceTaken: the one grace use of a rotated refresh token is gone.
+var errGraceTaken = errors.New("grace use already taken")
+
+// takeGrace claims, atomically, the single use that a rotated refresh token
+// allows within the grace period (a client racing itself). A second use is
+// reuse: the caller then reports the token inactive and fosite revokes the
+// family.
+func (s *fositeStore) takeGrace(ctx context.Context, g store.Grant) bool {
+	now := s.now()
+	if g.RotatedAt.IsZero() || now.Sub(g.RotatedAt) > s.refreshGrace || !g.GraceUsedAt.IsZero() {
+		return false
+	}
+	err := s.grants.UpdateGrant(ctx, g.Kind, g.Signature, func(old store.Grant) (store.Grant, error) {
+		if !old.GraceUsedAt.IsZero() {
+			return old, errGraceTaken
+		}
+		old.GraceUsedAt = now
+		return old, nil
+	})
+	return err == nil
 }
 
 func (s *fositeStore) DeleteRefreshTokenSession(ctx context.Context, sig string) error {

@@ -104,7 +104,10 @@ type Grant struct {
 	// AccessSignature links a refresh token to the access token issued with it.
 	AccessSignature string
 	// RotatedAt is when a refresh token was rotated (zero: not rotated).
-	RotatedAt   time.Time
+	RotatedAt time.Time
+	// GraceUsedAt is when a rotated refresh token was used within the grace
+	// period (zero: not yet); it may be used so once only.
+	GraceUsedAt time.Time
 	RequestedAt time.Time
 	ExpiresAt   time.Time
 	// Data is the broker's serialization of the request; opaque to the store.

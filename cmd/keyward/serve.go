@@ -246,7 +246,14 @@ func buildTrust(cfg *Config, log *slog.Logger, transport http.RoundTripper) (*fe
 // server until ctx ends, then shuts down gracefully.
 func (inst *instance) run(ctx context.Context, ln net.Listener, cfg *Config) error {
 	g, ctx := errgroup.WithContext(ctx)
-	srv := &http.Server{Handler: inst.handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(inst.log.Handler(), slog.LevelWarn)}
+	srv := &http.Server{
+		Handler:           inst.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(inst.log.Handler(), slog.LevelWarn)}
 	g.Go(func() error {
 		var err error
 		if cfg.TLS.Enabled() {
@@ -260,7 +267,7 @@ func (inst *instance) run(ctx context.Context, ln net.Listener, cfg *Config) err
 		return fmt.Errorf("serve: %w", err)
 	})
 	if cfg.Metrics.Listen != "" {
-		msrv := &http.Server{Addr: cfg.Metrics.Listen, Handler: promhttp.HandlerFor(inst.metrics, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
+		msrv := &http.Server{Addr: cfg.Metrics.Listen, Handler: promhttp.HandlerFor(inst.metrics, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 		g.Go(func() error {
 			if err := msrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("metrics server: %w", err)

@@ -11,6 +11,7 @@ import (
 
 func normGrant(g store.Grant) store.Grant {
 	g.RotatedAt = utc(g.RotatedAt)
+	g.GraceUsedAt = utc(g.GraceUsedAt)
 	g.RequestedAt = utc(g.RequestedAt)
 	g.ExpiresAt = utc(g.ExpiresAt)
 	return g

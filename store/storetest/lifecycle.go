@@ -158,7 +158,7 @@ func testTimes(t *testing.T, s store.Store) {
 			"Grant",
 			func(at time.Time) any {
 				g := grant(store.GrantRefreshToken, "sig-1", "req-1", "alice", "sess-1")
-				g.RotatedAt, g.RequestedAt, g.ExpiresAt = at, at, at.Add(time.Hour)
+				g.RotatedAt, g.GraceUsedAt, g.RequestedAt, g.ExpiresAt = at, at, at, at.Add(time.Hour)
 				return g
 			},
 			func(ctx context.Context, rec any) error { return s.CreateGrant(ctx, rec.(store.Grant)) },

@@ -165,6 +165,27 @@ func TestRefreshGraceWindow(t *testing.T) {
 	}
 }
 
+// TestRefreshGraceIsOneUse: within the grace window a rotated refresh token
+// may be used once more; a further use is reuse and revokes the family.
+func TestRefreshGraceIsOneUse(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.client(appID, appSecret, appRedir, nil)
+	tok, _ := c.signIn()
+	_, r1 := c.refresh(tok.RefreshToken)
+	status, r2 := c.refresh(tok.RefreshToken)
+	if status != http.StatusOK {
+		t.Fatalf("first use within the grace window = %d %v, want 200", status, r2)
+	}
+	if status, m := c.refresh(tok.RefreshToken); status != http.StatusBadRequest || m["error"] != "invalid_grant" {
+		t.Fatalf("second use within the grace window = %d %v, want 400 invalid_grant", status, m)
+	}
+	for i, rt := range []string{r1["refresh_token"].(string), r2["refresh_token"].(string)} {
+		if status, m := c.refresh(rt); status != http.StatusBadRequest || m["error"] != "invalid_grant" {
+			t.Errorf("branch %d after reuse = %d %v, want 400 invalid_grant (family revoked)", i, status, m)
+		}
+	}
+}
+
 func TestRevokeAndIntrospect(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	c := e.client(appID, appSecret, appRedir, nil)
