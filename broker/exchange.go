@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/oauth2"
 
@@ -27,9 +26,11 @@ const (
 const maxSubjectTokenBytes = 16 << 10
 
 // Trust verifies external JWTs against the workload-federation trust rules
-// (*federation.Trust). It must not contact an issuer no rule names.
+// (*federation.Trust). It must not contact an issuer no rule names. It gets
+// the subject token as decoded once by federation.ParseSubjectToken, which
+// the exchange also reads the issuer from.
 type Trust interface {
-	Verify(ctx context.Context, rawToken string) (federation.TrustMatch, error)
+	VerifyParsed(ctx context.Context, tok *federation.SubjectToken) (federation.TrustMatch, error)
 }
 
 // errInvalidTarget is RFC 8693 §2.2.2's invalid_target; fosite has none.
@@ -74,13 +75,6 @@ type exchangeSubject struct {
 	// (zero: now).
 	authTime time.Time
 	native   *nativeSignIn // set for an upstream ID token
-}
-
-// nativeSignIn is a person who signed in at an upstream in a native app
-// and presents the upstream's ID token.
-type nativeSignIn struct {
-	upstream Upstream
-	identity federation.Identity
 }
 
 func (h *exchangeHandler) HandleTokenEndpointRequest(ctx context.Context, r fosite.AccessRequester) error {
@@ -207,10 +201,11 @@ func (h *exchangeHandler) PopulateTokenEndpointResponse(ctx context.Context, r f
 // own access tokens are narrowed; an external JWT must match a trust rule,
 // and the issuer of a token no rule names is never contacted.
 func (h *exchangeHandler) subject(ctx context.Context, raw, typ string) (exchangeSubject, error) {
-	iss, err := unverifiedIssuer(raw)
+	tok, err := parseSubjectToken(raw)
 	if err != nil {
 		return exchangeSubject{}, fosite.ErrInvalidGrant.WithHint("The subject token is not a JWT.").WithWrap(err)
 	}
+	iss := tok.Issuer()
 	if iss == h.b.cfg.Issuer {
 		if typ != TokenTypeAccessToken && typ != TokenTypeJWT {
 			return exchangeSubject{}, fosite.ErrInvalidRequest.WithHint("A Keyward token is exchanged as subject_token_type access_token.")
@@ -223,16 +218,18 @@ func (h *exchangeHandler) subject(ctx context.Context, raw, typ string) (exchang
 	if s, ok, err := h.nativeSubject(ctx, raw, iss); ok {
 		return s, err
 	}
-	untrusted := fosite.ErrInvalidGrant.WithHint("The subject token's issuer is not trusted.")
-	if h.upstreamIssuer(iss) {
-		untrusted = fosite.ErrInvalidGrant.WithHint("The ID token is not for a native app this identity provider accepts (nativeClientIDs).")
+	untrusted := func() *fosite.RFC6749Error {
+		if h.upstreamIssuer(iss) {
+			return fosite.ErrInvalidGrant.WithHint("The ID token is not for a native app this identity provider accepts (nativeClientIDs).")
+		}
+		return fosite.ErrInvalidGrant.WithHint("The subject token's issuer is not trusted.")
 	}
 	if h.b.cfg.Trust == nil {
-		return exchangeSubject{}, untrusted
+		return exchangeSubject{}, untrusted()
 	}
-	m, err := h.b.cfg.Trust.Verify(ctx, raw)
+	m, err := h.b.cfg.Trust.VerifyParsed(ctx, tok)
 	if errors.Is(err, federation.ErrUntrustedIssuer) {
-		return exchangeSubject{}, untrusted.WithWrap(err)
+		return exchangeSubject{}, untrusted().WithWrap(err)
 	}
 	if errors.Is(err, federation.ErrIssuerUnavailable) {
 		// The issuer's fault, not the client's: worth a retry.
@@ -257,92 +254,6 @@ func (h *exchangeHandler) subject(ctx context.Context, raw, typ string) (exchang
 		s.jti = "te:" + m.Issuer + ":" + m.JTI
 	}
 	return s, nil
-}
-
-// nativeSubject verifies an ID token from a configured upstream (native
-// sign-in): the first upstream with the token's issuer that takes its
-// audience for native sign-in decides. ok is false when none does; trust
-// rules decide then. Only configured upstreams are contacted, since iss
-// must equal one's issuer.
-func (h *exchangeHandler) nativeSubject(ctx context.Context, raw, iss string) (s exchangeSubject, ok bool, err error) {
-	for _, up := range h.b.upstreams {
-		if up.Issuer() != iss {
-			continue
-		}
-		id, err := up.VerifyIDToken(ctx, raw)
-		if errors.Is(err, federation.ErrNativeNotAccepted) {
-			h.b.log.DebugContext(ctx, "native sign-in: upstream does not take the id token", "upstream", up.ID(), "err", err)
-			continue
-		}
-		log := h.b.log.With("upstream", up.ID())
-		if errors.Is(err, federation.ErrIssuerUnavailable) {
-			log.WarnContext(ctx, "native sign-in: upstream keys unavailable", "event", "login_failed", "err", err)
-			return s, true, fosite.ErrTemporarilyUnavailable.WithHint("The identity provider cannot be reached; try again later.").WithWrap(err)
-		}
-		if err != nil {
-			log.InfoContext(ctx, "native sign-in refused", "event", "login_failed", "err", err)
-			return s, true, fosite.ErrInvalidGrant.WithHint("The ID token is invalid, expired or not issued to a native app of this identity provider.").WithWrap(err)
-		}
-		s = exchangeSubject{
-			subject: SubjectID(up.ID(), id.Subject),
-			expiry:  claimTime(id.Claims, "exp"),
-			public:  up.NativePublicClients(),
-			native:  &nativeSignIn{upstream: up, identity: id},
-		}
-		// When the person authenticated: auth_time, else the token's iat.
-		s.authTime = id.AuthTime
-		if s.authTime.IsZero() {
-			s.authTime = claimTime(id.Claims, "iat")
-		}
-		if s.authTime.After(h.b.cfg.Now()) {
-			s.authTime = time.Time{}
-		}
-		return s, true, nil
-	}
-	return s, false, nil
-}
-
-// upstreamIssuer reports whether iss is a configured upstream's issuer.
-func (h *exchangeHandler) upstreamIssuer(iss string) bool {
-	for _, up := range h.b.upstreams {
-		if up.Issuer() == iss {
-			return true
-		}
-	}
-	return false
-}
-
-// nativeClaims are the access-token claims of a native sign-in: exactly
-// those a browser sign-in of the same person with the same scopes gets
-// (identity claims per scope and tokens.claims, idp, auth_time), without a
-// Keyward session id.
-func (b *Broker) nativeClaims(subject string, n *nativeSignIn, authTime time.Time, scopes []string) map[string]any {
-	id := n.identity
-	sess := b.newTokenSession(store.Session{
-		Subject:    subject,
-		UpstreamID: n.upstream.ID(),
-		Identity: store.Identity{
-			Email: id.Email, EmailVerified: id.EmailVerified, Name: id.Name,
-			PreferredUsername: id.PreferredUsername, Groups: id.Groups,
-		},
-		AuthTime: authTime,
-	}, scopes, "", authTime)
-	claims := map[string]any{}
-	for k, v := range sess.AccessClaims.Extra {
-		if k != "client_id" && k != "sid" {
-			claims[k] = v
-		}
-	}
-	return claims
-}
-
-// claimTime reads a NumericDate claim of verified claims (JSON numbers
-// decoded as float64); zero when absent.
-func claimTime(claims map[string]any, name string) time.Time {
-	if v, ok := claims[name].(float64); ok && v > 0 {
-		return time.Unix(int64(v), 0).UTC()
-	}
-	return time.Time{}
 }
 
 // keywardSubject verifies one of Keyward's own access tokens: signature by a
@@ -483,18 +394,20 @@ func exchangeScopes(requested, allowed, clientScopes []string) ([]string, error)
 	return requested, nil
 }
 
-func unverifiedIssuer(raw string) (string, error) {
+// parseSubjectToken decodes a subject token once, unverified: the issuer
+// routes it, and a trust rule verifies the same decoded token.
+func parseSubjectToken(raw string) (*federation.SubjectToken, error) {
 	if len(raw) > maxSubjectTokenBytes {
-		return "", errors.New("token too large")
+		return nil, errors.New("token too large")
 	}
-	var c jwt.RegisteredClaims
-	if _, _, err := jwt.NewParser().ParseUnverified(raw, &c); err != nil {
-		return "", fmt.Errorf("parse token: %w", err)
+	tok, err := federation.ParseSubjectToken(raw)
+	if err != nil {
+		return nil, fmt.Errorf("parse token: %w", err)
 	}
-	if c.Issuer == "" {
-		return "", errors.New("token has no iss")
+	if tok.Issuer() == "" {
+		return nil, errors.New("token has no iss")
 	}
-	return c.Issuer, nil
+	return tok, nil
 }
 
 // claimJTI records a single-use token id; a second use is a replay.

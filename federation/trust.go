@@ -1,9 +1,7 @@
 package federation
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,7 +12,6 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/go-jose/go-jose/v4"
-	"github.com/golang-jwt/jwt/v5"
 )
 
 // Sentinels of workload federation, for errors.Is. A subject token with a
@@ -167,94 +164,75 @@ func (t *Trust) Issuers() []string {
 // Verify checks rawToken, a JWT from an external issuer, and returns the
 // first rule of its issuer (in config order) whose audience the token
 // carries, whose algorithms include the token's, and whose pinned claims all
-// match.
-//
-// Before any network request it refuses tokens over 16 KiB, tokens whose
-// iss no rule names (ErrUntrustedIssuer), and tokens that are expired, carry
-// none of the rules' audiences, or use an algorithm no rule allows
-// (ErrInvalidIDToken); these checks are repeated after the signature. Then
-// it discovers the issuer once (retried with backoff after a failure,
-// ErrIssuerUnavailable meanwhile), verifies the signature against the
-// issuer's rate-limited key set, iss, exp, nbf and iat (with leeway), and
-// matches the rules (ErrNoRuleMatched). The error never contains the token.
+// match. It is ParseSubjectToken followed by VerifyParsed.
 func (t *Trust) Verify(ctx context.Context, rawToken string) (TrustMatch, error) {
-	if len(rawToken) > maxSubjectToken {
-		return TrustMatch{}, fmt.Errorf("federation: verify subject token: %w: larger than 16 KiB", ErrInvalidIDToken)
-	}
-	var pre jwt.RegisteredClaims
-	tok, _, err := jwt.NewParser().ParseUnverified(rawToken, &pre)
+	tok, err := ParseSubjectToken(rawToken)
 	if err != nil {
 		return TrustMatch{}, fmt.Errorf("federation: verify subject token: %w: %w", ErrInvalidIDToken, err)
 	}
-	is := t.issuers[pre.Issuer]
-	if is == nil {
-		return TrustMatch{}, fmt.Errorf("federation: verify subject token: %w: %q", ErrUntrustedIssuer, clean(pre.Issuer, 100))
-	}
-	alg := tok.Method.Alg()
-	kid, _ := tok.Header["kid"].(string)
-	if err := is.precheck(alg, pre, t.now()); err != nil {
-		return TrustMatch{}, fmt.Errorf("federation: verify subject token: %w: %w", ErrInvalidIDToken, err)
-	}
-
-	verifier, keys, err := is.ready(ctx)
-	if err != nil {
-		return TrustMatch{}, fmt.Errorf("federation: verify subject token: %w", err)
-	}
-	if err := keys.ensure(ctx, kid); err != nil {
-		return TrustMatch{}, fmt.Errorf("federation: verify subject token: %w", err)
-	}
-	idt, err := verifier.Verify(ctx, rawToken)
-	if err != nil {
-		return TrustMatch{}, fmt.Errorf("federation: verify subject token: %w: %w", ErrInvalidIDToken, err)
-	}
-	m, err := t.checkTimes(idt)
-	if err != nil {
-		return TrustMatch{}, fmt.Errorf("federation: verify subject token: %w: %w", ErrInvalidIDToken, err)
-	}
-	return is.match(ctx, m, alg, idt.Audience)
+	return t.VerifyParsed(ctx, tok)
 }
 
-// checkTimes decodes the verified claims and checks exp, nbf and iat.
-func (t *Trust) checkTimes(idt *oidc.IDToken) (TrustMatch, error) {
-	var raw json.RawMessage
-	if err := idt.Claims(&raw); err != nil {
-		return TrustMatch{}, err
+// VerifyParsed is Verify for a token already decoded by ParseSubjectToken;
+// nothing is decoded again.
+//
+// Before any network request it refuses tokens whose iss no rule names
+// (ErrUntrustedIssuer), and tokens that are expired, carry none of the
+// rules' audiences, or use an algorithm no rule allows (ErrInvalidIDToken).
+// Then it discovers the issuer once (retried with backoff after a failure,
+// ErrIssuerUnavailable meanwhile), verifies the signature over the decoded
+// segments against the issuer's rate-limited key set (an allowed alg, a key
+// of the alg's type), checks iss exactly, exp (required), nbf and iat (with
+// leeway), and matches the rules (ErrNoRuleMatched). The error never
+// contains the token.
+func (t *Trust) VerifyParsed(ctx context.Context, tok *SubjectToken) (TrustMatch, error) {
+	is := t.issuers[tok.issuer]
+	if is == nil {
+		return TrustMatch{}, fmt.Errorf("federation: verify subject token: %w: %q", ErrUntrustedIssuer, clean(tok.issuer, 100))
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var claims map[string]any
-	if err := dec.Decode(&claims); err != nil {
-		return TrustMatch{}, fmt.Errorf("decode claims: %w", err)
+	if err := is.precheck(tok, t.now()); err != nil {
+		return TrustMatch{}, fmt.Errorf("federation: verify subject token: %w: %w", ErrInvalidIDToken, err)
 	}
-	var times struct {
-		Exp *jwt.NumericDate `json:"exp"`
-		Nbf *jwt.NumericDate `json:"nbf"`
-		Iat *jwt.NumericDate `json:"iat"`
+
+	keys, err := is.ready(ctx)
+	if err != nil {
+		return TrustMatch{}, fmt.Errorf("federation: verify subject token: %w", err)
 	}
-	if err := json.Unmarshal(raw, &times); err != nil {
-		return TrustMatch{}, fmt.Errorf("decode time claims: %w", err)
+	if err := keys.ensure(ctx, tok.kid); err != nil {
+		return TrustMatch{}, fmt.Errorf("federation: verify subject token: %w", err)
 	}
+	if err := keys.verify(ctx, tok); err != nil {
+		return TrustMatch{}, fmt.Errorf("federation: verify subject token: %w: %w", ErrInvalidIDToken, err)
+	}
+	m, err := t.checkVerified(is, tok)
+	if err != nil {
+		return TrustMatch{}, fmt.Errorf("federation: verify subject token: %w: %w", ErrInvalidIDToken, err)
+	}
+	return is.match(ctx, m, tok.alg, tok.audience)
+}
+
+// checkVerified checks the claims of a token whose signature verified: iss
+// exactly is's, exp present and not past, nbf and iat not in the future,
+// each with leeway.
+func (t *Trust) checkVerified(is *trustIssuer, tok *SubjectToken) (TrustMatch, error) {
 	now := t.now()
 	switch {
-	case times.Exp == nil:
+	case tok.issuer != is.url:
+		return TrustMatch{}, fmt.Errorf("iss: %q is not %q", clean(tok.issuer, 100), is.url)
+	case tok.exp.IsZero():
 		return TrustMatch{}, errors.New("exp: required")
-	case times.Exp.Add(t.leeway).Before(now):
-		return TrustMatch{}, fmt.Errorf("exp: expired at %s", times.Exp.UTC().Format(time.RFC3339))
-	case times.Nbf != nil && times.Nbf.After(now.Add(t.leeway)):
-		return TrustMatch{}, fmt.Errorf("nbf: not valid before %s", times.Nbf.UTC().Format(time.RFC3339))
-	case times.Iat != nil && times.Iat.After(now.Add(t.leeway)):
-		return TrustMatch{}, fmt.Errorf("iat: issued in the future, at %s", times.Iat.UTC().Format(time.RFC3339))
+	case tok.exp.Add(t.leeway).Before(now):
+		return TrustMatch{}, fmt.Errorf("exp: expired at %s", tok.exp.Format(time.RFC3339))
+	case !tok.nbf.IsZero() && tok.nbf.After(now.Add(t.leeway)):
+		return TrustMatch{}, fmt.Errorf("nbf: not valid before %s", tok.nbf.Format(time.RFC3339))
+	case !tok.iat.IsZero() && tok.iat.After(now.Add(t.leeway)):
+		return TrustMatch{}, fmt.Errorf("iat: issued in the future, at %s", tok.iat.Format(time.RFC3339))
 	}
-	m := TrustMatch{Claims: claims, Expiry: times.Exp.UTC(), Issuer: idt.Issuer}
-	if times.Iat != nil {
-		m.IssuedAt = times.Iat.UTC()
-	}
-	m.JTI, _ = claims["jti"].(string)
-	return m, nil
+	return TrustMatch{Claims: tok.claims, Expiry: tok.exp, IssuedAt: tok.iat, JTI: tok.jti, Issuer: tok.issuer}, nil
 }
 
 // trustIssuer is one trusted issuer: its rules and, once discovered, its
-// verifier and key set.
+// key set.
 type trustIssuer struct {
 	url      string
 	rules    []*compiledRule
@@ -264,8 +242,7 @@ type trustIssuer struct {
 	trust    *Trust
 
 	mu          sync.Mutex
-	verifier    *oidc.IDTokenVerifier // built once: keys is its cache
-	keys        *keySet
+	keys        *keySet       // set once by the first successful discovery
 	discovering chan struct{} // closed when the running discovery ends
 	lastErr     error
 	failures    int
@@ -274,39 +251,39 @@ type trustIssuer struct {
 
 // precheck rejects, from unverified claims, what no rule of is could
 // accept, so such tokens cause no discovery or key fetch.
-func (is *trustIssuer) precheck(alg string, c jwt.RegisteredClaims, now time.Time) error {
-	if !slices.Contains(is.algs, alg) {
-		return fmt.Errorf("alg: %q is not allowed for this issuer", clean(alg, 20))
+func (is *trustIssuer) precheck(tok *SubjectToken, now time.Time) error {
+	if !slices.Contains(is.algs, tok.alg) {
+		return fmt.Errorf("alg: %q is not allowed for this issuer", clean(tok.alg, 20))
 	}
-	if c.ExpiresAt == nil {
+	if tok.exp.IsZero() {
 		return errors.New("exp: required")
 	}
-	if c.ExpiresAt.Add(is.trust.leeway).Before(now) {
-		return fmt.Errorf("exp: expired at %s", c.ExpiresAt.UTC().Format(time.RFC3339))
+	if tok.exp.Add(is.trust.leeway).Before(now) {
+		return fmt.Errorf("exp: expired at %s", tok.exp.Format(time.RFC3339))
 	}
 	for _, r := range is.rules {
-		if slices.Contains(c.Audience, r.Audience) {
+		if slices.Contains(tok.audience, r.Audience) {
 			return nil
 		}
 	}
 	return errors.New("aud: carries no audience a trust rule of this issuer requires")
 }
 
-// ready returns the verifier and key set, discovering the issuer if no
+// ready returns the key set, discovering the issuer if no
 // discovery has succeeded yet. Concurrent callers share one discovery;
 // after a failure, callers get ErrIssuerUnavailable without a request until
 // the backoff (1s doubling to 5m) has passed.
-func (is *trustIssuer) ready(ctx context.Context) (*oidc.IDTokenVerifier, *keySet, error) {
+func (is *trustIssuer) ready(ctx context.Context) (*keySet, error) {
 	is.mu.Lock()
-	if is.verifier != nil {
+	if is.keys != nil {
 		defer is.mu.Unlock()
-		return is.verifier, is.keys, nil
+		return is.keys, nil
 	}
 	ch := is.discovering
 	if ch == nil {
 		if is.trust.now().Before(is.retryAt) {
 			defer is.mu.Unlock()
-			return nil, nil, fmt.Errorf("%w: discovery failed, next try at %s: %w",
+			return nil, fmt.Errorf("%w: discovery failed, next try at %s: %w",
 				ErrIssuerUnavailable, is.retryAt.UTC().Format(time.RFC3339), is.lastErr)
 		}
 		ch = make(chan struct{})
@@ -318,18 +295,18 @@ func (is *trustIssuer) ready(ctx context.Context) (*oidc.IDTokenVerifier, *keySe
 	select {
 	case <-ch:
 	case <-ctx.Done():
-		return nil, nil, fmt.Errorf("%w: waiting for discovery: %w", ErrIssuerUnavailable, context.Cause(ctx))
+		return nil, fmt.Errorf("%w: waiting for discovery: %w", ErrIssuerUnavailable, context.Cause(ctx))
 	}
 	is.mu.Lock()
 	defer is.mu.Unlock()
-	if is.verifier == nil {
-		return nil, nil, fmt.Errorf("%w: %w", ErrIssuerUnavailable, is.lastErr)
+	if is.keys == nil {
+		return nil, fmt.Errorf("%w: %w", ErrIssuerUnavailable, is.lastErr)
 	}
-	return is.verifier, is.keys, nil
+	return is.keys, nil
 }
 
 // discover runs discovery (it must report exactly is.url) and builds the
-// one verifier and key set; it closes ch when done.
+// key set; it closes ch when done.
 func (is *trustIssuer) discover(ctx context.Context, ch chan struct{}) {
 	t := is.trust
 	err := func() error {
@@ -353,13 +330,8 @@ func (is *trustIssuer) discover(ctx context.Context, ch chan struct{}) {
 			url: meta.JWKSURI, client: is.client, algs: algs, interval: is.interval,
 			now: t.now, logger: t.logger.With("issuer", is.url),
 		}
-		verifier := oidc.NewVerifier(is.url, keys, &oidc.Config{
-			SkipClientIDCheck:    true, // each rule's audience is checked in match
-			SupportedSigningAlgs: slices.Clone(is.algs),
-			Now:                  func() time.Time { return t.now().Add(-t.leeway) },
-		})
 		is.mu.Lock()
-		is.verifier, is.keys = verifier, keys
+		is.keys = keys
 		is.mu.Unlock()
 		return nil
 	}()

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -30,7 +31,8 @@ const (
 // hold, or no key of the set verifies it.
 var errUnknownKey = errors.New("no key of the issuer's key set verifies the token")
 
-// keySet is an oidc.KeySet for one trusted issuer: the JWKS at url, fetched
+// keySet is an oidc.KeySet for one trusted issuer or one upstream (native
+// sign-in): the JWKS at url, fetched
 // on first use and again on a cache miss (unknown kid) — but at most once per
 // interval, with one fetch shared by all waiters. A failed fetch keeps the
 // keys already held, so an issuer outage does not stop tokens signed with
@@ -80,6 +82,49 @@ func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error
 		return nil, fmt.Errorf("%w (kid %q; last key fetch: %w)", errUnknownKey, kid, fetchErr)
 	}
 	return nil, fmt.Errorf("%w (kid %q)", errUnknownKey, kid)
+}
+
+// verify is VerifySignature for a token decoded once (trust rules): the
+// same key choice, refetch and alg rules, with the signature checked over
+// the decoded segments instead of parsing raw again. A key whose JWK alg is
+// set must name the token's alg, and its type must be the alg's.
+func (k *keySet) verify(ctx context.Context, tok *SubjectToken) error {
+	if !slices.Contains(k.algs, jose.SignatureAlgorithm(tok.alg)) {
+		return fmt.Errorf("alg: %q is not allowed for this issuer", clean(tok.alg, 20))
+	}
+	ok, found := verifyTokenWith(tok, k.cached(ctx))
+	if ok {
+		return nil
+	}
+	if found {
+		return errors.New("signature does not verify")
+	}
+	keys, fetchErr := k.refresh(ctx)
+	if ok, _ := verifyTokenWith(tok, keys); ok {
+		return nil
+	}
+	if fetchErr != nil {
+		return fmt.Errorf("%w (kid %q; last key fetch: %w)", errUnknownKey, tok.kid, fetchErr)
+	}
+	return fmt.Errorf("%w (kid %q)", errUnknownKey, tok.kid)
+}
+
+// verifyTokenWith is verifyWith for a decoded token.
+func verifyTokenWith(tok *SubjectToken, keys []jose.JSONWebKey) (ok, found bool) {
+	for i := range keys {
+		key := &keys[i]
+		if tok.kid != "" && key.KeyID != tok.kid {
+			continue
+		}
+		if key.Algorithm != "" && key.Algorithm != tok.alg {
+			continue
+		}
+		found = true
+		if verifySignature(tok.alg, key.Key, tok.signingInput, tok.sig) == nil {
+			return true, true
+		}
+	}
+	return false, found
 }
 
 // ensure makes sure a key for kid is cached, fetching the set if needed and

@@ -664,20 +664,36 @@ func TestTrustInvalidTokens(t *testing.T) {
 	}
 }
 
-// TestTrustVerifierRejectsSymmetric: behind the precheck, the issuer's
-// verifier and key set refuse none and HS256 on their own.
+// TestTrustVerifierRejectsSymmetric: behind the precheck, the issuer's key
+// set refuses none and HS256 on its own, and so does the signature check
+// even for a key it is handed.
 func TestTrustVerifierRejectsSymmetric(t *testing.T) {
 	clk := newClock()
 	ci := newCI(t, "RS256", clk)
 	tr := newTestTrust(t, clk, rule("gh", ci.URL(), nil, "github:{repository}"))
-	verifier, keys, err := tr.issuers[ci.URL()].ready(t.Context())
+	keys, err := tr.issuers[ci.URL()].ready(t.Context())
 	if err != nil {
 		t.Fatalf("ready() = %v", err)
 	}
+	if err := keys.ensure(t.Context(), ""); err != nil {
+		t.Fatalf("ensure() = %v", err)
+	}
 	claims := ghClaims(map[string]any{"iss": ci.URL(), "exp": testNow.Unix() + 60})
 	for _, raw := range []string{unsigned(claims), hs256(claims)} {
-		if _, err := verifier.Verify(t.Context(), raw); err == nil {
-			t.Errorf("verifier.Verify(%.20s…) = nil, want error", raw)
+		tok, err := ParseSubjectToken(raw)
+		if err != nil {
+			t.Fatalf("ParseSubjectToken(%.20s…) = %v", raw, err)
+		}
+		if err := keys.verify(t.Context(), tok); err == nil {
+			t.Errorf("keys.verify(%.20s…) = nil, want error", raw)
+		}
+		for _, k := range keys.cached(t.Context()) {
+			if err := verifySignature(tok.alg, k.Key, tok.signingInput, tok.sig); err == nil {
+				t.Errorf("verifySignature(%s) = nil, want error", tok.alg)
+			}
+			if err := verifySignature(tok.alg, []byte("guessable"), tok.signingInput, tok.sig); err == nil {
+				t.Errorf("verifySignature(%s, secret) = nil, want error", tok.alg)
+			}
 		}
 		if _, err := keys.VerifySignature(t.Context(), raw); err == nil {
 			t.Errorf("keys.VerifySignature(%.20s…) = nil, want error", raw)

@@ -141,3 +141,55 @@ func BenchmarkSignIn(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkExchange: one op is one RFC 8693 token exchange (a CI JWT, RS256
+// by the fake CI issuer, for a Keyward access token) with the issuer's keys
+// cached, per signing algorithm, with bbolt fsync on (production) and off.
+// For a CPU profile of the broker's side:
+//
+//	go test -run '^$' -bench 'Exchange/ES256/nosync/parallel' -cpuprofile cpu.out ./bench/harness/
+func BenchmarkExchange(b *testing.B) {
+	for _, alg := range []string{"ES256", "RS256"} {
+		for _, tc := range []struct {
+			name   string
+			noSync bool
+		}{{"fsync", false}, {"nosync", true}} {
+			b.Run(alg+"/"+tc.name, func(b *testing.B) {
+				env, err := Start(b.Context(), Options{Dir: b.TempDir(), NoSync: tc.noSync, Algorithm: alg})
+				if err != nil {
+					b.Fatalf("Start: %v", err)
+				}
+				b.Cleanup(env.Close)
+				subject := env.MintCIToken(time.Hour)
+				tr := NewTransport(parallelism * runtime.GOMAXPROCS(0))
+				defer tr.CloseIdleConnections()
+				// The first exchange discovers the CI issuer and fetches its keys.
+				if err := NewExchanger(env.BrokerURL, tr, subject).Exchange(b.Context()); err != nil {
+					b.Fatalf("first exchange: %v", err)
+				}
+				b.Run("serial", func(b *testing.B) {
+					x := NewExchanger(env.BrokerURL, tr, subject)
+					b.ReportAllocs()
+					for b.Loop() {
+						if err := x.Exchange(b.Context()); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+				b.Run("parallel", func(b *testing.B) {
+					b.ReportAllocs()
+					b.SetParallelism(parallelism)
+					b.RunParallel(func(pb *testing.PB) {
+						x := NewExchanger(env.BrokerURL, tr, subject)
+						for pb.Next() {
+							if err := x.Exchange(b.Context()); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					})
+				})
+			})
+		}
+	}
+}
