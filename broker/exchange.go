@@ -75,6 +75,9 @@ type exchangeSubject struct {
 	// (zero: now).
 	authTime time.Time
 	native   *nativeSignIn // set for an upstream ID token
+	// issuedTo is the audience of a Keyward subject token: only a client it
+	// was issued for may exchange it (nil for external tokens).
+	issuedTo []string
 }
 
 func (h *exchangeHandler) HandleTokenEndpointRequest(ctx context.Context, r fosite.AccessRequester) error {
@@ -98,6 +101,11 @@ func (h *exchangeHandler) HandleTokenEndpointRequest(ctx context.Context, r fosi
 	subj, err := h.subject(ctx, raw, typ)
 	if err != nil {
 		return err
+	}
+	if subj.issuedTo != nil && !issuedToClient(subj.issuedTo, client) {
+		// RFC 8693 §2.1: the party a token was issued to exchanges it; any
+		// other client would be a confused deputy.
+		return fosite.ErrInvalidGrant.WithHint("The subject token was not issued to this client (its aud names neither the client nor one of its audiences).")
 	}
 	if client.IsPublic() && !subj.public {
 		return fosite.ErrUnauthorizedClient.WithHint("A public client may exchange only tokens whose trust rule or identity provider allows public clients.")
@@ -166,7 +174,7 @@ func (h *exchangeHandler) HandleTokenEndpointRequest(ctx context.Context, r fosi
 	}
 	sess, ok := r.GetSession().(*Session)
 	if !ok {
-		return fosite.ErrServerError.WithHint("unexpected session type")
+		return fosite.ErrServerError.WithDebug("unexpected session type")
 	}
 	sess.Subject = subj.subject
 	sess.AccessClaims.Subject = subj.subject
@@ -179,7 +187,21 @@ func (h *exchangeHandler) HandleTokenEndpointRequest(ctx context.Context, r fosi
 	}
 	sess.AccessHeader.Add("typ", "at+jwt")
 	sess.SetExpiresAt(fosite.AccessToken, exp.UTC())
+	// The bound of the token's origin (a trust rule's audiences) travels
+	// with it, so a re-exchange can never widen it.
+	sess.AudienceCeiling = subj.audiences
 	return nil
+}
+
+// issuedToClient reports whether aud names the client or an audience the
+// client serves.
+func issuedToClient(aud []string, c fosite.Client) bool {
+	for _, a := range aud {
+		if a == c.GetID() || has(c.GetAudience(), a) {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *exchangeHandler) PopulateTokenEndpointResponse(ctx context.Context, r fosite.AccessRequester, resp fosite.AccessResponder) error {
@@ -277,12 +299,25 @@ func (h *exchangeHandler) keywardSubject(ctx context.Context, raw string) (excha
 		}
 	}
 	return exchangeSubject{
-		subject: sess.GetSubject(),
-		expiry:  sess.GetExpiresAt(fosite.AccessToken),
-		scopes:  orig.GetGrantedScopes(),
-		claims:  claims,
-		act:     act,
+		subject:   sess.GetSubject(),
+		expiry:    sess.GetExpiresAt(fosite.AccessToken),
+		audiences: sess.AudienceCeiling,
+		scopes:    orig.GetGrantedScopes(),
+		claims:    claims,
+		act:       act,
+		issuedTo:  append([]string{}, orig.GetGrantedAudience()...),
+		// A subject's not-before voids tokens issued before it, however
+		// they are presented.
+		authTime: issuedAt(orig),
 	}, nil
+}
+
+// issuedAt is when a stored access token was issued.
+func issuedAt(r fosite.Requester) time.Time {
+	if sess, ok := r.GetSession().(*Session); ok && sess.AccessClaims != nil && !sess.AccessClaims.IssuedAt.IsZero() {
+		return sess.AccessClaims.IssuedAt
+	}
+	return r.GetRequestedAt()
 }
 
 // activeAccessToken returns the stored request behind one of Keyward's own
@@ -307,7 +342,7 @@ func (b *Broker) activeAccessToken(ctx context.Context, raw string) (fosite.Requ
 		return nil, fosite.ErrServerError.WithWrap(err)
 	}
 	if _, ok := orig.GetSession().(*Session); !ok {
-		return nil, fosite.ErrServerError.WithHint("unexpected session type")
+		return nil, fosite.ErrServerError.WithDebug("unexpected session type")
 	}
 	return orig, nil
 }
@@ -330,6 +365,12 @@ func (h *exchangeHandler) actor(ctx context.Context, cl fosite.Client, raw, typ 
 		return nil, fosite.ErrInvalidGrant.WithHint("The actor token is invalid, expired or revoked.").WithWrap(err)
 	}
 	actorSub := orig.GetSession().GetSubject()
+	if err := h.b.checkSubject(ctx, actorSub, issuedAt(orig)); err != nil {
+		if errors.Is(err, errSubjectRefused) {
+			return nil, fosite.ErrInvalidGrant.WithHint("Access has been removed for the actor.").WithWrap(err)
+		}
+		return nil, fosite.ErrServerError.WithWrap(err)
+	}
 	c, ok := cl.(*client)
 	if !ok || !has(c.mayAct, actorSub) {
 		return nil, fosite.ErrInvalidRequest.WithHint("The actor may not act through this client (mayAct).")

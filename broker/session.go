@@ -24,6 +24,9 @@ type Session struct {
 	// FamilyStart is when the grant family began; it bounds the absolute
 	// refresh-token lifetime.
 	FamilyStart time.Time `json:"family_start"`
+	// AudienceCeiling bounds the audiences of any token exchanged from this
+	// one (nil: the exchanging client's). Set from a trust rule's audiences.
+	AudienceCeiling []string `json:"aud_ceiling,omitempty"`
 }
 
 func newSession() *Session {

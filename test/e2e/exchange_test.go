@@ -53,6 +53,13 @@ func newExchangeEnv(t *testing.T) *exchangeEnv {
 			t.Fatalf("NewTrust: %v", err)
 		}
 		bc.Trust = tr
+		// Tokens of the app are also meant for the gateway in front of its
+		// API: the gateway may exchange them (narrowing, delegation).
+		for i := range bc.Clients {
+			if bc.Clients[i].ID == appID {
+				bc.Clients[i].Audiences = []string{appID, gwID}
+			}
+		}
 		te := broker.GrantTypeTokenExchange
 		bc.Clients = append(bc.Clients,
 			broker.Client{ID: ciID, Public: true, GrantTypes: []string{te}, Audiences: []string{"deploy-api"}, Scopes: []string{"deploy"}},
@@ -289,12 +296,38 @@ func TestNarrowingAndDelegation(t *testing.T) {
 		t.Errorf("actor not in mayAct: exchange = %d %v, want 400 invalid_request", status, m)
 	}
 
+	// A token issued to another client cannot be exchanged by the gateway
+	// (no confused deputy).
+	other, _ := x.client(app2ID, app2Secret, app2Redir, nil).signIn()
+	status, m = x.exchange(t, gwID, gwSecret, url.Values{"subject_token": {other.AccessToken}, "subject_token_type": {tokenTypeAT}, "audience": {"orders-api"}})
+	if status != http.StatusBadRequest || m["error"] != "invalid_grant" {
+		t.Errorf("exchange of a token issued to another client = %d %v, want 400 invalid_grant", status, m)
+	}
+
 	// A revoked subject token cannot be exchanged.
 	c := x.client(appID, appSecret, appRedir, nil)
 	c.postForm("/revoke", url.Values{"token": {user.AccessToken}})
 	status, m = x.exchange(t, gwID, gwSecret, url.Values{"subject_token": {user.AccessToken}, "subject_token_type": {tokenTypeAT}, "audience": {"orders-api"}})
 	if status != http.StatusBadRequest || m["error"] != "invalid_grant" {
 		t.Errorf("exchange of a revoked token = %d %v, want 400 invalid_grant", status, m)
+	}
+}
+
+// TestTrustRuleBoundSurvivesReexchange: a token obtained through a trust
+// rule keeps the rule's audience bound when it is exchanged again.
+func TestTrustRuleBoundSurvivesReexchange(t *testing.T) {
+	x := newExchangeEnv(t)
+	status, m := x.exchange(t, ciID, "", url.Values{"subject_token": {x.ciToken(nil)}, "subject_token_type": {tokenTypeJW}, "audience": {"deploy-api"}})
+	if status != http.StatusOK {
+		t.Fatalf("exchange = %d %v", status, m)
+	}
+	derived := m["access_token"].(string)
+	status, m = x.exchange(t, botID, botSecret, url.Values{"subject_token": {derived}, "subject_token_type": {tokenTypeAT}, "audience": {"orders-api"}})
+	if status != http.StatusBadRequest || m["error"] != "invalid_target" {
+		t.Errorf("re-exchange beyond the rule's audiences = %d %v, want 400 invalid_target", status, m)
+	}
+	if status, m := x.exchange(t, botID, botSecret, url.Values{"subject_token": {derived}, "subject_token_type": {tokenTypeAT}, "audience": {"deploy-api"}}); status != http.StatusOK {
+		t.Errorf("re-exchange within the rule's audiences = %d %v, want 200", status, m)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/oauth2"
 
@@ -55,5 +56,24 @@ func TestCodeRedemptionChecksSubject(t *testing.T) {
 	}
 	if _, err := c.oauth.Exchange(t.Context(), code, oauth2.VerifierOption(l.verifier)); err == nil || !strings.Contains(err.Error(), "invalid_grant") {
 		t.Errorf("redeeming a code of a disabled subject: err = %v, want invalid_grant", err)
+	}
+}
+
+// Tokens issued before a subject's not-before are void: exchanging one does
+// not launder it into a fresh token.
+func TestExchangeHonoursNotBefore(t *testing.T) {
+	x := newExchangeEnv(t)
+	tok, _ := x.client(appID, appSecret, appRedir, nil).signIn()
+	_, at := verifyAccessToken(t, x.env, tok.AccessToken, appID)
+	err := x.store.UpdateSubject(t.Context(), at["sub"].(string), func(s store.Subject) (store.Subject, error) {
+		s.NotBefore = time.Now().Add(time.Second)
+		return s, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, m := x.exchange(t, gwID, gwSecret, url.Values{"subject_token": {tok.AccessToken}, "subject_token_type": {tokenTypeAT}, "audience": {"orders-api"}})
+	if status != http.StatusBadRequest || m["error"] != "invalid_grant" {
+		t.Errorf("exchange of a token issued before not-before = %d %v, want 400 invalid_grant", status, m)
 	}
 }
