@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -18,7 +17,7 @@ import (
 	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/federation"
 	"github.com/keyward/keyward/keys"
-	"github.com/keyward/keyward/store/bolt"
+	"github.com/keyward/keyward/test/brokertest"
 	"github.com/keyward/keyward/test/fakeidp"
 	"github.com/keyward/keyward/web"
 )
@@ -69,7 +68,7 @@ type Env struct {
 	StoreWrites atomic.Int64
 
 	ci      *fakeidp.Server
-	store   *bolt.Store
+	broker  *brokertest.Env
 	servers []*http.Server
 }
 
@@ -115,7 +114,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	idp, err := fakeidp.New(fakeidp.Config{
 		Issuer:    e.UpstreamURL,
 		Users:     fakeidp.DemoUsers(),
-		Clients:   []fakeidp.Client{{ID: "keyward", Secret: "upstream-secret", RedirectURIs: []string{e.BrokerURL + "/callback"}}},
+		Clients:   []fakeidp.Client{{ID: brokertest.UpstreamClientID, Secret: brokertest.UpstreamSecret, RedirectURIs: []string{e.BrokerURL + "/callback"}}},
 		AutoLogin: "alice",
 	})
 	if err != nil {
@@ -137,40 +136,18 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	var ciConns atomic.Int64
 	e.serve(ciLn, e.ci.Handler(), &ciConns)
 
-	handler, err := e.buildBroker(ctx, opts)
-	if err != nil {
-		_ = brLn.Close()
+	if e.broker, err = e.startBroker(ctx, opts, brLn, idp); err != nil {
 		return e, err
 	}
-	e.serve(brLn, handler, &e.BrokerConns)
 	return e, nil
 }
 
-// buildBroker wires store, keys, upstream, broker and web as
-// cmd/keyward/serve.go does.
-func (e *Env) buildBroker(ctx context.Context, opts Options) (http.Handler, error) {
+// startBroker serves the broker on ln, wired as cmd/keyward/serve.go wires
+// it: store, keys, upstream, trust, broker and web.
+func (e *Env) startBroker(ctx context.Context, opts Options, ln net.Listener, upstream *fakeidp.Server) (*brokertest.Env, error) {
 	log := slog.New(slog.DiscardHandler)
 	if opts.Log != nil {
 		log = slog.New(web.LogHandler(slog.NewJSONHandler(opts.Log, &slog.HandlerOptions{Level: slog.LevelInfo})))
-	}
-	st, err := bolt.Open(ctx, bolt.Options{Path: filepath.Join(opts.Dir, "keyward.db"), NoSync: opts.NoSync, Logger: log})
-	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
-	}
-	e.store = st
-	km, err := keys.New(ctx, keys.Config{Store: st, Algorithm: opts.Algorithm, MaxTokenTTL: 15 * time.Minute, Logger: log})
-	if err != nil {
-		return nil, fmt.Errorf("keys: %w", err)
-	}
-	// Production passes http.DefaultTransport to the upstream client.
-	upClient := &http.Client{Timeout: 10 * time.Second, Transport: http.DefaultTransport}
-	up, err := federation.Config{
-		ID: "corp", Name: "Corp SSO", Issuer: e.UpstreamURL,
-		ClientID: "keyward", ClientSecret: "upstream-secret", RedirectURL: e.BrokerURL + "/callback",
-		Scopes: []string{"openid", "email", "profile", "groups"},
-	}.Open(ctx, upClient, log)
-	if err != nil {
-		return nil, fmt.Errorf("open upstream: %w", err)
 	}
 	// As cmd/keyward/config_trust.go builds it: the issuer's keys are
 	// fetched on the first exchange, then cached.
@@ -186,36 +163,38 @@ func (e *Env) buildBroker(ctx context.Context, opts Options) (http.Handler, erro
 		Logger:     log,
 	})
 	if err != nil {
+		_ = ln.Close()
 		return nil, fmt.Errorf("trust: %w", err)
 	}
-	b, err := broker.New(broker.Config{
-		Issuer:       e.BrokerURL,
-		Trust:        trust,
-		Store:        countingStore{Store: st, writes: &e.StoreWrites},
-		Keys:         km,
-		Upstreams:    []broker.Upstream{up},
-		GlobalSecret: []byte("bench-global-secret-0123456789-0123456789-0123"),
+	return brokertest.Start(ctx, brokertest.Options{
+		Dir:      opts.Dir,
+		NoSync:   opts.NoSync,
+		Listener: ln,
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				e.BrokerConns.Add(1)
+			}
+		},
+		IdPs: []*fakeidp.Server{upstream},
+		// Production passes http.DefaultTransport to the upstream client.
+		UpstreamClient: &http.Client{Timeout: 10 * time.Second, Transport: http.DefaultTransport},
+		Keys:           keys.Config{Algorithm: opts.Algorithm},
 		Clients: []broker.Client{
 			{ID: ClientID, Name: "Bench App", Secret: ClientSecret, RedirectURIs: []string{ClientRedirect}},
 			{ID: ExchangeClientID, Public: true, GrantTypes: []string{broker.GrantTypeTokenExchange},
 				Audiences: []string{ExchangeAudience}, Scopes: []string{ExchangeScope}},
 		},
+		Broker: func(bc *broker.Config) {
+			bc.Trust = trust
+			bc.Store = countingStore{Store: bc.Store, writes: &e.StoreWrites}
+			bc.GlobalSecret = []byte("bench-global-secret-0123456789-0123456789-0123")
+		},
+		Web: func(wc *web.Config) {
+			wc.SessionSecret = []byte("bench-cookie-secret-0123456789-0123456789-0123")
+			wc.Registerer = prometheus.NewRegistry()
+		},
 		Logger: log,
 	})
-	if err != nil {
-		return nil, fmt.Errorf("broker: %w", err)
-	}
-	srv, err := web.New(web.Config{
-		Broker:        b,
-		Keys:          km,
-		SessionSecret: []byte("bench-cookie-secret-0123456789-0123456789-0123"),
-		Registerer:    prometheus.NewRegistry(),
-		Logger:        log,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("web: %w", err)
-	}
-	return srv, nil
 }
 
 func (e *Env) listen(h http.Handler, conns *atomic.Int64) (string, error) {
@@ -250,7 +229,7 @@ func (e *Env) Close() {
 	for _, s := range e.servers {
 		_ = s.Close()
 	}
-	if e.store != nil {
-		_ = e.store.Close()
+	if e.broker != nil {
+		e.broker.Close()
 	}
 }

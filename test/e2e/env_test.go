@@ -6,13 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
-	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,18 +15,14 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/keyward/keyward/broker"
-	"github.com/keyward/keyward/federation"
 	"github.com/keyward/keyward/keys"
 	"github.com/keyward/keyward/store/bolt"
+	"github.com/keyward/keyward/test/brokertest"
 	"github.com/keyward/keyward/test/fakeidp"
-	"github.com/keyward/keyward/web"
 )
 
 // clock is a controllable clock: real time plus an offset.
-type clock struct{ off atomic.Int64 }
-
-func (c *clock) Now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
-func (c *clock) Advance(d time.Duration) { c.off.Add(int64(d)) }
+type clock = brokertest.Clock
 
 // Test clients registered at the broker.
 const (
@@ -52,131 +43,48 @@ type envOptions struct {
 // env is one broker on a fixed URL with its fake upstreams; restart()
 // rebuilds the broker on the same bbolt file.
 type env struct {
-	t       *testing.T
-	opts    envOptions
-	clock   *clock
-	idps    []*fakeidp.Server
-	dbPath  string
-	issuer  string
-	srv     *httptest.Server
-	handler atomic.Value // http.Handler
+	t      *testing.T
+	b      *brokertest.Env
+	clock  *clock
+	idps   []*fakeidp.Server
+	issuer string
 
-	mu     sync.Mutex
-	store  *bolt.Store
-	keys   *keys.Manager
-	broker *broker.Broker
+	// Those of the current start.
+	store *bolt.Store
+	keys  *keys.Manager
 }
 
 func newEnv(t *testing.T, opts envOptions) *env {
 	t.Helper()
-	if opts.upstreams == 0 {
-		opts.upstreams = 1
-	}
-	e := &env{t: t, opts: opts, clock: &clock{}, dbPath: filepath.Join(t.TempDir(), "keyward.db")}
-	e.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		e.handler.Load().(http.Handler).ServeHTTP(w, r)
-	}))
-	e.srv.Start()
-	t.Cleanup(e.srv.Close)
-	e.issuer = e.srv.URL
-	for i := 0; i < opts.upstreams; i++ {
-		idp := fakeidp.NewTest(t, fakeidp.Config{
-			Users:     fakeidp.DemoUsers(),
-			Clients:   []fakeidp.Client{{ID: "keyward", Secret: "upstream-secret", RedirectURIs: []string{e.issuer + "/callback"}}},
-			AutoLogin: "alice",
-		})
-		e.idps = append(e.idps, idp)
-	}
-	e.start()
-	t.Cleanup(e.stop)
-	return e
-}
-
-func (e *env) start() {
-	t := e.t
-	t.Helper()
-	ctx := t.Context()
-	st, err := bolt.Open(ctx, bolt.Options{Path: e.dbPath, NoSync: true})
-	if err != nil {
-		t.Fatalf("bolt.Open: %v", err)
-	}
-	kc := e.opts.keys
-	kc.Store = st
-	if kc.MaxTokenTTL == 0 {
-		kc.MaxTokenTTL = 15 * time.Minute
-	}
-	if kc.Now == nil {
-		kc.Now = e.clock.Now
-	}
-	kc.Logger = testLogger(t)
-	km, err := keys.New(ctx, kc)
-	if err != nil {
-		t.Fatalf("keys.New: %v", err)
-	}
-	var ups []broker.Upstream
-	for i, idp := range e.idps {
-		id := []string{"corp", "partner", "third"}[i]
-		up, err := federation.Config{
-			ID: id, Name: strings.ToUpper(id[:1]) + id[1:] + " SSO", Issuer: idp.URL(),
-			ClientID: "keyward", ClientSecret: "upstream-secret", RedirectURL: e.issuer + "/callback",
-			Scopes: []string{"openid", "email", "profile", "groups"},
-		}.Open(ctx, http.DefaultClient, slog.New(slog.DiscardHandler))
-		if err != nil {
-			t.Fatalf("open upstream: %v", err)
-		}
-		ups = append(ups, up)
-	}
-	bc := broker.Config{
-		Issuer:       e.issuer,
-		Store:        st,
-		Keys:         km,
-		Upstreams:    ups,
-		GlobalSecret: []byte("global-secret-0123456789-0123456789-0123456789"),
+	e := &env{t: t, clock: &clock{}}
+	e.b = brokertest.New(t, brokertest.Options{
+		Dir:       t.TempDir(),
+		NoSync:    true,
+		Upstreams: opts.upstreams,
+		AutoLogin: "alice",
 		Clients: []broker.Client{
 			{ID: appID, Name: "The App", Secret: appSecret, RedirectURIs: []string{appRedir}},
 			{ID: app2ID, Name: "Second App", Secret: app2Secret, RedirectURIs: []string{app2Redir}},
 		},
+		Keys:   opts.keys,
 		Now:    e.clock.Now,
-		Logger: testLogger(t),
-	}
-	if e.opts.broker != nil {
-		e.opts.broker(&bc)
-	}
-	b, err := broker.New(bc)
-	if err != nil {
-		t.Fatalf("broker.New: %v", err)
-	}
-	srv, err := web.New(web.Config{Broker: b, Keys: km, SessionSecret: []byte("cookie-secret-0123456789-0123456789-0123456789"), Logger: bc.Logger})
-	if err != nil {
-		t.Fatalf("web.New: %v", err)
-	}
-	e.mu.Lock()
-	e.store, e.keys, e.broker = st, km, b
-	e.mu.Unlock()
-	e.handler.Store(http.Handler(srv))
-}
-
-func (e *env) stop() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.store != nil {
-		_ = e.store.Close()
-		e.store = nil
-	}
+		Broker: opts.broker,
+	})
+	e.idps, e.issuer = e.b.IdPs, e.b.Issuer
+	e.store, e.keys = e.b.Store, e.b.Keys
+	return e
 }
 
 // restart closes the store and builds a new broker on the same file.
 func (e *env) restart() {
-	e.stop()
-	e.start()
+	e.t.Helper()
+	if err := e.b.Restart(e.t.Context()); err != nil {
+		e.t.Fatalf("restart: %v", err)
+	}
+	e.store, e.keys = e.b.Store, e.b.Keys
 }
 
-func testLogger(t *testing.T) *slog.Logger {
-	if os.Getenv("KEYWARD_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
+func testLogger(*testing.T) *slog.Logger { return brokertest.TestLogger() }
 
 // rp is a relying party: an x/oauth2 + go-oidc client with a browser.
 type rp struct {

@@ -2,13 +2,9 @@ package gateway
 
 import (
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
-	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -17,11 +13,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/keyward/keyward/broker"
-	"github.com/keyward/keyward/federation"
-	"github.com/keyward/keyward/keys"
-	"github.com/keyward/keyward/store/bolt"
-	"github.com/keyward/keyward/test/fakeidp"
-	"github.com/keyward/keyward/web"
+	"github.com/keyward/keyward/test/brokertest"
 )
 
 // The broker's client for the protected API.
@@ -35,70 +27,38 @@ const (
 // brokerEnv is a real broker (bbolt in a temporary folder, rotating keys)
 // federating to a fake upstream that shows its login form, as in production.
 type brokerEnv struct {
-	srv   *httptest.Server
+	*brokertest.Env
+	srv   *http.Server
 	oauth oauth2.Config
+}
+
+// ordersClient is the broker's client for the protected API.
+var ordersClient = broker.Client{
+	ID: clientID, Secret: clientSecret, RedirectURIs: []string{clientRedir},
+	Scopes:    []string{"openid", "email", "profile", "groups", "orders:read"},
+	Audiences: []string{apiAudience},
 }
 
 // newBroker starts the broker with the orders client plus extra.
 func newBroker(t *testing.T, extra ...broker.Client) *brokerEnv {
 	t.Helper()
-	ctx := t.Context()
-	// The issuer must be known before the broker is built: take the address
-	// first, serve once the broker exists.
-	srv := httptest.NewUnstartedServer(nil)
-	t.Cleanup(srv.Close)
-	issuer := "http://" + srv.Listener.Addr().String()
-	idp := fakeidp.NewTest(t, fakeidp.Config{
-		Users:   fakeidp.DemoUsers(),
-		Clients: []fakeidp.Client{{ID: "keyward", Secret: "upstream-secret", RedirectURIs: []string{issuer + "/callback"}}},
-	})
-	st, err := bolt.Open(ctx, bolt.Options{Path: filepath.Join(t.TempDir(), "keyward.db"), NoSync: true})
-	if err != nil {
-		t.Fatalf("bolt.Open: %v", err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	log := testLogger()
-	km, err := keys.New(ctx, keys.Config{Store: st, MaxTokenTTL: 15 * time.Minute, Logger: log})
-	if err != nil {
-		t.Fatalf("keys.New: %v", err)
-	}
-	up, err := federation.Config{
-		ID: "corp", Name: "Corp SSO", Issuer: idp.URL(), ClientID: "keyward", ClientSecret: "upstream-secret",
-		RedirectURL: issuer + "/callback", Scopes: []string{"openid", "email", "profile", "groups"},
-	}.Open(ctx, http.DefaultClient, log)
-	if err != nil {
-		t.Fatalf("open upstream: %v", err)
-	}
-	b, err := broker.New(broker.Config{
-		Issuer:       issuer,
-		Store:        st,
-		Keys:         km,
-		Upstreams:    []broker.Upstream{up},
-		GlobalSecret: []byte("global-secret-0123456789-0123456789-0123456789"),
-		Clients: append([]broker.Client{{
-			ID: clientID, Secret: clientSecret, RedirectURIs: []string{clientRedir},
-			Scopes:    []string{"openid", "email", "profile", "groups", "orders:read"},
-			Audiences: []string{apiAudience},
-		}}, extra...),
-		Logger: log,
-	})
-	if err != nil {
-		t.Fatalf("broker.New: %v", err)
-	}
-	w, err := web.New(web.Config{Broker: b, Keys: km, SessionSecret: []byte("cookie-secret-0123456789-0123456789-0123456789"), Logger: log})
-	if err != nil {
-		t.Fatalf("web.New: %v", err)
-	}
-	srv.Config.Handler = w
-	srv.Start()
-	return &brokerEnv{srv: srv, oauth: oauth2.Config{
+	return startBroker(t, brokertest.Options{Clients: append([]broker.Client{ordersClient}, extra...)})
+}
+
+// startBroker starts a broker with one upstream from opts, in a temporary
+// folder, and an oauth2 configuration for the orders client.
+func startBroker(t *testing.T, opts brokertest.Options) *brokerEnv {
+	t.Helper()
+	opts.Dir, opts.NoSync = t.TempDir(), true
+	env := brokertest.New(t, opts)
+	return &brokerEnv{Env: env, srv: env.Server, oauth: oauth2.Config{
 		ClientID: clientID, ClientSecret: clientSecret, RedirectURL: clientRedir,
-		Endpoint: oauth2.Endpoint{AuthURL: issuer + "/authorize", TokenURL: issuer + "/token", AuthStyle: oauth2.AuthStyleInHeader},
+		Endpoint: oauth2.Endpoint{AuthURL: env.Issuer + "/authorize", TokenURL: env.Issuer + "/token", AuthStyle: oauth2.AuthStyleInHeader},
 		Scopes:   []string{"openid", "email", "profile", "groups", "orders:read"},
 	}}
 }
 
-func (e *brokerEnv) issuer() string { return e.srv.URL }
+func (e *brokerEnv) issuer() string { return e.Issuer }
 
 var (
 	formActionRE = regexp.MustCompile(`<form method="post" action="([^"]+)"`)
@@ -166,11 +126,4 @@ func readBody(t *testing.T, resp *http.Response) string {
 		t.Fatalf("read %s: %v", resp.Request.URL, err)
 	}
 	return string(b)
-}
-
-func testLogger() *slog.Logger {
-	if os.Getenv("KEYWARD_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
 }

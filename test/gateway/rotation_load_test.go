@@ -7,23 +7,16 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"golang.org/x/oauth2"
-
 	"github.com/keyward/keyward/broker"
-	"github.com/keyward/keyward/federation"
 	"github.com/keyward/keyward/keys"
-	"github.com/keyward/keyward/store/bolt"
-	"github.com/keyward/keyward/test/fakeidp"
-	"github.com/keyward/keyward/web"
+	"github.com/keyward/keyward/test/brokertest"
 	"github.com/keyward/keyward/web/verify"
 )
 
@@ -43,10 +36,7 @@ const (
 // shiftClock is the real clock plus an offset that the test advances: the
 // broker's keys, the broker and the verifier all read it, as machines whose
 // clocks agree would.
-type shiftClock struct{ off atomic.Int64 }
-
-func (c *shiftClock) Now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
-func (c *shiftClock) Advance(d time.Duration) { c.off.Add(int64(d)) }
+type shiftClock = brokertest.Clock
 
 // rotatingBroker is newBroker with a key manager on an injected clock and a
 // short rotation period, a client_credentials client, and a count of the
@@ -59,73 +49,28 @@ type rotatingBroker struct {
 
 func newRotatingBroker(t *testing.T, clock *shiftClock) *rotatingBroker {
 	t.Helper()
-	ctx := t.Context()
-	srv := httptest.NewUnstartedServer(nil)
-	t.Cleanup(srv.Close)
-	issuer := "http://" + srv.Listener.Addr().String()
-	idp := fakeidp.NewTest(t, fakeidp.Config{
-		Users:   fakeidp.DemoUsers(),
-		Clients: []fakeidp.Client{{ID: "keyward", Secret: "upstream-secret", RedirectURIs: []string{issuer + "/callback"}}},
-	})
-	st, err := bolt.Open(ctx, bolt.Options{Path: filepath.Join(t.TempDir(), "keyward.db"), NoSync: true})
-	if err != nil {
-		t.Fatalf("bolt.Open: %v", err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	log := testLogger()
-	km, err := keys.New(ctx, keys.Config{
-		Store: st, Algorithm: keys.ES256, // fast key generation under -race; the protocol is the same
-		RotationPeriod: rotPeriod, JWKSMaxAge: rotMaxAge, MaxTokenTTL: rotTokenTTL,
-		Logger: log, Now: clock.Now,
-	})
-	if err != nil {
-		t.Fatalf("keys.New: %v", err)
-	}
-	up, err := federation.Config{
-		ID: "corp", Name: "Corp SSO", Issuer: idp.URL(), ClientID: "keyward", ClientSecret: "upstream-secret",
-		RedirectURL: issuer + "/callback", Scopes: []string{"openid", "email", "profile", "groups"},
-	}.Open(ctx, http.DefaultClient, log)
-	if err != nil {
-		t.Fatalf("open upstream: %v", err)
-	}
-	b, err := broker.New(broker.Config{
-		Issuer:         issuer,
-		Store:          st,
-		Keys:           km,
-		Upstreams:      []broker.Upstream{up},
-		GlobalSecret:   []byte("global-secret-0123456789-0123456789-0123456789"),
-		AccessTokenTTL: rotTokenTTL,
+	rb := &rotatingBroker{}
+	rb.brokerEnv = startBroker(t, brokertest.Options{
+		Keys: keys.Config{
+			Algorithm:      keys.ES256, // fast key generation under -race; the protocol is the same
+			RotationPeriod: rotPeriod, JWKSMaxAge: rotMaxAge, MaxTokenTTL: rotTokenTTL,
+		},
+		Now: clock.Now,
 		Clients: []broker.Client{
-			{
-				ID: clientID, Secret: clientSecret, RedirectURIs: []string{clientRedir},
-				Scopes:    []string{"openid", "email", "profile", "groups", "orders:read"},
-				Audiences: []string{apiAudience},
-			},
+			ordersClient,
 			{ID: botID, Secret: botSecret, GrantTypes: []string{"client_credentials"}, Audiences: []string{apiAudience}, Scopes: []string{"orders:read"}},
 		},
-		Logger: log,
-		Now:    clock.Now,
+		Broker: func(bc *broker.Config) { bc.AccessTokenTTL = rotTokenTTL },
+		Handler: func(h http.Handler) http.Handler {
+			return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/keys" {
+					rb.jwksHits.Add(1)
+				}
+				h.ServeHTTP(rw, r)
+			})
+		},
 	})
-	if err != nil {
-		t.Fatalf("broker.New: %v", err)
-	}
-	w, err := web.New(web.Config{Broker: b, Keys: km, SessionSecret: []byte("cookie-secret-0123456789-0123456789-0123456789"), Logger: log})
-	if err != nil {
-		t.Fatalf("web.New: %v", err)
-	}
-	rb := &rotatingBroker{keys: km}
-	srv.Config.Handler = http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/keys" {
-			rb.jwksHits.Add(1)
-		}
-		w.ServeHTTP(rw, r)
-	})
-	srv.Start()
-	rb.brokerEnv = &brokerEnv{srv: srv, oauth: oauth2.Config{
-		ClientID: clientID, ClientSecret: clientSecret, RedirectURL: clientRedir,
-		Endpoint: oauth2.Endpoint{AuthURL: issuer + "/authorize", TokenURL: issuer + "/token", AuthStyle: oauth2.AuthStyleInHeader},
-		Scopes:   []string{"openid", "email", "profile", "groups", "orders:read"},
-	}}
+	rb.keys = rb.Keys
 	return rb
 }
 
