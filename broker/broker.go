@@ -70,6 +70,9 @@ type Config struct {
 	Keys      Keys
 	Upstreams []Upstream
 	Clients   []Client
+	// RevocationReaders are the client IDs that may read the revocation feed
+	// (GET /revocations, HTTP Basic with the client's secret).
+	RevocationReaders []string
 	// Trust verifies external subject tokens for token exchange (workload
 	// federation); nil: only Keyward's own tokens can be exchanged.
 	Trust Trust

@@ -155,3 +155,55 @@ type KeySet struct {
 	Version   int64
 	UpdatedAt time.Time
 }
+
+// RevocationKind says what a feed entry revokes.
+type RevocationKind string
+
+// The revocation kinds.
+const (
+	// RevokeSubject: every token of Subject issued before NotBefore.
+	RevokeSubject RevocationKind = "subject"
+	// RevokeSession: every token carrying sid = SessionID issued before NotBefore.
+	RevokeSession RevocationKind = "session"
+)
+
+// Revocation is one entry of the revocation feed that edge verifiers poll.
+type Revocation struct {
+	Seq       int64
+	Kind      RevocationKind
+	Subject   string
+	SessionID string
+	// NotBefore: tokens issued before it are void.
+	NotBefore time.Time
+	// ExpiresAt: after it no token issued before NotBefore can still be
+	// alive, so the entry may leave the feed.
+	ExpiresAt time.Time
+	CreatedAt time.Time
+}
+
+// AuditEvent records an administrative action.
+type AuditEvent struct {
+	Seq    int64
+	At     time.Time
+	Actor  string // who (e.g. "admin-api")
+	Action string // what (e.g. "deprovision", "reinstate", "keys.rotate")
+	Target string // on whom or what (a subject, a session id, a kid)
+	Reason string // why, as given
+}
+
+// Deprovisioning is the input of Store.Deprovision.
+type Deprovisioning struct {
+	Subject string
+	At      time.Time // the new NotBefore
+	// FeedExpiresAt: when the feed entry may be collected (At + the longest
+	// token lifetime).
+	FeedExpiresAt time.Time
+	Audit         AuditEvent
+}
+
+// DeprovisionResult is what Store.Deprovision did.
+type DeprovisionResult struct {
+	Revocation Revocation
+	Sessions   int
+	Grants     int
+}

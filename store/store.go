@@ -92,7 +92,29 @@ type Store interface {
 	// Version set to the old Version + 1 whatever the updater returned.
 	UpdateKeySet(ctx context.Context, updater func(KeySet) (KeySet, error)) error
 
+	// Deprovision takes a subject's access away in ONE transaction: the
+	// subject is created if unknown, marked Disabled with NotBefore = d.At;
+	// all its sessions and grants (codes, tokens, refresh families) are
+	// deleted; a revocation-feed entry (Kind RevokeSubject, Seq assigned by
+	// the store: the previous highest + 1) is appended; the audit event is
+	// appended. Either all of it is stored or none. It returns the feed entry
+	// and how many sessions and grants were removed.
+	Deprovision(ctx context.Context, d Deprovisioning) (DeprovisionResult, error)
+	// AppendRevocation appends a feed entry (Seq assigned by the store, the
+	// previous highest + 1, starting at 1) and returns it with its Seq.
+	AppendRevocation(ctx context.Context, r Revocation) (Revocation, error)
+	// ListRevocations returns entries with Seq > after, ascending, at most
+	// limit (limit <= 0: all), and the highest Seq ever assigned (0: none),
+	// which may be higher than the last entry returned when entries were
+	// collected.
+	ListRevocations(ctx context.Context, after int64, limit int) ([]Revocation, int64, error)
+	// AppendAudit appends an audit event (Seq assigned like revocations).
+	AppendAudit(ctx context.Context, e AuditEvent) (AuditEvent, error)
+	// ListAudit returns the newest limit events, oldest first.
+	ListAudit(ctx context.Context, limit int) ([]AuditEvent, error)
+
 	// GarbageCollect removes login attempts, sessions and grants whose
+	// ExpiresAt is non-zero and not after now, and revocation entries whose
 	// ExpiresAt is non-zero and not after now, and reports what it removed.
 	GarbageCollect(ctx context.Context, now time.Time) (GCResult, error)
 
@@ -105,7 +127,10 @@ type GCResult struct {
 	LoginAttempts int
 	Sessions      int
 	Grants        int
+	Revocations   int
 }
 
 // IsEmpty reports whether nothing was removed.
-func (r GCResult) IsEmpty() bool { return r.LoginAttempts == 0 && r.Sessions == 0 && r.Grants == 0 }
+func (r GCResult) IsEmpty() bool {
+	return r.LoginAttempts == 0 && r.Sessions == 0 && r.Grants == 0 && r.Revocations == 0
+}
