@@ -32,15 +32,22 @@ var (
 	bucketGrantBySubject = []byte("grants_by_subject") // subject\0kind\0signature → ""
 	bucketGrantBySession = []byte("grants_by_session") // sessionID\0kind\0signature → ""
 	bucketKeySet         = []byte("key_set")
+	bucketRevocations    = []byte("revocations") // seq (8 bytes, big endian) → revocation
+	bucketAudit          = []byte("audit")       // seq (8 bytes, big endian) → audit event
 
 	allBuckets = [][]byte{
 		bucketMeta, bucketLoginAttempts, bucketAttemptByState, bucketSessions,
 		bucketSessionBySubj, bucketSubjects, bucketGrants, bucketGrantByRequest,
 		bucketGrantBySubject, bucketGrantBySession, bucketKeySet,
+		bucketRevocations, bucketAudit,
 	}
 
 	keyLayoutVersion = []byte("layout_version")
 	keyKeySet        = []byte("key_set")
+	// The highest Seq ever assigned, in the meta bucket (8 bytes, big
+	// endian), so that a Seq is never reused after its entry is collected.
+	keyRevocationSeq = []byte("revocation_seq")
+	keyAuditSeq      = []byte("audit_seq")
 )
 
 // Options configures Open.
@@ -80,6 +87,11 @@ type Store struct {
 	db     *bolt.DB
 	write  func(func(*bolt.Tx) error) error // DB.Update, DB.Batch or committer.do
 	logger *slog.Logger
+
+	// failDeprovisionAfter, when set (by tests only, see export_test.go), is
+	// called after each step of Deprovision's transaction has written; an
+	// error it returns aborts the transaction.
+	failDeprovisionAfter func(step string) error
 }
 
 // Open opens (or creates) the database at opts.Path and its buckets. It fails

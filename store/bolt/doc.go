@@ -2,10 +2,12 @@
 // store.Store on a single bbolt file.
 //
 // It owns the file layout: one bucket per record type (login attempts,
-// sessions, subjects, grants, the key set), index buckets (login attempts by
-// State; grants by RequestID, Subject and SessionID; sessions by Subject)
-// kept consistent inside the same transaction as the record, and a meta
-// bucket holding the layout version. Records are stored as JSON.
+// sessions, subjects, grants, the key set, revocation-feed entries and audit
+// events, the last two keyed by their big-endian Seq), index buckets (login
+// attempts by State; grants by RequestID, Subject and SessionID; sessions by
+// Subject) kept consistent inside the same transaction as the record, and a
+// meta bucket holding the layout version and the highest Seq assigned to
+// feed entries and to audit events. Records are stored as JSON.
 //
 // Concurrent writes share one transaction and one fsync (group commit, see
 // Options.BatchDelay); updaters may therefore run more than once, as the

@@ -46,6 +46,15 @@ var collectables = []collectable{
 		}
 		return deleteGrant(tx, g)
 	}},
+	// The Seq counter in the meta bucket is left alone: ListRevocations
+	// still reports the highest Seq ever assigned.
+	{bucketRevocations, func(tx *bolt.Tx, v []byte) error {
+		var r store.Revocation
+		if err := decode(v, &r); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketRevocations).Delete(seqKey(r.Seq))
+	}},
 }
 
 // expired reports whether the record encoded in v has a non-zero ExpiresAt
@@ -58,14 +67,15 @@ func expired(v []byte, now time.Time) (bool, error) {
 	return !r.ExpiresAt.IsZero() && !r.ExpiresAt.After(now), nil
 }
 
-// GarbageCollect removes login attempts, sessions and grants whose ExpiresAt
-// is non-zero and not after now, with their index entries. It finds them in
-// a read transaction, then removes them in write transactions of at most
-// gcChunk records, checking expiry again. Subjects and the key set are never
-// collected. On error it reports what it removed so far.
+// GarbageCollect removes login attempts, sessions, grants and revocation-feed
+// entries whose ExpiresAt is non-zero and not after now, with their index
+// entries. It finds them in a read transaction, then removes them in write
+// transactions of at most gcChunk records, checking expiry again. Subjects,
+// the key set and audit events are never collected. On error it reports
+// what it removed so far.
 func (s *Store) GarbageCollect(ctx context.Context, now time.Time) (store.GCResult, error) {
 	var res store.GCResult
-	counts := []*int{&res.LoginAttempts, &res.Sessions, &res.Grants}
+	counts := []*int{&res.LoginAttempts, &res.Sessions, &res.Grants, &res.Revocations}
 	for i, c := range collectables {
 		n, err := s.collect(ctx, c, now)
 		*counts[i] += n
@@ -75,7 +85,8 @@ func (s *Store) GarbageCollect(ctx context.Context, now time.Time) (store.GCResu
 	}
 	if !res.IsEmpty() {
 		s.logger.DebugContext(ctx, "garbage collected",
-			"login_attempts", res.LoginAttempts, "sessions", res.Sessions, "grants", res.Grants)
+			"login_attempts", res.LoginAttempts, "sessions", res.Sessions, "grants", res.Grants,
+			"revocations", res.Revocations)
 	}
 	return res, nil
 }

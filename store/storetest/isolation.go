@@ -138,6 +138,13 @@ func testContextCancelled(t *testing.T, s store.Store) {
 		{"GetKeySet", func() error { return ignore(s.GetKeySet(ctx)) }},
 		{"UpdateKeySet", func() error { return s.UpdateKeySet(ctx, ks) }},
 		{"GarbageCollect", func() error { return ignore(s.GarbageCollect(ctx, t0())) }},
+		{"Deprovision", func() error { return ignore(s.Deprovision(ctx, deprovisioning("alice", t0()))) }},
+		{"AppendRevocation", func() error {
+			return ignore(s.AppendRevocation(ctx, revocation(store.RevokeSubject, "alice", "", t0())))
+		}},
+		{"ListRevocations", func() error { _, _, err := s.ListRevocations(ctx, 0, 0); return err }},
+		{"AppendAudit", func() error { return ignore(s.AppendAudit(ctx, auditEvent("deprovision", "alice", t0()))) }},
+		{"ListAudit", func() error { return ignore(s.ListAudit(ctx, 10)) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -160,6 +167,8 @@ func testContextCancelled(t *testing.T, s store.Store) {
 	for _, a := range absent {
 		wantErr(t, a.name+" after a cancelled create", a.err, store.ErrNotFound)
 	}
+	wantFeed(t, s, 0, 0, nil, 0)
+	wantAudit(t, s, 10, nil)
 	if _, err := s.GetGrant(live, expired.Kind, expired.Signature); err != nil {
 		t.Errorf("GetGrant(sig-expired) after a cancelled GarbageCollect = %v, want nil", err)
 	}
