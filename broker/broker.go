@@ -34,6 +34,8 @@ type Store interface {
 	DeleteSession(ctx context.Context, id string) error
 	GetSubject(ctx context.Context, id string) (store.Subject, error)
 	UpsertSubject(ctx context.Context, id string, create func() store.Subject, updater func(store.Subject) (store.Subject, error)) (store.Subject, error)
+	ListRevocations(ctx context.Context, after int64, limit int) ([]store.Revocation, int64, error)
+	adminStore // deprovision.go
 }
 
 // Keys is what the broker needs from the key manager (*keys.Manager).

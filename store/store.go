@@ -83,6 +83,9 @@ type Store interface {
 	UpdateGrantsByRequest(ctx context.Context, requestID string, kinds []GrantKind, updater func(Grant) (Grant, error)) (int, error)
 	// DeleteGrantsBySubject removes every grant of subject, in one transaction.
 	DeleteGrantsBySubject(ctx context.Context, subject string) (int, error)
+	// DeleteGrantsBySession removes every grant issued in the Keyward session
+	// sessionID (codes, tokens, refresh families), in one transaction.
+	DeleteGrantsBySession(ctx context.Context, sessionID string) (int, error)
 
 	// Signing keys: one key set, read and rotated as a whole.
 	// GetKeySet returns ErrNotFound before the first UpdateKeySet.

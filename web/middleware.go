@@ -19,7 +19,11 @@ func RequestID(ctx context.Context) string {
 	return id
 }
 
-func (s *Server) requestID(next http.Handler) http.Handler {
+func (s *Server) requestID(next http.Handler) http.Handler { return withRequestID(next) }
+
+// withRequestID gives every request a random id: in ctx (RequestID) and in
+// the X-Request-Id response header.
+func withRequestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b := make([]byte, 12)
 		_, _ = rand.Read(b)

@@ -41,6 +41,10 @@ type Config struct {
 	Trust   []TrustRuleConfig `yaml:"trust,omitempty"`
 	Logging LoggingConfig     `yaml:"logging,omitempty"`
 	Metrics MetricsConfig     `yaml:"metrics,omitempty"`
+	// Admin is the admin API (docs/admin-api.md); off without tokenFile.
+	Admin AdminConfig `yaml:"admin,omitempty"`
+	// RevocationFeed says who may read GET /revocations.
+	RevocationFeed RevocationFeedConfig `yaml:"revocationFeed,omitempty"`
 }
 
 // TLSConfig names a PEM certificate chain and its private key. Both or neither.
@@ -218,6 +222,7 @@ func (c *Config) withDefaults() {
 		setDefaults(&cl.Scopes, "openid", "email", "profile", "groups", "offline_access")
 		setDefaults(&cl.Audiences, cl.ID)
 	}
+	setDefault(&c.Admin.Listen, "127.0.0.1:8081")
 	setDefault(&c.Logging.Level, "info")
 	setDefault(&c.Logging.Format, "json")
 }
@@ -330,6 +335,7 @@ func (c *Config) Validate() error {
 	c.validateTrust(&p)
 	c.validateNative(&p)
 	validateLoggingMetrics(&p, c.Logging, c.Metrics, c.Listen)
+	c.validateAdmin(&p)
 	return p.err()
 }
 

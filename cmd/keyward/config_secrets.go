@@ -188,6 +188,9 @@ type Secrets struct {
 	UpstreamClientSecrets map[string]string
 	// ClientSecrets maps a client id to its secret; public clients are absent.
 	ClientSecrets map[string]string
+	// AdminToken is the admin API's bearer token (admin.tokenFile); nil:
+	// no admin API.
+	AdminToken []byte
 }
 
 // String redacts the secrets, so %v never prints them.
@@ -228,6 +231,7 @@ func (c *Config) ResolveSecrets() (Secrets, error) {
 			s.ClientSecrets[cl.ID] = v
 		}
 	}
+	s.AdminToken = readAdminToken(&p, c.Admin.TokenFile)
 	if err := p.err(); err != nil {
 		return Secrets{}, err
 	}

@@ -196,6 +196,14 @@ func TestValidateMessages(t *testing.T) {
 			`sessionSecretFile: set it (or sessionSecret) to a file holding at least 32 random bytes, e.g. head -c32 /dev/urandom | base64 > /etc/keyward/session-secret`},
 		{func(c *Config) { c.Store = StoreConfig{Type: "postgres", Backend: &PostgresStoreConfig{}} },
 			`store.type: postgres is not available yet (issue #7); use bolt`},
+		{func(c *Config) { c.RevocationFeed.Readers = []string{"grafana", "nobody"} },
+			`revocationFeed.readers[1]: "nobody" is not a configured client; add it under clients (with a secretFile) or remove it`},
+		{func(c *Config) { c.RevocationFeed.Readers = []string{"cli"} },
+			`revocationFeed.readers[0]: client "cli" has no secret; feed readers authenticate with HTTP Basic, so give it a secretFile`},
+		{func(c *Config) { c.RevocationFeed.Readers = []string{"grafana", "grafana"} },
+			`revocationFeed.readers[1]: "grafana" is listed twice (also revocationFeed.readers[0])`},
+		{func(c *Config) { c.Admin = AdminConfig{Listen: c.Listen, TokenFile: "/t"} },
+			`admin.listen: "127.0.0.1:5556" is also listen; the admin API needs its own port`},
 	}
 	for _, tt := range tests {
 		c := mustParse(t, validYAML)
@@ -288,6 +296,7 @@ clients: [{id: app, redirectURIs: ["https://app.example.com/cb"]}, {id: web, sec
 		}},
 		Clients: []ClientConfig{client("app"), client("web")},
 		Logging: LoggingConfig{Level: "info", Format: "json"},
+		Admin:   AdminConfig{Listen: "127.0.0.1:8081"},
 	}
 	want.Clients[0].RedirectURIs = []string{"https://app.example.com/cb"}
 	want.Clients[1].SecretFile = "/w"

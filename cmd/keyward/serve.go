@@ -36,6 +36,10 @@ type instance struct {
 	keys    *keys.Manager
 	handler http.Handler
 	metrics *prometheus.Registry
+	// admin is the admin API handler and adminLn its listener; nil when
+	// admin.tokenFile is unset.
+	admin   http.Handler
+	adminLn net.Listener
 }
 
 // serve runs the broker until ctx is cancelled.
@@ -54,6 +58,10 @@ func serve(ctx context.Context, cfg *Config, sec Secrets, logOut io.Writer) erro
 		return err
 	}
 	defer inst.close()
+	if err := inst.listenAdmin(ctx, cfg); err != nil {
+		_ = ln.Close()
+		return err
+	}
 	log.InfoContext(ctx, "keyward serving", "issuer", cfg.Issuer, "listen", ln.Addr().String(), "version", version)
 	return inst.run(ctx, ln, cfg)
 }
@@ -120,6 +128,9 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 		return fail(err)
 	}
 	inst.handler = srv
+	if len(sec.AdminToken) > 0 {
+		inst.admin = web.NewAdmin(web.AdminConfig{Broker: b, Keys: inst.keys, Token: sec.AdminToken, Logger: log})
+	}
 	return inst, nil
 }
 
@@ -139,6 +150,7 @@ func buildBrokerConfig(cfg *Config, sec Secrets, st store.Store, k *keys.Manager
 		RefreshGracePeriod:  time.Duration(t.RefreshGracePeriod),
 		SessionTTL:          time.Duration(t.SessionTTL),
 		AccessTokenClaims:   t.Claims,
+		RevocationReaders:   cfg.RevocationFeed.Readers,
 		Logger:              log,
 	}
 	for _, c := range cfg.Clients {
@@ -279,6 +291,9 @@ func (inst *instance) run(ctx context.Context, ln net.Listener, cfg *Config) err
 			return msrv.Close()
 		})
 	}
+	if inst.adminLn != nil {
+		inst.serveAdmin(ctx, g)
+	}
 	g.Go(func() error { return inst.keys.Run(ctx) })
 	g.Go(func() error { return inst.collectGarbage(ctx) })
 	g.Go(func() error {
@@ -315,7 +330,56 @@ func (inst *instance) collectGarbage(ctx context.Context) error {
 	}
 }
 
+// listenAdmin opens the admin API's listener when the API is configured, and
+// says in the log whether it is on.
+func (inst *instance) listenAdmin(ctx context.Context, cfg *Config) error {
+	if inst.admin == nil {
+		inst.log.InfoContext(ctx, "admin API off: set admin.tokenFile to serve it (keyward admin needs it)")
+		return nil
+	}
+	ln, err := net.Listen("tcp", cfg.Admin.Listen)
+	if err != nil {
+		return fmt.Errorf("admin API: listen: %w (change admin.listen in the config)", err)
+	}
+	inst.adminLn = ln
+	inst.log.InfoContext(ctx, "admin API serving", "listen", ln.Addr().String())
+	if !isLoopbackListen(cfg.Admin.Listen) {
+		inst.log.WarnContext(ctx, "the admin API listens beyond loopback; restrict who can reach it", "listen", cfg.Admin.Listen)
+	}
+	return nil
+}
+
+// serveAdmin serves the admin API under g until ctx ends, then shuts it
+// down gracefully.
+func (inst *instance) serveAdmin(ctx context.Context, g *errgroup.Group) {
+	asrv := &http.Server{
+		Handler:           inst.admin,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(inst.log.Handler(), slog.LevelWarn),
+	}
+	ln := inst.adminLn
+	g.Go(func() error {
+		if err := asrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("admin API: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		return asrv.Shutdown(sctx)
+	})
+}
+
 func (inst *instance) close() {
+	if inst.adminLn != nil {
+		_ = inst.adminLn.Close()
+	}
 	if inst.store != nil {
 		if err := inst.store.Close(); err != nil {
 			inst.log.Error("close store", "err", err)

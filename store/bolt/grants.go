@@ -225,6 +225,20 @@ func (s *Store) UpdateGrantsByRequest(ctx context.Context, requestID string, kin
 
 // DeleteGrantsBySubject removes every grant of subject and reports how many
 // it removed.
+// DeleteGrantsBySession removes every grant of sessionID in one transaction.
+func (s *Store) DeleteGrantsBySession(ctx context.Context, sessionID string) (int, error) {
+	var n int
+	err := s.update(ctx, "delete grants by session", func(tx *bolt.Tx) error {
+		var err error
+		n, err = deleteGrants(tx, grantsOf(tx, bucketGrantBySession, sessionID, nil))
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
 func (s *Store) DeleteGrantsBySubject(ctx context.Context, subject string) (int, error) {
 	var n int
 	err := s.update(ctx, "delete grants by subject", func(tx *bolt.Tx) error {

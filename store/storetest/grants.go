@@ -144,6 +144,21 @@ func testDeleteGrantsBySubject(t *testing.T, s store.Store) {
 	wantCount(t, "DeleteGrantsBySubject(nobody)", n, err, 0)
 }
 
+func testDeleteGrantsBySession(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	one := grantFamily(t, s, "req-1", "alice", "sess-1")
+	two := grantFamily(t, s, "req-2", "alice", "sess-2")
+
+	n, err := s.DeleteGrantsBySession(ctx, "sess-1")
+	wantCount(t, "DeleteGrantsBySession(sess-1)", n, err, len(one))
+	wantGrants(t, s, "after deleting sess-1's grants", one, false)
+	wantGrants(t, s, "after deleting sess-1's grants", two, true)
+	n, err = s.DeleteGrantsByRequest(ctx, "req-1")
+	wantCount(t, "DeleteGrantsByRequest(req-1) after DeleteGrantsBySession", n, err, 0)
+	n, err = s.DeleteGrantsBySession(ctx, "sess-1")
+	wantCount(t, "DeleteGrantsBySession(sess-1 again)", n, err, 0)
+}
+
 // testGrantIndexes checks that the request and subject indexes follow a
 // grant that an update moves, and forget a grant that is deleted.
 func testGrantIndexes(t *testing.T, s store.Store) {

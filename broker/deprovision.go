@@ -1,0 +1,217 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/keyward/keyward/store"
+)
+
+// adminStore is the part of the store that deprovisioning and the admin
+// listings use.
+type adminStore interface {
+	UpdateSubject(ctx context.Context, id string, updater func(store.Subject) (store.Subject, error)) error
+	ListSubjects(ctx context.Context) ([]store.Subject, error)
+	ListSessions(ctx context.Context, subject string) ([]store.Session, error)
+	Deprovision(ctx context.Context, d store.Deprovisioning) (store.DeprovisionResult, error)
+	AppendRevocation(ctx context.Context, r store.Revocation) (store.Revocation, error)
+	AppendAudit(ctx context.Context, e store.AuditEvent) (store.AuditEvent, error)
+	ListAudit(ctx context.Context, limit int) ([]store.AuditEvent, error)
+	DeleteGrantsBySession(ctx context.Context, sessionID string) (int, error)
+}
+
+// Errors of the admin operations. They wrap store.ErrNotFound.
+var (
+	// ErrUnknownSubject: no subject has that id (or that email).
+	ErrUnknownSubject = fmt.Errorf("unknown subject: %w", store.ErrNotFound)
+	// ErrUnknownSession: no Keyward session has that id.
+	ErrUnknownSession = fmt.Errorf("unknown session: %w", store.ErrNotFound)
+)
+
+// Audit actions.
+const (
+	ActionDeprovision   = "deprovision"
+	ActionReinstate     = "reinstate"
+	ActionRevokeSession = "session.revoke"
+	ActionRotateKeys    = "keys.rotate"
+)
+
+// feedLeeway is added to the longest token lifetime when a feed entry's
+// expiry is computed: the clock skew verifiers allow.
+const feedLeeway = 2 * time.Minute
+
+// feedExpiry is when a feed entry written at at may leave the feed: no
+// access or ID token issued before at can still be alive.
+func (b *Broker) feedExpiry(at time.Time) time.Time {
+	return at.Add(max(b.cfg.AccessTokenTTL, b.cfg.IDTokenTTL) + feedLeeway)
+}
+
+// Deprovision takes subject's access away in one store transaction: the
+// subject is disabled with not-before = now, its sessions, refresh families
+// and pending codes are deleted, a revocation-feed entry is appended and
+// the audit event (actor, reason) is written. Deprovisioning a disabled
+// subject again moves its not-before to now. An unknown subject is
+// ErrUnknownSubject.
+func (b *Broker) Deprovision(ctx context.Context, subject, reason, actor string) (store.DeprovisionResult, error) {
+	if _, err := b.Subject(ctx, subject); err != nil {
+		return store.DeprovisionResult{}, err
+	}
+	now := b.cfg.Now().UTC()
+	res, err := b.cfg.Store.Deprovision(ctx, store.Deprovisioning{
+		Subject:       subject,
+		At:            now,
+		FeedExpiresAt: b.feedExpiry(now),
+		Audit:         store.AuditEvent{At: now, Actor: actor, Action: ActionDeprovision, Target: subject, Reason: reason},
+	})
+	if err != nil {
+		return store.DeprovisionResult{}, fmt.Errorf("deprovision %s: %w", subject, err)
+	}
+	b.log.InfoContext(ctx, "subject deprovisioned", "event", "deprovisioned", "sub", subject, "actor", actor,
+		"reason", reason, "sessions", res.Sessions, "grants", res.Grants, "feed_seq", res.Revocation.Seq)
+	return res, nil
+}
+
+// SubjectDeprovisioning is the outcome of deprovisioning one subject found
+// by email.
+type SubjectDeprovisioning struct {
+	Subject string
+	store.DeprovisionResult
+}
+
+// DeprovisionByEmail deprovisions every subject whose email is email
+// (compared case-insensitively): a person who signed in through several
+// upstreams has one subject per upstream. Each subject is its own
+// transaction; the first failure stops and is returned with what was done.
+// No match is ErrUnknownSubject.
+func (b *Broker) DeprovisionByEmail(ctx context.Context, email, reason, actor string) ([]SubjectDeprovisioning, error) {
+	subjects, err := b.FindSubjectsByEmail(ctx, email)
+	if err != nil {
+		return nil, err
+	}
+	if len(subjects) == 0 {
+		return nil, fmt.Errorf("email %q: %w", email, ErrUnknownSubject)
+	}
+	var out []SubjectDeprovisioning
+	for _, s := range subjects {
+		res, err := b.Deprovision(ctx, s.ID, reason, actor)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, SubjectDeprovisioning{Subject: s.ID, DeprovisionResult: res})
+	}
+	return out, nil
+}
+
+// FindSubjectsByEmail returns the subjects whose email is email, compared
+// case-insensitively, in the store's order.
+func (b *Broker) FindSubjectsByEmail(ctx context.Context, email string) ([]store.Subject, error) {
+	email = strings.TrimSpace(email)
+	if email == "" {
+		return nil, nil
+	}
+	all, err := b.cfg.Store.ListSubjects(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list subjects: %w", err)
+	}
+	var out []store.Subject
+	for _, s := range all {
+		if strings.EqualFold(s.Email, email) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// Reinstate lets a deprovisioned subject sign in again. NotBefore is kept,
+// so tokens issued before the deprovisioning stay void. The update and the
+// audit event are two writes: if the audit write fails the error says so
+// and the subject is already reinstated.
+func (b *Broker) Reinstate(ctx context.Context, subject, reason, actor string) (store.Subject, error) {
+	now := b.cfg.Now().UTC()
+	var out store.Subject
+	err := b.cfg.Store.UpdateSubject(ctx, subject, func(s store.Subject) (store.Subject, error) {
+		s.Disabled = false
+		s.UpdatedAt = now
+		out = s
+		return s, nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Subject{}, fmt.Errorf("subject %q: %w", subject, ErrUnknownSubject)
+	}
+	if err != nil {
+		return store.Subject{}, fmt.Errorf("reinstate %s: %w", subject, err)
+	}
+	b.log.InfoContext(ctx, "subject reinstated", "event", "reinstated", "sub", subject, "actor", actor, "reason", reason)
+	if err := b.audit(ctx, now, actor, ActionReinstate, subject, reason); err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+// SessionRevocation is what RevokeSession did.
+type SessionRevocation struct {
+	Session    store.Session
+	Revocation store.Revocation
+	// Grants is how many grants of the session were deleted.
+	Grants int
+	// GrantsRevoked reports that the session's codes, tokens and refresh
+	// families were deleted (always, since the store deletes by session).
+	GrantsRevoked bool
+}
+
+// RevokeSession ends one Keyward session: the session is deleted, its
+// grants too (its refresh tokens stop working), a
+// feed entry (kind session, not-before now) lets edges drop its tokens, and
+// the audit event is written. An unknown session is ErrUnknownSession.
+func (b *Broker) RevokeSession(ctx context.Context, sessionID, reason, actor string) (SessionRevocation, error) {
+	sess, err := b.cfg.Store.GetSession(ctx, sessionID)
+	if errors.Is(err, store.ErrNotFound) {
+		return SessionRevocation{}, fmt.Errorf("session %q: %w", sessionID, ErrUnknownSession)
+	}
+	if err != nil {
+		return SessionRevocation{}, fmt.Errorf("get session: %w", err)
+	}
+	now := b.cfg.Now().UTC()
+	out := SessionRevocation{Session: sess}
+	if out.Grants, err = b.cfg.Store.DeleteGrantsBySession(ctx, sessionID); err != nil {
+		return out, fmt.Errorf("delete grants of session: %w", err)
+	}
+	out.GrantsRevoked = true
+	if err := b.cfg.Store.DeleteSession(ctx, sessionID); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return out, fmt.Errorf("delete session: %w", err)
+	}
+	out.Revocation, err = b.cfg.Store.AppendRevocation(ctx, store.Revocation{
+		Kind:      store.RevokeSession,
+		SessionID: sessionID,
+		NotBefore: now,
+		ExpiresAt: b.feedExpiry(now),
+		CreatedAt: now,
+	})
+	if err != nil {
+		return out, fmt.Errorf("append revocation: %w", err)
+	}
+	b.log.InfoContext(ctx, "session revoked", "event", "session_revoked", "sid", sessionID, "sub", sess.Subject,
+		"actor", actor, "reason", reason, "grants", out.Grants, "grants_revoked", out.GrantsRevoked, "feed_seq", out.Revocation.Seq)
+	if err := b.audit(ctx, now, actor, ActionRevokeSession, sessionID, reason); err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+// RecordAdminAction writes an audit event for an action the broker does not
+// carry out itself (such as a key rotation).
+func (b *Broker) RecordAdminAction(ctx context.Context, actor, action, target, reason string) error {
+	return b.audit(ctx, b.cfg.Now().UTC(), actor, action, target, reason)
+}
+
+func (b *Broker) audit(ctx context.Context, at time.Time, actor, action, target, reason string) error {
+	_, err := b.cfg.Store.AppendAudit(ctx, store.AuditEvent{At: at, Actor: actor, Action: action, Target: target, Reason: reason})
+	if err != nil {
+		b.log.ErrorContext(ctx, "audit event not written", "action", action, "target", target, "actor", actor, "err", err)
+		return fmt.Errorf("append audit event: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,297 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes of keyward (keyward admin documents them in its help).
+const (
+	exitFailure      = 1 // usage error or any other failure
+	exitNotFound     = 2 // unknown subject or session
+	exitUnauthorized = 3 // the admin API refused the token
+)
+
+// exitError carries the process exit code of a failure.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// exitCode is the process exit code for err (non-nil).
+func exitCode(err error) int {
+	var e *exitError
+	if errors.As(err, &e) {
+		return e.code
+	}
+	return exitFailure
+}
+
+const adminTokenEnv = "KEYWARD_ADMIN_TOKEN"
+
+// adminCLI is the state shared by the keyward admin subcommands.
+type adminCLI struct {
+	server    string
+	tokenFile string
+	json      bool
+	timeout   time.Duration
+}
+
+func newAdminCommand() *cobra.Command {
+	a := &adminCLI{}
+	cmd := &cobra.Command{
+		Use:   "admin",
+		Short: "Administer a running broker through its admin API",
+		Long: `Administer a running broker through its admin API (docs/admin-api.md): list
+subjects and sessions, deprovision and reinstate people, end sessions, rotate
+keys, read the audit log. It talks to the API only, never to the database
+file (bbolt allows one process). The broker serves the API when
+admin.tokenFile is set in its configuration.
+
+The token comes from --token-file, or else from the KEYWARD_ADMIN_TOKEN
+environment variable. Output is a readable table; --json prints the API's
+JSON answer for scripts.
+
+Exit codes:
+  0  success
+  1  usage error, or any other failure (server unreachable, server error)
+  2  not found: unknown subject, email or session
+  3  unauthorized: the admin API refused the token`,
+		Args: cobra.NoArgs,
+	}
+	f := cmd.PersistentFlags()
+	f.StringVar(&a.server, "server", "http://127.0.0.1:8081", "base URL of the admin API (admin.listen)")
+	f.StringVar(&a.tokenFile, "token-file", "", "file holding the admin token (default: $"+adminTokenEnv+")")
+	f.BoolVar(&a.json, "json", false, "print the API's JSON answer instead of a table")
+	f.DurationVar(&a.timeout, "timeout", 30*time.Second, "time limit of each request")
+
+	subjects := &cobra.Command{Use: "subjects", Short: "List or show subjects", Args: cobra.NoArgs}
+	subjects.AddCommand(
+		&cobra.Command{
+			Use: "list", Short: "List every subject", Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error { return a.subjectsList(cmd) },
+		},
+		&cobra.Command{
+			Use: "show SUBJECT", Short: "Show a subject and its sessions", Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error { return a.subjectsShow(cmd, args[0]) },
+		},
+	)
+
+	var email, reason string
+	deprovision := &cobra.Command{
+		Use:   "deprovision SUBJECT | --email ADDR",
+		Short: "Take a person's access away everywhere",
+		Long: `Deprovision a subject in one transaction: it is disabled with not-before =
+now, its sessions, refresh tokens and pending codes are deleted, a
+revocation-feed entry tells edge verifiers to drop its unexpired tokens, and
+the audit log records it. With --email every subject with that email (one
+per upstream the person used) is deprovisioned.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case len(args) == 1 && email != "":
+				return usageError("give a SUBJECT or --email, not both")
+			case len(args) == 0 && email == "":
+				return usageError("give a SUBJECT or --email ADDR")
+			case email != "":
+				return a.deprovisionEmail(cmd, email, reason)
+			default:
+				return a.deprovision(cmd, args[0], reason)
+			}
+		},
+	}
+	deprovision.Flags().StringVar(&email, "email", "", "deprovision every subject with this email")
+	deprovision.Flags().StringVar(&reason, "reason", "", "why (recorded in the audit log)")
+
+	var reinstateReason string
+	reinstate := &cobra.Command{
+		Use:   "reinstate SUBJECT",
+		Short: "Let a deprovisioned subject sign in again (old tokens stay void)",
+		Args:  cobra.ExactArgs(1),
+		RunE:  func(cmd *cobra.Command, args []string) error { return a.reinstate(cmd, args[0], reinstateReason) },
+	}
+	reinstate.Flags().StringVar(&reinstateReason, "reason", "", "why (recorded in the audit log)")
+
+	var sessSubject, revokeReason string
+	sessions := &cobra.Command{Use: "sessions", Short: "List or end Keyward sessions", Args: cobra.NoArgs}
+	sessList := &cobra.Command{
+		Use: "list", Short: "List sessions", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.sessionsList(cmd, sessSubject) },
+	}
+	sessList.Flags().StringVar(&sessSubject, "subject", "", "only the sessions of this subject")
+	sessRevoke := &cobra.Command{
+		Use: "revoke ID", Short: "End a session (its sid goes into the revocation feed)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error { return a.sessionsRevoke(cmd, args[0], revokeReason) },
+	}
+	sessRevoke.Flags().StringVar(&revokeReason, "reason", "", "why (recorded in the audit log)")
+	sessions.AddCommand(sessList, sessRevoke)
+
+	var rotateReason string
+	keysCmd := &cobra.Command{Use: "keys", Short: "List or rotate the signing keys", Args: cobra.NoArgs}
+	keysRotate := &cobra.Command{
+		Use:   "rotate",
+		Short: "Rotate early (the next key signs once it has been published for one JWKS max-age)",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return a.keys(cmd, true, rotateReason) },
+	}
+	keysRotate.Flags().StringVar(&rotateReason, "reason", "", "why (recorded in the audit log)")
+	keysCmd.AddCommand(&cobra.Command{
+		Use: "list", Short: "List the key set", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.keys(cmd, false, "") },
+	}, keysRotate)
+
+	clients := &cobra.Command{Use: "clients", Short: "List the registered clients", Args: cobra.NoArgs}
+	clients.AddCommand(&cobra.Command{
+		Use: "list", Short: "List the registered clients", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.clientsList(cmd) },
+	})
+
+	var limit int
+	audit := &cobra.Command{Use: "audit", Short: "Read the audit log", Args: cobra.NoArgs}
+	tail := &cobra.Command{
+		Use: "tail", Short: "Show the newest audit events, oldest first", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.auditTail(cmd, limit) },
+	}
+	tail.Flags().IntVar(&limit, "limit", 50, "how many events (1-1000)")
+	audit.AddCommand(tail)
+
+	cmd.AddCommand(subjects, deprovision, reinstate, sessions, keysCmd, clients, audit)
+	return cmd
+}
+
+func usageError(format string, args ...any) error {
+	return &exitError{code: exitFailure, err: fmt.Errorf(format, args...)}
+}
+
+// token reads the admin token from --token-file or the environment.
+func (a *adminCLI) token() (string, error) {
+	if a.tokenFile != "" {
+		data, err := os.ReadFile(a.tokenFile)
+		if err != nil {
+			return "", usageError("read the admin token: %w", err)
+		}
+		if t := strings.TrimSpace(string(data)); t != "" {
+			return t, nil
+		}
+		return "", usageError("%s is empty; it must hold the admin token (admin.tokenFile)", a.tokenFile)
+	}
+	if t := strings.TrimSpace(os.Getenv(adminTokenEnv)); t != "" {
+		return t, nil
+	}
+	return "", usageError("no admin token: pass --token-file (the broker's admin.tokenFile) or set %s", adminTokenEnv)
+}
+
+// call sends one request to the admin API and returns the JSON answer. A
+// refusal becomes an exitError with the matching exit code and the API's
+// message.
+func (a *adminCLI) call(ctx context.Context, method, path string, query url.Values, body any) ([]byte, error) {
+	tok, err := a.token()
+	if err != nil {
+		return nil, err
+	}
+	u := strings.TrimRight(a.server, "/") + "/admin/v1/" + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, fmt.Errorf("encode request: %w", err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return nil, usageError("--server %q: %w", a.server, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w (is keyward serve running with admin.tokenFile set, and is --server right?)", method, u, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read answer: %w", err)
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return data, nil
+	}
+	var e struct{ Error, Message string }
+	msg := strings.TrimSpace(string(data))
+	if json.Unmarshal(data, &e) == nil && e.Message != "" {
+		msg = e.Message
+	}
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		return nil, &exitError{code: exitUnauthorized, err: fmt.Errorf("unauthorized: %s", msg)}
+	case http.StatusNotFound:
+		return nil, &exitError{code: exitNotFound, err: errors.New(msg)}
+	default:
+		return nil, &exitError{code: exitFailure, err: fmt.Errorf("%s (HTTP %d)", msg, resp.StatusCode)}
+	}
+}
+
+// run calls the API and decodes its answer into v, or prints it with --json
+// (then it returns false: nothing more to print).
+func (a *adminCLI) run(cmd *cobra.Command, method, path string, query url.Values, body, v any) (bool, error) {
+	data, err := a.call(cmd.Context(), method, path, query, body)
+	if err != nil {
+		return false, err
+	}
+	if a.json {
+		_, err := cmd.OutOrStdout().Write(data)
+		return false, err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return false, fmt.Errorf("decode answer: %w", err)
+	}
+	return true, nil
+}
+
+func newTable(w io.Writer, header ...string) *tabwriter.Writer {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	return tw
+}
+
+func row(tw io.Writer, cols ...string) {
+	for i, c := range cols {
+		if c == "" {
+			cols[i] = "-"
+		}
+	}
+	fmt.Fprintln(tw, strings.Join(cols, "\t"))
+}
+
+func fmtTime(t *time.Time) string {
+	if t == nil || t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func plainCount(n int, word string) string { return strconv.Itoa(n) + " " + plural(n, word) }

@@ -1,0 +1,144 @@
+package web
+
+import (
+	"time"
+
+	"github.com/keyward/keyward/store"
+)
+
+// The admin API's JSON shapes (docs/admin-api.yaml). Times are RFC 3339 in
+// UTC; a zero time is left out.
+
+type subjectJSON struct {
+	ID              string     `json:"id"`
+	UpstreamID      string     `json:"upstream_id,omitempty"`
+	UpstreamSubject string     `json:"upstream_subject,omitempty"`
+	Email           string     `json:"email,omitempty"`
+	Name            string     `json:"name,omitempty"`
+	Disabled        bool       `json:"disabled"`
+	NotBefore       *time.Time `json:"not_before,omitempty"`
+	CreatedAt       *time.Time `json:"created_at,omitempty"`
+	UpdatedAt       *time.Time `json:"updated_at,omitempty"`
+	LastLoginAt     *time.Time `json:"last_login_at,omitempty"`
+}
+
+type subjectDetailJSON struct {
+	Subject  subjectJSON   `json:"subject"`
+	Sessions []sessionJSON `json:"sessions"`
+}
+
+type sessionJSON struct {
+	ID              string     `json:"id"`
+	Subject         string     `json:"subject"`
+	UpstreamID      string     `json:"upstream_id,omitempty"`
+	UpstreamSubject string     `json:"upstream_subject,omitempty"`
+	Email           string     `json:"email,omitempty"`
+	AuthTime        *time.Time `json:"auth_time,omitempty"`
+	CreatedAt       *time.Time `json:"created_at,omitempty"`
+	LastSeenAt      *time.Time `json:"last_seen_at,omitempty"`
+	ExpiresAt       *time.Time `json:"expires_at,omitempty"`
+}
+
+type revocationJSON struct {
+	Seq       int64      `json:"seq"`
+	Kind      string     `json:"kind"`
+	Subject   string     `json:"subject,omitempty"`
+	SessionID string     `json:"session_id,omitempty"`
+	NotBefore *time.Time `json:"not_before,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+type deprovisionJSON struct {
+	Subject         string         `json:"subject"`
+	SessionsDeleted int            `json:"sessions_deleted"`
+	GrantsDeleted   int            `json:"grants_deleted"`
+	Revocation      revocationJSON `json:"revocation"`
+}
+
+type sessionRevocationJSON struct {
+	Session       sessionJSON `json:"session"`
+	GrantsDeleted int         `json:"grants_deleted"`
+	// RefreshTokensRevoked is false when the store cannot delete a
+	// session's grants (its refresh tokens then stay valid).
+	RefreshTokensRevoked bool           `json:"refresh_tokens_revoked"`
+	Revocation           revocationJSON `json:"revocation"`
+}
+
+type keyJSON struct {
+	ID          string     `json:"kid"`
+	Algorithm   string     `json:"algorithm"`
+	State       string     `json:"state"`
+	CreatedAt   *time.Time `json:"created_at,omitempty"`
+	ActivatesAt *time.Time `json:"activates_at,omitempty"`
+	RetiredAt   *time.Time `json:"retired_at,omitempty"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+}
+
+type keySetJSON struct {
+	Keys         []keyJSON  `json:"keys"`
+	NextRotation *time.Time `json:"next_rotation,omitempty"`
+}
+
+// clientJSON has the fields of broker.ClientInfo, in that order.
+type clientJSON struct {
+	ID               string   `json:"id"`
+	Name             string   `json:"name"`
+	Public           bool     `json:"public"`
+	RedirectURIs     []string `json:"redirect_uris"`
+	GrantTypes       []string `json:"grant_types"`
+	Scopes           []string `json:"scopes"`
+	Audiences        []string `json:"audiences"`
+	RevocationReader bool     `json:"revocation_reader"`
+}
+
+type auditJSON struct {
+	Seq    int64      `json:"seq"`
+	At     *time.Time `json:"at"`
+	Actor  string     `json:"actor"`
+	Action string     `json:"action"`
+	Target string     `json:"target"`
+	Reason string     `json:"reason,omitempty"`
+}
+
+func ts(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func toSubjectJSON(s store.Subject) subjectJSON {
+	return subjectJSON{
+		ID: s.ID, UpstreamID: s.UpstreamID, UpstreamSubject: s.UpstreamSubject, Email: s.Email, Name: s.Name,
+		Disabled: s.Disabled, NotBefore: ts(s.NotBefore), CreatedAt: ts(s.CreatedAt), UpdatedAt: ts(s.UpdatedAt),
+		LastLoginAt: ts(s.LastLoginAt),
+	}
+}
+
+func toSessionJSON(s store.Session) sessionJSON {
+	return sessionJSON{
+		ID: s.ID, Subject: s.Subject, UpstreamID: s.UpstreamID, UpstreamSubject: s.UpstreamSubject,
+		Email: s.Identity.Email, AuthTime: ts(s.AuthTime), CreatedAt: ts(s.CreatedAt),
+		LastSeenAt: ts(s.LastSeenAt), ExpiresAt: ts(s.ExpiresAt),
+	}
+}
+
+func toSessionsJSON(ss []store.Session) []sessionJSON {
+	out := []sessionJSON{}
+	for _, s := range ss {
+		out = append(out, toSessionJSON(s))
+	}
+	return out
+}
+
+func toRevocationJSON(r store.Revocation) revocationJSON {
+	return revocationJSON{
+		Seq: r.Seq, Kind: string(r.Kind), Subject: r.Subject, SessionID: r.SessionID,
+		NotBefore: ts(r.NotBefore), ExpiresAt: ts(r.ExpiresAt),
+	}
+}
+
+func toDeprovisionJSON(subject string, sessions, grants int, r store.Revocation) deprovisionJSON {
+	return deprovisionJSON{Subject: subject, SessionsDeleted: sessions, GrantsDeleted: grants, Revocation: toRevocationJSON(r)}
+}
