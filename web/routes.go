@@ -38,6 +38,7 @@ func (s *Server) routes() http.Handler {
 	handle("POST /introspect", "introspect", s.introspect)
 	handle("GET /userinfo", "userinfo", s.userinfo)
 	handle("POST /userinfo", "userinfo", s.userinfo)
+	handle("GET /revocations", "revocations", s.revocations)
 	handle("GET /healthz", "healthz", s.healthz)
 	handle("GET /readyz", "readyz", s.readyz)
 	// Another method on a known path is 405, not the catch-all's 404.

@@ -59,12 +59,16 @@ Answers:
        X-Auth-Request-Subject and, with passAccessToken, X-Auth-Request-Access-Token;
        no identity headers for an anonymous rule
   401  no or invalid token, with WWW-Authenticate: Bearer error="invalid_token"
+       (also a token the revocation feed revokes)
   403  the rules deny (or none matches), with error="insufficient_scope"
-  503  no signing key could be loaded yet
+  503  no signing key could be loaded yet, or (revocationFeed with onStale:
+       deny) the revocation feed has not been read for maxStaleness
 
 Metrics (metrics.listen, /metrics): keyward_verify_requests_total{result=
 "allowed|unauthenticated|forbidden|unavailable"} and
-keyward_verify_request_duration_seconds{result}. Logs: one line at start and
+keyward_verify_request_duration_seconds{result}; with a revocationFeed,
+keyward_verify_revocation_feed_lag_seconds, keyward_verify_revocation_entries
+and keyward_verify_revocation_stale_denials_total. Logs: one line at start and
 at stop, none per request. Stops cleanly on SIGINT or SIGTERM.
 
 Gateway configurations: docs/gateways/. Every field: examples/verify.yaml.
@@ -120,7 +124,13 @@ func serveVerify(ctx context.Context, cfg *VerifyConfig, logOut io.Writer) error
 // closes both listeners.
 func runVerifier(ctx context.Context, cfg *VerifyConfig, log *slog.Logger, ln, mln net.Listener) error {
 	log = log.With("component", "verify")
-	v, err := verify.New(ctx, cfg.verifyConfig())
+	vc := cfg.verifyConfig()
+	var v *verify.Verifier
+	rc, err := cfg.revocationConfig()
+	vc.Revocation = rc
+	if err == nil {
+		v, err = verify.New(ctx, vc)
+	}
 	if err != nil {
 		_ = ln.Close()
 		if mln != nil {
@@ -130,6 +140,9 @@ func runVerifier(ctx context.Context, cfg *VerifyConfig, log *slog.Logger, ln, m
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if vc.Revocation != nil {
+		registerRevocationMetrics(reg, v)
+	}
 	opts, err := cfg.handlerOptions(v)
 	if err != nil {
 		_ = ln.Close()
@@ -170,6 +183,7 @@ func runVerifier(ctx context.Context, cfg *VerifyConfig, log *slog.Logger, ln, m
 	})
 	attrs := []any{"issuer", cfg.Issuer, "audience", cfg.Audience, "listen", ln.Addr().String(),
 		"gateway", cfg.Gateway, "browser", cfg.Browser != nil, "rules", len(cfg.Rules), "version", version}
+	attrs = append(attrs, cfg.revocationLogAttrs()...)
 	if mln != nil {
 		attrs = append(attrs, "metrics_listen", mln.Addr().String())
 	}

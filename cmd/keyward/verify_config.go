@@ -63,13 +63,16 @@ type VerifyConfig struct {
 	// Browser turns on sign-in at the edge for rules with browser: true.
 	// Omitted: bearer tokens only.
 	Browser *VerifyBrowserConfig `yaml:"browser,omitempty"`
-	Logging LoggingConfig        `yaml:"logging,omitempty"`
-	Metrics MetricsConfig        `yaml:"metrics,omitempty"`
+	// RevocationFeed polls the broker's revocation feed, so that the tokens
+	// of deprovisioned people and ended sessions are refused before they
+	// expire. Omitted: off.
+	RevocationFeed *VerifyRevocationFeedConfig `yaml:"revocationFeed,omitempty"`
+	Logging        LoggingConfig               `yaml:"logging,omitempty"`
+	Metrics        MetricsConfig               `yaml:"metrics,omitempty"`
 
 	// Reserved: accepted by the parser so that Validate can say what to do
 	// instead of "unknown field".
-	RevocationFeed yaml.Node `yaml:"revocationFeed,omitempty"`
-	Headers        yaml.Node `yaml:"headers,omitempty"`
+	Headers yaml.Node `yaml:"headers,omitempty"`
 }
 
 // VerifyCacheConfig sizes the verified-token cache.
@@ -144,6 +147,9 @@ func (c *VerifyConfig) withDefaults() {
 	setDefault(&c.Cache.MaxEntries, 10000)
 	setDefault(&c.Logging.Level, "info")
 	setDefault(&c.Logging.Format, "json")
+	if c.RevocationFeed != nil {
+		c.RevocationFeed.withDefaults(c.Issuer)
+	}
 }
 
 // Validate checks the loaded config and reports every problem at once, each
@@ -177,9 +183,7 @@ func (c *VerifyConfig) Validate() error {
 	c.validateEnvoyPrefix(&p)
 	c.validateRules(&p)
 	c.validateBrowser(&p)
-	if c.RevocationFeed.Kind != 0 {
-		p.add("revocationFeed", "the revocation feed is not available yet (issue #5); remove it")
-	}
+	c.validateRevocationFeed(&p)
 	if c.Headers.Kind != 0 {
 		p.add("headers", "the identity headers are not configurable yet; remove headers (the verifier sends X-Auth-Request-User: preferred_username, else email, else sub; -Email; -Groups, comma-joined; -Subject)")
 	}

@@ -122,6 +122,29 @@ func TestVerifyValidate(t *testing.T) {
 		{"gateway envoy", func(c *VerifyConfig) { c.Gateway, c.EnvoyPrefix = "envoy", "/ext_authz" }, nil},
 		{"logging", func(c *VerifyConfig) { c.Logging = LoggingConfig{Level: "trace", Format: "xml"} }, []string{"logging.level", "logging.format"}},
 		{"metrics on listen", func(c *VerifyConfig) { c.Metrics.Listen = c.Listen }, []string{"metrics.listen"}},
+		{"revocation feed", func(c *VerifyConfig) { c.RevocationFeed = validRevocationFeed(c.Issuer) }, nil},
+		{"revocation feed empty", func(c *VerifyConfig) {
+			c.RevocationFeed = &VerifyRevocationFeedConfig{}
+			c.RevocationFeed.withDefaults(c.Issuer)
+		}, []string{"revocationFeed.clientID", "revocationFeed.clientSecretFile"}},
+		{"revocation feed bad values", func(c *VerifyConfig) {
+			c.RevocationFeed = validRevocationFeed(c.Issuer)
+			c.RevocationFeed.URL = "http://sso.example.com/revocations"
+			c.RevocationFeed.Interval = Duration(100 * time.Millisecond)
+			c.RevocationFeed.OnStale = "ignore"
+		}, []string{"revocationFeed.url", "revocationFeed.interval", "revocationFeed.onStale"}},
+		{"revocation feed staleness", func(c *VerifyConfig) {
+			c.RevocationFeed = validRevocationFeed(c.Issuer)
+			c.RevocationFeed.Interval, c.RevocationFeed.MaxStaleness = Duration(30*time.Second), Duration(30*time.Second)
+		}, []string{"revocationFeed.maxStaleness"}},
+		{"revocation feed long interval", func(c *VerifyConfig) {
+			c.RevocationFeed = validRevocationFeed(c.Issuer)
+			c.RevocationFeed.Interval, c.RevocationFeed.MaxStaleness = Duration(time.Hour), Duration(2*time.Hour)
+		}, []string{"revocationFeed.interval"}},
+		{"revocation feed relative url", func(c *VerifyConfig) {
+			c.RevocationFeed = validRevocationFeed(c.Issuer)
+			c.RevocationFeed.URL = "/revocations"
+		}, []string{"revocationFeed.url"}},
 		{"many at once", func(c *VerifyConfig) {
 			c.Issuer, c.Audience, c.Algorithms, c.Rules = "", nil, []string{"HS256"}, nil
 		}, []string{"issuer", "audience", "algorithms[0]", "rules"}},
@@ -136,6 +159,52 @@ func TestVerifyValidate(t *testing.T) {
 				t.Errorf("Validate() = %v\npaths (-want +got):\n%s", err, diff)
 			}
 		})
+	}
+}
+
+func validRevocationFeed(issuer string) *VerifyRevocationFeedConfig {
+	f := &VerifyRevocationFeedConfig{ClientID: "edge", ClientSecretFile: "/etc/keyward/edge-secret"}
+	f.withDefaults(issuer)
+	return f
+}
+
+func TestVerifyRevocationFeedConfig(t *testing.T) {
+	c := mustParseVerify(t, validVerifyYAML+"revocationFeed: {clientID: edge, clientSecretFile: /x}\n")
+	want := &VerifyRevocationFeedConfig{URL: "https://sso.example.com/revocations", Interval: Duration(5 * time.Second),
+		MaxStaleness: Duration(time.Minute), OnStale: "deny", ClientID: "edge", ClientSecretFile: "/x"}
+	if diff := cmp.Diff(want, c.RevocationFeed); diff != "" {
+		t.Errorf("revocationFeed defaults (-want +got):\n%s", diff)
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate() = %v", err)
+	}
+	if _, err := c.revocationConfig(); err == nil || !strings.Contains(err.Error(), "revocationFeed.clientSecretFile") {
+		t.Errorf("revocationConfig() with a missing secret file = %v, want a revocationFeed.clientSecretFile problem", err)
+	}
+
+	dir := t.TempDir()
+	c = mustParseVerify(t, validVerifyYAML+`revocationFeed:
+  url: https://feed.example.com/revocations
+  interval: 2s
+  maxStaleness: 30s
+  onStale: allow
+  clientID: edge
+  clientSecretFile: `+writeFile(t, dir, "secret", "s3cret\n")+"\n")
+	rc, err := c.revocationConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRC := &verify.RevocationConfig{URL: "https://feed.example.com/revocations", Interval: 2 * time.Second,
+		MaxStaleness: 30 * time.Second, FailOpen: true, ClientID: "edge", ClientSecret: "s3cret"}
+	if diff := cmp.Diff(wantRC, rc); diff != "" {
+		t.Errorf("revocationConfig() (-want +got):\n%s", diff)
+	}
+	if rc, err := mustParseVerify(t, validVerifyYAML).revocationConfig(); rc != nil || err != nil {
+		t.Errorf("revocationConfig() without the section = %v, %v; want nil, nil", rc, err)
+	}
+	if _, err := parseVerifyConfig([]byte(validVerifyYAML + "revocationFeed: {clientId: edge}\n")); err == nil ||
+		!strings.Contains(err.Error(), "revocationFeed.clientId: unknown field") {
+		t.Errorf("misspelt field = %v, want an unknown-field error with its path", err)
 	}
 }
 
@@ -173,7 +242,6 @@ func TestVerifyHandlerOptions(t *testing.T) {
 
 func TestVerifyReservedFields(t *testing.T) {
 	tests := []struct{ yaml, want string }{
-		{"revocationFeed: {interval: 5s}\n", "revocationFeed: the revocation feed is not available yet (issue #5); remove it"},
 		{"headers:\n  X-Auth-Request-User: email\n", "headers: the identity headers are not configurable yet;"},
 	}
 	for _, tt := range tests {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -192,4 +193,114 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestRunVerifierRevocationFeed runs the verifier with a revocation feed: a
+// revoked subject's token is refused, another passes, and the feed's
+// metrics are exported.
+func TestRunVerifierRevocationFeed(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
+	}))
+	t.Cleanup(jwks.Close)
+	now := time.Now()
+	feed := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if id, secret, _ := r.BasicAuth(); id != "edge" || secret != "edge-secret" || r.URL.Path != "/revocations" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("ETag", `"1"`)
+		_, _ = io.WriteString(w, `{"entries":[{"seq":1,"kind":"subject","sub":"gone","not_before":`+
+			strconv.FormatInt(now.Add(time.Second).Unix(), 10)+`}],"highest":1,"next":1}`)
+	}))
+	t.Cleanup(feed.Close)
+	secret := writeFile(t, t.TempDir(), "edge-secret", "edge-secret\n")
+	cfg := mustParseVerify(t, `
+issuer: https://sso.example.com
+audience: [orders-api]
+jwksURL: `+jwks.URL+`
+rules:
+  - {path: /}
+revocationFeed:
+  url: `+feed.URL+`/revocations
+  clientID: edge
+  clientSecretFile: `+secret+`
+`)
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("Validate() = %v", err)
+	}
+	ln, mln := listenLoopback(t), listenLoopback(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	var logs lockedBuffer
+	go func() { done <- runVerifier(ctx, cfg, slog.New(slog.NewJSONHandler(&logs, nil)), ln, mln) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("runVerifier() = %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("runVerifier did not stop within 10s of cancel")
+		}
+	})
+	sign := func(sub string) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
+			"iss": "https://sso.example.com", "aud": "orders-api", "sub": sub, "exp": now.Add(5 * time.Minute).Unix(), "iat": now.Unix(),
+		})
+		tok.Header["typ"], tok.Header["kid"] = "at+jwt", "k1"
+		s, err := tok.SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	check := func(token string) int {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+ln.Addr().String()+"/oauth2/auth", nil)
+		req.Header.Set("X-Original-URI", "/x")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET /oauth2/auth: %v", err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	stay := sign("stays")
+	status := 0
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if status = check(stay); status != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			break
+		}
+	}
+	if status != http.StatusOK {
+		t.Errorf("token of a subject not in the feed: %d, want 200", status)
+	}
+	if status := check(sign("gone")); status != http.StatusUnauthorized {
+		t.Errorf("token of a revoked subject: %d, want 401", status)
+	}
+	mresp, err := http.Get("http://" + mln.Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	body, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	for _, want := range []string{
+		"keyward_verify_revocation_entries 1",
+		"keyward_verify_revocation_stale_denials_total 0",
+		"keyward_verify_revocation_feed_lag_seconds ",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %q:\n%s", want, grepLines(string(body), "keyward_verify_revocation"))
+		}
+	}
+	if !strings.Contains(logs.String(), `"revocation_feed":"`+feed.URL+`/revocations every 5s, on stale deny after 1m"`) {
+		t.Errorf("start-up line = %s, want the feed described", logs.String())
+	}
 }

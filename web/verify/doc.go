@@ -13,7 +13,11 @@
 //   - Browser: browser mode, sign-in at the edge for web apps (code + PKCE at
 //     Keyward, an encrypted session cookie, silent refresh, sign-out) with
 //     SafeRedirect guarding every rd;
-//   - Verifier.Middleware and ClaimsFromContext for Go services.
+//   - Verifier.Middleware and ClaimsFromContext for Go services;
+//   - with Config.Revocation, a poller of the broker's revocation feed: tokens
+//     of revoked subjects and sessions are refused (cached ones too), and a
+//     feed unread for longer than MaxStaleness fails closed (503) unless
+//     FailOpen.
 //
 // Errors are returned, never logged: an invalid token is a 401 *Error with code
 // invalid_token, a rule that does not allow the token a 403 with

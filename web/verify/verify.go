@@ -51,6 +51,10 @@ type Config struct {
 	HTTPClient *http.Client
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
+	// Revocation, when set, polls the broker's revocation feed (see
+	// RevocationConfig). Nil: no feed; deprovisioned people's tokens are
+	// accepted until they expire.
+	Revocation *RevocationConfig
 }
 
 const (
@@ -80,15 +84,17 @@ type Verifier struct {
 	maxBytes  int
 	now       func() time.Time
 	keys      *keySet
-	cache     *tokenCache // nil when disabled
+	cache     *tokenCache  // nil when disabled
+	rev       *revocations // nil without a revocation feed
 
 	sigChecks atomic.Int64 // signature verifications, for tests
 }
 
 // New returns a Verifier. It validates cfg without I/O and starts loading the
 // key set in the background, so the issuer need not be up: until a key set
-// has loaded, Verify fails with an error matching ErrUnavailable (503). ctx
-// bounds every key fetch the Verifier makes; cancel it to stop them.
+// has loaded, Verify fails with an error matching ErrUnavailable (503). With
+// cfg.Revocation it also starts polling the revocation feed. ctx bounds every
+// key fetch and the feed's poller; cancel it to stop them.
 func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -116,9 +122,15 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	if cfg.CacheEntries > 0 {
 		v.cache = newTokenCache(cfg.CacheEntries)
 	}
+	if cfg.Revocation != nil {
+		v.rev = newRevocations(*cfg.Revocation, cfg.Leeway, cfg.Now)
+	}
 	v.keys.mu.Lock()
 	v.keys.startLocked()
 	v.keys.mu.Unlock()
+	if v.rev != nil {
+		go v.rev.run(ctx)
+	}
 	return v, nil
 }
 
@@ -175,6 +187,13 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Revocation != nil {
+		rc, err := cfg.Revocation.withDefaults(cfg.Issuer, cfg.HTTPClient)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		cfg.Revocation = &rc
+	}
 	if err := errors.Join(errs...); err != nil {
 		return cfg, fmt.Errorf("verify config: %w", err)
 	}
@@ -186,7 +205,11 @@ func (cfg Config) withDefaults() (Config, error) {
 // *ExpiredError cause for an expired token), or 503 matching ErrUnavailable
 // when no key set has ever loaded or ctx ended while waiting for one. A token
 // verified before is answered from the cache, as the same *Claims, until its
-// exp (leeway is not added on a hit).
+// exp (leeway is not added on a hit). With a revocation feed, every answer,
+// cached or not, is also checked against it: a revoked token is 401
+// invalid_token "token revoked" (cause ErrRevoked); while the feed is stale
+// and the verifier fails closed, 503 matching ErrUnavailable and
+// ErrRevocationStale.
 func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	return v.verifyCached(ctx, token, true)
 }
@@ -204,12 +227,22 @@ func (v *Verifier) verifyCached(ctx context.Context, token string, raw bool) (*C
 		// No copy of the token: Sum256 neither keeps nor changes its input.
 		key = sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token)))
 		if c, ok := v.cache.get(&key, now); ok {
+			if v.rev != nil {
+				if err := v.rev.check(ctx, c, now); err != nil {
+					return nil, err
+				}
+			}
 			return c, nil
 		}
 	}
 	c, err := v.verify(ctx, token, now, raw || v.cache != nil)
 	if err != nil {
 		return nil, err
+	}
+	if v.rev != nil {
+		if err := v.rev.check(ctx, c, now); err != nil {
+			return nil, err
+		}
 	}
 	if v.cache != nil {
 		v.cache.put(&key, c, now)
