@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ory/fosite"
@@ -60,6 +62,9 @@ type Upstream interface {
 	// NativePublicClients: clients without a secret may exchange the
 	// upstream's ID tokens.
 	NativePublicClients() bool
+	// VerifyLogoutToken verifies a back-channel logout token the upstream
+	// sent (backchannel.go).
+	VerifyLogoutToken(ctx context.Context, raw string) (federation.LogoutClaims, error)
 }
 
 var _ Upstream = (*federation.Upstream)(nil)
@@ -81,6 +86,10 @@ type Config struct {
 	// GlobalSecret keys the HMAC of authorize codes and refresh tokens; at
 	// least 32 bytes, shared by replicas.
 	GlobalSecret []byte
+	// UpstreamTokenKey (32 bytes) seals the upstream refresh tokens kept
+	// for the upstream re-check (recheck.go). Nil: no upstream token is
+	// kept and the re-check is off.
+	UpstreamTokenKey []byte
 	// AccessTokenTTL. Default: 5m.
 	AccessTokenTTL time.Duration
 	// IDTokenTTL. Default: 15m.
@@ -100,8 +109,17 @@ type Config struct {
 	// AccessTokenClaims: identity claims copied into access tokens.
 	// Default: email, name, preferred_username, groups.
 	AccessTokenClaims []string
-	Logger            *slog.Logger
-	Now               func() time.Time
+	// Back-channel logout to clients (backchannel.go). BackgroundContext
+	// bounds the deliveries, which outlive the request that ended the
+	// session: cancel it at shutdown. Default: context.Background().
+	BackgroundContext context.Context
+	// BackchannelClient posts logout tokens. Default: a 5s timeout.
+	BackchannelClient *http.Client
+	// BackchannelRetryDelay is the wait before the second attempt; it
+	// doubles for the third. Default: 1s.
+	BackchannelRetryDelay time.Duration
+	Logger                *slog.Logger
+	Now                   func() time.Time
 }
 
 func (c *Config) withDefaults() {
@@ -127,6 +145,13 @@ func (c *Config) withDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.BackgroundContext == nil {
+		c.BackgroundContext = context.Background()
+	}
+	if c.BackchannelClient == nil {
+		c.BackchannelClient = &http.Client{Timeout: 5 * time.Second}
+	}
+	def(&c.BackchannelRetryDelay, time.Second)
 	c.Issuer = strings.TrimSuffix(c.Issuer, "/")
 }
 
@@ -140,6 +165,7 @@ type Broker struct {
 	upstreams []Upstream
 	byID      map[string]Upstream
 	discovery []byte
+	logoutWG  sync.WaitGroup // back-channel logout deliveries in flight
 }
 
 // New assembles the provider. It does no I/O.
@@ -177,6 +203,9 @@ func New(cfg Config) (*Broker, error) {
 			errs = append(errs, fmt.Errorf("upstreams: id %q is used twice", u.ID()))
 		}
 		b.byID[u.ID()] = u
+	}
+	if err := b.initRecheck(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)

@@ -84,8 +84,13 @@ func (b *Broker) Callback(ctx context.Context, in CallbackInput) (Outcome, error
 	if authTime.IsZero() || authTime.After(now) {
 		authTime = now
 	}
+	sid := randomString(32)
+	sealed, err := b.sealUpstreamToken(up, sid, id.RefreshToken)
+	if err != nil {
+		return Outcome{}, err
+	}
 	sess := store.Session{
-		ID:              randomString(32),
+		ID:              sid,
 		Subject:         subject,
 		UpstreamID:      up.ID(),
 		UpstreamSubject: id.Subject,
@@ -100,6 +105,9 @@ func (b *Broker) Callback(ctx context.Context, in CallbackInput) (Outcome, error
 		CreatedAt:  now,
 		LastSeenAt: now,
 		ExpiresAt:  now.Add(b.cfg.SessionTTL),
+
+		UpstreamRefreshToken: sealed,
+		UpstreamCheckedAt:    now,
 	}
 	if err := b.cfg.Store.CreateSession(ctx, sess); err != nil {
 		return Outcome{}, fmt.Errorf("create session: %w", err)

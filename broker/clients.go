@@ -28,6 +28,10 @@ type Client struct {
 	// MayAct lists the subjects whose access tokens this client may present
 	// as actor_token in a token exchange (RFC 8693 §4.1): the act claim.
 	MayAct []string
+	// BackchannelLogoutURI receives OIDC back-channel logout tokens when a
+	// Keyward session ends (backchannel.go): https, or http on loopback;
+	// no fragment. Empty: none are sent.
+	BackchannelLogoutURI string
 }
 
 // client is the fosite view of a Client.
@@ -36,6 +40,7 @@ type client struct {
 	name                   string
 	postLogoutRedirectURIs []string
 	mayAct                 []string
+	backchannelLogoutURI   string
 }
 
 type clientRegistry struct{ byID map[string]*client }
@@ -55,6 +60,12 @@ func newClientRegistry(cs []Client) (*clientRegistry, error) {
 		if !c.Public && c.Secret == "" {
 			errs = append(errs, fmt.Errorf("clients[%d]: confidential client %q has no secret", i, c.ID))
 			continue
+		}
+		if c.BackchannelLogoutURI != "" {
+			if err := checkBackchannelLogoutURI(c.BackchannelLogoutURI); err != nil {
+				errs = append(errs, fmt.Errorf("clients[%d]: backchannel logout uri: %w", i, err))
+				continue
+			}
 		}
 		grants := c.GrantTypes
 		if len(grants) == 0 {
@@ -81,6 +92,7 @@ func newClientRegistry(cs []Client) (*clientRegistry, error) {
 			name:                   c.Name,
 			postLogoutRedirectURIs: c.PostLogoutRedirectURIs,
 			mayAct:                 c.MayAct,
+			backchannelLogoutURI:   c.BackchannelLogoutURI,
 		}
 		if fc.name == "" {
 			fc.name = c.ID

@@ -59,6 +59,7 @@ func (b *Broker) Deprovision(ctx context.Context, subject, reason, actor string)
 	if _, err := b.Subject(ctx, subject); err != nil {
 		return store.DeprovisionResult{}, err
 	}
+	ended := b.subjectSessions(ctx, subject) // for back-channel logout
 	now := b.cfg.Now().UTC()
 	res, err := b.cfg.Store.Deprovision(ctx, store.Deprovisioning{
 		Subject:       subject,
@@ -69,6 +70,7 @@ func (b *Broker) Deprovision(ctx context.Context, subject, reason, actor string)
 	if err != nil {
 		return store.DeprovisionResult{}, fmt.Errorf("deprovision %s: %w", subject, err)
 	}
+	b.notifyLogout(ctx, ended...)
 	b.log.InfoContext(ctx, "subject deprovisioned", "event", "deprovisioned", "sub", subject, "actor", actor,
 		"reason", reason, "sessions", res.Sessions, "grants", res.Grants, "feed_seq", res.Revocation.Seq)
 	return res, nil
@@ -167,6 +169,13 @@ type SessionRevocation struct {
 // feed entry (kind session, not-before now) lets edges drop its tokens, and
 // the audit event is written. An unknown session is ErrUnknownSession.
 func (b *Broker) RevokeSession(ctx context.Context, sessionID, reason, actor string) (SessionRevocation, error) {
+	return b.revokeSession(ctx, sessionID, reason, actor)
+}
+
+// revokeSession is the core of RevokeSession, shared with EndSession: it
+// deletes the session and its grants, appends the session's feed entry and
+// writes the audit event (action session.revoke, by actor).
+func (b *Broker) revokeSession(ctx context.Context, sessionID, reason, actor string) (SessionRevocation, error) {
 	sess, err := b.cfg.Store.GetSession(ctx, sessionID)
 	if errors.Is(err, store.ErrNotFound) {
 		return SessionRevocation{}, fmt.Errorf("session %q: %w", sessionID, ErrUnknownSession)
@@ -183,6 +192,7 @@ func (b *Broker) RevokeSession(ctx context.Context, sessionID, reason, actor str
 	if err := b.cfg.Store.DeleteSession(ctx, sessionID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return out, fmt.Errorf("delete session: %w", err)
 	}
+	b.notifyLogout(ctx, sess)
 	out.Revocation, err = b.cfg.Store.AppendRevocation(ctx, store.Revocation{
 		Kind:      store.RevokeSession,
 		SessionID: sessionID,

@@ -53,6 +53,9 @@ func (b *Broker) Token(ctx context.Context, w http.ResponseWriter, r *http.Reque
 				b.tokenError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
 				return
 			}
+			if gt.ExactOne("refresh_token") && !b.recheckAtRefresh(ctx, w, ar, sess) {
+				return
+			}
 		}
 	}
 	resp, err := b.provider.NewAccessResponse(ctx, ar)
@@ -219,6 +222,9 @@ func (b *Broker) buildDiscovery() []byte {
 		"userinfo_endpoint":                              iss + "/userinfo",
 		"revocation_endpoint":                            iss + "/revoke",
 		"introspection_endpoint":                         iss + "/introspect",
+		"end_session_endpoint":                           iss + "/end_session",
+		"backchannel_logout_supported":                   true,
+		"backchannel_logout_session_supported":           true,
 		"response_types_supported":                       []string{"code"},
 		"response_modes_supported":                       []string{"query"},
 		"grant_types_supported":                          []string{"authorization_code", "refresh_token", "client_credentials", GrantTypeTokenExchange},

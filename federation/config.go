@@ -40,6 +40,11 @@ type Config struct {
 	// apps) exchange this upstream's ID tokens: the ID token is then the
 	// only credential. Requires NativeClientIDs. Default: false.
 	NativePublicClients bool
+	// RecheckInterval, when positive, makes Keyward refresh the person's
+	// upstream grant at a Keyward refresh once this long has passed since
+	// the last check, ending the Keyward session if the upstream refuses
+	// (see Refresh). Scopes must then include offline_access. 0: off.
+	RecheckInterval time.Duration
 	// Now is the clock for token checks. Default: time.Now.
 	Now func() time.Time
 }
@@ -95,6 +100,12 @@ func (c Config) Validate() error {
 		case slices.Index(c.NativeClientIDs, id) < i:
 			errs = append(errs, fmt.Errorf("native_client_ids[%d]: %q is listed twice", i, id))
 		}
+	}
+	switch {
+	case c.RecheckInterval < 0:
+		errs = append(errs, fmt.Errorf("recheck_interval: %s must not be negative (0 turns the re-check off)", c.RecheckInterval))
+	case c.RecheckInterval > 0 && !slices.Contains(c.Scopes, "offline_access"):
+		errs = append(errs, errors.New("scopes: must include offline_access when recheck_interval is set (the re-check needs the upstream's refresh token)"))
 	}
 	if c.NativePublicClients && len(c.NativeClientIDs) == 0 {
 		errs = append(errs, errors.New("native_public_clients: needs native_client_ids (native sign-in is off without them)"))

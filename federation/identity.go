@@ -18,6 +18,10 @@ type Identity struct {
 	// Claims are the raw, verified ID token claims (numbers as float64);
 	// userinfo claims are not merged in.
 	Claims map[string]any
+	// RefreshToken is the upstream's refresh token from a code exchange
+	// (empty when the upstream sent none, and for native sign-in). It is a
+	// credential: never log it, and store it only sealed.
+	RefreshToken string
 }
 
 // identity maps verified claims through m.

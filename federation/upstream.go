@@ -177,6 +177,7 @@ func (u *Upstream) Exchange(ctx context.Context, code, pkceVerifier, nonce strin
 			return Identity{}, err
 		}
 	}
+	id.RefreshToken = tok.RefreshToken
 	u.logger.DebugContext(ctx, "upstream identity verified", "sub", id.Subject)
 	return id, nil
 }

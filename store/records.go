@@ -40,6 +40,13 @@ type Session struct {
 	CreatedAt  time.Time
 	LastSeenAt time.Time
 	ExpiresAt  time.Time
+	// UpstreamRefreshToken is the upstream's refresh token, sealed by the
+	// broker (AES-256-GCM); never plaintext. Empty: the upstream is not
+	// re-checked for this session.
+	UpstreamRefreshToken []byte
+	// UpstreamCheckedAt is when the upstream last vouched for the person:
+	// the sign-in, then each successful re-check.
+	UpstreamCheckedAt time.Time
 }
 
 // Identity is the mapped identity of a person, as carried into tokens.

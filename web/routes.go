@@ -38,7 +38,10 @@ func (s *Server) routes() http.Handler {
 	handle("POST /introspect", "introspect", s.introspect)
 	handle("GET /userinfo", "userinfo", s.userinfo)
 	handle("POST /userinfo", "userinfo", s.userinfo)
+	handle("GET /end_session", "end_session", s.endSession)
+	handle("POST /end_session", "end_session", s.endSession)
 	handle("GET /revocations", "revocations", s.revocations)
+	handle("POST /backchannel_logout/{upstream}", "backchannel_logout", s.backchannelLogout)
 	handle("GET /healthz", "healthz", s.healthz)
 	handle("GET /readyz", "readyz", s.readyz)
 	// Another method on a known path is 405, not the catch-all's 404.

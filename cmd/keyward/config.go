@@ -130,6 +130,12 @@ type UpstreamConfig struct {
 	// NativePublicClients lets public clients (mobile apps) do native
 	// sign-in with this upstream. Default: false.
 	NativePublicClients bool `yaml:"nativePublicClients,omitempty"`
+	// RecheckInterval, when set, makes Keyward refresh the person's grant
+	// at this upstream at a Keyward refresh once this long has passed since
+	// the upstream last vouched for them; a refusal (the person was
+	// disabled there) ends the Keyward session. Scopes must include
+	// offline_access. Default: 0, off.
+	RecheckInterval Duration `yaml:"recheckInterval,omitempty"`
 }
 
 // ClaimMapping names the upstream claims that fill the identity. Each field
@@ -165,6 +171,9 @@ type ClientConfig struct {
 	// MayAct lists the subjects whose Keyward access tokens this client may
 	// present as actor_token in a token exchange (the act claim).
 	MayAct []string `yaml:"mayAct,omitempty"`
+	// BackchannelLogoutURI receives OIDC back-channel logout tokens when a
+	// Keyward session ends: https (http only on loopback), no fragment.
+	BackchannelLogoutURI string `yaml:"backchannelLogoutURI,omitempty"`
 }
 
 // Public reports whether the client has no secret.
@@ -424,6 +433,12 @@ func (c *Config) validateUpstreams(p *problems) {
 		if !slices.Contains(u.Scopes, "openid") {
 			p.add(path+".scopes", "add openid (Keyward signs in with OpenID Connect)")
 		}
+		switch {
+		case u.RecheckInterval < 0:
+			p.add(path+".recheckInterval", "%s must not be negative; 0 (or omitted) turns the re-check off", u.RecheckInterval)
+		case u.RecheckInterval > 0 && !slices.Contains(u.Scopes, "offline_access"):
+			p.add(path+".scopes", "add offline_access: recheckInterval needs the upstream's refresh token")
+		}
 	}
 }
 
@@ -463,6 +478,9 @@ func (c *Config) validateClients(p *problems) {
 		}
 		for j, u := range cl.PostLogoutRedirectURIs {
 			checkRedirectURI(p, fmt.Sprintf("%s.postLogoutRedirectURIs[%d]", path, j), u)
+		}
+		if cl.BackchannelLogoutURI != "" {
+			checkBackchannelLogoutURI(p, path+".backchannelLogoutURI", cl.BackchannelLogoutURI)
 		}
 		for j, s := range cl.Scopes {
 			// RFC 6749 §3.3
@@ -526,6 +544,21 @@ func checkRedirectURI(p *problems, path, raw string) {
 		p.add(path, "must be an absolute URL without a fragment")
 	case u.Scheme == "http" && !isLoopback(u.Hostname()):
 		p.add(path, "%q %s", raw, httpsHint)
+	}
+}
+
+// checkBackchannelLogoutURI requires an absolute https URL (http on
+// loopback) without a fragment or user info; a query is allowed. OIDC
+// Back-Channel Logout 1.0 §2.2
+func checkBackchannelLogoutURI(p *problems, path, raw string) {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		p.add(path, "%q must be an https URL with a host, e.g. https://app.example.com/backchannel-logout", raw)
+	case u.Scheme == "http" && !isLoopback(u.Hostname()):
+		p.add(path, "%q %s", raw, httpsHint)
+	case u.Fragment != "" || strings.Contains(raw, "#") || u.User != nil:
+		p.add(path, "%q must not have a fragment or user info", raw)
 	}
 }
 

@@ -131,6 +131,9 @@ func runDemo(ctx context.Context, o demoOptions, out, logOut io.Writer) error {
 		}, {
 			ID: demoGatewayClient, Name: "Keyward demo gateway", Secret: "from-secrets",
 			RedirectURIs: []string{appURL + "/oauth2/callback"}, Audiences: []string{demoAPIAudience},
+			// Signing out at the gateway ends the Keyward session too and
+			// comes back to the app.
+			PostLogoutRedirectURIs: []string{appURL + "/"},
 		}},
 		SessionSecret: "from-secrets-from-secrets-from-secrets",
 	}

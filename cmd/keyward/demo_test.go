@@ -163,8 +163,13 @@ func TestDemo(t *testing.T) {
 
 	// Signing out of the gateway sends the next visit to sign-in again.
 	browser.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	if resp, _ := get(appURL + "/oauth2/sign_out"); resp.StatusCode != http.StatusFound {
-		t.Errorf("GET /oauth2/sign_out = %d, want 302", resp.StatusCode)
+	resp, _ = get(appURL + "/oauth2/sign_out")
+	if resp.StatusCode != http.StatusFound || !strings.Contains(resp.Header.Get("Location"), "/end_session") {
+		t.Fatalf("GET /oauth2/sign_out = %d to %q, want 302 to Keyward's end_session", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	// Keyward ends its own session and sends the browser back to the app.
+	if resp, _ := get(resp.Header.Get("Location")); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != appURL+"/" {
+		t.Errorf("Keyward end_session = %d to %q, want 303 back to %s/", resp.StatusCode, resp.Header.Get("Location"), appURL)
 	}
 	if resp, _ := get(appURL + "/"); resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), "/oauth2/start") {
 		t.Errorf("GET / after sign-out = %d to %q, want 302 to /oauth2/start", resp.StatusCode, resp.Header.Get("Location"))

@@ -106,6 +106,7 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 		return fail(err)
 	}
 	bc := buildBrokerConfig(cfg, sec, st, inst.keys, ups, log)
+	bc.BackgroundContext = ctx // back-channel logout deliveries end with the server
 	if len(cfg.Trust) > 0 {
 		trust, err := buildTrust(cfg, log, transport)
 		if err != nil {
@@ -142,6 +143,7 @@ func buildBrokerConfig(cfg *Config, sec Secrets, st store.Store, k *keys.Manager
 		Keys:                k,
 		Upstreams:           ups,
 		GlobalSecret:        derive(sec.SessionSecret, "keyward fosite hmac v1"),
+		UpstreamTokenKey:    derive(sec.SessionSecret, "keyward upstream tokens v1"),
 		AccessTokenTTL:      time.Duration(t.AccessTokenTTL),
 		IDTokenTTL:          time.Duration(t.IDTokenTTL),
 		AuthCodeTTL:         time.Duration(t.AuthCodeTTL),
@@ -165,6 +167,7 @@ func buildBrokerConfig(cfg *Config, sec Secrets, st store.Store, k *keys.Manager
 			Scopes:                 c.Scopes,
 			Audiences:              c.Audiences,
 			MayAct:                 c.MayAct,
+			BackchannelLogoutURI:   c.BackchannelLogoutURI,
 		})
 	}
 	return bc
@@ -227,6 +230,7 @@ func buildUpstreams(ctx context.Context, cfg *Config, sec Secrets, log *slog.Log
 			},
 			NativeClientIDs:     u.NativeClientIDs,
 			NativePublicClients: u.NativePublicClients,
+			RecheckInterval:     time.Duration(u.RecheckInterval),
 		}
 		up, err := fc.Open(ctx, client, log)
 		if err != nil {

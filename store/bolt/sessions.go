@@ -16,6 +16,7 @@ func normSession(s store.Session) store.Session {
 	s.CreatedAt = utc(s.CreatedAt)
 	s.LastSeenAt = utc(s.LastSeenAt)
 	s.ExpiresAt = utc(s.ExpiresAt)
+	s.UpstreamCheckedAt = utc(s.UpstreamCheckedAt)
 	return s
 }
 

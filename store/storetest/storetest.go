@@ -95,6 +95,9 @@ func session(id, subject string, created time.Time) store.Session {
 		CreatedAt:  created,
 		LastSeenAt: created.Add(time.Minute),
 		ExpiresAt:  created.Add(24 * time.Hour),
+
+		UpstreamRefreshToken: []byte("sealed-" + id),
+		UpstreamCheckedAt:    created,
 	}
 }
 

@@ -72,3 +72,19 @@ func (s *Server) mintWith(key jose.JSONWebKey, claims map[string]any) string {
 	}
 	return raw
 }
+
+// RevokeRefreshTokens forgets every refresh token issued for username, as
+// an IdP does when it disables the person: their next refresh is answered
+// 400 invalid_grant. It returns how many tokens were revoked.
+func (s *Server) RevokeRefreshTokens(username string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for rt, g := range s.refresh {
+		if g.username == username {
+			delete(s.refresh, rt)
+			n++
+		}
+	}
+	return n
+}

@@ -39,8 +39,9 @@ func TestBrowserSignIn(t *testing.T) {
 	appURL := "http://" + listen
 	b := newBroker(t, broker.Client{
 		ID: shopClient, Secret: shopSecret, RedirectURIs: []string{appURL + "/oauth2/callback"},
-		Scopes:    []string{"openid", "email", "profile", "groups", "offline_access"},
-		Audiences: []string{apiAudience},
+		PostLogoutRedirectURIs: []string{appURL + "/cart"},
+		Scopes:                 []string{"openid", "email", "profile", "groups", "offline_access"},
+		Audiences:              []string{apiAudience},
 	})
 
 	v, err := verify.New(t.Context(), verify.Config{Issuer: b.issuer(), Audiences: []string{apiAudience}})

@@ -64,10 +64,14 @@ type BrowserConfig struct {
 //   - GET the callback path: checks state and iss (RFC 9207), exchanges the
 //     code, verifies the ID token (signature, iss, aud, exp, nonce) and the
 //     access token, sets the session cookie and redirects to rd;
-//   - GET /oauth2/sign_out?rd=URL: clears the session cookie and redirects
-//     to rd. Keyward has no end-session endpoint yet, so its own session
-//     survives: the next sign-in asks for the password again only because
-//     the verifier then sends prompt=login.
+//   - GET /oauth2/sign_out?rd=URL: clears the session cookie and, when
+//     Keyward's discovery document names an end_session_endpoint, redirects
+//     there (OIDC RP-Initiated Logout: id_token_hint from the cookie when it
+//     held one, client_id, post_logout_redirect_uri = rd made absolute
+//     against RedirectURL, which must be registered as one of the client's
+//     postLogoutRedirectURIs), so Keyward's session ends too. Without an
+//     end_session_endpoint (or discovery) it redirects to rd and Keyward's
+//     session survives. Either way the next sign-in sends prompt=login.
 //
 // rd must be a relative path or a URL on AllowedRedirectDomains; anything
 // else becomes "/". The session cookie (__Host-keyward-verify, HttpOnly,
@@ -81,8 +85,10 @@ type Browser struct {
 	aead         cipher.AEAD
 	refreshes    refreshGroup
 
-	mu sync.Mutex
-	ep *oauth2.Endpoint // nil until discovered
+	mu         sync.Mutex
+	ep         *oauth2.Endpoint // nil until discovered
+	discovered bool             // the discovery document has been read
+	endSession string           // its end_session_endpoint, if any
 }
 
 // ErrNoSession is returned for a browser request without a usable session:
@@ -173,12 +179,54 @@ func (b *Browser) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/oauth2/start":
 		b.start(w, r)
 	case "/oauth2/sign_out":
-		b.clearSession(w, r)
-		setCookie(w, signedOutCookie, "1", 0)
-		http.Redirect(w, r, b.redirectOrRoot(redirectParam(r.URL)), http.StatusFound)
+		b.signOut(w, r)
 	default:
 		b.callback(w, r)
 	}
+}
+
+// signOut clears the session cookie and sends the browser to Keyward's
+// end_session_endpoint, or straight to rd when there is none.
+func (b *Browser) signOut(w http.ResponseWriter, r *http.Request) {
+	s, _ := b.readSession(r)
+	b.clearSession(w, r)
+	setCookie(w, signedOutCookie, "1", 0)
+	rd := b.redirectOrRoot(redirectParam(r.URL))
+	end := b.endSessionEndpoint(r.Context())
+	if end == "" {
+		http.Redirect(w, r, rd, http.StatusFound)
+		return
+	}
+	u, err := url.Parse(end)
+	base, berr := url.Parse(b.cfg.RedirectURL)
+	ref, rerr := url.Parse(rd)
+	if err != nil || berr != nil || rerr != nil {
+		http.Redirect(w, r, rd, http.StatusFound)
+		return
+	}
+	q := u.Query()
+	if s.IDToken != "" {
+		q.Set("id_token_hint", s.IDToken)
+	}
+	q.Set("client_id", b.cfg.ClientID)
+	q.Set("post_logout_redirect_uri", base.ResolveReference(ref).String())
+	u.RawQuery = q.Encode()
+	http.Redirect(w, r, u.String(), http.StatusFound)
+}
+
+// endSessionEndpoint returns Keyward's end_session_endpoint from the
+// discovery document, fetched once (also when AuthURL and TokenURL are
+// configured); "" when there is none or discovery fails (tried again at
+// the next sign-out).
+func (b *Browser) endSessionEndpoint(ctx context.Context) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.discovered {
+		if err := b.discoverLocked(ctx); err != nil {
+			return ""
+		}
+	}
+	return b.endSession
 }
 
 // loginState is what the login cookie remembers between start and callback.
@@ -340,19 +388,9 @@ func (b *Browser) oauthConfig(ctx context.Context) (*oauth2.Config, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.ep == nil {
-		body, _, err := b.v.keys.getJSON(ctx, strings.TrimSuffix(b.v.issuer, "/")+"/.well-known/openid-configuration")
-		if err != nil {
-			return nil, fmt.Errorf("fetch discovery document: %w", err)
+		if err := b.discoverLocked(ctx); err != nil {
+			return nil, err
 		}
-		var doc struct {
-			Issuer   string `json:"issuer"`
-			AuthURL  string `json:"authorization_endpoint"`
-			TokenURL string `json:"token_endpoint"`
-		}
-		if err := json.Unmarshal(body, &doc); err != nil || doc.Issuer != b.v.issuer || doc.AuthURL == "" || doc.TokenURL == "" {
-			return nil, errors.New("discovery document: want the issuer and both endpoints")
-		}
-		b.ep = &oauth2.Endpoint{AuthURL: doc.AuthURL, TokenURL: doc.TokenURL}
 	}
 	ep := *b.ep
 	ep.AuthStyle = oauth2.AuthStyleInHeader
@@ -363,6 +401,36 @@ func (b *Browser) oauthConfig(ctx context.Context) (*oauth2.Config, error) {
 		ClientID: b.cfg.ClientID, ClientSecret: b.cfg.ClientSecret, Endpoint: ep,
 		RedirectURL: b.cfg.RedirectURL, Scopes: b.cfg.Scopes,
 	}, nil
+}
+
+// discoverLocked reads Keyward's discovery document (b.mu held): the
+// authorization and token endpoints, unless configured, and the
+// end_session_endpoint.
+func (b *Browser) discoverLocked(ctx context.Context) error {
+	body, _, err := b.v.keys.getJSON(ctx, strings.TrimSuffix(b.v.issuer, "/")+"/.well-known/openid-configuration")
+	if err != nil {
+		return fmt.Errorf("fetch discovery document: %w", err)
+	}
+	var doc struct {
+		Issuer     string `json:"issuer"`
+		AuthURL    string `json:"authorization_endpoint"`
+		TokenURL   string `json:"token_endpoint"`
+		EndSession string `json:"end_session_endpoint"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil || doc.Issuer != b.v.issuer {
+		return errors.New("discovery document: want the issuer")
+	}
+	if b.ep == nil {
+		if doc.AuthURL == "" || doc.TokenURL == "" {
+			return errors.New("discovery document: want the issuer and both endpoints")
+		}
+		b.ep = &oauth2.Endpoint{AuthURL: doc.AuthURL, TokenURL: doc.TokenURL}
+	}
+	if u, err := url.Parse(doc.EndSession); err == nil && u.Host != "" && (u.Scheme == "https" || u.Scheme == "http") {
+		b.endSession = doc.EndSession
+	}
+	b.discovered = true
+	return nil
 }
 
 func (b *Browser) clientContext(ctx context.Context) context.Context {

@@ -126,8 +126,14 @@ type browserEnv struct {
 
 func newBrowserEnv(t *testing.T, mutate func(*BrowserConfig)) *browserEnv {
 	t.Helper()
+	return newBrowserEnvWith(t, nil, mutate)
+}
+
+// newBrowserEnvWith is newBrowserEnv with the verifier's config mutated too.
+func newBrowserEnvWith(t *testing.T, mutateVerifier func(*Config), mutate func(*BrowserConfig)) *browserEnv {
+	t.Helper()
 	e := newEnv(t)
-	v := newVerifier(t, e.ks, e.clock, nil)
+	v := newVerifier(t, e.ks, e.clock, mutateVerifier)
 	op := newFakeOP(t, e)
 	cfg := BrowserConfig{
 		ClientID: browserClient, ClientSecret: browserSecret, RedirectURL: "https://" + browserHost + "/oauth2/callback",
@@ -206,4 +212,40 @@ func (be *browserEnv) signIn(t *testing.T, h http.Handler, rd string, tamper fun
 
 func nginxCheck(uri string) http.Header {
 	return http.Header{"X-Original-Uri": {uri}, "X-Forwarded-Host": {browserHost}}
+}
+
+// withDiscovery makes the verifier's HTTP client answer the issuer's
+// discovery document with doc (issuer and jwks_uri added); other requests
+// reach the key server.
+func withDiscovery(doc map[string]any) func(*Config) {
+	return func(c *Config) {
+		full := map[string]any{"issuer": c.Issuer, "jwks_uri": c.Issuer + "/keys"}
+		for k, v := range doc {
+			full[k] = v
+		}
+		body, _ := json.Marshal(full)
+		base := c.HTTPClient.Transport
+		if base == nil {
+			base = http.DefaultTransport
+		}
+		c.HTTPClient = &http.Client{Transport: discoveryTransport{base: base, path: "/.well-known/openid-configuration", body: body}}
+	}
+}
+
+type discoveryTransport struct {
+	base http.RoundTripper
+	path string
+	body []byte
+}
+
+func (d discoveryTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Path != d.path {
+		return d.base.RoundTrip(r)
+	}
+	rec := httptest.NewRecorder()
+	rec.Header().Set("Content-Type", "application/json")
+	_, _ = rec.Write(d.body)
+	resp := rec.Result()
+	resp.Request = r
+	return resp, nil
 }

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -119,7 +120,8 @@ func TestBrowserSignIn(t *testing.T) {
 		t.Errorf("check with a bad bearer token and a session = %d, want 401", rec.Code)
 	}
 
-	// Sign-out clears the session and the next sign-in asks again.
+	// Sign-out clears the session and the next sign-in asks again. The
+	// discovery document names no end_session_endpoint: straight to rd.
 	rec = be.do(t, h, "/oauth2/sign_out?rd="+url.QueryEscape("https://evil.com/"), nil)
 	if rec.Code != http.StatusFound || rec.Header().Get("Location") != "/" {
 		t.Errorf("sign_out to evil.com = %d to %q, want 302 to /", rec.Code, rec.Header().Get("Location"))
@@ -303,4 +305,75 @@ func maps(m map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// With an end_session_endpoint in Keyward's discovery document, sign-out
+// also ends Keyward's session: a redirect there with the ID token as hint.
+func TestBrowserSignOutEndSession(t *testing.T) {
+	const endSession = "https://sso.example.com/end_session?x=1"
+	be := newBrowserEnvWith(t, withDiscovery(map[string]any{"end_session_endpoint": endSession}), nil)
+	h := be.handler(HeadersNginx)
+	if rec := be.signIn(t, h, "/cart", nil); rec.Code != http.StatusFound {
+		t.Fatalf("callback = %d: %s", rec.Code, rec.Body)
+	}
+	sess, ok := be.b.readSession(&http.Request{Header: http.Header{"Cookie": {sessionCookie + "=" + be.jar[sessionCookie]}}})
+	if !ok || sess.IDToken == "" {
+		t.Fatalf("session cookie holds no ID token: %+v", sess)
+	}
+
+	endSessionTo := func(t *testing.T, rec *httptest.ResponseRecorder) url.Values {
+		t.Helper()
+		loc, err := url.Parse(rec.Header().Get("Location"))
+		if rec.Code != http.StatusFound || err != nil || loc.Scheme+"://"+loc.Host+loc.Path != "https://sso.example.com/end_session" {
+			t.Fatalf("sign_out = %d to %q, want 302 to the end_session_endpoint", rec.Code, rec.Header().Get("Location"))
+		}
+		return loc.Query()
+	}
+	q := endSessionTo(t, be.do(t, h, "/oauth2/sign_out?rd="+url.QueryEscape("/bye?a=b"), nil))
+	want := url.Values{"x": {"1"}, "id_token_hint": {sess.IDToken}, "client_id": {browserClient},
+		"post_logout_redirect_uri": {"https://" + browserHost + "/bye?a=b"}}
+	if diff := cmp.Diff(want, q); diff != "" {
+		t.Errorf("end_session query (-want +got):\n%s", diff)
+	}
+	if _, ok := be.jar[sessionCookie]; ok {
+		t.Error("session cookie survived sign_out")
+	}
+	if rec := be.do(t, h, "/oauth2/auth", nginxCheck("/cart")); rec.Code != http.StatusUnauthorized {
+		t.Errorf("check after sign_out = %d, want 401", rec.Code)
+	}
+	rec := be.do(t, h, "/oauth2/start?rd=/", nil)
+	if loc, _ := url.Parse(rec.Header().Get("Location")); loc == nil || loc.Query().Get("prompt") != "login" {
+		t.Errorf("start after sign_out redirected to %q, want prompt=login", rec.Header().Get("Location"))
+	}
+
+	// No session: no hint. rd is validated before it becomes the
+	// post_logout_redirect_uri; an allowed absolute URL stays as it is.
+	for rd, wantURI := range map[string]string{
+		"https://evil.com/x":           "https://" + browserHost + "/",
+		"//evil.com/x":                 "https://" + browserHost + "/",
+		"https://a.apps.example.com/p": "https://a.apps.example.com/p",
+		"":                             "https://" + browserHost + "/",
+	} {
+		q := endSessionTo(t, be.do(t, h, "/oauth2/sign_out?rd="+url.QueryEscape(rd), nil))
+		if q.Get("post_logout_redirect_uri") != wantURI || q.Has("id_token_hint") || q.Get("client_id") != browserClient {
+			t.Errorf("sign_out?rd=%q: end_session query %v, want post_logout_redirect_uri %s and no hint", rd, q, wantURI)
+		}
+	}
+}
+
+// Without a usable end_session_endpoint sign-out is what it was: a
+// redirect to rd (TestBrowserSignIn covers a document without one).
+func TestBrowserSignOutBadEndSessionEndpoint(t *testing.T) {
+	be := newBrowserEnvWith(t, withDiscovery(map[string]any{"end_session_endpoint": "/end_session"}), nil)
+	h := be.handler(HeadersNginx)
+	if rec := be.signIn(t, h, "/cart", nil); rec.Code != http.StatusFound {
+		t.Fatalf("callback = %d: %s", rec.Code, rec.Body)
+	}
+	rec := be.do(t, h, "/oauth2/sign_out?rd=/bye", nil)
+	if rec.Code != http.StatusFound || rec.Header().Get("Location") != "/bye" {
+		t.Errorf("sign_out = %d to %q, want 302 to /bye", rec.Code, rec.Header().Get("Location"))
+	}
+	if _, ok := be.jar[sessionCookie]; ok {
+		t.Error("session cookie survived sign_out")
+	}
 }

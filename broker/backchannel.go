@@ -1,0 +1,240 @@
+package broker
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/keyward/keyward/federation"
+	"github.com/keyward/keyward/store"
+)
+
+// OIDC Back-Channel Logout 1.0, both ways.
+//
+// Outgoing: when a Keyward session ends (RevokeSession, Deprovision, and
+// every other path through the session-ending core of deprovision.go),
+// every client with a BackchannelLogoutURI gets a logout token naming the
+// session's sub and sid. Keyward does not record which clients received
+// tokens in a session (its grants are deleted with it), so all such clients
+// are told; a client that never saw the sid ignores the token (§2.6: the
+// RP finds no session). The tokens are signed at once; delivery runs in the
+// background, bounded by Config.BackgroundContext, with up to
+// logoutAttempts attempts.
+//
+// Incoming: an upstream POSTs its logout token to
+// /backchannel_logout/{upstream}; BackchannelLogout verifies it and ends
+// every Keyward session of that upstream subject.
+
+const (
+	// logoutTokenTTL is the lifetime of an outgoing logout token.
+	logoutTokenTTL = 2 * time.Minute
+	// logoutAttempts bounds the deliveries of one logout token.
+	logoutAttempts = 3
+	// logoutTokenType is the typ header of outgoing logout tokens. §2.4
+	logoutTokenType = "logout+jwt"
+)
+
+// checkBackchannelLogoutURI accepts an absolute https URL, or http on a
+// loopback host, without a fragment (a query is allowed). §2.2
+func checkBackchannelLogoutURI(raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || !u.IsAbs() || u.Host == "":
+		return fmt.Errorf("%q must be an absolute https URL", raw)
+	case u.Fragment != "" || strings.Contains(raw, "#"):
+		return fmt.Errorf("%q must not have a fragment", raw)
+	case u.User != nil:
+		return fmt.Errorf("%q must not have user info", raw)
+	case u.Scheme == "https":
+		return nil
+	case u.Scheme == "http" && isLoopbackHost(u.Hostname()):
+		return nil
+	default:
+		return fmt.Errorf("%q must use https (http only on localhost, 127.0.0.1 or [::1])", raw)
+	}
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// subjectSessions lists subject's sessions before they are ended, so that
+// their clients can be told afterwards. A failure is logged and gives none:
+// it must not stop the deprovisioning.
+func (b *Broker) subjectSessions(ctx context.Context, subject string) []store.Session {
+	sessions, err := b.cfg.Store.ListSessions(ctx, subject)
+	if err != nil {
+		b.log.WarnContext(ctx, "back-channel logout: cannot list sessions; clients are not told", "sub", subject, "err", err)
+		return nil
+	}
+	return sessions
+}
+
+// notifyLogout tells every client with a back-channel logout URI that
+// sessions have ended. Tokens are signed now; delivery is in the
+// background (WaitBackchannelLogout waits for it).
+func (b *Broker) notifyLogout(ctx context.Context, sessions ...store.Session) {
+	if len(sessions) == 0 {
+		return
+	}
+	var targets []*client
+	for _, c := range b.clients.byID {
+		if c.backchannelLogoutURI != "" {
+			targets = append(targets, c)
+		}
+	}
+	slices.SortFunc(targets, func(a, c *client) int { return strings.Compare(a.ID, c.ID) })
+	for _, s := range sessions {
+		for _, c := range targets {
+			tok, err := b.logoutToken(ctx, c.ID, s)
+			if err != nil {
+				b.log.ErrorContext(ctx, "back-channel logout: cannot sign logout token", "client_id", c.ID, "sid", s.ID, "err", err)
+				continue
+			}
+			b.logoutWG.Add(1)
+			go func() {
+				defer b.logoutWG.Done()
+				b.deliverLogout(b.cfg.BackgroundContext, c.ID, c.backchannelLogoutURI, s.ID, tok)
+			}()
+		}
+	}
+}
+
+// logoutToken signs the logout token of session s for clientID. §2.4
+func (b *Broker) logoutToken(ctx context.Context, clientID string, s store.Session) (string, error) {
+	now := b.cfg.Now()
+	claims := map[string]any{
+		"iss":    b.cfg.Issuer,
+		"aud":    clientID,
+		"iat":    now.Unix(),
+		"exp":    now.Add(logoutTokenTTL).Unix(),
+		"jti":    rand.Text(),
+		"sub":    s.Subject,
+		"sid":    s.ID,
+		"events": map[string]any{federation.BackchannelLogoutEvent: map[string]any{}},
+	}
+	return b.cfg.Keys.Sign(ctx, claims, map[string]any{"typ": logoutTokenType})
+}
+
+// deliverLogout POSTs token to uri (§2.5), retrying a network error, 429
+// or 5xx after BackchannelRetryDelay, then twice that, until ctx ends.
+// Another answer than 200 or 204 (a 400: the client refused the token) is
+// not retried.
+func (b *Broker) deliverLogout(ctx context.Context, clientID, uri, sid, token string) {
+	hc := *b.cfg.BackchannelClient
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	body := url.Values{"logout_token": {token}}.Encode()
+	delay := b.cfg.BackchannelRetryDelay
+	log := b.log.With("client_id", clientID, "sid", sid)
+	for attempt := 1; ; attempt++ {
+		status, err := postLogout(ctx, &hc, uri, body)
+		switch {
+		case err == nil && (status == http.StatusOK || status == http.StatusNoContent):
+			log.InfoContext(ctx, "back-channel logout delivered", "event", "backchannel_logout_sent", "attempt", attempt)
+			return
+		case err == nil && status != http.StatusTooManyRequests && status < 500:
+			log.WarnContext(ctx, "back-channel logout refused by client", "status", status, "attempt", attempt)
+			return
+		case attempt == logoutAttempts:
+			log.WarnContext(ctx, "back-channel logout failed; giving up", "status", status, "err", err, "attempt", attempt)
+			return
+		}
+		log.DebugContext(ctx, "back-channel logout failed; retrying", "status", status, "err", err, "attempt", attempt, "delay", delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			log.WarnContext(ctx, "back-channel logout abandoned", "err", ctx.Err(), "attempt", attempt)
+			return
+		case <-t.C:
+		}
+		delay *= 2
+	}
+}
+
+func postLogout(ctx context.Context, hc *http.Client, uri, body string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, uri, strings.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// WaitBackchannelLogout blocks until the back-channel logout deliveries
+// started so far have finished (delivered, refused, given up or abandoned).
+// For tests and graceful shutdown.
+func (b *Broker) WaitBackchannelLogout() { b.logoutWG.Wait() }
+
+// Errors of BackchannelLogout, as JSON answers (§2.8: 400 when the logout
+// failed).
+var (
+	errUnknownLogoutUpstream = ErrInvalidRequest.WithDescription("No upstream has that id.")
+	errInvalidLogoutToken    = ErrInvalidRequest.WithDescription("The logout token is missing or invalid.")
+	errSidOnlyLogout         = ErrInvalidRequest.WithDescription("The logout token has no sub; Keyward ends upstream sessions by subject.")
+)
+
+// BackchannelLogout handles a back-channel logout token that upstream
+// upstreamID sent: it verifies it (Upstream.VerifyLogoutToken) and ends
+// every Keyward session of the upstream subject it names, each as
+// RevokeSession does (feed entry, audit event with actor
+// "upstream:ID", and back-channel logout to Keyward's clients). It returns
+// how many sessions ended. A token with only a sid is refused: Keyward does
+// not record upstream session ids. Errors are *Error (400, or 500 when the
+// store fails).
+func (b *Broker) BackchannelLogout(ctx context.Context, upstreamID, rawToken string) (int, error) {
+	up, ok := b.byID[upstreamID]
+	if !ok {
+		return 0, errUnknownLogoutUpstream
+	}
+	lc, err := up.VerifyLogoutToken(ctx, rawToken)
+	if err != nil {
+		b.log.InfoContext(ctx, "upstream logout token refused", "upstream", upstreamID, "err", err)
+		return 0, errInvalidLogoutToken.WithCause(err)
+	}
+	if lc.Subject == "" {
+		b.log.InfoContext(ctx, "upstream logout token refused: no sub", "upstream", upstreamID)
+		return 0, errSidOnlyLogout
+	}
+	subject := SubjectID(upstreamID, lc.Subject)
+	sessions, err := b.cfg.Store.ListSessions(ctx, subject)
+	if err != nil {
+		return 0, ErrServerError.WithCause(fmt.Errorf("list sessions: %w", err))
+	}
+	actor := "upstream:" + upstreamID
+	ended := 0
+	for _, s := range sessions {
+		if s.UpstreamID != upstreamID {
+			continue
+		}
+		_, err := b.RevokeSession(ctx, s.ID, "back-channel logout from the upstream", actor)
+		if errors.Is(err, ErrUnknownSession) {
+			continue // ended meanwhile
+		}
+		if err != nil {
+			return ended, ErrServerError.WithCause(err)
+		}
+		ended++
+	}
+	b.log.InfoContext(ctx, "upstream back-channel logout", "event", "upstream_logout", "upstream", upstreamID,
+		"sub", subject, "sessions", ended)
+	return ended, nil
+}

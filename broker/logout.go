@@ -1,0 +1,205 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	fjwt "github.com/ory/fosite/token/jwt"
+)
+
+// ActorEndSession is the audit actor of sessions ended at /end_session.
+const ActorEndSession = "end-session"
+
+// maxIDTokenHintBytes bounds the id_token_hint that is parsed.
+const maxIDTokenHintBytes = 16 << 10
+
+// EndSessionInput is an /end_session request (OIDC RP-Initiated Logout 1.0
+// §2) as web hands it over.
+type EndSessionInput struct {
+	IDTokenHint           string
+	ClientID              string
+	PostLogoutRedirectURI string
+	State                 string
+	// SessionID is the Keyward session named by the session cookie (its
+	// seal already checked by web); empty when there is none.
+	SessionID string
+}
+
+// EndSessionOutcome tells web what to do after the sessions ended: redirect
+// to RedirectURL, or show the "Signed out" page when it is empty. The
+// session cookie is to be cleared in both cases.
+type EndSessionOutcome struct {
+	RedirectURL string
+	// Ended reports that at least one Keyward session was ended.
+	Ended bool
+}
+
+// EndSession handles GET and POST /end_session. Everything is checked
+// before anything is ended; a failure is a *PageError, never a redirect:
+//
+//   - id_token_hint, when given, must be signed by one of Keyward's
+//     published keys and name Keyward as iss; an expired hint is accepted
+//     (§2: the hint may have expired). Its aud names the client, which must
+//     be client_id when both are given.
+//   - post_logout_redirect_uri must exactly match one of that client's
+//     registered postLogoutRedirectURIs; state is appended to it.
+//
+// Then the session named by the cookie, and the one named by the hint's sid,
+// end as RevokeSession ends a session (grants deleted, a session feed entry,
+// an audit event by ActorEndSession).
+func (b *Broker) EndSession(ctx context.Context, in EndSessionInput) (EndSessionOutcome, error) {
+	clientID := in.ClientID
+	var hintSID string
+	if in.IDTokenHint != "" {
+		aud, sid, err := b.checkIDTokenHint(ctx, in.IDTokenHint, in.ClientID)
+		if err != nil {
+			return EndSessionOutcome{}, err
+		}
+		clientID, hintSID = aud, sid
+	}
+	var redirect string
+	if in.PostLogoutRedirectURI != "" {
+		u, err := b.postLogoutRedirect(clientID, in.PostLogoutRedirectURI, in.State)
+		if err != nil {
+			return EndSessionOutcome{}, err
+		}
+		redirect = u
+	} else if clientID != "" {
+		if _, ok := b.clients.get(clientID); !ok {
+			return EndSessionOutcome{}, errLogout("The application that sent you here is not registered with Keyward (unknown client_id).", nil)
+		}
+	}
+
+	out := EndSessionOutcome{RedirectURL: redirect}
+	reason := "RP-initiated logout"
+	if clientID != "" {
+		reason += " by " + clientID
+	}
+	var ended []string
+	for _, id := range []string{in.SessionID, hintSID} {
+		if id == "" || has(ended, id) {
+			continue
+		}
+		ended = append(ended, id)
+		_, err := b.revokeSession(ctx, id, reason, ActorEndSession)
+		switch {
+		case errors.Is(err, ErrUnknownSession):
+			// Already ended (or never existed): nothing left to do.
+		case err != nil:
+			return EndSessionOutcome{}, fmt.Errorf("end session: %w", err)
+		default:
+			out.Ended = true
+		}
+	}
+	b.log.InfoContext(ctx, "end session", "event", "end_session", "client_id", clientID,
+		"ended", out.Ended, "redirect", redirect != "")
+	return out, nil
+}
+
+// checkIDTokenHint verifies an id_token_hint and returns the client it was
+// issued to and its sid claim.
+func (b *Broker) checkIDTokenHint(ctx context.Context, raw, clientID string) (client, sid string, err error) {
+	bad := func(cause error) (string, string, error) {
+		return "", "", errLogout("The application sent a sign-out request with an ID token Keyward did not issue (id_token_hint).", cause)
+	}
+	if len(raw) > maxIDTokenHintBytes {
+		return bad(errors.New("id_token_hint too large"))
+	}
+	tok, err := fositeSigner{keys: b.cfg.Keys}.Decode(ctx, raw)
+	if err != nil && !onlyTimeClaimsInvalid(err) {
+		return bad(err)
+	}
+	if tok == nil || tok.Claims == nil {
+		return bad(errors.New("id_token_hint has no claims"))
+	}
+	// Another of Keyward's JWTs (an access or logout token) is no hint.
+	if typ, _ := tok.Header["typ"].(string); typ != "" && !strings.EqualFold(typ, "JWT") {
+		return bad(fmt.Errorf("id_token_hint has typ %q", typ))
+	}
+	if iss, _ := tok.Claims["iss"].(string); iss != b.cfg.Issuer {
+		return bad(fmt.Errorf("id_token_hint iss %q", iss))
+	}
+	auds := claimStrings(tok.Claims["aud"])
+	switch {
+	case clientID != "":
+		if !has(auds, clientID) {
+			return "", "", errLogout("The sign-out request names another application (client_id) than its ID token (id_token_hint).", nil)
+		}
+		client = clientID
+	case len(auds) == 1:
+		client = auds[0]
+	default:
+		client, _ = tok.Claims["azp"].(string)
+		if client == "" || !has(auds, client) {
+			return bad(errors.New("id_token_hint names no single client"))
+		}
+	}
+	sid, _ = tok.Claims["sid"].(string)
+	return client, sid, nil
+}
+
+// onlyTimeClaimsInvalid reports that err is fosite's claim validation
+// failing on exp, iat or nbf alone: the signature was verified, the token
+// is merely outside its lifetime (by the real clock, which fosite uses).
+func onlyTimeClaimsInvalid(err error) bool {
+	var ve *fjwt.ValidationError
+	if !errors.As(err, &ve) || ve.Errors == 0 {
+		return false
+	}
+	const timeBits = fjwt.ValidationErrorExpired | fjwt.ValidationErrorIssuedAt | fjwt.ValidationErrorNotValidYet
+	return ve.Errors&^timeBits == 0
+}
+
+// postLogoutRedirect returns uri with state appended if uri is one of the
+// client's registered post-logout redirect URIs (compared exactly).
+func (b *Broker) postLogoutRedirect(clientID, uri, state string) (string, error) {
+	if clientID == "" {
+		return "", errLogout("The application asked to return you to an address without saying which application it is (client_id or id_token_hint).", nil)
+	}
+	c, ok := b.clients.get(clientID)
+	if !ok {
+		return "", errLogout("The application that sent you here is not registered with Keyward (unknown client_id).", nil)
+	}
+	if !has(c.postLogoutRedirectURIs, uri) {
+		return "", errLogout("The application asked to return you to an address it has not registered (post_logout_redirect_uri).", nil)
+	}
+	if state == "" {
+		return uri, nil
+	}
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "", errLogout("The application's registered sign-out address is not a valid URL.", err)
+	}
+	q := u.Query()
+	q.Set("state", state)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+func errLogout(message string, cause error) *PageError {
+	const tail = " You have not been signed out. Return to the application; if this keeps happening, tell its administrator."
+	return pageError(http.StatusBadRequest, "Invalid sign-out request", message+tail, cause)
+}
+
+// claimStrings reads a claim that is a string or an array of strings.
+func claimStrings(v any) []string {
+	switch v := v.(type) {
+	case string:
+		return []string{v}
+	case []string:
+		return v
+	case []any:
+		var out []string
+		for _, x := range v {
+			if s, ok := x.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
+}
