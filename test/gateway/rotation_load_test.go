@@ -242,13 +242,25 @@ func TestKeyRotationUnderLoad(t *testing.T) {
 	t.Cleanup(stopLoad)
 
 	// waitFor polls cond for at most 20 s (a bound, not a timing assertion).
+	// Every 5 s of waiting it moves the clock 2 s on: a verifier whose fetch
+	// failed (a loaded CI machine) waits out its 1 s backoff on this clock,
+	// which would otherwise stand still.
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
+		start := time.Now()
+		nudge := start.Add(5 * time.Second)
 		for !cond() {
-			if time.Now().After(deadline) {
+			if time.Since(start) > 20*time.Second {
 				stopLoad()
-				t.Fatalf("gave up waiting (20s) for %s", what)
+				var ie error
+				if p := issueErr.Load(); p != nil {
+					ie = *p
+				}
+				t.Fatalf("gave up waiting (20s) for %s (JWKS fetches %d, tokens issued %d, issuing error: %v)", what, b.jwksHits.Load(), issued.Load(), ie)
+			}
+			if time.Now().After(nudge) {
+				clock.Advance(2 * time.Second)
+				nudge = time.Now().Add(5 * time.Second)
 			}
 			time.Sleep(2 * time.Millisecond)
 		}
@@ -262,7 +274,23 @@ func TestKeyRotationUnderLoad(t *testing.T) {
 		hits := b.jwksHits.Load()
 		stale := rotMaxAge*11/10 + time.Second
 		clock.Advance(stale)
-		waitFor(fmt.Sprintf("a JWKS refetch before rotation %d", r+1), func() bool { return b.jwksHits.Load() >= hits+int64(len(verifiers)) })
+		waitFor(fmt.Sprintf("a JWKS refetch before rotation %d", r+1), func() bool {
+			if b.jwksHits.Load() >= hits+int64(len(verifiers)) {
+				return true
+			}
+			// A stale key set is refetched when it is used, and a verifier
+			// with a token cache uses it only for a token it has not seen:
+			// give every verifier a new one, whatever the issuing goroutine
+			// is doing on a loaded machine.
+			if tok, err := b.clientCredentials(ctx); err == nil {
+				pool.add(tok)
+				for _, v := range verifiers {
+					_, err := v.Verify(ctx, tok)
+					pool.record(tok, err)
+				}
+			}
+			return false
+		})
 		// The rest of the period: rotate.
 		clock.Advance(rotPeriod - stale)
 		rotated, err := b.keys.Rotate(ctx)

@@ -162,12 +162,12 @@ func (ks *keySet) run(call *fetchCall) {
 	close(call.done)
 }
 
-// jitter spreads refreshes of many verifiers over the last 20% of d. It only
-// ever shortens d: the broker's max-age is a promise that no key absent from
-// the response signs before it runs out, so caching longer could meet an
-// unknown kid.
+// jitter spreads refreshes of many verifiers over ±10% of d. A key set may
+// be kept up to 10% past the broker's max-age: the broker caps max-age at
+// half its rotation period, so a next key is published at least half a
+// period before it could sign, and an unknown kid is refetched anyway.
 func jitter(d time.Duration) time.Duration {
-	return time.Duration(float64(d) * (0.8 + 0.2*rand.Float64())) //nolint:gosec // timing spread, not a secret
+	return time.Duration(float64(d) * (0.9 + 0.2*rand.Float64())) //nolint:gosec // timing spread, not a secret
 }
 
 func (ks *keySet) fetch(ctx context.Context) (map[string]publicKey, time.Duration, error) {
