@@ -234,8 +234,8 @@ func (a *admin) listSubjects(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := struct {
-		Subjects []subjectJSON `json:"subjects"`
-	}{Subjects: []subjectJSON{}}
+		Subjects []AdminSubject `json:"subjects"`
+	}{Subjects: []AdminSubject{}}
 	for _, s := range subs {
 		out.Subjects = append(out.Subjects, toSubjectJSON(s))
 	}
@@ -254,7 +254,7 @@ func (a *admin) showSubject(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err, id)
 		return
 	}
-	writeAdminJSON(w, http.StatusOK, subjectDetailJSON{Subject: toSubjectJSON(s), Sessions: toSessionsJSON(sessions)})
+	writeAdminJSON(w, http.StatusOK, AdminSubjectDetail{Subject: toSubjectJSON(s), Sessions: toSessionsJSON(sessions)})
 }
 
 func (a *admin) deprovision(w http.ResponseWriter, r *http.Request) {
@@ -286,8 +286,8 @@ func (a *admin) deprovisionByEmail(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := struct {
-		Email   string            `json:"email"`
-		Results []deprovisionJSON `json:"results"`
+		Email   string             `json:"email"`
+		Results []AdminDeprovision `json:"results"`
 	}{Email: body.Email}
 	for _, d := range res {
 		out.Results = append(out.Results, toDeprovisionJSON(d.Subject, d.Sessions, d.Grants, d.Revocation))
@@ -307,7 +307,7 @@ func (a *admin) reinstate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeAdminJSON(w, http.StatusOK, struct {
-		Subject subjectJSON `json:"subject"`
+		Subject AdminSubject `json:"subject"`
 	}{toSubjectJSON(s)})
 }
 
@@ -318,7 +318,7 @@ func (a *admin) listSessions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeAdminJSON(w, http.StatusOK, struct {
-		Sessions []sessionJSON `json:"sessions"`
+		Sessions []AdminSession `json:"sessions"`
 	}{toSessionsJSON(sessions)})
 }
 
@@ -333,7 +333,7 @@ func (a *admin) revokeSession(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err, id)
 		return
 	}
-	writeAdminJSON(w, http.StatusOK, sessionRevocationJSON{
+	writeAdminJSON(w, http.StatusOK, AdminSessionRevocation{
 		Session:              toSessionJSON(res.Session),
 		GrantsDeleted:        res.Grants,
 		RefreshTokensRevoked: res.GrantsRevoked,
@@ -372,10 +372,10 @@ func (a *admin) rotateKeys(w http.ResponseWriter, r *http.Request) {
 	writeAdminJSON(w, http.StatusOK, a.keySet())
 }
 
-func (a *admin) keySet() keySetJSON {
-	out := keySetJSON{Keys: []keyJSON{}, NextRotation: ts(a.keys.NextRotation())}
+func (a *admin) keySet() AdminKeySet {
+	out := AdminKeySet{Keys: []AdminKey{}, NextRotation: ts(a.keys.NextRotation())}
 	for _, k := range a.keys.Keys() {
-		out.Keys = append(out.Keys, keyJSON{
+		out.Keys = append(out.Keys, AdminKey{
 			ID: k.ID, Algorithm: k.Algorithm, State: string(k.State), CreatedAt: ts(k.CreatedAt),
 			ActivatesAt: ts(k.ActivatesAt), RetiredAt: ts(k.RetiredAt), ExpiresAt: ts(k.ExpiresAt),
 		})
@@ -385,10 +385,10 @@ func (a *admin) keySet() keySetJSON {
 
 func (a *admin) listClients(w http.ResponseWriter, r *http.Request) {
 	out := struct {
-		Clients []clientJSON `json:"clients"`
-	}{Clients: []clientJSON{}}
+		Clients []AdminClient `json:"clients"`
+	}{Clients: []AdminClient{}}
 	for _, c := range a.b.Clients() {
-		out.Clients = append(out.Clients, clientJSON(c))
+		out.Clients = append(out.Clients, AdminClient(c))
 	}
 	writeAdminJSON(w, http.StatusOK, out)
 }
@@ -409,10 +409,10 @@ func (a *admin) listAudit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := struct {
-		Events []auditJSON `json:"events"`
-	}{Events: []auditJSON{}}
+		Events []AdminAudit `json:"events"`
+	}{Events: []AdminAudit{}}
 	for _, e := range events {
-		out.Events = append(out.Events, auditJSON{Seq: e.Seq, At: ts(e.At), Actor: e.Actor, Action: e.Action, Target: e.Target, Reason: e.Reason})
+		out.Events = append(out.Events, AdminAudit{Seq: e.Seq, At: ts(e.At), Actor: e.Actor, Action: e.Action, Target: e.Target, Reason: e.Reason})
 	}
 	writeAdminJSON(w, http.StatusOK, out)
 }

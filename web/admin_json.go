@@ -6,10 +6,12 @@ import (
 	"github.com/keyward/keyward/store"
 )
 
-// The admin API's JSON shapes (docs/admin-api.yaml). Times are RFC 3339 in
-// UTC; a zero time is left out.
+// The admin API's JSON shapes (docs/admin-api.yaml), exported so that its
+// client, keyward admin, decodes exactly what the server encodes. Times are
+// RFC 3339 in UTC; a zero time is left out.
 
-type subjectJSON struct {
+// AdminSubject is a JSON shape of the admin API.
+type AdminSubject struct {
 	ID              string     `json:"id"`
 	UpstreamID      string     `json:"upstream_id,omitempty"`
 	UpstreamSubject string     `json:"upstream_subject,omitempty"`
@@ -22,12 +24,14 @@ type subjectJSON struct {
 	LastLoginAt     *time.Time `json:"last_login_at,omitempty"`
 }
 
-type subjectDetailJSON struct {
-	Subject  subjectJSON   `json:"subject"`
-	Sessions []sessionJSON `json:"sessions"`
+// AdminSubjectDetail is a JSON shape of the admin API.
+type AdminSubjectDetail struct {
+	Subject  AdminSubject   `json:"subject"`
+	Sessions []AdminSession `json:"sessions"`
 }
 
-type sessionJSON struct {
+// AdminSession is a JSON shape of the admin API.
+type AdminSession struct {
 	ID              string     `json:"id"`
 	Subject         string     `json:"subject"`
 	UpstreamID      string     `json:"upstream_id,omitempty"`
@@ -39,7 +43,8 @@ type sessionJSON struct {
 	ExpiresAt       *time.Time `json:"expires_at,omitempty"`
 }
 
-type revocationJSON struct {
+// AdminRevocation is a JSON shape of the admin API.
+type AdminRevocation struct {
 	Seq       int64      `json:"seq"`
 	Kind      string     `json:"kind"`
 	Subject   string     `json:"subject,omitempty"`
@@ -48,23 +53,25 @@ type revocationJSON struct {
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
 
-type deprovisionJSON struct {
-	Subject         string         `json:"subject"`
-	SessionsDeleted int            `json:"sessions_deleted"`
-	GrantsDeleted   int            `json:"grants_deleted"`
-	Revocation      revocationJSON `json:"revocation"`
+// AdminDeprovision is a JSON shape of the admin API.
+type AdminDeprovision struct {
+	Subject         string          `json:"subject"`
+	SessionsDeleted int             `json:"sessions_deleted"`
+	GrantsDeleted   int             `json:"grants_deleted"`
+	Revocation      AdminRevocation `json:"revocation"`
 }
 
-type sessionRevocationJSON struct {
-	Session       sessionJSON `json:"session"`
-	GrantsDeleted int         `json:"grants_deleted"`
-	// RefreshTokensRevoked is false when the store cannot delete a
-	// session's grants (its refresh tokens then stay valid).
-	RefreshTokensRevoked bool           `json:"refresh_tokens_revoked"`
-	Revocation           revocationJSON `json:"revocation"`
+// AdminSessionRevocation is a JSON shape of the admin API.
+type AdminSessionRevocation struct {
+	Session       AdminSession `json:"session"`
+	GrantsDeleted int          `json:"grants_deleted"`
+	// RefreshTokensRevoked: the session's refresh tokens were revoked.
+	RefreshTokensRevoked bool            `json:"refresh_tokens_revoked"`
+	Revocation           AdminRevocation `json:"revocation"`
 }
 
-type keyJSON struct {
+// AdminKey is a JSON shape of the admin API.
+type AdminKey struct {
 	ID          string     `json:"kid"`
 	Algorithm   string     `json:"algorithm"`
 	State       string     `json:"state"`
@@ -74,13 +81,15 @@ type keyJSON struct {
 	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
 }
 
-type keySetJSON struct {
-	Keys         []keyJSON  `json:"keys"`
+// AdminKeySet is a JSON shape of the admin API.
+type AdminKeySet struct {
+	Keys         []AdminKey `json:"keys"`
 	NextRotation *time.Time `json:"next_rotation,omitempty"`
 }
 
-// clientJSON has the fields of broker.ClientInfo, in that order.
-type clientJSON struct {
+// AdminClient has the fields of broker.ClientInfo, in that order.
+// AdminClient is a JSON shape of the admin API.
+type AdminClient struct {
 	ID               string   `json:"id"`
 	Name             string   `json:"name"`
 	Public           bool     `json:"public"`
@@ -91,7 +100,8 @@ type clientJSON struct {
 	RevocationReader bool     `json:"revocation_reader"`
 }
 
-type auditJSON struct {
+// AdminAudit is a JSON shape of the admin API.
+type AdminAudit struct {
 	Seq    int64      `json:"seq"`
 	At     *time.Time `json:"at"`
 	Actor  string     `json:"actor"`
@@ -108,37 +118,37 @@ func ts(t time.Time) *time.Time {
 	return &u
 }
 
-func toSubjectJSON(s store.Subject) subjectJSON {
-	return subjectJSON{
+func toSubjectJSON(s store.Subject) AdminSubject {
+	return AdminSubject{
 		ID: s.ID, UpstreamID: s.UpstreamID, UpstreamSubject: s.UpstreamSubject, Email: s.Email, Name: s.Name,
 		Disabled: s.Disabled, NotBefore: ts(s.NotBefore), CreatedAt: ts(s.CreatedAt), UpdatedAt: ts(s.UpdatedAt),
 		LastLoginAt: ts(s.LastLoginAt),
 	}
 }
 
-func toSessionJSON(s store.Session) sessionJSON {
-	return sessionJSON{
+func toSessionJSON(s store.Session) AdminSession {
+	return AdminSession{
 		ID: s.ID, Subject: s.Subject, UpstreamID: s.UpstreamID, UpstreamSubject: s.UpstreamSubject,
 		Email: s.Identity.Email, AuthTime: ts(s.AuthTime), CreatedAt: ts(s.CreatedAt),
 		LastSeenAt: ts(s.LastSeenAt), ExpiresAt: ts(s.ExpiresAt),
 	}
 }
 
-func toSessionsJSON(ss []store.Session) []sessionJSON {
-	out := []sessionJSON{}
+func toSessionsJSON(ss []store.Session) []AdminSession {
+	out := []AdminSession{}
 	for _, s := range ss {
 		out = append(out, toSessionJSON(s))
 	}
 	return out
 }
 
-func toRevocationJSON(r store.Revocation) revocationJSON {
-	return revocationJSON{
+func toRevocationJSON(r store.Revocation) AdminRevocation {
+	return AdminRevocation{
 		Seq: r.Seq, Kind: string(r.Kind), Subject: r.Subject, SessionID: r.SessionID,
 		NotBefore: ts(r.NotBefore), ExpiresAt: ts(r.ExpiresAt),
 	}
 }
 
-func toDeprovisionJSON(subject string, sessions, grants int, r store.Revocation) deprovisionJSON {
-	return deprovisionJSON{Subject: subject, SessionsDeleted: sessions, GrantsDeleted: grants, Revocation: toRevocationJSON(r)}
+func toDeprovisionJSON(subject string, sessions, grants int, r store.Revocation) AdminDeprovision {
+	return AdminDeprovision{Subject: subject, SessionsDeleted: sessions, GrantsDeleted: grants, Revocation: toRevocationJSON(r)}
 }

@@ -10,55 +10,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-)
 
-// The parts of the admin API's answers that the tables show
-// (docs/admin-api.yaml has them whole).
-type (
-	apiSubject struct {
-		ID          string     `json:"id"`
-		UpstreamID  string     `json:"upstream_id"`
-		Email       string     `json:"email"`
-		Name        string     `json:"name"`
-		Disabled    bool       `json:"disabled"`
-		NotBefore   *time.Time `json:"not_before"`
-		CreatedAt   *time.Time `json:"created_at"`
-		LastLoginAt *time.Time `json:"last_login_at"`
-	}
-	apiSession struct {
-		ID         string     `json:"id"`
-		Subject    string     `json:"subject"`
-		UpstreamID string     `json:"upstream_id"`
-		Email      string     `json:"email"`
-		CreatedAt  *time.Time `json:"created_at"`
-		ExpiresAt  *time.Time `json:"expires_at"`
-	}
-	apiRevocation struct {
-		Seq       int64      `json:"seq"`
-		NotBefore *time.Time `json:"not_before"`
-	}
-	apiDeprovision struct {
-		Subject         string        `json:"subject"`
-		SessionsDeleted int           `json:"sessions_deleted"`
-		GrantsDeleted   int           `json:"grants_deleted"`
-		Revocation      apiRevocation `json:"revocation"`
-	}
-	apiKeySet struct {
-		Keys []struct {
-			ID          string     `json:"kid"`
-			Algorithm   string     `json:"algorithm"`
-			State       string     `json:"state"`
-			CreatedAt   *time.Time `json:"created_at"`
-			ActivatesAt *time.Time `json:"activates_at"`
-			RetiredAt   *time.Time `json:"retired_at"`
-			ExpiresAt   *time.Time `json:"expires_at"`
-		} `json:"keys"`
-		NextRotation *time.Time `json:"next_rotation"`
-	}
+	"github.com/keyward/keyward/web"
 )
 
 func (a *adminCLI) subjectsList(cmd *cobra.Command) error {
-	var out struct{ Subjects []apiSubject }
+	var out struct{ Subjects []web.AdminSubject }
 	if ok, err := a.run(cmd, http.MethodGet, "subjects", nil, nil, &out); !ok {
 		return err
 	}
@@ -78,8 +35,8 @@ func status(disabled bool) string {
 
 func (a *adminCLI) subjectsShow(cmd *cobra.Command, id string) error {
 	var out struct {
-		Subject  apiSubject
-		Sessions []apiSession
+		Subject  web.AdminSubject
+		Sessions []web.AdminSession
 	}
 	if ok, err := a.run(cmd, http.MethodGet, "subjects/"+url.PathEscape(id), nil, nil, &out); !ok {
 		return err
@@ -105,7 +62,7 @@ func (a *adminCLI) subjectsShow(cmd *cobra.Command, id string) error {
 }
 
 func (a *adminCLI) deprovision(cmd *cobra.Command, id, reason string) error {
-	var out apiDeprovision
+	var out web.AdminDeprovision
 	if ok, err := a.run(cmd, http.MethodPost, "subjects/"+url.PathEscape(id)+"/deprovision", nil, map[string]string{"reason": reason}, &out); !ok {
 		return err
 	}
@@ -113,13 +70,13 @@ func (a *adminCLI) deprovision(cmd *cobra.Command, id, reason string) error {
 	return nil
 }
 
-func printDeprovision(cmd *cobra.Command, d apiDeprovision) {
+func printDeprovision(cmd *cobra.Command, d web.AdminDeprovision) {
 	fmt.Fprintf(cmd.OutOrStdout(), "Deprovisioned %s: %s and %s deleted; revocation feed entry %d (tokens issued before %s are void).\n",
 		d.Subject, plainCount(d.SessionsDeleted, "session"), plainCount(d.GrantsDeleted, "grant"), d.Revocation.Seq, fmtTime(d.Revocation.NotBefore))
 }
 
 func (a *adminCLI) deprovisionEmail(cmd *cobra.Command, email, reason string) error {
-	var out struct{ Results []apiDeprovision }
+	var out struct{ Results []web.AdminDeprovision }
 	if ok, err := a.run(cmd, http.MethodPost, "deprovision", nil, map[string]string{"email": email, "reason": reason}, &out); !ok {
 		return err
 	}
@@ -130,7 +87,7 @@ func (a *adminCLI) deprovisionEmail(cmd *cobra.Command, email, reason string) er
 }
 
 func (a *adminCLI) reinstate(cmd *cobra.Command, id, reason string) error {
-	var out struct{ Subject apiSubject }
+	var out struct{ Subject web.AdminSubject }
 	if ok, err := a.run(cmd, http.MethodPost, "subjects/"+url.PathEscape(id)+"/reinstate", nil, map[string]string{"reason": reason}, &out); !ok {
 		return err
 	}
@@ -152,14 +109,14 @@ func (a *adminCLI) sessionsList(cmd *cobra.Command, subject string) error {
 	if subject != "" {
 		q.Set("subject", subject)
 	}
-	var out struct{ Sessions []apiSession }
+	var out struct{ Sessions []web.AdminSession }
 	if ok, err := a.run(cmd, http.MethodGet, "sessions", q, nil, &out); !ok {
 		return err
 	}
 	return sessionsTable(cmd.OutOrStdout(), out.Sessions)
 }
 
-func sessionsTable(w io.Writer, sessions []apiSession) error {
+func sessionsTable(w io.Writer, sessions []web.AdminSession) error {
 	tw := newTable(w, "SESSION", "SUBJECT", "EMAIL", "UPSTREAM", "CREATED", "EXPIRES")
 	for _, s := range sessions {
 		row(tw, s.ID, s.Subject, s.Email, s.UpstreamID, fmtTime(s.CreatedAt), fmtTime(s.ExpiresAt))
@@ -169,10 +126,10 @@ func sessionsTable(w io.Writer, sessions []apiSession) error {
 
 func (a *adminCLI) sessionsRevoke(cmd *cobra.Command, id, reason string) error {
 	var out struct {
-		Session              apiSession
+		Session              web.AdminSession
 		GrantsDeleted        int  `json:"grants_deleted"`
 		RefreshTokensRevoked bool `json:"refresh_tokens_revoked"`
-		Revocation           apiRevocation
+		Revocation           web.AdminRevocation
 	}
 	if ok, err := a.run(cmd, http.MethodDelete, "sessions/"+url.PathEscape(id), nil, map[string]string{"reason": reason}, &out); !ok {
 		return err
@@ -188,7 +145,7 @@ func (a *adminCLI) sessionsRevoke(cmd *cobra.Command, id, reason string) error {
 }
 
 func (a *adminCLI) keys(cmd *cobra.Command, rotate bool, reason string) error {
-	var out apiKeySet
+	var out web.AdminKeySet
 	method, path, body := http.MethodGet, "keys", any(nil)
 	if rotate {
 		method, path, body = http.MethodPost, "keys/rotate", map[string]string{"reason": reason}
