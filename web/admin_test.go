@@ -4,12 +4,10 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/oauth2"
 
@@ -46,31 +44,13 @@ func newAdminEnv(t *testing.T) *adminEnv {
 // returns the tokens.
 func (e *adminEnv) signIn(t *testing.T) *oauth2.Token {
 	t.Helper()
-	jar, _ := cookiejar.New(nil)
-	browser := &http.Client{Jar: jar, Timeout: 10 * time.Second, CheckRedirect: func(req *http.Request, _ []*http.Request) error {
-		if req.URL.Host == "127.0.0.1:1" {
-			return http.ErrUseLastResponse
-		}
-		return nil
-	}}
-	oc := oauth2.Config{
+	tok, err := e.env.SignIn(t.Context(), oauth2.Config{
 		ClientID: adminApp, ClientSecret: adminSecret, RedirectURL: adminRedir,
 		Endpoint: oauth2.Endpoint{AuthURL: e.env.Issuer + "/authorize", TokenURL: e.env.Issuer + "/token"},
 		Scopes:   []string{"openid", "email", "offline_access"},
-	}
-	verifier := oauth2.GenerateVerifier()
-	resp, err := browser.Get(oc.AuthCodeURL("state-0123456789", oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("nonce", "nonce-0123456789")))
+	})
 	if err != nil {
-		t.Fatalf("authorize: %v", err)
-	}
-	resp.Body.Close()
-	loc, err := url.Parse(resp.Header.Get("Location"))
-	if err != nil || loc.Query().Get("code") == "" {
-		t.Fatalf("authorize ended with %d Location %q, want a code", resp.StatusCode, resp.Header.Get("Location"))
-	}
-	tok, err := oc.Exchange(t.Context(), loc.Query().Get("code"), oauth2.VerifierOption(verifier))
-	if err != nil {
-		t.Fatalf("Exchange: %v", err)
+		t.Fatalf("sign in: %v", err)
 	}
 	return tok
 }

@@ -3,16 +3,13 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/oauth2"
 
@@ -79,27 +76,9 @@ func (e *adminTestEnv) signIn(t *testing.T, claims map[string]any) *oauth2.Token
 	if claims != nil {
 		e.env.IdPs[0].SetNextClaims(claims)
 	}
-	jar, _ := cookiejar.New(nil)
-	browser := &http.Client{Jar: jar, Timeout: 10 * time.Second, CheckRedirect: func(req *http.Request, _ []*http.Request) error {
-		if req.URL.Host == "127.0.0.1:1" {
-			return http.ErrUseLastResponse
-		}
-		return nil
-	}}
-	verifier := oauth2.GenerateVerifier()
-	resp, err := browser.Get(e.oauth().AuthCodeURL("state-0123456789", oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("nonce", "nonce-0123456789")))
+	tok, err := e.env.SignIn(t.Context(), *e.oauth())
 	if err != nil {
-		t.Fatalf("authorize: %v", err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	loc, err := url.Parse(resp.Header.Get("Location"))
-	if err != nil || loc.Query().Get("code") == "" {
-		t.Fatalf("sign-in ended with %d Location %q, want a code; body: %.300s", resp.StatusCode, resp.Header.Get("Location"), body)
-	}
-	tok, err := e.oauth().Exchange(t.Context(), loc.Query().Get("code"), oauth2.VerifierOption(verifier))
-	if err != nil {
-		t.Fatalf("Exchange: %v", err)
+		t.Fatalf("sign in: %v", err)
 	}
 	return tok
 }

@@ -10,19 +10,29 @@ import (
 	"github.com/keyward/keyward/store"
 )
 
-func testGarbageCollect(t *testing.T, s store.Store) {
-	ctx := t.Context()
-	now := t0().Add(24 * time.Hour)
-	tests := []struct {
-		name      string
-		expiresAt time.Time
-		collected bool
-	}{
+// gcCase is a record expiring at expiresAt, and whether a GarbageCollect at
+// the test's now removes it.
+type gcCase struct {
+	name      string
+	expiresAt time.Time
+	collected bool
+}
+
+// gcBoundaries are the expiries around now that every kind of record is
+// collected by: before and at now go, after now and never (zero) stay.
+func gcBoundaries(now time.Time) []gcCase {
+	return []gcCase{
 		{"before", now.Add(-time.Second), true},
 		{"at", now, true},
 		{"after", now.Add(time.Microsecond), false},
 		{"zero", time.Time{}, false},
 	}
+}
+
+func testGarbageCollect(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	now := t0().Add(24 * time.Hour)
+	tests := gcBoundaries(now)
 	var keptSessions []store.Session
 	for _, tt := range tests {
 		a := loginAttempt("la-"+tt.name, "state-"+tt.name)

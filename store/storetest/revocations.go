@@ -265,16 +265,7 @@ func testRevocationFeed(t *testing.T, s store.Store) {
 func testGarbageCollectRevocations(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	now := t0().Add(24 * time.Hour)
-	tests := []struct {
-		name      string
-		expiresAt time.Time
-		collected bool
-	}{
-		{"before", now.Add(-time.Second), true},
-		{"at", now, true},
-		{"after", now.Add(time.Microsecond), false},
-		{"zero", time.Time{}, false},
-	}
+	tests := gcBoundaries(now)
 	var kept []store.Revocation
 	for _, tt := range tests {
 		r := revocation(store.RevokeSession, "alice", "sess-"+tt.name, t0())
