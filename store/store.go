@@ -13,6 +13,10 @@ var (
 	ErrNotFound = errors.New("store: not found")
 	// ErrConflict: a record with the same key already exists.
 	ErrConflict = errors.New("store: conflict")
+	// ErrUnavailable: the backend cannot be reached (a database outage).
+	// Nothing was written; the caller answers 503 and may retry later.
+	// bbolt never returns it.
+	ErrUnavailable = errors.New("store: unavailable")
 )
 
 // Store is the persistence contract of the broker. It is the one wide
