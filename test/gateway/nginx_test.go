@@ -39,6 +39,12 @@ type seen struct {
 
 var identityHeaders = []string{"X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Groups", "X-Auth-Request-Subject"}
 
+// appHeaders are the headers the gateway tests' app reports: the identity
+// headers plus the access token header, which the verifier sends only with
+// passAccessToken and the documented configurations must still keep from
+// the client.
+var appHeaders = append(append([]string(nil), identityHeaders...), "X-Auth-Request-Access-Token")
+
 // TestNginxAuthRequest puts a real nginx, configured as docs/gateways/nginx.md
 // says, in front of a test app, with the verifier answering its auth_request
 // subrequests and tokens from a real broker.
@@ -63,7 +69,7 @@ func TestNginxAuthRequest(t *testing.T) {
 	t.Cleanup(verifier.Close)
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s := seen{Path: r.URL.Path, Headers: map[string]string{}}
-		for _, h := range identityHeaders {
+		for _, h := range appHeaders {
 			if vs, ok := r.Header[h]; ok {
 				s.Headers[h] = strings.Join(vs, "|")
 			}
@@ -96,7 +102,7 @@ func TestNginxAuthRequest(t *testing.T) {
 	const api = "api.example.com"
 	// Headers a client might send to pick its own rule or identity.
 	spoofed := map[string]string{
-		"X-Auth-Request-User": "mallory", "X-Auth-Request-Groups": "admins", "X-Forwarded-Host": api,
+		"X-Auth-Request-User": "mallory", "X-Auth-Request-Groups": "admins", "X-Auth-Request-Access-Token": "forged", "X-Forwarded-Host": api,
 		"X-Original-URI": "/public/x", "X-Original-Method": "GET", "X-Forwarded-Uri": "/public/x", "X-Forwarded-Method": "GET",
 	}
 	tests := []struct {
