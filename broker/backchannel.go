@@ -198,14 +198,20 @@ var (
 // RevokeSession does (feed entry, audit event with actor
 // "upstream:ID", and back-channel logout to Keyward's clients). It returns
 // how many sessions ended. A token with only a sid is refused: Keyward does
-// not record upstream session ids. Errors are *Error (400, or 500 when the
-// store fails).
+// not record upstream session ids. Errors are *Error (400; 503 while the upstream's discovery has not
+// worked yet; 500 when the store fails).
 func (b *Broker) BackchannelLogout(ctx context.Context, upstreamID, rawToken string) (int, error) {
 	up, ok := b.byID[upstreamID]
 	if !ok {
 		return 0, errUnknownLogoutUpstream
 	}
 	lc, err := up.VerifyLogoutToken(ctx, rawToken)
+	if errors.Is(err, federation.ErrUpstreamUnavailable) {
+		// Discovery has not worked yet: the token cannot be checked, so the
+		// upstream should send it again later (OIDC Back-Channel Logout §2.8).
+		b.log.WarnContext(ctx, "upstream logout token not checked: upstream unavailable", "upstream", upstreamID)
+		return 0, ErrTemporarilyUnavailable.WithCause(err)
+	}
 	if err != nil {
 		b.log.InfoContext(ctx, "upstream logout token refused", "upstream", upstreamID, "err", err)
 		return 0, errInvalidLogoutToken.WithCause(err)

@@ -46,7 +46,9 @@ type Keys interface {
 	Algorithm() string
 }
 
-// Upstream is one upstream identity provider (*federation.Upstream).
+// Upstream is one upstream identity provider (*federation.Upstream, or
+// *federation.LazyUpstream, whose optional Ready method says whether it can
+// take sign-ins yet: see availability.go).
 type Upstream interface {
 	ID() string
 	Name() string

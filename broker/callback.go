@@ -25,7 +25,8 @@ type CallbackInput struct {
 // state and the browser binding, redeems the upstream code, verifies the
 // upstream ID token (issuer, audience, expiry, signature, nonce), maps the
 // identity, opens a Keyward session and answers the original /authorize.
-func (b *Broker) Callback(ctx context.Context, in CallbackInput) (Outcome, error) {
+func (b *Broker) Callback(ctx context.Context, in CallbackInput) (_ Outcome, err error) {
+	defer func() { err = asPage(err) }() // a store outage is a 503 page
 	state := in.Query.Get("state")
 	if state == "" {
 		return Outcome{}, errExpiredAttempt(errors.New("no state"))
@@ -65,6 +66,10 @@ func (b *Broker) Callback(ctx context.Context, in CallbackInput) (Outcome, error
 		return Outcome{}, pageError(http.StatusBadRequest, "Invalid answer from the identity provider", "The identity provider sent no authorization code.", nil)
 	}
 	id, err := up.Exchange(ctx, code, a.PKCEVerifier, a.Nonce)
+	if na := (*federation.NotAllowedError)(nil); errors.As(err, &na) {
+		b.refuseLogin(ctx, up.ID(), na)
+		return Outcome{}, pageError(http.StatusForbidden, "Access not allowed", na.Message, err)
+	}
 	if err != nil {
 		log.InfoContext(ctx, "upstream sign-in could not be verified", "event", "login_failed", "err", err)
 		return Outcome{}, pageError(http.StatusBadGateway, "Sign-in could not be completed",
@@ -100,6 +105,7 @@ func (b *Broker) Callback(ctx context.Context, in CallbackInput) (Outcome, error
 			Name:              id.Name,
 			PreferredUsername: id.PreferredUsername,
 			Groups:            id.Groups,
+			Extra:             id.Extra,
 		},
 		AuthTime:   authTime,
 		CreatedAt:  now,
@@ -118,6 +124,30 @@ func (b *Broker) Callback(ctx context.Context, in CallbackInput) (Outcome, error
 		return Outcome{}, err
 	}
 	return Outcome{respond: respond, Session: &SessionCookie{ID: sess.ID, ExpiresAt: sess.ExpiresAt}}, nil
+}
+
+// Audit trail of refused sign-ins.
+const (
+	// ActorSignIn is the audit actor of sign-in decisions.
+	ActorSignIn = "sign-in"
+	// ActionLoginRefused: an upstream's configuration (allow rules,
+	// tenants, hosted domains, group overage) refused a person the
+	// upstream signed in.
+	ActionLoginRefused = "login.refused"
+)
+
+// refuseLogin logs and audits a sign-in the upstream's configuration
+// refused. The audit target is the Keyward subject the person would have
+// had ("upstream:<id>" when the refusal came before the mapping). A failed
+// audit write is logged and does not change the refusal.
+func (b *Broker) refuseLogin(ctx context.Context, upstreamID string, na *federation.NotAllowedError) {
+	target := "upstream:" + upstreamID
+	if na.Subject != "" {
+		target = SubjectID(upstreamID, na.Subject)
+	}
+	b.log.InfoContext(ctx, "sign-in refused by the upstream's rules", "event", "login_failed", "upstream", upstreamID,
+		"sub", target, "rule", na.Rule, "err", na)
+	_ = b.audit(ctx, b.cfg.Now().UTC(), ActorSignIn, ActionLoginRefused, target, upstreamID+": "+na.Rule+": "+na.Reason)
 }
 
 func (b *Broker) upsertSubject(ctx context.Context, id, upstreamID string, ident federation.Identity, now time.Time) error {
@@ -169,6 +199,9 @@ func (b *Broker) complete(ctx context.Context, ar fosite.AuthorizeRequester, s s
 	}
 	sess := b.newTokenSession(s, ar.GetGrantedScopes(), ar.GetClient().GetID(), requestedAt)
 	resp, err := b.provider.NewAuthorizeResponse(ctx, ar, sess)
+	if Unavailable(err) {
+		return nil, err // a 503 page, not an error redirect to the client
+	}
 	if err != nil {
 		return func(ctx context.Context, w http.ResponseWriter) {
 			b.log.InfoContext(ctx, "authorize response refused", "client_id", ar.GetClient().GetID(), "err", err)
@@ -211,6 +244,15 @@ func (b *Broker) newTokenSession(s store.Session, scopes fosite.Arguments, clien
 	}
 	if scopes.Has("groups") && id.Groups != nil {
 		identity["groups"] = append([]string{}, id.Groups...)
+	}
+	// Claims copied by the upstream's claimMapping.claims travel with
+	// profile; federation keeps them off Keyward's own claim names.
+	if scopes.Has("profile") {
+		for k, v := range id.Extra {
+			if _, taken := identity[k]; !taken {
+				identity[k] = v
+			}
+		}
 	}
 	for k, v := range identity {
 		idc.Extra[k] = v

@@ -93,6 +93,10 @@ func (b *Broker) grantClientCredentials(ar fosite.AccessRequester) {
 }
 
 func (b *Broker) tokenError(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, err error) {
+	if Unavailable(err) {
+		b.writeUnavailable(ctx, w, "token", err)
+		return
+	}
 	var rfc *fosite.RFC6749Error
 	level := "info"
 	if errors.As(err, &rfc) && rfc.CodeField >= 500 {
@@ -117,6 +121,12 @@ func (b *Broker) tokenError(ctx context.Context, w http.ResponseWriter, ar fosit
 // Revoke handles POST /revoke (RFC 7009).
 func (b *Broker) Revoke(ctx context.Context, w http.ResponseWriter, r *http.Request) {
 	err := b.provider.NewRevocationRequest(ctx, r)
+	// fosite answers a failed store lookup with temporarily_unavailable but
+	// writes it as 200 (RFC 7009 §2.2.1 wants 503).
+	if Unavailable(err) || errors.Is(err, fosite.ErrTemporarilyUnavailable) {
+		b.writeUnavailable(ctx, w, "revocation", err)
+		return
+	}
 	if err != nil {
 		b.log.InfoContext(ctx, "revocation refused", "err", err)
 	}
@@ -134,6 +144,10 @@ func (b *Broker) Introspect(ctx context.Context, w http.ResponseWriter, r *http.
 		return
 	}
 	ir, err := b.provider.NewIntrospectionRequest(ctx, r, newSession())
+	if Unavailable(err) {
+		b.writeUnavailable(ctx, w, "introspection", err)
+		return
+	}
 	if err != nil {
 		var rfc *fosite.RFC6749Error
 		if errors.As(err, &rfc) && rfc.ErrorField == fosite.ErrInactiveToken.ErrorField {
@@ -160,6 +174,10 @@ func (b *Broker) UserInfo(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if err == nil && use != fosite.AccessToken {
 		err = errors.New("not an access token") // fosite falls back to refresh tokens
 	}
+	if Unavailable(err) {
+		b.writeUnavailable(ctx, w, "userinfo", err)
+		return
+	}
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward", error="invalid_token"`)
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": "The access token is invalid, expired or revoked."})
@@ -176,6 +194,10 @@ func (b *Broker) UserInfo(ctx context.Context, w http.ResponseWriter, r *http.Re
 		return
 	}
 	if err := b.checkSubject(ctx, sess.GetSubject(), sess.FamilyStart); err != nil {
+		if Unavailable(err) {
+			b.writeUnavailable(ctx, w, "userinfo", err)
+			return
+		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward", error="invalid_token"`)
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": "Access has been removed."})
 		return

@@ -41,6 +41,10 @@ func (h *exchangeHandler) nativeSubject(ctx context.Context, raw, iss string) (s
 			log.WarnContext(ctx, "native sign-in: upstream keys unavailable", "event", "login_failed", "err", err)
 			return s, true, fosite.ErrTemporarilyUnavailable.WithHint("The identity provider cannot be reached; try again later.").WithWrap(err)
 		}
+		if na := (*federation.NotAllowedError)(nil); errors.As(err, &na) {
+			h.b.refuseLogin(ctx, up.ID(), na)
+			return s, true, fosite.ErrInvalidGrant.WithHint(na.Message).WithWrap(err)
+		}
 		if err != nil {
 			log.InfoContext(ctx, "native sign-in refused", "event", "login_failed", "err", err)
 			return s, true, fosite.ErrInvalidGrant.WithHint("The ID token is invalid, expired or not issued to a native app of this identity provider.").WithWrap(err)
@@ -85,7 +89,7 @@ func (b *Broker) nativeClaims(subject string, n *nativeSignIn, authTime time.Tim
 		UpstreamID: n.upstream.ID(),
 		Identity: store.Identity{
 			Email: id.Email, EmailVerified: id.EmailVerified, Name: id.Name,
-			PreferredUsername: id.PreferredUsername, Groups: id.Groups,
+			PreferredUsername: id.PreferredUsername, Groups: id.Groups, Extra: id.Extra,
 		},
 		AuthTime: authTime,
 	}, scopes, "", authTime)

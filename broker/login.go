@@ -71,10 +71,17 @@ type Chooser struct {
 }
 
 // ChooserUpstream is one button of the chooser.
-type ChooserUpstream struct{ ID, Name string }
+type ChooserUpstream struct {
+	ID, Name string
+	// Unavailable: the upstream cannot take sign-ins now; show the button
+	// disabled with Reason (public text).
+	Unavailable bool
+	Reason      string
+}
 
 // Authorize handles GET and POST /authorize (OIDC Core §3.1.2).
-func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (Outcome, error) {
+func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, err error) {
+	defer func() { err = asPage(err) }() // a store outage is a 503 page
 	ar, err := b.provider.NewAuthorizeRequest(ctx, in.Request)
 	if err != nil {
 		return b.authorizeError(ctx, ar, err)
@@ -101,6 +108,8 @@ func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (Outcome, err
 	if in.SessionID != "" {
 		sess, err := b.validSession(ctx, in.SessionID)
 		switch {
+		case Unavailable(err): // the session may be fine: keep the cookie
+			return Outcome{}, err
 		case err != nil:
 			out.ClearSession = true
 		case forceLogin:
@@ -139,7 +148,15 @@ func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (Outcome, err
 	}
 	opts.MaxAge = maxAge
 	if len(b.upstreams) == 1 {
-		url := b.prepareUpstream(&attempt, b.upstreams[0], opts)
+		up := b.upstreams[0]
+		if err := upstreamReady(up); err != nil {
+			b.log.WarnContext(ctx, "sign-in refused: the only upstream is unavailable", "upstream", up.ID(), "err", err)
+			return Outcome{}, errUpstreamUnavailable(up, false, err)
+		}
+		url := b.prepareUpstream(&attempt, up, opts)
+		if url == "" {
+			return Outcome{}, errUpstreamUnavailable(up, false, errNoAuthURL)
+		}
 		if err := b.cfg.Store.CreateLoginAttempt(ctx, attempt); err != nil {
 			return Outcome{}, fmt.Errorf("create login attempt: %w", err)
 		}
@@ -154,7 +171,11 @@ func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (Outcome, err
 		ch.ClientName = c.name
 	}
 	for _, u := range b.upstreams {
-		ch.Upstreams = append(ch.Upstreams, ChooserUpstream{ID: u.ID(), Name: u.Name()})
+		cu := ChooserUpstream{ID: u.ID(), Name: u.Name()}
+		if err := upstreamReady(u); err != nil {
+			cu.Unavailable, cu.Reason = true, unavailableMessage(u)
+		}
+		ch.Upstreams = append(ch.Upstreams, cu)
 	}
 	out.Chooser = ch
 	return out, nil
@@ -162,7 +183,8 @@ func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (Outcome, err
 
 // ChooseUpstream continues a login attempt at the upstream the person chose
 // on the chooser and returns where to send the browser.
-func (b *Broker) ChooseUpstream(ctx context.Context, attemptID, upstreamID, binding string) (string, error) {
+func (b *Broker) ChooseUpstream(ctx context.Context, attemptID, upstreamID, binding string) (_ string, err error) {
+	defer func() { err = asPage(err) }() // a store outage is a 503 page
 	u, ok := b.byID[upstreamID]
 	if !ok {
 		return "", pageError(http.StatusNotFound, "Unknown identity provider", "That identity provider is not configured here. Go back and choose another.", nil)
@@ -177,6 +199,10 @@ func (b *Broker) ChooseUpstream(ctx context.Context, attemptID, upstreamID, bind
 	if err := b.checkAttempt(a, binding); err != nil {
 		return "", err
 	}
+	if err := upstreamReady(u); err != nil {
+		b.log.InfoContext(ctx, "sign-in refused: upstream unavailable", "upstream", u.ID(), "err", err)
+		return "", errUpstreamUnavailable(u, len(b.upstreams) > 1, err)
+	}
 	opts := federation.AuthOptions{LoginHint: a.AuthorizeForm.Get("login_hint")}
 	if has(strings.Fields(a.AuthorizeForm.Get("prompt")), "login") {
 		opts.Prompt = "login"
@@ -188,16 +214,27 @@ func (b *Broker) ChooseUpstream(ctx context.Context, attemptID, upstreamID, bind
 			old.State, old.Nonce, old.PKCEVerifier = "", "", ""
 		}
 		url = b.prepareUpstream(&old, u, opts)
+		if url == "" {
+			return old, errNoAuthURL
+		}
 		return old, nil
 	})
+	if errors.Is(err, errNoAuthURL) {
+		return "", errUpstreamUnavailable(u, len(b.upstreams) > 1, err)
+	}
 	if err != nil {
 		return "", fmt.Errorf("update login attempt: %w", err)
 	}
 	return url, nil
 }
 
+// errNoAuthURL: an upstream gave no authorization URL (it is not ready), so
+// there is nowhere to send the browser.
+var errNoAuthURL = errors.New("upstream returned no authorization URL")
+
 // prepareUpstream fills the upstream leg's protections into the attempt
-// and returns the upstream's authorization URL.
+// and returns the upstream's authorization URL ("" when the upstream is not
+// ready).
 func (b *Broker) prepareUpstream(a *store.LoginAttempt, u Upstream, opts federation.AuthOptions) string {
 	a.UpstreamID = u.ID()
 	a.State = randomString(32)

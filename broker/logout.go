@@ -51,7 +51,8 @@ type EndSessionOutcome struct {
 // Then the session named by the cookie, and the one named by the hint's sid,
 // end as RevokeSession ends a session (grants deleted, a session feed entry,
 // an audit event by ActorEndSession).
-func (b *Broker) EndSession(ctx context.Context, in EndSessionInput) (EndSessionOutcome, error) {
+func (b *Broker) EndSession(ctx context.Context, in EndSessionInput) (_ EndSessionOutcome, err error) {
+	defer func() { err = asPage(err) }() // a store outage is a 503 page
 	clientID := in.ClientID
 	var hintSID string
 	if in.IDTokenHint != "" {

@@ -43,6 +43,9 @@ func (b *Broker) Revocations(ctx context.Context, after int64, clientID, secret 
 		return RevocationPage{}, ErrInvalidRequest.WithDescription("after must be a non-negative sequence number.")
 	}
 	entries, highest, err := b.cfg.Store.ListRevocations(ctx, after, RevocationPageLimit)
+	if Unavailable(err) {
+		return RevocationPage{}, ErrTemporarilyUnavailable.WithCause(fmt.Errorf("list revocations after %d: %w", after, err))
+	}
 	if err != nil {
 		return RevocationPage{}, ErrServerError.WithCause(fmt.Errorf("list revocations after %d: %w", after, err))
 	}

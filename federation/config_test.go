@@ -92,19 +92,26 @@ func TestWithDefaults(t *testing.T) {
 	if diff := cmp.Diff([]string{"openid", "email", "profile"}, got.Scopes); diff != "" {
 		t.Errorf("withDefaults() scopes (-want +got):\n%s", diff)
 	}
-	want := ClaimMapping{Email: "email", Name: "name", PreferredUsername: "preferred_username", Groups: "groups"}
+	want := ClaimMapping{
+		Subject: "sub", Email: "email", EmailVerified: "email_verified", Name: "name",
+		PreferredUsername: "preferred_username", Groups: []string{"groups"},
+	}
 	if diff := cmp.Diff(want, got.Claims); diff != "" {
 		t.Errorf("withDefaults() claims (-want +got):\n%s", diff)
 	}
 }
 
 func TestClaimMapping(t *testing.T) {
-	m := Config{Claims: ClaimMapping{Groups: "https://example.com/roles", Email: "upn"}}.withDefaults().Claims
+	m := Config{Claims: ClaimMapping{Groups: []string{"https://example.com/roles"}, Email: "upn"}}.withDefaults().Claims
 	claims := map[string]any{
-		"upn": "a@example.com", "email_verified": "TRUE", "name": "A",
+		"sub": "sub-1", "upn": "a@example.com", "email_verified": "TRUE", "name": "A",
 		"https://example.com/roles": []any{"x", 7, "", "y"}, "auth_time": float64(1700000000),
 	}
-	got := m.identity("sub-1", claims)
+	mm, err := m.identity(claims)
+	if err != nil {
+		t.Fatalf("identity() = %v", err)
+	}
+	got := mm.Identity
 	got.Claims = nil
 	want := Identity{
 		Subject: "sub-1", Email: "a@example.com", EmailVerified: true, Name: "A",

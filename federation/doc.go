@@ -9,7 +9,15 @@
 //
 // Discovery happens once, in Config.Open, which also builds the one ID-token
 // verifier (and so the one JWKS cache) per upstream. Everything else about
-// the login (state, sessions, subjects, allow rules) belongs to broker.
+// the login (state, sessions, subjects, audit) belongs to broker.
+//
+// Provider quirks are configuration, not a type switch: a Profile presets
+// defaults (profile.go); ClaimMapping reads claims by path, with fallbacks
+// and a groups prefix (claims.go); Azure AD's templated multi-tenant issuer,
+// tenant allowlist and group overage through Microsoft Graph are in
+// azure.go; AllowRules, the tenants and Google's hosted domains refuse an
+// identity with a *NotAllowedError carrying a person-facing message
+// (allow.go), after every verification has passed.
 //
 // For token exchange (RFC 8693) it verifies subject tokens that were not
 // issued to Keyward itself:

@@ -1,20 +1,27 @@
 package federation
 
 import (
-	"maps"
+	"slices"
 	"strings"
 	"time"
 )
 
 // Identity is what an upstream asserts about the person who signed in.
 type Identity struct {
-	Subject           string // upstream sub; unique per upstream only
-	Email             string
-	EmailVerified     bool // as the upstream reports it; missing is false
+	// Subject is the upstream subject: the claim ClaimMapping.Subject names
+	// (default sub); unique per upstream only.
+	Subject string
+	Email   string
+	// EmailVerified is true only when the upstream says so for the mapped
+	// email; a missing claim (unknown) is false here too.
+	EmailVerified     bool
 	Name              string
 	PreferredUsername string
 	Groups            []string
-	AuthTime          time.Time // zero when the upstream sent no auth_time
+	// Extra holds the claims copied by ClaimMapping.Claims, under their new
+	// names; nil when none was found.
+	Extra    map[string]string
+	AuthTime time.Time // zero when the upstream sent no auth_time
 	// Claims are the raw, verified ID token claims (numbers as float64);
 	// userinfo claims are not merged in.
 	Claims map[string]any
@@ -22,42 +29,6 @@ type Identity struct {
 	// (empty when the upstream sent none, and for native sign-in). It is a
 	// credential: never log it, and store it only sealed.
 	RefreshToken string
-}
-
-// identity maps verified claims through m.
-func (m ClaimMapping) identity(sub string, claims map[string]any) Identity {
-	id := Identity{
-		Subject:           sub,
-		Email:             str(claims[m.Email]),
-		Name:              str(claims[m.Name]),
-		PreferredUsername: str(claims[m.PreferredUsername]),
-		Groups:            strs(claims[m.Groups]),
-		Claims:            maps.Clone(claims),
-	}
-	if id.Email != "" {
-		id.EmailVerified = truthy(claims["email_verified"])
-	}
-	if t, ok := claims["auth_time"].(float64); ok && t > 0 {
-		id.AuthTime = time.Unix(int64(t), 0).UTC()
-	}
-	return id
-}
-
-// fill copies into id the fields it lacks from other. Email and its
-// verification travel together.
-func fillMissing(id *Identity, other Identity) {
-	if id.Email == "" {
-		id.Email, id.EmailVerified = other.Email, other.EmailVerified
-	}
-	if id.Name == "" {
-		id.Name = other.Name
-	}
-	if id.PreferredUsername == "" {
-		id.PreferredUsername = other.PreferredUsername
-	}
-	if id.Groups == nil {
-		id.Groups = other.Groups
-	}
 }
 
 func str(v any) string {
@@ -68,6 +39,8 @@ func str(v any) string {
 // strs accepts a string or a list; non-string elements are skipped.
 func strs(v any) []string {
 	switch v := v.(type) {
+	case []string:
+		return slices.DeleteFunc(slices.Clone(v), func(s string) bool { return s == "" })
 	case string:
 		if v == "" {
 			return nil

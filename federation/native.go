@@ -97,8 +97,11 @@ type nativeClaims struct {
 // ErrIssuerUnavailable when they cannot be fetched), iss, exp (no leeway,
 // as for browser sign-in), nbf, and a non-empty sub (ErrInvalidIDToken).
 // There is no nonce to compare (the app's own sign-in chose it) and no
-// userinfo request (there is no upstream access token). The error never
-// contains the token.
+// userinfo or Graph request (there is no upstream access token): an Azure
+// AD group overage leaves the groups empty, or is refused when
+// GroupsOverage is refuse or allow.groups is set. The tenant, hosted
+// domain and allow rules apply as in Exchange (*NotAllowedError). The error
+// never contains the token.
 func (u *Upstream) VerifyIDToken(ctx context.Context, raw string) (Identity, error) {
 	const op = "federation: verify native id token"
 	n := u.native
@@ -133,16 +136,32 @@ func (u *Upstream) VerifyIDToken(ctx context.Context, raw string) (Identity, err
 	if idt.Subject == "" {
 		return Identity{}, fmt.Errorf("%s: %w: sub is empty", op, ErrInvalidIDToken)
 	}
-	id, err := u.identity(idt)
+	claims, err := tokenClaims(idt)
 	if err != nil {
 		return Identity{}, err
 	}
 	// The same audience check on the verified claims.
-	if azp, _ := id.Claims["azp"].(string); !n.accepts(idt.Audience, azp) {
+	if azp, _ := claims["azp"].(string); !n.accepts(idt.Audience, azp) {
 		return Identity{}, fmt.Errorf("%s: %w: aud names no native client id", op, ErrInvalidIDToken)
 	}
-	u.logger.DebugContext(ctx, "native id token verified", "sub", id.Subject)
-	return id, nil
+	if err := u.cfg.checkTenant(claims); err != nil {
+		return Identity{}, err
+	}
+	m, err := u.mapClaims(claims)
+	if err != nil {
+		return Identity{}, err
+	}
+	// A group overage cannot be resolved here: there is no upstream access
+	// token to ask Graph with. Refuse only when groups decide.
+	if overage(claims) && len(u.cfg.Claims.Groups) > 0 && m.Groups == nil &&
+		(u.cfg.GroupsOverage == OverageRefuse || (u.cfg.GroupsOverage == OverageGraph && len(u.cfg.Allow.Groups) > 0)) {
+		return Identity{}, u.cfg.overageRefusal(m.Identity, "group overage in a native sign-in (no access token for Graph)")
+	}
+	if err := u.cfg.admit(m, claims); err != nil {
+		return Identity{}, err
+	}
+	u.logger.DebugContext(ctx, "native id token verified", "sub", m.Subject)
+	return m.Identity, nil
 }
 
 // accepts reports whether aud names one of the native client IDs and, when

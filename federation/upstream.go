@@ -27,7 +27,9 @@ type Upstream struct {
 	verifier *oidc.IDTokenVerifier // built once: it owns the JWKS cache
 	oauth2   oauth2.Config
 	native   *native // nil: native sign-in is off
-	logger   *slog.Logger
+	// endSession is discovery's end_session_endpoint ("" when none).
+	endSession string
+	logger     *slog.Logger
 }
 
 // AuthOptions are optional authorization request parameters, sent only when
@@ -55,17 +57,31 @@ func (c Config) Open(ctx context.Context, httpClient *http.Client, logger *slog.
 	}
 	logger = logger.With("component", "federation", "upstream", c.ID)
 
-	provider, err := oidc.NewProvider(oidc.ClientContext(ctx, httpClient), c.Issuer)
+	// A templated (Azure AD multi-tenant) issuer is discovered at
+	// DiscoveryURL, whose document must advertise the template itself;
+	// each ID token's iss is then checked against its tid (checkTenant).
+	multi := templated(c.Issuer)
+	dctx := oidc.ClientContext(ctx, httpClient)
+	if multi {
+		dctx = oidc.InsecureIssuerURLContext(dctx, c.Issuer)
+	}
+	provider, err := oidc.NewProvider(dctx, DiscoveryURL(c.Issuer))
 	if err != nil {
-		return nil, fmt.Errorf("federation: upstream %q: discover %s: %w", c.ID, c.Issuer, redact(err))
+		return nil, fmt.Errorf("federation: upstream %q: discover %s: %w", c.ID, DiscoveryURL(c.Issuer), redact(err))
 	}
 	var meta struct {
+		Issuer      string   `json:"issuer"`
 		AuthMethods []string `json:"token_endpoint_auth_methods_supported"`
 		JWKSURI     string   `json:"jwks_uri"`
 		Algorithms  []string `json:"id_token_signing_alg_values_supported"`
+		EndSession  string   `json:"end_session_endpoint"`
 	}
 	if err := provider.Claims(&meta); err != nil {
 		return nil, fmt.Errorf("federation: upstream %q: read discovery: %w", c.ID, err)
+	}
+	if multi && meta.Issuer != c.Issuer {
+		return nil, fmt.Errorf("federation: upstream %q: discover %s: %w", c.ID, DiscoveryURL(c.Issuer),
+			&oidc.IssuerMismatchError{Provided: c.Issuer, Discovered: meta.Issuer})
 	}
 	endpoint := provider.Endpoint()
 	endpoint.AuthStyle = authStyle(meta.AuthMethods)
@@ -74,7 +90,7 @@ func (c Config) Open(ctx context.Context, httpClient *http.Client, logger *slog.
 		cfg:      c,
 		client:   httpClient,
 		provider: provider,
-		verifier: provider.Verifier(&oidc.Config{ClientID: c.ClientID, Now: c.Now}),
+		verifier: provider.Verifier(&oidc.Config{ClientID: c.ClientID, Now: c.Now, SkipIssuerCheck: multi}),
 		oauth2: oauth2.Config{
 			ClientID:     c.ClientID,
 			ClientSecret: c.ClientSecret,
@@ -82,7 +98,8 @@ func (c Config) Open(ctx context.Context, httpClient *http.Client, logger *slog.
 			RedirectURL:  c.RedirectURL,
 			Scopes:       c.Scopes,
 		},
-		logger: logger,
+		endSession: meta.EndSession,
+		logger:     logger,
 	}
 	if len(c.NativeClientIDs) > 0 {
 		if meta.JWKSURI == "" {
@@ -90,7 +107,8 @@ func (c Config) Open(ctx context.Context, httpClient *http.Client, logger *slog.
 		}
 		u.native = newNative(c, httpClient, meta.JWKSURI, meta.Algorithms, logger)
 	}
-	logger.InfoContext(ctx, "upstream ready", "issuer", c.Issuer, "userinfo", provider.UserInfoEndpoint() != "", "native_sign_in", u.native != nil)
+	logger.InfoContext(ctx, "upstream ready", "issuer", c.Issuer, "profile", string(c.Profile),
+		"userinfo", provider.UserInfoEndpoint() != "", "native_sign_in", u.native != nil, "allow_rules", !c.Allow.empty())
 	return u, nil
 }
 
@@ -132,17 +150,33 @@ func (u *Upstream) AuthCodeURL(state, nonce, pkceVerifier string, opts AuthOptio
 	if opts.LoginHint != "" {
 		params = append(params, oauth2.SetAuthURLParam("login_hint", opts.LoginHint))
 	}
+	if hd := u.cfg.hostedDomainParam(); hd != "" {
+		params = append(params, oauth2.SetAuthURLParam("hd", hd))
+	}
 	return u.oauth2.AuthCodeURL(state, params...)
+}
+
+// EndSessionURL is where a person signs out at the upstream: discovery's
+// end_session_endpoint, else Config.LogoutURL; "" when neither is known.
+func (u *Upstream) EndSessionURL() string {
+	if u.endSession != "" {
+		return u.endSession
+	}
+	return u.cfg.LogoutURL
 }
 
 // Exchange redeems code with pkceVerifier, verifies the ID token (signature
 // with a discovered algorithm, exact issuer, audience = client id, expiry)
-// and its nonce, and maps the claims, asking userinfo for a missing email or
-// name when the provider has that endpoint.
+// and its nonce, and maps the claims (see ClaimMapping), asking userinfo as
+// Config.Userinfo says. With ProfileAzureAD it checks the tenant and
+// resolves a group overage (Config.GroupsOverage). Last it applies the
+// hosted domains and the allow rules.
 //
-// Errors wrap ErrTokenEndpoint, ErrInvalidIDToken, ErrNonceMismatch or
-// ErrUserinfo with a cause fit for logs (upstream bodies cut off); an
-// expired ID token also matches *oidc.TokenExpiredError.
+// Errors wrap ErrTokenEndpoint, ErrInvalidIDToken, ErrNonceMismatch,
+// ErrUserinfo or ErrGraph with a cause fit for logs (upstream bodies cut
+// off); an expired ID token also matches *oidc.TokenExpiredError. An
+// identity the configuration refuses is a *NotAllowedError, returned only
+// once everything else verified.
 func (u *Upstream) Exchange(ctx context.Context, code, pkceVerifier, nonce string) (Identity, error) {
 	if code == "" || pkceVerifier == "" || nonce == "" {
 		return Identity{}, errors.New("federation: exchange code: code, PKCE verifier and nonce are required")
@@ -163,50 +197,118 @@ func (u *Upstream) Exchange(ctx context.Context, code, pkceVerifier, nonce strin
 	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(nonce)) != 1 {
 		return Identity{}, fmt.Errorf("federation: verify id token: %w", ErrNonceMismatch)
 	}
-	id, err := u.identity(idt)
+	idClaims, err := tokenClaims(idt)
 	if err != nil {
 		return Identity{}, err
 	}
-	if _, ok := id.Claims["at_hash"]; ok {
+	if _, ok := idClaims["at_hash"]; ok {
 		if err := idt.VerifyAccessToken(tok.AccessToken); err != nil { // OIDC Core §3.1.3.8
 			return Identity{}, fmt.Errorf("federation: verify id token: %w: %w", ErrInvalidIDToken, err)
 		}
 	}
-	if (id.Email == "" || id.Name == "") && u.provider.UserInfoEndpoint() != "" {
-		if err := u.fillFromUserinfo(ctx, tok, &id); err != nil {
+	if err := u.cfg.checkTenant(idClaims); err != nil {
+		return Identity{}, err
+	}
+	claims := idClaims
+	m, err := u.mapClaims(claims)
+	if err != nil {
+		return Identity{}, err
+	}
+	ask := false
+	switch u.cfg.Userinfo {
+	case UserinfoAlways:
+		ask = true
+	case UserinfoAuto:
+		cm := u.cfg.Claims
+		if overage(idClaims) {
+			cm.Groups = nil // Graph answers for the groups, not userinfo
+		}
+		ask = m.missing(cm)
+	}
+	if ask && u.provider.UserInfoEndpoint() != "" {
+		info, err := u.userinfo(ctx, tok, idt.Subject)
+		if err != nil {
+			return Identity{}, err
+		}
+		claims = merge(idClaims, info)
+		if m, err = u.mapClaims(claims); err != nil {
 			return Identity{}, err
 		}
 	}
-	id.RefreshToken = tok.RefreshToken
-	u.logger.DebugContext(ctx, "upstream identity verified", "sub", id.Subject)
-	return id, nil
+	if overage(idClaims) && len(u.cfg.Claims.Groups) > 0 && m.Groups == nil {
+		switch u.cfg.GroupsOverage {
+		case OverageGraph:
+			groups, err := u.graphGroups(ctx, tok.AccessToken)
+			if err != nil {
+				return Identity{}, err
+			}
+			m.Groups = u.cfg.Claims.prefixed(groups)
+		case OverageRefuse:
+			return Identity{}, u.cfg.overageRefusal(m.Identity, "group overage and groups_overage is refuse")
+		}
+	}
+	m.Claims = idClaims
+	if err := u.cfg.admit(m, claims); err != nil {
+		return Identity{}, err
+	}
+	m.RefreshToken = tok.RefreshToken
+	u.logger.DebugContext(ctx, "upstream identity verified", "sub", m.Subject)
+	return m.Identity, nil
 }
 
-// identity maps a verified ID token's claims through the configured claim
-// mapping: the one mapping of browser and native sign-in.
-func (u *Upstream) identity(idt *oidc.IDToken) (Identity, error) {
+// tokenClaims decodes a verified ID token's claims.
+func tokenClaims(idt *oidc.IDToken) (map[string]any, error) {
 	var claims map[string]any
 	if err := idt.Claims(&claims); err != nil {
-		return Identity{}, fmt.Errorf("federation: verify id token: %w: %w", ErrInvalidIDToken, err)
+		return nil, fmt.Errorf("federation: verify id token: %w: %w", ErrInvalidIDToken, err)
 	}
-	return u.cfg.Claims.identity(idt.Subject, claims), nil
+	return claims, nil
 }
 
-// fillFromUserinfo fills the identity fields the ID token left empty.
-// The userinfo sub must be the ID token's. OIDC Core §5.3.2
-func (u *Upstream) fillFromUserinfo(ctx context.Context, tok *oauth2.Token, id *Identity) error {
+// mapClaims maps claims through the configured claim mapping: the one
+// mapping of browser and native sign-in.
+func (u *Upstream) mapClaims(claims map[string]any) (mapped, error) {
+	m, err := u.cfg.Claims.identity(claims)
+	if err != nil {
+		return mapped{}, fmt.Errorf("federation: verify id token: %w: %w", ErrInvalidIDToken, err)
+	}
+	return m, nil
+}
+
+// admit applies the hosted domains and the allow rules to a mapped
+// identity; claims are those it was mapped from (m.Claims the ID token's).
+func (c Config) admit(m mapped, claims map[string]any) error {
+	if err := c.checkHostedDomain(m.Identity, m.Claims); err != nil {
+		return err
+	}
+	return c.allow(m, claims)
+}
+
+// prefixed adds GroupsPrefix to groups and drops empty and repeated ones.
+func (m ClaimMapping) prefixed(groups []string) []string {
+	out := []string{}
+	for _, g := range groups {
+		if g != "" && !slices.Contains(out, m.GroupsPrefix+g) {
+			out = append(out, m.GroupsPrefix+g)
+		}
+	}
+	return out
+}
+
+// userinfo fetches the userinfo claims. Their sub must be the ID token's.
+// OIDC Core §5.3.2
+func (u *Upstream) userinfo(ctx context.Context, tok *oauth2.Token, sub string) (map[string]any, error) {
 	info, err := u.provider.UserInfo(ctx, oauth2.StaticTokenSource(tok))
 	if err != nil {
-		return fmt.Errorf("federation: fetch userinfo: %w: %w", ErrUserinfo, redact(err))
+		return nil, fmt.Errorf("federation: fetch userinfo: %w: %w", ErrUserinfo, redact(err))
 	}
-	if subtle.ConstantTimeCompare([]byte(info.Subject), []byte(id.Subject)) != 1 {
-		u.logger.WarnContext(ctx, "userinfo subject differs from id token subject", "sub", id.Subject)
-		return fmt.Errorf("federation: fetch userinfo: %w: subject mismatch", ErrUserinfo)
+	if subtle.ConstantTimeCompare([]byte(info.Subject), []byte(sub)) != 1 {
+		u.logger.WarnContext(ctx, "userinfo subject differs from id token subject", "sub", sub)
+		return nil, fmt.Errorf("federation: fetch userinfo: %w: subject mismatch", ErrUserinfo)
 	}
 	var claims map[string]any
 	if err := info.Claims(&claims); err != nil {
-		return fmt.Errorf("federation: fetch userinfo: %w: %w", ErrUserinfo, err)
+		return nil, fmt.Errorf("federation: fetch userinfo: %w: %w", ErrUserinfo, err)
 	}
-	fillMissing(id, u.cfg.Claims.identity(info.Subject, claims))
-	return nil
+	return claims, nil
 }

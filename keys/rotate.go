@@ -64,12 +64,22 @@ func (m *Manager) Rotate(ctx context.Context) (bool, error) {
 // Run rotates then. Signing earlier could use a key that a verifier honouring
 // the max-age of a JWKS fetched just before the key was published does not
 // know. (For a compromised current key, the wait is at most M.)
+//
+// The key RotateNow replaces is the one this process signs with when it is
+// called. If the stored set no longer has it as current (another replica
+// rotated in the meantime, early or on schedule), the request is already
+// answered and RotateNow changes nothing: two replicas asked at once
+// rotate once, never twice.
 func (m *Manager) RotateNow(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	target := m.snap.Load().signer.ID
 	var at time.Time
 	err := m.store.UpdateKeySet(ctx, func(old store.KeySet) (store.KeySet, error) {
 		now := m.clock()
+		if !slices.ContainsFunc(old.Keys, func(k store.SigningKey) bool { return k.State == store.KeyCurrent && k.ID == target }) {
+			return old, errUnchanged // already rotated away by another process
+		}
 		i := slices.IndexFunc(old.Keys, func(k store.SigningKey) bool { return k.State == store.KeyNext })
 		if i < 0 {
 			return old, errors.New("key set has no next key")

@@ -182,6 +182,10 @@ func (a *admin) fail(w http.ResponseWriter, r *http.Request, err error, what str
 		writeAdminError(w, http.StatusNotFound, "not_found", "unknown session: "+what)
 	case errors.Is(err, context.Canceled):
 		writeAdminError(w, http.StatusServiceUnavailable, "unavailable", "the request was cancelled")
+	case errors.Is(err, store.ErrUnavailable):
+		a.log.ErrorContext(r.Context(), "admin request failed: store unavailable", "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", strconv.Itoa(broker.RetryAfter))
+		writeAdminError(w, http.StatusServiceUnavailable, "unavailable", "the database cannot be reached; nothing was changed, retry shortly")
 	default:
 		id := RequestID(r.Context())
 		a.log.ErrorContext(r.Context(), "admin request failed", "path", r.URL.Path, "err", err)

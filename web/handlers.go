@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/keyward/keyward/broker"
@@ -59,14 +60,16 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, out broker.Outco
 	case out.Respond(ctx, w):
 	case out.Chooser != nil:
 		d := chooserData{ClientName: out.Chooser.ClientName, RequestID: RequestID(ctx)}
+		status := http.StatusServiceUnavailable // until one upstream is available
 		for _, u := range out.Chooser.Upstreams {
-			d.Upstreams = append(d.Upstreams, chooserUpstream{
-				ID:   u.ID,
-				Name: u.Name,
-				URL:  "/login/" + url.PathEscape(u.ID) + "?attempt=" + url.QueryEscape(out.Chooser.AttemptID),
-			})
+			cu := chooserUpstream{ID: u.ID, Name: u.Name, Unavailable: u.Unavailable, Reason: u.Reason}
+			if !u.Unavailable {
+				cu.URL = "/login/" + url.PathEscape(u.ID) + "?attempt=" + url.QueryEscape(out.Chooser.AttemptID)
+				status = http.StatusOK
+			}
+			d.Upstreams = append(d.Upstreams, cu)
 		}
-		s.pages.renderChooser(w, http.StatusOK, d)
+		s.pages.renderChooser(w, status, d)
 	case out.RedirectURL != "":
 		http.Redirect(w, r, out.RedirectURL, http.StatusSeeOther)
 	default:
@@ -117,17 +120,47 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte("ok\n"))
 }
 
+// readyz answers load balancers: 503 "not ready" when Config.Ready fails
+// or when no upstream can take sign-ins, else 200 "ready". The upstreams
+// that cannot take sign-ins (discovery still failing) are listed by id
+// either way, one line "unavailable upstreams: a, b".
+//
+// One unavailable upstream among several does not fail it: every replica
+// shares the same upstreams, so a failing probe would pull all of them
+// from the load balancer and stop sign-ins through the upstreams that
+// work, and single sign-on, refresh and token exchange with them.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	ups := s.b.UpstreamStatus()
+	var down []string
+	for _, u := range ups {
+		if u.Err != nil {
+			down = append(down, u.ID)
+		}
+	}
+	var detail string
+	if len(down) > 0 {
+		detail = "unavailable upstreams: " + strings.Join(down, ", ") + "\n"
+	}
+	notReady := func() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("not ready\n" + detail))
+	}
 	if s.cfg.Ready != nil {
 		if err := s.cfg.Ready(r.Context()); err != nil {
 			s.log.WarnContext(r.Context(), "not ready", "err", err)
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("not ready\n"))
+			notReady()
 			return
 		}
 	}
-	_, _ = w.Write([]byte("ready\n"))
+	if len(ups) > 0 && len(down) == len(ups) {
+		// federation logs each failed discovery; a probe adds nothing.
+		s.log.DebugContext(r.Context(), "not ready: no upstream is available", "upstreams", down)
+		notReady()
+		return
+	}
+	_, _ = w.Write([]byte("ready\n" + detail))
 }
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {

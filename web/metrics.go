@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keyward/keyward/broker"
 )
 
 type metrics struct {
@@ -13,7 +15,8 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// newMetrics registers the HTTP metrics and, with b, the upstream gauge.
+func newMetrics(reg prometheus.Registerer, b *broker.Broker) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keyward_http_requests_total",
@@ -27,8 +30,33 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.duration)
+		if b != nil {
+			reg.MustRegister(upstreamCollector{b: b, desc: upstreamUpDesc})
+		}
 	}
 	return m
+}
+
+var upstreamUpDesc = prometheus.NewDesc("keyward_upstream_up",
+	"1 while the upstream can take sign-ins, 0 while its discovery fails and is being retried.",
+	[]string{"upstream"}, nil)
+
+// upstreamCollector reads keyward_upstream_up at every scrape.
+type upstreamCollector struct {
+	b    *broker.Broker
+	desc *prometheus.Desc
+}
+
+func (c upstreamCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c upstreamCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, u := range c.b.UpstreamStatus() {
+		up := 0.0
+		if u.Err == nil {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, up, u.ID)
+	}
 }
 
 func (m *metrics) instrument(route string, h http.Handler) http.Handler {

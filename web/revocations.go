@@ -134,6 +134,9 @@ func writeFeedError(w http.ResponseWriter, err error) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	if be.HTTPStatus() == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "5")
+	}
 	w.WriteHeader(be.HTTPStatus())
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": be.Code, "error_description": be.Description})
 }

@@ -71,7 +71,7 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Logger.With("component", "web"),
 		pages:   p,
 		cookies: newCookieJar(cfg.SessionSecret, !cfg.InsecureCookies),
-		metrics: newMetrics(cfg.Registerer),
+		metrics: newMetrics(cfg.Registerer, cfg.Broker),
 	}
 	s.handler = s.routes()
 	return s, nil

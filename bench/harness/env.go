@@ -17,6 +17,7 @@ import (
 	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/federation"
 	"github.com/keyward/keyward/keys"
+	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/test/brokertest"
 	"github.com/keyward/keyward/test/fakeidp"
 	"github.com/keyward/keyward/web"
@@ -52,6 +53,14 @@ type Options struct {
 	// Log, when non-nil, receives the broker's JSON log at info level, as
 	// cmd/keyward writes it by default. Nil discards it.
 	Log io.Writer
+	// Postgres, when set, is the DSN of the PostgreSQL database the broker
+	// stores in (instead of the bbolt file in Dir).
+	Postgres string
+	// MaxConns is each replica's PostgreSQL pool size (0: the default).
+	MaxConns int32
+	// Replicas is how many brokers serve the issuer (default 1); more than
+	// one needs Postgres. RoundRobin spreads a client's requests over them.
+	Replicas int
 }
 
 // Env is a bare net/http handler, a fake upstream IdP and a broker, each on
@@ -70,6 +79,10 @@ type Env struct {
 	ci      *fakeidp.Server
 	broker  *brokertest.Env
 	servers []*http.Server
+
+	replicas     []*brokertest.Env // after the first (broker)
+	replicaHosts []string          // every replica's own host:port, the first's first
+	stores       []store.Store     // the PostgreSQL stores, one per replica
 }
 
 // MintCIToken returns a workload JWT from the CI issuer, signed RS256 as
@@ -136,8 +149,18 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	var ciConns atomic.Int64
 	e.serve(ciLn, e.ci.Handler(), &ciConns)
 
+	first := brLn.Addr()
 	if e.broker, err = e.startBroker(ctx, opts, brLn, idp); err != nil {
 		return e, err
+	}
+	e.replicaHosts = []string{first.String()}
+	if opts.Replicas > 1 {
+		if opts.Postgres == "" {
+			return e, errors.New("several replicas need a PostgreSQL store")
+		}
+		if err := e.startReplicas(ctx, opts, idp, first); err != nil {
+			return e, err
+		}
 	}
 	return e, nil
 }
@@ -166,7 +189,16 @@ func (e *Env) startBroker(ctx context.Context, opts Options, ln net.Listener, up
 		_ = ln.Close()
 		return nil, fmt.Errorf("trust: %w", err)
 	}
+	st, err := openStore(ctx, opts)
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	if st != nil {
+		e.stores = append(e.stores, st)
+	}
 	return brokertest.Start(ctx, brokertest.Options{
+		Store:    st,
 		Dir:      opts.Dir,
 		NoSync:   opts.NoSync,
 		Listener: ln,
@@ -232,4 +264,5 @@ func (e *Env) Close() {
 	if e.broker != nil {
 		e.broker.Close()
 	}
+	e.closeReplicas()
 }

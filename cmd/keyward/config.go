@@ -9,6 +9,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/keyward/keyward/federation"
 )
 
 // Config is the shape of keyward.yaml. LoadConfig reads it, Validate checks
@@ -107,11 +111,27 @@ type UpstreamConfig struct {
 	// ID names the upstream in subjects and URLs; never change it. It matches
 	// [a-z0-9][a-z0-9-_.]*. Required.
 	ID string `yaml:"id"`
-	// Name is shown on the provider chooser. Default: ID.
+	// Name is shown on the provider chooser and on refusal pages. Default: ID.
 	Name string `yaml:"name,omitempty"`
+	// Profile presets defaults and provider quirks: google, azuread, okta,
+	// auth0, cognito, curity, keycloak or generic. Every preset can be
+	// overridden field by field. Default: generic (the standard claims).
+	Profile string `yaml:"profile,omitempty"`
 	// Issuer is the upstream's issuer, exactly as its discovery document
-	// spells it (a trailing slash is kept). Required.
+	// spells it (a trailing slash is kept, as Auth0 needs). With profile
+	// azuread it may be templated for multi-tenant apps:
+	// https://login.microsoftonline.com/{tenantid}/v2.0 (tenants is then
+	// required). Required, except with profile google
+	// (default https://accounts.google.com).
 	Issuer string `yaml:"issuer"`
+	// Tenants (azuread) are the accepted directory ids (the tid claim).
+	// Required with a templated issuer; a person of another tenant is
+	// refused with a 403 page.
+	Tenants []string `yaml:"tenants,omitempty"`
+	// HostedDomains (google) are the accepted Google Workspace domains:
+	// sent as hd=<domain> (one) or hd=* (several), and checked in the ID
+	// token's hd claim, so gmail.com accounts are refused.
+	HostedDomains []string `yaml:"hostedDomains,omitempty"`
 	// ClientID is Keyward's client ID at the upstream. Required.
 	ClientID string `yaml:"clientID"`
 	// ClientSecretFile holds Keyward's client secret at the upstream. Exactly
@@ -119,13 +139,36 @@ type UpstreamConfig struct {
 	ClientSecretFile string `yaml:"clientSecretFile,omitempty"`
 	// ClientSecret is the secret itself, normally "${ENV_VAR}".
 	ClientSecret string `yaml:"clientSecret,omitempty"`
-	// Scopes requested upstream; must include openid.
-	// Default: [openid, email, profile].
+	// Scopes requested upstream; must include openid. An explicit list
+	// replaces the profile's. Default: [openid, email, profile]
+	// (okta: plus groups).
 	Scopes       []string     `yaml:"scopes,omitempty"`
 	ClaimMapping ClaimMapping `yaml:"claimMapping,omitempty"`
+	// Allow are conditions every person must meet to sign in through this
+	// upstream; all configured ones must hold. A refused person sees a 403
+	// page and the refusal is audited. Default: everyone the upstream signs
+	// in is allowed.
+	Allow AllowConfig `yaml:"allow,omitempty"`
+	// GroupsOverage (azuread) is what to do when the ID token says the
+	// person has too many groups to list: graph reads them from Microsoft
+	// Graph with the upstream access token (the app needs
+	// GroupMember.Read.All), refuse shows a 403 page. Default: graph.
+	GroupsOverage string `yaml:"groupsOverage,omitempty"`
+	// GraphURL (azuread) is Microsoft Graph's base URL, for national clouds
+	// and tests. Default: https://graph.microsoft.com.
+	GraphURL string `yaml:"graphURL,omitempty"`
+	// LogoutURL is the upstream's logout page, used when its discovery has
+	// no end_session_endpoint (cognito:
+	// https://<domain>/logout?client_id=…&logout_uri=…). Optional.
+	LogoutURL string `yaml:"logoutURL,omitempty"`
+	// Userinfo says when the userinfo endpoint is asked: auto (when the
+	// mapped email, name or groups are missing from the ID token), always,
+	// or never. Default: auto.
+	Userinfo string `yaml:"userinfo,omitempty"`
 	// NativeClientIDs are native apps' client IDs at this upstream: their
 	// ID tokens may be exchanged for Keyward tokens (native sign-in; see
-	// docs/token-exchange.md). Default: none, native sign-in off.
+	// docs/token-exchange.md). Not with a templated issuer. Default: none,
+	// native sign-in off.
 	NativeClientIDs []string `yaml:"nativeClientIDs,omitempty"`
 	// NativePublicClients lets public clients (mobile apps) do native
 	// sign-in with this upstream. Default: false.
@@ -138,13 +181,78 @@ type UpstreamConfig struct {
 	RecheckInterval Duration `yaml:"recheckInterval,omitempty"`
 }
 
-// ClaimMapping names the upstream claims that fill the identity. Each field
-// defaults to the standard claim of the same meaning.
+// ClaimMapping names the upstream claims that fill the identity; an
+// omitted field takes the profile's default. Each value is a path: first
+// looked up as one top-level claim name ("https://example.com/roles" and
+// "cognito:groups" work as is), else split on "." and walked through
+// nested objects ("realm_access.roles").
 type ClaimMapping struct {
-	Email             string `yaml:"email,omitempty"`             // Default: email.
-	Name              string `yaml:"name,omitempty"`              // Default: name.
-	PreferredUsername string `yaml:"preferredUsername,omitempty"` // Default: preferred_username.
-	Groups            string `yaml:"groups,omitempty"`            // Default: groups.
+	// Subject is the claim holding the stable upstream subject (azuread may
+	// use oid). Keyward's subject is derived from the upstream id and this
+	// value: changing it changes every person's Keyward subject (they
+	// become new subjects). Default: sub.
+	Subject string `yaml:"subject,omitempty"`
+	Email   string `yaml:"email,omitempty"` // Default: email.
+	// EmailFallbacks are tried in order when the email claim is missing; a
+	// value counts only when it holds an "@". Default: none (azuread: upn,
+	// preferred_username).
+	EmailFallbacks []string `yaml:"emailFallbacks,omitempty"`
+	// EmailVerified is read only for an email from Email; a missing claim
+	// means unknown (not false). Default: email_verified.
+	EmailVerified string `yaml:"emailVerified,omitempty"`
+	Name          string `yaml:"name,omitempty"` // Default: name.
+	// PreferredUsername: Default preferred_username (cognito:
+	// cognito:username).
+	PreferredUsername string `yaml:"preferredUsername,omitempty"`
+	// PreferredUsernameFallbacks are tried in order when it is missing.
+	PreferredUsernameFallbacks []string `yaml:"preferredUsernameFallbacks,omitempty"`
+	// Groups is one path or a list of paths; their values (a string or a
+	// list) are merged and deduplicated. Default: groups (google, auth0:
+	// none; cognito: cognito:groups; keycloak: realm_access.roles).
+	Groups StringList `yaml:"groups,omitempty"`
+	// GroupsPrefix is added to every group value, e.g. "kc:".
+	GroupsPrefix string `yaml:"groupsPrefix,omitempty"`
+	// Claims copies further claims into Keyward's tokens under a new name:
+	// {department: "https://example.com/department"}. String, boolean and
+	// number values are copied as strings, into ID tokens and userinfo with
+	// the profile scope, and into access tokens when tokens.claims names
+	// them. A name may not be one Keyward sets itself.
+	Claims map[string]string `yaml:"claims,omitempty"`
+}
+
+// AllowConfig are conditions on the mapped identity; all configured ones
+// must hold.
+type AllowConfig struct {
+	// EmailDomains: the mapped email's domain, case-insensitively and
+	// exactly; "*.example.com" accepts its subdomains (not example.com).
+	EmailDomains []string `yaml:"emailDomains,omitempty"`
+	// Groups: the person must be in at least one (after groupsPrefix).
+	Groups []string `yaml:"groups,omitempty"`
+	// RequireEmailVerified: email_verified must be present and true.
+	RequireEmailVerified bool `yaml:"requireEmailVerified,omitempty"`
+	// Claims are required claims: path → one accepted value or a list.
+	// A list claim matches when one of its values is accepted.
+	Claims map[string]StringList `yaml:"claims,omitempty"`
+}
+
+// StringList is a list of strings that YAML may also give as one string.
+type StringList []string
+
+// UnmarshalYAML accepts a scalar (one element) or a sequence of scalars.
+func (l *StringList) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		*l = StringList{n.Value}
+		return nil
+	case yaml.SequenceNode:
+		var list []string
+		if err := n.Decode(&list); err != nil {
+			return err
+		}
+		*l = list
+		return nil
+	}
+	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: want a string or a list of strings", n.Line)}}
 }
 
 // ClientConfig is one static OAuth client (relying party).
@@ -218,11 +326,19 @@ func (c *Config) withDefaults() {
 	for i := range c.Upstreams {
 		u := &c.Upstreams[i]
 		setDefault(&u.Name, u.ID)
-		setDefaults(&u.Scopes, "openid", "email", "profile")
-		setDefault(&u.ClaimMapping.Email, "email")
-		setDefault(&u.ClaimMapping.Name, "name")
-		setDefault(&u.ClaimMapping.PreferredUsername, "preferred_username")
-		setDefault(&u.ClaimMapping.Groups, "groups")
+		// The profile's preset, as federation applies it (an unknown
+		// profile gets generic's; Validate reports it).
+		ps := federation.Profile(u.Profile).Preset()
+		setDefault(&u.Issuer, ps.Issuer)
+		setDefaults(&u.Scopes, ps.Scopes...)
+		m, pm := &u.ClaimMapping, ps.Claims
+		setDefault(&m.Subject, pm.Subject)
+		setDefault(&m.Email, pm.Email)
+		setDefault(&m.EmailVerified, pm.EmailVerified)
+		setDefault(&m.Name, pm.Name)
+		setDefault(&m.PreferredUsername, pm.PreferredUsername)
+		setDefaults(&m.EmailFallbacks, pm.EmailFallbacks...)
+		setDefaults((*[]string)(&m.Groups), pm.Groups...)
 	}
 	for i := range c.Clients {
 		cl := &c.Clients[i]
@@ -244,7 +360,7 @@ func setDefault[T comparable](p *T, v T) {
 }
 
 func setDefaults(p *[]string, v ...string) {
-	if len(*p) == 0 {
+	if len(*p) == 0 && len(v) > 0 {
 		*p = v
 	}
 }
@@ -253,7 +369,7 @@ func setDefaults(p *[]string, v ...string) {
 // `type` picks an entry of storeTypes and the other keys are that type's
 // settings, e.g. {type: bolt, path: /var/lib/keyward/keyward.db}.
 type StoreConfig struct {
-	// Type is bolt or postgres (reserved, issue #7). Default: bolt.
+	// Type is bolt (one process) or postgres (several replicas). Default: bolt.
 	Type string
 	// Backend holds the settings of Type: *BoltStoreConfig or
 	// *PostgresStoreConfig. Nil when Type is unknown (Validate reports it).
@@ -284,15 +400,7 @@ func (b *BoltStoreConfig) validate(p *problems, path string) {
 	}
 }
 
-// PostgresStoreConfig is reserved for the PostgreSQL store (issue #7).
-type PostgresStoreConfig struct {
-	// DSNFile holds the connection string.
-	DSNFile string `yaml:"dsnFile,omitempty"`
-}
-
-func (*PostgresStoreConfig) validate(p *problems, path string) {
-	p.add(path+".type", "postgres is not available yet (issue #7); use bolt")
-}
+// PostgresStoreConfig is in config_store.go.
 
 // Grant types a client may use.
 const (
@@ -333,7 +441,7 @@ func (c *Config) Validate() error {
 		p.add("sessionSecret", "is %d bytes; use %s", n, sessionSecretHint)
 	}
 	if c.Store.Backend == nil {
-		p.add("store.type", "%q is not a store type; use bolt", c.Store.Type)
+		p.add("store.type", "%q is not a store type; use bolt or postgres", c.Store.Type)
 	} else {
 		c.Store.Backend.validate(&p, "store")
 	}
@@ -396,9 +504,15 @@ func (c *Config) validateTokens(p *problems) {
 		p.add("tokens.refreshTokenIdleTTL", "%s is longer than tokens.refreshTokenMaxTTL (%s); lower it or raise refreshTokenMaxTTL",
 			t.RefreshTokenIdleTTL, t.RefreshTokenMaxTTL)
 	}
+	copied := map[string]bool{}
+	for _, u := range c.Upstreams {
+		for name := range u.ClaimMapping.Claims {
+			copied[name] = true
+		}
+	}
 	for i, claim := range t.Claims {
-		if !slices.Contains(identityClaims, claim) {
-			p.add(fmt.Sprintf("tokens.claims[%d]", i), "%q is not an identity claim; use %s", claim, strings.Join(identityClaims, ", "))
+		if !slices.Contains(identityClaims, claim) && !copied[claim] {
+			p.add(fmt.Sprintf("tokens.claims[%d]", i), "%q is not an identity claim; use %s, or a name from an upstream's claimMapping.claims", claim, strings.Join(identityClaims, ", "))
 		}
 	}
 }
@@ -420,7 +534,8 @@ func (c *Config) validateUpstreams(p *problems) {
 		default:
 			seen[u.ID] = i
 		}
-		checkIssuer(p, path+".issuer", u.Issuer)
+		checkIssuer(p, path+".issuer", federation.DiscoveryURL(u.Issuer))
+		validateProfile(p, path, u)
 		if u.ClientID == "" {
 			p.add(path+".clientID", "set it to Keyward's client ID at this identity provider")
 		}

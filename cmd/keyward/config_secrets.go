@@ -146,7 +146,7 @@ func (s StoreConfig) MarshalYAML() (any, error) {
 // envRefRE is ${NAME}; other dollar signs in a secret stay literal.
 var envRefRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
-// expandSecretEnv replaces ${NAME} in sessionSecret, upstreams[].clientSecret
+// expandSecretEnv replaces ${NAME} in sessionSecret, store.dsn, upstreams[].clientSecret
 // and clients[].secret, and nowhere else. An unset or empty variable is an
 // error: an empty client secret would silently make a public client.
 func expandSecretEnv(c *Config, lookupEnv func(string) (string, bool)) error {
@@ -165,6 +165,9 @@ func expandSecretEnv(c *Config, lookupEnv func(string) (string, bool)) error {
 		})
 	}
 	expand("sessionSecret", &c.SessionSecret)
+	if pg, ok := c.Store.Backend.(*PostgresStoreConfig); ok {
+		expand("store.dsn", &pg.DSN)
+	}
 	for i := range c.Upstreams {
 		expand(fmt.Sprintf("upstreams[%d].clientSecret", i), &c.Upstreams[i].ClientSecret)
 	}
@@ -191,6 +194,9 @@ type Secrets struct {
 	// AdminToken is the admin API's bearer token (admin.tokenFile); nil:
 	// no admin API.
 	AdminToken []byte
+	// StoreDSN is the PostgreSQL connection string (store.dsn or
+	// store.dsnFile); empty for bolt.
+	StoreDSN string
 }
 
 // String redacts the secrets, so %v never prints them.
@@ -232,6 +238,7 @@ func (c *Config) ResolveSecrets() (Secrets, error) {
 		}
 	}
 	s.AdminToken = readAdminToken(&p, c.Admin.TokenFile)
+	s.StoreDSN = resolveStoreDSN(&p, c.Store)
 	if err := p.err(); err != nil {
 		return Secrets{}, err
 	}

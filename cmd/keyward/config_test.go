@@ -93,7 +93,7 @@ func TestValidate(t *testing.T) {
 		{"two session secrets", func(c *Config) { c.SessionSecretFile = "/s" }, []string{"sessionSecret"}},
 		{"short session secret", func(c *Config) { c.SessionSecret = "short     \n" }, []string{"sessionSecret"}},
 		{"unknown store", func(c *Config) { c.Store = StoreConfig{Type: "mysql"} }, []string{"store.type"}},
-		{"postgres", func(c *Config) { c.Store = StoreConfig{Type: "postgres", Backend: &PostgresStoreConfig{}} }, []string{"store.type"}},
+		{"postgres without dsn", func(c *Config) { c.Store = StoreConfig{Type: "postgres", Backend: &PostgresStoreConfig{}} }, []string{"store.dsnFile"}},
 		{"bolt path", func(c *Config) { c.Store.Backend = &BoltStoreConfig{} }, []string{"store.path"}},
 		{"algorithm", func(c *Config) { c.Keys.Algorithm = "HS256" }, []string{"keys.algorithm"}},
 		{"rotation vs max-age", func(c *Config) { c.Keys.JWKSMaxAge = Duration(13 * time.Hour) }, []string{"keys.rotationPeriod"}},
@@ -159,6 +159,44 @@ func TestValidate(t *testing.T) {
 			r := TrustRuleConfig{Name: "deploy", Issuer: "https://gitlab.com", Audience: "kw", Subject: "gitlab:{project_path}", Audiences: []string{"api"}}
 			c.Trust = []TrustRuleConfig{r, r}
 		}, []string{"trust[1].name"}},
+		{"azuread multi-tenant", func(c *Config) {
+			u := &c.Upstreams[0]
+			u.Profile, u.Issuer, u.Tenants = "azuread", "https://login.microsoftonline.com/{tenantid}/v2.0", []string{"11111111-2222-3333-4444-555555555555"}
+			u.GroupsOverage, u.GraphURL = "refuse", "https://graph.microsoft.us"
+		}, nil},
+		{"google hosted domains", func(c *Config) {
+			c.Upstreams[1].Profile, c.Upstreams[1].HostedDomains = "google", []string{"example.com"}
+		}, nil},
+		{"copied claim in access tokens", func(c *Config) {
+			c.Upstreams[0].ClaimMapping.Claims = map[string]string{"department": "https://example.com/department"}
+			c.Tokens.Claims = []string{"email", "department"}
+		}, nil},
+		{"unknown profile", func(c *Config) { c.Upstreams[0].Profile = "ping" }, []string{"upstreams[0].profile"}},
+		{"templated issuer without tenants", func(c *Config) {
+			c.Upstreams[0].Profile, c.Upstreams[0].Issuer = "azuread", "https://login.microsoftonline.com/{tenantid}/v2.0"
+		}, []string{"upstreams[0].tenants"}},
+		{"templated issuer with native sign-in", func(c *Config) {
+			u := &c.Upstreams[0]
+			u.Profile, u.Issuer, u.Tenants, u.NativeClientIDs = "azuread", "https://login.microsoftonline.com/{tenantid}/v2.0", []string{"t1"}, []string{"app"}
+		}, []string{"upstreams[0].nativeClientIDs"}},
+		{"templated issuer without azuread", func(c *Config) {
+			c.Upstreams[0].Issuer = "https://login.microsoftonline.com/{tenantid}/v2.0"
+		}, []string{"upstreams[0].issuer"}},
+		{"quirks of another profile", func(c *Config) {
+			u := &c.Upstreams[0]
+			u.Tenants, u.HostedDomains, u.GroupsOverage, u.GraphURL = []string{"t1"}, []string{"example.com"}, "graph", "https://graph.microsoft.com"
+		}, []string{"upstreams[0].tenants", "upstreams[0].hostedDomains", "upstreams[0].groupsOverage", "upstreams[0].graphURL"}},
+		{"bad quirk values", func(c *Config) {
+			u := &c.Upstreams[0]
+			u.Profile, u.Tenants, u.GroupsOverage, u.Userinfo, u.LogoutURL = "azuread", []string{"a/b"}, "ask", "sometimes", "http://auth.example.com/logout"
+		}, []string{"upstreams[0].tenants[0]", "upstreams[0].groupsOverage", "upstreams[0].logoutURL", "upstreams[0].userinfo"}},
+		{"claim mapping", func(c *Config) {
+			m := &c.Upstreams[0].ClaimMapping
+			m.Groups, m.GroupsPrefix, m.Claims = StringList{"roles", "roles"}, "kc: ", map[string]string{"sub": "oid", "dept": ""}
+		}, []string{"upstreams[0].claimMapping.groupsPrefix", "upstreams[0].claimMapping.groups[1]", `upstreams[0].claimMapping.claims["dept"]`, `upstreams[0].claimMapping.claims["sub"]`}},
+		{"allow rules", func(c *Config) {
+			c.Upstreams[0].Allow = AllowConfig{EmailDomains: []string{"example.com", "bad domain"}, Groups: []string{""}, Claims: map[string]StringList{"hd": {}}}
+		}, []string{"upstreams[0].allow.emailDomains[1]", "upstreams[0].allow.groups[0]", `upstreams[0].allow.claims["hd"]`}},
 		{"logging", func(c *Config) { c.Logging = LoggingConfig{Level: "trace", Format: "xml"} }, []string{"logging.level", "logging.format"}},
 		{"metrics on listen", func(c *Config) { c.Metrics.Listen = c.Listen }, []string{"metrics.listen"}},
 		{"metrics address", func(c *Config) { c.Metrics.Listen = "localhost" }, []string{"metrics.listen"}},
@@ -195,7 +233,7 @@ func TestValidateMessages(t *testing.T) {
 		{func(c *Config) { c.SessionSecret = "" },
 			`sessionSecretFile: set it (or sessionSecret) to a file holding at least 32 random bytes, e.g. head -c32 /dev/urandom | base64 > /etc/keyward/session-secret`},
 		{func(c *Config) { c.Store = StoreConfig{Type: "postgres", Backend: &PostgresStoreConfig{}} },
-			`store.type: postgres is not available yet (issue #7); use bolt`},
+			`store.dsnFile: set it (or store.dsn) to a file holding the connection string, e.g. ` + dsnHint},
 		{func(c *Config) { c.RevocationFeed.Readers = []string{"grafana", "nobody"} },
 			`revocationFeed.readers[1]: "nobody" is not a configured client; add it under clients (with a secretFile) or remove it`},
 		{func(c *Config) { c.RevocationFeed.Readers = []string{"cli"} },
@@ -291,8 +329,11 @@ clients: [{id: app, redirectURIs: ["https://app.example.com/cb"]}, {id: web, sec
 		},
 		Upstreams: []UpstreamConfig{{
 			ID: "corp", Name: "corp", Issuer: "https://idp.example.com/", ClientID: "kw", ClientSecretFile: "/u",
-			Scopes:       []string{"openid", "email", "profile"},
-			ClaimMapping: ClaimMapping{Email: "email", Name: "name", PreferredUsername: "preferred_username", Groups: "groups"},
+			Scopes: []string{"openid", "email", "profile"},
+			ClaimMapping: ClaimMapping{
+				Subject: "sub", Email: "email", EmailVerified: "email_verified", Name: "name",
+				PreferredUsername: "preferred_username", Groups: StringList{"groups"},
+			},
 		}},
 		Clients: []ClientConfig{client("app"), client("web")},
 		Logging: LoggingConfig{Level: "info", Format: "json"},
@@ -309,6 +350,55 @@ clients: [{id: app, redirectURIs: ["https://app.example.com/cb"]}, {id: web, sec
 	}
 	if got := c.Tokens.MaxSignedTTL(); got != 15*time.Minute {
 		t.Errorf("MaxSignedTTL() = %v, want 15m", got)
+	}
+}
+
+func TestLoadConfigProfiles(t *testing.T) {
+	c := mustParse(t, `
+issuer: https://sso.example.com
+sessionSecretFile: /s
+store: {path: /var/lib/keyward/keyward.db}
+upstreams:
+  - id: google
+    profile: google
+    clientID: kw
+    clientSecretFile: /g
+    hostedDomains: [example.com]
+    allow: {requireEmailVerified: true, claims: {hd: example.com}}
+  - id: kc
+    profile: keycloak
+    issuer: https://kc.example.com/realms/staff
+    clientID: kw
+    clientSecretFile: /k
+    claimMapping: {groups: resource_access.keyward.roles, groupsPrefix: "kc:"}
+    allow: {groups: [kc:admin], claims: {acr: [gold, silver]}}
+  - id: cognito
+    profile: cognito
+    issuer: https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc
+    clientID: kw
+    clientSecretFile: /c
+    logoutURL: https://auth.example.com/logout?client_id=kw&logout_uri=https://sso.example.com/
+clients: [{id: app, redirectURIs: ["https://app.example.com/cb"]}]
+`)
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate() = %v", err)
+	}
+	g, kc, cg := c.Upstreams[0], c.Upstreams[1], c.Upstreams[2]
+	got := []any{
+		g.Issuer, g.Scopes, []string(g.ClaimMapping.Groups), g.Allow.Claims["hd"],
+		[]string(kc.ClaimMapping.Groups), kc.Allow.Claims["acr"], kc.ClaimMapping.PreferredUsername,
+		[]string(cg.ClaimMapping.Groups), cg.ClaimMapping.PreferredUsername,
+	}
+	want := []any{
+		"https://accounts.google.com", []string{"openid", "email", "profile"}, []string(nil), StringList{"example.com"},
+		[]string{"resource_access.keyward.roles"}, StringList{"gold", "silver"}, "preferred_username",
+		[]string{"cognito:groups"}, "cognito:username",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("profile defaults and string-or-list fields (-want +got):\n%s", diff)
+	}
+	if _, err := parseConfig([]byte("upstreams: [{claimMapping: {groups: {a: b}}}]"), lookupTestEnv); err == nil || !strings.Contains(err.Error(), "want a string or a list of strings") {
+		t.Errorf("parseConfig(groups as a mapping) = %v, want a string-or-list error", err)
 	}
 }
 

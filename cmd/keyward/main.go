@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -36,7 +37,7 @@ Start with "keyward demo" to see the whole flow on this machine.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCommand(), newVerifyCommand(), newCheckConfigCommand(), newDemoCommand(), newAdminCommand(), newVersionCommand())
+	root.AddCommand(newServeCommand(), newVerifyCommand(), newCheckConfigCommand(), newDemoCommand(), newAdminCommand(), newMigrateCommand(), newVersionCommand())
 	return root
 }
 
@@ -67,18 +68,35 @@ collection of expired records. Stops cleanly on SIGINT or SIGTERM.`,
 
 func newCheckConfigCommand() *cobra.Command {
 	var path string
+	var probe bool
 	cmd := &cobra.Command{
-		Use:   "check-config -c keyward.yaml",
+		Use:   "check-config -c keyward.yaml [--probe]",
 		Short: "Validate a configuration file and exit",
 		Long: `Validate a configuration file: its shape, every field, and the secret files it
 names. Every problem is listed at once, each naming the field and the fix.
-Exits 0 when the file is good, 1 otherwise. Makes no network calls.`,
+Exits 0 when the file is good, 1 otherwise. Makes no network calls.
+
+With --probe it then contacts every upstream, as the server would (same HTTP
+transport, 10s each), and prints a line per upstream and its findings:
+  error    discovery or JWKS unreachable; issuer differs from discovery's;
+           multi-tenant (templated) Entra ID issuer without tenants; no
+           jwks_uri, an empty JWKS, or no key for the advertised algorithms
+  warning  a scope not in scopes_supported; no end_session_endpoint and no
+           logoutURL (cognito: no logoutURL); a trust: issuer unreachable
+           or inconsistent
+  info     the callback URL to register at the provider
+Exits 1 when the file or the probe has an error; warnings do not count.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if probe {
+				client := &http.Client{Transport: upstreamTransport()}
+				return checkConfigProbe(cmd.Context(), path, cmd.OutOrStdout(), client, probeTimeout)
+			}
 			return checkConfig(path, cmd.OutOrStdout())
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "keyward.yaml", "path of the configuration file")
+	cmd.Flags().BoolVar(&probe, "probe", false, "also fetch every upstream's discovery document and JWKS and report problems")
 	return cmd
 }
 

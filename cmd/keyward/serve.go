@@ -79,7 +79,7 @@ func upstreamTransport() *http.Transport {
 
 // build assembles store, keys, upstreams, broker and web from the config.
 func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, transport http.RoundTripper) (*instance, error) {
-	st, err := buildStore(ctx, cfg.Store, log)
+	st, err := buildStore(ctx, cfg.Store, sec.StoreDSN, log)
 	if err != nil {
 		return nil, err
 	}
@@ -122,6 +122,7 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 		Broker:        b,
 		Keys:          inst.keys,
 		SessionSecret: derive(sec.SessionSecret, "keyward cookies v1"),
+		Ready:         readyAll(storeReady(st)), // add further checks as arguments
 		Registerer:    inst.metrics,
 		Logger:        log,
 	})
@@ -195,8 +196,10 @@ func buildLogger(c LoggingConfig, w io.Writer) (*slog.Logger, error) {
 	return slog.New(web.LogHandler(h)), nil
 }
 
-func buildStore(ctx context.Context, c StoreConfig, log *slog.Logger) (store.Store, error) {
+func buildStore(ctx context.Context, c StoreConfig, dsn string, log *slog.Logger) (store.Store, error) {
 	switch b := c.Backend.(type) {
+	case *PostgresStoreConfig:
+		return openPostgres(ctx, b, dsn, log) // config_store.go
 	case *BoltStoreConfig:
 		st, err := bolt.Open(ctx, bolt.Options{Path: b.Path, Logger: log})
 		if err != nil {
@@ -208,31 +211,55 @@ func buildStore(ctx context.Context, c StoreConfig, log *slog.Logger) (store.Sto
 	}
 }
 
-// buildUpstreams opens every upstream (discovery). The first failure stops
-// the start with the upstream's id in the message.
+// buildUpstreams opens every upstream (federation.OpenLazy). A
+// configuration error stops the start with the upstream's id in the
+// message; an upstream whose discovery fails is retried in the background
+// until ctx ends.
 func buildUpstreams(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, transport http.RoundTripper) ([]broker.Upstream, error) {
 	client := &http.Client{Timeout: 10 * time.Second, Transport: transport}
 	var ups []broker.Upstream
 	for i, u := range cfg.Upstreams {
 		fc := federation.Config{
-			ID:           u.ID,
-			Name:         u.Name,
-			Issuer:       u.Issuer,
-			ClientID:     u.ClientID,
-			ClientSecret: sec.UpstreamClientSecrets[u.ID],
-			RedirectURL:  cfg.Issuer + "/callback",
-			Scopes:       u.Scopes,
+			ID:            u.ID,
+			Name:          u.Name,
+			Profile:       federation.Profile(u.Profile),
+			Issuer:        u.Issuer,
+			ClientID:      u.ClientID,
+			ClientSecret:  sec.UpstreamClientSecrets[u.ID],
+			RedirectURL:   cfg.Issuer + "/callback",
+			Scopes:        u.Scopes,
+			Tenants:       u.Tenants,
+			HostedDomains: u.HostedDomains,
 			Claims: federation.ClaimMapping{
-				Email:             u.ClaimMapping.Email,
-				Name:              u.ClaimMapping.Name,
-				PreferredUsername: u.ClaimMapping.PreferredUsername,
-				Groups:            u.ClaimMapping.Groups,
+				Subject:                    u.ClaimMapping.Subject,
+				Email:                      u.ClaimMapping.Email,
+				EmailFallbacks:             u.ClaimMapping.EmailFallbacks,
+				EmailVerified:              u.ClaimMapping.EmailVerified,
+				Name:                       u.ClaimMapping.Name,
+				PreferredUsername:          u.ClaimMapping.PreferredUsername,
+				PreferredUsernameFallbacks: u.ClaimMapping.PreferredUsernameFallbacks,
+				Groups:                     u.ClaimMapping.Groups,
+				GroupsPrefix:               u.ClaimMapping.GroupsPrefix,
+				Claims:                     u.ClaimMapping.Claims,
 			},
+			Allow: federation.AllowRules{
+				EmailDomains:         u.Allow.EmailDomains,
+				Groups:               u.Allow.Groups,
+				RequireEmailVerified: u.Allow.RequireEmailVerified,
+				Claims:               u.Allow.claims(),
+			},
+			GroupsOverage:       federation.Overage(u.GroupsOverage),
+			GraphURL:            u.GraphURL,
+			LogoutURL:           u.LogoutURL,
+			Userinfo:            federation.UserinfoMode(u.Userinfo),
 			NativeClientIDs:     u.NativeClientIDs,
 			NativePublicClients: u.NativePublicClients,
 			RecheckInterval:     time.Duration(u.RecheckInterval),
 		}
-		up, err := fc.Open(ctx, client, log)
+		// A discovery failure does not stop the start: the upstream is
+		// retried in the background until ctx ends (shutdown), and is
+		// shown as unavailable meanwhile. A config error still stops it.
+		up, err := federation.OpenLazy(ctx, fc, client, log)
 		if err != nil {
 			return nil, fmt.Errorf("upstreams[%d] (%s): %w", i, u.ID, err)
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/federation"
 	"github.com/keyward/keyward/keys"
+	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/store/bolt"
 	"github.com/keyward/keyward/test/fakeidp"
 	"github.com/keyward/keyward/web"
@@ -61,6 +62,10 @@ type Options struct {
 	Dir string
 	// NoSync skips bbolt's fsync (tests); false fsyncs as in production.
 	NoSync bool
+	// Store, when non-nil, is used instead of a bbolt file (Dir and NoSync
+	// are then ignored, and Env.Store stays nil). The caller owns it: Close
+	// and Restart leave it open.
+	Store store.Store
 
 	// Listener serves the broker; its address is the issuer. Nil: a new
 	// listener on 127.0.0.1:0. The Env owns it: Close (or a failed Start)
@@ -91,6 +96,9 @@ type Options struct {
 	Keys keys.Config
 	// Now is the broker's (and by default the keys') clock. Nil: real time.
 	Now func() time.Time
+	// Upstream, when non-nil, edits upstream i's configuration before it
+	// is opened (profile, claim mapping, allow rules …).
+	Upstream func(i int, c *federation.Config)
 	// Broker, when non-nil, edits the broker's configuration last.
 	Broker func(*broker.Config)
 	// Web, when non-nil, edits the web handler's configuration last.
@@ -242,14 +250,19 @@ func serve(srv *http.Server, ln net.Listener) {
 // cmd/keyward/serve.go does, then serves the new handler.
 func (e *Env) build(ctx context.Context) error {
 	o, log := e.opts, e.opts.Logger
-	st, err := bolt.Open(ctx, bolt.Options{Path: e.path, NoSync: o.NoSync, Logger: log})
-	if err != nil {
-		return fmt.Errorf("bolt.Open: %w", err)
+	var st store.Store = o.Store
+	var bst *bolt.Store
+	if st == nil {
+		var err error
+		if bst, err = bolt.Open(ctx, bolt.Options{Path: e.path, NoSync: o.NoSync, Logger: log}); err != nil {
+			return fmt.Errorf("bolt.Open: %w", err)
+		}
+		st = bst
 	}
 	ok := false
 	defer func() {
-		if !ok {
-			_ = st.Close()
+		if !ok && bst != nil {
+			_ = bst.Close()
 		}
 	}()
 	kc := o.Keys
@@ -267,11 +280,15 @@ func (e *Env) build(ctx context.Context) error {
 	var ups []broker.Upstream
 	for i, idp := range e.IdPs {
 		id := upstreamIDs[i]
-		up, err := federation.Config{
+		fc := federation.Config{
 			ID: id, Name: strings.ToUpper(id[:1]) + id[1:] + " SSO", Issuer: idp.URL(),
 			ClientID: UpstreamClientID, ClientSecret: UpstreamSecret, RedirectURL: e.Issuer + "/callback",
 			Scopes: []string{"openid", "email", "profile", "groups"},
-		}.Open(ctx, o.UpstreamClient, log)
+		}
+		if o.Upstream != nil {
+			o.Upstream(i, &fc)
+		}
+		up, err := fc.Open(ctx, o.UpstreamClient, log)
 		if err != nil {
 			return fmt.Errorf("open upstream %s: %w", id, err)
 		}
@@ -308,7 +325,7 @@ func (e *Env) build(ctx context.Context) error {
 	}
 	ok = true
 	e.mu.Lock()
-	e.Store, e.Keys, e.Broker = st, km, b
+	e.Store, e.Keys, e.Broker = bst, km, b
 	e.mu.Unlock()
 	e.handler.Store(h)
 	return nil

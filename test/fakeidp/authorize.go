@@ -23,6 +23,9 @@ const csrfCookie = "fakeidp_csrf"
 // authorize handles GET /authorize. OIDC Core §3.1.2
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	s.mu.Lock()
+	s.lastAuth = q
+	s.mu.Unlock()
 	client, ok := s.clients[q.Get("client_id")]
 	if !ok {
 		http.Error(w, "fakeidp: unknown client_id", http.StatusBadRequest)

@@ -7,7 +7,12 @@
 // code with PKCE S256, refresh tokens when offline_access is asked for),
 // userinfo and end-session, plus knobs that make it misbehave on purpose:
 // tampered ID tokens, a tampered discovery issuer, key rotation, injected
-// failures and latency, and per-endpoint hit counters.
+// failures and latency, and per-endpoint hit counters. Quirks make it
+// behave like a particular provider: Azure AD's templated multi-tenant
+// issuer with tid/oid and group overage resolved by a fake Microsoft Graph
+// on the same server, groups and username under other claim names (Cognito,
+// Keycloak, Auth0), no end_session_endpoint, a trailing-slash issuer,
+// email_verified left out, and claims served only by userinfo.
 //
 // Signing keys come from pre-generated fixtures (testdata/keys.json, written
 // by gen_keys.go); they are public and must never protect anything real.

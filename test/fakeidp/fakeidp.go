@@ -25,6 +25,12 @@ type User struct {
 	Name          string
 	Groups        []string
 	Extra         map[string]any // added to ID tokens and userinfo as is
+	// NoEmailVerified leaves email_verified out (unknown), where
+	// EmailVerified false sends it as false.
+	NoEmailVerified bool
+	// TenantID and ObjectID are Azure AD's tid and oid claims, sent when
+	// set; with Quirks.AzureMultiTenant the tenant is also in iss.
+	TenantID, ObjectID string
 }
 
 // Client is a registered relying party.
@@ -50,7 +56,9 @@ type Config struct {
 	Title     string // heading of the login page. Default: "Fake IdP"
 	// Hint is shown under the heading of the login page (the demo lists its
 	// users there).
-	Hint   string
+	Hint string
+	// Quirks make the server behave like a particular provider.
+	Quirks Quirks
 	Logger *slog.Logger
 	Now    func() time.Time
 }
@@ -63,7 +71,7 @@ const (
 )
 
 // Endpoint names accepted by Hits.
-var endpoints = []string{"discovery", "keys", "authorize", "token", "userinfo", "logout"}
+var endpoints = []string{"discovery", "keys", "authorize", "token", "userinfo", "logout", "graph"}
 
 // Server is the fake identity provider. All methods are safe for concurrent
 // use, knobs included.
@@ -75,6 +83,7 @@ type Server struct {
 	title   string
 	hint    string
 	auto    string
+	quirks  Quirks
 	users   map[string]User   // by Username
 	clients map[string]Client // by ID
 	logger  *slog.Logger
@@ -90,6 +99,7 @@ type Server struct {
 	discIss    string // "" = the real issuer
 	failStatus int
 	latency    time.Duration
+	lastAuth   url.Values             // the query of the last GET /authorize
 	forms      map[string]pendingForm // by form token
 	codes      map[string]grant       // by code
 	access     map[string]grant       // by access token
@@ -126,6 +136,7 @@ func New(cfg Config) (*Server, error) {
 		title:   cfg.Title,
 		hint:    cfg.Hint,
 		auto:    cfg.AutoLogin,
+		quirks:  cfg.Quirks,
 		users:   map[string]User{},
 		clients: map[string]Client{},
 		logger:  cfg.Logger,
@@ -201,11 +212,15 @@ type TB interface {
 }
 
 // NewTest starts a Server on an httptest listener at 127.0.0.1, with
-// cfg.Issuer set to the listener's URL, and closes it when the test ends.
+// cfg.Issuer set to the listener's URL (with a trailing slash under
+// Quirks.TrailingSlash), and closes it when the test ends.
 func NewTest(tb TB, cfg Config) *Server {
 	tb.Helper()
 	ts := httptest.NewUnstartedServer(nil)
 	cfg.Issuer = "http://" + ts.Listener.Addr().String()
+	if cfg.Quirks.TrailingSlash {
+		cfg.Issuer += "/"
+	}
 	s, err := New(cfg)
 	if err != nil {
 		_ = ts.Listener.Close()
@@ -236,6 +251,12 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST "+p+"/token", s.hit("token", s.token))
 	mux.HandleFunc(p+"/userinfo", s.hit("userinfo", s.userinfo))
 	mux.HandleFunc(p+"/logout", s.hit("logout", s.logout))
+	mux.HandleFunc("POST "+p+"/v1.0/me/getMemberObjects", s.hit("graph", s.graph))
+	if s.quirks.AzureMultiTenant {
+		for _, t := range []string{"organizations", "common"} {
+			mux.HandleFunc("GET "+p+"/"+t+"/v2.0/.well-known/openid-configuration", s.hit("discovery", s.discovery))
+		}
+	}
 	return mux
 }
 

@@ -1,6 +1,7 @@
 package fakeidp
 
 import (
+	"cmp"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -20,7 +21,10 @@ func (s *Server) discovery(w http.ResponseWriter, _ *http.Request) {
 		iss = s.discIss
 	}
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{
+	if s.quirks.AzureMultiTenant && s.discIss == "" {
+		iss = s.IssuerTemplate()
+	}
+	doc := map[string]any{
 		"issuer":                                iss,
 		"authorization_endpoint":                s.base + "/authorize",
 		"token_endpoint":                        s.base + "/token",
@@ -38,7 +42,11 @@ func (s *Server) discovery(w http.ResponseWriter, _ *http.Request) {
 			"iss", "sub", "aud", "exp", "iat", "nonce", "auth_time", "at_hash",
 			"email", "email_verified", "name", "preferred_username", "groups",
 		},
-	})
+	}
+	if s.quirks.NoEndSession {
+		delete(doc, "end_session_endpoint")
+	}
+	writeJSON(w, http.StatusOK, doc)
 }
 
 func (s *Server) keys(w http.ResponseWriter, _ *http.Request) {
@@ -155,8 +163,8 @@ func (s *Server) mint(g grant) (map[string]any, error) {
 	at := rand.Text()
 	g.expires = now.Add(tokenTTL)
 
-	claims := userClaims(usr)
-	claims["iss"] = s.issuer
+	claims := s.userClaims(usr, true)
+	claims["iss"] = s.tokenIssuer(usr)
 	claims["aud"] = g.clientID
 	claims["iat"] = now.Unix()
 	claims["exp"] = g.expires.Unix()
@@ -187,7 +195,7 @@ func (s *Server) mint(g grant) (map[string]any, error) {
 		claims["nonce"] = "tampered-" + g.nonce
 	}
 	if t.WrongIssuer {
-		claims["iss"] = s.issuer + "/wrong"
+		claims["iss"] = s.tokenIssuer(usr) + "/wrong"
 	}
 	if t.WrongAudience {
 		claims["aud"] = "some-other-client"
@@ -214,23 +222,48 @@ func (s *Server) mint(g grant) (map[string]any, error) {
 	return resp, nil
 }
 
-// userClaims are the claims about usr shared by ID tokens and userinfo.
-func userClaims(usr User) map[string]any {
+// userClaims are the claims about usr in an ID token (idToken) or at
+// userinfo, shaped by the quirks.
+func (s *Server) userClaims(usr User, idToken bool) map[string]any {
+	q := s.quirks
 	c := map[string]any{}
 	for k, v := range usr.Extra {
 		c[k] = v
 	}
 	c["sub"] = usr.Subject
-	c["preferred_username"] = usr.Username
+	c[cmp.Or(q.UsernameClaim, "preferred_username")] = usr.Username
 	if usr.Email != "" {
 		c["email"] = usr.Email
-		c["email_verified"] = usr.EmailVerified
+		if !usr.NoEmailVerified {
+			c["email_verified"] = usr.EmailVerified
+		}
 	}
 	if usr.Name != "" {
 		c["name"] = usr.Name
 	}
-	if usr.Groups != nil {
-		c["groups"] = usr.Groups
+	if usr.TenantID != "" {
+		c["tid"] = usr.TenantID
+	}
+	if usr.ObjectID != "" {
+		c["oid"] = usr.ObjectID
+	}
+	switch {
+	case usr.Groups == nil:
+	case q.GroupsOverage && idToken:
+		// Azure AD: the groups did not fit; a distributed claim points at
+		// the directory instead.
+		c["_claim_names"] = map[string]any{"groups": "src1"}
+		c["_claim_sources"] = map[string]any{"src1": map[string]any{
+			"endpoint": s.base + "/v1.0/users/" + cmp.Or(usr.ObjectID, usr.Subject) + "/getMemberObjects",
+		}}
+	case q.GroupsOverage:
+	default:
+		setPath(c, cmp.Or(q.GroupsClaim, "groups"), usr.Groups)
+	}
+	if idToken {
+		for _, name := range q.UserinfoOnly {
+			delete(c, name)
+		}
 	}
 	return c
 }
@@ -251,7 +284,7 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "invalid access token", http.StatusUnauthorized)
 		return
 	}
-	writeJSON(w, http.StatusOK, userClaims(s.users[g.username]))
+	writeJSON(w, http.StatusOK, s.userClaims(s.users[g.username], false))
 }
 
 // logout ends the session and returns to a registered

@@ -2,6 +2,11 @@
 // bare net/http handler in the same process and run, and prints Markdown.
 //
 //	go run ./bench/cmd/keyward-bench [-duration 3s] [-concurrency 1,32] [-scenarios bare,keys,refresh,signin,verify,exchange] [-wrk]
+//
+// With -stores it compares the refresh grant and token exchange on bbolt,
+// PostgreSQL, and two brokers on one PostgreSQL database instead:
+//
+//	go run ./bench/cmd/keyward-bench -stores bolt,postgres,postgres2 -pg-dsn postgres://…/postgres
 package main
 
 import (
@@ -35,6 +40,9 @@ type options struct {
 	exchangeAlgs     []string
 	wrk              bool
 	wrkDuration      time.Duration
+	stores           []string // -stores: compare stores instead of the scenarios
+	pgDSN            string
+	pgMaxConns       int32
 }
 
 var allScenarios = []string{"bare", "keys", "refresh", "signin", "verify", "exchange"}
@@ -56,7 +64,13 @@ func main() {
 	flag.StringVar(&exchangeAlgs, "exchange-algs", "RS256,ES256", "the broker's signing algorithms for the exchange scenario (a broker per algorithm)")
 	flag.BoolVar(&o.wrk, "wrk", false, "verify scenario: also load the verifier and bare processes with wrk (-t1 -c1 and -t2 -c32)")
 	flag.DurationVar(&o.wrkDuration, "wrk-duration", 10*time.Second, "duration of each wrk run (whole seconds)")
+	var stores string
+	var pgMaxConns int
+	flag.StringVar(&stores, "stores", "", "compare the refresh grant and token exchange on these store setups instead of running -scenarios: "+strings.Join(allStores, ",")+" (postgres2: two brokers on one database, requests round-robin)")
+	flag.StringVar(&o.pgDSN, "pg-dsn", os.Getenv("KEYWARD_BENCH_POSTGRES_DSN"), "postgres:// URL of a role that may create databases, for -stores postgres and postgres2 (default: $KEYWARD_BENCH_POSTGRES_DSN)")
+	flag.IntVar(&pgMaxConns, "pg-maxconns", 0, "each broker's PostgreSQL pool size (0: max(4, CPUs))")
 	flag.Parse()
+	o.pgMaxConns = int32(min(max(pgMaxConns, 0), 1000))
 
 	var err error
 	if o.conc, err = parseInts(conc); err == nil {
@@ -76,6 +90,9 @@ func main() {
 	if err == nil && (o.wrkDuration < time.Second || o.wrkDuration > time.Minute) {
 		err = errors.New("-wrk-duration must be in [1s, 60s]")
 	}
+	if err == nil && stores != "" {
+		o.stores, err = parseStores(stores)
+	}
 	if err == nil && (o.duration <= 0 || o.duration > time.Minute || o.warmup < 0 || o.warmup > 10*time.Second) {
 		err = errors.New("-duration must be in (0, 60s] and -warmup in [0, 10s]")
 	}
@@ -85,7 +102,11 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, o, os.Stdout); err != nil {
+	runner := run
+	if o.stores != nil {
+		runner = runStores
+	}
+	if err := runner(ctx, o, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "keyward-bench:", err)
 		os.Exit(1)
 	}

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/keyward/keyward/store"
+	"github.com/keyward/keyward/store/postgres"
+)
+
+// maxPostgresConns bounds store.maxConns: PostgreSQL's own default
+// max_connections is 100, shared by every replica.
+const maxPostgresConns = 1000
+
+// readyTimeout bounds the store ping of /readyz, so that an unreachable
+// database fails the probe instead of hanging it (give the probe a
+// timeoutSeconds of 2 or more).
+const readyTimeout = time.Second
+
+const dsnHint = "postgres://USER:PASSWORD@HOST:5432/DATABASE?sslmode=verify-full (or host=… dbname=… user=…)"
+
+// PostgresStoreConfig is the settings of the PostgreSQL store: several
+// replicas share one database. Schema migrations are embedded in the binary;
+// `keyward serve` applies pending ones at start (under an advisory lock, so
+// replicas starting together migrate once), and `keyward migrate` applies
+// them alone, e.g. as a deployment's init step.
+type PostgresStoreConfig struct {
+	// DSN is the connection string, a postgres:// URL or libpq key=value
+	// pairs. It is a secret (it may hold a password): ${ENV} is expanded in
+	// it, and it is never logged. Set dsn or dsnFile.
+	DSN string `yaml:"dsn,omitempty"`
+	// DSNFile holds the connection string (a trailing newline is trimmed).
+	DSNFile string `yaml:"dsnFile,omitempty"`
+	// MaxConns is the size of this replica's connection pool. Default: the
+	// greater of 4 and the number of CPUs. The replicas together must stay
+	// below the server's max_connections.
+	MaxConns int32 `yaml:"maxConns,omitempty"`
+}
+
+func (c *PostgresStoreConfig) validate(p *problems, path string) {
+	switch {
+	case c.DSN == "" && c.DSNFile == "":
+		p.add(path+".dsnFile", "set it (or %s.dsn) to a file holding the connection string, e.g. %s", path, dsnHint)
+	case c.DSN != "" && c.DSNFile != "":
+		p.add(path+".dsn", "set either dsn or dsnFile, not both")
+	}
+	if c.MaxConns < 0 || c.MaxConns > maxPostgresConns {
+		p.add(path+".maxConns", "is %d; use 1 to %d, or leave it out for the default (at least 4, one per CPU)", c.MaxConns, maxPostgresConns)
+	}
+}
+
+// resolveStoreDSN returns the PostgreSQL connection string of c (read from
+// dsnFile, or the inline dsn), checking that it parses. Empty for bolt. Its
+// problems never quote the string: it may hold a password.
+func resolveStoreDSN(p *problems, c StoreConfig) string {
+	pg, ok := c.Backend.(*PostgresStoreConfig)
+	if !ok {
+		return ""
+	}
+	path := "store.dsn"
+	if pg.DSNFile != "" {
+		path = "store.dsnFile"
+	}
+	dsn := strings.TrimSpace(readSecret(p, path, pg.DSNFile, pg.DSN))
+	if dsn == "" {
+		return ""
+	}
+	// ParseConfig does no network I/O. Its error is not quoted: the text
+	// of a URL parse error holds the whole string, password included.
+	if _, err := pgconn.ParseConfig(dsn); err != nil {
+		p.add(path, "is not a PostgreSQL connection string; write it as %s", dsnHint)
+		return ""
+	}
+	return dsn
+}
+
+// openPostgres opens the PostgreSQL store of a validated config, applying
+// pending schema migrations (replicas starting together migrate once; the
+// others wait on the advisory lock, then find nothing to do).
+func openPostgres(ctx context.Context, c *PostgresStoreConfig, dsn string, log *slog.Logger) (*postgres.Store, error) {
+	st, err := postgres.Open(ctx, postgres.Options{DSN: dsn, Logger: log, MaxConns: c.MaxConns, Migrate: true})
+	if err != nil {
+		return nil, fmt.Errorf("store: %w%s", err, unreachableHint(err))
+	}
+	return st, nil
+}
+
+// unreachableHint explains a store.ErrUnavailable at start.
+func unreachableHint(err error) string {
+	if !errors.Is(err, store.ErrUnavailable) {
+		return ""
+	}
+	return " (PostgreSQL cannot be reached: check store.dsn or store.dsnFile, the network, and that the server is up)"
+}
+
+// pinger is a store that can check its connection (*postgres.Store).
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// storeReady is the store's part of /readyz: a ping for PostgreSQL, nil
+// (always ready) for bbolt, which lives in the process.
+func storeReady(st store.Store) func(ctx context.Context) error {
+	p, ok := st.(pinger)
+	if !ok {
+		return nil
+	}
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+		defer cancel()
+		if err := p.Ping(ctx); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		return nil
+	}
+}
+
+// readyAll composes readiness checks for web.Config.Ready: the first error
+// wins; nil checks are skipped; with no check left the result is nil
+// (always ready).
+func readyAll(checks ...func(ctx context.Context) error) func(ctx context.Context) error {
+	var cs []func(ctx context.Context) error
+	for _, c := range checks {
+		if c != nil {
+			cs = append(cs, c)
+		}
+	}
+	if len(cs) == 0 {
+		return nil
+	}
+	return func(ctx context.Context) error {
+		for _, c := range cs {
+			if err := c(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
