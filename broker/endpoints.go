@@ -31,6 +31,7 @@ func (b *Broker) Token(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		b.provider.WriteAccessError(ctx, w, nil, fosite.ErrUnsupportedGrantType)
 		return
 	}
+	ctx = withIssueAnchor(ctx) // fositestore.go
 	ar, err := b.provider.NewAccessRequest(ctx, r, newSession())
 	if err != nil {
 		b.tokenError(ctx, w, ar, err)
@@ -96,6 +97,9 @@ func (b *Broker) tokenError(ctx context.Context, w http.ResponseWriter, ar fosit
 	if Unavailable(err) {
 		b.writeUnavailable(ctx, w, "token", err)
 		return
+	}
+	if errors.Is(err, errRevokedWhileIssuing) {
+		err = fosite.ErrInvalidGrant.WithHint("The grant was revoked while the tokens were being issued.").WithWrap(err)
 	}
 	var rfc *fosite.RFC6749Error
 	level := "info"

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/ory/fosite"
@@ -25,6 +26,70 @@ type grantStore interface {
 	UpdateGrant(ctx context.Context, kind store.GrantKind, signature string, updater func(store.Grant) (store.Grant, error)) error
 	DeleteGrant(ctx context.Context, kind store.GrantKind, signature string) error
 	DeleteGrantsByRequest(ctx context.Context, requestID string, kinds ...store.GrantKind) (int, error)
+}
+
+// issueAnchor closes the window between fosite's separate store calls at the
+// token endpoint. fosite first marks the record a request is redeemed from
+// used (InvalidateAuthorizeCodeSession, RotateRefreshToken), then creates
+// the new access and refresh tokens, each in its own transaction. A
+// revocation landing in between (reuse detection, /revoke, deprovisioning,
+// logout: every one deletes that record with the rest of the family) would
+// miss the tokens created after it. So the token endpoint gives each
+// request an anchor; the redeem call records the redeemed record in it; and
+// every token record created afterwards is followed by a read of that
+// record: gone means revoked meanwhile, and the new records are deleted and
+// the request refused (errRevokedWhileIssuing). A revocation after that read
+// deletes the new records itself, because they are already stored.
+type issueAnchor struct {
+	mu   sync.Mutex
+	kind store.GrantKind
+	sig  string
+}
+
+type issueAnchorKey struct{}
+
+// withIssueAnchor returns ctx carrying a fresh anchor for one token request.
+func withIssueAnchor(ctx context.Context) context.Context {
+	return context.WithValue(ctx, issueAnchorKey{}, &issueAnchor{})
+}
+
+// setAnchor records the record the request is redeemed from.
+func setAnchor(ctx context.Context, kind store.GrantKind, sig string) {
+	if a, ok := ctx.Value(issueAnchorKey{}).(*issueAnchor); ok {
+		a.mu.Lock()
+		a.kind, a.sig = kind, sig
+		a.mu.Unlock()
+	}
+}
+
+// errRevokedWhileIssuing: the grant was revoked while its new tokens were
+// being stored; they have been deleted again.
+var errRevokedWhileIssuing = errors.New("the grant was revoked while its tokens were being issued")
+
+// checkAnchor runs after a token record of requestID was created; see
+// issueAnchor.
+func (s *fositeStore) checkAnchor(ctx context.Context, requestID string) error {
+	a, ok := ctx.Value(issueAnchorKey{}).(*issueAnchor)
+	if !ok {
+		return nil
+	}
+	a.mu.Lock()
+	kind, sig := a.kind, a.sig
+	a.mu.Unlock()
+	if sig == "" {
+		return nil
+	}
+	_, err := s.grants.GetGrant(ctx, kind, sig)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("check %s: %w", kind, err)
+	}
+	if _, err := s.grants.DeleteGrantsByRequest(ctx, requestID, store.GrantAccessToken, store.GrantRefreshToken); err != nil {
+		return fmt.Errorf("delete tokens of a revoked grant: %w", err)
+	}
+	return errRevokedWhileIssuing
 }
 
 // fositeStore implements fosite's storage interfaces on Keyward's store.
@@ -233,6 +298,7 @@ func (s *fositeStore) GetAuthorizeCodeSession(ctx context.Context, sig string, p
 }
 
 func (s *fositeStore) InvalidateAuthorizeCodeSession(ctx context.Context, sig string) error {
+	setAnchor(ctx, store.GrantAuthorizeCode, sig)
 	err := s.grants.UpdateGrant(ctx, store.GrantAuthorizeCode, sig, func(g store.Grant) (store.Grant, error) {
 		g.Active = false
 		return g, nil
@@ -284,7 +350,10 @@ func (s *fositeStore) DeleteOpenIDConnectSession(ctx context.Context, code strin
 // --- access tokens (the JWT's signature segment)
 
 func (s *fositeStore) CreateAccessTokenSession(ctx context.Context, sig string, r fosite.Requester) error {
-	return s.create(ctx, store.GrantAccessToken, sig, r, expiry(r, fosite.AccessToken, s.now().Add(time.Hour)), "")
+	if err := s.create(ctx, store.GrantAccessToken, sig, r, expiry(r, fosite.AccessToken, s.now().Add(time.Hour)), ""); err != nil {
+		return err
+	}
+	return s.checkAnchor(ctx, r.GetID())
 }
 
 func (s *fositeStore) GetAccessTokenSession(ctx context.Context, sig string, proto fosite.Session) (fosite.Requester, error) {
@@ -314,7 +383,10 @@ func (s *fositeStore) CreateRefreshTokenSession(ctx context.Context, sig, access
 			sess.SetExpiresAt(fosite.RefreshToken, limit)
 		}
 	}
-	return s.create(ctx, store.GrantRefreshToken, sig, r, exp, accessSig)
+	if err := s.create(ctx, store.GrantRefreshToken, sig, r, exp, accessSig); err != nil {
+		return err
+	}
+	return s.checkAnchor(ctx, r.GetID())
 }
 
 // GetRefreshTokenSession returns a rotated token's request with
@@ -364,6 +436,7 @@ func (s *fositeStore) DeleteRefreshTokenSession(ctx context.Context, sig string)
 // family's access-token records. A second rotation within the grace period
 // keeps the first rotation time and the newer access token.
 func (s *fositeStore) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
+	setAnchor(ctx, store.GrantRefreshToken, sig)
 	first := false
 	err := s.grants.UpdateGrant(ctx, store.GrantRefreshToken, sig, func(g store.Grant) (store.Grant, error) {
 		first = g.Active
