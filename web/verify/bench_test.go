@@ -1,6 +1,9 @@
 package verify
 
 import (
+	"crypto"
+	"crypto/rsa"
+	"crypto/sha256"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -24,8 +27,24 @@ func benchVerifier(b *testing.B, alg string, cacheEntries int) (*Verifier, strin
 	return v, token
 }
 
+// cryptoRSA makes v check RSA signatures with crypto/rsa through golang-jwt
+// (the path before rsapkcs1.go, and the one in FIPS 140 mode).
+func cryptoRSA(v *Verifier) {
+	m := v.keys.current.Load()
+	keys := make(map[string]publicKey, len(m.keys))
+	for kid, k := range m.keys {
+		k.rsa = nil
+		keys[kid] = k
+	}
+	v.keys.current.Store(&keyMap{keys: keys, expiry: m.expiry})
+}
+
 func benchVerify(b *testing.B, alg string, cacheEntries int) {
 	v, token := benchVerifier(b, alg, cacheEntries)
+	benchVerifyWith(b, v, token)
+}
+
+func benchVerifyWith(b *testing.B, v *Verifier, token string) {
 	ctx := b.Context()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -35,7 +54,18 @@ func benchVerify(b *testing.B, alg string, cacheEntries int) {
 	}
 }
 
-func BenchmarkVerifyRS256Miss(b *testing.B) { benchVerify(b, "RS256", -1) }
+// BenchmarkVerifyRS256Miss checks the signature with crypto/rsa, as
+// golang-jwt does: compare it with BenchmarkGolangJWTParse.
+func BenchmarkVerifyRS256Miss(b *testing.B) {
+	v, token := benchVerifier(b, "RS256", -1)
+	cryptoRSA(v)
+	benchVerifyWith(b, v, token)
+}
+
+// BenchmarkVerifyRS256MissBigmod is Verify as it runs: the signature is
+// checked against the modulus prepared when the key set loaded.
+func BenchmarkVerifyRS256MissBigmod(b *testing.B) { benchVerify(b, "RS256", -1) }
+
 func BenchmarkVerifyES256Miss(b *testing.B) { benchVerify(b, "ES256", -1) }
 func BenchmarkVerifyEdDSAMiss(b *testing.B) { benchVerify(b, "EdDSA", -1) }
 func BenchmarkVerifyRS256Hit(b *testing.B)  { benchVerify(b, "RS256", 0) }
@@ -96,8 +126,11 @@ func benchServe(b *testing.B, h http.Handler, req *http.Request) {
 	}
 }
 
-func benchHandler(b *testing.B, cacheEntries int) {
+func benchHandler(b *testing.B, cacheEntries int, withCryptoRSA bool) {
 	v, token := benchVerifier(b, "RS256", cacheEntries)
+	if withCryptoRSA {
+		cryptoRSA(v)
+	}
 	req := httptest.NewRequestWithContext(b.Context(), "GET", "/oauth2/auth", nil)
 	req.Header.Set("X-Original-Uri", "/orders/123?expand=items")
 	req.Header.Set("X-Original-Method", "GET")
@@ -107,12 +140,49 @@ func benchHandler(b *testing.B, cacheEntries int) {
 }
 
 // BenchmarkHandlerHit is /oauth2/auth with the verified-token cache.
-func BenchmarkHandlerHit(b *testing.B) { benchHandler(b, 0) }
+func BenchmarkHandlerHit(b *testing.B) { benchHandler(b, 0, false) }
 
 // BenchmarkHandlerMiss is /oauth2/auth with the cache disabled: every
-// request parses and checks the token and its signature. Compare it with
+// request parses and checks the token and its signature, here with
+// crypto/rsa (the path before rsapkcs1.go). Compare it with
 // BenchmarkGolangJWTParse from the same run.
-func BenchmarkHandlerMiss(b *testing.B) { benchHandler(b, -1) }
+func BenchmarkHandlerMiss(b *testing.B) { benchHandler(b, -1, true) }
+
+// BenchmarkHandlerMissBigmod is BenchmarkHandlerMiss as it runs: with the
+// modulus prepared per key.
+func BenchmarkHandlerMissBigmod(b *testing.B) { benchHandler(b, -1, false) }
+
+// BenchmarkRS256Signature is the signature check alone, 2048-bit key.
+func BenchmarkRS256Signature(b *testing.B) {
+	priv := rsaKey()
+	msg := "eyJhbGciOiJSUzI1NiIsInR5cCI6ImF0K2p3dCJ9.eyJzdWIiOiJhZGEifQ"
+	digest := sha256.Sum256([]byte(msg))
+	sig, err := rsa.SignPKCS1v15(nil, priv, crypto.SHA256, digest[:])
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("crypto-rsa", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			d := sha256.Sum256([]byte(msg))
+			if err := rsa.VerifyPKCS1v15(&priv.PublicKey, crypto.SHA256, d[:], sig); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("bigmod", func(b *testing.B) {
+		r, err := newRSAPKCS1(&priv.PublicKey)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := r.verify(rsaSHA256, msg, sig); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
 
 // BenchmarkBareHandler is the floor: an empty 200.
 func BenchmarkBareHandler(b *testing.B) {

@@ -61,7 +61,7 @@ func (b *Browser) verifyIDToken(ctx context.Context, token, nonce string) error 
 	if !keyFits(h.Alg, pk) {
 		return errKeyMismatch
 	}
-	if err := method.Verify(token[:dot2], sig, pk.key); err != nil {
+	if err := verifySignature(h.Alg, method, token[:dot2], sig, pk); err != nil {
 		return errSignature
 	}
 	pb, err := b64.DecodeString(token[dot1+1 : dot2])

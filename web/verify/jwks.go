@@ -57,8 +57,9 @@ type keyMap struct {
 }
 
 type publicKey struct {
-	key any    // *rsa.PublicKey, *ecdsa.PublicKey (P-256) or ed25519.PublicKey
-	alg string // the JWK's alg, if it names one
+	key any       // *rsa.PublicKey, *ecdsa.PublicKey (P-256) or ed25519.PublicKey
+	alg string    // the JWK's alg, if it names one
+	rsa *rsaPKCS1 // an RSA key prepared for RS256/384/512; nil otherwise and in FIPS 140 mode
 }
 
 type fetchCall struct {
@@ -263,9 +264,10 @@ func cacheMaxAge(cc string) time.Duration {
 	return defaultMaxAge
 }
 
-// parseJWKS keeps the signing keys Keyward can use: RSA of at least 2048 bits,
-// EC P-256 and Ed25519, with a kid and use absent or "sig". Other keys are
-// skipped, not errors; a set with no usable key is an error.
+// parseJWKS keeps the signing keys Keyward can use: RSA of at least 2048 bits
+// (odd modulus, odd exponent below 2^31), EC P-256 and Ed25519, with a kid
+// and use absent or "sig". Other keys are skipped, not errors; a set with no
+// usable key is an error. RSA keys are prepared for RS256/384/512 here.
 func parseJWKS(body []byte) (map[string]publicKey, error) {
 	var set struct {
 		Keys []json.RawMessage `json:"keys"`
@@ -286,9 +288,12 @@ func parseJWKS(body []byte) (map[string]publicKey, error) {
 			continue
 		}
 		pub := k.Public()
+		var prepared *rsaPKCS1
 		switch key := pub.Key.(type) {
 		case *rsa.PublicKey:
-			if key.N.BitLen() < minRSABits {
+			// Also refuses the keys crypto/rsa would refuse at every check.
+			var err error
+			if prepared, err = prepareRSA(key); err != nil {
 				continue
 			}
 		case *ecdsa.PublicKey:
@@ -299,7 +304,7 @@ func parseJWKS(body []byte) (map[string]publicKey, error) {
 		default:
 			continue
 		}
-		keys[k.KeyID] = publicKey{key: pub.Key, alg: k.Algorithm}
+		keys[k.KeyID] = publicKey{key: pub.Key, alg: k.Algorithm, rsa: prepared}
 	}
 	if len(keys) == 0 {
 		return nil, errors.New("no usable signing key")

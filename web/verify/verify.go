@@ -305,7 +305,7 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time, raw 
 		return nil, errKeyMismatch
 	}
 	v.sigChecks.Add(1)
-	if err := method.Verify(token[:dot2], sig, pk.key); err != nil {
+	if err := verifySignature(h.Alg, method, token[:dot2], sig, pk); err != nil {
 		return nil, errSignature
 	}
 	n, err = b64.Decode(buf[hlen:hlen+plen], []byte(token[dot1+1:dot2]))
