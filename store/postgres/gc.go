@@ -34,12 +34,7 @@ func (s *Store) GarbageCollect(ctx context.Context, now time.Time) (store.GCResu
 			SELECT %[2]s FROM %[1]s WHERE expires_at <= $1 LIMIT %[3]d FOR UPDATE SKIP LOCKED)`,
 			t.table, t.key, gcChunk)
 		for {
-			var n int
-			err := s.statement(ctx, "garbage collect "+t.table, func(ctx context.Context, q querier) error {
-				tag, err := q.Exec(ctx, sql, ts(now))
-				n = int(tag.RowsAffected())
-				return err
-			})
+			n, err := s.execCount(ctx, "garbage collect "+t.table, sql, ts(now))
 			*counts[i] += n
 			if err != nil {
 				return res, err

@@ -12,20 +12,25 @@ import (
 const grantColumns = `kind, signature, request_id, client_id, subject, session_id, active, access_signature,
 	rotated_at, grace_used_at, requested_at, expires_at, data`
 
-func checkGrant(g store.Grant) error {
-	return errors.Join(
+// grantArgs are the column values of g, in grantColumns order, once g is
+// valid.
+func grantArgs(g store.Grant) ([]any, error) {
+	err := errors.Join(
 		checkKey("kind", string(g.Kind), true),
 		checkKey("signature", g.Signature, true),
 		checkKey("request id", g.RequestID, false),
 		checkKey("subject", g.Subject, false),
 		checkKey("session id", g.SessionID, false),
 	)
+	if err != nil {
+		return nil, err
+	}
+	return []any{string(g.Kind), g.Signature, g.RequestID, g.ClientID, g.Subject, g.SessionID, g.Active,
+		g.AccessSignature, ts(g.RotatedAt), ts(g.GraceUsedAt), ts(g.RequestedAt), ts(g.ExpiresAt), g.Data}, nil
 }
 
-func grantArgs(g store.Grant) []any {
-	return []any{string(g.Kind), g.Signature, g.RequestID, g.ClientID, g.Subject, g.SessionID, g.Active,
-		g.AccessSignature, ts(g.RotatedAt), ts(g.GraceUsedAt), ts(g.RequestedAt), ts(g.ExpiresAt), g.Data}
-}
+// grantKey is what identifies a grant: its kind and signature.
+func grantKey(g store.Grant) [2]string { return [2]string{string(g.Kind), g.Signature} }
 
 func scanGrant(row pgx.Row) (store.Grant, error) {
 	var g store.Grant
@@ -38,47 +43,31 @@ func scanGrant(row pgx.Row) (store.Grant, error) {
 // CreateGrant stores g, or returns ErrConflict when (Kind, Signature) is
 // taken.
 func (s *Store) CreateGrant(ctx context.Context, g store.Grant) error {
-	const op = "create grant"
-	if err := checkGrant(g); err != nil {
-		return invalid(op, err)
-	}
-	args := grantArgs(g)
-	return s.statement(ctx, op, func(ctx context.Context, q querier) error {
-		_, err := q.Exec(ctx, `INSERT INTO grants (`+grantColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`, args...)
-		return err
-	})
+	return insert(ctx, s, "create grant", g, grantArgs, `INSERT INTO grants (`+grantColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`)
 }
 
 // GetGrant returns the grant (kind, signature), or ErrNotFound.
 func (s *Store) GetGrant(ctx context.Context, kind store.GrantKind, signature string) (store.Grant, error) {
-	var g store.Grant
-	err := s.read(ctx, "get grant", func(ctx context.Context, q querier) error {
-		var err error
-		g, err = scanGrant(q.QueryRow(ctx, `SELECT `+grantColumns+` FROM grants WHERE kind = $1 AND signature = $2`,
-			string(kind), signature))
-		return err
-	})
-	return g, err
+	return getOne(ctx, s, "get grant", scanGrant,
+		`SELECT `+grantColumns+` FROM grants WHERE kind = $1 AND signature = $2`, string(kind), signature)
 }
 
 // updateGrant applies updater to old (locked by the caller) and writes the
 // result.
 func updateGrant(ctx context.Context, tx pgx.Tx, old store.Grant, updater func(store.Grant) (store.Grant, error)) error {
-	g, err := updater(old)
+	g, err := applyUpdater(old, updater, grantKey)
 	if err != nil {
-		return updaterError{err}
+		return err
 	}
-	if g.Kind != old.Kind || g.Signature != old.Signature {
-		return errChangedKey
-	}
-	if err := checkGrant(g); err != nil {
+	args, err := grantArgs(g)
+	if err != nil {
 		return err
 	}
 	_, err = tx.Exec(ctx, `UPDATE grants SET request_id = $3, client_id = $4, subject = $5, session_id = $6,
 		active = $7, access_signature = $8, rotated_at = $9, grace_used_at = $10, requested_at = $11,
 		expires_at = $12, data = $13
-		WHERE kind = $1 AND signature = $2`, grantArgs(g)...)
+		WHERE kind = $1 AND signature = $2`, args...)
 	return err
 }
 
@@ -97,9 +86,7 @@ func (s *Store) UpdateGrant(ctx context.Context, kind store.GrantKind, signature
 
 // DeleteGrant removes the grant (kind, signature), or returns ErrNotFound.
 func (s *Store) DeleteGrant(ctx context.Context, kind store.GrantKind, signature string) error {
-	return s.statement(ctx, "delete grant", func(ctx context.Context, q querier) error {
-		return deleteOne(ctx, q, `DELETE FROM grants WHERE kind = $1 AND signature = $2`, string(kind), signature)
-	})
+	return s.deleteOne(ctx, "delete grant", `DELETE FROM grants WHERE kind = $1 AND signature = $2`, string(kind), signature)
 }
 
 // kindNames is the text[] parameter of a kind filter; empty matches every kind.
@@ -114,7 +101,7 @@ func kindNames(kinds []store.GrantKind) []string {
 // DeleteGrantsByRequest removes every grant of requestID whose kind is in
 // kinds (every kind when empty) and reports how many it removed.
 func (s *Store) DeleteGrantsByRequest(ctx context.Context, requestID string, kinds ...store.GrantKind) (int, error) {
-	return s.deleteGrants(ctx, "delete grants by request",
+	return s.execCount(ctx, "delete grants by request",
 		`DELETE FROM grants WHERE request_id = $1 AND (cardinality($2::text[]) = 0 OR kind = ANY($2))`,
 		requestID, kindNames(kinds))
 }
@@ -123,59 +110,37 @@ func (s *Store) DeleteGrantsByRequest(ctx context.Context, requestID string, kin
 // it removed. An empty subject matches nothing (not the grants without
 // one).
 func (s *Store) DeleteGrantsBySubject(ctx context.Context, subject string) (int, error) {
-	return s.deleteGrants(ctx, "delete grants by subject", `DELETE FROM grants WHERE subject = $1 AND subject <> ''`, subject)
+	return s.execCount(ctx, "delete grants by subject", `DELETE FROM grants WHERE subject = $1 AND subject <> ''`, subject)
 }
 
 // DeleteGrantsBySession removes every grant of sessionID and reports how
 // many it removed. An empty sessionID matches nothing (not the grants
 // issued outside a session).
 func (s *Store) DeleteGrantsBySession(ctx context.Context, sessionID string) (int, error) {
-	return s.deleteGrants(ctx, "delete grants by session",
+	return s.execCount(ctx, "delete grants by session",
 		`DELETE FROM grants WHERE session_id = $1 AND session_id <> ''`, sessionID)
-}
-
-// deleteGrants runs one DELETE statement (atomic on its own) and returns
-// how many rows it removed.
-func (s *Store) deleteGrants(ctx context.Context, op, sql string, args ...any) (int, error) {
-	var n int
-	err := s.statement(ctx, op, func(ctx context.Context, q querier) error {
-		tag, err := q.Exec(ctx, sql, args...)
-		n = int(tag.RowsAffected())
-		return err
-	})
-	if err != nil {
-		return 0, err
-	}
-	return n, nil
 }
 
 // UpdateGrantsByRequest applies updater to every grant of requestID whose
 // kind is in kinds (every kind when empty), all or none, and reports how many
 // it updated. The grants are locked in (kind, signature) order.
 func (s *Store) UpdateGrantsByRequest(ctx context.Context, requestID string, kinds []store.GrantKind, updater func(store.Grant) (store.Grant, error)) (int, error) {
-	var n int
-	err := s.write(ctx, "update grants by request", func(ctx context.Context, tx pgx.Tx) error {
-		n = 0
+	return writeResult(ctx, s, "update grants by request", func(ctx context.Context, tx pgx.Tx) (int, error) {
 		rows, err := tx.Query(ctx, `SELECT `+grantColumns+` FROM grants
 			WHERE request_id = $1 AND (cardinality($2::text[]) = 0 OR kind = ANY($2))
 			ORDER BY kind, signature FOR UPDATE`, requestID, kindNames(kinds))
 		if err != nil {
-			return err
+			return 0, err
 		}
 		olds, err := collect(rows, scanGrant)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		for _, old := range olds {
 			if err := updateGrant(ctx, tx, old, updater); err != nil {
-				return err
+				return 0, err
 			}
 		}
-		n = len(olds)
-		return nil
+		return len(olds), nil
 	})
-	if err != nil {
-		return 0, err
-	}
-	return n, nil
 }

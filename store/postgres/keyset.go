@@ -47,16 +47,14 @@ func normKeys(keys []store.SigningKey) []store.SigningKey {
 // GetKeySet returns the key set, or ErrNotFound before the first
 // UpdateKeySet.
 func (s *Store) GetKeySet(ctx context.Context) (store.KeySet, error) {
-	var ks store.KeySet
-	err := s.read(ctx, "get key set", func(ctx context.Context, q querier) error {
-		var err error
-		ks, err = scanKeySet(q.QueryRow(ctx, `SELECT version, keys, next_rotation, updated_at FROM key_set WHERE id = 1`))
+	storedKeySet := func(row pgx.Row) (store.KeySet, error) {
+		ks, err := scanKeySet(row)
 		if err == nil && ks.Version == 0 {
-			return pgx.ErrNoRows
+			return store.KeySet{}, pgx.ErrNoRows
 		}
-		return err
-	})
-	return ks, err
+		return ks, err
+	}
+	return getOne(ctx, s, "get key set", storedKeySet, `SELECT version, keys, next_rotation, updated_at FROM key_set WHERE id = 1`)
 }
 
 // UpdateKeySet applies updater to the stored key set (the zero KeySet when

@@ -14,12 +14,12 @@ import (
 const loginAttemptColumns = `id, client_id, authorize_form, upstream_id, state, nonce, pkce_verifier,
 	browser_binding, created_at, expires_at`
 
-func checkLoginAttempt(a store.LoginAttempt) error {
-	return errors.Join(checkKey("id", a.ID, true), checkKey("state", a.State, false))
-}
-
-// loginAttemptArgs are the column values of a, in loginAttemptColumns order.
+// loginAttemptArgs are the column values of a, in loginAttemptColumns
+// order, once a is valid.
 func loginAttemptArgs(a store.LoginAttempt) ([]any, error) {
+	if err := errors.Join(checkKey("id", a.ID, true), checkKey("state", a.State, false)); err != nil {
+		return nil, err
+	}
 	form, err := json.Marshal(a.AuthorizeForm)
 	if err != nil {
 		return nil, fmt.Errorf("encode authorize form: %w", err)
@@ -47,43 +47,21 @@ func scanLoginAttempt(row pgx.Row) (store.LoginAttempt, error) {
 // CreateLoginAttempt stores a. It returns ErrConflict when the ID or the
 // non-empty State is taken.
 func (s *Store) CreateLoginAttempt(ctx context.Context, a store.LoginAttempt) error {
-	const op = "create login attempt"
-	if err := checkLoginAttempt(a); err != nil {
-		return invalid(op, err)
-	}
-	args, err := loginAttemptArgs(a)
-	if err != nil {
-		return invalid(op, err)
-	}
-	return s.statement(ctx, op, func(ctx context.Context, q querier) error {
-		_, err := q.Exec(ctx, `INSERT INTO login_attempts (`+loginAttemptColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, args...)
-		return err
-	})
+	return insert(ctx, s, "create login attempt", a, loginAttemptArgs, `INSERT INTO login_attempts (`+loginAttemptColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`)
 }
 
 // GetLoginAttempt returns the attempt with id, or ErrNotFound.
 func (s *Store) GetLoginAttempt(ctx context.Context, id string) (store.LoginAttempt, error) {
-	var a store.LoginAttempt
-	err := s.read(ctx, "get login attempt", func(ctx context.Context, q querier) error {
-		var err error
-		a, err = scanLoginAttempt(q.QueryRow(ctx, `SELECT `+loginAttemptColumns+` FROM login_attempts WHERE id = $1`, id))
-		return err
-	})
-	return a, err
+	return getOne(ctx, s, "get login attempt", scanLoginAttempt,
+		`SELECT `+loginAttemptColumns+` FROM login_attempts WHERE id = $1`, id)
 }
 
 // GetLoginAttemptByState returns the attempt whose State is state, or
 // ErrNotFound. An empty state is never found.
 func (s *Store) GetLoginAttemptByState(ctx context.Context, state string) (store.LoginAttempt, error) {
-	var a store.LoginAttempt
-	err := s.read(ctx, "get login attempt by state", func(ctx context.Context, q querier) error {
-		var err error
-		a, err = scanLoginAttempt(q.QueryRow(ctx,
-			`SELECT `+loginAttemptColumns+` FROM login_attempts WHERE state = $1 AND state <> ''`, state))
-		return err
-	})
-	return a, err
+	return getOne(ctx, s, "get login attempt by state", scanLoginAttempt,
+		`SELECT `+loginAttemptColumns+` FROM login_attempts WHERE state = $1 AND state <> ''`, state)
 }
 
 // UpdateLoginAttempt applies updater to the attempt with id. The updater may
@@ -95,14 +73,8 @@ func (s *Store) UpdateLoginAttempt(ctx context.Context, id string, updater func(
 		if err != nil {
 			return err
 		}
-		a, err := updater(old)
+		a, err := applyUpdater(old, updater, func(a store.LoginAttempt) string { return a.ID })
 		if err != nil {
-			return updaterError{err}
-		}
-		if a.ID != old.ID {
-			return errChangedKey
-		}
-		if err := checkLoginAttempt(a); err != nil {
 			return err
 		}
 		args, err := loginAttemptArgs(a)
@@ -118,20 +90,5 @@ func (s *Store) UpdateLoginAttempt(ctx context.Context, id string, updater func(
 
 // DeleteLoginAttempt removes the attempt with id, or returns ErrNotFound.
 func (s *Store) DeleteLoginAttempt(ctx context.Context, id string) error {
-	return s.statement(ctx, "delete login attempt", func(ctx context.Context, q querier) error {
-		return deleteOne(ctx, q, `DELETE FROM login_attempts WHERE id = $1`, id)
-	})
-}
-
-// deleteOne runs a DELETE of one record by key; pgx.ErrNoRows when there
-// was none.
-func deleteOne(ctx context.Context, q querier, sql string, args ...any) error {
-	tag, err := q.Exec(ctx, sql, args...)
-	if err != nil {
-		return err
-	}
-	if tag.RowsAffected() == 0 {
-		return pgx.ErrNoRows
-	}
-	return nil
+	return s.deleteOne(ctx, "delete login attempt", `DELETE FROM login_attempts WHERE id = $1`, id)
 }

@@ -321,6 +321,8 @@ const (
 	codeAdminShutdown        = "57P01"
 	codeCrashShutdown        = "57P02"
 	codeCannotConnectNow     = "57P03"
+	codeReadOnlyTransaction  = "25006" // a failover left us on a standby
+	codeTooManyConnections   = "53300"
 	codeUndefinedTable       = "42P01"
 )
 
@@ -337,13 +339,15 @@ func isRetryable(err error) bool {
 	return c == codeSerializationFailure || c == codeDeadlockDetected
 }
 
-// isConnLoss: the server or the connection to it went away, or cannot be
-// reached. Authentication failures (class 28) are configuration errors, not
-// outages.
+// isConnLoss: the server or the connection to it went away, cannot be
+// reached, is full, or is (after a failover) a read-only standby: the
+// request may succeed later, so the broker answers 503. Authentication
+// failures (class 28) are configuration errors, not outages.
 func isConnLoss(err error) bool {
 	if c := sqlState(err); c != "" {
 		switch {
-		case c == codeAdminShutdown, c == codeCrashShutdown, c == codeCannotConnectNow:
+		case c == codeAdminShutdown, c == codeCrashShutdown, c == codeCannotConnectNow,
+			c == codeReadOnlyTransaction, c == codeTooManyConnections:
 			return true
 		case strings.HasPrefix(c, "08"): // connection exception
 			return true

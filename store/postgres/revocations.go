@@ -114,16 +114,9 @@ func (s *Store) Deprovision(ctx context.Context, d store.Deprovisioning) (store.
 // AppendRevocation stores r under the next Seq (its own Seq is ignored) and
 // returns it as stored.
 func (s *Store) AppendRevocation(ctx context.Context, r store.Revocation) (store.Revocation, error) {
-	var stored store.Revocation
-	err := s.statement(ctx, "append revocation", func(ctx context.Context, q querier) error {
-		var err error
-		stored, err = appendRevocation(ctx, q, r)
-		return err
+	return result(ctx, s, "append revocation", modeStatement, func(ctx context.Context, q querier) (store.Revocation, error) {
+		return appendRevocation(ctx, q, r)
 	})
-	if err != nil {
-		return store.Revocation{}, err
-	}
-	return stored, nil
 }
 
 func scanRevocation(row pgx.Row) (store.Revocation, error) {
@@ -151,12 +144,8 @@ func (s *Store) ListRevocations(ctx context.Context, after int64, limit int) ([]
 		if after >= highest {
 			return nil
 		}
-		var lim *int
-		if limit > 0 {
-			lim = &limit
-		}
 		rows, err := q.Query(ctx, `SELECT seq, kind, subject, session_id, not_before, expires_at, created_at
-			FROM revocations WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3`, after, highest, lim)
+			FROM revocations WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3`, after, highest, limitParam(limit))
 		if err != nil {
 			return err
 		}
@@ -172,42 +161,33 @@ func (s *Store) ListRevocations(ctx context.Context, after int64, limit int) ([]
 // AppendAudit stores e under the next audit Seq (its own Seq is ignored) and
 // returns it as stored.
 func (s *Store) AppendAudit(ctx context.Context, e store.AuditEvent) (store.AuditEvent, error) {
-	var stored store.AuditEvent
-	err := s.statement(ctx, "append audit event", func(ctx context.Context, q querier) error {
-		var err error
-		stored, err = appendAudit(ctx, q, e)
-		return err
+	return result(ctx, s, "append audit event", modeStatement, func(ctx context.Context, q querier) (store.AuditEvent, error) {
+		return appendAudit(ctx, q, e)
 	})
-	if err != nil {
-		return store.AuditEvent{}, err
-	}
-	return stored, nil
 }
 
 // ListAudit returns the newest limit events (every event when limit <= 0),
 // oldest first. Audit events are never collected.
 func (s *Store) ListAudit(ctx context.Context, limit int) ([]store.AuditEvent, error) {
-	var list []store.AuditEvent
-	err := s.read(ctx, "list audit events", func(ctx context.Context, q querier) error {
-		var lim *int
-		if limit > 0 {
-			lim = &limit
-		}
-		rows, err := q.Query(ctx, `SELECT seq, at, actor, action, target, reason
-			FROM audit_events ORDER BY seq DESC LIMIT $1`, lim)
-		if err != nil {
-			return err
-		}
-		list, err = collect(rows, func(row pgx.Row) (store.AuditEvent, error) {
-			var e store.AuditEvent
-			err := row.Scan(&e.Seq, scanTime(&e.At), &e.Actor, &e.Action, &e.Target, &e.Reason)
-			return e, err
-		})
-		return err
-	})
+	list, err := getAll(ctx, s, "list audit events", scanAudit, `SELECT seq, at, actor, action, target, reason
+		FROM audit_events ORDER BY seq DESC LIMIT $1`, limitParam(limit))
 	if err != nil {
 		return nil, err
 	}
 	slices.Reverse(list)
 	return list, nil
+}
+
+func scanAudit(row pgx.Row) (store.AuditEvent, error) {
+	var e store.AuditEvent
+	err := row.Scan(&e.Seq, scanTime(&e.At), &e.Actor, &e.Action, &e.Target, &e.Reason)
+	return e, err
+}
+
+// limitParam is the parameter of a LIMIT: NULL (no limit) when limit <= 0.
+func limitParam(limit int) *int {
+	if limit <= 0 {
+		return nil
+	}
+	return &limit
 }

@@ -14,12 +14,12 @@ import (
 const sessionColumns = `id, subject, upstream_id, upstream_subject, identity, auth_time, created_at,
 	last_seen_at, expires_at, upstream_refresh_token, upstream_checked_at`
 
-func checkSession(s store.Session) error {
-	return errors.Join(checkKey("id", s.ID, true), checkKey("subject", s.Subject, false))
-}
-
-// sessionArgs are the column values of x, in sessionColumns order.
+// sessionArgs are the column values of x, in sessionColumns order, once x
+// is valid.
 func sessionArgs(x store.Session) ([]any, error) {
+	if err := errors.Join(checkKey("id", x.ID, true), checkKey("subject", x.Subject, false)); err != nil {
+		return nil, err
+	}
 	identity, err := json.Marshal(x.Identity)
 	if err != nil {
 		return nil, fmt.Errorf("encode identity: %w", err)
@@ -47,30 +47,13 @@ func scanSession(row pgx.Row) (store.Session, error) {
 
 // CreateSession stores sess, or returns ErrConflict when its ID is taken.
 func (s *Store) CreateSession(ctx context.Context, sess store.Session) error {
-	const op = "create session"
-	if err := checkSession(sess); err != nil {
-		return invalid(op, err)
-	}
-	args, err := sessionArgs(sess)
-	if err != nil {
-		return invalid(op, err)
-	}
-	return s.statement(ctx, op, func(ctx context.Context, q querier) error {
-		_, err := q.Exec(ctx, `INSERT INTO sessions (`+sessionColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`, args...)
-		return err
-	})
+	return insert(ctx, s, "create session", sess, sessionArgs, `INSERT INTO sessions (`+sessionColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`)
 }
 
 // GetSession returns the session with id, or ErrNotFound.
 func (s *Store) GetSession(ctx context.Context, id string) (store.Session, error) {
-	var x store.Session
-	err := s.read(ctx, "get session", func(ctx context.Context, q querier) error {
-		var err error
-		x, err = scanSession(q.QueryRow(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE id = $1`, id))
-		return err
-	})
-	return x, err
+	return getOne(ctx, s, "get session", scanSession, `SELECT `+sessionColumns+` FROM sessions WHERE id = $1`, id)
 }
 
 // UpdateSession applies updater to the session with id. The updater may
@@ -81,14 +64,8 @@ func (s *Store) UpdateSession(ctx context.Context, id string, updater func(store
 		if err != nil {
 			return err
 		}
-		x, err := updater(old)
+		x, err := applyUpdater(old, updater, func(x store.Session) string { return x.ID })
 		if err != nil {
-			return updaterError{err}
-		}
-		if x.ID != old.ID {
-			return errChangedKey
-		}
-		if err := checkSession(x); err != nil {
 			return err
 		}
 		args, err := sessionArgs(x)
@@ -105,42 +82,13 @@ func (s *Store) UpdateSession(ctx context.Context, id string, updater func(store
 
 // DeleteSession removes the session with id, or returns ErrNotFound.
 func (s *Store) DeleteSession(ctx context.Context, id string) error {
-	return s.statement(ctx, "delete session", func(ctx context.Context, q querier) error {
-		return deleteOne(ctx, q, `DELETE FROM sessions WHERE id = $1`, id)
-	})
+	return s.deleteOne(ctx, "delete session", `DELETE FROM sessions WHERE id = $1`, id)
 }
 
 // ListSessions returns the sessions of subject (every session when subject is
 // empty), ordered by CreatedAt (zero first) then ID.
 func (s *Store) ListSessions(ctx context.Context, subject string) ([]store.Session, error) {
-	var list []store.Session
-	err := s.read(ctx, "list sessions", func(ctx context.Context, q querier) error {
-		list = nil
-		rows, err := q.Query(ctx, `SELECT `+sessionColumns+` FROM sessions
-			WHERE $1 = '' OR subject = $1
-			ORDER BY created_at ASC NULLS FIRST, id`, subject)
-		if err != nil {
-			return err
-		}
-		list, err = collect(rows, scanSession)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return list, nil
-}
-
-// collect scans every row with scan.
-func collect[T any](rows pgx.Rows, scan func(pgx.Row) (T, error)) ([]T, error) {
-	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
+	return getAll(ctx, s, "list sessions", scanSession, `SELECT `+sessionColumns+` FROM sessions
+		WHERE $1 = '' OR subject = $1
+		ORDER BY created_at ASC NULLS FIRST, id`, subject)
 }

@@ -42,21 +42,12 @@ func (s *Store) CreateSubject(ctx context.Context, sub store.Subject) error {
 	if err := checkKey("id", sub.ID, true); err != nil {
 		return invalid(op, err)
 	}
-	return s.statement(ctx, op, func(ctx context.Context, q querier) error {
-		_, err := q.Exec(ctx, insertSubject, subjectArgs(sub)...)
-		return err
-	})
+	return s.exec(ctx, op, insertSubject, subjectArgs(sub)...)
 }
 
 // GetSubject returns the subject with id, or ErrNotFound.
 func (s *Store) GetSubject(ctx context.Context, id string) (store.Subject, error) {
-	var x store.Subject
-	err := s.read(ctx, "get subject", func(ctx context.Context, q querier) error {
-		var err error
-		x, err = scanSubject(q.QueryRow(ctx, `SELECT `+subjectColumns+` FROM subjects WHERE id = $1`, id))
-		return err
-	})
-	return x, err
+	return getOne(ctx, s, "get subject", scanSubject, `SELECT `+subjectColumns+` FROM subjects WHERE id = $1`, id)
 }
 
 // UpdateSubject applies updater to the subject with id. The updater may not
@@ -75,12 +66,9 @@ func updateSubject(ctx context.Context, tx pgx.Tx, id string, updater func(store
 	if err != nil {
 		return store.Subject{}, err
 	}
-	x, err := updater(old)
+	x, err := applyUpdater(old, updater, func(x store.Subject) string { return x.ID })
 	if err != nil {
-		return store.Subject{}, updaterError{err}
-	}
-	if x.ID != old.ID {
-		return store.Subject{}, errChangedKey
+		return store.Subject{}, err
 	}
 	_, err = tx.Exec(ctx, `UPDATE subjects SET upstream_id = $2, upstream_subject = $3, email = $4, name = $5,
 		disabled = $6, not_before = $7, created_at = $8, updated_at = $9, last_login_at = $10
@@ -97,49 +85,29 @@ func (s *Store) UpsertSubject(ctx context.Context, id string, create func() stor
 	if err := checkKey("id", id, true); err != nil {
 		return store.Subject{}, invalid(op, err)
 	}
-	var stored store.Subject
-	err := s.write(ctx, op, func(ctx context.Context, tx pgx.Tx) error {
-		var err error
-		stored, err = updateSubject(ctx, tx, id, updater)
+	return writeResult(ctx, s, op, func(ctx context.Context, tx pgx.Tx) (store.Subject, error) {
+		stored, err := updateSubject(ctx, tx, id, updater)
 		if !errors.Is(err, pgx.ErrNoRows) {
-			return err
+			return stored, err
 		}
 		x := normSubject(create())
 		if x.ID != id {
-			return errChangedKey
+			return store.Subject{}, errChangedKey
 		}
 		tag, err := tx.Exec(ctx, insertSubject+` ON CONFLICT (id) DO NOTHING`, subjectArgs(x)...)
 		if err != nil {
-			return err
+			return store.Subject{}, err
 		}
 		if tag.RowsAffected() == 1 {
-			stored = x
-			return nil
+			return x, nil
 		}
 		// Created meanwhile by another transaction, now committed (the
 		// insert waited for it): this statement sees it.
-		stored, err = updateSubject(ctx, tx, id, updater)
-		return err
+		return updateSubject(ctx, tx, id, updater)
 	})
-	if err != nil {
-		return store.Subject{}, err
-	}
-	return stored, nil
 }
 
 // ListSubjects returns every subject, ordered by ID.
 func (s *Store) ListSubjects(ctx context.Context) ([]store.Subject, error) {
-	var list []store.Subject
-	err := s.read(ctx, "list subjects", func(ctx context.Context, q querier) error {
-		rows, err := q.Query(ctx, `SELECT `+subjectColumns+` FROM subjects ORDER BY id`)
-		if err != nil {
-			return err
-		}
-		list, err = collect(rows, scanSubject)
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return list, nil
+	return getAll(ctx, s, "list subjects", scanSubject, `SELECT `+subjectColumns+` FROM subjects ORDER BY id`)
 }

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2"
+
 	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/store/bolt"
@@ -141,6 +143,25 @@ func getBody(t *testing.T, u string) (int, []byte) {
 	return resp.StatusCode, body
 }
 
+// signedInOn starts a broker on st with the app as its client, signs alice
+// in, and returns the environment, the app, her tokens and the /keys
+// document served before any outage.
+func signedInOn(t *testing.T, st store.Store) (*env, *rp, *oauth2.Token, []byte) {
+	t.Helper()
+	e := &env{t: t, clock: &clock{}}
+	e.b = brokertest.New(t, brokertest.Options{
+		Store:     st,
+		AutoLogin: "alice",
+		Clients:   []broker.Client{{ID: appID, Name: "The App", Secret: appSecret, RedirectURIs: []string{appRedir}}},
+		Now:       e.clock.Now,
+	})
+	e.idps, e.issuer, e.keys = e.b.IdPs, e.b.Issuer, e.b.Keys
+	c := e.client(appID, appSecret, appRedir, nil)
+	tok, _ := c.signIn()
+	_, jwks := getBody(t, e.issuer+"/keys")
+	return e, c, tok, jwks
+}
+
 // TestStoreOutageAnswers503 fails the store as an unreachable database
 // does (store.ErrUnavailable) and checks every kind of answer: the OAuth
 // JSON endpoints give 503 temporarily_unavailable with Retry-After, the
@@ -155,17 +176,7 @@ func TestStoreOutageAnswers503(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = bst.Close() })
 	fs := &flakyStore{Store: bst}
-	e := &env{t: t, clock: &clock{}}
-	e.b = brokertest.New(t, brokertest.Options{
-		Store:     fs,
-		AutoLogin: "alice",
-		Clients:   []broker.Client{{ID: appID, Name: "The App", Secret: appSecret, RedirectURIs: []string{appRedir}}},
-		Now:       e.clock.Now,
-	})
-	e.idps, e.issuer, e.keys = e.b.IdPs, e.b.Issuer, e.b.Keys
-	c := e.client(appID, appSecret, appRedir, nil)
-	tok, _ := c.signIn()
-	_, jwksBefore := getBody(t, e.issuer+"/keys")
+	e, c, tok, jwksBefore := signedInOn(t, fs)
 
 	// A browser stopped at the upstream, to reach /callback during the outage.
 	pending := newBrowser(t)
@@ -233,17 +244,7 @@ func TestPostgresOutage(t *testing.T) {
 		t.Fatalf("postgres.Open() = %v", err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	e := &env{t: t, clock: &clock{}}
-	e.b = brokertest.New(t, brokertest.Options{
-		Store:     st,
-		AutoLogin: "alice",
-		Clients:   []broker.Client{{ID: appID, Name: "The App", Secret: appSecret, RedirectURIs: []string{appRedir}}},
-		Now:       e.clock.Now,
-	})
-	e.idps, e.issuer, e.keys = e.b.IdPs, e.b.Issuer, e.b.Keys
-	c := e.client(appID, appSecret, appRedir, nil)
-	tok, _ := c.signIn()
-	_, jwksBefore := getBody(t, e.issuer+"/keys")
+	e, c, tok, jwksBefore := signedInOn(t, st)
 
 	if err := cl.Stop(); err != nil {
 		t.Fatalf("stop PostgreSQL: %v", err)

@@ -2,13 +2,11 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"html"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,14 +15,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
-	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/web/verify"
-)
-
-// The verifier's client at the broker, for browser mode.
-const (
-	shopClient = "shop-web"
-	shopSecret = "shop-secret-0123456789-0123456789-abcdef"
 )
 
 // TestBrowserSignIn drives a real headless Chromium through a real nginx,
@@ -37,29 +28,7 @@ func TestBrowserSignIn(t *testing.T) {
 	chromium := findChromium(t)
 	listen := freeAddr(t)
 	appURL := "http://" + listen
-	b := newBroker(t, broker.Client{
-		ID: shopClient, Secret: shopSecret, RedirectURIs: []string{appURL + "/oauth2/callback"},
-		PostLogoutRedirectURIs: []string{appURL + "/cart"},
-		Scopes:                 []string{"openid", "email", "profile", "groups", "offline_access"},
-		Audiences:              []string{apiAudience},
-	})
-
-	v, err := verify.New(t.Context(), verify.Config{Issuer: b.issuer(), Audiences: []string{apiAudience}})
-	if err != nil {
-		t.Fatalf("verify.New: %v", err)
-	}
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	br, err := verify.NewBrowser(v, verify.BrowserConfig{
-		ClientID: shopClient, ClientSecret: shopSecret, CookieSecret: key,
-		RedirectURL: appURL + "/oauth2/callback", AllowedRedirectDomains: []string{"127.0.0.1"},
-	})
-	if err != nil {
-		t.Fatalf("verify.NewBrowser: %v", err)
-	}
-	rules := verify.Rules{{Path: "/", Browser: true}}
-	verifier := httptest.NewServer(verify.NewHandler(v, rules, verify.HandlerOptions{Headers: verify.HeadersNginx, Browser: br}))
-	t.Cleanup(verifier.Close)
+	b, verifier := startBrowserMode(t, appURL, verify.HeadersNginx)
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var sb strings.Builder
 		for _, h := range identityHeaders {
@@ -194,12 +163,5 @@ func screenshot(t *testing.T, ctx context.Context) {
 // KEYWARD_TEST_REQUIRE_ALL=1) when there is none.
 func findChromium(t *testing.T) string {
 	t.Helper()
-	if p, err := exec.LookPath("chromium"); err == nil {
-		return p
-	}
-	if os.Getenv("KEYWARD_TEST_REQUIRE_ALL") == "1" {
-		t.Fatal("chromium not found (apt-get install chromium) and KEYWARD_TEST_REQUIRE_ALL=1")
-	}
-	t.Skip("chromium not found; install the Debian package chromium to run this test")
-	return ""
+	return findProgram(t, "chromium", "chromium")
 }

@@ -85,10 +85,29 @@ func (e *brokerEnv) signIn(t *testing.T, username string) string {
 	if err != nil {
 		t.Fatalf("GET /authorize: %v", err)
 	}
+	resp, err = browser.Do(loginFormRequest(t, resp, readBody(t, resp), username))
+	if err != nil {
+		t.Fatalf("POST login form: %v", err)
+	}
 	body := readBody(t, resp)
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil || loc.Host != "127.0.0.1:1" || loc.Query().Get("code") == "" || loc.Query().Get("state") != state {
+		t.Fatalf("after the login form: %d, Location %q, want a code for the client:\n%.800s", resp.StatusCode, resp.Header.Get("Location"), body)
+	}
+	tok, err := e.oauth.Exchange(t.Context(), loc.Query().Get("code"), oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatalf("Exchange: %v", err)
+	}
+	return tok.AccessToken
+}
+
+// loginFormRequest is the POST that signs username in (password
+// username-demo) on the upstream's login form, which resp shows with body.
+func loginFormRequest(t *testing.T, resp *http.Response, body, username string) *http.Request {
+	t.Helper()
 	action, token := formActionRE.FindStringSubmatch(body), formTokenRE.FindStringSubmatch(body)
 	if action == nil || token == nil {
-		t.Fatalf("sign-in ended at %s (%d), want the upstream's login form:\n%.800s", resp.Request.URL, resp.StatusCode, body)
+		t.Fatalf("ended at %s (%d), want the upstream's login form:\n%.800s", resp.Request.URL, resp.StatusCode, body)
 	}
 	formURL, err := resp.Request.URL.Parse(strings.ReplaceAll(action[1], "&amp;", "&"))
 	if err != nil {
@@ -102,20 +121,7 @@ func (e *brokerEnv) signIn(t *testing.T, username string) string {
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Origin", formURL.Scheme+"://"+formURL.Host)
-	resp, err = browser.Do(req)
-	if err != nil {
-		t.Fatalf("POST login form: %v", err)
-	}
-	body = readBody(t, resp)
-	loc, err := url.Parse(resp.Header.Get("Location"))
-	if err != nil || loc.Host != "127.0.0.1:1" || loc.Query().Get("code") == "" || loc.Query().Get("state") != state {
-		t.Fatalf("after the login form: %d, Location %q, want a code for the client:\n%.800s", resp.StatusCode, resp.Header.Get("Location"), body)
-	}
-	tok, err := e.oauth.Exchange(t.Context(), loc.Query().Get("code"), oauth2.VerifierOption(verifier))
-	if err != nil {
-		t.Fatalf("Exchange: %v", err)
-	}
-	return tok.AccessToken
+	return req
 }
 
 func readBody(t *testing.T, resp *http.Response) string {
