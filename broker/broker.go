@@ -56,6 +56,10 @@ type Upstream interface {
 	Issuer() string
 	AuthCodeURL(state, nonce, pkceVerifier string, opts federation.AuthOptions) string
 	Exchange(ctx context.Context, code, pkceVerifier, nonce string) (federation.Identity, error)
+	// CheckAuthorizationResponseIssuer checks the RFC 9207 iss of an
+	// authorization response ("" when absent) before its code is redeemed
+	// (callback.go).
+	CheckAuthorizationResponseIssuer(iss string) error
 	// VerifyIDToken verifies an ID token the upstream issued to a native
 	// app (native sign-in). It wraps federation.ErrNativeNotAccepted,
 	// without any request, when the upstream does not take the token's
@@ -108,6 +112,8 @@ type Config struct {
 	SessionTTL time.Duration
 	// LoginTTL: how long a person may take to sign in upstream. Default: 10m.
 	LoginTTL time.Duration
+	// LoginLimits bounds how fast login attempts are written (loginlimit.go).
+	LoginLimits LoginLimits
 	// AccessTokenClaims: identity claims copied into access tokens.
 	// Default: email, name, preferred_username, groups.
 	AccessTokenClaims []string
@@ -168,6 +174,7 @@ type Broker struct {
 	byID      map[string]Upstream
 	discovery []byte
 	logoutWG  sync.WaitGroup // back-channel logout deliveries in flight
+	limiter   *loginLimiter  // nil: LoginLimits.InsecureUnlimited
 }
 
 // New assembles the provider. It does no I/O.
@@ -208,6 +215,11 @@ func New(cfg Config) (*Broker, error) {
 	}
 	if err := b.initRecheck(); err != nil {
 		errs = append(errs, err)
+	}
+	if !cfg.LoginLimits.InsecureUnlimited {
+		if b.limiter, err = newLoginLimiter(cfg.LoginLimits); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)

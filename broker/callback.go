@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"time"
@@ -57,6 +58,12 @@ func (b *Broker) Callback(ctx context.Context, in CallbackInput) (_ Outcome, err
 		return Outcome{}, pageError(http.StatusBadRequest, "Unknown identity provider", "The identity provider of this sign-in is no longer configured.", nil)
 	}
 	log := b.log.With("upstream", up.ID(), "client_id", a.ClientID)
+	// RFC 9207: the answer must come from the upstream the login was sent
+	// to before anything in it is believed; its code never goes to this
+	// upstream's token endpoint otherwise.
+	if err := up.CheckAuthorizationResponseIssuer(in.Query.Get("iss")); err != nil {
+		return Outcome{}, b.refuseIssuer(ctx, log, up, err)
+	}
 	if uerr := federation.CallbackError(in.Query); uerr != nil {
 		log.InfoContext(ctx, "upstream refused the sign-in", "event", "login_failed", "err", uerr)
 		return b.authorizeError(ctx, ar, fosite.ErrAccessDenied.WithHint("The identity provider did not sign the person in."))
@@ -124,6 +131,23 @@ func (b *Broker) Callback(ctx context.Context, in CallbackInput) (_ Outcome, err
 		return Outcome{}, err
 	}
 	return Outcome{respond: respond, Session: &SessionCookie{ID: sess.ID, ExpiresAt: sess.ExpiresAt}}, nil
+}
+
+// refuseIssuer answers an authorization response whose iss is not the
+// upstream's (federation.ErrIssuerMismatch: a possible mix-up attack, RFC
+// 9207), or names a tenant the upstream does not accept.
+func (b *Broker) refuseIssuer(ctx context.Context, log *slog.Logger, up Upstream, err error) error {
+	if na := (*federation.NotAllowedError)(nil); errors.As(err, &na) {
+		b.refuseLogin(ctx, up.ID(), na)
+		return pageError(http.StatusForbidden, "Access not allowed", na.Message, err)
+	}
+	if errors.Is(err, federation.ErrUpstreamUnavailable) {
+		return errUpstreamUnavailable(up, len(b.upstreams) > 1, err)
+	}
+	log.WarnContext(ctx, "authorization response refused: not from the upstream the sign-in was sent to (possible mix-up attack)",
+		"event", "login_failed", "err", err)
+	return pageError(http.StatusBadRequest, "Sign-in answer from the wrong identity provider",
+		"The answer that came back does not come from "+up.Name()+", where this sign-in was sent, so Keyward did not use it. No session was created. Return to the application and sign in again; if this keeps happening, tell your administrator.", err)
 }
 
 // Audit trail of refused sign-ins.

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +30,19 @@ type AuthorizeInput struct {
 	SessionID string
 	// Binding is the browser's login-cookie value, if it has one.
 	Binding string
+	// ClientIP is the browser's address as web determined it (the peer,
+	// or X-Forwarded-For from a trusted proxy); it picks the bucket of the
+	// login-attempt rate limit (loginlimit.go). Invalid: unknown.
+	ClientIP netip.Addr
+}
+
+// ChooseInput is a choice on the provider chooser (GET /login/{upstream}).
+type ChooseInput struct {
+	AttemptID, UpstreamID string
+	// Binding is the browser's login-cookie value.
+	Binding string
+	// ClientIP is as in AuthorizeInput.
+	ClientIP netip.Addr
 }
 
 // Outcome tells web what to do next. Exactly one of Respond (a response to
@@ -157,14 +171,14 @@ func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, e
 		if url == "" {
 			return Outcome{}, errUpstreamUnavailable(up, false, errNoAuthURL)
 		}
-		if err := b.cfg.Store.CreateLoginAttempt(ctx, attempt); err != nil {
-			return Outcome{}, fmt.Errorf("create login attempt: %w", err)
+		if err := b.createLoginAttempt(ctx, attempt, in.ClientIP); err != nil {
+			return Outcome{}, err
 		}
 		out.RedirectURL = url
 		return out, nil
 	}
-	if err := b.cfg.Store.CreateLoginAttempt(ctx, attempt); err != nil {
-		return Outcome{}, fmt.Errorf("create login attempt: %w", err)
+	if err := b.createLoginAttempt(ctx, attempt, in.ClientIP); err != nil {
+		return Outcome{}, err
 	}
 	ch := &Chooser{AttemptID: attempt.ID, ClientName: ar.GetClient().GetID()}
 	if c, ok := b.clients.get(ch.ClientName); ok {
@@ -181,11 +195,24 @@ func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, e
 	return out, nil
 }
 
+// createLoginAttempt writes a new login attempt, unless the rate limit
+// refuses it (a 429 page; nothing is written).
+func (b *Broker) createLoginAttempt(ctx context.Context, a store.LoginAttempt, client netip.Addr) error {
+	if err := b.limitLogin(ctx, client); err != nil {
+		return err
+	}
+	if err := b.cfg.Store.CreateLoginAttempt(ctx, a); err != nil {
+		return fmt.Errorf("create login attempt: %w", err)
+	}
+	return nil
+}
+
 // ChooseUpstream continues a login attempt at the upstream the person chose
 // on the chooser and returns where to send the browser.
-func (b *Broker) ChooseUpstream(ctx context.Context, attemptID, upstreamID, binding string) (_ string, err error) {
+func (b *Broker) ChooseUpstream(ctx context.Context, in ChooseInput) (_ string, err error) {
 	defer func() { err = asPage(err) }() // a store outage is a 503 page
-	u, ok := b.byID[upstreamID]
+	attemptID := in.AttemptID
+	u, ok := b.byID[in.UpstreamID]
 	if !ok {
 		return "", pageError(http.StatusNotFound, "Unknown identity provider", "That identity provider is not configured here. Go back and choose another.", nil)
 	}
@@ -196,12 +223,16 @@ func (b *Broker) ChooseUpstream(ctx context.Context, attemptID, upstreamID, bind
 	if err != nil {
 		return "", fmt.Errorf("get login attempt: %w", err)
 	}
-	if err := b.checkAttempt(a, binding); err != nil {
+	if err := b.checkAttempt(a, in.Binding); err != nil {
 		return "", err
 	}
 	if err := upstreamReady(u); err != nil {
 		b.log.InfoContext(ctx, "sign-in refused: upstream unavailable", "upstream", u.ID(), "err", err)
 		return "", errUpstreamUnavailable(u, len(b.upstreams) > 1, err)
+	}
+	// Every choice rewrites the attempt: it counts as a login attempt.
+	if err := b.limitLogin(ctx, in.ClientIP); err != nil {
+		return "", err
 	}
 	opts := federation.AuthOptions{LoginHint: a.AuthorizeForm.Get("login_hint")}
 	if has(strings.Fields(a.AuthorizeForm.Get("prompt")), "login") {

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"strings"
 
 	fjwt "github.com/ory/fosite/token/jwt"
+
+	"github.com/keyward/keyward/federation"
 )
 
 // ActorEndSession is the audit actor of sessions ended at /end_session.
@@ -16,6 +19,12 @@ const ActorEndSession = "end-session"
 
 // maxIDTokenHintBytes bounds the id_token_hint that is parsed.
 const maxIDTokenHintBytes = 16 << 10
+
+// UpstreamLogoutPath, under the issuer, is where upstreams return the
+// browser after signing the person out (upstreams[].upstreamLogout):
+// register <issuer>/logout/upstream-done at the provider as a post-logout
+// redirect (sign-out) URL.
+const UpstreamLogoutPath = "/logout/upstream-done"
 
 // EndSessionInput is an /end_session request (OIDC RP-Initiated Logout 1.0
 // §2) as web hands it over.
@@ -36,7 +45,42 @@ type EndSessionOutcome struct {
 	RedirectURL string
 	// Ended reports that at least one Keyward session was ended.
 	Ended bool
+	// Upstream, when non-nil, is a sign-out at the ended session's
+	// upstream for the browser to go through first; its Next is
+	// RedirectURL.
+	Upstream *UpstreamLogout
 }
+
+// UpstreamLogout is a sign-out at an upstream (upstreams[].upstreamLogout).
+// web sends the browser to URL, keeping State and Next in a sealed cookie,
+// and at UpstreamLogoutPath goes on to Next: the destination validated
+// before leaving, never one the request names.
+type UpstreamLogout struct {
+	UpstreamID string
+	// URL is the upstream's logout request, returning the browser to
+	// <issuer>/logout/upstream-done.
+	URL string
+	// State went with URL; a state that comes back must equal it. Empty
+	// when none was sent (a configured logoutURL is used as given).
+	State string
+	// Next is where the browser goes afterwards: the client's validated
+	// post_logout_redirect_uri with its state, or "" for the "Signed out"
+	// page.
+	Next string
+}
+
+// upstreamLogouter is the part of an upstream that signs people out there
+// (*federation.Upstream and *federation.LazyUpstream have it; other
+// Upstream implementations never sign out upstream).
+type upstreamLogouter interface {
+	UpstreamLogout() bool
+	LogoutRequest(postLogoutRedirectURI, state string) (federation.LogoutRequest, error)
+}
+
+var (
+	_ upstreamLogouter = (*federation.Upstream)(nil)
+	_ upstreamLogouter = (*federation.LazyUpstream)(nil)
+)
 
 // EndSession handles GET and POST /end_session. Everything is checked
 // before anything is ended; a failure is a *PageError, never a redirect:
@@ -50,7 +94,9 @@ type EndSessionOutcome struct {
 //
 // Then the session named by the cookie, and the one named by the hint's sid,
 // end as RevokeSession ends a session (grants deleted, a session feed entry,
-// an audit event by ActorEndSession).
+// an audit event by ActorEndSession). When the first ended session's
+// upstream has upstream logout on, Outcome.Upstream says where the browser
+// signs out there (see upstreamLogout).
 func (b *Broker) EndSession(ctx context.Context, in EndSessionInput) (_ EndSessionOutcome, err error) {
 	defer func() { err = asPage(err) }() // a store outage is a 503 page
 	clientID := in.ClientID
@@ -81,12 +127,13 @@ func (b *Broker) EndSession(ctx context.Context, in EndSessionInput) (_ EndSessi
 		reason += " by " + clientID
 	}
 	var ended []string
+	var upstreamID string // of the first session ended
 	for _, id := range []string{in.SessionID, hintSID} {
 		if id == "" || has(ended, id) {
 			continue
 		}
 		ended = append(ended, id)
-		_, err := b.revokeSession(ctx, id, reason, ActorEndSession)
+		rev, err := b.revokeSession(ctx, id, reason, ActorEndSession)
 		switch {
 		case errors.Is(err, ErrUnknownSession):
 			// Already ended (or never existed): nothing left to do.
@@ -94,11 +141,47 @@ func (b *Broker) EndSession(ctx context.Context, in EndSessionInput) (_ EndSessi
 			return EndSessionOutcome{}, fmt.Errorf("end session: %w", err)
 		default:
 			out.Ended = true
+			if upstreamID == "" {
+				upstreamID = rev.Session.UpstreamID
+			}
 		}
 	}
+	out.Upstream = b.upstreamLogout(ctx, upstreamID, redirect)
 	b.log.InfoContext(ctx, "end session", "event", "end_session", "client_id", clientID,
-		"ended", out.Ended, "redirect", redirect != "")
+		"ended", out.Ended, "redirect", redirect != "", "upstream_logout", out.Upstream != nil)
 	return out, nil
+}
+
+// upstreamLogout returns the sign-out at upstream id, with a fresh state,
+// when that upstream has upstream logout on; nil when it is off, when the
+// upstream is no longer configured, or when no logout request can be built
+// (no logout URL, or discovery still pending without a logoutURL): that is
+// logged at Warn, and the person, signed out of Keyward all the same, goes
+// straight to next.
+func (b *Broker) upstreamLogout(ctx context.Context, id, next string) *UpstreamLogout {
+	up, ok := b.byID[id]
+	if id == "" || !ok {
+		return nil
+	}
+	lo, ok := up.(upstreamLogouter)
+	if !ok || !lo.UpstreamLogout() {
+		return nil
+	}
+	state := rand.Text()
+	req, err := lo.LogoutRequest(b.cfg.Issuer+UpstreamLogoutPath, state)
+	switch {
+	case errors.Is(err, federation.ErrNoLogoutURL):
+		b.log.WarnContext(ctx, "upstream logout is on but the upstream has no logout URL (its discovery names no end_session_endpoint); set upstreams[].logoutURL, or turn upstreamLogout off",
+			"event", "end_session", "upstream", id)
+		return nil
+	case err != nil:
+		b.log.WarnContext(ctx, "upstream logout skipped: the person was signed out of Keyward only", "event", "end_session", "upstream", id, "err", err)
+		return nil
+	}
+	if !req.StateSent {
+		state = ""
+	}
+	return &UpstreamLogout{UpstreamID: id, URL: req.URL, State: state, Next: next}
 }
 
 // checkIDTokenHint verifies an id_token_hint and returns the client it was

@@ -55,12 +55,19 @@ func (c Config) allow(m mapped, claims map[string]any) error {
 	id := m.Identity
 	who := account(id)
 	if len(a.EmailDomains) > 0 {
-		_, domain, ok := strings.Cut(id.Email, "@")
+		local, domain, ok := strings.Cut(id.Email, "@")
 		if !ok || domain == "" {
 			return c.refusal(id.Subject, "allow.email_domains", "no email address",
 				who+" has no email address at "+c.Name+", which this sign-in requires.")
 		}
-		if !domainAllowed(strings.ToLower(domain), a.EmailDomains) {
+		// Only a DNS name is matched: no second "@", no non-ASCII letter
+		// that strings.ToLower would fold into ASCII (U+212A into "k").
+		domain = lowerASCII(domain)
+		if local == "" || strings.HasPrefix(domain, "*.") || checkDomain(domain) != nil {
+			return c.refusal(id.Subject, "allow.email_domains", "email domain "+domain+" is not a domain name",
+				who+" is not in an allowed email domain for "+c.Name+".")
+		}
+		if !domainAllowed(domain, a.EmailDomains) {
 			return c.refusal(id.Subject, "allow.email_domains", "email domain "+domain+" is not listed",
 				who+" is not in an allowed email domain for "+c.Name+".")
 		}
@@ -106,6 +113,16 @@ func domainAllowed(domain string, patterns []string) bool {
 		}
 	}
 	return false
+}
+
+// lowerASCII lower-cases the ASCII letters of s only.
+func lowerASCII(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
+		return r
+	}, s)
 }
 
 // claimAccepted reports whether v (a scalar, or a list of scalars) holds

@@ -63,7 +63,13 @@ type Config struct {
 	GraphURL string
 	// LogoutURL is the upstream's logout page, used when discovery names
 	// no end_session_endpoint (Cognito's /logout?client_id=…&logout_uri=…).
+	// When set it wins over discovery's. It is used as given, except that
+	// PostLogoutPlaceholder is replaced (see LogoutRequest).
 	LogoutURL string
+	// UpstreamLogout makes Keyward's RP-initiated logout sign the person
+	// out at this upstream too: the browser goes to LogoutRequest's URL and
+	// comes back to Keyward. Default: false (only Keyward's session ends).
+	UpstreamLogout bool
 	// Userinfo says when the userinfo endpoint is asked. Default:
 	// UserinfoAuto.
 	Userinfo UserinfoMode

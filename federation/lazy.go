@@ -109,6 +109,9 @@ func OpenLazy(ctx context.Context, cfg Config, httpClient *http.Client, logger *
 	if cfg.Name == "" {
 		cfg.Name = cfg.ID
 	}
+	if cfg.Issuer == "" { // the profile's (google), as Open fills it: native sign-in finds the upstream by it
+		cfg.Issuer = cfg.Profile.Preset().Issuer
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -322,6 +325,16 @@ func (l *LazyUpstream) Exchange(ctx context.Context, code, pkceVerifier, nonce s
 		return up.Exchange(ctx, code, pkceVerifier, nonce)
 	}
 	return Identity{}, l.unavailable("federation: exchange code")
+}
+
+// CheckAuthorizationResponseIssuer is
+// Upstream.CheckAuthorizationResponseIssuer; before the upstream is ready
+// it wraps ErrUpstreamUnavailable (no login can have been sent there).
+func (l *LazyUpstream) CheckAuthorizationResponseIssuer(iss string) error {
+	if up := l.up.Load(); up != nil {
+		return up.CheckAuthorizationResponseIssuer(iss)
+	}
+	return l.unavailable("federation: check authorization response iss")
 }
 
 // VerifyIDToken is Upstream.VerifyIDToken. Before the upstream is ready it

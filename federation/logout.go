@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -108,4 +109,82 @@ func checkLogoutClaims(c map[string]any) error {
 		return errors.New("sub or sid is required")
 	}
 	return nil
+}
+
+// PostLogoutPlaceholder, written in Config.LogoutURL, is replaced by the
+// post-logout redirect URI, query-escaped, when the browser is sent there:
+// https://<domain>/logout?client_id=…&logout_uri={post_logout_redirect_uri}
+// (Cognito). Write it in the query, braces as they are.
+const PostLogoutPlaceholder = "{post_logout_redirect_uri}"
+
+// ErrNoLogoutURL: the upstream has no logout URL (discovery names no
+// end_session_endpoint and Config.LogoutURL is empty).
+var ErrNoLogoutURL = errors.New("no logout URL: discovery names no end_session_endpoint and logout_url is not set")
+
+// LogoutRequest is where to send a browser so that the person is signed out
+// at the upstream.
+type LogoutRequest struct {
+	URL string
+	// StateSent reports that URL carries the state, which the upstream
+	// returns to the post-logout redirect URI (OIDC RP-Initiated Logout
+	// 1.0 §3). A configured LogoutURL carries none.
+	StateSent bool
+}
+
+// UpstreamLogout reports whether Config.UpstreamLogout is on.
+func (u *Upstream) UpstreamLogout() bool { return u.cfg.UpstreamLogout }
+
+// LogoutRequest builds the redirect that signs the person out at the
+// upstream and returns the browser to postLogoutRedirectURI (which must be
+// registered at the upstream):
+//
+//   - Config.LogoutURL, when set, as given, with PostLogoutPlaceholder
+//     replaced by postLogoutRedirectURI (query-escaped); nothing is added.
+//   - Else discovery's end_session_endpoint, its own query kept, with
+//     client_id, post_logout_redirect_uri and state (OIDC RP-Initiated
+//     Logout 1.0 §2). No id_token_hint: Keyward keeps no upstream ID token.
+//
+// It does no I/O. Neither known: an error wrapping ErrNoLogoutURL.
+func (u *Upstream) LogoutRequest(postLogoutRedirectURI, state string) (LogoutRequest, error) {
+	return logoutRequest(u.cfg, u.endSession, postLogoutRedirectURI, state)
+}
+
+func logoutRequest(c Config, endSession, postLogoutRedirectURI, state string) (LogoutRequest, error) {
+	if c.LogoutURL != "" {
+		return LogoutRequest{URL: strings.ReplaceAll(c.LogoutURL, PostLogoutPlaceholder, url.QueryEscape(postLogoutRedirectURI))}, nil
+	}
+	if endSession == "" {
+		return LogoutRequest{}, fmt.Errorf("federation: upstream %q: %w", c.ID, ErrNoLogoutURL)
+	}
+	u, err := url.Parse(endSession)
+	if err != nil || u.Host == "" || u.User != nil || u.Fragment != "" ||
+		(u.Scheme != "https" && (u.Scheme != "http" || !isLoopback(u.Hostname()))) {
+		return LogoutRequest{}, fmt.Errorf("federation: upstream %q: discovery's end_session_endpoint %.200q is not an absolute https URL; set logout_url", c.ID, endSession)
+	}
+	q := u.Query()
+	q.Set("client_id", c.ClientID)
+	if postLogoutRedirectURI != "" {
+		q.Set("post_logout_redirect_uri", postLogoutRedirectURI)
+	}
+	if state != "" {
+		q.Set("state", state)
+	}
+	u.RawQuery = q.Encode()
+	return LogoutRequest{URL: u.String(), StateSent: state != ""}, nil
+}
+
+// UpstreamLogout reports whether Config.UpstreamLogout is on.
+func (l *LazyUpstream) UpstreamLogout() bool { return l.cfg.UpstreamLogout }
+
+// LogoutRequest is Upstream.LogoutRequest. Before the upstream is ready it
+// builds a configured LogoutURL all the same (that needs no discovery);
+// otherwise it wraps ErrUpstreamUnavailable.
+func (l *LazyUpstream) LogoutRequest(postLogoutRedirectURI, state string) (LogoutRequest, error) {
+	if up := l.up.Load(); up != nil {
+		return up.LogoutRequest(postLogoutRedirectURI, state)
+	}
+	if l.cfg.LogoutURL != "" {
+		return logoutRequest(l.cfg, "", postLogoutRedirectURI, state)
+	}
+	return LogoutRequest{}, l.unavailable("federation: logout request")
 }

@@ -156,13 +156,17 @@ func (u *Upstream) AuthCodeURL(state, nonce, pkceVerifier string, opts AuthOptio
 	return u.oauth2.AuthCodeURL(state, params...)
 }
 
-// EndSessionURL is where a person signs out at the upstream: discovery's
-// end_session_endpoint, else Config.LogoutURL; "" when neither is known.
+// EndSessionURL is where a person signs out at the upstream:
+// Config.LogoutURL when set, else discovery's end_session_endpoint; "" when
+// neither is known. The configured URL wins because a provider's discovery
+// may name an endpoint that needs more than the standard parameters
+// (Cognito's bare /logout needs client_id and logout_uri). LogoutRequest
+// adds the parameters.
 func (u *Upstream) EndSessionURL() string {
-	if u.endSession != "" {
-		return u.endSession
+	if u.cfg.LogoutURL != "" {
+		return u.cfg.LogoutURL
 	}
-	return u.cfg.LogoutURL
+	return u.endSession
 }
 
 // Exchange redeems code with pkceVerifier, verifies the ID token (signature

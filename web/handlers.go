@@ -35,6 +35,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		Request:   r,
 		SessionID: s.cookies.get(r, s.cookies.session),
 		Binding:   s.cookies.get(r, s.cookies.login),
+		ClientIP:  clientIP(r, s.cfg.TrustedProxies),
 	})
 	if err != nil {
 		s.writeError(w, r, err)
@@ -78,7 +79,12 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, out broker.Outco
 }
 
 func (s *Server) chooseUpstream(w http.ResponseWriter, r *http.Request) {
-	to, err := s.b.ChooseUpstream(r.Context(), r.URL.Query().Get("attempt"), r.PathValue("upstream"), s.cookies.get(r, s.cookies.login))
+	to, err := s.b.ChooseUpstream(r.Context(), broker.ChooseInput{
+		AttemptID:  r.URL.Query().Get("attempt"),
+		UpstreamID: r.PathValue("upstream"),
+		Binding:    s.cookies.get(r, s.cookies.login),
+		ClientIP:   clientIP(r, s.cfg.TrustedProxies),
+	})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -174,6 +180,13 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	ctx := r.Context()
 	w.Header().Set("Cache-Control", "no-store")
 	var pe *broker.PageError
+	if le := (*broker.LoginLimitedError)(nil); errors.As(err, &le) && errors.As(err, &pe) {
+		// The broker logs refusals, at most once a minute per client.
+		s.metrics.loginLimited.WithLabelValues(le.Scope).Inc()
+		w.Header().Set("Retry-After", strconv.Itoa(int(le.RetryAfter/time.Second)))
+		s.pages.renderError(w, errorPageData{Status: pe.Status, Title: pe.Title, Message: pe.Message, RequestID: RequestID(ctx)})
+		return
+	}
 	if errors.As(err, &pe) {
 		s.log.InfoContext(ctx, "sign-in page error", "title", pe.Title, "err", err)
 		s.pages.renderError(w, errorPageData{Status: pe.Status, Title: pe.Title, Message: pe.Message, RequestID: RequestID(ctx)})

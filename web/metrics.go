@@ -11,8 +11,9 @@ import (
 )
 
 type metrics struct {
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	requests     *prometheus.CounterVec
+	duration     *prometheus.HistogramVec
+	loginLimited *prometheus.CounterVec
 }
 
 // newMetrics registers the HTTP metrics and, with b, the upstream gauge.
@@ -27,9 +28,16 @@ func newMetrics(reg prometheus.Registerer, b *broker.Broker) *metrics {
 			Help:    "Time to answer broker HTTP requests, by route.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"route"}),
+		loginLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyward_login_attempts_refused_total",
+			Help: "Login attempts refused by the rate limit (429), by the limit that refused: client (one address) or global.",
+		}, []string{"limit"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration)
+		reg.MustRegister(m.requests, m.duration, m.loginLimited)
+		for _, limit := range []string{broker.LimitClient, broker.LimitGlobal} {
+			m.loginLimited.WithLabelValues(limit) // exported as 0 until the first refusal
+		}
 		if b != nil {
 			reg.MustRegister(upstreamCollector{b: b, desc: upstreamUpDesc})
 		}

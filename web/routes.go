@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/keyward/keyward/broker"
 )
 
 // Body limits: forms at the OAuth endpoints are small.
@@ -40,6 +42,7 @@ func (s *Server) routes() http.Handler {
 	handle("POST /userinfo", "userinfo", s.userinfo)
 	handle("GET /end_session", "end_session", s.endSession)
 	handle("POST /end_session", "end_session", s.endSession)
+	handle("GET "+broker.UpstreamLogoutPath, "logout_upstream_done", s.upstreamLogoutDone)
 	handle("GET /revocations", "revocations", s.revocations)
 	handle("POST /backchannel_logout/{upstream}", "backchannel_logout", s.backchannelLogout)
 	handle("GET /healthz", "healthz", s.healthz)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,10 @@ type Config struct {
 	// as secure). When false, cookies lose the __Host- prefix and the
 	// Secure attribute — only for tests over plain http to a non-loopback name.
 	InsecureCookies bool
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For tells
+	// the browser's address (clientip.go), which the login-attempt rate
+	// limit goes by. Default: none; the TCP peer is the client.
+	TrustedProxies []netip.Prefix
 	// Ready reports whether the server can take traffic (nil: always).
 	Ready func(ctx context.Context) error
 	// Registerer receives the HTTP metrics (nil: none).

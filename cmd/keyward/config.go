@@ -49,6 +49,14 @@ type Config struct {
 	Admin AdminConfig `yaml:"admin,omitempty"`
 	// RevocationFeed says who may read GET /revocations.
 	RevocationFeed RevocationFeedConfig `yaml:"revocationFeed,omitempty"`
+	// TrustedProxies are the reverse proxies in front of Keyward, as CIDRs
+	// (10.0.0.0/8) or addresses: from them X-Forwarded-For is believed, and
+	// the client is its rightmost address outside this list. The sign-in
+	// rate limit goes by that address. Default: none; the TCP peer is the
+	// client (behind a proxy every browser then shares its limit).
+	TrustedProxies []string `yaml:"trustedProxies,omitempty"`
+	// Limits bound what clients can make Keyward write (config_limits.go).
+	Limits LimitsConfig `yaml:"limits,omitempty"`
 }
 
 // TLSConfig names a PEM certificate chain and its private key. Both or neither.
@@ -159,8 +167,20 @@ type UpstreamConfig struct {
 	GraphURL string `yaml:"graphURL,omitempty"`
 	// LogoutURL is the upstream's logout page, used when its discovery has
 	// no end_session_endpoint (cognito:
-	// https://<domain>/logout?client_id=…&logout_uri=…). Optional.
+	// https://<domain>/logout?client_id=…&logout_uri={post_logout_redirect_uri}).
+	// When set it wins over discovery's. It is used as given, except that
+	// {post_logout_redirect_uri} becomes <issuer>/logout/upstream-done,
+	// URL-escaped. https (http only for loopback). Optional.
 	LogoutURL string `yaml:"logoutURL,omitempty"`
+	// UpstreamLogout: signing out of Keyward (/end_session) signs the
+	// person out at this upstream too, so that the next sign-in asks for
+	// their password again (shared kiosks, a strict sign-out). The browser
+	// goes to logoutURL, else discovery's end_session_endpoint, and back to
+	// <issuer>/logout/upstream-done (register it at the provider). Default:
+	// false: only Keyward's session ends, as with Dex and oauth2-proxy,
+	// because it would also end the person's other applications at the
+	// provider.
+	UpstreamLogout bool `yaml:"upstreamLogout,omitempty"`
 	// Userinfo says when the userinfo endpoint is asked: auto (when the
 	// mapped email, name or groups are missing from the ID token), always,
 	// or never. Default: auto.
@@ -453,6 +473,7 @@ func (c *Config) Validate() error {
 	c.validateNative(&p)
 	validateLoggingMetrics(&p, c.Logging, c.Metrics, c.Listen)
 	c.validateAdmin(&p)
+	c.validateLimits(&p)
 	return p.err()
 }
 

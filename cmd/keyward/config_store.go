@@ -73,9 +73,18 @@ func resolveStoreDSN(p *problems, c StoreConfig) string {
 	}
 	// ParseConfig does no network I/O. Its error is not quoted: the text
 	// of a URL parse error holds the whole string, password included.
-	if _, err := pgconn.ParseConfig(dsn); err != nil {
+	pc, err := pgconn.ParseConfig(dsn)
+	if err != nil {
 		p.add(path, "is not a PostgreSQL connection string; write it as %s", dsnHint)
 		return ""
+	}
+	// No host name holds "@": it is a password's unencoded "@", and the
+	// rest of the password would be shown as the host in every error.
+	for _, h := range append([]*pgconn.FallbackConfig{{Host: pc.Host}}, pc.Fallbacks...) {
+		if strings.Contains(h.Host, "@") {
+			p.add(path, "has an unencoded @ in its user or password; write @ as %%40 in a postgres:// URL")
+			return ""
+		}
 	}
 	return dsn
 }

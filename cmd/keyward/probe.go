@@ -232,7 +232,7 @@ func probeUpstream(ctx context.Context, client *http.Client, timeout time.Durati
 			}
 		}
 	}
-	const cognitoLogout = "https://<your domain>/logout?client_id=<clientID>&logout_uri=<a sign-out URL registered at Cognito>"
+	const cognitoLogout = "https://<your domain>/logout?client_id=<clientID>&logout_uri={post_logout_redirect_uri} (and register <issuer>/logout/upstream-done as a sign-out URL at Cognito)"
 	switch {
 	case t.logoutURL != "":
 	case t.profile == federation.ProfileCognito:

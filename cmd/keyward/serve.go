@@ -119,12 +119,13 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 		return fail(err)
 	}
 	srv, err := web.New(web.Config{
-		Broker:        b,
-		Keys:          inst.keys,
-		SessionSecret: derive(sec.SessionSecret, "keyward cookies v1"),
-		Ready:         readyAll(storeReady(st)), // add further checks as arguments
-		Registerer:    inst.metrics,
-		Logger:        log,
+		Broker:         b,
+		Keys:           inst.keys,
+		SessionSecret:  derive(sec.SessionSecret, "keyward cookies v1"),
+		TrustedProxies: cfg.trustedProxies(),
+		Ready:          readyAll(storeReady(st)), // add further checks as arguments
+		Registerer:     inst.metrics,
+		Logger:         log,
 	})
 	if err != nil {
 		return fail(err)
@@ -154,6 +155,7 @@ func buildBrokerConfig(cfg *Config, sec Secrets, st store.Store, k *keys.Manager
 		SessionTTL:          time.Duration(t.SessionTTL),
 		AccessTokenClaims:   t.Claims,
 		RevocationReaders:   cfg.RevocationFeed.Readers,
+		LoginLimits:         cfg.Limits.loginLimits(),
 		Logger:              log,
 	}
 	for _, c := range cfg.Clients {
@@ -251,6 +253,7 @@ func buildUpstreams(ctx context.Context, cfg *Config, sec Secrets, log *slog.Log
 			GroupsOverage:       federation.Overage(u.GroupsOverage),
 			GraphURL:            u.GraphURL,
 			LogoutURL:           u.LogoutURL,
+			UpstreamLogout:      u.UpstreamLogout,
 			Userinfo:            federation.UserinfoMode(u.Userinfo),
 			NativeClientIDs:     u.NativeClientIDs,
 			NativePublicClients: u.NativePublicClients,

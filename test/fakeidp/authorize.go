@@ -39,7 +39,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	state := q.Get("state")
 	fail := func(code, desc string) {
-		redirect(w, r, redirectURI, url.Values{"error": {code}, "error_description": {desc}, "state": {state}})
+		redirect(w, r, redirectURI, url.Values{"error": {code}, "error_description": {desc}, "state": {state}, "iss": {s.responseIssuer("")}})
 	}
 	switch {
 	case q.Get("response_type") != "code":
@@ -111,7 +111,28 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request, req grant, stat
 	s.codes[code] = req
 	s.mu.Unlock()
 	s.logger.InfoContext(r.Context(), "login approved", "event", "login_succeeded", "username", username, "client_id", req.clientID)
-	redirect(w, r, req.redirectURI, url.Values{"code": {code}, "state": {state}})
+	redirect(w, r, req.redirectURI, url.Values{"code": {code}, "state": {state}, "iss": {s.responseIssuer(username)}})
+}
+
+// responseIssuer is the iss of an authorization response for username ("":
+// an error response), or "" for none. RFC 9207 §2
+func (s *Server) responseIssuer(username string) string {
+	s.mu.Lock()
+	iss, omit := s.respIss, s.respIssOmit
+	s.mu.Unlock()
+	switch {
+	case omit:
+		return ""
+	case iss != "":
+		return iss
+	case !s.quirks.AuthResponseIss:
+		return ""
+	case !s.quirks.AzureMultiTenant:
+		return s.issuer
+	case username == "":
+		return ""
+	}
+	return s.tokenIssuer(s.users[username])
 }
 
 // redirect sends the browser to uri with params added to its query.

@@ -60,6 +60,16 @@ func (s *Server) SetDiscoveryIssuer(issuer string) {
 	s.discIss = issuer
 }
 
+// SetAuthResponseIssuer overrides the iss parameter of authorization
+// responses from now on: iss is sent as it is, or with omit none at all,
+// whatever Quirks.AuthResponseIss says (discovery is unchanged).
+// SetAuthResponseIssuer("", false) restores the default.
+func (s *Server) SetAuthResponseIssuer(iss string, omit bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.respIss, s.respIssOmit = iss, omit
+}
+
 // FailToken makes every token request fail with status and a plain-text
 // body until FailToken(0).
 func (s *Server) FailToken(status int) {

@@ -36,6 +36,12 @@ type Quirks struct {
 	// UserinfoOnly names top-level claims left out of ID tokens but served
 	// by userinfo.
 	UserinfoOnly []string
+	// AuthResponseIss sends iss with every authorization response (RFC
+	// 9207): the issuer, or under AzureMultiTenant the user's tenant issuer
+	// (left out of error responses there, which know no user); discovery
+	// then says authorization_response_iss_parameter_supported.
+	// SetAuthResponseIssuer overrides the value.
+	AuthResponseIss bool
 }
 
 // IssuerTemplate is the issuer that discovery advertises under
@@ -65,6 +71,20 @@ func (s *Server) LastAuthorizeRequest() url.Values {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return maps.Clone(s.lastAuth)
+}
+
+// LastLogoutRequest returns the parameters of the last /logout request,
+// or nil.
+func (s *Server) LastLogoutRequest() url.Values {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.lastLogout)
+}
+
+func (s *Server) recordLogout(form url.Values) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastLogout = maps.Clone(form)
 }
 
 // graph serves POST /v1.0/me/getMemberObjects as Microsoft Graph does for

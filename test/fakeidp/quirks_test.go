@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -156,5 +157,73 @@ func TestQuirkTrailingSlashAndLastAuthorize(t *testing.T) {
 	}
 	if got := s.LastAuthorizeRequest().Get("hd"); got != "example.com" {
 		t.Errorf("LastAuthorizeRequest() hd = %q, want example.com", got)
+	}
+}
+
+func TestQuirkAuthResponseIss(t *testing.T) {
+	tests := []struct {
+		name     string
+		quirks   fakeidp.Quirks
+		knob     func(s *fakeidp.Server)
+		params   func(p url.Values)
+		wantIss  func(s *fakeidp.Server) string
+		wantDisc bool
+	}{
+		{name: "off", wantIss: func(*fakeidp.Server) string { return "" }},
+		{name: "on", quirks: fakeidp.Quirks{AuthResponseIss: true}, wantDisc: true, wantIss: (*fakeidp.Server).URL},
+		{
+			name: "on, error response", quirks: fakeidp.Quirks{AuthResponseIss: true}, wantDisc: true,
+			params: func(p url.Values) { p.Set("scope", "email") }, wantIss: (*fakeidp.Server).URL,
+		},
+		{
+			name: "azure tenant issuer", quirks: fakeidp.Quirks{AuthResponseIss: true, AzureMultiTenant: true}, wantDisc: true,
+			wantIss: func(s *fakeidp.Server) string { return s.TenantIssuer("tenant-a") },
+		},
+		{
+			name: "overridden", quirks: fakeidp.Quirks{AuthResponseIss: true}, wantDisc: true,
+			knob:    func(s *fakeidp.Server) { s.SetAuthResponseIssuer("https://other.example", false) },
+			wantIss: func(*fakeidp.Server) string { return "https://other.example" },
+		},
+		{
+			name: "sent without the quirk", knob: func(s *fakeidp.Server) { s.SetAuthResponseIssuer("https://other.example", false) },
+			wantIss: func(*fakeidp.Server) string { return "https://other.example" },
+		},
+		{
+			name: "omitted", quirks: fakeidp.Quirks{AuthResponseIss: true}, wantDisc: true,
+			knob:    func(s *fakeidp.Server) { s.SetAuthResponseIssuer("", true) },
+			wantIss: func(*fakeidp.Server) string { return "" },
+		},
+		{
+			name: "restored", quirks: fakeidp.Quirks{AuthResponseIss: true}, wantDisc: true,
+			knob: func(s *fakeidp.Server) {
+				s.SetAuthResponseIssuer("", true)
+				s.SetAuthResponseIssuer("", false)
+			},
+			wantIss: (*fakeidp.Server).URL,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newServer(t, func(c *fakeidp.Config) {
+				c.Quirks = tt.quirks
+				c.Users[0].TenantID = "tenant-a"
+			})
+			if tt.knob != nil {
+				tt.knob(s)
+			}
+			p := authParams(oauth2.GenerateVerifier())
+			if tt.params != nil {
+				tt.params(p)
+			}
+			resp, _ := get(t, s.URL()+"/authorize?"+p.Encode())
+			q := location(t, resp)
+			if got, want := q.Get("iss"), tt.wantIss(s); got != want || q.Has("iss") != (want != "") {
+				t.Errorf("authorize redirect iss = %q (present %t), want %q", got, q.Has("iss"), want)
+			}
+			_, disc := getJSON(t, s.URL()+"/.well-known/openid-configuration", "")
+			if got, _ := disc["authorization_response_iss_parameter_supported"].(bool); got != tt.wantDisc {
+				t.Errorf("discovery authorization_response_iss_parameter_supported = %t, want %t", got, tt.wantDisc)
+			}
+		})
 	}
 }

@@ -43,6 +43,9 @@ func (s *Server) discovery(w http.ResponseWriter, _ *http.Request) {
 			"email", "email_verified", "name", "preferred_username", "groups",
 		},
 	}
+	if s.quirks.AuthResponseIss {
+		doc["authorization_response_iss_parameter_supported"] = true
+	}
 	if s.quirks.NoEndSession {
 		delete(doc, "end_session_endpoint")
 	}
@@ -288,16 +291,21 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 }
 
 // logout ends the session and returns to a registered
-// post_logout_redirect_uri. OIDC RP-Initiated Logout §2
+// post_logout_redirect_uri (OIDC RP-Initiated Logout §2), or, as Cognito
+// does, to a registered logout_uri, without state.
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
 		http.Error(w, "fakeidp: malformed request", http.StatusBadRequest)
 		return
 	}
+	s.recordLogout(r.Form)
 	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Path: s.prefix + "/authorize", MaxAge: -1})
-	target := r.Form.Get("post_logout_redirect_uri")
+	target, state := r.Form.Get("post_logout_redirect_uri"), r.Form.Get("state")
+	if target == "" { // Cognito
+		target, state = r.Form.Get("logout_uri"), ""
+	}
 	if target != "" && s.logoutAllowed(r.Form.Get("client_id"), target) {
-		redirect(w, r, target, url.Values{"state": {r.Form.Get("state")}})
+		redirect(w, r, target, url.Values{"state": {state}})
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")

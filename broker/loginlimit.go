@@ -1,0 +1,208 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"golang.org/x/time/rate"
+)
+
+// Login-attempt rate limit. Every /authorize that has to send the person
+// upstream, and every choice on the chooser, writes a login attempt (with
+// bbolt: an fsync). Token buckets bound how fast that may happen: one per
+// client address, and one for everybody together. Buckets are consumed
+// only where a write follows, so single sign-on answers, invalid requests
+// and the callback never count; a refused request writes nothing.
+
+// LoginLimits bounds how fast login attempts are written. Zero fields take
+// the defaults noted.
+type LoginLimits struct {
+	// PerMinute is the sustained rate of one client address (an IPv4
+	// address, or an IPv6 /64). Default: 60, so that an office behind one
+	// NAT address, whose people each sign in about once per session (two
+	// writes with the chooser), is not refused at its morning peak.
+	PerMinute int
+	// Burst is how many attempts one client address may make at once.
+	// Default: 30.
+	Burst int
+	// GlobalPerSecond is the ceiling of all clients together. Default: 50,
+	// a fraction of what the store can write (a whole sign-in is about 12
+	// writes and the bench measures 60–100 sign-ins/s with bbolt and
+	// fsync), so that clients on many addresses cannot starve refreshes
+	// and token exchange of writes. It bounds new sign-ins only.
+	GlobalPerSecond int
+	// GlobalBurst. Default: 200.
+	GlobalBurst int
+	// MaxClients bounds how many client addresses are tracked; past it the
+	// least recently seen is forgotten (its bucket starts full again),
+	// so the limiter itself uses bounded memory (about 250 bytes each).
+	// The global ceiling still holds for clients rotating through more
+	// addresses. Default: 10000.
+	MaxClients int
+	// InsecureUnlimited turns the limit off (benchmarks): any client can
+	// then write login attempts as fast as the store takes them.
+	InsecureUnlimited bool
+}
+
+func (l *LoginLimits) withDefaults() {
+	def := func(p *int, v int) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	def(&l.PerMinute, 60)
+	def(&l.Burst, 30)
+	def(&l.GlobalPerSecond, 50)
+	def(&l.GlobalBurst, 200)
+	def(&l.MaxClients, 10000)
+}
+
+// Limit scopes of a LoginLimitedError.
+const (
+	LimitClient = "client" // the client address's bucket
+	LimitGlobal = "global" // the ceiling of all clients
+)
+
+// LoginLimitedError is the cause of the 429 page of a refused login
+// attempt: web sends RetryAfter as Retry-After and counts Scope.
+type LoginLimitedError struct {
+	// Scope is LimitClient or LimitGlobal.
+	Scope string
+	// RetryAfter is when the next attempt would be allowed (whole seconds,
+	// at least 1s).
+	RetryAfter time.Duration
+	// Client is the client address's bucket key (an address, or an IPv6
+	// /64); invalid when the address was unknown.
+	Client netip.Prefix
+}
+
+func (e *LoginLimitedError) Error() string {
+	return fmt.Sprintf("login attempt rate limit (%s) exceeded by %s; retry after %s", e.Scope, e.Client, e.RetryAfter)
+}
+
+// loginLimiter holds the buckets. It is safe for concurrent use.
+type loginLimiter struct {
+	cfg     LoginLimits
+	mu      sync.Mutex
+	clients *simplelru.LRU[netip.Prefix, *clientBucket]
+	global  *rate.Limiter
+	// globalLogged is when a global refusal was last logged.
+	globalLogged time.Time
+}
+
+type clientBucket struct {
+	lim    *rate.Limiter
+	logged time.Time // when a refusal of this client was last logged
+}
+
+// refusalLogInterval: a refusal is logged at most this often per client
+// (and for the global ceiling), so a flood cannot flood the log; the
+// metric counts every refusal.
+const refusalLogInterval = time.Minute
+
+func newLoginLimiter(cfg LoginLimits) (*loginLimiter, error) {
+	cfg.withDefaults()
+	clients, err := simplelru.NewLRU[netip.Prefix, *clientBucket](cfg.MaxClients, nil)
+	if err != nil {
+		return nil, fmt.Errorf("login limits: %w", err)
+	}
+	return &loginLimiter{
+		cfg:     cfg,
+		clients: clients,
+		global:  rate.NewLimiter(rate.Limit(cfg.GlobalPerSecond), cfg.GlobalBurst),
+	}, nil
+}
+
+// clientKey is the bucket of addr: the address itself, or for IPv6 its
+// /64 (one subscriber's usual allocation, which one client can rotate
+// through freely). An invalid addr gives the invalid prefix: all unknown
+// clients share one bucket.
+func clientKey(addr netip.Addr) netip.Prefix {
+	addr = addr.Unmap().WithZone("")
+	switch {
+	case !addr.IsValid():
+		return netip.Prefix{}
+	case addr.Is4():
+		return netip.PrefixFrom(addr, 32)
+	}
+	p, _ := addr.Prefix(64)
+	return p
+}
+
+// allow takes one token from client's bucket and from the global one at
+// now, or none when either is empty. A refusal says which bucket refused
+// and whether it should be logged.
+func (l *loginLimiter) allow(client netip.Addr, now time.Time) (_ *LoginLimitedError, log bool) {
+	key := clientKey(client)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.clients.Get(key)
+	if !ok {
+		b = &clientBucket{lim: rate.NewLimiter(rate.Limit(float64(l.cfg.PerMinute)/60), l.cfg.Burst)}
+		l.clients.Add(key, b)
+	}
+	if wait := untilToken(b.lim, now); wait > 0 {
+		log = now.Sub(b.logged) >= refusalLogInterval
+		if log {
+			b.logged = now
+		}
+		return &LoginLimitedError{Scope: LimitClient, RetryAfter: wait, Client: key}, log
+	}
+	if wait := untilToken(l.global, now); wait > 0 {
+		log = now.Sub(l.globalLogged) >= refusalLogInterval
+		if log {
+			l.globalLogged = now
+		}
+		return &LoginLimitedError{Scope: LimitGlobal, RetryAfter: wait, Client: key}, log
+	}
+	b.lim.AllowN(now, 1)
+	l.global.AllowN(now, 1)
+	return nil, false
+}
+
+// untilToken is 0 when lim has a token at now, else the wait for one,
+// rounded up to whole seconds (Retry-After's unit).
+func untilToken(lim *rate.Limiter, now time.Time) time.Duration {
+	missing := 1 - lim.TokensAt(now)
+	if missing <= 0 {
+		return 0
+	}
+	secs := math.Ceil(missing / float64(lim.Limit()))
+	return time.Duration(max(secs, 1)) * time.Second
+}
+
+// tracked is how many client buckets are held (tests).
+func (l *loginLimiter) tracked() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.clients.Len()
+}
+
+// limitLogin consumes a login-attempt token for client, or returns the
+// 429 page whose cause is a *LoginLimitedError. Call it right before the
+// store write it guards.
+func (b *Broker) limitLogin(ctx context.Context, client netip.Addr) error {
+	if b.limiter == nil {
+		return nil
+	}
+	le, log := b.limiter.allow(client, b.cfg.Now())
+	if le == nil {
+		return nil
+	}
+	if log {
+		b.log.InfoContext(ctx, "login attempt refused: rate limit; further refusals of this client are counted, not logged, for a minute",
+			"event", "login_rate_limited", "limit", le.Scope, "client_addr", le.Client.String(), "retry_after", le.RetryAfter)
+	}
+	msg := "Keyward received too many sign-in attempts from your network just now."
+	if le.Scope == LimitGlobal {
+		msg = "Keyward is receiving more sign-in attempts than it can take just now."
+	}
+	return pageError(http.StatusTooManyRequests, "Too many sign-in attempts",
+		msg+" Wait a minute, then return to the application and sign in again.", le)
+}

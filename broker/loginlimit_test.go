@@ -1,0 +1,155 @@
+package broker
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+)
+
+var limitNow = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func newTestLimiter(t *testing.T, cfg LoginLimits) *loginLimiter {
+	t.Helper()
+	l, err := newLoginLimiter(cfg)
+	if err != nil {
+		t.Fatalf("newLoginLimiter() = %v", err)
+	}
+	return l
+}
+
+// take calls allow n times at now and fails unless every call is allowed.
+func take(t *testing.T, l *loginLimiter, addr string, n int, now time.Time) {
+	t.Helper()
+	for i := range n {
+		if le, _ := l.allow(netip.MustParseAddr(addr), now); le != nil {
+			t.Fatalf("allow(%s) #%d = %v, want allowed", addr, i+1, le)
+		}
+	}
+}
+
+// refused fails unless allow(addr) at now is refused by scope with
+// retryAfter.
+func refused(t *testing.T, l *loginLimiter, addr string, now time.Time, scope string, retryAfter time.Duration) {
+	t.Helper()
+	le, _ := l.allow(netip.MustParseAddr(addr), now)
+	if le == nil || le.Scope != scope || le.RetryAfter != retryAfter {
+		t.Fatalf("allow(%s) = %v, want refused by %s, retry after %s", addr, le, scope, retryAfter)
+	}
+}
+
+func TestLoginLimitPerClient(t *testing.T) {
+	l := newTestLimiter(t, LoginLimits{}) // the defaults: 60/min, burst 30
+	take(t, l, "192.0.2.1", 30, limitNow)
+	refused(t, l, "192.0.2.1", limitNow, LimitClient, time.Second)
+	// The refusal took nothing: one token after one second.
+	take(t, l, "192.0.2.1", 1, limitNow.Add(time.Second))
+	refused(t, l, "192.0.2.1", limitNow.Add(time.Second), LimitClient, time.Second)
+	// Another address has its own bucket; an IPv4-mapped one is the same.
+	take(t, l, "192.0.2.2", 30, limitNow)
+	refused(t, l, "::ffff:192.0.2.2", limitNow, LimitClient, time.Second)
+}
+
+func TestLoginLimitBurstIsExact(t *testing.T) {
+	for _, tt := range []struct {
+		perMinute, burst int
+		retryAfter       time.Duration
+	}{
+		{perMinute: 30, burst: 20, retryAfter: 2 * time.Second},
+		{perMinute: 1, burst: 1, retryAfter: time.Minute},
+		{perMinute: 7, burst: 3, retryAfter: 9 * time.Second}, // 60/7 s, rounded up
+	} {
+		l := newTestLimiter(t, LoginLimits{PerMinute: tt.perMinute, Burst: tt.burst})
+		take(t, l, "198.51.100.7", tt.burst, limitNow)
+		refused(t, l, "198.51.100.7", limitNow, LimitClient, tt.retryAfter)
+		take(t, l, "198.51.100.7", 1, limitNow.Add(tt.retryAfter))
+	}
+}
+
+func TestLoginLimitIPv6Slash64(t *testing.T) {
+	l := newTestLimiter(t, LoginLimits{PerMinute: 60, Burst: 2})
+	take(t, l, "2001:db8:1:2::1", 1, limitNow)
+	take(t, l, "2001:db8:1:2:ffff::9", 1, limitNow)
+	refused(t, l, "2001:db8:1:2::abcd", limitNow, LimitClient, time.Second)
+	take(t, l, "2001:db8:1:3::1", 2, limitNow) // the next /64
+}
+
+func TestLoginLimitGlobalCeiling(t *testing.T) {
+	l := newTestLimiter(t, LoginLimits{PerMinute: 60, Burst: 2, GlobalPerSecond: 5, GlobalBurst: 10})
+	for i := range 10 {
+		take(t, l, netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}).String(), 1, limitNow)
+	}
+	refused(t, l, "203.0.113.200", limitNow, LimitGlobal, time.Second)
+	// The global refusal took nothing from the client's bucket: after the
+	// global bucket refills, the client still has its whole burst.
+	later := limitNow.Add(time.Second) // 5 global tokens back
+	take(t, l, "203.0.113.200", 2, later)
+	refused(t, l, "203.0.113.200", later, LimitClient, time.Second)
+}
+
+func TestLoginLimitMapIsBounded(t *testing.T) {
+	l := newTestLimiter(t, LoginLimits{PerMinute: 60, Burst: 1, GlobalPerSecond: 1_000_000, GlobalBurst: 1_000_000, MaxClients: 100})
+	for i := range 5000 {
+		addr := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		if le, _ := l.allow(addr, limitNow); le != nil {
+			t.Fatalf("allow(%s) = %v, want allowed (a new client)", addr, le)
+		}
+		if n := l.tracked(); n > 100 {
+			t.Fatalf("after %d clients: %d tracked, want at most 100", i+1, n)
+		}
+	}
+	if n := l.tracked(); n != 100 {
+		t.Errorf("tracked = %d, want 100", n)
+	}
+	// A client seen recently keeps its (empty) bucket while others come
+	// and go: the least recently seen is forgotten first.
+	busy := "10.255.0.1"
+	take(t, l, busy, 1, limitNow)
+	for i := range 99 {
+		refused(t, l, busy, limitNow, LimitClient, time.Second)
+		take(t, l, netip.AddrFrom4([4]byte{172, 16, 0, byte(i)}).String(), 1, limitNow)
+	}
+	refused(t, l, busy, limitNow, LimitClient, time.Second)
+}
+
+func TestLoginLimitLogsOncePerMinute(t *testing.T) {
+	l := newTestLimiter(t, LoginLimits{PerMinute: 1, Burst: 1, GlobalPerSecond: 1, GlobalBurst: 1})
+	addr := netip.MustParseAddr("192.0.2.9")
+	var logged []bool
+	for _, at := range []time.Duration{0, 0, time.Second, 30 * time.Second, 70 * time.Second, 80 * time.Second} {
+		_, log := l.allow(addr, limitNow.Add(at))
+		logged = append(logged, log)
+	}
+	// 0s allowed; 0s refused and logged; 1s and 30s refused quietly; 70s
+	// allowed (a token is back); 80s refused and logged (a minute since).
+	want := []bool{false, true, false, false, false, true}
+	for i := range want {
+		if logged[i] != want[i] {
+			t.Fatalf("logged = %v, want %v", logged, want)
+		}
+	}
+}
+
+func TestClientKey(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"192.0.2.1", "192.0.2.1/32"},
+		{"::ffff:192.0.2.1", "192.0.2.1/32"},
+		{"2001:db8::1", "2001:db8::/64"},
+		{"fe80::1%eth0", "fe80::/64"},
+	} {
+		if got := clientKey(netip.MustParseAddr(tt.in)).String(); got != tt.want {
+			t.Errorf("clientKey(%s) = %s, want %s", tt.in, got, tt.want)
+		}
+	}
+	if got := clientKey(netip.Addr{}); got.IsValid() {
+		t.Errorf("clientKey(invalid) = %s, want the invalid prefix", got)
+	}
+}
+
+func TestLoginLimitUnlimited(t *testing.T) {
+	b := &Broker{cfg: Config{Now: func() time.Time { return limitNow }}}
+	for range 1000 {
+		if err := b.limitLogin(t.Context(), netip.MustParseAddr("192.0.2.1")); err != nil {
+			t.Fatalf("limitLogin() without a limiter = %v, want nil", err)
+		}
+	}
+}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/keyward/keyward/broker"
+)
+
+// LimitsConfig bounds what clients can make Keyward write. An omitted or
+// zero field takes the broker's default (broker.LoginLimits).
+type LimitsConfig struct {
+	// LoginAttemptsPerMinute is how many login attempts one client address
+	// (an IPv4 address or an IPv6 /64) may start per minute, sustained:
+	// each /authorize that sends the person to sign in, and each choice on
+	// the chooser. More get a 429 page. Single sign-on does not count.
+	// Default: 60. A ceiling of 50 per second for all clients together
+	// always applies.
+	LoginAttemptsPerMinute int `yaml:"loginAttemptsPerMinute,omitempty"`
+	// LoginAttemptsBurst is how many one client address may start at once.
+	// Default: 30.
+	LoginAttemptsBurst int `yaml:"loginAttemptsBurst,omitempty"`
+}
+
+// loginLimits converts the limits for broker.Config.
+func (l LimitsConfig) loginLimits() broker.LoginLimits {
+	return broker.LoginLimits{PerMinute: l.LoginAttemptsPerMinute, Burst: l.LoginAttemptsBurst}
+}
+
+func (c *Config) validateLimits(p *problems) {
+	if n := c.Limits.LoginAttemptsPerMinute; n < 0 {
+		p.add("limits.loginAttemptsPerMinute", "%d must not be negative; omit it for the default of 60", n)
+	}
+	if n := c.Limits.LoginAttemptsBurst; n < 0 {
+		p.add("limits.loginAttemptsBurst", "%d must not be negative; omit it for the default of 30", n)
+	}
+	for i, s := range c.TrustedProxies {
+		if _, err := parseTrustedProxy(s); err != nil {
+			p.add(fmt.Sprintf("trustedProxies[%d]", i), "%v", err)
+		}
+	}
+}
+
+// trustedProxies parses TrustedProxies (validated) for web.Config.
+func (c *Config) trustedProxies() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range c.TrustedProxies {
+		if p, err := parseTrustedProxy(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// parseTrustedProxy reads a CIDR or a single address (as /32 or /128).
+func parseTrustedProxy(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	var p netip.Prefix
+	if a, err := netip.ParseAddr(s); err == nil {
+		if a.Zone() != "" {
+			return p, fmt.Errorf("%q has a zone; write the address without %%%s", s, a.Zone())
+		}
+		a = a.Unmap()
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	switch {
+	case err != nil:
+		return p, fmt.Errorf("%q is not a CIDR or an address; write it like 10.0.0.0/8, 192.0.2.7 or 2001:db8::/32", s)
+	case p != p.Masked():
+		return p, fmt.Errorf("%q has host bits set; write the network, %s", s, p.Masked())
+	case p.Bits() == 0:
+		return p, fmt.Errorf("%q trusts every address, so any client could pick the address it is limited by; list your proxies' networks", s)
+	}
+	if p.Addr().Is4In6() {
+		// An IPv4-mapped network covers IPv4 peers, which clientIP unmaps.
+		if p.Bits() < 96 {
+			return p, fmt.Errorf("%q is an IPv4-mapped network shorter than /96; write the IPv4 network instead", s)
+		}
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	return p, nil
+}
