@@ -155,7 +155,7 @@ func checkVersion(version int) error {
 		return newerSchemaError(version)
 	case version < SchemaVersion:
 		return fmt.Errorf("database schema is at version %d, this keyward needs version %d: run `keyward migrate` "+
-			"(or set the store's migrate option) and start again", version, SchemaVersion)
+			"(keyward serve migrates by itself at start) and start again", version, SchemaVersion)
 	}
 	return nil
 }
