@@ -5,7 +5,8 @@
 // tokens, and browser mode) are read from docs/gateways/nginx.md and
 // docs/gateways/caddy.md, so the documented configuration is the tested one.
 // Browser mode is driven by a real headless Chromium through chromedp behind
-// nginx, and by an HTTP client with a cookie jar behind Caddy.
+// nginx, and by an HTTP client with a cookie jar behind Caddy; the renewal
+// of a session of several cookies by an HTTP client behind both.
 //
 // A missing nginx, caddy or chromium skips the tests, unless
 // KEYWARD_TEST_REQUIRE_ALL=1 (CI), which makes it a failure.

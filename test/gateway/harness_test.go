@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/keyward/keyward/broker"
+	"github.com/keyward/keyward/test/brokertest"
 	"github.com/keyward/keyward/web/verify"
 )
 
@@ -176,12 +177,20 @@ func startVerifier(t *testing.T, issuer string, rules verify.Rules, opts verify.
 // with that client, reading the gateway's request headers as headers says.
 func startBrowserMode(t *testing.T, appURL string, headers verify.Headers) (*brokerEnv, *httptest.Server) {
 	t.Helper()
-	b := newBroker(t, broker.Client{
+	return startBrowserModeWith(t, appURL, headers, brokertest.Options{})
+}
+
+// startBrowserModeWith is startBrowserMode with the broker started from
+// opts, to which the orders and shop clients are added.
+func startBrowserModeWith(t *testing.T, appURL string, headers verify.Headers, opts brokertest.Options) (*brokerEnv, *httptest.Server) {
+	t.Helper()
+	opts.Clients = append(opts.Clients, ordersClient, broker.Client{
 		ID: shopClient, Secret: shopSecret, RedirectURIs: []string{appURL + "/oauth2/callback"},
 		PostLogoutRedirectURIs: []string{appURL + "/cart"},
 		Scopes:                 []string{"openid", "email", "profile", "groups", "offline_access"},
 		Audiences:              []string{apiAudience},
 	})
+	b := startBroker(t, opts)
 	v, err := verify.New(t.Context(), verify.Config{Issuer: b.issuer(), Audiences: []string{apiAudience}})
 	if err != nil {
 		t.Fatalf("verify.New: %v", err)

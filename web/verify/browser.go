@@ -44,8 +44,8 @@ type BrowserConfig struct {
 	// AuthURL and TokenURL are Keyward's endpoints. Default: from the
 	// issuer's discovery document, fetched on the first sign-in.
 	AuthURL, TokenURL string
-	// RefreshBefore renews the access token when it expires within this.
-	// Default: 30s.
+	// RefreshBefore renews the access token when it expires within this,
+	// or within half its lifetime when that is shorter. Default: 30s.
 	RefreshBefore time.Duration
 	// LoginTTL bounds a sign-in from /oauth2/start to the callback.
 	// Default: 10m.
@@ -59,8 +59,11 @@ type BrowserConfig struct {
 
 // Browser is browser mode. It serves, under the host of RedirectURL:
 //
-//   - GET /oauth2/start?rd=URL: a redirect to Keyward's /authorize (state,
-//     nonce and PKCE verifier kept in a short-lived encrypted cookie);
+//   - GET /oauth2/start?rd=URL: when the request's session is due for
+//     renewal and holds a refresh token, a refresh at Keyward, the renewed
+//     session cookies and a redirect to rd; otherwise a redirect to
+//     Keyward's /authorize (state, nonce and PKCE verifier kept in a
+//     short-lived encrypted cookie);
 //   - GET the callback path: checks state and iss (RFC 9207), exchanges the
 //     code, verifies the ID token (signature, iss, aud, exp, nonce) and the
 //     access token, sets the session cookie and redirects to rd;
@@ -239,6 +242,13 @@ type loginState struct {
 }
 
 func (b *Browser) start(w http.ResponseWriter, r *http.Request) {
+	rd := b.redirectOrRoot(redirectParam(r.URL))
+	// A session due for renewal is renewed here, on an answer of its own
+	// that carries every cookie (see browser_renew.go). GET only.
+	if r.Method == http.MethodGet && b.renew(r.Context(), w, r) {
+		http.Redirect(w, r, rd, http.StatusFound)
+		return
+	}
 	oc, err := b.oauthConfig(r.Context())
 	if err != nil {
 		http.Error(w, "sign-in is unavailable: Keyward's discovery document could not be loaded", http.StatusServiceUnavailable)
@@ -246,7 +256,7 @@ func (b *Browser) start(w http.ResponseWriter, r *http.Request) {
 	}
 	ls := loginState{
 		State: rand.Text(), Verifier: oauth2.GenerateVerifier(), Nonce: rand.Text(),
-		RD: b.redirectOrRoot(redirectParam(r.URL)), Expiry: b.cfg.Now().Add(b.cfg.LoginTTL).Unix(),
+		RD: rd, Expiry: b.cfg.Now().Add(b.cfg.LoginTTL).Unix(),
 	}
 	plain, err := json.Marshal(ls)
 	if err != nil {
@@ -321,67 +331,6 @@ func (b *Browser) callback(w http.ResponseWriter, r *http.Request) {
 		clearCookie(w, signedOutCookie)
 	}
 	http.Redirect(w, r, ls.RD, http.StatusFound)
-}
-
-// authenticate returns the claims and access token of r's session, renewing
-// the tokens (and the cookie, on w) when the access token expires within
-// RefreshBefore. Without a usable session it returns ErrNoSession; with no
-// key set ever loaded, an error matching ErrUnavailable.
-func (b *Browser) authenticate(ctx context.Context, w http.ResponseWriter, r *http.Request) (*Claims, string, error) {
-	s, ok := b.readSession(r)
-	if !ok {
-		return nil, "", ErrNoSession
-	}
-	c, err := b.v.Verify(ctx, s.Access)
-	var expired *ExpiredError
-	switch {
-	case errors.Is(err, ErrUnavailable):
-		return nil, "", err
-	case err != nil && !errors.As(err, &expired):
-		b.clearSession(w, r)
-		return nil, "", ErrNoSession
-	case err == nil && b.cfg.Now().Add(b.cfg.RefreshBefore).Before(c.ExpiresAt):
-		return c, s.Access, nil
-	}
-	if s.Refresh != "" {
-		tok, rerr := b.refreshes.do(ctx, s.Refresh, b.cfg.Now(), func(ctx context.Context) (*oauth2.Token, error) {
-			oc, err := b.oauthConfig(ctx)
-			if err != nil {
-				return nil, err
-			}
-			return oc.TokenSource(b.clientContext(ctx), &oauth2.Token{RefreshToken: s.Refresh, Expiry: time.Unix(1, 0)}).Token()
-		})
-		if rerr == nil {
-			if nc, verr := b.v.Verify(ctx, tok.AccessToken); verr == nil {
-				ns := browserSession{Access: tok.AccessToken, Refresh: tok.RefreshToken, IDToken: s.IDToken}
-				if ns.Refresh == "" {
-					ns.Refresh = s.Refresh
-				}
-				if id, _ := tok.Extra("id_token").(string); id != "" {
-					ns.IDToken = id
-				}
-				b.setSession(w, r, ns)
-				return nc, ns.Access, nil
-			}
-		}
-	}
-	if err == nil { // renewal failed, but the token is still good for a moment
-		return c, s.Access, nil
-	}
-	b.clearSession(w, r)
-	return nil, "", ErrNoSession
-}
-
-// signInRequired answers a browser rule without a session: 401 for nginx,
-// whose error_page sends the browser to /oauth2/start; for other gateways a
-// 302 to /oauth2/start when the client accepts HTML, else 401.
-func (b *Browser) signInRequired(w http.ResponseWriter, r *http.Request, family Headers, uri string) {
-	if family != HeadersNginx && strings.Contains(r.Header.Get("Accept"), "text/html") {
-		w.Header().Set("Location", "/oauth2/start?rd="+url.QueryEscape(uri))
-		w.WriteHeader(http.StatusFound)
-		return
-	}
-	writeError(w, errNoToken)
 }
 
 func (b *Browser) oauthConfig(ctx context.Context) (*oauth2.Config, error) {

@@ -39,6 +39,7 @@ type fakeOP struct {
 	codes       map[string][2]string // code → nonce, challenge
 	refresh     string               // the one valid refresh token
 	failRefresh bool
+	ttl         time.Duration // of the access tokens; 0: 5m
 	n           int
 }
 
@@ -59,6 +60,12 @@ func (op *fakeOP) setExtra(c jwt.MapClaims) {
 	op.mu.Lock()
 	defer op.mu.Unlock()
 	op.extra = c
+}
+
+func (op *fakeOP) setTTL(ttl time.Duration) {
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	op.ttl = ttl
 }
 
 func (op *fakeOP) setFailRefresh(fail bool) {
@@ -98,8 +105,11 @@ func (op *fakeOP) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	op.n++
-	now := op.e.clock.Now()
-	at := with(op.e.claims, "jti", fmt.Sprintf("jti-%d", op.n), "iat", now.Unix(), "exp", now.Add(5*time.Minute).Unix())
+	now, ttl := op.e.clock.Now(), op.ttl
+	if ttl == 0 {
+		ttl = 5 * time.Minute
+	}
+	at := with(op.e.claims, "jti", fmt.Sprintf("jti-%d", op.n), "iat", now.Unix(), "exp", now.Add(ttl).Unix())
 	for k, v := range op.extra {
 		at[k] = v
 	}
@@ -110,7 +120,7 @@ func (op *fakeOP) token(w http.ResponseWriter, r *http.Request) {
 	op.refresh = fmt.Sprintf("refresh-%d", op.n)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{
-		"access_token": mint(op.t, op.e.rsa, nil, at), "token_type": "Bearer", "expires_in": 300,
+		"access_token": mint(op.t, op.e.rsa, nil, at), "token_type": "Bearer", "expires_in": int(ttl.Seconds()),
 		"refresh_token": op.refresh, "id_token": mint(op.t, op.e.rsa, map[string]any{"typ": "JWT"}, idc),
 	})
 }
@@ -160,7 +170,13 @@ func (be *browserEnv) handler(family Headers) http.Handler {
 // do sends a request with the jar's cookies and stores the cookies set.
 func (be *browserEnv) do(t *testing.T, h http.Handler, target string, hdr http.Header) *httptest.ResponseRecorder {
 	t.Helper()
-	req := httptest.NewRequestWithContext(t.Context(), http.MethodGet, target, nil)
+	return be.doMethod(t, h, http.MethodGet, target, hdr)
+}
+
+// doMethod is do with another method.
+func (be *browserEnv) doMethod(t *testing.T, h http.Handler, method, target string, hdr http.Header) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequestWithContext(t.Context(), method, target, nil)
 	req.Host = browserHost
 	for k, v := range hdr {
 		req.Header[k] = v

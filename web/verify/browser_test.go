@@ -5,7 +5,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -187,56 +186,6 @@ func TestBrowserNonNginx(t *testing.T) {
 	hdr.Set("Accept", "application/json")
 	if rec := be.do(t, h, "/oauth2/auth", hdr); rec.Code != http.StatusUnauthorized {
 		t.Errorf("API check without session = %d, want 401", rec.Code)
-	}
-}
-
-func TestBrowserRefresh(t *testing.T) {
-	be := newBrowserEnv(t, nil)
-	h := be.handler(HeadersNginx)
-	be.signIn(t, h, "/", nil)
-	first := be.jar[sessionCookie]
-
-	// Far from expiry: no refresh, no cookie.
-	if rec := be.do(t, h, "/oauth2/auth", nginxCheck("/")); rec.Code != 200 || rec.Header().Get("Set-Cookie") != "" {
-		t.Fatalf("check = %d, Set-Cookie %q; want 200 without a cookie", rec.Code, rec.Header().Get("Set-Cookie"))
-	}
-	// Within 30s of expiry: parallel requests share one refresh, and each
-	// answer carries the renewed session.
-	be.e.clock.Advance(4*time.Minute + 45*time.Second)
-	var wg sync.WaitGroup
-	codes := make([]int, 8)
-	cookies := make([]string, 8)
-	jar := map[string]string{sessionCookie: first}
-	for i := range codes {
-		wg.Go(func() {
-			local := &browserEnv{e: be.e, op: be.op, b: be.b, jar: maps(jar)}
-			rec := local.do(t, h, "/oauth2/auth", nginxCheck("/"))
-			codes[i], cookies[i] = rec.Code, local.jar[sessionCookie]
-		})
-	}
-	wg.Wait()
-	if n := be.op.refreshes.Load(); n != 1 {
-		t.Errorf("refresh grants = %d, want 1 shared by 8 requests", n)
-	}
-	for i := range codes {
-		if codes[i] != 200 || cookies[i] == first {
-			t.Errorf("request %d: %d, cookie renewed %v; want 200 and a new cookie", i, codes[i], cookies[i] != first)
-		}
-	}
-	be.jar[sessionCookie] = cookies[0]
-	// The renewed token is good for five more minutes.
-	be.e.clock.Advance(4 * time.Minute)
-	if rec := be.do(t, h, "/oauth2/auth", nginxCheck("/")); rec.Code != 200 {
-		t.Errorf("check with the renewed session = %d, want 200", rec.Code)
-	}
-	// Renewal refused and the token expired: the session ends.
-	be.op.setFailRefresh(true)
-	be.e.clock.Advance(2 * time.Minute)
-	if rec := be.do(t, h, "/oauth2/auth", nginxCheck("/")); rec.Code != http.StatusUnauthorized {
-		t.Errorf("check after failed renewal = %d, want 401", rec.Code)
-	}
-	if _, ok := be.jar[sessionCookie]; ok {
-		t.Error("the session cookie was not cleared after a failed renewal")
 	}
 }
 

@@ -127,7 +127,7 @@ func (h *authHandler) check(w http.ResponseWriter, r *http.Request, host, uri, m
 		// Raw is read only by a rule's claims requirement.
 		c, err = h.v.verifyCached(r.Context(), token, len(rule.Claims) > 0)
 	case rule.Browser && h.opts.Browser != nil:
-		c, token, err = h.opts.Browser.authenticate(r.Context(), w, r)
+		c, token, err = h.opts.Browser.authenticate(r.Context(), w, r, method)
 		if errors.Is(err, ErrNoSession) {
 			h.opts.Browser.signInRequired(w, r, h.opts.Headers, uri)
 			return
