@@ -11,6 +11,15 @@
 // verifier (and so the one JWKS cache) per upstream. Everything else about
 // the login (state, sessions, subjects, audit) belongs to broker.
 //
+// GitHub, the one non-OIDC upstream (OAuth2 without ID tokens), is its own
+// type, GitHub (github.go, github_api.go): it implements the same broker
+// interface from the REST API (the numeric user id as subject, the primary
+// verified email, organisations and teams as groups). Every OIDC provider
+// is one Upstream; a type switch exists only for that protocol difference.
+//
+// Discovery that fails at start is retried in the background by
+// LazyUpstream (lazy.go), so one unreachable provider never stops the broker.
+//
 // Provider quirks are configuration, not a type switch: a Profile presets
 // defaults (profile.go); ClaimMapping reads claims by path, with fallbacks
 // and a groups prefix (claims.go); Azure AD's templated multi-tenant issuer,

@@ -114,13 +114,24 @@ func (t TokensConfig) MaxSignedTTL() time.Duration {
 	return max(time.Duration(t.AccessTokenTTL), time.Duration(t.IDTokenTTL))
 }
 
-// UpstreamConfig is one upstream OpenID Provider.
+// UpstreamConfig is one upstream identity provider: an OpenID Provider,
+// or GitHub (type: github, config_github.go).
 type UpstreamConfig struct {
 	// ID names the upstream in subjects and URLs; never change it. It matches
 	// [a-z0-9][a-z0-9-_.]*. Required.
 	ID string `yaml:"id"`
 	// Name is shown on the provider chooser and on refusal pages. Default: ID.
 	Name string `yaml:"name,omitempty"`
+	// Type is oidc (an OpenID Provider) or github (GitHub's OAuth 2.0, no
+	// OpenID Connect: see config_github.go for the fields it takes).
+	// Default: oidc.
+	Type string `yaml:"type,omitempty"`
+	// GitHubURL (github) is GitHub's web base URL: https://github.com, or
+	// a GitHub Enterprise Server's https://HOST. Default: https://github.com.
+	GitHubURL string `yaml:"githubURL,omitempty"`
+	// GitHubAPIURL (github) is the REST API's base URL. Default:
+	// https://api.github.com for github.com, else <githubURL>/api/v3.
+	GitHubAPIURL string `yaml:"githubAPIURL,omitempty"`
 	// Profile presets defaults and provider quirks: google, azuread, okta,
 	// auth0, cognito, curity, keycloak or generic. Every preset can be
 	// overridden field by field. Default: generic (the standard claims).
@@ -346,6 +357,10 @@ func (c *Config) withDefaults() {
 	for i := range c.Upstreams {
 		u := &c.Upstreams[i]
 		setDefault(&u.Name, u.ID)
+		if u.Type == upstreamGitHub {
+			setDefault(&u.GitHubURL, federation.DefaultGitHubURL)
+			continue // no profile preset: the GitHub upstream's mapping is fixed
+		}
 		// The profile's preset, as federation applies it (an unknown
 		// profile gets generic's; Validate reports it).
 		ps := federation.Profile(u.Profile).Preset()
@@ -555,8 +570,11 @@ func (c *Config) validateUpstreams(p *problems) {
 		default:
 			seen[u.ID] = i
 		}
-		checkIssuer(p, path+".issuer", federation.DiscoveryURL(u.Issuer))
-		validateProfile(p, path, u)
+		oidc := validateUpstreamType(p, path, u) // github's fields are checked there
+		if oidc {
+			checkIssuer(p, path+".issuer", federation.DiscoveryURL(u.Issuer))
+			validateProfile(p, path, u)
+		}
 		if u.ClientID == "" {
 			p.add(path+".clientID", "set it to Keyward's client ID at this identity provider")
 		}
@@ -566,10 +584,11 @@ func (c *Config) validateUpstreams(p *problems) {
 		case u.ClientSecretFile != "" && u.ClientSecret != "":
 			p.add(path+".clientSecret", "set either clientSecretFile or clientSecret, not both")
 		}
-		if !slices.Contains(u.Scopes, "openid") {
+		if oidc && !slices.Contains(u.Scopes, "openid") {
 			p.add(path+".scopes", "add openid (Keyward signs in with OpenID Connect)")
 		}
 		switch {
+		case !oidc: // validateUpstreamType refuses recheckInterval for github
 		case u.RecheckInterval < 0:
 			p.add(path+".recheckInterval", "%s must not be negative; 0 (or omitted) turns the re-check off", u.RecheckInterval)
 		case u.RecheckInterval > 0 && !slices.Contains(u.Scopes, "offline_access"):

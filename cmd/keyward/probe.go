@@ -64,11 +64,20 @@ type probeTarget struct {
 	scopes    []string
 	tenants   []string
 	logoutURL string
+	githubAPI string // type github: the REST API base URL; "" for OIDC
 }
 
 func upstreamTargets(c *Config) []probeTarget {
 	ts := make([]probeTarget, 0, len(c.Upstreams))
 	for i, u := range c.Upstreams {
+		if u.Type == upstreamGitHub {
+			api := u.GitHubAPIURL
+			if api == "" {
+				api = federation.DefaultGitHubAPIURL(u.GitHubURL)
+			}
+			ts = append(ts, probeTarget{path: fmt.Sprintf("upstreams[%d]", i), id: u.ID, issuer: u.GitHubURL, clientID: u.ClientID, githubAPI: api})
+			continue
+		}
 		ts = append(ts, probeTarget{
 			path:      fmt.Sprintf("upstreams[%d]", i),
 			id:        u.ID,
@@ -199,6 +208,10 @@ func probeUpstream(ctx context.Context, client *http.Client, timeout time.Durati
 	defer func() { // Last, whatever failed: fs is the named result.
 		add(sevInfo, "", "register %s as a redirect (callback) URL of client %q at the provider", callback, t.clientID)
 	}()
+	if t.githubAPI != "" {
+		probeGitHub(ctx, client, timeout, t, add)
+		return fs
+	}
 
 	var doc discoveryDoc
 	if err := fetchJSON(ctx, client, discoveryURL(t.issuer), timeout, &doc); err != nil {
@@ -403,4 +416,42 @@ func safeURL(raw string) string {
 		return u.String() + "?…"
 	}
 	return u.String()
+}
+
+// probeGitHub checks that a GitHub upstream's REST API answers (GitHub has
+// no discovery or keys to fetch): GET of the API root, unauthenticated. A
+// 401 is a GitHub Enterprise Server in private mode, which is fine.
+func probeGitHub(ctx context.Context, client *http.Client, timeout time.Duration, t probeTarget, add func(sev severity, field, format string, args ...any)) {
+	field := "githubURL"
+	root := strings.TrimRight(t.githubAPI, "/") + "/"
+	shown := safeURL(root)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, root, nil)
+	if err != nil {
+		add(sevError, field, "the GitHub API URL %s is not a valid URL; check githubURL and githubAPIURL", shown)
+		return
+	}
+	req.Header.Set("Accept", "application/vnd.github+json")
+	req.Header.Set("User-Agent", "Keyward")
+	resp, err := client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("no answer within %s", timeout)
+		}
+		add(sevError, field, "the GitHub API at %s is unreachable: %v; check githubURL (and githubAPIURL) and that this host can reach it", shown, err)
+		return
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxProbeBody))
+	_ = resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		add(sevInfo, field, "the GitHub API at %s answers; GitHub has no discovery, so sign in once to check the OAuth App, its scopes and the allow rules", shown)
+	case resp.StatusCode == http.StatusUnauthorized:
+		add(sevInfo, field, "the GitHub API at %s answers 401 without a token (GitHub Enterprise Server in private mode); that is fine", shown)
+	default:
+		add(sevError, field, "the GitHub API at %s answers %s, not 200; is githubURL a GitHub (Enterprise Server) URL? Set githubAPIURL if its API lives elsewhere", shown, resp.Status)
+	}
 }

@@ -213,7 +213,8 @@ func buildStore(ctx context.Context, c StoreConfig, dsn string, log *slog.Logger
 	}
 }
 
-// buildUpstreams opens every upstream (federation.OpenLazy). A
+// buildUpstreams opens every upstream (federation.OpenLazy; a GitHub
+// upstream with federation.GitHubConfig.Open, which needs no network). A
 // configuration error stops the start with the upstream's id in the
 // message; an upstream whose discovery fails is retried in the background
 // until ctx ends.
@@ -221,6 +222,14 @@ func buildUpstreams(ctx context.Context, cfg *Config, sec Secrets, log *slog.Log
 	client := &http.Client{Timeout: 10 * time.Second, Transport: transport}
 	var ups []broker.Upstream
 	for i, u := range cfg.Upstreams {
+		if u.Type == upstreamGitHub { // no discovery: ready at once
+			up, err := openGitHub(ctx, cfg, sec, u, client, log)
+			if err != nil {
+				return nil, fmt.Errorf("upstreams[%d] (%s): %w", i, u.ID, err)
+			}
+			ups = append(ups, up)
+			continue
+		}
 		fc := federation.Config{
 			ID:            u.ID,
 			Name:          u.Name,
