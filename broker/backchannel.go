@@ -9,9 +9,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/keyward/keyward/federation"
 	"github.com/keyward/keyward/store"
@@ -20,18 +21,22 @@ import (
 // OIDC Back-Channel Logout 1.0, both ways.
 //
 // Outgoing: when a Keyward session ends (RevokeSession, Deprovision, and
-// every other path through the session-ending core of deprovision.go),
-// every client with a BackchannelLogoutURI gets a logout token naming the
-// session's sub and sid. Keyward does not record which clients received
-// tokens in a session (its grants are deleted with it), so all such clients
-// are told; a client that never saw the sid ignores the token (§2.6: the
-// RP finds no session). The tokens are signed at once; delivery runs in the
-// background, bounded by Config.BackgroundContext, with up to
-// logoutAttempts attempts.
+// every other path through the session-ending core of deprovision.go), the
+// clients that were issued something in that session get a logout token
+// naming the session's sub and sid; no other client learns of it. The store
+// tells which clients those are while it deletes the session's grants (the
+// same transaction), from the grants' ClientID: codes, tokens, refresh
+// families, and a session-client record (recordSessionClient) that outlives
+// the short-lived codes and access tokens for as long as the session does.
+// Token exchange issues access tokens only, stored without a session id:
+// ending a session neither deletes them (edges drop those that carry the
+// sid claim, by the session feed entry) nor tells the exchanging client. The tokens are signed at
+// once; delivery runs in the background, bounded by
+// Config.BackgroundContext, with up to logoutAttempts attempts.
 //
 // Incoming: an upstream POSTs its logout token to
-// /backchannel_logout/{upstream}; BackchannelLogout verifies it and ends
-// every Keyward session of that upstream subject.
+// /backchannel_logout/{upstream}; BackchannelLogout verifies it, refuses a
+// jti already used, and ends every Keyward session of that upstream subject.
 
 const (
 	// logoutTokenTTL is the lifetime of an outgoing logout token.
@@ -70,50 +75,53 @@ func isLoopbackHost(h string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// subjectSessions lists subject's sessions before they are ended, so that
-// their clients can be told afterwards. A failure is logged and gives none:
-// it must not stop the deprovisioning.
-func (b *Broker) subjectSessions(ctx context.Context, subject string) []store.Session {
-	sessions, err := b.cfg.Store.ListSessions(ctx, subject)
-	if err != nil {
-		b.log.WarnContext(ctx, "back-channel logout: cannot list sessions; clients are not told", "sub", subject, "err", err)
-		return nil
+// recordSessionClient records that clientID is being issued tokens in
+// session s (a GrantSessionClient grant expiring with the session), so that
+// the client is told when the session ends even after its codes and access
+// tokens have expired and been collected. Recording it again is a no-op.
+func (b *Broker) recordSessionClient(ctx context.Context, s store.Session, clientID string) error {
+	err := b.cfg.Store.CreateGrant(ctx, store.Grant{
+		Kind:        store.GrantSessionClient,
+		Signature:   s.ID + "/" + clientID,
+		ClientID:    clientID,
+		Subject:     s.Subject,
+		SessionID:   s.ID,
+		Active:      true,
+		RequestedAt: b.cfg.Now().UTC(),
+		ExpiresAt:   s.ExpiresAt,
+	})
+	if err != nil && !errors.Is(err, store.ErrConflict) {
+		return fmt.Errorf("record session client: %w", err)
 	}
-	return sessions
+	return nil
 }
 
-// notifyLogout tells every client with a back-channel logout URI that
-// sessions have ended. Tokens are signed now; delivery is in the
-// background (WaitBackchannelLogout waits for it).
-func (b *Broker) notifyLogout(ctx context.Context, sessions ...store.Session) {
-	if len(sessions) == 0 {
-		return
-	}
-	var targets []*client
-	for _, c := range b.clients.byID {
-		if c.backchannelLogoutURI != "" {
-			targets = append(targets, c)
+// notifyLogout tells the clients clientIDs that have a back-channel logout
+// URI that session sid of subject has ended. Tokens are signed now;
+// delivery is in the background (WaitBackchannelLogout waits for it). A
+// client no longer configured, or without a URI, is skipped.
+func (b *Broker) notifyLogout(ctx context.Context, subject, sid string, clientIDs []string) {
+	for _, id := range clientIDs {
+		c, ok := b.clients.get(id)
+		if !ok || c.backchannelLogoutURI == "" {
+			continue
 		}
-	}
-	slices.SortFunc(targets, func(a, c *client) int { return strings.Compare(a.ID, c.ID) })
-	for _, s := range sessions {
-		for _, c := range targets {
-			tok, err := b.logoutToken(ctx, c.ID, s)
-			if err != nil {
-				b.log.ErrorContext(ctx, "back-channel logout: cannot sign logout token", "client_id", c.ID, "sid", s.ID, "err", err)
-				continue
-			}
-			b.logoutWG.Add(1)
-			go func() {
-				defer b.logoutWG.Done()
-				b.deliverLogout(b.cfg.BackgroundContext, c.ID, c.backchannelLogoutURI, s.ID, tok)
-			}()
+		tok, err := b.logoutToken(ctx, c.ID, subject, sid)
+		if err != nil {
+			b.log.ErrorContext(ctx, "back-channel logout: cannot sign logout token", "client_id", c.ID, "sid", sid, "err", err)
+			continue
 		}
+		b.logoutWG.Add(1)
+		go func() {
+			defer b.logoutWG.Done()
+			b.deliverLogout(b.cfg.BackgroundContext, c.ID, c.backchannelLogoutURI, sid, tok)
+		}()
 	}
 }
 
-// logoutToken signs the logout token of session s for clientID. §2.4
-func (b *Broker) logoutToken(ctx context.Context, clientID string, s store.Session) (string, error) {
+// logoutToken signs the logout token of session sid of subject for
+// clientID. §2.4
+func (b *Broker) logoutToken(ctx context.Context, clientID, subject, sid string) (string, error) {
 	now := b.cfg.Now()
 	claims := map[string]any{
 		"iss":    b.cfg.Issuer,
@@ -121,8 +129,8 @@ func (b *Broker) logoutToken(ctx context.Context, clientID string, s store.Sessi
 		"iat":    now.Unix(),
 		"exp":    now.Add(logoutTokenTTL).Unix(),
 		"jti":    rand.Text(),
-		"sub":    s.Subject,
-		"sid":    s.ID,
+		"sub":    subject,
+		"sid":    sid,
 		"events": map[string]any{federation.BackchannelLogoutEvent: map[string]any{}},
 	}
 	return b.cfg.Keys.Sign(ctx, claims, map[string]any{"typ": logoutTokenType})
@@ -190,7 +198,62 @@ var (
 	errUnknownLogoutUpstream = ErrInvalidRequest.WithDescription("No upstream has that id.")
 	errInvalidLogoutToken    = ErrInvalidRequest.WithDescription("The logout token is missing or invalid.")
 	errSidOnlyLogout         = ErrInvalidRequest.WithDescription("The logout token has no sub; Keyward ends upstream sessions by subject.")
+	errLogoutTokenNoJTI      = ErrInvalidRequest.WithDescription("The logout token has no jti.")
+	errLogoutTokenReplayed   = ErrInvalidRequest.WithDescription("The logout token was already used (jti).")
 )
+
+// logoutJTILeeway is how long past its exp a used upstream logout token's
+// jti is remembered: the clock skew an upstream's exp may be checked with.
+const logoutJTILeeway = 5 * time.Minute
+
+// logoutTokenID reads the jti and exp of a logout token that
+// VerifyLogoutToken has verified (so its payload is not checked again).
+func logoutTokenID(raw string) (jti string, exp time.Time, err error) {
+	var c jwt.RegisteredClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(raw, &c); err != nil {
+		return "", time.Time{}, fmt.Errorf("parse logout token: %w", err)
+	}
+	if c.ExpiresAt != nil {
+		exp = c.ExpiresAt.Time
+	}
+	return c.ID, exp, nil
+}
+
+// claimLogoutJTI records the jti of a verified upstream logout token until
+// its exp (plus logoutJTILeeway), in the store's single-use jti records
+// (GrantAssertionJTI, as client assertions and single-use subject tokens),
+// keyed by upstream. It returns a release function that forgets the jti
+// again, for when the logout then fails and the upstream should retry.
+// OIDC Back-Channel Logout §2.6 step 7
+func (b *Broker) claimLogoutJTI(ctx context.Context, upstreamID, rawToken string) (release func(), err error) {
+	jti, exp, err := logoutTokenID(rawToken)
+	if err != nil {
+		return nil, errInvalidLogoutToken.WithCause(err)
+	}
+	if jti == "" {
+		return nil, errLogoutTokenNoJTI
+	}
+	now := b.cfg.Now().UTC()
+	if exp.IsZero() {
+		exp = now.Add(logoutTokenTTL)
+	}
+	key := "bcl:" + upstreamID + ":" + jti
+	err = b.cfg.Store.CreateGrant(ctx, store.Grant{
+		Kind: store.GrantAssertionJTI, Signature: key, RequestedAt: now, ExpiresAt: exp.Add(logoutJTILeeway),
+	})
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		return nil, errLogoutTokenReplayed
+	case err != nil:
+		return nil, ErrServerError.WithCause(fmt.Errorf("record logout token jti: %w", err))
+	}
+	return func() {
+		if err := b.cfg.Store.DeleteGrant(ctx, store.GrantAssertionJTI, key); err != nil {
+			b.log.WarnContext(ctx, "upstream logout failed and its jti stays used; the upstream's retry will be refused",
+				"upstream", upstreamID, "jti", jti, "err", err)
+		}
+	}, nil
+}
 
 // BackchannelLogout handles a back-channel logout token that upstream
 // upstreamID sent: it verifies it (Upstream.VerifyLogoutToken) and ends
@@ -198,9 +261,11 @@ var (
 // RevokeSession does (feed entry, audit event with actor
 // "upstream:ID", and back-channel logout to Keyward's clients). It returns
 // how many sessions ended. A token with only a sid is refused: Keyward does
-// not record upstream session ids. Errors are *Error (400; 503 while the upstream's discovery has not
-// worked yet; 500 when the store fails).
-func (b *Broker) BackchannelLogout(ctx context.Context, upstreamID, rawToken string) (int, error) {
+// not record upstream session ids. A token's jti is used once: a replay
+// before its exp is refused (400) and ends nothing; a token without jti is
+// refused too. Errors are *Error (400; 503 while the upstream's discovery
+// has not worked yet; 500 when the store fails).
+func (b *Broker) BackchannelLogout(ctx context.Context, upstreamID, rawToken string) (_ int, err error) {
 	up, ok := b.byID[upstreamID]
 	if !ok {
 		return 0, errUnknownLogoutUpstream
@@ -220,6 +285,16 @@ func (b *Broker) BackchannelLogout(ctx context.Context, upstreamID, rawToken str
 		b.log.InfoContext(ctx, "upstream logout token refused: no sub", "upstream", upstreamID)
 		return 0, errSidOnlyLogout
 	}
+	release, err := b.claimLogoutJTI(ctx, upstreamID, rawToken)
+	if err != nil {
+		b.log.InfoContext(ctx, "upstream logout token refused", "upstream", upstreamID, "err", err)
+		return 0, err
+	}
+	defer func() {
+		if err != nil {
+			release()
+		}
+	}()
 	subject := SubjectID(upstreamID, lc.Subject)
 	sessions, err := b.cfg.Store.ListSessions(ctx, subject)
 	if err != nil {

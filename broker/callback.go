@@ -222,6 +222,9 @@ func (b *Broker) complete(ctx context.Context, ar fosite.AuthorizeRequester, s s
 		ar.GrantAudience(aud)
 	}
 	sess := b.newTokenSession(s, ar.GetGrantedScopes(), ar.GetClient().GetID(), requestedAt)
+	if err := b.recordSessionClient(ctx, s, ar.GetClient().GetID()); err != nil { // for back-channel logout
+		return nil, err
+	}
 	resp, err := b.provider.NewAuthorizeResponse(ctx, ar, sess)
 	if Unavailable(err) {
 		return nil, err // a 503 page, not an error redirect to the client

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,7 +22,7 @@ type adminStore interface {
 	AppendRevocation(ctx context.Context, r store.Revocation) (store.Revocation, error)
 	AppendAudit(ctx context.Context, e store.AuditEvent) (store.AuditEvent, error)
 	ListAudit(ctx context.Context, limit int) ([]store.AuditEvent, error)
-	DeleteGrantsBySession(ctx context.Context, sessionID string) (int, error)
+	DeleteGrantsBySession(ctx context.Context, sessionID string) (store.GrantDeletion, error)
 }
 
 // Errors of the admin operations. They wrap store.ErrNotFound.
@@ -54,12 +56,14 @@ func (b *Broker) feedExpiry(at time.Time) time.Time {
 // and pending codes are deleted, a revocation-feed entry is appended and
 // the audit event (actor, reason) is written. Deprovisioning a disabled
 // subject again moves its not-before to now. An unknown subject is
-// ErrUnknownSubject.
+// ErrUnknownSubject. Afterwards, for every session id on the deleted
+// grants, the clients those grants were issued to get a back-channel logout
+// token (see notifyLogout); grants without a session id (token exchange)
+// tell no client.
 func (b *Broker) Deprovision(ctx context.Context, subject, reason, actor string) (store.DeprovisionResult, error) {
 	if _, err := b.Subject(ctx, subject); err != nil {
 		return store.DeprovisionResult{}, err
 	}
-	ended := b.subjectSessions(ctx, subject) // for back-channel logout
 	now := b.cfg.Now().UTC()
 	res, err := b.cfg.Store.Deprovision(ctx, store.Deprovisioning{
 		Subject:       subject,
@@ -70,7 +74,9 @@ func (b *Broker) Deprovision(ctx context.Context, subject, reason, actor string)
 	if err != nil {
 		return store.DeprovisionResult{}, fmt.Errorf("deprovision %s: %w", subject, err)
 	}
-	b.notifyLogout(ctx, ended...)
+	for _, sid := range slices.Sorted(maps.Keys(res.SessionClients)) {
+		b.notifyLogout(ctx, subject, sid, res.SessionClients[sid])
+	}
 	b.log.InfoContext(ctx, "subject deprovisioned", "event", "deprovisioned", "sub", subject, "actor", actor,
 		"reason", reason, "sessions", res.Sessions, "grants", res.Grants, "feed_seq", res.Revocation.Seq)
 	return res, nil
@@ -157,11 +163,14 @@ func (b *Broker) Reinstate(ctx context.Context, subject, reason, actor string) (
 type SessionRevocation struct {
 	Session    store.Session
 	Revocation store.Revocation
-	// Grants is how many grants of the session were deleted.
+	// Grants is how many grants of the session were deleted: its codes,
+	// access and refresh tokens (so its refresh tokens stop working) and
+	// session-client records. Tokens issued by token exchange carry no
+	// session and are not among them.
 	Grants int
-	// GrantsRevoked reports that the session's codes, tokens and refresh
-	// families were deleted (always, since the store deletes by session).
-	GrantsRevoked bool
+	// Clients are the clients that had grants in the session, sorted: those
+	// sent a back-channel logout token.
+	Clients []string
 }
 
 // RevokeSession ends one Keyward session: the session is deleted, its
@@ -174,7 +183,9 @@ func (b *Broker) RevokeSession(ctx context.Context, sessionID, reason, actor str
 
 // revokeSession is the core of RevokeSession, shared with EndSession: it
 // deletes the session and its grants, appends the session's feed entry and
-// writes the audit event (action session.revoke, by actor).
+// writes the audit event (action session.revoke, by actor). The clients
+// whose grants were deleted with the session, and only those, are sent a
+// back-channel logout token.
 func (b *Broker) revokeSession(ctx context.Context, sessionID, reason, actor string) (SessionRevocation, error) {
 	sess, err := b.cfg.Store.GetSession(ctx, sessionID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -185,14 +196,15 @@ func (b *Broker) revokeSession(ctx context.Context, sessionID, reason, actor str
 	}
 	now := b.cfg.Now().UTC()
 	out := SessionRevocation{Session: sess}
-	if out.Grants, err = b.cfg.Store.DeleteGrantsBySession(ctx, sessionID); err != nil {
+	del, err := b.cfg.Store.DeleteGrantsBySession(ctx, sessionID)
+	if err != nil {
 		return out, fmt.Errorf("delete grants of session: %w", err)
 	}
-	out.GrantsRevoked = true
+	out.Grants, out.Clients = del.Grants, del.ClientIDs
 	if err := b.cfg.Store.DeleteSession(ctx, sessionID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return out, fmt.Errorf("delete session: %w", err)
 	}
-	b.notifyLogout(ctx, sess)
+	b.notifyLogout(ctx, sess.Subject, sess.ID, out.Clients)
 	out.Revocation, err = b.cfg.Store.AppendRevocation(ctx, store.Revocation{
 		Kind:      store.RevokeSession,
 		SessionID: sessionID,
@@ -204,7 +216,7 @@ func (b *Broker) revokeSession(ctx context.Context, sessionID, reason, actor str
 		return out, fmt.Errorf("append revocation: %w", err)
 	}
 	b.log.InfoContext(ctx, "session revoked", "event", "session_revoked", "sid", sessionID, "sub", sess.Subject,
-		"actor", actor, "reason", reason, "grants", out.Grants, "grants_revoked", out.GrantsRevoked, "feed_seq", out.Revocation.Seq)
+		"actor", actor, "reason", reason, "grants", out.Grants, "clients", out.Clients, "feed_seq", out.Revocation.Seq)
 	if err := b.audit(ctx, now, actor, ActionRevokeSession, sessionID, reason); err != nil {
 		return out, err
 	}

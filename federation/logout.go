@@ -32,8 +32,9 @@ type LogoutClaims struct {
 // the upstream's; aud Keyward's client ID at the upstream; exp not passed;
 // iat present; events holding the back-channel logout event; no nonce; and
 // sub or sid. Every failure wraps ErrInvalidLogoutToken (the error never
-// contains the token). Replays within exp are not detected: ending sessions
-// that are already ended is harmless.
+// contains the token). Replays are not detected here: the broker records
+// each token's jti until its exp and refuses a second use
+// (broker/backchannel.go).
 func (u *Upstream) VerifyLogoutToken(ctx context.Context, raw string) (LogoutClaims, error) {
 	const op = "federation: verify logout token"
 	fail := func(format string, args ...any) (LogoutClaims, error) {

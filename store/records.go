@@ -87,12 +87,28 @@ const (
 	GrantOIDC          GrantKind = "oidc"
 	GrantAccessToken   GrantKind = "access_token"
 	GrantRefreshToken  GrantKind = "refresh_token"
-	// GrantAssertionJTI records a used client-assertion jti (replay guard).
+	// GrantAssertionJTI records a used single-use token id (replay guard):
+	// client-assertion jtis, single-use subject tokens, upstream logout
+	// tokens.
 	GrantAssertionJTI GrantKind = "assertion_jti"
+	// GrantSessionClient records that ClientID was issued tokens in the
+	// Keyward session SessionID; it lives as long as the session, so the
+	// client is known (for back-channel logout) after the codes and tokens
+	// themselves have expired.
+	GrantSessionClient GrantKind = "session_client"
 )
 
 // GrantKinds lists every kind, in a stable order.
-var GrantKinds = []GrantKind{GrantAuthorizeCode, GrantPKCE, GrantOIDC, GrantAccessToken, GrantRefreshToken, GrantAssertionJTI}
+var GrantKinds = []GrantKind{GrantAuthorizeCode, GrantPKCE, GrantOIDC, GrantAccessToken, GrantRefreshToken, GrantAssertionJTI, GrantSessionClient}
+
+// GrantDeletion is what Store.DeleteGrantsBySession removed.
+type GrantDeletion struct {
+	// Grants is how many grants were removed.
+	Grants int
+	// ClientIDs are the distinct non-empty ClientIDs of the removed grants,
+	// sorted; nil when none.
+	ClientIDs []string
+}
 
 // Grant is one fosite record: the serialized request behind a code or token,
 // keyed by the token's signature (never the token itself).
@@ -213,4 +229,10 @@ type DeprovisionResult struct {
 	Revocation Revocation
 	Sessions   int
 	Grants     int
+	// SessionClients maps each SessionID of the removed grants to the
+	// distinct non-empty ClientIDs of the removed grants with that
+	// SessionID, sorted; nil when empty. Grants without a SessionID (tokens
+	// issued by token exchange) or without a ClientID are counted in Grants
+	// only.
+	SessionClients map[string][]string
 }

@@ -72,8 +72,8 @@ type Store interface {
 	ListSubjects(ctx context.Context) ([]Subject, error)
 
 	// Grants: fosite's records (authorize codes, PKCE requests, OIDC
-	// sessions, access-token signatures, refresh tokens, client-assertion
-	// jtis). Keyed by (Kind, Signature), indexed by RequestID, Subject and
+	// sessions, access-token signatures, refresh tokens, single-use jtis,
+	// session-client records). Keyed by (Kind, Signature), indexed by RequestID, Subject and
 	// SessionID.
 	CreateGrant(ctx context.Context, g Grant) error
 	GetGrant(ctx context.Context, kind GrantKind, signature string) (Grant, error)
@@ -85,11 +85,16 @@ type Store interface {
 	// UpdateGrantsByRequest applies updater to every grant of requestID whose
 	// kind is in kinds (all kinds when empty), in one transaction.
 	UpdateGrantsByRequest(ctx context.Context, requestID string, kinds []GrantKind, updater func(Grant) (Grant, error)) (int, error)
-	// DeleteGrantsBySubject removes every grant of subject, in one transaction.
+	// DeleteGrantsBySubject removes every grant of subject, in one
+	// transaction. An empty subject matches nothing.
 	DeleteGrantsBySubject(ctx context.Context, subject string) (int, error)
 	// DeleteGrantsBySession removes every grant issued in the Keyward session
-	// sessionID (codes, tokens, refresh families), in one transaction.
-	DeleteGrantsBySession(ctx context.Context, sessionID string) (int, error)
+	// sessionID (codes, tokens, refresh families, session-client records) and
+	// reports, from the same transaction, how many it removed and the
+	// distinct ClientIDs among them: the clients that were issued something
+	// in the session and not yet collected. An empty sessionID matches
+	// nothing (not the grants issued outside a session).
+	DeleteGrantsBySession(ctx context.Context, sessionID string) (GrantDeletion, error)
 
 	// Signing keys: one key set, read and rotated as a whole.
 	// GetKeySet returns ErrNotFound before the first UpdateKeySet.
@@ -104,8 +109,11 @@ type Store interface {
 	// all its sessions and grants (codes, tokens, refresh families) are
 	// deleted; a revocation-feed entry (Kind RevokeSubject, Seq assigned by
 	// the store: the previous highest + 1) is appended; the audit event is
-	// appended. Either all of it is stored or none. It returns the feed entry
-	// and how many sessions and grants were removed.
+	// appended. Either all of it is stored or none. It returns the feed entry,
+	// how many sessions and grants were removed, and, per SessionID found on
+	// a removed grant, the distinct ClientIDs of those grants (read in the
+	// same transaction, so a grant created concurrently is either deleted
+	// and listed, or neither).
 	Deprovision(ctx context.Context, d Deprovisioning) (DeprovisionResult, error)
 	// AppendRevocation appends a feed entry (Seq assigned by the store, the
 	// previous highest + 1, starting at 1) and returns it with its Seq.

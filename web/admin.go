@@ -340,7 +340,7 @@ func (a *admin) revokeSession(w http.ResponseWriter, r *http.Request) {
 	writeAdminJSON(w, http.StatusOK, AdminSessionRevocation{
 		Session:              toSessionJSON(res.Session),
 		GrantsDeleted:        res.Grants,
-		RefreshTokensRevoked: res.GrantsRevoked,
+		RefreshTokensRevoked: true, // always: the session's grants are deleted with it
 		Revocation:           toRevocationJSON(res.Revocation),
 	})
 }

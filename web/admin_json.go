@@ -65,7 +65,9 @@ type AdminDeprovision struct {
 type AdminSessionRevocation struct {
 	Session       AdminSession `json:"session"`
 	GrantsDeleted int          `json:"grants_deleted"`
-	// RefreshTokensRevoked: the session's refresh tokens were revoked.
+	// RefreshTokensRevoked is always true: ending a session deletes its
+	// codes, access and refresh tokens. Kept for API compatibility; tokens
+	// issued by token exchange carry no session and are not affected.
 	RefreshTokensRevoked bool            `json:"refresh_tokens_revoked"`
 	Revocation           AdminRevocation `json:"revocation"`
 }

@@ -3,6 +3,7 @@ package bolt
 import (
 	"context"
 	"errors"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -162,7 +163,13 @@ func grantsOf(tx *bolt.Tx, bucket []byte, value string, kinds []store.GrantKind)
 
 // deleteGrants removes the grants at keys and returns how many it removed.
 func deleteGrants(tx *bolt.Tx, keys [][]byte) (int, error) {
-	n := 0
+	removed, err := deleteGrantsOf(tx, keys)
+	return len(removed), err
+}
+
+// deleteGrantsOf removes the grants at keys and returns them.
+func deleteGrantsOf(tx *bolt.Tx, keys [][]byte) ([]store.Grant, error) {
+	var removed []store.Grant
 	for _, key := range keys {
 		var g store.Grant
 		err := get(tx, bucketGrants, key, &g)
@@ -170,14 +177,35 @@ func deleteGrants(tx *bolt.Tx, keys [][]byte) (int, error) {
 			continue // a kind listed twice
 		}
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		if err := deleteGrant(tx, g); err != nil {
-			return 0, err
+			return nil, err
 		}
-		n++
+		removed = append(removed, g)
 	}
-	return n, nil
+	return removed, nil
+}
+
+// sessionClients maps the SessionID of each grant that has one to the
+// distinct non-empty ClientIDs of those grants, sorted; nil when none.
+func sessionClients(grants []store.Grant) map[string][]string {
+	var out map[string][]string
+	for _, g := range grants {
+		if g.SessionID == "" || g.ClientID == "" {
+			continue
+		}
+		if out == nil {
+			out = make(map[string][]string)
+		}
+		if ids := out[g.SessionID]; !slices.Contains(ids, g.ClientID) {
+			out[g.SessionID] = append(ids, g.ClientID)
+		}
+	}
+	for _, ids := range out {
+		slices.Sort(ids)
+	}
+	return out
 }
 
 // DeleteGrantsByRequest removes every grant of requestID whose kind is in
@@ -223,25 +251,40 @@ func (s *Store) UpdateGrantsByRequest(ctx context.Context, requestID string, kin
 	return n, nil
 }
 
-// DeleteGrantsBySubject removes every grant of subject and reports how many
-// it removed.
-// DeleteGrantsBySession removes every grant of sessionID in one transaction.
-func (s *Store) DeleteGrantsBySession(ctx context.Context, sessionID string) (int, error) {
-	var n int
+// DeleteGrantsBySession removes every grant of sessionID in one transaction
+// and reports how many it removed and their distinct client ids. An empty
+// sessionID matches nothing (not the grants issued outside a session).
+func (s *Store) DeleteGrantsBySession(ctx context.Context, sessionID string) (store.GrantDeletion, error) {
+	var res store.GrantDeletion
 	err := s.update(ctx, "delete grants by session", func(tx *bolt.Tx) error {
-		var err error
-		n, err = deleteGrants(tx, grantsOf(tx, bucketGrantBySession, sessionID, nil))
-		return err
+		res = store.GrantDeletion{} // fn may be re-run
+		if sessionID == "" {
+			return nil
+		}
+		removed, err := deleteGrantsOf(tx, grantsOf(tx, bucketGrantBySession, sessionID, nil))
+		if err != nil {
+			return err
+		}
+		res.Grants = len(removed)
+		res.ClientIDs = sessionClients(removed)[sessionID]
+		return nil
 	})
 	if err != nil {
-		return 0, err
+		return store.GrantDeletion{}, err
 	}
-	return n, nil
+	return res, nil
 }
 
+// DeleteGrantsBySubject removes every grant of subject and reports how many
+// it removed. An empty subject matches nothing (not the grants without
+// one).
 func (s *Store) DeleteGrantsBySubject(ctx context.Context, subject string) (int, error) {
 	var n int
 	err := s.update(ctx, "delete grants by subject", func(tx *bolt.Tx) error {
+		n = 0
+		if subject == "" {
+			return nil
+		}
 		var err error
 		n, err = deleteGrants(tx, grantsOf(tx, bucketGrantBySubject, subject, nil))
 		return err

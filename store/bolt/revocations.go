@@ -161,9 +161,11 @@ func (s *Store) Deprovision(ctx context.Context, d store.Deprovisioning) (store.
 			return err
 		}
 
-		if res.Grants, err = deleteGrants(tx, grantsOf(tx, bucketGrantBySubject, d.Subject, nil)); err != nil {
+		removed, err := deleteGrantsOf(tx, grantsOf(tx, bucketGrantBySubject, d.Subject, nil))
+		if err != nil {
 			return err
 		}
+		res.Grants, res.SessionClients = len(removed), sessionClients(removed)
 		if err := s.deprovisionStep("grants"); err != nil {
 			return err
 		}

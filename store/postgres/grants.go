@@ -114,11 +114,47 @@ func (s *Store) DeleteGrantsBySubject(ctx context.Context, subject string) (int,
 }
 
 // DeleteGrantsBySession removes every grant of sessionID and reports how
-// many it removed. An empty sessionID matches nothing (not the grants
-// issued outside a session).
-func (s *Store) DeleteGrantsBySession(ctx context.Context, sessionID string) (int, error) {
-	return s.execCount(ctx, "delete grants by session",
-		`DELETE FROM grants WHERE session_id = $1 AND session_id <> ''`, sessionID)
+// many it removed and their distinct client ids, in one statement. An empty
+// sessionID matches nothing (not the grants issued outside a session).
+func (s *Store) DeleteGrantsBySession(ctx context.Context, sessionID string) (store.GrantDeletion, error) {
+	return result(ctx, s, "delete grants by session", modeStatement, func(ctx context.Context, q querier) (store.GrantDeletion, error) {
+		var res store.GrantDeletion
+		err := q.QueryRow(ctx, `WITH removed AS (
+				DELETE FROM grants WHERE session_id = $1 AND session_id <> '' RETURNING client_id)
+			SELECT count(*), array_agg(DISTINCT client_id ORDER BY client_id) FILTER (WHERE client_id <> '')
+			FROM removed`, sessionID).Scan(&res.Grants, &res.ClientIDs)
+		return res, err
+	})
+}
+
+// deleteSubjectGrantsSQL deletes the grants of subject $1 and returns, per
+// (session_id, client_id), how many it removed.
+const deleteSubjectGrantsSQL = `WITH removed AS (
+		DELETE FROM grants WHERE subject = $1 AND subject <> '' RETURNING session_id, client_id)
+	SELECT session_id, client_id, count(*) FROM removed
+	GROUP BY session_id, client_id ORDER BY session_id, client_id`
+
+// sessionClientsOf reads the rows of deleteSubjectGrantsSQL: how many grants
+// were removed, and the client ids per non-empty session id (nil when none).
+func sessionClientsOf(rows pgx.Rows) (int, map[string][]string, error) {
+	n := 0
+	var out map[string][]string
+	for rows.Next() {
+		var sid, client string
+		var count int
+		if err := rows.Scan(&sid, &client, &count); err != nil {
+			return 0, nil, err
+		}
+		n += count
+		if sid == "" || client == "" {
+			continue
+		}
+		if out == nil {
+			out = make(map[string][]string)
+		}
+		out[sid] = append(out[sid], client) // sorted by the query
+	}
+	return n, out, rows.Err()
 }
 
 // UpdateGrantsByRequest applies updater to every grant of requestID whose

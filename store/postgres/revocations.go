@@ -94,9 +94,10 @@ func (s *Store) Deprovision(ctx context.Context, d store.Deprovisioning) (store.
 			res.Sessions = int(tag.RowsAffected())
 			return nil
 		})
-		b.Queue(`DELETE FROM grants WHERE subject = $1`, d.Subject).Exec(func(tag pgconn.CommandTag) error {
-			res.Grants = int(tag.RowsAffected())
-			return nil
+		b.Queue(deleteSubjectGrantsSQL, d.Subject).Query(func(rows pgx.Rows) error {
+			var err error
+			res.Grants, res.SessionClients, err = sessionClientsOf(rows)
+			return err
 		})
 		b.Queue(appendRevocationSQL, string(entry.Kind), entry.Subject, entry.SessionID,
 			ts(entry.NotBefore), ts(entry.ExpiresAt), ts(entry.CreatedAt)).QueryRow(func(row pgx.Row) error {

@@ -51,12 +51,20 @@ func testGrants(t *testing.T, s store.Store) {
 	}
 }
 
-// grantFamily creates one grant of every kind for requestID and returns them.
+// grantFamily creates one grant of every kind for requestID, issued to
+// client-1, and returns them.
 func grantFamily(t *testing.T, s store.Store, requestID, subject, sessionID string) []store.Grant {
+	t.Helper()
+	return clientGrantFamily(t, s, "client-1", requestID, subject, sessionID)
+}
+
+// clientGrantFamily is grantFamily for another client.
+func clientGrantFamily(t *testing.T, s store.Store, clientID, requestID, subject, sessionID string) []store.Grant {
 	t.Helper()
 	var gs []store.Grant
 	for _, kind := range store.GrantKinds {
 		g := grant(kind, requestID+"-"+string(kind), requestID, subject, sessionID)
+		g.ClientID = clientID
 		must(t, "CreateGrant("+g.Signature+")", s.CreateGrant(t.Context(), g))
 		gs = append(gs, g)
 	}
@@ -81,7 +89,7 @@ func wantGrants(t *testing.T, s store.Store, stage string, want []store.Grant, p
 
 func testGrantsByRequest(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	// GrantKinds order: code, pkce, oidc, access, refresh, jti.
+	// GrantKinds order: code, pkce, oidc, access, refresh, jti, session client.
 	req1 := grantFamily(t, s, "req-1", "alice", "sess-1")
 	req2 := grantFamily(t, s, "req-2", "alice", "sess-1")
 
@@ -146,17 +154,42 @@ func testDeleteGrantsBySubject(t *testing.T, s store.Store) {
 
 func testDeleteGrantsBySession(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	one := grantFamily(t, s, "req-1", "alice", "sess-1")
+	one := grantFamily(t, s, "req-1", "alice", "sess-1") // client-1
+	other := clientGrantFamily(t, s, "client-0", "req-3", "alice", "sess-1")
+	noClient := grant(store.GrantAssertionJTI, "jti-1", "", "alice", "sess-1")
+	noClient.ClientID = ""
+	must(t, "CreateGrant(jti-1)", s.CreateGrant(ctx, noClient))
 	two := grantFamily(t, s, "req-2", "alice", "sess-2")
+	outside := grantFamily(t, s, "req-4", "alice", "") // no session: token exchange
 
-	n, err := s.DeleteGrantsBySession(ctx, "sess-1")
-	wantCount(t, "DeleteGrantsBySession(sess-1)", n, err, len(one))
-	wantGrants(t, s, "after deleting sess-1's grants", one, false)
-	wantGrants(t, s, "after deleting sess-1's grants", two, true)
-	n, err = s.DeleteGrantsByRequest(ctx, "req-1")
+	res, err := s.DeleteGrantsBySession(ctx, "sess-1")
+	must(t, "DeleteGrantsBySession(sess-1)", err)
+	diff(t, "DeleteGrantsBySession(sess-1)", store.GrantDeletion{
+		Grants:    len(one) + len(other) + 1,
+		ClientIDs: []string{"client-0", "client-1"}, // distinct, sorted, no empty id
+	}, res)
+	wantGrants(t, s, "after deleting sess-1's grants", append(append(one, other...), noClient), false)
+	wantGrants(t, s, "after deleting sess-1's grants", append(two, outside...), true)
+	n, err := s.DeleteGrantsByRequest(ctx, "req-1")
 	wantCount(t, "DeleteGrantsByRequest(req-1) after DeleteGrantsBySession", n, err, 0)
-	n, err = s.DeleteGrantsBySession(ctx, "sess-1")
-	wantCount(t, "DeleteGrantsBySession(sess-1 again)", n, err, 0)
+	res, err = s.DeleteGrantsBySession(ctx, "sess-1")
+	must(t, "DeleteGrantsBySession(sess-1 again)", err)
+	diff(t, "DeleteGrantsBySession(sess-1 again)", store.GrantDeletion{}, res)
+
+	// An empty session id matches nothing, not the grants issued outside a
+	// session; nor does an empty subject match the grants without one.
+	res, err = s.DeleteGrantsBySession(ctx, "")
+	must(t, `DeleteGrantsBySession("")`, err)
+	diff(t, `DeleteGrantsBySession("")`, store.GrantDeletion{}, res)
+	jti := grant(store.GrantAssertionJTI, "jti-2", "", "", "")
+	must(t, "CreateGrant(jti-2)", s.CreateGrant(ctx, jti))
+	n, err = s.DeleteGrantsBySubject(ctx, "")
+	wantCount(t, `DeleteGrantsBySubject("")`, n, err, 0)
+	wantGrants(t, s, "after deleting by an empty session id and subject", append(append(two, outside...), jti), true)
+
+	res, err = s.DeleteGrantsBySession(ctx, "sess-2")
+	must(t, "DeleteGrantsBySession(sess-2)", err)
+	diff(t, "DeleteGrantsBySession(sess-2)", store.GrantDeletion{Grants: len(two), ClientIDs: []string{"client-1"}}, res)
 }
 
 // testGrantIndexes checks that the request and subject indexes follow a

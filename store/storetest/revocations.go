@@ -100,7 +100,15 @@ func testDeprovision(t *testing.T, s store.Store) {
 		grant(store.GrantAccessToken, "sig-a2", "req-a1", "alice", "sess-a1"),
 		grant(store.GrantRefreshToken, "sig-a3", "req-a1", "alice", "sess-a1"),
 		grant(store.GrantRefreshToken, "sig-a4", "req-a2", "alice", ""), // no session
+		grant(store.GrantSessionClient, "sess-a2/client-2", "", "alice", "sess-a2"),
+		grant(store.GrantAccessToken, "sig-a5", "req-a3", "alice", "sess-a2"),
+		grant(store.GrantAccessToken, "sig-a6", "req-a4", "alice", ""), // no session
+		grant(store.GrantOIDC, "sig-a7", "req-a5", "alice", "sess-a3"), // its session gone
 	}
+	aliceGrants[5].ClientID = "client-2"
+	aliceGrants[6].ClientID = "client-0"
+	aliceGrants[7].ClientID = "client-3"
+	aliceGrants[8].ClientID = "" // counted, not listed
 	bobGrants := []store.Grant{
 		grant(store.GrantAccessToken, "sig-b1", "req-b1", "bob", "sess-b1"),
 		grant(store.GrantRefreshToken, "sig-b2", "req-b1", "bob", "sess-b1"),
@@ -122,6 +130,12 @@ func testDeprovision(t *testing.T, s store.Store) {
 		Revocation: feedEntry(d, 2),
 		Sessions:   2,
 		Grants:     len(aliceGrants),
+		// Per session, the distinct clients, sorted; not client-3, whose
+		// grant has no session, nor sess-a3, whose grant has no client.
+		SessionClients: map[string][]string{
+			"sess-a1": {"client-1"},
+			"sess-a2": {"client-0", "client-2"},
+		},
 	}, res)
 
 	wantAlice := alice

@@ -6,12 +6,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/federation"
@@ -120,31 +122,47 @@ func idClaims(t *testing.T, raw string) (sub, sid string) {
 	return c.Sub, c.Sid
 }
 
-// TestBackchannelLogoutToClients: ending a Keyward session (admin
-// revocation, deprovisioning) sends every client with a back-channel logout
-// URI a signed logout token; a failing endpoint is retried, at most three
-// times, and a client's 400 is not retried.
-func TestBackchannelLogoutToClients(t *testing.T) {
-	flaky := newLogoutReceiver(t, http.StatusServiceUnavailable, 2) // fails twice, then 200
-	refusing := newLogoutReceiver(t, http.StatusBadRequest, 100)
-	e := newEnv(t, envOptions{broker: func(bc *broker.Config) {
+// withBackchannelURIs registers back-channel logout URIs for the app and
+// app2 clients, with a short retry delay.
+func withBackchannelURIs(app, app2 string) func(*broker.Config) {
+	return func(bc *broker.Config) {
 		for i := range bc.Clients {
 			switch bc.Clients[i].ID {
 			case appID:
-				bc.Clients[i].BackchannelLogoutURI = flaky.srv.URL + "/logout?tenant=1"
+				bc.Clients[i].BackchannelLogoutURI = app
 			case app2ID:
-				bc.Clients[i].BackchannelLogoutURI = refusing.srv.URL + "/logout"
+				bc.Clients[i].BackchannelLogoutURI = app2
 			}
 		}
 		bc.BackchannelRetryDelay = 10 * time.Millisecond
-	}})
+	}
+}
+
+// TestBackchannelLogoutToClients: ending a Keyward session (admin
+// revocation, deprovisioning) sends the clients that signed in through it a
+// signed logout token; a failing endpoint is retried, at most three times,
+// and a client's 400 is not retried.
+func TestBackchannelLogoutToClients(t *testing.T) {
+	flaky := newLogoutReceiver(t, http.StatusServiceUnavailable, 2) // fails twice, then 200
+	refusing := newLogoutReceiver(t, http.StatusBadRequest, 100)
+	e := newEnv(t, envOptions{broker: withBackchannelURIs(flaky.srv.URL+"/logout?tenant=1", refusing.srv.URL+"/logout")})
 	b := e.b.Broker
 
-	// Admin revocation of alice's session.
-	tok, _ := e.client(appID, appSecret, appRedir, nil).signIn()
+	// Admin revocation of alice's session, used by both clients (single
+	// sign-on in one browser).
+	browser := newBrowser(t)
+	tok, _ := e.client(appID, appSecret, appRedir, browser).signIn()
 	sub, sid := idClaims(t, tok.Extra("id_token").(string))
-	if _, err := b.RevokeSession(t.Context(), sid, "test", "admin"); err != nil {
+	tok2, _ := e.client(app2ID, app2Secret, app2Redir, browser).signIn()
+	if sub2, sid2 := idClaims(t, tok2.Extra("id_token").(string)); sub2 != sub || sid2 != sid {
+		t.Fatalf("app2 sign-in: sub %s sid %s; want the same session, sub %s sid %s", sub2, sid2, sub, sid)
+	}
+	rev, err := b.RevokeSession(t.Context(), sid, "test", "admin")
+	if err != nil {
 		t.Fatalf("RevokeSession: %v", err)
+	}
+	if want := []string{appID, app2ID}; !slices.Equal(rev.Clients, want) {
+		t.Errorf("RevokeSession clients = %v, want %v", rev.Clients, want)
 	}
 	b.WaitBackchannelLogout()
 	attempts, tokens, bad := flaky.snapshot()
@@ -161,11 +179,12 @@ func TestBackchannelLogoutToClients(t *testing.T) {
 	}
 	checkLogoutToken(t, e, tokens[0], app2ID, sub, sid)
 
-	// Deprovisioning ends the subject's sessions: each is announced.
-	tok2, _ := e.client(appID, appSecret, appRedir, nil).signIn()
-	sub2, sid2 := idClaims(t, tok2.Extra("id_token").(string))
-	if sub2 != sub || sid2 == sid {
-		t.Fatalf("second sign-in: sub %s sid %s; want sub %s and a new sid", sub2, sid2, sub)
+	// Deprovisioning ends the subject's sessions: each is announced to the
+	// clients used in it, here the app only.
+	tok3, _ := e.client(appID, appSecret, appRedir, nil).signIn()
+	sub3, sid3 := idClaims(t, tok3.Extra("id_token").(string))
+	if sub3 != sub || sid3 == sid {
+		t.Fatalf("second sign-in: sub %s sid %s; want sub %s and a new sid", sub3, sid3, sub)
 	}
 	if _, err := b.Deprovision(t.Context(), sub, "left", "admin"); err != nil {
 		t.Fatalf("Deprovision: %v", err)
@@ -175,7 +194,73 @@ func TestBackchannelLogoutToClients(t *testing.T) {
 	if attempts != 4 {
 		t.Fatalf("flaky client: %d attempts in all, want 4", attempts)
 	}
-	checkLogoutToken(t, e, tokens[3], appID, sub, sid2)
+	checkLogoutToken(t, e, tokens[3], appID, sub, sid3)
+	if attempts, _, _ := refusing.snapshot(); attempts != 1 {
+		t.Errorf("app2, not used in the deprovisioned session: %d attempts in all, want still 1", attempts)
+	}
+}
+
+// TestBackchannelLogoutOnlySessionClients: two clients have back-channel
+// logout URIs, the person signs in to one; however the session ends, that
+// client gets exactly one logout token and the other none (it must not
+// learn that the person exists). The client is known even after its code
+// and tokens have expired and been collected (it asked for no refresh
+// token).
+func TestBackchannelLogoutOnlySessionClients(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		end  func(t *testing.T, e *env, c *rp, sub, sid, idToken string)
+	}{
+		{"end_session", func(t *testing.T, e *env, c *rp, _, _, idToken string) {
+			resp := c.endSession(url.Values{"id_token_hint": {idToken}})
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("end_session = %d, want 200", resp.StatusCode)
+			}
+		}},
+		{"admin revocation", func(t *testing.T, e *env, _ *rp, _, sid, _ string) {
+			if _, err := e.b.Broker.RevokeSession(t.Context(), sid, "lost laptop", "admin"); err != nil {
+				t.Fatalf("RevokeSession: %v", err)
+			}
+		}},
+		{"deprovisioning", func(t *testing.T, e *env, _ *rp, sub, sid, _ string) {
+			res, err := e.b.Broker.Deprovision(t.Context(), sub, "left", "admin")
+			if err != nil {
+				t.Fatalf("Deprovision: %v", err)
+			}
+			if d := cmp.Diff(map[string][]string{sid: {appID}}, res.SessionClients); d != "" {
+				t.Errorf("Deprovision session clients (-want +got):\n%s", d)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			used := newLogoutReceiver(t, http.StatusOK, 0)
+			unused := newLogoutReceiver(t, http.StatusOK, 0)
+			e := newEnv(t, envOptions{broker: withBackchannelURIs(used.srv.URL, unused.srv.URL)})
+			c := e.client(appID, appSecret, appRedir, nil)
+			c.oauth.Scopes = []string{oidc.ScopeOpenID} // no refresh token
+			tok, _ := c.signIn()
+			idToken := idTokenOf(t, tok)
+			sub, sid := idClaims(t, idToken)
+			// Past the code's and the access token's expiry, within the
+			// session's.
+			gc, err := e.store.GarbageCollect(t.Context(), time.Now().Add(time.Hour))
+			if err != nil || gc.Grants == 0 {
+				t.Fatalf("GarbageCollect = %+v, %v; want the code and access token collected", gc, err)
+			}
+			tc.end(t, e, c, sub, sid, idToken)
+			e.b.Broker.WaitBackchannelLogout()
+
+			attempts, tokens, bad := used.snapshot()
+			if attempts != 1 || len(bad) != 0 {
+				t.Fatalf("the client signed in to: %d logout posts (bad %v), want 1", attempts, bad)
+			}
+			checkLogoutToken(t, e, tokens[0], appID, sub, sid)
+			if attempts, _, _ := unused.snapshot(); attempts != 0 {
+				t.Errorf("the client not signed in to: %d logout posts, want none", attempts)
+			}
+		})
+	}
 }
 
 // TestBackchannelLogoutFromUpstream: the upstream's signed logout token for
@@ -246,6 +331,7 @@ func TestBackchannelLogoutFromUpstream(t *testing.T) {
 		{"expired", "corp", idp.MintJWT(logoutClaims(map[string]any{"exp": time.Now().Add(-time.Minute).Unix()}))},
 		{"no sub nor sid", "corp", idp.MintJWT(logoutClaims(map[string]any{"sub": nil}))},
 		{"sid only", "corp", idp.MintJWT(logoutClaims(map[string]any{"sub": nil, "sid": "upstream-session"}))},
+		{"no jti", "corp", idp.MintJWT(logoutClaims(map[string]any{"jti": nil}))},
 		{"unknown upstream", "nope", good},
 		{"empty", "corp", ""},
 	} {
@@ -276,9 +362,31 @@ func TestBackchannelLogoutFromUpstream(t *testing.T) {
 	if !wentUpstream() {
 		t.Error("sign-in after the upstream logout did not go to the upstream")
 	}
-	// Posting the token again is still a success. Keyward keeps no list of
-	// jti values: a replay within exp ends the new session too.
-	if status, m := post("corp", good); status != http.StatusOK {
-		t.Errorf("repeated logout token: %d %v, want 200", status, m)
+	aliceTok2, _ := alice.signIn()
+	// A replay within exp is refused and ends nothing: the session begun
+	// since survives, and no audit event is written.
+	audit, err := e.store.ListAudit(t.Context(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, m := post("corp", good); status != http.StatusBadRequest || m["error"] != "invalid_request" {
+		t.Errorf("replayed logout token: %d %v, want 400 invalid_request", status, m)
+	}
+	if status, m := rp.refresh(aliceTok2.RefreshToken); status != http.StatusOK {
+		t.Errorf("alice's new refresh token after a replayed logout token: %d %v, want 200", status, m)
+	}
+	sessions, err = e.store.ListSessions(t.Context(), broker.SubjectID("corp", "demo-alice"))
+	if err != nil || len(sessions) != 1 {
+		t.Errorf("alice's sessions after a replayed logout token: %d (%v), want 1", len(sessions), err)
+	}
+	if after, err := e.store.ListAudit(t.Context(), 0); err != nil || len(after) != len(audit) {
+		t.Errorf("audit events after a replayed logout token: %d (%v), want still %d", len(after), err, len(audit))
+	}
+	// Another token (new jti) for the same person works.
+	if status, m := post("corp", idp.MintJWT(logoutClaims(nil))); status != http.StatusOK {
+		t.Errorf("a second logout token: %d %v, want 200", status, m)
+	}
+	if status, m := rp.refresh(aliceTok2.RefreshToken); status != http.StatusBadRequest {
+		t.Errorf("alice's refresh after the second logout token: %d %v, want 400", status, m)
 	}
 }
