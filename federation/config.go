@@ -176,16 +176,37 @@ const (
 
 var idPattern = regexp.MustCompile(`^[a-z0-9-]+$`)
 
+// validateID checks an upstream's id, which every upstream type has.
+func validateID(id string) []error {
+	switch {
+	case id == "":
+		return []error{errors.New("id: must not be empty")}
+	case !idPattern.MatchString(id):
+		return []error{fmt.Errorf("id: %q must match [a-z0-9-]+", id)}
+	}
+	return nil
+}
+
+// validateClient checks Keyward's registration at an upstream, which
+// every upstream type has: client_id, client_secret and redirect_url.
+func validateClient(clientID, clientSecret, redirectURL string) []error {
+	var errs []error
+	if clientID == "" {
+		errs = append(errs, errors.New("client_id: must not be empty"))
+	}
+	if clientSecret == "" {
+		errs = append(errs, errors.New("client_secret: must not be empty"))
+	}
+	if err := checkURL(redirectURL); err != nil {
+		errs = append(errs, fmt.Errorf("redirect_url: %w", err))
+	}
+	return errs
+}
+
 // Validate reports every problem with c, each naming its field. It does no
 // I/O.
 func (c Config) Validate() error {
-	var errs []error
-	switch {
-	case c.ID == "":
-		errs = append(errs, errors.New("id: must not be empty"))
-	case !idPattern.MatchString(c.ID):
-		errs = append(errs, fmt.Errorf("id: %q must match [a-z0-9-]+", c.ID))
-	}
+	errs := validateID(c.ID)
 	if !c.Profile.Known() {
 		errs = append(errs, fmt.Errorf("profile: %q is not a profile; use one of %s", c.Profile, profileList()))
 	}
@@ -199,15 +220,7 @@ func (c Config) Validate() error {
 	errs = append(errs, c.validateQuirks(issuer)...)
 	errs = append(errs, c.Claims.validate()...)
 	errs = append(errs, c.Allow.validate()...)
-	if c.ClientID == "" {
-		errs = append(errs, errors.New("client_id: must not be empty"))
-	}
-	if c.ClientSecret == "" {
-		errs = append(errs, errors.New("client_secret: must not be empty"))
-	}
-	if err := checkURL(c.RedirectURL); err != nil {
-		errs = append(errs, fmt.Errorf("redirect_url: %w", err))
-	}
+	errs = append(errs, validateClient(c.ClientID, c.ClientSecret, c.RedirectURL)...)
 	if c.Scopes != nil {
 		if !slices.Contains(c.Scopes, "openid") {
 			errs = append(errs, errors.New("scopes: must include openid"))

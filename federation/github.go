@@ -80,13 +80,7 @@ func DefaultGitHubAPIURL(githubURL string) string {
 // Validate reports every problem with c, each naming its field. It does no
 // I/O.
 func (c GitHubConfig) Validate() error {
-	var errs []error
-	switch {
-	case c.ID == "":
-		errs = append(errs, errors.New("id: must not be empty"))
-	case !idPattern.MatchString(c.ID):
-		errs = append(errs, fmt.Errorf("id: %q must match [a-z0-9-]+", c.ID))
-	}
+	errs := validateID(c.ID)
 	for _, f := range []struct{ name, url string }{{"github_url", c.GitHubURL}, {"api_url", c.APIURL}} {
 		if f.url == "" {
 			continue
@@ -95,15 +89,7 @@ func (c GitHubConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %w", f.name, err))
 		}
 	}
-	if c.ClientID == "" {
-		errs = append(errs, errors.New("client_id: must not be empty"))
-	}
-	if c.ClientSecret == "" {
-		errs = append(errs, errors.New("client_secret: must not be empty"))
-	}
-	if err := checkURL(c.RedirectURL); err != nil {
-		errs = append(errs, fmt.Errorf("redirect_url: %w", err))
-	}
+	errs = append(errs, validateClient(c.ClientID, c.ClientSecret, c.RedirectURL)...)
 	for _, s := range c.Scopes {
 		if s == "" || strings.ContainsAny(s, " ,\t\r\n\"\\") {
 			errs = append(errs, fmt.Errorf("scopes: %q is not a valid scope token", s))

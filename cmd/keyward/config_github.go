@@ -104,11 +104,6 @@ func openGitHub(ctx context.Context, cfg *Config, sec Secrets, u UpstreamConfig,
 		Scopes:       u.Scopes,
 		GroupsPrefix: u.ClaimMapping.GroupsPrefix,
 		Claims:       u.ClaimMapping.Claims,
-		Allow: federation.AllowRules{
-			EmailDomains:         u.Allow.EmailDomains,
-			Groups:               u.Allow.Groups,
-			RequireEmailVerified: u.Allow.RequireEmailVerified,
-			Claims:               u.Allow.claims(),
-		},
+		Allow:        u.Allow.rules(),
 	}.Open(ctx, client, log)
 }

@@ -253,12 +253,7 @@ func buildUpstreams(ctx context.Context, cfg *Config, sec Secrets, log *slog.Log
 				GroupsPrefix:               u.ClaimMapping.GroupsPrefix,
 				Claims:                     u.ClaimMapping.Claims,
 			},
-			Allow: federation.AllowRules{
-				EmailDomains:         u.Allow.EmailDomains,
-				Groups:               u.Allow.Groups,
-				RequireEmailVerified: u.Allow.RequireEmailVerified,
-				Claims:               u.Allow.claims(),
-			},
+			Allow:               u.Allow.rules(),
 			GroupsOverage:       federation.Overage(u.GroupsOverage),
 			GraphURL:            u.GraphURL,
 			LogoutURL:           u.LogoutURL,
@@ -278,6 +273,16 @@ func buildUpstreams(ctx context.Context, cfg *Config, sec Secrets, log *slog.Log
 		ups = append(ups, up)
 	}
 	return ups, nil
+}
+
+// rules converts the allow block for federation.AllowRules.
+func (a AllowConfig) rules() federation.AllowRules {
+	return federation.AllowRules{
+		EmailDomains:         a.EmailDomains,
+		Groups:               a.Groups,
+		RequireEmailVerified: a.RequireEmailVerified,
+		Claims:               a.claims(),
+	}
 }
 
 // buildTrust assembles the workload-federation trust rules. It does no I/O:

@@ -73,11 +73,11 @@ func (s *Server) LastAuthorizeRequest() url.Values {
 // Hits returns how many requests an endpoint has had: one of authorize,
 // token, user, emails, orgs, teams.
 func (s *Server) Hits(endpoint string) int64 {
-	c, ok := s.hits[endpoint]
+	n, ok := s.hits.Get(endpoint)
 	if !ok {
 		panic(fmt.Sprintf("fakegithub: Hits(%q): no such endpoint; use one of %v", endpoint, endpoints))
 	}
-	return c.Load()
+	return n
 }
 
 // api authenticates the bearer token, applies an injected failure, and

@@ -10,13 +10,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/keyward/keyward/test/internal/fakesrv"
 )
 
 // Email is one of the user's email addresses (GET /user/emails).
@@ -76,7 +76,7 @@ type Server struct {
 	callback     string
 	logger       *slog.Logger
 	now          func() time.Time
-	hits         map[string]*atomic.Int64
+	hits         *fakesrv.Counters
 	handler      http.Handler
 
 	mu          sync.Mutex
@@ -126,7 +126,7 @@ func New(cfg Config) (*Server, error) {
 		callback:     cfg.CallbackURL,
 		logger:       cfg.Logger,
 		now:          cfg.Now,
-		hits:         map[string]*atomic.Int64{},
+		hits:         fakesrv.NewCounters(endpoints...),
 		user:         cloneUser(cfg.User),
 		fail:         map[string]int{},
 		codes:        map[string]grant{},
@@ -139,36 +139,21 @@ func New(cfg Config) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	for _, e := range endpoints {
-		s.hits[e] = new(atomic.Int64)
-	}
 	s.handler = s.routes()
 	return s, nil
 }
 
 // TB is the part of testing.TB that NewTest uses.
-type TB interface {
-	Cleanup(func())
-	Helper()
-	Fatalf(format string, args ...any)
-}
+type TB = fakesrv.TB
 
 // NewTest starts a Server on an httptest listener at 127.0.0.1, with
 // cfg.URL set to the listener's URL, and closes it when the test ends.
 func NewTest(tb TB, cfg Config) *Server {
 	tb.Helper()
-	ts := httptest.NewUnstartedServer(nil)
-	cfg.URL = "http://" + ts.Listener.Addr().String()
-	s, err := New(cfg)
-	if err != nil {
-		_ = ts.Listener.Close()
-		tb.Fatalf("fakegithub.New: %v", err)
-		return nil
-	}
-	ts.Config.Handler = s.Handler()
-	ts.Start()
-	tb.Cleanup(ts.Close)
-	return s
+	return fakesrv.Start(tb, "fakegithub.New", func(url string) (*Server, error) {
+		cfg.URL = url
+		return New(cfg)
+	})
 }
 
 // URL returns the base URL (Keyward's githubURL).
@@ -183,21 +168,13 @@ func (s *Server) Handler() http.Handler { return s.handler }
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	p := s.prefix
-	mux.HandleFunc("GET "+p+"/login/oauth/authorize", s.hit("authorize", s.authorize))
-	mux.HandleFunc("POST "+p+"/login/oauth/access_token", s.hit("token", s.token))
-	mux.HandleFunc("GET "+p+"/api/v3/user", s.hit("user", s.api("user", s.getUser)))
-	mux.HandleFunc("GET "+p+"/api/v3/user/emails", s.hit("emails", s.api("emails", s.getEmails)))
-	mux.HandleFunc("GET "+p+"/api/v3/user/orgs", s.hit("orgs", s.api("orgs", s.getOrgs)))
-	mux.HandleFunc("GET "+p+"/api/v3/user/teams", s.hit("teams", s.api("teams", s.getTeams)))
+	mux.HandleFunc("GET "+p+"/login/oauth/authorize", s.hits.Count("authorize", s.authorize))
+	mux.HandleFunc("POST "+p+"/login/oauth/access_token", s.hits.Count("token", s.token))
+	mux.HandleFunc("GET "+p+"/api/v3/user", s.hits.Count("user", s.api("user", s.getUser)))
+	mux.HandleFunc("GET "+p+"/api/v3/user/emails", s.hits.Count("emails", s.api("emails", s.getEmails)))
+	mux.HandleFunc("GET "+p+"/api/v3/user/orgs", s.hits.Count("orgs", s.api("orgs", s.getOrgs)))
+	mux.HandleFunc("GET "+p+"/api/v3/user/teams", s.hits.Count("teams", s.api("teams", s.getTeams)))
 	return mux
-}
-
-func (s *Server) hit(name string, h http.HandlerFunc) http.HandlerFunc {
-	counter := s.hits[name]
-	return func(w http.ResponseWriter, r *http.Request) {
-		counter.Add(1)
-		h(w, r)
-	}
 }
 
 // authorize approves the configured user at once and redirects to the

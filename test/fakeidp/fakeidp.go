@@ -5,14 +5,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/keyward/keyward/test/internal/fakesrv"
 )
 
 // User is an account at the fake IdP.
@@ -88,7 +88,7 @@ type Server struct {
 	clients map[string]Client // by ID
 	logger  *slog.Logger
 	now     func() time.Time
-	hits    map[string]*atomic.Int64 // fixed at New; only the counters change
+	hits    *fakesrv.Counters
 	handler http.Handler
 
 	mu          sync.Mutex
@@ -144,7 +144,7 @@ func New(cfg Config) (*Server, error) {
 		clients: map[string]Client{},
 		logger:  cfg.Logger,
 		now:     cfg.Now,
-		hits:    map[string]*atomic.Int64{},
+		hits:    fakesrv.NewCounters(endpoints...),
 		forms:   map[string]pendingForm{},
 		codes:   map[string]grant{},
 		access:  map[string]grant{},
@@ -190,9 +190,6 @@ func New(cfg Config) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	for _, e := range endpoints {
-		s.hits[e] = new(atomic.Int64)
-	}
 	if s.key, err = keyAt(alg, 0); err != nil {
 		return nil, fmt.Errorf("fakeidp: %w", err)
 	}
@@ -208,32 +205,20 @@ func trimSlash(s string) string {
 }
 
 // TB is the part of testing.TB that NewTest uses.
-type TB interface {
-	Cleanup(func())
-	Helper()
-	Fatalf(format string, args ...any)
-}
+type TB = fakesrv.TB
 
 // NewTest starts a Server on an httptest listener at 127.0.0.1, with
 // cfg.Issuer set to the listener's URL (with a trailing slash under
 // Quirks.TrailingSlash), and closes it when the test ends.
 func NewTest(tb TB, cfg Config) *Server {
 	tb.Helper()
-	ts := httptest.NewUnstartedServer(nil)
-	cfg.Issuer = "http://" + ts.Listener.Addr().String()
-	if cfg.Quirks.TrailingSlash {
-		cfg.Issuer += "/"
-	}
-	s, err := New(cfg)
-	if err != nil {
-		_ = ts.Listener.Close()
-		tb.Fatalf("fakeidp.New: %v", err)
-		return nil
-	}
-	ts.Config.Handler = s.Handler()
-	ts.Start()
-	tb.Cleanup(ts.Close)
-	return s
+	return fakesrv.Start(tb, "fakeidp.New", func(url string) (*Server, error) {
+		cfg.Issuer = url
+		if cfg.Quirks.TrailingSlash {
+			cfg.Issuer += "/"
+		}
+		return New(cfg)
+	})
 }
 
 // URL returns the issuer URL.
@@ -265,9 +250,7 @@ func (s *Server) routes() http.Handler {
 
 // hit counts the request and applies the injected latency.
 func (s *Server) hit(name string, h http.HandlerFunc) http.HandlerFunc {
-	counter := s.hits[name]
-	return func(w http.ResponseWriter, r *http.Request) {
-		counter.Add(1)
+	return s.hits.Count(name, func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		d := s.latency
 		s.mu.Unlock()
@@ -281,7 +264,7 @@ func (s *Server) hit(name string, h http.HandlerFunc) http.HandlerFunc {
 			}
 		}
 		h(w, r)
-	}
+	})
 }
 
 // DemoUsers returns two demo accounts in different groups, fresh on every

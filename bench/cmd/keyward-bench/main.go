@@ -106,7 +106,7 @@ func main() {
 	if o.stores != nil {
 		runner = runStores
 	}
-	if err := runner(ctx, o, os.Stdout); err != nil {
+	if err := inWorkDir(ctx, o, os.Stdout, runner); err != nil {
 		fmt.Fprintln(os.Stderr, "keyward-bench:", err)
 		os.Exit(1)
 	}
@@ -126,15 +126,37 @@ func parseInts(s string) ([]int, error) {
 }
 
 func parseScenarios(s string) ([]string, error) {
+	return parseChoices(s, allScenarios, func(f string) error {
+		return fmt.Errorf("scenario %q: want one of %s", f, strings.Join(allScenarios, ","))
+	})
+}
+
+// parseChoices splits the comma-separated list s, each item trimmed, and
+// returns bad(item) for the first item not in allowed.
+func parseChoices(s string, allowed []string, bad func(item string) error) ([]string, error) {
 	var out []string
 	for f := range strings.SplitSeq(s, ",") {
 		f = strings.TrimSpace(f)
-		if !slices.Contains(allScenarios, f) {
-			return nil, fmt.Errorf("scenario %q: want one of %s", f, strings.Join(allScenarios, ","))
+		if !slices.Contains(allowed, f) {
+			return nil, bad(f)
 		}
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// inWorkDir runs runner with o.dir as given, or when it is "" in a new
+// temporary directory that is removed when runner returns.
+func inWorkDir(ctx context.Context, o options, out io.Writer, runner func(context.Context, options, io.Writer) error) error {
+	if o.dir == "" {
+		d, err := os.MkdirTemp("", "keyward-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		o.dir = d
+	}
+	return runner(ctx, o, out)
 }
 
 // row is one line of the results table.
@@ -145,14 +167,6 @@ type row struct {
 }
 
 func run(ctx context.Context, o options, out io.Writer) error {
-	if o.dir == "" {
-		d, err := os.MkdirTemp("", "keyward-bench-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(d)
-		o.dir = d
-	}
 	load0, started := harness.LoadAvg(), time.Now()
 	hopts := harness.Options{Dir: o.dir, NoSync: o.noSync, Algorithm: o.alg}
 	if o.log == "file" {

@@ -23,15 +23,9 @@ var storeLabels = map[string]string{
 }
 
 func parseStores(s string) ([]string, error) {
-	var out []string
-	for f := range strings.SplitSeq(s, ",") {
-		f = strings.TrimSpace(f)
-		if !slices.Contains(allStores, f) {
-			return nil, fmt.Errorf("-stores: %q is not one of %s", f, strings.Join(allStores, ","))
-		}
-		out = append(out, f)
-	}
-	return out, nil
+	return parseChoices(s, allStores, func(f string) error {
+		return fmt.Errorf("-stores: %q is not one of %s", f, strings.Join(allStores, ","))
+	})
 }
 
 // storeRow is one line of the store comparison.
@@ -45,14 +39,6 @@ type storeRow struct {
 // PostgreSQL setups each get a new database next to o.pgDSN, dropped at the
 // end; two-broker setups spread every request round-robin over the brokers.
 func runStores(ctx context.Context, o options, out io.Writer) error {
-	if o.dir == "" {
-		d, err := os.MkdirTemp("", "keyward-bench-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(d)
-		o.dir = d
-	}
 	load0, started := harness.LoadAvg(), time.Now()
 	var rows []storeRow
 	for _, kind := range o.stores {
