@@ -47,8 +47,13 @@ func newServeCommand() *cobra.Command {
 		Use:   "serve -c keyward.yaml",
 		Short: "Run the broker",
 		Long: `Run the broker: the OpenID Provider endpoints (discovery, /keys, /authorize,
-/callback, /token, /userinfo, /revoke, /introspect), key rotation and the
-collection of expired records. Stops cleanly on SIGINT or SIGTERM.`,
+/login/{upstream}, /callback, /token, /userinfo, /revoke, /introspect,
+/end_session, /logout/upstream-done, /backchannel_logout/{upstream}), the
+revocation feed (/revocations), the probes (/healthz, /readyz), key rotation
+and the collection of expired records; with metrics.listen, Prometheus
+metrics, and with admin.tokenFile, the admin API on admin.listen. With store
+type postgres it first applies pending schema migrations. Stops cleanly on
+SIGINT or SIGTERM.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, sec, err := loadConfigFile(path)
@@ -80,7 +85,9 @@ With --probe it then contacts every upstream, as the server would (same HTTP
 transport, 10s each), and prints a line per upstream and its findings:
   error    discovery or JWKS unreachable; issuer differs from discovery's;
            multi-tenant (templated) Entra ID issuer without tenants; no
-           jwks_uri, an empty JWKS, or no key for the advertised algorithms
+           authorization_endpoint, token_endpoint or jwks_uri, an empty
+           JWKS, or no key for the advertised algorithms; (type: github)
+           the GitHub API root unreachable or not answering 200 or 401
   warning  a scope not in scopes_supported; no end_session_endpoint and no
            logoutURL (cognito: no logoutURL); a trust: issuer unreachable
            or inconsistent
@@ -96,7 +103,7 @@ Exits 1 when the file or the probe has an error; warnings do not count.`,
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "keyward.yaml", "path of the configuration file")
-	cmd.Flags().BoolVar(&probe, "probe", false, "also fetch every upstream's discovery document and JWKS and report problems")
+	cmd.Flags().BoolVar(&probe, "probe", false, "also fetch every upstream's discovery document and JWKS (GitHub: its API root) and report problems")
 	return cmd
 }
 

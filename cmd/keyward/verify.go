@@ -50,7 +50,12 @@ Endpoints (on listen, default 127.0.0.1:4180):
                  the encrypted session cookie, sign-out. Rules with
                  browser: true accept the session; without one, nginx gets
                  401 (its error_page starts the sign-in), other gateways a
-                 302 to /oauth2/start for requests that accept HTML.
+                 302 to /oauth2/start for requests that accept HTML. The
+                 check never renews a session or sets cookies: a page load
+                 whose token is due (30s before expiry, or half its
+                 lifetime if shorter) gets the same answer, and
+                 /oauth2/start renews it with the refresh token and
+                 redirects back.
   /healthz       200 "ok".
 
 Answers:

@@ -36,8 +36,8 @@ type VerifyBrowserConfig struct {
 	// RedirectURL.
 	AllowedRedirectDomains []string `yaml:"allowedRedirectDomains,omitempty"`
 	// Scopes requested at sign-in; must include openid, and offline_access
-	// for silent renewal. Default: [openid, email, profile, groups,
-	// offline_access].
+	// to renew the session on page load (through /oauth2/start).
+	// Default: [openid, email, profile, groups, offline_access].
 	Scopes []string `yaml:"scopes,omitempty"`
 }
 

@@ -11,8 +11,8 @@
 //   - NewHandler: the forward-auth endpoint /oauth2/auth for nginx auth_request,
 //     Traefik forwardAuth, Caddy forward_auth and Envoy ext_authz (HTTP);
 //   - Browser: browser mode, sign-in at the edge for web apps (code + PKCE at
-//     Keyward, an encrypted session cookie, silent refresh, sign-out) with
-//     SafeRedirect guarding every rd;
+//     Keyward, an encrypted session cookie, renewal on page load through
+//     /oauth2/start, sign-out) with SafeRedirect guarding every rd;
 //   - Verifier.Middleware and ClaimsFromContext for Go services;
 //   - with Config.Revocation, a poller of the broker's revocation feed: tokens
 //     of revoked subjects and sessions are refused (cached ones too), and a
