@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -104,6 +105,7 @@ func NewTrust(cfg TrustConfig) (*Trust, error) {
 		names[r.Name] = true
 		rules = append(rules, compile(r))
 	}
+	errs = append(errs, OverlappingSubjects(cfg.Rules)...)
 	if cfg.MinRefreshInterval < 0 {
 		errs = append(errs, errors.New("min_refresh_interval: must not be negative"))
 	}
@@ -376,4 +378,36 @@ func (is *trustIssuer) match(ctx context.Context, m TrustMatch, alg string, aud 
 	}
 	is.trust.logger.DebugContext(ctx, "no trust rule matched", "issuer", is.url, "jti", m.JTI, "rules_tried", tried)
 	return TrustMatch{}, fmt.Errorf("federation: verify subject token: %w (issuer %s)", ErrNoRuleMatched, is.url)
+}
+
+// OverlappingSubjects refuses rules of different issuers whose subject
+// templates could render the same subject: each issuer's subjects must
+// start with their own literal prefix, and no prefix may begin another
+// issuer's. Otherwise a token from one issuer (say a CI system whose
+// claims its users control) could be given the subject of another's
+// workload. Each error starts "rules[i].subject: ". NewTrust runs it; cmd
+// runs it for check-config.
+func OverlappingSubjects(rules []TrustRule) []error {
+	var errs []error
+	for i, r := range rules {
+		pi, err := parseTemplate(r.Subject)
+		if err != nil {
+			continue // reported by problems
+		}
+		for j := range i {
+			o := rules[j]
+			if o.Issuer == r.Issuer {
+				continue
+			}
+			pj, err := parseTemplate(o.Subject)
+			if err != nil {
+				continue
+			}
+			a, b := subjectPrefix(pi), subjectPrefix(pj)
+			if a == "" || b == "" || strings.HasPrefix(a, b) || strings.HasPrefix(b, a) {
+				errs = append(errs, fmt.Errorf("rules[%d].subject: %q may render the same subjects as rules[%d] (%q), which trusts another issuer; start each issuer's subjects with its own literal prefix, e.g. \"gitlab:\" and \"github:\"", i, r.Subject, j, o.Subject))
+			}
+		}
+	}
+	return errs
 }

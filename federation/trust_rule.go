@@ -86,8 +86,10 @@ func (r TrustRule) problems() []error {
 			errs = append(errs, fmt.Errorf("%s: %w", field, err))
 		}
 	}
-	if _, err := parseTemplate(r.Subject); err != nil {
+	if parts, err := parseTemplate(r.Subject); err != nil {
 		errs = append(errs, fmt.Errorf("subject: %w", err))
+	} else if !slices.ContainsFunc(parts, outsidePersonAlphabet) {
+		errs = append(errs, fmt.Errorf("subject: %q needs a literal character other than a-z and 2-7, such as a prefix \"ci:\", so that a workload's subject can never equal a person's Keyward subject", r.Subject))
 	}
 	if len(r.Audiences) == 0 {
 		errs = append(errs, errors.New("audiences: must list at least one audience"))
@@ -307,6 +309,25 @@ func parseTemplate(tmpl string) ([]templatePart, error) {
 		rest = rest[open+1+end+1:]
 	}
 	return parts, nil
+}
+
+// outsidePersonAlphabet reports whether p is literal text holding a
+// character that a person's Keyward subject (broker.SubjectID: 32
+// characters of lower-case base32, a-z and 2-7) never contains. A template
+// with such a character renders subjects that cannot equal a person's,
+// whatever its claims hold (a CI system's user name, say).
+func outsidePersonAlphabet(p templatePart) bool {
+	return !p.claim && strings.ContainsFunc(p.text, func(r rune) bool {
+		return (r < 'a' || r > 'z') && (r < '2' || r > '7')
+	})
+}
+
+// subjectPrefix is the literal text before the template's first claim.
+func subjectPrefix(parts []templatePart) string {
+	if len(parts) > 0 && !parts[0].claim {
+		return parts[0].text
+	}
+	return ""
 }
 
 // render fills the subject template from claims.

@@ -137,6 +137,12 @@ func TestTrustRuleValidate(t *testing.T) {
 		{name: "subject stray close", modify: func(r *TrustRule) { r.Subject = "github:repository}" }, want: []string{"'}' without '{'"}},
 		{name: "subject empty placeholder", modify: func(r *TrustRule) { r.Subject = "github:{}" }, want: []string{"empty {}"}},
 		{name: "subject nested", modify: func(r *TrustRule) { r.Subject = "{a{b}}" }, want: []string{"'{' without '}'"}},
+		// A person's subject is 32 characters of a-z and 2-7: a template
+		// without another literal character could render one (a CI user
+		// name chosen to equal it).
+		{name: "subject only a claim", modify: func(r *TrustRule) { r.Subject = "{actor}" }, want: []string{`subject: "{actor}" needs a literal character other than a-z and 2-7`}},
+		{name: "subject literal in the person alphabet", modify: func(r *TrustRule) { r.Subject = "ci{actor}z" }, want: []string{`subject: "ci{actor}z" needs a literal character`}},
+		{name: "valid literal outside the person alphabet", modify: func(r *TrustRule) { r.Subject = "{actor}@ci" }},
 		{name: "audiences", modify: func(r *TrustRule) { r.Audiences = []string{"a", "", "a", " b"} }, want: []string{
 			`audiences[1]: ""`, `audiences[2]: "a" is listed twice`, `audiences[3]: " b"`,
 		}},
@@ -206,6 +212,38 @@ func TestNewTrustConfig(t *testing.T) {
 	got := tr.issuers["https://token.actions.githubusercontent.com"].rules[0].TrustRule
 	if got.MaxTTL != 10*time.Minute || !cmp.Equal(got.Algorithms, []string{"RS256", "ES256"}) {
 		t.Errorf("defaults: MaxTTL = %s, Algorithms = %v; want 10m, [RS256 ES256]", got.MaxTTL, got.Algorithms)
+	}
+}
+
+// TestNewTrustOverlappingSubjects: rules trusting different issuers must
+// render disjoint subjects, or one issuer's token could carry another's
+// workload subject.
+func TestNewTrustOverlappingSubjects(t *testing.T) {
+	const gh, gl = "https://token.actions.githubusercontent.com", "https://gitlab.com"
+	tests := []struct {
+		name  string
+		rules []TrustRule
+		want  string // "" valid
+	}{
+		{"distinct prefixes", []TrustRule{rule("a", gh, nil, "github:{repository}"), rule("b", gl, nil, "gitlab:{project_path}")}, ""},
+		{"same issuer may share a prefix", []TrustRule{rule("a", gh, nil, "github:{repository}"), rule("b", gh, nil, "github:{repository}:{ref}")}, ""},
+		{"same prefix, two issuers", []TrustRule{rule("a", gh, nil, "ci:{repository}"), rule("b", gl, nil, "ci:{project_path}")},
+			`rules[1].subject: "ci:{project_path}" may render the same subjects as rules[0] ("ci:{repository}"), which trusts another issuer`},
+		{"one prefix begins the other", []TrustRule{rule("a", gh, nil, "ci:{repository}"), rule("b", gl, nil, "ci:gl:{project_path}")},
+			`rules[1].subject: "ci:gl:{project_path}" may render the same subjects as rules[0]`},
+		{"no prefix", []TrustRule{rule("a", gh, nil, "{repository}@github"), rule("b", gl, nil, "gitlab:{project_path}")},
+			`rules[1].subject: "gitlab:{project_path}" may render the same subjects as rules[0]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := NewTrust(TrustConfig{Rules: tt.rules})
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("NewTrust() = %v, want nil", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("NewTrust() = %v, want it to contain %q", err, tt.want)
+			}
+		})
 	}
 }
 

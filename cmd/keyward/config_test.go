@@ -159,6 +159,11 @@ func TestValidate(t *testing.T) {
 			r := TrustRuleConfig{Name: "deploy", Issuer: "https://gitlab.com", Audience: "kw", Subject: "gitlab:{project_path}", Audiences: []string{"api"}}
 			c.Trust = []TrustRuleConfig{r, r}
 		}, []string{"trust[1].name"}},
+		{"trust subjects of two issuers overlap", func(c *Config) {
+			gl := TrustRuleConfig{Name: "gl", Issuer: "https://gitlab.com", Audience: "kw", Subject: "ci:{project_path}", Audiences: []string{"api"}}
+			gh := TrustRuleConfig{Name: "gh", Issuer: "https://token.actions.githubusercontent.com", Audience: "kw", Subject: "ci:{repository}", Audiences: []string{"api"}}
+			c.Trust = []TrustRuleConfig{gl, gh}
+		}, []string{"trust[1].subject"}},
 		{"azuread multi-tenant", func(c *Config) {
 			u := &c.Upstreams[0]
 			u.Profile, u.Issuer, u.Tenants = "azuread", "https://login.microsoftonline.com/{tenantid}/v2.0", []string{"11111111-2222-3333-4444-555555555555"}

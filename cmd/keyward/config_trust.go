@@ -77,6 +77,15 @@ func (c *Config) validateTrust(p *problems) {
 			}
 		}
 	}
+	rules := make([]federation.TrustRule, len(c.Trust))
+	for i := range c.Trust {
+		rules[i] = c.Trust[i].rule()
+	}
+	for _, err := range federation.OverlappingSubjects(rules) {
+		msg := strings.ReplaceAll(err.Error(), "rules[", "trust[")
+		path, rest, _ := strings.Cut(msg, ": ")
+		p.add(path, "%s", rest)
+	}
 }
 
 // trustYAMLFields maps federation.TrustRule's field names in its messages to
