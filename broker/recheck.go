@@ -137,10 +137,14 @@ func (b *Broker) openToken(sessionID string, sealed []byte) (string, error) {
 // recheckAtRefresh runs the re-check for a refresh request and answers it
 // with an error when the refresh must stop (false).
 func (b *Broker) recheckAtRefresh(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, sess *Session) bool {
-	err := b.recheckUpstream(ctx, sess.SessionID)
+	err := b.recheckUpstream(ctx, sess.SessionID, sess.UpstreamID)
 	switch {
 	case err == nil:
 		return true
+	case errors.Is(err, errRecheckSessionEnded):
+		_ = b.fstore.RevokeRefreshToken(ctx, ar.GetID())
+		_ = b.fstore.RevokeAccessToken(ctx, ar.GetID())
+		b.tokenError(ctx, w, ar, fosite.ErrInvalidGrant.WithHint("The sign-in session has ended and the identity provider must vouch for this person again: sign in again.").WithWrap(err))
 	case errors.Is(err, errUpstreamGone):
 		_ = b.fstore.RevokeRefreshToken(ctx, ar.GetID())
 		_ = b.fstore.RevokeAccessToken(ctx, ar.GetID())
@@ -151,15 +155,32 @@ func (b *Broker) recheckAtRefresh(ctx context.Context, w http.ResponseWriter, ar
 	return false
 }
 
+// errRecheckSessionEnded: the grant's upstream is re-checked, but the
+// Keyward session that held the upstream's refresh token has ended (it
+// expired, or was collected), so the re-check cannot run. The refresh is
+// refused rather than let through unchecked: otherwise a person disabled
+// at the upstream would keep refreshing for the rest of the family's
+// lifetime (up to refreshTokenMaxTTL) once the session (sessionTTL) was
+// over.
+var errRecheckSessionEnded = errors.New("the session holding the upstream grant has ended")
+
 // recheckUpstream runs at a refresh of a grant issued in Keyward session
-// sessionID. nil: go on. An error wrapping errUpstreamGone: the session was
-// ended, refuse the refresh. Any other error is a server error.
-func (b *Broker) recheckUpstream(ctx context.Context, sessionID string) error {
+// sessionID through upstream upstreamID. nil: go on. An error wrapping
+// errUpstreamGone: the session was ended, refuse the refresh; wrapping
+// errRecheckSessionEnded: the re-check cannot run, refuse the refresh. Any
+// other error is a server error.
+func (b *Broker) recheckUpstream(ctx context.Context, sessionID, upstreamID string) error {
 	if sessionID == "" || len(b.cfg.UpstreamTokenKey) == 0 {
 		return nil
 	}
 	sess, err := b.cfg.Store.GetSession(ctx, sessionID)
+	if err == nil && !sess.ExpiresAt.IsZero() && !sess.ExpiresAt.After(b.cfg.Now()) {
+		err = store.ErrNotFound // expired, not yet collected
+	}
 	if errors.Is(err, store.ErrNotFound) {
+		if rc, _ := b.recheckOf(b.byID[upstreamID]); rc != nil {
+			return errRecheckSessionEnded
+		}
 		return nil
 	}
 	if err != nil {

@@ -207,7 +207,9 @@ type UpstreamConfig struct {
 	// RecheckInterval, when set, makes Keyward refresh the person's grant
 	// at this upstream at a Keyward refresh once this long has passed since
 	// the upstream last vouched for them; a refusal (the person was
-	// disabled there) ends the Keyward session. Scopes must include
+	// disabled there) ends the Keyward session. Once the Keyward session
+	// is over (tokens.sessionTTL) the re-check cannot run and refreshes are
+	// refused: the person signs in again. Scopes must include
 	// offline_access. Default: 0, off.
 	RecheckInterval Duration `yaml:"recheckInterval,omitempty"`
 }

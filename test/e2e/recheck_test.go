@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -223,5 +224,38 @@ func TestRecheckConfigNeedsOfflineAccess(t *testing.T) {
 	c.Scopes = []string{"openid", "offline_access"}
 	if err := c.Validate(); err != nil {
 		t.Errorf("Validate with offline_access = %v", err)
+	}
+}
+
+// TestRecheckAfterSessionEnded: once the Keyward session that holds the
+// upstream's refresh token is over, a re-checked upstream's grant cannot be
+// re-checked, so its refresh is refused (sign in again) instead of going on
+// unchecked for the rest of the family's lifetime. An upstream without
+// re-checks keeps refreshing.
+func TestRecheckAfterSessionEnded(t *testing.T) {
+	past := 24*time.Hour + time.Minute // the default session lifetime, and then some
+
+	e, _ := newRecheckEnv(t, &tokenRecorder{})
+	c := e.client(appID, appSecret, appRedir, nil)
+	tok, _ := c.signIn()
+	hits := e.idps[0].Hits("token")
+	e.clock.Advance(past)
+	status, body := c.refresh(tok.RefreshToken)
+	if status != http.StatusBadRequest || body["error"] != "invalid_grant" || !strings.Contains(fmt.Sprint(body["error_description"]), "sign in again") {
+		t.Fatalf("refresh after the session ended = %d (error %v: %v), want 400 invalid_grant asking to sign in again", status, body["error"], body["error_description"])
+	}
+	if n := e.idps[0].Hits("token") - hits; n != 0 {
+		t.Errorf("upstream token requests = %d, want 0 (nothing to re-check with)", n)
+	}
+	if status, _ := c.refresh(tok.RefreshToken); status != http.StatusBadRequest {
+		t.Errorf("second refresh = %d, want 400: the family is revoked", status)
+	}
+
+	plain := newEnv(t, envOptions{})
+	pc := plain.client(appID, appSecret, appRedir, nil)
+	ptok, _ := pc.signIn()
+	plain.clock.Advance(past)
+	if status, body := pc.refresh(ptok.RefreshToken); status != http.StatusOK {
+		t.Errorf("refresh without re-checks after the session ended = %d (error %v: %v), want 200", status, body["error"], body["error_description"])
 	}
 }
