@@ -22,7 +22,7 @@ type adminStore interface {
 	AppendRevocation(ctx context.Context, r store.Revocation) (store.Revocation, error)
 	AppendAudit(ctx context.Context, e store.AuditEvent) (store.AuditEvent, error)
 	ListAudit(ctx context.Context, limit int) ([]store.AuditEvent, error)
-	DeleteGrantsBySession(ctx context.Context, sessionID string) (store.GrantDeletion, error)
+	EndSession(ctx context.Context, sessionID string) (store.GrantDeletion, error)
 }
 
 // Errors of the admin operations. They wrap store.ErrNotFound.
@@ -196,14 +196,14 @@ func (b *Broker) revokeSession(ctx context.Context, sessionID, reason, actor str
 	}
 	now := b.cfg.Now().UTC()
 	out := SessionRevocation{Session: sess}
-	del, err := b.cfg.Store.DeleteGrantsBySession(ctx, sessionID)
+	// The session and its grants go in one transaction: a code issued
+	// from the session just before cannot outlive it (and the token
+	// endpoint refuses codes whose session is gone).
+	del, err := b.cfg.Store.EndSession(ctx, sessionID)
 	if err != nil {
-		return out, fmt.Errorf("delete grants of session: %w", err)
+		return out, fmt.Errorf("end session: %w", err)
 	}
 	out.Grants, out.Clients = del.Grants, del.ClientIDs
-	if err := b.cfg.Store.DeleteSession(ctx, sessionID); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return out, fmt.Errorf("delete session: %w", err)
-	}
 	b.notifyLogout(ctx, sess.Subject, sess.ID, out.Clients)
 	out.Revocation, err = b.cfg.Store.AppendRevocation(ctx, store.Revocation{
 		Kind:      store.RevokeSession,

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/ory/fosite"
+
+	"github.com/keyward/keyward/store"
 )
 
 // Grant types Keyward answers at /token.
@@ -56,6 +58,22 @@ func (b *Broker) Token(ctx context.Context, w http.ResponseWriter, r *http.Reque
 			}
 			if gt.ExactOne("refresh_token") && !b.recheckAtRefresh(ctx, w, ar, sess) {
 				return
+			}
+			// A code issued from a session that has since ended (logout,
+			// an admin revoke) is not redeemed: EndSession deleted the
+			// session and the session's grants together, but a code
+			// written just after that transaction would otherwise
+			// outlive it.
+			if gt.ExactOne("authorization_code") && sess.SessionID != "" {
+				if _, err := b.cfg.Store.GetSession(ctx, sess.SessionID); errors.Is(err, store.ErrNotFound) {
+					_ = b.fstore.RevokeRefreshToken(ctx, ar.GetID())
+					_ = b.fstore.RevokeAccessToken(ctx, ar.GetID())
+					b.tokenError(ctx, w, ar, fosite.ErrInvalidGrant.WithHint("The sign-in session this code was issued in has ended."))
+					return
+				} else if err != nil {
+					b.tokenError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+					return
+				}
 			}
 		}
 	}

@@ -101,7 +101,7 @@ const (
 // GrantKinds lists every kind, in a stable order.
 var GrantKinds = []GrantKind{GrantAuthorizeCode, GrantPKCE, GrantOIDC, GrantAccessToken, GrantRefreshToken, GrantAssertionJTI, GrantSessionClient}
 
-// GrantDeletion is what Store.DeleteGrantsBySession removed.
+// GrantDeletion is what Store.EndSession removed.
 type GrantDeletion struct {
 	// Grants is how many grants were removed.
 	Grants int

@@ -88,13 +88,15 @@ type Store interface {
 	// DeleteGrantsBySubject removes every grant of subject, in one
 	// transaction. An empty subject matches nothing.
 	DeleteGrantsBySubject(ctx context.Context, subject string) (int, error)
-	// DeleteGrantsBySession removes every grant issued in the Keyward session
-	// sessionID (codes, tokens, refresh families, session-client records) and
-	// reports, from the same transaction, how many it removed and the
+	// EndSession removes the session record sessionID (if it still exists)
+	// and every grant issued in that Keyward session (codes, tokens, refresh
+	// families, session-client records) in ONE transaction, so no code or
+	// token of the session can outlive it, and reports, from that
+	// transaction, how many grants it removed and the
 	// distinct ClientIDs among them: the clients that were issued something
 	// in the session and not yet collected. An empty sessionID matches
 	// nothing (not the grants issued outside a session).
-	DeleteGrantsBySession(ctx context.Context, sessionID string) (GrantDeletion, error)
+	EndSession(ctx context.Context, sessionID string) (GrantDeletion, error)
 
 	// Signing keys: one key set, read and rotated as a whole.
 	// GetKeySet returns ErrNotFound before the first UpdateKeySet.

@@ -251,15 +251,24 @@ func (s *Store) UpdateGrantsByRequest(ctx context.Context, requestID string, kin
 	return n, nil
 }
 
-// DeleteGrantsBySession removes every grant of sessionID in one transaction
+// EndSession removes the session sessionID and every grant of it in one transaction
 // and reports how many it removed and their distinct client ids. An empty
 // sessionID matches nothing (not the grants issued outside a session).
-func (s *Store) DeleteGrantsBySession(ctx context.Context, sessionID string) (store.GrantDeletion, error) {
+func (s *Store) EndSession(ctx context.Context, sessionID string) (store.GrantDeletion, error) {
 	var res store.GrantDeletion
 	err := s.update(ctx, "delete grants by session", func(tx *bolt.Tx) error {
 		res = store.GrantDeletion{} // fn may be re-run
 		if sessionID == "" {
 			return nil
+		}
+		var sess store.Session
+		switch err := get(tx, bucketSessions, []byte(sessionID), &sess); {
+		case err == nil:
+			if err := deleteSession(tx, sess); err != nil {
+				return err
+			}
+		case !errors.Is(err, store.ErrNotFound):
+			return err
 		}
 		removed, err := deleteGrantsOf(tx, grantsOf(tx, bucketGrantBySession, sessionID, nil))
 		if err != nil {

@@ -113,13 +113,17 @@ func (s *Store) DeleteGrantsBySubject(ctx context.Context, subject string) (int,
 	return s.execCount(ctx, "delete grants by subject", `DELETE FROM grants WHERE subject = $1 AND subject <> ''`, subject)
 }
 
-// DeleteGrantsBySession removes every grant of sessionID and reports how
+// EndSession removes the session sessionID and every grant of it and reports how
 // many it removed and their distinct client ids, in one statement. An empty
 // sessionID matches nothing (not the grants issued outside a session).
-func (s *Store) DeleteGrantsBySession(ctx context.Context, sessionID string) (store.GrantDeletion, error) {
+func (s *Store) EndSession(ctx context.Context, sessionID string) (store.GrantDeletion, error) {
 	return result(ctx, s, "delete grants by session", modeStatement, func(ctx context.Context, q querier) (store.GrantDeletion, error) {
 		var res store.GrantDeletion
-		err := q.QueryRow(ctx, `WITH removed AS (
+		// One statement, so one transaction: the session row and its grants
+		// go together.
+		err := q.QueryRow(ctx, `WITH session AS (
+				DELETE FROM sessions WHERE id = $1 AND $1 <> ''),
+			removed AS (
 				DELETE FROM grants WHERE session_id = $1 AND session_id <> '' RETURNING client_id)
 			SELECT count(*), array_agg(DISTINCT client_id ORDER BY client_id) FILTER (WHERE client_id <> '')
 			FROM removed`, sessionID).Scan(&res.Grants, &res.ClientIDs)

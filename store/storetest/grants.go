@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -152,7 +153,7 @@ func testDeleteGrantsBySubject(t *testing.T, s store.Store) {
 	wantCount(t, "DeleteGrantsBySubject(nobody)", n, err, 0)
 }
 
-func testDeleteGrantsBySession(t *testing.T, s store.Store) {
+func testEndSession(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	one := grantFamily(t, s, "req-1", "alice", "sess-1") // client-1
 	other := clientGrantFamily(t, s, "client-0", "req-3", "alice", "sess-1")
@@ -161,35 +162,46 @@ func testDeleteGrantsBySession(t *testing.T, s store.Store) {
 	must(t, "CreateGrant(jti-1)", s.CreateGrant(ctx, noClient))
 	two := grantFamily(t, s, "req-2", "alice", "sess-2")
 	outside := grantFamily(t, s, "req-4", "alice", "") // no session: token exchange
+	must(t, "CreateSession(sess-1)", s.CreateSession(ctx, session("sess-1", "alice", t0())))
+	must(t, "CreateSession(sess-2)", s.CreateSession(ctx, session("sess-2", "alice", t0())))
 
-	res, err := s.DeleteGrantsBySession(ctx, "sess-1")
-	must(t, "DeleteGrantsBySession(sess-1)", err)
-	diff(t, "DeleteGrantsBySession(sess-1)", store.GrantDeletion{
+	res, err := s.EndSession(ctx, "sess-1")
+	must(t, "EndSession(sess-1)", err)
+	diff(t, "EndSession(sess-1)", store.GrantDeletion{
 		Grants:    len(one) + len(other) + 1,
 		ClientIDs: []string{"client-0", "client-1"}, // distinct, sorted, no empty id
 	}, res)
 	wantGrants(t, s, "after deleting sess-1's grants", append(append(one, other...), noClient), false)
 	wantGrants(t, s, "after deleting sess-1's grants", append(two, outside...), true)
+	if _, err := s.GetSession(ctx, "sess-1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetSession(sess-1) after EndSession = %v, want ErrNotFound (deleted with its grants)", err)
+	}
+	if _, err := s.GetSession(ctx, "sess-2"); err != nil {
+		t.Errorf("GetSession(sess-2) after EndSession(sess-1) = %v, want it kept", err)
+	}
 	n, err := s.DeleteGrantsByRequest(ctx, "req-1")
-	wantCount(t, "DeleteGrantsByRequest(req-1) after DeleteGrantsBySession", n, err, 0)
-	res, err = s.DeleteGrantsBySession(ctx, "sess-1")
-	must(t, "DeleteGrantsBySession(sess-1 again)", err)
-	diff(t, "DeleteGrantsBySession(sess-1 again)", store.GrantDeletion{}, res)
+	wantCount(t, "DeleteGrantsByRequest(req-1) after EndSession", n, err, 0)
+	res, err = s.EndSession(ctx, "sess-1")
+	must(t, "EndSession(sess-1 again)", err)
+	diff(t, "EndSession(sess-1 again)", store.GrantDeletion{}, res)
 
 	// An empty session id matches nothing, not the grants issued outside a
 	// session; nor does an empty subject match the grants without one.
-	res, err = s.DeleteGrantsBySession(ctx, "")
-	must(t, `DeleteGrantsBySession("")`, err)
-	diff(t, `DeleteGrantsBySession("")`, store.GrantDeletion{}, res)
+	res, err = s.EndSession(ctx, "")
+	must(t, `EndSession("")`, err)
+	diff(t, `EndSession("")`, store.GrantDeletion{}, res)
 	jti := grant(store.GrantAssertionJTI, "jti-2", "", "", "")
 	must(t, "CreateGrant(jti-2)", s.CreateGrant(ctx, jti))
 	n, err = s.DeleteGrantsBySubject(ctx, "")
 	wantCount(t, `DeleteGrantsBySubject("")`, n, err, 0)
 	wantGrants(t, s, "after deleting by an empty session id and subject", append(append(two, outside...), jti), true)
 
-	res, err = s.DeleteGrantsBySession(ctx, "sess-2")
-	must(t, "DeleteGrantsBySession(sess-2)", err)
-	diff(t, "DeleteGrantsBySession(sess-2)", store.GrantDeletion{Grants: len(two), ClientIDs: []string{"client-1"}}, res)
+	res, err = s.EndSession(ctx, "sess-2")
+	must(t, "EndSession(sess-2)", err)
+	diff(t, "EndSession(sess-2)", store.GrantDeletion{Grants: len(two), ClientIDs: []string{"client-1"}}, res)
+	if _, err := s.GetSession(ctx, "sess-2"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetSession(sess-2) after EndSession = %v, want ErrNotFound", err)
+	}
 }
 
 // testGrantIndexes checks that the request and subject indexes follow a

@@ -33,7 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Grants", testGrants},
 		{"GrantsByRequest", testGrantsByRequest},
 		{"DeleteGrantsBySubject", testDeleteGrantsBySubject},
-		{"DeleteGrantsBySession", testDeleteGrantsBySession},
+		{"EndSession", testEndSession},
 		{"GrantIndexesFollowUpdates", testGrantIndexes},
 		{"KeySet", testKeySet},
 		{"UpdaterError", testUpdaterError},

@@ -23,19 +23,24 @@ import (
 type racingStore struct {
 	store.Store
 	mu   sync.Mutex
+	kind store.GrantKind // the kind whose creation runs hook
 	hook func(ctx context.Context, g store.Grant)
 }
 
 func (s *racingStore) arm(hook func(ctx context.Context, g store.Grant)) {
+	s.armAt(store.GrantRefreshToken, hook)
+}
+
+func (s *racingStore) armAt(kind store.GrantKind, hook func(ctx context.Context, g store.Grant)) {
 	s.mu.Lock()
-	s.hook = hook
+	s.kind, s.hook = kind, hook
 	s.mu.Unlock()
 }
 
 func (s *racingStore) CreateGrant(ctx context.Context, g store.Grant) error {
 	s.mu.Lock()
 	hook := s.hook
-	if g.Kind == store.GrantRefreshToken {
+	if g.Kind == s.kind {
 		s.hook = nil
 	} else {
 		hook = nil
@@ -151,5 +156,46 @@ func TestRevocationWhileIssuingLeavesNoLiveToken(t *testing.T) {
 				t.Errorf("%d grants of the revoked request remain, want 0", n)
 			}
 		})
+	}
+}
+
+// TestCodeOfEndedSessionNotRedeemed: a code written just after its session
+// ended (the authorization was in flight at logout) is refused at the token
+// endpoint, and nothing of it stays.
+func TestCodeOfEndedSessionNotRedeemed(t *testing.T) {
+	bst, err := bolt.Open(t.Context(), bolt.Options{Path: filepath.Join(t.TempDir(), "keyward.db"), NoSync: true})
+	if err != nil {
+		t.Fatalf("open bolt: %v", err)
+	}
+	t.Cleanup(func() { _ = bst.Close() })
+	st := &racingStore{Store: bst}
+	env := brokertest.New(t, brokertest.Options{
+		Store:     st,
+		AutoLogin: "alice",
+		Clients:   []broker.Client{{ID: appID, Name: "The App", Secret: appSecret, RedirectURIs: []string{appRedir}}},
+	})
+	oc := oauth2.Config{
+		ClientID: appID, ClientSecret: appSecret, RedirectURL: appRedir,
+		Endpoint: oauth2.Endpoint{AuthURL: env.Issuer + "/authorize", TokenURL: env.Issuer + "/token", AuthStyle: oauth2.AuthStyleInHeader},
+		Scopes:   []string{"openid", "email", "offline_access"},
+	}
+	var requestID string
+	st.armAt(store.GrantAuthorizeCode, func(ctx context.Context, g store.Grant) {
+		requestID = g.RequestID
+		if _, err := bst.EndSession(ctx, g.SessionID); err != nil {
+			t.Errorf("end session: %v", err)
+		}
+	})
+	_, err = env.SignIn(t.Context(), oc)
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) || re.ErrorCode != "invalid_grant" {
+		t.Fatalf("redeeming a code of an ended session = %v, want invalid_grant", err)
+	}
+	if requestID == "" {
+		t.Fatal("the hook never ran")
+	}
+	n, err := bst.UpdateGrantsByRequest(t.Context(), requestID, []store.GrantKind{store.GrantAccessToken, store.GrantRefreshToken}, func(g store.Grant) (store.Grant, error) { return g, nil })
+	if err != nil || n != 0 {
+		t.Errorf("tokens of the refused code = %d (%v), want 0", n, err)
 	}
 }
