@@ -48,9 +48,7 @@ func (b *Broker) Token(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		if sess, ok := ar.GetSession().(*Session); ok {
 			if err := b.checkSubject(ctx, sess.GetSubject(), sess.FamilyStart); err != nil {
 				if errors.Is(err, errSubjectRefused) {
-					_ = b.fstore.RevokeRefreshToken(ctx, ar.GetID())
-					_ = b.fstore.RevokeAccessToken(ctx, ar.GetID())
-					b.tokenError(ctx, w, ar, fosite.ErrInvalidGrant.WithHint("Access has been removed.").WithWrap(err))
+					b.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint("Access has been removed.").WithWrap(err))
 					return
 				}
 				b.tokenError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
@@ -66,9 +64,7 @@ func (b *Broker) Token(ctx context.Context, w http.ResponseWriter, r *http.Reque
 			// outlive it.
 			if gt.ExactOne("authorization_code") && sess.SessionID != "" {
 				if _, err := b.cfg.Store.GetSession(ctx, sess.SessionID); errors.Is(err, store.ErrNotFound) {
-					_ = b.fstore.RevokeRefreshToken(ctx, ar.GetID())
-					_ = b.fstore.RevokeAccessToken(ctx, ar.GetID())
-					b.tokenError(ctx, w, ar, fosite.ErrInvalidGrant.WithHint("The sign-in session this code was issued in has ended."))
+					b.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint("The sign-in session this code was issued in has ended."))
 					return
 				} else if err != nil {
 					b.tokenError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
@@ -138,6 +134,14 @@ func (b *Broker) tokenError(ctx context.Context, w http.ResponseWriter, ar fosit
 		b.log.InfoContext(ctx, "token request refused", attrs...)
 	}
 	b.provider.WriteAccessError(ctx, w, ar, err)
+}
+
+// refuseGrant revokes the request's refresh family and access tokens (the
+// grant must not be used again) and answers with err.
+func (b *Broker) refuseGrant(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, err error) {
+	_ = b.fstore.RevokeRefreshToken(ctx, ar.GetID())
+	_ = b.fstore.RevokeAccessToken(ctx, ar.GetID())
+	b.tokenError(ctx, w, ar, err)
 }
 
 // Revoke handles POST /revoke (RFC 7009).

@@ -142,13 +142,9 @@ func (b *Broker) recheckAtRefresh(ctx context.Context, w http.ResponseWriter, ar
 	case err == nil:
 		return true
 	case errors.Is(err, errRecheckSessionEnded):
-		_ = b.fstore.RevokeRefreshToken(ctx, ar.GetID())
-		_ = b.fstore.RevokeAccessToken(ctx, ar.GetID())
-		b.tokenError(ctx, w, ar, fosite.ErrInvalidGrant.WithHint("The sign-in session has ended and the identity provider must vouch for this person again: sign in again.").WithWrap(err))
+		b.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint("The sign-in session has ended and the identity provider must vouch for this person again: sign in again.").WithWrap(err))
 	case errors.Is(err, errUpstreamGone):
-		_ = b.fstore.RevokeRefreshToken(ctx, ar.GetID())
-		_ = b.fstore.RevokeAccessToken(ctx, ar.GetID())
-		b.tokenError(ctx, w, ar, fosite.ErrInvalidGrant.WithHint("The identity provider no longer accepts this person.").WithWrap(err))
+		b.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint("The identity provider no longer accepts this person.").WithWrap(err))
 	default:
 		b.tokenError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
 	}

@@ -52,6 +52,29 @@ func (s *racingStore) CreateGrant(ctx context.Context, g store.Grant) error {
 	return s.Store.CreateGrant(ctx, g)
 }
 
+// newRacingEnv is a broker on a bbolt store wrapped in a racingStore, and
+// the OAuth config of its client asking for a refresh token.
+func newRacingEnv(t *testing.T) (*bolt.Store, *racingStore, *brokertest.Env, oauth2.Config) {
+	t.Helper()
+	bst, err := bolt.Open(t.Context(), bolt.Options{Path: filepath.Join(t.TempDir(), "keyward.db"), NoSync: true})
+	if err != nil {
+		t.Fatalf("open bolt: %v", err)
+	}
+	t.Cleanup(func() { _ = bst.Close() })
+	st := &racingStore{Store: bst}
+	env := brokertest.New(t, brokertest.Options{
+		Store:     st,
+		AutoLogin: "alice",
+		Clients:   []broker.Client{{ID: appID, Name: "The App", Secret: appSecret, RedirectURIs: []string{appRedir}}},
+	})
+	oc := oauth2.Config{
+		ClientID: appID, ClientSecret: appSecret, RedirectURL: appRedir,
+		Endpoint: oauth2.Endpoint{AuthURL: env.Issuer + "/authorize", TokenURL: env.Issuer + "/token", AuthStyle: oauth2.AuthStyleInHeader},
+		Scopes:   []string{"openid", "email", "offline_access"},
+	}
+	return bst, st, env, oc
+}
+
 // familySize counts the grants of requestID, any kind, without changing them.
 func familySize(t *testing.T, st store.Store, requestID string) int {
 	t.Helper()
@@ -96,22 +119,7 @@ func TestRevocationWhileIssuingLeavesNoLiveToken(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			bst, err := bolt.Open(t.Context(), bolt.Options{Path: filepath.Join(t.TempDir(), "keyward.db"), NoSync: true})
-			if err != nil {
-				t.Fatalf("open bolt: %v", err)
-			}
-			t.Cleanup(func() { _ = bst.Close() })
-			st := &racingStore{Store: bst}
-			env := brokertest.New(t, brokertest.Options{
-				Store:     st,
-				AutoLogin: "alice",
-				Clients:   []broker.Client{{ID: appID, Name: "The App", Secret: appSecret, RedirectURIs: []string{appRedir}}},
-			})
-			oc := oauth2.Config{
-				ClientID: appID, ClientSecret: appSecret, RedirectURL: appRedir,
-				Endpoint: oauth2.Endpoint{AuthURL: env.Issuer + "/authorize", TokenURL: env.Issuer + "/token", AuthStyle: oauth2.AuthStyleInHeader},
-				Scopes:   []string{"openid", "email", "offline_access"},
-			}
+			bst, st, env, oc := newRacingEnv(t)
 			var requestID string
 			arm := func() {
 				hook := tt.hook(t, bst)
@@ -163,22 +171,7 @@ func TestRevocationWhileIssuingLeavesNoLiveToken(t *testing.T) {
 // ended (the authorization was in flight at logout) is refused at the token
 // endpoint, and nothing of it stays.
 func TestCodeOfEndedSessionNotRedeemed(t *testing.T) {
-	bst, err := bolt.Open(t.Context(), bolt.Options{Path: filepath.Join(t.TempDir(), "keyward.db"), NoSync: true})
-	if err != nil {
-		t.Fatalf("open bolt: %v", err)
-	}
-	t.Cleanup(func() { _ = bst.Close() })
-	st := &racingStore{Store: bst}
-	env := brokertest.New(t, brokertest.Options{
-		Store:     st,
-		AutoLogin: "alice",
-		Clients:   []broker.Client{{ID: appID, Name: "The App", Secret: appSecret, RedirectURIs: []string{appRedir}}},
-	})
-	oc := oauth2.Config{
-		ClientID: appID, ClientSecret: appSecret, RedirectURL: appRedir,
-		Endpoint: oauth2.Endpoint{AuthURL: env.Issuer + "/authorize", TokenURL: env.Issuer + "/token", AuthStyle: oauth2.AuthStyleInHeader},
-		Scopes:   []string{"openid", "email", "offline_access"},
-	}
+	bst, st, env, oc := newRacingEnv(t)
 	var requestID string
 	st.armAt(store.GrantAuthorizeCode, func(ctx context.Context, g store.Grant) {
 		requestID = g.RequestID
@@ -186,7 +179,7 @@ func TestCodeOfEndedSessionNotRedeemed(t *testing.T) {
 			t.Errorf("end session: %v", err)
 		}
 	})
-	_, err = env.SignIn(t.Context(), oc)
+	_, err := env.SignIn(t.Context(), oc)
 	var re *oauth2.RetrieveError
 	if !errors.As(err, &re) || re.ErrorCode != "invalid_grant" {
 		t.Fatalf("redeeming a code of an ended session = %v, want invalid_grant", err)
