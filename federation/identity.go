@@ -31,11 +31,6 @@ type Identity struct {
 	RefreshToken string
 }
 
-func str(v any) string {
-	s, _ := v.(string)
-	return s
-}
-
 // strs accepts a string or a list; non-string elements are skipped.
 func strs(v any) []string {
 	switch v := v.(type) {

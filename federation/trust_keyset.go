@@ -58,7 +58,7 @@ type keySet struct {
 // on a miss when the rate limit allows, and returns the payload. A known kid
 // whose key does not verify is not a miss: forged tokens cause no fetches.
 func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
-	jws, err := jose.ParseSigned(raw, k.algs)
+	jws, err := jose.ParseSignedCompact(raw, k.algs)
 	if err != nil {
 		return nil, fmt.Errorf("parse jws: %w", err)
 	}

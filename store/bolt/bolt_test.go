@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	bbolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/store/bolt"
@@ -118,8 +118,8 @@ func TestOpenLocked(t *testing.T) {
 	if !strings.Contains(err.Error(), want) {
 		t.Errorf("second Open(%q) = %q, want it to contain %q", path, err, want)
 	}
-	if !errors.Is(err, bbolt.ErrTimeout) {
-		t.Errorf("second Open(%q) = %v, want errors.Is bbolt.ErrTimeout", path, err)
+	if !errors.Is(err, bolterrors.ErrTimeout) {
+		t.Errorf("second Open(%q) = %v, want errors.Is bolterrors.ErrTimeout", path, err)
 	}
 	if waited := time.Since(start); waited > 5*time.Second {
 		t.Errorf("second Open waited %v, want about the 100ms timeout", waited)

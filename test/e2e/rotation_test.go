@@ -32,7 +32,7 @@ func jwksKids(t *testing.T, e *env) map[string]bool {
 
 func tokenKid(t *testing.T, raw string) string {
 	t.Helper()
-	tok, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.EdDSA})
+	tok, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.RS256, jose.ES256, jose.EdDSA})
 	if err != nil {
 		t.Fatalf("parse token: %v", err)
 	}

@@ -140,7 +140,7 @@ func TestRotateKey(t *testing.T) {
 // verifyIDToken checks raw against the published JWKS and returns its claims.
 func verifyIDToken(t *testing.T, s *fakeidp.Server, raw string) map[string]any {
 	t.Helper()
-	jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
+	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
 	if err != nil {
 		t.Fatalf("parse id token: %v", err)
 	}
@@ -215,7 +215,7 @@ func TestTamper(t *testing.T) {
 
 	s.SetTamper(fakeidp.Tamper{BadSignature: true})
 	raw := mint()["id_token"].(string)
-	jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256})
+	jws, err := jose.ParseSignedCompact(raw, []jose.SignatureAlgorithm{jose.RS256})
 	if err != nil {
 		t.Fatal(err)
 	}
