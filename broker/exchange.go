@@ -69,8 +69,11 @@ type exchangeSubject struct {
 	maxTTL    time.Duration
 	public    bool // a public client may present it
 	claims    map[string]any
-	act       map[string]any // the subject token's act claim, for chains
-	jti       string         // for single use; empty when not required
+	// identity are the subject token's identity claims; the new token
+	// keeps those its granted scopes allow (scopedClaims).
+	identity map[string]any
+	act      map[string]any // the subject token's act claim, for chains
+	jti      string         // for single use; empty when not required
 	// authTime is when the person authenticated, for the refusal check
 	// (zero: now).
 	authTime time.Time
@@ -161,6 +164,16 @@ func (h *exchangeHandler) HandleTokenEndpointRequest(ctx context.Context, r fosi
 	}
 	for _, s := range scopes {
 		r.GrantScope(s)
+	}
+	if subj.identity != nil {
+		// Narrowed scopes narrow the identity claims too, by the rule of
+		// a sign-in.
+		if subj.claims == nil {
+			subj.claims = map[string]any{}
+		}
+		for k, v := range scopedClaims(subj.identity, scopes) {
+			subj.claims[k] = v
+		}
 	}
 
 	// Never longer than the access-token lifetime, the rule's bound, or the
@@ -287,15 +300,19 @@ func (h *exchangeHandler) keywardSubject(ctx context.Context, raw string) (excha
 		return exchangeSubject{}, err
 	}
 	sess := orig.GetSession().(*Session)
-	claims := map[string]any{}
+	claims, identity := map[string]any{}, map[string]any{}
 	var act map[string]any
 	for k, v := range sess.AccessClaims.Extra {
 		switch k {
 		case "client_id":
 		case "act":
 			act, _ = v.(map[string]any)
-		default:
+		case "sid", "idp", "auth_time":
+			// Where the token comes from, whatever its scopes: the sid
+			// keeps the new token bound to the session (sessionEnded).
 			claims[k] = v
+		default:
+			identity[k] = v
 		}
 	}
 	return exchangeSubject{
@@ -304,6 +321,7 @@ func (h *exchangeHandler) keywardSubject(ctx context.Context, raw string) (excha
 		audiences: sess.AudienceCeiling,
 		scopes:    orig.GetGrantedScopes(),
 		claims:    claims,
+		identity:  identity,
 		act:       act,
 		issuedTo:  append([]string{}, orig.GetGrantedAudience()...),
 		// A subject's not-before voids tokens issued before it, however
