@@ -188,6 +188,20 @@ func (b *Broker) Introspect(ctx context.Context, w http.ResponseWriter, r *http.
 		b.provider.WriteIntrospectionError(ctx, w, err)
 		return
 	}
+	// fosite finds the token's record; whether its subject and session
+	// are still good is Keyward's to say.
+	if err := b.checkIssuedToken(ctx, ir.GetAccessRequester()); err != nil {
+		switch {
+		case Unavailable(err):
+			b.writeUnavailable(ctx, w, "introspection", err)
+			return
+		case !errors.Is(err, errSessionEnded) && !errors.Is(err, errSubjectRefused):
+			b.log.ErrorContext(ctx, "introspection failed", "err", err)
+			writeError(w, ErrServerError)
+			return
+		}
+		ir = &fosite.IntrospectionResponse{Active: false}
+	}
 	b.provider.WriteIntrospectionResponse(ctx, w, ir)
 }
 
@@ -250,13 +264,21 @@ func (b *Broker) UserInfo(ctx context.Context, w http.ResponseWriter, r *http.Re
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "server_error"})
 		return
 	}
-	if err := b.checkSubject(ctx, sess.GetSubject(), sess.FamilyStart); err != nil {
-		if Unavailable(err) {
+	if err := b.checkIssuedToken(ctx, ar); err != nil {
+		desc := "Access has been removed."
+		switch {
+		case Unavailable(err):
 			b.writeUnavailable(ctx, w, "userinfo", err)
+			return
+		case errors.Is(err, errSessionEnded):
+			desc = "The sign-in session this access token was issued in has ended."
+		case !errors.Is(err, errSubjectRefused):
+			b.log.ErrorContext(ctx, "userinfo failed", "err", err)
+			writeError(w, ErrServerError)
 			return
 		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward", error="invalid_token"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": "Access has been removed."})
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": desc})
 		return
 	}
 	claims := map[string]any{"sub": sess.GetSubject()}

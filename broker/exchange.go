@@ -339,7 +339,8 @@ func issuedAt(r fosite.Requester) time.Time {
 }
 
 // activeAccessToken returns the stored request behind one of Keyward's own
-// access tokens, if it is valid and not revoked.
+// access tokens, if it is valid and not revoked, and its subject and
+// session are still good (checkIssuedToken).
 func (b *Broker) activeAccessToken(ctx context.Context, raw string) (fosite.Requester, error) {
 	if len(raw) > maxSubjectTokenBytes {
 		return nil, fosite.ErrInvalidGrant.WithHint("The token is too large.")
@@ -362,6 +363,14 @@ func (b *Broker) activeAccessToken(ctx context.Context, raw string) (fosite.Requ
 	if _, ok := orig.GetSession().(*Session); !ok {
 		return nil, fosite.ErrServerError.WithDebug("unexpected session type")
 	}
+	switch err := b.checkIssuedToken(ctx, orig); {
+	case errors.Is(err, errSessionEnded):
+		return nil, fosite.ErrInvalidGrant.WithHint("The sign-in session the token was issued in has ended.").WithWrap(err)
+	case errors.Is(err, errSubjectRefused):
+		return nil, fosite.ErrInvalidGrant.WithHint("Access has been removed for the token's subject.").WithWrap(err)
+	case err != nil:
+		return nil, fosite.ErrServerError.WithWrap(err)
+	}
 	return orig, nil
 }
 
@@ -379,16 +388,13 @@ func (h *exchangeHandler) actor(ctx context.Context, cl fosite.Client, raw, typ 
 		return nil, fosite.ErrInvalidRequest.WithHint("actor_token_type must be access_token or jwt.")
 	}
 	orig, err := h.b.activeAccessToken(ctx, raw)
+	if errors.Is(err, fosite.ErrInvalidGrant) {
+		return nil, fosite.ErrInvalidGrant.WithHint("The actor token is invalid, expired or revoked, its subject's access has been removed, or its session has ended.").WithWrap(err)
+	}
 	if err != nil {
-		return nil, fosite.ErrInvalidGrant.WithHint("The actor token is invalid, expired or revoked.").WithWrap(err)
+		return nil, err
 	}
 	actorSub := orig.GetSession().GetSubject()
-	if err := h.b.checkSubject(ctx, actorSub, issuedAt(orig)); err != nil {
-		if errors.Is(err, errSubjectRefused) {
-			return nil, fosite.ErrInvalidGrant.WithHint("Access has been removed for the actor.").WithWrap(err)
-		}
-		return nil, fosite.ErrServerError.WithWrap(err)
-	}
 	c, ok := cl.(*client)
 	if !ok || !has(c.mayAct, actorSub) {
 		return nil, fosite.ErrInvalidRequest.WithHint("The actor may not act through this client (mayAct).")

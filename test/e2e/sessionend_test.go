@@ -16,28 +16,27 @@ const adminToken = "admin-token-0123456789-0123456789-abc"
 // access token carries that token's sid, and once the session ends (an
 // admin revokes it, or the person signs out) neither it nor a token
 // exchanged from it is exchanged again, introspected as active or answered
-// at /userinfo, although their own records were never deleted. Tokens
-// without a session (client credentials, workload exchange) are not
-// touched.
+// at /userinfo, although their own records were never deleted (ending a
+// session deletes the session's grants; exchanged tokens are not among
+// them). Deprovisioning the person, which ends every session of theirs,
+// does the same. Tokens without a session (client credentials, workload
+// exchange) are not touched.
 func TestExchangedTokensEndWithTheirSession(t *testing.T) {
 	ends := []struct {
 		name string
-		end  func(t *testing.T, x *exchangeEnv, c *rp, idToken, sid string)
+		end  func(t *testing.T, x *exchangeEnv, c *rp, idToken, sid, sub string)
 	}{
-		{"admin revoke", func(t *testing.T, x *exchangeEnv, _ *rp, _, sid string) {
-			admin := httptest.NewServer(web.NewAdmin(web.AdminConfig{Broker: x.b.Broker, Keys: x.b.Keys, Token: []byte(adminToken)}))
-			t.Cleanup(admin.Close)
-			req, _ := http.NewRequestWithContext(t.Context(), http.MethodDelete, admin.URL+"/admin/v1/sessions/"+url.PathEscape(sid), nil)
-			req.Header.Set("Authorization", "Bearer "+adminToken)
-			if status, m := do(t, req); status != http.StatusOK {
-				t.Fatalf("admin DELETE session = %d %v", status, m)
-			}
+		{"admin revoke", func(t *testing.T, x *exchangeEnv, _ *rp, _, sid, _ string) {
+			adminRequest(t, x, http.MethodDelete, "/admin/v1/sessions/"+url.PathEscape(sid))
 		}},
-		{"logout", func(t *testing.T, _ *exchangeEnv, c *rp, idToken, _ string) {
+		{"logout", func(t *testing.T, _ *exchangeEnv, c *rp, idToken, _, _ string) {
 			resp := c.endSession(url.Values{"id_token_hint": {idToken}})
 			if resp.StatusCode != http.StatusOK || c.sessionCookie() {
 				t.Fatalf("end_session = %d (session cookie kept: %v), want the signed-out page", resp.StatusCode, c.sessionCookie())
 			}
+		}},
+		{"deprovision", func(t *testing.T, x *exchangeEnv, _ *rp, _, _, sub string) {
+			adminRequest(t, x, http.MethodPost, "/admin/v1/subjects/"+url.PathEscape(sub)+"/deprovision")
 		}},
 	}
 	for _, tc := range ends {
@@ -84,7 +83,7 @@ func TestExchangedTokensEndWithTheirSession(t *testing.T) {
 				}
 			}
 
-			tc.end(t, x, c, idTokenOf(t, user), sid)
+			tc.end(t, x, c, idTokenOf(t, user), sid, orig["sub"].(string))
 
 			for name, tok := range map[string]string{"exchanged": derived, "exchanged twice": derived2} {
 				if status, m := exchange(tok); status != http.StatusBadRequest || m["error"] != "invalid_grant" {
@@ -143,5 +142,17 @@ func TestTokensOutliveAnExpiredSession(t *testing.T) {
 	}
 	if status, m := x.exchange(t, gwID, gwSecret, url.Values{"subject_token": {at}, "subject_token_type": {tokenTypeAT}, "audience": {"orders-api"}}); status != http.StatusOK {
 		t.Errorf("exchange = %d %v, want 200", status, m)
+	}
+}
+
+// adminRequest sends an admin API request without a body and wants 200.
+func adminRequest(t *testing.T, x *exchangeEnv, method, path string) {
+	t.Helper()
+	admin := httptest.NewServer(web.NewAdmin(web.AdminConfig{Broker: x.b.Broker, Keys: x.b.Keys, Token: []byte(adminToken)}))
+	t.Cleanup(admin.Close)
+	req, _ := http.NewRequestWithContext(t.Context(), method, admin.URL+path, nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	if status, m := do(t, req); status != http.StatusOK {
+		t.Fatalf("admin %s %s = %d %v", method, path, status, m)
 	}
 }
