@@ -29,8 +29,9 @@ import (
 // families, and a session-client record (recordSessionClient) that outlives
 // the short-lived codes and access tokens for as long as the session does.
 // Token exchange issues access tokens only, stored without a session id:
-// ending a session neither deletes them (edges drop those that carry the
-// sid claim, by the session feed entry) nor tells the exchanging client. The tokens are signed at
+// ending a session neither deletes them (the broker refuses those that
+// carry its sid claim, checkIssuedToken, and edges drop them by the session
+// feed entry) nor tells the exchanging client. The tokens are signed at
 // once; delivery runs in the background, bounded by
 // Config.BackgroundContext, with up to logoutAttempts attempts.
 //

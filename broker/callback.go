@@ -255,32 +255,7 @@ func (b *Broker) newTokenSession(s store.Session, scopes fosite.Arguments, clien
 	idc.AuthTime = s.AuthTime.UTC().Truncate(time.Second)
 	idc.RequestedAt = requestedAt.UTC().Truncate(time.Second)
 	idc.Extra = map[string]any{"sid": s.ID}
-	id := s.Identity
-	identity := map[string]any{}
-	if scopes.Has("email") && id.Email != "" {
-		identity["email"] = id.Email
-		identity["email_verified"] = id.EmailVerified
-	}
-	if scopes.Has("profile") {
-		if id.Name != "" {
-			identity["name"] = id.Name
-		}
-		if id.PreferredUsername != "" {
-			identity["preferred_username"] = id.PreferredUsername
-		}
-	}
-	if scopes.Has("groups") && id.Groups != nil {
-		identity["groups"] = append([]string{}, id.Groups...)
-	}
-	// Claims copied by the upstream's claimMapping.claims travel with
-	// profile; federation keeps them off Keyward's own claim names.
-	if scopes.Has("profile") {
-		for k, v := range id.Extra {
-			if _, taken := identity[k]; !taken {
-				identity[k] = v
-			}
-		}
-	}
+	identity := scopedClaims(identityClaims(s.Identity), scopes)
 	for k, v := range identity {
 		idc.Extra[k] = v
 	}
@@ -302,6 +277,61 @@ func (b *Broker) newTokenSession(s store.Session, scopes fosite.Arguments, clien
 	}
 	sess.AccessHeader.Add("typ", "at+jwt") // RFC 9068 §2.1
 	return sess
+}
+
+// identityClaims are every identity claim a person's sign-in holds, before
+// any scope is applied (scopedClaims).
+func identityClaims(id store.Identity) map[string]any {
+	claims := map[string]any{}
+	if id.Email != "" {
+		claims["email"] = id.Email
+		claims["email_verified"] = id.EmailVerified
+	}
+	if id.Name != "" {
+		claims["name"] = id.Name
+	}
+	if id.PreferredUsername != "" {
+		claims["preferred_username"] = id.PreferredUsername
+	}
+	if id.Groups != nil {
+		claims["groups"] = append([]string{}, id.Groups...)
+	}
+	// federation keeps the claims copied by claimMapping.claims off
+	// Keyward's own claim names.
+	for k, v := range id.Extra {
+		if _, taken := claims[k]; !taken {
+			claims[k] = v
+		}
+	}
+	return claims
+}
+
+// claimScope is the scope an identity claim travels with (OIDC Core
+// §5.4): email and email_verified with email, groups with groups, and
+// name, preferred_username and every claim copied by the upstream's
+// claimMapping.claims with profile.
+func claimScope(claim string) string {
+	switch claim {
+	case "email", "email_verified":
+		return "email"
+	case "groups":
+		return "groups"
+	default:
+		return "profile"
+	}
+}
+
+// scopedClaims keeps the identity claims whose scope (claimScope) was
+// granted. It is the one rule for every token that carries identity
+// claims: sign-in, refresh, native sign-in and token exchange.
+func scopedClaims(identity map[string]any, scopes fosite.Arguments) map[string]any {
+	out := map[string]any{}
+	for k, v := range identity {
+		if scopes.Has(claimScope(k)) {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 func parseURL(s string) (*url.URL, error) { return url.Parse(s) }

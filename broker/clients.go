@@ -6,6 +6,8 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 
 	"github.com/ory/fosite"
 )
@@ -108,6 +110,45 @@ func newClientRegistry(cs []Client) (*clientRegistry, error) {
 func (r *clientRegistry) get(id string) (*client, bool) {
 	c, ok := r.byID[id]
 	return c, ok
+}
+
+// BasicCredentials reads HTTP Basic client credentials, form-decoding
+// both parts (RFC 6749 §2.3.1) as fosite does at /token. ok is false when
+// there are none, the client id is empty or a part does not decode.
+func BasicCredentials(r *http.Request) (id, secret string, ok bool) {
+	rawID, rawSecret, ok := r.BasicAuth()
+	if !ok || rawID == "" {
+		return "", "", false
+	}
+	id, err1 := url.QueryUnescape(rawID)
+	secret, err2 := url.QueryUnescape(rawSecret)
+	if err1 != nil || err2 != nil {
+		return "", "", false
+	}
+	return id, secret, true
+}
+
+// authenticateClient returns the confidential client id if secret is its
+// secret. An unknown id and a public client fail too, after the same
+// constant-time comparison, so the answer's timing does not tell which
+// client ids exist.
+func (b *Broker) authenticateClient(ctx context.Context, id, secret string) (*client, error) {
+	c, ok := b.clients.get(id)
+	known := ok && !c.Public
+	hash := hashSecret([]byte{})
+	if known {
+		hash = c.Secret
+	}
+	err := (secretHasher{}).Compare(ctx, hash, []byte(secret))
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("client %q is unknown", id)
+	case c.Public:
+		return nil, fmt.Errorf("client %q is public and has no secret", id)
+	case err != nil:
+		return nil, fmt.Errorf("client %q: %w", id, err)
+	}
+	return c, nil
 }
 
 // secretHasher compares client secrets by SHA-256 in constant time.

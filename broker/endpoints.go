@@ -159,14 +159,17 @@ func (b *Broker) Revoke(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	b.provider.WriteRevocationResponse(ctx, w, err)
 }
 
-// Introspect handles POST /introspect (RFC 7662); the caller authenticates
-// as a client.
+// Introspect handles POST /introspect (RFC 7662). Only a confidential
+// client authenticating with HTTP Basic (client_secret_basic, the one
+// method discovery advertises for it) may ask.
 func (b *Broker) Introspect(ctx context.Context, w http.ResponseWriter, r *http.Request) {
-	// fosite also accepts any valid access token as the caller's credential;
-	// introspection is for authenticated clients (resource servers) only.
-	if h := r.Header.Get("Authorization"); h != "" && !strings.HasPrefix(strings.ToLower(h), "basic ") {
-		w.Header().Set("WWW-Authenticate", `Basic realm="keyward"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client", "error_description": "Authenticate as a client with HTTP Basic."})
+	if err := b.authenticateIntrospection(ctx, r); err != nil {
+		var e *Error
+		if !errors.As(err, &e) {
+			e = ErrServerError
+		}
+		b.log.InfoContext(ctx, "introspection refused", "err", err)
+		writeError(w, e)
 		return
 	}
 	ir, err := b.provider.NewIntrospectionRequest(ctx, r, newSession())
@@ -185,8 +188,50 @@ func (b *Broker) Introspect(ctx context.Context, w http.ResponseWriter, r *http.
 		b.provider.WriteIntrospectionError(ctx, w, err)
 		return
 	}
+	// fosite finds the token's record; whether its subject and session
+	// are still good is Keyward's to say.
+	if err := b.checkIssuedToken(ctx, ir.GetAccessRequester()); err != nil {
+		switch {
+		case Unavailable(err):
+			b.writeUnavailable(ctx, w, "introspection", err)
+			return
+		case !errors.Is(err, errSessionEnded) && !errors.Is(err, errSubjectRefused):
+			b.log.ErrorContext(ctx, "introspection failed", "err", err)
+			writeError(w, ErrServerError)
+			return
+		}
+		ir = &fosite.IntrospectionResponse{Active: false}
+	}
 	b.provider.WriteIntrospectionResponse(ctx, w, ir)
 }
+
+// authenticateIntrospection authenticates the caller of /introspect.
+// fosite's NewIntrospectionRequest would take a bearer token from the
+// Authorization header, the form or the query as the caller's credential
+// (fosite.AccessTokenFromRequest), so that any holder of any access token
+// could introspect every token; a request carrying one is refused here,
+// before fosite sees it. RFC 6749 §2.3.1, §5.2.
+func (b *Broker) authenticateIntrospection(ctx context.Context, r *http.Request) error {
+	// The form fosite would read: query, body and multipart values.
+	if err := r.ParseMultipartForm(introspectionFormBytes); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+		return ErrInvalidRequest.WithDescription("The request body could not be parsed as a form.").WithCause(err)
+	}
+	if _, ok := r.Form["access_token"]; ok {
+		return ErrInvalidClient.WithDescription("An access token is not a credential for introspection: authenticate as a client with HTTP Basic.")
+	}
+	id, secret, ok := BasicCredentials(r)
+	if !ok {
+		return ErrInvalidClient.WithDescription("Introspection needs client authentication with HTTP Basic (client_secret_basic).")
+	}
+	if _, err := b.authenticateClient(ctx, id, secret); err != nil {
+		return ErrInvalidClient.WithDescription("Client authentication failed: an unknown client, a public client or a wrong secret.").WithCause(err)
+	}
+	return nil
+}
+
+// introspectionFormBytes is the most of a multipart introspection form
+// kept in memory, as fosite reads it.
+const introspectionFormBytes = 1 << 20
 
 // UserInfo handles GET and POST /userinfo (OIDC Core §5.3).
 func (b *Broker) UserInfo(ctx context.Context, w http.ResponseWriter, r *http.Request) {
@@ -219,13 +264,21 @@ func (b *Broker) UserInfo(ctx context.Context, w http.ResponseWriter, r *http.Re
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "server_error"})
 		return
 	}
-	if err := b.checkSubject(ctx, sess.GetSubject(), sess.FamilyStart); err != nil {
-		if Unavailable(err) {
+	if err := b.checkIssuedToken(ctx, ar); err != nil {
+		desc := "Access has been removed."
+		switch {
+		case Unavailable(err):
 			b.writeUnavailable(ctx, w, "userinfo", err)
+			return
+		case errors.Is(err, errSessionEnded):
+			desc = "The sign-in session this access token was issued in has ended."
+		case !errors.Is(err, errSubjectRefused):
+			b.log.ErrorContext(ctx, "userinfo failed", "err", err)
+			writeError(w, ErrServerError)
 			return
 		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward", error="invalid_token"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": "Access has been removed."})
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": desc})
 		return
 	}
 	claims := map[string]any{"sub": sess.GetSubject()}
@@ -248,6 +301,16 @@ func bearerToken(r *http.Request) string {
 		return r.PostFormValue("access_token")
 	}
 	return ""
+}
+
+// writeError answers e as RFC 6749 §5.2 JSON; a 401 carries the HTTP
+// Basic challenge that names how to authenticate.
+func writeError(w http.ResponseWriter, e *Error) {
+	w.Header().Set("Cache-Control", "no-store")
+	if e.HTTPStatus() == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Basic realm="keyward"`)
+	}
+	writeJSON(w, e.HTTPStatus(), map[string]string{"error": e.Code, "error_description": e.Description})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

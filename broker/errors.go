@@ -22,6 +22,7 @@ var (
 	ErrAccessDenied           = &Error{Code: "access_denied", Description: "The request was denied."}
 	ErrUnsupportedGrantType   = &Error{Code: "unsupported_grant_type", Description: "The grant type is not supported."}
 	ErrInvalidGrant           = &Error{Code: "invalid_grant", Description: "The grant is invalid, expired or revoked."}
+	ErrInvalidClient          = &Error{Code: "invalid_client", Description: "Client authentication failed.", Status: 401}
 	ErrLoginRequired          = &Error{Code: "login_required", Description: "The person must sign in."}
 	ErrServerError            = &Error{Code: "server_error", Description: "The server met an unexpected condition.", Status: 500}
 	ErrTemporarilyUnavailable = &Error{Code: "temporarily_unavailable", Description: "The server cannot handle the request now; try again later.", Status: 503}

@@ -69,8 +69,11 @@ type exchangeSubject struct {
 	maxTTL    time.Duration
 	public    bool // a public client may present it
 	claims    map[string]any
-	act       map[string]any // the subject token's act claim, for chains
-	jti       string         // for single use; empty when not required
+	// identity are the subject token's identity claims; the new token
+	// keeps those its granted scopes allow (scopedClaims).
+	identity map[string]any
+	act      map[string]any // the subject token's act claim, for chains
+	jti      string         // for single use; empty when not required
 	// authTime is when the person authenticated, for the refusal check
 	// (zero: now).
 	authTime time.Time
@@ -161,6 +164,16 @@ func (h *exchangeHandler) HandleTokenEndpointRequest(ctx context.Context, r fosi
 	}
 	for _, s := range scopes {
 		r.GrantScope(s)
+	}
+	if subj.identity != nil {
+		// Narrowed scopes narrow the identity claims too, by the rule of
+		// a sign-in.
+		if subj.claims == nil {
+			subj.claims = map[string]any{}
+		}
+		for k, v := range scopedClaims(subj.identity, scopes) {
+			subj.claims[k] = v
+		}
 	}
 
 	// Never longer than the access-token lifetime, the rule's bound, or the
@@ -287,15 +300,19 @@ func (h *exchangeHandler) keywardSubject(ctx context.Context, raw string) (excha
 		return exchangeSubject{}, err
 	}
 	sess := orig.GetSession().(*Session)
-	claims := map[string]any{}
+	claims, identity := map[string]any{}, map[string]any{}
 	var act map[string]any
 	for k, v := range sess.AccessClaims.Extra {
 		switch k {
 		case "client_id":
 		case "act":
 			act, _ = v.(map[string]any)
-		default:
+		case "sid", "idp", "auth_time":
+			// Where the token comes from, whatever its scopes: the sid
+			// keeps the new token bound to the session (sessionEnded).
 			claims[k] = v
+		default:
+			identity[k] = v
 		}
 	}
 	return exchangeSubject{
@@ -304,6 +321,7 @@ func (h *exchangeHandler) keywardSubject(ctx context.Context, raw string) (excha
 		audiences: sess.AudienceCeiling,
 		scopes:    orig.GetGrantedScopes(),
 		claims:    claims,
+		identity:  identity,
 		act:       act,
 		issuedTo:  append([]string{}, orig.GetGrantedAudience()...),
 		// A subject's not-before voids tokens issued before it, however
@@ -321,7 +339,8 @@ func issuedAt(r fosite.Requester) time.Time {
 }
 
 // activeAccessToken returns the stored request behind one of Keyward's own
-// access tokens, if it is valid and not revoked.
+// access tokens, if it is valid and not revoked, and its subject and
+// session are still good (checkIssuedToken).
 func (b *Broker) activeAccessToken(ctx context.Context, raw string) (fosite.Requester, error) {
 	if len(raw) > maxSubjectTokenBytes {
 		return nil, fosite.ErrInvalidGrant.WithHint("The token is too large.")
@@ -344,6 +363,14 @@ func (b *Broker) activeAccessToken(ctx context.Context, raw string) (fosite.Requ
 	if _, ok := orig.GetSession().(*Session); !ok {
 		return nil, fosite.ErrServerError.WithDebug("unexpected session type")
 	}
+	switch err := b.checkIssuedToken(ctx, orig); {
+	case errors.Is(err, errSessionEnded):
+		return nil, fosite.ErrInvalidGrant.WithHint("The sign-in session the token was issued in has ended.").WithWrap(err)
+	case errors.Is(err, errSubjectRefused):
+		return nil, fosite.ErrInvalidGrant.WithHint("Access has been removed for the token's subject.").WithWrap(err)
+	case err != nil:
+		return nil, fosite.ErrServerError.WithWrap(err)
+	}
 	return orig, nil
 }
 
@@ -361,16 +388,13 @@ func (h *exchangeHandler) actor(ctx context.Context, cl fosite.Client, raw, typ 
 		return nil, fosite.ErrInvalidRequest.WithHint("actor_token_type must be access_token or jwt.")
 	}
 	orig, err := h.b.activeAccessToken(ctx, raw)
+	if errors.Is(err, fosite.ErrInvalidGrant) {
+		return nil, fosite.ErrInvalidGrant.WithHint("The actor token is invalid, expired or revoked, its subject's access has been removed, or its session has ended.").WithWrap(err)
+	}
 	if err != nil {
-		return nil, fosite.ErrInvalidGrant.WithHint("The actor token is invalid, expired or revoked.").WithWrap(err)
+		return nil, err
 	}
 	actorSub := orig.GetSession().GetSubject()
-	if err := h.b.checkSubject(ctx, actorSub, issuedAt(orig)); err != nil {
-		if errors.Is(err, errSubjectRefused) {
-			return nil, fosite.ErrInvalidGrant.WithHint("Access has been removed for the actor.").WithWrap(err)
-		}
-		return nil, fosite.ErrServerError.WithWrap(err)
-	}
 	c, ok := cl.(*client)
 	if !ok || !has(c.mayAct, actorSub) {
 		return nil, fosite.ErrInvalidRequest.WithHint("The actor may not act through this client (mayAct).")

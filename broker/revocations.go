@@ -62,19 +62,11 @@ func (b *Broker) Revocations(ctx context.Context, after int64, clientID, secret 
 // authenticateFeedReader checks that clientID is a revocation-feed reader
 // with a secret and that secret matches it, in constant time.
 func (b *Broker) authenticateFeedReader(ctx context.Context, clientID, secret string) error {
-	c, ok := b.clients.get(clientID)
-	reader := ok && !c.Public && slices.Contains(b.cfg.RevocationReaders, clientID)
-	var hash []byte
-	if reader {
-		hash = c.Secret
-	} else {
-		hash = hashSecret([]byte{}) // compare anyway: the same work whoever asks
+	if _, err := b.authenticateClient(ctx, clientID, secret); err != nil {
+		return ErrFeedUnauthorized.WithCause(err)
 	}
-	if err := (secretHasher{}).Compare(ctx, hash, []byte(secret)); err != nil || !reader {
-		if !reader {
-			return ErrFeedUnauthorized.WithCause(fmt.Errorf("client %q is not a revocation-feed reader", clientID))
-		}
-		return ErrFeedUnauthorized.WithCause(fmt.Errorf("client %q: %w", clientID, err))
+	if !slices.Contains(b.cfg.RevocationReaders, clientID) {
+		return ErrFeedUnauthorized.WithCause(fmt.Errorf("client %q is not a revocation-feed reader", clientID))
 	}
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -41,7 +40,7 @@ type revocationFeed struct {
 func (s *Server) revocations(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	w.Header().Set("Cache-Control", "no-store")
-	id, secret, ok := feedClient(r)
+	id, secret, ok := broker.BasicCredentials(r)
 	if !ok {
 		w.Header().Set("WWW-Authenticate", `Basic realm="keyward"`)
 		writeFeedError(w, broker.ErrFeedUnauthorized)
@@ -97,21 +96,6 @@ func feedUnix(t time.Time) int64 {
 		s++
 	}
 	return s
-}
-
-// feedClient reads HTTP Basic client credentials, form-decoding both
-// parts (RFC 6749 §2.3.1), as fosite does at /token.
-func feedClient(r *http.Request) (id, secret string, ok bool) {
-	rawID, rawSecret, ok := r.BasicAuth()
-	if !ok || rawID == "" {
-		return "", "", false
-	}
-	id, err1 := url.QueryUnescape(rawID)
-	secret, err2 := url.QueryUnescape(rawSecret)
-	if err1 != nil || err2 != nil {
-		return "", "", false
-	}
-	return id, secret, true
 }
 
 // feedETagMatches implements If-None-Match's weak comparison (RFC 9110 §13.1.2).
