@@ -129,7 +129,16 @@ func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, e
 		case forceLogin:
 		case maxAge != nil && b.cfg.Now().Sub(sess.AuthTime) > *maxAge:
 		default:
-			// Single sign-on: the Keyward session answers for the upstream.
+			// Single sign-on: the Keyward session answers for the upstream,
+			// once the upstream still vouches for the person (recheck.go).
+			// A session the re-check ends sends the browser through a
+			// fresh upstream sign-in, where the upstream decides.
+			if err := b.recheckSession(ctx, sess); recheckEnded(err) {
+				out.ClearSession = true
+				break
+			} else if err != nil {
+				return Outcome{}, err
+			}
 			resp, err := b.complete(ctx, ar, sess, b.cfg.Now())
 			if err != nil {
 				return Outcome{}, err
