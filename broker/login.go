@@ -151,7 +151,9 @@ func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, e
 		}
 	}
 	if has(prompt, "none") {
-		return b.authorizeError(ctx, ar, fosite.ErrLoginRequired)
+		o, err := b.authorizeError(ctx, ar, fosite.ErrLoginRequired)
+		o.ClearSession = out.ClearSession
+		return o, err
 	}
 
 	binding := in.Binding

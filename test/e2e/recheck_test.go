@@ -471,3 +471,35 @@ func b2f(b bool) float64 {
 	}
 	return 0
 }
+
+// TestRecheckSessionWithoutUpstreamToken: a session of a re-checked
+// upstream that holds no upstream refresh token (signed in before the
+// re-check was turned on, or the upstream sent none) cannot be re-checked:
+// it goes on without upstream calls until recheckMaxAge after sign-in,
+// then ends.
+func TestRecheckSessionWithoutUpstreamToken(t *testing.T) {
+	e, _ := newRecheckEnv(t, nil)
+	c := e.client(appID, appSecret, appRedir, nil)
+	tok, _ := c.signIn()
+	sess := onlySession(t, e)
+	if err := e.store.UpdateSession(t.Context(), sess.ID, func(s store.Session) (store.Session, error) {
+		s.UpstreamRefreshToken = nil
+		return s, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rt, hits := tok.RefreshToken, e.idps[0].Hits("token")
+	e.clock.Advance(recheckMaxAge - time.Second)
+	status, body := c.refresh(rt)
+	if status != http.StatusOK {
+		t.Fatalf("refresh within the maximum age = %d (error %v), want 200", status, body["error"])
+	}
+	e.clock.Advance(2 * time.Second)
+	if status, body = c.refresh(body["refresh_token"].(string)); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+		t.Fatalf("refresh past the maximum age = %d (error %v), want 400 invalid_grant", status, body["error"])
+	}
+	if n := e.idps[0].Hits("token") - hits; n != 0 {
+		t.Errorf("upstream token requests = %d, want 0 (nothing to re-check with)", n)
+	}
+	wantEnded(t, e, sess.ID, "no upstream refresh token was kept")
+}
