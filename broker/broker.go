@@ -96,6 +96,9 @@ type Config struct {
 	// for the upstream re-check (recheck.go). Nil: no upstream token is
 	// kept and the re-check is off.
 	UpstreamTokenKey []byte
+	// RecheckTimeout bounds one upstream re-check (recheck.go); a slower
+	// upstream counts as unavailable. Default: 5s.
+	RecheckTimeout time.Duration
 	// AccessTokenTTL. Default: 5m.
 	AccessTokenTTL time.Duration
 	// IDTokenTTL. Default: 15m.
@@ -144,6 +147,7 @@ func (c *Config) withDefaults() {
 	def(&c.RefreshGracePeriod, 10*time.Second)
 	def(&c.SessionTTL, 24*time.Hour)
 	def(&c.LoginTTL, 10*time.Minute)
+	def(&c.RecheckTimeout, 5*time.Second)
 	if c.AccessTokenClaims == nil {
 		c.AccessTokenClaims = []string{"email", "name", "preferred_username", "groups"}
 	}
@@ -175,6 +179,7 @@ type Broker struct {
 	discovery []byte
 	logoutWG  sync.WaitGroup // back-channel logout deliveries in flight
 	limiter   *loginLimiter  // nil: LoginLimits.InsecureUnlimited
+	stats     recheckStats   // recheck.go
 }
 
 // New assembles the provider. It does no I/O.

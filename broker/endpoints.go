@@ -347,7 +347,7 @@ func (b *Broker) buildDiscovery() []byte {
 		"token_endpoint_auth_methods_supported":          []string{"client_secret_basic", "client_secret_post", "none"},
 		"revocation_endpoint_auth_methods_supported":     []string{"client_secret_basic", "client_secret_post", "none"},
 		"introspection_endpoint_auth_methods_supported":  []string{"client_secret_basic"},
-		"prompt_values_supported":                        []string{"none", "login"},
+		"prompt_values_supported":                        promptValues, // login.go
 		"authorization_response_iss_parameter_supported": true,
 		"claims_parameter_supported":                     false,
 		"request_parameter_supported":                    false,

@@ -107,7 +107,10 @@ func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, e
 		return b.authorizeError(ctx, ar, fosite.ErrInvalidRequest.WithHint("PKCE with code_challenge_method=S256 is required."))
 	}
 	prompt := strings.Fields(form.Get("prompt"))
-	forceLogin := has(prompt, "login")
+	if has(prompt, "consent") {
+		return b.authorizeError(ctx, ar, errNoConsentScreen)
+	}
+	forceLogin := forcesLogin(prompt)
 	var maxAge *time.Duration
 	if v := form.Get("max_age"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -129,7 +132,16 @@ func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, e
 		case forceLogin:
 		case maxAge != nil && b.cfg.Now().Sub(sess.AuthTime) > *maxAge:
 		default:
-			// Single sign-on: the Keyward session answers for the upstream.
+			// Single sign-on: the Keyward session answers for the upstream,
+			// once the upstream still vouches for the person (recheck.go).
+			// A session the re-check ends sends the browser through a
+			// fresh upstream sign-in, where the upstream decides.
+			if err := b.recheckSession(ctx, sess); recheckEnded(err) {
+				out.ClearSession = true
+				break
+			} else if err != nil {
+				return Outcome{}, err
+			}
 			resp, err := b.complete(ctx, ar, sess, b.cfg.Now())
 			if err != nil {
 				return Outcome{}, err
@@ -139,7 +151,9 @@ func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, e
 		}
 	}
 	if has(prompt, "none") {
-		return b.authorizeError(ctx, ar, fosite.ErrLoginRequired)
+		o, err := b.authorizeError(ctx, ar, fosite.ErrLoginRequired)
+		o.ClearSession = out.ClearSession
+		return o, err
 	}
 
 	binding := in.Binding
@@ -195,6 +209,31 @@ func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, e
 	return out, nil
 }
 
+// The prompt values Keyward honours (OIDC Core §3.1.2.1), advertised in
+// discovery's prompt_values_supported:
+//   - none: single sign-on or login_required;
+//   - login: no single sign-on, and the upstream is asked for a fresh
+//     sign-in (prompt=login there);
+//   - select_account: the same as login, so with several upstreams the
+//     person chooses again on the chooser, and at the upstream signs in
+//     afresh (possibly as someone else).
+//
+// consent is refused with consent_required (errNoConsentScreen): Keyward
+// has no consent screen, and OIDC Core says a provider that cannot obtain
+// consent MUST answer an error. Treating it as login would tell the client
+// the person consented when nobody asked them.
+var promptValues = []string{"none", "login", "select_account"}
+
+// errNoConsentScreen answers prompt=consent.
+var errNoConsentScreen = fosite.ErrConsentRequired.WithHint(
+	"Keyward has no consent screen: the client's registration is the consent. Send no prompt=consent (Dex's oidc connector: promptType: \"\").")
+
+// forcesLogin reports whether prompt skips single sign-on and asks the
+// upstream for a fresh sign-in.
+func forcesLogin(prompt []string) bool {
+	return has(prompt, "login") || has(prompt, "select_account")
+}
+
 // createLoginAttempt writes a new login attempt, unless the rate limit
 // refuses it (a 429 page; nothing is written).
 func (b *Broker) createLoginAttempt(ctx context.Context, a store.LoginAttempt, client netip.Addr) error {
@@ -235,7 +274,7 @@ func (b *Broker) ChooseUpstream(ctx context.Context, in ChooseInput) (_ string, 
 		return "", err
 	}
 	opts := federation.AuthOptions{LoginHint: a.AuthorizeForm.Get("login_hint")}
-	if has(strings.Fields(a.AuthorizeForm.Get("prompt")), "login") {
+	if forcesLogin(strings.Fields(a.AuthorizeForm.Get("prompt"))) {
 		opts.Prompt = "login"
 	}
 	var url string

@@ -8,7 +8,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/ory/fosite"
@@ -20,40 +22,79 @@ import (
 // Upstream re-check. For an upstream with a re-check interval, the
 // callback keeps the upstream's refresh token with the Keyward session,
 // sealed with Config.UpstreamTokenKey (AES-256-GCM, the session id as
-// additional data). At a Keyward refresh, once the interval has passed
-// since the upstream last vouched for the person, the broker refreshes the
-// upstream grant:
+// additional data). At a Keyward refresh, and at single sign-on (a session
+// cookie answering /authorize), once the interval has passed since the
+// upstream last vouched for the person, the broker refreshes the upstream
+// grant (at most Config.RecheckTimeout):
 //   - accepted: the (possibly rotated) token is sealed again and the check
 //     time moves to now;
 //   - refused (invalid_grant: the person was disabled or signed out
 //     there): the Keyward session ends as RevokeSession ends it (grants
-//     deleted, session feed entry, audit event) and the refresh fails with
-//     invalid_grant;
-//   - unavailable (network, timeout, 5xx, other errors): says nothing about
-//     the person, so the Keyward refresh goes on and the next refresh tries
-//     again.
+//     deleted, session feed entry, back-channel logout, audit event);
+//   - anything else says nothing about the person: unavailable (network,
+//     timeout, 5xx, other OAuth errors such as Dex's 500 invalid_request
+//     for a deleted user) and client_rejected (invalid_client,
+//     unauthorized_client: Keyward's own credentials there are wrong,
+//     logged at Error and exported as a metric). The use goes on and the
+//     next one tries again, until the upstream has not vouched for longer
+//     than its maximum age (RecheckMaxAge): then the session ends as for a
+//     refusal, the audit reason saying since when and why.
 //
-// Not checked, so the refresh goes on: sessions without a stored token
-// (signed in before the re-check was turned on, or the upstream sent no
-// refresh token) and grants whose Keyward session no longer exists (expired
-// and collected, or native sign-in).
+// An ended session refuses the refresh with invalid_grant; at single
+// sign-on the browser is sent through a fresh upstream sign-in instead
+// (login.go), where the upstream decides.
+//
+// A session of a re-checked upstream without a stored token (signed in
+// before the re-check was turned on, or the upstream sent no refresh
+// token) cannot be re-checked: it ends once older than the maximum age.
+// Grants whose Keyward session no longer exists are refused
+// (errRecheckSessionEnded); native sign-in has no session and is not
+// re-checked.
 
 // rechecker is the part of an upstream the re-check uses
 // (*federation.Upstream has it; other Upstream implementations are never
 // re-checked).
 type rechecker interface {
 	RecheckInterval() time.Duration
+	RecheckMaxAge() time.Duration
 	Refresh(ctx context.Context, refreshToken string) (string, error)
 }
 
 var _ rechecker = (*federation.Upstream)(nil)
 
+// recheckPolicy is how one upstream is re-checked.
+type recheckPolicy struct {
+	rc       rechecker
+	interval time.Duration
+	maxAge   time.Duration
+}
+
 // recheckActor is the audit actor of a session ended by a re-check.
 const recheckActor = "keyward:upstream-recheck"
+
+// Re-check results, the result label of keyward_upstream_recheck_total.
+const (
+	RecheckPassed         = "passed"          // the upstream vouched for the person
+	RecheckRefused        = "refused"         // invalid_grant: the session ended
+	RecheckUnavailable    = "unavailable"     // no usable answer (network, timeout, 5xx, another error)
+	RecheckClientRejected = "client_rejected" // invalid_client / unauthorized_client
+	RecheckMaxAgeExceeded = "max_age"         // a session ended because the upstream had not vouched within its maximum age
+)
+
+var recheckResults = []string{RecheckPassed, RecheckRefused, RecheckUnavailable, RecheckClientRejected, RecheckMaxAgeExceeded}
 
 // errUpstreamGone: the upstream refused the re-check and the Keyward
 // session was ended.
 var errUpstreamGone = errors.New("upstream no longer accepts the person")
+
+// errUnvouched: the upstream has not vouched for the person for longer
+// than its maximum age, and the Keyward session was ended.
+var errUnvouched = errors.New("upstream has not vouched for the person within its maximum age")
+
+// recheckEnded reports whether a re-check error means the session ended.
+func recheckEnded(err error) bool {
+	return errors.Is(err, errUpstreamGone) || errors.Is(err, errUnvouched)
+}
 
 // errChecked stops the claim of a check another refresh just made.
 var errChecked = errors.New("upstream checked recently")
@@ -75,26 +116,29 @@ func (b *Broker) initRecheck() error {
 	return nil
 }
 
-// recheckOf returns up's re-checker and interval when up is re-checked.
-func (b *Broker) recheckOf(up Upstream) (rechecker, time.Duration) {
+// recheckOf returns how up is re-checked; false when it is not.
+func (b *Broker) recheckOf(up Upstream) (recheckPolicy, bool) {
 	if len(b.cfg.UpstreamTokenKey) == 0 || up == nil {
-		return nil, 0
+		return recheckPolicy{}, false
 	}
 	rc, ok := up.(rechecker)
 	if !ok || rc.RecheckInterval() <= 0 {
-		return nil, 0
+		return recheckPolicy{}, false
 	}
-	return rc, rc.RecheckInterval()
+	// federation validates maxAge >= interval; never let it be shorter.
+	return recheckPolicy{rc: rc, interval: rc.RecheckInterval(), maxAge: max(rc.RecheckMaxAge(), rc.RecheckInterval())}, true
 }
 
 // sealUpstreamToken seals the upstream refresh token of a new session;
 // nil when the upstream is not re-checked or sent no refresh token.
 func (b *Broker) sealUpstreamToken(up Upstream, sessionID, token string) ([]byte, error) {
-	if rc, _ := b.recheckOf(up); rc == nil {
+	p, ok := b.recheckOf(up)
+	if !ok {
 		return nil, nil
 	}
 	if token == "" {
-		b.log.Warn("upstream sent no refresh token: this session will not be re-checked", "upstream", up.ID(), "sid", recheckSID(sessionID))
+		b.log.Warn("upstream sent no refresh token: this session cannot be re-checked and ends after the re-check's maximum age",
+			"upstream", up.ID(), "sid", recheckSID(sessionID), "max_age", p.maxAge)
 		return nil, nil
 	}
 	return b.sealToken(sessionID, token)
@@ -145,6 +189,8 @@ func (b *Broker) recheckAtRefresh(ctx context.Context, w http.ResponseWriter, ar
 		b.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint("The sign-in session has ended and the identity provider must vouch for this person again: sign in again.").WithWrap(err))
 	case errors.Is(err, errUpstreamGone):
 		b.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint("The identity provider no longer accepts this person.").WithWrap(err))
+	case errors.Is(err, errUnvouched):
+		b.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint("The identity provider has not confirmed this person for too long: sign in again.").WithWrap(err))
 	default:
 		b.tokenError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
 	}
@@ -161,8 +207,8 @@ func (b *Broker) recheckAtRefresh(ctx context.Context, w http.ResponseWriter, ar
 var errRecheckSessionEnded = errors.New("the session holding the upstream grant has ended")
 
 // recheckUpstream runs at a refresh of a grant issued in Keyward session
-// sessionID through upstream upstreamID. nil: go on. An error wrapping
-// errUpstreamGone: the session was ended, refuse the refresh; wrapping
+// sessionID through upstream upstreamID. nil: go on. An error for which
+// recheckEnded holds: the session was ended, refuse the refresh; wrapping
 // errRecheckSessionEnded: the re-check cannot run, refuse the refresh. Any
 // other error is a server error.
 func (b *Broker) recheckUpstream(ctx context.Context, sessionID, upstreamID string) error {
@@ -174,7 +220,7 @@ func (b *Broker) recheckUpstream(ctx context.Context, sessionID, upstreamID stri
 		err = store.ErrNotFound // expired, not yet collected
 	}
 	if errors.Is(err, store.ErrNotFound) {
-		if rc, _ := b.recheckOf(b.byID[upstreamID]); rc != nil {
+		if _, ok := b.recheckOf(b.byID[upstreamID]); ok {
 			return errRecheckSessionEnded
 		}
 		return nil
@@ -182,18 +228,33 @@ func (b *Broker) recheckUpstream(ctx context.Context, sessionID, upstreamID stri
 	if err != nil {
 		return fmt.Errorf("get session: %w", err)
 	}
-	rc, interval := b.recheckOf(b.byID[sess.UpstreamID])
+	return b.recheckSession(ctx, sess)
+}
+
+// recheckSession re-checks the person of the live Keyward session sess at
+// its upstream when the interval has passed (at a refresh and at single
+// sign-on). nil: go on. An error for which recheckEnded holds: the session
+// has been ended. Any other error is a server error.
+func (b *Broker) recheckSession(ctx context.Context, sess store.Session) error {
+	p, ok := b.recheckOf(b.byID[sess.UpstreamID])
 	now := b.cfg.Now()
-	if rc == nil || len(sess.UpstreamRefreshToken) == 0 || now.Sub(sess.UpstreamCheckedAt) < interval {
+	if !ok || now.Sub(sess.UpstreamCheckedAt) < p.interval {
 		return nil
 	}
-	// Claim the check (check time = now) so that concurrent refreshes of
-	// the session do not redeem the same upstream token twice, which a
+	log := b.log.With("upstream", sess.UpstreamID, "sub", sess.Subject, "sid", recheckSID(sess.ID))
+	if len(sess.UpstreamRefreshToken) == 0 {
+		if now.Sub(sess.UpstreamCheckedAt) <= p.maxAge {
+			return nil
+		}
+		return b.endUnvouched(ctx, log, sess, sess.UpstreamCheckedAt, p.maxAge, "no upstream refresh token was kept for this session")
+	}
+	// Claim the check (check time = now) so that concurrent uses of the
+	// session do not redeem the same upstream token twice, which a
 	// rotating upstream would answer with invalid_grant.
 	var sealed []byte
 	var prev time.Time
-	err = b.cfg.Store.UpdateSession(ctx, sessionID, func(s store.Session) (store.Session, error) {
-		if len(s.UpstreamRefreshToken) == 0 || now.Sub(s.UpstreamCheckedAt) < interval {
+	err := b.cfg.Store.UpdateSession(ctx, sess.ID, func(s store.Session) (store.Session, error) {
+		if len(s.UpstreamRefreshToken) == 0 || now.Sub(s.UpstreamCheckedAt) < p.interval {
 			return s, errChecked
 		}
 		sealed, prev = s.UpstreamRefreshToken, s.UpstreamCheckedAt
@@ -206,23 +267,33 @@ func (b *Broker) recheckUpstream(ctx context.Context, sessionID, upstreamID stri
 	if err != nil {
 		return fmt.Errorf("claim upstream re-check: %w", err)
 	}
-	log := b.log.With("upstream", sess.UpstreamID, "sub", sess.Subject, "sid", recheckSID(sessionID))
-	token, err := b.openToken(sessionID, sealed)
-	if err != nil {
-		return err
-	}
-	next, err := rc.Refresh(ctx, token)
+	// From here on the answer is kept even if the client goes away: a
+	// rotating upstream has already spent the old token.
+	ctx = context.WithoutCancel(ctx)
+	next, err := b.refreshUpstream(ctx, p, sess.ID, sealed)
 	switch {
 	case errors.Is(err, federation.ErrUpstreamRefused):
+		b.stats.record(sess.UpstreamID, RecheckRefused)
 		log.InfoContext(ctx, "upstream refused the re-check; ending the session", "event", "upstream_recheck_refused", "err", err)
-		if _, rerr := b.RevokeSession(ctx, sessionID, "the identity provider refused the re-check", recheckActor); rerr != nil && !errors.Is(rerr, store.ErrNotFound) {
+		if _, rerr := b.RevokeSession(ctx, sess.ID, "the identity provider refused the re-check (invalid_grant)", recheckActor); rerr != nil && !errors.Is(rerr, store.ErrNotFound) {
 			return fmt.Errorf("end session after upstream refusal: %w", rerr)
 		}
 		return fmt.Errorf("%w: %w", errUpstreamGone, err)
 	case err != nil:
-		// Transient: let this refresh through and retry at the next one.
-		log.WarnContext(ctx, "upstream re-check failed; retrying at the next refresh", "event", "upstream_recheck_failed", "err", err)
-		if uerr := b.cfg.Store.UpdateSession(ctx, sessionID, func(s store.Session) (store.Session, error) {
+		if errors.Is(err, federation.ErrClientRejected) {
+			b.stats.record(sess.UpstreamID, RecheckClientRejected)
+			log.ErrorContext(ctx, "the upstream refused Keyward's client credentials at the re-check: fix clientID/clientSecret for this upstream (or allow it the refresh_token grant); sessions end once the re-check's maximum age has passed",
+				"event", "upstream_recheck_client_rejected", "err", err, "max_age", p.maxAge)
+		} else {
+			b.stats.record(sess.UpstreamID, RecheckUnavailable)
+			log.WarnContext(ctx, "upstream re-check failed; retrying at the next use", "event", "upstream_recheck_failed", "err", err,
+				"unvouched_since", prev.UTC(), "max_age", p.maxAge)
+		}
+		if now.Sub(prev) > p.maxAge {
+			return b.endUnvouched(ctx, log, sess, prev, p.maxAge, refreshFailure(err))
+		}
+		// Release the claim: the next use tries again.
+		if uerr := b.cfg.Store.UpdateSession(ctx, sess.ID, func(s store.Session) (store.Session, error) {
 			if bytes.Equal(s.UpstreamRefreshToken, sealed) {
 				s.UpstreamCheckedAt = prev
 			}
@@ -232,11 +303,12 @@ func (b *Broker) recheckUpstream(ctx context.Context, sessionID, upstreamID stri
 		}
 		return nil
 	}
-	resealed, err := b.sealToken(sessionID, next)
+	b.stats.record(sess.UpstreamID, RecheckPassed)
+	resealed, err := b.sealToken(sess.ID, next)
 	if err != nil {
 		return err
 	}
-	err = b.cfg.Store.UpdateSession(ctx, sessionID, func(s store.Session) (store.Session, error) {
+	err = b.cfg.Store.UpdateSession(ctx, sess.ID, func(s store.Session) (store.Session, error) {
 		s.UpstreamRefreshToken, s.UpstreamCheckedAt = resealed, now
 		return s, nil
 	})
@@ -248,6 +320,100 @@ func (b *Broker) recheckUpstream(ctx context.Context, sessionID, upstreamID stri
 	}
 	log.DebugContext(ctx, "upstream re-check passed", "event", "upstream_recheck_passed")
 	return nil
+}
+
+// refreshUpstream opens the sealed upstream token and redeems it, within
+// Config.RecheckTimeout. A token that cannot be opened (the session secret
+// changed) fails like an unavailable upstream: the maximum age then ends
+// the session.
+func (b *Broker) refreshUpstream(ctx context.Context, p recheckPolicy, sessionID string, sealed []byte) (string, error) {
+	token, err := b.openToken(sessionID, sealed)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", federation.ErrRefreshUnavailable, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.RecheckTimeout)
+	defer cancel()
+	return p.rc.Refresh(ctx, token)
+}
+
+// refreshFailure says, for the audit trail, how the last re-check failed
+// (a status and an OAuth code, never a body).
+func refreshFailure(err error) string {
+	if re := (*federation.RefreshError)(nil); errors.As(err, &re) {
+		return re.Error()
+	}
+	return err.Error()
+}
+
+// endUnvouched ends sess because its upstream has not vouched for the
+// person since since, longer than maxAge; why says what the last attempt
+// got. It returns an error wrapping errUnvouched (or a server error).
+func (b *Broker) endUnvouched(ctx context.Context, log *slog.Logger, sess store.Session, since time.Time, maxAge time.Duration, why string) error {
+	reason := fmt.Sprintf("upstream re-check not passed since %s, longer than recheckMaxAge %s; last attempt: %s",
+		since.UTC().Format(time.RFC3339), maxAge, why)
+	b.stats.record(sess.UpstreamID, RecheckMaxAgeExceeded)
+	log.InfoContext(ctx, "upstream has not vouched for the person within the re-check's maximum age; ending the session",
+		"event", "upstream_recheck_expired", "unvouched_since", since.UTC(), "max_age", maxAge, "last_attempt", why)
+	if _, err := b.RevokeSession(ctx, sess.ID, reason, recheckActor); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("end session after the re-check's maximum age: %w", err)
+	}
+	return fmt.Errorf("%w: %s", errUnvouched, reason)
+}
+
+// recheckStats counts re-check results per upstream for the metrics.
+type recheckStats struct {
+	mu       sync.Mutex
+	counts   map[string]map[string]uint64 // upstream → result → count
+	rejected map[string]bool              // upstream → credentials refused at the last answer
+}
+
+func (s *recheckStats) record(upstream, result string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.counts == nil {
+		s.counts, s.rejected = map[string]map[string]uint64{}, map[string]bool{}
+	}
+	if s.counts[upstream] == nil {
+		s.counts[upstream] = map[string]uint64{}
+	}
+	s.counts[upstream][result]++
+	switch result {
+	case RecheckClientRejected:
+		s.rejected[upstream] = true
+	case RecheckPassed, RecheckRefused: // the upstream accepted Keyward's client
+		s.rejected[upstream] = false
+	}
+}
+
+// RecheckStatus is one re-checked upstream's re-check counters.
+type RecheckStatus struct {
+	Upstream string
+	// Results counts re-checks by result (RecheckPassed, …); every result
+	// is present.
+	Results map[string]uint64
+	// ClientRejected: the upstream's last answer to a re-check refused
+	// Keyward's client credentials (invalid_client, unauthorized_client);
+	// it clears when the upstream next accepts them.
+	ClientRejected bool
+}
+
+// RecheckStatus reports the re-check counters of every re-checked
+// upstream, in configured order.
+func (b *Broker) RecheckStatus() []RecheckStatus {
+	b.stats.mu.Lock()
+	defer b.stats.mu.Unlock()
+	var out []RecheckStatus
+	for _, up := range b.upstreams {
+		if _, ok := b.recheckOf(up); !ok {
+			continue
+		}
+		st := RecheckStatus{Upstream: up.ID(), Results: map[string]uint64{}, ClientRejected: b.stats.rejected[up.ID()]}
+		for _, r := range recheckResults {
+			st.Results[r] = b.stats.counts[up.ID()][r]
+		}
+		out = append(out, st)
+	}
+	return out
 }
 
 func recheckSID(id string) string {

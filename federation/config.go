@@ -88,6 +88,11 @@ type Config struct {
 	// the last check, ending the Keyward session if the upstream refuses
 	// (see Refresh). Scopes must then include offline_access. 0: off.
 	RecheckInterval time.Duration
+	// RecheckMaxAge bounds how long the upstream may go without vouching
+	// for a person (no accepted re-check: outage, error answers, its
+	// credentials refused) before Keyward ends the session anyway. At
+	// least RecheckInterval; only with it. Default: DefaultRecheckMaxAge.
+	RecheckMaxAge time.Duration
 	// Now is the clock for token checks. Default: time.Now.
 	Now func() time.Time
 }
@@ -244,6 +249,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("recheck_interval: %s must not be negative (0 turns the re-check off)", c.RecheckInterval))
 	case c.RecheckInterval > 0 && !slices.Contains(c.Scopes, "offline_access"):
 		errs = append(errs, errors.New("scopes: must include offline_access when recheck_interval is set (the re-check needs the upstream's refresh token)"))
+	}
+	if msg := RecheckMaxAgeProblem(c.RecheckInterval, c.RecheckMaxAge); msg != "" {
+		errs = append(errs, errors.New("recheck_max_age: "+msg))
 	}
 	if c.NativePublicClients && len(c.NativeClientIDs) == 0 {
 		errs = append(errs, errors.New("native_public_clients: needs native_client_ids (native sign-in is off without them)"))

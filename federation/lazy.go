@@ -386,6 +386,9 @@ func (l *LazyUpstream) VerifyLogoutToken(ctx context.Context, raw string) (Logou
 // RecheckInterval is Config.RecheckInterval.
 func (l *LazyUpstream) RecheckInterval() time.Duration { return l.cfg.RecheckInterval }
 
+// RecheckMaxAge is Upstream.RecheckMaxAge.
+func (l *LazyUpstream) RecheckMaxAge() time.Duration { return l.cfg.recheckMaxAge() }
+
 // Refresh is Upstream.Refresh; before the upstream is ready it wraps
 // ErrRefreshUnavailable and ErrUpstreamUnavailable (transient: the
 // re-check tries again at the next refresh).

@@ -39,7 +39,7 @@ func newMetrics(reg prometheus.Registerer, b *broker.Broker) *metrics {
 			m.loginLimited.WithLabelValues(limit) // exported as 0 until the first refusal
 		}
 		if b != nil {
-			reg.MustRegister(upstreamCollector{b: b, desc: upstreamUpDesc})
+			reg.MustRegister(upstreamCollector{b: b, desc: upstreamUpDesc}, recheckCollector{b: b})
 		}
 	}
 	return m
@@ -64,6 +64,37 @@ func (c upstreamCollector) Collect(ch chan<- prometheus.Metric) {
 			up = 1
 		}
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, up, u.ID)
+	}
+}
+
+var (
+	recheckTotalDesc = prometheus.NewDesc("keyward_upstream_recheck_total",
+		"Upstream re-checks of signed-in people, by upstream and result: passed, refused (invalid_grant, the session ended), unavailable, client_rejected (invalid_client/unauthorized_client), max_age (a session ended because the upstream had not vouched within recheckMaxAge).",
+		[]string{"upstream", "result"}, nil)
+	clientRejectedDesc = prometheus.NewDesc("keyward_upstream_client_rejected",
+		"1 while the upstream's last answer to a re-check refused Keyward's client credentials (invalid_client, unauthorized_client): fix the upstream's clientSecret before recheckMaxAge ends everyone's sessions.",
+		[]string{"upstream"}, nil)
+)
+
+// recheckCollector reads the re-check counters at every scrape; only
+// re-checked upstreams are listed.
+type recheckCollector struct{ b *broker.Broker }
+
+func (c recheckCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- recheckTotalDesc
+	ch <- clientRejectedDesc
+}
+
+func (c recheckCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, st := range c.b.RecheckStatus() {
+		for result, n := range st.Results {
+			ch <- prometheus.MustNewConstMetric(recheckTotalDesc, prometheus.CounterValue, float64(n), st.Upstream, result)
+		}
+		rejected := 0.0
+		if st.ClientRejected {
+			rejected = 1
+		}
+		ch <- prometheus.MustNewConstMetric(clientRejectedDesc, prometheus.GaugeValue, rejected, st.Upstream)
 	}
 }
 

@@ -212,6 +212,13 @@ type UpstreamConfig struct {
 	// refused: the person signs in again. Scopes must include
 	// offline_access. Default: 0, off.
 	RecheckInterval Duration `yaml:"recheckInterval,omitempty"`
+	// RecheckMaxAge: once the upstream has not vouched for a person for
+	// longer than this (no accepted re-check: an outage, error answers
+	// such as Dex's 500 for a deleted user, Keyward's credentials there
+	// refused), the next refresh or single sign-on ends the Keyward
+	// session. At least recheckInterval. Default: 1h, or twice
+	// recheckInterval when that is longer (docs/behind-another-broker.md).
+	RecheckMaxAge Duration `yaml:"recheckMaxAge,omitempty"`
 }
 
 // ClaimMapping names the upstream claims that fill the identity; an
@@ -595,6 +602,9 @@ func (c *Config) validateUpstreams(p *problems) {
 			p.add(path+".recheckInterval", "%s must not be negative; 0 (or omitted) turns the re-check off", u.RecheckInterval)
 		case u.RecheckInterval > 0 && !slices.Contains(u.Scopes, "offline_access"):
 			p.add(path+".scopes", "add offline_access: recheckInterval needs the upstream's refresh token")
+		}
+		if msg := federation.RecheckMaxAgeProblem(time.Duration(u.RecheckInterval), time.Duration(u.RecheckMaxAge)); oidc && msg != "" {
+			p.add(path+".recheckMaxAge", "%s", msg)
 		}
 	}
 }

@@ -64,6 +64,7 @@ func validateGitHub(p *problems, path string, u UpstreamConfig) {
 	notForGitHub("nativeClientIDs", len(u.NativeClientIDs) > 0, "GitHub issues no ID tokens, so native sign-in cannot work")
 	notForGitHub("nativePublicClients", u.NativePublicClients, "GitHub issues no ID tokens, so native sign-in cannot work")
 	notForGitHub("recheckInterval", u.RecheckInterval != 0, "the re-check refreshes the upstream grant, and GitHub OAuth App tokens have no refresh token")
+	notForGitHub("recheckMaxAge", u.RecheckMaxAge != 0, "it bounds the re-check, which GitHub upstreams do not have")
 	m := u.ClaimMapping
 	for _, f := range []struct {
 		name string

@@ -113,6 +113,15 @@ func TestValidate(t *testing.T) {
 			u.Issuer, u.ClientID, u.ClientSecretFile, u.Scopes = "http://idp.example.com", "", "", []string{"email"}
 		}, []string{"upstreams[1].issuer", "upstreams[1].clientID", "upstreams[1].clientSecretFile", "upstreams[1].scopes"}},
 		{"upstream two secrets", func(c *Config) { c.Upstreams[0].ClientSecretFile = "/x" }, []string{"upstreams[0].clientSecret"}},
+		{"recheck max age", func(c *Config) {
+			c.Upstreams[0].Scopes = []string{"openid", "offline_access"}
+			c.Upstreams[0].RecheckInterval, c.Upstreams[0].RecheckMaxAge = Duration(time.Hour), Duration(30*time.Minute)
+			c.Upstreams[1].RecheckMaxAge = Duration(time.Hour) // without recheckInterval
+		}, []string{"upstreams[0].recheckMaxAge", "upstreams[1].recheckMaxAge"}},
+		{"recheck max age equal to the interval", func(c *Config) {
+			c.Upstreams[0].Scopes = []string{"openid", "offline_access"}
+			c.Upstreams[0].RecheckInterval, c.Upstreams[0].RecheckMaxAge = Duration(time.Hour), Duration(time.Hour)
+		}, nil},
 		{"client ids", func(c *Config) {
 			c.Clients = append(c.Clients, c.Clients[0], ClientConfig{ID: "has space", GrantTypes: []string{"refresh_token"}})
 		}, []string{"clients[2].id", "clients[3].id"}},
@@ -245,6 +254,10 @@ func TestValidateMessages(t *testing.T) {
 			`revocationFeed.readers[0]: client "cli" has no secret; feed readers authenticate with HTTP Basic, so give it a secretFile`},
 		{func(c *Config) { c.RevocationFeed.Readers = []string{"grafana", "grafana"} },
 			`revocationFeed.readers[1]: "grafana" is listed twice (also revocationFeed.readers[0])`},
+		{func(c *Config) {
+			c.Upstreams[0].Scopes = []string{"openid", "offline_access"}
+			c.Upstreams[0].RecheckInterval, c.Upstreams[0].RecheckMaxAge = Duration(time.Hour), Duration(30*time.Minute)
+		}, `upstreams[0].recheckMaxAge: 30m0s is shorter than recheckInterval (1h0m0s); it must be at least as long`},
 		{func(c *Config) { c.Admin = AdminConfig{Listen: c.Listen, TokenFile: "/t"} },
 			`admin.listen: "127.0.0.1:5556" is also listen; the admin API needs its own port`},
 	}

@@ -262,6 +262,7 @@ func buildUpstreams(ctx context.Context, cfg *Config, sec Secrets, log *slog.Log
 			NativeClientIDs:     u.NativeClientIDs,
 			NativePublicClients: u.NativePublicClients,
 			RecheckInterval:     time.Duration(u.RecheckInterval),
+			RecheckMaxAge:       time.Duration(u.RecheckMaxAge),
 		}
 		// A discovery failure does not stop the start: the upstream is
 		// retried in the background until ctx ends (shutdown), and is

@@ -7,18 +7,24 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/federation"
 	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/test/brokertest"
+	"github.com/keyward/keyward/test/fakeidp"
+	"github.com/keyward/keyward/web"
 )
 
 const recheckInterval = time.Minute
@@ -57,17 +63,48 @@ func (r *tokenRecorder) all() []string {
 	return append([]string(nil), r.tokens...)
 }
 
+// Re-check timing of the test broker: re-checked every recheckInterval,
+// ended once the upstream has not vouched for recheckMaxAge, a re-check
+// given up after recheckTimeout.
+const (
+	recheckMaxAge  = 10 * time.Minute
+	recheckTimeout = 300 * time.Millisecond
+)
+
+// recheckOptions are the optional parts of a re-check test broker.
+type recheckOptions struct {
+	rec     *tokenRecorder       // sees the upstream's token answers; default a new one
+	log     io.Writer            // receives the broker's log as JSON
+	metrics *prometheus.Registry // receives the web handler's metrics
+}
+
 // newRecheckEnv is a broker whose upstream corp asks for offline_access
 // and is re-checked every recheckInterval; dir holds the bbolt file.
 func newRecheckEnv(t *testing.T, rec *tokenRecorder) (e *env, dir string) {
 	t.Helper()
+	return newRecheckEnvWith(t, recheckOptions{rec: rec})
+}
+
+func newRecheckEnvWith(t *testing.T, o recheckOptions) (e *env, dir string) {
+	t.Helper()
+	if o.rec == nil {
+		o.rec = &tokenRecorder{}
+	}
+	var logger *slog.Logger
+	if o.log != nil {
+		logger = slog.New(slog.NewJSONHandler(o.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	e, dir = &env{t: t, clock: &clock{}}, t.TempDir()
 	e.b = brokertest.New(t, brokertest.Options{
 		Dir:       dir,
 		NoSync:    true,
 		AutoLogin: "alice",
-		Clients:   []broker.Client{{ID: appID, Name: "The App", Secret: appSecret, RedirectURIs: []string{appRedir}}},
-		Now:       e.clock.Now,
+		Logger:    logger,
+		Clients: []broker.Client{
+			{ID: appID, Name: "The App", Secret: appSecret, RedirectURIs: []string{appRedir}},
+			{ID: app2ID, Name: "Second App", Secret: app2Secret, RedirectURIs: []string{app2Redir}},
+		},
+		Now: e.clock.Now,
 		Broker: func(bc *broker.Config) {
 			old := bc.Upstreams[0]
 			up, err := federation.Config{
@@ -76,12 +113,19 @@ func newRecheckEnv(t *testing.T, rec *tokenRecorder) (e *env, dir string) {
 				RedirectURL:     bc.Issuer + "/callback",
 				Scopes:          []string{"openid", "email", "profile", "groups", "offline_access"},
 				RecheckInterval: recheckInterval,
-			}.Open(t.Context(), &http.Client{Transport: rec, Timeout: 10 * time.Second}, testLogger(t))
+				RecheckMaxAge:   recheckMaxAge,
+			}.Open(t.Context(), &http.Client{Transport: o.rec, Timeout: 10 * time.Second}, testLogger(t))
 			if err != nil {
 				t.Fatalf("open upstream: %v", err)
 			}
 			bc.Upstreams[0] = up
 			bc.UpstreamTokenKey = bytes.Repeat([]byte{7}, 32)
+			bc.RecheckTimeout = recheckTimeout
+		},
+		Web: func(wc *web.Config) {
+			if o.metrics != nil {
+				wc.Registerer = o.metrics
+			}
 		},
 	})
 	e.idps, e.issuer = e.b.IdPs, e.b.Issuer
@@ -258,4 +302,204 @@ func TestRecheckAfterSessionEnded(t *testing.T) {
 	if status, body := pc.refresh(ptok.RefreshToken); status != http.StatusOK {
 		t.Errorf("refresh without re-checks after the session ended = %d (error %v: %v), want 200", status, body["error"], body["error_description"])
 	}
+}
+
+// TestRecheckUpstreamAnswers: what each answer of the upstream to the
+// re-check does. invalid_grant ends the session at once. Everything else
+// says nothing about the person and the refresh goes on, until the
+// upstream has not vouched for longer than recheckMaxAge: then the session
+// ends too, with an audit reason saying since when and why. Dex's 500
+// invalid_request for a deleted person is one of those.
+func TestRecheckUpstreamAnswers(t *testing.T) {
+	tests := []struct {
+		name   string
+		answer fakeidp.RefreshAnswer
+		// endsAtOnce: the first re-check ends the session.
+		endsAtOnce bool
+		// clientRejected: Keyward's credentials were refused (metric,
+		// Error log).
+		clientRejected bool
+		// lastAttempt is in the audit reason.
+		lastAttempt string
+	}{
+		{name: "invalid_grant", answer: fakeidp.RefreshInvalidGrant, endsAtOnce: true},
+		{name: "Dex 500 invalid_request", answer: fakeidp.RefreshDexDeletedUser, lastAttempt: "HTTP 500 invalid_request"},
+		{name: "invalid_client", answer: fakeidp.RefreshInvalidClient, clientRejected: true, lastAttempt: "HTTP 401 invalid_client"},
+		{name: "unauthorized_client", answer: fakeidp.RefreshUnauthorizedClient, clientRejected: true, lastAttempt: "HTTP 400 unauthorized_client"},
+		{name: "503", answer: fakeidp.RefreshUnavailable, lastAttempt: "HTTP 503"},
+		{name: "timeout", answer: fakeidp.RefreshHang, lastAttempt: "no usable answer"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			log, reg := &lockedBuffer{}, prometheus.NewRegistry()
+			e, _ := newRecheckEnvWith(t, recheckOptions{log: log, metrics: reg})
+			idp := e.idps[0]
+			c := e.client(appID, appSecret, appRedir, nil)
+			tok, _ := c.signIn()
+			rt := tok.RefreshToken
+			sess := onlySession(t, e)
+			refresh := func(when string, want int) map[string]any {
+				t.Helper()
+				status, body := c.refresh(rt)
+				if status != want {
+					t.Fatalf("refresh %s = %d (error %v: %v), want %d", when, status, body["error"], body["error_description"], want)
+				}
+				if status == http.StatusOK {
+					rt = body["refresh_token"].(string)
+				}
+				return body
+			}
+
+			idp.SetRefreshAnswer(tc.answer)
+			e.clock.Advance(recheckInterval + time.Second)
+			hits := idp.Hits("token")
+			if tc.endsAtOnce {
+				body := refresh("at the first re-check", http.StatusBadRequest)
+				if body["error"] != "invalid_grant" || !strings.Contains(fmt.Sprint(body["error_description"]), "no longer accepts") {
+					t.Errorf("refused refresh = %v, want invalid_grant saying the identity provider no longer accepts the person", body)
+				}
+				wantEnded(t, e, sess.ID, "refused the re-check (invalid_grant)")
+				return
+			}
+			refresh("at the first failed re-check", http.StatusOK)
+			if n := idp.Hits("token") - hits; n != 1 {
+				t.Errorf("upstream token requests at the re-check = %d, want 1", n)
+			}
+			if got := recheckMetric(t, reg, "keyward_upstream_client_rejected", ""); got != b2f(tc.clientRejected) {
+				t.Errorf("keyward_upstream_client_rejected{upstream=corp} = %v, want %v", got, b2f(tc.clientRejected))
+			}
+			if tc.clientRejected {
+				if got := recheckMetric(t, reg, "keyward_upstream_recheck_total", broker.RecheckClientRejected); got != 1 {
+					t.Errorf(`keyward_upstream_recheck_total{result="client_rejected"} = %v, want 1`, got)
+				}
+				if !strings.Contains(log.String(), `"level":"ERROR"`) || !strings.Contains(log.String(), `"event":"upstream_recheck_client_rejected"`) {
+					t.Errorf("no Error log line with event upstream_recheck_client_rejected in:\n%s", log.String())
+				}
+			}
+
+			// Up to the maximum age the session lives, and every use tries
+			// again.
+			e.clock.Advance(recheckMaxAge - recheckInterval - 2*time.Second)
+			hits = idp.Hits("token")
+			refresh("just within the maximum age", http.StatusOK)
+			if n := idp.Hits("token") - hits; n != 1 {
+				t.Errorf("upstream token requests at the retry = %d, want 1", n)
+			}
+			onlySession(t, e)
+
+			// Past it, the next use ends the session.
+			e.clock.Advance(2 * time.Second)
+			body := refresh("past the maximum age", http.StatusBadRequest)
+			if body["error"] != "invalid_grant" || !strings.Contains(fmt.Sprint(body["error_description"]), "too long") {
+				t.Errorf("refresh past the maximum age = %v, want invalid_grant saying the person was not confirmed for too long", body)
+			}
+			since := sess.UpstreamCheckedAt.UTC().Format(time.RFC3339)
+			wantEnded(t, e, sess.ID, "upstream re-check not passed since "+since, "recheckMaxAge 10m0s", tc.lastAttempt)
+			if got := recheckMetric(t, reg, "keyward_upstream_recheck_total", broker.RecheckMaxAgeExceeded); got != 1 {
+				t.Errorf(`keyward_upstream_recheck_total{result="max_age"} = %v, want 1`, got)
+			}
+			refresh("after the session ended", http.StatusBadRequest)
+		})
+	}
+}
+
+// wantEnded checks that Keyward session sid has ended as RevokeSession
+// ends one: record gone, a session entry in the revocation feed, and an
+// audit event by the re-check whose reason holds every one of why.
+func wantEnded(t *testing.T, e *env, sid string, why ...string) {
+	t.Helper()
+	if _, err := e.store.GetSession(t.Context(), sid); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetSession after the session ended = %v, want ErrNotFound", err)
+	}
+	revs, _, err := e.store.ListRevocations(t.Context(), 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(revs, func(r store.Revocation) bool { return r.Kind == store.RevokeSession && r.SessionID == sid }) {
+		t.Errorf("revocation feed %+v has no session entry for the ended session", revs)
+	}
+	events, err := e.store.ListAudit(t.Context(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(events, func(ev store.AuditEvent) bool {
+		return ev.Action == broker.ActionRevokeSession && ev.Target == sid && ev.Actor == "keyward:upstream-recheck"
+	})
+	if i < 0 {
+		t.Fatalf("audit trail %+v has no session.revoke by keyward:upstream-recheck", events)
+	}
+	for _, w := range why {
+		if !strings.Contains(events[i].Reason, w) {
+			t.Errorf("audit reason %q does not say %q", events[i].Reason, w)
+		}
+	}
+}
+
+// recheckMetric reads keyward_upstream_recheck_total{upstream=corp,
+// result=result}, or keyward_upstream_client_rejected{upstream=corp} for
+// result "" (-1 if absent).
+func recheckMetric(t *testing.T, reg *prometheus.Registry, name, result string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather metrics: %v", err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["upstream"] != "corp" || labels["result"] != result {
+				continue
+			}
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return -1
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// TestRecheckSessionWithoutUpstreamToken: a session of a re-checked
+// upstream that holds no upstream refresh token (signed in before the
+// re-check was turned on, or the upstream sent none) cannot be re-checked:
+// it goes on without upstream calls until recheckMaxAge after sign-in,
+// then ends.
+func TestRecheckSessionWithoutUpstreamToken(t *testing.T) {
+	e, _ := newRecheckEnv(t, nil)
+	c := e.client(appID, appSecret, appRedir, nil)
+	tok, _ := c.signIn()
+	sess := onlySession(t, e)
+	if err := e.store.UpdateSession(t.Context(), sess.ID, func(s store.Session) (store.Session, error) {
+		s.UpstreamRefreshToken = nil
+		return s, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rt, hits := tok.RefreshToken, e.idps[0].Hits("token")
+	e.clock.Advance(recheckMaxAge - time.Second)
+	status, body := c.refresh(rt)
+	if status != http.StatusOK {
+		t.Fatalf("refresh within the maximum age = %d (error %v), want 200", status, body["error"])
+	}
+	e.clock.Advance(2 * time.Second)
+	if status, body = c.refresh(body["refresh_token"].(string)); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+		t.Fatalf("refresh past the maximum age = %d (error %v), want 400 invalid_grant", status, body["error"])
+	}
+	if n := e.idps[0].Hits("token") - hits; n != 0 {
+		t.Errorf("upstream token requests = %d, want 0 (nothing to re-check with)", n)
+	}
+	wantEnded(t, e, sess.ID, "no upstream refresh token was kept")
 }

@@ -7,7 +7,9 @@
 // code with PKCE S256, refresh tokens when offline_access is asked for),
 // userinfo and end-session, plus knobs that make it misbehave on purpose:
 // tampered ID tokens, a tampered discovery issuer, key rotation, injected
-// failures and latency, and per-endpoint hit counters. Quirks make it
+// failures and latency, scripted refresh-grant answers (SetRefreshAnswer:
+// invalid_grant, Dex's 500 invalid_request, invalid_client, 503, a hang),
+// and per-endpoint hit counters. Quirks make it
 // behave like a particular provider: Azure AD's templated multi-tenant
 // issuer with tid/oid and group overage resolved by a fake Microsoft Graph
 // on the same server, groups and username under other claim names (Cognito,

@@ -91,22 +91,23 @@ type Server struct {
 	hits    *fakesrv.Counters
 	handler http.Handler
 
-	mu          sync.Mutex
-	keyIndex    int
-	key         jose.JSONWebKey
-	nextClaims  map[string]any
-	tamper      Tamper
-	discIss     string // "" = the real issuer
-	respIss     string // SetAuthResponseIssuer; "" = the default
-	respIssOmit bool
-	failStatus  int
-	latency     time.Duration
-	lastAuth    url.Values             // the query of the last GET /authorize
-	lastLogout  url.Values             // the parameters of the last /logout
-	forms       map[string]pendingForm // by form token
-	codes       map[string]grant       // by code
-	access      map[string]grant       // by access token
-	refresh     map[string]grant       // by refresh token
+	mu            sync.Mutex
+	keyIndex      int
+	key           jose.JSONWebKey
+	nextClaims    map[string]any
+	tamper        Tamper
+	discIss       string // "" = the real issuer
+	respIss       string // SetAuthResponseIssuer; "" = the default
+	respIssOmit   bool
+	failStatus    int
+	refreshAnswer RefreshAnswer
+	latency       time.Duration
+	lastAuth      url.Values             // the query of the last GET /authorize
+	lastLogout    url.Values             // the parameters of the last /logout
+	forms         map[string]pendingForm // by form token
+	codes         map[string]grant       // by code
+	access        map[string]grant       // by access token
+	refresh       map[string]grant       // by refresh token
 }
 
 // grant is what a code, access token or refresh token stands for.

@@ -1,6 +1,7 @@
 package fakeidp_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -251,6 +252,55 @@ func TestFailureAndLatency(t *testing.T) {
 	get(t, s.URL()+"/keys")
 	if d := time.Since(start); d < 100*time.Millisecond {
 		t.Errorf("GET /keys with 100ms latency took %v", d)
+	}
+}
+
+// TestRefreshAnswers: SetRefreshAnswer scripts the refresh_token grant
+// only; the code grant and, after RefreshHonest, refreshes work again.
+func TestRefreshAnswers(t *testing.T) {
+	s := newServer(t, nil)
+	verifier := oauth2.GenerateVerifier()
+	params := authParams(verifier)
+	params.Set("scope", "openid email offline_access")
+	status, resp := token(t, s, codeForm(code(t, s, params), verifier), nil)
+	rt, _ := resp["refresh_token"].(string)
+	if status != http.StatusOK || rt == "" {
+		t.Fatalf("code grant = %d %v, want 200 with a refresh token", status, resp)
+	}
+	refresh := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {clientID}, "client_secret": {secret}}
+	for _, tc := range []struct {
+		answer fakeidp.RefreshAnswer
+		status int
+		code   string
+	}{
+		{fakeidp.RefreshInvalidGrant, http.StatusBadRequest, "invalid_grant"},
+		{fakeidp.RefreshDexDeletedUser, http.StatusInternalServerError, "invalid_request"},
+		{fakeidp.RefreshInvalidClient, http.StatusUnauthorized, "invalid_client"},
+		{fakeidp.RefreshUnauthorizedClient, http.StatusBadRequest, "unauthorized_client"},
+		{fakeidp.RefreshUnavailable, http.StatusServiceUnavailable, ""},
+	} {
+		s.SetRefreshAnswer(tc.answer)
+		if status, m := token(t, s, refresh, nil); status != tc.status || (tc.code != "" && m["error"] != tc.code) {
+			t.Errorf("refresh with answer %d = %d %v, want %d %q", tc.answer, status, m, tc.status, tc.code)
+		}
+		if status, _ := token(t, s, codeForm(code(t, s, authParams(verifier)), verifier), nil); status != http.StatusOK {
+			t.Errorf("code grant with refresh answer %d = %d, want 200", tc.answer, status)
+		}
+	}
+
+	s.SetRefreshAnswer(fakeidp.RefreshHang)
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.URL()+"/token", strings.NewReader(refresh.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Errorf("refresh with RefreshHang = %d, want no answer before the client gives up", resp.StatusCode)
+	}
+
+	s.SetRefreshAnswer(fakeidp.RefreshHonest)
+	if status, m := token(t, s, refresh, nil); status != http.StatusOK {
+		t.Errorf("refresh after RefreshHonest = %d %v, want 200", status, m)
 	}
 }
 

@@ -78,6 +78,40 @@ func (s *Server) FailToken(status int) {
 	s.failStatus = status
 }
 
+// RefreshAnswer is how the token endpoint answers the refresh_token grant
+// (SetRefreshAnswer). Each one is what a real provider sends in that case.
+type RefreshAnswer int
+
+const (
+	// RefreshHonest redeems and rotates the refresh token (the default).
+	RefreshHonest RefreshAnswer = iota
+	// RefreshInvalidGrant: 400 {"error":"invalid_grant"}, the grant is
+	// gone (the person was disabled, or signed out everywhere).
+	RefreshInvalidGrant
+	// RefreshDexDeletedUser: 500 {"error":"invalid_request"}, what Dex
+	// v2.45.1 answers for a person deleted at its connector.
+	RefreshDexDeletedUser
+	// RefreshInvalidClient: 401 {"error":"invalid_client"}, the client's
+	// own credentials are refused (a rotated client secret).
+	RefreshInvalidClient
+	// RefreshUnauthorizedClient: 400 {"error":"unauthorized_client"}, the
+	// client may not use the refresh_token grant.
+	RefreshUnauthorizedClient
+	// RefreshUnavailable: 503 with a plain-text body (an outage).
+	RefreshUnavailable
+	// RefreshHang sends no answer until the client gives up (a timeout).
+	RefreshHang
+)
+
+// SetRefreshAnswer makes every refresh_token grant answer a from now on;
+// SetRefreshAnswer(RefreshHonest) restores the default. Authorization-code
+// grants are not affected.
+func (s *Server) SetRefreshAnswer(a RefreshAnswer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refreshAnswer = a
+}
+
 // SetLatency delays every request by d (0 for none); a request whose client
 // gives up is dropped.
 func (s *Server) SetLatency(d time.Duration) {

@@ -73,6 +73,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		tokenError(w, http.StatusBadRequest, "invalid_request", "malformed form body")
 		return
 	}
+	if r.PostForm.Get("grant_type") == "refresh_token" && !s.answerRefresh(w, r) {
+		return
+	}
 	client, ok := s.authenticate(w, r)
 	if !ok {
 		return
@@ -121,6 +124,31 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// answerRefresh answers a refresh_token grant as SetRefreshAnswer says;
+// false when it wrote the answer itself.
+func (s *Server) answerRefresh(w http.ResponseWriter, r *http.Request) bool {
+	s.mu.Lock()
+	a := s.refreshAnswer
+	s.mu.Unlock()
+	switch a {
+	case RefreshInvalidGrant:
+		tokenError(w, http.StatusBadRequest, "invalid_grant", "refresh token revoked")
+	case RefreshDexDeletedUser:
+		tokenError(w, http.StatusInternalServerError, "invalid_request", "")
+	case RefreshInvalidClient:
+		tokenError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed")
+	case RefreshUnauthorizedClient:
+		tokenError(w, http.StatusBadRequest, "unauthorized_client", "the refresh_token grant is not allowed for this client")
+	case RefreshUnavailable:
+		http.Error(w, "fakeidp: service unavailable", http.StatusServiceUnavailable)
+	case RefreshHang:
+		<-r.Context().Done()
+	default:
+		return true
+	}
+	return false
 }
 
 // authenticate checks client_secret_basic or client_secret_post (one, not
