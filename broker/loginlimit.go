@@ -45,10 +45,9 @@ type LoginLimits struct {
 	// fsync), so that clients on many addresses cannot starve refreshes
 	// and token exchange of writes. It bounds new sign-ins only.
 	GlobalPerSecond int
-	// GlobalBurst. Default: 200.
+	// GlobalBurst. Default: 200. A fifth of the ceiling's rate and burst
+	// (quietReservePercent) is kept for quiet addresses (see above).
 	GlobalBurst int
-	// Of GlobalPerSecond and GlobalBurst, quietReservePercent are kept
-	// for quiet addresses (see above).
 	// MaxClients bounds how many client addresses are tracked; past it the
 	// least recently seen is forgotten (its bucket starts full again, and
 	// it counts as quiet), so the limiter itself uses bounded memory
