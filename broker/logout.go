@@ -114,7 +114,8 @@ var (
 //     registered postLogoutRedirectURIs; state is appended to it.
 //
 // Only the session named by the cookie can end; a hint never names one to
-// end (§6: anyone may hold someone's ID token, an expired one too). It
+// end, since anyone may hold someone's ID token (an expired one too), and
+// §6 asks for the person's confirmation without a hint that fits. It
 // ends at once when the hint's sid names that same session, or when the
 // person confirmed (in.Confirmed); otherwise the outcome asks for a
 // confirmation (Outcome.Confirm) and nothing ends. Without a live cookie
