@@ -96,10 +96,18 @@ type ChooserUpstream struct {
 // Authorize handles GET and POST /authorize (OIDC Core §3.1.2).
 func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, err error) {
 	defer func() { err = asPage(err) }() // a store outage is a 503 page
+	// The form as fosite reads it; a form that cannot be parsed is left to
+	// fosite's own error.
+	if err := in.Request.ParseMultipartForm(1 << 20); err == nil || errors.Is(err, http.ErrNotMultipart) {
+		if err := checkAuthorizeForm(in.Request.Form); err != nil {
+			return Outcome{}, err
+		}
+	}
 	ar, err := b.provider.NewAuthorizeRequest(ctx, in.Request)
 	if err != nil {
 		return b.authorizeError(ctx, ar, err)
 	}
+	keepAuthorizeParams(ar.GetRequestForm()) // both the attempt and the code's records store it
 	// PKCE is checked here, before the person signs in upstream, not only
 	// when the code is issued.
 	form := ar.GetRequestForm()

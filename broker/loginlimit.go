@@ -19,6 +19,14 @@ import (
 // client address, and one for everybody together. Buckets are consumed
 // only where a write follows, so single sign-on answers, invalid requests
 // and the callback never count; a refused request writes nothing.
+//
+// A share of the ceiling (quietReservePercent) is reserved for quiet
+// addresses: those that have made few attempts lately (quietAttempts,
+// one more back every quietRefill), refused ones included. Addresses that
+// flood keep trying, so they are never quiet, and a flood from many
+// addresses cannot lock out people arriving from addresses it does not
+// use. It takes the ordinary share first; quiet addresses draw on the
+// reserve once that is empty.
 
 // LoginLimits bounds how fast login attempts are written. Zero fields take
 // the defaults noted.
@@ -37,11 +45,13 @@ type LoginLimits struct {
 	// fsync), so that clients on many addresses cannot starve refreshes
 	// and token exchange of writes. It bounds new sign-ins only.
 	GlobalPerSecond int
-	// GlobalBurst. Default: 200.
+	// GlobalBurst. Default: 200. A fifth of the ceiling's rate and burst
+	// (quietReservePercent) is kept for quiet addresses (see above).
 	GlobalBurst int
 	// MaxClients bounds how many client addresses are tracked; past it the
-	// least recently seen is forgotten (its bucket starts full again),
-	// so the limiter itself uses bounded memory (about 250 bytes each).
+	// least recently seen is forgotten (its bucket starts full again, and
+	// it counts as quiet), so the limiter itself uses bounded memory
+	// (about 350 bytes each).
 	// The global ceiling still holds for clients rotating through more
 	// addresses. Default: 10000.
 	MaxClients int
@@ -86,18 +96,38 @@ func (e *LoginLimitedError) Error() string {
 	return fmt.Sprintf("login attempt rate limit (%s) exceeded by %s; retry after %s", e.Scope, e.Client, e.RetryAfter)
 }
 
+// The reserve of the global ceiling for quiet addresses.
+const (
+	// quietReservePercent of the ceiling's rate and burst only quiet
+	// addresses may take.
+	quietReservePercent = 20
+	// quietAttempts: an address is quiet while it has made fewer than
+	// this many attempts (allowed or refused) lately; one more is allowed
+	// every quietRefill. A person needs one or two per sign-in (two with
+	// the chooser). Addresses pacing themselves to stay quiet drain the
+	// reserve at one attempt per quietRefill each: with the defaults it
+	// takes 600 of them to empty the 10/s reserve.
+	quietAttempts = 5
+	quietRefill   = time.Minute
+)
+
 // loginLimiter holds the buckets. It is safe for concurrent use.
 type loginLimiter struct {
 	cfg     LoginLimits
 	mu      sync.Mutex
 	clients *simplelru.LRU[netip.Prefix, *clientBucket]
-	global  *rate.Limiter
+	// global is the ceiling's ordinary share, reserve the share that only
+	// quiet addresses may take; together they are the ceiling.
+	global, reserve *rate.Limiter
 	// globalLogged is when a global refusal was last logged.
 	globalLogged time.Time
 }
 
 type clientBucket struct {
-	lim    *rate.Limiter
+	lim *rate.Limiter
+	// recent counts the address's attempts, refused ones included: while
+	// it has a token, the address is quiet.
+	recent *rate.Limiter
 	logged time.Time // when a refusal of this client was last logged
 }
 
@@ -112,10 +142,13 @@ func newLoginLimiter(cfg LoginLimits) (*loginLimiter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("login limits: %w", err)
 	}
+	reservedRate := float64(cfg.GlobalPerSecond) * quietReservePercent / 100
+	reservedBurst := cfg.GlobalBurst * quietReservePercent / 100
 	return &loginLimiter{
 		cfg:     cfg,
 		clients: clients,
-		global:  rate.NewLimiter(rate.Limit(cfg.GlobalPerSecond), cfg.GlobalBurst),
+		global:  rate.NewLimiter(rate.Limit(float64(cfg.GlobalPerSecond)-reservedRate), cfg.GlobalBurst-reservedBurst),
+		reserve: rate.NewLimiter(rate.Limit(reservedRate), reservedBurst),
 	}, nil
 }
 
@@ -135,18 +168,23 @@ func clientKey(addr netip.Addr) netip.Prefix {
 	return p
 }
 
-// allow takes one token from client's bucket and from the global one at
-// now, or none when either is empty. A refusal says which bucket refused
-// and whether it should be logged.
+// allow takes one token from client's bucket and from the ceiling at
+// now (its ordinary share, else the reserve when client is quiet), or
+// none when either is empty. A refusal says which bucket refused and
+// whether it should be logged.
 func (l *loginLimiter) allow(client netip.Addr, now time.Time) (_ *LoginLimitedError, log bool) {
 	key := clientKey(client)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b, ok := l.clients.Get(key)
 	if !ok {
-		b = &clientBucket{lim: rate.NewLimiter(rate.Limit(float64(l.cfg.PerMinute)/60), l.cfg.Burst)}
+		b = &clientBucket{
+			lim:    rate.NewLimiter(rate.Limit(float64(l.cfg.PerMinute)/60), l.cfg.Burst),
+			recent: rate.NewLimiter(rate.Every(quietRefill), quietAttempts),
+		}
 		l.clients.Add(key, b)
 	}
+	quiet := b.recent.AllowN(now, 1) // every attempt counts
 	if wait := untilToken(b.lim, now); wait > 0 {
 		log = now.Sub(b.logged) >= refusalLogInterval
 		if log {
@@ -154,7 +192,16 @@ func (l *loginLimiter) allow(client netip.Addr, now time.Time) (_ *LoginLimitedE
 		}
 		return &LoginLimitedError{Scope: LimitClient, RetryAfter: wait, Client: key}, log
 	}
-	if wait := untilToken(l.global, now); wait > 0 {
+	ceiling := l.global
+	wait := untilToken(l.global, now)
+	if wait > 0 && quiet {
+		if w := untilToken(l.reserve, now); w == 0 {
+			ceiling, wait = l.reserve, 0
+		} else {
+			wait = min(wait, w)
+		}
+	}
+	if wait > 0 {
 		log = now.Sub(l.globalLogged) >= refusalLogInterval
 		if log {
 			l.globalLogged = now
@@ -162,7 +209,7 @@ func (l *loginLimiter) allow(client netip.Addr, now time.Time) (_ *LoginLimitedE
 		return &LoginLimitedError{Scope: LimitGlobal, RetryAfter: wait, Client: key}, log
 	}
 	b.lim.AllowN(now, 1)
-	l.global.AllowN(now, 1)
+	ceiling.AllowN(now, 1)
 	return nil, false
 }
 
@@ -172,6 +219,9 @@ func untilToken(lim *rate.Limiter, now time.Time) time.Duration {
 	missing := 1 - lim.TokensAt(now)
 	if missing <= 0 {
 		return 0
+	}
+	if lim.Limit() <= 0 {
+		return time.Hour // a share of nothing (a tiny ceiling has no reserve)
 	}
 	secs := math.Ceil(missing / float64(lim.Limit()))
 	return time.Duration(max(secs, 1)) * time.Second

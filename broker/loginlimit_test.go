@@ -153,3 +153,76 @@ func TestLoginLimitUnlimited(t *testing.T) {
 		}
 	}
 }
+
+// TestLoginLimitFloodLeavesRoomForNewcomers: 100 addresses flood at far
+// more than the global ceiling (each at and above its own limit) for two
+// minutes; one fresh address a second tries to sign in during the second
+// minute, after that second's flood. At least 9 of every 10 get through,
+// and the ceiling still holds for everybody together.
+func TestLoginLimitFloodLeavesRoomForNewcomers(t *testing.T) {
+	cfg := LoginLimits{} // the defaults: 60/min and 30 per address; 50/s and 200 for all
+	l := newTestLimiter(t, cfg)
+	cfg.withDefaults()
+	flooder := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 51, byte(i / 250), byte(i % 250)}) }
+	const seconds = 120
+	allowed, fresh, freshAllowed := 0, 0, 0
+	for s := range seconds {
+		for tick := range 10 { // every flooder tries every 100 ms
+			now := limitNow.Add(time.Duration(s)*time.Second + time.Duration(tick)*100*time.Millisecond)
+			for i := range 100 {
+				if le, _ := l.allow(flooder(i), now); le == nil {
+					allowed++
+				}
+			}
+		}
+		if s < seconds/2 {
+			continue
+		}
+		// At the same instant as the flood's last try this second.
+		now := limitNow.Add(time.Duration(s)*time.Second + 900*time.Millisecond)
+		fresh++
+		if le, _ := l.allow(netip.AddrFrom4([4]byte{203, 0, 113, byte(s)}), now); le == nil {
+			allowed++
+			freshAllowed++
+		} else if le.Scope != LimitGlobal {
+			t.Fatalf("fresh address refused by %s, want only the global ceiling to refuse anybody new", le.Scope)
+		}
+	}
+	if freshAllowed*10 < fresh*9 {
+		t.Errorf("%d of %d fresh addresses signed in during the flood, want at least 90%%", freshAllowed, fresh)
+	}
+	if ceiling := cfg.GlobalPerSecond*seconds + cfg.GlobalBurst; allowed > ceiling {
+		t.Errorf("%d attempts allowed in %d s, want at most the ceiling's %d", allowed, seconds, ceiling)
+	}
+	t.Logf("%d of %d fresh addresses allowed; %d attempts allowed in all (ceiling %d)", freshAllowed, fresh, allowed, cfg.GlobalPerSecond*seconds+cfg.GlobalBurst)
+}
+
+// The reserve is part of the ceiling, not added to it: fresh addresses
+// (all quiet) together get exactly the global burst, then its rate.
+func TestLoginLimitReserveIsWithinCeiling(t *testing.T) {
+	l := newTestLimiter(t, LoginLimits{GlobalPerSecond: 50, GlobalBurst: 200})
+	count := func(from int, now time.Time) (n int) {
+		for i := range 1000 {
+			if le, _ := l.allow(netip.AddrFrom4([4]byte{10, 1, byte((from + i) >> 8), byte(from + i)}), now); le == nil {
+				n++
+			}
+		}
+		return n
+	}
+	if n := count(0, limitNow); n != 200 {
+		t.Errorf("fresh addresses allowed at once = %d, want the global burst 200", n)
+	}
+	if n := count(1000, limitNow.Add(time.Second)); n != 50 {
+		t.Errorf("fresh addresses allowed a second later = %d, want the global rate 50", n)
+	}
+	// An address that keeps trying is not quiet any more: once the
+	// ordinary share is empty it is refused while newcomers still pass.
+	l = newTestLimiter(t, LoginLimits{GlobalPerSecond: 50, GlobalBurst: 200})
+	busy := "192.0.2.50"
+	take(t, l, busy, quietAttempts, limitNow)
+	for i := range 200 - 40 - quietAttempts { // the ordinary share's rest
+		take(t, l, netip.AddrFrom4([4]byte{10, 2, 0, byte(i)}).String(), 1, limitNow)
+	}
+	refused(t, l, busy, limitNow, LimitGlobal, time.Second)
+	take(t, l, "192.0.2.51", 1, limitNow) // quiet: from the reserve
+}

@@ -12,6 +12,7 @@ import (
 	fjwt "github.com/ory/fosite/token/jwt"
 
 	"github.com/keyward/keyward/federation"
+	"github.com/keyward/keyward/store"
 )
 
 // ActorEndSession is the audit actor of sessions ended at /end_session.
@@ -34,8 +35,12 @@ type EndSessionInput struct {
 	PostLogoutRedirectURI string
 	State                 string
 	// SessionID is the Keyward session named by the session cookie (its
-	// seal already checked by web); empty when there is none.
+	// seal already checked by web); empty when there is none. It is the
+	// only session a logout can end.
 	SessionID string
+	// Confirmed: the person confirmed on Keyward's confirmation page, whose
+	// CSRF token web checked against the session cookie.
+	Confirmed bool
 }
 
 // EndSessionOutcome tells web what to do after the sessions ended: redirect
@@ -43,8 +48,13 @@ type EndSessionInput struct {
 // session cookie is to be cleared in both cases.
 type EndSessionOutcome struct {
 	RedirectURL string
-	// Ended reports that at least one Keyward session was ended.
+	// Ended reports that the cookie's Keyward session was ended.
 	Ended bool
+	// Confirm, when non-nil, means nothing was ended: the request did
+	// not show that it comes from the session's own client, so web asks
+	// the person first (a POST form with a CSRF token bound to the session
+	// cookie) and leaves the cookie alone. RedirectURL is then empty.
+	Confirm *LogoutConfirmation
 	// Upstream, when non-nil, is a sign-out at the ended session's
 	// upstream for the browser to go through first; its Next is
 	// RedirectURL.
@@ -67,6 +77,17 @@ type UpstreamLogout struct {
 	// post_logout_redirect_uri with its state, or "" for the "Signed out"
 	// page.
 	Next string
+}
+
+// LogoutConfirmation is what the sign-out confirmation page shows and
+// posts back (with Confirmed) once the person agrees. Its values were
+// validated; they are validated again when they come back.
+type LogoutConfirmation struct {
+	// ClientID is the client the request named (by id_token_hint or
+	// client_id), "" when none; ClientName is its display name.
+	ClientID, ClientName string
+	// PostLogoutRedirectURI and State are the request's, as given.
+	PostLogoutRedirectURI, State string
 }
 
 // upstreamLogouter is the part of an upstream that signs people out there
@@ -92,16 +113,22 @@ var (
 //   - post_logout_redirect_uri must exactly match one of that client's
 //     registered postLogoutRedirectURIs; state is appended to it.
 //
-// Then the session named by the cookie, and the one named by the hint's sid,
-// end as RevokeSession ends a session (grants deleted, a session feed entry,
-// an audit event by ActorEndSession). When the first ended session's
-// upstream has upstream logout on, Outcome.Upstream says where the browser
-// signs out there (see upstreamLogout).
+// Only the session named by the cookie can end; a hint never names one to
+// end, since anyone may hold someone's ID token (an expired one too), and
+// §6 asks for the person's confirmation without a hint that fits. It
+// ends at once when the hint's sid names that same session, or when the
+// person confirmed (in.Confirmed); otherwise the outcome asks for a
+// confirmation (Outcome.Confirm) and nothing ends. Without a live cookie
+// session there is nothing to end or to confirm. The session ends as
+// RevokeSession ends a session (grants deleted, a session feed entry, an
+// audit event by ActorEndSession). When its upstream has upstream logout
+// on, Outcome.Upstream says where the browser signs out there (see
+// upstreamLogout).
 func (b *Broker) EndSession(ctx context.Context, in EndSessionInput) (_ EndSessionOutcome, err error) {
 	defer func() { err = asPage(err) }() // a store outage is a 503 page
 	clientID := in.ClientID
 	var hintSID string
-	if in.IDTokenHint != "" {
+	if in.IDTokenHint != "" && !in.Confirmed {
 		aud, sid, err := b.checkIDTokenHint(ctx, in.IDTokenHint, in.ClientID)
 		if err != nil {
 			return EndSessionOutcome{}, err
@@ -121,34 +148,48 @@ func (b *Broker) EndSession(ctx context.Context, in EndSessionInput) (_ EndSessi
 		}
 	}
 
+	sid := in.SessionID
+	if sid != "" && !in.Confirmed && hintSID != sid {
+		_, err := b.cfg.Store.GetSession(ctx, sid)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			sid = "" // already ended: nothing to confirm
+		case err != nil:
+			return EndSessionOutcome{}, fmt.Errorf("get session: %w", err)
+		default:
+			c := &LogoutConfirmation{ClientID: clientID, ClientName: clientID, PostLogoutRedirectURI: in.PostLogoutRedirectURI, State: in.State}
+			if cl, ok := b.clients.get(clientID); ok {
+				c.ClientName = cl.name
+			}
+			b.log.InfoContext(ctx, "end session: asking the person to confirm", "event", "end_session", "client_id", clientID,
+				"hint", in.IDTokenHint != "")
+			return EndSessionOutcome{Confirm: c}, nil
+		}
+	}
+
 	out := EndSessionOutcome{RedirectURL: redirect}
 	reason := "RP-initiated logout"
 	if clientID != "" {
 		reason += " by " + clientID
 	}
-	var ended []string
-	var upstreamID string // of the first session ended
-	for _, id := range []string{in.SessionID, hintSID} {
-		if id == "" || has(ended, id) {
-			continue
-		}
-		ended = append(ended, id)
-		rev, err := b.revokeSession(ctx, id, reason, ActorEndSession)
+	if in.Confirmed {
+		reason += ", confirmed"
+	}
+	var upstreamID string
+	if sid != "" {
+		rev, err := b.revokeSession(ctx, sid, reason, ActorEndSession)
 		switch {
 		case errors.Is(err, ErrUnknownSession):
-			// Already ended (or never existed): nothing left to do.
+			// Already ended: nothing left to do.
 		case err != nil:
 			return EndSessionOutcome{}, fmt.Errorf("end session: %w", err)
 		default:
-			out.Ended = true
-			if upstreamID == "" {
-				upstreamID = rev.Session.UpstreamID
-			}
+			out.Ended, upstreamID = true, rev.Session.UpstreamID
 		}
 	}
 	out.Upstream = b.upstreamLogout(ctx, upstreamID, redirect)
 	b.log.InfoContext(ctx, "end session", "event", "end_session", "client_id", clientID,
-		"ended", out.Ended, "redirect", redirect != "", "upstream_logout", out.Upstream != nil)
+		"ended", out.Ended, "confirmed", in.Confirmed, "redirect", redirect != "", "upstream_logout", out.Upstream != nil)
 	return out, nil
 }
 

@@ -76,3 +76,18 @@ func (j cookieJar) get(r *http.Request, name string) string {
 	}
 	return value
 }
+
+// csrfToken is the anti-CSRF token of a form that acts on the session
+// named by the browser's session cookie: an HMAC of the session id under
+// the cookie key, separated by purpose. Only a page Keyward served to that
+// browser holds it, and it dies with the session. The "csrf " prefix keeps
+// it apart from every cookie's seal.
+func (j cookieJar) csrfToken(purpose, sessionID string) string {
+	return j.mac("csrf "+purpose, sessionID)
+}
+
+// checkCSRF reports whether got is the csrfToken of purpose for
+// sessionID; never without a session.
+func (j cookieJar) checkCSRF(purpose, sessionID, got string) bool {
+	return sessionID != "" && got != "" && hmac.Equal([]byte(got), []byte(j.csrfToken(purpose, sessionID)))
+}

@@ -21,13 +21,22 @@ const (
 	maxLogoutCookie = 3500
 )
 
+// endSessionConfirmPath is where the sign-out confirmation form posts.
+const endSessionConfirmPath = "/end_session/confirm"
+
+// csrfEndSession is the purpose of the confirmation form's CSRF token.
+const csrfEndSession = "end_session"
+
 // endSession serves GET and POST /end_session (OIDC RP-Initiated Logout
-// 1.0): it ends the Keyward session, clears the session cookie and sends
-// the browser to the client's post-logout redirect URI, or shows the
-// "Signed out" page. A bad request is an error page, never a redirect, and
-// leaves the session alone. With upstream logout, the browser first goes to
-// the upstream's logout, carrying where to go next in a sealed cookie, and
-// returns to upstreamLogoutDone.
+// 1.0): it ends the Keyward session of the browser's session cookie,
+// clears the cookie and sends the browser to the client's post-logout
+// redirect URI, or shows the "Signed out" page. When the broker wants the
+// person to confirm first (no id_token_hint naming this session), it shows
+// the confirmation form, which posts to endSessionConfirm. A bad request
+// is an error page, never a redirect, and leaves the session alone. With
+// upstream logout, the browser first goes to the upstream's logout,
+// carrying where to go next in a sealed cookie, and returns to
+// upstreamLogoutDone.
 func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	if r.Method == http.MethodPost {
@@ -38,17 +47,88 @@ func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
 		}
 		q = r.PostForm
 	}
+	sid := s.cookies.get(r, s.cookies.session)
 	out, err := s.b.EndSession(r.Context(), broker.EndSessionInput{
 		IDTokenHint:           q.Get("id_token_hint"),
 		ClientID:              q.Get("client_id"),
 		PostLogoutRedirectURI: q.Get("post_logout_redirect_uri"),
 		State:                 q.Get("state"),
-		SessionID:             s.cookies.get(r, s.cookies.session),
+		SessionID:             sid,
 	})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	if c := out.Confirm; c != nil {
+		s.renderLogoutConfirmation(w, sid, c)
+		return
+	}
+	s.finishEndSession(w, r, out)
+}
+
+// renderLogoutConfirmation asks the person whether to sign out of
+// Keyward: a form posting the validated request back, with a CSRF token
+// bound to the session cookie.
+func (s *Server) renderLogoutConfirmation(w http.ResponseWriter, sid string, c *broker.LogoutConfirmation) {
+	msg := "An application asked to sign you out of Keyward."
+	if c.ClientName != "" {
+		msg = c.ClientName + " asked to sign you out of Keyward."
+	}
+	fields := []formField{{"csrf", s.cookies.csrfToken(csrfEndSession, sid)}}
+	for _, f := range []formField{{"client_id", c.ClientID}, {"post_logout_redirect_uri", c.PostLogoutRedirectURI}, {"state", c.State}} {
+		if f.Value != "" {
+			fields = append(fields, f)
+		}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	s.pages.renderConfirm(w, confirmPageData{
+		Title:   "Sign out of Keyward?",
+		Message: msg + " You will have to sign in again in every application that uses your Keyward session.",
+		Action:  endSessionConfirmPath,
+		Fields:  fields,
+		Button:  "Sign out",
+		Note:    "If you did not ask to sign out, close this page: you stay signed in.",
+	})
+}
+
+// endSessionConfirm serves POST /end_session/confirm, the confirmation
+// form: with the CSRF token of the browser's own session cookie it ends
+// that session as endSession would; without it (a form posted from
+// another site or browser, or the session has changed) it is a 403 page
+// and ends nothing.
+func (s *Server) endSessionConfirm(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	sid := s.cookies.get(r, s.cookies.session)
+	if err := r.ParseForm(); err != nil || !s.cookies.checkCSRF(csrfEndSession, sid, r.PostForm.Get("csrf")) {
+		s.log.InfoContext(ctx, "end session confirmation refused: no valid CSRF token for this browser's session", "event", "end_session")
+		s.pages.renderError(w, errorPageData{
+			Status: http.StatusForbidden,
+			Title:  "Sign-out not confirmed",
+			Message: "This sign-out form did not come from Keyward's page in this browser, or your session has changed since. " +
+				"You have not been signed out. Return to the application and sign out again.",
+			RequestID: RequestID(ctx),
+		})
+		return
+	}
+	q := r.PostForm
+	out, err := s.b.EndSession(ctx, broker.EndSessionInput{
+		ClientID:              q.Get("client_id"),
+		PostLogoutRedirectURI: q.Get("post_logout_redirect_uri"),
+		State:                 q.Get("state"),
+		SessionID:             sid,
+		Confirmed:             true,
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.finishEndSession(w, r, out)
+}
+
+// finishEndSession answers a logout that ended (or found nothing to
+// end): the session cookie goes, then the upstream's logout, the client's
+// redirect or the "Signed out" page.
+func (s *Server) finishEndSession(w http.ResponseWriter, r *http.Request, out broker.EndSessionOutcome) {
 	w.Header().Set("Cache-Control", "no-store")
 	s.cookies.clear(w, s.cookies.session)
 	if up := out.Upstream; up != nil {

@@ -31,6 +31,7 @@ type pages struct {
 	chooser   *template.Template
 	errorPage *template.Template
 	message   *template.Template
+	confirm   *template.Template
 }
 
 // chooserUpstream is one button on the provider chooser.
@@ -69,6 +70,19 @@ type pagesMessageData struct {
 	Message string
 }
 
+// confirmPageData is a question answered by posting a form, e.g. "Sign
+// out of Keyward?".
+type confirmPageData struct {
+	Title, Message string
+	// Action is where the form posts; Fields its hidden fields, in order.
+	Action string
+	Fields []formField
+	// Button labels the submit button; Note follows the form.
+	Button, Note string
+}
+
+type formField struct{ Name, Value string }
+
 // newPages parses the embedded templates and renders each once with sample
 // data, so a broken template fails at startup instead of on a request.
 func newPages() (*pages, error) {
@@ -90,6 +104,9 @@ func newPages() (*pages, error) {
 	if p.message, err = parse("message.html"); err != nil {
 		return nil, err
 	}
+	if p.confirm, err = parse("confirm.html"); err != nil {
+		return nil, err
+	}
 
 	checks := []struct {
 		t    *template.Template
@@ -100,6 +117,7 @@ func newPages() (*pages, error) {
 		}}},
 		{p.errorPage, errorPageData{Title: "t", Message: "m", RequestID: "r", RetryURL: "/", Status: 500}},
 		{p.message, pagesMessageData{Title: "t", Message: "m"}},
+		{p.confirm, confirmPageData{Title: "t", Message: "m", Action: "/a", Fields: []formField{{"n", "v"}}, Button: "b", Note: "n"}},
 	}
 	for _, c := range checks {
 		if err := c.t.ExecuteTemplate(io.Discard, "layout", c.data); err != nil {
@@ -137,6 +155,11 @@ func (p *pages) renderMessage(w http.ResponseWriter, status int, title, message 
 		status = http.StatusOK
 	}
 	pagesWrite(w, status, p.message, pagesMessageData{Title: title, Message: message})
+}
+
+// renderConfirm writes a confirmation form (200).
+func (p *pages) renderConfirm(w http.ResponseWriter, d confirmPageData) {
+	pagesWrite(w, http.StatusOK, p.confirm, d)
 }
 
 // pagesWrite renders into a buffer first, so a template error answers a plain

@@ -42,6 +42,7 @@ func (s *Server) routes() http.Handler {
 	handle("POST /userinfo", "userinfo", s.userinfo)
 	handle("GET /end_session", "end_session", s.endSession)
 	handle("POST /end_session", "end_session", s.endSession)
+	handle("POST "+endSessionConfirmPath, "end_session_confirm", s.endSessionConfirm)
 	handle("GET "+broker.UpstreamLogoutPath, "logout_upstream_done", s.upstreamLogoutDone)
 	handle("GET /revocations", "revocations", s.revocations)
 	handle("POST /backchannel_logout/{upstream}", "backchannel_logout", s.backchannelLogout)

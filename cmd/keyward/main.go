@@ -48,12 +48,12 @@ func newServeCommand() *cobra.Command {
 		Short: "Run the broker",
 		Long: `Run the broker: the OpenID Provider endpoints (discovery, /keys, /authorize,
 /login/{upstream}, /callback, /token, /userinfo, /revoke, /introspect,
-/end_session, /logout/upstream-done, /backchannel_logout/{upstream}), the
-revocation feed (/revocations), the probes (/healthz, /readyz), key rotation
-and the collection of expired records; with metrics.listen, Prometheus
-metrics, and with admin.tokenFile, the admin API on admin.listen. With store
-type postgres it first applies pending schema migrations. Stops cleanly on
-SIGINT or SIGTERM.`,
+/end_session, /end_session/confirm, /logout/upstream-done,
+/backchannel_logout/{upstream}), the revocation feed (/revocations), the
+probes (/healthz, /readyz), key rotation and the collection of expired
+records; with metrics.listen, Prometheus metrics, and with admin.tokenFile,
+the admin API on admin.listen. With store type postgres it first applies
+pending schema migrations. Stops cleanly on SIGINT or SIGTERM.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, sec, err := loadConfigFile(path)

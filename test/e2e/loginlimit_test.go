@@ -254,3 +254,48 @@ func TestLoginRateLimitTrustedProxy(t *testing.T) {
 		t.Errorf("client refusals = %v, want 2", got)
 	}
 }
+
+// TestLoginRateLimitFloodLeavesRoomForNewcomers: 100 addresses (behind a
+// trusted proxy) flood /authorize at their own limit, five times the
+// global ceiling together; while they do, one fresh address a second
+// signs in, after that second's flood. At least 9 of 10 get through, and
+// the ceiling holds for everybody together. Limits are scaled down (1/s
+// per address, 20/s for all) to keep the request count bounded: 1,510.
+func TestLoginRateLimitFloodLeavesRoomForNewcomers(t *testing.T) {
+	limits := broker.LoginLimits{PerMinute: 60, Burst: 3, GlobalPerSecond: 20, GlobalBurst: 40}
+	le := newLimitedEnv(t, 1, limits, netip.MustParsePrefix("127.0.0.0/8"))
+	start := le.clock.Now()
+	allowed, fresh, freshAllowed := 0, 0, 0
+	for round := range 15 {
+		for i := range 100 {
+			resp, _ := getNoFollow(t, nil, le.authorizeURL(), fmt.Sprintf("198.51.100.%d", i))
+			if resp.StatusCode == http.StatusSeeOther {
+				allowed++
+			}
+		}
+		if round >= 5 { // the flood is under way
+			fresh++
+			resp, body := getNoFollow(t, nil, le.authorizeURL(), fmt.Sprintf("203.0.113.%d", round))
+			switch resp.StatusCode {
+			case http.StatusSeeOther:
+				allowed++
+				freshAllowed++
+			case http.StatusTooManyRequests:
+			default:
+				t.Fatalf("fresh address = %d, want 303 or 429; body: %.300s", resp.StatusCode, body)
+			}
+		}
+		le.clock.Advance(time.Second)
+	}
+	t.Logf("%d of %d fresh addresses signed in during the flood; %d attempts allowed in all", freshAllowed, fresh, allowed)
+	if freshAllowed*10 < fresh*9 {
+		t.Errorf("%d of %d fresh addresses signed in during the flood, want at least 9 of 10", freshAllowed, fresh)
+	}
+	elapsed := le.clock.Now().Sub(start).Seconds()
+	if ceiling := int(float64(limits.GlobalPerSecond)*elapsed) + limits.GlobalBurst; allowed > ceiling {
+		t.Errorf("%d attempts allowed in %.1f s, want at most the ceiling's %d", allowed, elapsed, ceiling)
+	}
+	if n := le.attempts.created.Load(); n != int64(allowed) {
+		t.Errorf("login attempts written = %d, want %d (one per allowed request)", n, allowed)
+	}
+}

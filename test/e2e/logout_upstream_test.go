@@ -114,6 +114,32 @@ func (c *rp) walk(start string, maxHops int) []hop {
 	return hops
 }
 
+// walkConfirmed is walk for a sign-out that asks for confirmation: start
+// must answer with the confirmation page, whose form is posted as the
+// first hop (its url is the form's action); the walk goes on from there.
+func (c *rp) walkConfirmed(start string, maxHops int) []hop {
+	c.t.Helper()
+	first := c.walk(start, 1)[0]
+	action, fields := confirmation(first.body)
+	if first.status != http.StatusOK || action == "" {
+		c.t.Fatalf("GET %s = %d to %q, want the confirmation page; body: %.300s", start, first.status, first.location, first.body)
+	}
+	resp, body := c.post(action, fields)
+	h := hop{url: c.e.issuer + action, status: resp.StatusCode, location: resp.Header.Get("Location"), body: body}
+	hops := []hop{h}
+	if h.location == "" || maxHops <= 1 {
+		return hops
+	}
+	next, err := resp.Request.URL.Parse(h.location)
+	if err != nil {
+		c.t.Fatalf("Location %q: %v", h.location, err)
+	}
+	if next.Host == "127.0.0.1:1" {
+		return hops
+	}
+	return append(hops, c.walk(next.String(), maxHops-1)...)
+}
+
 // logoutCookie returns Keyward's logout cookie in the browser, or nil.
 func (c *rp) logoutCookie() *http.Cookie {
 	u, _ := url.Parse(c.e.issuer)
@@ -195,7 +221,7 @@ func TestUpstreamLogoutDiscovery(t *testing.T) {
 	// Without a post_logout_redirect_uri: the round trip ends on Keyward's
 	// "Signed out" page.
 	c.signIn()
-	hops = c.walk(e.issuer+"/end_session?client_id="+appID, 5)
+	hops = c.walkConfirmed(e.issuer+"/end_session?client_id="+appID, 5) // no hint: confirmed first
 	if len(hops) != 3 || hops[2].status != http.StatusOK || !strings.Contains(hops[2].body, "Signed out") || hops[2].url != done+"?state="+url.QueryEscape(idp.LastLogoutRequest().Get("state")) {
 		t.Errorf("end_session without redirect: %+v, want Keyward → IdP → 200 Signed out at %s", hops, done)
 	}
@@ -222,7 +248,7 @@ func TestUpstreamLogoutCognito(t *testing.T) {
 			c := e.client(appID, appSecret, appRedir, nil)
 			c.signIn()
 
-			hops := c.walk(e.issuer+"/end_session?"+url.Values{"client_id": {appID}, "post_logout_redirect_uri": {appLogout}, "state": {"st-9"}}.Encode(), 5)
+			hops := c.walkConfirmed(e.issuer+"/end_session?"+url.Values{"client_id": {appID}, "post_logout_redirect_uri": {appLogout}, "state": {"st-9"}}.Encode(), 5)
 			wantHop(t, 0, hops, http.StatusSeeOther, idp.URL()+"/logout?client_id="+brokertest.UpstreamClientID+"&logout_uri="+url.QueryEscape(done))
 			if diff := cmp.Diff(url.Values{"client_id": {brokertest.UpstreamClientID}, "logout_uri": {done}}, idp.LastLogoutRequest()); diff != "" {
 				t.Errorf("what the IdP received (-want +got):\n%s", diff)
@@ -306,7 +332,7 @@ func TestUpstreamLogoutDoneRefusesForgery(t *testing.T) {
 	start := func(c *rp) string {
 		t.Helper()
 		c.signIn()
-		hops := c.walk(e.issuer+"/end_session?"+url.Values{"client_id": {appID}, "post_logout_redirect_uri": {appLogout}, "state": {"s"}}.Encode(), 1)
+		hops := c.walkConfirmed(e.issuer+"/end_session?"+url.Values{"client_id": {appID}, "post_logout_redirect_uri": {appLogout}, "state": {"s"}}.Encode(), 1)
 		if hops[0].status != http.StatusSeeOther || c.logoutCookie() == nil {
 			t.Fatalf("end_session = %d to %q, logout cookie %v; want 303 upstream with the cookie", hops[0].status, hops[0].location, c.logoutCookie())
 		}
