@@ -166,11 +166,19 @@ func firstString(claims map[string]any, paths []string) string {
 }
 
 // merge returns the ID token's claims with the userinfo claims it lacks:
-// the ID token wins where both have a claim.
-func merge(idToken, userinfo map[string]any) map[string]any {
+// the ID token wins where both have a claim. An email and its verification
+// (m's Email and EmailVerified, top-level claims) come from one document:
+// userinfo's verification is not taken for another address than the ID
+// token's.
+func merge(idToken, userinfo map[string]any, m ClaimMapping) map[string]any {
 	out := maps.Clone(userinfo)
 	if out == nil {
 		out = map[string]any{}
+	}
+	if email, ok := lookupString(idToken, m.Email); ok {
+		if other, _ := lookupString(userinfo, m.Email); other != email {
+			delete(out, m.EmailVerified)
+		}
 	}
 	maps.Copy(out, idToken)
 	return out

@@ -234,9 +234,42 @@ func TestClaimMappingTable(t *testing.T) {
 }
 
 func TestMergeIDTokenWins(t *testing.T) {
-	got := merge(map[string]any{"sub": "s", "name": "from token"}, map[string]any{"sub": "s", "name": "from userinfo", "email": "a@x"})
-	want := map[string]any{"sub": "s", "name": "from token", "email": "a@x"}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("merge() (-want +got):\n%s", diff)
+	m := ClaimMapping{}.withDefaults(ProfileGeneric.Preset().Claims)
+	tests := []struct {
+		name                string
+		idToken, info, want map[string]any
+	}{
+		{
+			name:    "userinfo fills what the ID token lacks",
+			idToken: map[string]any{"sub": "s", "name": "from token"},
+			info:    map[string]any{"sub": "s", "name": "from userinfo", "email": "a@x", "email_verified": true},
+			want:    map[string]any{"sub": "s", "name": "from token", "email": "a@x", "email_verified": true},
+		},
+		{
+			name:    "userinfo verifies the same address",
+			idToken: map[string]any{"sub": "s", "email": "a@x"},
+			info:    map[string]any{"sub": "s", "email": "a@x", "email_verified": true},
+			want:    map[string]any{"sub": "s", "email": "a@x", "email_verified": true},
+		},
+		{
+			// Its email_verified is about b@x, not the ID token's a@x.
+			name:    "userinfo's verification of another address is not taken",
+			idToken: map[string]any{"sub": "s", "email": "a@x"},
+			info:    map[string]any{"sub": "s", "email": "b@x", "email_verified": true, "name": "N"},
+			want:    map[string]any{"sub": "s", "email": "a@x", "name": "N"},
+		},
+		{
+			name:    "the ID token's own verification wins",
+			idToken: map[string]any{"sub": "s", "email": "a@x", "email_verified": false},
+			info:    map[string]any{"sub": "s", "email": "a@x", "email_verified": true},
+			want:    map[string]any{"sub": "s", "email": "a@x", "email_verified": false},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, merge(tc.idToken, tc.info, m)); diff != "" {
+				t.Errorf("merge() (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

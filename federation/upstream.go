@@ -234,7 +234,7 @@ func (u *Upstream) Exchange(ctx context.Context, code, pkceVerifier, nonce strin
 		if err != nil {
 			return Identity{}, err
 		}
-		claims = merge(idClaims, info)
+		claims = merge(idClaims, info, u.cfg.Claims)
 		if m, err = u.mapClaims(claims); err != nil {
 			return Identity{}, err
 		}

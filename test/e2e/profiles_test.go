@@ -250,6 +250,19 @@ func TestProfiles(t *testing.T) {
 			wantSub: "sub-alice",
 		},
 		{
+			// The ID token's email has no email_verified; userinfo (asked
+			// for the name) verifies another address. That is no
+			// verification of the ID token's.
+			name:   "generic userinfo's email_verified is about its own address",
+			quirks: fakeidp.Quirks{UserinfoOnly: []string{"name"}},
+			user:   staff("alice", nil),
+			upstream: func(_ *federation.Config, idp *fakeidp.Server) {
+				idp.SetNextClaims(map[string]any{"email": "mallory@example.com", "email_verified": nil})
+			},
+			want:    map[string]any{"email": nil, "email_verified": nil, "name": "Alice", "preferred_username": "alice", "groups": []any{"staff", "admins"}},
+			wantSub: "sub-alice",
+		},
+		{
 			name:     "generic trustEmail vouches for an email marked unverified",
 			user:     staff("alice", func(u *fakeidp.User) { u.EmailVerified = false }),
 			upstream: func(c *federation.Config, _ *fakeidp.Server) { c.TrustEmail = true },
