@@ -275,6 +275,7 @@ func (b *Broker) newTokenSession(s store.Session, scopes fosite.Arguments, clien
 			sess.AccessClaims.Extra[c] = v
 		}
 	}
+	verifiedEmailOnly(idc.Extra, sess.AccessClaims.Extra)
 	sess.AccessHeader.Add("typ", "at+jwt") // RFC 9068 §2.1
 	return sess
 }
@@ -332,6 +333,26 @@ func scopedClaims(identity map[string]any, scopes fosite.Arguments) map[string]a
 		}
 	}
 	return out
+}
+
+// verifiedEmailOnly is the email rule of Keyward's tokens, applied to the
+// ID-token (and userinfo) claims idc and the access-token claims atc: an
+// email goes out only as verified (the upstream said so, or its trustEmail
+// treats its emails as verified), so an unverified or unknown one is
+// removed rather than sent with email_verified false; and email_verified
+// travels with email in access tokens whatever tokens.claims names, since
+// edges pass an email on only when it is marked verified.
+func verifiedEmailOnly(idc, atc map[string]any) {
+	if verified, _ := idc["email_verified"].(bool); !verified {
+		for _, c := range []map[string]any{idc, atc} {
+			delete(c, "email")
+			delete(c, "email_verified")
+		}
+		return
+	}
+	if _, ok := atc["email"]; ok {
+		atc["email_verified"] = true
+	}
 }
 
 func parseURL(s string) (*url.URL, error) { return url.Parse(s) }

@@ -57,6 +57,11 @@ func (b *Broker) Token(ctx context.Context, w http.ResponseWriter, r *http.Reque
 			if gt.ExactOne("refresh_token") && !b.recheckAtRefresh(ctx, w, ar, sess) {
 				return
 			}
+			// A grant issued before the email rule carries its old claims
+			// (fosite refreshes the stored session): apply the rule anew.
+			if gt.ExactOne("refresh_token") && sess.DefaultSession != nil && sess.DefaultSession.Claims != nil && sess.AccessClaims != nil {
+				verifiedEmailOnly(sess.DefaultSession.Claims.Extra, sess.AccessClaims.Extra)
+			}
 			// A code issued from a session that has since ended (logout,
 			// an admin revoke) is not redeemed: EndSession deleted the
 			// session and the session's grants together, but a code

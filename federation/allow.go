@@ -71,18 +71,19 @@ func (c Config) allow(m mapped, claims map[string]any) error {
 			return c.refusal(id.Subject, "allow.email_domains", "email domain "+domain+" is not listed",
 				who+" is not in an allowed email domain for "+c.Name+".")
 		}
+		// Anyone can type an address in a listed domain at some IdPs: only
+		// a verified (or trusted) one vouches for it.
+		if !id.EmailVerified {
+			return c.unverified(m, "allow.email_domains")
+		}
 	}
 	if a.RequireEmailVerified {
-		switch {
-		case id.Email == "":
+		if id.Email == "" {
 			return c.refusal(id.Subject, "allow.require_email_verified", "no email address",
 				who+" has no email address at "+c.Name+", which this sign-in requires.")
-		case !m.verifiedKnown:
-			return c.refusal(id.Subject, "allow.require_email_verified", "email_verified is missing",
-				c.Name+" did not say whether your email address ("+clean(id.Email, 100)+") is verified, which this sign-in requires.")
-		case !id.EmailVerified:
-			return c.refusal(id.Subject, "allow.require_email_verified", "email_verified is false",
-				"Your email address ("+clean(id.Email, 100)+") is not verified at "+c.Name+". Verify it there, then sign in again.")
+		}
+		if !id.EmailVerified {
+			return c.unverified(m, "allow.require_email_verified")
 		}
 	}
 	if len(a.Groups) > 0 && !slices.ContainsFunc(id.Groups, func(g string) bool { return slices.Contains(a.Groups, g) }) {
@@ -97,6 +98,17 @@ func (c Config) allow(m mapped, claims map[string]any) error {
 		}
 	}
 	return nil
+}
+
+// unverified refuses, by rule, m's email that is not verified.
+func (c Config) unverified(m mapped, rule string) *NotAllowedError {
+	email := clean(m.Email, 100)
+	if !m.verifiedKnown {
+		return c.refusal(m.Subject, rule, "email_verified is missing",
+			c.Name+" did not say whether your email address ("+email+") is verified, which this sign-in requires.")
+	}
+	return c.refusal(m.Subject, rule, "email_verified is false",
+		"Your email address ("+email+") is not verified at "+c.Name+". Verify it there, then sign in again.")
 }
 
 // domainAllowed matches domain (lower case) against patterns: exact, or

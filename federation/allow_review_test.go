@@ -29,7 +29,7 @@ func TestAllowEmailDomainsRefusesMalformedAddresses(t *testing.T) {
 	}
 	for _, tc := range tests {
 		c := Config{ID: "corp", Name: "Example Corp", Allow: AllowRules{EmailDomains: tc.domains}}
-		err := c.allow(mapped{Identity: Identity{Subject: "s1", Email: tc.email}, verifiedKnown: true}, nil)
+		err := c.allow(mapped{Identity: Identity{Subject: "s1", Email: tc.email, EmailVerified: true}, verifiedKnown: true}, nil)
 		if tc.allow {
 			if err != nil {
 				t.Errorf("allow(%q, %q) = %v, want nil", tc.email, tc.domains, err)

@@ -42,6 +42,20 @@ func TestAllow(t *testing.T) {
 			name: "no email", rules: AllowRules{EmailDomains: []string{"example.com"}}, who: alice("", false, false),
 			wantRule: "allow.email_domains", wantMsg: "has no email address",
 		},
+		{
+			// An email the upstream does not mark verified is no proof of
+			// the domain: anyone may type alice@example.com at some IdPs.
+			name: "domain of an unverified email", rules: AllowRules{EmailDomains: []string{"example.com"}}, who: alice("a@example.com", false, true),
+			wantRule: "allow.email_domains", wantMsg: "Your email address (a@example.com) is not verified at Example Corp.",
+		},
+		{
+			name: "domain of an email of unknown verification", rules: AllowRules{EmailDomains: []string{"example.com"}}, who: alice("a@example.com", false, false),
+			wantRule: "allow.email_domains", wantMsg: "Example Corp did not say whether your email address (a@example.com) is verified",
+		},
+		{
+			name: "unverified email of another domain", rules: AllowRules{EmailDomains: []string{"example.com"}}, who: alice("a@other.com", false, true),
+			wantRule: "allow.email_domains", wantMsg: "is not in an allowed email domain",
+		},
 		{name: "verified", rules: AllowRules{RequireEmailVerified: true}, who: alice("a@example.com", true, true)},
 		{
 			name: "verification missing", rules: AllowRules{RequireEmailVerified: true}, who: alice("a@example.com", false, false),

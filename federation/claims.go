@@ -57,7 +57,8 @@ func scalar(v any) (string, bool) {
 // mapped is a mapped identity plus what the allow rules need to know.
 type mapped struct {
 	Identity
-	// verifiedKnown: the upstream said whether the mapped email is verified.
+	// verifiedKnown: the upstream said whether the mapped email is verified
+	// (or trustEmail vouches for it).
 	verifiedKnown bool
 }
 
@@ -66,7 +67,11 @@ var errNoSubject = errors.New("no subject")
 
 // identity maps claims through m (defaults filled). The subject must be a
 // non-empty string. Claims are kept in Identity.Claims as they are given.
-func (m ClaimMapping) identity(claims map[string]any) (mapped, error) {
+//
+// EmailVerified is true only when the email claim's verification claim
+// says so, or when trustEmail (Config.TrustEmail) treats every mapped
+// email, a fallback's too, as verified.
+func (m ClaimMapping) identity(claims map[string]any, trustEmail bool) (mapped, error) {
 	sub, _ := lookupString(claims, m.Subject)
 	if sub == "" {
 		return mapped{}, fmt.Errorf("%w: the subject claim %q is missing or not a string", errNoSubject, m.Subject)
@@ -88,6 +93,9 @@ func (m ClaimMapping) identity(claims map[string]any) (mapped, error) {
 				break
 			}
 		}
+	}
+	if trustEmail && id.Email != "" {
+		id.EmailVerified, out.verifiedKnown = true, true
 	}
 	id.Name, _ = lookupString(claims, m.Name)
 	id.PreferredUsername = firstString(claims, append([]string{m.PreferredUsername}, m.PreferredUsernameFallbacks...))
@@ -158,11 +166,19 @@ func firstString(claims map[string]any, paths []string) string {
 }
 
 // merge returns the ID token's claims with the userinfo claims it lacks:
-// the ID token wins where both have a claim.
-func merge(idToken, userinfo map[string]any) map[string]any {
+// the ID token wins where both have a claim. An email and its verification
+// (m's Email and EmailVerified, top-level claims) come from one document:
+// userinfo's verification is not taken for another address than the ID
+// token's.
+func merge(idToken, userinfo map[string]any, m ClaimMapping) map[string]any {
 	out := maps.Clone(userinfo)
 	if out == nil {
 		out = map[string]any{}
+	}
+	if email, ok := lookupString(idToken, m.Email); ok {
+		if other, _ := lookupString(userinfo, m.Email); other != email {
+			delete(out, m.EmailVerified)
+		}
 	}
 	maps.Copy(out, idToken)
 	return out

@@ -62,6 +62,7 @@ func TestClaimMappingTable(t *testing.T) {
 		name          string
 		profile       Profile
 		mapping       ClaimMapping
+		trustEmail    bool
 		claims        map[string]any
 		want          Identity
 		wantKnown     bool
@@ -102,6 +103,34 @@ func TestClaimMappingTable(t *testing.T) {
 			claims:  with(map[string]any{"upn": "upn@corp.example", "email_verified": true}, "email"),
 			// The verification belongs to the email claim, not to upn.
 			want: Identity{Subject: "s1", Email: "upn@corp.example", Name: "A", PreferredUsername: "alice"},
+		},
+		{
+			name:       "trustEmail treats a missing email_verified as true",
+			trustEmail: true,
+			claims:     with(nil, "email_verified"),
+			want:       Identity{Subject: "s1", Email: "a@example.com", EmailVerified: true, Name: "A", PreferredUsername: "alice"},
+			wantKnown:  true,
+		},
+		{
+			name:       "trustEmail overrides email_verified false",
+			trustEmail: true,
+			claims:     with(map[string]any{"email_verified": false}),
+			want:       Identity{Subject: "s1", Email: "a@example.com", EmailVerified: true, Name: "A", PreferredUsername: "alice"},
+			wantKnown:  true,
+		},
+		{
+			name:       "trustEmail covers a fallback",
+			profile:    ProfileAzureAD,
+			trustEmail: true,
+			claims:     with(map[string]any{"upn": "upn@corp.example"}, "email", "email_verified"),
+			want:       Identity{Subject: "s1", Email: "upn@corp.example", EmailVerified: true, Name: "A", PreferredUsername: "alice"},
+			wantKnown:  true,
+		},
+		{
+			name:       "trustEmail without an email",
+			trustEmail: true,
+			claims:     with(nil, "email", "email_verified"),
+			want:       Identity{Subject: "s1", Name: "A", PreferredUsername: "alice"},
 		},
 		{
 			name:      "subject from oid",
@@ -184,7 +213,7 @@ func TestClaimMappingTable(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			m := tc.mapping.withDefaults(tc.profile.Preset().Claims)
-			got, err := m.identity(tc.claims)
+			got, err := m.identity(tc.claims, tc.trustEmail)
 			if tc.wantNoSubject {
 				if !errors.Is(err, errNoSubject) {
 					t.Fatalf("identity() = %v, want errNoSubject", err)
@@ -205,9 +234,42 @@ func TestClaimMappingTable(t *testing.T) {
 }
 
 func TestMergeIDTokenWins(t *testing.T) {
-	got := merge(map[string]any{"sub": "s", "name": "from token"}, map[string]any{"sub": "s", "name": "from userinfo", "email": "a@x"})
-	want := map[string]any{"sub": "s", "name": "from token", "email": "a@x"}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("merge() (-want +got):\n%s", diff)
+	m := ClaimMapping{}.withDefaults(ProfileGeneric.Preset().Claims)
+	tests := []struct {
+		name                string
+		idToken, info, want map[string]any
+	}{
+		{
+			name:    "userinfo fills what the ID token lacks",
+			idToken: map[string]any{"sub": "s", "name": "from token"},
+			info:    map[string]any{"sub": "s", "name": "from userinfo", "email": "a@x", "email_verified": true},
+			want:    map[string]any{"sub": "s", "name": "from token", "email": "a@x", "email_verified": true},
+		},
+		{
+			name:    "userinfo verifies the same address",
+			idToken: map[string]any{"sub": "s", "email": "a@x"},
+			info:    map[string]any{"sub": "s", "email": "a@x", "email_verified": true},
+			want:    map[string]any{"sub": "s", "email": "a@x", "email_verified": true},
+		},
+		{
+			// Its email_verified is about b@x, not the ID token's a@x.
+			name:    "userinfo's verification of another address is not taken",
+			idToken: map[string]any{"sub": "s", "email": "a@x"},
+			info:    map[string]any{"sub": "s", "email": "b@x", "email_verified": true, "name": "N"},
+			want:    map[string]any{"sub": "s", "email": "a@x", "name": "N"},
+		},
+		{
+			name:    "the ID token's own verification wins",
+			idToken: map[string]any{"sub": "s", "email": "a@x", "email_verified": false},
+			info:    map[string]any{"sub": "s", "email": "a@x", "email_verified": true},
+			want:    map[string]any{"sub": "s", "email": "a@x", "email_verified": false},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, merge(tc.idToken, tc.info, m)); diff != "" {
+				t.Errorf("merge() (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

@@ -40,6 +40,14 @@ type Config struct {
 	Scopes []string
 	// Claims names the upstream claims that carry the identity.
 	Claims ClaimMapping
+	// TrustEmail treats every email this upstream sends (an EmailFallbacks
+	// one too) as verified, whatever its email_verified says: Keyward's
+	// tokens then carry it with email_verified true, and the allow rules
+	// count it as verified. Set it only for an IdP that verifies addresses
+	// by policy (the directory's administrators set them). Default: false:
+	// an email the upstream does not mark verified stays out of Keyward's
+	// tokens. Each Profile says why its provider needs it or not.
+	TrustEmail bool
 	// Allow are conditions every identity must meet; a failing identity is
 	// refused with a *NotAllowedError. Empty: everyone the upstream signs
 	// in is allowed.
@@ -135,11 +143,13 @@ type ClaimMapping struct {
 type AllowRules struct {
 	// EmailDomains: the email's domain, case-insensitively and exactly;
 	// "*.example.com" accepts subdomains of example.com (not example.com
-	// itself).
+	// itself). The email must be verified (or Config.TrustEmail set): an
+	// unverified address proves nothing about the domain.
 	EmailDomains []string
 	// Groups: the identity must be in at least one (after GroupsPrefix).
 	Groups []string
-	// RequireEmailVerified: email_verified must be present and true.
+	// RequireEmailVerified: email_verified must be present and true (with
+	// Config.TrustEmail: an email must be present).
 	RequireEmailVerified bool
 	// Claims: path → accepted values; the claim (a string, boolean or
 	// number, or a list of them) must hold one of them.

@@ -107,7 +107,7 @@ func TestClaimMapping(t *testing.T) {
 		"sub": "sub-1", "upn": "a@example.com", "email_verified": "TRUE", "name": "A",
 		"https://example.com/roles": []any{"x", 7, "", "y"}, "auth_time": float64(1700000000),
 	}
-	mm, err := m.identity(claims)
+	mm, err := m.identity(claims, false)
 	if err != nil {
 		t.Fatalf("identity() = %v", err)
 	}

@@ -297,7 +297,7 @@ func (g *GitHub) Exchange(ctx context.Context, code, pkceVerifier, _ string) (Id
 			claims["groups"] = groups
 		}
 	}
-	m, err := g.mapping.identity(claims)
+	m, err := g.mapping.identity(claims, false) // the email is the primary verified one, or none
 	if err != nil {
 		return Identity{}, fmt.Errorf("federation: read github user: %w: %w", ErrGitHubAPI, err)
 	}

@@ -11,9 +11,14 @@ type Identity struct {
 	// Subject is the upstream subject: the claim ClaimMapping.Subject names
 	// (default sub); unique per upstream only.
 	Subject string
-	Email   string
-	// EmailVerified is true only when the upstream says so for the mapped
-	// email; a missing claim (unknown) is false here too.
+	// Email is the mapped email as the upstream sent it, verified or not
+	// (for the subject record and the admin API). Keyward's tokens carry
+	// it only when EmailVerified is true.
+	Email string
+	// EmailVerified is true only when the email counts as verified: the
+	// upstream says so for the mapped email claim, or Config.TrustEmail
+	// treats the upstream's emails as verified. A missing claim (unknown)
+	// is false here too.
 	EmailVerified     bool
 	Name              string
 	PreferredUsername string

@@ -10,37 +10,64 @@ import (
 // every field can be set explicitly instead. The provider quirks that are
 // not plain defaults (Azure AD's templated issuer and group overage,
 // Google's hd) are switched on by the profile too.
+//
+// No profile turns Config.TrustEmail on: an email reaches Keyward's tokens
+// only when the provider marks it verified, unless the operator decides
+// that the provider verifies addresses by policy. Each constant says what
+// its provider sends.
 type Profile string
 
 // The profiles.
 const (
 	// ProfileGeneric: today's defaults (scopes openid email profile, the
-	// standard claims, groups from "groups").
+	// standard claims, groups from "groups"). TrustEmail off: OIDC Core
+	// §5.1 has email_verified for this; set TrustEmail only for a provider
+	// that omits it but verifies addresses by policy.
 	ProfileGeneric Profile = "generic"
 	// ProfileGoogle: issuer https://accounts.google.com, no groups;
 	// Config.HostedDomains is sent as hd and checked in the hd claim.
+	// TrustEmail off: Google sends email_verified (true for Gmail and
+	// Workspace addresses, false for a Google account made with another
+	// address that was never confirmed).
 	ProfileGoogle Profile = "google"
 	// ProfileAzureAD: Microsoft Entra ID (Azure AD) v2.0. The issuer may be
 	// templated with {tenantid} (multi-tenant; Config.Tenants required);
 	// email falls back to upn then preferred_username; group overage is
 	// resolved through Microsoft Graph (Config.GroupsOverage).
+	// TrustEmail off: Entra ID sends no email_verified, and its email (the
+	// mail attribute) and upn are set by the tenant's administrators and
+	// are not verified in general, so Entra users get no email in
+	// Keyward's tokens until TrustEmail is set (for tenants whose
+	// administrators are trusted with the addresses) or EmailVerified
+	// names the optional xms_edov claim (the email's domain is one the
+	// tenant verified).
 	ProfileAzureAD Profile = "azuread"
 	// ProfileOkta: org or custom authorization server; asks for the groups
-	// scope and reads groups from "groups".
+	// scope and reads groups from "groups". TrustEmail off: Okta sends
+	// email_verified with the email scope (false until the person confirms
+	// the address, e.g. after self-service registration).
 	ProfileOkta Profile = "okta"
 	// ProfileAuth0: the issuer keeps its trailing slash; custom claims are
 	// namespaced URLs, so no groups claim is assumed (set
 	// ClaimMapping.Groups to e.g. "https://example.com/roles").
+	// TrustEmail off: Auth0 sends email_verified, false for a database
+	// sign-up that has not clicked the verification link.
 	ProfileAuth0 Profile = "auth0"
 	// ProfileCognito: groups from "cognito:groups", the username from
 	// "cognito:username"; Cognito has no end_session_endpoint, so set
-	// Config.LogoutURL.
+	// Config.LogoutURL. TrustEmail off: Cognito sends email_verified, false
+	// for a user whose address was never confirmed (an administrator may
+	// create users without confirming it).
 	ProfileCognito Profile = "cognito"
 	// ProfileCurity: the Curity Identity Server; groups from "groups".
+	// TrustEmail off: Curity sends email_verified when its claims mapper
+	// has it for the email scope; map it there rather than trust.
 	ProfileCurity Profile = "curity"
 	// ProfileKeycloak: issuer https://host/realms/{realm}; groups from the
 	// realm roles ("realm_access.roles"; add
-	// "resource_access.<client>.roles" for client roles).
+	// "resource_access.<client>.roles" for client roles). TrustEmail off:
+	// Keycloak sends email_verified, the user's "Email verified" flag
+	// (off for users an administrator created or imported, unless set).
 	ProfileKeycloak Profile = "keycloak"
 )
 

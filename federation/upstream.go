@@ -234,7 +234,7 @@ func (u *Upstream) Exchange(ctx context.Context, code, pkceVerifier, nonce strin
 		if err != nil {
 			return Identity{}, err
 		}
-		claims = merge(idClaims, info)
+		claims = merge(idClaims, info, u.cfg.Claims)
 		if m, err = u.mapClaims(claims); err != nil {
 			return Identity{}, err
 		}
@@ -272,7 +272,7 @@ func tokenClaims(idt *oidc.IDToken) (map[string]any, error) {
 // mapClaims maps claims through the configured claim mapping: the one
 // mapping of browser and native sign-in.
 func (u *Upstream) mapClaims(claims map[string]any) (mapped, error) {
-	m, err := u.cfg.Claims.identity(claims)
+	m, err := u.cfg.Claims.identity(claims, u.cfg.TrustEmail)
 	if err != nil {
 		return mapped{}, fmt.Errorf("federation: verify id token: %w: %w", ErrInvalidIDToken, err)
 	}

@@ -163,6 +163,14 @@ type UpstreamConfig struct {
 	// (okta: plus groups).
 	Scopes       []string     `yaml:"scopes,omitempty"`
 	ClaimMapping ClaimMapping `yaml:"claimMapping,omitempty"`
+	// TrustEmail treats every email this upstream sends as verified, even
+	// with email_verified false or missing: Keyward's tokens carry it with
+	// email_verified: true, and allow rules count it as verified. Only for
+	// an IdP whose administrators set the addresses (an Entra ID tenant
+	// that sends no email_verified; see docs/providers). Default: false:
+	// an email the upstream does not mark verified is left out of
+	// Keyward's tokens and userinfo.
+	TrustEmail bool `yaml:"trustEmail,omitempty"`
 	// Allow are conditions every person must meet to sign in through this
 	// upstream; all configured ones must hold. A refused person sees a 403
 	// page and the refusal is audited. Default: everyone the upstream signs
@@ -265,10 +273,12 @@ type ClaimMapping struct {
 type AllowConfig struct {
 	// EmailDomains: the mapped email's domain, case-insensitively and
 	// exactly; "*.example.com" accepts its subdomains (not example.com).
+	// The email must be verified (or trustEmail set).
 	EmailDomains []string `yaml:"emailDomains,omitempty"`
 	// Groups: the person must be in at least one (after groupsPrefix).
 	Groups []string `yaml:"groups,omitempty"`
-	// RequireEmailVerified: email_verified must be present and true.
+	// RequireEmailVerified: email_verified must be present and true (with
+	// trustEmail: an email must be present).
 	RequireEmailVerified bool `yaml:"requireEmailVerified,omitempty"`
 	// Claims are required claims: path → one accepted value or a list.
 	// A list claim matches when one of its values is accepted.

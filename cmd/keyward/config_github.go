@@ -63,6 +63,7 @@ func validateGitHub(p *problems, path string, u UpstreamConfig) {
 	notForGitHub("userinfo", u.Userinfo != "", "Keyward always reads the GitHub user from the REST API")
 	notForGitHub("nativeClientIDs", len(u.NativeClientIDs) > 0, "GitHub issues no ID tokens, so native sign-in cannot work")
 	notForGitHub("nativePublicClients", u.NativePublicClients, "GitHub issues no ID tokens, so native sign-in cannot work")
+	notForGitHub("trustEmail", u.TrustEmail, "the GitHub email is always the primary verified address, or none")
 	notForGitHub("recheckInterval", u.RecheckInterval != 0, "the re-check refreshes the upstream grant, and GitHub OAuth App tokens have no refresh token")
 	notForGitHub("recheckMaxAge", u.RecheckMaxAge != 0, "it bounds the re-check, which GitHub upstreams do not have")
 	m := u.ClaimMapping

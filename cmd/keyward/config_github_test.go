@@ -52,6 +52,7 @@ func TestValidateGitHubUpstream(t *testing.T) {
 		{name: "native sign-in", fields: []string{"nativeClientIDs: [app]", "nativePublicClients: true"},
 			want: []string{"upstreams[2].nativeClientIDs", "upstreams[2].nativePublicClients"}},
 		{name: "recheck", fields: []string{"recheckInterval: 1h"}, want: []string{"upstreams[2].recheckInterval"}},
+		{name: "trust email", fields: []string{"trustEmail: true"}, want: []string{"upstreams[2].trustEmail"}},
 		{name: "logout", fields: []string{"upstreamLogout: true", "logoutURL: https://github.com/logout"},
 			want: []string{"upstreams[2].logoutURL", "upstreams[2].upstreamLogout"}},
 		{name: "fixed mapping", fields: []string{"claimMapping: {subject: login, groups: [orgs]}"},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"regexp"
@@ -85,6 +86,18 @@ func validateProfile(p *problems, path string, u UpstreamConfig) {
 	}
 	validateClaimMapping(p, path+".claimMapping", u.ClaimMapping)
 	validateAllow(p, path+".allow", u.Allow)
+	// Entra ID sends no email_verified: without trustEmail (or a
+	// verification claim of the tenant's own) no email counts as verified,
+	// and these rules would refuse everyone.
+	if azure && !u.TrustEmail && cmp.Or(u.ClaimMapping.EmailVerified, "email_verified") == "email_verified" {
+		const why = "Entra ID sends no email_verified, so no email counts as verified and every sign-in would be refused; set trustEmail: true if your tenant's administrators set the addresses (docs/providers/azuread.md), or "
+		if len(u.Allow.EmailDomains) > 0 {
+			p.add(path+".allow.emailDomains", why+"restrict by tenants or allow.groups instead")
+		}
+		if u.Allow.RequireEmailVerified {
+			p.add(path+".allow.requireEmailVerified", why+"remove it")
+		}
+	}
 }
 
 func validateClaimMapping(p *problems, path string, m ClaimMapping) {

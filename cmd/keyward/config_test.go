@@ -178,6 +178,21 @@ func TestValidate(t *testing.T) {
 			u.Profile, u.Issuer, u.Tenants = "azuread", "https://login.microsoftonline.com/{tenantid}/v2.0", []string{"11111111-2222-3333-4444-555555555555"}
 			u.GroupsOverage, u.GraphURL = "refuse", "https://graph.microsoft.us"
 		}, nil},
+		{"azuread email rules without trustEmail", func(c *Config) {
+			u := &c.Upstreams[0]
+			u.Profile, u.Issuer = "azuread", "https://login.microsoftonline.com/11111111-2222-3333-4444-555555555555/v2.0"
+			u.Allow.EmailDomains, u.Allow.RequireEmailVerified = []string{"example.com"}, true
+		}, []string{"upstreams[0].allow.emailDomains", "upstreams[0].allow.requireEmailVerified"}},
+		{"azuread email rules with trustEmail", func(c *Config) {
+			u := &c.Upstreams[0]
+			u.Profile, u.Issuer, u.TrustEmail = "azuread", "https://login.microsoftonline.com/11111111-2222-3333-4444-555555555555/v2.0", true
+			u.Allow.EmailDomains = []string{"example.com"}
+		}, nil},
+		{"azuread email rules with an emailVerified claim", func(c *Config) {
+			u := &c.Upstreams[0]
+			u.Profile, u.Issuer, u.ClaimMapping.EmailVerified = "azuread", "https://login.microsoftonline.com/11111111-2222-3333-4444-555555555555/v2.0", "xms_edov"
+			u.Allow.EmailDomains = []string{"example.com"}
+		}, nil},
 		{"google hosted domains", func(c *Config) {
 			c.Upstreams[1].Profile, c.Upstreams[1].HostedDomains = "google", []string{"example.com"}
 		}, nil},

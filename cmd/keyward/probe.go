@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -65,6 +66,9 @@ type probeTarget struct {
 	tenants   []string
 	logoutURL string
 	githubAPI string // type github: the REST API base URL; "" for OIDC
+	// emailVerified is claimMapping.emailVerified; trustEmail the upstream's.
+	emailVerified string
+	trustEmail    bool
 }
 
 func upstreamTargets(c *Config) []probeTarget {
@@ -87,6 +91,9 @@ func upstreamTargets(c *Config) []probeTarget {
 			scopes:    u.Scopes,
 			tenants:   u.Tenants,
 			logoutURL: u.LogoutURL,
+
+			emailVerified: u.ClaimMapping.EmailVerified,
+			trustEmail:    u.TrustEmail,
 		})
 	}
 	return ts
@@ -184,6 +191,7 @@ type discoveryDoc struct {
 	EndSession    string   `json:"end_session_endpoint"`
 	Algorithms    []string `json:"id_token_signing_alg_values_supported"`
 	Scopes        []string `json:"scopes_supported"`
+	Claims        []string `json:"claims_supported"`
 }
 
 // discoveryURL is where the discovery document of issuer lives, as the
@@ -244,6 +252,13 @@ func probeUpstream(ctx context.Context, client *http.Client, timeout time.Durati
 				add(sevWarning, fmt.Sprintf("scopes[%d]", j), "%q is not in the provider's scopes_supported (%s); the provider may refuse the sign-in with invalid_scope, so remove it from scopes (write the list out if it came from the profile) unless the provider documents it", s, strings.Join(doc.Scopes, " "))
 			}
 		}
+	}
+	// An email reaches Keyward's tokens only when marked verified. A
+	// claimMapping.emailVerified of the operator's own (Entra ID's
+	// optional xms_edov) is often not listed, so only the default is checked.
+	if len(doc.Claims) > 0 && !t.trustEmail && cmp.Or(t.emailVerified, "email_verified") == "email_verified" &&
+		!slices.Contains(doc.Claims, "email_verified") {
+		add(sevWarning, "trustEmail", "email_verified is not in the provider's claims_supported, so its emails may never count as verified and then stay out of Keyward's tokens; if the provider's administrators set the addresses, set trustEmail: true (docs/providers/README.md), or point claimMapping.emailVerified at the provider's own claim")
 	}
 	const cognitoLogout = "https://<your domain>/logout?client_id=<clientID>&logout_uri={post_logout_redirect_uri} (and register <issuer>/logout/upstream-done as a sign-out URL at Cognito)"
 	switch {

@@ -220,6 +220,44 @@ func TestProbeUpstream(t *testing.T) {
 		},
 		want: []want{{"warning upstreams[0].scopes[3]", []string{`"read:all" is not in the provider's scopes_supported`}}, callback},
 	}, {
+		name: "no email_verified in claims_supported",
+		setup: func(t *testing.T) probeTarget {
+			tg := target(probeIdP(t, "", func(doc map[string]any) {
+				doc["claims_supported"] = []string{"sub", "iss", "email", "name", "preferred_username", "tid"} // as Entra ID's
+			}, nil).URL())
+			tg.emailVerified = "email_verified"
+			return tg
+		},
+		want: []want{{"warning upstreams[0].trustEmail", []string{"email_verified is not in the provider's claims_supported", "trustEmail: true"}}, callback},
+	}, {
+		name: "no email_verified in claims_supported, an emailVerified claim of the operator's own",
+		setup: func(t *testing.T) probeTarget {
+			tg := target(probeIdP(t, "", func(doc map[string]any) {
+				doc["claims_supported"] = []string{"sub", "iss", "email", "name"}
+			}, nil).URL())
+			tg.emailVerified = "xms_edov"
+			return tg
+		},
+		want: []want{callback},
+	}, {
+		name: "no email_verified in claims_supported, trustEmail set",
+		setup: func(t *testing.T) probeTarget {
+			tg := target(probeIdP(t, "", func(doc map[string]any) {
+				doc["claims_supported"] = []string{"sub", "iss", "email", "name"}
+			}, nil).URL())
+			tg.emailVerified, tg.trustEmail = "email_verified", true
+			return tg
+		},
+		want: []want{callback},
+	}, {
+		name: "email_verified in claims_supported",
+		setup: func(t *testing.T) probeTarget {
+			tg := target(probeIdP(t, "", nil, nil).URL())
+			tg.emailVerified = "email_verified"
+			return tg
+		},
+		want: []want{callback},
+	}, {
 		name: "missing endpoints",
 		setup: func(t *testing.T) probeTarget {
 			return target(probeIdP(t, "", func(doc map[string]any) {

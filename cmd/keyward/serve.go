@@ -253,6 +253,7 @@ func buildUpstreams(ctx context.Context, cfg *Config, sec Secrets, log *slog.Log
 				GroupsPrefix:               u.ClaimMapping.GroupsPrefix,
 				Claims:                     u.ClaimMapping.Claims,
 			},
+			TrustEmail:          u.TrustEmail,
 			Allow:               u.Allow.rules(),
 			GroupsOverage:       federation.Overage(u.GroupsOverage),
 			GraphURL:            u.GraphURL,

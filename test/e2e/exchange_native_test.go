@@ -45,6 +45,7 @@ func newNativeEnv(t *testing.T) *exchangeEnv {
 				fc.NativeClientIDs, fc.NativePublicClients = []string{"other-app", nativeAppID}, true
 			case "third":
 				fc.NativeClientIDs = []string{nativeAppID}
+				fc.TrustEmail = true
 			}
 			native, err := fc.Open(t.Context(), http.DefaultClient, testLogger(t))
 			if err != nil {
@@ -164,6 +165,44 @@ func TestNativeSignIn(t *testing.T) {
 	}
 	if _, at := verifyAccessToken(t, x.env, m["access_token"].(string), "inventory-api"); at["sub"] != broker.SubjectID("third", "demo-alice") || at["idp"] != "third" {
 		t.Errorf("token from third = %v", at)
+	}
+}
+
+// Native sign-in follows the browser's email rule: an email the upstream
+// does not mark verified stays out of the access token, unless the
+// upstream's trustEmail treats it as verified.
+func TestNativeSignInUnverifiedEmail(t *testing.T) {
+	x := newNativeEnv(t)
+	tests := []struct {
+		name, client, secret string
+		upstream             int
+		verified             any // email_verified in the upstream ID token; nil: absent
+		wantEmail            any // nil: no email and no email_verified
+	}{
+		{name: "verified", client: mobileID, verified: true, wantEmail: "alice@example.com"},
+		{name: "marked unverified", client: mobileID, verified: false},
+		{name: "verification unknown", client: mobileID},
+		{name: "trustEmail", client: gwID, secret: gwSecret, upstream: 2, verified: false, wantEmail: "alice@example.com"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, m := x.exchange(t, tt.client, tt.secret, url.Values{
+				"subject_token": {x.idToken(tt.upstream, map[string]any{"email_verified": tt.verified})}, "subject_token_type": {tokenTypeID},
+				"audience": {"orders-api"}, "scope": {"openid email profile"},
+			})
+			if status != http.StatusOK {
+				t.Fatalf("native exchange = %d %v", status, m)
+			}
+			_, at := verifyAccessToken(t, x.env, m["access_token"].(string), "orders-api")
+			wantVerified := any(nil)
+			if tt.wantEmail != nil {
+				wantVerified = true
+			}
+			if at["email"] != tt.wantEmail || at["email_verified"] != wantVerified || at["name"] != "Alice Example" {
+				t.Errorf("access token email %v email_verified %v name %v, want %v, %v, Alice Example",
+					at["email"], at["email_verified"], at["name"], tt.wantEmail, wantVerified)
+			}
+		})
 	}
 }
 

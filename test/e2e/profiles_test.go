@@ -59,6 +59,12 @@ func TestProfiles(t *testing.T) {
 		c.Profile, c.Issuer, c.Tenants, c.GraphURL, c.Scopes = federation.ProfileAzureAD, idp.IssuerTemplate(), []string{tenant}, idp.GraphURL(), nil
 		c.Claims.Subject = "oid"
 	}
+	// Entra ID sends no email_verified: a tenant whose administrators set
+	// the addresses opts in with trustEmail.
+	azureTrusted := func(c *federation.Config, idp *fakeidp.Server) {
+		azureUpstream(c, idp)
+		c.TrustEmail = true
+	}
 	tests := []profileCase{
 		{
 			name: "google",
@@ -89,16 +95,26 @@ func TestProfiles(t *testing.T) {
 			name:     "azuread multi-tenant",
 			quirks:   fakeidp.Quirks{AzureMultiTenant: true},
 			user:     azure("ann", tenant, "g-1", "g-2"),
+			upstream: azureTrusted,
+			want:     map[string]any{"email": "ann@corp.example", "email_verified": true, "name": "ann", "preferred_username": "ann@corp.example", "groups": []any{"g-1", "g-2"}},
+			wantSub:  "oid-ann",
+		},
+		{
+			// Entra ID sends no email_verified: without trustEmail its
+			// email (and the upn fallback) stays out of Keyward's tokens.
+			name:     "azuread without trustEmail has no email",
+			quirks:   fakeidp.Quirks{AzureMultiTenant: true},
+			user:     azure("ann", tenant, "g-1"),
 			upstream: azureUpstream,
-			want:     map[string]any{"email": "ann@corp.example", "email_verified": false, "name": "ann", "preferred_username": "ann@corp.example", "groups": []any{"g-1", "g-2"}},
+			want:     map[string]any{"email": nil, "email_verified": nil, "name": "ann", "preferred_username": "ann@corp.example", "groups": []any{"g-1"}},
 			wantSub:  "oid-ann",
 		},
 		{
 			name:     "azuread group overage through graph",
 			quirks:   fakeidp.Quirks{AzureMultiTenant: true, GroupsOverage: true},
 			user:     azure("ann", tenant, "g-1", "g-2", "g-3"),
-			upstream: azureUpstream,
-			want:     map[string]any{"email": "ann@corp.example", "email_verified": false, "name": "ann", "preferred_username": "ann@corp.example", "groups": []any{"g-1", "g-2", "g-3"}},
+			upstream: azureTrusted,
+			want:     map[string]any{"email": "ann@corp.example", "email_verified": true, "name": "ann", "preferred_username": "ann@corp.example", "groups": []any{"g-1", "g-2", "g-3"}},
 			wantSub:  "oid-ann",
 			check: func(t *testing.T, idp *fakeidp.Server) {
 				if n := idp.Hits("graph"); n != 1 {
@@ -220,6 +236,50 @@ func TestProfiles(t *testing.T) {
 			},
 		},
 		{
+			// An email the upstream does not mark verified is no identity:
+			// Keyward's tokens and userinfo leave it out altogether.
+			name:    "generic email_verified false leaves the email out",
+			user:    staff("alice", func(u *fakeidp.User) { u.EmailVerified = false }),
+			want:    map[string]any{"email": nil, "email_verified": nil, "name": "Alice", "preferred_username": "alice", "groups": []any{"staff", "admins"}},
+			wantSub: "sub-alice",
+		},
+		{
+			name:    "generic email_verified missing leaves the email out",
+			user:    staff("alice", func(u *fakeidp.User) { u.NoEmailVerified = true }),
+			want:    map[string]any{"email": nil, "email_verified": nil, "name": "Alice", "preferred_username": "alice", "groups": []any{"staff", "admins"}},
+			wantSub: "sub-alice",
+		},
+		{
+			// The ID token's email has no email_verified; userinfo (asked
+			// for the name) verifies another address. That is no
+			// verification of the ID token's.
+			name:   "generic userinfo's email_verified is about its own address",
+			quirks: fakeidp.Quirks{UserinfoOnly: []string{"name"}},
+			user:   staff("alice", nil),
+			upstream: func(_ *federation.Config, idp *fakeidp.Server) {
+				idp.SetNextClaims(map[string]any{"email": "mallory@example.com", "email_verified": nil})
+			},
+			want:    map[string]any{"email": nil, "email_verified": nil, "name": "Alice", "preferred_username": "alice", "groups": []any{"staff", "admins"}},
+			wantSub: "sub-alice",
+		},
+		{
+			name:     "generic trustEmail vouches for an email marked unverified",
+			user:     staff("alice", func(u *fakeidp.User) { u.EmailVerified = false }),
+			upstream: func(c *federation.Config, _ *fakeidp.Server) { c.TrustEmail = true },
+			want:     map[string]any{"email": "alice@example.com", "email_verified": true, "name": "Alice", "preferred_username": "alice", "groups": []any{"staff", "admins"}},
+			wantSub:  "sub-alice",
+		},
+		{
+			// An allowed domain proves nothing when anyone may claim it.
+			name: "generic email domain of an unverified email refused",
+			user: staff("alice", func(u *fakeidp.User) { u.EmailVerified = false }),
+			upstream: func(c *federation.Config, _ *fakeidp.Server) {
+				c.Allow.EmailDomains = []string{"example.com"}
+			},
+			wantRefusal: "Your email address (alice@example.com) is not verified at Corp SSO.",
+			wantRule:    "allow.email_domains",
+		},
+		{
 			name:        "generic email_verified false refused",
 			user:        staff("alice", func(u *fakeidp.User) { u.EmailVerified = false }),
 			upstream:    func(c *federation.Config, _ *fakeidp.Server) { c.Allow.RequireEmailVerified = true },
@@ -336,9 +396,8 @@ func (tc profileCase) run(t *testing.T) {
 		if diff := cmp.Diff(want, infoClaims[name]); diff != "" {
 			t.Errorf("userinfo %s (-want +got):\n%s", name, diff)
 		}
-		if name == "email_verified" {
-			continue // not in access tokens (tokens.claims)
-		}
+		// email_verified travels with email, though tokens.claims names
+		// only email.
 		if diff := cmp.Diff(want, atClaims[name]); diff != "" {
 			t.Errorf("access token %s (-want +got):\n%s", name, diff)
 		}
