@@ -95,6 +95,7 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 		RotationPeriod: time.Duration(cfg.Keys.RotationPeriod),
 		JWKSMaxAge:     time.Duration(cfg.Keys.JWKSMaxAge),
 		MaxTokenTTL:    cfg.Tokens.MaxSignedTTL(),
+		SessionSecret:  sec.SessionSecret,
 		EncryptionKey:  sec.EncryptionKey,
 		Logger:         log,
 	})
