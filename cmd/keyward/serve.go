@@ -89,16 +89,10 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 		inst.close()
 		return nil, err
 	}
-	inst.keys, err = keys.New(ctx, keys.Config{
-		Store:          st,
-		Algorithm:      cfg.Keys.Algorithm,
-		RotationPeriod: time.Duration(cfg.Keys.RotationPeriod),
-		JWKSMaxAge:     time.Duration(cfg.Keys.JWKSMaxAge),
-		MaxTokenTTL:    cfg.Tokens.MaxSignedTTL(),
-		SessionSecret:  sec.SessionSecret,
-		EncryptionKey:  sec.EncryptionKey,
-		Logger:         log,
-	})
+	inst.keys, err = keys.New(ctx, keysConfig(cfg, sec, st, log))
+	if errors.Is(err, keys.ErrEncryptionKey) {
+		return fail(fmt.Errorf("%w; %s", err, unreadableKeysHint))
+	}
 	if err != nil {
 		return fail(err)
 	}
@@ -136,6 +130,22 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 		inst.admin = web.NewAdmin(web.AdminConfig{Broker: b, Keys: inst.keys, Token: sec.AdminToken, Logger: log})
 	}
 	return inst, nil
+}
+
+// keysConfig is the key manager's config: serve and replace-keys share it.
+// Private keys are sealed with keys.encryptionKeyFile's key when set, else
+// with one derived from the session secret.
+func keysConfig(cfg *Config, sec Secrets, st store.Store, log *slog.Logger) keys.Config {
+	return keys.Config{
+		Store:          st,
+		Algorithm:      cfg.Keys.Algorithm,
+		RotationPeriod: time.Duration(cfg.Keys.RotationPeriod),
+		JWKSMaxAge:     time.Duration(cfg.Keys.JWKSMaxAge),
+		MaxTokenTTL:    cfg.Tokens.MaxSignedTTL(),
+		SessionSecret:  sec.SessionSecret,
+		EncryptionKey:  sec.EncryptionKey,
+		Logger:         log,
+	}
 }
 
 func buildBrokerConfig(cfg *Config, sec Secrets, st store.Store, k *keys.Manager, ups []broker.Upstream, log *slog.Logger) broker.Config {
