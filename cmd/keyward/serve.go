@@ -48,6 +48,7 @@ func serve(ctx context.Context, cfg *Config, sec Secrets, logOut io.Writer) erro
 	if err != nil {
 		return err
 	}
+	logExposedSecretFiles(ctx, log, cfg.secretFiles())
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w (is another keyward running? change listen: in the config)", err)
