@@ -171,21 +171,28 @@ func buildBrokerConfig(cfg *Config, sec Secrets, st store.Store, k *keys.Manager
 		Logger:              log,
 	}
 	for _, c := range cfg.Clients {
-		bc.Clients = append(bc.Clients, broker.Client{
-			ID:                     c.ID,
-			Name:                   c.Name,
-			Secret:                 sec.ClientSecrets[c.ID],
-			Public:                 c.Public(),
-			RedirectURIs:           c.RedirectURIs,
-			PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
-			GrantTypes:             c.GrantTypes,
-			Scopes:                 c.Scopes,
-			Audiences:              c.Audiences,
-			MayAct:                 c.MayAct,
-			BackchannelLogoutURI:   c.BackchannelLogoutURI,
-		})
+		bc.Clients = append(bc.Clients, c.brokerClient(sec.ClientSecrets[c.ID]))
 	}
 	return bc
+}
+
+// brokerClient converts the client for broker.Config (and for its
+// validation, with an empty secret).
+func (c ClientConfig) brokerClient(secret string) broker.Client {
+	return broker.Client{
+		ID:                     c.ID,
+		Name:                   c.Name,
+		Secret:                 secret,
+		Public:                 c.Public(),
+		ApplicationType:        c.ApplicationType,
+		RedirectURIs:           c.RedirectURIs,
+		PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
+		GrantTypes:             c.GrantTypes,
+		Scopes:                 c.Scopes,
+		Audiences:              c.Audiences,
+		MayAct:                 c.MayAct,
+		BackchannelLogoutURI:   c.BackchannelLogoutURI,
+	}
 }
 
 // derive gives each use of the session secret its own key.
