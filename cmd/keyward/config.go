@@ -31,8 +31,9 @@ type Config struct {
 	Listen string `yaml:"listen,omitempty"`
 	// TLS serves HTTPS itself; usually the gateway terminates TLS instead.
 	TLS TLSConfig `yaml:"tls,omitempty"`
-	// SessionSecretFile holds the secret that seals session cookies (at least
-	// 32 bytes; every replica needs the same one). Exactly one of it and
+	// SessionSecretFile holds the secret that seals session cookies and,
+	// without keys.encryptionKeyFile, the signing keys at rest (at least 32
+	// bytes; every replica needs the same one). Exactly one of it and
 	// SessionSecret is required.
 	SessionSecretFile string `yaml:"sessionSecretFile,omitempty"`
 	// SessionSecret is the secret itself, normally "${ENV_VAR}".
@@ -81,7 +82,9 @@ type KeysConfig struct {
 	// otherwise the time to the next rotation). Default: 1h.
 	JWKSMaxAge Duration `yaml:"jwksMaxAge,omitempty"`
 	// EncryptionKeyFile holds a 32-byte AES-256-GCM key that encrypts private
-	// keys at rest: 32 raw bytes, or those bytes as base64 or hex. Optional.
+	// keys at rest: 32 raw bytes, or those bytes as base64 or hex. Optional:
+	// by default they are encrypted with a key derived from the session
+	// secret (docs/deployment.md).
 	EncryptionKeyFile string `yaml:"encryptionKeyFile,omitempty"`
 }
 

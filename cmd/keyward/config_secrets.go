@@ -185,7 +185,8 @@ type Secrets struct {
 	// as is (not base64-decoded); derive keys from it, e.g. with HKDF.
 	SessionSecret []byte
 	// EncryptionKey is the 32-byte AES-256-GCM key for private keys at rest;
-	// nil when keys.encryptionKeyFile is unset.
+	// nil when keys.encryptionKeyFile is unset (keys then derives one from
+	// SessionSecret).
 	EncryptionKey []byte
 	// UpstreamClientSecrets maps an upstream id to Keyward's client secret there.
 	UpstreamClientSecrets map[string]string
