@@ -120,6 +120,8 @@ func CheckRedirectURI(raw string, native bool) error {
 	switch {
 	case err != nil:
 		return fmt.Errorf("%q is not a valid URI; write it in full, e.g. %s", raw, example)
+	case u.Scheme == "" && strings.HasPrefix(raw, "//"):
+		return fmt.Errorf("%q has no scheme; write it in full, e.g. https:%s", raw, raw)
 	case u.Scheme == "" && strings.HasPrefix(raw, "/"):
 		return fmt.Errorf("%q is a path; write the full URL, e.g. https://app.example.com%s", raw, raw)
 	case u.Scheme == "":

@@ -30,6 +30,7 @@ func TestValidateClientURIs(t *testing.T) {
 			want: `"localhost:3000/callback" has no scheme; write it in full, e.g. http://localhost:3000/callback`},
 		{name: "no scheme, IP and port", value: "127.0.0.1:3000/cb", want: "has no scheme; write it in full, e.g. http://127.0.0.1:3000/cb"},
 		{name: "no scheme, host", value: "app.example.com/cb", want: "has no scheme; write it in full, e.g. https://app.example.com/cb"},
+		{name: "scheme-relative", value: "//app.example.com/cb", want: `"//app.example.com/cb" has no scheme; write it in full, e.g. https://app.example.com/cb`},
 		{name: "path only", value: "/callback", want: `"/callback" is a path; write the full URL, e.g. https://app.example.com/callback`},
 		{name: "wildcard host", value: "https://*.example.com/cb",
 			want: `"https://*.example.com/cb" holds a wildcard, but redirect URIs are matched exactly (a pattern would let any matching address receive codes); list each URI in full`},
