@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -47,34 +46,6 @@ const (
 	// logoutTokenType is the typ header of outgoing logout tokens. §2.4
 	logoutTokenType = "logout+jwt"
 )
-
-// checkBackchannelLogoutURI accepts an absolute https URL, or http on a
-// loopback host, without a fragment (a query is allowed). §2.2
-func checkBackchannelLogoutURI(raw string) error {
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil || !u.IsAbs() || u.Host == "":
-		return fmt.Errorf("%q must be an absolute https URL", raw)
-	case u.Fragment != "" || strings.Contains(raw, "#"):
-		return fmt.Errorf("%q must not have a fragment", raw)
-	case u.User != nil:
-		return fmt.Errorf("%q must not have user info", raw)
-	case u.Scheme == "https":
-		return nil
-	case u.Scheme == "http" && isLoopbackHost(u.Hostname()):
-		return nil
-	default:
-		return fmt.Errorf("%q must use https (http only on localhost, 127.0.0.1 or [::1])", raw)
-	}
-}
-
-func isLoopbackHost(h string) bool {
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
-}
 
 // recordSessionClient records that clientID is being issued tokens in
 // session s (a GrantSessionClient grant expiring with the session), so that

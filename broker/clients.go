@@ -6,8 +6,10 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/ory/fosite"
 )
@@ -34,6 +36,159 @@ type Client struct {
 	// Keyward session ends (backchannel.go): https, or http on loopback;
 	// no fragment. Empty: none are sent.
 	BackchannelLogoutURI string
+	// ApplicationType is web (the default) or native (a desktop, mobile or
+	// command-line app). Only a native client may use a private-use URI
+	// scheme (RFC 8252 §7.1) for its redirect URIs. OIDC Registration §2
+	ApplicationType string
+}
+
+// The application types of a client. OIDC Registration §2
+const (
+	ApplicationWeb    = "web"
+	ApplicationNative = "native"
+)
+
+// URIError is one problem with a client's configuration: the field, as
+// written in keyward.yaml (redirectURIs[0]), and why, with the fix.
+type URIError struct{ Field, Msg string }
+
+func (e *URIError) Error() string { return e.Field + ": " + e.Msg }
+
+// Validate checks the client's application type and its redirect,
+// post-logout redirect and back-channel logout URIs: the one home of these
+// rules, used by `keyward check-config` and by New. It returns one
+// *URIError per problem.
+func (c Client) Validate() []error {
+	var errs []error
+	add := func(field string, err error) {
+		if err != nil {
+			errs = append(errs, &URIError{Field: field, Msg: err.Error()})
+		}
+	}
+	native := c.ApplicationType == ApplicationNative
+	if c.ApplicationType != "" && c.ApplicationType != ApplicationWeb && !native {
+		add("applicationType", fmt.Errorf("%q is not an application type; use web (the default: a server-side or browser app) or native (a desktop, mobile or command-line app)", c.ApplicationType))
+	}
+	for i, u := range c.RedirectURIs {
+		add(fmt.Sprintf("redirectURIs[%d]", i), CheckRedirectURI(u, native))
+	}
+	for i, u := range c.PostLogoutRedirectURIs {
+		add(fmt.Sprintf("postLogoutRedirectURIs[%d]", i), CheckRedirectURI(u, native))
+	}
+	if c.BackchannelLogoutURI != "" {
+		add("backchannelLogoutURI", CheckBackchannelLogoutURI(c.BackchannelLogoutURI))
+	}
+	return errs
+}
+
+// oobURI is the out-of-band "redirect URI" of old installed-app flows.
+const oobURI = "urn:ietf:wg:oauth:2.0:oob"
+
+// loopbackHint is where http is allowed.
+const loopbackHint = "localhost, 127.0.0.1 or [::1]"
+
+// CheckRedirectURI says why raw cannot be a redirect URI (or post-logout
+// redirect URI) of a web client, or of a native one, and how to fix it; nil
+// when it can. Every client may use https, and http on a loopback host. A
+// native client may also use a private-use scheme in reverse-DNS form,
+// such as com.example.app:/callback (RFC 8252 §7.1). Refused: a missing
+// scheme or host, a fragment (RFC 6749 §3.1.2), user info, a wildcard
+// (redirect URIs are matched exactly), any other scheme (javascript:,
+// data:…), and the out-of-band urn:ietf:wg:oauth:2.0:oob.
+func CheckRedirectURI(raw string, native bool) error {
+	const example = "https://app.example.com/callback"
+	switch {
+	case strings.TrimSpace(raw) == "":
+		return fmt.Errorf("is empty; write the full URL that receives the code, e.g. %s", example)
+	case strings.HasPrefix(raw, oobURI):
+		return fmt.Errorf("%q (out-of-band: the person copies the code) is not supported, because any app could read that code; "+
+			"a command-line tool should listen on loopback and use http://127.0.0.1/callback, whose port may differ at each sign-in (RFC 8252 §7.3)", raw)
+	case strings.Contains(raw, "*"):
+		return fmt.Errorf("%q holds a wildcard, but redirect URIs are matched exactly (a pattern would let any matching address receive codes); list each URI in full", raw)
+	case strings.Contains(raw, "#"):
+		return fmt.Errorf("%q has a fragment, which a redirect URI must not have (RFC 6749 §3.1.2); remove the part from #", raw)
+	case strings.ContainsFunc(raw, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+		return fmt.Errorf("%q holds spaces or control characters; write the URI without them", raw)
+	}
+	if host, ok := missingScheme(raw); ok {
+		scheme := "https"
+		if isLoopbackHost(host) {
+			scheme = "http"
+		}
+		return fmt.Errorf("%q has no scheme; write it in full, e.g. %s://%s", raw, scheme, raw)
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%q is not a valid URI; write it in full, e.g. %s", raw, example)
+	case u.Scheme == "" && strings.HasPrefix(raw, "//"):
+		return fmt.Errorf("%q has no scheme; write it in full, e.g. https:%s", raw, raw)
+	case u.Scheme == "" && strings.HasPrefix(raw, "/"):
+		return fmt.Errorf("%q is a path; write the full URL, e.g. https://app.example.com%s", raw, raw)
+	case u.Scheme == "":
+		return fmt.Errorf("%q has no scheme; write it in full, e.g. https://%s", raw, raw)
+	case u.Scheme == "https" || u.Scheme == "http":
+		switch {
+		case u.Host == "" || u.Hostname() == "":
+			return fmt.Errorf("%q has no host; write it in full, e.g. %s", raw, example)
+		case u.User != nil:
+			return fmt.Errorf("%q has user info (the part before @); remove it", raw)
+		case u.Scheme == "http" && !isLoopbackHost(u.Hostname()):
+			return fmt.Errorf("%q uses http on a host other than %s, so codes would cross the network unencrypted; use https", raw, loopbackHint)
+		}
+		return nil
+	case !strings.Contains(u.Scheme, "."):
+		if native {
+			return fmt.Errorf("%q uses the scheme %s:, which is not a private-use scheme: a native app's scheme must be a reverse domain name it controls, "+
+				"such as com.example.app:/callback, so that no other app can claim it (RFC 8252 §7.1)", raw, u.Scheme)
+		}
+		return fmt.Errorf("%q uses the scheme %s:, which cannot receive a code safely; use an https URL (http only on %s)", raw, u.Scheme, loopbackHint)
+	case !native:
+		return fmt.Errorf("%q uses the private-use scheme %s:, which only native apps may use; if this client is a desktop, mobile or command-line app, "+
+			"set applicationType: native on it (RFC 8252 §7.1), else use an https URL", raw, u.Scheme)
+	}
+	return nil
+}
+
+// missingScheme reports a URI written without its scheme, such as
+// localhost:3000/callback or 127.0.0.1:8080/cb (which url.Parse reads as
+// scheme "localhost", or fails on), and its host.
+func missingScheme(raw string) (string, bool) {
+	if strings.Contains(raw, "://") {
+		return "", false
+	}
+	host, rest, ok := strings.Cut(raw, ":")
+	if !ok || rest == "" || rest[0] < '0' || rest[0] > '9' {
+		return "", false // com.example.app:/cb, or no port
+	}
+	return host, host != ""
+}
+
+// CheckBackchannelLogoutURI says why raw cannot be a URI that Keyward
+// POSTs to (a back-channel logout URI), and how to fix it: it must be an
+// absolute https URL (http only on a loopback host) without a fragment or
+// user info; a query is allowed. OIDC Back-Channel Logout 1.0 §2.2
+func CheckBackchannelLogoutURI(raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		return fmt.Errorf("%q must be an absolute https URL with a host, e.g. https://app.example.com/logout", raw)
+	case u.Fragment != "" || strings.Contains(raw, "#"):
+		return fmt.Errorf("%q has a fragment; remove the part from #", raw)
+	case u.User != nil:
+		return fmt.Errorf("%q has user info (the part before @); remove it", raw)
+	case u.Scheme == "http" && !isLoopbackHost(u.Hostname()):
+		return fmt.Errorf("%q uses http on a host other than %s; use https", raw, loopbackHint)
+	}
+	return nil
+}
+
+func isLoopbackHost(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }
 
 // client is the fosite view of a Client.
@@ -63,11 +218,11 @@ func newClientRegistry(cs []Client) (*clientRegistry, error) {
 			errs = append(errs, fmt.Errorf("clients[%d]: confidential client %q has no secret", i, c.ID))
 			continue
 		}
-		if c.BackchannelLogoutURI != "" {
-			if err := checkBackchannelLogoutURI(c.BackchannelLogoutURI); err != nil {
-				errs = append(errs, fmt.Errorf("clients[%d]: backchannel logout uri: %w", i, err))
-				continue
+		if verrs := c.Validate(); len(verrs) > 0 {
+			for _, err := range verrs {
+				errs = append(errs, fmt.Errorf("clients[%d].%w", i, err))
 			}
+			continue
 		}
 		grants := c.GrantTypes
 		if len(grants) == 0 {

@@ -50,11 +50,25 @@ type Config struct {
 	// JWKSMaxAge caps the Cache-Control max-age of the JWKS. Default: 1h; never
 	// more than RotationPeriod/2.
 	JWKSMaxAge time.Duration
-	// EncryptionKey is an optional 32-byte AES-256-GCM key-encryption key
-	// (keys.encryptionKeyFile) for private keys at rest. When set, unencrypted
-	// stored keys are encrypted on load; when unset, encrypted keys cannot be
-	// opened.
+	// SessionSecret is the secret every replica shares (sessionSecret).
+	// Private keys are always sealed at rest with AES-256-GCM (the kid as
+	// additional data); unless EncryptionKey is set, the key-encryption key
+	// is derived from SessionSecret with HKDF-SHA256 (info "keyward key
+	// encryption v1"). Changing the secret leaves stored keys unopenable:
+	// New then fails with ErrEncryptionKey (see ReplaceUnreadable). One of
+	// SessionSecret and EncryptionKey is required.
+	SessionSecret []byte
+	// EncryptionKey, a 32-byte AES-256-GCM key (keys.encryptionKeyFile),
+	// overrides the key derived from SessionSecret. Keys found sealed with
+	// the derived key, or unencrypted, are sealed with it on load.
 	EncryptionKey []byte
+	// ReplaceUnreadable makes New retire current and next keys that open
+	// with no configured key-encryption key (their public keys stay
+	// published until the tokens they signed expire) and sign with new keys
+	// at once, instead of failing with ErrEncryptionKey. For the operator's
+	// explicit recovery after the session secret changed, never a default:
+	// a replica with a wrong secret would replace the keys of all others.
+	ReplaceUnreadable bool
 	// ReloadInterval is how often Run re-reads the store, to follow rotations
 	// made by other replicas. Default: 1m.
 	ReloadInterval time.Duration
@@ -102,6 +116,9 @@ func (cfg Config) withDefaults() (Config, error) {
 		errs = append(errs, fmt.Errorf("invalid JWKSMaxAge %s: negative", cfg.JWKSMaxAge))
 	}
 	cfg.JWKSMaxAge = min(cfg.JWKSMaxAge, cfg.RotationPeriod/2)
+	if len(cfg.SessionSecret) == 0 && len(cfg.EncryptionKey) == 0 {
+		errs = append(errs, errors.New("missing SessionSecret or EncryptionKey (private keys are always encrypted at rest)"))
+	}
 	if n := len(cfg.EncryptionKey); n != 0 && n != 32 {
 		errs = append(errs, fmt.Errorf("invalid EncryptionKey (keys.encryptionKeyFile): %d bytes, want 32", n))
 	}

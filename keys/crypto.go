@@ -7,21 +7,82 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/keyward/keyward/store"
 )
 
-// ErrEncryptionKey reports stored private keys that cannot be opened with the
-// configured key-encryption key: none is configured, or it is the wrong one.
-var ErrEncryptionKey = errors.New("keys: missing or wrong key-encryption key (check keys.encryptionKeyFile)")
+// ErrEncryptionKey reports stored private keys that open with none of the
+// configured key-encryption keys: the session secret changed (or differs
+// between replicas), or keys.encryptionKeyFile was removed or changed.
+var ErrEncryptionKey = errors.New("keys: wrong key-encryption key")
+
+// kekInfo is the HKDF info of the key-encryption key derived from the
+// session secret: its own label, so no other use of the secret shares it.
+const kekInfo = "keyward key encryption v1"
+
+// Where a key-encryption key comes from, as the start-up log says it.
+const (
+	kekFromSessionSecret = "derived from the session secret"
+	kekFromFile          = "keys.encryptionKeyFile"
+)
+
+// kek is one key-encryption key: AES-256-GCM and where its key came from.
+type kek struct {
+	aead   cipher.AEAD
+	source string
+}
+
+// deriveKEK derives the default key-encryption key from the session secret
+// every replica shares: HKDF-SHA256, no salt, info kekInfo.
+func deriveKEK(sessionSecret []byte) ([]byte, error) {
+	return hkdf.Key(sha256.New, sessionSecret, nil, kekInfo, 32)
+}
+
+// newKEKs returns the key-encryption keys to try, the one that seals first:
+// EncryptionKey when set (then the key derived from the session secret
+// still opens keys sealed before the file was configured), else the key
+// derived from the session secret.
+func newKEKs(cfg Config) ([]kek, error) {
+	var out []kek
+	add := func(key []byte, source string) error {
+		block, err := aes.NewCipher(key)
+		if err != nil {
+			return fmt.Errorf("key-encryption key (%s): %w", source, err)
+		}
+		aead, err := cipher.NewGCM(block)
+		if err != nil {
+			return fmt.Errorf("key-encryption key (%s): %w", source, err)
+		}
+		out = append(out, kek{aead: aead, source: source})
+		return nil
+	}
+	if len(cfg.EncryptionKey) > 0 {
+		if err := add(cfg.EncryptionKey, kekFromFile); err != nil {
+			return nil, err
+		}
+	}
+	if len(cfg.SessionSecret) > 0 {
+		key, err := deriveKEK(cfg.SessionSecret)
+		if err != nil {
+			return nil, fmt.Errorf("derive key-encryption key: %w", err)
+		}
+		if err := add(key, kekFromSessionSecret); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
 
 // rsaBits is the RS256 modulus size.
 const rsaBits = 2048
@@ -40,8 +101,8 @@ func randomBytes(n int) []byte {
 }
 
 // generate creates a key of alg and returns it as a record with ID,
-// Algorithm, PrivateKey (sealed when aead is set), Encrypted and PublicKey
-// filled in; the caller sets State and the times.
+// Algorithm, PrivateKey (sealed with aead), Encrypted and PublicKey filled
+// in; the caller sets State and the times.
 func generate(alg string, aead cipher.AEAD) (store.SigningKey, error) {
 	var priv crypto.Signer
 	var err error
@@ -66,25 +127,8 @@ func generate(alg string, aead cipher.AEAD) (store.SigningKey, error) {
 	if err != nil {
 		return store.SigningKey{}, fmt.Errorf("marshal public key: %w", err)
 	}
-	k := store.SigningKey{ID: newKID(), Algorithm: alg, PrivateKey: privDER, PublicKey: pubDER}
-	if aead != nil {
-		k.PrivateKey = seal(aead, k.ID, privDER)
-		k.Encrypted = true
-	}
-	return k, nil
-}
-
-// newAEAD returns AES-256-GCM for a 32-byte key-encryption key, or nil for
-// none.
-func newAEAD(kek []byte) (cipher.AEAD, error) {
-	if len(kek) == 0 {
-		return nil, nil
-	}
-	block, err := aes.NewCipher(kek)
-	if err != nil {
-		return nil, fmt.Errorf("encryption key: %w", err)
-	}
-	return cipher.NewGCM(block)
+	kid := newKID()
+	return store.SigningKey{ID: kid, Algorithm: alg, PrivateKey: seal(aead, kid, privDER), Encrypted: true, PublicKey: pubDER}, nil
 }
 
 // seal encrypts a private key: random 12-byte nonce || ciphertext, with the
@@ -94,23 +138,31 @@ func seal(aead cipher.AEAD, kid string, plain []byte) []byte {
 	return aead.Seal(nonce, nonce, plain, []byte(kid))
 }
 
-// openPrivate returns the PKCS #8 DER of k's private key.
-func openPrivate(aead cipher.AEAD, k store.SigningKey) ([]byte, error) {
+// openPrivate returns the PKCS #8 DER of k's private key and the index in
+// keks of the key that opened it (-1: stored unencrypted).
+func openPrivate(keks []kek, k store.SigningKey) ([]byte, int, error) {
 	if !k.Encrypted {
-		return k.PrivateKey, nil
+		return k.PrivateKey, -1, nil
 	}
-	if aead == nil {
-		return nil, fmt.Errorf("open private key %s: it is encrypted at rest but no encryption key is configured: %w", k.ID, ErrEncryptionKey)
+	for i, c := range keks {
+		n := c.aead.NonceSize()
+		if len(k.PrivateKey) < n+c.aead.Overhead() {
+			return nil, 0, fmt.Errorf("open private key %s: sealed key is truncated: %w", k.ID, ErrEncryptionKey)
+		}
+		if plain, err := c.aead.Open(nil, k.PrivateKey[:n], k.PrivateKey[n:], []byte(k.ID)); err == nil {
+			return plain, i, nil
+		}
 	}
-	n := aead.NonceSize()
-	if len(k.PrivateKey) < n+aead.Overhead() {
-		return nil, fmt.Errorf("open private key %s: sealed key is truncated: %w", k.ID, ErrEncryptionKey)
+	tried := make([]string, len(keks))
+	for i, c := range keks {
+		tried[i] = "the key " + c.source
+		if c.source == kekFromFile {
+			tried[i] = "the key in " + c.source
+		}
 	}
-	plain, err := aead.Open(nil, k.PrivateKey[:n], k.PrivateKey[n:], []byte(k.ID))
-	if err != nil {
-		return nil, fmt.Errorf("open private key %s: it does not decrypt with the configured encryption key: %w: %w", k.ID, ErrEncryptionKey, err)
-	}
-	return plain, nil
+	return nil, 0, fmt.Errorf("open private key %s: it does not open with %s; it was sealed with another key-encryption key "+
+		"(the session secret changed or differs from the other replicas', or keys.encryptionKeyFile was removed or changed): %w",
+		k.ID, strings.Join(tried, " nor with "), ErrEncryptionKey)
 }
 
 // parsed is a key ready for use: the private part only for keys that may
@@ -121,9 +173,9 @@ type parsed struct {
 	public  crypto.PublicKey
 }
 
-// parseKey parses (and, with aead, decrypts) a stored key, checking that its
-// type matches its algorithm and that both halves belong together.
-func parseKey(aead cipher.AEAD, k store.SigningKey, withPrivate bool) (parsed, error) {
+// parseKey parses (and decrypts) a stored key, checking that its type
+// matches its algorithm and that both halves belong together.
+func parseKey(keks []kek, k store.SigningKey, withPrivate bool) (parsed, error) {
 	p := parsed{method: signingMethod(k.Algorithm)}
 	if p.method == nil {
 		return p, fmt.Errorf("key %s: unsupported algorithm %q", k.ID, k.Algorithm)
@@ -139,7 +191,7 @@ func parseKey(aead cipher.AEAD, k store.SigningKey, withPrivate bool) (parsed, e
 	if !withPrivate {
 		return p, nil
 	}
-	der, err := openPrivate(aead, k)
+	der, _, err := openPrivate(keks, k)
 	if err != nil {
 		return p, err
 	}

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"crypto"
-	"crypto/cipher"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,7 +48,8 @@ type Manager struct {
 	maxAge    time.Duration // effective JWKS max-age cap, <= period/2
 	reload    time.Duration
 	leeway    time.Duration // added to MaxTokenTTL for retired keys
-	aead      cipher.AEAD   // nil without an encryption key
+	keks      []kek         // key-encryption keys; the first seals
+	replace   bool          // Config.ReplaceUnreadable, for New only
 	log       *slog.Logger
 	now       func() time.Time
 	timer     func(time.Duration) (<-chan time.Time, func() bool)
@@ -84,14 +84,19 @@ type published struct {
 }
 
 // New loads the key set from cfg.Store, creating a current and a next key on
-// first start, and encrypting stored private keys when an EncryptionKey is
-// configured and they are not yet encrypted.
+// first start, and seals with the configured key-encryption key every
+// private key stored unencrypted or sealed with the key derived from the
+// session secret while keys.encryptionKeyFile is set. This happens in one
+// store update, so replicas starting together seal once. A key that opens
+// with no configured key fails New with ErrEncryptionKey, unless
+// Config.ReplaceUnreadable. New logs, once, which key-encryption key is in
+// force (never the key).
 func New(ctx context.Context, cfg Config) (*Manager, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	aead, err := newAEAD(cfg.EncryptionKey)
+	keks, err := newKEKs(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("keys: config: %w", err)
 	}
@@ -103,7 +108,8 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 		maxAge:    cfg.JWKSMaxAge,
 		reload:    cfg.ReloadInterval,
 		leeway:    retireLeeway + cfg.ReloadInterval,
-		aead:      aead,
+		keks:      keks,
+		replace:   cfg.ReplaceUnreadable,
 		log:       cfg.Logger.With("component", "keys"),
 		now:       cfg.Now,
 		timer:     realTimer,
@@ -114,6 +120,8 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if _, err := m.advance(ctx, false); err != nil {
 		return nil, fmt.Errorf("keys: load key set: %w", err)
 	}
+	m.replace = false
+	m.log.InfoContext(ctx, "private signing keys encrypted at rest", "cipher", "AES-256-GCM", "key_encryption_key", keks[0].source)
 	return m, nil
 }
 
@@ -237,7 +245,7 @@ func (m *Manager) build(ks store.KeySet, checked time.Time) (*snapshot, error) {
 	// Current first (for verifiers that try the first key), then next, then
 	// retired keys, newest first.
 	for _, k := range ordered(ks.Keys) {
-		p, err := parseKey(m.aead, k, k.State != store.KeyRetired)
+		p, err := parseKey(m.keks, k, k.State != store.KeyRetired)
 		if err != nil {
 			return nil, err
 		}

@@ -310,6 +310,7 @@ func TestConfigErrors(t *testing.T) {
 		{name: "no store", modify: func(c *Config) { c.Store = nil }, want: "missing Store"},
 		{name: "algorithm", modify: func(c *Config) { c.Algorithm = "HS256" }, want: `unsupported algorithm "HS256"`},
 		{name: "no token TTL", modify: func(c *Config) { c.MaxTokenTTL = 0 }, want: "invalid MaxTokenTTL 0s: must be positive"},
+		{name: "no key-encryption key", modify: func(c *Config) { c.SessionSecret = nil }, want: "missing SessionSecret or EncryptionKey (private keys are always encrypted at rest)"},
 		{name: "short KEK", modify: func(c *Config) { c.EncryptionKey = make([]byte, 16) }, want: "invalid EncryptionKey (keys.encryptionKeyFile): 16 bytes, want 32"},
 		{name: "negative max-age", modify: func(c *Config) { c.JWKSMaxAge = -time.Second }, want: "invalid JWKSMaxAge -1s: negative"},
 		{name: "tiny period", modify: func(c *Config) { c.RotationPeriod = time.Second }, want: "invalid RotationPeriod 1s: below 2s"},

@@ -2,12 +2,16 @@ package keys
 
 import (
 	"context"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/keyward/keyward/store"
+	"github.com/keyward/keyward/store/bolt"
 	"github.com/keyward/keyward/store/postgres"
 	"github.com/keyward/keyward/store/postgres/pgtest"
 )
@@ -249,5 +253,80 @@ func TestReplicaFollowsRotationWithinReloadInterval(t *testing.T) {
 	}
 	if r.d > reload {
 		t.Errorf("Run then waits %v, want at most %v", r.d, reload)
+	}
+}
+
+// TestReplicasSealPlaintextOnce: two replicas of a new version start at
+// once on the plaintext key set an older version stored. Exactly one store
+// update seals it, both sign with the same key, and each verifies the
+// other's tokens; on bbolt (two managers on one store) and on PostgreSQL
+// (two connection pools).
+func TestReplicasSealPlaintextOnce(t *testing.T) {
+	backends := map[string]func(t *testing.T) []Store{
+		"bolt": func(t *testing.T) []Store {
+			st, err := bolt.Open(t.Context(), bolt.Options{Path: filepath.Join(t.TempDir(), "keyward.db"), NoSync: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = st.Close() })
+			return []Store{st, st}
+		},
+		"postgres": func(t *testing.T) []Store {
+			sts := openReplicaStores(t, 2)
+			return []Store{sts[0], sts[1]}
+		},
+	}
+	for name, open := range backends {
+		t.Run(name, func(t *testing.T) {
+			sts, clock := open(t), newClock()
+			first := mustNew(t, testConfig(t, sts[0], clock))
+			makePlaintext(t, sts[0], derivedKEK(t, testSessionSecret))
+			before, err := sts[0].GetKeySet(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			ms := make([]*Manager, len(sts))
+			errs := make([]error, len(sts))
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			for i, st := range sts {
+				wg.Go(func() {
+					<-start
+					ms[i], errs[i] = New(t.Context(), testConfig(t, st, clock))
+				})
+			}
+			close(start)
+			wg.Wait()
+			for i, err := range errs {
+				if err != nil {
+					t.Fatalf("replica %d: New() = %v", i, err)
+				}
+			}
+
+			after, err := sts[0].GetKeySet(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after.Version != before.Version+1 {
+				t.Errorf("Version = %d, want %d: exactly one update seals the set", after.Version, before.Version+1)
+			}
+			checkSealedWith(t, after, derivedKEK(t, testSessionSecret))
+			if diff := cmp.Diff(kidsOf(before), kidsOf(after)); diff != "" {
+				t.Errorf("kids changed by sealing (-before +after):\n%s", diff)
+			}
+			for i, m := range ms {
+				if got, want := m.SigningKey().ID, first.SigningKey().ID; got != want {
+					t.Errorf("replica %d signs with %s, want %s", i, got, want)
+				}
+				tok, err := m.Sign(t.Context(), map[string]any{"sub": "alice", "exp": clock.Now().Add(time.Minute).Unix()}, nil)
+				if err != nil {
+					t.Fatalf("replica %d: Sign() = %v", i, err)
+				}
+				if err := verifyWithManager(ms[1-i], tok, clock.Now()); err != nil {
+					t.Errorf("token of replica %d, verified by the other: %v", i, err)
+				}
+			}
+		})
 	}
 }

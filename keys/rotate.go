@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -20,19 +21,36 @@ type needKeys int
 
 func (n needKeys) Error() string { return fmt.Sprintf("%d more generated keys needed", int(n)) }
 
+// errStaleSeal aborts an updater that meets a private key advance did not
+// prepare (another process changed the set since it was read).
+var errStaleSeal = errors.New("private key changed since it was read")
+
+// reseal is what advance prepared, outside the transaction, for one stored
+// private key of a current or next key.
+type reseal struct {
+	from []byte // the stored PrivateKey this was prepared for
+	// to is from sealed with the first key-encryption key; nil when from
+	// already is.
+	to []byte
+	// unreadable: from opens with no configured key (prepared only with
+	// Config.ReplaceUnreadable; otherwise advance fails).
+	unreadable bool
+}
+
 // retryDelay bounds how soon Run retries a failed step.
 const retryDelay = 10 * time.Second
 
 // outcome is what one schedule step changed.
 type outcome struct {
-	changed   bool
-	created   bool // the set had no current key
-	rotated   bool
-	current   store.SigningKey
-	next      store.SigningKey
-	retired   string // kid retired by the rotation
-	pruned    int
-	encrypted int
+	changed  bool
+	created  bool // the set had no current key
+	rotated  bool
+	current  store.SigningKey
+	next     store.SigningKey
+	retired  string // kid retired by the rotation
+	pruned   int
+	sealed   int // private keys sealed with the first key-encryption key
+	replaced int // unreadable keys retired (Config.ReplaceUnreadable)
 }
 
 // Rotate performs the scheduled step: when NextRotation has come, the next
@@ -165,9 +183,10 @@ func realTimer(d time.Duration) (<-chan time.Time, func() bool) {
 // clock is now as the store keeps it: UTC, microseconds.
 func (m *Manager) clock() time.Time { return m.now().UTC().Truncate(time.Microsecond) }
 
-// advance reads the set, generates the keys a step needs outside the
-// transaction, applies the step in UpdateKeySet and installs the result.
-// rotate=false only completes the set (New). m.mu is held.
+// advance reads the set, generates the keys a step needs and seals the
+// private keys it must re-seal outside the transaction, applies the step in
+// UpdateKeySet and installs the result. rotate=false only completes the set
+// (New). m.mu is held.
 func (m *Manager) advance(ctx context.Context, rotate bool) (outcome, error) {
 	var pool []store.SigningKey
 	for attempt := 0; ; attempt++ {
@@ -176,10 +195,14 @@ func (m *Manager) advance(ctx context.Context, rotate bool) (outcome, error) {
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return outcome{}, err
 		}
+		prep, err := m.prepareSeals(ks)
+		if err != nil {
+			return outcome{}, err
+		}
 		var need needKeys
-		if _, _, err := m.plan(ks, m.clock(), pool, rotate); errors.As(err, &need) {
+		if _, _, err := m.plan(ks, m.clock(), pool, prep, rotate); errors.As(err, &need) {
 			for range int(need) {
-				k, err := generate(m.alg, m.aead)
+				k, err := generate(m.alg, m.keks[0].aead)
 				if err != nil {
 					return outcome{}, err
 				}
@@ -191,7 +214,7 @@ func (m *Manager) advance(ctx context.Context, rotate bool) (outcome, error) {
 		var o outcome
 		var seen store.KeySet
 		err = m.store.UpdateKeySet(ctx, func(old store.KeySet) (store.KeySet, error) {
-			ks, res, err := m.plan(old, m.clock(), pool, rotate)
+			ks, res, err := m.plan(old, m.clock(), pool, prep, rotate)
 			if err != nil {
 				return old, err
 			}
@@ -205,7 +228,7 @@ func (m *Manager) advance(ctx context.Context, rotate bool) (outcome, error) {
 		switch {
 		case errors.Is(err, errUnchanged):
 			return outcome{}, m.install(seen, checked)
-		case errors.As(err, &need) && attempt < 2:
+		case (errors.As(err, &need) || errors.Is(err, errStaleSeal)) && attempt < 3:
 			continue
 		case err != nil:
 			return outcome{}, err
@@ -223,6 +246,31 @@ func (m *Manager) advance(ctx context.Context, rotate bool) (outcome, error) {
 	}
 }
 
+// prepareSeals opens the private key of every current and next key of ks
+// and seals with the first key-encryption key those stored unencrypted or
+// sealed with another one. A key that opens with none fails with
+// ErrEncryptionKey, unless m.replace (then it is marked unreadable).
+func (m *Manager) prepareSeals(ks store.KeySet) (map[string]reseal, error) {
+	prep := map[string]reseal{}
+	for _, k := range ks.Keys {
+		if k.State == store.KeyRetired || len(k.PrivateKey) == 0 {
+			continue
+		}
+		r := reseal{from: k.PrivateKey}
+		der, i, err := openPrivate(m.keks, k)
+		switch {
+		case errors.Is(err, ErrEncryptionKey) && m.replace:
+			r.unreadable = true
+		case err != nil:
+			return nil, err
+		case i != 0:
+			r.to = seal(m.keks[0].aead, k.ID, der)
+		}
+		prep[k.ID] = r
+	}
+	return prep, nil
+}
+
 func (m *Manager) logOutcome(ctx context.Context, o outcome) {
 	switch {
 	case o.created:
@@ -236,22 +284,45 @@ func (m *Manager) logOutcome(ctx context.Context, o outcome) {
 	if o.pruned > 0 {
 		m.log.InfoContext(ctx, "expired signing keys deleted", "count", o.pruned)
 	}
-	if o.encrypted > 0 {
-		m.log.InfoContext(ctx, "private keys encrypted at rest", "count", o.encrypted)
+	if o.sealed > 0 {
+		m.log.InfoContext(ctx, "private signing keys sealed with the key-encryption key in force", "count", o.sealed, "key_encryption_key", m.keks[0].source)
+	}
+	if o.replaced > 0 {
+		m.log.WarnContext(ctx, "signing keys that no configured key-encryption key opens were retired and replaced", "event", "key_rotated",
+			"count", o.replaced, "kid", o.current.ID, "next_kid", o.next.ID)
 	}
 }
 
 // plan applies one schedule step to ks at now, taking new keys from pool in
-// order. It is a pure function of its arguments (apart from the random nonce
-// when encrypting), so it is safe as a retried updater. It returns needKeys
-// when pool is too short.
-func (m *Manager) plan(ks store.KeySet, now time.Time, pool []store.SigningKey, rotate bool) (store.KeySet, outcome, error) {
+// order and re-sealed private keys from prep. It is a pure function of its
+// arguments, so it is safe as a retried updater. It returns needKeys when
+// pool is too short, and errStaleSeal when a private key is not the one
+// prep was made for.
+func (m *Manager) plan(ks store.KeySet, now time.Time, pool []store.SigningKey, prep map[string]reseal, rotate bool) (store.KeySet, outcome, error) {
 	var o outcome
 	var cur, next *store.SigningKey
 	var retired []store.SigningKey
 	for _, k := range ks.Keys {
 		switch k.State {
 		case store.KeyCurrent, store.KeyNext:
+			if len(k.PrivateKey) > 0 {
+				r, ok := prep[k.ID]
+				switch {
+				case !ok || !bytes.Equal(r.from, k.PrivateKey):
+					return ks, o, errStaleSeal
+				case r.unreadable:
+					// Retired like a rotated-out key; its public key stays
+					// published for the tokens it may have signed.
+					k.State, k.RetiredAt, k.ExpiresAt = store.KeyRetired, now, now.Add(m.maxTTL+m.leeway)
+					k.PrivateKey, k.Encrypted = nil, false
+					retired = append(retired, k)
+					o.replaced++
+					continue
+				case r.to != nil:
+					k.PrivateKey, k.Encrypted = r.to, true
+					o.sealed++
+				}
+			}
 			slot := &cur
 			if k.State == store.KeyNext {
 				slot = &next
@@ -313,13 +384,7 @@ func (m *Manager) plan(ks store.KeySet, now time.Time, pool []store.SigningKey, 
 	if nextRotation.IsZero() {
 		nextRotation = cmp.Or(next.ActivatesAt, now.Add(m.period))
 	}
-	for _, k := range []*store.SigningKey{cur, next} {
-		if m.aead != nil && !k.Encrypted && len(k.PrivateKey) > 0 {
-			k.PrivateKey, k.Encrypted = seal(m.aead, k.ID, k.PrivateKey), true
-			o.encrypted++
-		}
-	}
-	o.changed = o.created || o.rotated || o.pruned > 0 || o.encrypted > 0 || generated > 0 ||
+	o.changed = o.created || o.rotated || o.pruned > 0 || o.sealed > 0 || o.replaced > 0 || generated > 0 ||
 		!nextRotation.Equal(ks.NextRotation)
 	if !o.changed {
 		return ks, o, nil

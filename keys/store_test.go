@@ -138,16 +138,21 @@ func (c *fakeClock) Advance(d time.Duration) time.Time {
 	return c.t
 }
 
+// testSessionSecret is the session secret of testConfig.
+var testSessionSecret = []byte("test-session-secret-0123456789-0123456789")
+
 // testConfig is a valid Config on st and clock: ES256 (fast to generate),
-// 24h rotation, 1h token TTL.
+// 24h rotation, 1h token TTL, keys sealed with the key derived from
+// testSessionSecret.
 func testConfig(t testing.TB, st Store, clock *fakeClock) Config {
 	t.Helper()
 	return Config{
-		Store:       st,
-		Algorithm:   ES256,
-		MaxTokenTTL: time.Hour,
-		Logger:      slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Now:         clock.Now,
+		Store:         st,
+		SessionSecret: testSessionSecret,
+		Algorithm:     ES256,
+		MaxTokenTTL:   time.Hour,
+		Logger:        slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Now:           clock.Now,
 	}
 }
 

@@ -85,7 +85,7 @@ func SignCost(ctx context.Context, dir, alg string) (time.Duration, error) {
 		return 0, err
 	}
 	defer st.Close()
-	km, err := keys.New(ctx, keys.Config{Store: st, Algorithm: alg, MaxTokenTTL: 15 * time.Minute, Logger: slog.New(slog.DiscardHandler)})
+	km, err := keys.New(ctx, keys.Config{Store: st, SessionSecret: []byte("bench-session-secret-0123456789-0123456789"), Algorithm: alg, MaxTokenTTL: 15 * time.Minute, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return 0, err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/federation"
 )
 
@@ -29,8 +31,9 @@ type Config struct {
 	Listen string `yaml:"listen,omitempty"`
 	// TLS serves HTTPS itself; usually the gateway terminates TLS instead.
 	TLS TLSConfig `yaml:"tls,omitempty"`
-	// SessionSecretFile holds the secret that seals session cookies (at least
-	// 32 bytes; every replica needs the same one). Exactly one of it and
+	// SessionSecretFile holds the secret that seals session cookies and,
+	// without keys.encryptionKeyFile, the signing keys at rest (at least 32
+	// bytes; every replica needs the same one). Exactly one of it and
 	// SessionSecret is required.
 	SessionSecretFile string `yaml:"sessionSecretFile,omitempty"`
 	// SessionSecret is the secret itself, normally "${ENV_VAR}".
@@ -79,7 +82,9 @@ type KeysConfig struct {
 	// otherwise the time to the next rotation). Default: 1h.
 	JWKSMaxAge Duration `yaml:"jwksMaxAge,omitempty"`
 	// EncryptionKeyFile holds a 32-byte AES-256-GCM key that encrypts private
-	// keys at rest: 32 raw bytes, or those bytes as base64 or hex. Optional.
+	// keys at rest: 32 raw bytes, or those bytes as base64 or hex. Optional:
+	// by default they are encrypted with a key derived from the session
+	// secret (docs/deployment.md).
 	EncryptionKeyFile string `yaml:"encryptionKeyFile,omitempty"`
 }
 
@@ -316,8 +321,16 @@ type ClientConfig struct {
 	SecretFile string `yaml:"secretFile,omitempty"`
 	// Secret is the secret itself, normally "${ENV_VAR}".
 	Secret string `yaml:"secret,omitempty"`
-	// RedirectURIs are matched exactly; required with authorization_code.
-	RedirectURIs           []string `yaml:"redirectURIs,omitempty"`
+	// ApplicationType is web (a server-side or browser app) or native (a
+	// desktop, mobile or command-line app). Default: web.
+	ApplicationType string `yaml:"applicationType,omitempty"`
+	// RedirectURIs are matched exactly (no wildcards), required with
+	// authorization_code: https, or http on localhost/127.0.0.1/[::1] (any
+	// port at sign-in for the IP literals, RFC 8252 §7.3); native clients
+	// may also use a reverse-DNS private-use scheme (com.example.app:/cb).
+	// No fragment. broker.CheckRedirectURI holds the rule.
+	RedirectURIs []string `yaml:"redirectURIs,omitempty"`
+	// PostLogoutRedirectURIs follow the same rule as RedirectURIs.
 	PostLogoutRedirectURIs []string `yaml:"postLogoutRedirectURIs,omitempty"`
 	// GrantTypes come from grantTypes. Default: [authorization_code, refresh_token].
 	GrantTypes []string `yaml:"grantTypes,omitempty"`
@@ -650,14 +663,13 @@ func (c *Config) validateClients(p *problems) {
 		if slices.Contains(cl.GrantTypes, grantAuthorizationCode) && len(cl.RedirectURIs) == 0 {
 			p.add(path+".redirectURIs", "add at least one (authorization_code needs it)")
 		}
-		for j, u := range cl.RedirectURIs {
-			checkRedirectURI(p, fmt.Sprintf("%s.redirectURIs[%d]", path, j), u)
-		}
-		for j, u := range cl.PostLogoutRedirectURIs {
-			checkRedirectURI(p, fmt.Sprintf("%s.postLogoutRedirectURIs[%d]", path, j), u)
-		}
-		if cl.BackchannelLogoutURI != "" {
-			checkBackchannelLogoutURI(p, path+".backchannelLogoutURI", cl.BackchannelLogoutURI)
+		for _, err := range cl.brokerClient("").Validate() {
+			var e *broker.URIError
+			if errors.As(err, &e) {
+				p.add(path+"."+e.Field, "%s", e.Msg)
+			} else {
+				p.add(path, "%s", err)
+			}
 		}
 		for j, s := range cl.Scopes {
 			// RFC 6749 §3.3
@@ -707,35 +719,6 @@ func checkIssuer(p *problems, path, raw string) {
 		p.add(path, "%q %s", raw, httpsHint)
 	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#") || u.User != nil:
 		p.add(path, "%q must not have a query, fragment or user info", raw)
-	}
-}
-
-// checkRedirectURI requires an absolute URL without a fragment (RFC 6749
-// §3.1.2); http only on loopback; custom schemes are fine for native apps
-// (RFC 8252 §7.1).
-func checkRedirectURI(p *problems, path, raw string) {
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil || !u.IsAbs() || strings.Contains(raw, "#") ||
-		((u.Scheme == "https" || u.Scheme == "http") && u.Host == ""):
-		p.add(path, "must be an absolute URL without a fragment")
-	case u.Scheme == "http" && !isLoopback(u.Hostname()):
-		p.add(path, "%q %s", raw, httpsHint)
-	}
-}
-
-// checkBackchannelLogoutURI requires an absolute https URL (http on
-// loopback) without a fragment or user info; a query is allowed. OIDC
-// Back-Channel Logout 1.0 §2.2
-func checkBackchannelLogoutURI(p *problems, path, raw string) {
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
-		p.add(path, "%q must be an https URL with a host, e.g. https://app.example.com/backchannel-logout", raw)
-	case u.Scheme == "http" && !isLoopback(u.Hostname()):
-		p.add(path, "%q %s", raw, httpsHint)
-	case u.Fragment != "" || strings.Contains(raw, "#") || u.User != nil:
-		p.add(path, "%q must not have a fragment or user info", raw)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/federation"
 )
 
@@ -79,7 +80,9 @@ func validateProfile(p *problems, path string, u UpstreamConfig) {
 		checkIssuer(p, path+".graphURL", u.GraphURL)
 	}
 	if u.LogoutURL != "" {
-		checkBackchannelLogoutURI(p, path+".logoutURL", u.LogoutURL)
+		if err := broker.CheckBackchannelLogoutURI(u.LogoutURL); err != nil { // the same rule: a URL Keyward sends to, query allowed
+			p.add(path+".logoutURL", "%s", err)
+		}
 	}
 	if !slices.Contains([]string{"", "auto", "always", "never"}, u.Userinfo) {
 		p.add(path+".userinfo", "%q is not auto, always or never", u.Userinfo)

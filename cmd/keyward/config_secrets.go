@@ -185,7 +185,8 @@ type Secrets struct {
 	// as is (not base64-decoded); derive keys from it, e.g. with HKDF.
 	SessionSecret []byte
 	// EncryptionKey is the 32-byte AES-256-GCM key for private keys at rest;
-	// nil when keys.encryptionKeyFile is unset.
+	// nil when keys.encryptionKeyFile is unset (keys then derives one from
+	// SessionSecret).
 	EncryptionKey []byte
 	// UpstreamClientSecrets maps an upstream id to Keyward's client secret there.
 	UpstreamClientSecrets map[string]string
@@ -300,12 +301,16 @@ func loadConfigFile(path string) (*Config, Secrets, error) {
 }
 
 // checkConfig implements `keyward check-config`: it writes "PATH: OK (2
-// upstreams, 3 clients)", or each problem on its own line and returns an
-// error counting them.
+// upstreams, 3 clients)", after a warning line for each secret file that
+// others may read, or each problem on its own line and returns an error
+// counting them.
 func checkConfig(path string, w io.Writer) error {
 	c, _, err := loadConfigFile(path)
 	if err != nil {
 		return writeProblems(w, path, err)
+	}
+	if err := writeWarnings(w, path, exposedSecretFiles(c.secretFiles())); err != nil {
+		return err
 	}
 	return writeOK(w, path, fmt.Sprintf("%d %s, %d %s",
 		len(c.Upstreams), plural(len(c.Upstreams), "upstream"), len(c.Clients), plural(len(c.Clients), "client")))

@@ -35,6 +35,7 @@ clients:
     secret: pre-${GRAFANA}-post
     redirectURIs: [https://grafana.example.com/cb, https://grafana.example.com/cb]
   - id: cli
+    applicationType: native
     redirectURIs: [http://127.0.0.1:8085/cb, "com.example.app:/cb"]
     postLogoutRedirectURIs: ["http://[::1]:8085/", http://localhost/]
 `
@@ -254,7 +255,7 @@ func TestValidateMessages(t *testing.T) {
 		{func(c *Config) { c.Upstreams[1].Issuer = "http://idp.example.com" },
 			`upstreams[1].issuer: "http://idp.example.com" must use https (http is allowed only for localhost/127.0.0.1/[::1])`},
 		{func(c *Config) { c.Clients[0].RedirectURIs[1] = "https://a.example.com/#frag" },
-			`clients[0].redirectURIs[1]: must be an absolute URL without a fragment`},
+			`clients[0].redirectURIs[1]: "https://a.example.com/#frag" has a fragment, which a redirect URI must not have (RFC 6749 §3.1.2); remove the part from #`},
 		{func(c *Config) { c.Clients = append(c.Clients, c.Clients[0]) },
 			`clients[2].id: "grafana" is used twice (also clients[0])`},
 		{func(c *Config) { c.Tokens.AccessTokenTTL = Duration(2 * time.Hour) },

@@ -37,7 +37,7 @@ Start with "keyward demo" to see the whole flow on this machine.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCommand(), newVerifyCommand(), newCheckConfigCommand(), newDemoCommand(), newAdminCommand(), newMigrateCommand(), newVersionCommand())
+	root.AddCommand(newServeCommand(), newVerifyCommand(), newCheckConfigCommand(), newDemoCommand(), newAdminCommand(), newMigrateCommand(), newReplaceKeysCommand(), newVersionCommand())
 	return root
 }
 
@@ -79,7 +79,9 @@ func newCheckConfigCommand() *cobra.Command {
 		Short: "Validate a configuration file and exit",
 		Long: `Validate a configuration file: its shape, every field, and the secret files it
 names. Every problem is listed at once, each naming the field and the fix.
-Exits 0 when the file is good, 1 otherwise. Makes no network calls.
+A secret file that its group or others can read gets a warning with the fix
+(chmod 600), which does not fail the check. Exits 0 when the file is good, 1
+otherwise. Makes no network calls.
 
 With --probe it then contacts every upstream, as the server would (same HTTP
 transport, 10s each), and prints a line per upstream and its findings:

@@ -48,6 +48,7 @@ func serve(ctx context.Context, cfg *Config, sec Secrets, logOut io.Writer) erro
 	if err != nil {
 		return err
 	}
+	logExposedSecretFiles(ctx, log, cfg.secretFiles())
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w (is another keyward running? change listen: in the config)", err)
@@ -89,15 +90,10 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 		inst.close()
 		return nil, err
 	}
-	inst.keys, err = keys.New(ctx, keys.Config{
-		Store:          st,
-		Algorithm:      cfg.Keys.Algorithm,
-		RotationPeriod: time.Duration(cfg.Keys.RotationPeriod),
-		JWKSMaxAge:     time.Duration(cfg.Keys.JWKSMaxAge),
-		MaxTokenTTL:    cfg.Tokens.MaxSignedTTL(),
-		EncryptionKey:  sec.EncryptionKey,
-		Logger:         log,
-	})
+	inst.keys, err = keys.New(ctx, keysConfig(cfg, sec, st, log))
+	if errors.Is(err, keys.ErrEncryptionKey) {
+		return fail(fmt.Errorf("%w; %s", err, unreadableKeysHint))
+	}
 	if err != nil {
 		return fail(err)
 	}
@@ -137,6 +133,22 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 	return inst, nil
 }
 
+// keysConfig is the key manager's config: serve and replace-keys share it.
+// Private keys are sealed with keys.encryptionKeyFile's key when set, else
+// with one derived from the session secret.
+func keysConfig(cfg *Config, sec Secrets, st store.Store, log *slog.Logger) keys.Config {
+	return keys.Config{
+		Store:          st,
+		Algorithm:      cfg.Keys.Algorithm,
+		RotationPeriod: time.Duration(cfg.Keys.RotationPeriod),
+		JWKSMaxAge:     time.Duration(cfg.Keys.JWKSMaxAge),
+		MaxTokenTTL:    cfg.Tokens.MaxSignedTTL(),
+		SessionSecret:  sec.SessionSecret,
+		EncryptionKey:  sec.EncryptionKey,
+		Logger:         log,
+	}
+}
+
 func buildBrokerConfig(cfg *Config, sec Secrets, st store.Store, k *keys.Manager, ups []broker.Upstream, log *slog.Logger) broker.Config {
 	t := cfg.Tokens
 	bc := broker.Config{
@@ -159,21 +171,28 @@ func buildBrokerConfig(cfg *Config, sec Secrets, st store.Store, k *keys.Manager
 		Logger:              log,
 	}
 	for _, c := range cfg.Clients {
-		bc.Clients = append(bc.Clients, broker.Client{
-			ID:                     c.ID,
-			Name:                   c.Name,
-			Secret:                 sec.ClientSecrets[c.ID],
-			Public:                 c.Public(),
-			RedirectURIs:           c.RedirectURIs,
-			PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
-			GrantTypes:             c.GrantTypes,
-			Scopes:                 c.Scopes,
-			Audiences:              c.Audiences,
-			MayAct:                 c.MayAct,
-			BackchannelLogoutURI:   c.BackchannelLogoutURI,
-		})
+		bc.Clients = append(bc.Clients, c.brokerClient(sec.ClientSecrets[c.ID]))
 	}
 	return bc
+}
+
+// brokerClient converts the client for broker.Config (and for its
+// validation, with an empty secret).
+func (c ClientConfig) brokerClient(secret string) broker.Client {
+	return broker.Client{
+		ID:                     c.ID,
+		Name:                   c.Name,
+		Secret:                 secret,
+		Public:                 c.Public(),
+		ApplicationType:        c.ApplicationType,
+		RedirectURIs:           c.RedirectURIs,
+		PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
+		GrantTypes:             c.GrantTypes,
+		Scopes:                 c.Scopes,
+		Audiences:              c.Audiences,
+		MayAct:                 c.MayAct,
+		BackchannelLogoutURI:   c.BackchannelLogoutURI,
+	}
 }
 
 // derive gives each use of the session secret its own key.

@@ -110,6 +110,7 @@ func serveVerify(ctx context.Context, cfg *VerifyConfig, logOut io.Writer) error
 	if err != nil {
 		return err
 	}
+	logExposedSecretFiles(ctx, log, cfg.secretFiles())
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w (is another keyward verify running? change listen: in the config)", err)

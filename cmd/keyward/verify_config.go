@@ -269,6 +269,9 @@ func checkVerifyConfig(path string, w io.Writer) error {
 	if err != nil {
 		return writeProblems(w, path, err)
 	}
+	if err := writeWarnings(w, path, exposedSecretFiles(c.secretFiles())); err != nil {
+		return err
+	}
 	return writeOK(w, path, fmt.Sprintf("%d %s, %d %s",
 		len(c.Audience), plural(len(c.Audience), "audience"), len(c.Rules), plural(len(c.Rules), "rule")))
 }

@@ -267,6 +267,9 @@ func (e *Env) build(ctx context.Context) error {
 	}()
 	kc := o.Keys
 	kc.Store, kc.Logger = st, log
+	if kc.SessionSecret == nil {
+		kc.SessionSecret = []byte("session-secret-0123456789-0123456789-0123456789")
+	}
 	if kc.MaxTokenTTL == 0 {
 		kc.MaxTokenTTL = 15 * time.Minute
 	}
