@@ -47,8 +47,8 @@ const (
 	DefaultIdleTimeout = 2 * time.Minute
 	// DefaultMaxHeaderBytes bounds the request line and headers; larger
 	// requests get 431 Request Header Fields Too Large. Keyward's largest
-	// header is a browser-mode session cookie split over several cookies,
-	// well under it.
+	// header, keyward verify's browser session, is at most four cookies of
+	// 3,800 bytes.
 	DefaultMaxHeaderBytes = 64 << 10
 	// DefaultMaxConnections caps the connections one server holds open at
 	// once; further clients wait in the kernel's accept queue until one
