@@ -14,6 +14,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 )
@@ -65,8 +67,9 @@ file (bbolt allows one process). The broker serves the API when
 admin.tokenFile is set in its configuration.
 
 The token comes from --token-file, or else from the KEYWARD_ADMIN_TOKEN
-environment variable. Output is a readable table; --json prints the API's
-JSON answer for scripts.
+environment variable. Output is a readable table, with control characters
+in names and emails shown escaped (\x1b, \r, \u202e); --json prints the
+API's JSON answer, unchanged, for scripts.
 
 Exit codes:
   0  success
@@ -245,6 +248,7 @@ func (a *adminCLI) call(ctx context.Context, method, path string, query url.Valu
 	if json.Unmarshal(data, &e) == nil && e.Message != "" {
 		msg = e.Message
 	}
+	msg = printable(msg)
 	switch resp.StatusCode {
 	case http.StatusUnauthorized:
 		return nil, &exitError{code: exitUnauthorized, err: fmt.Errorf("unauthorized: %s", msg)}
@@ -272,19 +276,62 @@ func (a *adminCLI) run(cmd *cobra.Command, method, path string, query url.Values
 	return true, nil
 }
 
+// newTable starts a table on w; its header cells, like row's, pass through
+// printable.
 func newTable(w io.Writer, header ...string) *tabwriter.Writer {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for i, h := range header {
+		header[i] = printable(h)
+	}
 	fmt.Fprintln(tw, strings.Join(header, "\t"))
 	return tw
 }
 
+// row writes one table row: each cell through printable, "-" for an empty
+// one.
 func row(tw io.Writer, cols ...string) {
 	for i, c := range cols {
 		if c == "" {
-			cols[i] = "-"
+			c = "-"
 		}
+		cols[i] = printable(c)
 	}
 	fmt.Fprintln(tw, strings.Join(cols, "\t"))
+}
+
+// printable escapes, as Go string literals do (\x1b, \r, \u202e), the runes
+// of s that would act on the terminal or the table instead of showing:
+// C0 and C1 controls (ESC, BEL, CR, LF, tab…), DEL, the Unicode bidi
+// controls and line/paragraph separators, and bytes that are not UTF-8.
+// Everything else, backslashes included, is kept. Names and emails come
+// from upstream identity providers, so every string keyward admin prints
+// in its tables and messages goes through it; --json prints the API's
+// answer unchanged.
+func printable(s string) string {
+	if utf8.ValidString(s) && strings.IndexFunc(s, unprintable) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for rest := s; rest != ""; {
+		r, size := utf8.DecodeRuneInString(rest)
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, `\x%02x`, rest[0])
+		case unprintable(r):
+			q := strconv.QuoteRuneToASCII(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteString(rest[:size])
+		}
+		rest = rest[size:]
+	}
+	return b.String()
+}
+
+// unprintable reports the runes printable escapes.
+func unprintable(r rune) bool {
+	return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) ||
+		unicode.In(r, unicode.Zl, unicode.Zp)
 }
 
 func fmtTime(t *time.Time) string {

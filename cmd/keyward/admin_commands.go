@@ -72,7 +72,7 @@ func (a *adminCLI) deprovision(cmd *cobra.Command, id, reason string) error {
 
 func printDeprovision(cmd *cobra.Command, d web.AdminDeprovision) {
 	fmt.Fprintf(cmd.OutOrStdout(), "Deprovisioned %s: %s and %s deleted; revocation feed entry %d (tokens issued before %s are void).\n",
-		d.Subject, plainCount(d.SessionsDeleted, "session"), plainCount(d.GrantsDeleted, "grant"), d.Revocation.Seq, fmtTime(d.Revocation.NotBefore))
+		printable(d.Subject), plainCount(d.SessionsDeleted, "session"), plainCount(d.GrantsDeleted, "grant"), d.Revocation.Seq, fmtTime(d.Revocation.NotBefore))
 }
 
 func (a *adminCLI) deprovisionEmail(cmd *cobra.Command, email, reason string) error {
@@ -92,9 +92,9 @@ func (a *adminCLI) reinstate(cmd *cobra.Command, id, reason string) error {
 		return err
 	}
 	s := out.Subject
-	msg := fmt.Sprintf("Reinstated %s", s.ID)
+	msg := fmt.Sprintf("Reinstated %s", printable(s.ID))
 	if s.Email != "" {
-		msg += " (" + s.Email + ")"
+		msg += " (" + printable(s.Email) + ")"
 	}
 	msg += ": they may sign in again."
 	if s.NotBefore != nil {
@@ -135,7 +135,7 @@ func (a *adminCLI) sessionsRevoke(cmd *cobra.Command, id, reason string) error {
 		return err
 	}
 	w := cmd.OutOrStdout()
-	fmt.Fprintf(w, "Revoked session %s of %s; revocation feed entry %d.\n", out.Session.ID, out.Session.Subject, out.Revocation.Seq)
+	fmt.Fprintf(w, "Revoked session %s of %s; revocation feed entry %d.\n", printable(out.Session.ID), printable(out.Session.Subject), out.Revocation.Seq)
 	if out.RefreshTokensRevoked {
 		fmt.Fprintf(w, "%s of the session deleted.\n", plainCount(out.GrantsDeleted, "grant"))
 	} else {

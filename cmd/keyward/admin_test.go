@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"golang.org/x/oauth2"
 
@@ -220,6 +221,102 @@ func TestAdminCLIDeprovisionAndReinstate(t *testing.T) {
 	for _, args := range [][]string{{"keys", "list"}, {"keys", "rotate", "--reason", "drill"}, {"clients", "list"}, {"sessions", "list", "--subject", bobID}} {
 		if out, code := e.admin(t, args...); code != 0 || len(strings.Split(strings.TrimSpace(out), "\n")) < 2 {
 			t.Errorf("keyward admin %s = exit %d:\n%s", strings.Join(args, " "), code, out)
+		}
+	}
+}
+
+// TestAdminEscapesUpstreamStrings: names and emails come from upstream
+// identity providers. The tables and messages of keyward admin show their
+// control characters escaped, so they can neither drive the terminal (ESC
+// sequences, bidi overrides) nor forge rows (CR, LF, tab); --json passes
+// the API's answer through unchanged.
+func TestAdminEscapesUpstreamStrings(t *testing.T) {
+	const (
+		email = "eve\x1b[31m@example.com\a"
+		name  = "Mallory\r\nsub-2  alice@example.com\tAlice"
+		bidi  = "exe.\u202etxt"
+	)
+	subject := web.AdminSubject{ID: "sub-1", Email: email, Name: name, UpstreamID: bidi}
+	session := web.AdminSession{ID: "sid-1", Subject: "sub-1", Email: email, UpstreamID: bidi}
+	answers := map[string]any{
+		"GET /admin/v1/subjects":                  map[string]any{"subjects": []web.AdminSubject{subject}},
+		"GET /admin/v1/subjects/sub-1":            web.AdminSubjectDetail{Subject: subject, Sessions: []web.AdminSession{session}},
+		"GET /admin/v1/sessions":                  map[string]any{"sessions": []web.AdminSession{session}},
+		"POST /admin/v1/subjects/sub-1/reinstate": map[string]any{"subject": subject},
+		"GET /admin/v1/audit": map[string]any{"events": []map[string]any{{
+			"seq": 1, "actor": "upstream:" + bidi, "action": "session.revoke", "target": "sid-1", "reason": name,
+		}}},
+	}
+	bodies := map[string][]byte{}
+	for k, v := range answers {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies[k] = b
+	}
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, ok := bodies[r.Method+" "+r.URL.Path]
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"error":"not_found","message":"no subject \u001b[2J` + "\\r\\n" + `here"}`))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(b)
+	}))
+	t.Cleanup(api.Close)
+	file := filepath.Join(t.TempDir(), "admin-token")
+	if err := os.WriteFile(file, []byte(cliAdminToken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	admin := func(args ...string) string {
+		out, _ := runCLI(t, append([]string{"admin", "--server", api.URL, "--token-file", file}, args...)...)
+		return out
+	}
+
+	for _, args := range [][]string{
+		{"subjects", "list"}, {"subjects", "show", "sub-1"}, {"sessions", "list"},
+		{"reinstate", "sub-1", "--reason", "back"}, {"audit", "tail"}, {"subjects", "show", "nobody"},
+	} {
+		out := admin(args...)
+		if i := strings.IndexAny(out, "\x1b\a\r\t\u202e"); i >= 0 {
+			r, _ := utf8.DecodeRuneInString(out[i:])
+			t.Errorf("keyward admin %s printed %q raw:\n%s", strings.Join(args, " "), r, out)
+		}
+		if n := strings.Count(out, "\n"); args[0] == "sessions" && n != 2 {
+			t.Errorf("keyward admin sessions list: %d lines, want 2 (header and one row):\n%s", n, out)
+		}
+	}
+	out := admin("subjects", "list")
+	for _, want := range []string{`eve\x1b[31m@example.com\a`, `Mallory\r\nsub-2  alice@example.com\tAlice`, `exe.\u202etxt`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("keyward admin subjects list lacks %s:\n%s", want, out)
+		}
+	}
+	if out := admin("subjects", "show", "nobody"); !strings.Contains(out, `no subject \x1b[2J\r\nhere`) {
+		t.Errorf("an API error message is not escaped: %q", out)
+	}
+	if out := admin("subjects", "list", "--json"); out != string(bodies["GET /admin/v1/subjects"]) {
+		t.Errorf("keyward admin subjects list --json = %q, want the API's answer %q", out, bodies["GET /admin/v1/subjects"])
+	}
+}
+
+func TestPrintable(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"alice@example.com", "alice@example.com"},
+		{`C:\path`, `C:\path`},
+		{"Zoë 李 👩‍💻", "Zoë 李 👩‍💻"},
+		{"a\x1b[31mb", `a\x1b[31mb`},
+		{"\a\b\f\n\r\t\v\x00\x7f", `\a\b\f\n\r\t\v\x00\x7f`},
+		{"c1:\u0085\u009b", `c1:\u0085\u009b`},
+		{"\u202e\u2066\u200f\u061c", `\u202e\u2066\u200f\u061c`},
+		{"line\u2028para\u2029", `line\u2028para\u2029`},
+		{"bad\xff\xc3", `bad\xff\xc3`},
+		{"\ufffd", "\ufffd"},
+	} {
+		if got := printable(tc.in); got != tc.want {
+			t.Errorf("printable(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/keyward/keyward/broker"
+	"github.com/keyward/keyward/web/httpserver"
 )
 
 // LimitsConfig bounds what clients can make Keyward write. An omitted or
@@ -21,6 +22,10 @@ type LimitsConfig struct {
 	// LoginAttemptsBurst is how many one client address may start at once.
 	// Default: 30.
 	LoginAttemptsBurst int `yaml:"loginAttemptsBurst,omitempty"`
+	// MaxConnections caps the connections each listener (main, metrics,
+	// admin) holds open at once; further clients wait until one closes.
+	// Default: 4096 (web/httpserver).
+	MaxConnections int `yaml:"maxConnections,omitempty"`
 }
 
 // loginLimits converts the limits for broker.Config.
@@ -34,6 +39,9 @@ func (c *Config) validateLimits(p *problems) {
 	}
 	if n := c.Limits.LoginAttemptsBurst; n < 0 {
 		p.add("limits.loginAttemptsBurst", "%d must not be negative; omit it for the default of 30", n)
+	}
+	if err := httpserver.ValidateMaxConnections(c.Limits.MaxConnections); err != nil {
+		p.add("limits.maxConnections", "%v", err)
 	}
 	for i, s := range c.TrustedProxies {
 		if _, err := parseTrustedProxy(s); err != nil {

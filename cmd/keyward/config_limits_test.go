@@ -45,6 +45,7 @@ func TestValidateLimits(t *testing.T) {
 	}{
 		{"negative rate", func(c *Config) { c.Limits.LoginAttemptsPerMinute = -1 }, []string{"limits.loginAttemptsPerMinute"}, "must not be negative"},
 		{"negative burst", func(c *Config) { c.Limits.LoginAttemptsBurst = -5 }, []string{"limits.loginAttemptsBurst"}, "must not be negative"},
+		{"negative connection cap", func(c *Config) { c.Limits.MaxConnections = -1 }, []string{"limits.maxConnections"}, "default of 4096"},
 		{"not a cidr", func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/8", "proxy.internal"} }, []string{"trustedProxies[1]"}, "is not a CIDR or an address"},
 		{"host bits", func(c *Config) { c.TrustedProxies = []string{"10.1.2.3/8"} }, []string{"trustedProxies[0]"}, "write the network, 10.0.0.0/8"},
 		{"everything", func(c *Config) { c.TrustedProxies = []string{"0.0.0.0/0"} }, []string{"trustedProxies[0]"}, "trusts every address"},

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/keyward/keyward/test/demoapp"
 	"github.com/keyward/keyward/test/fakeidp"
+	"github.com/keyward/keyward/web/httpserver"
 )
 
 type demoOptions struct {
@@ -149,7 +151,7 @@ func runDemo(ctx context.Context, o demoOptions, out, logOut io.Writer) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	// The identity provider must answer discovery before the broker starts.
-	g.Go(func() error { return serveUntil(gctx, lns[1], idp.Handler()) })
+	g.Go(func() error { return serveUntil(gctx, lns[1], idp.Handler(), log) })
 	inst, err := build(gctx, cfg, sec, log, upstreamTransport())
 	if err != nil {
 		_ = lns[0].Close()
@@ -164,6 +166,7 @@ func runDemo(ctx context.Context, o demoOptions, out, logOut io.Writer) error {
 		Scopes:         []string{"openid", "email", "profile", "groups", "offline_access"},
 		Logger:         log.With("component", "demo-app"),
 		GatewayHeaders: true, // the gateway below replaces any client's X-Auth-Request-*
+		HTTPClient:     &http.Client{Timeout: httpserver.UpstreamTimeout},
 	})
 	if err != nil {
 		return fmt.Errorf("demo app: %w", err)
@@ -175,8 +178,8 @@ func runDemo(ctx context.Context, o demoOptions, out, logOut io.Writer) error {
 		return fmt.Errorf("demo gateway: %w", err)
 	}
 	g.Go(func() error { return inst.run(gctx, lns[0], cfg) })
-	g.Go(func() error { return serveUntil(gctx, lns[3], app.Handler()) })
-	g.Go(func() error { return serveUntil(gctx, lns[2], gw) })
+	g.Go(func() error { return serveUntil(gctx, lns[3], app.Handler(), log) })
+	g.Go(func() error { return serveUntil(gctx, lns[2], gw, log) })
 
 	fmt.Fprintf(out, `
 Keyward demo is running (Ctrl-C stops it).
@@ -199,9 +202,10 @@ Keyward demo is running (Ctrl-C stops it).
 	return g.Wait()
 }
 
-// serveUntil serves h on ln until ctx ends.
-func serveUntil(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+// serveUntil serves h on ln until ctx ends, with the settings of every
+// server of the binary; the server's own errors go to log.
+func serveUntil(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+	srv := httpserver.New(h, serverOptions(0, log))
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

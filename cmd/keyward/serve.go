@@ -24,6 +24,7 @@ import (
 	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/store/bolt"
 	"github.com/keyward/keyward/web"
+	"github.com/keyward/keyward/web/httpserver"
 )
 
 // gcInterval is how often expired records are collected.
@@ -238,7 +239,7 @@ func buildStore(ctx context.Context, c StoreConfig, dsn string, log *slog.Logger
 // message; an upstream whose discovery fails is retried in the background
 // until ctx ends.
 func buildUpstreams(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, transport http.RoundTripper) ([]broker.Upstream, error) {
-	client := &http.Client{Timeout: 10 * time.Second, Transport: transport}
+	client := &http.Client{Timeout: httpserver.UpstreamTimeout, Transport: transport}
 	var ups []broker.Upstream
 	for i, u := range cfg.Upstreams {
 		if u.Type == upstreamGitHub { // no discovery: ready at once
@@ -310,7 +311,7 @@ func (a AllowConfig) rules() federation.AllowRules {
 // an issuer's discovery and keys are fetched on its first token.
 func buildTrust(cfg *Config, log *slog.Logger, transport http.RoundTripper) (*federation.Trust, error) {
 	tc := federation.TrustConfig{
-		HTTPClient: &http.Client{Timeout: 10 * time.Second, Transport: transport},
+		HTTPClient: &http.Client{Timeout: httpserver.UpstreamTimeout, Transport: transport},
 		Logger:     log,
 	}
 	for _, r := range cfg.Trust {
@@ -327,14 +328,8 @@ func buildTrust(cfg *Config, log *slog.Logger, transport http.RoundTripper) (*fe
 // server until ctx ends, then shuts down gracefully.
 func (inst *instance) run(ctx context.Context, ln net.Listener, cfg *Config) error {
 	g, ctx := errgroup.WithContext(ctx)
-	srv := &http.Server{
-		Handler:           inst.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(inst.log.Handler(), slog.LevelWarn)}
+	opts := serverOptions(cfg.Limits.MaxConnections, inst.log)
+	srv := httpserver.New(inst.handler, opts)
 	g.Go(func() error {
 		var err error
 		if cfg.TLS.Enabled() {
@@ -348,7 +343,8 @@ func (inst *instance) run(ctx context.Context, ln net.Listener, cfg *Config) err
 		return fmt.Errorf("serve: %w", err)
 	})
 	if cfg.Metrics.Listen != "" {
-		msrv := &http.Server{Addr: cfg.Metrics.Listen, Handler: promhttp.HandlerFor(inst.metrics, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+		msrv := httpserver.New(promhttp.HandlerFor(inst.metrics, promhttp.HandlerOpts{}), opts)
+		msrv.Addr = cfg.Metrics.Listen
 		g.Go(func() error {
 			if err := msrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("metrics server: %w", err)
@@ -361,7 +357,7 @@ func (inst *instance) run(ctx context.Context, ln net.Listener, cfg *Config) err
 		})
 	}
 	if inst.adminLn != nil {
-		inst.serveAdmin(ctx, g)
+		inst.serveAdmin(ctx, g, opts)
 	}
 	g.Go(func() error { return inst.keys.Run(ctx) })
 	g.Go(func() error { return inst.collectGarbage(ctx) })
@@ -374,6 +370,13 @@ func (inst *instance) run(ctx context.Context, ln net.Listener, cfg *Config) err
 	err := g.Wait()
 	inst.log.InfoContext(ctx, "keyward stopped")
 	return err
+}
+
+// serverOptions are the settings of every server the binary starts
+// (web/httpserver's defaults): maxConns is the configured connection cap
+// (0: the default), and the servers' own errors go to log at Warn.
+func serverOptions(maxConns int, log *slog.Logger) httpserver.Options {
+	return httpserver.Options{MaxConnections: maxConns, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 }
 
 func (inst *instance) collectGarbage(ctx context.Context) error {
@@ -418,18 +421,10 @@ func (inst *instance) listenAdmin(ctx context.Context, cfg *Config) error {
 	return nil
 }
 
-// serveAdmin serves the admin API under g until ctx ends, then shuts it
-// down gracefully.
-func (inst *instance) serveAdmin(ctx context.Context, g *errgroup.Group) {
-	asrv := &http.Server{
-		Handler:           inst.admin,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(inst.log.Handler(), slog.LevelWarn),
-	}
+// serveAdmin serves the admin API under g with opts until ctx ends, then
+// shuts it down gracefully.
+func (inst *instance) serveAdmin(ctx context.Context, g *errgroup.Group, opts httpserver.Options) {
+	asrv := httpserver.New(inst.admin, opts)
 	ln := inst.adminLn
 	g.Go(func() error {
 		if err := asrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/keyward/keyward/web/httpserver"
 	"github.com/keyward/keyward/web/verify"
 )
 
@@ -131,6 +132,7 @@ func serveVerify(ctx context.Context, cfg *VerifyConfig, logOut io.Writer) error
 func runVerifier(ctx context.Context, cfg *VerifyConfig, log *slog.Logger, ln, mln net.Listener) error {
 	log = log.With("component", "verify")
 	vc := cfg.verifyConfig()
+	vc.HTTPClient = &http.Client{Timeout: httpserver.UpstreamTimeout} // discovery, JWKS, the revocation feed
 	var v *verify.Verifier
 	rc, err := cfg.revocationConfig()
 	vc.Revocation = rc
@@ -159,11 +161,11 @@ func runVerifier(ctx context.Context, cfg *VerifyConfig, log *slog.Logger, ln, m
 	}
 	h := instrumentVerify(verify.NewHandler(v, cfg.Rules, opts), cfg.EnvoyPrefix, reg)
 
-	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
-	servers := []*http.Server{{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: errLog}}
+	sopts := serverOptions(cfg.MaxConnections, log)
+	servers := []*httpserver.Server{httpserver.New(h, sopts)}
 	listeners := []net.Listener{ln}
 	if mln != nil {
-		servers = append(servers, &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog})
+		servers = append(servers, httpserver.New(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), sopts))
 		listeners = append(listeners, mln)
 	}
 	g, gctx := errgroup.WithContext(ctx)

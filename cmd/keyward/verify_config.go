@@ -17,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/keyward/keyward/web/httpserver"
 	"github.com/keyward/keyward/web/verify"
 )
 
@@ -69,6 +70,10 @@ type VerifyConfig struct {
 	RevocationFeed *VerifyRevocationFeedConfig `yaml:"revocationFeed,omitempty"`
 	Logging        LoggingConfig               `yaml:"logging,omitempty"`
 	Metrics        MetricsConfig               `yaml:"metrics,omitempty"`
+	// MaxConnections caps the connections each listener (listen, metrics)
+	// holds open at once; further clients wait until one closes.
+	// Default: 4096 (web/httpserver).
+	MaxConnections int `yaml:"maxConnections,omitempty"`
 
 	// Reserved: accepted by the parser so that Validate can say what to do
 	// instead of "unknown field".
@@ -178,6 +183,9 @@ func (c *VerifyConfig) Validate() error {
 	checkTTL(&p, "leeway", c.Leeway, maxVerifyLeeway)
 	if c.Cache.MaxEntries < -1 {
 		p.add("cache.maxEntries", "%d: use a positive size, or -1 to disable the cache", c.Cache.MaxEntries)
+	}
+	if err := httpserver.ValidateMaxConnections(c.MaxConnections); err != nil {
+		p.add("maxConnections", "%v", err)
 	}
 	c.validateGateway(&p)
 	c.validateEnvoyPrefix(&p)
