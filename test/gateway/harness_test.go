@@ -303,6 +303,15 @@ func bearerCases(alice, bob string, spoofed map[string]string) []bearerCase {
 		{name: "no rule for the path", path: "/reports/", token: alice, status: 403, challenge: `error="insufficient_scope"`},
 		{name: "anonymous", path: "/public/info", status: 200, headers: map[string]string{}},
 		{name: "anonymous ignores spoofed identity", path: "/public/info", token: tamper(alice), extra: spoofed, status: 200, headers: map[string]string{}},
+		// Paths a backend may route elsewhere than the rules read them
+		// (Werkzeug decodes %2F after splitting; Tomcat drops ";…" and then
+		// resolves ".."): refused, never cleaned onto the anonymous /public/.
+		{name: "encoded slash climbs out of /admin", path: "/admin/..%2Fpublic/x", status: 403,
+			challenge: `error="invalid_request", error_description="request path has a dot segment (. or ..)"`},
+		{name: "encoded slash climbs out of /admin with a token", path: "/admin/..%2Fpublic/x", token: bob, status: 403,
+			challenge: `error="invalid_request", error_description="request path has a dot segment (. or ..)"`},
+		{name: "semicolon path parameter hides a dot-dot", path: "/public/..;/admin/users", token: bob, status: 403,
+			challenge: `error="invalid_request", error_description="request path has a semicolon"`},
 	}
 }
 

@@ -110,9 +110,9 @@ var (
 )
 
 func (h *authHandler) check(w http.ResponseWriter, r *http.Request, host, uri, method string) {
-	rule, found := h.rules.Match(host, uri, method)
-	if !found {
-		writeError(w, errNoRule)
+	rule, err := h.rules.Match(host, uri, method)
+	if err != nil {
+		writeError(w, err)
 		return
 	}
 	if rule.Allow == AllowAnonymous {
@@ -121,7 +121,6 @@ func (h *authHandler) check(w http.ResponseWriter, r *http.Request, host, uri, m
 	}
 	token, present := bearerToken(r.Header)
 	var c *Claims
-	var err error
 	switch {
 	case present:
 		// Raw is read only by a rule's claims requirement.

@@ -1,6 +1,9 @@
 package verify
 
 import (
+	"bufio"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -71,9 +74,9 @@ func TestHandler(t *testing.T) {
 		{"nginx no rule", HandlerOptions{}, "GET", "/oauth2/auth", "verifier", nginx("/admin", "GET"), good, 403,
 			challenge("insufficient_scope", "no rule allows this request")},
 		{"nginx traversal", HandlerOptions{}, "GET", "/oauth2/auth", "verifier", nginx("/public/../admin", "GET"), "", 403,
-			challenge("insufficient_scope", "no rule allows this request")},
+			challenge("invalid_request", "request path has a dot segment (. or ..)")},
 		{"nginx no URI", HandlerOptions{}, "GET", "/oauth2/auth", "api.example.com", http.Header{}, good, 403,
-			challenge("insufficient_scope", "no rule allows this request")},
+			challenge("invalid_request", "request path missing or not absolute")},
 		{"nginx method from subrequest", HandlerOptions{}, "POST", "/oauth2/auth", "api.example.com",
 			http.Header{"X-Original-Uri": {"/orders/1"}}, good, 403, challenge("insufficient_scope", "token lacks a required scope")},
 		{"traefik valid", fwd, "GET", "/oauth2/auth", "verifier", traefik("/orders/1", "GET"), good, 200, identity},
@@ -93,7 +96,7 @@ func TestHandler(t *testing.T) {
 			merge(nginx("/orders/1", "POST"), http.Header{"X-Forwarded-Uri": {"/public/x"}, "X-Forwarded-Method": {"GET"}}), good, 403,
 			challenge("insufficient_scope", "token lacks a required scope")},
 		{"nginx no X-Original", HandlerOptions{Headers: HeadersNginx}, "GET", "/oauth2/auth", "verifier", traefik("/orders/1", "GET"), good, 403,
-			challenge("insufficient_scope", "no rule allows this request")},
+			challenge("invalid_request", "request path missing or not absolute")},
 		{"envoy family has no /oauth2/auth", HandlerOptions{Headers: HeadersEnvoy, EnvoyPrefix: "/ext_authz"}, "GET", "/oauth2/auth", "verifier",
 			nginx("/orders/1", "GET"), good, 404, http.Header{"Content-Type": {"text/plain; charset=utf-8"}, "X-Content-Type-Options": {"nosniff"}}},
 		{"envoy family ignores X-Forwarded-Host", HandlerOptions{Headers: HeadersEnvoy, EnvoyPrefix: "/ext_authz"}, "GET", "/ext_authz/orders/1",
@@ -176,6 +179,10 @@ func TestMiddleware(t *testing.T) {
 		{"rules anonymous", handlerRules(), "GET", "/public/x", "", http.StatusTeapot, ""},
 		{"rules no match", handlerRules(), "GET", "/admin", good, http.StatusForbidden, ""},
 		{"rules escaped traversal", handlerRules(), "GET", "/public/%2e%2e/admin", "", http.StatusForbidden, ""},
+		{"anonymous", ambiguityRules, "GET", "/public/x", "", http.StatusTeapot, ""},
+		{"encoded slash out of /admin", ambiguityRules, "GET", "/admin/..%2Fpublic/x", "", http.StatusForbidden, ""},
+		{"semicolon", ambiguityRules, "GET", "/public/..;/admin", "", http.StatusForbidden, ""},
+		{"encoded backslash", ambiguityRules, "GET", "/public/..%5Cadmin", "", http.StatusForbidden, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -193,6 +200,19 @@ func TestMiddleware(t *testing.T) {
 	if _, ok := ClaimsFromContext(t.Context()); ok {
 		t.Error("ClaimsFromContext(empty) = ok, want false")
 	}
+
+	// Through a real server, the request target as a client wrote it.
+	srv := httptest.NewServer(v.Middleware(ambiguityRules)(next))
+	t.Cleanup(srv.Close)
+	for target, want := range map[string]int{
+		"/public/x": http.StatusTeapot, "/admin/..%2Fpublic/x": http.StatusForbidden, "/public/..;/admin": http.StatusForbidden,
+		"/public/..%5cadmin": http.StatusForbidden, "/public/%2e%2e/admin": http.StatusForbidden, "/public/..\\admin": http.StatusForbidden,
+	} {
+		resp := rawRequest(t, srv.Listener.Addr().String(), "GET "+target+" HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n")
+		if resp.StatusCode != want {
+			t.Errorf("GET %s through the middleware = %d, want %d", target, resp.StatusCode, want)
+		}
+	}
 }
 
 func merge(hs ...http.Header) http.Header {
@@ -203,4 +223,99 @@ func merge(hs ...http.Header) http.Header {
 		}
 	}
 	return out
+}
+
+// TestHandlerAmbiguousPathsPerGateway sends, over real HTTP and byte for
+// byte, the check request each gateway makes for a client's request (nginx
+// auth_request, Caddy forward_auth, Traefik forwardAuth with the headers
+// they set; Envoy ext_authz, whose check request is the client's request
+// under the prefix), for paths that once were cleaned onto the anonymous
+// /public/ rule. Each is refused with 403 invalid_request; the plain
+// /public/ path still passes, and a token does not help.
+func TestHandlerAmbiguousPathsPerGateway(t *testing.T) {
+	e := newEnv(t)
+	v := newVerifier(t, e.ks, e.clock, nil)
+	token := mint(t, e.rsa, nil, e.claims) // signed in, but not in admins
+	check := func(uri string) map[string]string {
+		return map[string]string{
+			"nginx": "GET /oauth2/auth HTTP/1.1\r\nHost: 127.0.0.1:4180\r\nX-Original-URI: " + uri +
+				"\r\nX-Original-Method: GET\r\nX-Forwarded-Host: api.example.com\r\nConnection: close\r\n",
+			"caddy": "GET /oauth2/auth HTTP/1.1\r\nHost: api.example.com\r\nX-Forwarded-For: 127.0.0.1\r\n" +
+				"X-Forwarded-Host: api.example.com\r\nX-Forwarded-Method: GET\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Uri: " + uri +
+				"\r\nConnection: close\r\n",
+			"traefik": "GET /oauth2/auth HTTP/1.1\r\nHost: 127.0.0.1:4180\r\nX-Forwarded-For: 192.0.2.7\r\n" +
+				"X-Forwarded-Host: api.example.com\r\nX-Forwarded-Method: GET\r\nX-Forwarded-Port: 443\r\nX-Forwarded-Proto: https\r\n" +
+				"X-Forwarded-Server: traefik\r\nX-Forwarded-Uri: " + uri + "\r\nX-Real-Ip: 192.0.2.7\r\nConnection: close\r\n",
+			"envoy": "GET /ext_authz" + uri + " HTTP/1.1\r\nHost: api.example.com\r\nX-Envoy-Expected-Rq-Timeout-Ms: 250\r\n" +
+				"X-Forwarded-Proto: https\r\nContent-Length: 0\r\nConnection: close\r\n",
+		}
+	}
+	families := map[string]HandlerOptions{
+		"nginx": {}, "caddy": {Headers: HeadersForwarded}, "traefik": {Headers: HeadersForwarded},
+		"envoy": {Headers: HeadersEnvoy, EnvoyPrefix: "/ext_authz"},
+	}
+	servers := map[string]string{}
+	for name, opts := range families {
+		srv := httptest.NewServer(NewHandler(v, ambiguityRules, opts))
+		t.Cleanup(srv.Close)
+		servers[name] = srv.Listener.Addr().String()
+	}
+	tests := []struct {
+		uri        string
+		wantStatus int
+		wantDesc   string
+	}{
+		{"/public/x", http.StatusOK, ""},
+		{"/admin/..%2Fpublic/x", http.StatusForbidden, "request path has a dot segment (. or ..)"},
+		{"/public/..%2Fadmin/x", http.StatusForbidden, "request path has a dot segment (. or ..)"},
+		{"/public/%2e%2e/admin", http.StatusForbidden, "request path has a dot segment (. or ..)"},
+		{"/public/..;/admin", http.StatusForbidden, "request path has a semicolon"},
+		{"/public/..%5Cadmin", http.StatusForbidden, "request path has a backslash"},
+		{"/public%2Fadmin", http.StatusForbidden, "request path has an encoded slash (%2F) and the matching rule does not set allowEncodedSlash"},
+		{"/public//admin", http.StatusForbidden, "request path has an empty segment (//)"},
+	}
+	for name, addr := range servers {
+		for _, tt := range tests {
+			for _, auth := range []string{"", "Authorization: Bearer " + token + "\r\n"} {
+				t.Run(name+tt.uri, func(t *testing.T) {
+					resp := rawRequest(t, addr, check(tt.uri)[name]+auth+"\r\n")
+					want := http.Header{}
+					if tt.wantDesc != "" {
+						want = challenge(CodeInvalidRequest, tt.wantDesc)
+					}
+					got := http.Header{}
+					if v, ok := resp.Header["Www-Authenticate"]; ok {
+						got["Www-Authenticate"] = v
+					}
+					if resp.StatusCode != tt.wantStatus || !cmp.Equal(want, got) {
+						t.Errorf("%s check of %q = %d %v, want %d %v", name, tt.uri, resp.StatusCode, got, tt.wantStatus, want)
+					}
+				})
+			}
+		}
+	}
+}
+
+// rawRequest writes req, a whole HTTP/1.1 request, to addr as it is (no
+// client normalises its target) and reads the answer.
+func rawRequest(t *testing.T, addr, req string) *http.Response {
+	t.Helper()
+	var d net.Dialer
+	conn, err := d.DialContext(t.Context(), "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("read answer: %v", err)
+	}
+	_ = resp.Body.Close()
+	return resp
 }
