@@ -115,6 +115,8 @@ func TestVerifyValidate(t *testing.T) {
 			c.Browser = validBrowser()
 			c.Browser.RedirectURL = "https://shop.example.com/oauth2/auth"
 		}, []string{"browser.redirectURL"}},
+		{"user claim", func(c *VerifyConfig) { c.UserClaim = "oid" }, nil},
+		{"user claim with a space", func(c *VerifyConfig) { c.UserClaim = "preferred username" }, []string{"userClaim"}},
 		{"browser domains and scopes", func(c *VerifyConfig) {
 			c.Browser = validBrowser()
 			c.Browser.AllowedRedirectDomains = []string{"ok.example.com", "*.example.com", "https://x"}

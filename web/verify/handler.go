@@ -59,9 +59,12 @@ type HandlerOptions struct {
 //   - opts.EnvoyPrefix + path: Envoy ext_authz, see HandlerOptions.
 //   - /healthz: 200 "ok".
 //
-// Answers: 200 with an empty body and X-Auth-Request-User (preferred_username,
-// else email, else sub), -Email, -Groups (comma-joined) and -Subject; 200
-// without identity headers for an anonymous rule; 401 with WWW-Authenticate
+// Answers: 200 with an empty body and X-Auth-Request-User (the Verifier's
+// user claim, default sub), -Preferred-Username (preferred_username, for
+// display), -Email (only when email_verified is true), -Groups
+// (comma-joined, names escaped as escapeGroup says) and -Subject (sub); 200
+// without identity headers for an anonymous rule; 403 when the token lacks
+// the user claim; 401 with WWW-Authenticate
 // (just realm="keyward" when there is no bearer token); 403 with
 // error="insufficient_scope" when the rules deny or nothing matches; 503 when
 // no key set has ever loaded. The handler never logs.
@@ -76,7 +79,10 @@ type authHandler struct {
 	envoyPrefix string
 }
 
-var errNoRule = insufficientScope("no rule allows this request")
+var (
+	errNoRule      = insufficientScope("no rule allows this request")
+	errNoUserClaim = insufficientScope("token lacks the configured user claim")
+)
 
 func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch p := r.URL.Path; {
@@ -142,9 +148,16 @@ func (h *authHandler) check(w http.ResponseWriter, r *http.Request, host, uri, m
 		writeError(w, err)
 		return
 	}
+	if c.hdr.user == nil {
+		writeError(w, errNoUserClaim)
+		return
+	}
 	hdr := w.Header()
 	hdr["X-Auth-Request-User"] = c.hdr.user
 	hdr["X-Auth-Request-Subject"] = c.hdr.subject
+	if c.hdr.preferredUsername != nil {
+		hdr["X-Auth-Request-Preferred-Username"] = c.hdr.preferredUsername
+	}
 	if c.hdr.email != nil {
 		hdr["X-Auth-Request-Email"] = c.hdr.email
 	}

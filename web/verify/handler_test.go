@@ -21,10 +21,11 @@ func handlerRules() Rules {
 }
 
 var identity = http.Header{
-	"X-Auth-Request-User":    {"ada"},
-	"X-Auth-Request-Email":   {"ada@example.com"},
-	"X-Auth-Request-Groups":  {"staff,shop-admins"},
-	"X-Auth-Request-Subject": {"corp|1234"},
+	"X-Auth-Request-User":               {"corp|1234"},
+	"X-Auth-Request-Preferred-Username": {"ada"},
+	"X-Auth-Request-Email":              {"ada@example.com"},
+	"X-Auth-Request-Groups":             {"staff,shop-admins"},
+	"X-Auth-Request-Subject":            {"corp|1234"},
 }
 
 func challenge(code, desc string) http.Header {
@@ -171,10 +172,10 @@ func TestMiddleware(t *testing.T) {
 		wantStatus int
 		wantUser   string
 	}{
-		{"nil rules valid", nil, "GET", "/anything", good, http.StatusTeapot, "ada"},
+		{"nil rules valid", nil, "GET", "/anything", good, http.StatusTeapot, "corp|1234"},
 		{"nil rules no token", nil, "GET", "/anything", "", http.StatusUnauthorized, ""},
 		{"nil rules bad token", nil, "GET", "/anything", "Bearer x.y.z", http.StatusUnauthorized, ""},
-		{"rules valid", handlerRules(), "GET", "/orders/1", good, http.StatusTeapot, "ada"},
+		{"rules valid", handlerRules(), "GET", "/orders/1", good, http.StatusTeapot, "corp|1234"},
 		{"rules scope", handlerRules(), "POST", "/orders/1", good, http.StatusForbidden, ""},
 		{"rules anonymous", handlerRules(), "GET", "/public/x", "", http.StatusTeapot, ""},
 		{"rules no match", handlerRules(), "GET", "/admin", good, http.StatusForbidden, ""},
@@ -318,4 +319,81 @@ func rawRequest(t *testing.T, addr, req string) *http.Response {
 	}
 	_ = resp.Body.Close()
 	return resp
+}
+
+// TestHandlerIdentityHeaders: X-Auth-Request-User is a stable claim (sub
+// unless Config.UserClaim says otherwise), never the changeable
+// preferred_username, which travels as -Preferred-Username; -Email only
+// for a verified address; group names that an app splitting on ',' would
+// misread are escaped.
+func TestHandlerIdentityHeaders(t *testing.T) {
+	e := newEnv(t)
+	check := func(t *testing.T, userClaim string, c map[string]any) *httptest.ResponseRecorder {
+		t.Helper()
+		v := newVerifier(t, e.ks, e.clock, func(cfg *Config) { cfg.UserClaim = userClaim })
+		req := httptest.NewRequestWithContext(t.Context(), "GET", "/oauth2/auth", nil)
+		req.Header.Set("X-Original-Uri", "/orders/1")
+		req.Header.Set("X-Forwarded-Host", "api.example.com")
+		req.Header.Set("Authorization", "Bearer "+mint(t, e.rsa, nil, c))
+		rec := httptest.NewRecorder()
+		NewHandler(v, handlerRules(), HandlerOptions{}).ServeHTTP(rec, req)
+		return rec
+	}
+	tests := []struct {
+		name      string
+		userClaim string
+		claims    map[string]any
+		want      http.Header // identity headers; nil: 403 lacking the user claim
+	}{
+		{"default: sub, not preferred_username", "", e.claims, identity},
+		{"unverified email is not passed", "", with(e.claims, "email_verified", false),
+			withoutHeader(identity, "X-Auth-Request-Email")},
+		{"email without email_verified is not passed", "", with(e.claims, "email_verified", nil),
+			withoutHeader(identity, "X-Auth-Request-Email")},
+		{"email_verified as a string is not true", "", with(e.claims, "email_verified", "true"),
+			withoutHeader(identity, "X-Auth-Request-Email")},
+		{"no preferred_username", "", with(e.claims, "preferred_username", nil),
+			withoutHeader(identity, "X-Auth-Request-Preferred-Username")},
+		{"group with a comma", "", with(e.claims, "groups", []string{"staff,admins", "dev"}),
+			merge(identity, http.Header{"X-Auth-Request-Groups": {"staff%2Cadmins,dev"}})},
+		{"group with a control character", "", with(e.claims, "groups", []string{"a\x00b", "c\nd", "e\x7f"}),
+			merge(identity, http.Header{"X-Auth-Request-Groups": {"a%00b,c%0Ad,e%7F"}})},
+		{"group with a percent", "", with(e.claims, "groups", []string{"100%", "staff%2Cadmins"}),
+			merge(identity, http.Header{"X-Auth-Request-Groups": {"100%25,staff%252Cadmins"}})},
+		{"group with spaces", "", with(e.claims, "groups", []string{" admins", "Domain Users", "x "}),
+			merge(identity, http.Header{"X-Auth-Request-Groups": {"%20admins,Domain Users,x%20"}})},
+		{"user claim email, verified", "email", e.claims,
+			merge(identity, http.Header{"X-Auth-Request-User": {"ada@example.com"}})},
+		{"user claim email, unverified", "email", with(e.claims, "email_verified", false), nil},
+		{"user claim custom", "oid", with(e.claims, "oid", "8f1c-42"),
+			merge(identity, http.Header{"X-Auth-Request-User": {"8f1c-42"}})},
+		{"user claim custom, absent", "oid", e.claims, nil},
+		{"user claim custom, not a string", "oid", with(e.claims, "oid", 42), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := check(t, tt.userClaim, tt.claims)
+			if tt.want == nil {
+				if rec.Code != http.StatusForbidden || rec.Header().Get("X-Auth-Request-User") != "" {
+					t.Fatalf("status = %d %v, want 403 without identity headers", rec.Code, rec.Header())
+				}
+				if diff := cmp.Diff(challenge(CodeInsufficientScope, "token lacks the configured user claim"), rec.Header()); diff != "" {
+					t.Errorf("headers (-want +got):\n%s", diff)
+				}
+				return
+			}
+			if rec.Code != http.StatusOK {
+				t.Fatalf("status = %d, want 200", rec.Code)
+			}
+			if diff := cmp.Diff(tt.want, rec.Header()); diff != "" {
+				t.Errorf("identity headers (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func withoutHeader(h http.Header, name string) http.Header {
+	out := merge(h)
+	delete(out, name)
+	return out
 }
