@@ -66,7 +66,8 @@ type HandlerOptions struct {
 // without identity headers for an anonymous rule; 403 when the token lacks
 // the user claim; 401 with WWW-Authenticate
 // (just realm="keyward" when there is no bearer token); 403 with
-// error="insufficient_scope" when the rules deny or nothing matches; 503 when
+// error="insufficient_scope" when the rules deny or nothing matches, and
+// with error="invalid_request" for a path Rules.Match refuses as ambiguous; 503 when
 // no key set has ever loaded. The handler never logs.
 func NewHandler(v *Verifier, rules Rules, opts HandlerOptions) http.Handler {
 	return &authHandler{v: v, rules: rules, opts: opts, envoyPrefix: strings.TrimSuffix(opts.EnvoyPrefix, "/")}

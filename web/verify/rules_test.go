@@ -267,3 +267,39 @@ func TestRulesValidate(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParsePath: a path parsePath accepts is one no backend resolves
+// further: cleaning leaves it as it is, and it holds no byte a backend
+// might read as a separator (an encoded ? or # is data once decoded). Run: go test -fuzz=FuzzParsePath
+// -fuzztime=30s ./web/verify/
+func FuzzParsePath(f *testing.F) {
+	for _, seed := range []string{
+		"/", "/a/b/", "/admin/..%2Fpublic/x", "/public/..;/admin", "/%2e%2E/", "/a%2Fb", "/a%252Fb", "/a%25", "/%zz",
+		"//x", "/a\\b", "/a%00", "/files/a%2F..%2Fb", "/x?y=/../", "/%61%2F%2e", "/a#b", "/.../..a",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, uri string) {
+		p, encodedSlash, err := parsePath(uri)
+		if err != nil {
+			if !errors.Is(err, ErrAmbiguousPath) {
+				t.Fatalf("parsePath(%q) = %v, want an ErrAmbiguousPath refusal", uri, err)
+			}
+			return
+		}
+		slashed := strings.ReplaceAll(p, "%2F", "/")
+		if encodedSlash != (slashed != p) {
+			t.Errorf("parsePath(%q) = %q, encodedSlash %v", uri, p, encodedSlash)
+		}
+		for _, q := range []string{p, slashed} {
+			if cleanPath(q) != q && !strings.Contains(q, "//") {
+				t.Errorf("parsePath(%q) = %q: cleaning changes %q", uri, p, q)
+			}
+		}
+		if strings.Contains(p, "//") || strings.ContainsFunc(p, func(r rune) bool {
+			return r == '\\' || r == ';' || r <= ' ' || r == 0x7f // decoded ? and # are data
+		}) {
+			t.Errorf("parsePath(%q) = %q, which holds a byte a backend may read differently", uri, p)
+		}
+	})
+}
