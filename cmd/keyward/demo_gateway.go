@@ -29,7 +29,9 @@ var demoRules = verify.Rules{
 	{Path: "/", Browser: true},
 }
 
-var identityHeaderNames = []string{"X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Groups", "X-Auth-Request-Subject"}
+var identityHeaderNames = []string{
+	"X-Auth-Request-User", "X-Auth-Request-Preferred-Username", "X-Auth-Request-Email", "X-Auth-Request-Groups", "X-Auth-Request-Subject",
+}
 
 // demoGateway asks the verify handler about each request, as nginx's
 // auth_request does, and proxies allowed requests to the app with the
@@ -44,9 +46,13 @@ func newDemoGateway(ctx context.Context, brokerURL, appURL, internalAppURL strin
 	if err != nil {
 		return nil, err
 	}
+	app, err := url.Parse(appURL)
+	if err != nil {
+		return nil, fmt.Errorf("demo app address: %w", err)
+	}
 	b, err := verify.NewBrowser(v, verify.BrowserConfig{
 		ClientID: demoGatewayClient, ClientSecret: clientSecret, CookieSecret: cookieKey,
-		RedirectURL: appURL + "/oauth2/callback", AllowedRedirectDomains: []string{"127.0.0.1"},
+		RedirectURL: appURL + "/oauth2/callback", AllowedRedirectDomains: []string{app.Host}, // host and port
 	})
 	if err != nil {
 		return nil, err

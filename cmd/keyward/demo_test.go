@@ -121,7 +121,7 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("after the login form: %d at %s, want 200 at the app:\n%.800s", presp.StatusCode, presp.Request.URL, page)
 	}
 	for _, want := range []string{"alice@example.com", "admins", "at&#43;jwt", "Signed in at the gateway",
-		"<dt>X-Auth-Request-User</dt><dd><code>alice</code>"} {
+		"<dt>X-Auth-Request-Preferred-Username</dt><dd><code>alice</code>"} {
 		if !strings.Contains(string(page), want) {
 			t.Errorf("signed-in app page lacks %q", want)
 		}
@@ -148,7 +148,7 @@ func TestDemo(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	if code, body := api(accessToken); code != http.StatusOK || !strings.Contains(body, `"user": "alice"`) || !strings.Contains(body, `"groups": "staff,admins"`) {
+	if code, body := api(accessToken); code != http.StatusOK || !strings.Contains(body, `"preferred-username": "alice"`) || !strings.Contains(body, `"groups": "staff,admins"`) {
 		t.Errorf("GET /api/whoami with the token = %d %s, want 200 naming alice", code, body)
 	}
 	if code, _ := api(""); code != http.StatusUnauthorized {

@@ -60,13 +60,17 @@ Endpoints (on listen, default 127.0.0.1:4180):
   /healthz       200 "ok".
 
 Answers:
-  200  allowed, with X-Auth-Request-User (preferred_username, else email,
-       else sub), X-Auth-Request-Email, X-Auth-Request-Groups (comma-joined),
-       X-Auth-Request-Subject and, with passAccessToken, X-Auth-Request-Access-Token;
-       no identity headers for an anonymous rule
+  200  allowed, with X-Auth-Request-User (the userClaim, default sub),
+       X-Auth-Request-Preferred-Username, X-Auth-Request-Email (verified
+       addresses only), X-Auth-Request-Groups (comma-joined; ',', '%' and
+       control characters in a name percent-encoded), X-Auth-Request-Subject
+       and, with passAccessToken, X-Auth-Request-Access-Token; no identity
+       headers for an anonymous rule
   401  no or invalid token, with WWW-Authenticate: Bearer error="invalid_token"
        (also a token the revocation feed revokes)
-  403  the rules deny (or none matches), with error="insufficient_scope"
+  403  the rules deny (or none matches), with error="insufficient_scope",
+       or a path they cannot judge unambiguously (dot segments, //, %2F,
+       \, ;, control characters), with error="invalid_request"
   503  no signing key could be loaded yet, or (revocationFeed with onStale:
        deny) the revocation feed has not been read for maxStaleness
 

@@ -5,6 +5,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"slices"
@@ -32,8 +33,9 @@ type VerifyBrowserConfig struct {
 	RedirectURL string `yaml:"redirectURL"`
 	// AllowedRedirectDomains: where rd may send the browser after sign-in and
 	// sign-out: a host (exactly) or .domain (it and its subdomains), with an
-	// optional :port. Relative paths are always allowed. Default: the host of
-	// RedirectURL.
+	// optional :port (without one, the default port of rd's scheme). Relative
+	// paths are always allowed. Default: the host and port of RedirectURL
+	// (shop.example.com:443 for https://shop.example.com/oauth2/callback).
 	AllowedRedirectDomains []string `yaml:"allowedRedirectDomains,omitempty"`
 	// Scopes requested at sign-in; must include openid, and offline_access
 	// to renew the session on page load (through /oauth2/start).
@@ -134,11 +136,25 @@ func (b *VerifyBrowserConfig) browserConfig() (verify.BrowserConfig, error) {
 	domains := b.AllowedRedirectDomains
 	if len(domains) == 0 {
 		if u, err := url.Parse(b.RedirectURL); err == nil {
-			domains = []string{u.Hostname()}
+			domains = []string{redirectOrigin(u)}
 		}
 	}
 	return verify.BrowserConfig{
 		ClientID: b.ClientID, ClientSecret: secret, CookieSecret: key, RedirectURL: b.RedirectURL,
 		AllowedRedirectDomains: domains, Scopes: b.Scopes,
 	}, nil
+}
+
+// redirectOrigin is the default allowedRedirectDomains entry for the
+// callback u: its host with its port, the scheme's default port when it has
+// none, so rd can name neither another port nor http for an https callback.
+func redirectOrigin(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = "443"
+		if u.Scheme == "http" {
+			port = "80"
+		}
+	}
+	return net.JoinHostPort(u.Hostname(), port)
 }

@@ -47,6 +47,12 @@ type VerifyConfig struct {
 	Leeway Duration `yaml:"leeway,omitempty"`
 	// Cache sizes the cache of verified tokens.
 	Cache VerifyCacheConfig `yaml:"cache,omitempty"`
+	// UserClaim names the token claim sent as X-Auth-Request-User. sub (the
+	// default) is stable; email counts only when email_verified is true;
+	// preferred_username and name can be changed by their owner upstream
+	// and are sent as X-Auth-Request-Preferred-Username anyway. A token
+	// without the claim is denied (403). Default: sub (verify.Config's).
+	UserClaim string `yaml:"userClaim,omitempty"`
 	// PassAccessToken adds X-Auth-Request-Access-Token (the bearer token) to
 	// allowed answers. Default: false.
 	PassAccessToken bool `yaml:"passAccessToken,omitempty"`
@@ -181,6 +187,9 @@ func (c *VerifyConfig) Validate() error {
 		}
 	}
 	checkTTL(&p, "leeway", c.Leeway, maxVerifyLeeway)
+	if strings.ContainsFunc(c.UserClaim, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		p.add("userClaim", "%q is not a claim name; use sub (the default), email, or the name of a stable claim such as oid", c.UserClaim)
+	}
 	if c.Cache.MaxEntries < -1 {
 		p.add("cache.maxEntries", "%d: use a positive size, or -1 to disable the cache", c.Cache.MaxEntries)
 	}
@@ -193,7 +202,7 @@ func (c *VerifyConfig) Validate() error {
 	c.validateBrowser(&p)
 	c.validateRevocationFeed(&p)
 	if c.Headers.Kind != 0 {
-		p.add("headers", "the identity headers are not configurable yet; remove headers (the verifier sends X-Auth-Request-User: preferred_username, else email, else sub; -Email; -Groups, comma-joined; -Subject)")
+		p.add("headers", "the identity headers are not configurable yet; remove headers (the verifier sends X-Auth-Request-User: the userClaim, default sub; -Preferred-Username; -Email when verified; -Groups, comma-joined; -Subject); to choose the user claim set userClaim")
 	}
 	validateLoggingMetrics(&p, c.Logging, c.Metrics, c.Listen)
 	return p.err()
@@ -253,6 +262,7 @@ func (c *VerifyConfig) verifyConfig() verify.Config {
 		Algorithms:   c.Algorithms,
 		Leeway:       time.Duration(c.Leeway),
 		CacheEntries: c.Cache.MaxEntries,
+		UserClaim:    c.UserClaim,
 	}
 }
 

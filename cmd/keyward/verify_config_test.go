@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -112,6 +115,8 @@ func TestVerifyValidate(t *testing.T) {
 			c.Browser = validBrowser()
 			c.Browser.RedirectURL = "https://shop.example.com/oauth2/auth"
 		}, []string{"browser.redirectURL"}},
+		{"user claim", func(c *VerifyConfig) { c.UserClaim = "oid" }, nil},
+		{"user claim with a space", func(c *VerifyConfig) { c.UserClaim = "preferred username" }, []string{"userClaim"}},
 		{"browser domains and scopes", func(c *VerifyConfig) {
 			c.Browser = validBrowser()
 			c.Browser.AllowedRedirectDomains = []string{"ok.example.com", "*.example.com", "https://x"}
@@ -326,5 +331,55 @@ func TestCheckVerifyConfig(t *testing.T) {
 	cmd.SetArgs([]string{"verify", "--check", "-c", filepath.Join(dir, "missing.yaml")})
 	if err := cmd.Execute(); err == nil {
 		t.Error("keyward verify --check on a missing file succeeded")
+	}
+}
+
+// TestVerifyBrowserDefaultRedirectDomains: without allowedRedirectDomains, rd
+// may name the callback's host only on the callback's port and scheme, never
+// another port of the same host. Sign-out, with no
+// end_session_endpoint to go to, redirects straight to an accepted rd.
+func TestVerifyBrowserDefaultRedirectDomains(t *testing.T) {
+	issuer := httptest.NewServer(http.NotFoundHandler()) // no discovery: sign-out goes to rd
+	t.Cleanup(issuer.Close)
+	dir := t.TempDir()
+	c := mustParseVerify(t, strings.Replace(validVerifyYAML, "https://sso.example.com/", issuer.URL, 1))
+	c.Browser = validBrowser()
+	c.Browser.CookieSecretFile = writeFile(t, dir, "cookie", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n")
+	c.Browser.ClientSecretFile = writeFile(t, dir, "secret", "s3cret\n")
+	c.Browser.AllowedRedirectDomains = nil
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate() = %v", err)
+	}
+	v, err := verify.New(t.Context(), c.verifyConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, err := c.handlerOptions(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(verify.NewHandler(v, c.Rules, opts))
+	t.Cleanup(srv.Close)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for rd, want := range map[string]string{
+		"https://shop.example.com/cart":     "https://shop.example.com/cart",
+		"https://shop.example.com:443/cart": "https://shop.example.com:443/cart",
+		"https://shop.example.com:8443/x":   "/", // another port of the same host
+		"http://shop.example.com/x":         "/", // port 80, and not https
+		"https://evil.example.com/":         "/",
+		"/cart":                             "/cart",
+	} {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+"/oauth2/sign_out?rd="+url.QueryEscape(rd), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if got := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound || got != want {
+			t.Errorf("sign_out?rd=%s = %d to %q, want 302 to %q", rd, resp.StatusCode, got, want)
+		}
 	}
 }

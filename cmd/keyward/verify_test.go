@@ -97,7 +97,8 @@ rules:
 			break
 		}
 	}
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Auth-Request-User") != "alice" ||
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Auth-Request-User") != "s1" ||
+		resp.Header.Get("X-Auth-Request-Preferred-Username") != "alice" ||
 		resp.Header.Get("X-Auth-Request-Groups") != "staff,admins" || resp.Header.Get("X-Auth-Request-Subject") != "s1" {
 		t.Errorf("valid token: %d %v, want 200 with alice's identity headers", resp.StatusCode, resp.Header)
 	}

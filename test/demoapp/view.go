@@ -65,7 +65,9 @@ func (a *App) gatewayHeaders(r *http.Request) []gatewayHeader {
 		return nil
 	}
 	var out []gatewayHeader
-	for _, name := range []string{"X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Groups", "X-Auth-Request-Subject"} {
+	for _, name := range []string{
+		"X-Auth-Request-User", "X-Auth-Request-Preferred-Username", "X-Auth-Request-Email", "X-Auth-Request-Groups", "X-Auth-Request-Subject",
+	} {
 		if v := r.Header.Get(name); v != "" {
 			out = append(out, gatewayHeader{name, v})
 		}

@@ -36,7 +36,7 @@ func TestBrowserSignIn(t *testing.T) {
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprintf(w, "<!doctype html><title>shop</title><h1 id=\"who\">Signed in as %s</h1><pre id=\"headers\">%s</pre><p id=\"path\">%s</p>",
-			html.EscapeString(r.Header.Get("X-Auth-Request-User")), html.EscapeString(sb.String()), html.EscapeString(r.URL.RequestURI()))
+			html.EscapeString(r.Header.Get("X-Auth-Request-Preferred-Username")), html.EscapeString(sb.String()), html.EscapeString(r.URL.RequestURI()))
 	}))
 	t.Cleanup(app.Close)
 	startNginx(t, nginx, docBrowserConfigMarker, listen, verifier.Listener.Addr().String(), app.Listener.Addr().String())

@@ -45,7 +45,7 @@ func TestCaddyForwardAuth(t *testing.T) {
 
 	// Caddy passes client headers through unless told otherwise.
 	spoofed := map[string]string{
-		"X-Auth-Request-User": "mallory", "X-Auth-Request-Groups": "admins", "X-Auth-Request-Access-Token": "forged",
+		"X-Auth-Request-User": "mallory", "X-Auth-Request-Preferred-Username": "mallory", "X-Auth-Request-Groups": "admins", "X-Auth-Request-Access-Token": "forged",
 		"X-Original-URI": "/public/x", "X-Original-Method": "GET", "X-Forwarded-Uri": "/public/x", "X-Forwarded-Method": "GET",
 	}
 	runBearerCases(t, gw, api, append(bearerCases(alice, bob, spoofed),

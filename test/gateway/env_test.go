@@ -50,6 +50,17 @@ func newBroker(t *testing.T, extra ...broker.Client) *brokerEnv {
 func startBroker(t *testing.T, opts brokertest.Options) *brokerEnv {
 	t.Helper()
 	opts.Dir, opts.NoSync = t.TempDir(), true
+	// Access tokens carry email_verified wherever they carry email (the
+	// verifier passes X-Auth-Request-Email only when it is true). Set here
+	// explicitly so these tests hold whether or not it is the broker's
+	// default claim list.
+	edit := opts.Broker
+	opts.Broker = func(c *broker.Config) {
+		c.AccessTokenClaims = []string{"email", "email_verified", "name", "preferred_username", "groups"}
+		if edit != nil {
+			edit(c)
+		}
+	}
 	env := brokertest.New(t, opts)
 	return &brokerEnv{Env: env, srv: env.Server, oauth: oauth2.Config{
 		ClientID: clientID, ClientSecret: clientSecret, RedirectURL: clientRedir,

@@ -217,7 +217,9 @@ type seen struct {
 	Headers map[string]string
 }
 
-var identityHeaders = []string{"X-Auth-Request-User", "X-Auth-Request-Email", "X-Auth-Request-Groups", "X-Auth-Request-Subject"}
+var identityHeaders = []string{
+	"X-Auth-Request-User", "X-Auth-Request-Preferred-Username", "X-Auth-Request-Email", "X-Auth-Request-Groups", "X-Auth-Request-Subject",
+}
 
 // appHeaders are the headers the gateway tests' app reports: the identity
 // headers plus the access token header, which the verifier sends only with
@@ -277,10 +279,18 @@ type bearerCase struct {
 }
 
 // aliceSeen and bobSeen are the identity headers the app must see for
-// alice and bob; "*" is any non-empty value.
+// alice and bob; "*" is any non-empty value. X-Auth-Request-User is the
+// subject (the verifier's default userClaim), the login name travels as
+// -Preferred-Username.
 var (
-	aliceSeen = map[string]string{"X-Auth-Request-User": "alice", "X-Auth-Request-Email": "alice@example.com", "X-Auth-Request-Groups": "staff,admins", "X-Auth-Request-Subject": "*"}
-	bobSeen   = map[string]string{"X-Auth-Request-User": "bob", "X-Auth-Request-Email": "bob@example.com", "X-Auth-Request-Groups": "staff", "X-Auth-Request-Subject": "*"}
+	aliceSeen = map[string]string{
+		"X-Auth-Request-User": "*", "X-Auth-Request-Preferred-Username": "alice", "X-Auth-Request-Email": "alice@example.com",
+		"X-Auth-Request-Groups": "staff,admins", "X-Auth-Request-Subject": "*",
+	}
+	bobSeen = map[string]string{
+		"X-Auth-Request-User": "*", "X-Auth-Request-Preferred-Username": "bob", "X-Auth-Request-Email": "bob@example.com",
+		"X-Auth-Request-Groups": "staff", "X-Auth-Request-Subject": "*",
+	}
 )
 
 // bearerCases are the answers every documented bearer-token configuration
@@ -303,6 +313,15 @@ func bearerCases(alice, bob string, spoofed map[string]string) []bearerCase {
 		{name: "no rule for the path", path: "/reports/", token: alice, status: 403, challenge: `error="insufficient_scope"`},
 		{name: "anonymous", path: "/public/info", status: 200, headers: map[string]string{}},
 		{name: "anonymous ignores spoofed identity", path: "/public/info", token: tamper(alice), extra: spoofed, status: 200, headers: map[string]string{}},
+		// Paths a backend may route elsewhere than the rules read them
+		// (Werkzeug decodes %2F after splitting; Tomcat drops ";…" and then
+		// resolves ".."): refused, never cleaned onto the anonymous /public/.
+		{name: "encoded slash climbs out of /admin", path: "/admin/..%2Fpublic/x", status: 403,
+			challenge: `error="invalid_request", error_description="request path has a dot segment (. or ..)"`},
+		{name: "encoded slash climbs out of /admin with a token", path: "/admin/..%2Fpublic/x", token: bob, status: 403,
+			challenge: `error="invalid_request", error_description="request path has a dot segment (. or ..)"`},
+		{name: "semicolon path parameter hides a dot-dot", path: "/public/..;/admin/users", token: bob, status: 403,
+			challenge: `error="invalid_request", error_description="request path has a semicolon"`},
 	}
 }
 

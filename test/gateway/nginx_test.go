@@ -43,7 +43,7 @@ func TestNginxAuthRequest(t *testing.T) {
 
 	const api = "api.example.com"
 	spoofed := map[string]string{
-		"X-Auth-Request-User": "mallory", "X-Auth-Request-Groups": "admins", "X-Auth-Request-Access-Token": "forged", "X-Forwarded-Host": api,
+		"X-Auth-Request-User": "mallory", "X-Auth-Request-Preferred-Username": "mallory", "X-Auth-Request-Groups": "admins", "X-Auth-Request-Access-Token": "forged", "X-Forwarded-Host": api,
 		"X-Original-URI": "/public/x", "X-Original-Method": "GET", "X-Forwarded-Uri": "/public/x", "X-Forwarded-Method": "GET",
 	}
 	runBearerCases(t, gw, api, append(bearerCases(alice, bob, spoofed),

@@ -100,7 +100,10 @@ func (rt *renewal) run(t *testing.T) {
 		}
 		return resp, readBody(t, resp)
 	}
-	alice := map[string]string{"X-Auth-Request-User": "alice", "X-Auth-Request-Email": "alice@example.com", "X-Auth-Request-Groups": "*", "X-Auth-Request-Subject": "*"}
+	alice := map[string]string{
+		"X-Auth-Request-User": "*", "X-Auth-Request-Preferred-Username": "alice", "X-Auth-Request-Email": "alice@example.com",
+		"X-Auth-Request-Groups": "*", "X-Auth-Request-Subject": "*",
+	}
 
 	// 1. Sign in, with many groups.
 	rt.b.IdPs[0].SetNextClaims(map[string]any{"groups": manyGroups()})

@@ -35,8 +35,9 @@ type BrowserConfig struct {
 	CookieSecret []byte
 	// AllowedRedirectDomains lists the hosts rd may send the browser to after
 	// sign-in or sign-out: "shop.example.com" (exactly) or ".example.com"
-	// (it and its subdomains), optionally with ":port". Relative paths are
-	// always allowed. Default: none (relative paths only).
+	// (it and its subdomains), with ":port" or without (then the default
+	// port of rd's scheme only; see SafeRedirect). Relative paths are always
+	// allowed. Default: none (relative paths only).
 	AllowedRedirectDomains []string
 	// Scopes requested. Default: openid email profile groups offline_access
 	// (offline_access brings the refresh token that renews the session).

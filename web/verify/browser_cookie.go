@@ -150,8 +150,10 @@ func (b *Browser) redirectOrRoot(rd string) string {
 
 // SafeRedirect reports whether a browser may be sent to rd: a relative path
 // ("/x", never "//host" or "/\host"), or an http(s) URL without user info
-// whose host is in allowed ("shop.example.com" exactly, ".example.com" for it
-// and its subdomains, either optionally with ":port"). Control characters,
+// whose host and port are in allowed: "shop.example.com" exactly,
+// ".example.com" for it and its subdomains, either with ":port" or without,
+// which stands for the default port of rd's scheme (443 for https, 80 for
+// http; an explicit default port is the same port). Control characters,
 // spaces, backslashes and non-ASCII bytes are refused anywhere.
 func SafeRedirect(rd string, allowed []string) bool {
 	if rd == "" {
@@ -169,14 +171,22 @@ func SafeRedirect(rd string, allowed []string) bool {
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Opaque != "" || u.User != nil || u.Host == "" {
 		return false
 	}
+	defaultPort := "443"
+	if u.Scheme == "http" {
+		defaultPort = "80"
+	}
 	host, port := strings.ToLower(u.Hostname()), u.Port()
+	if port == "" {
+		port = defaultPort
+	}
 	for _, a := range allowed {
 		a = strings.ToLower(a)
-		ah, ap := a, ""
+		ah, ap := a, defaultPort
 		if i := strings.LastIndexByte(a, ':'); i >= 0 && !strings.HasSuffix(a, "]") {
 			ah, ap = a[:i], a[i+1:]
 		}
-		if ap != "" && ap != port {
+		ah = strings.TrimSuffix(strings.TrimPrefix(ah, "["), "]") // an IPv6 literal, as u.Hostname() gives it
+		if ap != port {
 			continue
 		}
 		if host == ah || (strings.HasPrefix(ah, ".") && (host == ah[1:] || strings.HasSuffix(host, ah))) {

@@ -12,7 +12,7 @@ import (
 )
 
 func TestSafeRedirect(t *testing.T) {
-	allowed := []string{"shop.example.com", ".apps.example.com", "admin.example.com:8443"}
+	allowed := []string{"shop.example.com", ".apps.example.com", "admin.example.com:8443", "api.example.com:443", "[::1]:8080"}
 	tests := []struct {
 		rd   string
 		want bool
@@ -21,7 +21,11 @@ func TestSafeRedirect(t *testing.T) {
 		{"/orders/1?x=1#top", true},
 		{"/%2F%2Fevil.com", true}, // a path on this host, however odd
 		{"https://shop.example.com/cart", true},
-		{"http://shop.example.com:8080/", true},
+		{"http://shop.example.com/", true},      // no port: the scheme's default
+		{"https://shop.example.com:443/", true}, // the default port, explicit
+		{"http://shop.example.com:80/", true},
+		{"https://api.example.com/", true}, // an explicit default port in the entry
+		{"http://[::1]:8080/", true},
 		{"https://SHOP.example.com/", true},
 		{"https://apps.example.com/", true},
 		{"https://a.b.apps.example.com/x", true},
@@ -51,6 +55,11 @@ func TestSafeRedirect(t *testing.T) {
 		{"shop.example.com/x", false},
 		{"https://admin.example.com/", false}, // the port is part of that entry
 		{"https://admin.example.com:443/", false},
+		{"http://shop.example.com:8080/", false}, // another port on an allowed host
+		{"https://shop.example.com:8443/", false},
+		{"https://a.apps.example.com:8443/", false},
+		{"http://api.example.com/", false}, // port 80, not 443
+		{"http://[::1]/", false},
 		{"https://shop.exаmple.com/", false}, // Cyrillic а
 		{"https://shop.example.com%2F@evil.com/", false},
 		{"/\r\nSet-Cookie:x=y", false},

@@ -13,18 +13,22 @@ import (
 // Keyward's identity claims). Verify may return the same *Claims for repeated
 // calls with the same token: treat it as read-only.
 type Claims struct {
-	Issuer            string
-	Subject           string
-	Audience          []string
-	ExpiresAt         time.Time
-	IssuedAt          time.Time // zero when absent
-	NotBefore         time.Time // zero when absent
-	JTI               string
-	ClientID          string
-	Scopes            []string // the space-separated scope claim, split
-	SessionID         string   // sid
-	IDP               string   // idp: the upstream the subject signed in with
-	Email             string
+	Issuer    string
+	Subject   string
+	Audience  []string
+	ExpiresAt time.Time
+	IssuedAt  time.Time // zero when absent
+	NotBefore time.Time // zero when absent
+	JTI       string
+	ClientID  string
+	Scopes    []string // the space-separated scope claim, split
+	SessionID string   // sid
+	IDP       string   // idp: the upstream the subject signed in with
+	Email     string
+	// EmailVerified is the email_verified claim: true only when the token
+	// says so with a JSON true. Keyward puts it wherever it puts email; an
+	// Email without it is an address nobody checked.
+	EmailVerified     bool
 	Name              string
 	PreferredUsername string
 	Groups            []string
@@ -37,20 +41,17 @@ type Claims struct {
 }
 
 type identityHeaders struct {
-	user, email, groups, subject []string
+	user, preferredUsername, email, groups, subject []string
 }
 
-// User is the name a gateway passes upstream: preferred_username, else email,
-// else sub.
+// User is the name a gateway passes upstream as X-Auth-Request-User: the
+// Verifier's Config.UserClaim, by default sub (stable, never reassigned);
+// "" when the token lacks that claim (see Config.UserClaim).
 func (c *Claims) User() string {
-	switch {
-	case c.PreferredUsername != "":
-		return c.PreferredUsername
-	case c.Email != "":
-		return c.Email
-	default:
-		return c.Subject
+	if len(c.hdr.user) == 0 {
+		return ""
 	}
+	return c.hdr.user[0]
 }
 
 // HasScope reports whether the token carries scope s.
@@ -108,21 +109,74 @@ func claimsFromMap(m map[string]any) (*Claims, error) {
 			return nil, errBadPayload
 		}
 	}
-	c.setIdentityHeaders()
+	c.EmailVerified, _ = m["email_verified"].(bool)
 	return c, nil
 }
 
-// setIdentityHeaders computes c.hdr from the typed claims.
-func (c *Claims) setIdentityHeaders() {
-	c.hdr = identityHeaders{
-		user:    []string{c.User()},
-		subject: []string{c.Subject},
+// setIdentityHeaders computes c.hdr, the forward-auth identity headers, for
+// the user claim userClaim (see Config.UserClaim):
+//   - user: that claim's string value; for "email" only a verified one;
+//     nil when absent (the handler then refuses the request);
+//   - preferredUsername: preferred_username, which people may change, for
+//     display only;
+//   - email: only when email_verified is true;
+//   - groups: comma-joined, each name escaped by escapeGroup;
+//   - subject: sub.
+func (c *Claims) setIdentityHeaders(userClaim string) {
+	c.hdr = identityHeaders{subject: []string{c.Subject}}
+	var user string
+	switch userClaim {
+	case "sub":
+		user = c.Subject
+	case "email":
+		if c.EmailVerified {
+			user = c.Email
+		}
+	case "preferred_username":
+		user = c.PreferredUsername
+	case "name":
+		user = c.Name
+	default:
+		user, _ = c.Raw[userClaim].(string)
 	}
-	if c.Email != "" {
+	if user != "" {
+		c.hdr.user = []string{user}
+	}
+	if c.PreferredUsername != "" {
+		c.hdr.preferredUsername = []string{c.PreferredUsername}
+	}
+	if c.Email != "" && c.EmailVerified {
 		c.hdr.email = []string{c.Email}
 	}
 	if len(c.Groups) > 0 {
-		c.hdr.groups = []string{strings.Join(c.Groups, ",")}
+		var b strings.Builder
+		for i, g := range c.Groups {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			escapeGroup(&b, g)
+		}
+		c.hdr.groups = []string{b.String()}
+	}
+}
+
+// escapeGroup writes group g for X-Auth-Request-Groups, where names are
+// joined with ',': the bytes an app splitting the header could misread are
+// percent-encoded, namely ',' (%2C), '%' (%25), control characters and a
+// space at either end of the name (%20; apps often trim after splitting).
+// Every other name, "Domain Users" included, is written as it is. Apps split
+// on ',' and then percent-decode each name (docs/gateways/nginx.md).
+func escapeGroup(b *strings.Builder, g string) {
+	const hex = "0123456789ABCDEF"
+	for i := 0; i < len(g); i++ {
+		c := g[i]
+		if c == ',' || c == '%' || c < ' ' || c == 0x7f || (c == ' ' && (i == 0 || i == len(g)-1)) {
+			b.WriteByte('%')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&0xf])
+			continue
+		}
+		b.WriteByte(c)
 	}
 }
 
@@ -213,6 +267,7 @@ const (
 	ciExp
 	ciIat
 	ciNbf
+	ciEmailVerified
 	numClaims
 )
 
@@ -248,6 +303,8 @@ func claimIndex(name string) int {
 		return ciIat
 	case "nbf":
 		return ciNbf
+	case "email_verified":
+		return ciEmailVerified
 	}
 	return -1
 }
@@ -337,7 +394,7 @@ func claimsFromJSON(payload []byte) (*Claims, error) {
 			return nil, errBadPayload
 		}
 	}
-	c.setIdentityHeaders()
+	c.EmailVerified = vals[ciEmailVerified] == "true"
 	return c, nil
 }
 

@@ -27,6 +27,8 @@ var claimsJSONSeeds = []string{
 	`{"exp":1e400}`, `{"x":[1e400]}`, `{"x":{"y":-1e-400}}`, `{"exp":-1}`, `{"exp":1.5}`, `{"exp":1099511627777}`,
 	`{"exp":"1"}`, `{"scope":["a"]}`, `{"scope":"  a  b "}`, "{\"sub\":\"\xff\xfe\"}", "{\"\xff\":1}",
 	`{"email":"e","preferred_username":""}`, `{"groups":["a","b"],"email":""}`, `{"a":"\"}\\"}`,
+	`{"email":"e","email_verified":true}`, `{"email":"e","email_verified":false}`, `{"email_verified":"true"}`,
+	`{"email_verified":true,"email_verified":1}`, `{"email_verified":null}`, `{"email_verified":[true]}`,
 	`{"exp":0,"nbf":-0.0,"iat":1E3}`, `{"iss":true}`, `{"iss":{}}`, `{"iss":[]}`, `{"x":[[[[{}]]]],"sub":"s"}`,
 }
 

@@ -7,7 +7,8 @@
 //     signature, iss, aud, exp, nbf, iat), a JWKS cache that honours
 //     Cache-Control max-age with jitter and refetches on an unknown kid at most
 //     once per interval, and a bounded cache of verified tokens;
-//   - Rules: the route rules of verify.yaml (first match wins, no match denies);
+//   - Rules: the route rules of verify.yaml (first match wins, no match denies;
+//     a path a backend could route elsewhere is refused, never cleaned);
 //   - NewHandler: the forward-auth endpoint /oauth2/auth for nginx auth_request,
 //     Traefik forwardAuth, Caddy forward_auth and Envoy ext_authz (HTTP);
 //   - Browser: browser mode, sign-in at the edge for web apps (code + PKCE at

@@ -11,6 +11,10 @@ const (
 	CodeInvalidToken           = "invalid_token"
 	CodeInsufficientScope      = "insufficient_scope"
 	CodeTemporarilyUnavailable = "temporarily_unavailable"
+	// CodeInvalidRequest comes with a 403 (not RFC 6750's 400: gateways such
+	// as nginx's auth_request turn any status but 2xx, 401 and 403 into 500)
+	// for a request path the rules cannot judge; see ErrAmbiguousPath.
+	CodeInvalidRequest = "invalid_request"
 )
 
 // ErrUnavailable matches, through errors.Is, every error that means the
@@ -61,6 +65,12 @@ func invalidToken(desc string, cause error) *Error {
 
 func insufficientScope(desc string) *Error {
 	return &Error{Status: http.StatusForbidden, Code: CodeInsufficientScope, Description: desc}
+}
+
+// refusedPath is a 403 for a request path the rules cannot judge, with
+// ErrAmbiguousPath as its cause.
+func refusedPath(desc string) *Error {
+	return &Error{Status: http.StatusForbidden, Code: CodeInvalidRequest, Description: desc, cause: ErrAmbiguousPath}
 }
 
 func unavailable(desc string, cause error) *Error {

@@ -59,11 +59,15 @@ type HandlerOptions struct {
 //   - opts.EnvoyPrefix + path: Envoy ext_authz, see HandlerOptions.
 //   - /healthz: 200 "ok".
 //
-// Answers: 200 with an empty body and X-Auth-Request-User (preferred_username,
-// else email, else sub), -Email, -Groups (comma-joined) and -Subject; 200
-// without identity headers for an anonymous rule; 401 with WWW-Authenticate
+// Answers: 200 with an empty body and X-Auth-Request-User (the Verifier's
+// user claim, default sub), -Preferred-Username (preferred_username, for
+// display), -Email (only when email_verified is true), -Groups
+// (comma-joined, names escaped as escapeGroup says) and -Subject (sub); 200
+// without identity headers for an anonymous rule; 403 when the token lacks
+// the user claim; 401 with WWW-Authenticate
 // (just realm="keyward" when there is no bearer token); 403 with
-// error="insufficient_scope" when the rules deny or nothing matches; 503 when
+// error="insufficient_scope" when the rules deny or nothing matches, and
+// with error="invalid_request" for a path Rules.Match refuses as ambiguous; 503 when
 // no key set has ever loaded. The handler never logs.
 func NewHandler(v *Verifier, rules Rules, opts HandlerOptions) http.Handler {
 	return &authHandler{v: v, rules: rules, opts: opts, envoyPrefix: strings.TrimSuffix(opts.EnvoyPrefix, "/")}
@@ -76,7 +80,10 @@ type authHandler struct {
 	envoyPrefix string
 }
 
-var errNoRule = insufficientScope("no rule allows this request")
+var (
+	errNoRule      = insufficientScope("no rule allows this request")
+	errNoUserClaim = insufficientScope("token lacks the configured user claim")
+)
 
 func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch p := r.URL.Path; {
@@ -110,9 +117,9 @@ var (
 )
 
 func (h *authHandler) check(w http.ResponseWriter, r *http.Request, host, uri, method string) {
-	rule, found := h.rules.Match(host, uri, method)
-	if !found {
-		writeError(w, errNoRule)
+	rule, err := h.rules.Match(host, uri, method)
+	if err != nil {
+		writeError(w, err)
 		return
 	}
 	if rule.Allow == AllowAnonymous {
@@ -121,7 +128,6 @@ func (h *authHandler) check(w http.ResponseWriter, r *http.Request, host, uri, m
 	}
 	token, present := bearerToken(r.Header)
 	var c *Claims
-	var err error
 	switch {
 	case present:
 		// Raw is read only by a rule's claims requirement.
@@ -143,9 +149,16 @@ func (h *authHandler) check(w http.ResponseWriter, r *http.Request, host, uri, m
 		writeError(w, err)
 		return
 	}
+	if c.hdr.user == nil {
+		writeError(w, errNoUserClaim)
+		return
+	}
 	hdr := w.Header()
 	hdr["X-Auth-Request-User"] = c.hdr.user
 	hdr["X-Auth-Request-Subject"] = c.hdr.subject
+	if c.hdr.preferredUsername != nil {
+		hdr["X-Auth-Request-Preferred-Username"] = c.hdr.preferredUsername
+	}
 	if c.hdr.email != nil {
 		hdr["X-Auth-Request-Email"] = c.hdr.email
 	}

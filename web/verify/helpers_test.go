@@ -217,6 +217,7 @@ func claims(issuer string, now time.Time) jwt.MapClaims {
 		"sid":                "sid-1",
 		"idp":                "corp",
 		"email":              "ada@example.com",
+		"email_verified":     true,
 		"name":               "Ada Lovelace",
 		"preferred_username": "ada",
 		"groups":             []string{"staff", "shop-admins"},

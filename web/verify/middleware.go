@@ -16,7 +16,7 @@ func ClaimsFromContext(ctx context.Context) (*Claims, bool) {
 // Middleware protects a Go handler. With nil rules every request needs a
 // valid token; otherwise the first rule matching the request's Host, path and
 // method decides, as in NewHandler (an anonymous rule passes without claims;
-// no match is 403). Verified claims are available to the next handler through
+// no match, or a path Rules.Match refuses as ambiguous, is 403). Verified claims are available to the next handler through
 // ClaimsFromContext. Failures are answered like NewHandler does, without a
 // body.
 func (v *Verifier) Middleware(rules Rules) func(http.Handler) http.Handler {
@@ -24,9 +24,11 @@ func (v *Verifier) Middleware(rules Rules) func(http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			var rule *Rule
 			if rules != nil {
-				var found bool
-				if rule, found = rules.Match(r.Host, r.URL.EscapedPath(), r.Method); !found {
-					writeError(w, errNoRule)
+				// EscapedPath keeps the request's own encoding (%2F, %2e…)
+				// for Match to judge.
+				var err error
+				if rule, err = rules.Match(r.Host, r.URL.EscapedPath(), r.Method); err != nil {
+					writeError(w, err)
 					return
 				}
 				if rule.Allow == AllowAnonymous {

@@ -3,7 +3,6 @@ package verify
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"path"
 	"strings"
 )
@@ -19,10 +18,25 @@ type Rule struct {
 	// Host is compared case-insensitively, without the port. Empty: any host.
 	Host string `yaml:"host"`
 	// Path is a prefix on segment boundaries: "/orders" and "/orders/" both
-	// match "/orders" and "/orders/1" but never "/ordersx". Requests are
-	// percent-decoded and cleaned first, so "/public/../admin" is "/admin".
-	// Empty or "/": any path.
+	// match "/orders" and "/orders/1" but never "/ordersx". It is compared
+	// with the percent-decoded request path, case-sensitively unless
+	// CaseInsensitive. A request path that a backend could resolve to
+	// another route is refused before any rule is tried (see Rules.Match),
+	// never cleaned. Empty or "/": any path.
 	Path string `yaml:"path"`
+	// CaseInsensitive compares Path with the request path case-folded
+	// ("/admin" then matches "/ADMIN/x"). Set it on every rule whose
+	// backend routes case-insensitively (ASP.NET, IIS, some Spring setups):
+	// otherwise "/ADMIN" skips a "/admin" rule and falls to a later one.
+	CaseInsensitive bool `yaml:"caseInsensitive"`
+	// AllowEncodedSlash lets requests whose path holds an encoded slash
+	// (%2F) match this rule, for APIs that carry one inside a segment
+	// (/repos/a%2Fb). Risk: a backend that decodes %2F before routing sees
+	// more segments than the rules do. Such a request is allowed only when
+	// this rule is the first match both with %2F read as data and with %2F
+	// read as "/", so the backend's choice cannot change the rule; it is
+	// refused otherwise, and always on rules without this.
+	AllowEncodedSlash bool `yaml:"allowEncodedSlash"`
 	// Methods to match, case-insensitively. Empty: any method.
 	Methods []string `yaml:"methods"`
 	// Allow is "anonymous" to pass requests without checking any token, or
@@ -94,8 +108,8 @@ func (r *Rule) problems() []error {
 	if r.Host != "" && (strings.ContainsAny(r.Host, "/@ \t") || stripPort(r.Host) != r.Host) {
 		bad("host %q: want a bare host name without scheme, port or path", r.Host)
 	}
-	if r.Path != "" && (r.Path[0] != '/' || cleanPath(r.Path) != r.Path) {
-		bad("path %q: want a clean absolute path", r.Path)
+	if r.Path != "" && (r.Path[0] != '/' || cleanPath(r.Path) != r.Path || strings.ContainsFunc(r.Path, refusedInRulePath)) {
+		bad("path %q: want a clean absolute path, written decoded, without %%, ;, \\, ?, # or control characters", r.Path)
 	}
 	for _, m := range r.Methods {
 		if m == "" || strings.ContainsFunc(m, func(c rune) bool { return (c < 'A' || c > 'Z') && (c < 'a' || c > 'z') }) {
@@ -129,28 +143,56 @@ func (r *Rule) problems() []error {
 	return errs
 }
 
-// Match returns the first rule matching the request, or false (deny). host
-// may carry a port; path may carry a query and percent-encoding.
-func (rs Rules) Match(host, reqPath, method string) (*Rule, bool) {
-	host = stripPort(host)
-	reqPath, ok := requestPath(reqPath)
-	if !ok {
-		return nil, false
+// Match returns the first rule matching the request. host may carry a port;
+// uri may carry a query and percent-encoding. It returns an *Error (403)
+// when no rule matches, and one whose cause is ErrAmbiguousPath when the
+// path is refused before any rule is tried (see parsePath): the rules
+// judge the path as the backend will route it, or not at all.
+func (rs Rules) Match(host, uri, method string) (*Rule, error) {
+	p, encodedSlash, err := parsePath(uri)
+	if err != nil {
+		return nil, err
 	}
+	host = stripPort(host)
+	r := rs.first(host, p, method)
+	if encodedSlash {
+		switch {
+		case r == nil || !r.AllowEncodedSlash:
+			return nil, errPathEncodedSlash
+		case rs.first(host, strings.ReplaceAll(p, "%2F", "/"), method) != r:
+			return nil, errPathSlashRule
+		}
+	}
+	if r == nil {
+		return nil, errNoRule
+	}
+	return r, nil
+}
+
+// first returns the first rule matching the parsed path p, or nil.
+func (rs Rules) first(host, p, method string) *Rule {
+	lower := "" // p case-folded, once a rule needs it
 	for i := range rs {
 		r := &rs[i]
 		if r.Host != "" && !strings.EqualFold(r.Host, host) {
 			continue
 		}
-		if !pathMatches(r.Path, reqPath) {
+		if r.CaseInsensitive {
+			if lower == "" {
+				lower = strings.ToLower(p)
+			}
+			if !pathMatches(strings.ToLower(r.Path), lower) {
+				continue
+			}
+		} else if !pathMatches(r.Path, p) {
 			continue
 		}
 		if len(r.Methods) > 0 && !methodIn(r.Methods, method) {
 			continue
 		}
-		return r, true
+		return r
 	}
-	return nil, false
+	return nil
 }
 
 func methodIn(methods []string, m string) bool {
@@ -170,23 +212,147 @@ func pathMatches(prefix, p string) bool {
 	return strings.HasPrefix(p, prefix) && (len(p) == len(prefix) || p[len(prefix)] == '/')
 }
 
-// requestPath turns a request URI into the cleaned, decoded path rules are
-// matched against. It allocates only when the path needs decoding or cleaning.
-func requestPath(uri string) (string, bool) {
-	if i := strings.IndexAny(uri, "?#"); i >= 0 {
+// ErrAmbiguousPath is the cause (errors.Is) of every refusal of a request
+// path that the verifier cannot map to one route unambiguously: the rules
+// would judge one path while a backend may serve another.
+var ErrAmbiguousPath = errors.New("verify: request path is ambiguous")
+
+// Refused request paths: 403 invalid_request, before any rule is tried.
+var (
+	errPathMissing      = refusedPath("request path missing or not absolute")
+	errPathEscape       = refusedPath("request path has invalid percent-encoding")
+	errPathDoubleEscape = refusedPath("request path has double percent-encoding (%25)")
+	errPathDotSegment   = refusedPath("request path has a dot segment (. or ..)")
+	errPathEmptySegment = refusedPath("request path has an empty segment (//)")
+	errPathBackslash    = refusedPath("request path has a backslash")
+	errPathSemicolon    = refusedPath("request path has a semicolon")
+	errPathControl      = refusedPath("request path has a control character or space")
+	errPathFragment     = refusedPath("request path has a fragment (#)")
+	errPathEncodedSlash = refusedPath("request path has an encoded slash (%2F) and the matching rule does not set allowEncodedSlash")
+	errPathSlashRule    = refusedPath("request path has an encoded slash (%2F) that changes which rule matches")
+)
+
+// parsePath turns a request URI into the path rules are matched against:
+// the query dropped, percent-encoding decoded except %2F, which stays as
+// "%2F" (encodedSlash reports it). It never cleans: a path that a backend
+// could resolve differently is an error, namely dot segments ("." or "..",
+// raw or encoded), empty segments ("//"), a backslash or semicolon (raw or
+// encoded: Windows, Tomcat and Spring treat them as separators), control
+// characters and spaces (raw or encoded), invalid percent-encoding, double
+// encoding ("%25" followed by two hex digits, which a second decoding
+// would turn into another escape) and a fragment. Dot segments are
+// refused also between encoded slashes ("a%2F..%2Fb"). It allocates only
+// when the path holds a '%'.
+func parsePath(uri string) (p string, encodedSlash bool, err error) {
+	if i := strings.IndexByte(uri, '?'); i >= 0 {
 		uri = uri[:i]
 	}
-	if strings.IndexByte(uri, '%') >= 0 {
-		p, err := url.PathUnescape(uri)
-		if err != nil {
-			return "", false
-		}
-		uri = p
-	}
 	if uri == "" || uri[0] != '/' {
-		return "", false
+		return "", false, errPathMissing
 	}
-	return cleanPath(uri), true
+	var buf []byte // the decoded path, once a '%' needs decoding
+	for i := 0; i < len(uri); i++ {
+		c := uri[i]
+		switch {
+		case c == '%':
+			if buf == nil {
+				buf = append(make([]byte, 0, len(uri)), uri[:i]...)
+			}
+			if i+2 >= len(uri) || !isHex(uri[i+1]) || !isHex(uri[i+2]) {
+				return "", false, errPathEscape
+			}
+			d := unhex(uri[i+1])<<4 | unhex(uri[i+2])
+			i += 2
+			switch {
+			case d == '/':
+				encodedSlash = true
+				buf = append(buf, "%2F"...)
+				continue
+			case d == '%' && i+2 < len(uri) && isHex(uri[i+1]) && isHex(uri[i+2]):
+				return "", false, errPathDoubleEscape
+			}
+			if err := refusedByte(d); err != nil {
+				return "", false, err
+			}
+			buf = append(buf, d)
+		default:
+			if err := refusedByte(c); err != nil {
+				return "", false, err
+			}
+			if c == '#' {
+				return "", false, errPathFragment
+			}
+			if buf != nil {
+				buf = append(buf, c)
+			}
+		}
+	}
+	p = uri
+	if buf != nil {
+		p = string(buf)
+	}
+	// Segments: p[0] is '/'; an empty last segment is a trailing slash.
+	for rest := p[1:]; ; {
+		seg, more, found := strings.Cut(rest, "/")
+		if seg == "" && found {
+			return "", false, errPathEmptySegment
+		}
+		if isDotSegment(seg) || (encodedSlash && strings.Contains(seg, "%2F") && hasDotPiece(seg)) {
+			return "", false, errPathDotSegment
+		}
+		if !found {
+			break
+		}
+		rest = more
+	}
+	return p, encodedSlash, nil
+}
+
+// refusedByte is the error for a path byte (raw or decoded) that makes the
+// path ambiguous, or nil.
+func refusedByte(c byte) error {
+	switch {
+	case c == '\\':
+		return errPathBackslash
+	case c == ';':
+		return errPathSemicolon
+	case c <= ' ' || c == 0x7f:
+		return errPathControl
+	}
+	return nil
+}
+
+func isDotSegment(s string) bool { return s == "." || s == ".." }
+
+// hasDotPiece reports whether a segment holding encoded slashes has a dot
+// piece between them ("a%2F..%2Fb"), which a backend that decodes %2F
+// before resolving would climb with.
+func hasDotPiece(seg string) bool {
+	for piece := range strings.SplitSeq(seg, "%2F") {
+		if isDotSegment(piece) {
+			return true
+		}
+	}
+	return false
+}
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	default:
+		return c - 'a' + 10
+	}
+}
+
+// refusedInRulePath reports the characters a rule's path may not hold: it
+// is compared with decoded request paths, which never hold them.
+func refusedInRulePath(c rune) bool {
+	return c == '%' || c == ';' || c == '\\' || c == '?' || c == '#' || c < ' ' || c == 0x7f
 }
 
 // cleanPath is path.Clean keeping a trailing slash.

@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -49,43 +50,139 @@ func TestRulesMatch(t *testing.T) {
 	)
 	tests := []struct {
 		host, path, method string
-		want               int // index into rs, -1: no match
+		want               int // index into rs, -1: no match or refused
 	}{
 		{"api.example.com", "/public/index.html", "GET", 0},
 		{"API.Example.COM:8443", "/public/x?y=1", "GET", 0},
 		{"api.example.com", "/public", "GET", 0}, // the directory itself
 		{"api.example.com", "/publicity", "GET", -1},
-		{"api.example.com", "/public/../orders/1", "POST", 1},    // cleaned before matching
-		{"api.example.com", "/public/%2e%2e/orders/1", "GET", 2}, // decoded, then cleaned
-		{"api.example.com", "/public%2F..%2Forders/1", "GET", 2}, // an encoded slash is a slash
-		{"api.example.com", "/public/%zz", "GET", -1},            // undecodable: deny
-		{"api.example.com", "/orders/1", "post", 1},              // method case-insensitive
-		{"api.example.com", "/orders/1", "DELETE", 2},            // falls through to the next rule
-		{"api.example.com", "//orders//1", "GET", 2},             // duplicate slashes
-		{"shop.example.com", "/admin/users", "GET", 3},           //
-		{"shop.example.com", "/anything", "GET", 4},              //
-		{"shop.example.com.", "/anything", "GET", -1},            // no fuzzy host matching
-		{"other.example.com", "/exact", "GET", 5},                // empty host: any host
-		{"other.example.com", "/exact/sub", "GET", 5},            //
-		{"other.example.com", "/exactly", "GET", -1},             //
-		{"other.example.com", "", "GET", -1},                     // no URI: deny
-		{"other.example.com", "relative", "GET", -1},             //
-		{"[::1]:8080", "/v6", "GET", 6},                          //
-		{"other.example.com", "/other", "GET", -1},               // no rule: deny
+		{"api.example.com", "/public/../orders/1", "POST", -1},    // refused, never cleaned
+		{"api.example.com", "/public/%2e%2e/orders/1", "GET", -1}, // refused, never cleaned
+		{"api.example.com", "/public%2F..%2Forders/1", "GET", -1}, // refused
+		{"api.example.com", "/public/%zz", "GET", -1},             // undecodable: deny
+		{"api.example.com", "/%6frders/1", "GET", 2},              // decoded before matching
+		{"api.example.com", "/orders/1", "post", 1},               // method case-insensitive
+		{"api.example.com", "/orders/1", "DELETE", 2},             // falls through to the next rule
+		{"api.example.com", "//orders//1", "GET", -1},             // empty segments: refused
+		{"shop.example.com", "/admin/users", "GET", 3},            //
+		{"shop.example.com", "/anything", "GET", 4},               //
+		{"shop.example.com.", "/anything", "GET", -1},             // no fuzzy host matching
+		{"other.example.com", "/exact", "GET", 5},                 // empty host: any host
+		{"other.example.com", "/exact/sub", "GET", 5},             //
+		{"other.example.com", "/exactly", "GET", -1},              //
+		{"other.example.com", "", "GET", -1},                      // no URI: deny
+		{"other.example.com", "relative", "GET", -1},              //
+		{"[::1]:8080", "/v6", "GET", 6},                           //
+		{"other.example.com", "/other", "GET", -1},                // no rule: deny
 	}
 	for _, tt := range tests {
-		got, ok := rs.Match(tt.host, tt.path, tt.method)
-		gotIdx := -1
-		if ok {
-			for i := range rs {
-				if &rs[i] == got {
-					gotIdx = i
-				}
+		got, err := matchIndex(rs, tt.host, tt.path, tt.method)
+		if got != tt.want || (got < 0) != (err != nil) {
+			t.Errorf("Match(%q, %q, %q) = rule %d, %v; want %d", tt.host, tt.path, tt.method, got, err, tt.want)
+		}
+	}
+}
+
+// matchIndex returns the index in rs of the rule Match chose (-1 for none)
+// and its error.
+func matchIndex(rs Rules, host, uri, method string) (int, error) {
+	r, err := rs.Match(host, uri, method)
+	for i := range rs {
+		if &rs[i] == r {
+			return i, err
+		}
+	}
+	return -1, err
+}
+
+// ambiguityRules are rules where steering a request onto the wrong one
+// matters: an anonymous /public/, group-guarded /admin and /files/private/,
+// an API carrying %2F inside a segment, a case-insensitive backend's
+// /Reports/, and a signed-in catch-all.
+var ambiguityRules = Rules{
+	{Path: "/public/", Allow: AllowAnonymous},                                       // 0
+	{Path: "/admin", Groups: Set{AnyOf: []string{"admins"}}},                        // 1
+	{Path: "/files/private/", Groups: Set{AnyOf: []string{"admins"}}},               // 2
+	{Path: "/files/", AllowEncodedSlash: true},                                      // 3
+	{Path: "/Reports/", CaseInsensitive: true, Groups: Set{AnyOf: []string{"fin"}}}, // 4
+	{Path: "/"}, // 5
+}
+
+// TestMatchAmbiguousPaths is the regression test of the review's "steer the
+// edge onto a weaker rule": every path shape a backend may resolve
+// differently from the rules is refused (403 invalid_request, cause
+// ErrAmbiguousPath, with its own reason), never cleaned into another rule.
+func TestMatchAmbiguousPaths(t *testing.T) {
+	tests := []struct {
+		name, uri string
+		want      int    // rule index; -1: refused
+		reason    string // substring of the refusal's description
+	}{
+		{"review: encoded slash climbs out of /admin", "/admin/..%2Fpublic/x", -1, "dot segment"},
+		{"raw dot-dot", "/public/../admin", -1, "dot segment"},
+		{"raw dot-dot at the end", "/admin/x/..", -1, "dot segment"},
+		{"raw dot", "/public/./x", -1, "dot segment"},
+		{"encoded dot-dot", "/public/%2e%2e/admin", -1, "dot segment"},
+		{"encoded dot-dot mixed case", "/public/%2E%2e/admin", -1, "dot segment"},
+		{"half-encoded dot-dot", "/public/.%2e/admin", -1, "dot segment"},
+		{"encoded dot", "/public/%2e/x", -1, "dot segment"},
+		{"dot-dot between encoded slashes", "/files/a%2F..%2F..%2Fadmin", -1, "dot segment"},
+		{"lower-case encoded slash", "/public%2fadmin", -1, "encoded slash"},
+		{"encoded slash on a rule without opt-in", "/public/a%2Fb", -1, "allowEncodedSlash"},
+		{"encoded slash leaves the opted-in rule", "/files%2Fa", -1, "allowEncodedSlash"},
+		{"encoded slash would change the rule", "/files/private%2Fx", -1, "changes which rule"},
+		{"encoded backslash", "/public/..%5Cadmin", -1, "backslash"},
+		{"encoded backslash lower case", "/public/a%5cb", -1, "backslash"},
+		{"raw backslash", "/public\\..\\admin", -1, "backslash"},
+		{"semicolon path parameter", "/admin;x=1", -1, "semicolon"},
+		{"semicolon before dot-dot", "/public/..;/admin", -1, "semicolon"},
+		{"encoded semicolon", "/admin%3bx", -1, "semicolon"},
+		{"encoded NUL", "/public/x%00/../../admin", -1, "control character"},
+		{"raw NUL", "/public/x\x00", -1, "control character"},
+		{"encoded CR LF", "/public/a%0D%0Ab", -1, "control character"},
+		{"raw tab", "/public/a\tb", -1, "control character"},
+		{"raw space", "/public/a b", -1, "control character"},
+		{"encoded DEL", "/public/a%7f", -1, "control character"},
+		{"bad escape", "/public/%zz", -1, "invalid percent-encoding"},
+		{"truncated escape", "/public/%4", -1, "invalid percent-encoding"},
+		{"lone percent", "/public/%", -1, "invalid percent-encoding"},
+		{"double encoding", "/public/%252e%252e/admin", -1, "double percent-encoding"},
+		{"double-encoded slash", "/public/..%252Fadmin", -1, "double percent-encoding"},
+		{"empty segment", "//admin", -1, "empty segment"},
+		{"empty segment inside", "/public//x", -1, "empty segment"},
+		{"fragment", "/public/x#/../admin", -1, "fragment"},
+		{"no path", "", -1, "not absolute"},
+		{"absolute form", "http://evil.example/admin", -1, "not absolute"},
+
+		{"plain", "/admin/users", 1, ""},
+		{"trailing slash", "/admin/", 1, ""},
+		{"query is not the path", "/public/x?next=/../admin;x", 0, ""},
+		{"decoded letters", "/%61dmin/x", 1, ""},
+		{"dots inside a name", "/public/..hidden/...", 0, ""},
+		{"encoded percent", "/public/100%25", 0, ""},
+		{"encoded slash on an opted-in rule", "/files/a%2Fb", 3, ""},
+		{"case-sensitive by default", "/ADMIN/users", 5, ""},
+		{"case-insensitive rule", "/REPORTS/q4", 4, ""},
+		{"case-insensitive rule, encoded letter", "/%52eports/q4", 4, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := matchIndex(ambiguityRules, "api.example.com", tt.uri, "GET")
+			if got != tt.want {
+				t.Fatalf("Match(%q) = rule %d, %v; want rule %d", tt.uri, got, err, tt.want)
 			}
-		}
-		if gotIdx != tt.want {
-			t.Errorf("Match(%q, %q, %q) = rule %d, want %d", tt.host, tt.path, tt.method, gotIdx, tt.want)
-		}
+			if tt.want >= 0 {
+				if err != nil {
+					t.Fatalf("Match(%q) = %v, want nil", tt.uri, err)
+				}
+				return
+			}
+			var e *Error
+			if !errors.As(err, &e) || !errors.Is(err, ErrAmbiguousPath) || e.Status != http.StatusForbidden ||
+				e.Code != CodeInvalidRequest || !strings.Contains(e.Description, tt.reason) {
+				t.Errorf("Match(%q) = %v, want a 403 %s refusal (ErrAmbiguousPath) saying %q", tt.uri, err, CodeInvalidRequest, tt.reason)
+			}
+		})
 	}
 }
 
@@ -146,6 +243,8 @@ func TestRulesValidate(t *testing.T) {
 		{"host with scheme", Rules{{Host: "https://api.example.com"}}, []string{"host"}},
 		{"relative path", Rules{{Path: "orders"}}, []string{"path"}},
 		{"unclean path", Rules{{Path: "/a/../b"}}, []string{"path"}},
+		{"encoded path", Rules{{Path: "/a%2Fb"}}, []string{"written decoded"}},
+		{"path with a semicolon", Rules{{Path: "/a;b"}}, []string{"path"}},
 		{"bad method", Rules{{Methods: []string{"GET POST"}}}, []string{"methods"}},
 		{"scope with a space", Rules{{Scopes: Set{AllOf: []string{"a b"}}}}, []string{"scopes"}},
 		{"claim without values", Rules{{Claims: map[string][]string{"idp": nil}}}, []string{"claims"}},
@@ -167,4 +266,40 @@ func TestRulesValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzParsePath: a path parsePath accepts is one no backend resolves
+// further: cleaning leaves it as it is, and it holds no byte a backend
+// might read as a separator (an encoded ? or # is data once decoded). Run: go test -fuzz=FuzzParsePath
+// -fuzztime=30s ./web/verify/
+func FuzzParsePath(f *testing.F) {
+	for _, seed := range []string{
+		"/", "/a/b/", "/admin/..%2Fpublic/x", "/public/..;/admin", "/%2e%2E/", "/a%2Fb", "/a%252Fb", "/a%25", "/%zz",
+		"//x", "/a\\b", "/a%00", "/files/a%2F..%2Fb", "/x?y=/../", "/%61%2F%2e", "/a#b", "/.../..a",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, uri string) {
+		p, encodedSlash, err := parsePath(uri)
+		if err != nil {
+			if !errors.Is(err, ErrAmbiguousPath) {
+				t.Fatalf("parsePath(%q) = %v, want an ErrAmbiguousPath refusal", uri, err)
+			}
+			return
+		}
+		slashed := strings.ReplaceAll(p, "%2F", "/")
+		if encodedSlash != (slashed != p) {
+			t.Errorf("parsePath(%q) = %q, encodedSlash %v", uri, p, encodedSlash)
+		}
+		for _, q := range []string{p, slashed} {
+			if cleanPath(q) != q && !strings.Contains(q, "//") {
+				t.Errorf("parsePath(%q) = %q: cleaning changes %q", uri, p, q)
+			}
+		}
+		if strings.Contains(p, "//") || strings.ContainsFunc(p, func(r rune) bool {
+			return r == '\\' || r == ';' || r <= ' ' || r == 0x7f // decoded ? and # are data
+		}) {
+			t.Errorf("parsePath(%q) = %q, which holds a byte a backend may read differently", uri, p)
+		}
+	})
 }

@@ -51,6 +51,14 @@ type Config struct {
 	HTTPClient *http.Client
 	// Now is the clock. Default: time.Now.
 	Now func() time.Time
+	// UserClaim names the claim whose string value is X-Auth-Request-User
+	// (and Claims.User). Default: sub, which Keyward derives from the
+	// upstream's own stable subject and never reassigns. "email" takes a
+	// verified email only (email_verified true); preferred_username and
+	// name can be changed by their owner at most upstreams, so a different
+	// person may later carry the same value. A token without the claim is
+	// refused by the handler (403).
+	UserClaim string
 	// Revocation, when set, polls the broker's revocation feed (see
 	// RevocationConfig). Nil: no feed; deprovisioned people's tokens are
 	// accepted until they expire.
@@ -86,6 +94,10 @@ type Verifier struct {
 	keys      *keySet
 	cache     *tokenCache  // nil when disabled
 	rev       *revocations // nil without a revocation feed
+	userClaim string
+	// userClaimRaw: the user claim is none of the typed ones, so it is read
+	// from Claims.Raw, which must then be decoded.
+	userClaimRaw bool
 
 	sigChecks atomic.Int64 // signature verifications, for tests
 }
@@ -107,6 +119,7 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 		leeway:    cfg.Leeway,
 		maxBytes:  cfg.MaxTokenBytes,
 		now:       cfg.Now,
+		userClaim: cfg.UserClaim,
 		keys: &keySet{
 			ctx:        ctx,
 			client:     cfg.HTTPClient,
@@ -118,6 +131,11 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	}
 	for _, alg := range cfg.Algorithms {
 		v.methods[alg] = supportedAlgorithms[alg]
+	}
+	switch cfg.UserClaim {
+	case "sub", "email", "preferred_username", "name":
+	default:
+		v.userClaimRaw = true
 	}
 	if cfg.CacheEntries > 0 {
 		v.cache = newTokenCache(cfg.CacheEntries)
@@ -187,6 +205,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.UserClaim == "" {
+		cfg.UserClaim = "sub"
+	}
 	if cfg.Revocation != nil {
 		rc, err := cfg.Revocation.withDefaults(cfg.Issuer, cfg.HTTPClient)
 		if err != nil {
@@ -235,7 +256,7 @@ func (v *Verifier) verifyCached(ctx context.Context, token string, raw bool) (*C
 			return c, nil
 		}
 	}
-	c, err := v.verify(ctx, token, now, raw || v.cache != nil)
+	c, err := v.verify(ctx, token, now, raw || v.cache != nil || v.userClaimRaw)
 	if err != nil {
 		return nil, err
 	}
@@ -329,6 +350,7 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time, raw 
 	if err := v.checkClaims(c, now); err != nil {
 		return nil, err
 	}
+	c.setIdentityHeaders(v.userClaim)
 	return c, nil
 }
 

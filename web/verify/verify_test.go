@@ -168,8 +168,8 @@ func TestVerifyTokens(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Verify() = %v, want nil", err)
 				}
-				if got.Subject != "corp|1234" || got.User() != "ada" {
-					t.Errorf("Verify() subject, user = %q, %q; want corp|1234, ada", got.Subject, got.User())
+				if got.Subject != "corp|1234" || got.User() != "corp|1234" {
+					t.Errorf("Verify() subject, user = %q, %q; want corp|1234 for both", got.Subject, got.User())
 				}
 				return
 			}
@@ -197,7 +197,7 @@ func TestVerifyClaims(t *testing.T) {
 		Issuer: e.ks.URL, Subject: "corp|1234", Audience: []string{testAudience},
 		ExpiresAt: now.Add(5 * time.Minute), IssuedAt: now, NotBefore: now,
 		JTI: "jti-1", ClientID: "shop-web", Scopes: []string{"openid", "orders:read"},
-		SessionID: "sid-1", IDP: "corp", Email: "ada@example.com", Name: "Ada Lovelace",
+		SessionID: "sid-1", IDP: "corp", Email: "ada@example.com", EmailVerified: true, Name: "Ada Lovelace",
 		PreferredUsername: "ada", Groups: []string{"staff", "shop-admins"},
 	}
 	opts := cmp.Options{cmpopts.IgnoreUnexported(Claims{}), cmpopts.IgnoreFields(Claims{}, "Raw"), cmpopts.EquateApproxTime(0)}
