@@ -38,6 +38,7 @@ Start with "keyward demo" to see the whole flow on this machine.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCommand(), newVerifyCommand(), newCheckConfigCommand(), newDemoCommand(), newAdminCommand(), newMigrateCommand(), newReplaceKeysCommand(), newVersionCommand())
+	refuseUnknownSubcommands(root)
 	return root
 }
 
