@@ -1,8 +1,6 @@
 package broker
 
 import (
-	"net/http"
-
 	"github.com/keyward/keyward/federation"
 )
 
@@ -52,18 +50,9 @@ func (b *Broker) UpstreamStatus() []UpstreamStatus {
 	return out
 }
 
-// unavailableMessage is the public text about an unavailable upstream.
-func unavailableMessage(up Upstream) string {
-	return up.Name() + " sign-in is temporarily unavailable."
-}
-
-// errUpstreamUnavailable is the page for a sign-in through an upstream that
-// cannot take it now; others says whether the person may choose another
-// upstream. cause is only logged.
-func errUpstreamUnavailable(up Upstream, others bool, cause error) *PageError {
-	msg := unavailableMessage(up) + " Keyward cannot reach it and keeps trying; try again in a few minutes"
-	if others {
-		msg += ", or go back and choose another way to sign in"
-	}
-	return pageError(http.StatusServiceUnavailable, "Sign-in temporarily unavailable", msg+".", cause)
+// errUpstreamUnavailable refuses a sign-in through an upstream that cannot
+// take it now; others says whether the person may choose another upstream.
+// cause is only logged.
+func errUpstreamUnavailable(up Upstream, others bool, cause error) *Refusal {
+	return &Refusal{Kind: RefusedUpstreamUnavailable, Upstream: up.Name(), OtherUpstreams: others, cause: cause}
 }

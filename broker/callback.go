@@ -27,7 +27,7 @@ type CallbackInput struct {
 // upstream ID token (issuer, audience, expiry, signature, nonce), maps the
 // identity, opens a Keyward session and answers the original /authorize.
 func (b *Broker) Callback(ctx context.Context, in CallbackInput) (_ Outcome, err error) {
-	defer func() { err = asPage(err) }() // a store outage is a 503 page
+	defer func() { err = asRefusal(err) }() // a store outage is RefusedStoreUnavailable
 	state := in.Query.Get("state")
 	if state == "" {
 		return Outcome{}, errExpiredAttempt(errors.New("no state"))
@@ -55,7 +55,7 @@ func (b *Broker) Callback(ctx context.Context, in CallbackInput) (_ Outcome, err
 	}
 	up, ok := b.byID[a.UpstreamID]
 	if !ok {
-		return Outcome{}, pageError(http.StatusBadRequest, "Unknown identity provider", "The identity provider of this sign-in is no longer configured.", nil)
+		return Outcome{}, refuse(RefusedUpstreamGone, nil)
 	}
 	log := b.log.With("upstream", up.ID(), "client_id", a.ClientID)
 	// RFC 9207: the answer must come from the upstream the login was sent
@@ -70,25 +70,23 @@ func (b *Broker) Callback(ctx context.Context, in CallbackInput) (_ Outcome, err
 	}
 	code := in.Query.Get("code")
 	if code == "" {
-		return Outcome{}, pageError(http.StatusBadRequest, "Invalid answer from the identity provider", "The identity provider sent no authorization code.", nil)
+		return Outcome{}, refuse(RefusedNoCode, nil)
 	}
 	id, err := up.Exchange(ctx, code, a.PKCEVerifier, a.Nonce)
 	if na := (*federation.NotAllowedError)(nil); errors.As(err, &na) {
 		b.refuseLogin(ctx, up.ID(), na)
-		return Outcome{}, pageError(http.StatusForbidden, "Access not allowed", na.Message, err)
+		return Outcome{}, &Refusal{Kind: RefusedNotAllowed, Detail: na.Message, cause: err}
 	}
 	if err != nil {
 		log.InfoContext(ctx, "upstream sign-in could not be verified", "event", "login_failed", "err", err)
-		return Outcome{}, pageError(http.StatusBadGateway, "Sign-in could not be completed",
-			"Keyward could not verify the answer of "+up.Name()+". No session was created. Try again; if it keeps failing, tell your administrator.", err)
+		return Outcome{}, &Refusal{Kind: RefusedUpstreamFailed, Upstream: up.Name(), cause: err}
 	}
 	now := b.cfg.Now()
 	subject := SubjectID(up.ID(), id.Subject)
 	if err := b.upsertSubject(ctx, subject, up.ID(), id, now); err != nil {
 		if errors.Is(err, errSubjectRefused) {
 			log.InfoContext(ctx, "disabled subject refused", "event", "login_failed", "sub", subject)
-			return Outcome{}, pageError(http.StatusForbidden, "Access removed",
-				"Your access has been removed. If you think this is a mistake, contact your administrator.", err)
+			return Outcome{}, refuse(RefusedAccessRemoved, err)
 		}
 		return Outcome{}, err
 	}
@@ -126,11 +124,11 @@ func (b *Broker) Callback(ctx context.Context, in CallbackInput) (_ Outcome, err
 		return Outcome{}, fmt.Errorf("create session: %w", err)
 	}
 	log.InfoContext(ctx, "signed in", "event", "login_succeeded", "sub", subject, "sid", sess.ID[:8])
-	respond, err := b.complete(ctx, ar, sess, a.CreatedAt)
+	answer, err := b.complete(ctx, ar, sess, a.CreatedAt)
 	if err != nil {
 		return Outcome{}, err
 	}
-	return Outcome{respond: respond, Session: &SessionCookie{ID: sess.ID, ExpiresAt: sess.ExpiresAt}}, nil
+	return Outcome{Client: answer, Session: &SessionCookie{ID: sess.ID, ExpiresAt: sess.ExpiresAt}}, nil
 }
 
 // refuseIssuer answers an authorization response whose iss is not the
@@ -139,15 +137,14 @@ func (b *Broker) Callback(ctx context.Context, in CallbackInput) (_ Outcome, err
 func (b *Broker) refuseIssuer(ctx context.Context, log *slog.Logger, up Upstream, err error) error {
 	if na := (*federation.NotAllowedError)(nil); errors.As(err, &na) {
 		b.refuseLogin(ctx, up.ID(), na)
-		return pageError(http.StatusForbidden, "Access not allowed", na.Message, err)
+		return &Refusal{Kind: RefusedNotAllowed, Detail: na.Message, cause: err}
 	}
 	if errors.Is(err, federation.ErrUpstreamUnavailable) {
 		return errUpstreamUnavailable(up, len(b.upstreams) > 1, err)
 	}
 	log.WarnContext(ctx, "authorization response refused: not from the upstream the sign-in was sent to (possible mix-up attack)",
 		"event", "login_failed", "err", err)
-	return pageError(http.StatusBadRequest, "Sign-in answer from the wrong identity provider",
-		"The answer that came back does not come from "+up.Name()+", where this sign-in was sent, so Keyward did not use it. No session was created. Return to the application and sign in again; if this keeps happening, tell your administrator.", err)
+	return &Refusal{Kind: RefusedWrongIssuer, Upstream: up.Name(), cause: err}
 }
 
 // Audit trail of refused sign-ins.
@@ -202,7 +199,7 @@ func (b *Broker) reparse(ctx context.Context, a store.LoginAttempt) (fosite.Auth
 	}
 	ar, err := b.provider.NewAuthorizeRequest(ctx, r)
 	if err != nil {
-		return nil, pageError(http.StatusBadRequest, "Invalid sign-in request", "The application's sign-in request is no longer valid. Return to the application and sign in again.", err)
+		return nil, refuse(RefusedAuthorizeStale, err)
 	}
 	return ar, nil
 }
@@ -210,7 +207,7 @@ func (b *Broker) reparse(ctx context.Context, a store.LoginAttempt) (fosite.Auth
 // complete issues the authorization response for a signed-in session.
 // requestedAt is when the /authorize request arrived; with prompt=login
 // fosite requires the authentication to be no older than it.
-func (b *Broker) complete(ctx context.Context, ar fosite.AuthorizeRequester, s store.Session, requestedAt time.Time) (func(context.Context, http.ResponseWriter), error) {
+func (b *Broker) complete(ctx context.Context, ar fosite.AuthorizeRequester, s store.Session, requestedAt time.Time) (*ClientAnswer, error) {
 	for _, scope := range ar.GetRequestedScopes() {
 		ar.GrantScope(scope)
 	}
@@ -230,15 +227,11 @@ func (b *Broker) complete(ctx context.Context, ar fosite.AuthorizeRequester, s s
 		return nil, err // a 503 page, not an error redirect to the client
 	}
 	if err != nil {
-		return func(ctx context.Context, w http.ResponseWriter) {
-			b.log.InfoContext(ctx, "authorize response refused", "client_id", ar.GetClient().GetID(), "err", err)
-			b.provider.WriteAuthorizeError(ctx, &issWriter{ResponseWriter: w, iss: b.cfg.Issuer}, ar, err)
-		}, nil
+		b.log.InfoContext(ctx, "authorize response refused", "client_id", ar.GetClient().GetID(), "err", err)
+		return &ClientAnswer{ar: ar, err: err}, nil
 	}
 	resp.AddParameter("iss", b.cfg.Issuer) // RFC 9207
-	return func(ctx context.Context, w http.ResponseWriter) {
-		b.provider.WriteAuthorizeResponse(ctx, w, ar, resp)
-	}, nil
+	return &ClientAnswer{ar: ar, resp: resp}, nil
 }
 
 // newTokenSession decides the claims of the ID token and the access token.

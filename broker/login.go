@@ -45,10 +45,11 @@ type ChooseInput struct {
 	ClientIP netip.Addr
 }
 
-// Outcome tells web what to do next. Exactly one of Respond (a response to
+// Outcome tells web what to do next. Exactly one of Client (an answer to
 // the client is ready), Chooser and RedirectURL applies.
 type Outcome struct {
-	respond func(ctx context.Context, w http.ResponseWriter)
+	// Client: answer the client (Broker.WriteClientAnswer).
+	Client *ClientAnswer
 	// Chooser: show the provider chooser.
 	Chooser *Chooser
 	// RedirectURL: send the browser there (the upstream's sign-in).
@@ -62,13 +63,25 @@ type Outcome struct {
 	ClearSession bool
 }
 
-// Respond writes the response to the client, if one is ready.
-func (o Outcome) Respond(ctx context.Context, w http.ResponseWriter) bool {
-	if o.respond == nil {
-		return false
+// ClientAnswer is the authorization response to the client: a code, or an
+// OAuth error (RFC 6749 §4.1.2.1). Broker.WriteClientAnswer writes it, as
+// fosite renders it for the request's response mode, with RFC 9207 iss.
+type ClientAnswer struct {
+	ar   fosite.AuthorizeRequester
+	resp fosite.AuthorizeResponder // nil: err
+	err  error
+}
+
+// Err is the OAuth error sent to the client, nil for a code (for logs).
+func (a *ClientAnswer) Err() error { return a.err }
+
+// WriteClientAnswer writes a to the client.
+func (b *Broker) WriteClientAnswer(ctx context.Context, w http.ResponseWriter, a *ClientAnswer) {
+	if a.resp != nil {
+		b.provider.WriteAuthorizeResponse(ctx, w, a.ar, a.resp)
+		return
 	}
-	o.respond(ctx, w)
-	return true
+	b.provider.WriteAuthorizeError(ctx, &issWriter{ResponseWriter: w, iss: b.cfg.Issuer}, a.ar, a.err)
 }
 
 // SessionCookie names a Keyward session for the session cookie.
@@ -88,14 +101,13 @@ type Chooser struct {
 type ChooserUpstream struct {
 	ID, Name string
 	// Unavailable: the upstream cannot take sign-ins now; show the button
-	// disabled with Reason (public text).
+	// disabled.
 	Unavailable bool
-	Reason      string
 }
 
 // Authorize handles GET and POST /authorize (OIDC Core §3.1.2).
 func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, err error) {
-	defer func() { err = asPage(err) }() // a store outage is a 503 page
+	defer func() { err = asRefusal(err) }() // a store outage is RefusedStoreUnavailable
 	// The form as fosite reads it; a form that cannot be parsed is left to
 	// fosite's own error.
 	if err := in.Request.ParseMultipartForm(1 << 20); err == nil || errors.Is(err, http.ErrNotMultipart) {
@@ -150,11 +162,11 @@ func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, e
 			} else if err != nil {
 				return Outcome{}, err
 			}
-			resp, err := b.complete(ctx, ar, sess, b.cfg.Now())
+			answer, err := b.complete(ctx, ar, sess, b.cfg.Now())
 			if err != nil {
 				return Outcome{}, err
 			}
-			out.respond = resp
+			out.Client = answer
 			return out, nil
 		}
 	}
@@ -209,7 +221,7 @@ func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, e
 	for _, u := range b.upstreams {
 		cu := ChooserUpstream{ID: u.ID(), Name: u.Name()}
 		if err := upstreamReady(u); err != nil {
-			cu.Unavailable, cu.Reason = true, unavailableMessage(u)
+			cu.Unavailable = true
 		}
 		ch.Upstreams = append(ch.Upstreams, cu)
 	}
@@ -257,11 +269,11 @@ func (b *Broker) createLoginAttempt(ctx context.Context, a store.LoginAttempt, c
 // ChooseUpstream continues a login attempt at the upstream the person chose
 // on the chooser and returns where to send the browser.
 func (b *Broker) ChooseUpstream(ctx context.Context, in ChooseInput) (_ string, err error) {
-	defer func() { err = asPage(err) }() // a store outage is a 503 page
+	defer func() { err = asRefusal(err) }() // a store outage is RefusedStoreUnavailable
 	attemptID := in.AttemptID
 	u, ok := b.byID[in.UpstreamID]
 	if !ok {
-		return "", pageError(http.StatusNotFound, "Unknown identity provider", "That identity provider is not configured here. Go back and choose another.", nil)
+		return "", refuse(RefusedUnknownUpstream, nil)
 	}
 	a, err := b.cfg.Store.GetLoginAttempt(ctx, attemptID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -326,15 +338,13 @@ func (b *Broker) checkAttempt(a store.LoginAttempt, binding string) error {
 		return errExpiredAttempt(nil)
 	}
 	if binding == "" || subtle.ConstantTimeCompare([]byte(hashString(binding)), []byte(a.BrowserBinding)) != 1 {
-		return pageError(http.StatusBadRequest, "Sign-in started in another browser",
-			"This sign-in was started in another browser or its cookie is gone. Return to the application and sign in again.", nil)
+		return refuse(RefusedOtherBrowser, nil)
 	}
 	return nil
 }
 
-func errExpiredAttempt(cause error) *PageError {
-	return pageError(http.StatusBadRequest, "This sign-in has expired",
-		"The sign-in link has expired or was already used. Return to the application and sign in again.", cause)
+func errExpiredAttempt(cause error) *Refusal {
+	return refuse(RefusedAttemptExpired, cause)
 }
 
 // validSession returns the Keyward session id names if it is alive and its
@@ -376,29 +386,26 @@ func (b *Broker) checkSubject(ctx context.Context, subject string, issuedAt time
 // only once the client and redirect_uri are known good, else an error page.
 func (b *Broker) authorizeError(ctx context.Context, ar fosite.AuthorizeRequester, err error) (Outcome, error) {
 	if ar == nil || !ar.IsRedirectURIValid() {
-		return Outcome{}, pageError(http.StatusBadRequest, "Invalid sign-in request", invalidRequestMessage(err), err)
+		return Outcome{}, invalidAuthorize(err)
 	}
 	b.log.InfoContext(ctx, "authorize request refused", "client_id", ar.GetClient().GetID(), "err", err)
-	return Outcome{respond: func(ctx context.Context, w http.ResponseWriter) {
-		b.provider.WriteAuthorizeError(ctx, &issWriter{ResponseWriter: w, iss: b.cfg.Issuer}, ar, err)
-	}}, nil
+	return Outcome{Client: &ClientAnswer{ar: ar, err: err}}, nil
 }
 
-// invalidRequestMessage explains, for the person who followed the link, an
-// /authorize request that cannot be answered to the application.
-func invalidRequestMessage(err error) string {
-	const tail = " Return to the application; if this keeps happening, tell its administrator."
+// invalidAuthorize refuses an /authorize request that cannot be answered
+// to the application: it names an unknown client, an unregistered
+// redirect_uri, or is otherwise invalid.
+func invalidAuthorize(err error) *Refusal {
 	var rfc *fosite.RFC6749Error
-	if !errors.As(err, &rfc) {
-		return "The application sent an invalid sign-in request." + tail
-	}
 	switch {
+	case !errors.As(err, &rfc):
+		return refuse(RefusedInvalidAuthorize, err)
 	case rfc.ErrorField == fosite.ErrInvalidClient.ErrorField:
-		return "The application that sent you here is not registered with Keyward (unknown client_id)." + tail
+		return refuse(RefusedUnknownClient, err)
 	case strings.Contains(rfc.HintField, "redirect_uri"), strings.Contains(rfc.HintField, "redirect URI"):
-		return "The application asked to return you to an address it has not registered (redirect_uri)." + tail
+		return refuse(RefusedUnregisteredRedirect, err)
 	default:
-		return "The application sent an invalid sign-in request: " + rfc.GetDescription() + tail
+		return &Refusal{Kind: RefusedInvalidAuthorize, Detail: rfc.GetDescription(), cause: err}
 	}
 }
 

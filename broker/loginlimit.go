@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"net/http"
 	"net/netip"
 	"sync"
 	"time"
@@ -249,10 +248,5 @@ func (b *Broker) limitLogin(ctx context.Context, client netip.Addr) error {
 		b.log.InfoContext(ctx, "login attempt refused: rate limit; further refusals of this client are counted, not logged, for a minute",
 			"event", "login_rate_limited", "limit", le.Scope, "client_addr", le.Client.String(), "retry_after", le.RetryAfter)
 	}
-	msg := "Keyward received too many sign-in attempts from your network just now."
-	if le.Scope == LimitGlobal {
-		msg = "Keyward is receiving more sign-in attempts than it can take just now."
-	}
-	return pageError(http.StatusTooManyRequests, "Too many sign-in attempts",
-		msg+" Wait a minute, then return to the application and sign in again.", le)
+	return &Refusal{Kind: RefusedLoginLimited, Limited: le, cause: le}
 }

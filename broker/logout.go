@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"strings"
 
@@ -104,7 +103,7 @@ var (
 )
 
 // EndSession handles GET and POST /end_session. Everything is checked
-// before anything is ended; a failure is a *PageError, never a redirect:
+// before anything is ended; a failure is a *Refusal, never a redirect:
 //
 //   - id_token_hint, when given, must be signed by one of Keyward's
 //     published keys and name Keyward as iss; an expired hint is accepted
@@ -125,7 +124,7 @@ var (
 // on, Outcome.Upstream says where the browser signs out there (see
 // upstreamLogout).
 func (b *Broker) EndSession(ctx context.Context, in EndSessionInput) (_ EndSessionOutcome, err error) {
-	defer func() { err = asPage(err) }() // a store outage is a 503 page
+	defer func() { err = asRefusal(err) }() // a store outage is RefusedStoreUnavailable
 	clientID := in.ClientID
 	var hintSID string
 	if in.IDTokenHint != "" && !in.Confirmed {
@@ -144,7 +143,7 @@ func (b *Broker) EndSession(ctx context.Context, in EndSessionInput) (_ EndSessi
 		redirect = u
 	} else if clientID != "" {
 		if _, ok := b.clients.get(clientID); !ok {
-			return EndSessionOutcome{}, errLogout("The application that sent you here is not registered with Keyward (unknown client_id).", nil)
+			return EndSessionOutcome{}, refuse(RefusedLogoutUnknownClient, nil)
 		}
 	}
 
@@ -229,7 +228,7 @@ func (b *Broker) upstreamLogout(ctx context.Context, id, next string) *UpstreamL
 // issued to and its sid claim.
 func (b *Broker) checkIDTokenHint(ctx context.Context, raw, clientID string) (client, sid string, err error) {
 	bad := func(cause error) (string, string, error) {
-		return "", "", errLogout("The application sent a sign-out request with an ID token Keyward did not issue (id_token_hint).", cause)
+		return "", "", refuse(RefusedLogoutHint, cause)
 	}
 	if len(raw) > maxIDTokenHintBytes {
 		return bad(errors.New("id_token_hint too large"))
@@ -252,7 +251,7 @@ func (b *Broker) checkIDTokenHint(ctx context.Context, raw, clientID string) (cl
 	switch {
 	case clientID != "":
 		if !has(auds, clientID) {
-			return "", "", errLogout("The sign-out request names another application (client_id) than its ID token (id_token_hint).", nil)
+			return "", "", refuse(RefusedLogoutClientMismatch, nil)
 		}
 		client = clientID
 	case len(auds) == 1:
@@ -283,31 +282,26 @@ func onlyTimeClaimsInvalid(err error) bool {
 // client's registered post-logout redirect URIs (compared exactly).
 func (b *Broker) postLogoutRedirect(clientID, uri, state string) (string, error) {
 	if clientID == "" {
-		return "", errLogout("The application asked to return you to an address without saying which application it is (client_id or id_token_hint).", nil)
+		return "", refuse(RefusedLogoutNoClient, nil)
 	}
 	c, ok := b.clients.get(clientID)
 	if !ok {
-		return "", errLogout("The application that sent you here is not registered with Keyward (unknown client_id).", nil)
+		return "", refuse(RefusedLogoutUnknownClient, nil)
 	}
 	if !has(c.postLogoutRedirectURIs, uri) {
-		return "", errLogout("The application asked to return you to an address it has not registered (post_logout_redirect_uri).", nil)
+		return "", refuse(RefusedLogoutUnregisteredRedirect, nil)
 	}
 	if state == "" {
 		return uri, nil
 	}
 	u, err := url.Parse(uri)
 	if err != nil {
-		return "", errLogout("The application's registered sign-out address is not a valid URL.", err)
+		return "", refuse(RefusedLogoutBadRedirect, err)
 	}
 	q := u.Query()
 	q.Set("state", state)
 	u.RawQuery = q.Encode()
 	return u.String(), nil
-}
-
-func errLogout(message string, cause error) *PageError {
-	const tail = " You have not been signed out. Return to the application; if this keeps happening, tell its administrator."
-	return pageError(http.StatusBadRequest, "Invalid sign-out request", message+tail, cause)
 }
 
 // claimStrings reads a claim that is a string or an array of strings.
