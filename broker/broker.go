@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ory/fosite"
@@ -120,10 +119,7 @@ type Config struct {
 	// AccessTokenClaims: identity claims copied into access tokens.
 	// Default: email, name, preferred_username, groups.
 	AccessTokenClaims []string
-	// Back-channel logout to clients (backchannel.go). BackgroundContext
-	// bounds the deliveries, which outlive the request that ended the
-	// session: cancel it at shutdown. Default: context.Background().
-	BackgroundContext context.Context
+	// Back-channel logout to clients (backchannel.go); Run delivers it.
 	// BackchannelClient posts logout tokens. Default: a 5s timeout.
 	BackchannelClient *http.Client
 	// BackchannelRetryDelay is the wait before the second attempt; it
@@ -157,9 +153,6 @@ func (c *Config) withDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	if c.BackgroundContext == nil {
-		c.BackgroundContext = context.Background()
-	}
 	if c.BackchannelClient == nil {
 		c.BackchannelClient = &http.Client{Timeout: 5 * time.Second}
 	}
@@ -177,12 +170,16 @@ type Broker struct {
 	upstreams []Upstream
 	byID      map[string]Upstream
 	discovery []byte
-	logoutWG  sync.WaitGroup // back-channel logout deliveries in flight
-	limiter   *loginLimiter  // nil: LoginLimits.InsecureUnlimited
-	stats     recheckStats   // recheck.go
+	limiter   *loginLimiter        // nil: LoginLimits.InsecureUnlimited
+	stats     recheckStats         // recheck.go
+	admin     *admin               // admin.go
+	sender    *backchannelSender   // backchannel.go, outgoing
+	receiver  *backchannelReceiver // backchannel.go, incoming
+	rpLogout  *rpLogout            // logout.go
 }
 
-// New assembles the provider. It does no I/O.
+// New assembles the provider and its parts. It does no I/O and starts
+// nothing: background work (back-channel logout deliveries) runs in Run.
 func New(cfg Config) (*Broker, error) {
 	cfg.withDefaults()
 	var errs []error
@@ -237,6 +234,18 @@ func New(cfg Config) (*Broker, error) {
 		codeTTL:       cfg.AuthCodeTTL,
 		now:           cfg.Now,
 	}
+	b.sender = newBackchannelSender(cfg, clients, b.log)
+	b.admin = &admin{
+		store:   cfg.Store,
+		clients: clients,
+		readers: cfg.RevocationReaders,
+		notify:  b.sender,
+		feedTTL: max(cfg.AccessTokenTTL, cfg.IDTokenTTL),
+		log:     b.log,
+		now:     cfg.Now,
+	}
+	b.receiver = &backchannelReceiver{store: cfg.Store, upstreams: b.byID, sessions: b.admin, log: b.log, now: cfg.Now}
+	b.rpLogout = &rpLogout{store: cfg.Store, clients: clients, upstreams: b.byID, keys: cfg.Keys, issuer: cfg.Issuer, sessions: b.admin, log: b.log}
 	b.provider = b.compose()
 	b.discovery = b.buildDiscovery()
 	return b, nil
@@ -306,6 +315,12 @@ func (s *freshJWTStrategy) GenerateAccessToken(ctx context.Context, r fosite.Req
 	}
 	return s.DefaultJWTStrategy.GenerateAccessToken(ctx, r)
 }
+
+// Run does the broker's background work until ctx ends: it delivers the
+// back-channel logout tokens of ended sessions (what is still queued or
+// being retried then is abandoned). It returns nil once ctx has ended and
+// the deliveries in flight have stopped.
+func (b *Broker) Run(ctx context.Context) error { return b.sender.Run(ctx) }
 
 // Upstreams lists the configured upstream identity providers.
 func (b *Broker) Upstreams() []Upstream { return b.upstreams }

@@ -168,7 +168,7 @@ func (b *Broker) refuseLogin(ctx context.Context, upstreamID string, na *federat
 	}
 	b.log.InfoContext(ctx, "sign-in refused by the upstream's rules", "event", "login_failed", "upstream", upstreamID,
 		"sub", target, "rule", na.Rule, "err", na)
-	_ = b.audit(ctx, b.cfg.Now().UTC(), ActorSignIn, ActionLoginRefused, target, upstreamID+": "+na.Rule+": "+na.Reason)
+	_ = b.admin.audit(ctx, b.cfg.Now().UTC(), ActorSignIn, ActionLoginRefused, target, upstreamID+": "+na.Rule+": "+na.Reason)
 }
 
 func (b *Broker) upsertSubject(ctx context.Context, id, upstreamID string, ident federation.Identity, now time.Time) error {

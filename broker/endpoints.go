@@ -228,7 +228,7 @@ func (b *Broker) authenticateIntrospection(ctx context.Context, r *http.Request)
 	if !ok {
 		return ErrInvalidClient.WithDescription("Introspection needs client authentication with HTTP Basic (client_secret_basic).")
 	}
-	if _, err := b.authenticateClient(ctx, id, secret); err != nil {
+	if _, err := b.clients.authenticate(ctx, id, secret); err != nil {
 		return ErrInvalidClient.WithDescription("Client authentication failed: an unknown client, a public client or a wrong secret.").WithCause(err)
 	}
 	return nil

@@ -275,7 +275,7 @@ func (b *Broker) recheckSession(ctx context.Context, sess store.Session) error {
 	case errors.Is(err, federation.ErrUpstreamRefused):
 		b.stats.record(sess.UpstreamID, RecheckRefused)
 		log.InfoContext(ctx, "upstream refused the re-check; ending the session", "event", "upstream_recheck_refused", "err", err)
-		if _, rerr := b.RevokeSession(ctx, sess.ID, "the identity provider refused the re-check (invalid_grant)", recheckActor); rerr != nil && !errors.Is(rerr, store.ErrNotFound) {
+		if _, rerr := b.admin.RevokeSession(ctx, sess.ID, "the identity provider refused the re-check (invalid_grant)", recheckActor); rerr != nil && !errors.Is(rerr, store.ErrNotFound) {
 			return fmt.Errorf("end session after upstream refusal: %w", rerr)
 		}
 		return fmt.Errorf("%w: %w", errUpstreamGone, err)
@@ -354,7 +354,7 @@ func (b *Broker) endUnvouched(ctx context.Context, log *slog.Logger, sess store.
 	b.stats.record(sess.UpstreamID, RecheckMaxAgeExceeded)
 	log.InfoContext(ctx, "upstream has not vouched for the person within the re-check's maximum age; ending the session",
 		"event", "upstream_recheck_expired", "unvouched_since", since.UTC(), "max_age", maxAge, "last_attempt", why)
-	if _, err := b.RevokeSession(ctx, sess.ID, reason, recheckActor); err != nil && !errors.Is(err, store.ErrNotFound) {
+	if _, err := b.admin.RevokeSession(ctx, sess.ID, reason, recheckActor); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("end session after the re-check's maximum age: %w", err)
 	}
 	return fmt.Errorf("%w: %s", errUnvouched, reason)
