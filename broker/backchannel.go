@@ -130,15 +130,15 @@ func (s *backchannelSender) wait() { s.pending.Wait() }
 // session s (a GrantSessionClient grant expiring with the session), so that
 // the client is told when the session ends even after its codes and access
 // tokens have expired and been collected. Recording it again is a no-op.
-func (b *Broker) recordSessionClient(ctx context.Context, s store.Session, clientID string) error {
-	err := b.cfg.Store.CreateGrant(ctx, store.Grant{
+func (si *signIn) recordSessionClient(ctx context.Context, s store.Session, clientID string) error {
+	err := si.store.CreateGrant(ctx, store.Grant{
 		Kind:        store.GrantSessionClient,
 		Signature:   s.ID + "/" + clientID,
 		ClientID:    clientID,
 		Subject:     s.Subject,
 		SessionID:   s.ID,
 		Active:      true,
-		RequestedAt: b.cfg.Now().UTC(),
+		RequestedAt: si.now().UTC(),
 		ExpiresAt:   s.ExpiresAt,
 	})
 	if err != nil && !errors.Is(err, store.ErrConflict) {

@@ -160,22 +160,32 @@ func (c *Config) withDefaults() {
 	c.Issuer = strings.TrimSuffix(c.Issuer, "/")
 }
 
-// Broker is Keyward's OpenID Provider.
+// Broker is Keyward's OpenID Provider: the assembly of its parts, which
+// web and cmd use through it. Each part holds only its own dependencies:
+//   - signIn (login.go, callback.go): /authorize, single sign-on, the
+//     chooser and the callback;
+//   - tokenEndpoint (endpoints.go) and exchangeHandler (exchange.go):
+//     /token, token exchange, /revoke, /introspect, /userinfo;
+//   - rpLogout (logout.go), backchannelSender and backchannelReceiver
+//     (backchannel.go): the three kinds of logout;
+//   - admin (admin.go, deprovision.go, revocations.go): deprovisioning,
+//     reinstating, ending sessions, audit, the revocation feed;
+//
+// and the rules they share: subjects (who may still get or use tokens),
+// claimRules (what goes into tokens) and recheck (the upstream re-check).
 type Broker struct {
-	cfg       Config
-	log       *slog.Logger
-	provider  fosite.OAuth2Provider
-	fstore    *fositeStore
-	clients   *clientRegistry
+	issuer    string
 	upstreams []Upstream
-	byID      map[string]Upstream
+	keys      Keys
 	discovery []byte
-	limiter   *loginLimiter        // nil: LoginLimits.InsecureUnlimited
-	stats     recheckStats         // recheck.go
-	admin     *admin               // admin.go
-	sender    *backchannelSender   // backchannel.go, outgoing
-	receiver  *backchannelReceiver // backchannel.go, incoming
-	rpLogout  *rpLogout            // logout.go
+
+	signIn   *signIn
+	tokens   *tokenEndpoint
+	rpLogout *rpLogout
+	sender   *backchannelSender
+	receiver *backchannelReceiver
+	admin    *admin
+	recheck  *recheck
 }
 
 // New assembles the provider and its parts. It does no I/O and starts
@@ -202,31 +212,43 @@ func New(cfg Config) (*Broker, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	b := &Broker{
-		cfg:       cfg,
-		log:       cfg.Logger.With("component", "broker"),
-		clients:   clients,
-		upstreams: cfg.Upstreams,
-		byID:      map[string]Upstream{},
-	}
+	log := cfg.Logger.With("component", "broker")
+	byID := map[string]Upstream{}
 	for _, u := range cfg.Upstreams {
-		if _, dup := b.byID[u.ID()]; dup {
+		if _, dup := byID[u.ID()]; dup {
 			errs = append(errs, fmt.Errorf("upstreams: id %q is used twice", u.ID()))
 		}
-		b.byID[u.ID()] = u
+		byID[u.ID()] = u
 	}
-	if err := b.initRecheck(); err != nil {
-		errs = append(errs, err)
-	}
+	var limiter *loginLimiter
 	if !cfg.LoginLimits.InsecureUnlimited {
-		if b.limiter, err = newLoginLimiter(cfg.LoginLimits); err != nil {
+		if limiter, err = newLoginLimiter(cfg.LoginLimits); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	sender := newBackchannelSender(cfg, clients, log)
+	adm := &admin{
+		store:   cfg.Store,
+		clients: clients,
+		readers: cfg.RevocationReaders,
+		notify:  sender,
+		feedTTL: max(cfg.AccessTokenTTL, cfg.IDTokenTTL),
+		log:     log,
+		now:     cfg.Now,
+	}
+	rc := &recheck{
+		store: cfg.Store, upstreams: cfg.Upstreams, byID: byID, key: cfg.UpstreamTokenKey, timeout: cfg.RecheckTimeout,
+		sessions: adm, log: log, now: cfg.Now,
+	}
+	if err := rc.initRecheck(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	b.fstore = &fositeStore{
+	subs := &subjects{store: cfg.Store, audit: adm, log: log, now: cfg.Now}
+	claims := &claimRules{keys: cfg.Keys, accessClaims: cfg.AccessTokenClaims, now: cfg.Now}
+	fstore := &fositeStore{
 		grants:        cfg.Store,
 		clients:       clients,
 		refreshGrace:  cfg.RefreshGracePeriod,
@@ -234,26 +256,38 @@ func New(cfg Config) (*Broker, error) {
 		codeTTL:       cfg.AuthCodeTTL,
 		now:           cfg.Now,
 	}
-	b.sender = newBackchannelSender(cfg, clients, b.log)
-	b.admin = &admin{
-		store:   cfg.Store,
-		clients: clients,
-		readers: cfg.RevocationReaders,
-		notify:  b.sender,
-		feedTTL: max(cfg.AccessTokenTTL, cfg.IDTokenTTL),
-		log:     b.log,
-		now:     cfg.Now,
+	exchange := &exchangeHandler{
+		issuerURL: cfg.Issuer, accessTTL: cfg.AccessTokenTTL, keys: cfg.Keys, trust: cfg.Trust, fstore: fstore,
+		upstreams: cfg.Upstreams, subjects: subs, claims: claims, log: log, now: cfg.Now,
 	}
-	b.receiver = &backchannelReceiver{store: cfg.Store, upstreams: b.byID, sessions: b.admin, log: b.log, now: cfg.Now}
-	b.rpLogout = &rpLogout{store: cfg.Store, clients: clients, upstreams: b.byID, keys: cfg.Keys, issuer: cfg.Issuer, sessions: b.admin, log: b.log}
-	b.provider = b.compose()
+	provider := composeFosite(cfg, fstore, exchange)
+	b := &Broker{
+		issuer:    cfg.Issuer,
+		upstreams: cfg.Upstreams,
+		keys:      cfg.Keys,
+		signIn: &signIn{
+			provider: provider, store: cfg.Store, clients: clients, upstreams: cfg.Upstreams, byID: byID,
+			limiter: limiter, recheck: rc, subjects: subs, claims: claims,
+			issuer: cfg.Issuer, loginTTL: cfg.LoginTTL, sessionTTL: cfg.SessionTTL, log: log, now: cfg.Now,
+		},
+		tokens: &tokenEndpoint{
+			provider: provider, fstore: fstore, store: cfg.Store, clients: clients, recheck: rc, subjects: subs, log: log,
+		},
+		rpLogout: &rpLogout{
+			store: cfg.Store, clients: clients, upstreams: byID, keys: cfg.Keys, issuer: cfg.Issuer, sessions: adm, log: log,
+		},
+		sender:   sender,
+		receiver: &backchannelReceiver{store: cfg.Store, upstreams: byID, sessions: adm, log: log, now: cfg.Now},
+		admin:    adm,
+		recheck:  rc,
+	}
 	b.discovery = b.buildDiscovery()
 	return b, nil
 }
 
-// compose builds fosite factory by factory (never ComposeAllEnabled).
-func (b *Broker) compose() fosite.OAuth2Provider {
-	c := b.cfg
+// composeFosite builds fosite factory by factory (never ComposeAllEnabled), with
+// Keyward's token-exchange grant (exchange) among the token handlers.
+func composeFosite(c Config, fstore *fositeStore, exchange *exchangeHandler) fosite.OAuth2Provider {
 	fc := &fosite.Config{
 		AccessTokenLifespan:   c.AccessTokenTTL,
 		RefreshTokenLifespan:  c.RefreshTokenIdleTTL,
@@ -277,7 +311,7 @@ func (b *Broker) compose() fosite.OAuth2Provider {
 		AllowedPromptValues:            []string{"login", "none", "consent", "select_account"},
 		SendDebugMessagesToClients:     false,
 	}
-	signer := fositeSigner{keys: b.cfg.Keys}
+	signer := fositeSigner{keys: c.Keys}
 	hmacStrategy := compose.NewOAuth2HMACStrategy(fc)
 	jwtStrategy := &freshJWTStrategy{DefaultJWTStrategy: &oauth2.DefaultJWTStrategy{Signer: signer, HMACSHAStrategy: hmacStrategy, Config: fc}}
 	strategy := &compose.CommonStrategy{
@@ -285,14 +319,13 @@ func (b *Broker) compose() fosite.OAuth2Provider {
 		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: signer, Config: fc},
 		Signer:                     signer,
 	}
-	exchange := func(fosite.Configurator, any, any) any {
-		return &exchangeHandler{b: b, issuer: &oauth2.HandleHelper{AccessTokenStrategy: jwtStrategy, AccessTokenStorage: b.fstore, Config: fc}}
-	}
-	return compose.Compose(fc, b.fstore, strategy,
+	exchange.issuer = &oauth2.HandleHelper{AccessTokenStrategy: jwtStrategy, AccessTokenStorage: fstore, Config: fc}
+	exchangeFactory := func(fosite.Configurator, any, any) any { return exchange }
+	return compose.Compose(fc, fstore, strategy,
 		compose.OAuth2AuthorizeExplicitFactory,
 		compose.OAuth2ClientCredentialsGrantFactory,
 		compose.OAuth2RefreshTokenGrantFactory,
-		exchange, // RFC 8693, Keyward's own handler
+		exchangeFactory, // RFC 8693, Keyward's own handler
 		compose.OpenIDConnectExplicitFactory,
 		compose.OpenIDConnectRefreshFactory, // after the OAuth2 refresh factory
 		compose.OAuth2TokenIntrospectionFactory,
@@ -326,7 +359,7 @@ func (b *Broker) Run(ctx context.Context) error { return b.sender.Run(ctx) }
 func (b *Broker) Upstreams() []Upstream { return b.upstreams }
 
 // Issuer is the normalised issuer URL.
-func (b *Broker) Issuer() string { return b.cfg.Issuer }
+func (b *Broker) Issuer() string { return b.issuer }
 
 // keysAlgorithm is the signing algorithm in use.
 var _ Keys = (*keys.Manager)(nil)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -44,8 +45,17 @@ var errInvalidTarget = &fosite.RFC6749Error{
 // TokenEndpointHandler. It decides the subject, audience, scopes, lifetime
 // and act claim; fosite authenticates the client and writes the answer.
 type exchangeHandler struct {
-	b      *Broker
-	issuer *oauth2.HandleHelper
+	issuerURL string
+	accessTTL time.Duration
+	keys      signer // Keyward's own subject and actor tokens
+	trust     Trust  // nil: no external tokens
+	fstore    *fositeStore
+	upstreams []Upstream // native sign-in
+	subjects  *subjects
+	claims    *claimRules
+	log       *slog.Logger
+	now       func() time.Time
+	issuer    *oauth2.HandleHelper
 }
 
 var _ fosite.TokenEndpointHandler = (*exchangeHandler)(nil)
@@ -113,12 +123,12 @@ func (h *exchangeHandler) HandleTokenEndpointRequest(ctx context.Context, r fosi
 	if client.IsPublic() && !subj.public {
 		return fosite.ErrUnauthorizedClient.WithHint("A public client may exchange only tokens whose trust rule or identity provider allows public clients.")
 	}
-	now := h.b.cfg.Now()
+	now := h.now()
 	authTime := subj.authTime
 	if authTime.IsZero() {
 		authTime = now
 	}
-	if err := h.b.checkSubject(ctx, subj.subject, authTime); err != nil {
+	if err := h.subjects.checkSubject(ctx, subj.subject, authTime); err != nil {
 		if errors.Is(err, errSubjectRefused) {
 			return fosite.ErrInvalidGrant.WithHint("Access has been removed for this subject.").WithWrap(err)
 		}
@@ -144,18 +154,18 @@ func (h *exchangeHandler) HandleTokenEndpointRequest(ctx context.Context, r fosi
 	if n := subj.native; n != nil {
 		// As the browser callback does: record the subject, refuse a
 		// disabled one, and take the identity claims the scopes allow.
-		if err := h.b.upsertSubject(ctx, subj.subject, n.upstream.ID(), n.identity, now); err != nil {
+		if err := h.subjects.upsertSubject(ctx, subj.subject, n.upstream.ID(), n.identity, now); err != nil {
 			if errors.Is(err, errSubjectRefused) {
 				return fosite.ErrInvalidGrant.WithHint("Access has been removed for this subject.").WithWrap(err)
 			}
 			return fosite.ErrServerError.WithWrap(err)
 		}
-		subj.claims = h.b.nativeClaims(subj.subject, n, authTime, scopes)
-		h.b.log.InfoContext(ctx, "signed in with a native app", "event", "login_succeeded",
+		subj.claims = h.claims.nativeClaims(subj.subject, n, authTime, scopes)
+		h.log.InfoContext(ctx, "signed in with a native app", "event", "login_succeeded",
 			"upstream", n.upstream.ID(), "client_id", client.GetID(), "sub", subj.subject)
 	}
 	if subj.jti != "" {
-		if err := h.b.fstore.claimJTI(ctx, subj.jti, subj.expiry); err != nil {
+		if err := h.fstore.claimJTI(ctx, subj.jti, subj.expiry); err != nil {
 			return err
 		}
 	}
@@ -178,7 +188,7 @@ func (h *exchangeHandler) HandleTokenEndpointRequest(ctx context.Context, r fosi
 
 	// Never longer than the access-token lifetime, the rule's bound, or the
 	// subject token's own expiry.
-	exp := now.Add(h.b.cfg.AccessTokenTTL)
+	exp := now.Add(h.accessTTL)
 	if subj.maxTTL > 0 && now.Add(subj.maxTTL).Before(exp) {
 		exp = now.Add(subj.maxTTL)
 	}
@@ -221,7 +231,7 @@ func (h *exchangeHandler) PopulateTokenEndpointResponse(ctx context.Context, r f
 	if !h.CanHandleTokenEndpointRequest(ctx, r) {
 		return fosite.ErrUnknownRequest
 	}
-	if _, err := h.issuer.IssueAccessToken(ctx, h.b.cfg.AccessTokenTTL, r, resp); err != nil {
+	if _, err := h.issuer.IssueAccessToken(ctx, h.accessTTL, r, resp); err != nil {
 		return fosite.ErrServerError.WithWrap(err)
 	}
 	typ := TokenTypeAccessToken
@@ -241,7 +251,7 @@ func (h *exchangeHandler) subject(ctx context.Context, raw, typ string) (exchang
 		return exchangeSubject{}, fosite.ErrInvalidGrant.WithHint("The subject token is not a JWT.").WithWrap(err)
 	}
 	iss := tok.Issuer()
-	if iss == h.b.cfg.Issuer {
+	if iss == h.issuerURL {
 		if typ != TokenTypeAccessToken && typ != TokenTypeJWT {
 			return exchangeSubject{}, fosite.ErrInvalidRequest.WithHint("A Keyward token is exchanged as subject_token_type access_token.")
 		}
@@ -259,10 +269,10 @@ func (h *exchangeHandler) subject(ctx context.Context, raw, typ string) (exchang
 		}
 		return fosite.ErrInvalidGrant.WithHint("The subject token's issuer is not trusted.")
 	}
-	if h.b.cfg.Trust == nil {
+	if h.trust == nil {
 		return exchangeSubject{}, untrusted()
 	}
-	m, err := h.b.cfg.Trust.VerifyParsed(ctx, tok)
+	m, err := h.trust.VerifyParsed(ctx, tok)
 	if errors.Is(err, federation.ErrUntrustedIssuer) {
 		return exchangeSubject{}, untrusted().WithWrap(err)
 	}
@@ -295,7 +305,7 @@ func (h *exchangeHandler) subject(ctx context.Context, raw, typ string) (exchang
 // published key, typ at+jwt, not expired, and not revoked (its record is
 // still in the store).
 func (h *exchangeHandler) keywardSubject(ctx context.Context, raw string) (exchangeSubject, error) {
-	orig, err := h.b.activeAccessToken(ctx, raw)
+	orig, err := h.activeAccessToken(ctx, raw)
 	if err != nil {
 		return exchangeSubject{}, err
 	}
@@ -341,11 +351,11 @@ func issuedAt(r fosite.Requester) time.Time {
 // activeAccessToken returns the stored request behind one of Keyward's own
 // access tokens, if it is valid and not revoked, and its subject and
 // session are still good (checkIssuedToken).
-func (b *Broker) activeAccessToken(ctx context.Context, raw string) (fosite.Requester, error) {
+func (h *exchangeHandler) activeAccessToken(ctx context.Context, raw string) (fosite.Requester, error) {
 	if len(raw) > maxSubjectTokenBytes {
 		return nil, fosite.ErrInvalidGrant.WithHint("The token is too large.")
 	}
-	tok, err := fositeSigner{keys: b.cfg.Keys}.Decode(ctx, raw)
+	tok, err := fositeSigner{keys: h.keys}.Decode(ctx, raw)
 	if err != nil {
 		return nil, fosite.ErrInvalidGrant.WithHint("The token is invalid or expired.").WithWrap(err)
 	}
@@ -353,7 +363,7 @@ func (b *Broker) activeAccessToken(ctx context.Context, raw string) (fosite.Requ
 		return nil, fosite.ErrInvalidGrant.WithHint("The token is not an access token.")
 	}
 	sig := raw[strings.LastIndexByte(raw, '.')+1:]
-	orig, err := b.fstore.GetAccessTokenSession(ctx, sig, newSession())
+	orig, err := h.fstore.GetAccessTokenSession(ctx, sig, newSession())
 	if errors.Is(err, fosite.ErrNotFound) {
 		return nil, fosite.ErrInvalidGrant.WithHint("The token has been revoked or has expired.")
 	}
@@ -363,7 +373,7 @@ func (b *Broker) activeAccessToken(ctx context.Context, raw string) (fosite.Requ
 	if _, ok := orig.GetSession().(*Session); !ok {
 		return nil, fosite.ErrServerError.WithDebug("unexpected session type")
 	}
-	switch err := b.checkIssuedToken(ctx, orig); {
+	switch err := h.subjects.checkIssuedToken(ctx, orig); {
 	case errors.Is(err, errSessionEnded):
 		return nil, fosite.ErrInvalidGrant.WithHint("The sign-in session the token was issued in has ended.").WithWrap(err)
 	case errors.Is(err, errSubjectRefused):
@@ -387,7 +397,7 @@ func (h *exchangeHandler) actor(ctx context.Context, cl fosite.Client, raw, typ 
 	if typ != TokenTypeAccessToken && typ != TokenTypeJWT {
 		return nil, fosite.ErrInvalidRequest.WithHint("actor_token_type must be access_token or jwt.")
 	}
-	orig, err := h.b.activeAccessToken(ctx, raw)
+	orig, err := h.activeAccessToken(ctx, raw)
 	if errors.Is(err, fosite.ErrInvalidGrant) {
 		return nil, fosite.ErrInvalidGrant.WithHint("The actor token is invalid, expired or revoked, its subject's access has been removed, or its session has ended.").WithWrap(err)
 	}

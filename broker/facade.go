@@ -2,12 +2,64 @@ package broker
 
 import (
 	"context"
+	"net/http"
 
 	"github.com/keyward/keyward/store"
 )
 
-// The administration part (admin) as web and cmd reach it through the
-// Broker.
+// The parts as web and cmd reach them through the Broker: one-line
+// delegations, documented where the work is done.
+
+// The sign-in part (signIn).
+
+// Authorize: see signIn.Authorize.
+func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (Outcome, error) {
+	return b.signIn.Authorize(ctx, in)
+}
+
+// ChooseUpstream: see signIn.ChooseUpstream.
+func (b *Broker) ChooseUpstream(ctx context.Context, in ChooseInput) (string, error) {
+	return b.signIn.ChooseUpstream(ctx, in)
+}
+
+// Callback: see signIn.Callback.
+func (b *Broker) Callback(ctx context.Context, in CallbackInput) (Outcome, error) {
+	return b.signIn.Callback(ctx, in)
+}
+
+// WriteClientAnswer writes an Outcome's answer to the client, through
+// fosite.
+func (b *Broker) WriteClientAnswer(ctx context.Context, w http.ResponseWriter, a *ClientAnswer) {
+	b.signIn.WriteClientAnswer(ctx, w, a)
+}
+
+// RecheckStatus: see recheck.RecheckStatus.
+func (b *Broker) RecheckStatus() []RecheckStatus { return b.recheck.RecheckStatus() }
+
+// The token part (tokenEndpoint). The request body must already be
+// size-limited by the caller.
+
+// Token: see tokenEndpoint.Token.
+func (b *Broker) Token(ctx context.Context, w http.ResponseWriter, r *http.Request) {
+	b.tokens.Token(ctx, w, r)
+}
+
+// Revoke: see tokenEndpoint.Revoke.
+func (b *Broker) Revoke(ctx context.Context, w http.ResponseWriter, r *http.Request) {
+	b.tokens.Revoke(ctx, w, r)
+}
+
+// Introspect: see tokenEndpoint.Introspect.
+func (b *Broker) Introspect(ctx context.Context, w http.ResponseWriter, r *http.Request) {
+	b.tokens.Introspect(ctx, w, r)
+}
+
+// UserInfo: see tokenEndpoint.UserInfo.
+func (b *Broker) UserInfo(ctx context.Context, w http.ResponseWriter, r *http.Request) {
+	b.tokens.UserInfo(ctx, w, r)
+}
+
+// The administration part (admin).
 
 // Subject returns the subject id; an unknown one is ErrUnknownSubject.
 func (b *Broker) Subject(ctx context.Context, id string) (store.Subject, error) {

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"log/slog"
 	"path/filepath"
@@ -196,3 +197,5 @@ func isKind(err error, kind RefusalKind) bool {
 	var r *Refusal
 	return errors.As(err, &r) && r.Kind == kind
 }
+
+func base64RawURL(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -76,12 +77,12 @@ type ClientAnswer struct {
 func (a *ClientAnswer) Err() error { return a.err }
 
 // WriteClientAnswer writes a to the client.
-func (b *Broker) WriteClientAnswer(ctx context.Context, w http.ResponseWriter, a *ClientAnswer) {
+func (si *signIn) WriteClientAnswer(ctx context.Context, w http.ResponseWriter, a *ClientAnswer) {
 	if a.resp != nil {
-		b.provider.WriteAuthorizeResponse(ctx, w, a.ar, a.resp)
+		si.provider.WriteAuthorizeResponse(ctx, w, a.ar, a.resp)
 		return
 	}
-	b.provider.WriteAuthorizeError(ctx, &issWriter{ResponseWriter: w, iss: b.cfg.Issuer}, a.ar, a.err)
+	si.provider.WriteAuthorizeError(ctx, &issWriter{ResponseWriter: w, iss: si.issuer}, a.ar, a.err)
 }
 
 // SessionCookie names a Keyward session for the session cookie.
@@ -105,8 +106,42 @@ type ChooserUpstream struct {
 	Unavailable bool
 }
 
+// signIn is the sign-in part of the broker: /authorize (with single
+// sign-on), the provider chooser and the upstream's callback. It holds
+// only what those need; what goes into the tokens is claimRules', whether
+// a person may still sign in is subjects', and the upstream re-check at
+// single sign-on is recheck's.
+type signIn struct {
+	provider   fosite.OAuth2Provider
+	store      signInStore
+	clients    *clientRegistry
+	upstreams  []Upstream
+	byID       map[string]Upstream
+	limiter    *loginLimiter // nil: LoginLimits.InsecureUnlimited
+	recheck    *recheck
+	subjects   *subjects
+	claims     *claimRules
+	issuer     string
+	loginTTL   time.Duration
+	sessionTTL time.Duration
+	log        *slog.Logger
+	now        func() time.Time
+}
+
+// signInStore is the part of the store sign-in uses.
+type signInStore interface {
+	CreateLoginAttempt(ctx context.Context, a store.LoginAttempt) error
+	GetLoginAttempt(ctx context.Context, id string) (store.LoginAttempt, error)
+	GetLoginAttemptByState(ctx context.Context, state string) (store.LoginAttempt, error)
+	UpdateLoginAttempt(ctx context.Context, id string, updater func(store.LoginAttempt) (store.LoginAttempt, error)) error
+	DeleteLoginAttempt(ctx context.Context, id string) error
+	CreateSession(ctx context.Context, s store.Session) error
+	GetSession(ctx context.Context, id string) (store.Session, error)
+	CreateGrant(ctx context.Context, g store.Grant) error // session-client records
+}
+
 // Authorize handles GET and POST /authorize (OIDC Core §3.1.2).
-func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, err error) {
+func (si *signIn) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, err error) {
 	defer func() { err = asRefusal(err) }() // a store outage is RefusedStoreUnavailable
 	// The form as fosite reads it; a form that cannot be parsed is left to
 	// fosite's own error.
@@ -115,27 +150,27 @@ func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, e
 			return Outcome{}, err
 		}
 	}
-	ar, err := b.provider.NewAuthorizeRequest(ctx, in.Request)
+	ar, err := si.provider.NewAuthorizeRequest(ctx, in.Request)
 	if err != nil {
-		return b.authorizeError(ctx, ar, err)
+		return si.authorizeError(ctx, ar, err)
 	}
 	keepAuthorizeParams(ar.GetRequestForm()) // both the attempt and the code's records store it
 	// PKCE is checked here, before the person signs in upstream, not only
 	// when the code is issued.
 	form := ar.GetRequestForm()
 	if form.Get("code_challenge") == "" || form.Get("code_challenge_method") != "S256" {
-		return b.authorizeError(ctx, ar, fosite.ErrInvalidRequest.WithHint("PKCE with code_challenge_method=S256 is required."))
+		return si.authorizeError(ctx, ar, fosite.ErrInvalidRequest.WithHint("PKCE with code_challenge_method=S256 is required."))
 	}
 	prompt := strings.Fields(form.Get("prompt"))
 	if has(prompt, "consent") {
-		return b.authorizeError(ctx, ar, errNoConsentScreen)
+		return si.authorizeError(ctx, ar, errNoConsentScreen)
 	}
 	forceLogin := forcesLogin(prompt)
 	var maxAge *time.Duration
 	if v := form.Get("max_age"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
-			return b.authorizeError(ctx, ar, fosite.ErrInvalidRequest.WithHint("max_age must be a non-negative integer."))
+			return si.authorizeError(ctx, ar, fosite.ErrInvalidRequest.WithHint("max_age must be a non-negative integer."))
 		}
 		d := time.Duration(n) * time.Second
 		maxAge = &d
@@ -143,26 +178,26 @@ func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, e
 
 	out := Outcome{}
 	if in.SessionID != "" {
-		sess, err := b.validSession(ctx, in.SessionID)
+		sess, err := si.validSession(ctx, in.SessionID)
 		switch {
 		case Unavailable(err): // the session may be fine: keep the cookie
 			return Outcome{}, err
 		case err != nil:
 			out.ClearSession = true
 		case forceLogin:
-		case maxAge != nil && b.cfg.Now().Sub(sess.AuthTime) > *maxAge:
+		case maxAge != nil && si.now().Sub(sess.AuthTime) > *maxAge:
 		default:
 			// Single sign-on: the Keyward session answers for the upstream,
 			// once the upstream still vouches for the person (recheck.go).
 			// A session the re-check ends sends the browser through a
 			// fresh upstream sign-in, where the upstream decides.
-			if err := b.recheckSession(ctx, sess); recheckEnded(err) {
+			if err := si.recheck.recheckSession(ctx, sess); recheckEnded(err) {
 				out.ClearSession = true
 				break
 			} else if err != nil {
 				return Outcome{}, err
 			}
-			answer, err := b.complete(ctx, ar, sess, b.cfg.Now())
+			answer, err := si.complete(ctx, ar, sess, si.now())
 			if err != nil {
 				return Outcome{}, err
 			}
@@ -171,7 +206,7 @@ func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, e
 		}
 	}
 	if has(prompt, "none") {
-		o, err := b.authorizeError(ctx, ar, fosite.ErrLoginRequired)
+		o, err := si.authorizeError(ctx, ar, fosite.ErrLoginRequired)
 		o.ClearSession = out.ClearSession
 		return o, err
 	}
@@ -181,44 +216,44 @@ func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, e
 		binding = randomString(32)
 	}
 	out.Binding = binding
-	now := b.cfg.Now()
+	now := si.now()
 	attempt := store.LoginAttempt{
 		ID:             randomString(24),
 		ClientID:       ar.GetClient().GetID(),
 		AuthorizeForm:  form,
 		BrowserBinding: hashString(binding),
 		CreatedAt:      now,
-		ExpiresAt:      now.Add(b.cfg.LoginTTL),
+		ExpiresAt:      now.Add(si.loginTTL),
 	}
 	opts := federation.AuthOptions{LoginHint: form.Get("login_hint")}
 	if forceLogin {
 		opts.Prompt = "login"
 	}
 	opts.MaxAge = maxAge
-	if len(b.upstreams) == 1 {
-		up := b.upstreams[0]
+	if len(si.upstreams) == 1 {
+		up := si.upstreams[0]
 		if err := upstreamReady(up); err != nil {
-			b.log.WarnContext(ctx, "sign-in refused: the only upstream is unavailable", "upstream", up.ID(), "err", err)
+			si.log.WarnContext(ctx, "sign-in refused: the only upstream is unavailable", "upstream", up.ID(), "err", err)
 			return Outcome{}, errUpstreamUnavailable(up, false, err)
 		}
-		url := b.prepareUpstream(&attempt, up, opts)
+		url := si.prepareUpstream(&attempt, up, opts)
 		if url == "" {
 			return Outcome{}, errUpstreamUnavailable(up, false, errNoAuthURL)
 		}
-		if err := b.createLoginAttempt(ctx, attempt, in.ClientIP); err != nil {
+		if err := si.createLoginAttempt(ctx, attempt, in.ClientIP); err != nil {
 			return Outcome{}, err
 		}
 		out.RedirectURL = url
 		return out, nil
 	}
-	if err := b.createLoginAttempt(ctx, attempt, in.ClientIP); err != nil {
+	if err := si.createLoginAttempt(ctx, attempt, in.ClientIP); err != nil {
 		return Outcome{}, err
 	}
 	ch := &Chooser{AttemptID: attempt.ID, ClientName: ar.GetClient().GetID()}
-	if c, ok := b.clients.get(ch.ClientName); ok {
+	if c, ok := si.clients.get(ch.ClientName); ok {
 		ch.ClientName = c.name
 	}
-	for _, u := range b.upstreams {
+	for _, u := range si.upstreams {
 		cu := ChooserUpstream{ID: u.ID(), Name: u.Name()}
 		if err := upstreamReady(u); err != nil {
 			cu.Unavailable = true
@@ -256,11 +291,11 @@ func forcesLogin(prompt []string) bool {
 
 // createLoginAttempt writes a new login attempt, unless the rate limit
 // refuses it (a 429 page; nothing is written).
-func (b *Broker) createLoginAttempt(ctx context.Context, a store.LoginAttempt, client netip.Addr) error {
-	if err := b.limitLogin(ctx, client); err != nil {
+func (si *signIn) createLoginAttempt(ctx context.Context, a store.LoginAttempt, client netip.Addr) error {
+	if err := si.limitLogin(ctx, client); err != nil {
 		return err
 	}
-	if err := b.cfg.Store.CreateLoginAttempt(ctx, a); err != nil {
+	if err := si.store.CreateLoginAttempt(ctx, a); err != nil {
 		return fmt.Errorf("create login attempt: %w", err)
 	}
 	return nil
@@ -268,29 +303,29 @@ func (b *Broker) createLoginAttempt(ctx context.Context, a store.LoginAttempt, c
 
 // ChooseUpstream continues a login attempt at the upstream the person chose
 // on the chooser and returns where to send the browser.
-func (b *Broker) ChooseUpstream(ctx context.Context, in ChooseInput) (_ string, err error) {
+func (si *signIn) ChooseUpstream(ctx context.Context, in ChooseInput) (_ string, err error) {
 	defer func() { err = asRefusal(err) }() // a store outage is RefusedStoreUnavailable
 	attemptID := in.AttemptID
-	u, ok := b.byID[in.UpstreamID]
+	u, ok := si.byID[in.UpstreamID]
 	if !ok {
 		return "", refuse(RefusedUnknownUpstream, nil)
 	}
-	a, err := b.cfg.Store.GetLoginAttempt(ctx, attemptID)
+	a, err := si.store.GetLoginAttempt(ctx, attemptID)
 	if errors.Is(err, store.ErrNotFound) {
 		return "", errExpiredAttempt(err)
 	}
 	if err != nil {
 		return "", fmt.Errorf("get login attempt: %w", err)
 	}
-	if err := b.checkAttempt(a, in.Binding); err != nil {
+	if err := si.checkAttempt(a, in.Binding); err != nil {
 		return "", err
 	}
 	if err := upstreamReady(u); err != nil {
-		b.log.InfoContext(ctx, "sign-in refused: upstream unavailable", "upstream", u.ID(), "err", err)
-		return "", errUpstreamUnavailable(u, len(b.upstreams) > 1, err)
+		si.log.InfoContext(ctx, "sign-in refused: upstream unavailable", "upstream", u.ID(), "err", err)
+		return "", errUpstreamUnavailable(u, len(si.upstreams) > 1, err)
 	}
 	// Every choice rewrites the attempt: it counts as a login attempt.
-	if err := b.limitLogin(ctx, in.ClientIP); err != nil {
+	if err := si.limitLogin(ctx, in.ClientIP); err != nil {
 		return "", err
 	}
 	opts := federation.AuthOptions{LoginHint: a.AuthorizeForm.Get("login_hint")}
@@ -298,19 +333,19 @@ func (b *Broker) ChooseUpstream(ctx context.Context, in ChooseInput) (_ string, 
 		opts.Prompt = "login"
 	}
 	var url string
-	err = b.cfg.Store.UpdateLoginAttempt(ctx, attemptID, func(old store.LoginAttempt) (store.LoginAttempt, error) {
+	err = si.store.UpdateLoginAttempt(ctx, attemptID, func(old store.LoginAttempt) (store.LoginAttempt, error) {
 		if old.UpstreamID != "" {
 			// A second choice replaces the first; the old state dies.
 			old.State, old.Nonce, old.PKCEVerifier = "", "", ""
 		}
-		url = b.prepareUpstream(&old, u, opts)
+		url = si.prepareUpstream(&old, u, opts)
 		if url == "" {
 			return old, errNoAuthURL
 		}
 		return old, nil
 	})
 	if errors.Is(err, errNoAuthURL) {
-		return "", errUpstreamUnavailable(u, len(b.upstreams) > 1, err)
+		return "", errUpstreamUnavailable(u, len(si.upstreams) > 1, err)
 	}
 	if err != nil {
 		return "", fmt.Errorf("update login attempt: %w", err)
@@ -325,7 +360,7 @@ var errNoAuthURL = errors.New("upstream returned no authorization URL")
 // prepareUpstream fills the upstream leg's protections into the attempt
 // and returns the upstream's authorization URL ("" when the upstream is not
 // ready).
-func (b *Broker) prepareUpstream(a *store.LoginAttempt, u Upstream, opts federation.AuthOptions) string {
+func (si *signIn) prepareUpstream(a *store.LoginAttempt, u Upstream, opts federation.AuthOptions) string {
 	a.UpstreamID = u.ID()
 	a.State = randomString(32)
 	a.Nonce = randomString(32)
@@ -333,8 +368,8 @@ func (b *Broker) prepareUpstream(a *store.LoginAttempt, u Upstream, opts federat
 	return u.AuthCodeURL(a.State, a.Nonce, a.PKCEVerifier, opts)
 }
 
-func (b *Broker) checkAttempt(a store.LoginAttempt, binding string) error {
-	if !a.ExpiresAt.After(b.cfg.Now()) {
+func (si *signIn) checkAttempt(a store.LoginAttempt, binding string) error {
+	if !a.ExpiresAt.After(si.now()) {
 		return errExpiredAttempt(nil)
 	}
 	if binding == "" || subtle.ConstantTimeCompare([]byte(hashString(binding)), []byte(a.BrowserBinding)) != 1 {
@@ -349,46 +384,27 @@ func errExpiredAttempt(cause error) *Refusal {
 
 // validSession returns the Keyward session id names if it is alive and its
 // subject may still sign in.
-func (b *Broker) validSession(ctx context.Context, id string) (store.Session, error) {
-	s, err := b.cfg.Store.GetSession(ctx, id)
+func (si *signIn) validSession(ctx context.Context, id string) (store.Session, error) {
+	s, err := si.store.GetSession(ctx, id)
 	if err != nil {
 		return s, fmt.Errorf("get session: %w", err)
 	}
-	if !s.ExpiresAt.After(b.cfg.Now()) {
+	if !s.ExpiresAt.After(si.now()) {
 		return s, errors.New("session expired")
 	}
-	if err := b.checkSubject(ctx, s.Subject, s.AuthTime); err != nil {
+	if err := si.subjects.checkSubject(ctx, s.Subject, s.AuthTime); err != nil {
 		return s, err
 	}
 	return s, nil
 }
 
-// errSubjectRefused is returned by checkSubject.
-var errSubjectRefused = errors.New("subject is disabled")
-
-// checkSubject is the one place where a subject can be refused: disabled,
-// or authenticated before its not-before time.
-func (b *Broker) checkSubject(ctx context.Context, subject string, issuedAt time.Time) error {
-	s, err := b.cfg.Store.GetSubject(ctx, subject)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("get subject: %w", err)
-	}
-	if s.Disabled || (!s.NotBefore.IsZero() && issuedAt.Before(s.NotBefore)) {
-		return errSubjectRefused
-	}
-	return nil
-}
-
 // authorizeError answers an /authorize failure: a redirect to the client
 // only once the client and redirect_uri are known good, else an error page.
-func (b *Broker) authorizeError(ctx context.Context, ar fosite.AuthorizeRequester, err error) (Outcome, error) {
+func (si *signIn) authorizeError(ctx context.Context, ar fosite.AuthorizeRequester, err error) (Outcome, error) {
 	if ar == nil || !ar.IsRedirectURIValid() {
 		return Outcome{}, invalidAuthorize(err)
 	}
-	b.log.InfoContext(ctx, "authorize request refused", "client_id", ar.GetClient().GetID(), "err", err)
+	si.log.InfoContext(ctx, "authorize request refused", "client_id", ar.GetClient().GetID(), "err", err)
 	return Outcome{Client: &ClientAnswer{ar: ar, err: err}}, nil
 }
 

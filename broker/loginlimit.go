@@ -236,16 +236,16 @@ func (l *loginLimiter) tracked() int {
 // limitLogin consumes a login-attempt token for client, or returns the
 // 429 page whose cause is a *LoginLimitedError. Call it right before the
 // store write it guards.
-func (b *Broker) limitLogin(ctx context.Context, client netip.Addr) error {
-	if b.limiter == nil {
+func (si *signIn) limitLogin(ctx context.Context, client netip.Addr) error {
+	if si.limiter == nil {
 		return nil
 	}
-	le, log := b.limiter.allow(client, b.cfg.Now())
+	le, log := si.limiter.allow(client, si.now())
 	if le == nil {
 		return nil
 	}
 	if log {
-		b.log.InfoContext(ctx, "login attempt refused: rate limit; further refusals of this client are counted, not logged, for a minute",
+		si.log.InfoContext(ctx, "login attempt refused: rate limit; further refusals of this client are counted, not logged, for a minute",
 			"event", "login_rate_limited", "limit", le.Scope, "client_addr", le.Client.String(), "retry_after", le.RetryAfter)
 	}
 	return &Refusal{Kind: RefusedLoginLimited, Limited: le, cause: le}

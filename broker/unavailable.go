@@ -23,8 +23,8 @@ func Unavailable(err error) bool { return errors.Is(err, store.ErrUnavailable) }
 // introspection, userinfo) during a store outage: 503 with the RFC 6749
 // §5.2 error temporarily_unavailable and Retry-After (RFC 9110 §10.2.3).
 // The cause is logged, never sent.
-func (b *Broker) writeUnavailable(ctx context.Context, w http.ResponseWriter, endpoint string, err error) {
-	b.log.ErrorContext(ctx, "store unavailable", "endpoint", endpoint, "err", err)
+func (t *tokenEndpoint) writeUnavailable(ctx context.Context, w http.ResponseWriter, endpoint string, err error) {
+	t.log.ErrorContext(ctx, "store unavailable", "endpoint", endpoint, "err", err)
 	WriteUnavailable(w)
 }
 
