@@ -259,11 +259,11 @@ type backchannelStore interface {
 // Errors of BackchannelLogout, as JSON answers (§2.8: 400 when the logout
 // failed).
 var (
-	errUnknownLogoutUpstream = ErrInvalidRequest.WithDescription("No upstream has that id.")
-	errInvalidLogoutToken    = ErrInvalidRequest.WithDescription("The logout token is missing or invalid.")
-	errSidOnlyLogout         = ErrInvalidRequest.WithDescription("The logout token has no sub; Keyward ends upstream sessions by subject.")
-	errLogoutTokenNoJTI      = ErrInvalidRequest.WithDescription("The logout token has no jti.")
-	errLogoutTokenReplayed   = ErrInvalidRequest.WithDescription("The logout token was already used (jti).")
+	errUnknownLogoutUpstream = ErrInvalidRequest.WithDescription(descUnknownLogoutUpstream)
+	errInvalidLogoutToken    = ErrInvalidRequest.WithDescription(descInvalidLogoutToken)
+	errSidOnlyLogout         = ErrInvalidRequest.WithDescription(descSidOnlyLogout)
+	errLogoutTokenNoJTI      = ErrInvalidRequest.WithDescription(descLogoutTokenNoJTI)
+	errLogoutTokenReplayed   = ErrInvalidRequest.WithDescription(descLogoutTokenReplayed)
 )
 
 // logoutJTILeeway is how long past its exp a used upstream logout token's

@@ -66,7 +66,7 @@ func (si *signIn) Callback(ctx context.Context, in CallbackInput) (_ Outcome, er
 	}
 	if uerr := federation.CallbackError(in.Query); uerr != nil {
 		log.InfoContext(ctx, "upstream refused the sign-in", "event", "login_failed", "err", uerr)
-		return si.authorizeError(ctx, ar, fosite.ErrAccessDenied.WithHint("The identity provider did not sign the person in."))
+		return si.authorizeError(ctx, ar, fosite.ErrAccessDenied.WithHint(descUpstreamDenied))
 	}
 	code := in.Query.Get("code")
 	if code == "" {

@@ -42,7 +42,7 @@ type tokenEndpoint struct {
 // size-limited by the caller.
 func (t *tokenEndpoint) Token(ctx context.Context, w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
-		t.provider.WriteAccessError(ctx, w, nil, fosite.ErrInvalidRequest.WithHint("The request body could not be parsed.").WithWrap(err))
+		t.provider.WriteAccessError(ctx, w, nil, fosite.ErrInvalidRequest.WithHint(descTokenBodyUnparsable).WithWrap(err))
 		return
 	}
 	// fosite answers an unknown grant with invalid_request; RFC 6749 §5.2
@@ -66,7 +66,7 @@ func (t *tokenEndpoint) Token(ctx context.Context, w http.ResponseWriter, r *htt
 		if sess, ok := ar.GetSession().(*Session); ok {
 			if err := t.subjects.checkSubject(ctx, sess.GetSubject(), sess.FamilyStart); err != nil {
 				if errors.Is(err, errSubjectRefused) {
-					t.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint("Access has been removed.").WithWrap(err))
+					t.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint(descAccessRemoved).WithWrap(err))
 					return
 				}
 				t.tokenError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
@@ -87,7 +87,7 @@ func (t *tokenEndpoint) Token(ctx context.Context, w http.ResponseWriter, r *htt
 			// outlive it.
 			if gt.ExactOne("authorization_code") && sess.SessionID != "" {
 				if _, err := t.store.GetSession(ctx, sess.SessionID); errors.Is(err, store.ErrNotFound) {
-					t.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint("The sign-in session this code was issued in has ended."))
+					t.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint(descCodeSessionEnded))
 					return
 				} else if err != nil {
 					t.tokenError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
@@ -114,11 +114,11 @@ func (t *tokenEndpoint) recheckAtRefresh(ctx context.Context, w http.ResponseWri
 	case err == nil:
 		return true
 	case errors.Is(err, errRecheckSessionEnded):
-		t.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint("The sign-in session has ended and the identity provider must vouch for this person again: sign in again.").WithWrap(err))
+		t.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint(descRecheckSessionEnded).WithWrap(err))
 	case errors.Is(err, errUpstreamGone):
-		t.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint("The identity provider no longer accepts this person.").WithWrap(err))
+		t.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint(descUpstreamGone).WithWrap(err))
 	case errors.Is(err, errUnvouched):
-		t.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint("The identity provider has not confirmed this person for too long: sign in again.").WithWrap(err))
+		t.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint(descUnvouched).WithWrap(err))
 	default:
 		t.tokenError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
 	}
@@ -155,7 +155,7 @@ func (t *tokenEndpoint) tokenError(ctx context.Context, w http.ResponseWriter, a
 		return
 	}
 	if errors.Is(err, errRevokedWhileIssuing) {
-		err = fosite.ErrInvalidGrant.WithHint("The grant was revoked while the tokens were being issued.").WithWrap(err)
+		err = fosite.ErrInvalidGrant.WithHint(descRevokedWhileIssuing).WithWrap(err)
 	}
 	var rfc *fosite.RFC6749Error
 	level := "info"
@@ -256,17 +256,17 @@ func (t *tokenEndpoint) Introspect(ctx context.Context, w http.ResponseWriter, r
 func (t *tokenEndpoint) authenticateIntrospection(ctx context.Context, r *http.Request) error {
 	// The form fosite would read: query, body and multipart values.
 	if err := r.ParseMultipartForm(introspectionFormBytes); err != nil && !errors.Is(err, http.ErrNotMultipart) {
-		return ErrInvalidRequest.WithDescription("The request body could not be parsed as a form.").WithCause(err)
+		return ErrInvalidRequest.WithDescription(descIntrospectionBodyUnparsable).WithCause(err)
 	}
 	if _, ok := r.Form["access_token"]; ok {
-		return ErrInvalidClient.WithDescription("An access token is not a credential for introspection: authenticate as a client with HTTP Basic.")
+		return ErrInvalidClient.WithDescription(descIntrospectionBearer)
 	}
 	id, secret, ok := BasicCredentials(r)
 	if !ok {
-		return ErrInvalidClient.WithDescription("Introspection needs client authentication with HTTP Basic (client_secret_basic).")
+		return ErrInvalidClient.WithDescription(descIntrospectionNoClient)
 	}
 	if _, err := t.clients.authenticate(ctx, id, secret); err != nil {
-		return ErrInvalidClient.WithDescription("Client authentication failed: an unknown client, a public client or a wrong secret.").WithCause(err)
+		return ErrInvalidClient.WithDescription(descIntrospectionClientFailed).WithCause(err)
 	}
 	return nil
 }
@@ -280,7 +280,7 @@ func (t *tokenEndpoint) UserInfo(ctx context.Context, w http.ResponseWriter, r *
 	token := bearerToken(r)
 	if token == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_request", "error_description": "An access token is required."})
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_request", "error_description": descUserInfoNoToken})
 		return
 	}
 	use, ar, err := t.provider.IntrospectToken(ctx, token, fosite.AccessToken, newSession())
@@ -293,12 +293,12 @@ func (t *tokenEndpoint) UserInfo(ctx context.Context, w http.ResponseWriter, r *
 	}
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward", error="invalid_token"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": "The access token is invalid, expired or revoked."})
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": descUserInfoInvalidToken})
 		return
 	}
 	if !ar.GetGrantedScopes().Has("openid") {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward", error="insufficient_scope", scope="openid"`)
-		writeJSON(w, http.StatusForbidden, map[string]string{"error": "insufficient_scope", "error_description": "The access token was not granted the openid scope."})
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "insufficient_scope", "error_description": descUserInfoNoOpenID})
 		return
 	}
 	sess, ok := ar.GetSession().(*Session)

@@ -3,6 +3,8 @@ package broker
 import (
 	"errors"
 	"fmt"
+
+	"github.com/ory/fosite"
 )
 
 // Error is an OAuth 2.0 error decided by Keyward (RFC 6749 §4.1.2.1, §5.2).
@@ -27,6 +29,17 @@ var (
 	ErrServerError            = &Error{Code: "server_error", Description: "The server met an unexpected condition.", Status: 500}
 	ErrTemporarilyUnavailable = &Error{Code: "temporarily_unavailable", Description: "The server cannot handle the request now; try again later.", Status: 503}
 )
+
+// ErrFeedUnauthorized: the caller of the revocation feed is not a
+// configured reader, or its secret is wrong (HTTP 401).
+var ErrFeedUnauthorized = &Error{Code: "invalid_client", Description: "Client authentication failed; only configured revocation-feed readers may read it.", Status: 401}
+
+// errInvalidTarget is RFC 8693 §2.2.2's invalid_target; fosite has none.
+var errInvalidTarget = &fosite.RFC6749Error{
+	ErrorField:       "invalid_target",
+	DescriptionField: "The requested audience or resource is not allowed.",
+	CodeField:        400,
+}
 
 func (e *Error) Error() string {
 	if e.cause != nil {

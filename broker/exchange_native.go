@@ -39,7 +39,7 @@ func (h *exchangeHandler) nativeSubject(ctx context.Context, raw, iss string) (s
 		log := h.log.With("upstream", up.ID())
 		if errors.Is(err, federation.ErrIssuerUnavailable) {
 			log.WarnContext(ctx, "native sign-in: upstream keys unavailable", "event", "login_failed", "err", err)
-			return s, true, fosite.ErrTemporarilyUnavailable.WithHint("The identity provider cannot be reached; try again later.").WithWrap(err)
+			return s, true, fosite.ErrTemporarilyUnavailable.WithHint(descNativeUnavailable).WithWrap(err)
 		}
 		if na := (*federation.NotAllowedError)(nil); errors.As(err, &na) {
 			h.subjects.refuseLogin(ctx, up.ID(), na)
@@ -47,7 +47,7 @@ func (h *exchangeHandler) nativeSubject(ctx context.Context, raw, iss string) (s
 		}
 		if err != nil {
 			log.InfoContext(ctx, "native sign-in refused", "event", "login_failed", "err", err)
-			return s, true, fosite.ErrInvalidGrant.WithHint("The ID token is invalid, expired or not issued to a native app of this identity provider.").WithWrap(err)
+			return s, true, fosite.ErrInvalidGrant.WithHint(descNativeInvalid).WithWrap(err)
 		}
 		s = exchangeSubject{
 			subject: SubjectID(up.ID(), id.Subject),

@@ -159,7 +159,7 @@ func (si *signIn) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, 
 	// when the code is issued.
 	form := ar.GetRequestForm()
 	if form.Get("code_challenge") == "" || form.Get("code_challenge_method") != "S256" {
-		return si.authorizeError(ctx, ar, fosite.ErrInvalidRequest.WithHint("PKCE with code_challenge_method=S256 is required."))
+		return si.authorizeError(ctx, ar, fosite.ErrInvalidRequest.WithHint(descPKCERequired))
 	}
 	prompt := strings.Fields(form.Get("prompt"))
 	if has(prompt, "consent") {
@@ -170,7 +170,7 @@ func (si *signIn) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, 
 	if v := form.Get("max_age"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
-			return si.authorizeError(ctx, ar, fosite.ErrInvalidRequest.WithHint("max_age must be a non-negative integer."))
+			return si.authorizeError(ctx, ar, fosite.ErrInvalidRequest.WithHint(descMaxAge))
 		}
 		d := time.Duration(n) * time.Second
 		maxAge = &d
@@ -280,8 +280,7 @@ func (si *signIn) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, 
 var promptValues = []string{"none", "login", "select_account"}
 
 // errNoConsentScreen answers prompt=consent.
-var errNoConsentScreen = fosite.ErrConsentRequired.WithHint(
-	"Keyward has no consent screen: the client's registration is the consent. Send no prompt=consent (Dex's oidc connector: promptType: \"\").")
+var errNoConsentScreen = fosite.ErrConsentRequired.WithHint(descNoConsentScreen)
 
 // forcesLogin reports whether prompt skips single sign-on and asks the
 // upstream for a fresh sign-in.

@@ -12,10 +12,6 @@ import (
 // carries; a reader that gets a full page asks again from Next at once.
 const RevocationPageLimit = 1000
 
-// ErrFeedUnauthorized: the caller of the revocation feed is not a
-// configured reader, or its secret is wrong (HTTP 401).
-var ErrFeedUnauthorized = &Error{Code: "invalid_client", Description: "Client authentication failed; only configured revocation-feed readers may read it.", Status: 401}
-
 // RevocationPage is one answer of the revocation feed.
 type RevocationPage struct {
 	// Entries have Seq > the cursor asked for, ascending, at most
@@ -40,7 +36,7 @@ func (a *admin) Revocations(ctx context.Context, after int64, clientID, secret s
 		return RevocationPage{}, err
 	}
 	if after < 0 {
-		return RevocationPage{}, ErrInvalidRequest.WithDescription("after must be a non-negative sequence number.")
+		return RevocationPage{}, ErrInvalidRequest.WithDescription(descFeedCursor)
 	}
 	entries, highest, err := a.store.ListRevocations(ctx, after, RevocationPageLimit)
 	if Unavailable(err) {
