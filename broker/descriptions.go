@@ -1,12 +1,40 @@
 package broker
 
+import "github.com/ory/fosite"
+
 // The error_description sentences of Keyward's own OAuth answers, in one
-// place: the error redirects and JSON errors that fosite writes for
-// Keyward's decisions (as hints), and the JSON errors of Keyward's own
-// endpoints (*Error). Each is fixed public text for the client's
-// developer; it never holds a token, a secret or a cause, which are only
-// logged. The sentinels with their generic descriptions are in errors.go;
-// the pages a person sees are web's (web/refusals.go).
+// place: the error sentinels (*Error, one per code) with their generic
+// descriptions, the hints fosite writes into its error redirects and JSON
+// for Keyward's decisions, and the JSON errors of Keyward's own endpoints.
+// Each is fixed public text for the client's developer; it never holds a
+// token, a secret or a cause, which are only logged. The pages a person
+// sees are web's (web/refusals.go).
+
+// The error sentinels, one per code Keyward returns itself.
+var (
+	ErrInvalidRequest         = &Error{Code: "invalid_request", Description: "The request is missing a parameter or is malformed."}
+	ErrUnauthorizedClient     = &Error{Code: "unauthorized_client", Description: "The client may not use this grant or response type."}
+	ErrAccessDenied           = &Error{Code: "access_denied", Description: "The request was denied."}
+	ErrUnsupportedGrantType   = &Error{Code: "unsupported_grant_type", Description: "The grant type is not supported."}
+	ErrInvalidGrant           = &Error{Code: "invalid_grant", Description: "The grant is invalid, expired or revoked."}
+	ErrInvalidClient          = &Error{Code: "invalid_client", Description: "Client authentication failed.", Status: 401}
+	ErrLoginRequired          = &Error{Code: "login_required", Description: "The person must sign in."}
+	ErrServerError            = &Error{Code: "server_error", Description: "The server met an unexpected condition.", Status: 500}
+	ErrTemporarilyUnavailable = &Error{Code: "temporarily_unavailable", Description: "The server cannot handle the request now; try again later.", Status: 503}
+)
+
+// ErrFeedUnauthorized: the caller of the revocation feed is not a
+// configured reader, or its secret is wrong (HTTP 401).
+var ErrFeedUnauthorized = &Error{Code: "invalid_client", Description: "Client authentication failed; only configured revocation-feed readers may read it.", Status: 401}
+
+// errInvalidTarget is RFC 8693 §2.2.2's invalid_target; fosite has none.
+var errInvalidTarget = &fosite.RFC6749Error{
+	ErrorField:       "invalid_target",
+	DescriptionField: "The requested audience or resource is not allowed.",
+	CodeField:        400,
+}
+
+// The hints and descriptions of Keyward's decisions, by endpoint.
 const (
 	// /authorize (error redirects to the client)
 	descPKCERequired    = "PKCE with code_challenge_method=S256 is required."

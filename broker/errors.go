@@ -3,8 +3,6 @@ package broker
 import (
 	"errors"
 	"fmt"
-
-	"github.com/ory/fosite"
 )
 
 // Error is an OAuth 2.0 error decided by Keyward (RFC 6749 §4.1.2.1, §5.2).
@@ -15,30 +13,6 @@ type Error struct {
 	// Status is the HTTP status a JSON answer carries (0: 400).
 	Status int
 	cause  error
-}
-
-// The error sentinels, one per code Keyward returns itself.
-var (
-	ErrInvalidRequest         = &Error{Code: "invalid_request", Description: "The request is missing a parameter or is malformed."}
-	ErrUnauthorizedClient     = &Error{Code: "unauthorized_client", Description: "The client may not use this grant or response type."}
-	ErrAccessDenied           = &Error{Code: "access_denied", Description: "The request was denied."}
-	ErrUnsupportedGrantType   = &Error{Code: "unsupported_grant_type", Description: "The grant type is not supported."}
-	ErrInvalidGrant           = &Error{Code: "invalid_grant", Description: "The grant is invalid, expired or revoked."}
-	ErrInvalidClient          = &Error{Code: "invalid_client", Description: "Client authentication failed.", Status: 401}
-	ErrLoginRequired          = &Error{Code: "login_required", Description: "The person must sign in."}
-	ErrServerError            = &Error{Code: "server_error", Description: "The server met an unexpected condition.", Status: 500}
-	ErrTemporarilyUnavailable = &Error{Code: "temporarily_unavailable", Description: "The server cannot handle the request now; try again later.", Status: 503}
-)
-
-// ErrFeedUnauthorized: the caller of the revocation feed is not a
-// configured reader, or its secret is wrong (HTTP 401).
-var ErrFeedUnauthorized = &Error{Code: "invalid_client", Description: "Client authentication failed; only configured revocation-feed readers may read it.", Status: 401}
-
-// errInvalidTarget is RFC 8693 §2.2.2's invalid_target; fosite has none.
-var errInvalidTarget = &fosite.RFC6749Error{
-	ErrorField:       "invalid_target",
-	DescriptionField: "The requested audience or resource is not allowed.",
-	CodeField:        400,
 }
 
 func (e *Error) Error() string {
