@@ -11,8 +11,8 @@ import (
 // authentication, and what it keeps is written to the store (the login
 // attempt, then the code's records), so only the parameters the flow
 // reads are kept, each with a cap in bytes; an oversized or repeated one
-// is refused with a 400 page before fosite parses the request, so that
-// nothing oversized is stored or echoed in an error redirect. Everything
+// is refused (RefusedAuthorizeForm, a 400 page in web) before fosite
+// parses the request, so that nothing oversized is stored or echoed in an error redirect. Everything
 // else is dropped once fosite has validated the request.
 //
 // What reads them: fosite's request parsing (client_id, redirect_uri,

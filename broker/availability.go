@@ -7,7 +7,7 @@ import (
 // Upstream availability. An upstream whose discovery failed at start
 // (*federation.LazyUpstream) is configured but cannot take sign-ins until a
 // background retry succeeds. The chooser lists it disabled, choosing it (or
-// /authorize when it is the only upstream) shows a 503 page, and /readyz
+// /authorize when it is the only upstream) is RefusedUpstreamUnavailable (a 503 page in web), and /readyz
 // names it. Single sign-on, refresh and token exchange with Keyward's own
 // tokens never need the upstream and go on.
 

@@ -181,7 +181,7 @@ func (si *signIn) complete(ctx context.Context, ar fosite.AuthorizeRequester, s 
 	}
 	resp, err := si.provider.NewAuthorizeResponse(ctx, ar, sess)
 	if Unavailable(err) {
-		return nil, err // a 503 page, not an error redirect to the client
+		return nil, err // RefusedStoreUnavailable, not an error redirect to the client
 	}
 	if err != nil {
 		si.log.InfoContext(ctx, "authorize response refused", "client_id", ar.GetClient().GetID(), "err", err)

@@ -289,7 +289,7 @@ func forcesLogin(prompt []string) bool {
 }
 
 // createLoginAttempt writes a new login attempt, unless the rate limit
-// refuses it (a 429 page; nothing is written).
+// refuses it (RefusedLoginLimited; nothing is written).
 func (si *signIn) createLoginAttempt(ctx context.Context, a store.LoginAttempt, client netip.Addr) error {
 	if err := si.limitLogin(ctx, client); err != nil {
 		return err

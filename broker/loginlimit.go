@@ -78,7 +78,7 @@ const (
 	LimitGlobal = "global" // the ceiling of all clients
 )
 
-// LoginLimitedError is the cause of the 429 page of a refused login
+// LoginLimitedError is the limit behind RefusedLoginLimited, a refused login
 // attempt: web sends RetryAfter as Retry-After and counts Scope.
 type LoginLimitedError struct {
 	// Scope is LimitClient or LimitGlobal.
@@ -234,8 +234,8 @@ func (l *loginLimiter) tracked() int {
 }
 
 // limitLogin consumes a login-attempt token for client, or returns the
-// 429 page whose cause is a *LoginLimitedError. Call it right before the
-// store write it guards.
+// RefusedLoginLimited refusal carrying the *LoginLimitedError. Call it
+// right before the store write it guards.
 func (si *signIn) limitLogin(ctx context.Context, client netip.Addr) error {
 	if si.limiter == nil {
 		return nil
