@@ -4,15 +4,41 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/keyward/keyward/store"
 )
 
+// admin is the administration part of the broker: deprovisioning and
+// reinstating subjects, ending sessions (for every flow that ends one),
+// the audit trail, the revocation feed and the admin listings. It holds
+// only what those need.
+type admin struct {
+	store   adminStore
+	clients *clientRegistry
+	// readers are the clients that may read the revocation feed.
+	readers []string
+	// notify tells clients that a session ended (back-channel logout).
+	notify logoutNotifier
+	// feedTTL is how long a feed entry must outlive its writing: the
+	// longest lifetime of a token it may void (feedExpiry).
+	feedTTL time.Duration
+	log     *slog.Logger
+	now     func() time.Time
+}
+
+// logoutNotifier tells the clients clientIDs that session sid of subject
+// has ended (*backchannelSender).
+type logoutNotifier interface {
+	notifyLogout(ctx context.Context, subject, sid string, clientIDs []string)
+}
+
 // Subject returns the subject id; an unknown one is ErrUnknownSubject.
-func (b *Broker) Subject(ctx context.Context, id string) (store.Subject, error) {
-	s, err := b.cfg.Store.GetSubject(ctx, id)
+func (a *admin) Subject(ctx context.Context, id string) (store.Subject, error) {
+	s, err := a.store.GetSubject(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return store.Subject{}, fmt.Errorf("subject %q: %w", id, ErrUnknownSubject)
 	}
@@ -23,8 +49,8 @@ func (b *Broker) Subject(ctx context.Context, id string) (store.Subject, error) 
 }
 
 // Subjects lists every known subject.
-func (b *Broker) Subjects(ctx context.Context) ([]store.Subject, error) {
-	s, err := b.cfg.Store.ListSubjects(ctx)
+func (a *admin) Subjects(ctx context.Context) ([]store.Subject, error) {
+	s, err := a.store.ListSubjects(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list subjects: %w", err)
 	}
@@ -33,8 +59,8 @@ func (b *Broker) Subjects(ctx context.Context) ([]store.Subject, error) {
 
 // Sessions lists the Keyward sessions of subject (all when it is empty),
 // oldest first.
-func (b *Broker) Sessions(ctx context.Context, subject string) ([]store.Session, error) {
-	s, err := b.cfg.Store.ListSessions(ctx, subject)
+func (a *admin) Sessions(ctx context.Context, subject string) ([]store.Session, error) {
+	s, err := a.store.ListSessions(ctx, subject)
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}
@@ -42,8 +68,8 @@ func (b *Broker) Sessions(ctx context.Context, subject string) ([]store.Session,
 }
 
 // AuditEvents returns the newest limit audit events, oldest first.
-func (b *Broker) AuditEvents(ctx context.Context, limit int) ([]store.AuditEvent, error) {
-	e, err := b.cfg.Store.ListAudit(ctx, limit)
+func (a *admin) AuditEvents(ctx context.Context, limit int) ([]store.AuditEvent, error) {
+	e, err := a.store.ListAudit(ctx, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list audit events: %w", err)
 	}
@@ -64,9 +90,9 @@ type ClientInfo struct {
 }
 
 // Clients lists the registered clients, by id.
-func (b *Broker) Clients() []ClientInfo {
-	out := make([]ClientInfo, 0, len(b.clients.byID))
-	for _, c := range b.clients.byID {
+func (a *admin) Clients() []ClientInfo {
+	out := make([]ClientInfo, 0, len(a.clients.byID))
+	for _, c := range a.clients.byID {
 		out = append(out, ClientInfo{
 			ID:               c.ID,
 			Name:             c.name,
@@ -75,7 +101,7 @@ func (b *Broker) Clients() []ClientInfo {
 			GrantTypes:       slices.Clone([]string(c.GrantTypes)),
 			Scopes:           slices.Clone([]string(c.Scopes)),
 			Audiences:        slices.Clone([]string(c.Audience)),
-			RevocationReader: slices.Contains(b.cfg.RevocationReaders, c.ID),
+			RevocationReader: slices.Contains(a.readers, c.ID),
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })

@@ -3,7 +3,6 @@ package broker
 import (
 	"fmt"
 	"maps"
-	"net/http"
 	"net/url"
 	"slices"
 )
@@ -12,8 +11,8 @@ import (
 // authentication, and what it keeps is written to the store (the login
 // attempt, then the code's records), so only the parameters the flow
 // reads are kept, each with a cap in bytes; an oversized or repeated one
-// is refused with a 400 page before fosite parses the request, so that
-// nothing oversized is stored or echoed in an error redirect. Everything
+// is refused (RefusedAuthorizeForm, a 400 page in web) before fosite
+// parses the request, so that nothing oversized is stored or echoed in an error redirect. Everything
 // else is dropped once fosite has validated the request.
 //
 // What reads them: fosite's request parsing (client_id, redirect_uri,
@@ -59,10 +58,10 @@ func checkAuthorizeForm(form url.Values) error {
 	for _, name := range slices.Sorted(maps.Keys(authorizeParamCaps)) {
 		values := form[name]
 		if len(values) > 1 && name != "audience" {
-			return errAuthorizeForm(fmt.Sprintf("it names the parameter %s more than once", name), nil)
+			return errAuthorizeForm(fmt.Sprintf("it names the parameter %s more than once", name))
 		}
 		if len(values) > maxAuthorizeAudiences {
-			return errAuthorizeForm(fmt.Sprintf("it names more than %d audiences (audience)", maxAuthorizeAudiences), nil)
+			return errAuthorizeForm(fmt.Sprintf("it names more than %d audiences (audience)", maxAuthorizeAudiences))
 		}
 		n := 0
 		for _, v := range values {
@@ -70,11 +69,11 @@ func checkAuthorizeForm(form url.Values) error {
 			total += len(name) + len(v)
 		}
 		if limit := authorizeParamCaps[name]; n > limit {
-			return errAuthorizeForm(fmt.Sprintf("its parameter %s is %d bytes long, and Keyward accepts at most %d", name, n, limit), nil)
+			return errAuthorizeForm(fmt.Sprintf("its parameter %s is %d bytes long, and Keyward accepts at most %d", name, n, limit))
 		}
 	}
 	if total > maxAuthorizeFormBytes {
-		return errAuthorizeForm(fmt.Sprintf("its parameters are %d bytes long together, and Keyward accepts at most %d", total, maxAuthorizeFormBytes), nil)
+		return errAuthorizeForm(fmt.Sprintf("its parameters are %d bytes long together, and Keyward accepts at most %d", total, maxAuthorizeFormBytes))
 	}
 	return nil
 }
@@ -90,7 +89,8 @@ func keepAuthorizeParams(form url.Values) {
 	}
 }
 
-func errAuthorizeForm(why string, cause error) *PageError {
-	return pageError(http.StatusBadRequest, "Invalid sign-in request",
-		"The application sent a sign-in request that Keyward does not accept: "+why+". Nothing was stored. Return to the application; if this keeps happening, tell its administrator.", cause)
+// errAuthorizeForm refuses an /authorize form; why says what is wrong
+// with it ("it names the parameter nonce more than once").
+func errAuthorizeForm(why string) *Refusal {
+	return &Refusal{Kind: RefusedAuthorizeForm, Detail: why}
 }

@@ -40,12 +40,12 @@ func TestCheckAuthorizeForm(t *testing.T) {
 		f := valid()
 		tt.edit(f)
 		err := checkAuthorizeForm(f)
-		var pe *PageError
+		var re *Refusal
 		switch {
 		case tt.want == "" && err != nil:
 			t.Errorf("%s: checkAuthorizeForm() = %v, want nil", tt.name, err)
-		case tt.want != "" && (!errors.As(err, &pe) || pe.Status != 400 || !strings.Contains(pe.Message, tt.want)):
-			t.Errorf("%s: checkAuthorizeForm() = %v, want a 400 page saying %q", tt.name, err, tt.want)
+		case tt.want != "" && (!errors.As(err, &re) || re.Kind != RefusedAuthorizeForm || !strings.Contains(re.Detail, tt.want)):
+			t.Errorf("%s: checkAuthorizeForm() = %v, want RefusedAuthorizeForm saying %q", tt.name, err, tt.want)
 		}
 	}
 }

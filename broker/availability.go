@@ -1,15 +1,13 @@
 package broker
 
 import (
-	"net/http"
-
 	"github.com/keyward/keyward/federation"
 )
 
 // Upstream availability. An upstream whose discovery failed at start
 // (*federation.LazyUpstream) is configured but cannot take sign-ins until a
 // background retry succeeds. The chooser lists it disabled, choosing it (or
-// /authorize when it is the only upstream) shows a 503 page, and /readyz
+// /authorize when it is the only upstream) is RefusedUpstreamUnavailable (a 503 page in web), and /readyz
 // names it. Single sign-on, refresh and token exchange with Keyward's own
 // tokens never need the upstream and go on.
 
@@ -52,18 +50,9 @@ func (b *Broker) UpstreamStatus() []UpstreamStatus {
 	return out
 }
 
-// unavailableMessage is the public text about an unavailable upstream.
-func unavailableMessage(up Upstream) string {
-	return up.Name() + " sign-in is temporarily unavailable."
-}
-
-// errUpstreamUnavailable is the page for a sign-in through an upstream that
-// cannot take it now; others says whether the person may choose another
-// upstream. cause is only logged.
-func errUpstreamUnavailable(up Upstream, others bool, cause error) *PageError {
-	msg := unavailableMessage(up) + " Keyward cannot reach it and keeps trying; try again in a few minutes"
-	if others {
-		msg += ", or go back and choose another way to sign in"
-	}
-	return pageError(http.StatusServiceUnavailable, "Sign-in temporarily unavailable", msg+".", cause)
+// errUpstreamUnavailable refuses a sign-in through an upstream that cannot
+// take it now; others says whether the person may choose another upstream.
+// cause is only logged.
+func errUpstreamUnavailable(up Upstream, others bool, cause error) *Refusal {
+	return &Refusal{Kind: RefusedUpstreamUnavailable, Upstream: up.Name(), OtherUpstreams: others, cause: cause}
 }

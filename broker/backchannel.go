@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -31,8 +33,8 @@ import (
 // ending a session neither deletes them (the broker refuses those that
 // carry its sid claim, checkIssuedToken, and edges drop them by the session
 // feed entry) nor tells the exchanging client. The tokens are signed at
-// once; delivery runs in the background, bounded by
-// Config.BackgroundContext, with up to logoutAttempts attempts.
+// once and queued; backchannelSender.Run (Broker.Run) delivers them, with
+// up to logoutAttempts attempts each, until its context ends.
 //
 // Incoming: an upstream POSTs its logout token to
 // /backchannel_logout/{upstream}; BackchannelLogout verifies it, refuses a
@@ -47,19 +49,96 @@ const (
 	logoutTokenType = "logout+jwt"
 )
 
+// backchannelSender is the outgoing half: it signs logout tokens for the
+// clients of an ended session and delivers them from Run. It holds only
+// what that needs.
+type backchannelSender struct {
+	clients    *clientRegistry
+	keys       signer
+	issuer     string
+	client     *http.Client // never follows redirects
+	retryDelay time.Duration
+	log        *slog.Logger
+	now        func() time.Time
+
+	mu      sync.Mutex
+	queue   []logoutDelivery
+	wake    chan struct{}  // a delivery was queued (capacity 1)
+	pending sync.WaitGroup // queued and in-flight deliveries
+}
+
+// logoutDelivery is one logout token to POST.
+type logoutDelivery struct {
+	clientID, uri, sid, token string
+}
+
+// newBackchannelSender builds the sender; it does no I/O.
+func newBackchannelSender(cfg Config, clients *clientRegistry, log *slog.Logger) *backchannelSender {
+	hc := *cfg.BackchannelClient
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &backchannelSender{
+		clients:    clients,
+		keys:       cfg.Keys,
+		issuer:     cfg.Issuer,
+		client:     &hc,
+		retryDelay: cfg.BackchannelRetryDelay,
+		log:        log,
+		now:        cfg.Now,
+		wake:       make(chan struct{}, 1),
+	}
+}
+
+// Run delivers the queued logout tokens, each in its own goroutine, until
+// ctx ends; then it abandons what is still queued or being retried (logged
+// at Warn), waits for the deliveries in flight and returns nil.
+func (s *backchannelSender) Run(ctx context.Context) error {
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			s.mu.Lock()
+			left := s.queue
+			s.queue = nil
+			s.mu.Unlock()
+			for _, d := range left {
+				s.log.WarnContext(ctx, "back-channel logout abandoned", "client_id", d.clientID, "sid", d.sid, "err", ctx.Err(), "attempt", 0)
+				s.pending.Done()
+			}
+			return nil
+		case <-s.wake:
+		}
+		s.mu.Lock()
+		batch := s.queue
+		s.queue = nil
+		s.mu.Unlock()
+		for _, d := range batch {
+			inflight.Add(1)
+			go func() {
+				defer inflight.Done()
+				defer s.pending.Done()
+				s.deliver(ctx, d)
+			}()
+		}
+	}
+}
+
+// wait blocks until the deliveries queued so far have finished.
+func (s *backchannelSender) wait() { s.pending.Wait() }
+
 // recordSessionClient records that clientID is being issued tokens in
 // session s (a GrantSessionClient grant expiring with the session), so that
 // the client is told when the session ends even after its codes and access
 // tokens have expired and been collected. Recording it again is a no-op.
-func (b *Broker) recordSessionClient(ctx context.Context, s store.Session, clientID string) error {
-	err := b.cfg.Store.CreateGrant(ctx, store.Grant{
+func (si *signIn) recordSessionClient(ctx context.Context, s store.Session, clientID string) error {
+	err := si.store.CreateGrant(ctx, store.Grant{
 		Kind:        store.GrantSessionClient,
 		Signature:   s.ID + "/" + clientID,
 		ClientID:    clientID,
 		Subject:     s.Subject,
 		SessionID:   s.ID,
 		Active:      true,
-		RequestedAt: b.cfg.Now().UTC(),
+		RequestedAt: si.now().UTC(),
 		ExpiresAt:   s.ExpiresAt,
 	})
 	if err != nil && !errors.Is(err, store.ErrConflict) {
@@ -72,31 +151,34 @@ func (b *Broker) recordSessionClient(ctx context.Context, s store.Session, clien
 // URI that session sid of subject has ended. Tokens are signed now;
 // delivery is in the background (WaitBackchannelLogout waits for it). A
 // client no longer configured, or without a URI, is skipped.
-func (b *Broker) notifyLogout(ctx context.Context, subject, sid string, clientIDs []string) {
+func (s *backchannelSender) notifyLogout(ctx context.Context, subject, sid string, clientIDs []string) {
 	for _, id := range clientIDs {
-		c, ok := b.clients.get(id)
+		c, ok := s.clients.get(id)
 		if !ok || c.backchannelLogoutURI == "" {
 			continue
 		}
-		tok, err := b.logoutToken(ctx, c.ID, subject, sid)
+		tok, err := s.logoutToken(ctx, c.ID, subject, sid)
 		if err != nil {
-			b.log.ErrorContext(ctx, "back-channel logout: cannot sign logout token", "client_id", c.ID, "sid", sid, "err", err)
+			s.log.ErrorContext(ctx, "back-channel logout: cannot sign logout token", "client_id", c.ID, "sid", sid, "err", err)
 			continue
 		}
-		b.logoutWG.Add(1)
-		go func() {
-			defer b.logoutWG.Done()
-			b.deliverLogout(b.cfg.BackgroundContext, c.ID, c.backchannelLogoutURI, sid, tok)
-		}()
+		s.pending.Add(1)
+		s.mu.Lock()
+		s.queue = append(s.queue, logoutDelivery{clientID: c.ID, uri: c.backchannelLogoutURI, sid: sid, token: tok})
+		s.mu.Unlock()
+		select {
+		case s.wake <- struct{}{}:
+		default: // Run is already woken
+		}
 	}
 }
 
 // logoutToken signs the logout token of session sid of subject for
 // clientID. §2.4
-func (b *Broker) logoutToken(ctx context.Context, clientID, subject, sid string) (string, error) {
-	now := b.cfg.Now()
+func (s *backchannelSender) logoutToken(ctx context.Context, clientID, subject, sid string) (string, error) {
+	now := s.now()
 	claims := map[string]any{
-		"iss":    b.cfg.Issuer,
+		"iss":    s.issuer,
 		"aud":    clientID,
 		"iat":    now.Unix(),
 		"exp":    now.Add(logoutTokenTTL).Unix(),
@@ -105,21 +187,19 @@ func (b *Broker) logoutToken(ctx context.Context, clientID, subject, sid string)
 		"sid":    sid,
 		"events": map[string]any{federation.BackchannelLogoutEvent: map[string]any{}},
 	}
-	return b.cfg.Keys.Sign(ctx, claims, map[string]any{"typ": logoutTokenType})
+	return s.keys.Sign(ctx, claims, map[string]any{"typ": logoutTokenType})
 }
 
-// deliverLogout POSTs token to uri (§2.5), retrying a network error, 429
-// or 5xx after BackchannelRetryDelay, then twice that, until ctx ends.
+// deliver POSTs d's token to its uri (§2.5), retrying a network error,
+// 429 or 5xx after BackchannelRetryDelay, then twice that, until ctx ends.
 // Another answer than 200 or 204 (a 400: the client refused the token) is
 // not retried.
-func (b *Broker) deliverLogout(ctx context.Context, clientID, uri, sid, token string) {
-	hc := *b.cfg.BackchannelClient
-	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	body := url.Values{"logout_token": {token}}.Encode()
-	delay := b.cfg.BackchannelRetryDelay
-	log := b.log.With("client_id", clientID, "sid", sid)
+func (s *backchannelSender) deliver(ctx context.Context, d logoutDelivery) {
+	body := url.Values{"logout_token": {d.token}}.Encode()
+	delay := s.retryDelay
+	log := s.log.With("client_id", d.clientID, "sid", d.sid)
 	for attempt := 1; ; attempt++ {
-		status, err := postLogout(ctx, &hc, uri, body)
+		status, err := postLogout(ctx, s.client, d.uri, body)
 		switch {
 		case err == nil && (status == http.StatusOK || status == http.StatusNoContent):
 			log.InfoContext(ctx, "back-channel logout delivered", "event", "backchannel_logout_sent", "attempt", attempt)
@@ -159,19 +239,31 @@ func postLogout(ctx context.Context, hc *http.Client, uri, body string) (int, er
 	return resp.StatusCode, nil
 }
 
-// WaitBackchannelLogout blocks until the back-channel logout deliveries
-// started so far have finished (delivered, refused, given up or abandoned).
-// For tests and graceful shutdown.
-func (b *Broker) WaitBackchannelLogout() { b.logoutWG.Wait() }
+// backchannelReceiver is the incoming half: it ends the Keyward sessions
+// of an upstream subject whose upstream sent a logout token.
+type backchannelReceiver struct {
+	store     backchannelStore
+	upstreams map[string]Upstream // by id
+	sessions  *admin              // ends sessions (RevokeSession)
+	log       *slog.Logger
+	now       func() time.Time
+}
+
+// backchannelStore is the part of the store the receiver uses.
+type backchannelStore interface {
+	CreateGrant(ctx context.Context, g store.Grant) error
+	DeleteGrant(ctx context.Context, kind store.GrantKind, signature string) error
+	ListSessions(ctx context.Context, subject string) ([]store.Session, error)
+}
 
 // Errors of BackchannelLogout, as JSON answers (§2.8: 400 when the logout
 // failed).
 var (
-	errUnknownLogoutUpstream = ErrInvalidRequest.WithDescription("No upstream has that id.")
-	errInvalidLogoutToken    = ErrInvalidRequest.WithDescription("The logout token is missing or invalid.")
-	errSidOnlyLogout         = ErrInvalidRequest.WithDescription("The logout token has no sub; Keyward ends upstream sessions by subject.")
-	errLogoutTokenNoJTI      = ErrInvalidRequest.WithDescription("The logout token has no jti.")
-	errLogoutTokenReplayed   = ErrInvalidRequest.WithDescription("The logout token was already used (jti).")
+	errUnknownLogoutUpstream = ErrInvalidRequest.WithDescription(descUnknownLogoutUpstream)
+	errInvalidLogoutToken    = ErrInvalidRequest.WithDescription(descInvalidLogoutToken)
+	errSidOnlyLogout         = ErrInvalidRequest.WithDescription(descSidOnlyLogout)
+	errLogoutTokenNoJTI      = ErrInvalidRequest.WithDescription(descLogoutTokenNoJTI)
+	errLogoutTokenReplayed   = ErrInvalidRequest.WithDescription(descLogoutTokenReplayed)
 )
 
 // logoutJTILeeway is how long past its exp a used upstream logout token's
@@ -197,7 +289,7 @@ func logoutTokenID(raw string) (jti string, exp time.Time, err error) {
 // keyed by upstream. It returns a release function that forgets the jti
 // again, for when the logout then fails and the upstream should retry.
 // OIDC Back-Channel Logout §2.6 step 7
-func (b *Broker) claimLogoutJTI(ctx context.Context, upstreamID, rawToken string) (release func(), err error) {
+func (r *backchannelReceiver) claimLogoutJTI(ctx context.Context, upstreamID, rawToken string) (release func(), err error) {
 	jti, exp, err := logoutTokenID(rawToken)
 	if err != nil {
 		return nil, errInvalidLogoutToken.WithCause(err)
@@ -205,12 +297,12 @@ func (b *Broker) claimLogoutJTI(ctx context.Context, upstreamID, rawToken string
 	if jti == "" {
 		return nil, errLogoutTokenNoJTI
 	}
-	now := b.cfg.Now().UTC()
+	now := r.now().UTC()
 	if exp.IsZero() {
 		exp = now.Add(logoutTokenTTL)
 	}
 	key := "bcl:" + upstreamID + ":" + jti
-	err = b.cfg.Store.CreateGrant(ctx, store.Grant{
+	err = r.store.CreateGrant(ctx, store.Grant{
 		Kind: store.GrantAssertionJTI, Signature: key, RequestedAt: now, ExpiresAt: exp.Add(logoutJTILeeway),
 	})
 	switch {
@@ -220,8 +312,8 @@ func (b *Broker) claimLogoutJTI(ctx context.Context, upstreamID, rawToken string
 		return nil, ErrServerError.WithCause(fmt.Errorf("record logout token jti: %w", err))
 	}
 	return func() {
-		if err := b.cfg.Store.DeleteGrant(ctx, store.GrantAssertionJTI, key); err != nil {
-			b.log.WarnContext(ctx, "upstream logout failed and its jti stays used; the upstream's retry will be refused",
+		if err := r.store.DeleteGrant(ctx, store.GrantAssertionJTI, key); err != nil {
+			r.log.WarnContext(ctx, "upstream logout failed and its jti stays used; the upstream's retry will be refused",
 				"upstream", upstreamID, "jti", jti, "err", err)
 		}
 	}, nil
@@ -237,8 +329,8 @@ func (b *Broker) claimLogoutJTI(ctx context.Context, upstreamID, rawToken string
 // before its exp is refused (400) and ends nothing; a token without jti is
 // refused too. Errors are *Error (400; 503 while the upstream's discovery
 // has not worked yet; 500 when the store fails).
-func (b *Broker) BackchannelLogout(ctx context.Context, upstreamID, rawToken string) (_ int, err error) {
-	up, ok := b.byID[upstreamID]
+func (r *backchannelReceiver) BackchannelLogout(ctx context.Context, upstreamID, rawToken string) (_ int, err error) {
+	up, ok := r.upstreams[upstreamID]
 	if !ok {
 		return 0, errUnknownLogoutUpstream
 	}
@@ -246,20 +338,20 @@ func (b *Broker) BackchannelLogout(ctx context.Context, upstreamID, rawToken str
 	if errors.Is(err, federation.ErrUpstreamUnavailable) {
 		// Discovery has not worked yet: the token cannot be checked, so the
 		// upstream should send it again later (OIDC Back-Channel Logout §2.8).
-		b.log.WarnContext(ctx, "upstream logout token not checked: upstream unavailable", "upstream", upstreamID)
+		r.log.WarnContext(ctx, "upstream logout token not checked: upstream unavailable", "upstream", upstreamID)
 		return 0, ErrTemporarilyUnavailable.WithCause(err)
 	}
 	if err != nil {
-		b.log.InfoContext(ctx, "upstream logout token refused", "upstream", upstreamID, "err", err)
+		r.log.InfoContext(ctx, "upstream logout token refused", "upstream", upstreamID, "err", err)
 		return 0, errInvalidLogoutToken.WithCause(err)
 	}
 	if lc.Subject == "" {
-		b.log.InfoContext(ctx, "upstream logout token refused: no sub", "upstream", upstreamID)
+		r.log.InfoContext(ctx, "upstream logout token refused: no sub", "upstream", upstreamID)
 		return 0, errSidOnlyLogout
 	}
-	release, err := b.claimLogoutJTI(ctx, upstreamID, rawToken)
+	release, err := r.claimLogoutJTI(ctx, upstreamID, rawToken)
 	if err != nil {
-		b.log.InfoContext(ctx, "upstream logout token refused", "upstream", upstreamID, "err", err)
+		r.log.InfoContext(ctx, "upstream logout token refused", "upstream", upstreamID, "err", err)
 		return 0, err
 	}
 	defer func() {
@@ -268,7 +360,7 @@ func (b *Broker) BackchannelLogout(ctx context.Context, upstreamID, rawToken str
 		}
 	}()
 	subject := SubjectID(upstreamID, lc.Subject)
-	sessions, err := b.cfg.Store.ListSessions(ctx, subject)
+	sessions, err := r.store.ListSessions(ctx, subject)
 	if err != nil {
 		return 0, ErrServerError.WithCause(fmt.Errorf("list sessions: %w", err))
 	}
@@ -278,7 +370,7 @@ func (b *Broker) BackchannelLogout(ctx context.Context, upstreamID, rawToken str
 		if s.UpstreamID != upstreamID {
 			continue
 		}
-		_, err := b.RevokeSession(ctx, s.ID, "back-channel logout from the upstream", actor)
+		_, err := r.sessions.RevokeSession(ctx, s.ID, "back-channel logout from the upstream", actor)
 		if errors.Is(err, ErrUnknownSession) {
 			continue // ended meanwhile
 		}
@@ -287,7 +379,7 @@ func (b *Broker) BackchannelLogout(ctx context.Context, upstreamID, rawToken str
 		}
 		ended++
 	}
-	b.log.InfoContext(ctx, "upstream back-channel logout", "event", "upstream_logout", "upstream", upstreamID,
+	r.log.InfoContext(ctx, "upstream back-channel logout", "event", "upstream_logout", "upstream", upstreamID,
 		"sub", subject, "sessions", ended)
 	return ended, nil
 }

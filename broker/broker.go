@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ory/fosite"
@@ -120,10 +119,7 @@ type Config struct {
 	// AccessTokenClaims: identity claims copied into access tokens.
 	// Default: email, name, preferred_username, groups.
 	AccessTokenClaims []string
-	// Back-channel logout to clients (backchannel.go). BackgroundContext
-	// bounds the deliveries, which outlive the request that ended the
-	// session: cancel it at shutdown. Default: context.Background().
-	BackgroundContext context.Context
+	// Back-channel logout to clients (backchannel.go); Run delivers it.
 	// BackchannelClient posts logout tokens. Default: a 5s timeout.
 	BackchannelClient *http.Client
 	// BackchannelRetryDelay is the wait before the second attempt; it
@@ -157,9 +153,6 @@ func (c *Config) withDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	if c.BackgroundContext == nil {
-		c.BackgroundContext = context.Background()
-	}
 	if c.BackchannelClient == nil {
 		c.BackchannelClient = &http.Client{Timeout: 5 * time.Second}
 	}
@@ -167,22 +160,36 @@ func (c *Config) withDefaults() {
 	c.Issuer = strings.TrimSuffix(c.Issuer, "/")
 }
 
-// Broker is Keyward's OpenID Provider.
+// Broker is Keyward's OpenID Provider: the assembly of its parts, which
+// web and cmd use through it. Each part holds only its own dependencies:
+//   - signIn (login.go, callback.go): /authorize, single sign-on, the
+//     chooser and the callback;
+//   - tokenEndpoint (endpoints.go) and exchangeHandler (exchange.go):
+//     /token, token exchange, /revoke, /introspect, /userinfo;
+//   - rpLogout (logout.go), backchannelSender and backchannelReceiver
+//     (backchannel.go): the three kinds of logout;
+//   - admin (admin.go, deprovision.go, revocations.go): deprovisioning,
+//     reinstating, ending sessions, audit, the revocation feed;
+//
+// and the rules they share: subjects (who may still get or use tokens),
+// claimRules (what goes into tokens) and recheck (the upstream re-check).
 type Broker struct {
-	cfg       Config
-	log       *slog.Logger
-	provider  fosite.OAuth2Provider
-	fstore    *fositeStore
-	clients   *clientRegistry
+	issuer    string
 	upstreams []Upstream
-	byID      map[string]Upstream
+	keys      Keys
 	discovery []byte
-	logoutWG  sync.WaitGroup // back-channel logout deliveries in flight
-	limiter   *loginLimiter  // nil: LoginLimits.InsecureUnlimited
-	stats     recheckStats   // recheck.go
+
+	signIn   *signIn
+	tokens   *tokenEndpoint
+	rpLogout *rpLogout
+	sender   *backchannelSender
+	receiver *backchannelReceiver
+	admin    *admin
+	recheck  *recheck
 }
 
-// New assembles the provider. It does no I/O.
+// New assembles the provider and its parts. It does no I/O and starts
+// nothing: background work (back-channel logout deliveries) runs in Run.
 func New(cfg Config) (*Broker, error) {
 	cfg.withDefaults()
 	var errs []error
@@ -205,31 +212,43 @@ func New(cfg Config) (*Broker, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	b := &Broker{
-		cfg:       cfg,
-		log:       cfg.Logger.With("component", "broker"),
-		clients:   clients,
-		upstreams: cfg.Upstreams,
-		byID:      map[string]Upstream{},
-	}
+	log := cfg.Logger.With("component", "broker")
+	byID := map[string]Upstream{}
 	for _, u := range cfg.Upstreams {
-		if _, dup := b.byID[u.ID()]; dup {
+		if _, dup := byID[u.ID()]; dup {
 			errs = append(errs, fmt.Errorf("upstreams: id %q is used twice", u.ID()))
 		}
-		b.byID[u.ID()] = u
+		byID[u.ID()] = u
 	}
-	if err := b.initRecheck(); err != nil {
-		errs = append(errs, err)
-	}
+	var limiter *loginLimiter
 	if !cfg.LoginLimits.InsecureUnlimited {
-		if b.limiter, err = newLoginLimiter(cfg.LoginLimits); err != nil {
+		if limiter, err = newLoginLimiter(cfg.LoginLimits); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	sender := newBackchannelSender(cfg, clients, log)
+	adm := &admin{
+		store:   cfg.Store,
+		clients: clients,
+		readers: cfg.RevocationReaders,
+		notify:  sender,
+		feedTTL: max(cfg.AccessTokenTTL, cfg.IDTokenTTL),
+		log:     log,
+		now:     cfg.Now,
+	}
+	rc := &recheck{
+		store: cfg.Store, upstreams: cfg.Upstreams, byID: byID, key: cfg.UpstreamTokenKey, timeout: cfg.RecheckTimeout,
+		sessions: adm, log: log, now: cfg.Now,
+	}
+	if err := rc.initRecheck(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	b.fstore = &fositeStore{
+	subs := &subjects{store: cfg.Store, audit: adm, log: log, now: cfg.Now}
+	claims := &claimRules{keys: cfg.Keys, accessClaims: cfg.AccessTokenClaims, now: cfg.Now}
+	fstore := &fositeStore{
 		grants:        cfg.Store,
 		clients:       clients,
 		refreshGrace:  cfg.RefreshGracePeriod,
@@ -237,14 +256,38 @@ func New(cfg Config) (*Broker, error) {
 		codeTTL:       cfg.AuthCodeTTL,
 		now:           cfg.Now,
 	}
-	b.provider = b.compose()
+	exchange := &exchangeHandler{
+		issuerURL: cfg.Issuer, accessTTL: cfg.AccessTokenTTL, keys: cfg.Keys, trust: cfg.Trust, fstore: fstore,
+		upstreams: cfg.Upstreams, subjects: subs, claims: claims, log: log, now: cfg.Now,
+	}
+	provider := composeFosite(cfg, fstore, exchange)
+	b := &Broker{
+		issuer:    cfg.Issuer,
+		upstreams: cfg.Upstreams,
+		keys:      cfg.Keys,
+		signIn: &signIn{
+			provider: provider, store: cfg.Store, clients: clients, upstreams: cfg.Upstreams, byID: byID,
+			limiter: limiter, recheck: rc, subjects: subs, claims: claims,
+			issuer: cfg.Issuer, loginTTL: cfg.LoginTTL, sessionTTL: cfg.SessionTTL, log: log, now: cfg.Now,
+		},
+		tokens: &tokenEndpoint{
+			provider: provider, fstore: fstore, store: cfg.Store, clients: clients, recheck: rc, subjects: subs, log: log,
+		},
+		rpLogout: &rpLogout{
+			store: cfg.Store, clients: clients, upstreams: byID, keys: cfg.Keys, issuer: cfg.Issuer, sessions: adm, log: log,
+		},
+		sender:   sender,
+		receiver: &backchannelReceiver{store: cfg.Store, upstreams: byID, sessions: adm, log: log, now: cfg.Now},
+		admin:    adm,
+		recheck:  rc,
+	}
 	b.discovery = b.buildDiscovery()
 	return b, nil
 }
 
-// compose builds fosite factory by factory (never ComposeAllEnabled).
-func (b *Broker) compose() fosite.OAuth2Provider {
-	c := b.cfg
+// composeFosite builds fosite factory by factory (never ComposeAllEnabled), with
+// Keyward's token-exchange grant (exchange) among the token handlers.
+func composeFosite(c Config, fstore *fositeStore, exchange *exchangeHandler) fosite.OAuth2Provider {
 	fc := &fosite.Config{
 		AccessTokenLifespan:   c.AccessTokenTTL,
 		RefreshTokenLifespan:  c.RefreshTokenIdleTTL,
@@ -268,7 +311,7 @@ func (b *Broker) compose() fosite.OAuth2Provider {
 		AllowedPromptValues:            []string{"login", "none", "consent", "select_account"},
 		SendDebugMessagesToClients:     false,
 	}
-	signer := fositeSigner{keys: b.cfg.Keys}
+	signer := fositeSigner{keys: c.Keys}
 	hmacStrategy := compose.NewOAuth2HMACStrategy(fc)
 	jwtStrategy := &freshJWTStrategy{DefaultJWTStrategy: &oauth2.DefaultJWTStrategy{Signer: signer, HMACSHAStrategy: hmacStrategy, Config: fc}}
 	strategy := &compose.CommonStrategy{
@@ -276,14 +319,13 @@ func (b *Broker) compose() fosite.OAuth2Provider {
 		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: signer, Config: fc},
 		Signer:                     signer,
 	}
-	exchange := func(fosite.Configurator, any, any) any {
-		return &exchangeHandler{b: b, issuer: &oauth2.HandleHelper{AccessTokenStrategy: jwtStrategy, AccessTokenStorage: b.fstore, Config: fc}}
-	}
-	return compose.Compose(fc, b.fstore, strategy,
+	exchange.issuer = &oauth2.HandleHelper{AccessTokenStrategy: jwtStrategy, AccessTokenStorage: fstore, Config: fc}
+	exchangeFactory := func(fosite.Configurator, any, any) any { return exchange }
+	return compose.Compose(fc, fstore, strategy,
 		compose.OAuth2AuthorizeExplicitFactory,
 		compose.OAuth2ClientCredentialsGrantFactory,
 		compose.OAuth2RefreshTokenGrantFactory,
-		exchange, // RFC 8693, Keyward's own handler
+		exchangeFactory, // RFC 8693, Keyward's own handler
 		compose.OpenIDConnectExplicitFactory,
 		compose.OpenIDConnectRefreshFactory, // after the OAuth2 refresh factory
 		compose.OAuth2TokenIntrospectionFactory,
@@ -307,11 +349,17 @@ func (s *freshJWTStrategy) GenerateAccessToken(ctx context.Context, r fosite.Req
 	return s.DefaultJWTStrategy.GenerateAccessToken(ctx, r)
 }
 
+// Run does the broker's background work until ctx ends: it delivers the
+// back-channel logout tokens of ended sessions (what is still queued or
+// being retried then is abandoned). It returns nil once ctx has ended and
+// the deliveries in flight have stopped.
+func (b *Broker) Run(ctx context.Context) error { return b.sender.Run(ctx) }
+
 // Upstreams lists the configured upstream identity providers.
 func (b *Broker) Upstreams() []Upstream { return b.upstreams }
 
 // Issuer is the normalised issuer URL.
-func (b *Broker) Issuer() string { return b.cfg.Issuer }
+func (b *Broker) Issuer() string { return b.issuer }
 
 // keysAlgorithm is the signing algorithm in use.
 var _ Keys = (*keys.Manager)(nil)

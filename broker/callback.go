@@ -26,69 +26,67 @@ type CallbackInput struct {
 // state and the browser binding, redeems the upstream code, verifies the
 // upstream ID token (issuer, audience, expiry, signature, nonce), maps the
 // identity, opens a Keyward session and answers the original /authorize.
-func (b *Broker) Callback(ctx context.Context, in CallbackInput) (_ Outcome, err error) {
-	defer func() { err = asPage(err) }() // a store outage is a 503 page
+func (si *signIn) Callback(ctx context.Context, in CallbackInput) (_ Outcome, err error) {
+	defer func() { err = asRefusal(err) }() // a store outage is RefusedStoreUnavailable
 	state := in.Query.Get("state")
 	if state == "" {
 		return Outcome{}, errExpiredAttempt(errors.New("no state"))
 	}
-	a, err := b.cfg.Store.GetLoginAttemptByState(ctx, state)
+	a, err := si.store.GetLoginAttemptByState(ctx, state)
 	if errors.Is(err, store.ErrNotFound) {
 		return Outcome{}, errExpiredAttempt(err)
 	}
 	if err != nil {
 		return Outcome{}, fmt.Errorf("get login attempt: %w", err)
 	}
-	if err := b.checkAttempt(a, in.Binding); err != nil {
+	if err := si.checkAttempt(a, in.Binding); err != nil {
 		return Outcome{}, err
 	}
 	// One use only: a replayed state finds nothing.
-	if err := b.cfg.Store.DeleteLoginAttempt(ctx, a.ID); err != nil {
+	if err := si.store.DeleteLoginAttempt(ctx, a.ID); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return Outcome{}, errExpiredAttempt(err)
 		}
 		return Outcome{}, fmt.Errorf("delete login attempt: %w", err)
 	}
-	ar, err := b.reparse(ctx, a)
+	ar, err := si.reparse(ctx, a)
 	if err != nil {
 		return Outcome{}, err
 	}
-	up, ok := b.byID[a.UpstreamID]
+	up, ok := si.byID[a.UpstreamID]
 	if !ok {
-		return Outcome{}, pageError(http.StatusBadRequest, "Unknown identity provider", "The identity provider of this sign-in is no longer configured.", nil)
+		return Outcome{}, refuse(RefusedUpstreamGone, nil)
 	}
-	log := b.log.With("upstream", up.ID(), "client_id", a.ClientID)
+	log := si.log.With("upstream", up.ID(), "client_id", a.ClientID)
 	// RFC 9207: the answer must come from the upstream the login was sent
 	// to before anything in it is believed; its code never goes to this
 	// upstream's token endpoint otherwise.
 	if err := up.CheckAuthorizationResponseIssuer(in.Query.Get("iss")); err != nil {
-		return Outcome{}, b.refuseIssuer(ctx, log, up, err)
+		return Outcome{}, si.refuseIssuer(ctx, log, up, err)
 	}
 	if uerr := federation.CallbackError(in.Query); uerr != nil {
 		log.InfoContext(ctx, "upstream refused the sign-in", "event", "login_failed", "err", uerr)
-		return b.authorizeError(ctx, ar, fosite.ErrAccessDenied.WithHint("The identity provider did not sign the person in."))
+		return si.authorizeError(ctx, ar, fosite.ErrAccessDenied.WithHint(descUpstreamDenied))
 	}
 	code := in.Query.Get("code")
 	if code == "" {
-		return Outcome{}, pageError(http.StatusBadRequest, "Invalid answer from the identity provider", "The identity provider sent no authorization code.", nil)
+		return Outcome{}, refuse(RefusedNoCode, nil)
 	}
 	id, err := up.Exchange(ctx, code, a.PKCEVerifier, a.Nonce)
 	if na := (*federation.NotAllowedError)(nil); errors.As(err, &na) {
-		b.refuseLogin(ctx, up.ID(), na)
-		return Outcome{}, pageError(http.StatusForbidden, "Access not allowed", na.Message, err)
+		si.subjects.refuseLogin(ctx, up.ID(), na)
+		return Outcome{}, &Refusal{Kind: RefusedNotAllowed, Detail: na.Message, cause: err}
 	}
 	if err != nil {
 		log.InfoContext(ctx, "upstream sign-in could not be verified", "event", "login_failed", "err", err)
-		return Outcome{}, pageError(http.StatusBadGateway, "Sign-in could not be completed",
-			"Keyward could not verify the answer of "+up.Name()+". No session was created. Try again; if it keeps failing, tell your administrator.", err)
+		return Outcome{}, &Refusal{Kind: RefusedUpstreamFailed, Upstream: up.Name(), cause: err}
 	}
-	now := b.cfg.Now()
+	now := si.now()
 	subject := SubjectID(up.ID(), id.Subject)
-	if err := b.upsertSubject(ctx, subject, up.ID(), id, now); err != nil {
+	if err := si.subjects.upsertSubject(ctx, subject, up.ID(), id, now); err != nil {
 		if errors.Is(err, errSubjectRefused) {
 			log.InfoContext(ctx, "disabled subject refused", "event", "login_failed", "sub", subject)
-			return Outcome{}, pageError(http.StatusForbidden, "Access removed",
-				"Your access has been removed. If you think this is a mistake, contact your administrator.", err)
+			return Outcome{}, refuse(RefusedAccessRemoved, err)
 		}
 		return Outcome{}, err
 	}
@@ -97,7 +95,7 @@ func (b *Broker) Callback(ctx context.Context, in CallbackInput) (_ Outcome, err
 		authTime = now
 	}
 	sid := randomString(32)
-	sealed, err := b.sealUpstreamToken(up, sid, id.RefreshToken)
+	sealed, err := si.recheck.sealUpstreamToken(up, sid, id.RefreshToken)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -117,92 +115,48 @@ func (b *Broker) Callback(ctx context.Context, in CallbackInput) (_ Outcome, err
 		AuthTime:   authTime,
 		CreatedAt:  now,
 		LastSeenAt: now,
-		ExpiresAt:  now.Add(b.cfg.SessionTTL),
+		ExpiresAt:  now.Add(si.sessionTTL),
 
 		UpstreamRefreshToken: sealed,
 		UpstreamCheckedAt:    now,
 	}
-	if err := b.cfg.Store.CreateSession(ctx, sess); err != nil {
+	if err := si.store.CreateSession(ctx, sess); err != nil {
 		return Outcome{}, fmt.Errorf("create session: %w", err)
 	}
 	log.InfoContext(ctx, "signed in", "event", "login_succeeded", "sub", subject, "sid", sess.ID[:8])
-	respond, err := b.complete(ctx, ar, sess, a.CreatedAt)
+	answer, err := si.complete(ctx, ar, sess, a.CreatedAt)
 	if err != nil {
 		return Outcome{}, err
 	}
-	return Outcome{respond: respond, Session: &SessionCookie{ID: sess.ID, ExpiresAt: sess.ExpiresAt}}, nil
+	return Outcome{Client: answer, Session: &SessionCookie{ID: sess.ID, ExpiresAt: sess.ExpiresAt}}, nil
 }
 
 // refuseIssuer answers an authorization response whose iss is not the
 // upstream's (federation.ErrIssuerMismatch: a possible mix-up attack, RFC
 // 9207), or names a tenant the upstream does not accept.
-func (b *Broker) refuseIssuer(ctx context.Context, log *slog.Logger, up Upstream, err error) error {
+func (si *signIn) refuseIssuer(ctx context.Context, log *slog.Logger, up Upstream, err error) error {
 	if na := (*federation.NotAllowedError)(nil); errors.As(err, &na) {
-		b.refuseLogin(ctx, up.ID(), na)
-		return pageError(http.StatusForbidden, "Access not allowed", na.Message, err)
+		si.subjects.refuseLogin(ctx, up.ID(), na)
+		return &Refusal{Kind: RefusedNotAllowed, Detail: na.Message, cause: err}
 	}
 	if errors.Is(err, federation.ErrUpstreamUnavailable) {
-		return errUpstreamUnavailable(up, len(b.upstreams) > 1, err)
+		return errUpstreamUnavailable(up, len(si.upstreams) > 1, err)
 	}
 	log.WarnContext(ctx, "authorization response refused: not from the upstream the sign-in was sent to (possible mix-up attack)",
 		"event", "login_failed", "err", err)
-	return pageError(http.StatusBadRequest, "Sign-in answer from the wrong identity provider",
-		"The answer that came back does not come from "+up.Name()+", where this sign-in was sent, so Keyward did not use it. No session was created. Return to the application and sign in again; if this keeps happening, tell your administrator.", err)
-}
-
-// Audit trail of refused sign-ins.
-const (
-	// ActorSignIn is the audit actor of sign-in decisions.
-	ActorSignIn = "sign-in"
-	// ActionLoginRefused: an upstream's configuration (allow rules,
-	// tenants, hosted domains, group overage) refused a person the
-	// upstream signed in.
-	ActionLoginRefused = "login.refused"
-)
-
-// refuseLogin logs and audits a sign-in the upstream's configuration
-// refused. The audit target is the Keyward subject the person would have
-// had ("upstream:<id>" when the refusal came before the mapping). A failed
-// audit write is logged and does not change the refusal.
-func (b *Broker) refuseLogin(ctx context.Context, upstreamID string, na *federation.NotAllowedError) {
-	target := "upstream:" + upstreamID
-	if na.Subject != "" {
-		target = SubjectID(upstreamID, na.Subject)
-	}
-	b.log.InfoContext(ctx, "sign-in refused by the upstream's rules", "event", "login_failed", "upstream", upstreamID,
-		"sub", target, "rule", na.Rule, "err", na)
-	_ = b.audit(ctx, b.cfg.Now().UTC(), ActorSignIn, ActionLoginRefused, target, upstreamID+": "+na.Rule+": "+na.Reason)
-}
-
-func (b *Broker) upsertSubject(ctx context.Context, id, upstreamID string, ident federation.Identity, now time.Time) error {
-	s, err := b.cfg.Store.UpsertSubject(ctx, id, func() store.Subject {
-		return store.Subject{ID: id, UpstreamID: upstreamID, UpstreamSubject: ident.Subject, Email: ident.Email, Name: ident.Name, CreatedAt: now, UpdatedAt: now, LastLoginAt: now}
-	}, func(s store.Subject) (store.Subject, error) {
-		s.Email, s.Name, s.UpdatedAt = ident.Email, ident.Name, now
-		if !s.Disabled {
-			s.LastLoginAt = now
-		}
-		return s, nil
-	})
-	if err != nil {
-		return fmt.Errorf("upsert subject: %w", err)
-	}
-	if s.Disabled {
-		return errSubjectRefused
-	}
-	return nil
+	return &Refusal{Kind: RefusedWrongIssuer, Upstream: up.Name(), cause: err}
 }
 
 // reparse validates the stored /authorize request again, exactly as fosite
 // did when it arrived.
-func (b *Broker) reparse(ctx context.Context, a store.LoginAttempt) (fosite.AuthorizeRequester, error) {
-	r, err := http.NewRequestWithContext(ctx, http.MethodGet, b.cfg.Issuer+"/authorize?"+a.AuthorizeForm.Encode(), nil)
+func (si *signIn) reparse(ctx context.Context, a store.LoginAttempt) (fosite.AuthorizeRequester, error) {
+	r, err := http.NewRequestWithContext(ctx, http.MethodGet, si.issuer+"/authorize?"+a.AuthorizeForm.Encode(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("rebuild authorize request: %w", err)
 	}
-	ar, err := b.provider.NewAuthorizeRequest(ctx, r)
+	ar, err := si.provider.NewAuthorizeRequest(ctx, r)
 	if err != nil {
-		return nil, pageError(http.StatusBadRequest, "Invalid sign-in request", "The application's sign-in request is no longer valid. Return to the application and sign in again.", err)
+		return nil, refuse(RefusedAuthorizeStale, err)
 	}
 	return ar, nil
 }
@@ -210,7 +164,7 @@ func (b *Broker) reparse(ctx context.Context, a store.LoginAttempt) (fosite.Auth
 // complete issues the authorization response for a signed-in session.
 // requestedAt is when the /authorize request arrived; with prompt=login
 // fosite requires the authentication to be no older than it.
-func (b *Broker) complete(ctx context.Context, ar fosite.AuthorizeRequester, s store.Session, requestedAt time.Time) (func(context.Context, http.ResponseWriter), error) {
+func (si *signIn) complete(ctx context.Context, ar fosite.AuthorizeRequester, s store.Session, requestedAt time.Time) (*ClientAnswer, error) {
 	for _, scope := range ar.GetRequestedScopes() {
 		ar.GrantScope(scope)
 	}
@@ -221,31 +175,38 @@ func (b *Broker) complete(ctx context.Context, ar fosite.AuthorizeRequester, s s
 	for _, aud := range auds {
 		ar.GrantAudience(aud)
 	}
-	sess := b.newTokenSession(s, ar.GetGrantedScopes(), ar.GetClient().GetID(), requestedAt)
-	if err := b.recordSessionClient(ctx, s, ar.GetClient().GetID()); err != nil { // for back-channel logout
+	sess := si.claims.newTokenSession(s, ar.GetGrantedScopes(), ar.GetClient().GetID(), requestedAt)
+	if err := si.recordSessionClient(ctx, s, ar.GetClient().GetID()); err != nil { // for back-channel logout
 		return nil, err
 	}
-	resp, err := b.provider.NewAuthorizeResponse(ctx, ar, sess)
+	resp, err := si.provider.NewAuthorizeResponse(ctx, ar, sess)
 	if Unavailable(err) {
-		return nil, err // a 503 page, not an error redirect to the client
+		return nil, err // RefusedStoreUnavailable, not an error redirect to the client
 	}
 	if err != nil {
-		return func(ctx context.Context, w http.ResponseWriter) {
-			b.log.InfoContext(ctx, "authorize response refused", "client_id", ar.GetClient().GetID(), "err", err)
-			b.provider.WriteAuthorizeError(ctx, &issWriter{ResponseWriter: w, iss: b.cfg.Issuer}, ar, err)
-		}, nil
+		si.log.InfoContext(ctx, "authorize response refused", "client_id", ar.GetClient().GetID(), "err", err)
+		return &ClientAnswer{ar: ar, err: err}, nil
 	}
-	resp.AddParameter("iss", b.cfg.Issuer) // RFC 9207
-	return func(ctx context.Context, w http.ResponseWriter) {
-		b.provider.WriteAuthorizeResponse(ctx, w, ar, resp)
-	}, nil
+	resp.AddParameter("iss", si.issuer) // RFC 9207
+	return &ClientAnswer{ar: ar, resp: resp}, nil
+}
+
+// claimRules decides what goes into every token Keyward issues to a
+// person: sign-in, refresh (fosite keeps the session), and native sign-in
+// by token exchange.
+type claimRules struct {
+	keys Keys // the signing algorithm picks the at_hash function
+	// accessClaims are the identity claims copied into access tokens
+	// (Config.AccessTokenClaims).
+	accessClaims []string
+	now          func() time.Time
 }
 
 // newTokenSession decides the claims of the ID token and the access token.
 // Identity claims follow the granted scopes (OIDC Core §5.4).
-func (b *Broker) newTokenSession(s store.Session, scopes fosite.Arguments, clientID string, requestedAt time.Time) *Session {
+func (c *claimRules) newTokenSession(s store.Session, scopes fosite.Arguments, clientID string, requestedAt time.Time) *Session {
 	sess := newSession()
-	now := b.cfg.Now().UTC()
+	now := c.now().UTC()
 	sess.Subject = s.Subject
 	sess.SessionID = s.ID
 	sess.UpstreamID = s.UpstreamID
@@ -261,7 +222,7 @@ func (b *Broker) newTokenSession(s store.Session, scopes fosite.Arguments, clien
 	}
 	// fosite picks the at_hash function from this header; the key manager
 	// sets the real alg. EdDSA's at_hash is SHA-512 (as go-oidc checks it).
-	if b.cfg.Keys.Algorithm() == "EdDSA" {
+	if c.keys.Algorithm() == "EdDSA" {
 		sess.DefaultSession.Headers.Add("alg", "ES512")
 	}
 
@@ -270,9 +231,9 @@ func (b *Broker) newTokenSession(s store.Session, scopes fosite.Arguments, clien
 	if !s.AuthTime.IsZero() {
 		sess.AccessClaims.Extra["auth_time"] = s.AuthTime.Unix()
 	}
-	for _, c := range b.cfg.AccessTokenClaims {
-		if v, ok := identity[c]; ok {
-			sess.AccessClaims.Extra[c] = v
+	for _, name := range c.accessClaims {
+		if v, ok := identity[name]; ok {
+			sess.AccessClaims.Extra[name] = v
 		}
 	}
 	verifiedEmailOnly(idc.Extra, sess.AccessClaims.Extra)

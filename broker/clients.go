@@ -283,12 +283,12 @@ func BasicCredentials(r *http.Request) (id, secret string, ok bool) {
 	return id, secret, true
 }
 
-// authenticateClient returns the confidential client id if secret is its
+// authenticate returns the confidential client id if secret is its
 // secret. An unknown id and a public client fail too, after the same
 // constant-time comparison, so the answer's timing does not tell which
 // client ids exist.
-func (b *Broker) authenticateClient(ctx context.Context, id, secret string) (*client, error) {
-	c, ok := b.clients.get(id)
+func (r *clientRegistry) authenticate(ctx context.Context, id, secret string) (*client, error) {
+	c, ok := r.get(id)
 	known := ok && !c.Public
 	hash := hashSecret([]byte{})
 	if known {

@@ -12,8 +12,8 @@ import (
 	"github.com/keyward/keyward/store"
 )
 
-// adminStore is the part of the store that deprovisioning and the admin
-// listings use.
+// adminStore is the part of the store that the administration part
+// (admin) uses.
 type adminStore interface {
 	UpdateSubject(ctx context.Context, id string, updater func(store.Subject) (store.Subject, error)) error
 	ListSubjects(ctx context.Context) ([]store.Subject, error)
@@ -23,6 +23,9 @@ type adminStore interface {
 	AppendAudit(ctx context.Context, e store.AuditEvent) (store.AuditEvent, error)
 	ListAudit(ctx context.Context, limit int) ([]store.AuditEvent, error)
 	EndSession(ctx context.Context, sessionID string) (store.GrantDeletion, error)
+	GetSubject(ctx context.Context, id string) (store.Subject, error)
+	GetSession(ctx context.Context, id string) (store.Session, error)
+	ListRevocations(ctx context.Context, after int64, limit int) ([]store.Revocation, int64, error)
 }
 
 // Errors of the admin operations. They wrap store.ErrNotFound.
@@ -47,8 +50,8 @@ const feedLeeway = 2 * time.Minute
 
 // feedExpiry is when a feed entry written at at may leave the feed: no
 // access or ID token issued before at can still be alive.
-func (b *Broker) feedExpiry(at time.Time) time.Time {
-	return at.Add(max(b.cfg.AccessTokenTTL, b.cfg.IDTokenTTL) + feedLeeway)
+func (a *admin) feedExpiry(at time.Time) time.Time {
+	return at.Add(a.feedTTL + feedLeeway)
 }
 
 // Deprovision takes subject's access away in one store transaction: the
@@ -60,24 +63,24 @@ func (b *Broker) feedExpiry(at time.Time) time.Time {
 // grants, the clients those grants were issued to get a back-channel logout
 // token (see notifyLogout); grants without a session id (token exchange)
 // tell no client.
-func (b *Broker) Deprovision(ctx context.Context, subject, reason, actor string) (store.DeprovisionResult, error) {
-	if _, err := b.Subject(ctx, subject); err != nil {
+func (a *admin) Deprovision(ctx context.Context, subject, reason, actor string) (store.DeprovisionResult, error) {
+	if _, err := a.Subject(ctx, subject); err != nil {
 		return store.DeprovisionResult{}, err
 	}
-	now := b.cfg.Now().UTC()
-	res, err := b.cfg.Store.Deprovision(ctx, store.Deprovisioning{
+	now := a.now().UTC()
+	res, err := a.store.Deprovision(ctx, store.Deprovisioning{
 		Subject:       subject,
 		At:            now,
-		FeedExpiresAt: b.feedExpiry(now),
+		FeedExpiresAt: a.feedExpiry(now),
 		Audit:         store.AuditEvent{At: now, Actor: actor, Action: ActionDeprovision, Target: subject, Reason: reason},
 	})
 	if err != nil {
 		return store.DeprovisionResult{}, fmt.Errorf("deprovision %s: %w", subject, err)
 	}
 	for _, sid := range slices.Sorted(maps.Keys(res.SessionClients)) {
-		b.notifyLogout(ctx, subject, sid, res.SessionClients[sid])
+		a.notify.notifyLogout(ctx, subject, sid, res.SessionClients[sid])
 	}
-	b.log.InfoContext(ctx, "subject deprovisioned", "event", "deprovisioned", "sub", subject, "actor", actor,
+	a.log.InfoContext(ctx, "subject deprovisioned", "event", "deprovisioned", "sub", subject, "actor", actor,
 		"reason", reason, "sessions", res.Sessions, "grants", res.Grants, "feed_seq", res.Revocation.Seq)
 	return res, nil
 }
@@ -94,8 +97,8 @@ type SubjectDeprovisioning struct {
 // upstreams has one subject per upstream. Each subject is its own
 // transaction; the first failure stops and is returned with what was done.
 // No match is ErrUnknownSubject.
-func (b *Broker) DeprovisionByEmail(ctx context.Context, email, reason, actor string) ([]SubjectDeprovisioning, error) {
-	subjects, err := b.FindSubjectsByEmail(ctx, email)
+func (a *admin) DeprovisionByEmail(ctx context.Context, email, reason, actor string) ([]SubjectDeprovisioning, error) {
+	subjects, err := a.FindSubjectsByEmail(ctx, email)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +107,7 @@ func (b *Broker) DeprovisionByEmail(ctx context.Context, email, reason, actor st
 	}
 	var out []SubjectDeprovisioning
 	for _, s := range subjects {
-		res, err := b.Deprovision(ctx, s.ID, reason, actor)
+		res, err := a.Deprovision(ctx, s.ID, reason, actor)
 		if err != nil {
 			return out, err
 		}
@@ -115,12 +118,12 @@ func (b *Broker) DeprovisionByEmail(ctx context.Context, email, reason, actor st
 
 // FindSubjectsByEmail returns the subjects whose email is email, compared
 // case-insensitively, in the store's order.
-func (b *Broker) FindSubjectsByEmail(ctx context.Context, email string) ([]store.Subject, error) {
+func (a *admin) FindSubjectsByEmail(ctx context.Context, email string) ([]store.Subject, error) {
 	email = strings.TrimSpace(email)
 	if email == "" {
 		return nil, nil
 	}
-	all, err := b.cfg.Store.ListSubjects(ctx)
+	all, err := a.store.ListSubjects(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list subjects: %w", err)
 	}
@@ -137,10 +140,10 @@ func (b *Broker) FindSubjectsByEmail(ctx context.Context, email string) ([]store
 // so tokens issued before the deprovisioning stay void. The update and the
 // audit event are two writes: if the audit write fails the error says so
 // and the subject is already reinstated.
-func (b *Broker) Reinstate(ctx context.Context, subject, reason, actor string) (store.Subject, error) {
-	now := b.cfg.Now().UTC()
+func (a *admin) Reinstate(ctx context.Context, subject, reason, actor string) (store.Subject, error) {
+	now := a.now().UTC()
 	var out store.Subject
-	err := b.cfg.Store.UpdateSubject(ctx, subject, func(s store.Subject) (store.Subject, error) {
+	err := a.store.UpdateSubject(ctx, subject, func(s store.Subject) (store.Subject, error) {
 		s.Disabled = false
 		s.UpdatedAt = now
 		out = s
@@ -152,8 +155,8 @@ func (b *Broker) Reinstate(ctx context.Context, subject, reason, actor string) (
 	if err != nil {
 		return store.Subject{}, fmt.Errorf("reinstate %s: %w", subject, err)
 	}
-	b.log.InfoContext(ctx, "subject reinstated", "event", "reinstated", "sub", subject, "actor", actor, "reason", reason)
-	if err := b.audit(ctx, now, actor, ActionReinstate, subject, reason); err != nil {
+	a.log.InfoContext(ctx, "subject reinstated", "event", "reinstated", "sub", subject, "actor", actor, "reason", reason)
+	if err := a.audit(ctx, now, actor, ActionReinstate, subject, reason); err != nil {
 		return out, err
 	}
 	return out, nil
@@ -173,51 +176,46 @@ type SessionRevocation struct {
 	Clients []string
 }
 
-// RevokeSession ends one Keyward session: the session is deleted, its
-// grants too (its refresh tokens stop working), a
-// feed entry (kind session, not-before now) lets edges drop its tokens, and
-// the audit event is written. An unknown session is ErrUnknownSession.
-func (b *Broker) RevokeSession(ctx context.Context, sessionID, reason, actor string) (SessionRevocation, error) {
-	return b.revokeSession(ctx, sessionID, reason, actor)
-}
-
-// revokeSession is the core of RevokeSession, shared with EndSession: it
-// deletes the session and its grants, appends the session's feed entry and
-// writes the audit event (action session.revoke, by actor). The clients
-// whose grants were deleted with the session, and only those, are sent a
-// back-channel logout token.
-func (b *Broker) revokeSession(ctx context.Context, sessionID, reason, actor string) (SessionRevocation, error) {
-	sess, err := b.cfg.Store.GetSession(ctx, sessionID)
+// RevokeSession ends one Keyward session: the session and its grants are
+// deleted (its refresh tokens stop working), a feed entry (kind session,
+// not-before now) lets edges drop its tokens, and the audit event (action
+// session.revoke, by actor) is written. The clients whose grants were
+// deleted with the session, and only those, are sent a back-channel logout
+// token. It is the one way every flow ends a session (the admin API,
+// /end_session, back-channel logout from an upstream, the upstream
+// re-check). An unknown session is ErrUnknownSession.
+func (a *admin) RevokeSession(ctx context.Context, sessionID, reason, actor string) (SessionRevocation, error) {
+	sess, err := a.store.GetSession(ctx, sessionID)
 	if errors.Is(err, store.ErrNotFound) {
 		return SessionRevocation{}, fmt.Errorf("session %q: %w", sessionID, ErrUnknownSession)
 	}
 	if err != nil {
 		return SessionRevocation{}, fmt.Errorf("get session: %w", err)
 	}
-	now := b.cfg.Now().UTC()
+	now := a.now().UTC()
 	out := SessionRevocation{Session: sess}
 	// The session and its grants go in one transaction: a code issued
 	// from the session just before cannot outlive it (and the token
 	// endpoint refuses codes whose session is gone).
-	del, err := b.cfg.Store.EndSession(ctx, sessionID)
+	del, err := a.store.EndSession(ctx, sessionID)
 	if err != nil {
 		return out, fmt.Errorf("end session: %w", err)
 	}
 	out.Grants, out.Clients = del.Grants, del.ClientIDs
-	b.notifyLogout(ctx, sess.Subject, sess.ID, out.Clients)
-	out.Revocation, err = b.cfg.Store.AppendRevocation(ctx, store.Revocation{
+	a.notify.notifyLogout(ctx, sess.Subject, sess.ID, out.Clients)
+	out.Revocation, err = a.store.AppendRevocation(ctx, store.Revocation{
 		Kind:      store.RevokeSession,
 		SessionID: sessionID,
 		NotBefore: now,
-		ExpiresAt: b.feedExpiry(now),
+		ExpiresAt: a.feedExpiry(now),
 		CreatedAt: now,
 	})
 	if err != nil {
 		return out, fmt.Errorf("append revocation: %w", err)
 	}
-	b.log.InfoContext(ctx, "session revoked", "event", "session_revoked", "sid", sessionID, "sub", sess.Subject,
+	a.log.InfoContext(ctx, "session revoked", "event", "session_revoked", "sid", sessionID, "sub", sess.Subject,
 		"actor", actor, "reason", reason, "grants", out.Grants, "clients", out.Clients, "feed_seq", out.Revocation.Seq)
-	if err := b.audit(ctx, now, actor, ActionRevokeSession, sessionID, reason); err != nil {
+	if err := a.audit(ctx, now, actor, ActionRevokeSession, sessionID, reason); err != nil {
 		return out, err
 	}
 	return out, nil
@@ -225,14 +223,14 @@ func (b *Broker) revokeSession(ctx context.Context, sessionID, reason, actor str
 
 // RecordAdminAction writes an audit event for an action the broker does not
 // carry out itself (such as a key rotation).
-func (b *Broker) RecordAdminAction(ctx context.Context, actor, action, target, reason string) error {
-	return b.audit(ctx, b.cfg.Now().UTC(), actor, action, target, reason)
+func (a *admin) RecordAdminAction(ctx context.Context, actor, action, target, reason string) error {
+	return a.audit(ctx, a.now().UTC(), actor, action, target, reason)
 }
 
-func (b *Broker) audit(ctx context.Context, at time.Time, actor, action, target, reason string) error {
-	_, err := b.cfg.Store.AppendAudit(ctx, store.AuditEvent{At: at, Actor: actor, Action: action, Target: target, Reason: reason})
+func (a *admin) audit(ctx context.Context, at time.Time, actor, action, target, reason string) error {
+	_, err := a.store.AppendAudit(ctx, store.AuditEvent{At: at, Actor: actor, Action: action, Target: target, Reason: reason})
 	if err != nil {
-		b.log.ErrorContext(ctx, "audit event not written", "action", action, "target", target, "actor", actor, "err", err)
+		a.log.ErrorContext(ctx, "audit event not written", "action", action, "target", target, "actor", actor, "err", err)
 		return fmt.Errorf("append audit event: %w", err)
 	}
 	return nil

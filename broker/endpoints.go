@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 
@@ -20,41 +21,58 @@ var supportedGrants = map[string]bool{
 	GrantTypeTokenExchange: true,
 }
 
+// tokenEndpoint is the token part of the broker: /token (with the
+// token-exchange grant, exchangeHandler, inside fosite), /revoke,
+// /introspect and /userinfo. fosite writes its protocol answers; the
+// sentences of Keyward's own error_description are in errors.go. It holds
+// only what those need.
+type tokenEndpoint struct {
+	provider fosite.OAuth2Provider
+	fstore   *fositeStore
+	store    interface {
+		GetSession(ctx context.Context, id string) (store.Session, error)
+	}
+	clients  *clientRegistry
+	recheck  *recheck
+	subjects *subjects
+	log      *slog.Logger
+}
+
 // Token handles POST /token (RFC 6749 §4.1.3, §6). The body must already be
 // size-limited by the caller.
-func (b *Broker) Token(ctx context.Context, w http.ResponseWriter, r *http.Request) {
+func (t *tokenEndpoint) Token(ctx context.Context, w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
-		b.provider.WriteAccessError(ctx, w, nil, fosite.ErrInvalidRequest.WithHint("The request body could not be parsed.").WithWrap(err))
+		t.provider.WriteAccessError(ctx, w, nil, fosite.ErrInvalidRequest.WithHint(descTokenBodyUnparsable).WithWrap(err))
 		return
 	}
 	// fosite answers an unknown grant with invalid_request; RFC 6749 §5.2
 	// says unsupported_grant_type.
 	if gt := r.PostForm.Get("grant_type"); gt != "" && !supportedGrants[gt] {
-		b.provider.WriteAccessError(ctx, w, nil, fosite.ErrUnsupportedGrantType)
+		t.provider.WriteAccessError(ctx, w, nil, fosite.ErrUnsupportedGrantType)
 		return
 	}
 	ctx = withIssueAnchor(ctx) // fositestore.go
-	ar, err := b.provider.NewAccessRequest(ctx, r, newSession())
+	ar, err := t.provider.NewAccessRequest(ctx, r, newSession())
 	if err != nil {
-		b.tokenError(ctx, w, ar, err)
+		t.tokenError(ctx, w, ar, err)
 		return
 	}
 	if ar.GetGrantTypes().ExactOne("client_credentials") {
-		b.grantClientCredentials(ar)
+		t.grantClientCredentials(ar)
 	}
 	// The subject check runs when a code is redeemed and at every refresh:
 	// access removed after sign-in stops here too.
 	if gt := ar.GetGrantTypes(); gt.ExactOne("refresh_token") || gt.ExactOne("authorization_code") {
 		if sess, ok := ar.GetSession().(*Session); ok {
-			if err := b.checkSubject(ctx, sess.GetSubject(), sess.FamilyStart); err != nil {
+			if err := t.subjects.checkSubject(ctx, sess.GetSubject(), sess.FamilyStart); err != nil {
 				if errors.Is(err, errSubjectRefused) {
-					b.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint("Access has been removed.").WithWrap(err))
+					t.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint(descAccessRemoved).WithWrap(err))
 					return
 				}
-				b.tokenError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+				t.tokenError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
 				return
 			}
-			if gt.ExactOne("refresh_token") && !b.recheckAtRefresh(ctx, w, ar, sess) {
+			if gt.ExactOne("refresh_token") && !t.recheckAtRefresh(ctx, w, ar, sess) {
 				return
 			}
 			// A grant issued before the email rule carries its old claims
@@ -68,31 +86,50 @@ func (b *Broker) Token(ctx context.Context, w http.ResponseWriter, r *http.Reque
 			// written just after that transaction would otherwise
 			// outlive it.
 			if gt.ExactOne("authorization_code") && sess.SessionID != "" {
-				if _, err := b.cfg.Store.GetSession(ctx, sess.SessionID); errors.Is(err, store.ErrNotFound) {
-					b.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint("The sign-in session this code was issued in has ended."))
+				if _, err := t.store.GetSession(ctx, sess.SessionID); errors.Is(err, store.ErrNotFound) {
+					t.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint(descCodeSessionEnded))
 					return
 				} else if err != nil {
-					b.tokenError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+					t.tokenError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
 					return
 				}
 			}
 		}
 	}
-	resp, err := b.provider.NewAccessResponse(ctx, ar)
+	resp, err := t.provider.NewAccessResponse(ctx, ar)
 	if err != nil {
-		b.tokenError(ctx, w, ar, err)
+		t.tokenError(ctx, w, ar, err)
 		return
 	}
-	b.log.InfoContext(ctx, "tokens issued", "event", "token_issued", "client_id", ar.GetClient().GetID(),
+	t.log.InfoContext(ctx, "tokens issued", "event", "token_issued", "client_id", ar.GetClient().GetID(),
 		"grant_type", strings.Join(ar.GetGrantTypes(), " "), "sub", ar.GetSession().GetSubject())
-	b.provider.WriteAccessResponse(ctx, w, ar, resp)
+	t.provider.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+// recheckAtRefresh runs the re-check for a refresh request and answers it
+// with an error when the refresh must stop (false).
+func (t *tokenEndpoint) recheckAtRefresh(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, sess *Session) bool {
+	err := t.recheck.recheckUpstream(ctx, sess.SessionID, sess.UpstreamID)
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, errRecheckSessionEnded):
+		t.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint(descRecheckSessionEnded).WithWrap(err))
+	case errors.Is(err, errUpstreamGone):
+		t.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint(descUpstreamGone).WithWrap(err))
+	case errors.Is(err, errUnvouched):
+		t.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint(descUnvouched).WithWrap(err))
+	default:
+		t.tokenError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+	}
+	return false
 }
 
 // grantClientCredentials grants what fosite's client-credentials handler
 // validated (fosite leaves granting to the application): the requested
 // scopes, and the requested audiences or else every audience of the client.
 // The subject is the client itself.
-func (b *Broker) grantClientCredentials(ar fosite.AccessRequester) {
+func (t *tokenEndpoint) grantClientCredentials(ar fosite.AccessRequester) {
 	for _, s := range ar.GetRequestedScopes() {
 		ar.GrantScope(s)
 	}
@@ -112,13 +149,13 @@ func (b *Broker) grantClientCredentials(ar fosite.AccessRequester) {
 	}
 }
 
-func (b *Broker) tokenError(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, err error) {
+func (t *tokenEndpoint) tokenError(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, err error) {
 	if Unavailable(err) {
-		b.writeUnavailable(ctx, w, "token", err)
+		t.writeUnavailable(ctx, w, "token", err)
 		return
 	}
 	if errors.Is(err, errRevokedWhileIssuing) {
-		err = fosite.ErrInvalidGrant.WithHint("The grant was revoked while the tokens were being issued.").WithWrap(err)
+		err = fosite.ErrInvalidGrant.WithHint(descRevokedWhileIssuing).WithWrap(err)
 	}
 	var rfc *fosite.RFC6749Error
 	level := "info"
@@ -134,80 +171,80 @@ func (b *Broker) tokenError(ctx context.Context, w http.ResponseWriter, ar fosit
 		attrs = append(attrs, "client_id", ar.GetClient().GetID())
 	}
 	if level == "error" {
-		b.log.ErrorContext(ctx, "token request failed", attrs...)
+		t.log.ErrorContext(ctx, "token request failed", attrs...)
 	} else {
-		b.log.InfoContext(ctx, "token request refused", attrs...)
+		t.log.InfoContext(ctx, "token request refused", attrs...)
 	}
-	b.provider.WriteAccessError(ctx, w, ar, err)
+	t.provider.WriteAccessError(ctx, w, ar, err)
 }
 
 // refuseGrant revokes the request's refresh family and access tokens (the
 // grant must not be used again) and answers with err.
-func (b *Broker) refuseGrant(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, err error) {
-	_ = b.fstore.RevokeRefreshToken(ctx, ar.GetID())
-	_ = b.fstore.RevokeAccessToken(ctx, ar.GetID())
-	b.tokenError(ctx, w, ar, err)
+func (t *tokenEndpoint) refuseGrant(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, err error) {
+	_ = t.fstore.RevokeRefreshToken(ctx, ar.GetID())
+	_ = t.fstore.RevokeAccessToken(ctx, ar.GetID())
+	t.tokenError(ctx, w, ar, err)
 }
 
 // Revoke handles POST /revoke (RFC 7009).
-func (b *Broker) Revoke(ctx context.Context, w http.ResponseWriter, r *http.Request) {
-	err := b.provider.NewRevocationRequest(ctx, r)
+func (t *tokenEndpoint) Revoke(ctx context.Context, w http.ResponseWriter, r *http.Request) {
+	err := t.provider.NewRevocationRequest(ctx, r)
 	// fosite answers a failed store lookup with temporarily_unavailable but
 	// writes it as 200 (RFC 7009 §2.2.1 wants 503).
 	if Unavailable(err) || errors.Is(err, fosite.ErrTemporarilyUnavailable) {
-		b.writeUnavailable(ctx, w, "revocation", err)
+		t.writeUnavailable(ctx, w, "revocation", err)
 		return
 	}
 	if err != nil {
-		b.log.InfoContext(ctx, "revocation refused", "err", err)
+		t.log.InfoContext(ctx, "revocation refused", "err", err)
 	}
-	b.provider.WriteRevocationResponse(ctx, w, err)
+	t.provider.WriteRevocationResponse(ctx, w, err)
 }
 
 // Introspect handles POST /introspect (RFC 7662). Only a confidential
 // client authenticating with HTTP Basic (client_secret_basic, the one
 // method discovery advertises for it) may ask.
-func (b *Broker) Introspect(ctx context.Context, w http.ResponseWriter, r *http.Request) {
-	if err := b.authenticateIntrospection(ctx, r); err != nil {
+func (t *tokenEndpoint) Introspect(ctx context.Context, w http.ResponseWriter, r *http.Request) {
+	if err := t.authenticateIntrospection(ctx, r); err != nil {
 		var e *Error
 		if !errors.As(err, &e) {
 			e = ErrServerError
 		}
-		b.log.InfoContext(ctx, "introspection refused", "err", err)
+		t.log.InfoContext(ctx, "introspection refused", "err", err)
 		writeError(w, e)
 		return
 	}
-	ir, err := b.provider.NewIntrospectionRequest(ctx, r, newSession())
+	ir, err := t.provider.NewIntrospectionRequest(ctx, r, newSession())
 	if Unavailable(err) {
-		b.writeUnavailable(ctx, w, "introspection", err)
+		t.writeUnavailable(ctx, w, "introspection", err)
 		return
 	}
 	if err != nil {
 		var rfc *fosite.RFC6749Error
 		if errors.As(err, &rfc) && rfc.ErrorField == fosite.ErrInactiveToken.ErrorField {
 			// An invalid token is an answer, not an error.
-			b.provider.WriteIntrospectionResponse(ctx, w, ir)
+			t.provider.WriteIntrospectionResponse(ctx, w, ir)
 			return
 		}
-		b.log.InfoContext(ctx, "introspection refused", "err", err)
-		b.provider.WriteIntrospectionError(ctx, w, err)
+		t.log.InfoContext(ctx, "introspection refused", "err", err)
+		t.provider.WriteIntrospectionError(ctx, w, err)
 		return
 	}
 	// fosite finds the token's record; whether its subject and session
 	// are still good is Keyward's to say.
-	if err := b.checkIssuedToken(ctx, ir.GetAccessRequester()); err != nil {
+	if err := t.subjects.checkIssuedToken(ctx, ir.GetAccessRequester()); err != nil {
 		switch {
 		case Unavailable(err):
-			b.writeUnavailable(ctx, w, "introspection", err)
+			t.writeUnavailable(ctx, w, "introspection", err)
 			return
 		case !errors.Is(err, errSessionEnded) && !errors.Is(err, errSubjectRefused):
-			b.log.ErrorContext(ctx, "introspection failed", "err", err)
+			t.log.ErrorContext(ctx, "introspection failed", "err", err)
 			writeError(w, ErrServerError)
 			return
 		}
 		ir = &fosite.IntrospectionResponse{Active: false}
 	}
-	b.provider.WriteIntrospectionResponse(ctx, w, ir)
+	t.provider.WriteIntrospectionResponse(ctx, w, ir)
 }
 
 // authenticateIntrospection authenticates the caller of /introspect.
@@ -216,20 +253,20 @@ func (b *Broker) Introspect(ctx context.Context, w http.ResponseWriter, r *http.
 // (fosite.AccessTokenFromRequest), so that any holder of any access token
 // could introspect every token; a request carrying one is refused here,
 // before fosite sees it. RFC 6749 §2.3.1, §5.2.
-func (b *Broker) authenticateIntrospection(ctx context.Context, r *http.Request) error {
+func (t *tokenEndpoint) authenticateIntrospection(ctx context.Context, r *http.Request) error {
 	// The form fosite would read: query, body and multipart values.
 	if err := r.ParseMultipartForm(introspectionFormBytes); err != nil && !errors.Is(err, http.ErrNotMultipart) {
-		return ErrInvalidRequest.WithDescription("The request body could not be parsed as a form.").WithCause(err)
+		return ErrInvalidRequest.WithDescription(descIntrospectionBodyUnparsable).WithCause(err)
 	}
 	if _, ok := r.Form["access_token"]; ok {
-		return ErrInvalidClient.WithDescription("An access token is not a credential for introspection: authenticate as a client with HTTP Basic.")
+		return ErrInvalidClient.WithDescription(descIntrospectionBearer)
 	}
 	id, secret, ok := BasicCredentials(r)
 	if !ok {
-		return ErrInvalidClient.WithDescription("Introspection needs client authentication with HTTP Basic (client_secret_basic).")
+		return ErrInvalidClient.WithDescription(descIntrospectionNoClient)
 	}
-	if _, err := b.authenticateClient(ctx, id, secret); err != nil {
-		return ErrInvalidClient.WithDescription("Client authentication failed: an unknown client, a public client or a wrong secret.").WithCause(err)
+	if _, err := t.clients.authenticate(ctx, id, secret); err != nil {
+		return ErrInvalidClient.WithDescription(descIntrospectionClientFailed).WithCause(err)
 	}
 	return nil
 }
@@ -239,29 +276,29 @@ func (b *Broker) authenticateIntrospection(ctx context.Context, r *http.Request)
 const introspectionFormBytes = 1 << 20
 
 // UserInfo handles GET and POST /userinfo (OIDC Core §5.3).
-func (b *Broker) UserInfo(ctx context.Context, w http.ResponseWriter, r *http.Request) {
+func (t *tokenEndpoint) UserInfo(ctx context.Context, w http.ResponseWriter, r *http.Request) {
 	token := bearerToken(r)
 	if token == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_request", "error_description": "An access token is required."})
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_request", "error_description": descUserInfoNoToken})
 		return
 	}
-	use, ar, err := b.provider.IntrospectToken(ctx, token, fosite.AccessToken, newSession())
+	use, ar, err := t.provider.IntrospectToken(ctx, token, fosite.AccessToken, newSession())
 	if err == nil && use != fosite.AccessToken {
 		err = errors.New("not an access token") // fosite falls back to refresh tokens
 	}
 	if Unavailable(err) {
-		b.writeUnavailable(ctx, w, "userinfo", err)
+		t.writeUnavailable(ctx, w, "userinfo", err)
 		return
 	}
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward", error="invalid_token"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": "The access token is invalid, expired or revoked."})
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": descUserInfoInvalidToken})
 		return
 	}
 	if !ar.GetGrantedScopes().Has("openid") {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward", error="insufficient_scope", scope="openid"`)
-		writeJSON(w, http.StatusForbidden, map[string]string{"error": "insufficient_scope", "error_description": "The access token was not granted the openid scope."})
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "insufficient_scope", "error_description": descUserInfoNoOpenID})
 		return
 	}
 	sess, ok := ar.GetSession().(*Session)
@@ -269,16 +306,16 @@ func (b *Broker) UserInfo(ctx context.Context, w http.ResponseWriter, r *http.Re
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "server_error"})
 		return
 	}
-	if err := b.checkIssuedToken(ctx, ar); err != nil {
+	if err := t.subjects.checkIssuedToken(ctx, ar); err != nil {
 		desc := "Access has been removed."
 		switch {
 		case Unavailable(err):
-			b.writeUnavailable(ctx, w, "userinfo", err)
+			t.writeUnavailable(ctx, w, "userinfo", err)
 			return
 		case errors.Is(err, errSessionEnded):
 			desc = "The sign-in session this access token was issued in has ended."
 		case !errors.Is(err, errSubjectRefused):
-			b.log.ErrorContext(ctx, "userinfo failed", "err", err)
+			t.log.ErrorContext(ctx, "userinfo failed", "err", err)
 			writeError(w, ErrServerError)
 			return
 		}
@@ -329,7 +366,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func (b *Broker) Discovery() []byte { return b.discovery }
 
 func (b *Broker) buildDiscovery() []byte {
-	iss := b.cfg.Issuer
+	iss := b.issuer
 	doc := map[string]any{
 		"issuer":                                         iss,
 		"authorization_endpoint":                         iss + "/authorize",
@@ -345,7 +382,7 @@ func (b *Broker) buildDiscovery() []byte {
 		"response_modes_supported":                       []string{"query"},
 		"grant_types_supported":                          []string{"authorization_code", "refresh_token", "client_credentials", GrantTypeTokenExchange},
 		"subject_types_supported":                        []string{"public"},
-		"id_token_signing_alg_values_supported":          []string{b.cfg.Keys.Algorithm()},
+		"id_token_signing_alg_values_supported":          []string{b.keys.Algorithm()},
 		"scopes_supported":                               []string{"openid", "email", "profile", "groups", "offline_access"},
 		"claims_supported":                               []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "email", "email_verified", "name", "preferred_username", "groups"},
 		"code_challenge_methods_supported":               []string{"S256"},

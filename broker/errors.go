@@ -15,19 +15,6 @@ type Error struct {
 	cause  error
 }
 
-// The error sentinels, one per code Keyward returns itself.
-var (
-	ErrInvalidRequest         = &Error{Code: "invalid_request", Description: "The request is missing a parameter or is malformed."}
-	ErrUnauthorizedClient     = &Error{Code: "unauthorized_client", Description: "The client may not use this grant or response type."}
-	ErrAccessDenied           = &Error{Code: "access_denied", Description: "The request was denied."}
-	ErrUnsupportedGrantType   = &Error{Code: "unsupported_grant_type", Description: "The grant type is not supported."}
-	ErrInvalidGrant           = &Error{Code: "invalid_grant", Description: "The grant is invalid, expired or revoked."}
-	ErrInvalidClient          = &Error{Code: "invalid_client", Description: "Client authentication failed.", Status: 401}
-	ErrLoginRequired          = &Error{Code: "login_required", Description: "The person must sign in."}
-	ErrServerError            = &Error{Code: "server_error", Description: "The server met an unexpected condition.", Status: 500}
-	ErrTemporarilyUnavailable = &Error{Code: "temporarily_unavailable", Description: "The server cannot handle the request now; try again later.", Status: 503}
-)
-
 func (e *Error) Error() string {
 	if e.cause != nil {
 		return fmt.Sprintf("%s: %s: %v", e.Code, e.Description, e.cause)
@@ -69,26 +56,121 @@ func (e *Error) HTTPStatus() int {
 	return e.Status
 }
 
-// PageError is a sign-in failure shown to the person as a page (never a
-// redirect: the client or the redirect URI is unknown, or the problem is
-// between Keyward and the upstream).
-type PageError struct {
-	Status  int
-	Title   string
-	Message string
+// Refusal is why a browser flow (sign-in, the chooser, the callback,
+// sign-out) stopped with nothing to send to the client: the client or its
+// redirect URI is unknown, or the problem is between Keyward and the
+// upstream or the person. broker decides only the kind and the facts a page
+// may name; web chooses the page, its status and its wording. The cause is
+// only ever logged.
+type Refusal struct {
+	Kind RefusalKind
+	// Upstream is the display name of the upstream concerned
+	// (RefusedUpstreamUnavailable, RefusedUpstreamFailed,
+	// RefusedWrongIssuer).
+	Upstream string
+	// OtherUpstreams: the person may go back and choose another upstream
+	// (RefusedUpstreamUnavailable).
+	OtherUpstreams bool
+	// Detail is public text the page may quote: what is wrong with the
+	// request (RefusedAuthorizeForm), fosite's description of an invalid
+	// request (RefusedInvalidAuthorize), or the upstream's configured
+	// refusal message (RefusedNotAllowed).
+	Detail string
+	// Limited is the rate limit that refused a login attempt
+	// (RefusedLoginLimited).
+	Limited *LoginLimitedError
 	cause   error
 }
 
-func (e *PageError) Error() string {
+// RefusalKind names why a browser flow was refused.
+type RefusalKind string
+
+// The refusals of the sign-in flow (authorize, chooser, callback).
+const (
+	// RefusedAuthorizeForm: a parameter of /authorize over its cap, or
+	// repeated, before fosite parsed the request; nothing was stored.
+	RefusedAuthorizeForm RefusalKind = "authorize_form"
+	// RefusedUnknownClient: /authorize named an unknown client_id.
+	RefusedUnknownClient RefusalKind = "unknown_client"
+	// RefusedUnregisteredRedirect: /authorize named a redirect_uri the
+	// client has not registered.
+	RefusedUnregisteredRedirect RefusalKind = "unregistered_redirect_uri"
+	// RefusedInvalidAuthorize: another invalid /authorize that cannot be
+	// answered to the client; Detail is fosite's description, if any.
+	RefusedInvalidAuthorize RefusalKind = "invalid_authorize"
+	// RefusedAuthorizeStale: the stored /authorize is no longer valid when
+	// the person comes back from the upstream.
+	RefusedAuthorizeStale RefusalKind = "authorize_stale"
+	// RefusedAttemptExpired: the login attempt expired or was already used.
+	RefusedAttemptExpired RefusalKind = "attempt_expired"
+	// RefusedOtherBrowser: the login attempt belongs to another browser.
+	RefusedOtherBrowser RefusalKind = "other_browser"
+	// RefusedUnknownUpstream: the chooser named an upstream that is not
+	// configured.
+	RefusedUnknownUpstream RefusalKind = "unknown_upstream"
+	// RefusedUpstreamGone: the upstream of a login attempt is no longer
+	// configured.
+	RefusedUpstreamGone RefusalKind = "upstream_gone"
+	// RefusedUpstreamUnavailable: the upstream cannot take sign-ins now.
+	RefusedUpstreamUnavailable RefusalKind = "upstream_unavailable"
+	// RefusedNoCode: the upstream's answer has no authorization code.
+	RefusedNoCode RefusalKind = "no_code"
+	// RefusedWrongIssuer: the upstream's answer does not come from the
+	// upstream the sign-in was sent to (RFC 9207).
+	RefusedWrongIssuer RefusalKind = "wrong_issuer"
+	// RefusedUpstreamFailed: the upstream's answer could not be verified.
+	RefusedUpstreamFailed RefusalKind = "upstream_failed"
+	// RefusedNotAllowed: the upstream's configuration (allow rules,
+	// tenants …) refused the person; Detail is its message.
+	RefusedNotAllowed RefusalKind = "not_allowed"
+	// RefusedAccessRemoved: the subject is disabled.
+	RefusedAccessRemoved RefusalKind = "access_removed"
+	// RefusedLoginLimited: the login-attempt rate limit (Limited).
+	RefusedLoginLimited RefusalKind = "login_limited"
+	// RefusedStoreUnavailable: the store is unavailable; nothing was
+	// written.
+	RefusedStoreUnavailable RefusalKind = "store_unavailable"
+)
+
+// The refusals of RP-initiated logout (/end_session); nothing was ended.
+const (
+	// RefusedLogoutHint: the id_token_hint is not an ID token Keyward issued.
+	RefusedLogoutHint RefusalKind = "logout_hint"
+	// RefusedLogoutClientMismatch: client_id is not the hint's client.
+	RefusedLogoutClientMismatch RefusalKind = "logout_client_mismatch"
+	// RefusedLogoutUnknownClient: an unknown client_id.
+	RefusedLogoutUnknownClient RefusalKind = "logout_unknown_client"
+	// RefusedLogoutNoClient: a post_logout_redirect_uri without a client.
+	RefusedLogoutNoClient RefusalKind = "logout_no_client"
+	// RefusedLogoutUnregisteredRedirect: a post_logout_redirect_uri the
+	// client has not registered.
+	RefusedLogoutUnregisteredRedirect RefusalKind = "logout_unregistered_redirect_uri"
+	// RefusedLogoutBadRedirect: the registered post-logout redirect URI is
+	// not a valid URL.
+	RefusedLogoutBadRedirect RefusalKind = "logout_bad_redirect_uri"
+)
+
+func (e *Refusal) Error() string {
 	if e.cause != nil {
-		return fmt.Sprintf("%s: %v", e.Title, e.cause)
+		return fmt.Sprintf("%s: %v", e.Kind, e.cause)
 	}
-	return e.Title
+	return string(e.Kind)
 }
 
 // Unwrap returns the logged-only cause.
-func (e *PageError) Unwrap() error { return e.cause }
+func (e *Refusal) Unwrap() error { return e.cause }
 
-func pageError(status int, title, message string, cause error) *PageError {
-	return &PageError{Status: status, Title: title, Message: message, cause: cause}
+func refuse(kind RefusalKind, cause error) *Refusal {
+	return &Refusal{Kind: kind, cause: cause}
+}
+
+// asRefusal turns a store outage into RefusedStoreUnavailable, unless
+// the flow already refused with an unavailable upstream; any other error
+// is returned as it is.
+func asRefusal(err error) error {
+	var r *Refusal
+	if err == nil || !Unavailable(err) || errors.As(err, &r) && (r.Kind == RefusedUpstreamUnavailable || r.Kind == RefusedStoreUnavailable) {
+		return err
+	}
+	return refuse(RefusedStoreUnavailable, err)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -33,19 +34,21 @@ type Trust interface {
 	VerifyParsed(ctx context.Context, tok *federation.SubjectToken) (federation.TrustMatch, error)
 }
 
-// errInvalidTarget is RFC 8693 §2.2.2's invalid_target; fosite has none.
-var errInvalidTarget = &fosite.RFC6749Error{
-	ErrorField:       "invalid_target",
-	DescriptionField: "The requested audience or resource is not allowed.",
-	CodeField:        400,
-}
-
 // exchangeHandler is the token-exchange grant (RFC 8693), a fosite
 // TokenEndpointHandler. It decides the subject, audience, scopes, lifetime
 // and act claim; fosite authenticates the client and writes the answer.
 type exchangeHandler struct {
-	b      *Broker
-	issuer *oauth2.HandleHelper
+	issuerURL string
+	accessTTL time.Duration
+	keys      signer // Keyward's own subject and actor tokens
+	trust     Trust  // nil: no external tokens
+	fstore    *fositeStore
+	upstreams []Upstream // native sign-in
+	subjects  *subjects
+	claims    *claimRules
+	log       *slog.Logger
+	now       func() time.Time
+	issuer    *oauth2.HandleHelper
 }
 
 var _ fosite.TokenEndpointHandler = (*exchangeHandler)(nil)
@@ -89,17 +92,17 @@ func (h *exchangeHandler) HandleTokenEndpointRequest(ctx context.Context, r fosi
 	}
 	client := r.GetClient()
 	if !client.GetGrantTypes().Has(GrantTypeTokenExchange) {
-		return fosite.ErrUnauthorizedClient.WithHint("The client may not use the token-exchange grant.")
+		return fosite.ErrUnauthorizedClient.WithHint(descExchangeNotAllowed)
 	}
 	form := r.GetRequestForm()
 	raw, typ := form.Get("subject_token"), form.Get("subject_token_type")
 	if raw == "" || typ == "" {
-		return fosite.ErrInvalidRequest.WithHint("subject_token and subject_token_type are required.")
+		return fosite.ErrInvalidRequest.WithHint(descExchangeNoSubject)
 	}
 	switch form.Get("requested_token_type") {
 	case "", TokenTypeAccessToken, TokenTypeJWT:
 	default:
-		return fosite.ErrInvalidRequest.WithHint("requested_token_type must be access_token or jwt.")
+		return fosite.ErrInvalidRequest.WithHint(descExchangeRequestedType)
 	}
 	subj, err := h.subject(ctx, raw, typ)
 	if err != nil {
@@ -108,19 +111,19 @@ func (h *exchangeHandler) HandleTokenEndpointRequest(ctx context.Context, r fosi
 	if subj.issuedTo != nil && !issuedToClient(subj.issuedTo, client) {
 		// RFC 8693 §2.1: the party a token was issued to exchanges it; any
 		// other client would be a confused deputy.
-		return fosite.ErrInvalidGrant.WithHint("The subject token was not issued to this client (its aud names neither the client nor one of its audiences).")
+		return fosite.ErrInvalidGrant.WithHint(descExchangeNotIssuedToClient)
 	}
 	if client.IsPublic() && !subj.public {
-		return fosite.ErrUnauthorizedClient.WithHint("A public client may exchange only tokens whose trust rule or identity provider allows public clients.")
+		return fosite.ErrUnauthorizedClient.WithHint(descExchangePublicClient)
 	}
-	now := h.b.cfg.Now()
+	now := h.now()
 	authTime := subj.authTime
 	if authTime.IsZero() {
 		authTime = now
 	}
-	if err := h.b.checkSubject(ctx, subj.subject, authTime); err != nil {
+	if err := h.subjects.checkSubject(ctx, subj.subject, authTime); err != nil {
 		if errors.Is(err, errSubjectRefused) {
-			return fosite.ErrInvalidGrant.WithHint("Access has been removed for this subject.").WithWrap(err)
+			return fosite.ErrInvalidGrant.WithHint(descExchangeAccessRemoved).WithWrap(err)
 		}
 		return fosite.ErrServerError.WithWrap(err)
 	}
@@ -144,18 +147,18 @@ func (h *exchangeHandler) HandleTokenEndpointRequest(ctx context.Context, r fosi
 	if n := subj.native; n != nil {
 		// As the browser callback does: record the subject, refuse a
 		// disabled one, and take the identity claims the scopes allow.
-		if err := h.b.upsertSubject(ctx, subj.subject, n.upstream.ID(), n.identity, now); err != nil {
+		if err := h.subjects.upsertSubject(ctx, subj.subject, n.upstream.ID(), n.identity, now); err != nil {
 			if errors.Is(err, errSubjectRefused) {
-				return fosite.ErrInvalidGrant.WithHint("Access has been removed for this subject.").WithWrap(err)
+				return fosite.ErrInvalidGrant.WithHint(descExchangeAccessRemoved).WithWrap(err)
 			}
 			return fosite.ErrServerError.WithWrap(err)
 		}
-		subj.claims = h.b.nativeClaims(subj.subject, n, authTime, scopes)
-		h.b.log.InfoContext(ctx, "signed in with a native app", "event", "login_succeeded",
+		subj.claims = h.claims.nativeClaims(subj.subject, n, authTime, scopes)
+		h.log.InfoContext(ctx, "signed in with a native app", "event", "login_succeeded",
 			"upstream", n.upstream.ID(), "client_id", client.GetID(), "sub", subj.subject)
 	}
 	if subj.jti != "" {
-		if err := h.b.fstore.claimJTI(ctx, subj.jti, subj.expiry); err != nil {
+		if err := h.fstore.claimJTI(ctx, subj.jti, subj.expiry); err != nil {
 			return err
 		}
 	}
@@ -178,7 +181,7 @@ func (h *exchangeHandler) HandleTokenEndpointRequest(ctx context.Context, r fosi
 
 	// Never longer than the access-token lifetime, the rule's bound, or the
 	// subject token's own expiry.
-	exp := now.Add(h.b.cfg.AccessTokenTTL)
+	exp := now.Add(h.accessTTL)
 	if subj.maxTTL > 0 && now.Add(subj.maxTTL).Before(exp) {
 		exp = now.Add(subj.maxTTL)
 	}
@@ -221,7 +224,7 @@ func (h *exchangeHandler) PopulateTokenEndpointResponse(ctx context.Context, r f
 	if !h.CanHandleTokenEndpointRequest(ctx, r) {
 		return fosite.ErrUnknownRequest
 	}
-	if _, err := h.issuer.IssueAccessToken(ctx, h.b.cfg.AccessTokenTTL, r, resp); err != nil {
+	if _, err := h.issuer.IssueAccessToken(ctx, h.accessTTL, r, resp); err != nil {
 		return fosite.ErrServerError.WithWrap(err)
 	}
 	typ := TokenTypeAccessToken
@@ -238,40 +241,40 @@ func (h *exchangeHandler) PopulateTokenEndpointResponse(ctx context.Context, r f
 func (h *exchangeHandler) subject(ctx context.Context, raw, typ string) (exchangeSubject, error) {
 	tok, err := parseSubjectToken(raw)
 	if err != nil {
-		return exchangeSubject{}, fosite.ErrInvalidGrant.WithHint("The subject token is not a JWT.").WithWrap(err)
+		return exchangeSubject{}, fosite.ErrInvalidGrant.WithHint(descExchangeNotJWT).WithWrap(err)
 	}
 	iss := tok.Issuer()
-	if iss == h.b.cfg.Issuer {
+	if iss == h.issuerURL {
 		if typ != TokenTypeAccessToken && typ != TokenTypeJWT {
-			return exchangeSubject{}, fosite.ErrInvalidRequest.WithHint("A Keyward token is exchanged as subject_token_type access_token.")
+			return exchangeSubject{}, fosite.ErrInvalidRequest.WithHint(descExchangeKeywardType)
 		}
 		return h.keywardSubject(ctx, raw)
 	}
 	if typ != TokenTypeJWT && typ != TokenTypeIDToken {
-		return exchangeSubject{}, fosite.ErrInvalidRequest.WithHint("An external token is exchanged as subject_token_type jwt or id_token.")
+		return exchangeSubject{}, fosite.ErrInvalidRequest.WithHint(descExchangeExternalType)
 	}
 	if s, ok, err := h.nativeSubject(ctx, raw, iss); ok {
 		return s, err
 	}
 	untrusted := func() *fosite.RFC6749Error {
 		if h.upstreamIssuer(iss) {
-			return fosite.ErrInvalidGrant.WithHint("The ID token is not for a native app this identity provider accepts (nativeClientIDs).")
+			return fosite.ErrInvalidGrant.WithHint(descExchangeNativeNotAccepted)
 		}
-		return fosite.ErrInvalidGrant.WithHint("The subject token's issuer is not trusted.")
+		return fosite.ErrInvalidGrant.WithHint(descExchangeUntrusted)
 	}
-	if h.b.cfg.Trust == nil {
+	if h.trust == nil {
 		return exchangeSubject{}, untrusted()
 	}
-	m, err := h.b.cfg.Trust.VerifyParsed(ctx, tok)
+	m, err := h.trust.VerifyParsed(ctx, tok)
 	if errors.Is(err, federation.ErrUntrustedIssuer) {
 		return exchangeSubject{}, untrusted().WithWrap(err)
 	}
 	if errors.Is(err, federation.ErrIssuerUnavailable) {
 		// The issuer's fault, not the client's: worth a retry.
-		return exchangeSubject{}, fosite.ErrTemporarilyUnavailable.WithHint("The subject token's issuer cannot be reached; try again later.").WithWrap(err)
+		return exchangeSubject{}, fosite.ErrTemporarilyUnavailable.WithHint(descExchangeIssuerUnavailable).WithWrap(err)
 	}
 	if err != nil {
-		return exchangeSubject{}, fosite.ErrInvalidGrant.WithHint("The subject token is invalid, expired or not trusted.").WithWrap(err)
+		return exchangeSubject{}, fosite.ErrInvalidGrant.WithHint(descExchangeInvalid).WithWrap(err)
 	}
 	s := exchangeSubject{
 		subject:   m.Subject,
@@ -284,7 +287,7 @@ func (h *exchangeHandler) subject(ctx context.Context, raw, typ string) (exchang
 	}
 	if m.Rule.SingleUse {
 		if m.JTI == "" {
-			return exchangeSubject{}, fosite.ErrInvalidGrant.WithHint("The subject token has no jti, but its trust rule allows single use only.")
+			return exchangeSubject{}, fosite.ErrInvalidGrant.WithHint(descExchangeNoJTI)
 		}
 		s.jti = "te:" + m.Issuer + ":" + m.JTI
 	}
@@ -295,7 +298,7 @@ func (h *exchangeHandler) subject(ctx context.Context, raw, typ string) (exchang
 // published key, typ at+jwt, not expired, and not revoked (its record is
 // still in the store).
 func (h *exchangeHandler) keywardSubject(ctx context.Context, raw string) (exchangeSubject, error) {
-	orig, err := h.b.activeAccessToken(ctx, raw)
+	orig, err := h.activeAccessToken(ctx, raw)
 	if err != nil {
 		return exchangeSubject{}, err
 	}
@@ -341,21 +344,21 @@ func issuedAt(r fosite.Requester) time.Time {
 // activeAccessToken returns the stored request behind one of Keyward's own
 // access tokens, if it is valid and not revoked, and its subject and
 // session are still good (checkIssuedToken).
-func (b *Broker) activeAccessToken(ctx context.Context, raw string) (fosite.Requester, error) {
+func (h *exchangeHandler) activeAccessToken(ctx context.Context, raw string) (fosite.Requester, error) {
 	if len(raw) > maxSubjectTokenBytes {
-		return nil, fosite.ErrInvalidGrant.WithHint("The token is too large.")
+		return nil, fosite.ErrInvalidGrant.WithHint(descTokenTooLarge)
 	}
-	tok, err := fositeSigner{keys: b.cfg.Keys}.Decode(ctx, raw)
+	tok, err := fositeSigner{keys: h.keys}.Decode(ctx, raw)
 	if err != nil {
-		return nil, fosite.ErrInvalidGrant.WithHint("The token is invalid or expired.").WithWrap(err)
+		return nil, fosite.ErrInvalidGrant.WithHint(descTokenInvalid).WithWrap(err)
 	}
 	if t, _ := tok.Header["typ"].(string); !strings.EqualFold(t, "at+jwt") {
-		return nil, fosite.ErrInvalidGrant.WithHint("The token is not an access token.")
+		return nil, fosite.ErrInvalidGrant.WithHint(descTokenNotAccessToken)
 	}
 	sig := raw[strings.LastIndexByte(raw, '.')+1:]
-	orig, err := b.fstore.GetAccessTokenSession(ctx, sig, newSession())
+	orig, err := h.fstore.GetAccessTokenSession(ctx, sig, newSession())
 	if errors.Is(err, fosite.ErrNotFound) {
-		return nil, fosite.ErrInvalidGrant.WithHint("The token has been revoked or has expired.")
+		return nil, fosite.ErrInvalidGrant.WithHint(descTokenRevoked)
 	}
 	if err != nil {
 		return nil, fosite.ErrServerError.WithWrap(err)
@@ -363,11 +366,11 @@ func (b *Broker) activeAccessToken(ctx context.Context, raw string) (fosite.Requ
 	if _, ok := orig.GetSession().(*Session); !ok {
 		return nil, fosite.ErrServerError.WithDebug("unexpected session type")
 	}
-	switch err := b.checkIssuedToken(ctx, orig); {
+	switch err := h.subjects.checkIssuedToken(ctx, orig); {
 	case errors.Is(err, errSessionEnded):
-		return nil, fosite.ErrInvalidGrant.WithHint("The sign-in session the token was issued in has ended.").WithWrap(err)
+		return nil, fosite.ErrInvalidGrant.WithHint(descTokenSessionEnded).WithWrap(err)
 	case errors.Is(err, errSubjectRefused):
-		return nil, fosite.ErrInvalidGrant.WithHint("Access has been removed for the token's subject.").WithWrap(err)
+		return nil, fosite.ErrInvalidGrant.WithHint(descTokenAccessRemoved).WithWrap(err)
 	case err != nil:
 		return nil, fosite.ErrServerError.WithWrap(err)
 	}
@@ -380,16 +383,16 @@ func (b *Broker) activeAccessToken(ctx context.Context, raw string) (fosite.Requ
 func (h *exchangeHandler) actor(ctx context.Context, cl fosite.Client, raw, typ string, prior map[string]any) (map[string]any, error) {
 	if raw == "" {
 		if typ != "" {
-			return nil, fosite.ErrInvalidRequest.WithHint("actor_token_type without actor_token.")
+			return nil, fosite.ErrInvalidRequest.WithHint(descActorTypeWithoutToken)
 		}
 		return prior, nil
 	}
 	if typ != TokenTypeAccessToken && typ != TokenTypeJWT {
-		return nil, fosite.ErrInvalidRequest.WithHint("actor_token_type must be access_token or jwt.")
+		return nil, fosite.ErrInvalidRequest.WithHint(descActorType)
 	}
-	orig, err := h.b.activeAccessToken(ctx, raw)
+	orig, err := h.activeAccessToken(ctx, raw)
 	if errors.Is(err, fosite.ErrInvalidGrant) {
-		return nil, fosite.ErrInvalidGrant.WithHint("The actor token is invalid, expired or revoked, its subject's access has been removed, or its session has ended.").WithWrap(err)
+		return nil, fosite.ErrInvalidGrant.WithHint(descActorInvalid).WithWrap(err)
 	}
 	if err != nil {
 		return nil, err
@@ -397,7 +400,7 @@ func (h *exchangeHandler) actor(ctx context.Context, cl fosite.Client, raw, typ 
 	actorSub := orig.GetSession().GetSubject()
 	c, ok := cl.(*client)
 	if !ok || !has(c.mayAct, actorSub) {
-		return nil, fosite.ErrInvalidRequest.WithHint("The actor may not act through this client (mayAct).")
+		return nil, fosite.ErrInvalidRequest.WithHint(descActorNotAllowed)
 	}
 	act := map[string]any{"sub": actorSub}
 	if prior != nil {
@@ -423,14 +426,14 @@ func exchangeAudiences(r fosite.AccessRequester, resources, allowed []string) ([
 			}
 		}
 		if len(out) == 0 {
-			return nil, errInvalidTarget.WithHint("No audience is allowed for this exchange.")
+			return nil, errInvalidTarget.WithHint(descExchangeNoAudience)
 		}
 		return out, nil
 	}
 	var out []string
 	for _, a := range requested {
 		if !permitted(a) {
-			return nil, errInvalidTarget.WithHintf("The audience %q is not allowed.", a)
+			return nil, errInvalidTarget.WithHintf(descExchangeAudienceFmt, a)
 		}
 		if !has(out, a) {
 			out = append(out, a)
@@ -453,7 +456,7 @@ func exchangeScopes(requested, allowed, clientScopes []string) ([]string, error)
 	}
 	for _, s := range requested {
 		if !has(allowed, s) || !has(clientScopes, s) {
-			return nil, fosite.ErrInvalidScope.WithHintf("The scope %q is not allowed for this exchange.", s)
+			return nil, fosite.ErrInvalidScope.WithHintf(descExchangeScopeFmt, s)
 		}
 	}
 	return requested, nil
@@ -482,7 +485,7 @@ func (s *fositeStore) claimJTI(ctx context.Context, id string, exp time.Time) er
 	}
 	err := s.grants.CreateGrant(ctx, store.Grant{Kind: store.GrantAssertionJTI, Signature: id, RequestedAt: s.now(), ExpiresAt: exp})
 	if errors.Is(err, store.ErrConflict) {
-		return fosite.ErrInvalidGrant.WithHint("The subject token was already exchanged (single use).")
+		return fosite.ErrInvalidGrant.WithHint(descExchangeReplayed)
 	}
 	if err != nil {
 		return fosite.ErrServerError.WithWrap(err)

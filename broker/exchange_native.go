@@ -27,27 +27,27 @@ type nativeSignIn struct {
 // rules decide then. Only configured upstreams are contacted, since iss
 // must equal one's issuer.
 func (h *exchangeHandler) nativeSubject(ctx context.Context, raw, iss string) (s exchangeSubject, ok bool, err error) {
-	for _, up := range h.b.upstreams {
+	for _, up := range h.upstreams {
 		if up.Issuer() != iss {
 			continue
 		}
 		id, err := up.VerifyIDToken(ctx, raw)
 		if errors.Is(err, federation.ErrNativeNotAccepted) {
-			h.b.log.DebugContext(ctx, "native sign-in: upstream does not take the id token", "upstream", up.ID(), "err", err)
+			h.log.DebugContext(ctx, "native sign-in: upstream does not take the id token", "upstream", up.ID(), "err", err)
 			continue
 		}
-		log := h.b.log.With("upstream", up.ID())
+		log := h.log.With("upstream", up.ID())
 		if errors.Is(err, federation.ErrIssuerUnavailable) {
 			log.WarnContext(ctx, "native sign-in: upstream keys unavailable", "event", "login_failed", "err", err)
-			return s, true, fosite.ErrTemporarilyUnavailable.WithHint("The identity provider cannot be reached; try again later.").WithWrap(err)
+			return s, true, fosite.ErrTemporarilyUnavailable.WithHint(descNativeUnavailable).WithWrap(err)
 		}
 		if na := (*federation.NotAllowedError)(nil); errors.As(err, &na) {
-			h.b.refuseLogin(ctx, up.ID(), na)
+			h.subjects.refuseLogin(ctx, up.ID(), na)
 			return s, true, fosite.ErrInvalidGrant.WithHint(na.Message).WithWrap(err)
 		}
 		if err != nil {
 			log.InfoContext(ctx, "native sign-in refused", "event", "login_failed", "err", err)
-			return s, true, fosite.ErrInvalidGrant.WithHint("The ID token is invalid, expired or not issued to a native app of this identity provider.").WithWrap(err)
+			return s, true, fosite.ErrInvalidGrant.WithHint(descNativeInvalid).WithWrap(err)
 		}
 		s = exchangeSubject{
 			subject: SubjectID(up.ID(), id.Subject),
@@ -60,7 +60,7 @@ func (h *exchangeHandler) nativeSubject(ctx context.Context, raw, iss string) (s
 		if s.authTime.IsZero() {
 			s.authTime = claimTime(id.Claims, "iat")
 		}
-		if s.authTime.After(h.b.cfg.Now()) {
+		if s.authTime.After(h.now()) {
 			s.authTime = time.Time{}
 		}
 		return s, true, nil
@@ -70,7 +70,7 @@ func (h *exchangeHandler) nativeSubject(ctx context.Context, raw, iss string) (s
 
 // upstreamIssuer reports whether iss is a configured upstream's issuer.
 func (h *exchangeHandler) upstreamIssuer(iss string) bool {
-	for _, up := range h.b.upstreams {
+	for _, up := range h.upstreams {
 		if up.Issuer() == iss {
 			return true
 		}
@@ -82,9 +82,9 @@ func (h *exchangeHandler) upstreamIssuer(iss string) bool {
 // those a browser sign-in of the same person with the same scopes gets
 // (identity claims per scope and tokens.claims, idp, auth_time), without a
 // Keyward session id.
-func (b *Broker) nativeClaims(subject string, n *nativeSignIn, authTime time.Time, scopes []string) map[string]any {
+func (c *claimRules) nativeClaims(subject string, n *nativeSignIn, authTime time.Time, scopes []string) map[string]any {
 	id := n.identity
-	sess := b.newTokenSession(store.Session{
+	sess := c.newTokenSession(store.Session{
 		Subject:    subject,
 		UpstreamID: n.upstream.ID(),
 		Identity: store.Identity{

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -45,10 +46,11 @@ type ChooseInput struct {
 	ClientIP netip.Addr
 }
 
-// Outcome tells web what to do next. Exactly one of Respond (a response to
+// Outcome tells web what to do next. Exactly one of Client (an answer to
 // the client is ready), Chooser and RedirectURL applies.
 type Outcome struct {
-	respond func(ctx context.Context, w http.ResponseWriter)
+	// Client: answer the client (Broker.WriteClientAnswer).
+	Client *ClientAnswer
 	// Chooser: show the provider chooser.
 	Chooser *Chooser
 	// RedirectURL: send the browser there (the upstream's sign-in).
@@ -62,13 +64,25 @@ type Outcome struct {
 	ClearSession bool
 }
 
-// Respond writes the response to the client, if one is ready.
-func (o Outcome) Respond(ctx context.Context, w http.ResponseWriter) bool {
-	if o.respond == nil {
-		return false
+// ClientAnswer is the authorization response to the client: a code, or an
+// OAuth error (RFC 6749 §4.1.2.1). Broker.WriteClientAnswer writes it, as
+// fosite renders it for the request's response mode, with RFC 9207 iss.
+type ClientAnswer struct {
+	ar   fosite.AuthorizeRequester
+	resp fosite.AuthorizeResponder // nil: err
+	err  error
+}
+
+// Err is the OAuth error sent to the client, nil for a code (for logs).
+func (a *ClientAnswer) Err() error { return a.err }
+
+// WriteClientAnswer writes a to the client.
+func (si *signIn) WriteClientAnswer(ctx context.Context, w http.ResponseWriter, a *ClientAnswer) {
+	if a.resp != nil {
+		si.provider.WriteAuthorizeResponse(ctx, w, a.ar, a.resp)
+		return
 	}
-	o.respond(ctx, w)
-	return true
+	si.provider.WriteAuthorizeError(ctx, &issWriter{ResponseWriter: w, iss: si.issuer}, a.ar, a.err)
 }
 
 // SessionCookie names a Keyward session for the session cookie.
@@ -88,14 +102,47 @@ type Chooser struct {
 type ChooserUpstream struct {
 	ID, Name string
 	// Unavailable: the upstream cannot take sign-ins now; show the button
-	// disabled with Reason (public text).
+	// disabled.
 	Unavailable bool
-	Reason      string
+}
+
+// signIn is the sign-in part of the broker: /authorize (with single
+// sign-on), the provider chooser and the upstream's callback. It holds
+// only what those need; what goes into the tokens is claimRules', whether
+// a person may still sign in is subjects', and the upstream re-check at
+// single sign-on is recheck's.
+type signIn struct {
+	provider   fosite.OAuth2Provider
+	store      signInStore
+	clients    *clientRegistry
+	upstreams  []Upstream
+	byID       map[string]Upstream
+	limiter    *loginLimiter // nil: LoginLimits.InsecureUnlimited
+	recheck    *recheck
+	subjects   *subjects
+	claims     *claimRules
+	issuer     string
+	loginTTL   time.Duration
+	sessionTTL time.Duration
+	log        *slog.Logger
+	now        func() time.Time
+}
+
+// signInStore is the part of the store sign-in uses.
+type signInStore interface {
+	CreateLoginAttempt(ctx context.Context, a store.LoginAttempt) error
+	GetLoginAttempt(ctx context.Context, id string) (store.LoginAttempt, error)
+	GetLoginAttemptByState(ctx context.Context, state string) (store.LoginAttempt, error)
+	UpdateLoginAttempt(ctx context.Context, id string, updater func(store.LoginAttempt) (store.LoginAttempt, error)) error
+	DeleteLoginAttempt(ctx context.Context, id string) error
+	CreateSession(ctx context.Context, s store.Session) error
+	GetSession(ctx context.Context, id string) (store.Session, error)
+	CreateGrant(ctx context.Context, g store.Grant) error // session-client records
 }
 
 // Authorize handles GET and POST /authorize (OIDC Core §3.1.2).
-func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, err error) {
-	defer func() { err = asPage(err) }() // a store outage is a 503 page
+func (si *signIn) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, err error) {
+	defer func() { err = asRefusal(err) }() // a store outage is RefusedStoreUnavailable
 	// The form as fosite reads it; a form that cannot be parsed is left to
 	// fosite's own error.
 	if err := in.Request.ParseMultipartForm(1 << 20); err == nil || errors.Is(err, http.ErrNotMultipart) {
@@ -103,27 +150,27 @@ func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, e
 			return Outcome{}, err
 		}
 	}
-	ar, err := b.provider.NewAuthorizeRequest(ctx, in.Request)
+	ar, err := si.provider.NewAuthorizeRequest(ctx, in.Request)
 	if err != nil {
-		return b.authorizeError(ctx, ar, err)
+		return si.authorizeError(ctx, ar, err)
 	}
 	keepAuthorizeParams(ar.GetRequestForm()) // both the attempt and the code's records store it
 	// PKCE is checked here, before the person signs in upstream, not only
 	// when the code is issued.
 	form := ar.GetRequestForm()
 	if form.Get("code_challenge") == "" || form.Get("code_challenge_method") != "S256" {
-		return b.authorizeError(ctx, ar, fosite.ErrInvalidRequest.WithHint("PKCE with code_challenge_method=S256 is required."))
+		return si.authorizeError(ctx, ar, fosite.ErrInvalidRequest.WithHint(descPKCERequired))
 	}
 	prompt := strings.Fields(form.Get("prompt"))
 	if has(prompt, "consent") {
-		return b.authorizeError(ctx, ar, errNoConsentScreen)
+		return si.authorizeError(ctx, ar, errNoConsentScreen)
 	}
 	forceLogin := forcesLogin(prompt)
 	var maxAge *time.Duration
 	if v := form.Get("max_age"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
-			return b.authorizeError(ctx, ar, fosite.ErrInvalidRequest.WithHint("max_age must be a non-negative integer."))
+			return si.authorizeError(ctx, ar, fosite.ErrInvalidRequest.WithHint(descMaxAge))
 		}
 		d := time.Duration(n) * time.Second
 		maxAge = &d
@@ -131,35 +178,35 @@ func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, e
 
 	out := Outcome{}
 	if in.SessionID != "" {
-		sess, err := b.validSession(ctx, in.SessionID)
+		sess, err := si.validSession(ctx, in.SessionID)
 		switch {
 		case Unavailable(err): // the session may be fine: keep the cookie
 			return Outcome{}, err
 		case err != nil:
 			out.ClearSession = true
 		case forceLogin:
-		case maxAge != nil && b.cfg.Now().Sub(sess.AuthTime) > *maxAge:
+		case maxAge != nil && si.now().Sub(sess.AuthTime) > *maxAge:
 		default:
 			// Single sign-on: the Keyward session answers for the upstream,
 			// once the upstream still vouches for the person (recheck.go).
 			// A session the re-check ends sends the browser through a
 			// fresh upstream sign-in, where the upstream decides.
-			if err := b.recheckSession(ctx, sess); recheckEnded(err) {
+			if err := si.recheck.recheckSession(ctx, sess); recheckEnded(err) {
 				out.ClearSession = true
 				break
 			} else if err != nil {
 				return Outcome{}, err
 			}
-			resp, err := b.complete(ctx, ar, sess, b.cfg.Now())
+			answer, err := si.complete(ctx, ar, sess, si.now())
 			if err != nil {
 				return Outcome{}, err
 			}
-			out.respond = resp
+			out.Client = answer
 			return out, nil
 		}
 	}
 	if has(prompt, "none") {
-		o, err := b.authorizeError(ctx, ar, fosite.ErrLoginRequired)
+		o, err := si.authorizeError(ctx, ar, fosite.ErrLoginRequired)
 		o.ClearSession = out.ClearSession
 		return o, err
 	}
@@ -169,47 +216,47 @@ func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, e
 		binding = randomString(32)
 	}
 	out.Binding = binding
-	now := b.cfg.Now()
+	now := si.now()
 	attempt := store.LoginAttempt{
 		ID:             randomString(24),
 		ClientID:       ar.GetClient().GetID(),
 		AuthorizeForm:  form,
 		BrowserBinding: hashString(binding),
 		CreatedAt:      now,
-		ExpiresAt:      now.Add(b.cfg.LoginTTL),
+		ExpiresAt:      now.Add(si.loginTTL),
 	}
 	opts := federation.AuthOptions{LoginHint: form.Get("login_hint")}
 	if forceLogin {
 		opts.Prompt = "login"
 	}
 	opts.MaxAge = maxAge
-	if len(b.upstreams) == 1 {
-		up := b.upstreams[0]
+	if len(si.upstreams) == 1 {
+		up := si.upstreams[0]
 		if err := upstreamReady(up); err != nil {
-			b.log.WarnContext(ctx, "sign-in refused: the only upstream is unavailable", "upstream", up.ID(), "err", err)
+			si.log.WarnContext(ctx, "sign-in refused: the only upstream is unavailable", "upstream", up.ID(), "err", err)
 			return Outcome{}, errUpstreamUnavailable(up, false, err)
 		}
-		url := b.prepareUpstream(&attempt, up, opts)
+		url := si.prepareUpstream(&attempt, up, opts)
 		if url == "" {
 			return Outcome{}, errUpstreamUnavailable(up, false, errNoAuthURL)
 		}
-		if err := b.createLoginAttempt(ctx, attempt, in.ClientIP); err != nil {
+		if err := si.createLoginAttempt(ctx, attempt, in.ClientIP); err != nil {
 			return Outcome{}, err
 		}
 		out.RedirectURL = url
 		return out, nil
 	}
-	if err := b.createLoginAttempt(ctx, attempt, in.ClientIP); err != nil {
+	if err := si.createLoginAttempt(ctx, attempt, in.ClientIP); err != nil {
 		return Outcome{}, err
 	}
 	ch := &Chooser{AttemptID: attempt.ID, ClientName: ar.GetClient().GetID()}
-	if c, ok := b.clients.get(ch.ClientName); ok {
+	if c, ok := si.clients.get(ch.ClientName); ok {
 		ch.ClientName = c.name
 	}
-	for _, u := range b.upstreams {
+	for _, u := range si.upstreams {
 		cu := ChooserUpstream{ID: u.ID(), Name: u.Name()}
 		if err := upstreamReady(u); err != nil {
-			cu.Unavailable, cu.Reason = true, unavailableMessage(u)
+			cu.Unavailable = true
 		}
 		ch.Upstreams = append(ch.Upstreams, cu)
 	}
@@ -233,8 +280,7 @@ func (b *Broker) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, e
 var promptValues = []string{"none", "login", "select_account"}
 
 // errNoConsentScreen answers prompt=consent.
-var errNoConsentScreen = fosite.ErrConsentRequired.WithHint(
-	"Keyward has no consent screen: the client's registration is the consent. Send no prompt=consent (Dex's oidc connector: promptType: \"\").")
+var errNoConsentScreen = fosite.ErrConsentRequired.WithHint(descNoConsentScreen)
 
 // forcesLogin reports whether prompt skips single sign-on and asks the
 // upstream for a fresh sign-in.
@@ -243,12 +289,12 @@ func forcesLogin(prompt []string) bool {
 }
 
 // createLoginAttempt writes a new login attempt, unless the rate limit
-// refuses it (a 429 page; nothing is written).
-func (b *Broker) createLoginAttempt(ctx context.Context, a store.LoginAttempt, client netip.Addr) error {
-	if err := b.limitLogin(ctx, client); err != nil {
+// refuses it (RefusedLoginLimited; nothing is written).
+func (si *signIn) createLoginAttempt(ctx context.Context, a store.LoginAttempt, client netip.Addr) error {
+	if err := si.limitLogin(ctx, client); err != nil {
 		return err
 	}
-	if err := b.cfg.Store.CreateLoginAttempt(ctx, a); err != nil {
+	if err := si.store.CreateLoginAttempt(ctx, a); err != nil {
 		return fmt.Errorf("create login attempt: %w", err)
 	}
 	return nil
@@ -256,29 +302,29 @@ func (b *Broker) createLoginAttempt(ctx context.Context, a store.LoginAttempt, c
 
 // ChooseUpstream continues a login attempt at the upstream the person chose
 // on the chooser and returns where to send the browser.
-func (b *Broker) ChooseUpstream(ctx context.Context, in ChooseInput) (_ string, err error) {
-	defer func() { err = asPage(err) }() // a store outage is a 503 page
+func (si *signIn) ChooseUpstream(ctx context.Context, in ChooseInput) (_ string, err error) {
+	defer func() { err = asRefusal(err) }() // a store outage is RefusedStoreUnavailable
 	attemptID := in.AttemptID
-	u, ok := b.byID[in.UpstreamID]
+	u, ok := si.byID[in.UpstreamID]
 	if !ok {
-		return "", pageError(http.StatusNotFound, "Unknown identity provider", "That identity provider is not configured here. Go back and choose another.", nil)
+		return "", refuse(RefusedUnknownUpstream, nil)
 	}
-	a, err := b.cfg.Store.GetLoginAttempt(ctx, attemptID)
+	a, err := si.store.GetLoginAttempt(ctx, attemptID)
 	if errors.Is(err, store.ErrNotFound) {
 		return "", errExpiredAttempt(err)
 	}
 	if err != nil {
 		return "", fmt.Errorf("get login attempt: %w", err)
 	}
-	if err := b.checkAttempt(a, in.Binding); err != nil {
+	if err := si.checkAttempt(a, in.Binding); err != nil {
 		return "", err
 	}
 	if err := upstreamReady(u); err != nil {
-		b.log.InfoContext(ctx, "sign-in refused: upstream unavailable", "upstream", u.ID(), "err", err)
-		return "", errUpstreamUnavailable(u, len(b.upstreams) > 1, err)
+		si.log.InfoContext(ctx, "sign-in refused: upstream unavailable", "upstream", u.ID(), "err", err)
+		return "", errUpstreamUnavailable(u, len(si.upstreams) > 1, err)
 	}
 	// Every choice rewrites the attempt: it counts as a login attempt.
-	if err := b.limitLogin(ctx, in.ClientIP); err != nil {
+	if err := si.limitLogin(ctx, in.ClientIP); err != nil {
 		return "", err
 	}
 	opts := federation.AuthOptions{LoginHint: a.AuthorizeForm.Get("login_hint")}
@@ -286,19 +332,19 @@ func (b *Broker) ChooseUpstream(ctx context.Context, in ChooseInput) (_ string, 
 		opts.Prompt = "login"
 	}
 	var url string
-	err = b.cfg.Store.UpdateLoginAttempt(ctx, attemptID, func(old store.LoginAttempt) (store.LoginAttempt, error) {
+	err = si.store.UpdateLoginAttempt(ctx, attemptID, func(old store.LoginAttempt) (store.LoginAttempt, error) {
 		if old.UpstreamID != "" {
 			// A second choice replaces the first; the old state dies.
 			old.State, old.Nonce, old.PKCEVerifier = "", "", ""
 		}
-		url = b.prepareUpstream(&old, u, opts)
+		url = si.prepareUpstream(&old, u, opts)
 		if url == "" {
 			return old, errNoAuthURL
 		}
 		return old, nil
 	})
 	if errors.Is(err, errNoAuthURL) {
-		return "", errUpstreamUnavailable(u, len(b.upstreams) > 1, err)
+		return "", errUpstreamUnavailable(u, len(si.upstreams) > 1, err)
 	}
 	if err != nil {
 		return "", fmt.Errorf("update login attempt: %w", err)
@@ -313,7 +359,7 @@ var errNoAuthURL = errors.New("upstream returned no authorization URL")
 // prepareUpstream fills the upstream leg's protections into the attempt
 // and returns the upstream's authorization URL ("" when the upstream is not
 // ready).
-func (b *Broker) prepareUpstream(a *store.LoginAttempt, u Upstream, opts federation.AuthOptions) string {
+func (si *signIn) prepareUpstream(a *store.LoginAttempt, u Upstream, opts federation.AuthOptions) string {
 	a.UpstreamID = u.ID()
 	a.State = randomString(32)
 	a.Nonce = randomString(32)
@@ -321,84 +367,60 @@ func (b *Broker) prepareUpstream(a *store.LoginAttempt, u Upstream, opts federat
 	return u.AuthCodeURL(a.State, a.Nonce, a.PKCEVerifier, opts)
 }
 
-func (b *Broker) checkAttempt(a store.LoginAttempt, binding string) error {
-	if !a.ExpiresAt.After(b.cfg.Now()) {
+func (si *signIn) checkAttempt(a store.LoginAttempt, binding string) error {
+	if !a.ExpiresAt.After(si.now()) {
 		return errExpiredAttempt(nil)
 	}
 	if binding == "" || subtle.ConstantTimeCompare([]byte(hashString(binding)), []byte(a.BrowserBinding)) != 1 {
-		return pageError(http.StatusBadRequest, "Sign-in started in another browser",
-			"This sign-in was started in another browser or its cookie is gone. Return to the application and sign in again.", nil)
+		return refuse(RefusedOtherBrowser, nil)
 	}
 	return nil
 }
 
-func errExpiredAttempt(cause error) *PageError {
-	return pageError(http.StatusBadRequest, "This sign-in has expired",
-		"The sign-in link has expired or was already used. Return to the application and sign in again.", cause)
+func errExpiredAttempt(cause error) *Refusal {
+	return refuse(RefusedAttemptExpired, cause)
 }
 
 // validSession returns the Keyward session id names if it is alive and its
 // subject may still sign in.
-func (b *Broker) validSession(ctx context.Context, id string) (store.Session, error) {
-	s, err := b.cfg.Store.GetSession(ctx, id)
+func (si *signIn) validSession(ctx context.Context, id string) (store.Session, error) {
+	s, err := si.store.GetSession(ctx, id)
 	if err != nil {
 		return s, fmt.Errorf("get session: %w", err)
 	}
-	if !s.ExpiresAt.After(b.cfg.Now()) {
+	if !s.ExpiresAt.After(si.now()) {
 		return s, errors.New("session expired")
 	}
-	if err := b.checkSubject(ctx, s.Subject, s.AuthTime); err != nil {
+	if err := si.subjects.checkSubject(ctx, s.Subject, s.AuthTime); err != nil {
 		return s, err
 	}
 	return s, nil
 }
 
-// errSubjectRefused is returned by checkSubject.
-var errSubjectRefused = errors.New("subject is disabled")
-
-// checkSubject is the one place where a subject can be refused: disabled,
-// or authenticated before its not-before time.
-func (b *Broker) checkSubject(ctx context.Context, subject string, issuedAt time.Time) error {
-	s, err := b.cfg.Store.GetSubject(ctx, subject)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("get subject: %w", err)
-	}
-	if s.Disabled || (!s.NotBefore.IsZero() && issuedAt.Before(s.NotBefore)) {
-		return errSubjectRefused
-	}
-	return nil
-}
-
 // authorizeError answers an /authorize failure: a redirect to the client
 // only once the client and redirect_uri are known good, else an error page.
-func (b *Broker) authorizeError(ctx context.Context, ar fosite.AuthorizeRequester, err error) (Outcome, error) {
+func (si *signIn) authorizeError(ctx context.Context, ar fosite.AuthorizeRequester, err error) (Outcome, error) {
 	if ar == nil || !ar.IsRedirectURIValid() {
-		return Outcome{}, pageError(http.StatusBadRequest, "Invalid sign-in request", invalidRequestMessage(err), err)
+		return Outcome{}, invalidAuthorize(err)
 	}
-	b.log.InfoContext(ctx, "authorize request refused", "client_id", ar.GetClient().GetID(), "err", err)
-	return Outcome{respond: func(ctx context.Context, w http.ResponseWriter) {
-		b.provider.WriteAuthorizeError(ctx, &issWriter{ResponseWriter: w, iss: b.cfg.Issuer}, ar, err)
-	}}, nil
+	si.log.InfoContext(ctx, "authorize request refused", "client_id", ar.GetClient().GetID(), "err", err)
+	return Outcome{Client: &ClientAnswer{ar: ar, err: err}}, nil
 }
 
-// invalidRequestMessage explains, for the person who followed the link, an
-// /authorize request that cannot be answered to the application.
-func invalidRequestMessage(err error) string {
-	const tail = " Return to the application; if this keeps happening, tell its administrator."
+// invalidAuthorize refuses an /authorize request that cannot be answered
+// to the application: it names an unknown client, an unregistered
+// redirect_uri, or is otherwise invalid.
+func invalidAuthorize(err error) *Refusal {
 	var rfc *fosite.RFC6749Error
-	if !errors.As(err, &rfc) {
-		return "The application sent an invalid sign-in request." + tail
-	}
 	switch {
+	case !errors.As(err, &rfc):
+		return refuse(RefusedInvalidAuthorize, err)
 	case rfc.ErrorField == fosite.ErrInvalidClient.ErrorField:
-		return "The application that sent you here is not registered with Keyward (unknown client_id)." + tail
+		return refuse(RefusedUnknownClient, err)
 	case strings.Contains(rfc.HintField, "redirect_uri"), strings.Contains(rfc.HintField, "redirect URI"):
-		return "The application asked to return you to an address it has not registered (redirect_uri)." + tail
+		return refuse(RefusedUnregisteredRedirect, err)
 	default:
-		return "The application sent an invalid sign-in request: " + rfc.GetDescription() + tail
+		return &Refusal{Kind: RefusedInvalidAuthorize, Detail: rfc.GetDescription(), cause: err}
 	}
 }
 

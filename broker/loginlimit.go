@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"net/http"
 	"net/netip"
 	"sync"
 	"time"
@@ -79,7 +78,7 @@ const (
 	LimitGlobal = "global" // the ceiling of all clients
 )
 
-// LoginLimitedError is the cause of the 429 page of a refused login
+// LoginLimitedError is the limit behind RefusedLoginLimited, a refused login
 // attempt: web sends RetryAfter as Retry-After and counts Scope.
 type LoginLimitedError struct {
 	// Scope is LimitClient or LimitGlobal.
@@ -235,24 +234,19 @@ func (l *loginLimiter) tracked() int {
 }
 
 // limitLogin consumes a login-attempt token for client, or returns the
-// 429 page whose cause is a *LoginLimitedError. Call it right before the
-// store write it guards.
-func (b *Broker) limitLogin(ctx context.Context, client netip.Addr) error {
-	if b.limiter == nil {
+// RefusedLoginLimited refusal carrying the *LoginLimitedError. Call it
+// right before the store write it guards.
+func (si *signIn) limitLogin(ctx context.Context, client netip.Addr) error {
+	if si.limiter == nil {
 		return nil
 	}
-	le, log := b.limiter.allow(client, b.cfg.Now())
+	le, log := si.limiter.allow(client, si.now())
 	if le == nil {
 		return nil
 	}
 	if log {
-		b.log.InfoContext(ctx, "login attempt refused: rate limit; further refusals of this client are counted, not logged, for a minute",
+		si.log.InfoContext(ctx, "login attempt refused: rate limit; further refusals of this client are counted, not logged, for a minute",
 			"event", "login_rate_limited", "limit", le.Scope, "client_addr", le.Client.String(), "retry_after", le.RetryAfter)
 	}
-	msg := "Keyward received too many sign-in attempts from your network just now."
-	if le.Scope == LimitGlobal {
-		msg = "Keyward is receiving more sign-in attempts than it can take just now."
-	}
-	return pageError(http.StatusTooManyRequests, "Too many sign-in attempts",
-		msg+" Wait a minute, then return to the application and sign in again.", le)
+	return &Refusal{Kind: RefusedLoginLimited, Limited: le, cause: le}
 }

@@ -146,9 +146,9 @@ func TestClientKey(t *testing.T) {
 }
 
 func TestLoginLimitUnlimited(t *testing.T) {
-	b := &Broker{cfg: Config{Now: func() time.Time { return limitNow }}}
+	si := &signIn{now: func() time.Time { return limitNow }}
 	for range 1000 {
-		if err := b.limitLogin(t.Context(), netip.MustParseAddr("192.0.2.1")); err != nil {
+		if err := si.limitLogin(t.Context(), netip.MustParseAddr("192.0.2.1")); err != nil {
 			t.Fatalf("limitLogin() without a limiter = %v, want nil", err)
 		}
 	}

@@ -5,7 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"net/http"
+	"log/slog"
 	"net/url"
 	"strings"
 
@@ -103,8 +103,24 @@ var (
 	_ upstreamLogouter = (*federation.LazyUpstream)(nil)
 )
 
+// rpLogout is RP-initiated logout (/end_session): it checks the request,
+// ends the browser's session through the administration part and says
+// where the browser goes next, through the upstream's logout when that is
+// on. It holds only what that needs.
+type rpLogout struct {
+	store interface {
+		GetSession(ctx context.Context, id string) (store.Session, error)
+	}
+	clients   *clientRegistry
+	upstreams map[string]Upstream // by id
+	keys      signer              // checks id_token_hint
+	issuer    string
+	sessions  *admin // ends sessions (RevokeSession)
+	log       *slog.Logger
+}
+
 // EndSession handles GET and POST /end_session. Everything is checked
-// before anything is ended; a failure is a *PageError, never a redirect:
+// before anything is ended; a failure is a *Refusal, never a redirect:
 //
 //   - id_token_hint, when given, must be signed by one of Keyward's
 //     published keys and name Keyward as iss; an expired hint is accepted
@@ -124,12 +140,12 @@ var (
 // audit event by ActorEndSession). When its upstream has upstream logout
 // on, Outcome.Upstream says where the browser signs out there (see
 // upstreamLogout).
-func (b *Broker) EndSession(ctx context.Context, in EndSessionInput) (_ EndSessionOutcome, err error) {
-	defer func() { err = asPage(err) }() // a store outage is a 503 page
+func (l *rpLogout) EndSession(ctx context.Context, in EndSessionInput) (_ EndSessionOutcome, err error) {
+	defer func() { err = asRefusal(err) }() // a store outage is RefusedStoreUnavailable
 	clientID := in.ClientID
 	var hintSID string
 	if in.IDTokenHint != "" && !in.Confirmed {
-		aud, sid, err := b.checkIDTokenHint(ctx, in.IDTokenHint, in.ClientID)
+		aud, sid, err := l.checkIDTokenHint(ctx, in.IDTokenHint, in.ClientID)
 		if err != nil {
 			return EndSessionOutcome{}, err
 		}
@@ -137,20 +153,20 @@ func (b *Broker) EndSession(ctx context.Context, in EndSessionInput) (_ EndSessi
 	}
 	var redirect string
 	if in.PostLogoutRedirectURI != "" {
-		u, err := b.postLogoutRedirect(clientID, in.PostLogoutRedirectURI, in.State)
+		u, err := l.postLogoutRedirect(clientID, in.PostLogoutRedirectURI, in.State)
 		if err != nil {
 			return EndSessionOutcome{}, err
 		}
 		redirect = u
 	} else if clientID != "" {
-		if _, ok := b.clients.get(clientID); !ok {
-			return EndSessionOutcome{}, errLogout("The application that sent you here is not registered with Keyward (unknown client_id).", nil)
+		if _, ok := l.clients.get(clientID); !ok {
+			return EndSessionOutcome{}, refuse(RefusedLogoutUnknownClient, nil)
 		}
 	}
 
 	sid := in.SessionID
 	if sid != "" && !in.Confirmed && hintSID != sid {
-		_, err := b.cfg.Store.GetSession(ctx, sid)
+		_, err := l.store.GetSession(ctx, sid)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			sid = "" // already ended: nothing to confirm
@@ -158,10 +174,10 @@ func (b *Broker) EndSession(ctx context.Context, in EndSessionInput) (_ EndSessi
 			return EndSessionOutcome{}, fmt.Errorf("get session: %w", err)
 		default:
 			c := &LogoutConfirmation{ClientID: clientID, ClientName: clientID, PostLogoutRedirectURI: in.PostLogoutRedirectURI, State: in.State}
-			if cl, ok := b.clients.get(clientID); ok {
+			if cl, ok := l.clients.get(clientID); ok {
 				c.ClientName = cl.name
 			}
-			b.log.InfoContext(ctx, "end session: asking the person to confirm", "event", "end_session", "client_id", clientID,
+			l.log.InfoContext(ctx, "end session: asking the person to confirm", "event", "end_session", "client_id", clientID,
 				"hint", in.IDTokenHint != "")
 			return EndSessionOutcome{Confirm: c}, nil
 		}
@@ -177,7 +193,7 @@ func (b *Broker) EndSession(ctx context.Context, in EndSessionInput) (_ EndSessi
 	}
 	var upstreamID string
 	if sid != "" {
-		rev, err := b.revokeSession(ctx, sid, reason, ActorEndSession)
+		rev, err := l.sessions.RevokeSession(ctx, sid, reason, ActorEndSession)
 		switch {
 		case errors.Is(err, ErrUnknownSession):
 			// Already ended: nothing left to do.
@@ -187,8 +203,8 @@ func (b *Broker) EndSession(ctx context.Context, in EndSessionInput) (_ EndSessi
 			out.Ended, upstreamID = true, rev.Session.UpstreamID
 		}
 	}
-	out.Upstream = b.upstreamLogout(ctx, upstreamID, redirect)
-	b.log.InfoContext(ctx, "end session", "event", "end_session", "client_id", clientID,
+	out.Upstream = l.upstreamLogout(ctx, upstreamID, redirect)
+	l.log.InfoContext(ctx, "end session", "event", "end_session", "client_id", clientID,
 		"ended", out.Ended, "confirmed", in.Confirmed, "redirect", redirect != "", "upstream_logout", out.Upstream != nil)
 	return out, nil
 }
@@ -199,8 +215,8 @@ func (b *Broker) EndSession(ctx context.Context, in EndSessionInput) (_ EndSessi
 // (no logout URL, or discovery still pending without a logoutURL): that is
 // logged at Warn, and the person, signed out of Keyward all the same, goes
 // straight to next.
-func (b *Broker) upstreamLogout(ctx context.Context, id, next string) *UpstreamLogout {
-	up, ok := b.byID[id]
+func (l *rpLogout) upstreamLogout(ctx context.Context, id, next string) *UpstreamLogout {
+	up, ok := l.upstreams[id]
 	if id == "" || !ok {
 		return nil
 	}
@@ -209,14 +225,14 @@ func (b *Broker) upstreamLogout(ctx context.Context, id, next string) *UpstreamL
 		return nil
 	}
 	state := rand.Text()
-	req, err := lo.LogoutRequest(b.cfg.Issuer+UpstreamLogoutPath, state)
+	req, err := lo.LogoutRequest(l.issuer+UpstreamLogoutPath, state)
 	switch {
 	case errors.Is(err, federation.ErrNoLogoutURL):
-		b.log.WarnContext(ctx, "upstream logout is on but the upstream has no logout URL (its discovery names no end_session_endpoint); set upstreams[].logoutURL, or turn upstreamLogout off",
+		l.log.WarnContext(ctx, "upstream logout is on but the upstream has no logout URL (its discovery names no end_session_endpoint); set upstreams[].logoutURL, or turn upstreamLogout off",
 			"event", "end_session", "upstream", id)
 		return nil
 	case err != nil:
-		b.log.WarnContext(ctx, "upstream logout skipped: the person was signed out of Keyward only", "event", "end_session", "upstream", id, "err", err)
+		l.log.WarnContext(ctx, "upstream logout skipped: the person was signed out of Keyward only", "event", "end_session", "upstream", id, "err", err)
 		return nil
 	}
 	if !req.StateSent {
@@ -227,14 +243,14 @@ func (b *Broker) upstreamLogout(ctx context.Context, id, next string) *UpstreamL
 
 // checkIDTokenHint verifies an id_token_hint and returns the client it was
 // issued to and its sid claim.
-func (b *Broker) checkIDTokenHint(ctx context.Context, raw, clientID string) (client, sid string, err error) {
+func (l *rpLogout) checkIDTokenHint(ctx context.Context, raw, clientID string) (client, sid string, err error) {
 	bad := func(cause error) (string, string, error) {
-		return "", "", errLogout("The application sent a sign-out request with an ID token Keyward did not issue (id_token_hint).", cause)
+		return "", "", refuse(RefusedLogoutHint, cause)
 	}
 	if len(raw) > maxIDTokenHintBytes {
 		return bad(errors.New("id_token_hint too large"))
 	}
-	tok, err := fositeSigner{keys: b.cfg.Keys}.Decode(ctx, raw)
+	tok, err := fositeSigner{keys: l.keys}.Decode(ctx, raw)
 	if err != nil && !onlyTimeClaimsInvalid(err) {
 		return bad(err)
 	}
@@ -245,14 +261,14 @@ func (b *Broker) checkIDTokenHint(ctx context.Context, raw, clientID string) (cl
 	if typ, _ := tok.Header["typ"].(string); typ != "" && !strings.EqualFold(typ, "JWT") {
 		return bad(fmt.Errorf("id_token_hint has typ %q", typ))
 	}
-	if iss, _ := tok.Claims["iss"].(string); iss != b.cfg.Issuer {
+	if iss, _ := tok.Claims["iss"].(string); iss != l.issuer {
 		return bad(fmt.Errorf("id_token_hint iss %q", iss))
 	}
 	auds := claimStrings(tok.Claims["aud"])
 	switch {
 	case clientID != "":
 		if !has(auds, clientID) {
-			return "", "", errLogout("The sign-out request names another application (client_id) than its ID token (id_token_hint).", nil)
+			return "", "", refuse(RefusedLogoutClientMismatch, nil)
 		}
 		client = clientID
 	case len(auds) == 1:
@@ -281,33 +297,28 @@ func onlyTimeClaimsInvalid(err error) bool {
 
 // postLogoutRedirect returns uri with state appended if uri is one of the
 // client's registered post-logout redirect URIs (compared exactly).
-func (b *Broker) postLogoutRedirect(clientID, uri, state string) (string, error) {
+func (l *rpLogout) postLogoutRedirect(clientID, uri, state string) (string, error) {
 	if clientID == "" {
-		return "", errLogout("The application asked to return you to an address without saying which application it is (client_id or id_token_hint).", nil)
+		return "", refuse(RefusedLogoutNoClient, nil)
 	}
-	c, ok := b.clients.get(clientID)
+	c, ok := l.clients.get(clientID)
 	if !ok {
-		return "", errLogout("The application that sent you here is not registered with Keyward (unknown client_id).", nil)
+		return "", refuse(RefusedLogoutUnknownClient, nil)
 	}
 	if !has(c.postLogoutRedirectURIs, uri) {
-		return "", errLogout("The application asked to return you to an address it has not registered (post_logout_redirect_uri).", nil)
+		return "", refuse(RefusedLogoutUnregisteredRedirect, nil)
 	}
 	if state == "" {
 		return uri, nil
 	}
 	u, err := url.Parse(uri)
 	if err != nil {
-		return "", errLogout("The application's registered sign-out address is not a valid URL.", err)
+		return "", refuse(RefusedLogoutBadRedirect, err)
 	}
 	q := u.Query()
 	q.Set("state", state)
 	u.RawQuery = q.Encode()
 	return u.String(), nil
-}
-
-func errLogout(message string, cause error) *PageError {
-	const tail = " You have not been signed out. Return to the application; if this keeps happening, tell its administrator."
-	return pageError(http.StatusBadRequest, "Invalid sign-out request", message+tail, cause)
 }
 
 // claimStrings reads a claim that is a string or an array of strings.

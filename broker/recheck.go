@@ -9,11 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"sync"
 	"time"
-
-	"github.com/ory/fosite"
 
 	"github.com/keyward/keyward/federation"
 	"github.com/keyward/keyward/store"
@@ -99,26 +96,49 @@ func recheckEnded(err error) bool {
 // errChecked stops the claim of a check another refresh just made.
 var errChecked = errors.New("upstream checked recently")
 
+// recheck is the upstream re-check: it keeps the upstreams' refresh
+// tokens sealed with the sessions and redeems them when a session is used
+// (single sign-on at sign-in, a refresh at the token endpoint) once the
+// upstream's interval has passed, ending the session through the
+// administration part when the upstream no longer vouches for the person.
+type recheck struct {
+	store     recheckStore
+	upstreams []Upstream
+	byID      map[string]Upstream
+	key       []byte        // Config.UpstreamTokenKey; nil: off
+	timeout   time.Duration // Config.RecheckTimeout
+	sessions  *admin        // ends sessions (RevokeSession)
+	stats     recheckStats
+	log       *slog.Logger
+	now       func() time.Time
+}
+
+// recheckStore is the part of the store the re-check uses.
+type recheckStore interface {
+	GetSession(ctx context.Context, id string) (store.Session, error)
+	UpdateSession(ctx context.Context, id string, updater func(store.Session) (store.Session, error)) error
+}
+
 // initRecheck checks the sealing key and warns when re-checks are
 // configured but cannot run.
-func (b *Broker) initRecheck() error {
-	if n := len(b.cfg.UpstreamTokenKey); n != 0 && n != 32 {
+func (rk *recheck) initRecheck() error {
+	if n := len(rk.key); n != 0 && n != 32 {
 		return fmt.Errorf("upstream token key: must be 32 bytes, not %d", n)
 	}
-	if len(b.cfg.UpstreamTokenKey) != 0 {
+	if len(rk.key) != 0 {
 		return nil
 	}
-	for _, up := range b.upstreams {
+	for _, up := range rk.upstreams {
 		if rc, ok := up.(rechecker); ok && rc.RecheckInterval() > 0 {
-			b.log.Warn("upstream re-check is off: no upstream token key configured", "upstream", up.ID())
+			rk.log.Warn("upstream re-check is off: no upstream token key configured", "upstream", up.ID())
 		}
 	}
 	return nil
 }
 
 // recheckOf returns how up is re-checked; false when it is not.
-func (b *Broker) recheckOf(up Upstream) (recheckPolicy, bool) {
-	if len(b.cfg.UpstreamTokenKey) == 0 || up == nil {
+func (rk *recheck) recheckOf(up Upstream) (recheckPolicy, bool) {
+	if len(rk.key) == 0 || up == nil {
 		return recheckPolicy{}, false
 	}
 	rc, ok := up.(rechecker)
@@ -131,21 +151,21 @@ func (b *Broker) recheckOf(up Upstream) (recheckPolicy, bool) {
 
 // sealUpstreamToken seals the upstream refresh token of a new session;
 // nil when the upstream is not re-checked or sent no refresh token.
-func (b *Broker) sealUpstreamToken(up Upstream, sessionID, token string) ([]byte, error) {
-	p, ok := b.recheckOf(up)
+func (rk *recheck) sealUpstreamToken(up Upstream, sessionID, token string) ([]byte, error) {
+	p, ok := rk.recheckOf(up)
 	if !ok {
 		return nil, nil
 	}
 	if token == "" {
-		b.log.Warn("upstream sent no refresh token: this session cannot be re-checked and ends after the re-check's maximum age",
+		rk.log.Warn("upstream sent no refresh token: this session cannot be re-checked and ends after the re-check's maximum age",
 			"upstream", up.ID(), "sid", recheckSID(sessionID), "max_age", p.maxAge)
 		return nil, nil
 	}
-	return b.sealToken(sessionID, token)
+	return rk.sealToken(sessionID, token)
 }
 
-func (b *Broker) upstreamAEAD() (cipher.AEAD, error) {
-	block, err := aes.NewCipher(b.cfg.UpstreamTokenKey)
+func (rk *recheck) upstreamAEAD() (cipher.AEAD, error) {
+	block, err := aes.NewCipher(rk.key)
 	if err != nil {
 		return nil, err
 	}
@@ -153,8 +173,8 @@ func (b *Broker) upstreamAEAD() (cipher.AEAD, error) {
 }
 
 // sealToken is nonce || AES-256-GCM(token), bound to the session id.
-func (b *Broker) sealToken(sessionID, token string) ([]byte, error) {
-	g, err := b.upstreamAEAD()
+func (rk *recheck) sealToken(sessionID, token string) ([]byte, error) {
+	g, err := rk.upstreamAEAD()
 	if err != nil {
 		return nil, fmt.Errorf("seal upstream token: %w", err)
 	}
@@ -163,8 +183,8 @@ func (b *Broker) sealToken(sessionID, token string) ([]byte, error) {
 	return g.Seal(nonce, nonce, []byte(token), []byte(sessionID)), nil
 }
 
-func (b *Broker) openToken(sessionID string, sealed []byte) (string, error) {
-	g, err := b.upstreamAEAD()
+func (rk *recheck) openToken(sessionID string, sealed []byte) (string, error) {
+	g, err := rk.upstreamAEAD()
 	if err != nil {
 		return "", fmt.Errorf("open upstream token: %w", err)
 	}
@@ -176,25 +196,6 @@ func (b *Broker) openToken(sessionID string, sealed []byte) (string, error) {
 		return "", fmt.Errorf("open upstream token: %w", err)
 	}
 	return string(plain), nil
-}
-
-// recheckAtRefresh runs the re-check for a refresh request and answers it
-// with an error when the refresh must stop (false).
-func (b *Broker) recheckAtRefresh(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, sess *Session) bool {
-	err := b.recheckUpstream(ctx, sess.SessionID, sess.UpstreamID)
-	switch {
-	case err == nil:
-		return true
-	case errors.Is(err, errRecheckSessionEnded):
-		b.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint("The sign-in session has ended and the identity provider must vouch for this person again: sign in again.").WithWrap(err))
-	case errors.Is(err, errUpstreamGone):
-		b.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint("The identity provider no longer accepts this person.").WithWrap(err))
-	case errors.Is(err, errUnvouched):
-		b.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint("The identity provider has not confirmed this person for too long: sign in again.").WithWrap(err))
-	default:
-		b.tokenError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
-	}
-	return false
 }
 
 // errRecheckSessionEnded: the grant's upstream is re-checked, but the
@@ -211,16 +212,16 @@ var errRecheckSessionEnded = errors.New("the session holding the upstream grant 
 // recheckEnded holds: the session was ended, refuse the refresh; wrapping
 // errRecheckSessionEnded: the re-check cannot run, refuse the refresh. Any
 // other error is a server error.
-func (b *Broker) recheckUpstream(ctx context.Context, sessionID, upstreamID string) error {
-	if sessionID == "" || len(b.cfg.UpstreamTokenKey) == 0 {
+func (rk *recheck) recheckUpstream(ctx context.Context, sessionID, upstreamID string) error {
+	if sessionID == "" || len(rk.key) == 0 {
 		return nil
 	}
-	sess, err := b.cfg.Store.GetSession(ctx, sessionID)
-	if err == nil && !sess.ExpiresAt.IsZero() && !sess.ExpiresAt.After(b.cfg.Now()) {
+	sess, err := rk.store.GetSession(ctx, sessionID)
+	if err == nil && !sess.ExpiresAt.IsZero() && !sess.ExpiresAt.After(rk.now()) {
 		err = store.ErrNotFound // expired, not yet collected
 	}
 	if errors.Is(err, store.ErrNotFound) {
-		if _, ok := b.recheckOf(b.byID[upstreamID]); ok {
+		if _, ok := rk.recheckOf(rk.byID[upstreamID]); ok {
 			return errRecheckSessionEnded
 		}
 		return nil
@@ -228,32 +229,32 @@ func (b *Broker) recheckUpstream(ctx context.Context, sessionID, upstreamID stri
 	if err != nil {
 		return fmt.Errorf("get session: %w", err)
 	}
-	return b.recheckSession(ctx, sess)
+	return rk.recheckSession(ctx, sess)
 }
 
 // recheckSession re-checks the person of the live Keyward session sess at
 // its upstream when the interval has passed (at a refresh and at single
 // sign-on). nil: go on. An error for which recheckEnded holds: the session
 // has been ended. Any other error is a server error.
-func (b *Broker) recheckSession(ctx context.Context, sess store.Session) error {
-	p, ok := b.recheckOf(b.byID[sess.UpstreamID])
-	now := b.cfg.Now()
+func (rk *recheck) recheckSession(ctx context.Context, sess store.Session) error {
+	p, ok := rk.recheckOf(rk.byID[sess.UpstreamID])
+	now := rk.now()
 	if !ok || now.Sub(sess.UpstreamCheckedAt) < p.interval {
 		return nil
 	}
-	log := b.log.With("upstream", sess.UpstreamID, "sub", sess.Subject, "sid", recheckSID(sess.ID))
+	log := rk.log.With("upstream", sess.UpstreamID, "sub", sess.Subject, "sid", recheckSID(sess.ID))
 	if len(sess.UpstreamRefreshToken) == 0 {
 		if now.Sub(sess.UpstreamCheckedAt) <= p.maxAge {
 			return nil
 		}
-		return b.endUnvouched(ctx, log, sess, sess.UpstreamCheckedAt, p.maxAge, "no upstream refresh token was kept for this session")
+		return rk.endUnvouched(ctx, log, sess, sess.UpstreamCheckedAt, p.maxAge, "no upstream refresh token was kept for this session")
 	}
 	// Claim the check (check time = now) so that concurrent uses of the
 	// session do not redeem the same upstream token twice, which a
 	// rotating upstream would answer with invalid_grant.
 	var sealed []byte
 	var prev time.Time
-	err := b.cfg.Store.UpdateSession(ctx, sess.ID, func(s store.Session) (store.Session, error) {
+	err := rk.store.UpdateSession(ctx, sess.ID, func(s store.Session) (store.Session, error) {
 		if len(s.UpstreamRefreshToken) == 0 || now.Sub(s.UpstreamCheckedAt) < p.interval {
 			return s, errChecked
 		}
@@ -270,30 +271,30 @@ func (b *Broker) recheckSession(ctx context.Context, sess store.Session) error {
 	// From here on the answer is kept even if the client goes away: a
 	// rotating upstream has already spent the old token.
 	ctx = context.WithoutCancel(ctx)
-	next, err := b.refreshUpstream(ctx, p, sess.ID, sealed)
+	next, err := rk.refreshUpstream(ctx, p, sess.ID, sealed)
 	switch {
 	case errors.Is(err, federation.ErrUpstreamRefused):
-		b.stats.record(sess.UpstreamID, RecheckRefused)
+		rk.stats.record(sess.UpstreamID, RecheckRefused)
 		log.InfoContext(ctx, "upstream refused the re-check; ending the session", "event", "upstream_recheck_refused", "err", err)
-		if _, rerr := b.RevokeSession(ctx, sess.ID, "the identity provider refused the re-check (invalid_grant)", recheckActor); rerr != nil && !errors.Is(rerr, store.ErrNotFound) {
+		if _, rerr := rk.sessions.RevokeSession(ctx, sess.ID, "the identity provider refused the re-check (invalid_grant)", recheckActor); rerr != nil && !errors.Is(rerr, store.ErrNotFound) {
 			return fmt.Errorf("end session after upstream refusal: %w", rerr)
 		}
 		return fmt.Errorf("%w: %w", errUpstreamGone, err)
 	case err != nil:
 		if errors.Is(err, federation.ErrClientRejected) {
-			b.stats.record(sess.UpstreamID, RecheckClientRejected)
+			rk.stats.record(sess.UpstreamID, RecheckClientRejected)
 			log.ErrorContext(ctx, "the upstream refused Keyward's client credentials at the re-check: fix clientID/clientSecret for this upstream (or allow it the refresh_token grant); sessions end once the re-check's maximum age has passed",
 				"event", "upstream_recheck_client_rejected", "err", err, "max_age", p.maxAge)
 		} else {
-			b.stats.record(sess.UpstreamID, RecheckUnavailable)
+			rk.stats.record(sess.UpstreamID, RecheckUnavailable)
 			log.WarnContext(ctx, "upstream re-check failed; retrying at the next use", "event", "upstream_recheck_failed", "err", err,
 				"unvouched_since", prev.UTC(), "max_age", p.maxAge)
 		}
 		if now.Sub(prev) > p.maxAge {
-			return b.endUnvouched(ctx, log, sess, prev, p.maxAge, refreshFailure(err))
+			return rk.endUnvouched(ctx, log, sess, prev, p.maxAge, refreshFailure(err))
 		}
 		// Release the claim: the next use tries again.
-		if uerr := b.cfg.Store.UpdateSession(ctx, sess.ID, func(s store.Session) (store.Session, error) {
+		if uerr := rk.store.UpdateSession(ctx, sess.ID, func(s store.Session) (store.Session, error) {
 			if bytes.Equal(s.UpstreamRefreshToken, sealed) {
 				s.UpstreamCheckedAt = prev
 			}
@@ -303,12 +304,12 @@ func (b *Broker) recheckSession(ctx context.Context, sess store.Session) error {
 		}
 		return nil
 	}
-	b.stats.record(sess.UpstreamID, RecheckPassed)
-	resealed, err := b.sealToken(sess.ID, next)
+	rk.stats.record(sess.UpstreamID, RecheckPassed)
+	resealed, err := rk.sealToken(sess.ID, next)
 	if err != nil {
 		return err
 	}
-	err = b.cfg.Store.UpdateSession(ctx, sess.ID, func(s store.Session) (store.Session, error) {
+	err = rk.store.UpdateSession(ctx, sess.ID, func(s store.Session) (store.Session, error) {
 		s.UpstreamRefreshToken, s.UpstreamCheckedAt = resealed, now
 		return s, nil
 	})
@@ -326,12 +327,12 @@ func (b *Broker) recheckSession(ctx context.Context, sess store.Session) error {
 // Config.RecheckTimeout. A token that cannot be opened (the session secret
 // changed) fails like an unavailable upstream: the maximum age then ends
 // the session.
-func (b *Broker) refreshUpstream(ctx context.Context, p recheckPolicy, sessionID string, sealed []byte) (string, error) {
-	token, err := b.openToken(sessionID, sealed)
+func (rk *recheck) refreshUpstream(ctx context.Context, p recheckPolicy, sessionID string, sealed []byte) (string, error) {
+	token, err := rk.openToken(sessionID, sealed)
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", federation.ErrRefreshUnavailable, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, b.cfg.RecheckTimeout)
+	ctx, cancel := context.WithTimeout(ctx, rk.timeout)
 	defer cancel()
 	return p.rc.Refresh(ctx, token)
 }
@@ -348,13 +349,13 @@ func refreshFailure(err error) string {
 // endUnvouched ends sess because its upstream has not vouched for the
 // person since since, longer than maxAge; why says what the last attempt
 // got. It returns an error wrapping errUnvouched (or a server error).
-func (b *Broker) endUnvouched(ctx context.Context, log *slog.Logger, sess store.Session, since time.Time, maxAge time.Duration, why string) error {
+func (rk *recheck) endUnvouched(ctx context.Context, log *slog.Logger, sess store.Session, since time.Time, maxAge time.Duration, why string) error {
 	reason := fmt.Sprintf("upstream re-check not passed since %s, longer than recheckMaxAge %s; last attempt: %s",
 		since.UTC().Format(time.RFC3339), maxAge, why)
-	b.stats.record(sess.UpstreamID, RecheckMaxAgeExceeded)
+	rk.stats.record(sess.UpstreamID, RecheckMaxAgeExceeded)
 	log.InfoContext(ctx, "upstream has not vouched for the person within the re-check's maximum age; ending the session",
 		"event", "upstream_recheck_expired", "unvouched_since", since.UTC(), "max_age", maxAge, "last_attempt", why)
-	if _, err := b.RevokeSession(ctx, sess.ID, reason, recheckActor); err != nil && !errors.Is(err, store.ErrNotFound) {
+	if _, err := rk.sessions.RevokeSession(ctx, sess.ID, reason, recheckActor); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("end session after the re-check's maximum age: %w", err)
 	}
 	return fmt.Errorf("%w: %s", errUnvouched, reason)
@@ -399,17 +400,17 @@ type RecheckStatus struct {
 
 // RecheckStatus reports the re-check counters of every re-checked
 // upstream, in configured order.
-func (b *Broker) RecheckStatus() []RecheckStatus {
-	b.stats.mu.Lock()
-	defer b.stats.mu.Unlock()
+func (rk *recheck) RecheckStatus() []RecheckStatus {
+	rk.stats.mu.Lock()
+	defer rk.stats.mu.Unlock()
 	var out []RecheckStatus
-	for _, up := range b.upstreams {
-		if _, ok := b.recheckOf(up); !ok {
+	for _, up := range rk.upstreams {
+		if _, ok := rk.recheckOf(up); !ok {
 			continue
 		}
-		st := RecheckStatus{Upstream: up.ID(), Results: map[string]uint64{}, ClientRejected: b.stats.rejected[up.ID()]}
+		st := RecheckStatus{Upstream: up.ID(), Results: map[string]uint64{}, ClientRejected: rk.stats.rejected[up.ID()]}
 		for _, r := range recheckResults {
-			st.Results[r] = b.stats.counts[up.ID()][r]
+			st.Results[r] = rk.stats.counts[up.ID()][r]
 		}
 		out = append(out, st)
 	}

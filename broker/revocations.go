@@ -12,10 +12,6 @@ import (
 // carries; a reader that gets a full page asks again from Next at once.
 const RevocationPageLimit = 1000
 
-// ErrFeedUnauthorized: the caller of the revocation feed is not a
-// configured reader, or its secret is wrong (HTTP 401).
-var ErrFeedUnauthorized = &Error{Code: "invalid_client", Description: "Client authentication failed; only configured revocation-feed readers may read it.", Status: 401}
-
 // RevocationPage is one answer of the revocation feed.
 type RevocationPage struct {
 	// Entries have Seq > the cursor asked for, ascending, at most
@@ -31,18 +27,18 @@ type RevocationPage struct {
 }
 
 // Revocations answers GET /revocations?after=CURSOR for the reader clientID,
-// which must be listed in Config.RevocationReaders and present its
+// which must be one of the feed readers (Config.RevocationReaders) and present its
 // confidential client's secret. The feed says who was deprovisioned and
 // which sessions ended, so it is not public: anyone else gets
 // ErrFeedUnauthorized. A negative cursor is ErrInvalidRequest.
-func (b *Broker) Revocations(ctx context.Context, after int64, clientID, secret string) (RevocationPage, error) {
-	if err := b.authenticateFeedReader(ctx, clientID, secret); err != nil {
+func (a *admin) Revocations(ctx context.Context, after int64, clientID, secret string) (RevocationPage, error) {
+	if err := a.authenticateFeedReader(ctx, clientID, secret); err != nil {
 		return RevocationPage{}, err
 	}
 	if after < 0 {
-		return RevocationPage{}, ErrInvalidRequest.WithDescription("after must be a non-negative sequence number.")
+		return RevocationPage{}, ErrInvalidRequest.WithDescription(descFeedCursor)
 	}
-	entries, highest, err := b.cfg.Store.ListRevocations(ctx, after, RevocationPageLimit)
+	entries, highest, err := a.store.ListRevocations(ctx, after, RevocationPageLimit)
 	if Unavailable(err) {
 		return RevocationPage{}, ErrTemporarilyUnavailable.WithCause(fmt.Errorf("list revocations after %d: %w", after, err))
 	}
@@ -61,11 +57,11 @@ func (b *Broker) Revocations(ctx context.Context, after int64, clientID, secret 
 
 // authenticateFeedReader checks that clientID is a revocation-feed reader
 // with a secret and that secret matches it, in constant time.
-func (b *Broker) authenticateFeedReader(ctx context.Context, clientID, secret string) error {
-	if _, err := b.authenticateClient(ctx, clientID, secret); err != nil {
+func (a *admin) authenticateFeedReader(ctx context.Context, clientID, secret string) error {
+	if _, err := a.clients.authenticate(ctx, clientID, secret); err != nil {
 		return ErrFeedUnauthorized.WithCause(err)
 	}
-	if !slices.Contains(b.cfg.RevocationReaders, clientID) {
+	if !slices.Contains(a.readers, clientID) {
 		return ErrFeedUnauthorized.WithCause(fmt.Errorf("client %q is not a revocation-feed reader", clientID))
 	}
 	return nil

@@ -23,15 +23,15 @@ var errSessionEnded = errors.New("the sign-in session has ended")
 // holds whether or not access tokens are stored. Tokens without a sid
 // (client credentials, workload exchange, native sign-in) pass the
 // session part. Any other error is the store's.
-func (b *Broker) checkIssuedToken(ctx context.Context, r fosite.Requester) error {
+func (s *subjects) checkIssuedToken(ctx context.Context, r fosite.Requester) error {
 	sess, ok := r.GetSession().(*Session)
 	if !ok {
 		return errors.New("unexpected session type")
 	}
-	if err := b.checkSubject(ctx, sess.GetSubject(), issuedAt(r)); err != nil {
+	if err := s.checkSubject(ctx, sess.GetSubject(), issuedAt(r)); err != nil {
 		return err
 	}
-	ended, err := b.sessionEnded(ctx, sess.sid())
+	ended, err := s.sessionEnded(ctx, sess.sid())
 	if err != nil {
 		return err
 	}
@@ -66,11 +66,11 @@ func (s *Session) sid() string {
 // before the end can still be alive (feedExpiry), and token exchange never
 // outlives its subject token. Deprovisioning deletes sessions without a
 // session entry; checkSubject refuses those tokens.
-func (b *Broker) sessionEnded(ctx context.Context, sid string) (bool, error) {
+func (s *subjects) sessionEnded(ctx context.Context, sid string) (bool, error) {
 	if sid == "" {
 		return false, nil
 	}
-	_, err := b.cfg.Store.GetSession(ctx, sid)
+	_, err := s.store.GetSession(ctx, sid)
 	if err == nil {
 		return false, nil
 	}
@@ -79,7 +79,7 @@ func (b *Broker) sessionEnded(ctx context.Context, sid string) (bool, error) {
 	}
 	// Entries leave the feed with the tokens they void (feedExpiry), so
 	// it is short.
-	entries, _, err := b.cfg.Store.ListRevocations(ctx, 0, 0)
+	entries, _, err := s.store.ListRevocations(ctx, 0, 0)
 	if err != nil {
 		return false, fmt.Errorf("list revocations: %w", err)
 	}

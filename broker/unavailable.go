@@ -19,28 +19,12 @@ const RetryAfter = 5
 // database, nothing was written, and the answer is 503.
 func Unavailable(err error) bool { return errors.Is(err, store.ErrUnavailable) }
 
-// unavailablePage is the sign-in page of a store outage.
-func unavailablePage(cause error) *PageError {
-	return pageError(http.StatusServiceUnavailable, "Temporarily unavailable",
-		"Keyward cannot reach its database right now. Nothing was lost: wait a few seconds, then reload this page or return to the application and sign in again.", cause)
-}
-
-// asPage turns a store outage into the 503 page of a browser flow; any
-// other error is returned as it is.
-func asPage(err error) error {
-	var pe *PageError
-	if err == nil || !Unavailable(err) || errors.As(err, &pe) && pe.Status == http.StatusServiceUnavailable {
-		return err
-	}
-	return unavailablePage(err)
-}
-
 // writeUnavailable answers a JSON endpoint (token, revocation,
 // introspection, userinfo) during a store outage: 503 with the RFC 6749
 // §5.2 error temporarily_unavailable and Retry-After (RFC 9110 §10.2.3).
 // The cause is logged, never sent.
-func (b *Broker) writeUnavailable(ctx context.Context, w http.ResponseWriter, endpoint string, err error) {
-	b.log.ErrorContext(ctx, "store unavailable", "endpoint", endpoint, "err", err)
+func (t *tokenEndpoint) writeUnavailable(ctx context.Context, w http.ResponseWriter, endpoint string, err error) {
+	t.log.ErrorContext(ctx, "store unavailable", "endpoint", endpoint, "err", err)
 	WriteUnavailable(w)
 }
 

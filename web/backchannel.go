@@ -17,12 +17,12 @@ func (s *Server) backchannelLogout(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	w.Header().Set("Cache-Control", "no-store")
 	if err := r.ParseForm(); err != nil {
-		writeFeedError(w, broker.ErrInvalidRequest.WithDescription("The body must be a form."))
+		writeFeedError(w, broker.ErrLogoutBodyNotForm)
 		return
 	}
 	token := r.PostForm.Get("logout_token")
 	if token == "" || len(r.PostForm["logout_token"]) != 1 {
-		writeFeedError(w, broker.ErrInvalidRequest.WithDescription("Send exactly one logout_token."))
+		writeFeedError(w, broker.ErrLogoutTokenCount)
 		return
 	}
 	if _, err := s.b.BackchannelLogout(ctx, r.PathValue("upstream"), token); err != nil {

@@ -58,13 +58,16 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, out broker.Outco
 		s.cookies.set(w, s.cookies.login, out.Binding, s.cfg.Now().Add(loginCookieTTL))
 	}
 	switch {
-	case out.Respond(ctx, w):
+	case out.Client != nil:
+		s.b.WriteClientAnswer(ctx, w, out.Client)
 	case out.Chooser != nil:
 		d := chooserData{ClientName: out.Chooser.ClientName, RequestID: RequestID(ctx)}
 		status := http.StatusServiceUnavailable // until one upstream is available
 		for _, u := range out.Chooser.Upstreams {
-			cu := chooserUpstream{ID: u.ID, Name: u.Name, Unavailable: u.Unavailable, Reason: u.Reason}
-			if !u.Unavailable {
+			cu := chooserUpstream{ID: u.ID, Name: u.Name, Unavailable: u.Unavailable}
+			if u.Unavailable {
+				cu.Reason = upstreamUnavailableReason(u.Name)
+			} else {
 				cu.URL = "/login/" + url.PathEscape(u.ID) + "?attempt=" + url.QueryEscape(out.Chooser.AttemptID)
 				status = http.StatusOK
 			}
@@ -173,30 +176,28 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 	s.pages.renderError(w, errorPageData{Status: http.StatusNotFound, Title: "Page not found", Message: "There is nothing at this address.", RequestID: RequestID(r.Context())})
 }
 
-// writeError turns an error from the sign-in flow into a page: a
-// broker.PageError shows its own text; anything else is a server error
-// whose details are only logged, under the request id.
+// writeError turns an error from a browser flow into a page: a
+// broker.Refusal gets its page (refusals.go); anything else is a server
+// error whose details are only logged, under the request id.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	ctx := r.Context()
 	w.Header().Set("Cache-Control", "no-store")
-	var pe *broker.PageError
-	if le := (*broker.LoginLimitedError)(nil); errors.As(err, &le) && errors.As(err, &pe) {
+	var re *broker.Refusal
+	if !errors.As(err, &re) {
+		s.log.ErrorContext(ctx, "request failed", "err", err)
+		d := serverErrorPage()
+		d.RequestID = RequestID(ctx)
+		s.pages.renderError(w, d)
+		return
+	}
+	d := refusalPage(re)
+	d.RequestID = RequestID(ctx)
+	if le := re.Limited; le != nil {
 		// The broker logs refusals, at most once a minute per client.
 		s.metrics.loginLimited.WithLabelValues(le.Scope).Inc()
 		w.Header().Set("Retry-After", strconv.Itoa(int(le.RetryAfter/time.Second)))
-		s.pages.renderError(w, errorPageData{Status: pe.Status, Title: pe.Title, Message: pe.Message, RequestID: RequestID(ctx)})
-		return
+	} else {
+		s.log.InfoContext(ctx, "sign-in page error", "title", d.Title, "refusal", re.Kind, "err", err)
 	}
-	if errors.As(err, &pe) {
-		s.log.InfoContext(ctx, "sign-in page error", "title", pe.Title, "err", err)
-		s.pages.renderError(w, errorPageData{Status: pe.Status, Title: pe.Title, Message: pe.Message, RequestID: RequestID(ctx)})
-		return
-	}
-	s.log.ErrorContext(ctx, "request failed", "err", err)
-	s.pages.renderError(w, errorPageData{
-		Status:    http.StatusInternalServerError,
-		Title:     "Something went wrong",
-		Message:   "Keyward could not finish this request. Try again in a moment; if it keeps failing, give your administrator the reference below.",
-		RequestID: RequestID(ctx),
-	})
+	s.pages.renderError(w, d)
 }

@@ -50,7 +50,7 @@ func (s *Server) revocations(w http.ResponseWriter, r *http.Request) {
 	if v := r.URL.Query().Get("after"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
-			writeFeedError(w, broker.ErrInvalidRequest.WithDescription("after must be a non-negative integer."))
+			writeFeedError(w, broker.ErrFeedCursor)
 			return
 		}
 		after = n

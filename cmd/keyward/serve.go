@@ -35,6 +35,7 @@ type instance struct {
 	log     *slog.Logger
 	store   store.Store
 	keys    *keys.Manager
+	broker  *broker.Broker
 	handler http.Handler
 	metrics *prometheus.Registry
 	// admin is the admin API handler and adminLn its listener; nil when
@@ -103,7 +104,6 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 		return fail(err)
 	}
 	bc := buildBrokerConfig(cfg, sec, st, inst.keys, ups, log)
-	bc.BackgroundContext = ctx // back-channel logout deliveries end with the server
 	if len(cfg.Trust) > 0 {
 		trust, err := buildTrust(cfg, log, transport)
 		if err != nil {
@@ -127,7 +127,7 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 	if err != nil {
 		return fail(err)
 	}
-	inst.handler = srv
+	inst.broker, inst.handler = b, srv
 	if len(sec.AdminToken) > 0 {
 		inst.admin = web.NewAdmin(web.AdminConfig{Broker: b, Keys: inst.keys, Token: sec.AdminToken, Logger: log})
 	}
@@ -324,8 +324,8 @@ func buildTrust(cfg *Config, log *slog.Logger, transport http.RoundTripper) (*fe
 	return t, nil
 }
 
-// run serves HTTP and runs key rotation, garbage collection and the metrics
-// server until ctx ends, then shuts down gracefully.
+// run serves HTTP and runs key rotation, back-channel logout delivery,
+// garbage collection and the metrics server until ctx ends, then shuts down gracefully.
 func (inst *instance) run(ctx context.Context, ln net.Listener, cfg *Config) error {
 	g, ctx := errgroup.WithContext(ctx)
 	opts := serverOptions(cfg.Limits.MaxConnections, inst.log)
@@ -360,6 +360,7 @@ func (inst *instance) run(ctx context.Context, ln net.Listener, cfg *Config) err
 		inst.serveAdmin(ctx, g, opts)
 	}
 	g.Go(func() error { return inst.keys.Run(ctx) })
+	g.Go(func() error { return inst.broker.Run(ctx) }) // back-channel logout deliveries
 	g.Go(func() error { return inst.collectGarbage(ctx) })
 	g.Go(func() error {
 		<-ctx.Done()

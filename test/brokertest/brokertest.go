@@ -126,6 +126,12 @@ type Env struct {
 	handler atomic.Value // http.Handler
 	idpSrvs []*http.Server
 
+	// runCtx ends at Close: every broker built (Restart builds another)
+	// runs its background work (broker.Run) until then; runs counts them.
+	runCtx  context.Context
+	stopRun context.CancelFunc
+	runs    sync.WaitGroup
+
 	mu     sync.Mutex
 	closed bool
 }
@@ -161,6 +167,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		opts.UpstreamClient = http.DefaultClient
 	}
 	e := &Env{opts: opts}
+	e.runCtx, e.stopRun = context.WithCancel(context.WithoutCancel(ctx))
 	defer func() {
 		if err != nil {
 			e.Close()
@@ -326,6 +333,11 @@ func (e *Env) build(ctx context.Context) error {
 	if o.Handler != nil {
 		h = o.Handler(h)
 	}
+	e.runs.Add(1)
+	go func() {
+		defer e.runs.Done()
+		_ = b.Run(e.runCtx)
+	}()
 	ok = true
 	e.mu.Lock()
 	e.Store, e.Keys, e.Broker = bst, km, b
@@ -363,6 +375,8 @@ func (e *Env) Close() {
 	if e.Server != nil {
 		_ = e.Server.Close()
 	}
+	e.stopRun()
+	e.runs.Wait()
 	e.closeStore()
 	for _, s := range e.idpSrvs {
 		_ = s.Close()
