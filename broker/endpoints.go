@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/ory/fosite"
@@ -203,9 +204,11 @@ func (t *tokenEndpoint) Revoke(ctx context.Context, w http.ResponseWriter, r *ht
 
 // Introspect handles POST /introspect (RFC 7662). Only a confidential
 // client authenticating with HTTP Basic (client_secret_basic, the one
-// method discovery advertises for it) may ask.
+// method discovery advertises for it) may ask, and only about tokens it
+// has a stake in (mayIntrospect); any other token is inactive to it.
 func (t *tokenEndpoint) Introspect(ctx context.Context, w http.ResponseWriter, r *http.Request) {
-	if err := t.authenticateIntrospection(ctx, r); err != nil {
+	caller, err := t.authenticateIntrospection(ctx, r)
+	if err != nil {
 		var e *Error
 		if !errors.As(err, &e) {
 			e = ErrServerError
@@ -228,6 +231,10 @@ func (t *tokenEndpoint) Introspect(ctx context.Context, w http.ResponseWriter, r
 		}
 		t.log.InfoContext(ctx, "introspection refused", "err", err)
 		t.provider.WriteIntrospectionError(ctx, w, err)
+		return
+	}
+	if !mayIntrospect(caller, ir) {
+		t.provider.WriteIntrospectionResponse(ctx, w, &fosite.IntrospectionResponse{Active: false})
 		return
 	}
 	// fosite finds the token's record; whether its subject and session
@@ -253,22 +260,39 @@ func (t *tokenEndpoint) Introspect(ctx context.Context, w http.ResponseWriter, r
 // (fosite.AccessTokenFromRequest), so that any holder of any access token
 // could introspect every token; a request carrying one is refused here,
 // before fosite sees it. RFC 6749 §2.3.1, §5.2.
-func (t *tokenEndpoint) authenticateIntrospection(ctx context.Context, r *http.Request) error {
+func (t *tokenEndpoint) authenticateIntrospection(ctx context.Context, r *http.Request) (clientID string, _ error) {
 	// The form fosite would read: query, body and multipart values.
 	if err := r.ParseMultipartForm(introspectionFormBytes); err != nil && !errors.Is(err, http.ErrNotMultipart) {
-		return ErrInvalidRequest.WithDescription(descIntrospectionBodyUnparsable).WithCause(err)
+		return "", ErrInvalidRequest.WithDescription(descIntrospectionBodyUnparsable).WithCause(err)
 	}
 	if _, ok := r.Form["access_token"]; ok {
-		return ErrInvalidClient.WithDescription(descIntrospectionBearer)
+		return "", ErrInvalidClient.WithDescription(descIntrospectionBearer)
 	}
 	id, secret, ok := BasicCredentials(r)
 	if !ok {
-		return ErrInvalidClient.WithDescription(descIntrospectionNoClient)
+		return "", ErrInvalidClient.WithDescription(descIntrospectionNoClient)
 	}
 	if _, err := t.clients.authenticate(ctx, id, secret); err != nil {
-		return ErrInvalidClient.WithDescription(descIntrospectionClientFailed).WithCause(err)
+		return "", ErrInvalidClient.WithDescription(descIntrospectionClientFailed).WithCause(err)
 	}
-	return nil
+	return id, nil
+}
+
+// mayIntrospect says whether the authenticated client caller has a stake
+// in the token ir found (RFC 7662 §4 leaves the choice to the server): a
+// refresh token only to the client it was issued to, which alone ever
+// presents it; an access token to that client and to the audiences it was
+// issued for (the resource servers that receive it). Anyone else learns
+// nothing, not even that the token is live.
+func mayIntrospect(caller string, ir fosite.IntrospectionResponder) bool {
+	ar := ir.GetAccessRequester()
+	if ar == nil || ar.GetClient() == nil {
+		return false
+	}
+	if ar.GetClient().GetID() == caller {
+		return true
+	}
+	return ir.GetTokenUse() == fosite.AccessToken && slices.Contains(ar.GetGrantedAudience(), caller)
 }
 
 // introspectionFormBytes is the most of a multipart introspection form

@@ -21,7 +21,8 @@ import (
 //
 // A share of the ceiling (quietReservePercent) is reserved for quiet
 // addresses: those that have made few attempts lately (quietAttempts,
-// one more back every quietRefill), refused ones included. Addresses that
+// one more back every quietRefill), refused ones included, counted per
+// IPv4 address or IPv6 /48 (quietKey). Addresses that
 // flood keep trying, so they are never quiet, and a flood from many
 // addresses cannot lock out people arriving from addresses it does not
 // use. It takes the ordinary share first; quiet addresses draw on the
@@ -115,6 +116,9 @@ type loginLimiter struct {
 	cfg     LoginLimits
 	mu      sync.Mutex
 	clients *simplelru.LRU[netip.Prefix, *clientBucket]
+	// recent counts attempts per quietKey, refused ones included: while a
+	// key has a token, its addresses are quiet.
+	recent *simplelru.LRU[netip.Prefix, *rate.Limiter]
 	// global is the ceiling's ordinary share, reserve the share that only
 	// quiet addresses may take; together they are the ceiling.
 	global, reserve *rate.Limiter
@@ -123,10 +127,7 @@ type loginLimiter struct {
 }
 
 type clientBucket struct {
-	lim *rate.Limiter
-	// recent counts the address's attempts, refused ones included: while
-	// it has a token, the address is quiet.
-	recent *rate.Limiter
+	lim    *rate.Limiter
 	logged time.Time // when a refusal of this client was last logged
 }
 
@@ -141,11 +142,16 @@ func newLoginLimiter(cfg LoginLimits) (*loginLimiter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("login limits: %w", err)
 	}
+	recent, err := simplelru.NewLRU[netip.Prefix, *rate.Limiter](cfg.MaxClients, nil)
+	if err != nil {
+		return nil, fmt.Errorf("login limits: %w", err)
+	}
 	reservedRate := float64(cfg.GlobalPerSecond) * quietReservePercent / 100
 	reservedBurst := cfg.GlobalBurst * quietReservePercent / 100
 	return &loginLimiter{
 		cfg:     cfg,
 		clients: clients,
+		recent:  recent,
 		global:  rate.NewLimiter(rate.Limit(float64(cfg.GlobalPerSecond)-reservedRate), cfg.GlobalBurst-reservedBurst),
 		reserve: rate.NewLimiter(rate.Limit(reservedRate), reservedBurst),
 	}, nil
@@ -167,6 +173,24 @@ func clientKey(addr netip.Addr) netip.Prefix {
 	return p
 }
 
+// quietKey is what quietness is judged on: the IPv4 address, or the IPv6
+// /48. A /48 is what one tunnel-broker account or small site gets for free,
+// so judging IPv6 per /64 would let one attacker appear as 65,536 quiet
+// newcomers and drain the reserve. IPv4 stays per address: a /24 is shared
+// by many unrelated people behind one provider, and holding many IPv4
+// addresses is not free.
+func quietKey(addr netip.Addr) netip.Prefix {
+	addr = addr.Unmap().WithZone("")
+	switch {
+	case !addr.IsValid():
+		return netip.Prefix{}
+	case addr.Is4():
+		return netip.PrefixFrom(addr, 32)
+	}
+	p, _ := addr.Prefix(48)
+	return p
+}
+
 // allow takes one token from client's bucket and from the ceiling at
 // now (its ordinary share, else the reserve when client is quiet), or
 // none when either is empty. A refusal says which bucket refused and
@@ -177,13 +201,16 @@ func (l *loginLimiter) allow(client netip.Addr, now time.Time) (_ *LoginLimitedE
 	defer l.mu.Unlock()
 	b, ok := l.clients.Get(key)
 	if !ok {
-		b = &clientBucket{
-			lim:    rate.NewLimiter(rate.Limit(float64(l.cfg.PerMinute)/60), l.cfg.Burst),
-			recent: rate.NewLimiter(rate.Every(quietRefill), quietAttempts),
-		}
+		b = &clientBucket{lim: rate.NewLimiter(rate.Limit(float64(l.cfg.PerMinute)/60), l.cfg.Burst)}
 		l.clients.Add(key, b)
 	}
-	quiet := b.recent.AllowN(now, 1) // every attempt counts
+	qk := quietKey(client)
+	recent, ok := l.recent.Get(qk)
+	if !ok {
+		recent = rate.NewLimiter(rate.Every(quietRefill), quietAttempts)
+		l.recent.Add(qk, recent)
+	}
+	quiet := recent.AllowN(now, 1) // every attempt counts
 	if wait := untilToken(b.lim, now); wait > 0 {
 		log = now.Sub(b.logged) >= refusalLogInterval
 		if log {

@@ -43,6 +43,9 @@ func TestExchangedTokensEndWithTheirSession(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			x := newExchangeEnv(t)
 			c := x.client(appID, appSecret, appRedir, nil)
+			// The exchanged tokens are the gateway's: only it (or their
+			// audience) may introspect them.
+			gw := x.client(gwID, gwSecret, appRedir, nil)
 			user, _ := c.signIn()
 			_, orig := verifyAccessToken(t, x.env, user.AccessToken, appID)
 			sid, _ := orig["sid"].(string)
@@ -75,7 +78,7 @@ func TestExchangedTokensEndWithTheirSession(t *testing.T) {
 			}
 			workload := m["access_token"].(string)
 			for name, tok := range map[string]string{"exchanged": derived, "exchanged twice": derived2} {
-				if m := c.introspect(tok); m["active"] != true {
+				if m := gw.introspect(tok); m["active"] != true {
 					t.Fatalf("%s token before the session ended: introspection %v, want active", name, m)
 				}
 				if status, _, m := userinfo(t, x.env, "Bearer "+tok); status != http.StatusOK {
@@ -89,7 +92,7 @@ func TestExchangedTokensEndWithTheirSession(t *testing.T) {
 				if status, m := exchange(tok); status != http.StatusBadRequest || m["error"] != "invalid_grant" {
 					t.Errorf("%s token after the session ended: exchange = %d %v, want 400 invalid_grant", name, status, m)
 				}
-				if m := c.introspect(tok); m["active"] != false {
+				if m := gw.introspect(tok); m["active"] != false {
 					t.Errorf("%s token after the session ended: introspection %v, want active false", name, m)
 				}
 				if status, _, m := userinfo(t, x.env, "Bearer "+tok); status != http.StatusUnauthorized || m["error"] != "invalid_token" {
@@ -104,11 +107,11 @@ func TestExchangedTokensEndWithTheirSession(t *testing.T) {
 			if status != http.StatusBadRequest || m["error"] != "invalid_grant" {
 				t.Errorf("actor token of an ended session: exchange = %d %v, want 400 invalid_grant", status, m)
 			}
-			// Tokens without a session are not affected.
-			for name, tok := range map[string]string{"client credentials": bot, "workload exchange": workload} {
-				if m := c.introspect(tok); m["active"] != true {
-					t.Errorf("%s token after an unrelated session ended: introspection %v, want active", name, m)
-				}
+			// Tokens without a session are not affected: the bot's own token
+			// introspects active to the bot (only it or its audience may ask),
+			// and the workload token (a public client's) still exchanges.
+			if m := x.client(botID, botSecret, appRedir, nil).introspect(bot); m["active"] != true {
+				t.Errorf("client credentials token after an unrelated session ended: introspection %v, want active", m)
 			}
 			if status, m := x.exchange(t, botID, botSecret, url.Values{"subject_token": {workload}, "subject_token_type": {tokenTypeAT}, "audience": {"deploy-api"}}); status != http.StatusOK {
 				t.Errorf("re-exchange of a workload token = %d %v, want 200", status, m)
