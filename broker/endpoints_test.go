@@ -139,8 +139,11 @@ func TestIntrospectUserInfoRevoke(t *testing.T) {
 		return w.Code, body
 	}
 
-	if status, body := post(t, introspect, url.Values{"token": {at}}, "svc", "svc-secret"); status != 200 || body["active"] != true || body["sub"] != SubjectID("corp", "alice") {
-		t.Errorf("introspect: %d %v, want active", status, body)
+	if status, body := post(t, introspect, url.Values{"token": {at}}, "rs", "rs-secret"); status != 200 || body["active"] != true || body["sub"] != SubjectID("corp", "alice") {
+		t.Errorf("introspect by the token's audience: %d %v, want active", status, body)
+	}
+	if status, body := post(t, introspect, url.Values{"token": {at}}, "svc", "svc-secret"); status != 200 || body["active"] != false {
+		t.Errorf("introspect by a client with no stake in the token: %d %v, want inactive", status, body)
 	}
 	if status, body := post(t, introspect, url.Values{"token": {at}}); status != 401 || body["error"] != "invalid_client" {
 		t.Errorf("introspect without client: %d %v", status, body)
@@ -169,7 +172,7 @@ func TestIntrospectUserInfoRevoke(t *testing.T) {
 	if _, err := b.admin.RevokeSession(ctx, sess.ID, "r", "admin-api"); err != nil {
 		t.Fatal(err)
 	}
-	if status, body := post(t, introspect, url.Values{"token": {at}}, "svc", "svc-secret"); status != 200 || body["active"] != false {
+	if status, body := post(t, introspect, url.Values{"token": {at}}, "rs", "rs-secret"); status != 200 || body["active"] != false {
 		t.Errorf("introspect after the session ended: %d %v, want inactive", status, body)
 	}
 	if status, body := userinfo(at); status != 401 || body["error"] != "invalid_token" {

@@ -111,6 +111,49 @@ type recheck struct {
 	stats     recheckStats
 	log       *slog.Logger
 	now       func() time.Time
+
+	// backoff: per upstream, until when re-checks are not attempted
+	// because its last one failed, and what that failure was. During an
+	// outage every refresh and single sign-on would otherwise wait up to
+	// timeout for an upstream that is known to be down; the maximum age
+	// still ends sessions meanwhile. In memory: each replica learns it
+	// on its own, which costs one timeout per replica.
+	backoffMu sync.Mutex
+	backoff   map[string]recheckBackoff
+}
+
+// recheckBackoff is an upstream's failed re-check: none is tried before
+// until; why is the failure, for the audit reason.
+type recheckBackoff struct {
+	until time.Time
+	why   string
+}
+
+// recheckBackoffFor is how long an upstream whose re-check failed is not
+// asked again: long enough that a flood of refreshes during an outage
+// costs one timeout per upstream (not per request), short enough that
+// service resumes soon after the upstream does.
+const recheckBackoffFor = 30 * time.Second
+
+// backingOff says whether upstream is in its back-off at now, and why.
+func (rk *recheck) backingOff(upstream string, now time.Time) (string, bool) {
+	rk.backoffMu.Lock()
+	defer rk.backoffMu.Unlock()
+	b, ok := rk.backoff[upstream]
+	if !ok || !now.Before(b.until) {
+		return "", false
+	}
+	return b.why, true
+}
+
+// backOff starts upstream's back-off at now after the failure why.
+func (rk *recheck) backOff(upstream string, now time.Time, why string) {
+	rk.backoffMu.Lock()
+	defer rk.backoffMu.Unlock()
+	if rk.backoff == nil {
+		rk.backoff = map[string]recheckBackoff{}
+	}
+	rk.backoff[upstream] = recheckBackoff{until: now.Add(recheckBackoffFor), why: why}
 }
 
 // recheckStore is the part of the store the re-check uses.
@@ -249,6 +292,12 @@ func (rk *recheck) recheckSession(ctx context.Context, sess store.Session) error
 		}
 		return rk.endUnvouched(ctx, log, sess, sess.UpstreamCheckedAt, p.maxAge, "no upstream refresh token was kept for this session")
 	}
+	if why, ok := rk.backingOff(sess.UpstreamID, now); ok {
+		if now.Sub(sess.UpstreamCheckedAt) > p.maxAge {
+			return rk.endUnvouched(ctx, log, sess, sess.UpstreamCheckedAt, p.maxAge, why)
+		}
+		return nil // not asked again before the back-off ends
+	}
 	// Claim the check (check time = now) so that concurrent uses of the
 	// session do not redeem the same upstream token twice, which a
 	// rotating upstream would answer with invalid_grant.
@@ -290,6 +339,7 @@ func (rk *recheck) recheckSession(ctx context.Context, sess store.Session) error
 			log.WarnContext(ctx, "upstream re-check failed; retrying at the next use", "event", "upstream_recheck_failed", "err", err,
 				"unvouched_since", prev.UTC(), "max_age", p.maxAge)
 		}
+		rk.backOff(sess.UpstreamID, now, refreshFailure(err))
 		if now.Sub(prev) > p.maxAge {
 			return rk.endUnvouched(ctx, log, sess, prev, p.maxAge, refreshFailure(err))
 		}

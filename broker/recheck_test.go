@@ -57,6 +57,13 @@ func TestRecheckAtRefresh(t *testing.T) {
 	if rt, body = refresh(t, b, rt); rt == "" {
 		t.Fatalf("refresh, upstream unavailable: %v", body)
 	}
+	// The failure starts the upstream's back-off: no re-check is tried
+	// before it ends.
+	f.now = f.now.Add(recheckBackoffFor / 2)
+	if rt, body = refresh(t, b, rt); rt == "" || up.refreshes != 2 {
+		t.Fatalf("refresh during the back-off: %v, %d upstream refreshes, want 2", body, up.refreshes)
+	}
+	f.now = f.now.Add(recheckBackoffFor)
 	up.refreshErr = fmt.Errorf("%w: invalid_client", federation.ErrClientRejected)
 	if rt, body = refresh(t, b, rt); rt == "" {
 		t.Fatalf("refresh, client rejected: %v", body)

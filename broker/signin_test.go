@@ -41,7 +41,9 @@ func newTestBroker(t *testing.T, f *fixture, edit func(*Config), ups ...*fakeUps
 		GlobalSecret: []byte("global-secret-0123456789-0123456789-0123456789"),
 		Clients: []Client{
 			{ID: "app", Name: "The App", Public: true, RedirectURIs: []string{testRedirect},
-				Scopes: []string{"openid", "email", "profile", "groups", "offline_access"}, GrantTypes: []string{"authorization_code", "refresh_token", GrantTypeTokenExchange}},
+				Scopes: []string{"openid", "email", "profile", "groups", "offline_access"}, GrantTypes: []string{"authorization_code", "refresh_token", GrantTypeTokenExchange},
+				Audiences: []string{"app", "rs"}}, // rs: the resource server that introspects app's tokens
+			{ID: "rs", Secret: "rs-secret", GrantTypes: []string{"client_credentials"}},
 			{ID: "svc", Secret: "svc-secret", GrantTypes: []string{"client_credentials", GrantTypeTokenExchange}, Scopes: []string{"api", "openid", "email"}, Audiences: []string{"api", "svc"}},
 		},
 		Logger: slog.New(slog.DiscardHandler),

@@ -201,13 +201,17 @@ func TestUpstreamRecheck(t *testing.T) {
 	wantHits(0, "refresh right after a re-check")
 
 	// An upstream failure says nothing about the person: the refresh goes
-	// on and the next one tries again.
+	// on, and once the upstream's back-off (30 s) has passed the next one
+	// tries again; during it nobody waits on an upstream known to be down.
 	e.clock.Advance(recheckInterval + time.Second)
 	idp.FailToken(http.StatusInternalServerError)
 	refresh(http.StatusOK)
 	wantHits(1, "refresh with the upstream failing")
 	idp.FailToken(0)
 	onlySession(t, e)
+	refresh(http.StatusOK)
+	wantHits(0, "refresh during the upstream's back-off")
+	e.clock.Advance(31 * time.Second)
 	refresh(http.StatusOK)
 	wantHits(1, "refresh after the upstream failure")
 
