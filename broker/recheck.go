@@ -3,9 +3,6 @@ package broker
 import (
 	"bytes"
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +13,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/keyward/keyward/federation"
+	"github.com/keyward/keyward/internal/seal"
 	"github.com/keyward/keyward/store"
 )
 
@@ -144,34 +142,22 @@ func (b *Broker) sealUpstreamToken(up Upstream, sessionID, token string) ([]byte
 	return b.sealToken(sessionID, token)
 }
 
-func (b *Broker) upstreamAEAD() (cipher.AEAD, error) {
-	block, err := aes.NewCipher(b.cfg.UpstreamTokenKey)
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(block)
-}
-
-// sealToken is nonce || AES-256-GCM(token), bound to the session id.
+// sealToken is internal/seal's nonce || AES-256-GCM(token), bound to the
+// session id.
 func (b *Broker) sealToken(sessionID, token string) ([]byte, error) {
-	g, err := b.upstreamAEAD()
+	k, err := seal.New(b.cfg.UpstreamTokenKey)
 	if err != nil {
 		return nil, fmt.Errorf("seal upstream token: %w", err)
 	}
-	nonce := make([]byte, g.NonceSize(), g.NonceSize()+len(token)+g.Overhead())
-	rand.Read(nonce)
-	return g.Seal(nonce, nonce, []byte(token), []byte(sessionID)), nil
+	return k.Seal([]byte(token), []byte(sessionID)), nil
 }
 
 func (b *Broker) openToken(sessionID string, sealed []byte) (string, error) {
-	g, err := b.upstreamAEAD()
+	k, err := seal.New(b.cfg.UpstreamTokenKey)
 	if err != nil {
 		return "", fmt.Errorf("open upstream token: %w", err)
 	}
-	if len(sealed) < g.NonceSize() {
-		return "", errors.New("open upstream token: too short")
-	}
-	plain, err := g.Open(nil, sealed[:g.NonceSize()], sealed[g.NonceSize():], []byte(sessionID))
+	plain, err := k.Open(sealed, []byte(sessionID))
 	if err != nil {
 		return "", fmt.Errorf("open upstream token: %w", err)
 	}

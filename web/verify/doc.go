@@ -26,8 +26,10 @@
 //
 // This package is a leaf: it imports only the standard library, golang-jwt/v5
 // (signature checks), filippo.io/bigmod (RS256/384/512 checks with a modulus
-// prepared per key), go-jose/v4 (JWK parsing only) and golang.org/x/oauth2
-// (browser mode's code exchange and refresh grant). It must never import
+// prepared per key), go-jose/v4 (JWK parsing only), golang.org/x/oauth2
+// (browser mode's code exchange and refresh grant) and Keyward's small
+// helpers that import only the standard library (internal/seal seals the
+// browser-mode cookies). It must never import
 // broker, store, keys, web, fosite, a database driver or a logging library; a
 // test runs go list -deps to hold it to that.
 package verify
