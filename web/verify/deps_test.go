@@ -29,7 +29,7 @@ func TestLeafDependencies(t *testing.T) {
 		"filippo.io/bigmod", "golang.org/x/sys/cpu", "github.com/keyward/keyward/web/verify",
 		// Keyward's own helpers written once for every package, which
 		// import only the standard library (test/archtest checks them).
-		"github.com/keyward/keyward/internal/seal",
+		"github.com/keyward/keyward/internal/seal", "github.com/keyward/keyward/internal/jwkscache",
 	}
 	for dep := range strings.FieldsSeq(string(out)) {
 		for _, f := range forbidden {
