@@ -8,6 +8,7 @@
 // everything Keyward decides itself takes typed values and returns typed
 // results or an *Error.
 //
-// broker imports store (records and sentinels), keys and federation. It must
-// never import web, web/verify, cmd or a store backend.
+// broker imports store (records and sentinels), keys, federation and the
+// leaf helpers under internal/ (seal, loopback). It must never import web,
+// web/verify, cmd or a store backend.
 package broker
