@@ -13,7 +13,7 @@ import (
 
 // Run: go test -run '^$' -bench . -benchmem ./web/verify/
 // Compare the handler with BenchmarkBareHandler and Verify with
-// BenchmarkGolangJWTParse from the same run (PERF-ANCHORS.md).
+// BenchmarkGolangJWTParse from the same run (docs/performance.md).
 
 func benchVerifier(b *testing.B, alg string, cacheEntries int) (*Verifier, string) {
 	b.Helper()
