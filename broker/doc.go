@@ -10,5 +10,6 @@
 //
 // broker imports store (records and sentinels), keys, federation and the
 // leaf helpers under internal/ (seal, loopback). It must never import web,
-// web/verify, cmd or a store backend.
+// web/verify, cmd, a store backend or a database driver; test/archtest
+// holds it (and any package under broker/) to that.
 package broker

@@ -45,6 +45,8 @@
 //
 // This package imports only the standard library, go-oidc, x/oauth2,
 // golang-jwt, go-jose and Keyward's leaf helpers under internal/
-// (internal/jwkscache holds every issuer's key set). It must never import broker, store, web or keys:
-// federation knows nothing about Keyward's own tokens or storage.
+// (internal/jwkscache holds every issuer's key set, internal/loopback
+// decides where http is allowed). It must never import broker, store, web
+// or keys: federation knows nothing about Keyward's own tokens or storage.
+// test/archtest holds it to that.
 package federation
