@@ -71,8 +71,9 @@ type publicKey struct {
 // fetch, at most once per minRefresh; before the first successful fetch every
 // caller waits for (or fails fast after) the current attempt.
 func (ks *keySet) get(ctx context.Context, kid string) (publicKey, error) {
-	if m, ok := ks.cache.Load(ctx); ok {
+	if m, ok := ks.cache.Peek(); ok {
 		if k, ok := m[kid]; ok {
+			ks.cache.Load(ctx) // past max-age: refresh in the background
 			return k, nil
 		}
 	}
@@ -94,7 +95,7 @@ func (ks *keySet) get(ctx context.Context, kid string) (publicKey, error) {
 	switch {
 	case errors.As(err, &limited):
 		return publicKey{}, errUnknownKID
-	case errors.Is(err, ctx.Err()) && ctx.Err() != nil:
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
 		return publicKey{}, unavailable("signing keys not loaded", err)
 	case err != nil:
 		return publicKey{}, invalidToken(errUnknownKID.Description, err)
