@@ -6,12 +6,13 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 
 	"github.com/ory/fosite"
+
+	"github.com/keyward/keyward/internal/loopback"
 )
 
 // Client is an OAuth client registered in the configuration.
@@ -112,7 +113,7 @@ func CheckRedirectURI(raw string, native bool) error {
 	}
 	if host, ok := missingScheme(raw); ok {
 		scheme := "https"
-		if isLoopbackHost(host) {
+		if loopback.Host(host) {
 			scheme = "http"
 		}
 		return fmt.Errorf("%q has no scheme; write it in full, e.g. %s://%s", raw, scheme, raw)
@@ -133,7 +134,7 @@ func CheckRedirectURI(raw string, native bool) error {
 			return fmt.Errorf("%q has no host; write it in full, e.g. %s", raw, example)
 		case u.User != nil:
 			return fmt.Errorf("%q has user info (the part before @); remove it", raw)
-		case u.Scheme == "http" && !isLoopbackHost(u.Hostname()):
+		case u.Scheme == "http" && !loopback.Host(u.Hostname()):
 			return fmt.Errorf("%q uses http on a host other than %s, so codes would cross the network unencrypted; use https", raw, loopbackHint)
 		}
 		return nil
@@ -177,18 +178,10 @@ func CheckBackchannelLogoutURI(raw string) error {
 		return fmt.Errorf("%q has a fragment; remove the part from #", raw)
 	case u.User != nil:
 		return fmt.Errorf("%q has user info (the part before @); remove it", raw)
-	case u.Scheme == "http" && !isLoopbackHost(u.Hostname()):
+	case u.Scheme == "http" && !loopback.Host(u.Hostname()):
 		return fmt.Errorf("%q uses http on a host other than %s; use https", raw, loopbackHint)
 	}
 	return nil
-}
-
-func isLoopbackHost(h string) bool {
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
 }
 
 // client is the fosite view of a Client.

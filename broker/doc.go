@@ -39,7 +39,8 @@
 // work (delivering back-channel logout tokens) runs in Run(ctx), which
 // returns when ctx ends.
 //
-// broker imports store (records and sentinels), keys and federation. It must
-// never import web, web/verify, cmd or a store backend (its tests use
-// store/bolt in a temp dir).
+// broker imports store (records and sentinels), keys, federation and the
+// leaf helpers under internal/ (seal, loopback). It must never import web,
+// web/verify, cmd, a store backend or a database driver; test/archtest
+// holds it (and any package under broker/) to that.
 package broker

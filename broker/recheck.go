@@ -3,9 +3,6 @@ package broker
 import (
 	"bytes"
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/federation"
+	"github.com/keyward/keyward/internal/seal"
 	"github.com/keyward/keyward/store"
 )
 
@@ -207,34 +205,22 @@ func (rk *recheck) sealUpstreamToken(up Upstream, sessionID, token string) ([]by
 	return rk.sealToken(sessionID, token)
 }
 
-func (rk *recheck) upstreamAEAD() (cipher.AEAD, error) {
-	block, err := aes.NewCipher(rk.key)
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(block)
-}
-
-// sealToken is nonce || AES-256-GCM(token), bound to the session id.
+// sealToken is internal/seal's nonce || AES-256-GCM(token), bound to the
+// session id.
 func (rk *recheck) sealToken(sessionID, token string) ([]byte, error) {
-	g, err := rk.upstreamAEAD()
+	k, err := seal.New(rk.key)
 	if err != nil {
 		return nil, fmt.Errorf("seal upstream token: %w", err)
 	}
-	nonce := make([]byte, g.NonceSize(), g.NonceSize()+len(token)+g.Overhead())
-	rand.Read(nonce)
-	return g.Seal(nonce, nonce, []byte(token), []byte(sessionID)), nil
+	return k.Seal([]byte(token), []byte(sessionID)), nil
 }
 
 func (rk *recheck) openToken(sessionID string, sealed []byte) (string, error) {
-	g, err := rk.upstreamAEAD()
+	k, err := seal.New(rk.key)
 	if err != nil {
 		return "", fmt.Errorf("open upstream token: %w", err)
 	}
-	if len(sealed) < g.NonceSize() {
-		return "", errors.New("open upstream token: too short")
-	}
-	plain, err := g.Open(nil, sealed[:g.NonceSize()], sealed[g.NonceSize():], []byte(sessionID))
+	plain, err := k.Open(sealed, []byte(sessionID))
 	if err != nil {
 		return "", fmt.Errorf("open upstream token: %w", err)
 	}

@@ -1,9 +1,10 @@
 package broker
 
 import (
+	"maps"
+	"slices"
 	"time"
 
-	"github.com/mohae/deepcopy"
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/openid"
 	fjwt "github.com/ory/fosite/token/jwt"
@@ -58,12 +59,86 @@ func (s *Session) GetJWTHeader() *fjwt.Headers {
 
 // Clone returns a deep copy. It must return *Session: the refresh grant
 // clones the stored session, and the embedded DefaultSession.Clone would
-// drop the access-token claims.
+// drop the access-token claims. Every field is copied explicitly; a new
+// field that holds a pointer, slice or map needs a line here
+// (TestSessionCloneIsDeep fails until it has one).
 func (s *Session) Clone() fosite.Session {
 	if s == nil {
 		return nil
 	}
-	return deepcopy.Copy(s).(*Session)
+	c := *s
+	if s.DefaultSession != nil {
+		d := *s.DefaultSession
+		d.Claims = cloneIDTokenClaims(d.Claims)
+		d.Headers = cloneHeaders(d.Headers)
+		d.ExpiresAt = maps.Clone(d.ExpiresAt)
+		c.DefaultSession = &d
+	}
+	if s.AccessClaims != nil {
+		a := *s.AccessClaims
+		a.Audience = slices.Clone(a.Audience)
+		a.Scope = slices.Clone(a.Scope)
+		a.Extra = cloneClaims(a.Extra)
+		c.AccessClaims = &a
+	}
+	c.AccessHeader = cloneHeaders(s.AccessHeader)
+	c.AudienceCeiling = slices.Clone(s.AudienceCeiling)
+	return &c
+}
+
+func cloneIDTokenClaims(in *fjwt.IDTokenClaims) *fjwt.IDTokenClaims {
+	if in == nil {
+		return nil
+	}
+	out := *in
+	out.Audience = slices.Clone(in.Audience)
+	out.AuthenticationMethodsReferences = slices.Clone(in.AuthenticationMethodsReferences)
+	out.Extra = cloneClaims(in.Extra)
+	return &out
+}
+
+func cloneHeaders(in *fjwt.Headers) *fjwt.Headers {
+	if in == nil {
+		return nil
+	}
+	out := *in
+	out.Extra = cloneClaims(in.Extra)
+	return &out
+}
+
+// cloneClaims deep-copies a claim map. Claim values are JSON-shaped (what
+// Keyward sets and what a store round trip yields): maps and slices are
+// copied, strings, numbers, booleans and times are values already.
+func cloneClaims(in map[string]any) map[string]any {
+	if in == nil {
+		return nil
+	}
+	out := make(map[string]any, len(in))
+	for k, v := range in {
+		out[k] = cloneClaim(v)
+	}
+	return out
+}
+
+func cloneClaim(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		return cloneClaims(v)
+	case []any:
+		if v == nil {
+			return v
+		}
+		out := make([]any, len(v))
+		for i, x := range v {
+			out[i] = cloneClaim(x)
+		}
+		return out
+	case []string:
+		return slices.Clone(v)
+	case map[string]string:
+		return maps.Clone(v)
+	}
+	return v
 }
 
 var (

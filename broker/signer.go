@@ -22,8 +22,7 @@ type signer interface {
 // fositeSigner adapts the rotating key manager to fosite's jwt.Signer. It is
 // kid-aware: Decode and Validate look the key up by the token's kid, so a
 // token signed by a retired (still published) key keeps verifying — unlike
-// fosite's DefaultSigner, which only knows the current key
-// (shared/FOSITE-NOTES.md §2).
+// fosite's DefaultSigner, which only knows the current key.
 type fositeSigner struct{ keys signer }
 
 var _ fjwt.Signer = fositeSigner{}

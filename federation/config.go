@@ -4,13 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net"
 	"net/url"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/keyward/keyward/internal/loopback"
 )
 
 // Config describes one upstream identity provider. It is tagless; cmd
@@ -436,7 +437,7 @@ func checkURL(raw string) error {
 	switch u.Scheme {
 	case "https":
 	case "http":
-		if !isLoopback(u.Hostname()) {
+		if !loopback.Host(u.Hostname()) {
 			return bad
 		}
 	default:
@@ -446,14 +447,6 @@ func checkURL(raw string) error {
 		return errors.New("must not have a query or fragment")
 	}
 	return nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // withDefaults fills the documented defaults: the profile's preset where a

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/keyward/keyward/internal/loopback"
 )
 
 // BackchannelLogoutEvent is the member of a logout token's events claim
@@ -159,7 +161,7 @@ func logoutRequest(c Config, endSession, postLogoutRedirectURI, state string) (L
 	}
 	u, err := url.Parse(endSession)
 	if err != nil || u.Host == "" || u.User != nil || u.Fragment != "" ||
-		(u.Scheme != "https" && (u.Scheme != "http" || !isLoopback(u.Hostname()))) {
+		(u.Scheme != "https" && (u.Scheme != "http" || !loopback.Host(u.Hostname()))) {
 		return LogoutRequest{}, fmt.Errorf("federation: upstream %q: discovery's end_session_endpoint %.200q is not an absolute https URL; set logout_url", c.ID, endSession)
 	}
 	q := u.Query()

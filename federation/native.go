@@ -54,10 +54,7 @@ func newNative(c Config, client *http.Client, jwksURI string, discovered []strin
 	for i, a := range algs {
 		joseAlgs[i] = jose.SignatureAlgorithm(a)
 	}
-	keys := &keySet{
-		url: jwksURI, client: client, algs: joseAlgs, interval: defaultMinRefresh,
-		now: c.Now, logger: logger.With("key_set", "native"),
-	}
+	keys := newKeySet(jwksURI, client, joseAlgs, defaultMinRefresh, c.Now, logger.With("key_set", "native"))
 	return &native{
 		clientIDs: slices.Clone(c.NativeClientIDs),
 		public:    c.NativePublicClients,

@@ -328,10 +328,7 @@ func (is *trustIssuer) discover(ctx context.Context, ch chan struct{}) {
 		for i, a := range is.algs {
 			algs[i] = jose.SignatureAlgorithm(a)
 		}
-		keys := &keySet{
-			url: meta.JWKSURI, client: is.client, algs: algs, interval: is.interval,
-			now: t.now, logger: t.logger.With("issuer", is.url),
-		}
+		keys := newKeySet(meta.JWKSURI, is.client, algs, is.interval, t.now, t.logger.With("issuer", is.url))
 		is.mu.Lock()
 		is.keys = keys
 		is.mu.Unlock()

@@ -9,10 +9,11 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/keyward/keyward/internal/jwkscache"
 )
 
 const (
@@ -32,25 +33,32 @@ const (
 var errUnknownKey = errors.New("no key of the issuer's key set verifies the token")
 
 // keySet is an oidc.KeySet for one trusted issuer or one upstream (native
-// sign-in): the JWKS at url, fetched
-// on first use and again on a cache miss (unknown kid) — but at most once per
-// interval, with one fetch shared by all waiters. A failed fetch keeps the
-// keys already held, so an issuer outage does not stop tokens signed with
-// known keys. Safe for concurrent use.
+// sign-in): the JWKS at url, held in a jwkscache.Cache: fetched on first
+// use and again on a cache miss (unknown kid), but at most once per
+// interval counted from any fetch, with one fetch shared by all waiters;
+// refreshed in the background after keysMaxAge (no jitter). A failed fetch
+// keeps the keys already held, so an issuer outage does not stop tokens
+// signed with known keys, and the next fetch waits an interval. Safe for
+// concurrent use.
 type keySet struct {
-	url      string
-	client   *http.Client
-	algs     []jose.SignatureAlgorithm
-	interval time.Duration
-	now      func() time.Time
-	logger   *slog.Logger
+	url    string
+	client *http.Client
+	algs   []jose.SignatureAlgorithm
+	logger *slog.Logger
 
-	mu        sync.Mutex
-	keys      []jose.JSONWebKey // never modified once set; replaced whole
-	fetchedAt time.Time         // last successful fetch
-	attempted time.Time         // start of the last fetch, successful or not
-	lastErr   error             // result of the last fetch
-	inflight  chan struct{}     // closed when the running fetch ends; nil if none
+	cache *jwkscache.Cache[[]jose.JSONWebKey] // values never modified once set; replaced whole
+}
+
+// newKeySet returns the key set at url, fetched at most once per interval.
+func newKeySet(url string, client *http.Client, algs []jose.SignatureAlgorithm, interval time.Duration, now func() time.Time, logger *slog.Logger) *keySet {
+	k := &keySet{url: url, client: client, algs: algs, logger: logger}
+	k.cache = jwkscache.New(k.fetchLogged, jwkscache.Options{
+		MissInterval:             interval,
+		MissIntervalFromAnyFetch: true,
+		FailureBackoff:           interval,
+		Now:                      now,
+	})
+	return k
 }
 
 // VerifySignature implements oidc.KeySet: it verifies raw with the cached
@@ -179,64 +187,30 @@ func verifyWith(jws *jose.JSONWebSignature, keys []jose.JSONWebKey, kid string) 
 // cached returns the keys held now, starting a background refresh when they
 // are older than keysMaxAge.
 func (k *keySet) cached(ctx context.Context) []jose.JSONWebKey {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if !k.fetchedAt.IsZero() && k.now().Sub(k.fetchedAt) > keysMaxAge {
-		k.startLocked(ctx)
-	}
-	return k.keys
+	keys, _ := k.cache.Load(ctx)
+	return keys
 }
 
 // refresh fetches the set unless a fetch started less than interval ago,
 // waits for the running or new fetch (or ctx), and returns the keys held
 // afterwards with the outcome of the last fetch.
 func (k *keySet) refresh(ctx context.Context) ([]jose.JSONWebKey, error) {
-	k.mu.Lock()
-	ch := k.startLocked(ctx)
-	if ch == nil {
-		defer k.mu.Unlock()
-		return k.keys, k.lastErr
+	keys, _, err := k.cache.Refresh(ctx, nil)
+	if limited, ok := errors.AsType[*jwkscache.LimitedError](err); ok {
+		err = limited.Last
 	}
-	k.mu.Unlock()
-	select {
-	case <-ch:
-	case <-ctx.Done():
-	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.keys, k.lastErr
+	return keys, err
 }
 
-// startLocked returns the running fetch, or starts one if the rate limit
-// allows; nil if neither. The fetch outlives ctx's cancellation, because
-// other callers may be waiting for it. k.mu must be held.
-func (k *keySet) startLocked(ctx context.Context) chan struct{} {
-	if k.inflight != nil {
-		return k.inflight
+// fetchLogged is the cache's FetchFunc: fetch, logging a failure.
+func (k *keySet) fetchLogged(ctx context.Context) ([]jose.JSONWebKey, time.Duration, error) {
+	keys, err := k.fetch(ctx)
+	if err != nil {
+		held, _ := k.cache.Peek()
+		k.logger.WarnContext(ctx, "issuer key set fetch failed; keeping cached keys",
+			"keys_cached", len(held), "err", err)
 	}
-	now := k.now()
-	if !k.attempted.IsZero() && now.Sub(k.attempted) < k.interval {
-		return nil
-	}
-	k.attempted = now
-	ch := make(chan struct{})
-	k.inflight = ch
-	go func() {
-		keys, err := k.fetch(context.WithoutCancel(ctx))
-		k.mu.Lock()
-		defer k.mu.Unlock()
-		k.lastErr = err
-		if err == nil {
-			k.keys = keys
-			k.fetchedAt = k.now()
-		} else {
-			k.logger.WarnContext(ctx, "issuer key set fetch failed; keeping cached keys",
-				"keys_cached", len(k.keys), "err", err)
-		}
-		k.inflight = nil
-		close(ch)
-	}()
-	return ch
+	return keys, keysMaxAge, err
 }
 
 // fetch GETs and parses the JWKS. Keys that go-jose cannot parse, private

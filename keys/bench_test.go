@@ -7,7 +7,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// benchClaims is a 17-claim access token, as in shared/PERF-ANCHORS.md.
+// benchClaims is a 17-claim access token, the size docs/performance.md
+// measures.
 func benchClaims(now time.Time) map[string]any {
 	return map[string]any{
 		"iss": "https://id.example.com", "sub": "u_8f3a9c2e1b7d4f60", "aud": []string{"api"},

@@ -2,8 +2,6 @@ package keys
 
 import (
 	"crypto"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/keyward/keyward/internal/seal"
 	"github.com/keyward/keyward/store"
 )
 
@@ -37,9 +36,10 @@ const (
 	kekFromFile          = "keys.encryptionKeyFile"
 )
 
-// kek is one key-encryption key: AES-256-GCM and where its key came from.
+// kek is one key-encryption key (internal/seal: AES-256-GCM) and where it
+// came from.
 type kek struct {
-	aead   cipher.AEAD
+	key    *seal.Key
 	source string
 }
 
@@ -56,15 +56,11 @@ func deriveKEK(sessionSecret []byte) ([]byte, error) {
 func newKEKs(cfg Config) ([]kek, error) {
 	var out []kek
 	add := func(key []byte, source string) error {
-		block, err := aes.NewCipher(key)
+		k, err := seal.New(key)
 		if err != nil {
 			return fmt.Errorf("key-encryption key (%s): %w", source, err)
 		}
-		aead, err := cipher.NewGCM(block)
-		if err != nil {
-			return fmt.Errorf("key-encryption key (%s): %w", source, err)
-		}
-		out = append(out, kek{aead: aead, source: source})
+		out = append(out, kek{key: k, source: source})
 		return nil
 	}
 	if len(cfg.EncryptionKey) > 0 {
@@ -101,9 +97,9 @@ func randomBytes(n int) []byte {
 }
 
 // generate creates a key of alg and returns it as a record with ID,
-// Algorithm, PrivateKey (sealed with aead), Encrypted and PublicKey filled
+// Algorithm, PrivateKey (sealed with kek), Encrypted and PublicKey filled
 // in; the caller sets State and the times.
-func generate(alg string, aead cipher.AEAD) (store.SigningKey, error) {
+func generate(alg string, kek *seal.Key) (store.SigningKey, error) {
 	var priv crypto.Signer
 	var err error
 	switch alg {
@@ -128,14 +124,13 @@ func generate(alg string, aead cipher.AEAD) (store.SigningKey, error) {
 		return store.SigningKey{}, fmt.Errorf("marshal public key: %w", err)
 	}
 	kid := newKID()
-	return store.SigningKey{ID: kid, Algorithm: alg, PrivateKey: seal(aead, kid, privDER), Encrypted: true, PublicKey: pubDER}, nil
+	return store.SigningKey{ID: kid, Algorithm: alg, PrivateKey: sealPrivate(kek, kid, privDER), Encrypted: true, PublicKey: pubDER}, nil
 }
 
-// seal encrypts a private key: random 12-byte nonce || ciphertext, with the
-// kid as additional data so a sealed key cannot be moved to another record.
-func seal(aead cipher.AEAD, kid string, plain []byte) []byte {
-	nonce := randomBytes(aead.NonceSize())
-	return aead.Seal(nonce, nonce, plain, []byte(kid))
+// sealPrivate encrypts a private key with the kid as additional data, so a
+// sealed key cannot be moved to another record.
+func sealPrivate(kek *seal.Key, kid string, plain []byte) []byte {
+	return kek.Seal(plain, []byte(kid))
 }
 
 // openPrivate returns the PKCS #8 DER of k's private key and the index in
@@ -145,11 +140,11 @@ func openPrivate(keks []kek, k store.SigningKey) ([]byte, int, error) {
 		return k.PrivateKey, -1, nil
 	}
 	for i, c := range keks {
-		n := c.aead.NonceSize()
-		if len(k.PrivateKey) < n+c.aead.Overhead() {
+		plain, err := c.key.Open(k.PrivateKey, []byte(k.ID))
+		if errors.Is(err, seal.ErrTruncated) {
 			return nil, 0, fmt.Errorf("open private key %s: sealed key is truncated: %w", k.ID, ErrEncryptionKey)
 		}
-		if plain, err := c.aead.Open(nil, k.PrivateKey[:n], k.PrivateKey[n:], []byte(k.ID)); err == nil {
+		if err == nil {
 			return plain, i, nil
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"crypto/hkdf"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"slices"
@@ -371,4 +372,61 @@ func TestRepairsSetWithoutCurrent(t *testing.T) {
 	if n := len(kidsOf(st.set())[store.KeyNext]); n != 1 {
 		t.Errorf("%d next keys, want 1", n)
 	}
+}
+
+// TestOpensKeysSealedBeforeSealPackage opens private keys sealed by the
+// code before internal/seal existed (one under keys.encryptionKeyFile, one
+// under the key derived from the session secret): the stored format did not
+// change, so existing key sets keep opening.
+func TestOpensKeysSealedBeforeSealPackage(t *testing.T) {
+	tests := []struct {
+		name            string
+		cfg             Config
+		kid, alg        string
+		private, public string
+	}{
+		{
+			name: "encryption key file",
+			cfg:  Config{EncryptionKey: []byte("0123456789abcdef0123456789abcdef")},
+			kid:  "kuHYeeVgJhBZOM7n2ZRsxA", alg: ES256,
+			private: "cad4c5feb67f815b7825fd6223d3d6d5ceebf5bb345450d54b0273af6b98e169480226465ec72b5b1e3cad64b61efa56cabcc7378344cdb1503322e3f65f4f300ba1112775851f67b8994695ca0b8685ed78f986ea6944f9adf30db390f0da323699cbb14426a63fc38892d5533405535e42d4e8d1a625ed55d6311ffa1947d53a08f2e15c15f7001ae266dcd79fc98f5349ee6d05bd93c454bad134a147ae65b94548b7f0ef",
+			public:  "3059301306072a8648ce3d020106082a8648ce3d03010703420004d117f35dfa023a3213ef842a130bad729e8d79f3bfbd424749c5beac0fd81383412400247fc874b831b9d644efaf30884b1560c740fb19188940f21c31dcec4b",
+		},
+		{
+			name: "derived from the session secret",
+			cfg:  Config{SessionSecret: []byte("a session secret of the replicas")},
+			kid:  "X9kX1Ku_Ka3W0vnJdO8UfA", alg: EdDSA,
+			private: "68b85df4cd4459cdb339be212c53b41257d1fb5a3de795667e0cf038e3c82c4363f9611b532023204e26efeddae49e63a77859dd7c4017650d8a2b084a8a637e11bf8a721131f23f298f6bd0",
+			public:  "302a300506032b65700321006219765eb29e79df0627fe9abd662cd26b118e1cf28bde90eb7c81e602a14fee",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			keks, err := newKEKs(tt.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			k := store.SigningKey{ID: tt.kid, Algorithm: tt.alg, PrivateKey: mustHex(t, tt.private), Encrypted: true, PublicKey: mustHex(t, tt.public)}
+			p, err := parseKey(keks, k, true)
+			if err != nil {
+				t.Fatalf("parseKey() = %v", err)
+			}
+			if p.private == nil {
+				t.Fatal("parseKey() returned no private key")
+			}
+			k.ID = "another-kid"
+			if _, err := parseKey(keks, k, true); !errors.Is(err, ErrEncryptionKey) {
+				t.Errorf("parseKey() under another kid = %v, want ErrEncryptionKey", err)
+			}
+		})
+	}
+}
+
+func mustHex(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

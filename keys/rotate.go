@@ -202,7 +202,7 @@ func (m *Manager) advance(ctx context.Context, rotate bool) (outcome, error) {
 		var need needKeys
 		if _, _, err := m.plan(ks, m.clock(), pool, prep, rotate); errors.As(err, &need) {
 			for range int(need) {
-				k, err := generate(m.alg, m.keks[0].aead)
+				k, err := generate(m.alg, m.keks[0].key)
 				if err != nil {
 					return outcome{}, err
 				}
@@ -264,7 +264,7 @@ func (m *Manager) prepareSeals(ks store.KeySet) (map[string]reseal, error) {
 		case err != nil:
 			return nil, err
 		case i != 0:
-			r.to = seal(m.keks[0].aead, k.ID, der)
+			r.to = sealPrivate(m.keks[0].key, k.ID, der)
 		}
 		prep[k.ID] = r
 	}

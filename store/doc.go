@@ -7,5 +7,6 @@
 //
 // This package imports only the standard library. It must never import
 // fosite, broker, keys, web or a database driver; backends import their own
-// driver and nothing above store.
+// driver and nothing above store, and only cmd (and test support) imports a
+// backend. test/archtest holds them to that.
 package store

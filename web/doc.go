@@ -3,7 +3,9 @@
 // HTTP and the broker's OAuth endpoints, cookies, and the HTML pages
 // (html/template with embedded assets).
 //
-// web imports broker and the standard library; it never imports a store
-// backend. The edge verifier lives in the separate leaf package web/verify,
-// which must never import web.
+// web imports broker, keys (the admin API's view of the key set), store
+// (records and sentinels), prometheus and the standard library; it never
+// imports a store backend or a database driver. The edge verifier lives in
+// the separate leaf package web/verify, which must never import web.
+// test/archtest holds it to that.
 package web

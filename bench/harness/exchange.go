@@ -46,11 +46,6 @@ func (x *Exchanger) Exchange(ctx context.Context) error {
 	return err
 }
 
-// AccessToken runs one exchange and returns the issued access token.
-func (x *Exchanger) AccessToken(ctx context.Context) (string, error) {
-	return x.exchange(ctx)
-}
-
 func (x *Exchanger) exchange(ctx context.Context) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, x.tokenURL, strings.NewReader(x.body))
 	if err != nil {

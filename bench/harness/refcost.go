@@ -24,8 +24,8 @@ import (
 
 // JWTParseCost is golang-jwt/v5's ParseWithClaims of token (signature with
 // the key that the JWKS at jwksURL publishes under the token's kid, alg
-// allowlist, iss, aud, exp): the "raw parse + verify" reference of
-// shared/PERF-ANCHORS.md for this very token.
+// allowlist, iss, aud, exp): the "raw parse + verify" reference cost that
+// docs/performance.md compares with, for this very token.
 func JWTParseCost(ctx context.Context, jwksURL, issuer, audience, token string) (time.Duration, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, jwksURL, nil)
 	if err != nil {

@@ -56,9 +56,6 @@ func (e *Env) startReplicas(ctx context.Context, opts Options, upstream *fakeidp
 	return nil
 }
 
-// Replicas is how many brokers serve BrokerURL.
-func (e *Env) Replicas() int { return len(e.replicaHosts) }
-
 // RoundRobin returns tr sending each request for the broker to the next
 // replica in turn, as a load balancer without sticky sessions does; other
 // hosts (the upstream) are left alone. With one replica it returns tr.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/federation"
+	"github.com/keyward/keyward/internal/loopback"
 )
 
 // Config is the shape of keyward.yaml. LoadConfig reads it, Validate checks
@@ -715,13 +716,9 @@ func checkIssuer(p *problems, path, raw string) {
 	switch {
 	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
 		p.add(path, "%q must be an https URL with a host, e.g. https://sso.example.com", raw)
-	case u.Scheme == "http" && !isLoopback(u.Hostname()):
+	case u.Scheme == "http" && !loopback.Host(u.Hostname()):
 		p.add(path, "%q %s", raw, httpsHint)
 	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#") || u.User != nil:
 		p.add(path, "%q must not have a query, fragment or user info", raw)
 	}
-}
-
-func isLoopback(host string) bool {
-	return host == "localhost" || host == "127.0.0.1" || host == "::1"
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"strings"
 )
 
@@ -74,17 +73,4 @@ func readAdminToken(p *problems, file string) []byte {
 		return nil
 	}
 	return []byte(tok)
-}
-
-// isLoopbackListen reports whether addr listens on a loopback address only.
-func isLoopbackListen(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

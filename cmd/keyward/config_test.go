@@ -612,3 +612,22 @@ func TestCheckConfig(t *testing.T) {
 		t.Errorf("checkConfig() = %v, output %q", err, out.String())
 	}
 }
+
+// TestValidateLoopbackRule: check-config allows http on exactly the hosts
+// that federation and broker allow it on (internal/loopback): every
+// 127.0.0.0/8 address and any spelling of ::1 and localhost, not only
+// localhost, 127.0.0.1 and ::1 as written.
+func TestValidateLoopbackRule(t *testing.T) {
+	for _, host := range []string{"127.0.0.2", "[0:0:0:0:0:0:0:1]", "LOCALHOST"} {
+		c := mustParse(t, validYAML)
+		c.Upstreams[1].Issuer = "http://" + host + ":5557"
+		if err := c.Validate(); err != nil {
+			t.Errorf("Validate() with an upstream issuer on %s = %v, want nil", host, err)
+		}
+	}
+	c := mustParse(t, validYAML)
+	c.Upstreams[1].Issuer = "http://127.0.0.1.nip.io:5557"
+	if diff := cmp.Diff([]string{"upstreams[1].issuer"}, errorPaths(t, c.Validate())); diff != "" {
+		t.Errorf("Validate() with http on a name that only resolves to loopback, paths (-want +got):\n%s", diff)
+	}
+}

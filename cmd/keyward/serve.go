@@ -20,6 +20,7 @@ import (
 
 	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/federation"
+	"github.com/keyward/keyward/internal/loopback"
 	"github.com/keyward/keyward/keys"
 	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/store/bolt"
@@ -416,7 +417,7 @@ func (inst *instance) listenAdmin(ctx context.Context, cfg *Config) error {
 	}
 	inst.adminLn = ln
 	inst.log.InfoContext(ctx, "admin API serving", "listen", ln.Addr().String())
-	if !isLoopbackListen(cfg.Admin.Listen) {
+	if !loopback.HostPort(cfg.Admin.Listen) {
 		inst.log.WarnContext(ctx, "the admin API listens beyond loopback; restrict who can reach it", "listen", cfg.Admin.Listen)
 	}
 	return nil

@@ -17,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/keyward/keyward/internal/loopback"
 	"github.com/keyward/keyward/web/httpserver"
 	"github.com/keyward/keyward/web/verify"
 )
@@ -214,7 +215,7 @@ func checkJWKSURL(p *problems, path, raw string) {
 	switch {
 	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
 		p.add(path, "%q must be an https URL with a host, e.g. https://sso.example.com/keys", raw)
-	case u.Scheme == "http" && !isLoopback(u.Hostname()):
+	case u.Scheme == "http" && !loopback.Host(u.Hostname()):
 		p.add(path, "%q %s", raw, httpsHint)
 	}
 }

@@ -4,6 +4,10 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"golang.org/x/oauth2"
+
+	"github.com/keyward/keyward/store"
 )
 
 // TestDeprovisionedSignInShowsAccessRemoved: after deprovisioning, a new
@@ -44,5 +48,25 @@ func TestDeprovisionedSignInShowsAccessRemoved(t *testing.T) {
 	verifyAccessToken(t, e, tok2.AccessToken, appID)
 	if status, m := c.refresh(tok.RefreshToken); status != http.StatusBadRequest {
 		t.Errorf("the old refresh token after reinstating = %d %v, want it still dead", status, m)
+	}
+}
+
+// A code issued before the subject was disabled cannot be redeemed.
+func TestCodeRedemptionChecksSubject(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := e.client(appID, appSecret, appRedir, nil)
+	tok, _ := c.signIn()
+	_, at := verifyAccessToken(t, e, tok.AccessToken, appID)
+	l := newLogin()
+	code := c.code(c.authorize(l), l) // single sign-on: a code at once
+	err := e.store.UpdateSubject(t.Context(), at["sub"].(string), func(s store.Subject) (store.Subject, error) {
+		s.Disabled = true
+		return s, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.oauth.Exchange(t.Context(), code, oauth2.VerifierOption(l.verifier)); err == nil || !strings.Contains(err.Error(), "invalid_grant") {
+		t.Errorf("redeeming a code of a disabled subject: err = %v, want invalid_grant", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/federation"
+	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/test/fakeidp"
 )
 
@@ -367,4 +368,23 @@ func tamper(tok string) string {
 	}
 	parts[1] = string(b)
 	return strings.Join(parts, ".")
+}
+
+// Tokens issued before a subject's not-before are void: exchanging one does
+// not launder it into a fresh token.
+func TestExchangeHonoursNotBefore(t *testing.T) {
+	x := newExchangeEnv(t)
+	tok, _ := x.client(appID, appSecret, appRedir, nil).signIn()
+	_, at := verifyAccessToken(t, x.env, tok.AccessToken, appID)
+	err := x.store.UpdateSubject(t.Context(), at["sub"].(string), func(s store.Subject) (store.Subject, error) {
+		s.NotBefore = time.Now().Add(time.Second)
+		return s, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, m := x.exchange(t, gwID, gwSecret, url.Values{"subject_token": {tok.AccessToken}, "subject_token_type": {tokenTypeAT}, "audience": {"orders-api"}})
+	if status != http.StatusBadRequest || m["error"] != "invalid_grant" {
+		t.Errorf("exchange of a token issued before not-before = %d %v, want 400 invalid_grant", status, m)
+	}
 }

@@ -316,3 +316,14 @@ func readAll(t *testing.T, resp *http.Response) string {
 	}
 	return sb.String()
 }
+
+// /userinfo answers for access tokens only, never for a refresh token.
+func TestUserInfoRefusesRefreshToken(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	tok, _ := e.client(appID, appSecret, appRedir, nil).signIn()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, e.issuer+"/userinfo", nil)
+	req.Header.Set("Authorization", "Bearer "+tok.RefreshToken)
+	if status, m := do(t, req); status != http.StatusUnauthorized || m["error"] != "invalid_token" {
+		t.Errorf("userinfo with a refresh token = %d %v, want 401 invalid_token", status, m)
+	}
+}

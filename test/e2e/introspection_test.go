@@ -169,3 +169,17 @@ func TestIntrospectionOnlyForTokensTheCallerHasAStakeIn(t *testing.T) {
 		t.Errorf("deploy-bot introspecting %s's refresh token = %d %s, want inactive (or refused): the token is neither its own nor for an audience it serves", appID, resp.StatusCode, body)
 	}
 }
+
+// An access token is not a credential at /introspect: only clients are.
+func TestIntrospectRequiresClientAuthentication(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	a := e.client(appID, appSecret, appRedir, nil)
+	userTok, _ := a.signIn()
+	other, _ := e.client(app2ID, app2Secret, app2Redir, nil).signIn()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, e.issuer+"/introspect", strings.NewReader(url.Values{"token": {other.AccessToken}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "Bearer "+userTok.AccessToken)
+	if status, m := do(t, req); status != http.StatusUnauthorized || m["error"] != "invalid_client" || m["active"] != nil {
+		t.Errorf("introspect with a bearer access token = %d %v, want 401 invalid_client", status, m)
+	}
+}

@@ -2,8 +2,6 @@ package verify
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/json"
@@ -16,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/keyward/keyward/internal/seal"
 )
 
 // BrowserConfig configures browser mode: the verifier signs people in at the
@@ -86,7 +86,7 @@ type Browser struct {
 	v            *Verifier
 	cfg          BrowserConfig
 	callbackPath string
-	aead         cipher.AEAD
+	cookies      *seal.Key
 	refreshes    refreshGroup
 
 	mu         sync.Mutex
@@ -152,15 +152,11 @@ func NewBrowser(v *Verifier, cfg BrowserConfig) (*Browser, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	block, err := aes.NewCipher(cfg.CookieSecret)
+	cookies, err := seal.New(cfg.CookieSecret)
 	if err != nil {
 		return nil, fmt.Errorf("browser config: %w", err)
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, fmt.Errorf("browser config: %w", err)
-	}
-	b := &Browser{v: v, cfg: cfg, callbackPath: u.Path, aead: aead}
+	b := &Browser{v: v, cfg: cfg, callbackPath: u.Path, cookies: cookies}
 	if cfg.AuthURL != "" {
 		b.ep = &oauth2.Endpoint{AuthURL: cfg.AuthURL, TokenURL: cfg.TokenURL}
 	}

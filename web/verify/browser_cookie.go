@@ -1,7 +1,6 @@
 package verify
 
 import (
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -32,21 +31,19 @@ type browserSession struct {
 	IDToken string `json:"i,omitempty"` // the id_token_hint for a future end-session redirect
 }
 
-// seal encrypts plain with AES-256-GCM under a random nonce; name is the
-// additional data, so a value cannot be moved to another cookie.
+// seal encrypts plain with internal/seal (AES-256-GCM under a random
+// nonce); name is the additional data, so a value cannot be moved to
+// another cookie. The value is base64url without padding.
 func (b *Browser) seal(name string, plain []byte) string {
-	nonce := make([]byte, b.aead.NonceSize(), b.aead.NonceSize()+len(plain)+b.aead.Overhead())
-	_, _ = rand.Read(nonce)
-	return base64.RawURLEncoding.EncodeToString(b.aead.Seal(nonce, nonce, plain, []byte(name)))
+	return base64.RawURLEncoding.EncodeToString(b.cookies.Seal(plain, []byte(name)))
 }
 
 func (b *Browser) open(name, value string) ([]byte, bool) {
 	raw, err := base64.RawURLEncoding.DecodeString(value)
-	if err != nil || len(raw) < b.aead.NonceSize()+b.aead.Overhead() {
+	if err != nil {
 		return nil, false
 	}
-	n := b.aead.NonceSize()
-	plain, err := b.aead.Open(nil, raw[:n], raw[n:], []byte(name))
+	plain, err := b.cookies.Open(raw, []byte(name))
 	return plain, err == nil
 }
 

@@ -237,6 +237,24 @@ func TestBrowserCookies(t *testing.T) {
 	}
 }
 
+// TestOpensCookieSealedBeforeSealPackage opens a session cookie value sealed
+// by the code before internal/seal existed: browsers signed in before an
+// upgrade stay signed in.
+func TestOpensCookieSealedBeforeSealPackage(t *testing.T) {
+	be := newBrowserEnv(t, func(c *BrowserConfig) { c.CookieSecret = []byte("cookie-secret-of-exactly-32-byte") })
+	const old = "5UD5Z7Os0J-Kn_a5IRNIYYjAfGaAp7J_mMhvpEkfLHro3UO6OwhVKL26MAwIXKtE"
+	plain, ok := be.b.open(sessionCookie, old)
+	if !ok {
+		t.Fatal("open() of a cookie sealed by the old code failed")
+	}
+	if want := `{"a":"access-token"}`; string(plain) != want {
+		t.Errorf("open() = %q, want %q", plain, want)
+	}
+	if _, ok := be.b.open(chunkName(1), old); ok {
+		t.Error("the old cookie opened under another cookie name")
+	}
+}
+
 func TestNewBrowserValidates(t *testing.T) {
 	e := newEnv(t)
 	v := newVerifier(t, e.ks, e.clock, nil)

@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -190,15 +191,9 @@ func newVerifier(t testing.TB, ks *keyServer, clock *fakeClock, mutate func(*Con
 // waitIdle waits until no key fetch is in flight.
 func waitIdle(t testing.TB, v *Verifier) {
 	t.Helper()
-	v.keys.mu.Lock()
-	call := v.keys.inflight
-	v.keys.mu.Unlock()
-	if call == nil {
-		return
-	}
-	select {
-	case <-call.done:
-	case <-time.After(10 * time.Second):
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := v.keys.cache.Wait(ctx); err != nil {
 		t.Fatal("key fetch did not finish")
 	}
 }

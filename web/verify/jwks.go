@@ -10,15 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/keyward/keyward/internal/jwkscache"
 )
 
 const (
@@ -30,30 +29,35 @@ const (
 	failureBackoff = time.Second // no new fetch this soon after a failed one
 )
 
-// keySet caches the issuer's JWKS. Readers take the current key map without
-// locking; fetches run one at a time in a goroutine bound to the Verifier's
-// lifetime context, and every caller that needs the result waits on the same
-// fetchCall (oidc/jwks.go's inflight idea, plus a rate limit on unknown kids).
+// keySet caches the issuer's JWKS in a jwkscache.Cache: readers take the
+// current key map without locking; fetches run one at a time in a goroutine
+// bound to the Verifier's lifetime context, and every caller that needs the
+// result waits on the same fetch. The policy: the response's max-age with
+// ±10% jitter, an unknown kid refetches at most once per minRefresh, and no
+// fetch within min(failureBackoff, minRefresh) of a failed one.
 type keySet struct {
-	ctx        context.Context // lifetime of fetches: New's ctx, never a request's
-	client     *http.Client
-	issuer     string
-	jwksURL    string // set by discovery when not configured; touched only by fetch, which runs one at a time
-	now        func() time.Time
-	minRefresh time.Duration
+	client  *http.Client
+	issuer  string
+	jwksURL string // set by discovery when not configured; touched only by fetch, which runs one at a time
 
-	current atomic.Pointer[keyMap] // nil until the first successful fetch
-
-	mu       sync.Mutex
-	inflight *fetchCall
-	retryAt  time.Time // after a failed fetch, none before this
-	lastMiss time.Time // last fetch caused by an unknown kid
-	lastErr  error
+	cache *jwkscache.Cache[map[string]publicKey]
 }
 
-type keyMap struct {
-	keys   map[string]publicKey
-	expiry time.Time // refresh in the background after this; keep using the keys
+// newKeySet returns the key set of issuer; ctx bounds every fetch.
+func newKeySet(ctx context.Context, client *http.Client, issuer, jwksURL string, now func() time.Time, minRefresh time.Duration) *keySet {
+	ks := &keySet{client: client, issuer: issuer, jwksURL: jwksURL}
+	ks.cache = jwkscache.New(ks.fetch, jwkscache.Options{
+		MissInterval:   minRefresh,
+		FailureBackoff: min(failureBackoff, minRefresh),
+		// A key set may be kept up to 10% past the broker's max-age: the
+		// broker caps max-age at half its rotation period, so a next key is
+		// published at least half a period before it could sign, and an
+		// unknown kid is refetched anyway.
+		Jitter:  0.1,
+		Context: ctx,
+		Now:     now,
+	})
+	return ks
 }
 
 type publicKey struct {
@@ -62,115 +66,45 @@ type publicKey struct {
 	rsa *rsaPKCS1 // an RSA key prepared for RS256/384/512; nil otherwise and in FIPS 140 mode
 }
 
-type fetchCall struct {
-	done chan struct{}
-	err  error // written before done is closed
-}
-
 // get returns the key for kid. A known kid never waits: if the set is past its
 // max-age it is refreshed in the background. An unknown kid waits for one
 // fetch, at most once per minRefresh; before the first successful fetch every
 // caller waits for (or fails fast after) the current attempt.
 func (ks *keySet) get(ctx context.Context, kid string) (publicKey, error) {
-	now := ks.now()
-	if m := ks.current.Load(); m != nil {
-		if k, ok := m.keys[kid]; ok {
-			if !now.Before(m.expiry) {
-				ks.refreshStale(now)
-			}
+	if m, ok := ks.cache.Peek(); ok {
+		if k, ok := m[kid]; ok {
+			ks.cache.Load(ctx) // past max-age: refresh in the background
 			return k, nil
 		}
 	}
-
-	ks.mu.Lock()
-	m := ks.current.Load()
-	if m != nil {
-		if k, ok := m.keys[kid]; ok { // fetched while we took the lock
-			ks.mu.Unlock()
-			return k, nil
+	m, ok, err := ks.cache.Refresh(ctx, func(m map[string]publicKey) bool {
+		_, ok := m[kid]
+		return ok
+	})
+	if !ok {
+		var limited *jwkscache.LimitedError
+		if errors.As(err, &limited) {
+			err = limited.Last
 		}
+		return publicKey{}, unavailable("signing keys not loaded", err)
 	}
-	call := ks.inflight
-	switch {
-	case call != nil:
-		// Join the fetch under way: it may bring the kid at no extra cost.
-	case m == nil:
-		if now.Before(ks.retryAt) {
-			err := ks.lastErr
-			ks.mu.Unlock()
-			return publicKey{}, unavailable("signing keys not loaded", err)
-		}
-		call = ks.startLocked()
-	default:
-		if !ks.lastMiss.IsZero() && now.Sub(ks.lastMiss) < ks.minRefresh {
-			ks.mu.Unlock()
-			return publicKey{}, errUnknownKID
-		}
-		ks.lastMiss = now
-		call = ks.startLocked()
-	}
-	ks.mu.Unlock()
-
-	select {
-	case <-call.done:
-	case <-ctx.Done():
-		return publicKey{}, unavailable("signing keys not loaded", ctx.Err())
-	}
-	m = ks.current.Load()
-	if m == nil {
-		return publicKey{}, unavailable("signing keys not loaded", call.err)
-	}
-	if k, ok := m.keys[kid]; ok {
+	if k, ok := m[kid]; ok {
 		return k, nil
 	}
-	if call.err != nil {
-		return publicKey{}, invalidToken(errUnknownKID.Description, call.err)
+	var limited *jwkscache.LimitedError
+	switch {
+	case errors.As(err, &limited):
+		return publicKey{}, errUnknownKID
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		return publicKey{}, unavailable("signing keys not loaded", err)
+	case err != nil:
+		return publicKey{}, invalidToken(errUnknownKID.Description, err)
 	}
 	return publicKey{}, errUnknownKID
 }
 
-// refreshStale starts a background fetch of an expired set unless one is
-// running or the last one failed moments ago.
-func (ks *keySet) refreshStale(now time.Time) {
-	ks.mu.Lock()
-	if ks.inflight == nil && !now.Before(ks.retryAt) {
-		ks.startLocked()
-	}
-	ks.mu.Unlock()
-}
-
-// startLocked starts a fetch; ks.mu must be held and no fetch in flight.
-func (ks *keySet) startLocked() *fetchCall {
-	call := &fetchCall{done: make(chan struct{})}
-	ks.inflight = call
-	go ks.run(call)
-	return call
-}
-
-func (ks *keySet) run(call *fetchCall) {
-	keys, maxAge, err := ks.fetch(ks.ctx)
-	now := ks.now()
-	ks.mu.Lock()
-	if err == nil {
-		ks.current.Store(&keyMap{keys: keys, expiry: now.Add(jitter(maxAge))})
-		ks.lastErr, ks.retryAt = nil, time.Time{}
-	} else {
-		ks.lastErr, ks.retryAt = err, now.Add(min(failureBackoff, ks.minRefresh))
-	}
-	ks.inflight = nil
-	call.err = err
-	ks.mu.Unlock()
-	close(call.done)
-}
-
-// jitter spreads refreshes of many verifiers over ±10% of d. A key set may
-// be kept up to 10% past the broker's max-age: the broker caps max-age at
-// half its rotation period, so a next key is published at least half a
-// period before it could sign, and an unknown kid is refetched anyway.
-func jitter(d time.Duration) time.Duration {
-	return time.Duration(float64(d) * (0.9 + 0.2*rand.Float64())) //nolint:gosec // timing spread, not a secret
-}
-
+// fetch is the cache's FetchFunc: discovery when no JWKS URL is known,
+// then the JWKS and its max-age.
 func (ks *keySet) fetch(ctx context.Context) (map[string]publicKey, time.Duration, error) {
 	if ks.client.Timeout == 0 {
 		var cancel context.CancelFunc

@@ -10,7 +10,8 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// sketchRules is the rules: block of CONFIG-SKETCH.md's verify.yaml.
+// sketchRules is the rules: block of a typical verify.yaml: an API with a
+// public part and per-method scopes, and a shop in browser mode.
 const sketchRules = `
 rules:
   - {host: api.example.com, path: /public/, allow: anonymous}

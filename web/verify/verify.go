@@ -120,14 +120,7 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 		maxBytes:  cfg.MaxTokenBytes,
 		now:       cfg.Now,
 		userClaim: cfg.UserClaim,
-		keys: &keySet{
-			ctx:        ctx,
-			client:     cfg.HTTPClient,
-			issuer:     cfg.Issuer,
-			jwksURL:    cfg.JWKSURL,
-			now:        cfg.Now,
-			minRefresh: cfg.MinRefreshInterval,
-		},
+		keys:      newKeySet(ctx, cfg.HTTPClient, cfg.Issuer, cfg.JWKSURL, cfg.Now, cfg.MinRefreshInterval),
 	}
 	for _, alg := range cfg.Algorithms {
 		v.methods[alg] = supportedAlgorithms[alg]
@@ -143,9 +136,7 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	if cfg.Revocation != nil {
 		v.rev = newRevocations(*cfg.Revocation, cfg.Leeway, cfg.Now)
 	}
-	v.keys.mu.Lock()
-	v.keys.startLocked()
-	v.keys.mu.Unlock()
+	v.keys.cache.Prefetch(ctx)
 	if v.rev != nil {
 		go v.rev.run(ctx)
 	}

@@ -29,6 +29,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/keyward/keyward/internal/loopback"
 )
 
 func main() {
@@ -54,11 +56,10 @@ type result struct {
 }
 
 func run(addr string, n int, mode string, hold, every, dialTimeout time.Duration, pid int) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return fmt.Errorf("-addr: %w", err)
 	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+	if !loopback.HostPort(addr) {
 		return fmt.Errorf("-addr %s: loopback addresses only", addr)
 	}
 	switch {

@@ -87,7 +87,7 @@ func familySize(t *testing.T, st store.Store, requestID string) int {
 
 // TestRevocationWhileIssuingLeavesNoLiveToken: a revocation that lands
 // between the redemption of a code or refresh token and the storing of the
-// new tokens must not leave those tokens alive (review finding L2).
+// new tokens must not leave those tokens alive.
 func TestRevocationWhileIssuingLeavesNoLiveToken(t *testing.T) {
 	revokeFamily := func(t *testing.T, st store.Store) func(ctx context.Context, g store.Grant) {
 		return func(ctx context.Context, g store.Grant) {
