@@ -12,7 +12,7 @@ import (
 
 	"github.com/ory/fosite"
 
-	"github.com/keyward/keyward/internal/loopback"
+	"github.com/keyward/keyward/web/loopback"
 )
 
 // Client is an OAuth client registered in the configuration.

@@ -40,7 +40,7 @@
 // returns when ctx ends.
 //
 // broker imports store (records and sentinels), keys, federation and the
-// leaf helpers under internal/ (seal, loopback). It must never import web,
+// leaf helpers keys/seal and web/loopback. It must never import web,
 // web/verify, cmd, a store backend or a database driver; test/archtest
 // holds it (and any package under broker/) to that.
 package broker

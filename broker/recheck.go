@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/federation"
-	"github.com/keyward/keyward/internal/seal"
+	"github.com/keyward/keyward/keys/seal"
 	"github.com/keyward/keyward/store"
 )
 
@@ -205,7 +205,7 @@ func (rk *recheck) sealUpstreamToken(up Upstream, sessionID, token string) ([]by
 	return rk.sealToken(sessionID, token)
 }
 
-// sealToken is internal/seal's nonce || AES-256-GCM(token), bound to the
+// sealToken is keys/seal's nonce || AES-256-GCM(token), bound to the
 // session id.
 func (rk *recheck) sealToken(sessionID, token string) ([]byte, error) {
 	k, err := seal.New(rk.key)

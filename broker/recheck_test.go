@@ -144,7 +144,7 @@ func TestRecheckConfig(t *testing.T) {
 }
 
 // TestOpensUpstreamTokenSealedBeforeSealPackage opens an upstream refresh
-// token sealed by sealToken before internal/seal existed: sessions that
+// token sealed by sealToken before keys/seal existed: sessions that
 // hold one keep being re-checked after an upgrade.
 func TestOpensUpstreamTokenSealedBeforeSealPackage(t *testing.T) {
 	b := &recheck{key: []byte("upstream-token-key-32-bytes-long")}

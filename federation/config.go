@@ -11,7 +11,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/keyward/keyward/internal/loopback"
+	"github.com/keyward/keyward/web/loopback"
 )
 
 // Config describes one upstream identity provider. It is tagless; cmd

@@ -44,9 +44,9 @@
 // hammer an issuer.
 //
 // This package imports only the standard library, go-oidc, x/oauth2,
-// golang-jwt, go-jose and Keyward's leaf helpers under internal/
-// (internal/jwkscache holds every issuer's key set, internal/loopback
-// decides where http is allowed). It must never import broker, store, web
-// or keys: federation knows nothing about Keyward's own tokens or storage.
+// golang-jwt, go-jose and two of Keyward's leaf helpers (keys/jwkscache
+// holds every issuer's key set, web/loopback decides where http is
+// allowed). It must never import broker, store, web or keys itself:
+// federation knows nothing about Keyward's own tokens or storage.
 // test/archtest holds it to that.
 package federation

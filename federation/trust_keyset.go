@@ -13,7 +13,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
-	"github.com/keyward/keyward/internal/jwkscache"
+	"github.com/keyward/keyward/keys/jwkscache"
 )
 
 const (

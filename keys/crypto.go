@@ -17,7 +17,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/keyward/keyward/internal/seal"
+	"github.com/keyward/keyward/keys/seal"
 	"github.com/keyward/keyward/store"
 )
 
@@ -36,7 +36,7 @@ const (
 	kekFromFile          = "keys.encryptionKeyFile"
 )
 
-// kek is one key-encryption key (internal/seal: AES-256-GCM) and where it
+// kek is one key-encryption key (keys/seal: AES-256-GCM) and where it
 // came from.
 type kek struct {
 	key    *seal.Key

@@ -375,7 +375,7 @@ func TestRepairsSetWithoutCurrent(t *testing.T) {
 }
 
 // TestOpensKeysSealedBeforeSealPackage opens private keys sealed by the
-// code before internal/seal existed (one under keys.encryptionKeyFile, one
+// code before keys/seal existed (one under keys.encryptionKeyFile, one
 // under the key derived from the session secret): the stored format did not
 // change, so existing key sets keep opening.
 func TestOpensKeysSealedBeforeSealPackage(t *testing.T) {

@@ -57,7 +57,7 @@
 //
 // # Imports
 //
-// keys imports store (records and sentinels), internal/seal (the AES-256-GCM
+// keys imports store (records and sentinels), keys/seal (the AES-256-GCM
 // sealing it shares with broker and web/verify), golang-jwt/v5, go-jose/v4
 // (to write the JWKS) and the standard library. It must never import
 // fosite, broker, web, web/verify, cmd or a store backend; test/archtest

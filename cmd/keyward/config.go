@@ -15,7 +15,7 @@ import (
 
 	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/federation"
-	"github.com/keyward/keyward/internal/loopback"
+	"github.com/keyward/keyward/web/loopback"
 )
 
 // Config is the shape of keyward.yaml. LoadConfig reads it, Validate checks

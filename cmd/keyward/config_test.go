@@ -614,7 +614,7 @@ func TestCheckConfig(t *testing.T) {
 }
 
 // TestValidateLoopbackRule: check-config allows http on exactly the hosts
-// that federation and broker allow it on (internal/loopback): every
+// that federation and broker allow it on (web/loopback): every
 // 127.0.0.0/8 address and any spelling of ::1 and localhost, not only
 // localhost, 127.0.0.1 and ::1 as written.
 func TestValidateLoopbackRule(t *testing.T) {

@@ -20,12 +20,12 @@ import (
 
 	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/federation"
-	"github.com/keyward/keyward/internal/loopback"
 	"github.com/keyward/keyward/keys"
 	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/store/bolt"
 	"github.com/keyward/keyward/web"
 	"github.com/keyward/keyward/web/httpserver"
+	"github.com/keyward/keyward/web/loopback"
 )
 
 // gcInterval is how often expired records are collected.

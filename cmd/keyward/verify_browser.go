@@ -11,7 +11,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/keyward/keyward/internal/loopback"
+	"github.com/keyward/keyward/web/loopback"
 	"github.com/keyward/keyward/web/verify"
 )
 

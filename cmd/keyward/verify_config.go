@@ -17,8 +17,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/keyward/keyward/internal/loopback"
 	"github.com/keyward/keyward/web/httpserver"
+	"github.com/keyward/keyward/web/loopback"
 	"github.com/keyward/keyward/web/verify"
 )
 

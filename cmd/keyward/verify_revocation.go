@@ -12,7 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/keyward/keyward/internal/loopback"
+	"github.com/keyward/keyward/web/loopback"
 	"github.com/keyward/keyward/web/verify"
 )
 

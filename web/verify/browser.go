@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"github.com/keyward/keyward/internal/seal"
+	"github.com/keyward/keyward/keys/seal"
 )
 
 // BrowserConfig configures browser mode: the verifier signs people in at the

@@ -31,7 +31,7 @@ type browserSession struct {
 	IDToken string `json:"i,omitempty"` // the id_token_hint for a future end-session redirect
 }
 
-// seal encrypts plain with internal/seal (AES-256-GCM under a random
+// seal encrypts plain with keys/seal (AES-256-GCM under a random
 // nonce); name is the additional data, so a value cannot be moved to
 // another cookie. The value is base64url without padding.
 func (b *Browser) seal(name string, plain []byte) string {

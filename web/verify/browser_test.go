@@ -238,7 +238,7 @@ func TestBrowserCookies(t *testing.T) {
 }
 
 // TestOpensCookieSealedBeforeSealPackage opens a session cookie value sealed
-// by the code before internal/seal existed: browsers signed in before an
+// by the code before keys/seal existed: browsers signed in before an
 // upgrade stay signed in.
 func TestOpensCookieSealedBeforeSealPackage(t *testing.T) {
 	be := newBrowserEnv(t, func(c *BrowserConfig) { c.CookieSecret = []byte("cookie-secret-of-exactly-32-byte") })

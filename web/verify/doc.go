@@ -29,8 +29,8 @@
 // (signature checks), filippo.io/bigmod (RS256/384/512 checks with a modulus
 // prepared per key), go-jose/v4 (JWK parsing only), golang.org/x/oauth2
 // (browser mode's code exchange and refresh grant) and Keyward's small
-// helpers that import only the standard library (internal/seal seals the
-// browser-mode cookies, internal/jwkscache holds the key set). It must never
+// helpers that import only the standard library (keys/seal seals the
+// browser-mode cookies, keys/jwkscache holds the key set). It must never
 // import broker, store, keys, web, fosite, a database driver or a logging
 // library; a test runs go list -deps to hold it to that.
 package verify

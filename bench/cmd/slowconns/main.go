@@ -30,7 +30,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/keyward/keyward/internal/loopback"
+	"github.com/keyward/keyward/web/loopback"
 )
 
 func main() {
