@@ -80,3 +80,22 @@ func TestReviewDoubleEncodingViaEncodedHex(t *testing.T) {
 		})
 	}
 }
+
+// parsePath refuses a raw '#' but keeps a decoded '#' or '?' in the path:
+// /admin%3F/x and /admin%23x are judged as "/admin?/x" and "/admin#x",
+// which the /admin rule does not match, while an intermediary that decodes
+// the path once and parses it again (a rewrite, a proxy_pass with a URI
+// part, a decoding router) serves /admin with a query or a fragment.
+func TestReviewEncodedDelimiters(t *testing.T) {
+	rules := Rules{
+		{Path: "/admin", Groups: Set{AnyOf: []string{"admins"}}},
+		{Path: "/", Allow: AllowAnonymous},
+	}
+	for _, uri := range []string{"/admin%3F/x", "/admin%23x"} {
+		t.Run(uri, func(t *testing.T) {
+			if resp := reviewCheck(t, rules, uri); resp.StatusCode == http.StatusOK {
+				t.Errorf("check of %q = 200 (anonymous rule), want 403 invalid_request (an encoded query or fragment delimiter)", uri)
+			}
+		})
+	}
+}
