@@ -3,7 +3,10 @@ package verify
 import (
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"testing"
+	"unicode"
 )
 
 // Security review of the ambiguous-path fix (issue 11, High). Each test
@@ -97,5 +100,32 @@ func TestReviewEncodedDelimiters(t *testing.T) {
 				t.Errorf("check of %q = 200 (anonymous rule), want 403 invalid_request (an encoded query or fragment delimiter)", uri)
 			}
 		})
+	}
+}
+
+// escapeGroup percent-encodes a space at either end of a group name
+// ("apps often trim after splitting") but not other white space: a group
+// named "\u00a0admins" (NO-BREAK SPACE, which Python's str.strip, Java's
+// String.strip and .NET's Trim remove) reaches the app as the bytes
+// C2 A0 then "admins", and an app that splits, decodes and trims as
+// docs/gateways/nginx.md describes reads "admins". Upstreams where people
+// may name groups (Entra ID lets every user create Microsoft 365 groups by
+// default) make that a privilege escalation in the app.
+func TestReviewGroupNameUnicodeSpace(t *testing.T) {
+	e := newEnv(t)
+	v := newVerifier(t, e.ks, e.clock, nil)
+	srv := httptest.NewServer(NewHandler(v, Rules{{Path: "/"}}, HandlerOptions{}))
+	t.Cleanup(srv.Close)
+	token := mint(t, e.rsa, nil, with(e.claims, "groups", []string{"staff", "\u00a0admins", "admins\u3000"}))
+	resp := rawRequest(t, srv.Listener.Addr().String(), "GET /oauth2/auth HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Original-URI: /x"+
+		"\r\nX-Original-Method: GET\r\nX-Forwarded-Host: api.example.com\r\nAuthorization: Bearer "+token+"\r\nConnection: close\r\n\r\n")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("check = %d, want 200", resp.StatusCode)
+	}
+	got := resp.Header.Get("X-Auth-Request-Groups")
+	for g := range strings.SplitSeq(got, ",") {
+		if name, err := url.PathUnescape(g); err == nil && strings.TrimSpace(name) != name && strings.TrimFunc(name, unicode.IsSpace) == "admins" {
+			t.Errorf("X-Auth-Request-Groups = %q: the name %q trims (Unicode white space) to admins; escape every white space at either end, not only ' '", got, name)
+		}
 	}
 }
