@@ -56,3 +56,31 @@ func TestReviewAuthorizeCapsSkippedOnQuerySemicolon(t *testing.T) {
 	}
 	t.Fatalf("multipart POST /authorize?x;y with a 60 KB state = %d %q, want the 400 page%s", resp.StatusCode, pageTitle(string(page)), detail)
 }
+
+// Security review of /introspect (issue 11, Medium 1): any confidential
+// client may introspect any token. A client-credentials bot (or a
+// revocation-feed reader, whose secret sits on every edge) that gets hold
+// of a person's refresh token issued to another app learns that it is
+// live and whose it is (sub, client_id, aud, scope, exp).
+// RFC 7662 §4: the server should decide which tokens a caller may
+// introspect; a refresh token is only ever presented by its own client.
+func TestReviewIntrospectOtherClientsRefreshToken(t *testing.T) {
+	x := newExchangeEnv(t)
+	user, _ := x.client(appID, appSecret, appRedir, nil).signIn()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, x.issuer+"/introspect",
+		strings.NewReader(url.Values{"token": {user.RefreshToken}}.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(botID, botSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if bytes.Contains(body, []byte(`"active":true`)) {
+		t.Errorf("deploy-bot introspecting %s's refresh token = %d %s, want inactive (or refused): the token is neither its own nor for an audience it serves", appID, resp.StatusCode, body)
+	}
+}
