@@ -129,3 +129,22 @@ func TestReviewGroupNameUnicodeSpace(t *testing.T) {
 		}
 	}
 }
+
+// A segment with a trailing dot is not refused: /admin./x is judged by the
+// anonymous rule, while Windows path normalisation (IIS, which the
+// caseInsensitive doc names) drops trailing dots from a segment and serves
+// /admin/x; Spring MVC before 5.3 (suffix pattern matching on by default)
+// serves an @RequestMapping("/admin") handler for /admin.json.
+func TestReviewTrailingDotSegment(t *testing.T) {
+	rules := Rules{
+		{Path: "/admin", CaseInsensitive: true, Groups: Set{AnyOf: []string{"admins"}}},
+		{Path: "/", Allow: AllowAnonymous},
+	}
+	for _, uri := range []string{"/admin./x", "/ADMIN./x"} {
+		t.Run(uri, func(t *testing.T) {
+			if resp := reviewCheck(t, rules, uri); resp.StatusCode == http.StatusOK {
+				t.Errorf("check of %q = 200 (anonymous rule), want 403: a trailing dot is dropped by Windows path normalisation", uri)
+			}
+		})
+	}
+}
