@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -195,8 +196,22 @@ type connTracker struct {
 type trackedConn struct {
 	net.Conn
 	t      *connTracker
+	idle   atomic.Bool   // elem != nil, read without t.mu
 	elem   *list.Element // in t.idle while idle; guarded by t.mu
 	closed bool          // guarded by t.mu
+}
+
+// Read reads from the connection. The first bytes of a next request end
+// its idleness at once: net/http reports StateActive only once the whole
+// header is read, and a client that has begun a request keeps its slot.
+func (c *trackedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 && c.idle.Load() {
+		c.t.mu.Lock()
+		c.t.removeIdle(c)
+		c.t.mu.Unlock()
+	}
+	return n, err
 }
 
 // Close closes the connection and frees its slot (once).
@@ -231,6 +246,7 @@ func (t *connTracker) connState(c net.Conn, st http.ConnState) {
 	}
 	if tc.elem == nil && !tc.closed {
 		tc.elem = t.idle.PushBack(tc)
+		tc.idle.Store(true)
 		select {
 		case t.wake <- struct{}{}:
 		default:
@@ -243,6 +259,7 @@ func (t *connTracker) removeIdle(c *trackedConn) {
 	if c.elem != nil {
 		t.idle.Remove(c.elem)
 		c.elem = nil
+		c.idle.Store(false)
 	}
 }
 
