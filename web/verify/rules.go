@@ -3,6 +3,8 @@ package verify
 import (
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"path"
 	"strings"
 	"unicode"
@@ -237,6 +239,46 @@ func (rs Rules) first(host, p, method string, fold func(string) string) *Rule {
 		return r
 	}
 	return nil
+}
+
+// restrictMethods reports whether a rule has methods, so that the method a
+// backend runs can change the rule.
+func (rs Rules) restrictMethods() bool {
+	for i := range rs {
+		if len(rs[i].Methods) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// methodOverrideHeaders are the request headers with which frameworks let a
+// client run another method than the request line's (ASP.NET, Spring's
+// HiddenHttpMethodFilter variants, Express's method-override, Symfony).
+var methodOverrideHeaders = []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+
+// errMethodOverride refuses a request that names another method for the
+// backend than the one the rules judge.
+var errMethodOverride = &Error{Status: http.StatusForbidden, Code: CodeInvalidRequest,
+	Description: "request overrides its method (X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override or _method in the query) and the rules depend on the method"}
+
+// methodOverridden reports whether the original request carries a method
+// override: one of methodOverrideHeaders, or a _method query parameter
+// (Spring's HiddenHttpMethodFilter, Rails, Laravel; they also read it from
+// a form body, which the verifier never sees).
+func methodOverridden(h http.Header, uri string) bool {
+	for _, name := range methodOverrideHeaders {
+		if _, ok := h[name]; ok {
+			return true
+		}
+	}
+	_, q, ok := strings.Cut(uri, "?")
+	if !ok || (!strings.Contains(q, "method") && !strings.Contains(q, "%")) {
+		return false
+	}
+	vals, _ := url.ParseQuery(q) // what it could parse
+	_, ok = vals["_method"]
+	return ok
 }
 
 func methodIn(methods []string, m string) bool {
