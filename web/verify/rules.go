@@ -178,9 +178,11 @@ func (rs Rules) Match(host, uri, method string) (*Rule, error) {
 			return nil, errPathSlashRule
 		}
 	}
-	for _, fold := range caseFolds {
-		if rs.first(host, p, method, fold) != r || (encodedSlash && rs.first(host, slashed, method, fold) != r) {
-			return nil, errPathCase
+	if !foldInvariant(p) || !rs.pathsFoldInvariant() { // else every reading is p's
+		for _, fold := range caseFolds {
+			if rs.first(host, p, method, fold) != r || (encodedSlash && rs.first(host, slashed, method, fold) != r) {
+				return nil, errPathCase
+			}
 		}
 	}
 	if r == nil {
@@ -195,15 +197,33 @@ func (rs Rules) Match(host, uri, method string) (*Rule, error) {
 // compare.
 var caseFolds = []func(string) string{strings.ToLower, upperLower}
 
+// foldInvariant reports whether every case fold leaves s as it is: ASCII
+// without upper-case letters.
+func foldInvariant(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= utf8.RuneSelf || ('A' <= c && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+func (rs Rules) pathsFoldInvariant() bool {
+	for i := range rs {
+		if !foldInvariant(rs[i].Path) {
+			return false
+		}
+	}
+	return true
+}
+
 // upperLower upper-cases then lower-cases s rune by rune ("ſ" → "S" → "s").
 // It returns s itself when s is ASCII without upper-case letters.
 func upperLower(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c >= utf8.RuneSelf || ('A' <= c && c <= 'Z') {
-			return strings.Map(func(r rune) rune { return unicode.ToLower(unicode.ToUpper(r)) }, s)
-		}
+	if foldInvariant(s) {
+		return s
 	}
-	return s
+	return strings.Map(func(r rune) rune { return unicode.ToLower(unicode.ToUpper(r)) }, s)
 }
 
 // first returns the first rule matching the parsed path p, or nil. With
