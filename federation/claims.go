@@ -169,17 +169,25 @@ func firstString(claims map[string]any, paths []string) string {
 // the ID token wins where both have a claim. An email and its verification
 // (m's Email and EmailVerified, top-level claims) come from one document:
 // userinfo's verification is not taken for another address than the ID
-// token's.
+// token's, and the ID token's verification is not lent to userinfo's
+// address when the ID token names none (Keycloak maps email and
+// email_verified into the ID token separately).
 func merge(idToken, userinfo map[string]any, m ClaimMapping) map[string]any {
 	out := maps.Clone(userinfo)
 	if out == nil {
 		out = map[string]any{}
 	}
-	if email, ok := lookupString(idToken, m.Email); ok {
+	email, idHasEmail := lookupString(idToken, m.Email)
+	if idHasEmail {
 		if other, _ := lookupString(userinfo, m.Email); other != email {
 			delete(out, m.EmailVerified)
 		}
 	}
-	maps.Copy(out, idToken)
+	for k, v := range idToken {
+		if k == m.EmailVerified && !idHasEmail {
+			continue
+		}
+		out[k] = v
+	}
 	return out
 }

@@ -259,6 +259,19 @@ func TestMergeIDTokenWins(t *testing.T) {
 			want:    map[string]any{"sub": "s", "email": "a@x", "name": "N"},
 		},
 		{
+			// Its email_verified is about no address; userinfo's pair stays.
+			name:    "the ID token's verification without an email is not lent",
+			idToken: map[string]any{"sub": "s", "email_verified": true},
+			info:    map[string]any{"sub": "s", "email": "b@x", "email_verified": false},
+			want:    map[string]any{"sub": "s", "email": "b@x", "email_verified": false},
+		},
+		{
+			name:    "the ID token's verification without an email, userinfo without one",
+			idToken: map[string]any{"sub": "s", "email_verified": true},
+			info:    map[string]any{"sub": "s", "email": "b@x"},
+			want:    map[string]any{"sub": "s", "email": "b@x"},
+		},
+		{
 			name:    "the ID token's own verification wins",
 			idToken: map[string]any{"sub": "s", "email": "a@x", "email_verified": false},
 			info:    map[string]any{"sub": "s", "email": "a@x", "email_verified": true},
@@ -271,5 +284,24 @@ func TestMergeIDTokenWins(t *testing.T) {
 				t.Errorf("merge() (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestMergeIDTokenVerificationWithoutEmailNotLent (issue 11 review): an ID
+// token's email_verified true without an email (Keycloak's "email verified"
+// and "email" mappers are toggled for the ID token separately) must not
+// verify userinfo's address, least of all where userinfo says false.
+func TestMergeIDTokenVerificationWithoutEmailNotLent(t *testing.T) {
+	m := ClaimMapping{}.withDefaults(ProfileGeneric.Preset().Claims)
+	merged := merge(
+		map[string]any{"sub": "s", "email_verified": true},
+		map[string]any{"sub": "s", "email": "someone-else@corp.example", "email_verified": false},
+		m)
+	got, err := m.identity(merged, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.EmailVerified {
+		t.Errorf("identity(merge()) = %q verified, want unverified: userinfo says email_verified false for it, and the ID token names no address", got.Email)
 	}
 }

@@ -148,7 +148,8 @@ func (b *VerifyBrowserConfig) browserConfig() (verify.BrowserConfig, error) {
 
 // redirectOrigin is the default allowedRedirectDomains entry for the
 // callback u: its host with its port, the scheme's default port when it has
-// none, so rd can name neither another port nor http for an https callback.
+// none, so rd cannot name another port (verify.SafeRedirect refuses http
+// for an https callback).
 func redirectOrigin(u *url.URL) string {
 	port := u.Port()
 	if port == "" {

@@ -1,14 +1,15 @@
 package httpserver
 
 import (
+	"container/list"
 	"errors"
 	"fmt"
 	"log"
 	"net"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
-
-	"golang.org/x/net/netutil"
 )
 
 // UpstreamTimeout bounds each HTTP request that a handler of the binary
@@ -51,9 +52,13 @@ const (
 	// 3,800 bytes.
 	DefaultMaxHeaderBytes = 64 << 10
 	// DefaultMaxConnections caps the connections one server holds open at
-	// once; further clients wait in the kernel's accept queue until one
-	// closes. Each held connection costs a file descriptor and about 28 KB
-	// (docs/performance.md), so about 115 MB at the default.
+	// once. At the cap, a new client takes the slot of the connection that
+	// has waited longest, idle, for its next keep-alive request (HTTP/1.1
+	// lets a server close an idle connection at any time); without an idle
+	// one, it waits (the next client accepted, the rest in the kernel's
+	// accept queue) until a connection closes. Each held connection costs
+	// a file descriptor and about 28 KB (docs/performance.md), so about
+	// 115 MB at the default.
 	DefaultMaxConnections = 4096
 )
 
@@ -108,11 +113,13 @@ func ValidateMaxConnections(n int) error {
 }
 
 // Server is an http.Server with Keyward's settings whose Serve methods cap
-// the connections held open at once. Shutdown, Close and the other methods
-// are http.Server's.
+// the connections held open at once (see DefaultMaxConnections). Shutdown,
+// Close and the other methods are http.Server's. Its ConnState hook tracks
+// idle connections for the cap: do not replace it.
 type Server struct {
 	*http.Server
 	maxConns int
+	conns    *connTracker
 }
 
 // New builds a server for handler with o's settings (zero fields take the
@@ -120,8 +127,10 @@ type Server struct {
 // add the connection cap.
 func New(handler http.Handler, o Options) *Server {
 	o = o.withDefaults()
+	t := &connTracker{slots: make(chan struct{}, o.MaxConnections), wake: make(chan struct{}, 1)}
 	return &Server{
 		Server: &http.Server{
+			ConnState:         t.connState,
 			Handler:           handler,
 			ReadHeaderTimeout: o.ReadHeaderTimeout,
 			ReadTimeout:       o.ReadTimeout,
@@ -131,6 +140,7 @@ func New(handler http.Handler, o Options) *Server {
 			ErrorLog:          o.ErrorLog,
 		},
 		maxConns: o.MaxConnections,
+		conns:    t,
 	}
 }
 
@@ -138,9 +148,10 @@ func New(handler http.Handler, o Options) *Server {
 func (s *Server) MaxConnections() int { return s.maxConns }
 
 // Limit wraps ln so that at most the server's MaxConnections connections
-// are open at once; Accept waits while that many are.
+// are open at once: at the cap, Accept closes the longest-idle keep-alive
+// connection to make room, or waits while none is idle.
 func (s *Server) Limit(ln net.Listener) net.Listener {
-	return netutil.LimitListener(ln, s.maxConns)
+	return &limitListener{Listener: ln, t: s.conns, done: make(chan struct{})}
 }
 
 // Serve serves on ln with the connection cap. It returns
@@ -169,4 +180,145 @@ func (s *Server) ListenAndServe() error {
 // TLS with ServeTLS.
 func (s *Server) ListenAndServeTLS(string, string) error {
 	return errors.New("httpserver: use ServeTLS on a listener")
+}
+
+// connTracker holds the connection slots of one Server and the idle
+// keep-alive connections, which a new client may take the slot of.
+type connTracker struct {
+	slots chan struct{} // one element per open connection
+	wake  chan struct{} // signalled when a connection becomes idle
+
+	mu   sync.Mutex
+	idle list.List // of *trackedConn, the longest idle first
+}
+
+// trackedConn is a connection holding a slot until it is closed.
+type trackedConn struct {
+	net.Conn
+	t      *connTracker
+	idle   atomic.Bool   // elem != nil, read without t.mu
+	elem   *list.Element // in t.idle while idle; guarded by t.mu
+	closed bool          // guarded by t.mu
+}
+
+// Read reads from the connection. The first bytes of a next request end
+// its idleness at once: net/http reports StateActive only once the whole
+// header is read, and a client that has begun a request keeps its slot.
+func (c *trackedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 && c.idle.Load() {
+		c.t.mu.Lock()
+		c.t.removeIdle(c)
+		c.t.mu.Unlock()
+	}
+	return n, err
+}
+
+// Close closes the connection and frees its slot (once).
+func (c *trackedConn) Close() error {
+	err := c.Conn.Close()
+	c.t.mu.Lock()
+	first := !c.closed
+	c.closed = true
+	c.t.removeIdle(c)
+	c.t.mu.Unlock()
+	if first {
+		<-c.t.slots
+	}
+	return err
+}
+
+// connState is the server's http.Server.ConnState hook: it keeps t.idle
+// to the connections waiting for their next request.
+func (t *connTracker) connState(c net.Conn, st http.ConnState) {
+	if tc, ok := c.(interface{ NetConn() net.Conn }); ok { // *tls.Conn
+		c = tc.NetConn()
+	}
+	tc, ok := c.(*trackedConn)
+	if !ok {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if st != http.StateIdle {
+		t.removeIdle(tc)
+		return
+	}
+	if tc.elem == nil && !tc.closed {
+		tc.elem = t.idle.PushBack(tc)
+		tc.idle.Store(true)
+		select {
+		case t.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// removeIdle takes c off the idle list; t.mu is held.
+func (t *connTracker) removeIdle(c *trackedConn) {
+	if c.elem != nil {
+		t.idle.Remove(c.elem)
+		c.elem = nil
+		c.idle.Store(false)
+	}
+}
+
+// acquire takes a slot for a new connection: a free one, else that of the
+// longest-idle connection, which it closes, else the first to free up or
+// become idle. It reports false when done is closed first.
+func (t *connTracker) acquire(done <-chan struct{}) bool {
+	for {
+		select {
+		case t.slots <- struct{}{}:
+			return true
+		default:
+		}
+		t.mu.Lock()
+		var oldest *trackedConn
+		if e := t.idle.Front(); e != nil {
+			oldest = e.Value.(*trackedConn)
+			t.removeIdle(oldest)
+		}
+		t.mu.Unlock()
+		if oldest != nil {
+			_ = oldest.Close() // frees its slot
+			continue
+		}
+		select {
+		case t.slots <- struct{}{}:
+			return true
+		case <-t.wake:
+		case <-done:
+			return false
+		}
+	}
+}
+
+// limitListener is a listener whose connections hold a slot of t.
+type limitListener struct {
+	net.Listener
+	t         *connTracker
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// Accept accepts the next connection, then waits for a slot for it (see
+// connTracker.acquire), so that a slot is taken from an idle connection
+// only for a client that is there.
+func (l *limitListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if !l.t.acquire(l.done) {
+		_ = c.Close()
+		return nil, net.ErrClosed
+	}
+	return &trackedConn{Conn: c, t: l.t}, nil
+}
+
+// Close closes the listener and ends a wait for a slot.
+func (l *limitListener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return l.Listener.Close()
 }

@@ -153,12 +153,25 @@ func TestLargeHeadersGet431(t *testing.T) {
 }
 
 // TestConnectionsBeyondTheCapWait holds the cap's worth of connections
-// open; a further client is not served until one of them closes.
+// busy (a request each, in a handler that waits); a further client is not
+// served until one of them closes.
 func TestConnectionsBeyondTheCapWait(t *testing.T) {
 	const maxConns = 2
-	_, addr := start(t, ok, Options{MaxConnections: maxConns})
-	get := func(c net.Conn) (chan string, error) {
-		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+	started, release := make(chan struct{}, maxConns), make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/busy" {
+			started <- struct{}{}
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	_, addr := start(t, h, Options{MaxConnections: maxConns})
+	t.Cleanup(func() { close(release) })
+	get := func(c net.Conn, path string) (chan string, error) {
+		if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 			return nil, err
 		}
 		got := make(chan string, 1)
@@ -176,17 +189,18 @@ func TestConnectionsBeyondTheCapWait(t *testing.T) {
 	var held []net.Conn
 	for range maxConns {
 		c := dial(t, addr)
-		got, err := get(c) // served: the connection is accepted and stays open
-		if err != nil {
+		if _, err := get(c, "/busy"); err != nil {
 			t.Fatal(err)
 		}
-		if s := <-got; s != "200 OK" {
-			t.Fatalf("connection %d: %s, want 200 OK", len(held)+1, s)
+		select {
+		case <-started: // accepted, and its request is being handled
+		case <-time.After(bound):
+			t.Fatalf("connection %d was not served within %v", len(held)+1, bound)
 		}
 		held = append(held, c)
 	}
-	extra := dial(t, addr) // the kernel completes the handshake; the server does not accept
-	got, err := get(extra)
+	extra := dial(t, addr) // the kernel completes the handshake; the server does not serve it
+	got, err := get(extra, "/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +208,7 @@ func TestConnectionsBeyondTheCapWait(t *testing.T) {
 	// never fail wrongly.
 	select {
 	case s := <-got:
-		t.Fatalf("connection %d beyond the cap of %d was served (%s)", maxConns+1, maxConns, s)
+		t.Fatalf("connection %d beyond the cap of %d was served (%s) while the others were busy", maxConns+1, maxConns, s)
 	case <-time.After(2 * short):
 	}
 	_ = held[0].Close()
@@ -205,6 +219,53 @@ func TestConnectionsBeyondTheCapWait(t *testing.T) {
 		}
 	case <-time.After(bound):
 		t.Fatalf("the waiting connection was not served within %v of a slot freeing", bound)
+	}
+}
+
+// TestIdleConnectionsYieldAtTheCap (issue 11 review): one client that
+// opens the cap's worth of keep-alive connections and sends one request on
+// each must not lock every other client out for DefaultIdleTimeout. Here
+// the cap is 4 and the timeouts are the defaults, as serve, verify and the
+// admin server build them; further clients must be answered while the
+// four sit idle, an idle one being closed to make room. (bound
+// is only how long the test waits for an answer; the old server held the
+// slots for DefaultIdleTimeout.)
+func TestIdleConnectionsYieldAtTheCap(t *testing.T) {
+	_, addr := start(t, ok, Options{MaxConnections: 4})
+	var idle []net.Conn
+	for i := range 4 {
+		c := dial(t, addr)
+		if _, err := c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("keep-alive connection %d: %v", i+1, err)
+		}
+		_ = resp.Body.Close() // and the connection stays open, idle
+		idle = append(idle, c)
+	}
+	for i := range 2 {
+		c := dial(t, addr)
+		if _, err := c.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil {
+			t.Fatalf("client %d while 4 idle keep-alive connections hold the cap of 4: %v, want an answer", i+5, err)
+		} else if resp.StatusCode != http.StatusOK {
+			t.Fatalf("client %d: status %d, want 200", i+5, resp.StatusCode)
+		}
+	}
+	// One of the idle connections made room: the server closed it.
+	closed := make(chan error, len(idle))
+	for _, c := range idle {
+		go func() {
+			_, err := c.Read(make([]byte, 1))
+			closed <- err
+		}()
+	}
+	if err := <-closed; !errors.Is(err, io.EOF) {
+		t.Errorf("first idle connection to end: %v, want io.EOF (closed by the server to make room)", err)
 	}
 }
 

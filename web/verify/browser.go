@@ -36,7 +36,8 @@ type BrowserConfig struct {
 	// AllowedRedirectDomains lists the hosts rd may send the browser to after
 	// sign-in or sign-out: "shop.example.com" (exactly) or ".example.com"
 	// (it and its subdomains), with ":port" or without (then the default
-	// port of rd's scheme only; see SafeRedirect). Relative paths are always
+	// port of rd's scheme only; see SafeRedirect). With an https
+	// RedirectURL, an http rd is never allowed. Relative paths are always
 	// allowed. Default: none (relative paths only).
 	AllowedRedirectDomains []string
 	// Scopes requested. Default: openid email profile groups offline_access
@@ -86,8 +87,10 @@ type Browser struct {
 	v            *Verifier
 	cfg          BrowserConfig
 	callbackPath string
-	cookies      *seal.Key
-	refreshes    refreshGroup
+	// callbackScheme is RedirectURL's: with "https", rd may not be http.
+	callbackScheme string
+	cookies        *seal.Key
+	refreshes      refreshGroup
 
 	mu         sync.Mutex
 	ep         *oauth2.Endpoint // nil until discovered
@@ -156,7 +159,7 @@ func NewBrowser(v *Verifier, cfg BrowserConfig) (*Browser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("browser config: %w", err)
 	}
-	b := &Browser{v: v, cfg: cfg, callbackPath: u.Path, cookies: cookies}
+	b := &Browser{v: v, cfg: cfg, callbackPath: u.Path, callbackScheme: u.Scheme, cookies: cookies}
 	if cfg.AuthURL != "" {
 		b.ep = &oauth2.Endpoint{AuthURL: cfg.AuthURL, TokenURL: cfg.TokenURL}
 	}

@@ -139,7 +139,7 @@ func redirectParam(u *url.URL) string {
 
 // redirectOrRoot returns rd when it is safe to redirect to, else "/".
 func (b *Browser) redirectOrRoot(rd string) string {
-	if SafeRedirect(rd, b.cfg.AllowedRedirectDomains) {
+	if SafeRedirect(rd, b.cfg.AllowedRedirectDomains, b.callbackScheme) {
 		return rd
 	}
 	return "/"
@@ -150,9 +150,13 @@ func (b *Browser) redirectOrRoot(rd string) string {
 // whose host and port are in allowed: "shop.example.com" exactly,
 // ".example.com" for it and its subdomains, either with ":port" or without,
 // which stands for the default port of rd's scheme (443 for https, 80 for
-// http; an explicit default port is the same port). Control characters,
-// spaces, backslashes and non-ASCII bytes are refused anywhere.
-func SafeRedirect(rd string, allowed []string) bool {
+// http; an explicit default port is the same port). callbackScheme is the
+// scheme of the sign-in callback (BrowserConfig.RedirectURL): when it is
+// "https", an http rd is refused whatever allowed says, so rd cannot move
+// a browser that signed in over TLS to plain HTTP (to port 443 or 80 of an
+// allowed host alike). Control characters, spaces, backslashes and
+// non-ASCII bytes are refused anywhere.
+func SafeRedirect(rd string, allowed []string, callbackScheme string) bool {
 	if rd == "" {
 		return false
 	}
@@ -166,6 +170,9 @@ func SafeRedirect(rd string, allowed []string) bool {
 	}
 	u, err := url.Parse(rd)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Opaque != "" || u.User != nil || u.Host == "" {
+		return false
+	}
+	if u.Scheme == "http" && callbackScheme == "https" {
 		return false
 	}
 	defaultPort := "443"

@@ -21,11 +21,9 @@ func TestSafeRedirect(t *testing.T) {
 		{"/orders/1?x=1#top", true},
 		{"/%2F%2Fevil.com", true}, // a path on this host, however odd
 		{"https://shop.example.com/cart", true},
-		{"http://shop.example.com/", true},      // no port: the scheme's default
 		{"https://shop.example.com:443/", true}, // the default port, explicit
-		{"http://shop.example.com:80/", true},
-		{"https://api.example.com/", true}, // an explicit default port in the entry
-		{"http://[::1]:8080/", true},
+		{"https://api.example.com/", true},      // an explicit default port in the entry
+		{"https://[::1]:8080/", true},
 		{"https://SHOP.example.com/", true},
 		{"https://apps.example.com/", true},
 		{"https://a.b.apps.example.com/x", true},
@@ -55,22 +53,45 @@ func TestSafeRedirect(t *testing.T) {
 		{"shop.example.com/x", false},
 		{"https://admin.example.com/", false}, // the port is part of that entry
 		{"https://admin.example.com:443/", false},
-		{"http://shop.example.com:8080/", false}, // another port on an allowed host
-		{"https://shop.example.com:8443/", false},
+		{"https://shop.example.com:8443/", false}, // another port on an allowed host
 		{"https://a.apps.example.com:8443/", false},
-		{"http://api.example.com/", false}, // port 80, not 443
-		{"http://[::1]/", false},
+		// The callback is https: never http, on any port.
+		{"http://shop.example.com/", false},
+		{"http://shop.example.com:80/", false},
+		{"http://shop.example.com:443/", false},
+		{"http://api.example.com:443/", false},
+		{"HTTP://api.example.com:443/", false},
+		{"http://admin.example.com:8443/", false},
+		{"http://[::1]:8080/", false},
 		{"https://shop.exаmple.com/", false}, // Cyrillic а
 		{"https://shop.example.com%2F@evil.com/", false},
 		{"/\r\nSet-Cookie:x=y", false},
 	}
 	for _, tt := range tests {
-		if got := SafeRedirect(tt.rd, allowed); got != tt.want {
+		if got := SafeRedirect(tt.rd, allowed, "https"); got != tt.want {
 			t.Errorf("SafeRedirect(%q) = %v, want %v", tt.rd, got, tt.want)
 		}
 	}
-	if SafeRedirect("https://shop.example.com/", nil) {
+	if SafeRedirect("https://shop.example.com/", nil, "https") {
 		t.Error("SafeRedirect(absolute, no allowlist) = true, want false")
+	}
+	// An http callback (localhost development): an entry without a port
+	// stands for the default port of rd's scheme.
+	for _, tt := range []struct {
+		rd   string
+		want bool
+	}{
+		{"http://shop.example.com/", true},
+		{"http://shop.example.com:80/", true},
+		{"https://shop.example.com/", true},
+		{"http://[::1]:8080/", true},
+		{"http://shop.example.com:8080/", false},
+		{"http://api.example.com/", false}, // port 80, not 443
+		{"http://[::1]/", false},
+	} {
+		if got := SafeRedirect(tt.rd, allowed, "http"); got != tt.want {
+			t.Errorf("SafeRedirect(%q, http callback) = %v, want %v", tt.rd, got, tt.want)
+		}
 	}
 }
 
@@ -325,10 +346,12 @@ func TestBrowserSignOutEndSession(t *testing.T) {
 	// No session: no hint. rd is validated before it becomes the
 	// post_logout_redirect_uri; an allowed absolute URL stays as it is.
 	for rd, wantURI := range map[string]string{
-		"https://evil.com/x":           "https://" + browserHost + "/",
-		"//evil.com/x":                 "https://" + browserHost + "/",
-		"https://a.apps.example.com/p": "https://a.apps.example.com/p",
-		"":                             "https://" + browserHost + "/",
+		"https://evil.com/x":              "https://" + browserHost + "/",
+		"//evil.com/x":                    "https://" + browserHost + "/",
+		"https://a.apps.example.com/p":    "https://a.apps.example.com/p",
+		"http://a.apps.example.com/p":     "https://" + browserHost + "/", // the callback is https
+		"http://" + browserHost + ":443/": "https://" + browserHost + "/",
+		"":                                "https://" + browserHost + "/",
 	} {
 		q := endSessionTo(t, be.do(t, h, "/oauth2/sign_out?rd="+url.QueryEscape(rd), nil))
 		if q.Get("post_logout_redirect_uri") != wantURI || q.Has("id_token_hint") || q.Get("client_id") != browserClient {

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -162,15 +163,22 @@ func (c *Claims) setIdentityHeaders(userClaim string) {
 
 // escapeGroup writes group g for X-Auth-Request-Groups, where names are
 // joined with ',': the bytes an app splitting the header could misread are
-// percent-encoded, namely ',' (%2C), '%' (%25), control characters and a
-// space at either end of the name (%20; apps often trim after splitting).
-// Every other name, "Domain Users" included, is written as it is. Apps split
-// on ',' and then percent-decode each name (docs/gateways/nginx.md).
+// percent-encoded, namely ',' (%2C), '%' (%25), control characters and
+// every white-space character (unicode.IsSpace: ' ', NO-BREAK SPACE,
+// IDEOGRAPHIC SPACE, ...) at either end of the name, byte by byte (%20,
+// %C2%A0; apps often trim after splitting, and Python's str.strip, Java's
+// String.strip and .NET's Trim remove Unicode white space too). Every other
+// name, "Domain Users" included, is written as it is. Apps split on ',' and
+// then percent-decode each name (docs/gateways/nginx.md).
 func escapeGroup(b *strings.Builder, g string) {
 	const hex = "0123456789ABCDEF"
+	// g[lead:trail] is g without white space at either end.
+	trimmed := strings.TrimLeftFunc(g, unicode.IsSpace)
+	lead := len(g) - len(trimmed)
+	trail := lead + len(strings.TrimRightFunc(trimmed, unicode.IsSpace))
 	for i := 0; i < len(g); i++ {
 		c := g[i]
-		if c == ',' || c == '%' || c < ' ' || c == 0x7f || (c == ' ' && (i == 0 || i == len(g)-1)) {
+		if c == ',' || c == '%' || c < ' ' || c == 0x7f || i < lead || i >= trail {
 			b.WriteByte('%')
 			b.WriteByte(hex[c>>4])
 			b.WriteByte(hex[c&0xf])

@@ -70,7 +70,8 @@ type HandlerOptions struct {
 // with error="invalid_request" for a path Rules.Match refuses as ambiguous; 503 when
 // no key set has ever loaded. The handler never logs.
 func NewHandler(v *Verifier, rules Rules, opts HandlerOptions) http.Handler {
-	return &authHandler{v: v, rules: rules, opts: opts, envoyPrefix: strings.TrimSuffix(opts.EnvoyPrefix, "/")}
+	return &authHandler{v: v, rules: rules, opts: opts, envoyPrefix: strings.TrimSuffix(opts.EnvoyPrefix, "/"),
+		methodRules: rules.restrictMethods()}
 }
 
 type authHandler struct {
@@ -78,6 +79,7 @@ type authHandler struct {
 	rules       Rules
 	opts        HandlerOptions
 	envoyPrefix string
+	methodRules bool // some rule has methods: a method override is refused
 }
 
 var (
@@ -118,6 +120,9 @@ var (
 
 func (h *authHandler) check(w http.ResponseWriter, r *http.Request, host, uri, method string) {
 	rule, err := h.rules.Match(host, uri, method)
+	if err == nil && h.methodRules && methodOverridden(r.Header, uri) {
+		err = errMethodOverride
+	}
 	if err != nil {
 		writeError(w, err)
 		return

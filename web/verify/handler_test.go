@@ -397,3 +397,40 @@ func withoutHeader(h http.Header, name string) http.Header {
 	delete(out, name)
 	return out
 }
+
+// TestHandlerRefusesMethodOverride (issue 11 review): a backend that honours
+// X-HTTP-Method-Override (or _method) runs DELETE for a POST that the rules
+// judged as POST. Where some rule depends on the method, the check refuses
+// a request that carries an override; where none does, it is ignored.
+func TestHandlerRefusesMethodOverride(t *testing.T) {
+	e := newEnv(t)
+	v := newVerifier(t, e.ks, e.clock, nil)
+	withMethods := Rules{
+		{Path: "/items", Methods: []string{"DELETE"}, Groups: Set{AnyOf: []string{"admins"}}},
+		{Path: "/", Allow: AllowAnonymous},
+	}
+	without := Rules{{Path: "/", Allow: AllowAnonymous}}
+	check := func(rules Rules, uri, extra string) int {
+		srv := httptest.NewServer(NewHandler(v, rules, HandlerOptions{}))
+		defer srv.Close()
+		return rawRequest(t, srv.Listener.Addr().String(), "GET /oauth2/auth HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Original-URI: "+uri+
+			"\r\nX-Original-Method: POST\r\nX-Forwarded-Host: api.example.com\r\n"+extra+"Connection: close\r\n\r\n").StatusCode
+	}
+	for _, tt := range []struct{ uri, extra string }{
+		{"/items/1", "X-HTTP-Method-Override: DELETE\r\n"},
+		{"/items/1", "x-http-method: DELETE\r\n"},
+		{"/items/1", "X-Method-Override: DELETE\r\n"},
+		{"/items/1?_method=DELETE", ""},
+		{"/items/1?a=1&%5Fmethod=DELETE", ""},
+	} {
+		if got := check(withMethods, tt.uri, tt.extra); got != http.StatusForbidden {
+			t.Errorf("POST %s with %q = %d, want 403 invalid_request (method override)", tt.uri, tt.extra, got)
+		}
+		if got := check(without, tt.uri, tt.extra); got != http.StatusOK {
+			t.Errorf("POST %s with %q and no rule on methods = %d, want 200", tt.uri, tt.extra, got)
+		}
+	}
+	if got := check(withMethods, "/items/1?method=x", ""); got != http.StatusOK {
+		t.Errorf("POST /items/1 without an override = %d, want 200", got)
+	}
+}

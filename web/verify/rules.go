@@ -3,8 +3,12 @@ package verify
 import (
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"path"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // AllowAnonymous is the Rule.Allow value that lets requests through without
@@ -26,8 +30,10 @@ type Rule struct {
 	Path string `yaml:"path"`
 	// CaseInsensitive compares Path with the request path case-folded
 	// ("/admin" then matches "/ADMIN/x"). Set it on every rule whose
-	// backend routes case-insensitively (ASP.NET, IIS, some Spring setups):
-	// otherwise "/ADMIN" skips a "/admin" rule and falls to a later one.
+	// backend or gateway routes case-insensitively (Caddy's path matchers,
+	// ASP.NET, IIS, some Spring setups): without it, a path that matches
+	// this rule only case-folded is refused (see Rules.Match) rather than
+	// judged by this rule.
 	CaseInsensitive bool `yaml:"caseInsensitive"`
 	// AllowEncodedSlash lets requests whose path holds an encoded slash
 	// (%2F) match this rule, for APIs that carry one inside a segment
@@ -146,21 +152,37 @@ func (r *Rule) problems() []error {
 // Match returns the first rule matching the request. host may carry a port;
 // uri may carry a query and percent-encoding. It returns an *Error (403)
 // when no rule matches, and one whose cause is ErrAmbiguousPath when the
-// path is refused before any rule is tried (see parsePath): the rules
-// judge the path as the backend will route it, or not at all.
+// path is refused before any rule is tried (see parsePath) or when another
+// reading of it would pick another rule: with %2F read as "/" (see
+// Rule.AllowEncodedSlash), or case-folded (Caddy's handle, handle_path and
+// path matchers, ASP.NET and IIS route case-insensitively, so every rule is
+// also tried with path and rule case-folded, once with strings.ToLower and
+// once upper-cased then lower-cased as Java's equalsIgnoreCase does, which
+// folds "ı" and "ſ" to "i" and "s"; the request is refused unless each
+// reading picks the same rule). The rules judge the path as the backend
+// will route it, or not at all.
 func (rs Rules) Match(host, uri, method string) (*Rule, error) {
 	p, encodedSlash, err := parsePath(uri)
 	if err != nil {
 		return nil, err
 	}
 	host = stripPort(host)
-	r := rs.first(host, p, method)
+	r := rs.first(host, p, method, nil)
+	var slashed string
 	if encodedSlash {
+		slashed = strings.ReplaceAll(p, "%2F", "/")
 		switch {
 		case r == nil || !r.AllowEncodedSlash:
 			return nil, errPathEncodedSlash
-		case rs.first(host, strings.ReplaceAll(p, "%2F", "/"), method) != r:
+		case rs.first(host, slashed, method, nil) != r:
 			return nil, errPathSlashRule
+		}
+	}
+	if !foldInvariant(p) || !rs.pathsFoldInvariant() { // else every reading is p's
+		for _, fold := range caseFolds {
+			if rs.first(host, p, method, fold) != r || (encodedSlash && rs.first(host, slashed, method, fold) != r) {
+				return nil, errPathCase
+			}
 		}
 	}
 	if r == nil {
@@ -169,23 +191,67 @@ func (rs Rules) Match(host, uri, method string) (*Rule, error) {
 	return r, nil
 }
 
-// first returns the first rule matching the parsed path p, or nil.
-func (rs Rules) first(host, p, method string) *Rule {
-	lower := "" // p case-folded, once a rule needs it
+// caseFolds are the case-insensitive readings Match tries every path in:
+// Go's (and so Caddy's) strings.ToLower, and upper- then lower-casing
+// rune by rune, as Java's equalsIgnoreCase and .NET's OrdinalIgnoreCase
+// compare.
+var caseFolds = []func(string) string{strings.ToLower, upperLower}
+
+// foldInvariant reports whether every case fold leaves s as it is: ASCII
+// without upper-case letters.
+func foldInvariant(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= utf8.RuneSelf || ('A' <= c && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+func (rs Rules) pathsFoldInvariant() bool {
+	for i := range rs {
+		if !foldInvariant(rs[i].Path) {
+			return false
+		}
+	}
+	return true
+}
+
+// upperLower upper-cases then lower-cases s rune by rune ("ſ" → "S" → "s").
+// It returns s itself when s is ASCII without upper-case letters.
+func upperLower(s string) string {
+	if foldInvariant(s) {
+		return s
+	}
+	return strings.Map(func(r rune) rune { return unicode.ToLower(unicode.ToUpper(r)) }, s)
+}
+
+// first returns the first rule matching the parsed path p, or nil. With
+// fold nil, a rule's Path is compared as written, or case-folded with
+// strings.ToLower when it is CaseInsensitive; otherwise every rule's Path
+// and p are compared after fold.
+func (rs Rules) first(host, p, method string, fold func(string) string) *Rule {
+	folded := "" // p case-folded, once a rule needs it
 	for i := range rs {
 		r := &rs[i]
 		if r.Host != "" && !strings.EqualFold(r.Host, host) {
 			continue
 		}
-		if r.CaseInsensitive {
-			if lower == "" {
-				lower = strings.ToLower(p)
-			}
-			if !pathMatches(strings.ToLower(r.Path), lower) {
+		switch f := fold; {
+		case f == nil && !r.CaseInsensitive:
+			if !pathMatches(r.Path, p) {
 				continue
 			}
-		} else if !pathMatches(r.Path, p) {
-			continue
+		default:
+			if f == nil {
+				f = strings.ToLower
+			}
+			if folded == "" {
+				folded = f(p)
+			}
+			if !pathMatches(f(r.Path), folded) {
+				continue
+			}
 		}
 		if len(r.Methods) > 0 && !methodIn(r.Methods, method) {
 			continue
@@ -193,6 +259,46 @@ func (rs Rules) first(host, p, method string) *Rule {
 		return r
 	}
 	return nil
+}
+
+// restrictMethods reports whether a rule has methods, so that the method a
+// backend runs can change the rule.
+func (rs Rules) restrictMethods() bool {
+	for i := range rs {
+		if len(rs[i].Methods) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// methodOverrideHeaders are the request headers with which frameworks let a
+// client run another method than the request line's (ASP.NET, Spring's
+// HiddenHttpMethodFilter variants, Express's method-override, Symfony).
+var methodOverrideHeaders = []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+
+// errMethodOverride refuses a request that names another method for the
+// backend than the one the rules judge.
+var errMethodOverride = &Error{Status: http.StatusForbidden, Code: CodeInvalidRequest,
+	Description: "request overrides its method (X-HTTP-Method-Override, X-HTTP-Method, X-Method-Override or _method in the query) and the rules depend on the method"}
+
+// methodOverridden reports whether the original request carries a method
+// override: one of methodOverrideHeaders, or a _method query parameter
+// (Spring's HiddenHttpMethodFilter, Rails, Laravel; they also read it from
+// a form body, which the verifier never sees).
+func methodOverridden(h http.Header, uri string) bool {
+	for _, name := range methodOverrideHeaders {
+		if _, ok := h[name]; ok {
+			return true
+		}
+	}
+	_, q, ok := strings.Cut(uri, "?")
+	if !ok || (!strings.Contains(q, "method") && !strings.Contains(q, "%")) {
+		return false
+	}
+	vals, _ := url.ParseQuery(q) // what it could parse
+	_, ok = vals["_method"]
+	return ok
 }
 
 func methodIn(methods []string, m string) bool {
@@ -221,8 +327,10 @@ var ErrAmbiguousPath = errors.New("verify: request path is ambiguous")
 var (
 	errPathMissing      = refusedPath("request path missing or not absolute")
 	errPathEscape       = refusedPath("request path has invalid percent-encoding")
-	errPathDoubleEscape = refusedPath("request path has double percent-encoding (%25)")
+	errPathDoubleEscape = refusedPath("request path has double percent-encoding (an encoded percent sign, %25)")
+	errPathDelimiter    = refusedPath("request path has an encoded query or fragment delimiter (%3F or %23)")
 	errPathDotSegment   = refusedPath("request path has a dot segment (. or ..)")
+	errPathTrailingDot  = refusedPath("request path has a segment ending in a dot, which Windows path normalisation drops")
 	errPathEmptySegment = refusedPath("request path has an empty segment (//)")
 	errPathBackslash    = refusedPath("request path has a backslash")
 	errPathSemicolon    = refusedPath("request path has a semicolon")
@@ -230,19 +338,24 @@ var (
 	errPathFragment     = refusedPath("request path has a fragment (#)")
 	errPathEncodedSlash = refusedPath("request path has an encoded slash (%2F) and the matching rule does not set allowEncodedSlash")
 	errPathSlashRule    = refusedPath("request path has an encoded slash (%2F) that changes which rule matches")
+	errPathCase         = refusedPath("request path matches another rule when compared case-insensitively, as Caddy, ASP.NET and IIS route")
 )
 
 // parsePath turns a request URI into the path rules are matched against:
 // the query dropped, percent-encoding decoded except %2F, which stays as
 // "%2F" (encodedSlash reports it). It never cleans: a path that a backend
 // could resolve differently is an error, namely dot segments ("." or "..",
-// raw or encoded), empty segments ("//"), a backslash or semicolon (raw or
-// encoded: Windows, Tomcat and Spring treat them as separators), control
-// characters and spaces (raw or encoded), invalid percent-encoding, double
-// encoding ("%25" followed by two hex digits, which a second decoding
-// would turn into another escape) and a fragment. Dot segments are
-// refused also between encoded slashes ("a%2F..%2Fb"). It allocates only
-// when the path holds a '%'.
+// raw or encoded), segments ending in a dot ("admin.", which Windows path
+// normalisation reads as "admin"), empty segments ("//"), a backslash or
+// semicolon (raw or encoded: Windows, Tomcat and Spring treat them as
+// separators), control characters and spaces (raw or encoded), invalid
+// percent-encoding, an encoded '%' ("%25": a second decoding would read
+// what follows as another escape, even when that is itself encoded, as in
+// "%25%32%65"), an encoded '?' or '#' (an intermediary that decodes and
+// parses the path again would cut the path there) and a fragment. The
+// segment checks run on both readings of an encoded slash, as data and as
+// "/" ("a%2F..%2Fb", "/repos/%2Fadmin"). It allocates only when the path
+// holds a '%'.
 func parsePath(uri string) (p string, encodedSlash bool, err error) {
 	if i := strings.IndexByte(uri, '?'); i >= 0 {
 		uri = uri[:i]
@@ -263,13 +376,15 @@ func parsePath(uri string) (p string, encodedSlash bool, err error) {
 			}
 			d := unhex(uri[i+1])<<4 | unhex(uri[i+2])
 			i += 2
-			switch {
-			case d == '/':
+			switch d {
+			case '/':
 				encodedSlash = true
 				buf = append(buf, "%2F"...)
 				continue
-			case d == '%' && i+2 < len(uri) && isHex(uri[i+1]) && isHex(uri[i+2]):
+			case '%':
 				return "", false, errPathDoubleEscape
+			case '?', '#':
+				return "", false, errPathDelimiter
 			}
 			if err := refusedByte(d); err != nil {
 				return "", false, err
@@ -291,21 +406,36 @@ func parsePath(uri string) (p string, encodedSlash bool, err error) {
 	if buf != nil {
 		p = string(buf)
 	}
-	// Segments: p[0] is '/'; an empty last segment is a trailing slash.
+	if err := checkSegments(p); err != nil {
+		return "", false, err
+	}
+	if encodedSlash {
+		if err := checkSegments(strings.ReplaceAll(p, "%2F", "/")); err != nil {
+			return "", false, err
+		}
+	}
+	return p, encodedSlash, nil
+}
+
+// checkSegments refuses empty segments, dot segments and segments ending in
+// a dot in p, where p[0] is '/' and an empty last segment is a trailing
+// slash.
+func checkSegments(p string) error {
 	for rest := p[1:]; ; {
 		seg, more, found := strings.Cut(rest, "/")
-		if seg == "" && found {
-			return "", false, errPathEmptySegment
-		}
-		if isDotSegment(seg) || (encodedSlash && strings.Contains(seg, "%2F") && hasDotPiece(seg)) {
-			return "", false, errPathDotSegment
+		switch {
+		case seg == "" && found:
+			return errPathEmptySegment
+		case isDotSegment(seg):
+			return errPathDotSegment
+		case strings.HasSuffix(seg, "."):
+			return errPathTrailingDot
 		}
 		if !found {
-			break
+			return nil
 		}
 		rest = more
 	}
-	return p, encodedSlash, nil
 }
 
 // refusedByte is the error for a path byte (raw or decoded) that makes the
@@ -323,18 +453,6 @@ func refusedByte(c byte) error {
 }
 
 func isDotSegment(s string) bool { return s == "." || s == ".." }
-
-// hasDotPiece reports whether a segment holding encoded slashes has a dot
-// piece between them ("a%2F..%2Fb"), which a backend that decodes %2F
-// before resolving would climb with.
-func hasDotPiece(seg string) bool {
-	for piece := range strings.SplitSeq(seg, "%2F") {
-		if isDotSegment(piece) {
-			return true
-		}
-	}
-	return false
-}
 
 func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
 

@@ -3,6 +3,7 @@ package verify
 import (
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -159,10 +160,27 @@ func TestMatchAmbiguousPaths(t *testing.T) {
 		{"trailing slash", "/admin/", 1, ""},
 		{"query is not the path", "/public/x?next=/../admin;x", 0, ""},
 		{"decoded letters", "/%61dmin/x", 1, ""},
-		{"dots inside a name", "/public/..hidden/...", 0, ""},
-		{"encoded percent", "/public/100%25", 0, ""},
+		{"dots inside a name", "/public/..hidden/a.b", 0, ""},
+		{"encoded percent", "/public/100%25", -1, "double percent-encoding"},
+		{"encoded percent before encoded hex digits", "/public/%25%32%65%25%32%65/admin", -1, "double percent-encoding"},
+		{"encoded question mark", "/admin%3F/x", -1, "query or fragment delimiter"},
+		{"encoded hash", "/admin%23x", -1, "query or fragment delimiter"},
+		{"segment ending in a dot", "/admin./x", -1, "ending in a dot"},
+		{"last segment ending in a dot", "/public/x.", -1, "ending in a dot"},
+		{"segment of dots", "/public/...", -1, "ending in a dot"},
+		{"encoded slash next to a slash", "/files/%2Fadmin", -1, "empty segment"},
+		{"encoded slash ending a segment before a slash", "/files/a%2F/b", -1, "empty segment"},
+		{"segment ending in a dot before an encoded slash", "/files/a.%2Fb", -1, "ending in a dot"},
+		{"upper case reaches a case-sensitive rule", "/ADMIN/users", -1, "case-insensitively"},
+		{"mixed case reaches a case-sensitive rule", "/Admin", -1, "case-insensitively"},
+		{"dotless i folds to i upper-cased", "/adm%C4%B1n/x", -1, "case-insensitively"},
+		{"long s folds to s upper-cased", "/reports/q%C5%BF", 4, ""},
+		{"long s reaches another rule", "/file%C5%BF/x", -1, "case-insensitively"},
+		{"Kelvin sign folds to k lower-cased", "/files/private/%E2%84%AA", 2, ""},
+		{"non-ASCII without case", "/public/%E6%97%A5%E6%9C%AC", 0, ""},
+		{"non-ASCII letter with case", "/public/Z%C3%BCrich", 0, ""},
 		{"encoded slash on an opted-in rule", "/files/a%2Fb", 3, ""},
-		{"case-sensitive by default", "/ADMIN/users", 5, ""},
+		{"case-sensitive, no other rule in any case", "/Other/x", 5, ""},
 		{"case-insensitive rule", "/REPORTS/q4", 4, ""},
 		{"case-insensitive rule, encoded letter", "/%52eports/q4", 4, ""},
 	}
@@ -303,4 +321,111 @@ func FuzzParsePath(f *testing.F) {
 			t.Errorf("parsePath(%q) = %q, which holds a byte a backend may read differently", uri, p)
 		}
 	})
+}
+
+// checkOverHTTP sends, over real HTTP, the check request nginx's
+// auth_request makes for a client's request to uri, to a handler with rules.
+func checkOverHTTP(t *testing.T, rules Rules, uri string) *http.Response {
+	t.Helper()
+	e := newEnv(t)
+	v := newVerifier(t, e.ks, e.clock, nil)
+	if err := rules.Validate(); err != nil {
+		t.Fatalf("Validate() = %v", err)
+	}
+	srv := httptest.NewServer(NewHandler(v, rules, HandlerOptions{}))
+	t.Cleanup(srv.Close)
+	return rawRequest(t, srv.Listener.Addr().String(), "GET /oauth2/auth HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Original-URI: "+uri+
+		"\r\nX-Original-Method: GET\r\nX-Forwarded-Host: api.example.com\r\nConnection: close\r\n\r\n")
+}
+
+// The following tests (issue 11 review) each put a strict rule in front of
+// an anonymous one and send a path that a backend of some kind serves from
+// the strict route: the check must not answer 200.
+
+// TestMatchCaseFoldBeyondASCII: Java's equalsIgnoreCase (and upper-case
+// based routers) equate "ı" (U+0131) with "i" and "ſ" (U+017F) with "s",
+// which strings.ToLower does not; and Caddy's path matchers route "/ADMIN"
+// to a "/admin" handler even when the rule is case-sensitive.
+func TestMatchCaseFoldBeyondASCII(t *testing.T) {
+	rules := Rules{
+		{Path: "/admin", CaseInsensitive: true, Groups: Set{AnyOf: []string{"admins"}}},
+		{Path: "/settings", CaseInsensitive: true, Groups: Set{AnyOf: []string{"admins"}}},
+		{Path: "/staff", Groups: Set{AnyOf: []string{"staff"}}},
+		{Path: "/", Allow: AllowAnonymous},
+	}
+	for _, uri := range []string{"/ADMIN/x", "/adm%C4%B1n/x", "/%C5%BFettings", "/STAFF/x", "/%C5%BFtaff"} {
+		t.Run(uri, func(t *testing.T) {
+			if resp := checkOverHTTP(t, rules, uri); resp.StatusCode == http.StatusOK {
+				t.Errorf("check of %q = 200 (anonymous rule), want 401/403: a case-insensitive router serves it from a guarded path", uri)
+			}
+		})
+	}
+}
+
+// TestMatchEncodedSlashHidesEmptySegment: with allowEncodedSlash on a broad
+// rule, "%2F" next to a real "/" makes an empty segment: /repos/%2Fadmin
+// decoded is /repos//admin, which a backend that merges slashes (Spring's
+// UrlPathHelper, many path cleaners) serves as /repos/admin.
+func TestMatchEncodedSlashHidesEmptySegment(t *testing.T) {
+	rules := Rules{
+		{Path: "/repos/admin", Groups: Set{AnyOf: []string{"admins"}}},
+		{Path: "/repos", AllowEncodedSlash: true, Allow: AllowAnonymous},
+	}
+	for _, uri := range []string{"/repos/%2Fadmin", "/repos/%2F%2Fadmin/x"} {
+		t.Run(uri, func(t *testing.T) {
+			if resp := checkOverHTTP(t, rules, uri); resp.StatusCode != http.StatusForbidden {
+				t.Errorf("check of %q = %d, want 403: decoded, it is /repos//admin", uri, resp.StatusCode)
+			}
+		})
+	}
+}
+
+// TestMatchDoubleEncodingViaEncodedHexDigits: "%25" followed by encoded hex
+// digits decodes once to /public/%2e%2e/admin and twice to /public/../admin.
+func TestMatchDoubleEncodingViaEncodedHexDigits(t *testing.T) {
+	rules := Rules{
+		{Path: "/admin", Groups: Set{AnyOf: []string{"admins"}}},
+		{Path: "/public", Allow: AllowAnonymous},
+	}
+	for _, uri := range []string{"/public/%25%32%65%25%32%65/admin", "/public/x%25%32%46..%25%32%46..%25%32%46admin"} {
+		t.Run(uri, func(t *testing.T) {
+			if resp := checkOverHTTP(t, rules, uri); resp.StatusCode != http.StatusForbidden {
+				t.Errorf("check of %q = %d, want 403 invalid_request (double encoding)", uri, resp.StatusCode)
+			}
+		})
+	}
+}
+
+// TestMatchEncodedQueryAndFragmentDelimiters: /admin%3F/x and /admin%23x
+// must not be judged as the paths "/admin?/x" and "/admin#x": an
+// intermediary that decodes the path once and parses it again (a rewrite,
+// a proxy_pass with a URI part, a decoding router) serves /admin.
+func TestMatchEncodedQueryAndFragmentDelimiters(t *testing.T) {
+	rules := Rules{
+		{Path: "/admin", Groups: Set{AnyOf: []string{"admins"}}},
+		{Path: "/", Allow: AllowAnonymous},
+	}
+	for _, uri := range []string{"/admin%3F/x", "/admin%23x", "/admin%3f"} {
+		t.Run(uri, func(t *testing.T) {
+			if resp := checkOverHTTP(t, rules, uri); resp.StatusCode != http.StatusForbidden {
+				t.Errorf("check of %q = %d, want 403 invalid_request (an encoded query or fragment delimiter)", uri, resp.StatusCode)
+			}
+		})
+	}
+}
+
+// TestMatchSegmentEndingInDot: Windows path normalisation (IIS) drops
+// trailing dots from a segment and serves /admin./x as /admin/x.
+func TestMatchSegmentEndingInDot(t *testing.T) {
+	rules := Rules{
+		{Path: "/admin", CaseInsensitive: true, Groups: Set{AnyOf: []string{"admins"}}},
+		{Path: "/", Allow: AllowAnonymous},
+	}
+	for _, uri := range []string{"/admin./x", "/ADMIN./x", "/admin..", "/admin%2e/x"} {
+		t.Run(uri, func(t *testing.T) {
+			if resp := checkOverHTTP(t, rules, uri); resp.StatusCode != http.StatusForbidden {
+				t.Errorf("check of %q = %d, want 403: a trailing dot is dropped by Windows path normalisation", uri, resp.StatusCode)
+			}
+		})
+	}
 }
