@@ -161,17 +161,7 @@ func newLoginLimiter(cfg LoginLimits) (*loginLimiter, error) {
 // /64 (one subscriber's usual allocation, which one client can rotate
 // through freely). An invalid addr gives the invalid prefix: all unknown
 // clients share one bucket.
-func clientKey(addr netip.Addr) netip.Prefix {
-	addr = addr.Unmap().WithZone("")
-	switch {
-	case !addr.IsValid():
-		return netip.Prefix{}
-	case addr.Is4():
-		return netip.PrefixFrom(addr, 32)
-	}
-	p, _ := addr.Prefix(64)
-	return p
-}
+func clientKey(addr netip.Addr) netip.Prefix { return addrKey(addr, 64) }
 
 // quietKey is what quietness is judged on: the IPv4 address, or the IPv6
 // /48. A /48 is what one tunnel-broker account or small site gets for free,
@@ -179,7 +169,11 @@ func clientKey(addr netip.Addr) netip.Prefix {
 // newcomers and drain the reserve. IPv4 stays per address: a /24 is shared
 // by many unrelated people behind one provider, and holding many IPv4
 // addresses is not free.
-func quietKey(addr netip.Addr) netip.Prefix {
+func quietKey(addr netip.Addr) netip.Prefix { return addrKey(addr, 48) }
+
+// addrKey is an IPv4 address as a /32, or an IPv6 address's /v6Bits
+// prefix; the invalid prefix for an invalid address.
+func addrKey(addr netip.Addr, v6Bits int) netip.Prefix {
 	addr = addr.Unmap().WithZone("")
 	switch {
 	case !addr.IsValid():
@@ -187,7 +181,7 @@ func quietKey(addr netip.Addr) netip.Prefix {
 	case addr.Is4():
 		return netip.PrefixFrom(addr, 32)
 	}
-	p, _ := addr.Prefix(48)
+	p, _ := addr.Prefix(v6Bits)
 	return p
 }
 
