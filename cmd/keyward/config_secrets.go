@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -57,7 +58,11 @@ func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
 // LoadConfig reads the YAML file at path. It refuses unknown fields, expands
 // ${ENV_VAR} in the secret fields only (sessionSecret, clientSecret, secret)
 // and applies the defaults. It reads no other file: ResolveSecrets does. Each
-// problem is one joined error, prefixed with path and the line.
+// problem is one joined error, prefixed with path and the line. When the file
+// parses but some values do not decode (an unknown field, a bad duration, an
+// unset variable), it returns those problems together with the config, the
+// bad values left at their defaults, so that the later stages can still
+// report theirs (loadConfigFile).
 func LoadConfig(path string) (*Config, error) {
 	data, err := os.ReadFile(path) //nolint:gosec // G304: the operator names the file.
 	if err != nil {
@@ -65,32 +70,52 @@ func LoadConfig(path string) (*Config, error) {
 	}
 	c, err := parseConfig(data, os.LookupEnv)
 	if err != nil {
-		return nil, prefixEach(path, err)
+		return c, prefixEach(path, withFile(err, path))
 	}
 	return c, nil
 }
 
 func parseConfig(data []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
+	var c Config
+	if err := decodeStrict(data, &c, kindBroker); err != nil {
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, explainYAMLError(data, err, kindBroker)
+		}
+		// Every value that decoded is in c: go on, so that the later stages
+		// report their problems too.
+		eerr := expandSecretEnv(&c, lookupEnv)
+		c.withDefaults()
+		return &c, errors.Join(explainYAMLError(data, err, kindBroker), eerr)
+	}
+	eerr := expandSecretEnv(&c, lookupEnv)
+	c.withDefaults()
+	return &c, eerr
+}
+
+// decodeStrict decodes the one YAML document of data into v, refusing
+// unknown fields. A file of the other kind (a verify.yaml given to
+// check-config) is refused as a whole with a *wrongKindError. A
+// *yaml.TypeError leaves every value that did decode in v.
+func decodeStrict(data []byte, v any, kind configKind) error {
+	if err := checkKind(data, kind); err != nil {
+		return err
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	var c Config
-	if err := dec.Decode(&c); err != nil {
+	if err := dec.Decode(v); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, errors.New("the file is empty; start from examples/keyward-minimal.yaml")
+			return fmt.Errorf("the file is empty; start from %s", kind.example)
 		}
-		return nil, explainYAMLError(data, err)
+		return err
 	}
 	var next yaml.Node
 	if err := dec.Decode(&next); err == nil {
-		return nil, fmt.Errorf("line %d: a second YAML document; keep one per file", next.Line)
+		return fmt.Errorf("line %d: a second YAML document; keep one per file", next.Line)
 	} else if !errors.Is(err, io.EOF) {
-		return nil, explainYAMLError(data, err)
+		return err
 	}
-	if err := expandSecretEnv(&c, lookupEnv); err != nil {
-		return nil, err
-	}
-	c.withDefaults()
-	return &c, nil
+	return nil
 }
 
 // decodeStore decodes the whole store mapping into T, beside the type key, so
@@ -148,21 +173,29 @@ var envRefRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
 // expandSecretEnv replaces ${NAME} in sessionSecret, store.dsn, upstreams[].clientSecret
 // and clients[].secret, and nowhere else. An unset or empty variable is an
-// error: an empty client secret would silently make a public client.
+// error: an empty client secret would silently make a public client. A
+// field with such a variable keeps its text unexpanded, so that validation
+// does not report it a second time as missing.
 func expandSecretEnv(c *Config, lookupEnv func(string) (string, bool)) error {
 	var p problems
 	expand := func(path string, v *string) {
-		*v = envRefRE.ReplaceAllStringFunc(*v, func(ref string) string {
+		failed := false
+		expanded := envRefRE.ReplaceAllStringFunc(*v, func(ref string) string {
 			name := ref[2 : len(ref)-1]
 			val, ok := lookupEnv(name)
 			switch {
 			case !ok:
 				p.add(path, "environment variable %s is not set", name)
+				failed = true
 			case val == "":
 				p.add(path, "environment variable %s is empty", name)
+				failed = true
 			}
 			return val
 		})
+		if !failed {
+			*v = expanded
+		}
 	}
 	expand("sessionSecret", &c.SessionSecret)
 	if pg, ok := c.Store.Backend.(*PostgresStoreConfig); ok {
@@ -285,17 +318,18 @@ func parseEncryptionKey(data []byte) ([]byte, error) {
 }
 
 // loadConfigFile loads, validates and resolves the secrets of the config at
-// path: what serve and check-config both need. Every problem is its own
-// joined error, prefixed with path.
+// path: what serve and check-config both need. Every problem of every stage
+// is its own joined error, prefixed with path, so one run lists them all; a
+// field that failed to load is not reported again by the later stages.
 func loadConfigFile(path string) (*Config, Secrets, error) {
-	c, err := LoadConfig(path)
-	if err != nil {
-		return nil, Secrets{}, err
+	c, lerr := LoadConfig(path)
+	if c == nil {
+		return nil, Secrets{}, lerr
 	}
 	verr := c.Validate()
 	s, serr := c.ResolveSecrets()
-	if err := errors.Join(verr, serr); err != nil {
-		return nil, Secrets{}, prefixEach(path, err)
+	if err := errors.Join(lerr, prefixEach(path, dropCovered(errors.Join(verr, serr), lerr))); err != nil {
+		return nil, Secrets{}, err
 	}
 	return c, s, nil
 }
@@ -349,10 +383,11 @@ var (
 	wrongTypeRE    = regexp.MustCompile("^cannot unmarshal !!(\\w+) (?:`([^`]*)` )?into (.+)$")
 )
 
-// explainYAMLError turns decoding errors into one error per problem that
-// names the line and the field path: "line 12: upstreams[0].clientSecretFil:
-// unknown field ...". Syntax errors pass through.
-func explainYAMLError(data []byte, err error) error {
+// explainYAMLError turns decoding errors into one *decodeError per problem
+// that names the line and the field path: "line 12:
+// upstreams[0].clientSecretFil: unknown field ...". Syntax errors pass
+// through.
+func explainYAMLError(data []byte, err error, kind configKind) error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		return err
@@ -365,29 +400,65 @@ func explainYAMLError(data []byte, err error) error {
 			errs = append(errs, errors.New(msg))
 			continue
 		}
-		var path string
+		e := &decodeError{Line: m[1], Msg: m[2]}
 		if ps := paths[m[1]]; len(ps) > 0 {
-			path = ps[0]
+			e.Path = ps[0]
 		}
-		rest := m[2]
-		if f := unknownFieldRE.FindStringSubmatch(rest); f != nil {
-			path = f[1]
+		if f := unknownFieldRE.FindStringSubmatch(e.Msg); f != nil {
+			e.Path = f[1]
 			for _, p := range paths[m[1]] {
 				if p == f[1] || strings.HasSuffix(p, "."+f[1]) {
-					path = p
+					e.Path = p
 					break
 				}
 			}
-			rest = "unknown field; check its spelling and place (see examples/keyward.yaml)"
-		} else if w := wrongTypeRE.FindStringSubmatch(rest); w != nil {
-			rest = fmt.Sprintf("got %s, want %s", yamlKind(w[1], w[2]), goKind(w[3]))
+			e.Msg = "unknown field; check its spelling and place (see " + kind.example + ")"
+		} else if w := wrongTypeRE.FindStringSubmatch(e.Msg); w != nil {
+			e.Msg = fmt.Sprintf("got %s, want %s", yamlKind(w[1], w[2]), goKind(w[3]))
 		}
-		if path != "" {
-			rest = path + ": " + rest
-		}
-		errs = append(errs, fmt.Errorf("line %s: %s", m[1], rest))
+		errs = append(errs, e)
 	}
 	return errors.Join(errs...)
+}
+
+// decodeError is a value that did not decode: its line, its field path
+// (empty when unknown) and what is wrong.
+type decodeError struct{ Line, Path, Msg string }
+
+func (e *decodeError) Error() string {
+	if e.Path == "" {
+		return "line " + e.Line + ": " + e.Msg
+	}
+	return "line " + e.Line + ": " + e.Path + ": " + e.Msg
+}
+
+// dropCovered removes from err the problems of fields that loaded already
+// reported (a decode error or an unset variable at the same path or above
+// it): a value that did not load is left at its default, and reporting that
+// default too would be noise.
+func dropCovered(err, loaded error) error {
+	var covered []string
+	for _, e := range splitErrors(loaded) {
+		var de *decodeError
+		var fe *fieldError
+		switch {
+		case errors.As(e, &de) && de.Path != "":
+			covered = append(covered, de.Path)
+		case errors.As(e, &fe):
+			covered = append(covered, fe.Path)
+		}
+	}
+	var kept []error
+	for _, e := range splitErrors(err) {
+		var fe *fieldError
+		if errors.As(e, &fe) && slices.ContainsFunc(covered, func(c string) bool {
+			return fe.Path == c || strings.HasPrefix(fe.Path, c+".") || strings.HasPrefix(fe.Path, c+"[")
+		}) {
+			continue
+		}
+		kept = append(kept, e)
+	}
+	return errors.Join(kept...)
 }
 
 // yamlKind describes a YAML value by its tag ("map", "seq", "str"…) and the

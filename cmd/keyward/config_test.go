@@ -607,8 +607,11 @@ func TestCheckConfig(t *testing.T) {
 	}
 
 	out.Reset()
-	unknown := writeFile(t, dir, "unknown.yaml", "issuer: https://sso.example.com\nlisten: :8080\nlsten: :8080\n")
-	if err := checkConfig(unknown, &out); err == nil || out.String() != unknown+": line 3: lsten: unknown field; check its spelling and place (see examples/keyward.yaml)\n" {
+	// A good file with one typo: that is its only problem (every stage
+	// runs, so a file with other mistakes lists them too).
+	data, _ = yaml.Marshal(exampleConfig(t, "keyward.yaml"))
+	unknown := writeFile(t, dir, "unknown.yaml", "lsten: :8080\n"+string(data))
+	if err := checkConfig(unknown, &out); err == nil || out.String() != unknown+": line 1: lsten: unknown field; check its spelling and place (see examples/keyward.yaml)\n" {
 		t.Errorf("checkConfig() = %v, output %q", err, out.String())
 	}
 }

@@ -122,14 +122,7 @@ func (c *VerifyConfig) handlerOptions(v *verify.Verifier) (verify.HandlerOptions
 
 func (b *VerifyBrowserConfig) browserConfig() (verify.BrowserConfig, error) {
 	var p problems
-	key, err := os.ReadFile(b.CookieSecretFile)
-	if err == nil {
-		key, err = parseEncryptionKey(key)
-	}
-	if err != nil {
-		p.add("browser.cookieSecretFile", "%s", err.Error())
-	}
-	secret := readSecret(&p, "browser.clientSecretFile", b.ClientSecretFile, "")
+	key, secret := b.readSecrets(&p)
 	if err := p.err(); err != nil {
 		return verify.BrowserConfig{}, err
 	}
@@ -143,6 +136,33 @@ func (b *VerifyBrowserConfig) browserConfig() (verify.BrowserConfig, error) {
 		ClientID: b.ClientID, ClientSecret: secret, CookieSecret: key, RedirectURL: b.RedirectURL,
 		AllowedRedirectDomains: domains, Scopes: b.Scopes,
 	}, nil
+}
+
+// readSecrets reads the cookie key and the client secret (none for a public
+// client), adding a problem for each that cannot be used.
+func (b *VerifyBrowserConfig) readSecrets(p *problems) (cookieKey []byte, clientSecret string) {
+	key, err := os.ReadFile(b.CookieSecretFile)
+	if err == nil {
+		key, err = parseEncryptionKey(key)
+	}
+	if err != nil {
+		p.add("browser.cookieSecretFile", "%s", err.Error())
+	}
+	return key, readSecret(p, "browser.clientSecretFile", b.ClientSecretFile, "")
+}
+
+// checkSecrets reads every secret file the config names, as the verifier
+// will when it starts, and reports each that cannot be used: what verify
+// --check adds to Validate.
+func (c *VerifyConfig) checkSecrets() error {
+	var p problems
+	if c.Browser != nil && c.Browser.CookieSecretFile != "" {
+		c.Browser.readSecrets(&p)
+	}
+	if f := c.RevocationFeed; f != nil && f.ClientSecretFile != "" {
+		f.readSecret(&p)
+	}
+	return p.err()
 }
 
 // redirectOrigin is the default allowedRedirectDomains entry for the

@@ -4,7 +4,6 @@ package main
 // `keyward verify`: loading (LoadVerifyConfig), defaults and validation.
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -105,7 +104,8 @@ const (
 
 // LoadVerifyConfig reads the verify.yaml at path. It refuses unknown fields,
 // applies the defaults and reads no other file. Each problem is one joined
-// error, prefixed with path and the line.
+// error, prefixed with path and the line. As LoadConfig, it returns the
+// config with the problems when only some values did not decode.
 func LoadVerifyConfig(path string) (*VerifyConfig, error) {
 	data, err := os.ReadFile(path) //nolint:gosec // G304: the operator names the file.
 	if err != nil {
@@ -113,40 +113,23 @@ func LoadVerifyConfig(path string) (*VerifyConfig, error) {
 	}
 	c, err := parseVerifyConfig(data)
 	if err != nil {
-		return nil, prefixEach(path, err)
+		return c, prefixEach(path, withFile(err, path))
 	}
 	return c, nil
 }
 
 func parseVerifyConfig(data []byte) (*VerifyConfig, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
 	var c VerifyConfig
-	if err := dec.Decode(&c); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("the file is empty; start from examples/verify.yaml")
+	if err := decodeStrict(data, &c, kindVerify); err != nil {
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, explainYAMLError(data, err, kindVerify)
 		}
-		return nil, verifyYAMLError(data, err)
-	}
-	var next yaml.Node
-	if err := dec.Decode(&next); err == nil {
-		return nil, fmt.Errorf("line %d: a second YAML document; keep one per file", next.Line)
-	} else if !errors.Is(err, io.EOF) {
-		return nil, verifyYAMLError(data, err)
+		c.withDefaults()
+		return &c, explainYAMLError(data, err, kindVerify)
 	}
 	c.withDefaults()
 	return &c, nil
-}
-
-// verifyYAMLError is explainYAMLError pointing at the verify example.
-func verifyYAMLError(data []byte, err error) error {
-	errs := splitErrors(explainYAMLError(data, err))
-	for i, e := range errs {
-		if msg := e.Error(); strings.Contains(msg, "examples/keyward.yaml") {
-			errs[i] = errors.New(strings.Replace(msg, "examples/keyward.yaml", "examples/verify.yaml", 1))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 func (c *VerifyConfig) withDefaults() {
@@ -266,15 +249,17 @@ func (c *VerifyConfig) verifyConfig() verify.Config {
 	}
 }
 
-// loadVerifyConfigFile loads and validates the verify.yaml at path; every
-// problem is its own joined error, prefixed with path.
+// loadVerifyConfigFile loads and validates the verify.yaml at path and
+// reads its secret files; every problem of every stage is its own joined
+// error, prefixed with path, as loadConfigFile does.
 func loadVerifyConfigFile(path string) (*VerifyConfig, error) {
-	c, err := LoadVerifyConfig(path)
-	if err != nil {
-		return nil, err
+	c, lerr := LoadVerifyConfig(path)
+	if c == nil {
+		return nil, lerr
 	}
-	if err := c.Validate(); err != nil {
-		return nil, prefixEach(path, err)
+	later := errors.Join(c.Validate(), c.checkSecrets())
+	if err := errors.Join(lerr, prefixEach(path, dropCovered(later, lerr))); err != nil {
+		return nil, err
 	}
 	return c, nil
 }

@@ -89,7 +89,7 @@ func (c *VerifyConfig) revocationConfig() (*verify.RevocationConfig, error) {
 		return nil, nil
 	}
 	var p problems
-	secret := readSecret(&p, "revocationFeed.clientSecretFile", f.ClientSecretFile, "")
+	secret := f.readSecret(&p)
 	if err := p.err(); err != nil {
 		return nil, err
 	}
@@ -97,6 +97,11 @@ func (c *VerifyConfig) revocationConfig() (*verify.RevocationConfig, error) {
 		URL: f.URL, Interval: time.Duration(f.Interval), MaxStaleness: time.Duration(f.MaxStaleness),
 		FailOpen: f.OnStale == "allow", ClientID: f.ClientID, ClientSecret: secret,
 	}, nil
+}
+
+// readSecret reads the feed client's secret.
+func (f *VerifyRevocationFeedConfig) readSecret(p *problems) string {
+	return readSecret(p, "revocationFeed.clientSecretFile", f.ClientSecretFile, "")
 }
 
 // registerRevocationMetrics exports the feed's state, read from v at each
