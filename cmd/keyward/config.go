@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/federation"
 )
@@ -290,26 +288,6 @@ type AllowConfig struct {
 	Claims map[string]StringList `yaml:"claims,omitempty"`
 }
 
-// StringList is a list of strings that YAML may also give as one string.
-type StringList []string
-
-// UnmarshalYAML accepts a scalar (one element) or a sequence of scalars.
-func (l *StringList) UnmarshalYAML(n *yaml.Node) error {
-	switch n.Kind {
-	case yaml.ScalarNode:
-		*l = StringList{n.Value}
-		return nil
-	case yaml.SequenceNode:
-		var list []string
-		if err := n.Decode(&list); err != nil {
-			return err
-		}
-		*l = list
-		return nil
-	}
-	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: want a string or a list of strings", n.Line)}}
-}
-
 // ClientConfig is one static OAuth client (relying party).
 type ClientConfig struct {
 	// ID is the client_id. Required; unique.
@@ -463,7 +441,7 @@ type BoltStoreConfig struct {
 
 func (b *BoltStoreConfig) validate(p *problems, path string) {
 	if b.Path == "" {
-		p.add(path+".path", "set it to the database file, e.g. /var/lib/keyward/keyward.db")
+		p.Add(path+".path", "set it to the database file, e.g. /var/lib/keyward/keyward.db")
 	}
 }
 
@@ -494,21 +472,21 @@ func (c *Config) Validate() error {
 	checkIssuer(&p, "issuer", c.Issuer)
 	checkListen(&p, "listen", c.Listen)
 	if c.TLS.Enabled() && c.TLS.CertFile == "" {
-		p.add("tls.certFile", "set it too (tls needs both certFile and keyFile) or remove tls")
+		p.Add("tls.certFile", "set it too (tls needs both certFile and keyFile) or remove tls")
 	}
 	if c.TLS.Enabled() && c.TLS.KeyFile == "" {
-		p.add("tls.keyFile", "set it too (tls needs both certFile and keyFile) or remove tls")
+		p.Add("tls.keyFile", "set it too (tls needs both certFile and keyFile) or remove tls")
 	}
 	switch n := len(strings.TrimSpace(c.SessionSecret)); {
 	case c.SessionSecretFile == "" && c.SessionSecret == "":
-		p.add("sessionSecretFile", "set it (or sessionSecret) to a file holding %s", sessionSecretHint)
+		p.Add("sessionSecretFile", "set it (or sessionSecret) to a file holding %s", sessionSecretHint)
 	case c.SessionSecretFile != "" && c.SessionSecret != "":
-		p.add("sessionSecret", "set either sessionSecretFile or sessionSecret, not both")
+		p.Add("sessionSecret", "set either sessionSecretFile or sessionSecret, not both")
 	case c.SessionSecret != "" && n < 32:
-		p.add("sessionSecret", "is %d bytes; use %s", n, sessionSecretHint)
+		p.Add("sessionSecret", "is %d bytes; use %s", n, sessionSecretHint)
 	}
 	if c.Store.Backend == nil {
-		p.add("store.type", "%q is not a store type; use bolt or postgres", c.Store.Type)
+		p.Add("store.type", "%q is not a store type; use bolt or postgres", c.Store.Type)
 	} else {
 		c.Store.Backend.validate(&p, "store")
 	}
@@ -521,22 +499,22 @@ func (c *Config) Validate() error {
 	validateLoggingMetrics(&p, c.Logging, c.Metrics, c.Listen)
 	c.validateAdmin(&p)
 	c.validateLimits(&p)
-	return p.err()
+	return p.Err()
 }
 
 // validateLoggingMetrics checks the logging and metrics sections, which the
 // broker's and the verifier's configs share.
 func validateLoggingMetrics(p *problems, l LoggingConfig, m MetricsConfig, listen string) {
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, l.Level) {
-		p.add("logging.level", "%q is not a level; use debug, info, warn or error", l.Level)
+		p.Add("logging.level", "%q is not a level; use debug, info, warn or error", l.Level)
 	}
 	if l.Format != "json" && l.Format != "text" {
-		p.add("logging.format", "%q is not a format; use json or text", l.Format)
+		p.Add("logging.format", "%q is not a format; use json or text", l.Format)
 	}
 	if m.Listen != "" {
 		checkListen(p, "metrics.listen", m.Listen)
 		if m.Listen == listen {
-			p.add("metrics.listen", "%q is also listen; use another port", m.Listen)
+			p.Add("metrics.listen", "%q is also listen; use another port", m.Listen)
 		}
 	}
 }
@@ -544,17 +522,17 @@ func validateLoggingMetrics(p *problems, l LoggingConfig, m MetricsConfig, liste
 func (c *Config) validateKeys(p *problems) {
 	k := c.Keys
 	if !slices.Contains(algorithms, k.Algorithm) {
-		p.add("keys.algorithm", "%q is not supported; use RS256, ES256 or EdDSA", k.Algorithm)
+		p.Add("keys.algorithm", "%q is not supported; use RS256, ES256 or EdDSA", k.Algorithm)
 	}
 	checkTTL(p, "keys.rotationPeriod", k.RotationPeriod, 0)
 	checkTTL(p, "keys.jwksMaxAge", k.JWKSMaxAge, 0)
 	if k.JWKSMaxAge > 0 && time.Duration(k.JWKSMaxAge) < time.Minute {
 		// Verifiers (keyward verify, go-oidc and most gateways) cache a JWKS
 		// for at least a minute whatever max-age says.
-		p.add("keys.jwksMaxAge", "%s is below the 1m that verifiers cache a JWKS at the least; use 1m or more", k.JWKSMaxAge)
+		p.Add("keys.jwksMaxAge", "%s is below the 1m that verifiers cache a JWKS at the least; use 1m or more", k.JWKSMaxAge)
 	}
 	if k.JWKSMaxAge > 0 && k.RotationPeriod < 2*k.JWKSMaxAge {
-		p.add("keys.rotationPeriod", "%s is shorter than twice keys.jwksMaxAge (%s), so a new key could sign before caches know it; use at least %s or lower jwksMaxAge",
+		p.Add("keys.rotationPeriod", "%s is shorter than twice keys.jwksMaxAge (%s), so a new key could sign before caches know it; use at least %s or lower jwksMaxAge",
 			k.RotationPeriod, k.JWKSMaxAge, 2*k.JWKSMaxAge)
 	}
 }
@@ -569,7 +547,7 @@ func (c *Config) validateTokens(p *problems) {
 	checkTTL(p, "tokens.refreshGracePeriod", t.RefreshGracePeriod, time.Minute)
 	checkTTL(p, "tokens.sessionTTL", t.SessionTTL, 0)
 	if t.RefreshTokenIdleTTL > t.RefreshTokenMaxTTL {
-		p.add("tokens.refreshTokenIdleTTL", "%s is longer than tokens.refreshTokenMaxTTL (%s); lower it or raise refreshTokenMaxTTL",
+		p.Add("tokens.refreshTokenIdleTTL", "%s is longer than tokens.refreshTokenMaxTTL (%s); lower it or raise refreshTokenMaxTTL",
 			t.RefreshTokenIdleTTL, t.RefreshTokenMaxTTL)
 	}
 	copied := map[string]bool{}
@@ -580,25 +558,25 @@ func (c *Config) validateTokens(p *problems) {
 	}
 	for i, claim := range t.Claims {
 		if !slices.Contains(identityClaims, claim) && !copied[claim] {
-			p.add(fmt.Sprintf("tokens.claims[%d]", i), "%q is not an identity claim; use %s, or a name from an upstream's claimMapping.claims", claim, strings.Join(identityClaims, ", "))
+			p.Add(fmt.Sprintf("tokens.claims[%d]", i), "%q is not an identity claim; use %s, or a name from an upstream's claimMapping.claims", claim, strings.Join(identityClaims, ", "))
 		}
 	}
 }
 
 func (c *Config) validateUpstreams(p *problems) {
 	if len(c.Upstreams) == 0 {
-		p.add("upstreams", "add at least one upstream identity provider (id, issuer, clientID, clientSecretFile)")
+		p.Add("upstreams", "add at least one upstream identity provider (id, issuer, clientID, clientSecretFile)")
 	}
 	seen := map[string]int{}
 	for i, u := range c.Upstreams {
 		path := fmt.Sprintf("upstreams[%d]", i)
 		switch first, dup := seen[u.ID]; {
 		case u.ID == "":
-			p.add(path+".id", "set it to a short stable name such as corp or google; it becomes part of every subject")
+			p.Add(path+".id", "set it to a short stable name such as corp or google; it becomes part of every subject")
 		case !upstreamIDRE.MatchString(u.ID):
-			p.add(path+".id", "%q must match [a-z0-9][a-z0-9-_.]* (it becomes part of every subject)", u.ID)
+			p.Add(path+".id", "%q must match [a-z0-9][a-z0-9-_.]* (it becomes part of every subject)", u.ID)
 		case dup:
-			p.add(path+".id", "%q is used twice (also upstreams[%d])", u.ID, first)
+			p.Add(path+".id", "%q is used twice (also upstreams[%d])", u.ID, first)
 		default:
 			seen[u.ID] = i
 		}
@@ -608,78 +586,78 @@ func (c *Config) validateUpstreams(p *problems) {
 			validateProfile(p, path, u)
 		}
 		if u.ClientID == "" {
-			p.add(path+".clientID", "set it to Keyward's client ID at this identity provider")
+			p.Add(path+".clientID", "set it to Keyward's client ID at this identity provider")
 		}
 		switch {
 		case u.ClientSecretFile == "" && u.ClientSecret == "":
-			p.add(path+".clientSecretFile", "set it (or clientSecret: ${ENV_VAR}) to Keyward's client secret at this identity provider")
+			p.Add(path+".clientSecretFile", "set it (or clientSecret: ${ENV_VAR}) to Keyward's client secret at this identity provider")
 		case u.ClientSecretFile != "" && u.ClientSecret != "":
-			p.add(path+".clientSecret", "set either clientSecretFile or clientSecret, not both")
+			p.Add(path+".clientSecret", "set either clientSecretFile or clientSecret, not both")
 		}
 		if oidc && !slices.Contains(u.Scopes, "openid") {
-			p.add(path+".scopes", "add openid (Keyward signs in with OpenID Connect)")
+			p.Add(path+".scopes", "add openid (Keyward signs in with OpenID Connect)")
 		}
 		switch {
 		case !oidc: // validateUpstreamType refuses recheckInterval for github
 		case u.RecheckInterval < 0:
-			p.add(path+".recheckInterval", "%s must not be negative; 0 (or omitted) turns the re-check off", u.RecheckInterval)
+			p.Add(path+".recheckInterval", "%s must not be negative; 0 (or omitted) turns the re-check off", u.RecheckInterval)
 		case u.RecheckInterval > 0 && !slices.Contains(u.Scopes, "offline_access"):
-			p.add(path+".scopes", "add offline_access: recheckInterval needs the upstream's refresh token")
+			p.Add(path+".scopes", "add offline_access: recheckInterval needs the upstream's refresh token")
 		}
 		if msg := federation.RecheckMaxAgeProblem(time.Duration(u.RecheckInterval), time.Duration(u.RecheckMaxAge)); oidc && msg != "" {
-			p.add(path+".recheckMaxAge", "%s", msg)
+			p.Add(path+".recheckMaxAge", "%s", msg)
 		}
 	}
 }
 
 func (c *Config) validateClients(p *problems) {
 	if len(c.Clients) == 0 {
-		p.add("clients", "add at least one client (id, redirectURIs, secretFile)")
+		p.Add("clients", "add at least one client (id, redirectURIs, secretFile)")
 	}
 	seen := map[string]int{}
 	for i, cl := range c.Clients {
 		path := fmt.Sprintf("clients[%d]", i)
 		switch first, dup := seen[cl.ID]; {
 		case cl.ID == "":
-			p.add(path+".id", "set it to the client_id the application sends")
+			p.Add(path+".id", "set it to the client_id the application sends")
 		case len(cl.ID) > 128 || strings.ContainsFunc(cl.ID, func(r rune) bool { return r <= ' ' || r > '~' }):
-			p.add(path+".id", "%q must be at most 128 printable ASCII characters without spaces", cl.ID)
+			p.Add(path+".id", "%q must be at most 128 printable ASCII characters without spaces", cl.ID)
 		case dup:
-			p.add(path+".id", "%q is used twice (also clients[%d])", cl.ID, first)
+			p.Add(path+".id", "%q is used twice (also clients[%d])", cl.ID, first)
 		default:
 			seen[cl.ID] = i
 		}
 		if cl.SecretFile != "" && cl.Secret != "" {
-			p.add(path+".secret", "set either secretFile or secret (or neither, for a public client), not both")
+			p.Add(path+".secret", "set either secretFile or secret (or neither, for a public client), not both")
 		}
 		for j, g := range cl.GrantTypes {
 			gpath := fmt.Sprintf("%s.grantTypes[%d]", path, j)
 			if !slices.Contains(grantTypes, g) {
-				p.add(gpath, "%q is not supported; use %s", g, strings.Join(grantTypes, ", "))
+				p.Add(gpath, "%q is not supported; use %s", g, strings.Join(grantTypes, ", "))
 			} else if g == grantClientCredentials && cl.Public() {
-				p.add(gpath, "client_credentials needs a client secret; set secretFile (a public client cannot use it)")
+				p.Add(gpath, "client_credentials needs a client secret; set secretFile (a public client cannot use it)")
 			}
 		}
 		if slices.Contains(cl.GrantTypes, grantAuthorizationCode) && len(cl.RedirectURIs) == 0 {
-			p.add(path+".redirectURIs", "add at least one (authorization_code needs it)")
+			p.Add(path+".redirectURIs", "add at least one (authorization_code needs it)")
 		}
 		for _, err := range cl.brokerClient("").Validate() {
 			var e *broker.URIError
 			if errors.As(err, &e) {
-				p.add(path+"."+e.Field, "%s", e.Msg)
+				p.Add(path+"."+e.Field, "%s", e.Msg)
 			} else {
-				p.add(path, "%s", err)
+				p.Add(path, "%s", err)
 			}
 		}
 		for j, s := range cl.Scopes {
 			// RFC 6749 §3.3
 			if s == "" || strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r > '~' || r == '"' || r == '\\' }) {
-				p.add(fmt.Sprintf("%s.scopes[%d]", path, j), "%q is not a scope token; use printable ASCII without spaces, quotes or backslashes", s)
+				p.Add(fmt.Sprintf("%s.scopes[%d]", path, j), "%q is not a scope token; use printable ASCII without spaces, quotes or backslashes", s)
 			}
 		}
 		for j, a := range cl.Audiences {
 			if strings.TrimSpace(a) == "" {
-				p.add(fmt.Sprintf("%s.audiences[%d]", path, j), "is empty; remove it or name the API")
+				p.Add(fmt.Sprintf("%s.audiences[%d]", path, j), "is empty; remove it or name the API")
 			}
 		}
 	}
@@ -689,16 +667,16 @@ func (c *Config) validateClients(p *problems) {
 func checkTTL(p *problems, path string, d Duration, limit time.Duration) {
 	switch {
 	case d <= 0:
-		p.add(path, "%s must be positive", d)
+		p.Add(path, "%s must be positive", d)
 	case limit > 0 && time.Duration(d) > limit:
-		p.add(path, "%s is too long; use at most %s", d, Duration(limit))
+		p.Add(path, "%s is too long; use at most %s", d, Duration(limit))
 	}
 }
 
 func checkListen(p *problems, path, addr string) {
 	_, port, err := net.SplitHostPort(addr)
 	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
-		p.add(path, "%q must be host:port, e.g. 0.0.0.0:8080 or 127.0.0.1:5556", addr)
+		p.Add(path, "%q must be host:port, e.g. 0.0.0.0:8080 or 127.0.0.1:5556", addr)
 	}
 }
 
@@ -708,17 +686,17 @@ const httpsHint = "must use https (http is allowed only for localhost/127.0.0.1/
 // without query, fragment or user info. OIDC Discovery §4.3
 func checkIssuer(p *problems, path, raw string) {
 	if raw == "" {
-		p.add(path, "set it to the issuer URL (https://…)")
+		p.Add(path, "set it to the issuer URL (https://…)")
 		return
 	}
 	u, err := url.Parse(raw)
 	switch {
 	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
-		p.add(path, "%q must be an https URL with a host, e.g. https://sso.example.com", raw)
+		p.Add(path, "%q must be an https URL with a host, e.g. https://sso.example.com", raw)
 	case u.Scheme == "http" && !isLoopback(u.Hostname()):
-		p.add(path, "%q %s", raw, httpsHint)
+		p.Add(path, "%q %s", raw, httpsHint)
 	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#") || u.User != nil:
-		p.add(path, "%q must not have a query, fragment or user info", raw)
+		p.Add(path, "%q must not have a query, fragment or user info", raw)
 	}
 }
 

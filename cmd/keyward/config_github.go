@@ -31,14 +31,14 @@ func validateUpstreamType(p *problems, path string, u UpstreamConfig) bool {
 	case "", upstreamOIDC:
 		for _, f := range []struct{ name, v string }{{"githubURL", u.GitHubURL}, {"githubAPIURL", u.GitHubAPIURL}} {
 			if f.v != "" {
-				p.add(path+"."+f.name, "only for type: github; remove it (an OpenID Provider is found by its issuer)")
+				p.Add(path+"."+f.name, "only for type: github; remove it (an OpenID Provider is found by its issuer)")
 			}
 		}
 		return true
 	case upstreamGitHub:
 		validateGitHub(p, path, u)
 	default:
-		p.add(path+".type", "%q is not an upstream type; use oidc (the default, any OpenID Provider) or github", u.Type)
+		p.Add(path+".type", "%q is not an upstream type; use oidc (the default, any OpenID Provider) or github", u.Type)
 	}
 	return false
 }
@@ -48,7 +48,7 @@ func validateUpstreamType(p *problems, path string, u UpstreamConfig) bool {
 func validateGitHub(p *problems, path string, u UpstreamConfig) {
 	notForGitHub := func(field string, set bool, why string) {
 		if set {
-			p.add(path+"."+field, "not available with type: github (%s); remove it", why)
+			p.Add(path+"."+field, "not available with type: github (%s); remove it", why)
 		}
 	}
 	const noOIDC = "GitHub is OAuth 2.0 without OpenID Connect"

@@ -33,24 +33,24 @@ func validateProfile(p *problems, path string, u UpstreamConfig) {
 		for _, n := range federation.Profiles() {
 			names = append(names, string(n))
 		}
-		p.add(path+".profile", "%q is not a profile; use %s (or omit it for generic)", u.Profile, strings.Join(names, ", "))
+		p.Add(path+".profile", "%q is not a profile; use %s (or omit it for generic)", u.Profile, strings.Join(names, ", "))
 	}
 	azure := prof == federation.ProfileAzureAD
 	if n := strings.Count(u.Issuer, federation.TenantPlaceholder); n > 0 {
 		switch {
 		case !azure:
-			p.add(path+".issuer", "%s is only understood with profile: azuread; use the provider's exact issuer", federation.TenantPlaceholder)
+			p.Add(path+".issuer", "%s is only understood with profile: azuread; use the provider's exact issuer", federation.TenantPlaceholder)
 		case n > 1:
-			p.add(path+".issuer", "must hold %s once, e.g. https://login.microsoftonline.com/{tenantid}/v2.0", federation.TenantPlaceholder)
+			p.Add(path+".issuer", "must hold %s once, e.g. https://login.microsoftonline.com/{tenantid}/v2.0", federation.TenantPlaceholder)
 		case len(u.Tenants) == 0:
-			p.add(path+".tenants", "required with a templated issuer, or any Azure AD tenant could sign in; list the directory (tenant) ids to accept")
+			p.Add(path+".tenants", "required with a templated issuer, or any Azure AD tenant could sign in; list the directory (tenant) ids to accept")
 		}
 		if len(u.NativeClientIDs) > 0 {
-			p.add(path+".nativeClientIDs", "native sign-in needs a single-tenant issuer; use the tenant's own issuer (https://login.microsoftonline.com/<tenant id>/v2.0) in a separate upstream")
+			p.Add(path+".nativeClientIDs", "native sign-in needs a single-tenant issuer; use the tenant's own issuer (https://login.microsoftonline.com/<tenant id>/v2.0) in a separate upstream")
 		}
 	}
 	if len(u.Tenants) > 0 && !azure {
-		p.add(path+".tenants", "only for profile: azuread; remove it (use allow.claims for other providers)")
+		p.Add(path+".tenants", "only for profile: azuread; remove it (use allow.claims for other providers)")
 	}
 	checkStrings(p, path+".tenants", u.Tenants, func(s string) string {
 		if !tenantRE.MatchString(s) {
@@ -59,7 +59,7 @@ func validateProfile(p *problems, path string, u UpstreamConfig) {
 		return ""
 	})
 	if len(u.HostedDomains) > 0 && prof != federation.ProfileGoogle {
-		p.add(path+".hostedDomains", "only for profile: google; use allow.emailDomains for other providers")
+		p.Add(path+".hostedDomains", "only for profile: google; use allow.emailDomains for other providers")
 	}
 	checkStrings(p, path+".hostedDomains", u.HostedDomains, func(s string) string {
 		if strings.HasPrefix(s, "*.") || !domainRE.MatchString(s) {
@@ -69,23 +69,23 @@ func validateProfile(p *problems, path string, u UpstreamConfig) {
 	})
 	switch {
 	case u.GroupsOverage != "" && !azure:
-		p.add(path+".groupsOverage", "only for profile: azuread; remove it")
+		p.Add(path+".groupsOverage", "only for profile: azuread; remove it")
 	case u.GroupsOverage != "" && u.GroupsOverage != string(federation.OverageGraph) && u.GroupsOverage != string(federation.OverageRefuse):
-		p.add(path+".groupsOverage", "%q is not graph or refuse", u.GroupsOverage)
+		p.Add(path+".groupsOverage", "%q is not graph or refuse", u.GroupsOverage)
 	}
 	if u.GraphURL != "" {
 		if !azure {
-			p.add(path+".graphURL", "only for profile: azuread; remove it")
+			p.Add(path+".graphURL", "only for profile: azuread; remove it")
 		}
 		checkIssuer(p, path+".graphURL", u.GraphURL)
 	}
 	if u.LogoutURL != "" {
 		if err := broker.CheckBackchannelLogoutURI(u.LogoutURL); err != nil { // the same rule: a URL Keyward sends to, query allowed
-			p.add(path+".logoutURL", "%s", err)
+			p.Add(path+".logoutURL", "%s", err)
 		}
 	}
 	if !slices.Contains([]string{"", "auto", "always", "never"}, u.Userinfo) {
-		p.add(path+".userinfo", "%q is not auto, always or never", u.Userinfo)
+		p.Add(path+".userinfo", "%q is not auto, always or never", u.Userinfo)
 	}
 	validateClaimMapping(p, path+".claimMapping", u.ClaimMapping)
 	validateAllow(p, path+".allow", u.Allow)
@@ -95,10 +95,10 @@ func validateProfile(p *problems, path string, u UpstreamConfig) {
 	if azure && !u.TrustEmail && cmp.Or(u.ClaimMapping.EmailVerified, "email_verified") == "email_verified" {
 		const why = "Entra ID sends no email_verified, so no email counts as verified and every sign-in would be refused; set trustEmail: true if your tenant's administrators set the addresses (docs/providers/azuread.md), or "
 		if len(u.Allow.EmailDomains) > 0 {
-			p.add(path+".allow.emailDomains", why+"restrict by tenants or allow.groups instead")
+			p.Add(path+".allow.emailDomains", why+"restrict by tenants or allow.groups instead")
 		}
 		if u.Allow.RequireEmailVerified {
-			p.add(path+".allow.requireEmailVerified", why+"remove it")
+			p.Add(path+".allow.requireEmailVerified", why+"remove it")
 		}
 	}
 }
@@ -109,7 +109,7 @@ func validateClaimMapping(p *problems, path string, m ClaimMapping) {
 		{"name", m.Name}, {"preferredUsername", m.PreferredUsername}, {"groupsPrefix", m.GroupsPrefix},
 	} {
 		if strings.TrimSpace(f.v) != f.v || (f.name == "groupsPrefix" && strings.ContainsAny(f.v, " \t")) {
-			p.add(path+"."+f.name, "%q must not contain spaces", f.v)
+			p.Add(path+"."+f.name, "%q must not contain spaces", f.v)
 		}
 	}
 	checkStrings(p, path+".emailFallbacks", m.EmailFallbacks, nil)
@@ -119,12 +119,12 @@ func validateClaimMapping(p *problems, path string, m ClaimMapping) {
 		cpath := fmt.Sprintf("%s.claims[%q]", path, name)
 		switch {
 		case name == "" || strings.ContainsAny(name, " \t\r\n"):
-			p.add(cpath, "is not a claim name; use a name without spaces, e.g. department")
+			p.Add(cpath, "is not a claim name; use a name without spaces, e.g. department")
 		case slices.Contains(keywardClaims, name):
-			p.add(cpath, "Keyward sets %s itself; copy the claim under another name", name)
+			p.Add(cpath, "Keyward sets %s itself; copy the claim under another name", name)
 		}
 		if v := m.Claims[name]; v == "" || strings.TrimSpace(v) != v {
-			p.add(cpath, "set it to the upstream claim's path, e.g. https://example.com/department")
+			p.Add(cpath, "set it to the upstream claim's path, e.g. https://example.com/department")
 		}
 	}
 }
@@ -140,10 +140,10 @@ func validateAllow(p *problems, path string, a AllowConfig) {
 	for _, claim := range slices.Sorted(maps.Keys(a.Claims)) {
 		cpath := fmt.Sprintf("%s.claims[%q]", path, claim)
 		if claim == "" || strings.TrimSpace(claim) != claim {
-			p.add(cpath, "is not a claim path; use e.g. hd or realm_access.roles")
+			p.Add(cpath, "is not a claim path; use e.g. hd or realm_access.roles")
 		}
 		if len(a.Claims[claim]) == 0 {
-			p.add(cpath, "list at least one accepted value")
+			p.Add(cpath, "list at least one accepted value")
 		}
 	}
 }
@@ -155,12 +155,12 @@ func checkStrings(p *problems, path string, list []string, check func(string) st
 		ipath := fmt.Sprintf("%s[%d]", path, i)
 		switch first := slices.Index(list, s); {
 		case s == "" || strings.TrimSpace(s) != s:
-			p.add(ipath, "%q must be non-empty without surrounding spaces", s)
+			p.Add(ipath, "%q must be non-empty without surrounding spaces", s)
 		case first < i:
-			p.add(ipath, "%q is listed twice (also %s[%d])", s, path, first)
+			p.Add(ipath, "%q is listed twice (also %s[%d])", s, path, first)
 		case check != nil:
 			if fix := check(s); fix != "" {
-				p.add(ipath, "%q %s", s, fix)
+				p.Add(ipath, "%q %s", s, fix)
 			}
 		}
 	}

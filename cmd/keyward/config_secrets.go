@@ -17,43 +17,18 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/keyward/keyward/config"
 )
 
-// Duration is a time.Duration written as a Go duration: "90s", "15m", "24h".
-type Duration time.Duration
-
-// String formats d without zero units: "2h", "1h30m", "5m", "1m30s".
-func (d Duration) String() string {
-	s := time.Duration(d).String()
-	if strings.HasSuffix(s, "m0s") {
-		s = s[:len(s)-2]
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = s[:len(s)-2]
-	}
-	return s
-}
-
-// UnmarshalYAML parses a Go duration; a bare number is refused (no unit).
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return &yaml.TypeError{Errors: []string{fmt.Sprintf(
-			"line %d: want a duration such as 90s, 15m or 24h", n.Line)}}
-	}
-	v, err := time.ParseDuration(n.Value)
-	if err != nil {
-		return &yaml.TypeError{Errors: []string{fmt.Sprintf(
-			"line %d: %q is not a duration; write one such as 90s, 15m or 24h", n.Line, n.Value)}}
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalYAML writes d as a Go duration.
-func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+// Duration and StringList are config's: keyward.yaml and the packages'
+// sections share them.
+type (
+	Duration   = config.Duration
+	StringList = config.StringList
+)
 
 // LoadConfig reads the YAML file at path. It refuses unknown fields, expands
 // ${ENV_VAR} in the secret fields only (sessionSecret, clientSecret, secret)
@@ -185,10 +160,10 @@ func expandSecretEnv(c *Config, lookupEnv func(string) (string, bool)) error {
 			val, ok := lookupEnv(name)
 			switch {
 			case !ok:
-				p.add(path, "environment variable %s is not set", name)
+				p.Add(path, "environment variable %s is not set", name)
 				failed = true
 			case val == "":
-				p.add(path, "environment variable %s is empty", name)
+				p.Add(path, "environment variable %s is empty", name)
 				failed = true
 			}
 			return val
@@ -207,7 +182,7 @@ func expandSecretEnv(c *Config, lookupEnv func(string) (string, bool)) error {
 	for i := range c.Clients {
 		expand(fmt.Sprintf("clients[%d].secret", i), &c.Clients[i].Secret)
 	}
-	return p.err()
+	return p.Err()
 }
 
 // Secrets holds the secret values a Config names. Never log it: String
@@ -248,7 +223,7 @@ func (c *Config) ResolveSecrets() (Secrets, error) {
 	s := Secrets{UpstreamClientSecrets: map[string]string{}, ClientSecrets: map[string]string{}}
 	session := strings.TrimSpace(readSecret(&p, "sessionSecretFile", c.SessionSecretFile, c.SessionSecret))
 	if c.SessionSecretFile != "" && session != "" && len(session) < 32 {
-		p.add("sessionSecretFile", "%s holds %d bytes; write %s", c.SessionSecretFile, len(session), sessionSecretHint)
+		p.Add("sessionSecretFile", "%s holds %d bytes; write %s", c.SessionSecretFile, len(session), sessionSecretHint)
 	}
 	s.SessionSecret = []byte(session)
 	if f := c.Keys.EncryptionKeyFile; f != "" {
@@ -256,7 +231,7 @@ func (c *Config) ResolveSecrets() (Secrets, error) {
 		if err != nil {
 			p = append(p, fmt.Errorf("keys.encryptionKeyFile: %w", err))
 		} else if s.EncryptionKey, err = parseEncryptionKey(data); err != nil {
-			p.add("keys.encryptionKeyFile", "%s: %s", f, err.Error())
+			p.Add("keys.encryptionKeyFile", "%s: %s", f, err.Error())
 		}
 	}
 	for i, u := range c.Upstreams {
@@ -273,7 +248,7 @@ func (c *Config) ResolveSecrets() (Secrets, error) {
 	}
 	s.AdminToken = readAdminToken(&p, c.Admin.TokenFile)
 	s.StoreDSN = resolveStoreDSN(&p, c.Store)
-	if err := p.err(); err != nil {
+	if err := p.Err(); err != nil {
 		return Secrets{}, err
 	}
 	return s, nil
@@ -292,7 +267,7 @@ func readSecret(p *problems, path, file, inline string) string {
 	}
 	v := strings.TrimRight(string(data), "\r\n")
 	if v == "" {
-		p.add(path, "%s is empty; write the secret into it", file)
+		p.Add(path, "%s is empty; write the secret into it", file)
 	}
 	return v
 }
@@ -524,33 +499,13 @@ func linePaths(data []byte) map[string][]string {
 }
 
 // problems collects configuration problems, one fieldError each.
-type problems []error
-
-// fieldError is one problem: the field path and what to do about it.
-type fieldError struct{ Path, Msg string }
-
-func (e *fieldError) Error() string { return e.Path + ": " + e.Msg }
-
-func (p *problems) add(path, format string, args ...any) {
-	*p = append(*p, &fieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
-}
-
-func (p problems) err() error { return errors.Join(p...) }
+type (
+	problems   = config.Problems
+	fieldError = config.FieldError
+)
 
 // splitErrors flattens errors.Join trees into their leaves.
-func splitErrors(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok { //nolint:errorlint // Walking the join tree itself.
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, splitErrors(e)...)
-		}
-		return out
-	}
-	if err == nil {
-		return nil
-	}
-	return []error{err}
-}
+func splitErrors(err error) []error { return config.Split(err) }
 
 // prefixEach prefixes every leaf of err with prefix, keeping one per line.
 func prefixEach(prefix string, err error) error {

@@ -46,12 +46,12 @@ type PostgresStoreConfig struct {
 func (c *PostgresStoreConfig) validate(p *problems, path string) {
 	switch {
 	case c.DSN == "" && c.DSNFile == "":
-		p.add(path+".dsnFile", "set it (or %s.dsn) to a file holding the connection string, e.g. %s", path, dsnHint)
+		p.Add(path+".dsnFile", "set it (or %s.dsn) to a file holding the connection string, e.g. %s", path, dsnHint)
 	case c.DSN != "" && c.DSNFile != "":
-		p.add(path+".dsn", "set either dsn or dsnFile, not both")
+		p.Add(path+".dsn", "set either dsn or dsnFile, not both")
 	}
 	if c.MaxConns < 0 || c.MaxConns > maxPostgresConns {
-		p.add(path+".maxConns", "is %d; use 1 to %d, or leave it out for the default (at least 4, one per CPU)", c.MaxConns, maxPostgresConns)
+		p.Add(path+".maxConns", "is %d; use 1 to %d, or leave it out for the default (at least 4, one per CPU)", c.MaxConns, maxPostgresConns)
 	}
 }
 
@@ -75,14 +75,14 @@ func resolveStoreDSN(p *problems, c StoreConfig) string {
 	// of a URL parse error holds the whole string, password included.
 	pc, err := pgconn.ParseConfig(dsn)
 	if err != nil {
-		p.add(path, "is not a PostgreSQL connection string; write it as %s", dsnHint)
+		p.Add(path, "is not a PostgreSQL connection string; write it as %s", dsnHint)
 		return ""
 	}
 	// No host name holds "@": it is a password's unencoded "@", and the
 	// rest of the password would be shown as the host in every error.
 	for _, h := range append([]*pgconn.FallbackConfig{{Host: pc.Host}}, pc.Fallbacks...) {
 		if strings.Contains(h.Host, "@") {
-			p.add(path, "has an unencoded @ in its user or password; write @ as %%40 in a postgres:// URL")
+			p.Add(path, "has an unencoded @ in its user or password; write @ as %%40 in a postgres:// URL")
 			return ""
 		}
 	}

@@ -61,7 +61,7 @@ func (c *Config) validateTrust(p *problems) {
 	for i, r := range c.Trust {
 		path := fmt.Sprintf("trust[%d]", i)
 		if first, dup := seen[r.Name]; dup && r.Name != "" {
-			p.add(path+".name", "%q is used twice (also trust[%d])", r.Name, first)
+			p.Add(path+".name", "%q is used twice (also trust[%d])", r.Name, first)
 		}
 		seen[r.Name] = i
 		// Each message reads "field: what to do"; prefix the rule's path.
@@ -71,9 +71,9 @@ func (c *Config) validateTrust(p *problems) {
 				if yamlField, renamed := trustYAMLFields[field]; renamed {
 					field = yamlField
 				}
-				p.add(path+"."+field, "%s", msg)
+				p.Add(path+"."+field, "%s", msg)
 			} else {
-				p.add(path, "%s", err.Error())
+				p.Add(path, "%s", err.Error())
 			}
 		}
 	}
@@ -84,7 +84,7 @@ func (c *Config) validateTrust(p *problems) {
 	for _, err := range federation.OverlappingSubjects(rules) {
 		msg := strings.ReplaceAll(err.Error(), "rules[", "trust[")
 		path, rest, _ := strings.Cut(msg, ": ")
-		p.add(path, "%s", rest)
+		p.Add(path, "%s", rest)
 	}
 }
 
@@ -99,13 +99,13 @@ func (c *Config) validateNative(p *problems) {
 		for j, id := range u.NativeClientIDs {
 			switch {
 			case id == "" || strings.TrimSpace(id) != id:
-				p.add(fmt.Sprintf("%s.nativeClientIDs[%d]", path, j), "%q must be a client ID without surrounding space", id)
+				p.Add(fmt.Sprintf("%s.nativeClientIDs[%d]", path, j), "%q must be a client ID without surrounding space", id)
 			case slices.Index(u.NativeClientIDs, id) < j:
-				p.add(fmt.Sprintf("%s.nativeClientIDs[%d]", path, j), "%q is listed twice", id)
+				p.Add(fmt.Sprintf("%s.nativeClientIDs[%d]", path, j), "%q is listed twice", id)
 			}
 		}
 		if u.NativePublicClients && len(u.NativeClientIDs) == 0 {
-			p.add(path+".nativePublicClients", "needs nativeClientIDs (the native apps' client IDs at this upstream); without them native sign-in is off")
+			p.Add(path+".nativePublicClients", "needs nativeClientIDs (the native apps' client IDs at this upstream); without them native sign-in is off")
 		}
 	}
 }

@@ -153,11 +153,11 @@ func (c *VerifyConfig) Validate() error {
 	var p problems
 	checkIssuer(&p, "issuer", c.Issuer)
 	if len(c.Audience) == 0 {
-		p.add("audience", "list the audiences this verifier accepts, e.g. [orders-api] (the audiences of the broker's clients)")
+		p.Add("audience", "list the audiences this verifier accepts, e.g. [orders-api] (the audiences of the broker's clients)")
 	}
 	for i, a := range c.Audience {
 		if strings.TrimSpace(a) == "" {
-			p.add(fmt.Sprintf("audience[%d]", i), "is empty; remove it or name the API")
+			p.Add(fmt.Sprintf("audience[%d]", i), "is empty; remove it or name the API")
 		}
 	}
 	checkListen(&p, "listen", c.Listen)
@@ -166,18 +166,18 @@ func (c *VerifyConfig) Validate() error {
 	}
 	for i, alg := range c.Algorithms {
 		if !slices.Contains(verifyAlgorithms, alg) {
-			p.add(fmt.Sprintf("algorithms[%d]", i), "%q is not supported; use %s", alg, strings.Join(verifyAlgorithms, ", "))
+			p.Add(fmt.Sprintf("algorithms[%d]", i), "%q is not supported; use %s", alg, strings.Join(verifyAlgorithms, ", "))
 		}
 	}
 	checkTTL(&p, "leeway", c.Leeway, maxVerifyLeeway)
 	if strings.ContainsFunc(c.UserClaim, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-		p.add("userClaim", "%q is not a claim name; use sub (the default), email, or the name of a stable claim such as oid", c.UserClaim)
+		p.Add("userClaim", "%q is not a claim name; use sub (the default), email, or the name of a stable claim such as oid", c.UserClaim)
 	}
 	if c.Cache.MaxEntries < -1 {
-		p.add("cache.maxEntries", "%d: use a positive size, or -1 to disable the cache", c.Cache.MaxEntries)
+		p.Add("cache.maxEntries", "%d: use a positive size, or -1 to disable the cache", c.Cache.MaxEntries)
 	}
 	if err := httpserver.ValidateMaxConnections(c.MaxConnections); err != nil {
-		p.add("maxConnections", "%v", err)
+		p.Add("maxConnections", "%v", err)
 	}
 	c.validateGateway(&p)
 	c.validateEnvoyPrefix(&p)
@@ -185,10 +185,10 @@ func (c *VerifyConfig) Validate() error {
 	c.validateBrowser(&p)
 	c.validateRevocationFeed(&p)
 	if c.Headers.Kind != 0 {
-		p.add("headers", "the identity headers are not configurable yet; remove headers (the verifier sends X-Auth-Request-User: the userClaim, default sub; -Preferred-Username; -Email when verified; -Groups, comma-joined; -Subject); to choose the user claim set userClaim")
+		p.Add("headers", "the identity headers are not configurable yet; remove headers (the verifier sends X-Auth-Request-User: the userClaim, default sub; -Preferred-Username; -Email when verified; -Groups, comma-joined; -Subject); to choose the user claim set userClaim")
 	}
 	validateLoggingMetrics(&p, c.Logging, c.Metrics, c.Listen)
-	return p.err()
+	return p.Err()
 }
 
 // checkJWKSURL requires an absolute https URL (http on loopback).
@@ -196,9 +196,9 @@ func checkJWKSURL(p *problems, path, raw string) {
 	u, err := url.Parse(raw)
 	switch {
 	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
-		p.add(path, "%q must be an https URL with a host, e.g. https://sso.example.com/keys", raw)
+		p.Add(path, "%q must be an https URL with a host, e.g. https://sso.example.com/keys", raw)
 	case u.Scheme == "http" && !isLoopback(u.Hostname()):
-		p.add(path, "%q %s", raw, httpsHint)
+		p.Add(path, "%q %s", raw, httpsHint)
 	}
 }
 
@@ -211,12 +211,12 @@ func (c *VerifyConfig) validateEnvoyPrefix(p *problems) {
 		return
 	}
 	if e[0] != '/' || e == "/" || path.Clean(e) != e || strings.ContainsAny(e, "?#% ") {
-		p.add("envoyPrefix", "%q must be a clean absolute path other than /, e.g. /ext_authz (the path_prefix in Envoy)", e)
+		p.Add("envoyPrefix", "%q must be a clean absolute path other than /, e.g. /ext_authz (the path_prefix in Envoy)", e)
 		return
 	}
 	for _, r := range reservedVerifyPaths {
 		if e == r || strings.HasPrefix(e, r+"/") || strings.HasPrefix(r, e) {
-			p.add("envoyPrefix", "%q overlaps %s, which the verifier serves itself; use e.g. /ext_authz", e, r)
+			p.Add("envoyPrefix", "%q overlaps %s, which the verifier serves itself; use e.g. /ext_authz", e, r)
 		}
 	}
 }
@@ -232,7 +232,7 @@ func (c *VerifyConfig) validateRules(p *problems) {
 		if field == "rules" && len(c.Rules) == 0 {
 			msg = "add at least one rule, e.g. {path: /, audience: my-api}; a request no rule matches is denied"
 		}
-		p.add(field, "%s", msg)
+		p.Add(field, "%s", msg)
 	}
 }
 

@@ -56,27 +56,27 @@ func (c *VerifyConfig) validateRevocationFeed(p *problems) {
 		return
 	}
 	if u, err := url.Parse(f.URL); f.URL != "" && (err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.RawQuery != "" || u.Fragment != "") {
-		p.add("revocationFeed.url", "%q must be an https URL without query, e.g. https://sso.example.com/revocations", f.URL)
+		p.Add("revocationFeed.url", "%q must be an https URL without query, e.g. https://sso.example.com/revocations", f.URL)
 	} else if err == nil && u.Scheme == "http" && !isLoopback(u.Hostname()) {
-		p.add("revocationFeed.url", "%q %s: the verifier sends its client secret there", f.URL, httpsHint)
+		p.Add("revocationFeed.url", "%q %s: the verifier sends its client secret there", f.URL, httpsHint)
 	}
 	switch d := time.Duration(f.Interval); {
 	case d < minRevocationInterval:
-		p.add("revocationFeed.interval", "%s is too short; poll at most once a second (default 5s)", f.Interval)
+		p.Add("revocationFeed.interval", "%s is too short; poll at most once a second (default 5s)", f.Interval)
 	case d > maxRevocationInterval:
-		p.add("revocationFeed.interval", "%s is too long; use at most %s (a revoked token keeps working up to one interval)", f.Interval, Duration(maxRevocationInterval))
+		p.Add("revocationFeed.interval", "%s is too long; use at most %s (a revoked token keeps working up to one interval)", f.Interval, Duration(maxRevocationInterval))
 	}
 	if f.MaxStaleness <= f.Interval {
-		p.add("revocationFeed.maxStaleness", "%s must exceed interval (%s); a few intervals, e.g. 60s, survive a short broker outage", f.MaxStaleness, f.Interval)
+		p.Add("revocationFeed.maxStaleness", "%s must exceed interval (%s); a few intervals, e.g. 60s, survive a short broker outage", f.MaxStaleness, f.Interval)
 	}
 	if f.OnStale != "deny" && f.OnStale != "allow" {
-		p.add("revocationFeed.onStale", "%q: use deny (refuse every token with 503 while the feed is stale: fail closed) or allow (fail open)", f.OnStale)
+		p.Add("revocationFeed.onStale", "%q: use deny (refuse every token with 503 while the feed is stale: fail closed) or allow (fail open)", f.OnStale)
 	}
 	if strings.TrimSpace(f.ClientID) == "" {
-		p.add("revocationFeed.clientID", "set it to a client listed in revocationFeed.readers of keyward.yaml; only readers may see who was deprovisioned")
+		p.Add("revocationFeed.clientID", "set it to a client listed in revocationFeed.readers of keyward.yaml; only readers may see who was deprovisioned")
 	}
 	if f.ClientSecretFile == "" {
-		p.add("revocationFeed.clientSecretFile", "name the file holding that client's secret")
+		p.Add("revocationFeed.clientSecretFile", "name the file holding that client's secret")
 	}
 }
 
@@ -90,7 +90,7 @@ func (c *VerifyConfig) revocationConfig() (*verify.RevocationConfig, error) {
 	}
 	var p problems
 	secret := f.readSecret(&p)
-	if err := p.err(); err != nil {
+	if err := p.Err(); err != nil {
 		return nil, err
 	}
 	return &verify.RevocationConfig{
