@@ -43,7 +43,12 @@
 // most once per interval, so a client choosing kids cannot make Keyward
 // hammer an issuer.
 //
+// It owns an upstream's configuration: Config is one entry of keyward.yaml's
+// upstreams (yaml tags), with its defaults (SetDefaults, the profiles'
+// presets) and its validation by YAML field path (config_validate.go).
+//
 // This package imports only the standard library, go-oidc, x/oauth2,
-// golang-jwt and go-jose. It must never import broker, store, web or keys:
+// golang-jwt, go-jose and Keyward's config (the shared configuration
+// vocabulary). It must never import broker, store, web or keys:
 // federation knows nothing about Keyward's own tokens or storage.
 package federation

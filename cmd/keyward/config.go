@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -35,12 +34,14 @@ type Config struct {
 	// SessionSecret is required.
 	SessionSecretFile string `yaml:"sessionSecretFile,omitempty"`
 	// SessionSecret is the secret itself, normally "${ENV_VAR}".
-	SessionSecret string           `yaml:"sessionSecret,omitempty"`
-	Store         StoreConfig      `yaml:"store,omitempty"`
-	Keys          KeysConfig       `yaml:"keys,omitempty"`
-	Tokens        TokensConfig     `yaml:"tokens,omitempty"`
-	Upstreams     []UpstreamConfig `yaml:"upstreams"`
-	Clients       []ClientConfig   `yaml:"clients"`
+	SessionSecret string       `yaml:"sessionSecret,omitempty"`
+	Store         StoreConfig  `yaml:"store,omitempty"`
+	Keys          KeysConfig   `yaml:"keys,omitempty"`
+	Tokens        TokensConfig `yaml:"tokens,omitempty"`
+	// Upstreams are the identity providers people sign in with; federation
+	// owns each entry's fields, defaults and validation.
+	Upstreams []federation.Config `yaml:"upstreams"`
+	Clients   []ClientConfig      `yaml:"clients"`
 	// Trust rules let external JWTs (CI, Kubernetes, cloud workloads) be
 	// exchanged for Keyward tokens (RFC 8693). See docs/token-exchange.md.
 	Trust   []TrustRuleConfig `yaml:"trust,omitempty"`
@@ -115,177 +116,6 @@ type TokensConfig struct {
 // key must stay published.
 func (t TokensConfig) MaxSignedTTL() time.Duration {
 	return max(time.Duration(t.AccessTokenTTL), time.Duration(t.IDTokenTTL))
-}
-
-// UpstreamConfig is one upstream identity provider: an OpenID Provider,
-// or GitHub (type: github, config_github.go).
-type UpstreamConfig struct {
-	// ID names the upstream in subjects and URLs; never change it. It matches
-	// [a-z0-9][a-z0-9-_.]*. Required.
-	ID string `yaml:"id"`
-	// Name is shown on the provider chooser and on refusal pages. Default: ID.
-	Name string `yaml:"name,omitempty"`
-	// Type is oidc (an OpenID Provider) or github (GitHub's OAuth 2.0, no
-	// OpenID Connect: see config_github.go for the fields it takes).
-	// Default: oidc.
-	Type string `yaml:"type,omitempty"`
-	// GitHubURL (github) is GitHub's web base URL: https://github.com, or
-	// a GitHub Enterprise Server's https://HOST. Default: https://github.com.
-	GitHubURL string `yaml:"githubURL,omitempty"`
-	// GitHubAPIURL (github) is the REST API's base URL. Default:
-	// https://api.github.com for github.com, else <githubURL>/api/v3.
-	GitHubAPIURL string `yaml:"githubAPIURL,omitempty"`
-	// Profile presets defaults and provider quirks: google, azuread, okta,
-	// auth0, cognito, curity, keycloak or generic. Every preset can be
-	// overridden field by field. Default: generic (the standard claims).
-	Profile string `yaml:"profile,omitempty"`
-	// Issuer is the upstream's issuer, exactly as its discovery document
-	// spells it (a trailing slash is kept, as Auth0 needs). With profile
-	// azuread it may be templated for multi-tenant apps:
-	// https://login.microsoftonline.com/{tenantid}/v2.0 (tenants is then
-	// required). Required, except with profile google
-	// (default https://accounts.google.com).
-	Issuer string `yaml:"issuer"`
-	// Tenants (azuread) are the accepted directory ids (the tid claim).
-	// Required with a templated issuer; a person of another tenant is
-	// refused with a 403 page.
-	Tenants []string `yaml:"tenants,omitempty"`
-	// HostedDomains (google) are the accepted Google Workspace domains:
-	// sent as hd=<domain> (one) or hd=* (several), and checked in the ID
-	// token's hd claim, so gmail.com accounts are refused.
-	HostedDomains []string `yaml:"hostedDomains,omitempty"`
-	// ClientID is Keyward's client ID at the upstream. Required.
-	ClientID string `yaml:"clientID"`
-	// ClientSecretFile holds Keyward's client secret at the upstream. Exactly
-	// one of it and ClientSecret is required.
-	ClientSecretFile string `yaml:"clientSecretFile,omitempty"`
-	// ClientSecret is the secret itself, normally "${ENV_VAR}".
-	ClientSecret string `yaml:"clientSecret,omitempty"`
-	// Scopes requested upstream; must include openid. An explicit list
-	// replaces the profile's. Default: [openid, email, profile]
-	// (okta: plus groups).
-	Scopes       []string     `yaml:"scopes,omitempty"`
-	ClaimMapping ClaimMapping `yaml:"claimMapping,omitempty"`
-	// TrustEmail treats every email this upstream sends as verified, even
-	// with email_verified false or missing: Keyward's tokens carry it with
-	// email_verified: true, and allow rules count it as verified. Only for
-	// an IdP whose administrators set the addresses (an Entra ID tenant
-	// that sends no email_verified; see docs/providers). Default: false:
-	// an email the upstream does not mark verified is left out of
-	// Keyward's tokens and userinfo.
-	TrustEmail bool `yaml:"trustEmail,omitempty"`
-	// Allow are conditions every person must meet to sign in through this
-	// upstream; all configured ones must hold. A refused person sees a 403
-	// page and the refusal is audited. Default: everyone the upstream signs
-	// in is allowed.
-	Allow AllowConfig `yaml:"allow,omitempty"`
-	// GroupsOverage (azuread) is what to do when the ID token says the
-	// person has too many groups to list: graph reads them from Microsoft
-	// Graph with the upstream access token (the app needs
-	// GroupMember.Read.All), refuse shows a 403 page. Default: graph.
-	GroupsOverage string `yaml:"groupsOverage,omitempty"`
-	// GraphURL (azuread) is Microsoft Graph's base URL, for national clouds
-	// and tests. Default: https://graph.microsoft.com.
-	GraphURL string `yaml:"graphURL,omitempty"`
-	// LogoutURL is the upstream's logout page, used when its discovery has
-	// no end_session_endpoint (cognito:
-	// https://<domain>/logout?client_id=…&logout_uri={post_logout_redirect_uri}).
-	// When set it wins over discovery's. It is used as given, except that
-	// {post_logout_redirect_uri} becomes <issuer>/logout/upstream-done,
-	// URL-escaped. https (http only for loopback). Optional.
-	LogoutURL string `yaml:"logoutURL,omitempty"`
-	// UpstreamLogout: signing out of Keyward (/end_session) signs the
-	// person out at this upstream too, so that the next sign-in asks for
-	// their password again (shared kiosks, a strict sign-out). The browser
-	// goes to logoutURL, else discovery's end_session_endpoint, and back to
-	// <issuer>/logout/upstream-done (register it at the provider). Default:
-	// false: only Keyward's session ends, as with Dex and oauth2-proxy,
-	// because it would also end the person's other applications at the
-	// provider.
-	UpstreamLogout bool `yaml:"upstreamLogout,omitempty"`
-	// Userinfo says when the userinfo endpoint is asked: auto (when the
-	// mapped email, name or groups are missing from the ID token), always,
-	// or never. Default: auto.
-	Userinfo string `yaml:"userinfo,omitempty"`
-	// NativeClientIDs are native apps' client IDs at this upstream: their
-	// ID tokens may be exchanged for Keyward tokens (native sign-in; see
-	// docs/token-exchange.md). Not with a templated issuer. Default: none,
-	// native sign-in off.
-	NativeClientIDs []string `yaml:"nativeClientIDs,omitempty"`
-	// NativePublicClients lets public clients (mobile apps) do native
-	// sign-in with this upstream. Default: false.
-	NativePublicClients bool `yaml:"nativePublicClients,omitempty"`
-	// RecheckInterval, when set, makes Keyward refresh the person's grant
-	// at this upstream at a Keyward refresh once this long has passed since
-	// the upstream last vouched for them; a refusal (the person was
-	// disabled there) ends the Keyward session. Once the Keyward session
-	// is over (tokens.sessionTTL) the re-check cannot run and refreshes are
-	// refused: the person signs in again. Scopes must include
-	// offline_access. Default: 0, off.
-	RecheckInterval Duration `yaml:"recheckInterval,omitempty"`
-	// RecheckMaxAge: once the upstream has not vouched for a person for
-	// longer than this (no accepted re-check: an outage, error answers
-	// such as Dex's 500 for a deleted user, Keyward's credentials there
-	// refused), the next refresh or single sign-on ends the Keyward
-	// session. At least recheckInterval. Default: 1h, or twice
-	// recheckInterval when that is longer (docs/behind-another-broker.md).
-	RecheckMaxAge Duration `yaml:"recheckMaxAge,omitempty"`
-}
-
-// ClaimMapping names the upstream claims that fill the identity; an
-// omitted field takes the profile's default. Each value is a path: first
-// looked up as one top-level claim name ("https://example.com/roles" and
-// "cognito:groups" work as is), else split on "." and walked through
-// nested objects ("realm_access.roles").
-type ClaimMapping struct {
-	// Subject is the claim holding the stable upstream subject (azuread may
-	// use oid). Keyward's subject is derived from the upstream id and this
-	// value: changing it changes every person's Keyward subject (they
-	// become new subjects). Default: sub.
-	Subject string `yaml:"subject,omitempty"`
-	Email   string `yaml:"email,omitempty"` // Default: email.
-	// EmailFallbacks are tried in order when the email claim is missing; a
-	// value counts only when it holds an "@". Default: none (azuread: upn,
-	// preferred_username).
-	EmailFallbacks []string `yaml:"emailFallbacks,omitempty"`
-	// EmailVerified is read only for an email from Email; a missing claim
-	// means unknown (not false). Default: email_verified.
-	EmailVerified string `yaml:"emailVerified,omitempty"`
-	Name          string `yaml:"name,omitempty"` // Default: name.
-	// PreferredUsername: Default preferred_username (cognito:
-	// cognito:username).
-	PreferredUsername string `yaml:"preferredUsername,omitempty"`
-	// PreferredUsernameFallbacks are tried in order when it is missing.
-	PreferredUsernameFallbacks []string `yaml:"preferredUsernameFallbacks,omitempty"`
-	// Groups is one path or a list of paths; their values (a string or a
-	// list) are merged and deduplicated. Default: groups (google, auth0:
-	// none; cognito: cognito:groups; keycloak: realm_access.roles).
-	Groups StringList `yaml:"groups,omitempty"`
-	// GroupsPrefix is added to every group value, e.g. "kc:".
-	GroupsPrefix string `yaml:"groupsPrefix,omitempty"`
-	// Claims copies further claims into Keyward's tokens under a new name:
-	// {department: "https://example.com/department"}. String, boolean and
-	// number values are copied as strings, into ID tokens and userinfo with
-	// the profile scope, and into access tokens when tokens.claims names
-	// them. A name may not be one Keyward sets itself.
-	Claims map[string]string `yaml:"claims,omitempty"`
-}
-
-// AllowConfig are conditions on the mapped identity; all configured ones
-// must hold.
-type AllowConfig struct {
-	// EmailDomains: the mapped email's domain, case-insensitively and
-	// exactly; "*.example.com" accepts its subdomains (not example.com).
-	// The email must be verified (or trustEmail set).
-	EmailDomains []string `yaml:"emailDomains,omitempty"`
-	// Groups: the person must be in at least one (after groupsPrefix).
-	Groups []string `yaml:"groups,omitempty"`
-	// RequireEmailVerified: email_verified must be present and true (with
-	// trustEmail: an email must be present).
-	RequireEmailVerified bool `yaml:"requireEmailVerified,omitempty"`
-	// Claims are required claims: path → one accepted value or a list.
-	// A list claim matches when one of its values is accepted.
-	Claims map[string]StringList `yaml:"claims,omitempty"`
 }
 
 // ClientConfig is one static OAuth client (relying party).
@@ -365,25 +195,7 @@ func (c *Config) withDefaults() {
 	setDefault(&t.SessionTTL, Duration(24*time.Hour))
 	setDefaults(&t.Claims, "email", "name", "groups", "preferred_username")
 	for i := range c.Upstreams {
-		u := &c.Upstreams[i]
-		setDefault(&u.Name, u.ID)
-		if u.Type == upstreamGitHub {
-			setDefault(&u.GitHubURL, federation.DefaultGitHubURL)
-			continue // no profile preset: the GitHub upstream's mapping is fixed
-		}
-		// The profile's preset, as federation applies it (an unknown
-		// profile gets generic's; Validate reports it).
-		ps := federation.Profile(u.Profile).Preset()
-		setDefault(&u.Issuer, ps.Issuer)
-		setDefaults(&u.Scopes, ps.Scopes...)
-		m, pm := &u.ClaimMapping, ps.Claims
-		setDefault(&m.Subject, pm.Subject)
-		setDefault(&m.Email, pm.Email)
-		setDefault(&m.EmailVerified, pm.EmailVerified)
-		setDefault(&m.Name, pm.Name)
-		setDefault(&m.PreferredUsername, pm.PreferredUsername)
-		setDefaults(&m.EmailFallbacks, pm.EmailFallbacks...)
-		setDefaults((*[]string)(&m.Groups), pm.Groups...)
+		c.Upstreams[i].SetDefaults()
 	}
 	for i := range c.Clients {
 		cl := &c.Clients[i]
@@ -469,7 +281,7 @@ const sessionSecretHint = "at least 32 random bytes, e.g. head -c32 /dev/urandom
 // by ResolveSecrets, upstream discovery at startup.
 func (c *Config) Validate() error {
 	var p problems
-	checkIssuer(&p, "issuer", c.Issuer)
+	p.CheckURL("issuer", c.Issuer)
 	checkListen(&p, "listen", c.Listen)
 	if c.TLS.Enabled() && c.TLS.CertFile == "" {
 		p.Add("tls.certFile", "set it too (tls needs both certFile and keyFile) or remove tls")
@@ -495,7 +307,6 @@ func (c *Config) Validate() error {
 	c.validateUpstreams(&p)
 	c.validateClients(&p)
 	c.validateTrust(&p)
-	c.validateNative(&p)
 	validateLoggingMetrics(&p, c.Logging, c.Metrics, c.Listen)
 	c.validateAdmin(&p)
 	c.validateLimits(&p)
@@ -552,7 +363,7 @@ func (c *Config) validateTokens(p *problems) {
 	}
 	copied := map[string]bool{}
 	for _, u := range c.Upstreams {
-		for name := range u.ClaimMapping.Claims {
+		for name := range u.Claims.Claims {
 			copied[name] = true
 		}
 	}
@@ -563,6 +374,7 @@ func (c *Config) validateTokens(p *problems) {
 	}
 }
 
+// validateUpstreams checks the list; federation checks each entry.
 func (c *Config) validateUpstreams(p *problems) {
 	if len(c.Upstreams) == 0 {
 		p.Add("upstreams", "add at least one upstream identity provider (id, issuer, clientID, clientSecretFile)")
@@ -570,43 +382,12 @@ func (c *Config) validateUpstreams(p *problems) {
 	seen := map[string]int{}
 	for i, u := range c.Upstreams {
 		path := fmt.Sprintf("upstreams[%d]", i)
-		switch first, dup := seen[u.ID]; {
-		case u.ID == "":
-			p.Add(path+".id", "set it to a short stable name such as corp or google; it becomes part of every subject")
-		case !upstreamIDRE.MatchString(u.ID):
-			p.Add(path+".id", "%q must match [a-z0-9][a-z0-9-_.]* (it becomes part of every subject)", u.ID)
-		case dup:
+		if first, dup := seen[u.ID]; dup && u.ID != "" {
 			p.Add(path+".id", "%q is used twice (also upstreams[%d])", u.ID, first)
-		default:
+		} else {
 			seen[u.ID] = i
 		}
-		oidc := validateUpstreamType(p, path, u) // github's fields are checked there
-		if oidc {
-			checkIssuer(p, path+".issuer", federation.DiscoveryURL(u.Issuer))
-			validateProfile(p, path, u)
-		}
-		if u.ClientID == "" {
-			p.Add(path+".clientID", "set it to Keyward's client ID at this identity provider")
-		}
-		switch {
-		case u.ClientSecretFile == "" && u.ClientSecret == "":
-			p.Add(path+".clientSecretFile", "set it (or clientSecret: ${ENV_VAR}) to Keyward's client secret at this identity provider")
-		case u.ClientSecretFile != "" && u.ClientSecret != "":
-			p.Add(path+".clientSecret", "set either clientSecretFile or clientSecret, not both")
-		}
-		if oidc && !slices.Contains(u.Scopes, "openid") {
-			p.Add(path+".scopes", "add openid (Keyward signs in with OpenID Connect)")
-		}
-		switch {
-		case !oidc: // validateUpstreamType refuses recheckInterval for github
-		case u.RecheckInterval < 0:
-			p.Add(path+".recheckInterval", "%s must not be negative; 0 (or omitted) turns the re-check off", u.RecheckInterval)
-		case u.RecheckInterval > 0 && !slices.Contains(u.Scopes, "offline_access"):
-			p.Add(path+".scopes", "add offline_access: recheckInterval needs the upstream's refresh token")
-		}
-		if msg := federation.RecheckMaxAgeProblem(time.Duration(u.RecheckInterval), time.Duration(u.RecheckMaxAge)); oidc && msg != "" {
-			p.Add(path+".recheckMaxAge", "%s", msg)
-		}
+		p.AddAll(path, u.Validate())
 	}
 }
 
@@ -678,28 +459,4 @@ func checkListen(p *problems, path, addr string) {
 	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
 		p.Add(path, "%q must be host:port, e.g. 0.0.0.0:8080 or 127.0.0.1:5556", addr)
 	}
-}
-
-const httpsHint = "must use https (http is allowed only for localhost/127.0.0.1/[::1])"
-
-// checkIssuer requires an https URL (http on loopback) with a host and
-// without query, fragment or user info. OIDC Discovery §4.3
-func checkIssuer(p *problems, path, raw string) {
-	if raw == "" {
-		p.Add(path, "set it to the issuer URL (https://…)")
-		return
-	}
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
-		p.Add(path, "%q must be an https URL with a host, e.g. https://sso.example.com", raw)
-	case u.Scheme == "http" && !isLoopback(u.Hostname()):
-		p.Add(path, "%q %s", raw, httpsHint)
-	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#") || u.User != nil:
-		p.Add(path, "%q must not have a query, fragment or user info", raw)
-	}
-}
-
-func isLoopback(host string) bool {
-	return host == "localhost" || host == "127.0.0.1" || host == "::1"
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/keyward/keyward/federation"
 )
 
 // validYAML is a small valid config that the Validate cases edit.
@@ -191,14 +193,14 @@ func TestValidate(t *testing.T) {
 		}, nil},
 		{"azuread email rules with an emailVerified claim", func(c *Config) {
 			u := &c.Upstreams[0]
-			u.Profile, u.Issuer, u.ClaimMapping.EmailVerified = "azuread", "https://login.microsoftonline.com/11111111-2222-3333-4444-555555555555/v2.0", "xms_edov"
+			u.Profile, u.Issuer, u.Claims.EmailVerified = "azuread", "https://login.microsoftonline.com/11111111-2222-3333-4444-555555555555/v2.0", "xms_edov"
 			u.Allow.EmailDomains = []string{"example.com"}
 		}, nil},
 		{"google hosted domains", func(c *Config) {
 			c.Upstreams[1].Profile, c.Upstreams[1].HostedDomains = "google", []string{"example.com"}
 		}, nil},
 		{"copied claim in access tokens", func(c *Config) {
-			c.Upstreams[0].ClaimMapping.Claims = map[string]string{"department": "https://example.com/department"}
+			c.Upstreams[0].Claims.Claims = map[string]string{"department": "https://example.com/department"}
 			c.Tokens.Claims = []string{"email", "department"}
 		}, nil},
 		{"unknown profile", func(c *Config) { c.Upstreams[0].Profile = "ping" }, []string{"upstreams[0].profile"}},
@@ -221,11 +223,11 @@ func TestValidate(t *testing.T) {
 			u.Profile, u.Tenants, u.GroupsOverage, u.Userinfo, u.LogoutURL = "azuread", []string{"a/b"}, "ask", "sometimes", "http://auth.example.com/logout"
 		}, []string{"upstreams[0].tenants[0]", "upstreams[0].groupsOverage", "upstreams[0].logoutURL", "upstreams[0].userinfo"}},
 		{"claim mapping", func(c *Config) {
-			m := &c.Upstreams[0].ClaimMapping
+			m := &c.Upstreams[0].Claims
 			m.Groups, m.GroupsPrefix, m.Claims = StringList{"roles", "roles"}, "kc: ", map[string]string{"sub": "oid", "dept": ""}
 		}, []string{"upstreams[0].claimMapping.groupsPrefix", "upstreams[0].claimMapping.groups[1]", `upstreams[0].claimMapping.claims["dept"]`, `upstreams[0].claimMapping.claims["sub"]`}},
 		{"allow rules", func(c *Config) {
-			c.Upstreams[0].Allow = AllowConfig{EmailDomains: []string{"example.com", "bad domain"}, Groups: []string{""}, Claims: map[string]StringList{"hd": {}}}
+			c.Upstreams[0].Allow = federation.AllowRules{EmailDomains: []string{"example.com", "bad domain"}, Groups: []string{""}, Claims: map[string]StringList{"hd": {}}}
 		}, []string{"upstreams[0].allow.emailDomains[1]", "upstreams[0].allow.groups[0]", `upstreams[0].allow.claims["hd"]`}},
 		{"logging", func(c *Config) { c.Logging = LoggingConfig{Level: "trace", Format: "xml"} }, []string{"logging.level", "logging.format"}},
 		{"metrics on listen", func(c *Config) { c.Metrics.Listen = c.Listen }, []string{"metrics.listen"}},
@@ -361,10 +363,10 @@ clients: [{id: app, redirectURIs: ["https://app.example.com/cb"]}, {id: web, sec
 			RefreshGracePeriod: Duration(10 * time.Second), SessionTTL: Duration(24 * time.Hour),
 			Claims: []string{"email", "name", "groups", "preferred_username"},
 		},
-		Upstreams: []UpstreamConfig{{
-			ID: "corp", Name: "corp", Issuer: "https://idp.example.com/", ClientID: "kw", ClientSecretFile: "/u",
-			Scopes: []string{"openid", "email", "profile"},
-			ClaimMapping: ClaimMapping{
+		Upstreams: []federation.Config{{
+			ID: "corp", Name: "corp", Profile: federation.ProfileGeneric, Issuer: "https://idp.example.com/", ClientID: "kw", ClientSecretFile: "/u",
+			Scopes: []string{"openid", "email", "profile"}, Userinfo: federation.UserinfoAuto,
+			Claims: federation.ClaimMapping{
 				Subject: "sub", Email: "email", EmailVerified: "email_verified", Name: "name",
 				PreferredUsername: "preferred_username", Groups: StringList{"groups"},
 			},
@@ -419,9 +421,9 @@ clients: [{id: app, redirectURIs: ["https://app.example.com/cb"]}]
 	}
 	g, kc, cg := c.Upstreams[0], c.Upstreams[1], c.Upstreams[2]
 	got := []any{
-		g.Issuer, g.Scopes, []string(g.ClaimMapping.Groups), g.Allow.Claims["hd"],
-		[]string(kc.ClaimMapping.Groups), kc.Allow.Claims["acr"], kc.ClaimMapping.PreferredUsername,
-		[]string(cg.ClaimMapping.Groups), cg.ClaimMapping.PreferredUsername,
+		g.Issuer, g.Scopes, []string(g.Claims.Groups), g.Allow.Claims["hd"],
+		[]string(kc.Claims.Groups), kc.Allow.Claims["acr"], kc.Claims.PreferredUsername,
+		[]string(cg.Claims.Groups), cg.Claims.PreferredUsername,
 	}
 	want := []any{
 		"https://accounts.google.com", []string{"openid", "email", "profile"}, []string(nil), StringList{"example.com"},

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -91,21 +90,3 @@ func (c *Config) validateTrust(p *problems) {
 // trustYAMLFields maps federation.TrustRule's field names in its messages to
 // the YAML keys where they differ.
 var trustYAMLFields = map[string]string{"max_ttl": "maxTTL"}
-
-// validateNative checks the native sign-in settings of each upstream.
-func (c *Config) validateNative(p *problems) {
-	for i, u := range c.Upstreams {
-		path := fmt.Sprintf("upstreams[%d]", i)
-		for j, id := range u.NativeClientIDs {
-			switch {
-			case id == "" || strings.TrimSpace(id) != id:
-				p.Add(fmt.Sprintf("%s.nativeClientIDs[%d]", path, j), "%q must be a client ID without surrounding space", id)
-			case slices.Index(u.NativeClientIDs, id) < j:
-				p.Add(fmt.Sprintf("%s.nativeClientIDs[%d]", path, j), "%q is listed twice", id)
-			}
-		}
-		if u.NativePublicClients && len(u.NativeClientIDs) == 0 {
-			p.Add(path+".nativePublicClients", "needs nativeClientIDs (the native apps' client IDs at this upstream); without them native sign-in is off")
-		}
-	}
-}

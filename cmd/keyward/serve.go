@@ -242,53 +242,11 @@ func buildUpstreams(ctx context.Context, cfg *Config, sec Secrets, log *slog.Log
 	client := &http.Client{Timeout: httpserver.UpstreamTimeout, Transport: transport}
 	var ups []broker.Upstream
 	for i, u := range cfg.Upstreams {
-		if u.Type == upstreamGitHub { // no discovery: ready at once
-			up, err := openGitHub(ctx, cfg, sec, u, client, log)
-			if err != nil {
-				return nil, fmt.Errorf("upstreams[%d] (%s): %w", i, u.ID, err)
-			}
-			ups = append(ups, up)
-			continue
-		}
-		fc := federation.Config{
-			ID:            u.ID,
-			Name:          u.Name,
-			Profile:       federation.Profile(u.Profile),
-			Issuer:        u.Issuer,
-			ClientID:      u.ClientID,
-			ClientSecret:  sec.UpstreamClientSecrets[u.ID],
-			RedirectURL:   cfg.Issuer + "/callback",
-			Scopes:        u.Scopes,
-			Tenants:       u.Tenants,
-			HostedDomains: u.HostedDomains,
-			Claims: federation.ClaimMapping{
-				Subject:                    u.ClaimMapping.Subject,
-				Email:                      u.ClaimMapping.Email,
-				EmailFallbacks:             u.ClaimMapping.EmailFallbacks,
-				EmailVerified:              u.ClaimMapping.EmailVerified,
-				Name:                       u.ClaimMapping.Name,
-				PreferredUsername:          u.ClaimMapping.PreferredUsername,
-				PreferredUsernameFallbacks: u.ClaimMapping.PreferredUsernameFallbacks,
-				Groups:                     u.ClaimMapping.Groups,
-				GroupsPrefix:               u.ClaimMapping.GroupsPrefix,
-				Claims:                     u.ClaimMapping.Claims,
-			},
-			TrustEmail:          u.TrustEmail,
-			Allow:               u.Allow.rules(),
-			GroupsOverage:       federation.Overage(u.GroupsOverage),
-			GraphURL:            u.GraphURL,
-			LogoutURL:           u.LogoutURL,
-			UpstreamLogout:      u.UpstreamLogout,
-			Userinfo:            federation.UserinfoMode(u.Userinfo),
-			NativeClientIDs:     u.NativeClientIDs,
-			NativePublicClients: u.NativePublicClients,
-			RecheckInterval:     time.Duration(u.RecheckInterval),
-			RecheckMaxAge:       time.Duration(u.RecheckMaxAge),
-		}
-		// A discovery failure does not stop the start: the upstream is
-		// retried in the background until ctx ends (shutdown), and is
-		// shown as unavailable meanwhile. A config error still stops it.
-		up, err := federation.OpenLazy(ctx, fc, client, log)
+		// The secret as ResolveSecrets read it (from the file or inline),
+		// and the callback every upstream shares.
+		u.ClientSecret, u.ClientSecretFile = sec.UpstreamClientSecrets[u.ID], ""
+		u.RedirectURL = cfg.Issuer + "/callback"
+		up, err := openUpstream(ctx, u, client, log)
 		if err != nil {
 			return nil, fmt.Errorf("upstreams[%d] (%s): %w", i, u.ID, err)
 		}
@@ -297,14 +255,16 @@ func buildUpstreams(ctx context.Context, cfg *Config, sec Secrets, log *slog.Log
 	return ups, nil
 }
 
-// rules converts the allow block for federation.AllowRules.
-func (a AllowConfig) rules() federation.AllowRules {
-	return federation.AllowRules{
-		EmailDomains:         a.EmailDomains,
-		Groups:               a.Groups,
-		RequireEmailVerified: a.RequireEmailVerified,
-		Claims:               a.claims(),
+// openUpstream opens u by its type. A GitHub upstream needs no discovery
+// and is ready at once. An OpenID Provider whose discovery fails does not
+// stop the start: it is retried in the background until ctx ends
+// (shutdown), and is shown as unavailable meanwhile; a config error still
+// stops it.
+func openUpstream(ctx context.Context, u federation.Config, client *http.Client, log *slog.Logger) (broker.Upstream, error) {
+	if u.Type == federation.TypeGitHub {
+		return u.OpenGitHub(ctx, client, log)
 	}
+	return federation.OpenLazy(ctx, u, client, log)
 }
 
 // buildTrust assembles the workload-federation trust rules. It does no I/O:

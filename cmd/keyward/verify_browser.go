@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/keyward/keyward/config"
 	"github.com/keyward/keyward/web/verify"
 )
 
@@ -84,8 +85,8 @@ func (c *VerifyConfig) validateBrowser(p *problems) {
 		p.Add("browser.redirectURL", "set it to the callback as browsers reach it, e.g. https://shop.example.com/oauth2/callback")
 	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.RawQuery != "" || u.Fragment != "":
 		p.Add("browser.redirectURL", "%q must be an absolute https URL without query, e.g. https://shop.example.com/oauth2/callback", b.RedirectURL)
-	case u.Scheme == "http" && !isLoopback(u.Hostname()):
-		p.Add("browser.redirectURL", "%q %s: the session cookie is Secure", b.RedirectURL, httpsHint)
+	case u.Scheme == "http" && !config.IsLoopback(u.Hostname()):
+		p.Add("browser.redirectURL", "%q %s: the session cookie is Secure", b.RedirectURL, config.HTTPSHint)
 	case !strings.HasPrefix(u.Path, "/oauth2/") || slices.Contains([]string{"/oauth2/auth", "/oauth2/start", "/oauth2/sign_out"}, u.Path):
 		p.Add("browser.redirectURL", "%q: the path must be under /oauth2/ and not auth, start or sign_out; use /oauth2/callback", b.RedirectURL)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/keyward/keyward/config"
 	"github.com/keyward/keyward/web/httpserver"
 	"github.com/keyward/keyward/web/verify"
 )
@@ -151,7 +152,7 @@ func (c *VerifyConfig) withDefaults() {
 // when the verifier starts.
 func (c *VerifyConfig) Validate() error {
 	var p problems
-	checkIssuer(&p, "issuer", c.Issuer)
+	p.CheckURL("issuer", c.Issuer)
 	if len(c.Audience) == 0 {
 		p.Add("audience", "list the audiences this verifier accepts, e.g. [orders-api] (the audiences of the broker's clients)")
 	}
@@ -197,8 +198,8 @@ func checkJWKSURL(p *problems, path, raw string) {
 	switch {
 	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
 		p.Add(path, "%q must be an https URL with a host, e.g. https://sso.example.com/keys", raw)
-	case u.Scheme == "http" && !isLoopback(u.Hostname()):
-		p.Add(path, "%q %s", raw, httpsHint)
+	case u.Scheme == "http" && !config.IsLoopback(u.Hostname()):
+		p.Add(path, "%q %s", raw, config.HTTPSHint)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/keyward/keyward/config"
 	"github.com/keyward/keyward/web/verify"
 )
 
@@ -57,8 +58,8 @@ func (c *VerifyConfig) validateRevocationFeed(p *problems) {
 	}
 	if u, err := url.Parse(f.URL); f.URL != "" && (err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.RawQuery != "" || u.Fragment != "") {
 		p.Add("revocationFeed.url", "%q must be an https URL without query, e.g. https://sso.example.com/revocations", f.URL)
-	} else if err == nil && u.Scheme == "http" && !isLoopback(u.Hostname()) {
-		p.Add("revocationFeed.url", "%q %s: the verifier sends its client secret there", f.URL, httpsHint)
+	} else if err == nil && u.Scheme == "http" && !config.IsLoopback(u.Hostname()) {
+		p.Add("revocationFeed.url", "%q %s: the verifier sends its client secret there", f.URL, config.HTTPSHint)
 	}
 	switch d := time.Duration(f.Interval); {
 	case d < minRevocationInterval:
