@@ -57,7 +57,9 @@
 //
 // # Imports
 //
-// keys imports store (records and sentinels), golang-jwt/v5, go-jose/v4 (to
-// write the JWKS) and the standard library. It must never import fosite,
+// keys imports store (records and sentinels), config (its Config is also
+// keyward.yaml's keys section, with SetDefaults and Validate in
+// config_yaml.go), golang-jwt/v5, go-jose/v4 (to write the JWKS) and the
+// standard library. It must never import fosite,
 // broker, web, web/verify, cmd or a store backend.
 package keys

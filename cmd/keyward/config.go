@@ -12,6 +12,7 @@ import (
 
 	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/federation"
+	"github.com/keyward/keyward/keys"
 )
 
 // Config is the shape of keyward.yaml. LoadConfig reads it, Validate checks
@@ -34,10 +35,11 @@ type Config struct {
 	// SessionSecret is required.
 	SessionSecretFile string `yaml:"sessionSecretFile,omitempty"`
 	// SessionSecret is the secret itself, normally "${ENV_VAR}".
-	SessionSecret string       `yaml:"sessionSecret,omitempty"`
-	Store         StoreConfig  `yaml:"store,omitempty"`
-	Keys          KeysConfig   `yaml:"keys,omitempty"`
-	Tokens        TokensConfig `yaml:"tokens,omitempty"`
+	SessionSecret string      `yaml:"sessionSecret,omitempty"`
+	Store         StoreConfig `yaml:"store,omitempty"`
+	// Keys are the signing keys' settings; keys owns them.
+	Keys   keys.Config  `yaml:"keys,omitempty"`
+	Tokens TokensConfig `yaml:"tokens,omitempty"`
 	// Upstreams are the identity providers people sign in with; federation
 	// owns each entry's fields, defaults and validation.
 	Upstreams []federation.Config `yaml:"upstreams"`
@@ -69,23 +71,6 @@ type TLSConfig struct {
 
 // Enabled reports whether the broker serves HTTPS itself.
 func (t TLSConfig) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
-
-// KeysConfig configures the signing keys.
-type KeysConfig struct {
-	// Algorithm is RS256, ES256 or EdDSA. Default: RS256.
-	Algorithm string `yaml:"algorithm,omitempty"`
-	// RotationPeriod is how long a key signs before the next takes over; at
-	// least twice JWKSMaxAge. Default: 24h.
-	RotationPeriod Duration `yaml:"rotationPeriod,omitempty"`
-	// JWKSMaxAge caps the Cache-Control max-age of the JWKS (which is
-	// otherwise the time to the next rotation). Default: 1h.
-	JWKSMaxAge Duration `yaml:"jwksMaxAge,omitempty"`
-	// EncryptionKeyFile holds a 32-byte AES-256-GCM key that encrypts private
-	// keys at rest: 32 raw bytes, or those bytes as base64 or hex. Optional:
-	// by default they are encrypted with a key derived from the session
-	// secret (docs/deployment.md).
-	EncryptionKeyFile string `yaml:"encryptionKeyFile,omitempty"`
-}
 
 // TokensConfig configures token lifetimes and contents.
 type TokensConfig struct {
@@ -181,10 +166,7 @@ func (c *Config) withDefaults() {
 	if decode, ok := storeTypes[c.Store.Type]; ok && c.Store.Backend == nil {
 		c.Store.Backend, _ = decode(func(any) error { return nil }) // The zero settings.
 	}
-	k := &c.Keys
-	setDefault(&k.Algorithm, "RS256")
-	setDefault(&k.RotationPeriod, Duration(24*time.Hour))
-	setDefault(&k.JWKSMaxAge, Duration(time.Hour))
+	c.Keys.SetDefaults()
 	t := &c.Tokens
 	setDefault(&t.AccessTokenTTL, Duration(5*time.Minute))
 	setDefault(&t.IDTokenTTL, Duration(15*time.Minute))
@@ -269,7 +251,6 @@ const (
 
 var (
 	grantTypes     = []string{grantAuthorizationCode, grantRefreshToken, grantClientCredentials, grantTokenExchange}
-	algorithms     = []string{"RS256", "ES256", "EdDSA"}
 	identityClaims = []string{"email", "email_verified", "name", "preferred_username", "groups"}
 	upstreamIDRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
 )
@@ -302,7 +283,7 @@ func (c *Config) Validate() error {
 	} else {
 		c.Store.Backend.validate(&p, "store")
 	}
-	c.validateKeys(&p)
+	p.AddAll("keys", c.Keys.Validate())
 	c.validateTokens(&p)
 	c.validateUpstreams(&p)
 	c.validateClients(&p)
@@ -327,24 +308,6 @@ func validateLoggingMetrics(p *problems, l LoggingConfig, m MetricsConfig, liste
 		if m.Listen == listen {
 			p.Add("metrics.listen", "%q is also listen; use another port", m.Listen)
 		}
-	}
-}
-
-func (c *Config) validateKeys(p *problems) {
-	k := c.Keys
-	if !slices.Contains(algorithms, k.Algorithm) {
-		p.Add("keys.algorithm", "%q is not supported; use RS256, ES256 or EdDSA", k.Algorithm)
-	}
-	checkTTL(p, "keys.rotationPeriod", k.RotationPeriod, 0)
-	checkTTL(p, "keys.jwksMaxAge", k.JWKSMaxAge, 0)
-	if k.JWKSMaxAge > 0 && time.Duration(k.JWKSMaxAge) < time.Minute {
-		// Verifiers (keyward verify, go-oidc and most gateways) cache a JWKS
-		// for at least a minute whatever max-age says.
-		p.Add("keys.jwksMaxAge", "%s is below the 1m that verifiers cache a JWKS at the least; use 1m or more", k.JWKSMaxAge)
-	}
-	if k.JWKSMaxAge > 0 && k.RotationPeriod < 2*k.JWKSMaxAge {
-		p.Add("keys.rotationPeriod", "%s is shorter than twice keys.jwksMaxAge (%s), so a new key could sign before caches know it; use at least %s or lower jwksMaxAge",
-			k.RotationPeriod, k.JWKSMaxAge, 2*k.JWKSMaxAge)
 	}
 }
 

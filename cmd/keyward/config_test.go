@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/keyward/keyward/federation"
+	"github.com/keyward/keyward/keys"
 )
 
 // validYAML is a small valid config that the Validate cases edit.
@@ -356,7 +357,7 @@ clients: [{id: app, redirectURIs: ["https://app.example.com/cb"]}, {id: web, sec
 	want := &Config{
 		Issuer: "https://sso.example.com", Listen: "127.0.0.1:5556", SessionSecretFile: "/s",
 		Store: StoreConfig{Type: "bolt", Backend: &BoltStoreConfig{}},
-		Keys:  KeysConfig{Algorithm: "RS256", RotationPeriod: Duration(24 * time.Hour), JWKSMaxAge: Duration(time.Hour)},
+		Keys:  keys.Config{Algorithm: "RS256", RotationPeriod: Duration(24 * time.Hour), JWKSMaxAge: Duration(time.Hour)},
 		Tokens: TokensConfig{
 			AccessTokenTTL: Duration(5 * time.Minute), IDTokenTTL: Duration(15 * time.Minute), AuthCodeTTL: Duration(time.Minute),
 			RefreshTokenIdleTTL: Duration(168 * time.Hour), RefreshTokenMaxTTL: Duration(720 * time.Hour),

@@ -138,16 +138,10 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 // Private keys are sealed with keys.encryptionKeyFile's key when set, else
 // with one derived from the session secret.
 func keysConfig(cfg *Config, sec Secrets, st store.Store, log *slog.Logger) keys.Config {
-	return keys.Config{
-		Store:          st,
-		Algorithm:      cfg.Keys.Algorithm,
-		RotationPeriod: time.Duration(cfg.Keys.RotationPeriod),
-		JWKSMaxAge:     time.Duration(cfg.Keys.JWKSMaxAge),
-		MaxTokenTTL:    cfg.Tokens.MaxSignedTTL(),
-		SessionSecret:  sec.SessionSecret,
-		EncryptionKey:  sec.EncryptionKey,
-		Logger:         log,
-	}
+	k := cfg.Keys // the file's settings; the rest is wiring
+	k.Store, k.MaxTokenTTL, k.Logger = st, cfg.Tokens.MaxSignedTTL(), log
+	k.SessionSecret, k.EncryptionKey = sec.SessionSecret, sec.EncryptionKey
+	return k
 }
 
 func buildBrokerConfig(cfg *Config, sec Secrets, st store.Store, k *keys.Manager, ups []broker.Upstream, log *slog.Logger) broker.Config {
