@@ -23,9 +23,9 @@ type Client struct {
 	Public                 bool
 	RedirectURIs           []string
 	PostLogoutRedirectURIs []string
-	// GrantTypes. Default: authorization_code, refresh_token.
+	// GrantTypes. Default: DefaultGrantTypes.
 	GrantTypes []string
-	// Scopes the client may request. Default: openid email profile groups offline_access.
+	// Scopes the client may request. Default: DefaultClientScopes.
 	Scopes []string
 	// Audiences the client may receive tokens for. Default: the client ID.
 	Audiences []string
@@ -226,11 +226,11 @@ func newClientRegistry(cs []Client) (*clientRegistry, error) {
 		}
 		grants := c.GrantTypes
 		if len(grants) == 0 {
-			grants = []string{"authorization_code", "refresh_token"}
+			grants = DefaultGrantTypes()
 		}
 		scopes := c.Scopes
 		if len(scopes) == 0 {
-			scopes = []string{"openid", "email", "profile", "groups", "offline_access"}
+			scopes = DefaultClientScopes()
 		}
 		auds := c.Audiences
 		if len(auds) == 0 {

@@ -168,22 +168,22 @@ func (c *Config) withDefaults() {
 	}
 	c.Keys.SetDefaults()
 	t := &c.Tokens
-	setDefault(&t.AccessTokenTTL, Duration(5*time.Minute))
-	setDefault(&t.IDTokenTTL, Duration(15*time.Minute))
-	setDefault(&t.AuthCodeTTL, Duration(time.Minute))
-	setDefault(&t.RefreshTokenIdleTTL, Duration(168*time.Hour))
-	setDefault(&t.RefreshTokenMaxTTL, Duration(720*time.Hour))
-	setDefault(&t.RefreshGracePeriod, Duration(10*time.Second))
-	setDefault(&t.SessionTTL, Duration(24*time.Hour))
-	setDefaults(&t.Claims, "email", "name", "groups", "preferred_username")
+	setDefault(&t.AccessTokenTTL, Duration(broker.DefaultAccessTokenTTL))
+	setDefault(&t.IDTokenTTL, Duration(broker.DefaultIDTokenTTL))
+	setDefault(&t.AuthCodeTTL, Duration(broker.DefaultAuthCodeTTL))
+	setDefault(&t.RefreshTokenIdleTTL, Duration(broker.DefaultRefreshTokenIdleTTL))
+	setDefault(&t.RefreshTokenMaxTTL, Duration(broker.DefaultRefreshTokenMaxTTL))
+	setDefault(&t.RefreshGracePeriod, Duration(broker.DefaultRefreshGracePeriod))
+	setDefault(&t.SessionTTL, Duration(broker.DefaultSessionTTL))
+	setDefaults(&t.Claims, broker.DefaultAccessTokenClaims()...)
 	for i := range c.Upstreams {
 		c.Upstreams[i].SetDefaults()
 	}
 	for i := range c.Clients {
 		cl := &c.Clients[i]
 		setDefault(&cl.Name, cl.ID)
-		setDefaults(&cl.GrantTypes, grantAuthorizationCode, grantRefreshToken)
-		setDefaults(&cl.Scopes, "openid", "email", "profile", "groups", "offline_access")
+		setDefaults(&cl.GrantTypes, broker.DefaultGrantTypes()...)
+		setDefaults(&cl.Scopes, broker.DefaultClientScopes()...)
 		setDefaults(&cl.Audiences, cl.ID)
 	}
 	setDefault(&c.Admin.Listen, "127.0.0.1:8081")
