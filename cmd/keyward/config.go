@@ -13,6 +13,8 @@ import (
 	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/federation"
 	"github.com/keyward/keyward/keys"
+	"github.com/keyward/keyward/store/bolt"
+	"github.com/keyward/keyward/store/postgres"
 )
 
 // Config is the shape of keyward.yaml. LoadConfig reads it, Validate checks
@@ -210,36 +212,23 @@ func setDefaults(p *[]string, v ...string) {
 type StoreConfig struct {
 	// Type is bolt (one process) or postgres (several replicas). Default: bolt.
 	Type string
-	// Backend holds the settings of Type: *BoltStoreConfig or
-	// *PostgresStoreConfig. Nil when Type is unknown (Validate reports it).
+	// Backend holds the settings of Type: *bolt.Options or
+	// *postgres.Options. Nil when Type is unknown (Validate reports it).
 	Backend StoreBackend
 }
 
-// StoreBackend is the per-type part of a StoreConfig.
+// StoreBackend is the per-type part of a StoreConfig: the backend's own
+// Options, which validate themselves by path within the section.
 type StoreBackend interface {
-	validate(p *problems, path string)
+	Validate() error
 }
 
-// storeTypes is the registry of store types: a new backend adds its settings
+// storeTypes is the registry of store types: a new backend adds its Options
 // type here. Only cmd knows the concrete backends.
 var storeTypes = map[string]func(unmarshal func(any) error) (StoreBackend, error){
-	"bolt":     decodeStore[BoltStoreConfig],
-	"postgres": decodeStore[PostgresStoreConfig],
+	"bolt":     decodeStore[bolt.Options],
+	"postgres": decodeStore[postgres.Options],
 }
-
-// BoltStoreConfig is the settings of the embedded bbolt store (one process).
-type BoltStoreConfig struct {
-	// Path of the database file; created when missing. Required.
-	Path string `yaml:"path,omitempty"`
-}
-
-func (b *BoltStoreConfig) validate(p *problems, path string) {
-	if b.Path == "" {
-		p.Add(path+".path", "set it to the database file, e.g. /var/lib/keyward/keyward.db")
-	}
-}
-
-// PostgresStoreConfig is in config_store.go.
 
 // Grant types a client may use.
 const (
@@ -281,7 +270,7 @@ func (c *Config) Validate() error {
 	if c.Store.Backend == nil {
 		p.Add("store.type", "%q is not a store type; use bolt or postgres", c.Store.Type)
 	} else {
-		c.Store.Backend.validate(&p, "store")
+		p.AddAll("store", c.Store.Backend.Validate())
 	}
 	p.AddAll("keys", c.Keys.Validate())
 	c.validateTokens(&p)

@@ -21,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/keyward/keyward/config"
+	"github.com/keyward/keyward/store/postgres"
 )
 
 // Duration and StringList are config's: keyward.yaml and the packages'
@@ -173,7 +174,7 @@ func expandSecretEnv(c *Config, lookupEnv func(string) (string, bool)) error {
 		}
 	}
 	expand("sessionSecret", &c.SessionSecret)
-	if pg, ok := c.Store.Backend.(*PostgresStoreConfig); ok {
+	if pg, ok := c.Store.Backend.(*postgres.Options); ok {
 		expand("store.dsn", &pg.DSN)
 	}
 	for i := range c.Upstreams {

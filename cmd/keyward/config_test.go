@@ -17,6 +17,8 @@ import (
 
 	"github.com/keyward/keyward/federation"
 	"github.com/keyward/keyward/keys"
+	"github.com/keyward/keyward/store/bolt"
+	"github.com/keyward/keyward/store/postgres"
 )
 
 // validYAML is a small valid config that the Validate cases edit.
@@ -97,8 +99,8 @@ func TestValidate(t *testing.T) {
 		{"two session secrets", func(c *Config) { c.SessionSecretFile = "/s" }, []string{"sessionSecret"}},
 		{"short session secret", func(c *Config) { c.SessionSecret = "short     \n" }, []string{"sessionSecret"}},
 		{"unknown store", func(c *Config) { c.Store = StoreConfig{Type: "mysql"} }, []string{"store.type"}},
-		{"postgres without dsn", func(c *Config) { c.Store = StoreConfig{Type: "postgres", Backend: &PostgresStoreConfig{}} }, []string{"store.dsnFile"}},
-		{"bolt path", func(c *Config) { c.Store.Backend = &BoltStoreConfig{} }, []string{"store.path"}},
+		{"postgres without dsn", func(c *Config) { c.Store = StoreConfig{Type: "postgres", Backend: &postgres.Options{}} }, []string{"store.dsnFile"}},
+		{"bolt path", func(c *Config) { c.Store.Backend = &bolt.Options{} }, []string{"store.path"}},
 		{"algorithm", func(c *Config) { c.Keys.Algorithm = "HS256" }, []string{"keys.algorithm"}},
 		{"rotation vs max-age", func(c *Config) { c.Keys.JWKSMaxAge = Duration(13 * time.Hour) }, []string{"keys.rotationPeriod"}},
 		{"ttl bounds", func(c *Config) {
@@ -265,8 +267,8 @@ func TestValidateMessages(t *testing.T) {
 			`tokens.accessTokenTTL: 2h is too long; use at most 1h`},
 		{func(c *Config) { c.SessionSecret = "" },
 			`sessionSecretFile: set it (or sessionSecret) to a file holding at least 32 random bytes, e.g. head -c32 /dev/urandom | base64 > /etc/keyward/session-secret`},
-		{func(c *Config) { c.Store = StoreConfig{Type: "postgres", Backend: &PostgresStoreConfig{}} },
-			`store.dsnFile: set it (or store.dsn) to a file holding the connection string, e.g. ` + dsnHint},
+		{func(c *Config) { c.Store = StoreConfig{Type: "postgres", Backend: &postgres.Options{}} },
+			`store.dsnFile: set it (or store.dsn) to a file holding the connection string, e.g. ` + postgres.DSNHint},
 		{func(c *Config) { c.RevocationFeed.Readers = []string{"grafana", "nobody"} },
 			`revocationFeed.readers[1]: "nobody" is not a configured client; add it under clients (with a secretFile) or remove it`},
 		{func(c *Config) { c.RevocationFeed.Readers = []string{"cli"} },
@@ -329,7 +331,7 @@ func TestLoadConfigExpandsEnvOnlyInSecretFields(t *testing.T) {
 	c := mustParse(t, strings.NewReplacer("https://idp.example.com", "https://${CORP}.example.com",
 		"clientID: keyward", "clientID: ${CORP}", "/var/lib/keyward/keyward.db", `"/${CORP}/keyward/keyward.db"`).Replace(validYAML))
 	got := []string{c.SessionSecret, c.Upstreams[0].ClientSecret, c.Clients[0].Secret,
-		c.Upstreams[0].Issuer, c.Upstreams[0].ClientID, c.Store.Backend.(*BoltStoreConfig).Path}
+		c.Upstreams[0].Issuer, c.Upstreams[0].ClientID, c.Store.Backend.(*bolt.Options).Path}
 	want := []string{testEnv["SESSION"], "corp-secret", "pre-grafana-post",
 		"https://${CORP}.example.com", "${CORP}", "/${CORP}/keyward/keyward.db"}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -356,7 +358,7 @@ clients: [{id: app, redirectURIs: ["https://app.example.com/cb"]}, {id: web, sec
 	}
 	want := &Config{
 		Issuer: "https://sso.example.com", Listen: "127.0.0.1:5556", SessionSecretFile: "/s",
-		Store: StoreConfig{Type: "bolt", Backend: &BoltStoreConfig{}},
+		Store: StoreConfig{Type: "bolt", Backend: &bolt.Options{}},
 		Keys:  keys.Config{Algorithm: "RS256", RotationPeriod: Duration(24 * time.Hour), JWKSMaxAge: Duration(time.Hour)},
 		Tokens: TokensConfig{
 			AccessTokenTTL: Duration(5 * time.Minute), IDTokenTTL: Duration(15 * time.Minute), AuthCodeTTL: Duration(time.Minute),

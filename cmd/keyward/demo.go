@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/keyward/keyward/federation"
+	"github.com/keyward/keyward/store/bolt"
 	"github.com/keyward/keyward/test/demoapp"
 	"github.com/keyward/keyward/test/fakeidp"
 	"github.com/keyward/keyward/web/httpserver"
@@ -121,7 +122,7 @@ func runDemo(ctx context.Context, o demoOptions, out, logOut io.Writer) error {
 	cfg := &Config{
 		Issuer: brokerURL,
 		Listen: lns[0].Addr().String(),
-		Store:  StoreConfig{Type: "bolt", Backend: &BoltStoreConfig{Path: filepath.Join(dir, "keyward.db")}},
+		Store:  StoreConfig{Type: "bolt", Backend: &bolt.Options{Path: filepath.Join(dir, "keyward.db")}},
 		Upstreams: []federation.Config{{
 			ID: "demo", Name: "Demo identity provider", Issuer: idpURL, ClientID: "keyward",
 			ClientSecret: "from-secrets", Scopes: []string{"openid", "email", "profile", "groups"},

@@ -23,6 +23,7 @@ import (
 	"github.com/keyward/keyward/keys"
 	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/store/bolt"
+	"github.com/keyward/keyward/store/postgres"
 	"github.com/keyward/keyward/web"
 	"github.com/keyward/keyward/web/httpserver"
 )
@@ -214,10 +215,12 @@ func buildLogger(c LoggingConfig, w io.Writer) (*slog.Logger, error) {
 
 func buildStore(ctx context.Context, c StoreConfig, dsn string, log *slog.Logger) (store.Store, error) {
 	switch b := c.Backend.(type) {
-	case *PostgresStoreConfig:
+	case *postgres.Options:
 		return openPostgres(ctx, b, dsn, log) // config_store.go
-	case *BoltStoreConfig:
-		st, err := bolt.Open(ctx, bolt.Options{Path: b.Path, Logger: log})
+	case *bolt.Options:
+		o := *b
+		o.Logger = log
+		st, err := bolt.Open(ctx, o)
 		if err != nil {
 			return nil, fmt.Errorf("store: %w", err)
 		}
