@@ -108,7 +108,7 @@ func (r TrustRule) problems() []error {
 		}
 	}
 	if r.MaxTTL < 0 || r.MaxTTL > maxRuleTTL {
-		errs = append(errs, fmt.Errorf("max_ttl: %s must be between 0 (default 10m) and 24h", r.MaxTTL))
+		errs = append(errs, fmt.Errorf("maxTTL: %s must be between 0 (default 10m) and 24h", r.MaxTTL))
 	}
 	for i, a := range r.Algorithms {
 		if !slices.Contains(asymmetricAlgs, a) {

@@ -147,8 +147,8 @@ func TestTrustRuleValidate(t *testing.T) {
 			`audiences[1]: ""`, `audiences[2]: "a" is listed twice`, `audiences[3]: " b"`,
 		}},
 		{name: "scopes", modify: func(r *TrustRule) { r.Scopes = []string{"ok", "two words", ""} }, want: []string{`scopes[1]: "two words"`, `scopes[2]: ""`}},
-		{name: "negative ttl", modify: func(r *TrustRule) { r.MaxTTL = -time.Second }, want: []string{"max_ttl: -1s must be between"}},
-		{name: "long ttl", modify: func(r *TrustRule) { r.MaxTTL = 25 * time.Hour }, want: []string{"max_ttl: 25h0m0s"}},
+		{name: "negative ttl", modify: func(r *TrustRule) { r.MaxTTL = -time.Second }, want: []string{"maxTTL: -1s must be between"}},
+		{name: "long ttl", modify: func(r *TrustRule) { r.MaxTTL = 25 * time.Hour }, want: []string{"maxTTL: 25h0m0s"}},
 		{name: "symmetric and none", modify: func(r *TrustRule) { r.Algorithms = []string{"HS256", "none", "RS256"} }, want: []string{
 			`algorithms[0]: "HS256" is not one of`, `algorithms[1]: "none"`,
 		}},

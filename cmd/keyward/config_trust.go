@@ -67,9 +67,6 @@ func (c *Config) validateTrust(p *problems) {
 		for _, err := range splitErrors(r.rule().Validate()) {
 			field, msg, ok := strings.Cut(err.Error(), ": ")
 			if ok && field != "" && !strings.ContainsAny(field, " ") {
-				if yamlField, renamed := trustYAMLFields[field]; renamed {
-					field = yamlField
-				}
 				p.Add(path+"."+field, "%s", msg)
 			} else {
 				p.Add(path, "%s", err.Error())
@@ -86,7 +83,3 @@ func (c *Config) validateTrust(p *problems) {
 		p.Add(path, "%s", rest)
 	}
 }
-
-// trustYAMLFields maps federation.TrustRule's field names in its messages to
-// the YAML keys where they differ.
-var trustYAMLFields = map[string]string{"max_ttl": "maxTTL"}
