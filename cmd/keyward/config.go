@@ -17,11 +17,16 @@ import (
 	"github.com/keyward/keyward/store/postgres"
 )
 
-// Config is the shape of keyward.yaml. LoadConfig reads it, Validate checks
-// it without I/O, ResolveSecrets reads the files it names; the wiring then
-// converts it into the tagless package configs. Keys are camelCase; durations
-// are Go durations ("90s", "15m", "24h"); an omitted or zero field takes its
-// default. examples/keyward.yaml documents every field.
+// Config is the shape of keyward.yaml, composed of the packages' own
+// configuration types where a package owns a section (upstreams:
+// federation.Config, keys: keys.Config, store: the backend's Options; see
+// docs/architecture.md). LoadConfig reads it and applies every section's
+// defaults, Validate checks it without I/O (each section validates itself;
+// Config adds the rules that span sections), ResolveSecrets reads the files
+// it names; the wiring then adds what is not in the file. Keys are
+// camelCase; durations are Go durations ("90s", "15m", "24h"); an omitted
+// or zero field takes its default. examples/keyward.yaml documents every
+// field.
 type Config struct {
 	// Issuer is the public URL of the broker (discovery lives under it): https,
 	// or http on a loopback host; no query or fragment. A trailing slash is
