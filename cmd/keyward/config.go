@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"regexp"
@@ -50,7 +49,8 @@ type Config struct {
 	// Upstreams are the identity providers people sign in with; federation
 	// owns each entry's fields, defaults and validation.
 	Upstreams []federation.Config `yaml:"upstreams"`
-	Clients   []ClientConfig      `yaml:"clients"`
+	// Clients are the OAuth clients; broker owns each entry.
+	Clients []broker.Client `yaml:"clients"`
 	// Trust rules let external JWTs (CI, Kubernetes, cloud workloads) be
 	// exchanged for Keyward tokens (RFC 8693). See docs/token-exchange.md.
 	Trust   []TrustRuleConfig `yaml:"trust,omitempty"`
@@ -110,46 +110,6 @@ func (t TokensConfig) MaxSignedTTL() time.Duration {
 	return max(time.Duration(t.AccessTokenTTL), time.Duration(t.IDTokenTTL))
 }
 
-// ClientConfig is one static OAuth client (relying party).
-type ClientConfig struct {
-	// ID is the client_id. Required; unique.
-	ID string `yaml:"id"`
-	// Name is shown on consent and error pages. Default: ID.
-	Name string `yaml:"name,omitempty"`
-	// SecretFile holds the client secret. With neither SecretFile nor Secret
-	// the client is public (PKCE only).
-	SecretFile string `yaml:"secretFile,omitempty"`
-	// Secret is the secret itself, normally "${ENV_VAR}".
-	Secret string `yaml:"secret,omitempty"`
-	// ApplicationType is web (a server-side or browser app) or native (a
-	// desktop, mobile or command-line app). Default: web.
-	ApplicationType string `yaml:"applicationType,omitempty"`
-	// RedirectURIs are matched exactly (no wildcards), required with
-	// authorization_code: https, or http on localhost/127.0.0.1/[::1] (any
-	// port at sign-in for the IP literals, RFC 8252 §7.3); native clients
-	// may also use a reverse-DNS private-use scheme (com.example.app:/cb).
-	// No fragment. broker.CheckRedirectURI holds the rule.
-	RedirectURIs []string `yaml:"redirectURIs,omitempty"`
-	// PostLogoutRedirectURIs follow the same rule as RedirectURIs.
-	PostLogoutRedirectURIs []string `yaml:"postLogoutRedirectURIs,omitempty"`
-	// GrantTypes come from grantTypes. Default: [authorization_code, refresh_token].
-	GrantTypes []string `yaml:"grantTypes,omitempty"`
-	// Scopes the client may request.
-	// Default: [openid, email, profile, groups, offline_access].
-	Scopes []string `yaml:"scopes,omitempty"`
-	// Audiences are the aud values of its access tokens. Default: [ID].
-	Audiences []string `yaml:"audiences,omitempty"`
-	// MayAct lists the subjects whose Keyward access tokens this client may
-	// present as actor_token in a token exchange (the act claim).
-	MayAct []string `yaml:"mayAct,omitempty"`
-	// BackchannelLogoutURI receives OIDC back-channel logout tokens when a
-	// Keyward session ends: https (http only on loopback), no fragment.
-	BackchannelLogoutURI string `yaml:"backchannelLogoutURI,omitempty"`
-}
-
-// Public reports whether the client has no secret.
-func (c ClientConfig) Public() bool { return c.SecretFile == "" && c.Secret == "" }
-
 // LoggingConfig configures the slog logger.
 type LoggingConfig struct {
 	// Level is debug, info, warn or error. Default: info.
@@ -187,11 +147,7 @@ func (c *Config) withDefaults() {
 		c.Upstreams[i].SetDefaults()
 	}
 	for i := range c.Clients {
-		cl := &c.Clients[i]
-		setDefault(&cl.Name, cl.ID)
-		setDefaults(&cl.GrantTypes, broker.DefaultGrantTypes()...)
-		setDefaults(&cl.Scopes, broker.DefaultClientScopes()...)
-		setDefaults(&cl.Audiences, cl.ID)
+		c.Clients[i].SetDefaults()
 	}
 	setDefault(&c.Admin.Listen, "127.0.0.1:8081")
 	setDefault(&c.Logging.Level, "info")
@@ -235,16 +191,7 @@ var storeTypes = map[string]func(unmarshal func(any) error) (StoreBackend, error
 	"postgres": decodeStore[postgres.Options],
 }
 
-// Grant types a client may use.
-const (
-	grantAuthorizationCode = "authorization_code"
-	grantRefreshToken      = "refresh_token"
-	grantClientCredentials = "client_credentials"
-	grantTokenExchange     = "urn:ietf:params:oauth:grant-type:token-exchange" // RFC 8693 §2.1
-)
-
 var (
-	grantTypes     = []string{grantAuthorizationCode, grantRefreshToken, grantClientCredentials, grantTokenExchange}
 	identityClaims = []string{"email", "email_verified", "name", "preferred_username", "groups"}
 	upstreamIDRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
 )
@@ -355,49 +302,12 @@ func (c *Config) validateClients(p *problems) {
 	seen := map[string]int{}
 	for i, cl := range c.Clients {
 		path := fmt.Sprintf("clients[%d]", i)
-		switch first, dup := seen[cl.ID]; {
-		case cl.ID == "":
-			p.Add(path+".id", "set it to the client_id the application sends")
-		case len(cl.ID) > 128 || strings.ContainsFunc(cl.ID, func(r rune) bool { return r <= ' ' || r > '~' }):
-			p.Add(path+".id", "%q must be at most 128 printable ASCII characters without spaces", cl.ID)
-		case dup:
+		if first, dup := seen[cl.ID]; dup && cl.ID != "" {
 			p.Add(path+".id", "%q is used twice (also clients[%d])", cl.ID, first)
-		default:
+		} else {
 			seen[cl.ID] = i
 		}
-		if cl.SecretFile != "" && cl.Secret != "" {
-			p.Add(path+".secret", "set either secretFile or secret (or neither, for a public client), not both")
-		}
-		for j, g := range cl.GrantTypes {
-			gpath := fmt.Sprintf("%s.grantTypes[%d]", path, j)
-			if !slices.Contains(grantTypes, g) {
-				p.Add(gpath, "%q is not supported; use %s", g, strings.Join(grantTypes, ", "))
-			} else if g == grantClientCredentials && cl.Public() {
-				p.Add(gpath, "client_credentials needs a client secret; set secretFile (a public client cannot use it)")
-			}
-		}
-		if slices.Contains(cl.GrantTypes, grantAuthorizationCode) && len(cl.RedirectURIs) == 0 {
-			p.Add(path+".redirectURIs", "add at least one (authorization_code needs it)")
-		}
-		for _, err := range cl.brokerClient("").Validate() {
-			var e *broker.URIError
-			if errors.As(err, &e) {
-				p.Add(path+"."+e.Field, "%s", e.Msg)
-			} else {
-				p.Add(path, "%s", err)
-			}
-		}
-		for j, s := range cl.Scopes {
-			// RFC 6749 §3.3
-			if s == "" || strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r > '~' || r == '"' || r == '\\' }) {
-				p.Add(fmt.Sprintf("%s.scopes[%d]", path, j), "%q is not a scope token; use printable ASCII without spaces, quotes or backslashes", s)
-			}
-		}
-		for j, a := range cl.Audiences {
-			if strings.TrimSpace(a) == "" {
-				p.Add(fmt.Sprintf("%s.audiences[%d]", path, j), "is empty; remove it or name the API")
-			}
-		}
+		p.AddAll(path, cl.ValidateConfig())
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"strings"
+
+	"github.com/keyward/keyward/broker"
 )
 
 // AdminConfig configures the admin API (docs/admin-api.md): a separate
@@ -40,7 +42,7 @@ func (c *Config) validateAdmin(p *problems) {
 			p.Add("admin.listen", "%q is also metrics.listen; use another port", c.Admin.Listen)
 		}
 	}
-	clients := map[string]ClientConfig{}
+	clients := map[string]broker.Client{}
 	for _, cl := range c.Clients {
 		clients[cl.ID] = cl
 	}
@@ -53,7 +55,7 @@ func (c *Config) validateAdmin(p *problems) {
 			p.Add(path, "%q is listed twice (also revocationFeed.readers[%d])", id, first)
 		case !ok:
 			p.Add(path, "%q is not a configured client; add it under clients (with a secretFile) or remove it", id)
-		case cl.Public():
+		case cl.IsPublic():
 			p.Add(path, "client %q has no secret; feed readers authenticate with HTTP Basic, so give it a secretFile", id)
 		}
 		seen[id] = i

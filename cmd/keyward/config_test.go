@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/federation"
 	"github.com/keyward/keyward/keys"
 	"github.com/keyward/keyward/store/bolt"
@@ -129,15 +130,15 @@ func TestValidate(t *testing.T) {
 			c.Upstreams[0].RecheckInterval, c.Upstreams[0].RecheckMaxAge = Duration(time.Hour), Duration(time.Hour)
 		}, nil},
 		{"client ids", func(c *Config) {
-			c.Clients = append(c.Clients, c.Clients[0], ClientConfig{ID: "has space", GrantTypes: []string{"refresh_token"}})
+			c.Clients = append(c.Clients, c.Clients[0], broker.Client{ID: "has space", GrantTypes: []string{"refresh_token"}})
 		}, []string{"clients[2].id", "clients[3].id"}},
 		{"client two secrets", func(c *Config) { c.Clients[0].SecretFile = "/x" }, []string{"clients[0].secret"}},
 		{"grant types", func(c *Config) {
-			c.Clients[1].GrantTypes = []string{"password", grantClientCredentials, grantTokenExchange}
+			c.Clients[1].GrantTypes = []string{"password", broker.GrantClientCredentials, broker.GrantTypeTokenExchange}
 		}, []string{"clients[1].grantTypes[0]", "clients[1].grantTypes[1]"}},
 		{"code flow without redirect", func(c *Config) { c.Clients[0].RedirectURIs = nil }, []string{"clients[0].redirectURIs"}},
 		{"client credentials without redirect", func(c *Config) {
-			c.Clients[0].RedirectURIs, c.Clients[0].GrantTypes = nil, []string{grantClientCredentials}
+			c.Clients[0].RedirectURIs, c.Clients[0].GrantTypes = nil, []string{broker.GrantClientCredentials}
 		}, nil},
 		{"redirect URIs", func(c *Config) {
 			c.Clients[0].RedirectURIs = []string{"https://a.example.com/cb#x", "/cb", "http://a.example.com/cb", "https:///cb"}
@@ -350,8 +351,8 @@ sessionSecretFile: /s
 upstreams: [{id: corp, issuer: https://idp.example.com/, clientID: kw, clientSecretFile: /u}]
 clients: [{id: app, redirectURIs: ["https://app.example.com/cb"]}, {id: web, secretFile: /w}]
 `)
-	client := func(id string) ClientConfig {
-		return ClientConfig{
+	client := func(id string) broker.Client {
+		return broker.Client{
 			ID: id, Name: id, GrantTypes: []string{"authorization_code", "refresh_token"},
 			Scopes: []string{"openid", "email", "profile", "groups", "offline_access"}, Audiences: []string{id},
 		}
@@ -374,7 +375,7 @@ clients: [{id: app, redirectURIs: ["https://app.example.com/cb"]}, {id: web, sec
 				PreferredUsername: "preferred_username", Groups: StringList{"groups"},
 			},
 		}},
-		Clients: []ClientConfig{client("app"), client("web")},
+		Clients: []broker.Client{client("app"), client("web")},
 		Logging: LoggingConfig{Level: "info", Format: "json"},
 		Admin:   AdminConfig{Listen: "127.0.0.1:8081"},
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/federation"
 	"github.com/keyward/keyward/store/bolt"
 	"github.com/keyward/keyward/test/demoapp"
@@ -129,7 +130,7 @@ func runDemo(ctx context.Context, o demoOptions, out, logOut io.Writer) error {
 		}},
 		// Both clients' access tokens are for the demo API, so the token the
 		// app shows works with curl against /api/whoami.
-		Clients: []ClientConfig{{
+		Clients: []broker.Client{{
 			ID: "demo-app", Name: "Keyward demo app", Secret: "from-secrets",
 			RedirectURIs: []string{appURL + "/callback"}, Audiences: []string{demoAPIAudience},
 		}, {

@@ -167,28 +167,12 @@ func buildBrokerConfig(cfg *Config, sec Secrets, st store.Store, k *keys.Manager
 		Logger:              log,
 	}
 	for _, c := range cfg.Clients {
-		bc.Clients = append(bc.Clients, c.brokerClient(sec.ClientSecrets[c.ID]))
+		// Public as the file says it; the secret as ResolveSecrets read it.
+		c.Public = c.IsPublic()
+		c.Secret, c.SecretFile = sec.ClientSecrets[c.ID], ""
+		bc.Clients = append(bc.Clients, c)
 	}
 	return bc
-}
-
-// brokerClient converts the client for broker.Config (and for its
-// validation, with an empty secret).
-func (c ClientConfig) brokerClient(secret string) broker.Client {
-	return broker.Client{
-		ID:                     c.ID,
-		Name:                   c.Name,
-		Secret:                 secret,
-		Public:                 c.Public(),
-		ApplicationType:        c.ApplicationType,
-		RedirectURIs:           c.RedirectURIs,
-		PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
-		GrantTypes:             c.GrantTypes,
-		Scopes:                 c.Scopes,
-		Audiences:              c.Audiences,
-		MayAct:                 c.MayAct,
-		BackchannelLogoutURI:   c.BackchannelLogoutURI,
-	}
 }
 
 // derive gives each use of the session secret its own key.
