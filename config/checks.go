@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 )
 
 // HTTPSHint ends the message for an http URL on a host other than loopback.
@@ -49,5 +50,16 @@ func (p *Problems) CheckList(path string, list []string, check func(string) stri
 				p.Add(ipath, "%q %s", s, fix)
 			}
 		}
+	}
+}
+
+// CheckDuration reports d unless 0 < d ≤ limit; limit 0 means no upper
+// bound.
+func (p *Problems) CheckDuration(path string, d Duration, limit time.Duration) {
+	switch {
+	case d <= 0:
+		p.Add(path, "%s must be positive", d)
+	case limit > 0 && time.Duration(d) > limit:
+		p.Add(path, "%s is too long; use at most %s", d, Duration(limit))
 	}
 }

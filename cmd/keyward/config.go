@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/federation"
@@ -44,8 +43,8 @@ type Config struct {
 	SessionSecret string      `yaml:"sessionSecret,omitempty"`
 	Store         StoreConfig `yaml:"store,omitempty"`
 	// Keys are the signing keys' settings; keys owns them.
-	Keys   keys.Config  `yaml:"keys,omitempty"`
-	Tokens TokensConfig `yaml:"tokens,omitempty"`
+	Keys   keys.Config         `yaml:"keys,omitempty"`
+	Tokens broker.TokensConfig `yaml:"tokens,omitempty"`
 	// Upstreams are the identity providers people sign in with; federation
 	// owns each entry's fields, defaults and validation.
 	Upstreams []federation.Config `yaml:"upstreams"`
@@ -79,37 +78,6 @@ type TLSConfig struct {
 // Enabled reports whether the broker serves HTTPS itself.
 func (t TLSConfig) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
 
-// TokensConfig configures token lifetimes and contents.
-type TokensConfig struct {
-	// AccessTokenTTL: at most 1h. Default: 5m.
-	AccessTokenTTL Duration `yaml:"accessTokenTTL,omitempty"`
-	// IDTokenTTL: at most 24h. Default: 15m.
-	IDTokenTTL Duration `yaml:"idTokenTTL,omitempty"`
-	// AuthCodeTTL: at most 10m. Default: 1m.
-	AuthCodeTTL Duration `yaml:"authCodeTTL,omitempty"`
-	// RefreshTokenIdleTTL ends a refresh family unused this long; at most
-	// RefreshTokenMaxTTL. Default: 168h.
-	RefreshTokenIdleTTL Duration `yaml:"refreshTokenIdleTTL,omitempty"`
-	// RefreshTokenMaxTTL ends a refresh family this long after sign-in.
-	// Default: 720h.
-	RefreshTokenMaxTTL Duration `yaml:"refreshTokenMaxTTL,omitempty"`
-	// RefreshGracePeriod lets a just-rotated refresh token be used again by a
-	// racing client; at most 1m. Default: 10s.
-	RefreshGracePeriod Duration `yaml:"refreshGracePeriod,omitempty"`
-	// SessionTTL is the lifetime of the broker's single sign-on session.
-	// Default: 24h.
-	SessionTTL Duration `yaml:"sessionTTL,omitempty"`
-	// Claims are the identity claims copied into access tokens, from
-	// identityClaims. Default: [email, name, groups, preferred_username].
-	Claims []string `yaml:"claims,omitempty"`
-}
-
-// MaxSignedTTL is the longest lifetime of a signed token: how long a retired
-// key must stay published.
-func (t TokensConfig) MaxSignedTTL() time.Duration {
-	return max(time.Duration(t.AccessTokenTTL), time.Duration(t.IDTokenTTL))
-}
-
 // LoggingConfig configures the slog logger.
 type LoggingConfig struct {
 	// Level is debug, info, warn or error. Default: info.
@@ -134,15 +102,7 @@ func (c *Config) withDefaults() {
 		c.Store.Backend, _ = decode(func(any) error { return nil }) // The zero settings.
 	}
 	c.Keys.SetDefaults()
-	t := &c.Tokens
-	setDefault(&t.AccessTokenTTL, Duration(broker.DefaultAccessTokenTTL))
-	setDefault(&t.IDTokenTTL, Duration(broker.DefaultIDTokenTTL))
-	setDefault(&t.AuthCodeTTL, Duration(broker.DefaultAuthCodeTTL))
-	setDefault(&t.RefreshTokenIdleTTL, Duration(broker.DefaultRefreshTokenIdleTTL))
-	setDefault(&t.RefreshTokenMaxTTL, Duration(broker.DefaultRefreshTokenMaxTTL))
-	setDefault(&t.RefreshGracePeriod, Duration(broker.DefaultRefreshGracePeriod))
-	setDefault(&t.SessionTTL, Duration(broker.DefaultSessionTTL))
-	setDefaults(&t.Claims, broker.DefaultAccessTokenClaims()...)
+	c.Tokens.SetDefaults()
 	for i := range c.Upstreams {
 		c.Upstreams[i].SetDefaults()
 	}
@@ -192,8 +152,7 @@ var storeTypes = map[string]func(unmarshal func(any) error) (StoreBackend, error
 }
 
 var (
-	identityClaims = []string{"email", "email_verified", "name", "preferred_username", "groups"}
-	upstreamIDRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
+	upstreamIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
 )
 
 const sessionSecretHint = "at least 32 random bytes, e.g. head -c32 /dev/urandom | base64 > /etc/keyward/session-secret"
@@ -252,28 +211,20 @@ func validateLoggingMetrics(p *problems, l LoggingConfig, m MetricsConfig, liste
 	}
 }
 
+// validateTokens checks the tokens section and the rule it shares with the
+// upstreams: a claim in tokens.claims is an identity claim or one an
+// upstream copies.
 func (c *Config) validateTokens(p *problems) {
-	t := c.Tokens
-	checkTTL(p, "tokens.accessTokenTTL", t.AccessTokenTTL, time.Hour)
-	checkTTL(p, "tokens.idTokenTTL", t.IDTokenTTL, 24*time.Hour)
-	checkTTL(p, "tokens.authCodeTTL", t.AuthCodeTTL, 10*time.Minute)
-	checkTTL(p, "tokens.refreshTokenIdleTTL", t.RefreshTokenIdleTTL, 0)
-	checkTTL(p, "tokens.refreshTokenMaxTTL", t.RefreshTokenMaxTTL, 0)
-	checkTTL(p, "tokens.refreshGracePeriod", t.RefreshGracePeriod, time.Minute)
-	checkTTL(p, "tokens.sessionTTL", t.SessionTTL, 0)
-	if t.RefreshTokenIdleTTL > t.RefreshTokenMaxTTL {
-		p.Add("tokens.refreshTokenIdleTTL", "%s is longer than tokens.refreshTokenMaxTTL (%s); lower it or raise refreshTokenMaxTTL",
-			t.RefreshTokenIdleTTL, t.RefreshTokenMaxTTL)
-	}
+	p.AddAll("tokens", c.Tokens.Validate())
 	copied := map[string]bool{}
 	for _, u := range c.Upstreams {
 		for name := range u.Claims.Claims {
 			copied[name] = true
 		}
 	}
-	for i, claim := range t.Claims {
-		if !slices.Contains(identityClaims, claim) && !copied[claim] {
-			p.Add(fmt.Sprintf("tokens.claims[%d]", i), "%q is not an identity claim; use %s, or a name from an upstream's claimMapping.claims", claim, strings.Join(identityClaims, ", "))
+	for i, claim := range c.Tokens.Claims {
+		if !slices.Contains(broker.IdentityClaims, claim) && !copied[claim] {
+			p.Add(fmt.Sprintf("tokens.claims[%d]", i), "%q is not an identity claim; use %s, or a name from an upstream's claimMapping.claims", claim, strings.Join(broker.IdentityClaims, ", "))
 		}
 	}
 }
@@ -308,16 +259,6 @@ func (c *Config) validateClients(p *problems) {
 			seen[cl.ID] = i
 		}
 		p.AddAll(path, cl.ValidateConfig())
-	}
-}
-
-// checkTTL reports d unless 0 < d ≤ limit; limit 0 means no upper bound.
-func checkTTL(p *problems, path string, d Duration, limit time.Duration) {
-	switch {
-	case d <= 0:
-		p.Add(path, "%s must be positive", d)
-	case limit > 0 && time.Duration(d) > limit:
-		p.Add(path, "%s is too long; use at most %s", d, Duration(limit))
 	}
 }
 

@@ -361,7 +361,7 @@ clients: [{id: app, redirectURIs: ["https://app.example.com/cb"]}, {id: web, sec
 		Issuer: "https://sso.example.com", Listen: "127.0.0.1:5556", SessionSecretFile: "/s",
 		Store: StoreConfig{Type: "bolt", Backend: &bolt.Options{}},
 		Keys:  keys.Config{Algorithm: "RS256", RotationPeriod: Duration(24 * time.Hour), JWKSMaxAge: Duration(time.Hour)},
-		Tokens: TokensConfig{
+		Tokens: broker.TokensConfig{
 			AccessTokenTTL: Duration(5 * time.Minute), IDTokenTTL: Duration(15 * time.Minute), AuthCodeTTL: Duration(time.Minute),
 			RefreshTokenIdleTTL: Duration(168 * time.Hour), RefreshTokenMaxTTL: Duration(720 * time.Hour),
 			RefreshGracePeriod: Duration(10 * time.Second), SessionTTL: Duration(24 * time.Hour),

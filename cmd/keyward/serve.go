@@ -146,26 +146,18 @@ func keysConfig(cfg *Config, sec Secrets, st store.Store, log *slog.Logger) keys
 }
 
 func buildBrokerConfig(cfg *Config, sec Secrets, st store.Store, k *keys.Manager, ups []broker.Upstream, log *slog.Logger) broker.Config {
-	t := cfg.Tokens
 	bc := broker.Config{
-		Issuer:              cfg.Issuer,
-		Store:               st,
-		Keys:                k,
-		Upstreams:           ups,
-		GlobalSecret:        derive(sec.SessionSecret, "keyward fosite hmac v1"),
-		UpstreamTokenKey:    derive(sec.SessionSecret, "keyward upstream tokens v1"),
-		AccessTokenTTL:      time.Duration(t.AccessTokenTTL),
-		IDTokenTTL:          time.Duration(t.IDTokenTTL),
-		AuthCodeTTL:         time.Duration(t.AuthCodeTTL),
-		RefreshTokenIdleTTL: time.Duration(t.RefreshTokenIdleTTL),
-		RefreshTokenMaxTTL:  time.Duration(t.RefreshTokenMaxTTL),
-		RefreshGracePeriod:  time.Duration(t.RefreshGracePeriod),
-		SessionTTL:          time.Duration(t.SessionTTL),
-		AccessTokenClaims:   t.Claims,
-		RevocationReaders:   cfg.RevocationFeed.Readers,
-		LoginLimits:         cfg.Limits.loginLimits(),
-		Logger:              log,
+		Issuer:            cfg.Issuer,
+		Store:             st,
+		Keys:              k,
+		Upstreams:         ups,
+		GlobalSecret:      derive(sec.SessionSecret, "keyward fosite hmac v1"),
+		UpstreamTokenKey:  derive(sec.SessionSecret, "keyward upstream tokens v1"),
+		RevocationReaders: cfg.RevocationFeed.Readers,
+		LoginLimits:       cfg.Limits.loginLimits(),
+		Logger:            log,
 	}
+	cfg.Tokens.Apply(&bc)
 	for _, c := range cfg.Clients {
 		// Public as the file says it; the secret as ResolveSecrets read it.
 		c.Public = c.IsPublic()

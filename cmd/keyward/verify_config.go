@@ -170,7 +170,7 @@ func (c *VerifyConfig) Validate() error {
 			p.Add(fmt.Sprintf("algorithms[%d]", i), "%q is not supported; use %s", alg, strings.Join(verifyAlgorithms, ", "))
 		}
 	}
-	checkTTL(&p, "leeway", c.Leeway, maxVerifyLeeway)
+	p.CheckDuration("leeway", c.Leeway, maxVerifyLeeway)
 	if strings.ContainsFunc(c.UserClaim, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 		p.Add("userClaim", "%q is not a claim name; use sub (the default), email, or the name of a stable claim such as oid", c.UserClaim)
 	}
