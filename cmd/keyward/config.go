@@ -52,9 +52,9 @@ type Config struct {
 	Clients []broker.Client `yaml:"clients"`
 	// Trust rules let external JWTs (CI, Kubernetes, cloud workloads) be
 	// exchanged for Keyward tokens (RFC 8693). See docs/token-exchange.md.
-	Trust   []TrustRuleConfig `yaml:"trust,omitempty"`
-	Logging LoggingConfig     `yaml:"logging,omitempty"`
-	Metrics MetricsConfig     `yaml:"metrics,omitempty"`
+	Trust   []federation.TrustRule `yaml:"trust,omitempty"`
+	Logging LoggingConfig          `yaml:"logging,omitempty"`
+	Metrics MetricsConfig          `yaml:"metrics,omitempty"`
 	// Admin is the admin API (docs/admin-api.md); off without tokenFile.
 	Admin AdminConfig `yaml:"admin,omitempty"`
 	// RevocationFeed says who may read GET /revocations.

@@ -155,13 +155,13 @@ func TestValidate(t *testing.T) {
 			c.Upstreams[1].NativePublicClients = true
 		}, []string{"upstreams[0].nativeClientIDs[0]", "upstreams[0].nativeClientIDs[2]", "upstreams[1].nativePublicClients"}},
 		{"trust rule", func(c *Config) {
-			c.Trust = []TrustRuleConfig{{
+			c.Trust = []federation.TrustRule{{
 				Name: "deploy", Issuer: "https://token.actions.githubusercontent.com", Audience: "https://sso.example.com",
 				Claims: map[string]string{"repository": "acme/*"}, Subject: "github:{repository}", Audiences: []string{"deploy-api"},
 			}}
 		}, nil},
 		{"broken trust rule", func(c *Config) {
-			c.Trust = []TrustRuleConfig{{
+			c.Trust = []federation.TrustRule{{
 				Name: "Deploy", Issuer: "http://ci.example.com",
 				Claims:  map[string]string{"aud": "x", "ref": ""},
 				Subject: "github:{repository", Audiences: []string{"api", "api"}, Scopes: []string{"a b"},
@@ -172,13 +172,13 @@ func TestValidate(t *testing.T) {
 			"trust[0].subject", "trust[0].audiences[1]", "trust[0].scopes[0]", "trust[0].maxTTL", "trust[0].algorithms[0]",
 		}},
 		{"trust rule names", func(c *Config) {
-			r := TrustRuleConfig{Name: "deploy", Issuer: "https://gitlab.com", Audience: "kw", Subject: "gitlab:{project_path}", Audiences: []string{"api"}}
-			c.Trust = []TrustRuleConfig{r, r}
+			r := federation.TrustRule{Name: "deploy", Issuer: "https://gitlab.com", Audience: "kw", Subject: "gitlab:{project_path}", Audiences: []string{"api"}}
+			c.Trust = []federation.TrustRule{r, r}
 		}, []string{"trust[1].name"}},
 		{"trust subjects of two issuers overlap", func(c *Config) {
-			gl := TrustRuleConfig{Name: "gl", Issuer: "https://gitlab.com", Audience: "kw", Subject: "ci:{project_path}", Audiences: []string{"api"}}
-			gh := TrustRuleConfig{Name: "gh", Issuer: "https://token.actions.githubusercontent.com", Audience: "kw", Subject: "ci:{repository}", Audiences: []string{"api"}}
-			c.Trust = []TrustRuleConfig{gl, gh}
+			gl := federation.TrustRule{Name: "gl", Issuer: "https://gitlab.com", Audience: "kw", Subject: "ci:{project_path}", Audiences: []string{"api"}}
+			gh := federation.TrustRule{Name: "gh", Issuer: "https://token.actions.githubusercontent.com", Audience: "kw", Subject: "ci:{repository}", Audiences: []string{"api"}}
+			c.Trust = []federation.TrustRule{gl, gh}
 		}, []string{"trust[1].subject"}},
 		{"azuread multi-tenant", func(c *Config) {
 			u := &c.Upstreams[0]

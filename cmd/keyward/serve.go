@@ -243,14 +243,11 @@ func openUpstream(ctx context.Context, u federation.Config, client *http.Client,
 // buildTrust assembles the workload-federation trust rules. It does no I/O:
 // an issuer's discovery and keys are fetched on its first token.
 func buildTrust(cfg *Config, log *slog.Logger, transport http.RoundTripper) (*federation.Trust, error) {
-	tc := federation.TrustConfig{
+	t, err := federation.NewTrust(federation.TrustConfig{
+		Rules:      cfg.Trust,
 		HTTPClient: &http.Client{Timeout: httpserver.UpstreamTimeout, Transport: transport},
 		Logger:     log,
-	}
-	for _, r := range cfg.Trust {
-		tc.Rules = append(tc.Rules, r.rule())
-	}
-	t, err := federation.NewTrust(tc)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("trust: %w", err)
 	}
