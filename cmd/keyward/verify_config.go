@@ -40,7 +40,7 @@ type VerifyConfig struct {
 	// issuer's discovery document.
 	JWKSURL string `yaml:"jwksURL,omitempty"`
 	// Algorithms is the allowlist of signing algorithms, from
-	// verifyAlgorithms. Default: [RS256, ES256, EdDSA].
+	// verify.SupportedAlgorithms. Default: verify.DefaultAlgorithms.
 	Algorithms []string `yaml:"algorithms,omitempty"`
 	// Leeway is the clock skew allowed for exp, nbf and iat; at most 1m.
 	// Default: 30s.
@@ -94,14 +94,7 @@ type VerifyCacheConfig struct {
 	MaxEntries int `yaml:"maxEntries,omitempty"`
 }
 
-// verifyAlgorithms are the algorithms web/verify can check (its
-// supportedAlgorithms); never none or HS*.
-var verifyAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "EdDSA"}
-
-const (
-	defaultVerifyListen = "127.0.0.1:4180"
-	maxVerifyLeeway     = time.Minute
-)
+const defaultVerifyListen = "127.0.0.1:4180"
 
 // LoadVerifyConfig reads the verify.yaml at path. It refuses unknown fields,
 // applies the defaults and reads no other file. Each problem is one joined
@@ -137,9 +130,9 @@ func (c *VerifyConfig) withDefaults() {
 	c.Issuer = strings.TrimRight(c.Issuer, "/")
 	setDefault(&c.Listen, defaultVerifyListen)
 	setDefault(&c.Gateway, "nginx")
-	setDefaults(&c.Algorithms, "RS256", "ES256", "EdDSA")
-	setDefault(&c.Leeway, Duration(30*time.Second))
-	setDefault(&c.Cache.MaxEntries, 10000)
+	setDefaults(&c.Algorithms, verify.DefaultAlgorithms()...)
+	setDefault(&c.Leeway, Duration(verify.DefaultLeeway))
+	setDefault(&c.Cache.MaxEntries, verify.DefaultCacheEntries)
 	setDefault(&c.Logging.Level, "info")
 	setDefault(&c.Logging.Format, "json")
 	if c.RevocationFeed != nil {
@@ -166,11 +159,11 @@ func (c *VerifyConfig) Validate() error {
 		checkJWKSURL(&p, "jwksURL", c.JWKSURL)
 	}
 	for i, alg := range c.Algorithms {
-		if !slices.Contains(verifyAlgorithms, alg) {
-			p.Add(fmt.Sprintf("algorithms[%d]", i), "%q is not supported; use %s", alg, strings.Join(verifyAlgorithms, ", "))
+		if supported := verify.SupportedAlgorithms(); !slices.Contains(supported, alg) {
+			p.Add(fmt.Sprintf("algorithms[%d]", i), "%q is not supported; use %s", alg, strings.Join(supported, ", "))
 		}
 	}
-	p.CheckDuration("leeway", c.Leeway, maxVerifyLeeway)
+	p.CheckDuration("leeway", c.Leeway, verify.MaxLeeway)
 	if strings.ContainsFunc(c.UserClaim, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 		p.Add("userClaim", "%q is not a claim name; use sub (the default), email, or the name of a stable claim such as oid", c.UserClaim)
 	}

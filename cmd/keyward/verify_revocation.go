@@ -46,8 +46,8 @@ func (f *VerifyRevocationFeedConfig) withDefaults(issuer string) {
 	if issuer != "" {
 		setDefault(&f.URL, issuer+"/revocations")
 	}
-	setDefault(&f.Interval, Duration(5*time.Second))
-	setDefault(&f.MaxStaleness, Duration(time.Minute))
+	setDefault(&f.Interval, Duration(verify.DefaultRevocationInterval))
+	setDefault(&f.MaxStaleness, Duration(verify.DefaultMaxStaleness))
 	setDefault(&f.OnStale, "deny")
 }
 
