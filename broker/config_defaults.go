@@ -13,6 +13,10 @@ const (
 	DefaultRefreshTokenMaxTTL  = 720 * time.Hour
 	DefaultRefreshGracePeriod  = 10 * time.Second
 	DefaultSessionTTL          = 24 * time.Hour
+	// DefaultLoginPerMinute and DefaultLoginBurst are LoginLimits' PerMinute
+	// and Burst (limits.loginAttemptsPerMinute and …Burst in keyward.yaml).
+	DefaultLoginPerMinute = 60
+	DefaultLoginBurst     = 30
 )
 
 // DefaultAccessTokenClaims are the identity claims copied into access

@@ -35,10 +35,10 @@ func (l LimitsConfig) loginLimits() broker.LoginLimits {
 
 func (c *Config) validateLimits(p *problems) {
 	if n := c.Limits.LoginAttemptsPerMinute; n < 0 {
-		p.Add("limits.loginAttemptsPerMinute", "%d must not be negative; omit it for the default of 60", n)
+		p.Add("limits.loginAttemptsPerMinute", "%d must not be negative; omit it for the default of %d", n, broker.DefaultLoginPerMinute)
 	}
 	if n := c.Limits.LoginAttemptsBurst; n < 0 {
-		p.Add("limits.loginAttemptsBurst", "%d must not be negative; omit it for the default of 30", n)
+		p.Add("limits.loginAttemptsBurst", "%d must not be negative; omit it for the default of %d", n, broker.DefaultLoginBurst)
 	}
 	if err := httpserver.ValidateMaxConnections(c.Limits.MaxConnections); err != nil {
 		p.Add("limits.maxConnections", "%v", err)
