@@ -117,7 +117,7 @@ type Config struct {
 	// LoginLimits bounds how fast login attempts are written (loginlimit.go).
 	LoginLimits LoginLimits
 	// AccessTokenClaims: identity claims copied into access tokens.
-	// Default: email, name, preferred_username, groups.
+	// Default: DefaultAccessTokenClaims.
 	AccessTokenClaims []string
 	// Back-channel logout to clients (backchannel.go); Run delivers it.
 	// BackchannelClient posts logout tokens. Default: a 5s timeout.
@@ -135,17 +135,17 @@ func (c *Config) withDefaults() {
 			*d = v
 		}
 	}
-	def(&c.AccessTokenTTL, 5*time.Minute)
-	def(&c.IDTokenTTL, 15*time.Minute)
-	def(&c.AuthCodeTTL, time.Minute)
-	def(&c.RefreshTokenIdleTTL, 168*time.Hour)
-	def(&c.RefreshTokenMaxTTL, 720*time.Hour)
-	def(&c.RefreshGracePeriod, 10*time.Second)
-	def(&c.SessionTTL, 24*time.Hour)
+	def(&c.AccessTokenTTL, DefaultAccessTokenTTL)
+	def(&c.IDTokenTTL, DefaultIDTokenTTL)
+	def(&c.AuthCodeTTL, DefaultAuthCodeTTL)
+	def(&c.RefreshTokenIdleTTL, DefaultRefreshTokenIdleTTL)
+	def(&c.RefreshTokenMaxTTL, DefaultRefreshTokenMaxTTL)
+	def(&c.RefreshGracePeriod, DefaultRefreshGracePeriod)
+	def(&c.SessionTTL, DefaultSessionTTL)
 	def(&c.LoginTTL, 10*time.Minute)
 	def(&c.RecheckTimeout, 5*time.Second)
-	if c.AccessTokenClaims == nil {
-		c.AccessTokenClaims = []string{"email", "name", "preferred_username", "groups"}
+	if len(c.AccessTokenClaims) == 0 {
+		c.AccessTokenClaims = DefaultAccessTokenClaims()
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

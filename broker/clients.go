@@ -15,32 +15,42 @@ import (
 	"github.com/keyward/keyward/web/loopback"
 )
 
-// Client is an OAuth client registered in the configuration.
+// Client is an OAuth client registered in the configuration. It is also
+// one entry of keyward.yaml's clients (yaml tags; SetDefaults and
+// ValidateConfig in client_config.go).
 type Client struct {
-	ID   string
-	Name string
-	// Secret is the client secret; empty for public clients.
-	Secret                 string
-	Public                 bool
-	RedirectURIs           []string
-	PostLogoutRedirectURIs []string
-	// GrantTypes. Default: authorization_code, refresh_token.
-	GrantTypes []string
-	// Scopes the client may request. Default: openid email profile groups offline_access.
-	Scopes []string
+	ID   string `yaml:"id"`
+	Name string `yaml:"name,omitempty"` // shown on pages. Default: ID.
+	// Secret is the client secret; empty for public clients. In YAML it is
+	// inline (normally "${ENV_VAR}"), or the content of SecretFile, which
+	// cmd reads (secrets resolve in one place) and then clears.
+	Secret     string `yaml:"secret,omitempty"`
+	SecretFile string `yaml:"secretFile,omitempty"`
+	// Public marks a client without a secret (PKCE only). Not in YAML: a
+	// client there is public when it has neither secret nor secretFile.
+	Public bool `yaml:"-"`
+	// RedirectURIs are matched exactly (CheckRedirectURI holds the rule);
+	// required with authorization_code.
+	RedirectURIs []string `yaml:"redirectURIs,omitempty"`
+	// PostLogoutRedirectURIs follow the same rule as RedirectURIs.
+	PostLogoutRedirectURIs []string `yaml:"postLogoutRedirectURIs,omitempty"`
+	// GrantTypes, from GrantTypes. Default: DefaultGrantTypes.
+	GrantTypes []string `yaml:"grantTypes,omitempty"`
+	// Scopes the client may request. Default: DefaultClientScopes.
+	Scopes []string `yaml:"scopes,omitempty"`
 	// Audiences the client may receive tokens for. Default: the client ID.
-	Audiences []string
+	Audiences []string `yaml:"audiences,omitempty"`
 	// MayAct lists the subjects whose access tokens this client may present
 	// as actor_token in a token exchange (RFC 8693 §4.1): the act claim.
-	MayAct []string
+	MayAct []string `yaml:"mayAct,omitempty"`
 	// BackchannelLogoutURI receives OIDC back-channel logout tokens when a
 	// Keyward session ends (backchannel.go): https, or http on loopback;
 	// no fragment. Empty: none are sent.
-	BackchannelLogoutURI string
+	BackchannelLogoutURI string `yaml:"backchannelLogoutURI,omitempty"`
 	// ApplicationType is web (the default) or native (a desktop, mobile or
 	// command-line app). Only a native client may use a private-use URI
 	// scheme (RFC 8252 §7.1) for its redirect URIs. OIDC Registration §2
-	ApplicationType string
+	ApplicationType string `yaml:"applicationType,omitempty"`
 }
 
 // The application types of a client. OIDC Registration §2
@@ -217,18 +227,8 @@ func newClientRegistry(cs []Client) (*clientRegistry, error) {
 			}
 			continue
 		}
-		grants := c.GrantTypes
-		if len(grants) == 0 {
-			grants = []string{"authorization_code", "refresh_token"}
-		}
-		scopes := c.Scopes
-		if len(scopes) == 0 {
-			scopes = []string{"openid", "email", "profile", "groups", "offline_access"}
-		}
-		auds := c.Audiences
-		if len(auds) == 0 {
-			auds = []string{c.ID}
-		}
+		c.SetDefaults()
+		grants, scopes, auds := c.GrantTypes, c.Scopes, c.Audiences
 		fc := &client{
 			DefaultClient: fosite.DefaultClient{
 				ID:            c.ID,

@@ -281,7 +281,7 @@ func (h *exchangeHandler) subject(ctx context.Context, raw, typ string) (exchang
 		expiry:    m.Expiry,
 		audiences: m.Rule.Audiences,
 		scopes:    m.Rule.Scopes,
-		maxTTL:    m.Rule.MaxTTL,
+		maxTTL:    time.Duration(m.Rule.MaxTTL),
 		public:    m.Rule.PublicClient,
 		claims:    map[string]any{"idp": "trust:" + m.Rule.Name},
 	}

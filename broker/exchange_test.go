@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyward/keyward/cmd/config"
 	"github.com/keyward/keyward/federation"
 )
 
@@ -135,7 +136,7 @@ func TestExchangeNativeSignIn(t *testing.T) {
 
 func TestExchangeTrustRule(t *testing.T) {
 	f := newFixture(t)
-	rule := &federation.TrustRule{Name: "ci", Audiences: []string{"api"}, Scopes: []string{"api"}, MaxTTL: time.Minute, SingleUse: true}
+	rule := &federation.TrustRule{Name: "ci", Audiences: []string{"api"}, Scopes: []string{"api"}, MaxTTL: config.Duration(time.Minute), SingleUse: true}
 	trust := &fakeTrust{match: federation.TrustMatch{Rule: rule, Subject: "repo:acme/app", Expiry: f.now.Add(time.Hour), JTI: "j1", Issuer: "https://ci.example.com"}}
 	b := newTestBroker(t, f, func(c *Config) { c.Trust = trust })
 	raw := externalToken(t, f, "https://ci.example.com", nil)

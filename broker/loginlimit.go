@@ -66,8 +66,8 @@ func (l *LoginLimits) withDefaults() {
 			*p = v
 		}
 	}
-	def(&l.PerMinute, 60)
-	def(&l.Burst, 30)
+	def(&l.PerMinute, DefaultLoginPerMinute)
+	def(&l.Burst, DefaultLoginBurst)
 	def(&l.GlobalPerSecond, 50)
 	def(&l.GlobalBurst, 200)
 	def(&l.MaxClients, 10000)

@@ -1,6 +1,8 @@
 package federation
 
 import (
+	"github.com/keyward/keyward/cmd/config"
+
 	"errors"
 	"strings"
 	"testing"
@@ -75,28 +77,28 @@ func TestAllow(t *testing.T) {
 			wantRule: "allow.groups",
 		},
 		{
-			name: "claim string", rules: AllowRules{Claims: map[string][]string{"hd": {"example.com"}}},
+			name: "claim string", rules: AllowRules{Claims: map[string]config.StringList{"hd": {"example.com"}}},
 			who: alice("a@example.com", true, true), claims: map[string]any{"hd": "example.com"},
 		},
 		{
-			name: "claim one of several", rules: AllowRules{Claims: map[string][]string{"acr": {"gold", "silver"}}},
+			name: "claim one of several", rules: AllowRules{Claims: map[string]config.StringList{"acr": {"gold", "silver"}}},
 			who: alice("a@example.com", true, true), claims: map[string]any{"acr": "silver"},
 		},
 		{
-			name: "claim list holds one", rules: AllowRules{Claims: map[string][]string{"amr": {"mfa"}}},
+			name: "claim list holds one", rules: AllowRules{Claims: map[string]config.StringList{"amr": {"mfa"}}},
 			who: alice("a@example.com", true, true), claims: map[string]any{"amr": []any{"pwd", "mfa"}},
 		},
 		{
-			name: "nested claim bool", rules: AllowRules{Claims: map[string][]string{"ext.mfa": {"true"}}},
+			name: "nested claim bool", rules: AllowRules{Claims: map[string]config.StringList{"ext.mfa": {"true"}}},
 			who: alice("a@example.com", true, true), claims: map[string]any{"ext": map[string]any{"mfa": true}},
 		},
 		{
-			name: "claim wrong value", rules: AllowRules{Claims: map[string][]string{"hd": {"example.com"}}},
+			name: "claim wrong value", rules: AllowRules{Claims: map[string]config.StringList{"hd": {"example.com"}}},
 			who: alice("a@example.com", true, true), claims: map[string]any{"hd": "other.com"},
 			wantRule: "allow.claims", wantMsg: "does not meet the sign-in requirements of Example Corp",
 		},
 		{
-			name: "claim missing", rules: AllowRules{Claims: map[string][]string{"hd": {"example.com"}}},
+			name: "claim missing", rules: AllowRules{Claims: map[string]config.StringList{"hd": {"example.com"}}},
 			who: alice("a@example.com", true, true), claims: map[string]any{},
 			wantRule: "allow.claims",
 		},

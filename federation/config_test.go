@@ -28,40 +28,41 @@ func TestValidate(t *testing.T) {
 			name:   "empty",
 			modify: func(c *Config) { *c = Config{} },
 			want: []string{
-				"id: must not be empty", "issuer: must not be empty", "client_id: must not be empty",
-				"client_secret: must not be empty", "redirect_url: must not be empty",
+				"id: set it", "issuer: set it to the issuer URL", "clientID: set it",
+				"clientSecretFile: set it", "redirectURL: must not be empty",
 			},
 		},
-		{name: "id pattern", modify: func(c *Config) { c.ID = "Corp_1" }, want: []string{`id: "Corp_1" must match [a-z0-9-]+`}},
+		{name: "id pattern", modify: func(c *Config) { c.ID = "Corp_1" }, want: []string{`id: "Corp_1" must match [a-z0-9][a-z0-9-_.]*`}},
 		{
 			name:   "http issuer",
 			modify: func(c *Config) { c.Issuer = "http://idp.example.com" },
-			want:   []string{"issuer: must be an absolute https URL (http only for loopback)"},
+			want:   []string{`issuer: "http://idp.example.com" must use https (http is allowed only for localhost/127.0.0.1/[::1])`},
 		},
-		{name: "relative issuer", modify: func(c *Config) { c.Issuer = "idp.example.com" }, want: []string{"issuer: must be an absolute https URL"}},
-		{name: "issuer with query", modify: func(c *Config) { c.Issuer = "https://idp.example.com?tenant=1" }, want: []string{"issuer: must not have a query or fragment"}},
-		{name: "issuer with userinfo", modify: func(c *Config) { c.Issuer = "https://u:p@idp.example.com" }, want: []string{"issuer: must be an absolute https URL"}},
-		{name: "redirect fragment", modify: func(c *Config) { c.RedirectURL = "https://sso.example.com/cb#x" }, want: []string{"redirect_url: must not have a query or fragment"}},
-		{name: "scopes without openid", modify: func(c *Config) { c.Scopes = []string{"email"} }, want: []string{"scopes: must include openid"}},
+		{name: "relative issuer", modify: func(c *Config) { c.Issuer = "idp.example.com" }, want: []string{`issuer: "idp.example.com" must be an https URL with a host`}},
+		{name: "issuer with query", modify: func(c *Config) { c.Issuer = "https://idp.example.com?tenant=1" }, want: []string{`issuer: "https://idp.example.com?tenant=1" must not have a query, fragment or user info`}},
+		{name: "issuer with userinfo", modify: func(c *Config) { c.Issuer = "https://u:p@idp.example.com" }, want: []string{"must not have a query, fragment or user info"}},
+		{name: "redirect fragment", modify: func(c *Config) { c.RedirectURL = "https://sso.example.com/cb#x" }, want: []string{"redirectURL: must not have a query or fragment"}},
+		{name: "scopes without openid", modify: func(c *Config) { c.Scopes = []string{"email"} }, want: []string{"scopes: add openid"}},
 		{
 			name:   "bad scope tokens",
 			modify: func(c *Config) { c.Scopes = []string{"openid", "a b", ""} },
-			want:   []string{`scopes: "a b" is not a valid scope token`, `scopes: "" is not a valid scope token`},
+			want:   []string{`scopes[1]: "a b" is not a scope token`, `scopes[2]: "" must be non-empty`},
 		},
 		{name: "native sign-in", modify: func(c *Config) { c.NativeClientIDs, c.NativePublicClients = []string{"ios", "keyward"}, true }},
 		{
 			name:   "native client ids",
 			modify: func(c *Config) { c.NativeClientIDs = []string{"ios", "", "ios "} },
-			want:   []string{`native_client_ids[1]: "" must be non-empty`, `native_client_ids[2]: "ios " must be non-empty`},
+			want:   []string{`nativeClientIDs[1]: "" must be a client ID without surrounding space`, `nativeClientIDs[2]: "ios " must be a client ID`},
 		},
-		{name: "native duplicate", modify: func(c *Config) { c.NativeClientIDs = []string{"ios", "ios"} }, want: []string{`native_client_ids[1]: "ios" is listed twice`}},
-		{name: "native public without ids", modify: func(c *Config) { c.NativePublicClients = true }, want: []string{"native_public_clients: needs native_client_ids"}},
+		{name: "native duplicate", modify: func(c *Config) { c.NativeClientIDs = []string{"ios", "ios"} }, want: []string{`nativeClientIDs[1]: "ios" is listed twice`}},
+		{name: "native public without ids", modify: func(c *Config) { c.NativePublicClients = true }, want: []string{"nativePublicClients: needs nativeClientIDs"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := valid
 			tc.modify(&cfg)
-			err := cfg.Validate()
+			cfg.SetDefaults()
+			err := cfg.validateOpen()
 			if len(tc.want) == 0 {
 				if err != nil {
 					t.Fatalf("Validate() = %v, want nil", err)

@@ -43,10 +43,15 @@
 // most once per interval, so a client choosing kids cannot make Keyward
 // hammer an issuer.
 //
+// It owns an upstream's configuration: Config is one entry of keyward.yaml's
+// upstreams (yaml tags), with its defaults (SetDefaults, the profiles'
+// presets) and its validation by YAML field path (config_validate.go).
+//
 // This package imports only the standard library, go-oidc, x/oauth2,
-// golang-jwt, go-jose and two of Keyward's leaf helpers (keys/jwkscache
-// holds every issuer's key set, web/loopback decides where http is
-// allowed). It must never import broker, store, web or keys itself:
+// golang-jwt, go-jose and three of Keyward's leaf helpers (cmd/config, the
+// shared configuration vocabulary; keys/jwkscache holds every issuer's key
+// set; web/loopback decides where http is allowed). It must never import
+// broker, store, web or keys itself:
 // federation knows nothing about Keyward's own tokens or storage.
 // test/archtest holds it to that.
 package federation

@@ -20,49 +20,23 @@ import (
 // the REST API with the access token of the code exchange, and mapped and
 // admitted exactly as an OIDC upstream's claims are (claims.go, allow.go).
 
-// DefaultGitHubURL is github.com's web base URL (GitHubConfig.GitHubURL).
+// DefaultGitHubURL is github.com's web base URL (Config.GitHubURL).
 const DefaultGitHubURL = "https://github.com"
 
 // ErrGitHubAPI: a GitHub REST API request made after the code exchange
 // failed (network, 5xx, rate limit, bad credentials, an unusable answer).
 var ErrGitHubAPI = errors.New("github api request failed")
 
-// GitHubConfig describes one GitHub upstream. It is tagless; cmd converts
-// the YAML shape into it.
-type GitHubConfig struct {
-	// ID is the stable upstream id, part of every subject Keyward derives.
-	// Pattern: [a-z0-9-]+
-	ID string
-	// Name is shown on the provider chooser. Default: ID.
-	Name string
-	// GitHubURL is GitHub's web base URL: DefaultGitHubURL (the default),
-	// or a GitHub Enterprise Server's https://HOST. The browser is sent to
-	// GitHubURL/login/oauth/authorize, codes are redeemed at
-	// GitHubURL/login/oauth/access_token. It is also what Issuer returns.
-	GitHubURL string
-	// APIURL is the REST API's base URL. Default: https://api.github.com
-	// for github.com, else GitHubURL/api/v3 (GitHub Enterprise Server).
-	APIURL       string
-	ClientID     string
-	ClientSecret string
-	// RedirectURL is Keyward's callback, e.g. https://sso.example.com/callback.
-	RedirectURL string
-	// Scopes requested at GitHub. Default (also for an empty list):
-	// read:user user:email read:org.
-	// Without user:email (or user) no email is read; without read:org (or
-	// write:org, admin:org) no groups are.
-	Scopes []string
-	// GroupsPrefix is added to every group ("gh:").
-	GroupsPrefix string
-	// Claims copies fields of the person's GET /user document into
-	// Identity.Extra: new name → path (e.g. "company", "plan.name").
-	Claims map[string]string
-	// Allow are conditions every identity must meet, as for OIDC upstreams;
-	// a failing identity is refused with a *NotAllowedError. Groups are the
-	// organisation logins and "org:team-slug" values (lower case, after
-	// GroupsPrefix).
-	Allow AllowRules
-}
+// A GitHub upstream is a Config with Type TypeGitHub. Of its fields it reads
+// ID, Name, GitHubURL, GitHubAPIURL, ClientID, ClientSecret, RedirectURL,
+// Scopes (default, also for an empty list: read:user user:email read:org;
+// without user:email or user no email is read, without read:org, write:org
+// or admin:org no groups are), Claims.GroupsPrefix ("gh:"), Claims.Claims
+// (fields of the person's GET /user document copied into Identity.Extra:
+// new name → path, e.g. "company", "plan.name") and Allow (as for OIDC
+// upstreams; groups are the organisation logins and "org:team-slug"
+// values, lower case, after GroupsPrefix). Validate refuses every other
+// field by name.
 
 // githubScopes are the default scopes of a GitHub upstream.
 var githubScopes = []string{"read:user", "user:email", "read:org"}
@@ -77,45 +51,16 @@ func DefaultGitHubAPIURL(githubURL string) string {
 	return githubURL + "/api/v3"
 }
 
-// Validate reports every problem with c, each naming its field. It does no
-// I/O.
-func (c GitHubConfig) Validate() error {
-	errs := validateID(c.ID)
-	for _, f := range []struct{ name, url string }{{"github_url", c.GitHubURL}, {"api_url", c.APIURL}} {
-		if f.url == "" {
-			continue
-		}
-		if err := checkURL(f.url); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", f.name, err))
-		}
+// githubDefaults fills what opening a GitHub upstream needs beyond
+// SetDefaults: the API URL and the scopes.
+func (c Config) githubDefaults() Config {
+	if c.GitHubAPIURL == "" {
+		c.GitHubAPIURL = DefaultGitHubAPIURL(c.GitHubURL)
 	}
-	errs = append(errs, validateClient(c.ClientID, c.ClientSecret, c.RedirectURL)...)
-	for _, s := range c.Scopes {
-		if s == "" || strings.ContainsAny(s, " ,\t\r\n\"\\") {
-			errs = append(errs, fmt.Errorf("scopes: %q is not a valid scope token", s))
-		}
-	}
-	errs = append(errs, ClaimMapping{GroupsPrefix: c.GroupsPrefix, Claims: c.Claims}.validate()...)
-	errs = append(errs, c.Allow.validate()...)
-	return errors.Join(errs...)
-}
-
-func (c GitHubConfig) withDefaults() GitHubConfig {
-	if c.Name == "" {
-		c.Name = c.ID
-	}
-	c.GitHubURL = strings.TrimRight(c.GitHubURL, "/")
-	if c.GitHubURL == "" {
-		c.GitHubURL = DefaultGitHubURL
-	}
-	if c.APIURL == "" {
-		c.APIURL = DefaultGitHubAPIURL(c.GitHubURL)
-	}
-	c.APIURL = strings.TrimRight(c.APIURL, "/")
+	c.GitHubAPIURL = strings.TrimRight(c.GitHubAPIURL, "/")
 	if len(c.Scopes) == 0 { // none at all would read as a GitHub App's grant
 		c.Scopes = githubScopes
 	}
-	c.Scopes = slices.Clone(c.Scopes)
 	return c
 }
 
@@ -124,7 +69,7 @@ func (c GitHubConfig) withDefaults() GitHubConfig {
 // upstream re-check are not available (GitHub has no ID tokens, logout
 // tokens or logout endpoint). It is safe for concurrent use.
 type GitHub struct {
-	cfg     GitHubConfig
+	cfg     Config
 	rules   Config       // ID, Name and Allow: the shared allow rules and refusals
 	mapping ClaimMapping // fixed paths into the claims Exchange builds
 	client  *http.Client
@@ -133,17 +78,20 @@ type GitHub struct {
 	logger  *slog.Logger
 }
 
-// Open validates c and builds the upstream. It does no I/O, so the
-// upstream is ready at once; httpClient (nil: a client with a 10s timeout)
-// is kept for the token and REST API requests.
-func (c GitHubConfig) Open(ctx context.Context, httpClient *http.Client, logger *slog.Logger) (*GitHub, error) {
-	if err := c.Validate(); err != nil {
+// OpenGitHub validates c, a Config of Type TypeGitHub (an empty Type is
+// taken as it), and builds the upstream. It does no I/O, so the upstream is
+// ready at once; httpClient (nil: a client with a 10s timeout) is kept for
+// the token and REST API requests.
+func (c Config) OpenGitHub(ctx context.Context, httpClient *http.Client, logger *slog.Logger) (*GitHub, error) {
+	c.Type = TypeGitHub
+	c.SetDefaults()
+	if err := c.validateOpen(); err != nil {
 		return nil, fmt.Errorf("federation: upstream %q: %w", c.ID, err)
 	}
-	c = c.withDefaults()
-	api, err := url.Parse(c.APIURL)
+	c = c.withDefaults().githubDefaults()
+	api, err := url.Parse(c.GitHubAPIURL)
 	if err != nil {
-		return nil, fmt.Errorf("federation: upstream %q: api_url: %w", c.ID, err)
+		return nil, fmt.Errorf("federation: upstream %q: githubAPIURL: %w", c.ID, err)
 	}
 	if httpClient == nil {
 		httpClient = &http.Client{Timeout: defaultTimeout}
@@ -157,8 +105,8 @@ func (c GitHubConfig) Open(ctx context.Context, httpClient *http.Client, logger 
 		rules: Config{ID: c.ID, Name: c.Name, Allow: c.Allow},
 		mapping: ClaimMapping{
 			Subject: "sub", Email: "email", EmailVerified: "email_verified", Name: "name",
-			PreferredUsername: "login", Groups: []string{"groups"}, GroupsPrefix: c.GroupsPrefix,
-			Claims: c.Claims,
+			PreferredUsername: "login", Groups: []string{"groups"}, GroupsPrefix: c.Claims.GroupsPrefix,
+			Claims: c.Claims.Claims,
 		},
 		client: httpClient,
 		oauth2: oauth2.Config{
@@ -177,7 +125,7 @@ func (c GitHubConfig) Open(ctx context.Context, httpClient *http.Client, logger 
 		api:    api,
 		logger: logger,
 	}
-	logger.InfoContext(ctx, "upstream ready", "type", "github", "github_url", c.GitHubURL, "api_url", c.APIURL,
+	logger.InfoContext(ctx, "upstream ready", "type", "github", "github_url", c.GitHubURL, "api_url", c.GitHubAPIURL,
 		"allow_rules", !c.Allow.empty())
 	return g, nil
 }

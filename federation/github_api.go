@@ -183,7 +183,7 @@ func getAll[T any](ctx context.Context, g *GitHub, token, path string) (items []
 }
 
 // endpoint is the absolute URL of an API path.
-func (g *GitHub) endpoint(path string) string { return g.cfg.APIURL + path }
+func (g *GitHub) endpoint(path string) string { return g.cfg.GitHubAPIURL + path }
 
 // nextPage is the rel="next" URL of a Link header ("" when none). It must
 // stay on the API's origin and under its path, so the access token is
@@ -196,7 +196,7 @@ func (g *GitHub) nextPage(path, link string) (string, error) {
 	u, err := url.Parse(next)
 	if err != nil || u.Scheme != g.api.Scheme || u.Host != g.api.Host || u.User != nil ||
 		!strings.HasPrefix(u.Path, strings.TrimRight(g.api.Path, "/")+"/") {
-		return "", fmt.Errorf("GET %s: the next page's link leaves %s; not followed", path, g.cfg.APIURL)
+		return "", fmt.Errorf("GET %s: the next page's link leaves %s; not followed", path, g.cfg.GitHubAPIURL)
 	}
 	return u.String(), nil
 }

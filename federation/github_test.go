@@ -1,6 +1,8 @@
 package federation
 
 import (
+	"github.com/keyward/keyward/cmd/config"
+
 	"errors"
 	"fmt"
 	"net/http"
@@ -34,14 +36,14 @@ func octocat() fakegithub.User {
 }
 
 // newGitHub starts a fake GitHub signing u in and opens an upstream on it.
-func newGitHub(t *testing.T, u fakegithub.User, edit func(c *GitHubConfig)) (*GitHub, *fakegithub.Server) {
+func newGitHub(t *testing.T, u fakegithub.User, edit func(c *Config)) (*GitHub, *fakegithub.Server) {
 	t.Helper()
 	gh := fakegithub.NewTest(t, fakegithub.Config{ClientID: ghClientID, ClientSecret: ghSecret, CallbackURL: redirectURL, User: u})
-	c := GitHubConfig{ID: "gh", Name: "GitHub", GitHubURL: gh.URL(), ClientID: ghClientID, ClientSecret: ghSecret, RedirectURL: redirectURL}
+	c := Config{Type: TypeGitHub, ID: "gh", Name: "GitHub", GitHubURL: gh.URL(), ClientID: ghClientID, ClientSecret: ghSecret, RedirectURL: redirectURL}
 	if edit != nil {
 		edit(&c)
 	}
-	up, err := c.Open(t.Context(), nil, nil)
+	up, err := c.OpenGitHub(t.Context(), nil, nil)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -74,9 +76,9 @@ func signInGitHub(t *testing.T, up *GitHub) (Identity, error) {
 }
 
 func TestGitHubExchange(t *testing.T) {
-	up, gh := newGitHub(t, octocat(), func(c *GitHubConfig) {
-		c.GroupsPrefix = "gh:"
-		c.Claims = map[string]string{"company": "company"}
+	up, gh := newGitHub(t, octocat(), func(c *Config) {
+		c.Claims.GroupsPrefix = "gh:"
+		c.Claims.Claims = map[string]string{"company": "company"}
 	})
 	id, err := signInGitHub(t, up)
 	if err != nil {
@@ -178,7 +180,7 @@ func TestGitHubEmail(t *testing.T) {
 				t.Errorf("/user/emails hits = %d, want %d", n, tc.wantHits)
 			}
 
-			strict, gh2 := newGitHub(t, u, func(c *GitHubConfig) { c.Allow.RequireEmailVerified = true })
+			strict, gh2 := newGitHub(t, u, func(c *Config) { c.Allow.RequireEmailVerified = true })
 			gh2.SetGrantedScopes(tc.granted)
 			_, err = signInGitHub(t, strict)
 			var na *NotAllowedError
@@ -312,11 +314,11 @@ func TestGitHubAllow(t *testing.T) {
 		{"not in the org", AllowRules{Groups: []string{"globex"}}, "allow.groups"},
 		{"email domain", AllowRules{EmailDomains: []string{"example.com"}}, ""},
 		{"other email domain", AllowRules{EmailDomains: []string{"example.org"}}, "allow.email_domains"},
-		{"claim", AllowRules{Claims: map[string][]string{"company": {"Globex"}}}, "allow.claims"},
+		{"claim", AllowRules{Claims: map[string]config.StringList{"company": {"Globex"}}}, "allow.claims"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			up, _ := newGitHub(t, octocat(), func(c *GitHubConfig) { c.Allow = tc.allow })
+			up, _ := newGitHub(t, octocat(), func(c *Config) { c.Allow = tc.allow })
 			_, err := signInGitHub(t, up)
 			var na *NotAllowedError
 			switch {
@@ -372,8 +374,8 @@ func TestGitHubErrors(t *testing.T) {
 		{
 			name: "wrong client secret",
 			run: func(t *testing.T, _ *GitHub, gh *fakegithub.Server) error {
-				c := GitHubConfig{ID: "gh", GitHubURL: gh.URL(), ClientID: ghClientID, ClientSecret: "wrong", RedirectURL: redirectURL}
-				up, err := c.Open(t.Context(), nil, nil)
+				c := Config{Type: TypeGitHub, ID: "gh", GitHubURL: gh.URL(), ClientID: ghClientID, ClientSecret: "wrong", RedirectURL: redirectURL}
+				up, err := c.OpenGitHub(t.Context(), nil, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -452,30 +454,31 @@ func TestGitHubUnsupported(t *testing.T) {
 }
 
 func TestGitHubConfig(t *testing.T) {
-	valid := GitHubConfig{ID: "gh", ClientID: "id", ClientSecret: "secret", RedirectURL: redirectURL}
+	valid := Config{Type: TypeGitHub, ID: "gh", ClientID: "id", ClientSecret: "secret", RedirectURL: redirectURL}
 	tests := []struct {
 		name string
-		edit func(c *GitHubConfig)
+		edit func(c *Config)
 		want string // part of the error; "": valid
 	}{
-		{"valid", func(*GitHubConfig) {}, ""},
-		{"enterprise", func(c *GitHubConfig) { c.GitHubURL = "https://github.example.com" }, ""},
-		{"bad id", func(c *GitHubConfig) { c.ID = "Git Hub" }, "id:"},
-		{"http github url", func(c *GitHubConfig) { c.GitHubURL = "http://github.example.com" }, "github_url:"},
-		{"api url with query", func(c *GitHubConfig) { c.APIURL = "https://api.example.com/?x=1" }, "api_url:"},
-		{"no client id", func(c *GitHubConfig) { c.ClientID = "" }, "client_id:"},
-		{"no secret", func(c *GitHubConfig) { c.ClientSecret = "" }, "client_secret:"},
-		{"no redirect", func(c *GitHubConfig) { c.RedirectURL = "" }, "redirect_url:"},
-		{"comma in a scope", func(c *GitHubConfig) { c.Scopes = []string{"read:user,read:org"} }, "scopes:"},
-		{"spaced prefix", func(c *GitHubConfig) { c.GroupsPrefix = "g h" }, "claims.groups_prefix:"},
-		{"keyward claim", func(c *GitHubConfig) { c.Claims = map[string]string{"email": "email"} }, "claims.claims.email:"},
-		{"bad domain", func(c *GitHubConfig) { c.Allow.EmailDomains = []string{"not a domain"} }, "allow.email_domains[0]:"},
+		{"valid", func(*Config) {}, ""},
+		{"enterprise", func(c *Config) { c.GitHubURL = "https://github.example.com" }, ""},
+		{"bad id", func(c *Config) { c.ID = "Git Hub" }, "id:"},
+		{"http github url", func(c *Config) { c.GitHubURL = "http://github.example.com" }, "githubURL:"},
+		{"api url with query", func(c *Config) { c.GitHubAPIURL = "https://api.example.com/?x=1" }, "githubAPIURL:"},
+		{"no client id", func(c *Config) { c.ClientID = "" }, "clientID:"},
+		{"no secret", func(c *Config) { c.ClientSecret = "" }, "clientSecretFile:"},
+		{"no redirect", func(c *Config) { c.RedirectURL = "" }, "redirectURL:"},
+		{"comma in a scope", func(c *Config) { c.Scopes = []string{"read:user,read:org"} }, "scopes[0]:"},
+		{"spaced prefix", func(c *Config) { c.Claims.GroupsPrefix = "g h" }, "claimMapping.groupsPrefix:"},
+		{"keyward claim", func(c *Config) { c.Claims.Claims = map[string]string{"email": "email"} }, `claimMapping.claims["email"]:`},
+		{"bad domain", func(c *Config) { c.Allow.EmailDomains = []string{"not a domain"} }, "allow.emailDomains[0]:"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := valid
 			tc.edit(&c)
-			err := c.Validate()
+			c.SetDefaults()
+			err := c.validateOpen()
 			if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
 				t.Fatalf("Validate() = %v, want %q", err, tc.want)
 			}

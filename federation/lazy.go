@@ -103,14 +103,9 @@ func WithRetryDelay(minDelay, maxDelay time.Duration) LazyOption {
 // id, attempt, next retry, the cause), the recovery at Info. httpClient and
 // logger are as for Config.Open.
 func OpenLazy(ctx context.Context, cfg Config, httpClient *http.Client, logger *slog.Logger, opts ...LazyOption) (*LazyUpstream, error) {
-	if err := cfg.Validate(); err != nil {
+	cfg.SetDefaults() // the issuer too (google's): native sign-in finds the upstream by it
+	if err := cfg.validateOpen(); err != nil {
 		return nil, fmt.Errorf("federation: upstream %q: %w", cfg.ID, err)
-	}
-	if cfg.Name == "" {
-		cfg.Name = cfg.ID
-	}
-	if cfg.Issuer == "" { // the profile's (google), as Open fills it: native sign-in finds the upstream by it
-		cfg.Issuer = cfg.Profile.Preset().Issuer
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -384,7 +379,7 @@ func (l *LazyUpstream) VerifyLogoutToken(ctx context.Context, raw string) (Logou
 }
 
 // RecheckInterval is Config.RecheckInterval.
-func (l *LazyUpstream) RecheckInterval() time.Duration { return l.cfg.RecheckInterval }
+func (l *LazyUpstream) RecheckInterval() time.Duration { return time.Duration(l.cfg.RecheckInterval) }
 
 // RecheckMaxAge is Upstream.RecheckMaxAge.
 func (l *LazyUpstream) RecheckMaxAge() time.Duration { return l.cfg.recheckMaxAge() }

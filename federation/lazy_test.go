@@ -1,6 +1,8 @@
 package federation
 
 import (
+	"github.com/keyward/keyward/cmd/config"
+
 	"bytes"
 	"context"
 	"errors"
@@ -56,7 +58,7 @@ func lazyIdP(t *testing.T, failures int) (*fakeidp.Server, *atomic.Int64) {
 func lazyConfig(issuer string) Config {
 	return Config{
 		ID: "corp", Name: "Corp SSO", Issuer: issuer, ClientID: "keyward", ClientSecret: lazySecret,
-		RedirectURL: redirectURL, Scopes: []string{"openid", "offline_access"}, RecheckInterval: time.Hour,
+		RedirectURL: redirectURL, Scopes: []string{"openid", "offline_access"}, RecheckInterval: config.Duration(time.Hour),
 	}
 }
 
@@ -304,8 +306,8 @@ func TestOpenLazyConfigErrorFailsAtOnce(t *testing.T) {
 	cfg := lazyConfig("http://127.0.0.1:1")
 	cfg.ClientID = ""
 	l, err := OpenLazy(t.Context(), cfg, nil, nil)
-	if err == nil || !strings.Contains(err.Error(), "client_id") {
-		t.Fatalf("OpenLazy(no client id) = %v, %v; want an error naming client_id", l, err)
+	if err == nil || !strings.Contains(err.Error(), "clientID") {
+		t.Fatalf("OpenLazy(no client id) = %v, %v; want an error naming clientID", l, err)
 	}
 }
 

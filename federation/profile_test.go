@@ -1,6 +1,8 @@
 package federation
 
 import (
+	"github.com/keyward/keyward/cmd/config"
+
 	"errors"
 	"net/http"
 	"net/url"
@@ -58,7 +60,7 @@ func TestPresets(t *testing.T) {
 	}
 	for _, tc := range tests {
 		c := Config{ID: "x", Profile: tc.p}.withDefaults()
-		got := []any{c.Issuer, c.Scopes, c.Claims.Groups, c.Claims.PreferredUsername, c.Claims.EmailFallbacks, c.GroupsOverage}
+		got := []any{c.Issuer, c.Scopes, []string(c.Claims.Groups), c.Claims.PreferredUsername, c.Claims.EmailFallbacks, c.GroupsOverage}
 		want := []any{tc.issuer, tc.scopes, tc.groups, tc.username, tc.emailFalls, tc.overage}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("profile %q defaults (-want +got):\n%s", tc.p, diff)
@@ -66,7 +68,7 @@ func TestPresets(t *testing.T) {
 	}
 	// An explicit list replaces the preset.
 	c := Config{ID: "x", Profile: ProfileOkta, Scopes: []string{"openid"}, Claims: ClaimMapping{Groups: []string{"roles"}}}.withDefaults()
-	if !cmp.Equal(c.Scopes, []string{"openid"}) || !cmp.Equal(c.Claims.Groups, []string{"roles"}) {
+	if !cmp.Equal(c.Scopes, []string{"openid"}) || !cmp.Equal([]string(c.Claims.Groups), []string{"roles"}) {
 		t.Errorf("withDefaults() = scopes %v groups %v, want the explicit ones", c.Scopes, c.Claims.Groups)
 	}
 }
@@ -85,23 +87,23 @@ func TestValidateProfiles(t *testing.T) {
 		{"azure multi-tenant", func(c *Config) { c.Profile, c.Issuer, c.Tenants = ProfileAzureAD, tmpl, []string{"t-1"} }, nil},
 		{"unknown profile", func(c *Config) { c.Profile = "ping" }, []string{"profile: \"ping\" is not a profile"}},
 		{"template without tenants", func(c *Config) { c.Profile, c.Issuer = ProfileAzureAD, tmpl }, []string{"tenants: required with a templated issuer"}},
-		{"template without azure", func(c *Config) { c.Issuer = tmpl }, []string{"issuer: {tenantid} is only understood with profile azuread"}},
+		{"template without azure", func(c *Config) { c.Issuer = tmpl }, []string{"issuer: {tenantid} is only understood with profile: azuread"}},
 		{"template and native", func(c *Config) {
 			c.Profile, c.Issuer, c.Tenants, c.NativeClientIDs = ProfileAzureAD, tmpl, []string{"t"}, []string{"app"}
-		}, []string{"native_client_ids: native sign-in needs a single-tenant issuer"}},
+		}, []string{"nativeClientIDs: native sign-in needs a single-tenant issuer"}},
 		{"quirks on the wrong profile", func(c *Config) {
 			c.Tenants, c.HostedDomains, c.GroupsOverage, c.GraphURL = []string{"t"}, []string{"example.com"}, OverageGraph, "https://graph.example.com"
-		}, []string{"tenants: only for profile azuread", "hosted_domains: only for profile google", "groups_overage: only for profile azuread", "graph_url: only for profile azuread"}},
+		}, []string{"tenants: only for profile: azuread", "hostedDomains: only for profile: google", "groupsOverage: only for profile: azuread", "graphURL: only for profile: azuread"}},
 		{"bad values", func(c *Config) {
 			c.Profile, c.Tenants, c.GroupsOverage, c.Userinfo, c.LogoutURL = ProfileAzureAD, []string{"a/b", "a/b"}, "ask", "sometimes", "http://idp.example.com/logout"
-		}, []string{`tenants[0]: "a/b" must be a tenant id`, `tenants[1]: "a/b" is listed twice`, `groups_overage: "ask" is not graph or refuse`, `userinfo: "sometimes"`, "logout_url: must be an absolute https URL"}},
-		{"hosted domain wildcard", func(c *Config) { c.Profile, c.HostedDomains = ProfileGoogle, []string{"*.example.com"} }, []string{"hosted_domains[0]"}},
+		}, []string{`tenants[0]: "a/b" must be a directory (tenant) id`, `tenants[1]: "a/b" is listed twice`, `groupsOverage: "ask" is not graph or refuse`, `userinfo: "sometimes"`, `logoutURL: "http://idp.example.com/logout" uses http on a host other than localhost`}},
+		{"hosted domain wildcard", func(c *Config) { c.Profile, c.HostedDomains = ProfileGoogle, []string{"*.example.com"} }, []string{"hostedDomains[0]"}},
 		{"mapping", func(c *Config) {
 			c.Claims = ClaimMapping{Groups: []string{"roles", ""}, GroupsPrefix: "a b", Claims: map[string]string{"sub": "x", "dept": ""}}
-		}, []string{`claims.groups[1]`, "claims.groups_prefix", "claims.claims.sub: Keyward sets this claim itself", "claims.claims.dept: the path"}},
+		}, []string{`claimMapping.groups[1]`, "claimMapping.groupsPrefix", `claimMapping.claims["sub"]: Keyward sets sub itself`, `claimMapping.claims["dept"]: set it to the upstream claim's path`}},
 		{"allow", func(c *Config) {
-			c.Allow = AllowRules{EmailDomains: []string{"ex ample.com"}, Groups: []string{""}, Claims: map[string][]string{"hd": nil}}
-		}, []string{"allow.email_domains[0]", "allow.groups[0]", "allow.claims.hd: list at least one"}},
+			c.Allow = AllowRules{EmailDomains: []string{"ex ample.com"}, Groups: []string{""}, Claims: map[string]config.StringList{"hd": nil}}
+		}, []string{"allow.emailDomains[0]", "allow.groups[0]", `allow.claims["hd"]: list at least one`}},
 		{"cognito logout URL with query", func(c *Config) {
 			c.Profile, c.LogoutURL = ProfileCognito, "https://auth.example.com/logout?client_id=kw&logout_uri=https%3A%2F%2Fsso.example.com%2F"
 		}, nil},

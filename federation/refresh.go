@@ -88,14 +88,14 @@ func (c Config) recheckMaxAge() time.Duration {
 	case c.RecheckInterval <= 0:
 		return 0
 	case c.RecheckMaxAge > 0:
-		return c.RecheckMaxAge
+		return time.Duration(c.RecheckMaxAge)
 	}
-	return DefaultRecheckMaxAge(c.RecheckInterval)
+	return DefaultRecheckMaxAge(time.Duration(c.RecheckInterval))
 }
 
 // RecheckInterval is how often Keyward re-checks a session's person at
 // this upstream; 0 means never.
-func (u *Upstream) RecheckInterval() time.Duration { return u.cfg.RecheckInterval }
+func (u *Upstream) RecheckInterval() time.Duration { return time.Duration(u.cfg.RecheckInterval) }
 
 // RecheckMaxAge is how long the upstream may go without vouching for a
 // person before the session ends (Config.RecheckMaxAge with its default);

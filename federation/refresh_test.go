@@ -1,6 +1,8 @@
 package federation
 
 import (
+	"github.com/keyward/keyward/cmd/config"
+
 	"context"
 	"errors"
 	"net/http"
@@ -91,7 +93,7 @@ func TestRecheckMaxAge(t *testing.T) {
 		{interval: time.Minute, maxAge: -time.Hour, want: time.Minute * 0, problem: "must not be negative"},
 	}
 	for _, tc := range tests {
-		c := Config{RecheckInterval: tc.interval, RecheckMaxAge: tc.maxAge}
+		c := Config{RecheckInterval: config.Duration(tc.interval), RecheckMaxAge: config.Duration(tc.maxAge)}
 		got, problem := c.recheckMaxAge(), RecheckMaxAgeProblem(tc.interval, tc.maxAge)
 		if tc.problem == "" && (got != tc.want || problem != "") {
 			t.Errorf("interval %s, max age %s: effective %s, problem %q; want %s, none", tc.interval, tc.maxAge, got, problem, tc.want)

@@ -9,43 +9,46 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/keyward/keyward/cmd/config"
 )
 
 // TrustRule lets tokens from one external issuer be exchanged for Keyward
 // tokens. See docs/token-exchange.md for the semantics and presets.
 type TrustRule struct {
 	// Name identifies the rule in logs and errors; unique. Pattern: [a-z0-9-]+
-	Name string
+	Name string `yaml:"name"`
 	// Issuer is the exact iss, e.g. https://token.actions.githubusercontent.com.
-	Issuer string
+	// Only issuers named by a rule are ever contacted (discovery, JWKS).
+	Issuer string `yaml:"issuer"`
 	// Audience is a value the token's aud must contain, usually Keyward's
 	// issuer URL.
-	Audience string
+	Audience string `yaml:"audience"`
 	// Claims pins top-level claims (no dotted paths): every one must be
 	// present and match. A value is a glob: '*' matches any run of
 	// characters except '/', '**' any run including '/', '?' one character
 	// except '/', and '\' makes the next character literal. A value with
 	// none of these is an exact match. Booleans and numbers match their
 	// JSON text ("true", "42"); null, arrays and objects never match.
-	Claims map[string]string
+	Claims map[string]string `yaml:"claims,omitempty"`
 	// Subject is the template of the Keyward subject: each {claim} is
 	// replaced by that claim, which must be a non-empty string without
 	// control characters. No escape exists for literal braces.
-	Subject string
+	Subject string `yaml:"subject"`
 	// Audiences the issued Keyward token may carry; at least one.
-	Audiences []string
+	Audiences []string `yaml:"audiences"`
 	// Scopes the issued Keyward token may receive.
-	Scopes []string
+	Scopes []string `yaml:"scopes,omitempty"`
 	// MaxTTL bounds the issued token's lifetime. Default: 10m; at most 24h.
-	MaxTTL time.Duration
+	MaxTTL config.Duration `yaml:"maxTTL,omitempty"`
 	// PublicClient lets a client without a secret use this rule: the
 	// subject token is its credential.
-	PublicClient bool
+	PublicClient bool `yaml:"publicClient,omitempty"`
 	// SingleUse: the token must carry a jti, which the caller may exchange
 	// once (TrustMatch.JTI; the caller owns the replay store).
-	SingleUse bool
+	SingleUse bool `yaml:"singleUse,omitempty"`
 	// Algorithms the token may be signed with. Default: RS256, ES256.
-	Algorithms []string
+	Algorithms []string `yaml:"algorithms,omitempty"`
 }
 
 // reservedClaims cannot be pinned: other fields or the verifier check them.
@@ -57,66 +60,66 @@ var reservedClaims = map[string]string{
 // asymmetricAlgs are the algorithms a rule may allow; none and HS* never.
 var asymmetricAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 
-// Validate reports every problem with r, each prefixed by its field path
-// (e.g. `claims["ref"]: …`). It does no I/O.
+// Validate reports every problem with r, each a *config.FieldError named
+// by its YAML path below the rule (e.g. `claims["ref"]`). It does no I/O.
 func (r TrustRule) Validate() error { return errors.Join(r.problems()...) }
 
 func (r TrustRule) problems() []error {
-	var errs []error
+	var p config.Problems
 	switch {
 	case r.Name == "":
-		errs = append(errs, errors.New("name: must not be empty"))
+		p.Add("name", "must not be empty")
 	case !idPattern.MatchString(r.Name):
-		errs = append(errs, fmt.Errorf("name: %q must match [a-z0-9-]+", r.Name))
+		p.Add("name", "%q must match [a-z0-9-]+", r.Name)
 	}
 	if err := checkURL(r.Issuer); err != nil {
-		errs = append(errs, fmt.Errorf("issuer: %w", err))
+		p.Add("issuer", "%s", err)
 	}
 	if r.Audience == "" {
-		errs = append(errs, errors.New("audience: must not be empty"))
+		p.Add("audience", "must not be empty")
 	}
 	for _, name := range sortedKeys(r.Claims) {
 		field := fmt.Sprintf("claims[%q]", name)
 		if name == "" {
-			errs = append(errs, fmt.Errorf("%s: claim name must not be empty", field))
+			p.Add(field, "claim name must not be empty")
 		} else if why, ok := reservedClaims[name]; ok {
-			errs = append(errs, fmt.Errorf("%s: cannot be pinned (%s)", field, why))
+			p.Add(field, "cannot be pinned (%s)", why)
 		}
 		if _, err := parseGlob(r.Claims[name]); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", field, err))
+			p.Add(field, "%s", err)
 		}
 	}
 	if parts, err := parseTemplate(r.Subject); err != nil {
-		errs = append(errs, fmt.Errorf("subject: %w", err))
+		p.Add("subject", "%s", err)
 	} else if !slices.ContainsFunc(parts, outsidePersonAlphabet) {
-		errs = append(errs, fmt.Errorf("subject: %q needs a literal character other than a-z and 2-7, such as a prefix \"ci:\", so that a workload's subject can never equal a person's Keyward subject", r.Subject))
+		p.Add("subject", "%q needs a literal character other than a-z and 2-7, such as a prefix \"ci:\", so that a workload's subject can never equal a person's Keyward subject", r.Subject)
 	}
 	if len(r.Audiences) == 0 {
-		errs = append(errs, errors.New("audiences: must list at least one audience"))
+		p.Add("audiences", "must list at least one audience")
 	}
 	for i, a := range r.Audiences {
 		switch {
 		case strings.TrimSpace(a) != a || a == "":
-			errs = append(errs, fmt.Errorf("audiences[%d]: %q must be non-empty without surrounding space", i, a))
+			p.Add(fmt.Sprintf("audiences[%d]", i), "%q must be non-empty without surrounding space", a)
 		case slices.Index(r.Audiences, a) < i:
-			errs = append(errs, fmt.Errorf("audiences[%d]: %q is listed twice", i, a))
+			p.Add(fmt.Sprintf("audiences[%d]", i), "%q is listed twice", a)
 		}
 	}
 	for i, s := range r.Scopes {
 		if !validScope(s) {
-			errs = append(errs, fmt.Errorf("scopes[%d]: %q is not a valid scope token", i, s))
+			p.Add(fmt.Sprintf("scopes[%d]", i), "%q is not a valid scope token", s)
 		}
 	}
-	if r.MaxTTL < 0 || r.MaxTTL > maxRuleTTL {
-		errs = append(errs, fmt.Errorf("max_ttl: %s must be between 0 (default 10m) and 24h", r.MaxTTL))
+	if r.MaxTTL < 0 || time.Duration(r.MaxTTL) > maxRuleTTL {
+		p.Add("maxTTL", "%s must be between 0 (default 10m) and 24h", time.Duration(r.MaxTTL))
 	}
 	for i, a := range r.Algorithms {
 		if !slices.Contains(asymmetricAlgs, a) {
-			errs = append(errs, fmt.Errorf("algorithms[%d]: %q is not one of %s (none and HMAC are never accepted)",
-				i, a, strings.Join(asymmetricAlgs, ", ")))
+			p.Add(fmt.Sprintf("algorithms[%d]", i), "%q is not one of %s (none and HMAC are never accepted)",
+				a, strings.Join(asymmetricAlgs, ", "))
 		}
 	}
-	return errs
+	return p
 }
 
 // validScope: RFC 6749 §3.3 scope-token.
@@ -154,7 +157,7 @@ func compile(r TrustRule) *compiledRule {
 	r.Scopes = slices.Clone(r.Scopes)
 	r.Algorithms = slices.Clone(r.Algorithms)
 	if r.MaxTTL == 0 {
-		r.MaxTTL = defaultRuleTTL
+		r.MaxTTL = config.Duration(defaultRuleTTL)
 	}
 	if len(r.Algorithms) == 0 {
 		r.Algorithms = []string{"RS256", "ES256"}

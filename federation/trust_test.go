@@ -1,6 +1,8 @@
 package federation
 
 import (
+	"github.com/keyward/keyward/cmd/config"
+
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -147,8 +149,8 @@ func TestTrustRuleValidate(t *testing.T) {
 			`audiences[1]: ""`, `audiences[2]: "a" is listed twice`, `audiences[3]: " b"`,
 		}},
 		{name: "scopes", modify: func(r *TrustRule) { r.Scopes = []string{"ok", "two words", ""} }, want: []string{`scopes[1]: "two words"`, `scopes[2]: ""`}},
-		{name: "negative ttl", modify: func(r *TrustRule) { r.MaxTTL = -time.Second }, want: []string{"max_ttl: -1s must be between"}},
-		{name: "long ttl", modify: func(r *TrustRule) { r.MaxTTL = 25 * time.Hour }, want: []string{"max_ttl: 25h0m0s"}},
+		{name: "negative ttl", modify: func(r *TrustRule) { r.MaxTTL = config.Duration(-time.Second) }, want: []string{"maxTTL: -1s must be between"}},
+		{name: "long ttl", modify: func(r *TrustRule) { r.MaxTTL = config.Duration(25 * time.Hour) }, want: []string{"maxTTL: 25h0m0s"}},
 		{name: "symmetric and none", modify: func(r *TrustRule) { r.Algorithms = []string{"HS256", "none", "RS256"} }, want: []string{
 			`algorithms[0]: "HS256" is not one of`, `algorithms[1]: "none"`,
 		}},
@@ -210,7 +212,7 @@ func TestNewTrustConfig(t *testing.T) {
 		t.Errorf("Issuers() (-want +got):\n%s", diff)
 	}
 	got := tr.issuers["https://token.actions.githubusercontent.com"].rules[0].TrustRule
-	if got.MaxTTL != 10*time.Minute || !cmp.Equal(got.Algorithms, []string{"RS256", "ES256"}) {
+	if got.MaxTTL != config.Duration(10*time.Minute) || !cmp.Equal(got.Algorithms, []string{"RS256", "ES256"}) {
 		t.Errorf("defaults: MaxTTL = %s, Algorithms = %v; want 10m, [RS256 ES256]", got.MaxTTL, got.Algorithms)
 	}
 }
@@ -434,7 +436,7 @@ func TestTrustVerifyMatch(t *testing.T) {
 		JTI:      "abc",
 		Issuer:   ci.URL(),
 	}
-	if m.Rule == nil || m.Rule.Name != "gh" || m.Rule.MaxTTL != 10*time.Minute {
+	if m.Rule == nil || m.Rule.Name != "gh" || m.Rule.MaxTTL != config.Duration(10*time.Minute) {
 		t.Errorf("Verify().Rule = %+v, want gh with defaults", m.Rule)
 	}
 	if m.Claims["run_number"] != json.Number("7") || m.Claims["repository"] != "acme/api" {

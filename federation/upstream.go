@@ -45,7 +45,8 @@ type AuthOptions struct {
 // c.Issuer (a mismatch wraps *oidc.IssuerMismatchError). httpClient is kept
 // for later JWKS, token and userinfo requests; give it a timeout.
 func (c Config) Open(ctx context.Context, httpClient *http.Client, logger *slog.Logger) (*Upstream, error) {
-	if err := c.Validate(); err != nil {
+	c.SetDefaults()
+	if err := c.validateOpen(); err != nil {
 		return nil, fmt.Errorf("federation: upstream %q: %w", c.ID, err)
 	}
 	c = c.withDefaults()

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/keyward/keyward/cmd/config"
 	"github.com/keyward/keyward/store"
 )
 
@@ -32,24 +33,32 @@ type Store interface {
 }
 
 // Config configures a Manager. Zero values take the documented defaults.
+// It is also keyward.yaml's keys section: the fields with yaml tags are read
+// from the file (SetDefaults and Validate in config_yaml.go); cmd sets the
+// others when it builds the manager.
 type Config struct {
 	// Store holds the key set. Required.
-	Store Store
+	Store Store `yaml:"-"`
 	// Algorithm of newly generated keys: RS256, ES256 or EdDSA. Default: RS256.
 	// A change takes effect at the next rotation: the next key generated then
 	// uses the new algorithm and signs from the rotation after it; keys that
 	// already exist keep theirs.
-	Algorithm string
+	Algorithm string `yaml:"algorithm,omitempty"`
 	// RotationPeriod is how long a key signs. Default: 24h.
-	RotationPeriod time.Duration
+	RotationPeriod config.Duration `yaml:"rotationPeriod,omitempty"`
 	// MaxTokenTTL is the longest lifetime of any token signed with these keys;
 	// a retired key stays published this long, plus a leeway of
 	// 1m + ReloadInterval (clock skew, and other replicas that keep signing
-	// with it until they next read the store). Required.
-	MaxTokenTTL time.Duration
+	// with it until they next read the store). Required. Not in YAML: cmd
+	// derives it from the token lifetimes.
+	MaxTokenTTL time.Duration `yaml:"-"`
 	// JWKSMaxAge caps the Cache-Control max-age of the JWKS. Default: 1h; never
 	// more than RotationPeriod/2.
-	JWKSMaxAge time.Duration
+	JWKSMaxAge config.Duration `yaml:"jwksMaxAge,omitempty"`
+	// EncryptionKeyFile (keys.encryptionKeyFile) names the file holding
+	// EncryptionKey: 32 raw bytes, or those bytes as base64 or hex. cmd
+	// reads it (secrets resolve in one place); New does not.
+	EncryptionKeyFile string `yaml:"encryptionKeyFile,omitempty"`
 	// SessionSecret is the secret every replica shares (sessionSecret).
 	// Private keys are always sealed at rest with AES-256-GCM (the kid as
 	// additional data); unless EncryptionKey is set, the key-encryption key
@@ -57,25 +66,25 @@ type Config struct {
 	// encryption v1"). Changing the secret leaves stored keys unopenable:
 	// New then fails with ErrEncryptionKey (see ReplaceUnreadable). One of
 	// SessionSecret and EncryptionKey is required.
-	SessionSecret []byte
+	SessionSecret []byte `yaml:"-"`
 	// EncryptionKey, a 32-byte AES-256-GCM key (keys.encryptionKeyFile),
 	// overrides the key derived from SessionSecret. Keys found sealed with
 	// the derived key, or unencrypted, are sealed with it on load.
-	EncryptionKey []byte
+	EncryptionKey []byte `yaml:"-"`
 	// ReplaceUnreadable makes New retire current and next keys that open
 	// with no configured key-encryption key (their public keys stay
 	// published until the tokens they signed expire) and sign with new keys
 	// at once, instead of failing with ErrEncryptionKey. For the operator's
 	// explicit recovery after the session secret changed, never a default:
 	// a replica with a wrong secret would replace the keys of all others.
-	ReplaceUnreadable bool
+	ReplaceUnreadable bool `yaml:"-"`
 	// ReloadInterval is how often Run re-reads the store, to follow rotations
 	// made by other replicas. Default: 1m.
-	ReloadInterval time.Duration
+	ReloadInterval time.Duration `yaml:"-"`
 	// Logger receives rotation events. Default: slog.Default().
-	Logger *slog.Logger
+	Logger *slog.Logger `yaml:"-"`
 	// Now is the clock. Default: time.Now.
-	Now func() time.Time
+	Now func() time.Time `yaml:"-"`
 }
 
 // Defaults.
@@ -94,23 +103,15 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Store == nil {
 		errs = append(errs, errors.New("missing Store"))
 	}
-	if cfg.Algorithm == "" {
-		cfg.Algorithm = RS256
-	}
+	cfg.SetDefaults()
 	if !validAlgorithm(cfg.Algorithm) {
 		errs = append(errs, fmt.Errorf("unsupported algorithm %q (want RS256, ES256 or EdDSA)", cfg.Algorithm))
 	}
-	if cfg.RotationPeriod == 0 {
-		cfg.RotationPeriod = DefaultRotationPeriod
-	}
-	if cfg.RotationPeriod < 2*time.Second {
+	if cfg.RotationPeriod < config.Duration(2*time.Second) {
 		errs = append(errs, fmt.Errorf("invalid RotationPeriod %s: below 2s", cfg.RotationPeriod))
 	}
 	if cfg.MaxTokenTTL <= 0 {
 		errs = append(errs, fmt.Errorf("invalid MaxTokenTTL %s: must be positive", cfg.MaxTokenTTL))
-	}
-	if cfg.JWKSMaxAge == 0 {
-		cfg.JWKSMaxAge = DefaultJWKSMaxAge
 	}
 	if cfg.JWKSMaxAge < 0 {
 		errs = append(errs, fmt.Errorf("invalid JWKSMaxAge %s: negative", cfg.JWKSMaxAge))

@@ -58,8 +58,9 @@
 // # Imports
 //
 // keys imports store (records and sentinels), keys/seal (the AES-256-GCM
-// sealing it shares with broker and web/verify), golang-jwt/v5, go-jose/v4
-// (to write the JWKS) and the standard library. It must never import
-// fosite, broker, web, web/verify, cmd or a store backend; test/archtest
-// holds it to that.
+// sealing it shares with broker and web/verify), cmd/config (its Config is
+// also keyward.yaml's keys section, with SetDefaults and Validate in
+// config_yaml.go), golang-jwt/v5, go-jose/v4 (to write the JWKS) and the
+// standard library. It must never import fosite, broker, web, web/verify,
+// cmd/keyward or a store backend; test/archtest holds it to that.
 package keys

@@ -103,9 +103,9 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	m := &Manager{
 		store:     cfg.Store,
 		alg:       cfg.Algorithm,
-		period:    cfg.RotationPeriod,
+		period:    time.Duration(cfg.RotationPeriod),
 		maxTTL:    cfg.MaxTokenTTL,
-		maxAge:    cfg.JWKSMaxAge,
+		maxAge:    time.Duration(cfg.JWKSMaxAge),
 		reload:    cfg.ReloadInterval,
 		leeway:    retireLeeway + cfg.ReloadInterval,
 		keks:      keks,

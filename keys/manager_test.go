@@ -14,6 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/keyward/keyward/cmd/config"
 	"github.com/keyward/keyward/store"
 )
 
@@ -222,7 +223,7 @@ func TestJWKSMaxAge(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			st, clock := &memStore{}, newClock()
 			cfg := testConfig(t, st, clock)
-			cfg.RotationPeriod, cfg.JWKSMaxAge = tt.period, tt.maxAge
+			cfg.RotationPeriod, cfg.JWKSMaxAge = config.Duration(tt.period), config.Duration(tt.maxAge)
 			m := mustNew(t, cfg)
 			clock.Advance(tt.sinceRead)
 			if _, got := m.JWKS(); got != tt.wantMaxAge {
@@ -312,8 +313,8 @@ func TestConfigErrors(t *testing.T) {
 		{name: "no token TTL", modify: func(c *Config) { c.MaxTokenTTL = 0 }, want: "invalid MaxTokenTTL 0s: must be positive"},
 		{name: "no key-encryption key", modify: func(c *Config) { c.SessionSecret = nil }, want: "missing SessionSecret or EncryptionKey (private keys are always encrypted at rest)"},
 		{name: "short KEK", modify: func(c *Config) { c.EncryptionKey = make([]byte, 16) }, want: "invalid EncryptionKey (keys.encryptionKeyFile): 16 bytes, want 32"},
-		{name: "negative max-age", modify: func(c *Config) { c.JWKSMaxAge = -time.Second }, want: "invalid JWKSMaxAge -1s: negative"},
-		{name: "tiny period", modify: func(c *Config) { c.RotationPeriod = time.Second }, want: "invalid RotationPeriod 1s: below 2s"},
+		{name: "negative max-age", modify: func(c *Config) { c.JWKSMaxAge = config.Duration(-time.Second) }, want: "invalid JWKSMaxAge -1s: negative"},
+		{name: "tiny period", modify: func(c *Config) { c.RotationPeriod = config.Duration(time.Second) }, want: "invalid RotationPeriod 1s: below 2s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

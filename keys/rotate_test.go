@@ -17,6 +17,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/keyward/keyward/cmd/config"
 	"github.com/keyward/keyward/store"
 )
 
@@ -125,7 +126,7 @@ func TestVerifiersNeverMeetUnknownKID(t *testing.T) {
 	)
 	st, clock := &memStore{}, newClock()
 	cfg := testConfig(t, st, clock)
-	cfg.RotationPeriod, cfg.MaxTokenTTL, cfg.ReloadInterval = period, ttl, reload
+	cfg.RotationPeriod, cfg.MaxTokenTTL, cfg.ReloadInterval = config.Duration(period), ttl, reload
 	a, b := mustNew(t, cfg), mustNew(t, cfg)
 
 	type cache struct {

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keyward/keyward/broker"
+	"github.com/keyward/keyward/cmd/config"
 	"github.com/keyward/keyward/federation"
 	"github.com/keyward/keyward/keys"
 	"github.com/keyward/keyward/store"
@@ -180,7 +181,7 @@ func (e *Env) startBroker(ctx context.Context, opts Options, ln net.Listener, up
 			Claims:    map[string]string{"repository": "example/app", "ref": "refs/heads/*"},
 			Subject:   "ci:{repository}:{ref}",
 			Audiences: []string{ExchangeAudience}, Scopes: []string{ExchangeScope},
-			MaxTTL: 5 * time.Minute, PublicClient: true,
+			MaxTTL: config.Duration(5 * time.Minute), PublicClient: true,
 		}},
 		HTTPClient: &http.Client{Timeout: 10 * time.Second},
 		Logger:     log,

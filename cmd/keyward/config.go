@@ -1,28 +1,30 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/federation"
-	"github.com/keyward/keyward/web/loopback"
+	"github.com/keyward/keyward/keys"
+	"github.com/keyward/keyward/store/bolt"
+	"github.com/keyward/keyward/store/postgres"
 )
 
-// Config is the shape of keyward.yaml. LoadConfig reads it, Validate checks
-// it without I/O, ResolveSecrets reads the files it names; the wiring then
-// converts it into the tagless package configs. Keys are camelCase; durations
-// are Go durations ("90s", "15m", "24h"); an omitted or zero field takes its
-// default. examples/keyward.yaml documents every field.
+// Config is the shape of keyward.yaml, composed of the packages' own
+// configuration types where a package owns a section (upstreams:
+// federation.Config, keys: keys.Config, store: the backend's Options; see
+// docs/architecture.md). LoadConfig reads it and applies every section's
+// defaults, Validate checks it without I/O (each section validates itself;
+// Config adds the rules that span sections), ResolveSecrets reads the files
+// it names; the wiring then adds what is not in the file. Keys are
+// camelCase; durations are Go durations ("90s", "15m", "24h"); an omitted
+// or zero field takes its default. examples/keyward.yaml documents every
+// field.
 type Config struct {
 	// Issuer is the public URL of the broker (discovery lives under it): https,
 	// or http on a loopback host; no query or fragment. A trailing slash is
@@ -38,17 +40,21 @@ type Config struct {
 	// SessionSecret is required.
 	SessionSecretFile string `yaml:"sessionSecretFile,omitempty"`
 	// SessionSecret is the secret itself, normally "${ENV_VAR}".
-	SessionSecret string           `yaml:"sessionSecret,omitempty"`
-	Store         StoreConfig      `yaml:"store,omitempty"`
-	Keys          KeysConfig       `yaml:"keys,omitempty"`
-	Tokens        TokensConfig     `yaml:"tokens,omitempty"`
-	Upstreams     []UpstreamConfig `yaml:"upstreams"`
-	Clients       []ClientConfig   `yaml:"clients"`
+	SessionSecret string      `yaml:"sessionSecret,omitempty"`
+	Store         StoreConfig `yaml:"store,omitempty"`
+	// Keys are the signing keys' settings; keys owns them.
+	Keys   keys.Config         `yaml:"keys,omitempty"`
+	Tokens broker.TokensConfig `yaml:"tokens,omitempty"`
+	// Upstreams are the identity providers people sign in with; federation
+	// owns each entry's fields, defaults and validation.
+	Upstreams []federation.Config `yaml:"upstreams"`
+	// Clients are the OAuth clients; broker owns each entry.
+	Clients []broker.Client `yaml:"clients"`
 	// Trust rules let external JWTs (CI, Kubernetes, cloud workloads) be
 	// exchanged for Keyward tokens (RFC 8693). See docs/token-exchange.md.
-	Trust   []TrustRuleConfig `yaml:"trust,omitempty"`
-	Logging LoggingConfig     `yaml:"logging,omitempty"`
-	Metrics MetricsConfig     `yaml:"metrics,omitempty"`
+	Trust   []federation.TrustRule `yaml:"trust,omitempty"`
+	Logging LoggingConfig          `yaml:"logging,omitempty"`
+	Metrics MetricsConfig          `yaml:"metrics,omitempty"`
 	// Admin is the admin API (docs/admin-api.md); off without tokenFile.
 	Admin AdminConfig `yaml:"admin,omitempty"`
 	// RevocationFeed says who may read GET /revocations.
@@ -71,285 +77,6 @@ type TLSConfig struct {
 
 // Enabled reports whether the broker serves HTTPS itself.
 func (t TLSConfig) Enabled() bool { return t.CertFile != "" || t.KeyFile != "" }
-
-// KeysConfig configures the signing keys.
-type KeysConfig struct {
-	// Algorithm is RS256, ES256 or EdDSA. Default: RS256.
-	Algorithm string `yaml:"algorithm,omitempty"`
-	// RotationPeriod is how long a key signs before the next takes over; at
-	// least twice JWKSMaxAge. Default: 24h.
-	RotationPeriod Duration `yaml:"rotationPeriod,omitempty"`
-	// JWKSMaxAge caps the Cache-Control max-age of the JWKS (which is
-	// otherwise the time to the next rotation). Default: 1h.
-	JWKSMaxAge Duration `yaml:"jwksMaxAge,omitempty"`
-	// EncryptionKeyFile holds a 32-byte AES-256-GCM key that encrypts private
-	// keys at rest: 32 raw bytes, or those bytes as base64 or hex. Optional:
-	// by default they are encrypted with a key derived from the session
-	// secret (docs/deployment.md).
-	EncryptionKeyFile string `yaml:"encryptionKeyFile,omitempty"`
-}
-
-// TokensConfig configures token lifetimes and contents.
-type TokensConfig struct {
-	// AccessTokenTTL: at most 1h. Default: 5m.
-	AccessTokenTTL Duration `yaml:"accessTokenTTL,omitempty"`
-	// IDTokenTTL: at most 24h. Default: 15m.
-	IDTokenTTL Duration `yaml:"idTokenTTL,omitempty"`
-	// AuthCodeTTL: at most 10m. Default: 1m.
-	AuthCodeTTL Duration `yaml:"authCodeTTL,omitempty"`
-	// RefreshTokenIdleTTL ends a refresh family unused this long; at most
-	// RefreshTokenMaxTTL. Default: 168h.
-	RefreshTokenIdleTTL Duration `yaml:"refreshTokenIdleTTL,omitempty"`
-	// RefreshTokenMaxTTL ends a refresh family this long after sign-in.
-	// Default: 720h.
-	RefreshTokenMaxTTL Duration `yaml:"refreshTokenMaxTTL,omitempty"`
-	// RefreshGracePeriod lets a just-rotated refresh token be used again by a
-	// racing client; at most 1m. Default: 10s.
-	RefreshGracePeriod Duration `yaml:"refreshGracePeriod,omitempty"`
-	// SessionTTL is the lifetime of the broker's single sign-on session.
-	// Default: 24h.
-	SessionTTL Duration `yaml:"sessionTTL,omitempty"`
-	// Claims are the identity claims copied into access tokens, from
-	// identityClaims. Default: [email, name, groups, preferred_username].
-	Claims []string `yaml:"claims,omitempty"`
-}
-
-// MaxSignedTTL is the longest lifetime of a signed token: how long a retired
-// key must stay published.
-func (t TokensConfig) MaxSignedTTL() time.Duration {
-	return max(time.Duration(t.AccessTokenTTL), time.Duration(t.IDTokenTTL))
-}
-
-// UpstreamConfig is one upstream identity provider: an OpenID Provider,
-// or GitHub (type: github, config_github.go).
-type UpstreamConfig struct {
-	// ID names the upstream in subjects and URLs; never change it. It matches
-	// [a-z0-9][a-z0-9-_.]*. Required.
-	ID string `yaml:"id"`
-	// Name is shown on the provider chooser and on refusal pages. Default: ID.
-	Name string `yaml:"name,omitempty"`
-	// Type is oidc (an OpenID Provider) or github (GitHub's OAuth 2.0, no
-	// OpenID Connect: see config_github.go for the fields it takes).
-	// Default: oidc.
-	Type string `yaml:"type,omitempty"`
-	// GitHubURL (github) is GitHub's web base URL: https://github.com, or
-	// a GitHub Enterprise Server's https://HOST. Default: https://github.com.
-	GitHubURL string `yaml:"githubURL,omitempty"`
-	// GitHubAPIURL (github) is the REST API's base URL. Default:
-	// https://api.github.com for github.com, else <githubURL>/api/v3.
-	GitHubAPIURL string `yaml:"githubAPIURL,omitempty"`
-	// Profile presets defaults and provider quirks: google, azuread, okta,
-	// auth0, cognito, curity, keycloak or generic. Every preset can be
-	// overridden field by field. Default: generic (the standard claims).
-	Profile string `yaml:"profile,omitempty"`
-	// Issuer is the upstream's issuer, exactly as its discovery document
-	// spells it (a trailing slash is kept, as Auth0 needs). With profile
-	// azuread it may be templated for multi-tenant apps:
-	// https://login.microsoftonline.com/{tenantid}/v2.0 (tenants is then
-	// required). Required, except with profile google
-	// (default https://accounts.google.com).
-	Issuer string `yaml:"issuer"`
-	// Tenants (azuread) are the accepted directory ids (the tid claim).
-	// Required with a templated issuer; a person of another tenant is
-	// refused with a 403 page.
-	Tenants []string `yaml:"tenants,omitempty"`
-	// HostedDomains (google) are the accepted Google Workspace domains:
-	// sent as hd=<domain> (one) or hd=* (several), and checked in the ID
-	// token's hd claim, so gmail.com accounts are refused.
-	HostedDomains []string `yaml:"hostedDomains,omitempty"`
-	// ClientID is Keyward's client ID at the upstream. Required.
-	ClientID string `yaml:"clientID"`
-	// ClientSecretFile holds Keyward's client secret at the upstream. Exactly
-	// one of it and ClientSecret is required.
-	ClientSecretFile string `yaml:"clientSecretFile,omitempty"`
-	// ClientSecret is the secret itself, normally "${ENV_VAR}".
-	ClientSecret string `yaml:"clientSecret,omitempty"`
-	// Scopes requested upstream; must include openid. An explicit list
-	// replaces the profile's. Default: [openid, email, profile]
-	// (okta: plus groups).
-	Scopes       []string     `yaml:"scopes,omitempty"`
-	ClaimMapping ClaimMapping `yaml:"claimMapping,omitempty"`
-	// TrustEmail treats every email this upstream sends as verified, even
-	// with email_verified false or missing: Keyward's tokens carry it with
-	// email_verified: true, and allow rules count it as verified. Only for
-	// an IdP whose administrators set the addresses (an Entra ID tenant
-	// that sends no email_verified; see docs/providers). Default: false:
-	// an email the upstream does not mark verified is left out of
-	// Keyward's tokens and userinfo.
-	TrustEmail bool `yaml:"trustEmail,omitempty"`
-	// Allow are conditions every person must meet to sign in through this
-	// upstream; all configured ones must hold. A refused person sees a 403
-	// page and the refusal is audited. Default: everyone the upstream signs
-	// in is allowed.
-	Allow AllowConfig `yaml:"allow,omitempty"`
-	// GroupsOverage (azuread) is what to do when the ID token says the
-	// person has too many groups to list: graph reads them from Microsoft
-	// Graph with the upstream access token (the app needs
-	// GroupMember.Read.All), refuse shows a 403 page. Default: graph.
-	GroupsOverage string `yaml:"groupsOverage,omitempty"`
-	// GraphURL (azuread) is Microsoft Graph's base URL, for national clouds
-	// and tests. Default: https://graph.microsoft.com.
-	GraphURL string `yaml:"graphURL,omitempty"`
-	// LogoutURL is the upstream's logout page, used when its discovery has
-	// no end_session_endpoint (cognito:
-	// https://<domain>/logout?client_id=…&logout_uri={post_logout_redirect_uri}).
-	// When set it wins over discovery's. It is used as given, except that
-	// {post_logout_redirect_uri} becomes <issuer>/logout/upstream-done,
-	// URL-escaped. https (http only for loopback). Optional.
-	LogoutURL string `yaml:"logoutURL,omitempty"`
-	// UpstreamLogout: signing out of Keyward (/end_session) signs the
-	// person out at this upstream too, so that the next sign-in asks for
-	// their password again (shared kiosks, a strict sign-out). The browser
-	// goes to logoutURL, else discovery's end_session_endpoint, and back to
-	// <issuer>/logout/upstream-done (register it at the provider). Default:
-	// false: only Keyward's session ends, as with Dex and oauth2-proxy,
-	// because it would also end the person's other applications at the
-	// provider.
-	UpstreamLogout bool `yaml:"upstreamLogout,omitempty"`
-	// Userinfo says when the userinfo endpoint is asked: auto (when the
-	// mapped email, name or groups are missing from the ID token), always,
-	// or never. Default: auto.
-	Userinfo string `yaml:"userinfo,omitempty"`
-	// NativeClientIDs are native apps' client IDs at this upstream: their
-	// ID tokens may be exchanged for Keyward tokens (native sign-in; see
-	// docs/token-exchange.md). Not with a templated issuer. Default: none,
-	// native sign-in off.
-	NativeClientIDs []string `yaml:"nativeClientIDs,omitempty"`
-	// NativePublicClients lets public clients (mobile apps) do native
-	// sign-in with this upstream. Default: false.
-	NativePublicClients bool `yaml:"nativePublicClients,omitempty"`
-	// RecheckInterval, when set, makes Keyward refresh the person's grant
-	// at this upstream at a Keyward refresh once this long has passed since
-	// the upstream last vouched for them; a refusal (the person was
-	// disabled there) ends the Keyward session. Once the Keyward session
-	// is over (tokens.sessionTTL) the re-check cannot run and refreshes are
-	// refused: the person signs in again. Scopes must include
-	// offline_access. Default: 0, off.
-	RecheckInterval Duration `yaml:"recheckInterval,omitempty"`
-	// RecheckMaxAge: once the upstream has not vouched for a person for
-	// longer than this (no accepted re-check: an outage, error answers
-	// such as Dex's 500 for a deleted user, Keyward's credentials there
-	// refused), the next refresh or single sign-on ends the Keyward
-	// session. At least recheckInterval. Default: 1h, or twice
-	// recheckInterval when that is longer (docs/behind-another-broker.md).
-	RecheckMaxAge Duration `yaml:"recheckMaxAge,omitempty"`
-}
-
-// ClaimMapping names the upstream claims that fill the identity; an
-// omitted field takes the profile's default. Each value is a path: first
-// looked up as one top-level claim name ("https://example.com/roles" and
-// "cognito:groups" work as is), else split on "." and walked through
-// nested objects ("realm_access.roles").
-type ClaimMapping struct {
-	// Subject is the claim holding the stable upstream subject (azuread may
-	// use oid). Keyward's subject is derived from the upstream id and this
-	// value: changing it changes every person's Keyward subject (they
-	// become new subjects). Default: sub.
-	Subject string `yaml:"subject,omitempty"`
-	Email   string `yaml:"email,omitempty"` // Default: email.
-	// EmailFallbacks are tried in order when the email claim is missing; a
-	// value counts only when it holds an "@". Default: none (azuread: upn,
-	// preferred_username).
-	EmailFallbacks []string `yaml:"emailFallbacks,omitempty"`
-	// EmailVerified is read only for an email from Email; a missing claim
-	// means unknown (not false). Default: email_verified.
-	EmailVerified string `yaml:"emailVerified,omitempty"`
-	Name          string `yaml:"name,omitempty"` // Default: name.
-	// PreferredUsername: Default preferred_username (cognito:
-	// cognito:username).
-	PreferredUsername string `yaml:"preferredUsername,omitempty"`
-	// PreferredUsernameFallbacks are tried in order when it is missing.
-	PreferredUsernameFallbacks []string `yaml:"preferredUsernameFallbacks,omitempty"`
-	// Groups is one path or a list of paths; their values (a string or a
-	// list) are merged and deduplicated. Default: groups (google, auth0:
-	// none; cognito: cognito:groups; keycloak: realm_access.roles).
-	Groups StringList `yaml:"groups,omitempty"`
-	// GroupsPrefix is added to every group value, e.g. "kc:".
-	GroupsPrefix string `yaml:"groupsPrefix,omitempty"`
-	// Claims copies further claims into Keyward's tokens under a new name:
-	// {department: "https://example.com/department"}. String, boolean and
-	// number values are copied as strings, into ID tokens and userinfo with
-	// the profile scope, and into access tokens when tokens.claims names
-	// them. A name may not be one Keyward sets itself.
-	Claims map[string]string `yaml:"claims,omitempty"`
-}
-
-// AllowConfig are conditions on the mapped identity; all configured ones
-// must hold.
-type AllowConfig struct {
-	// EmailDomains: the mapped email's domain, case-insensitively and
-	// exactly; "*.example.com" accepts its subdomains (not example.com).
-	// The email must be verified (or trustEmail set).
-	EmailDomains []string `yaml:"emailDomains,omitempty"`
-	// Groups: the person must be in at least one (after groupsPrefix).
-	Groups []string `yaml:"groups,omitempty"`
-	// RequireEmailVerified: email_verified must be present and true (with
-	// trustEmail: an email must be present).
-	RequireEmailVerified bool `yaml:"requireEmailVerified,omitempty"`
-	// Claims are required claims: path → one accepted value or a list.
-	// A list claim matches when one of its values is accepted.
-	Claims map[string]StringList `yaml:"claims,omitempty"`
-}
-
-// StringList is a list of strings that YAML may also give as one string.
-type StringList []string
-
-// UnmarshalYAML accepts a scalar (one element) or a sequence of scalars.
-func (l *StringList) UnmarshalYAML(n *yaml.Node) error {
-	switch n.Kind {
-	case yaml.ScalarNode:
-		*l = StringList{n.Value}
-		return nil
-	case yaml.SequenceNode:
-		var list []string
-		if err := n.Decode(&list); err != nil {
-			return err
-		}
-		*l = list
-		return nil
-	}
-	return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: want a string or a list of strings", n.Line)}}
-}
-
-// ClientConfig is one static OAuth client (relying party).
-type ClientConfig struct {
-	// ID is the client_id. Required; unique.
-	ID string `yaml:"id"`
-	// Name is shown on consent and error pages. Default: ID.
-	Name string `yaml:"name,omitempty"`
-	// SecretFile holds the client secret. With neither SecretFile nor Secret
-	// the client is public (PKCE only).
-	SecretFile string `yaml:"secretFile,omitempty"`
-	// Secret is the secret itself, normally "${ENV_VAR}".
-	Secret string `yaml:"secret,omitempty"`
-	// ApplicationType is web (a server-side or browser app) or native (a
-	// desktop, mobile or command-line app). Default: web.
-	ApplicationType string `yaml:"applicationType,omitempty"`
-	// RedirectURIs are matched exactly (no wildcards), required with
-	// authorization_code: https, or http on localhost/127.0.0.1/[::1] (any
-	// port at sign-in for the IP literals, RFC 8252 §7.3); native clients
-	// may also use a reverse-DNS private-use scheme (com.example.app:/cb).
-	// No fragment. broker.CheckRedirectURI holds the rule.
-	RedirectURIs []string `yaml:"redirectURIs,omitempty"`
-	// PostLogoutRedirectURIs follow the same rule as RedirectURIs.
-	PostLogoutRedirectURIs []string `yaml:"postLogoutRedirectURIs,omitempty"`
-	// GrantTypes come from grantTypes. Default: [authorization_code, refresh_token].
-	GrantTypes []string `yaml:"grantTypes,omitempty"`
-	// Scopes the client may request.
-	// Default: [openid, email, profile, groups, offline_access].
-	Scopes []string `yaml:"scopes,omitempty"`
-	// Audiences are the aud values of its access tokens. Default: [ID].
-	Audiences []string `yaml:"audiences,omitempty"`
-	// MayAct lists the subjects whose Keyward access tokens this client may
-	// present as actor_token in a token exchange (the act claim).
-	MayAct []string `yaml:"mayAct,omitempty"`
-	// BackchannelLogoutURI receives OIDC back-channel logout tokens when a
-	// Keyward session ends: https (http only on loopback), no fragment.
-	BackchannelLogoutURI string `yaml:"backchannelLogoutURI,omitempty"`
-}
-
-// Public reports whether the client has no secret.
-func (c ClientConfig) Public() bool { return c.SecretFile == "" && c.Secret == "" }
 
 // LoggingConfig configures the slog logger.
 type LoggingConfig struct {
@@ -374,46 +101,13 @@ func (c *Config) withDefaults() {
 	if decode, ok := storeTypes[c.Store.Type]; ok && c.Store.Backend == nil {
 		c.Store.Backend, _ = decode(func(any) error { return nil }) // The zero settings.
 	}
-	k := &c.Keys
-	setDefault(&k.Algorithm, "RS256")
-	setDefault(&k.RotationPeriod, Duration(24*time.Hour))
-	setDefault(&k.JWKSMaxAge, Duration(time.Hour))
-	t := &c.Tokens
-	setDefault(&t.AccessTokenTTL, Duration(5*time.Minute))
-	setDefault(&t.IDTokenTTL, Duration(15*time.Minute))
-	setDefault(&t.AuthCodeTTL, Duration(time.Minute))
-	setDefault(&t.RefreshTokenIdleTTL, Duration(168*time.Hour))
-	setDefault(&t.RefreshTokenMaxTTL, Duration(720*time.Hour))
-	setDefault(&t.RefreshGracePeriod, Duration(10*time.Second))
-	setDefault(&t.SessionTTL, Duration(24*time.Hour))
-	setDefaults(&t.Claims, "email", "name", "groups", "preferred_username")
+	c.Keys.SetDefaults()
+	c.Tokens.SetDefaults()
 	for i := range c.Upstreams {
-		u := &c.Upstreams[i]
-		setDefault(&u.Name, u.ID)
-		if u.Type == upstreamGitHub {
-			setDefault(&u.GitHubURL, federation.DefaultGitHubURL)
-			continue // no profile preset: the GitHub upstream's mapping is fixed
-		}
-		// The profile's preset, as federation applies it (an unknown
-		// profile gets generic's; Validate reports it).
-		ps := federation.Profile(u.Profile).Preset()
-		setDefault(&u.Issuer, ps.Issuer)
-		setDefaults(&u.Scopes, ps.Scopes...)
-		m, pm := &u.ClaimMapping, ps.Claims
-		setDefault(&m.Subject, pm.Subject)
-		setDefault(&m.Email, pm.Email)
-		setDefault(&m.EmailVerified, pm.EmailVerified)
-		setDefault(&m.Name, pm.Name)
-		setDefault(&m.PreferredUsername, pm.PreferredUsername)
-		setDefaults(&m.EmailFallbacks, pm.EmailFallbacks...)
-		setDefaults((*[]string)(&m.Groups), pm.Groups...)
+		c.Upstreams[i].SetDefaults()
 	}
 	for i := range c.Clients {
-		cl := &c.Clients[i]
-		setDefault(&cl.Name, cl.ID)
-		setDefaults(&cl.GrantTypes, grantAuthorizationCode, grantRefreshToken)
-		setDefaults(&cl.Scopes, "openid", "email", "profile", "groups", "offline_access")
-		setDefaults(&cl.Audiences, cl.ID)
+		c.Clients[i].SetDefaults()
 	}
 	setDefault(&c.Admin.Listen, "127.0.0.1:8081")
 	setDefault(&c.Logging.Level, "info")
@@ -439,50 +133,26 @@ func setDefaults(p *[]string, v ...string) {
 type StoreConfig struct {
 	// Type is bolt (one process) or postgres (several replicas). Default: bolt.
 	Type string
-	// Backend holds the settings of Type: *BoltStoreConfig or
-	// *PostgresStoreConfig. Nil when Type is unknown (Validate reports it).
+	// Backend holds the settings of Type: *bolt.Options or
+	// *postgres.Options. Nil when Type is unknown (Validate reports it).
 	Backend StoreBackend
 }
 
-// StoreBackend is the per-type part of a StoreConfig.
+// StoreBackend is the per-type part of a StoreConfig: the backend's own
+// Options, which validate themselves by path within the section.
 type StoreBackend interface {
-	validate(p *problems, path string)
+	Validate() error
 }
 
-// storeTypes is the registry of store types: a new backend adds its settings
+// storeTypes is the registry of store types: a new backend adds its Options
 // type here. Only cmd knows the concrete backends.
 var storeTypes = map[string]func(unmarshal func(any) error) (StoreBackend, error){
-	"bolt":     decodeStore[BoltStoreConfig],
-	"postgres": decodeStore[PostgresStoreConfig],
+	"bolt":     decodeStore[bolt.Options],
+	"postgres": decodeStore[postgres.Options],
 }
-
-// BoltStoreConfig is the settings of the embedded bbolt store (one process).
-type BoltStoreConfig struct {
-	// Path of the database file; created when missing. Required.
-	Path string `yaml:"path,omitempty"`
-}
-
-func (b *BoltStoreConfig) validate(p *problems, path string) {
-	if b.Path == "" {
-		p.add(path+".path", "set it to the database file, e.g. /var/lib/keyward/keyward.db")
-	}
-}
-
-// PostgresStoreConfig is in config_store.go.
-
-// Grant types a client may use.
-const (
-	grantAuthorizationCode = "authorization_code"
-	grantRefreshToken      = "refresh_token"
-	grantClientCredentials = "client_credentials"
-	grantTokenExchange     = "urn:ietf:params:oauth:grant-type:token-exchange" // RFC 8693 §2.1
-)
 
 var (
-	grantTypes     = []string{grantAuthorizationCode, grantRefreshToken, grantClientCredentials, grantTokenExchange}
-	algorithms     = []string{"RS256", "ES256", "EdDSA"}
-	identityClaims = []string{"email", "email_verified", "name", "preferred_username", "groups"}
-	upstreamIDRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
+	upstreamIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
 )
 
 const sessionSecretHint = "at least 32 random bytes, e.g. head -c32 /dev/urandom | base64 > /etc/keyward/session-secret"
@@ -492,233 +162,109 @@ const sessionSecretHint = "at least 32 random bytes, e.g. head -c32 /dev/urandom
 // by ResolveSecrets, upstream discovery at startup.
 func (c *Config) Validate() error {
 	var p problems
-	checkIssuer(&p, "issuer", c.Issuer)
+	p.CheckURL("issuer", c.Issuer)
 	checkListen(&p, "listen", c.Listen)
 	if c.TLS.Enabled() && c.TLS.CertFile == "" {
-		p.add("tls.certFile", "set it too (tls needs both certFile and keyFile) or remove tls")
+		p.Add("tls.certFile", "set it too (tls needs both certFile and keyFile) or remove tls")
 	}
 	if c.TLS.Enabled() && c.TLS.KeyFile == "" {
-		p.add("tls.keyFile", "set it too (tls needs both certFile and keyFile) or remove tls")
+		p.Add("tls.keyFile", "set it too (tls needs both certFile and keyFile) or remove tls")
 	}
 	switch n := len(strings.TrimSpace(c.SessionSecret)); {
 	case c.SessionSecretFile == "" && c.SessionSecret == "":
-		p.add("sessionSecretFile", "set it (or sessionSecret) to a file holding %s", sessionSecretHint)
+		p.Add("sessionSecretFile", "set it (or sessionSecret) to a file holding %s", sessionSecretHint)
 	case c.SessionSecretFile != "" && c.SessionSecret != "":
-		p.add("sessionSecret", "set either sessionSecretFile or sessionSecret, not both")
+		p.Add("sessionSecret", "set either sessionSecretFile or sessionSecret, not both")
 	case c.SessionSecret != "" && n < 32:
-		p.add("sessionSecret", "is %d bytes; use %s", n, sessionSecretHint)
+		p.Add("sessionSecret", "is %d bytes; use %s", n, sessionSecretHint)
 	}
 	if c.Store.Backend == nil {
-		p.add("store.type", "%q is not a store type; use bolt or postgres", c.Store.Type)
+		p.Add("store.type", "%q is not a store type; use bolt or postgres", c.Store.Type)
 	} else {
-		c.Store.Backend.validate(&p, "store")
+		p.AddAll("store", c.Store.Backend.Validate())
 	}
-	c.validateKeys(&p)
+	p.AddAll("keys", c.Keys.Validate())
 	c.validateTokens(&p)
 	c.validateUpstreams(&p)
 	c.validateClients(&p)
 	c.validateTrust(&p)
-	c.validateNative(&p)
 	validateLoggingMetrics(&p, c.Logging, c.Metrics, c.Listen)
 	c.validateAdmin(&p)
 	c.validateLimits(&p)
-	return p.err()
+	return p.Err()
 }
 
 // validateLoggingMetrics checks the logging and metrics sections, which the
 // broker's and the verifier's configs share.
 func validateLoggingMetrics(p *problems, l LoggingConfig, m MetricsConfig, listen string) {
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, l.Level) {
-		p.add("logging.level", "%q is not a level; use debug, info, warn or error", l.Level)
+		p.Add("logging.level", "%q is not a level; use debug, info, warn or error", l.Level)
 	}
 	if l.Format != "json" && l.Format != "text" {
-		p.add("logging.format", "%q is not a format; use json or text", l.Format)
+		p.Add("logging.format", "%q is not a format; use json or text", l.Format)
 	}
 	if m.Listen != "" {
 		checkListen(p, "metrics.listen", m.Listen)
 		if m.Listen == listen {
-			p.add("metrics.listen", "%q is also listen; use another port", m.Listen)
+			p.Add("metrics.listen", "%q is also listen; use another port", m.Listen)
 		}
 	}
 }
 
-func (c *Config) validateKeys(p *problems) {
-	k := c.Keys
-	if !slices.Contains(algorithms, k.Algorithm) {
-		p.add("keys.algorithm", "%q is not supported; use RS256, ES256 or EdDSA", k.Algorithm)
-	}
-	checkTTL(p, "keys.rotationPeriod", k.RotationPeriod, 0)
-	checkTTL(p, "keys.jwksMaxAge", k.JWKSMaxAge, 0)
-	if k.JWKSMaxAge > 0 && time.Duration(k.JWKSMaxAge) < time.Minute {
-		// Verifiers (keyward verify, go-oidc and most gateways) cache a JWKS
-		// for at least a minute whatever max-age says.
-		p.add("keys.jwksMaxAge", "%s is below the 1m that verifiers cache a JWKS at the least; use 1m or more", k.JWKSMaxAge)
-	}
-	if k.JWKSMaxAge > 0 && k.RotationPeriod < 2*k.JWKSMaxAge {
-		p.add("keys.rotationPeriod", "%s is shorter than twice keys.jwksMaxAge (%s), so a new key could sign before caches know it; use at least %s or lower jwksMaxAge",
-			k.RotationPeriod, k.JWKSMaxAge, 2*k.JWKSMaxAge)
-	}
-}
-
+// validateTokens checks the tokens section and the rule it shares with the
+// upstreams: a claim in tokens.claims is an identity claim or one an
+// upstream copies.
 func (c *Config) validateTokens(p *problems) {
-	t := c.Tokens
-	checkTTL(p, "tokens.accessTokenTTL", t.AccessTokenTTL, time.Hour)
-	checkTTL(p, "tokens.idTokenTTL", t.IDTokenTTL, 24*time.Hour)
-	checkTTL(p, "tokens.authCodeTTL", t.AuthCodeTTL, 10*time.Minute)
-	checkTTL(p, "tokens.refreshTokenIdleTTL", t.RefreshTokenIdleTTL, 0)
-	checkTTL(p, "tokens.refreshTokenMaxTTL", t.RefreshTokenMaxTTL, 0)
-	checkTTL(p, "tokens.refreshGracePeriod", t.RefreshGracePeriod, time.Minute)
-	checkTTL(p, "tokens.sessionTTL", t.SessionTTL, 0)
-	if t.RefreshTokenIdleTTL > t.RefreshTokenMaxTTL {
-		p.add("tokens.refreshTokenIdleTTL", "%s is longer than tokens.refreshTokenMaxTTL (%s); lower it or raise refreshTokenMaxTTL",
-			t.RefreshTokenIdleTTL, t.RefreshTokenMaxTTL)
-	}
+	p.AddAll("tokens", c.Tokens.Validate())
 	copied := map[string]bool{}
 	for _, u := range c.Upstreams {
-		for name := range u.ClaimMapping.Claims {
+		for name := range u.Claims.Claims {
 			copied[name] = true
 		}
 	}
-	for i, claim := range t.Claims {
-		if !slices.Contains(identityClaims, claim) && !copied[claim] {
-			p.add(fmt.Sprintf("tokens.claims[%d]", i), "%q is not an identity claim; use %s, or a name from an upstream's claimMapping.claims", claim, strings.Join(identityClaims, ", "))
+	for i, claim := range c.Tokens.Claims {
+		if !slices.Contains(broker.IdentityClaims, claim) && !copied[claim] {
+			p.Add(fmt.Sprintf("tokens.claims[%d]", i), "%q is not an identity claim; use %s, or a name from an upstream's claimMapping.claims", claim, strings.Join(broker.IdentityClaims, ", "))
 		}
 	}
 }
 
+// validateUpstreams checks the list; federation checks each entry.
 func (c *Config) validateUpstreams(p *problems) {
 	if len(c.Upstreams) == 0 {
-		p.add("upstreams", "add at least one upstream identity provider (id, issuer, clientID, clientSecretFile)")
+		p.Add("upstreams", "add at least one upstream identity provider (id, issuer, clientID, clientSecretFile)")
 	}
 	seen := map[string]int{}
 	for i, u := range c.Upstreams {
 		path := fmt.Sprintf("upstreams[%d]", i)
-		switch first, dup := seen[u.ID]; {
-		case u.ID == "":
-			p.add(path+".id", "set it to a short stable name such as corp or google; it becomes part of every subject")
-		case !upstreamIDRE.MatchString(u.ID):
-			p.add(path+".id", "%q must match [a-z0-9][a-z0-9-_.]* (it becomes part of every subject)", u.ID)
-		case dup:
-			p.add(path+".id", "%q is used twice (also upstreams[%d])", u.ID, first)
-		default:
+		if first, dup := seen[u.ID]; dup && u.ID != "" {
+			p.Add(path+".id", "%q is used twice (also upstreams[%d])", u.ID, first)
+		} else {
 			seen[u.ID] = i
 		}
-		oidc := validateUpstreamType(p, path, u) // github's fields are checked there
-		if oidc {
-			checkIssuer(p, path+".issuer", federation.DiscoveryURL(u.Issuer))
-			validateProfile(p, path, u)
-		}
-		if u.ClientID == "" {
-			p.add(path+".clientID", "set it to Keyward's client ID at this identity provider")
-		}
-		switch {
-		case u.ClientSecretFile == "" && u.ClientSecret == "":
-			p.add(path+".clientSecretFile", "set it (or clientSecret: ${ENV_VAR}) to Keyward's client secret at this identity provider")
-		case u.ClientSecretFile != "" && u.ClientSecret != "":
-			p.add(path+".clientSecret", "set either clientSecretFile or clientSecret, not both")
-		}
-		if oidc && !slices.Contains(u.Scopes, "openid") {
-			p.add(path+".scopes", "add openid (Keyward signs in with OpenID Connect)")
-		}
-		switch {
-		case !oidc: // validateUpstreamType refuses recheckInterval for github
-		case u.RecheckInterval < 0:
-			p.add(path+".recheckInterval", "%s must not be negative; 0 (or omitted) turns the re-check off", u.RecheckInterval)
-		case u.RecheckInterval > 0 && !slices.Contains(u.Scopes, "offline_access"):
-			p.add(path+".scopes", "add offline_access: recheckInterval needs the upstream's refresh token")
-		}
-		if msg := federation.RecheckMaxAgeProblem(time.Duration(u.RecheckInterval), time.Duration(u.RecheckMaxAge)); oidc && msg != "" {
-			p.add(path+".recheckMaxAge", "%s", msg)
-		}
+		p.AddAll(path, u.Validate())
 	}
 }
 
 func (c *Config) validateClients(p *problems) {
 	if len(c.Clients) == 0 {
-		p.add("clients", "add at least one client (id, redirectURIs, secretFile)")
+		p.Add("clients", "add at least one client (id, redirectURIs, secretFile)")
 	}
 	seen := map[string]int{}
 	for i, cl := range c.Clients {
 		path := fmt.Sprintf("clients[%d]", i)
-		switch first, dup := seen[cl.ID]; {
-		case cl.ID == "":
-			p.add(path+".id", "set it to the client_id the application sends")
-		case len(cl.ID) > 128 || strings.ContainsFunc(cl.ID, func(r rune) bool { return r <= ' ' || r > '~' }):
-			p.add(path+".id", "%q must be at most 128 printable ASCII characters without spaces", cl.ID)
-		case dup:
-			p.add(path+".id", "%q is used twice (also clients[%d])", cl.ID, first)
-		default:
+		if first, dup := seen[cl.ID]; dup && cl.ID != "" {
+			p.Add(path+".id", "%q is used twice (also clients[%d])", cl.ID, first)
+		} else {
 			seen[cl.ID] = i
 		}
-		if cl.SecretFile != "" && cl.Secret != "" {
-			p.add(path+".secret", "set either secretFile or secret (or neither, for a public client), not both")
-		}
-		for j, g := range cl.GrantTypes {
-			gpath := fmt.Sprintf("%s.grantTypes[%d]", path, j)
-			if !slices.Contains(grantTypes, g) {
-				p.add(gpath, "%q is not supported; use %s", g, strings.Join(grantTypes, ", "))
-			} else if g == grantClientCredentials && cl.Public() {
-				p.add(gpath, "client_credentials needs a client secret; set secretFile (a public client cannot use it)")
-			}
-		}
-		if slices.Contains(cl.GrantTypes, grantAuthorizationCode) && len(cl.RedirectURIs) == 0 {
-			p.add(path+".redirectURIs", "add at least one (authorization_code needs it)")
-		}
-		for _, err := range cl.brokerClient("").Validate() {
-			var e *broker.URIError
-			if errors.As(err, &e) {
-				p.add(path+"."+e.Field, "%s", e.Msg)
-			} else {
-				p.add(path, "%s", err)
-			}
-		}
-		for j, s := range cl.Scopes {
-			// RFC 6749 §3.3
-			if s == "" || strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r > '~' || r == '"' || r == '\\' }) {
-				p.add(fmt.Sprintf("%s.scopes[%d]", path, j), "%q is not a scope token; use printable ASCII without spaces, quotes or backslashes", s)
-			}
-		}
-		for j, a := range cl.Audiences {
-			if strings.TrimSpace(a) == "" {
-				p.add(fmt.Sprintf("%s.audiences[%d]", path, j), "is empty; remove it or name the API")
-			}
-		}
-	}
-}
-
-// checkTTL reports d unless 0 < d ≤ limit; limit 0 means no upper bound.
-func checkTTL(p *problems, path string, d Duration, limit time.Duration) {
-	switch {
-	case d <= 0:
-		p.add(path, "%s must be positive", d)
-	case limit > 0 && time.Duration(d) > limit:
-		p.add(path, "%s is too long; use at most %s", d, Duration(limit))
+		p.AddAll(path, cl.ValidateConfig())
 	}
 }
 
 func checkListen(p *problems, path, addr string) {
 	_, port, err := net.SplitHostPort(addr)
 	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
-		p.add(path, "%q must be host:port, e.g. 0.0.0.0:8080 or 127.0.0.1:5556", addr)
-	}
-}
-
-const httpsHint = "must use https (http is allowed only for localhost/127.0.0.1/[::1])"
-
-// checkIssuer requires an https URL (http on loopback) with a host and
-// without query, fragment or user info. OIDC Discovery §4.3
-func checkIssuer(p *problems, path, raw string) {
-	if raw == "" {
-		p.add(path, "set it to the issuer URL (https://…)")
-		return
-	}
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
-		p.add(path, "%q must be an https URL with a host, e.g. https://sso.example.com", raw)
-	case u.Scheme == "http" && !loopback.Host(u.Hostname()):
-		p.add(path, "%q %s", raw, httpsHint)
-	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#") || u.User != nil:
-		p.add(path, "%q must not have a query, fragment or user info", raw)
+		p.Add(path, "%q must be host:port, e.g. 0.0.0.0:8080 or 127.0.0.1:5556", addr)
 	}
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"strings"
+
+	"github.com/keyward/keyward/broker"
 )
 
 // AdminConfig configures the admin API (docs/admin-api.md): a separate
@@ -33,13 +35,13 @@ func (c *Config) validateAdmin(p *problems) {
 	if c.Admin.Enabled() {
 		checkListen(p, "admin.listen", c.Admin.Listen)
 		if c.Admin.Listen == c.Listen {
-			p.add("admin.listen", "%q is also listen; the admin API needs its own port", c.Admin.Listen)
+			p.Add("admin.listen", "%q is also listen; the admin API needs its own port", c.Admin.Listen)
 		}
 		if c.Metrics.Listen != "" && c.Admin.Listen == c.Metrics.Listen {
-			p.add("admin.listen", "%q is also metrics.listen; use another port", c.Admin.Listen)
+			p.Add("admin.listen", "%q is also metrics.listen; use another port", c.Admin.Listen)
 		}
 	}
-	clients := map[string]ClientConfig{}
+	clients := map[string]broker.Client{}
 	for _, cl := range c.Clients {
 		clients[cl.ID] = cl
 	}
@@ -49,11 +51,11 @@ func (c *Config) validateAdmin(p *problems) {
 		cl, ok := clients[id]
 		switch first, dup := seen[id]; {
 		case dup:
-			p.add(path, "%q is listed twice (also revocationFeed.readers[%d])", id, first)
+			p.Add(path, "%q is listed twice (also revocationFeed.readers[%d])", id, first)
 		case !ok:
-			p.add(path, "%q is not a configured client; add it under clients (with a secretFile) or remove it", id)
-		case cl.Public():
-			p.add(path, "client %q has no secret; feed readers authenticate with HTTP Basic, so give it a secretFile", id)
+			p.Add(path, "%q is not a configured client; add it under clients (with a secretFile) or remove it", id)
+		case cl.IsPublic():
+			p.Add(path, "client %q has no secret; feed readers authenticate with HTTP Basic, so give it a secretFile", id)
 		}
 		seen[id] = i
 	}
@@ -69,7 +71,7 @@ func readAdminToken(p *problems, file string) []byte {
 		return nil
 	}
 	if len(tok) < 32 {
-		p.add("admin.tokenFile", "%s holds %d bytes; write %s", file, len(tok), adminTokenHint)
+		p.Add("admin.tokenFile", "%s holds %d bytes; write %s", file, len(tok), adminTokenHint)
 		return nil
 	}
 	return []byte(tok)

@@ -89,7 +89,7 @@ func TestValidateGitHubUpstream(t *testing.T) {
 func TestGitHubUpstreamDefaults(t *testing.T) {
 	c := mustParse(t, githubYAML)
 	u := c.Upstreams[2]
-	want := UpstreamConfig{ID: "github", Name: "github", Type: "github", GitHubURL: "https://github.com", ClientID: "Iv1.abc", ClientSecret: "corp-secret"}
+	want := federation.Config{ID: "github", Name: "github", Type: "github", GitHubURL: "https://github.com", ClientID: "Iv1.abc", ClientSecret: "corp-secret"}
 	if diff := cmp.Diff(want, u); diff != "" {
 		t.Errorf("github upstream after defaults (-want +got):\n%s", diff)
 	}
@@ -114,8 +114,8 @@ func TestBuildUpstreamsGitHub(t *testing.T) {
 	}
 	sec.UpstreamClientSecrets = map[string]string{}
 	if _, err := buildUpstreams(t.Context(), c, sec, slog.New(slog.DiscardHandler), http.DefaultTransport); err == nil ||
-		!strings.Contains(err.Error(), "upstreams[0] (github)") || !strings.Contains(err.Error(), "client_secret") {
-		t.Errorf("buildUpstreams(no secret) = %v, want an error naming upstreams[0] (github) and client_secret", err)
+		!strings.Contains(err.Error(), "upstreams[0] (github)") || !strings.Contains(err.Error(), "clientSecretFile") {
+		t.Errorf("buildUpstreams(no secret) = %v, want an error naming upstreams[0] (github) and clientSecretFile", err)
 	}
 }
 

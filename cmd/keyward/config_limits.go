@@ -35,17 +35,17 @@ func (l LimitsConfig) loginLimits() broker.LoginLimits {
 
 func (c *Config) validateLimits(p *problems) {
 	if n := c.Limits.LoginAttemptsPerMinute; n < 0 {
-		p.add("limits.loginAttemptsPerMinute", "%d must not be negative; omit it for the default of 60", n)
+		p.Add("limits.loginAttemptsPerMinute", "%d must not be negative; omit it for the default of %d", n, broker.DefaultLoginPerMinute)
 	}
 	if n := c.Limits.LoginAttemptsBurst; n < 0 {
-		p.add("limits.loginAttemptsBurst", "%d must not be negative; omit it for the default of 30", n)
+		p.Add("limits.loginAttemptsBurst", "%d must not be negative; omit it for the default of %d", n, broker.DefaultLoginBurst)
 	}
 	if err := httpserver.ValidateMaxConnections(c.Limits.MaxConnections); err != nil {
-		p.add("limits.maxConnections", "%v", err)
+		p.Add("limits.maxConnections", "%v", err)
 	}
 	for i, s := range c.TrustedProxies {
 		if _, err := parseTrustedProxy(s); err != nil {
-			p.add(fmt.Sprintf("trustedProxies[%d]", i), "%v", err)
+			p.Add(fmt.Sprintf("trustedProxies[%d]", i), "%v", err)
 		}
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+
+	"github.com/keyward/keyward/store/postgres"
 )
 
 // secretFile is a file a config names that holds a secret, and the field
@@ -25,7 +27,7 @@ func (c *Config) secretFiles() []secretFile {
 		{"tls.keyFile", c.TLS.KeyFile},
 		{"admin.tokenFile", c.Admin.TokenFile},
 	}
-	if pg, ok := c.Store.Backend.(*PostgresStoreConfig); ok {
+	if pg, ok := c.Store.Backend.(*postgres.Options); ok {
 		out = append(out, secretFile{"store.dsnFile", pg.DSNFile})
 	}
 	for i, u := range c.Upstreams {

@@ -14,50 +14,31 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
-	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/keyward/keyward/cmd/config"
+	"github.com/keyward/keyward/store/postgres"
 )
 
-// Duration is a time.Duration written as a Go duration: "90s", "15m", "24h".
-type Duration time.Duration
-
-// String formats d without zero units: "2h", "1h30m", "5m", "1m30s".
-func (d Duration) String() string {
-	s := time.Duration(d).String()
-	if strings.HasSuffix(s, "m0s") {
-		s = s[:len(s)-2]
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = s[:len(s)-2]
-	}
-	return s
-}
-
-// UnmarshalYAML parses a Go duration; a bare number is refused (no unit).
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return &yaml.TypeError{Errors: []string{fmt.Sprintf(
-			"line %d: want a duration such as 90s, 15m or 24h", n.Line)}}
-	}
-	v, err := time.ParseDuration(n.Value)
-	if err != nil {
-		return &yaml.TypeError{Errors: []string{fmt.Sprintf(
-			"line %d: %q is not a duration; write one such as 90s, 15m or 24h", n.Line, n.Value)}}
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalYAML writes d as a Go duration.
-func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+// Duration and StringList are config's: keyward.yaml and the packages'
+// sections share them.
+type (
+	Duration   = config.Duration
+	StringList = config.StringList
+)
 
 // LoadConfig reads the YAML file at path. It refuses unknown fields, expands
 // ${ENV_VAR} in the secret fields only (sessionSecret, clientSecret, secret)
 // and applies the defaults. It reads no other file: ResolveSecrets does. Each
-// problem is one joined error, prefixed with path and the line.
+// problem is one joined error, prefixed with path and the line. When the file
+// parses but some values do not decode (an unknown field, a bad duration, an
+// unset variable), it returns those problems together with the config, the
+// bad values left at their defaults, so that the later stages can still
+// report theirs (loadConfigFile).
 func LoadConfig(path string) (*Config, error) {
 	data, err := os.ReadFile(path) //nolint:gosec // G304: the operator names the file.
 	if err != nil {
@@ -65,32 +46,52 @@ func LoadConfig(path string) (*Config, error) {
 	}
 	c, err := parseConfig(data, os.LookupEnv)
 	if err != nil {
-		return nil, prefixEach(path, err)
+		return c, prefixEach(path, withFile(err, path))
 	}
 	return c, nil
 }
 
 func parseConfig(data []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
+	var c Config
+	if err := decodeStrict(data, &c, kindBroker); err != nil {
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, explainYAMLError(data, err, kindBroker)
+		}
+		// Every value that decoded is in c: go on, so that the later stages
+		// report their problems too.
+		eerr := expandSecretEnv(&c, lookupEnv)
+		c.withDefaults()
+		return &c, errors.Join(explainYAMLError(data, err, kindBroker), eerr)
+	}
+	eerr := expandSecretEnv(&c, lookupEnv)
+	c.withDefaults()
+	return &c, eerr
+}
+
+// decodeStrict decodes the one YAML document of data into v, refusing
+// unknown fields. A file of the other kind (a verify.yaml given to
+// check-config) is refused as a whole with a *wrongKindError. A
+// *yaml.TypeError leaves every value that did decode in v.
+func decodeStrict(data []byte, v any, kind configKind) error {
+	if err := checkKind(data, kind); err != nil {
+		return err
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	var c Config
-	if err := dec.Decode(&c); err != nil {
+	if err := dec.Decode(v); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, errors.New("the file is empty; start from examples/keyward-minimal.yaml")
+			return fmt.Errorf("the file is empty; start from %s", kind.example)
 		}
-		return nil, explainYAMLError(data, err)
+		return err
 	}
 	var next yaml.Node
 	if err := dec.Decode(&next); err == nil {
-		return nil, fmt.Errorf("line %d: a second YAML document; keep one per file", next.Line)
+		return fmt.Errorf("line %d: a second YAML document; keep one per file", next.Line)
 	} else if !errors.Is(err, io.EOF) {
-		return nil, explainYAMLError(data, err)
+		return err
 	}
-	if err := expandSecretEnv(&c, lookupEnv); err != nil {
-		return nil, err
-	}
-	c.withDefaults()
-	return &c, nil
+	return nil
 }
 
 // decodeStore decodes the whole store mapping into T, beside the type key, so
@@ -148,24 +149,32 @@ var envRefRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
 // expandSecretEnv replaces ${NAME} in sessionSecret, store.dsn, upstreams[].clientSecret
 // and clients[].secret, and nowhere else. An unset or empty variable is an
-// error: an empty client secret would silently make a public client.
+// error: an empty client secret would silently make a public client. A
+// field with such a variable keeps its text unexpanded, so that validation
+// does not report it a second time as missing.
 func expandSecretEnv(c *Config, lookupEnv func(string) (string, bool)) error {
 	var p problems
 	expand := func(path string, v *string) {
-		*v = envRefRE.ReplaceAllStringFunc(*v, func(ref string) string {
+		failed := false
+		expanded := envRefRE.ReplaceAllStringFunc(*v, func(ref string) string {
 			name := ref[2 : len(ref)-1]
 			val, ok := lookupEnv(name)
 			switch {
 			case !ok:
-				p.add(path, "environment variable %s is not set", name)
+				p.Add(path, "environment variable %s is not set", name)
+				failed = true
 			case val == "":
-				p.add(path, "environment variable %s is empty", name)
+				p.Add(path, "environment variable %s is empty", name)
+				failed = true
 			}
 			return val
 		})
+		if !failed {
+			*v = expanded
+		}
 	}
 	expand("sessionSecret", &c.SessionSecret)
-	if pg, ok := c.Store.Backend.(*PostgresStoreConfig); ok {
+	if pg, ok := c.Store.Backend.(*postgres.Options); ok {
 		expand("store.dsn", &pg.DSN)
 	}
 	for i := range c.Upstreams {
@@ -174,7 +183,7 @@ func expandSecretEnv(c *Config, lookupEnv func(string) (string, bool)) error {
 	for i := range c.Clients {
 		expand(fmt.Sprintf("clients[%d].secret", i), &c.Clients[i].Secret)
 	}
-	return p.err()
+	return p.Err()
 }
 
 // Secrets holds the secret values a Config names. Never log it: String
@@ -215,7 +224,7 @@ func (c *Config) ResolveSecrets() (Secrets, error) {
 	s := Secrets{UpstreamClientSecrets: map[string]string{}, ClientSecrets: map[string]string{}}
 	session := strings.TrimSpace(readSecret(&p, "sessionSecretFile", c.SessionSecretFile, c.SessionSecret))
 	if c.SessionSecretFile != "" && session != "" && len(session) < 32 {
-		p.add("sessionSecretFile", "%s holds %d bytes; write %s", c.SessionSecretFile, len(session), sessionSecretHint)
+		p.Add("sessionSecretFile", "%s holds %d bytes; write %s", c.SessionSecretFile, len(session), sessionSecretHint)
 	}
 	s.SessionSecret = []byte(session)
 	if f := c.Keys.EncryptionKeyFile; f != "" {
@@ -223,7 +232,7 @@ func (c *Config) ResolveSecrets() (Secrets, error) {
 		if err != nil {
 			p = append(p, fmt.Errorf("keys.encryptionKeyFile: %w", err))
 		} else if s.EncryptionKey, err = parseEncryptionKey(data); err != nil {
-			p.add("keys.encryptionKeyFile", "%s: %s", f, err.Error())
+			p.Add("keys.encryptionKeyFile", "%s: %s", f, err.Error())
 		}
 	}
 	for i, u := range c.Upstreams {
@@ -240,7 +249,7 @@ func (c *Config) ResolveSecrets() (Secrets, error) {
 	}
 	s.AdminToken = readAdminToken(&p, c.Admin.TokenFile)
 	s.StoreDSN = resolveStoreDSN(&p, c.Store)
-	if err := p.err(); err != nil {
+	if err := p.Err(); err != nil {
 		return Secrets{}, err
 	}
 	return s, nil
@@ -259,7 +268,7 @@ func readSecret(p *problems, path, file, inline string) string {
 	}
 	v := strings.TrimRight(string(data), "\r\n")
 	if v == "" {
-		p.add(path, "%s is empty; write the secret into it", file)
+		p.Add(path, "%s is empty; write the secret into it", file)
 	}
 	return v
 }
@@ -285,17 +294,18 @@ func parseEncryptionKey(data []byte) ([]byte, error) {
 }
 
 // loadConfigFile loads, validates and resolves the secrets of the config at
-// path: what serve and check-config both need. Every problem is its own
-// joined error, prefixed with path.
+// path: what serve and check-config both need. Every problem of every stage
+// is its own joined error, prefixed with path, so one run lists them all; a
+// field that failed to load is not reported again by the later stages.
 func loadConfigFile(path string) (*Config, Secrets, error) {
-	c, err := LoadConfig(path)
-	if err != nil {
-		return nil, Secrets{}, err
+	c, lerr := LoadConfig(path)
+	if c == nil {
+		return nil, Secrets{}, lerr
 	}
 	verr := c.Validate()
 	s, serr := c.ResolveSecrets()
-	if err := errors.Join(verr, serr); err != nil {
-		return nil, Secrets{}, prefixEach(path, err)
+	if err := errors.Join(lerr, prefixEach(path, dropCovered(errors.Join(verr, serr), lerr))); err != nil {
+		return nil, Secrets{}, err
 	}
 	return c, s, nil
 }
@@ -349,10 +359,11 @@ var (
 	wrongTypeRE    = regexp.MustCompile("^cannot unmarshal !!(\\w+) (?:`([^`]*)` )?into (.+)$")
 )
 
-// explainYAMLError turns decoding errors into one error per problem that
-// names the line and the field path: "line 12: upstreams[0].clientSecretFil:
-// unknown field ...". Syntax errors pass through.
-func explainYAMLError(data []byte, err error) error {
+// explainYAMLError turns decoding errors into one *decodeError per problem
+// that names the line and the field path: "line 12:
+// upstreams[0].clientSecretFil: unknown field ...". Syntax errors pass
+// through.
+func explainYAMLError(data []byte, err error, kind configKind) error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		return err
@@ -365,29 +376,65 @@ func explainYAMLError(data []byte, err error) error {
 			errs = append(errs, errors.New(msg))
 			continue
 		}
-		var path string
+		e := &decodeError{Line: m[1], Msg: m[2]}
 		if ps := paths[m[1]]; len(ps) > 0 {
-			path = ps[0]
+			e.Path = ps[0]
 		}
-		rest := m[2]
-		if f := unknownFieldRE.FindStringSubmatch(rest); f != nil {
-			path = f[1]
+		if f := unknownFieldRE.FindStringSubmatch(e.Msg); f != nil {
+			e.Path = f[1]
 			for _, p := range paths[m[1]] {
 				if p == f[1] || strings.HasSuffix(p, "."+f[1]) {
-					path = p
+					e.Path = p
 					break
 				}
 			}
-			rest = "unknown field; check its spelling and place (see examples/keyward.yaml)"
-		} else if w := wrongTypeRE.FindStringSubmatch(rest); w != nil {
-			rest = fmt.Sprintf("got %s, want %s", yamlKind(w[1], w[2]), goKind(w[3]))
+			e.Msg = "unknown field; check its spelling and place (see " + kind.example + ")"
+		} else if w := wrongTypeRE.FindStringSubmatch(e.Msg); w != nil {
+			e.Msg = fmt.Sprintf("got %s, want %s", yamlKind(w[1], w[2]), goKind(w[3]))
 		}
-		if path != "" {
-			rest = path + ": " + rest
-		}
-		errs = append(errs, fmt.Errorf("line %s: %s", m[1], rest))
+		errs = append(errs, e)
 	}
 	return errors.Join(errs...)
+}
+
+// decodeError is a value that did not decode: its line, its field path
+// (empty when unknown) and what is wrong.
+type decodeError struct{ Line, Path, Msg string }
+
+func (e *decodeError) Error() string {
+	if e.Path == "" {
+		return "line " + e.Line + ": " + e.Msg
+	}
+	return "line " + e.Line + ": " + e.Path + ": " + e.Msg
+}
+
+// dropCovered removes from err the problems of fields that loaded already
+// reported (a decode error or an unset variable at the same path or above
+// it): a value that did not load is left at its default, and reporting that
+// default too would be noise.
+func dropCovered(err, loaded error) error {
+	var covered []string
+	for _, e := range splitErrors(loaded) {
+		var de *decodeError
+		var fe *fieldError
+		switch {
+		case errors.As(e, &de) && de.Path != "":
+			covered = append(covered, de.Path)
+		case errors.As(e, &fe):
+			covered = append(covered, fe.Path)
+		}
+	}
+	var kept []error
+	for _, e := range splitErrors(err) {
+		var fe *fieldError
+		if errors.As(e, &fe) && slices.ContainsFunc(covered, func(c string) bool {
+			return fe.Path == c || strings.HasPrefix(fe.Path, c+".") || strings.HasPrefix(fe.Path, c+"[")
+		}) {
+			continue
+		}
+		kept = append(kept, e)
+	}
+	return errors.Join(kept...)
 }
 
 // yamlKind describes a YAML value by its tag ("map", "seq", "str"…) and the
@@ -453,33 +500,13 @@ func linePaths(data []byte) map[string][]string {
 }
 
 // problems collects configuration problems, one fieldError each.
-type problems []error
-
-// fieldError is one problem: the field path and what to do about it.
-type fieldError struct{ Path, Msg string }
-
-func (e *fieldError) Error() string { return e.Path + ": " + e.Msg }
-
-func (p *problems) add(path, format string, args ...any) {
-	*p = append(*p, &fieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
-}
-
-func (p problems) err() error { return errors.Join(p...) }
+type (
+	problems   = config.Problems
+	fieldError = config.FieldError
+)
 
 // splitErrors flattens errors.Join trees into their leaves.
-func splitErrors(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok { //nolint:errorlint // Walking the join tree itself.
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, splitErrors(e)...)
-		}
-		return out
-	}
-	if err == nil {
-		return nil
-	}
-	return []error{err}
-}
+func splitErrors(err error) []error { return config.Split(err) }
 
 // prefixEach prefixes every leaf of err with prefix, keeping one per line.
 func prefixEach(prefix string, err error) error {

@@ -14,52 +14,22 @@ import (
 	"github.com/keyward/keyward/store/postgres"
 )
 
-// maxPostgresConns bounds store.maxConns: PostgreSQL's own default
-// max_connections is 100, shared by every replica.
-const maxPostgresConns = 1000
-
 // readyTimeout bounds the store ping of /readyz, so that an unreachable
 // database fails the probe instead of hanging it (give the probe a
 // timeoutSeconds of 2 or more).
 const readyTimeout = time.Second
 
-const dsnHint = "postgres://USER:PASSWORD@HOST:5432/DATABASE?sslmode=verify-full (or host=… dbname=… user=…)"
-
-// PostgresStoreConfig is the settings of the PostgreSQL store: several
-// replicas share one database. Schema migrations are embedded in the binary;
-// `keyward serve` applies pending ones at start (under an advisory lock, so
-// replicas starting together migrate once), and `keyward migrate` applies
-// them alone, e.g. as a deployment's init step.
-type PostgresStoreConfig struct {
-	// DSN is the connection string, a postgres:// URL or libpq key=value
-	// pairs. It is a secret (it may hold a password): ${ENV} is expanded in
-	// it, and it is never logged. Set dsn or dsnFile.
-	DSN string `yaml:"dsn,omitempty"`
-	// DSNFile holds the connection string (a trailing newline is trimmed).
-	DSNFile string `yaml:"dsnFile,omitempty"`
-	// MaxConns is the size of this replica's connection pool. Default: the
-	// greater of 4 and the number of CPUs. The replicas together must stay
-	// below the server's max_connections.
-	MaxConns int32 `yaml:"maxConns,omitempty"`
-}
-
-func (c *PostgresStoreConfig) validate(p *problems, path string) {
-	switch {
-	case c.DSN == "" && c.DSNFile == "":
-		p.add(path+".dsnFile", "set it (or %s.dsn) to a file holding the connection string, e.g. %s", path, dsnHint)
-	case c.DSN != "" && c.DSNFile != "":
-		p.add(path+".dsn", "set either dsn or dsnFile, not both")
-	}
-	if c.MaxConns < 0 || c.MaxConns > maxPostgresConns {
-		p.add(path+".maxConns", "is %d; use 1 to %d, or leave it out for the default (at least 4, one per CPU)", c.MaxConns, maxPostgresConns)
-	}
-}
+// The PostgreSQL store's settings are postgres.Options (store.dsn,
+// store.dsnFile, store.maxConns). Schema migrations are embedded in the
+// binary; `keyward serve` applies pending ones at start (under an advisory
+// lock, so replicas starting together migrate once), and `keyward migrate`
+// applies them alone, e.g. as a deployment's init step.
 
 // resolveStoreDSN returns the PostgreSQL connection string of c (read from
 // dsnFile, or the inline dsn), checking that it parses. Empty for bolt. Its
 // problems never quote the string: it may hold a password.
 func resolveStoreDSN(p *problems, c StoreConfig) string {
-	pg, ok := c.Backend.(*PostgresStoreConfig)
+	pg, ok := c.Backend.(*postgres.Options)
 	if !ok {
 		return ""
 	}
@@ -75,14 +45,14 @@ func resolveStoreDSN(p *problems, c StoreConfig) string {
 	// of a URL parse error holds the whole string, password included.
 	pc, err := pgconn.ParseConfig(dsn)
 	if err != nil {
-		p.add(path, "is not a PostgreSQL connection string; write it as %s", dsnHint)
+		p.Add(path, "is not a PostgreSQL connection string; write it as %s", postgres.DSNHint)
 		return ""
 	}
 	// No host name holds "@": it is a password's unencoded "@", and the
 	// rest of the password would be shown as the host in every error.
 	for _, h := range append([]*pgconn.FallbackConfig{{Host: pc.Host}}, pc.Fallbacks...) {
 		if strings.Contains(h.Host, "@") {
-			p.add(path, "has an unencoded @ in its user or password; write @ as %%40 in a postgres:// URL")
+			p.Add(path, "has an unencoded @ in its user or password; write @ as %%40 in a postgres:// URL")
 			return ""
 		}
 	}
@@ -92,8 +62,10 @@ func resolveStoreDSN(p *problems, c StoreConfig) string {
 // openPostgres opens the PostgreSQL store of a validated config, applying
 // pending schema migrations (replicas starting together migrate once; the
 // others wait on the advisory lock, then find nothing to do).
-func openPostgres(ctx context.Context, c *PostgresStoreConfig, dsn string, log *slog.Logger) (*postgres.Store, error) {
-	st, err := postgres.Open(ctx, postgres.Options{DSN: dsn, Logger: log, MaxConns: c.MaxConns, Migrate: true})
+func openPostgres(ctx context.Context, c *postgres.Options, dsn string, log *slog.Logger) (*postgres.Store, error) {
+	o := *c // the file's settings, with the resolved connection string
+	o.DSN, o.DSNFile, o.Logger, o.Migrate = dsn, "", log, true
+	st, err := postgres.Open(ctx, o)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w%s", err, unreachableHint(err))
 	}

@@ -13,7 +13,13 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/keyward/keyward/broker"
+	"github.com/keyward/keyward/federation"
+	"github.com/keyward/keyward/keys"
+	"github.com/keyward/keyward/store/bolt"
+	"github.com/keyward/keyward/store/postgres"
 )
 
 // validYAML is a small valid config that the Validate cases edit.
@@ -94,8 +100,8 @@ func TestValidate(t *testing.T) {
 		{"two session secrets", func(c *Config) { c.SessionSecretFile = "/s" }, []string{"sessionSecret"}},
 		{"short session secret", func(c *Config) { c.SessionSecret = "short     \n" }, []string{"sessionSecret"}},
 		{"unknown store", func(c *Config) { c.Store = StoreConfig{Type: "mysql"} }, []string{"store.type"}},
-		{"postgres without dsn", func(c *Config) { c.Store = StoreConfig{Type: "postgres", Backend: &PostgresStoreConfig{}} }, []string{"store.dsnFile"}},
-		{"bolt path", func(c *Config) { c.Store.Backend = &BoltStoreConfig{} }, []string{"store.path"}},
+		{"postgres without dsn", func(c *Config) { c.Store = StoreConfig{Type: "postgres", Backend: &postgres.Options{}} }, []string{"store.dsnFile"}},
+		{"bolt path", func(c *Config) { c.Store.Backend = &bolt.Options{} }, []string{"store.path"}},
 		{"algorithm", func(c *Config) { c.Keys.Algorithm = "HS256" }, []string{"keys.algorithm"}},
 		{"rotation vs max-age", func(c *Config) { c.Keys.JWKSMaxAge = Duration(13 * time.Hour) }, []string{"keys.rotationPeriod"}},
 		{"ttl bounds", func(c *Config) {
@@ -124,15 +130,15 @@ func TestValidate(t *testing.T) {
 			c.Upstreams[0].RecheckInterval, c.Upstreams[0].RecheckMaxAge = Duration(time.Hour), Duration(time.Hour)
 		}, nil},
 		{"client ids", func(c *Config) {
-			c.Clients = append(c.Clients, c.Clients[0], ClientConfig{ID: "has space", GrantTypes: []string{"refresh_token"}})
+			c.Clients = append(c.Clients, c.Clients[0], broker.Client{ID: "has space", GrantTypes: []string{"refresh_token"}})
 		}, []string{"clients[2].id", "clients[3].id"}},
 		{"client two secrets", func(c *Config) { c.Clients[0].SecretFile = "/x" }, []string{"clients[0].secret"}},
 		{"grant types", func(c *Config) {
-			c.Clients[1].GrantTypes = []string{"password", grantClientCredentials, grantTokenExchange}
+			c.Clients[1].GrantTypes = []string{"password", broker.GrantClientCredentials, broker.GrantTypeTokenExchange}
 		}, []string{"clients[1].grantTypes[0]", "clients[1].grantTypes[1]"}},
 		{"code flow without redirect", func(c *Config) { c.Clients[0].RedirectURIs = nil }, []string{"clients[0].redirectURIs"}},
 		{"client credentials without redirect", func(c *Config) {
-			c.Clients[0].RedirectURIs, c.Clients[0].GrantTypes = nil, []string{grantClientCredentials}
+			c.Clients[0].RedirectURIs, c.Clients[0].GrantTypes = nil, []string{broker.GrantClientCredentials}
 		}, nil},
 		{"redirect URIs", func(c *Config) {
 			c.Clients[0].RedirectURIs = []string{"https://a.example.com/cb#x", "/cb", "http://a.example.com/cb", "https:///cb"}
@@ -149,13 +155,13 @@ func TestValidate(t *testing.T) {
 			c.Upstreams[1].NativePublicClients = true
 		}, []string{"upstreams[0].nativeClientIDs[0]", "upstreams[0].nativeClientIDs[2]", "upstreams[1].nativePublicClients"}},
 		{"trust rule", func(c *Config) {
-			c.Trust = []TrustRuleConfig{{
+			c.Trust = []federation.TrustRule{{
 				Name: "deploy", Issuer: "https://token.actions.githubusercontent.com", Audience: "https://sso.example.com",
 				Claims: map[string]string{"repository": "acme/*"}, Subject: "github:{repository}", Audiences: []string{"deploy-api"},
 			}}
 		}, nil},
 		{"broken trust rule", func(c *Config) {
-			c.Trust = []TrustRuleConfig{{
+			c.Trust = []federation.TrustRule{{
 				Name: "Deploy", Issuer: "http://ci.example.com",
 				Claims:  map[string]string{"aud": "x", "ref": ""},
 				Subject: "github:{repository", Audiences: []string{"api", "api"}, Scopes: []string{"a b"},
@@ -166,13 +172,13 @@ func TestValidate(t *testing.T) {
 			"trust[0].subject", "trust[0].audiences[1]", "trust[0].scopes[0]", "trust[0].maxTTL", "trust[0].algorithms[0]",
 		}},
 		{"trust rule names", func(c *Config) {
-			r := TrustRuleConfig{Name: "deploy", Issuer: "https://gitlab.com", Audience: "kw", Subject: "gitlab:{project_path}", Audiences: []string{"api"}}
-			c.Trust = []TrustRuleConfig{r, r}
+			r := federation.TrustRule{Name: "deploy", Issuer: "https://gitlab.com", Audience: "kw", Subject: "gitlab:{project_path}", Audiences: []string{"api"}}
+			c.Trust = []federation.TrustRule{r, r}
 		}, []string{"trust[1].name"}},
 		{"trust subjects of two issuers overlap", func(c *Config) {
-			gl := TrustRuleConfig{Name: "gl", Issuer: "https://gitlab.com", Audience: "kw", Subject: "ci:{project_path}", Audiences: []string{"api"}}
-			gh := TrustRuleConfig{Name: "gh", Issuer: "https://token.actions.githubusercontent.com", Audience: "kw", Subject: "ci:{repository}", Audiences: []string{"api"}}
-			c.Trust = []TrustRuleConfig{gl, gh}
+			gl := federation.TrustRule{Name: "gl", Issuer: "https://gitlab.com", Audience: "kw", Subject: "ci:{project_path}", Audiences: []string{"api"}}
+			gh := federation.TrustRule{Name: "gh", Issuer: "https://token.actions.githubusercontent.com", Audience: "kw", Subject: "ci:{repository}", Audiences: []string{"api"}}
+			c.Trust = []federation.TrustRule{gl, gh}
 		}, []string{"trust[1].subject"}},
 		{"azuread multi-tenant", func(c *Config) {
 			u := &c.Upstreams[0]
@@ -191,14 +197,14 @@ func TestValidate(t *testing.T) {
 		}, nil},
 		{"azuread email rules with an emailVerified claim", func(c *Config) {
 			u := &c.Upstreams[0]
-			u.Profile, u.Issuer, u.ClaimMapping.EmailVerified = "azuread", "https://login.microsoftonline.com/11111111-2222-3333-4444-555555555555/v2.0", "xms_edov"
+			u.Profile, u.Issuer, u.Claims.EmailVerified = "azuread", "https://login.microsoftonline.com/11111111-2222-3333-4444-555555555555/v2.0", "xms_edov"
 			u.Allow.EmailDomains = []string{"example.com"}
 		}, nil},
 		{"google hosted domains", func(c *Config) {
 			c.Upstreams[1].Profile, c.Upstreams[1].HostedDomains = "google", []string{"example.com"}
 		}, nil},
 		{"copied claim in access tokens", func(c *Config) {
-			c.Upstreams[0].ClaimMapping.Claims = map[string]string{"department": "https://example.com/department"}
+			c.Upstreams[0].Claims.Claims = map[string]string{"department": "https://example.com/department"}
 			c.Tokens.Claims = []string{"email", "department"}
 		}, nil},
 		{"unknown profile", func(c *Config) { c.Upstreams[0].Profile = "ping" }, []string{"upstreams[0].profile"}},
@@ -221,11 +227,11 @@ func TestValidate(t *testing.T) {
 			u.Profile, u.Tenants, u.GroupsOverage, u.Userinfo, u.LogoutURL = "azuread", []string{"a/b"}, "ask", "sometimes", "http://auth.example.com/logout"
 		}, []string{"upstreams[0].tenants[0]", "upstreams[0].groupsOverage", "upstreams[0].logoutURL", "upstreams[0].userinfo"}},
 		{"claim mapping", func(c *Config) {
-			m := &c.Upstreams[0].ClaimMapping
+			m := &c.Upstreams[0].Claims
 			m.Groups, m.GroupsPrefix, m.Claims = StringList{"roles", "roles"}, "kc: ", map[string]string{"sub": "oid", "dept": ""}
 		}, []string{"upstreams[0].claimMapping.groupsPrefix", "upstreams[0].claimMapping.groups[1]", `upstreams[0].claimMapping.claims["dept"]`, `upstreams[0].claimMapping.claims["sub"]`}},
 		{"allow rules", func(c *Config) {
-			c.Upstreams[0].Allow = AllowConfig{EmailDomains: []string{"example.com", "bad domain"}, Groups: []string{""}, Claims: map[string]StringList{"hd": {}}}
+			c.Upstreams[0].Allow = federation.AllowRules{EmailDomains: []string{"example.com", "bad domain"}, Groups: []string{""}, Claims: map[string]StringList{"hd": {}}}
 		}, []string{"upstreams[0].allow.emailDomains[1]", "upstreams[0].allow.groups[0]", `upstreams[0].allow.claims["hd"]`}},
 		{"logging", func(c *Config) { c.Logging = LoggingConfig{Level: "trace", Format: "xml"} }, []string{"logging.level", "logging.format"}},
 		{"metrics on listen", func(c *Config) { c.Metrics.Listen = c.Listen }, []string{"metrics.listen"}},
@@ -262,8 +268,8 @@ func TestValidateMessages(t *testing.T) {
 			`tokens.accessTokenTTL: 2h is too long; use at most 1h`},
 		{func(c *Config) { c.SessionSecret = "" },
 			`sessionSecretFile: set it (or sessionSecret) to a file holding at least 32 random bytes, e.g. head -c32 /dev/urandom | base64 > /etc/keyward/session-secret`},
-		{func(c *Config) { c.Store = StoreConfig{Type: "postgres", Backend: &PostgresStoreConfig{}} },
-			`store.dsnFile: set it (or store.dsn) to a file holding the connection string, e.g. ` + dsnHint},
+		{func(c *Config) { c.Store = StoreConfig{Type: "postgres", Backend: &postgres.Options{}} },
+			`store.dsnFile: set it (or store.dsn) to a file holding the connection string, e.g. ` + postgres.DSNHint},
 		{func(c *Config) { c.RevocationFeed.Readers = []string{"grafana", "nobody"} },
 			`revocationFeed.readers[1]: "nobody" is not a configured client; add it under clients (with a secretFile) or remove it`},
 		{func(c *Config) { c.RevocationFeed.Readers = []string{"cli"} },
@@ -326,7 +332,7 @@ func TestLoadConfigExpandsEnvOnlyInSecretFields(t *testing.T) {
 	c := mustParse(t, strings.NewReplacer("https://idp.example.com", "https://${CORP}.example.com",
 		"clientID: keyward", "clientID: ${CORP}", "/var/lib/keyward/keyward.db", `"/${CORP}/keyward/keyward.db"`).Replace(validYAML))
 	got := []string{c.SessionSecret, c.Upstreams[0].ClientSecret, c.Clients[0].Secret,
-		c.Upstreams[0].Issuer, c.Upstreams[0].ClientID, c.Store.Backend.(*BoltStoreConfig).Path}
+		c.Upstreams[0].Issuer, c.Upstreams[0].ClientID, c.Store.Backend.(*bolt.Options).Path}
 	want := []string{testEnv["SESSION"], "corp-secret", "pre-grafana-post",
 		"https://${CORP}.example.com", "${CORP}", "/${CORP}/keyward/keyward.db"}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -345,31 +351,31 @@ sessionSecretFile: /s
 upstreams: [{id: corp, issuer: https://idp.example.com/, clientID: kw, clientSecretFile: /u}]
 clients: [{id: app, redirectURIs: ["https://app.example.com/cb"]}, {id: web, secretFile: /w}]
 `)
-	client := func(id string) ClientConfig {
-		return ClientConfig{
+	client := func(id string) broker.Client {
+		return broker.Client{
 			ID: id, Name: id, GrantTypes: []string{"authorization_code", "refresh_token"},
 			Scopes: []string{"openid", "email", "profile", "groups", "offline_access"}, Audiences: []string{id},
 		}
 	}
 	want := &Config{
 		Issuer: "https://sso.example.com", Listen: "127.0.0.1:5556", SessionSecretFile: "/s",
-		Store: StoreConfig{Type: "bolt", Backend: &BoltStoreConfig{}},
-		Keys:  KeysConfig{Algorithm: "RS256", RotationPeriod: Duration(24 * time.Hour), JWKSMaxAge: Duration(time.Hour)},
-		Tokens: TokensConfig{
+		Store: StoreConfig{Type: "bolt", Backend: &bolt.Options{}},
+		Keys:  keys.Config{Algorithm: "RS256", RotationPeriod: Duration(24 * time.Hour), JWKSMaxAge: Duration(time.Hour)},
+		Tokens: broker.TokensConfig{
 			AccessTokenTTL: Duration(5 * time.Minute), IDTokenTTL: Duration(15 * time.Minute), AuthCodeTTL: Duration(time.Minute),
 			RefreshTokenIdleTTL: Duration(168 * time.Hour), RefreshTokenMaxTTL: Duration(720 * time.Hour),
 			RefreshGracePeriod: Duration(10 * time.Second), SessionTTL: Duration(24 * time.Hour),
 			Claims: []string{"email", "name", "groups", "preferred_username"},
 		},
-		Upstreams: []UpstreamConfig{{
-			ID: "corp", Name: "corp", Issuer: "https://idp.example.com/", ClientID: "kw", ClientSecretFile: "/u",
-			Scopes: []string{"openid", "email", "profile"},
-			ClaimMapping: ClaimMapping{
+		Upstreams: []federation.Config{{
+			ID: "corp", Name: "corp", Profile: federation.ProfileGeneric, Issuer: "https://idp.example.com/", ClientID: "kw", ClientSecretFile: "/u",
+			Scopes: []string{"openid", "email", "profile"}, Userinfo: federation.UserinfoAuto,
+			Claims: federation.ClaimMapping{
 				Subject: "sub", Email: "email", EmailVerified: "email_verified", Name: "name",
 				PreferredUsername: "preferred_username", Groups: StringList{"groups"},
 			},
 		}},
-		Clients: []ClientConfig{client("app"), client("web")},
+		Clients: []broker.Client{client("app"), client("web")},
 		Logging: LoggingConfig{Level: "info", Format: "json"},
 		Admin:   AdminConfig{Listen: "127.0.0.1:8081"},
 	}
@@ -419,9 +425,9 @@ clients: [{id: app, redirectURIs: ["https://app.example.com/cb"]}]
 	}
 	g, kc, cg := c.Upstreams[0], c.Upstreams[1], c.Upstreams[2]
 	got := []any{
-		g.Issuer, g.Scopes, []string(g.ClaimMapping.Groups), g.Allow.Claims["hd"],
-		[]string(kc.ClaimMapping.Groups), kc.Allow.Claims["acr"], kc.ClaimMapping.PreferredUsername,
-		[]string(cg.ClaimMapping.Groups), cg.ClaimMapping.PreferredUsername,
+		g.Issuer, g.Scopes, []string(g.Claims.Groups), g.Allow.Claims["hd"],
+		[]string(kc.Claims.Groups), kc.Allow.Claims["acr"], kc.Claims.PreferredUsername,
+		[]string(cg.Claims.Groups), cg.Claims.PreferredUsername,
 	}
 	want := []any{
 		"https://accounts.google.com", []string{"openid", "email", "profile"}, []string(nil), StringList{"example.com"},
@@ -607,8 +613,11 @@ func TestCheckConfig(t *testing.T) {
 	}
 
 	out.Reset()
-	unknown := writeFile(t, dir, "unknown.yaml", "issuer: https://sso.example.com\nlisten: :8080\nlsten: :8080\n")
-	if err := checkConfig(unknown, &out); err == nil || out.String() != unknown+": line 3: lsten: unknown field; check its spelling and place (see examples/keyward.yaml)\n" {
+	// A good file with one typo: that is its only problem (every stage
+	// runs, so a file with other mistakes lists them too).
+	data, _ = yaml.Marshal(exampleConfig(t, "keyward.yaml"))
+	unknown := writeFile(t, dir, "unknown.yaml", "lsten: :8080\n"+string(data))
+	if err := checkConfig(unknown, &out); err == nil || out.String() != unknown+": line 1: lsten: unknown field; check its spelling and place (see examples/keyward.yaml)\n" {
 		t.Errorf("checkConfig() = %v, output %q", err, out.String())
 	}
 }

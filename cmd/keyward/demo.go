@@ -17,6 +17,9 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/keyward/keyward/broker"
+	"github.com/keyward/keyward/federation"
+	"github.com/keyward/keyward/store/bolt"
 	"github.com/keyward/keyward/test/demoapp"
 	"github.com/keyward/keyward/test/fakeidp"
 	"github.com/keyward/keyward/web/httpserver"
@@ -120,14 +123,14 @@ func runDemo(ctx context.Context, o demoOptions, out, logOut io.Writer) error {
 	cfg := &Config{
 		Issuer: brokerURL,
 		Listen: lns[0].Addr().String(),
-		Store:  StoreConfig{Type: "bolt", Backend: &BoltStoreConfig{Path: filepath.Join(dir, "keyward.db")}},
-		Upstreams: []UpstreamConfig{{
+		Store:  StoreConfig{Type: "bolt", Backend: &bolt.Options{Path: filepath.Join(dir, "keyward.db")}},
+		Upstreams: []federation.Config{{
 			ID: "demo", Name: "Demo identity provider", Issuer: idpURL, ClientID: "keyward",
 			ClientSecret: "from-secrets", Scopes: []string{"openid", "email", "profile", "groups"},
 		}},
 		// Both clients' access tokens are for the demo API, so the token the
 		// app shows works with curl against /api/whoami.
-		Clients: []ClientConfig{{
+		Clients: []broker.Client{{
 			ID: "demo-app", Name: "Keyward demo app", Secret: "from-secrets",
 			RedirectURIs: []string{appURL + "/callback"}, Audiences: []string{demoAPIAudience},
 		}, {

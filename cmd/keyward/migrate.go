@@ -50,7 +50,7 @@ func migrate(ctx context.Context, path string, out, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if _, ok := cfg.Store.Backend.(*PostgresStoreConfig); !ok {
+	if _, ok := cfg.Store.Backend.(*postgres.Options); !ok {
 		return fmt.Errorf("%s: store.type is %s: migrate is for store.type postgres (bolt needs no migrations)", path, cfg.Store.Type)
 	}
 	fmt.Fprintf(out, "Connecting to PostgreSQL %s…\n", describeDSN(sec.StoreDSN))

@@ -74,7 +74,7 @@ type probeTarget struct {
 func upstreamTargets(c *Config) []probeTarget {
 	ts := make([]probeTarget, 0, len(c.Upstreams))
 	for i, u := range c.Upstreams {
-		if u.Type == upstreamGitHub {
+		if u.Type == federation.TypeGitHub {
 			api := u.GitHubAPIURL
 			if api == "" {
 				api = federation.DefaultGitHubAPIURL(u.GitHubURL)
@@ -85,14 +85,14 @@ func upstreamTargets(c *Config) []probeTarget {
 		ts = append(ts, probeTarget{
 			path:      fmt.Sprintf("upstreams[%d]", i),
 			id:        u.ID,
-			profile:   federation.Profile(u.Profile),
+			profile:   u.Profile,
 			issuer:    u.Issuer,
 			clientID:  u.ClientID,
 			scopes:    u.Scopes,
 			tenants:   u.Tenants,
 			logoutURL: u.LogoutURL,
 
-			emailVerified: u.ClaimMapping.EmailVerified,
+			emailVerified: u.Claims.EmailVerified,
 			trustEmail:    u.TrustEmail,
 		})
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/keyward/keyward/keys"
 	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/store/bolt"
+	"github.com/keyward/keyward/store/postgres"
 	"github.com/keyward/keyward/web"
 	"github.com/keyward/keyward/web/httpserver"
 	"github.com/keyward/keyward/web/loopback"
@@ -139,62 +140,32 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 // Private keys are sealed with keys.encryptionKeyFile's key when set, else
 // with one derived from the session secret.
 func keysConfig(cfg *Config, sec Secrets, st store.Store, log *slog.Logger) keys.Config {
-	return keys.Config{
-		Store:          st,
-		Algorithm:      cfg.Keys.Algorithm,
-		RotationPeriod: time.Duration(cfg.Keys.RotationPeriod),
-		JWKSMaxAge:     time.Duration(cfg.Keys.JWKSMaxAge),
-		MaxTokenTTL:    cfg.Tokens.MaxSignedTTL(),
-		SessionSecret:  sec.SessionSecret,
-		EncryptionKey:  sec.EncryptionKey,
-		Logger:         log,
-	}
+	k := cfg.Keys // the file's settings; the rest is wiring
+	k.Store, k.MaxTokenTTL, k.Logger = st, cfg.Tokens.MaxSignedTTL(), log
+	k.SessionSecret, k.EncryptionKey = sec.SessionSecret, sec.EncryptionKey
+	return k
 }
 
 func buildBrokerConfig(cfg *Config, sec Secrets, st store.Store, k *keys.Manager, ups []broker.Upstream, log *slog.Logger) broker.Config {
-	t := cfg.Tokens
 	bc := broker.Config{
-		Issuer:              cfg.Issuer,
-		Store:               st,
-		Keys:                k,
-		Upstreams:           ups,
-		GlobalSecret:        derive(sec.SessionSecret, "keyward fosite hmac v1"),
-		UpstreamTokenKey:    derive(sec.SessionSecret, "keyward upstream tokens v1"),
-		AccessTokenTTL:      time.Duration(t.AccessTokenTTL),
-		IDTokenTTL:          time.Duration(t.IDTokenTTL),
-		AuthCodeTTL:         time.Duration(t.AuthCodeTTL),
-		RefreshTokenIdleTTL: time.Duration(t.RefreshTokenIdleTTL),
-		RefreshTokenMaxTTL:  time.Duration(t.RefreshTokenMaxTTL),
-		RefreshGracePeriod:  time.Duration(t.RefreshGracePeriod),
-		SessionTTL:          time.Duration(t.SessionTTL),
-		AccessTokenClaims:   t.Claims,
-		RevocationReaders:   cfg.RevocationFeed.Readers,
-		LoginLimits:         cfg.Limits.loginLimits(),
-		Logger:              log,
+		Issuer:            cfg.Issuer,
+		Store:             st,
+		Keys:              k,
+		Upstreams:         ups,
+		GlobalSecret:      derive(sec.SessionSecret, "keyward fosite hmac v1"),
+		UpstreamTokenKey:  derive(sec.SessionSecret, "keyward upstream tokens v1"),
+		RevocationReaders: cfg.RevocationFeed.Readers,
+		LoginLimits:       cfg.Limits.loginLimits(),
+		Logger:            log,
 	}
+	cfg.Tokens.Apply(&bc)
 	for _, c := range cfg.Clients {
-		bc.Clients = append(bc.Clients, c.brokerClient(sec.ClientSecrets[c.ID]))
+		// Public as the file says it; the secret as ResolveSecrets read it.
+		c.Public = c.IsPublic()
+		c.Secret, c.SecretFile = sec.ClientSecrets[c.ID], ""
+		bc.Clients = append(bc.Clients, c)
 	}
 	return bc
-}
-
-// brokerClient converts the client for broker.Config (and for its
-// validation, with an empty secret).
-func (c ClientConfig) brokerClient(secret string) broker.Client {
-	return broker.Client{
-		ID:                     c.ID,
-		Name:                   c.Name,
-		Secret:                 secret,
-		Public:                 c.Public(),
-		ApplicationType:        c.ApplicationType,
-		RedirectURIs:           c.RedirectURIs,
-		PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
-		GrantTypes:             c.GrantTypes,
-		Scopes:                 c.Scopes,
-		Audiences:              c.Audiences,
-		MayAct:                 c.MayAct,
-		BackchannelLogoutURI:   c.BackchannelLogoutURI,
-	}
 }
 
 // derive gives each use of the session secret its own key.
@@ -221,10 +192,12 @@ func buildLogger(c LoggingConfig, w io.Writer) (*slog.Logger, error) {
 
 func buildStore(ctx context.Context, c StoreConfig, dsn string, log *slog.Logger) (store.Store, error) {
 	switch b := c.Backend.(type) {
-	case *PostgresStoreConfig:
+	case *postgres.Options:
 		return openPostgres(ctx, b, dsn, log) // config_store.go
-	case *BoltStoreConfig:
-		st, err := bolt.Open(ctx, bolt.Options{Path: b.Path, Logger: log})
+	case *bolt.Options:
+		o := *b
+		o.Logger = log
+		st, err := bolt.Open(ctx, o)
 		if err != nil {
 			return nil, fmt.Errorf("store: %w", err)
 		}
@@ -243,53 +216,11 @@ func buildUpstreams(ctx context.Context, cfg *Config, sec Secrets, log *slog.Log
 	client := &http.Client{Timeout: httpserver.UpstreamTimeout, Transport: transport}
 	var ups []broker.Upstream
 	for i, u := range cfg.Upstreams {
-		if u.Type == upstreamGitHub { // no discovery: ready at once
-			up, err := openGitHub(ctx, cfg, sec, u, client, log)
-			if err != nil {
-				return nil, fmt.Errorf("upstreams[%d] (%s): %w", i, u.ID, err)
-			}
-			ups = append(ups, up)
-			continue
-		}
-		fc := federation.Config{
-			ID:            u.ID,
-			Name:          u.Name,
-			Profile:       federation.Profile(u.Profile),
-			Issuer:        u.Issuer,
-			ClientID:      u.ClientID,
-			ClientSecret:  sec.UpstreamClientSecrets[u.ID],
-			RedirectURL:   cfg.Issuer + "/callback",
-			Scopes:        u.Scopes,
-			Tenants:       u.Tenants,
-			HostedDomains: u.HostedDomains,
-			Claims: federation.ClaimMapping{
-				Subject:                    u.ClaimMapping.Subject,
-				Email:                      u.ClaimMapping.Email,
-				EmailFallbacks:             u.ClaimMapping.EmailFallbacks,
-				EmailVerified:              u.ClaimMapping.EmailVerified,
-				Name:                       u.ClaimMapping.Name,
-				PreferredUsername:          u.ClaimMapping.PreferredUsername,
-				PreferredUsernameFallbacks: u.ClaimMapping.PreferredUsernameFallbacks,
-				Groups:                     u.ClaimMapping.Groups,
-				GroupsPrefix:               u.ClaimMapping.GroupsPrefix,
-				Claims:                     u.ClaimMapping.Claims,
-			},
-			TrustEmail:          u.TrustEmail,
-			Allow:               u.Allow.rules(),
-			GroupsOverage:       federation.Overage(u.GroupsOverage),
-			GraphURL:            u.GraphURL,
-			LogoutURL:           u.LogoutURL,
-			UpstreamLogout:      u.UpstreamLogout,
-			Userinfo:            federation.UserinfoMode(u.Userinfo),
-			NativeClientIDs:     u.NativeClientIDs,
-			NativePublicClients: u.NativePublicClients,
-			RecheckInterval:     time.Duration(u.RecheckInterval),
-			RecheckMaxAge:       time.Duration(u.RecheckMaxAge),
-		}
-		// A discovery failure does not stop the start: the upstream is
-		// retried in the background until ctx ends (shutdown), and is
-		// shown as unavailable meanwhile. A config error still stops it.
-		up, err := federation.OpenLazy(ctx, fc, client, log)
+		// The secret as ResolveSecrets read it (from the file or inline),
+		// and the callback every upstream shares.
+		u.ClientSecret, u.ClientSecretFile = sec.UpstreamClientSecrets[u.ID], ""
+		u.RedirectURL = cfg.Issuer + "/callback"
+		up, err := openUpstream(ctx, u, client, log)
 		if err != nil {
 			return nil, fmt.Errorf("upstreams[%d] (%s): %w", i, u.ID, err)
 		}
@@ -298,27 +229,26 @@ func buildUpstreams(ctx context.Context, cfg *Config, sec Secrets, log *slog.Log
 	return ups, nil
 }
 
-// rules converts the allow block for federation.AllowRules.
-func (a AllowConfig) rules() federation.AllowRules {
-	return federation.AllowRules{
-		EmailDomains:         a.EmailDomains,
-		Groups:               a.Groups,
-		RequireEmailVerified: a.RequireEmailVerified,
-		Claims:               a.claims(),
+// openUpstream opens u by its type. A GitHub upstream needs no discovery
+// and is ready at once. An OpenID Provider whose discovery fails does not
+// stop the start: it is retried in the background until ctx ends
+// (shutdown), and is shown as unavailable meanwhile; a config error still
+// stops it.
+func openUpstream(ctx context.Context, u federation.Config, client *http.Client, log *slog.Logger) (broker.Upstream, error) {
+	if u.Type == federation.TypeGitHub {
+		return u.OpenGitHub(ctx, client, log)
 	}
+	return federation.OpenLazy(ctx, u, client, log)
 }
 
 // buildTrust assembles the workload-federation trust rules. It does no I/O:
 // an issuer's discovery and keys are fetched on its first token.
 func buildTrust(cfg *Config, log *slog.Logger, transport http.RoundTripper) (*federation.Trust, error) {
-	tc := federation.TrustConfig{
+	t, err := federation.NewTrust(federation.TrustConfig{
+		Rules:      cfg.Trust,
 		HTTPClient: &http.Client{Timeout: httpserver.UpstreamTimeout, Transport: transport},
 		Logger:     log,
-	}
-	for _, r := range cfg.Trust {
-		tc.Rules = append(tc.Rules, r.rule())
-	}
-	t, err := federation.NewTrust(tc)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("trust: %w", err)
 	}

@@ -29,7 +29,7 @@ func unreachableIssuer(t *testing.T) string {
 func TestBuildUpstreamsSurvivesUnreachableDiscovery(t *testing.T) {
 	cfg := &Config{
 		Issuer:    "https://sso.example.com",
-		Upstreams: []UpstreamConfig{{ID: "corp", Name: "Corp", Issuer: unreachableIssuer(t), ClientID: "keyward"}},
+		Upstreams: []federation.Config{{ID: "corp", Name: "Corp", Issuer: unreachableIssuer(t), ClientID: "keyward"}},
 	}
 	sec := Secrets{UpstreamClientSecrets: map[string]string{"corp": "upstream-secret"}}
 	ctx, cancel := context.WithCancel(t.Context())
@@ -60,11 +60,11 @@ func TestBuildUpstreamsSurvivesUnreachableDiscovery(t *testing.T) {
 func TestBuildUpstreamsConfigErrorStillFails(t *testing.T) {
 	cfg := &Config{
 		Issuer:    "https://sso.example.com",
-		Upstreams: []UpstreamConfig{{ID: "corp", Issuer: unreachableIssuer(t), ClientID: "keyward"}},
+		Upstreams: []federation.Config{{ID: "corp", Issuer: unreachableIssuer(t), ClientID: "keyward"}},
 	}
 	sec := Secrets{UpstreamClientSecrets: map[string]string{}} // no client secret
 	_, err := buildUpstreams(t.Context(), cfg, sec, slog.New(slog.DiscardHandler), http.DefaultTransport)
-	if err == nil || !strings.Contains(err.Error(), "upstreams[0] (corp)") || !strings.Contains(err.Error(), "client_secret") {
-		t.Errorf("buildUpstreams(no client secret) = %v, want an error naming upstreams[0] (corp) and client_secret", err)
+	if err == nil || !strings.Contains(err.Error(), "upstreams[0] (corp)") || !strings.Contains(err.Error(), "clientSecretFile") {
+		t.Errorf("buildUpstreams(no client secret) = %v, want an error naming upstreams[0] (corp) and clientSecretFile", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/keyward/keyward/cmd/config"
 	"github.com/keyward/keyward/web/loopback"
 	"github.com/keyward/keyward/web/verify"
 )
@@ -56,10 +57,10 @@ var gatewayHeaders = map[string]verify.Headers{
 
 func (c *VerifyConfig) validateGateway(p *problems) {
 	if _, ok := gatewayHeaders[c.Gateway]; !ok {
-		p.add("gateway", "%q is not a gateway; use nginx, traefik, caddy, envoy or kong (it decides which headers describe the original request)", c.Gateway)
+		p.Add("gateway", "%q is not a gateway; use nginx, traefik, caddy, envoy or kong (it decides which headers describe the original request)", c.Gateway)
 	}
 	if c.Gateway == "envoy" && c.EnvoyPrefix == "" {
-		p.add("envoyPrefix", "gateway envoy needs envoyPrefix, e.g. /ext_authz (the path_prefix in Envoy)")
+		p.Add("envoyPrefix", "gateway envoy needs envoyPrefix, e.g. /ext_authz (the path_prefix in Envoy)")
 	}
 }
 
@@ -68,35 +69,35 @@ func (c *VerifyConfig) validateBrowser(p *problems) {
 	if b == nil {
 		for i, r := range c.Rules {
 			if r.Browser {
-				p.add(fmt.Sprintf("rules[%d].browser", i), "needs the browser section (clientID, cookieSecretFile, redirectURL); see examples/verify.yaml")
+				p.Add(fmt.Sprintf("rules[%d].browser", i), "needs the browser section (clientID, cookieSecretFile, redirectURL); see examples/verify.yaml")
 			}
 		}
 		return
 	}
 	if strings.TrimSpace(b.ClientID) == "" {
-		p.add("browser.clientID", "set it to the verifier's client id at the broker (clients[].id in keyward.yaml)")
+		p.Add("browser.clientID", "set it to the verifier's client id at the broker (clients[].id in keyward.yaml)")
 	}
 	if b.CookieSecretFile == "" {
-		p.add("browser.cookieSecretFile", "name a file holding 32 random bytes, e.g. head -c32 /dev/urandom | base64 > /etc/keyward/verify-cookie")
+		p.Add("browser.cookieSecretFile", "name a file holding 32 random bytes, e.g. head -c32 /dev/urandom | base64 > /etc/keyward/verify-cookie")
 	}
 	u, err := url.Parse(b.RedirectURL)
 	switch {
 	case b.RedirectURL == "":
-		p.add("browser.redirectURL", "set it to the callback as browsers reach it, e.g. https://shop.example.com/oauth2/callback")
+		p.Add("browser.redirectURL", "set it to the callback as browsers reach it, e.g. https://shop.example.com/oauth2/callback")
 	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.RawQuery != "" || u.Fragment != "":
-		p.add("browser.redirectURL", "%q must be an absolute https URL without query, e.g. https://shop.example.com/oauth2/callback", b.RedirectURL)
+		p.Add("browser.redirectURL", "%q must be an absolute https URL without query, e.g. https://shop.example.com/oauth2/callback", b.RedirectURL)
 	case u.Scheme == "http" && !loopback.Host(u.Hostname()):
-		p.add("browser.redirectURL", "%q %s: the session cookie is Secure", b.RedirectURL, httpsHint)
+		p.Add("browser.redirectURL", "%q %s: the session cookie is Secure", b.RedirectURL, config.HTTPSHint)
 	case !strings.HasPrefix(u.Path, "/oauth2/") || slices.Contains([]string{"/oauth2/auth", "/oauth2/start", "/oauth2/sign_out"}, u.Path):
-		p.add("browser.redirectURL", "%q: the path must be under /oauth2/ and not auth, start or sign_out; use /oauth2/callback", b.RedirectURL)
+		p.Add("browser.redirectURL", "%q: the path must be under /oauth2/ and not auth, start or sign_out; use /oauth2/callback", b.RedirectURL)
 	}
 	for i, d := range b.AllowedRedirectDomains {
 		if d == "" || d == "." || strings.ContainsAny(d, "/\\@ *?#") {
-			p.add(fmt.Sprintf("browser.allowedRedirectDomains[%d]", i), "%q must be a host (shop.example.com) or .domain (.example.com), without scheme or wildcard", d)
+			p.Add(fmt.Sprintf("browser.allowedRedirectDomains[%d]", i), "%q must be a host (shop.example.com) or .domain (.example.com), without scheme or wildcard", d)
 		}
 	}
 	if len(b.Scopes) > 0 && !slices.Contains(b.Scopes, "openid") {
-		p.add("browser.scopes", "must include openid (sign-in needs an ID token)")
+		p.Add("browser.scopes", "must include openid (sign-in needs an ID token)")
 	}
 }
 
@@ -123,15 +124,8 @@ func (c *VerifyConfig) handlerOptions(v *verify.Verifier) (verify.HandlerOptions
 
 func (b *VerifyBrowserConfig) browserConfig() (verify.BrowserConfig, error) {
 	var p problems
-	key, err := os.ReadFile(b.CookieSecretFile)
-	if err == nil {
-		key, err = parseEncryptionKey(key)
-	}
-	if err != nil {
-		p.add("browser.cookieSecretFile", "%s", err.Error())
-	}
-	secret := readSecret(&p, "browser.clientSecretFile", b.ClientSecretFile, "")
-	if err := p.err(); err != nil {
+	key, secret := b.readSecrets(&p)
+	if err := p.Err(); err != nil {
 		return verify.BrowserConfig{}, err
 	}
 	domains := b.AllowedRedirectDomains
@@ -144,6 +138,33 @@ func (b *VerifyBrowserConfig) browserConfig() (verify.BrowserConfig, error) {
 		ClientID: b.ClientID, ClientSecret: secret, CookieSecret: key, RedirectURL: b.RedirectURL,
 		AllowedRedirectDomains: domains, Scopes: b.Scopes,
 	}, nil
+}
+
+// readSecrets reads the cookie key and the client secret (none for a public
+// client), adding a problem for each that cannot be used.
+func (b *VerifyBrowserConfig) readSecrets(p *problems) (cookieKey []byte, clientSecret string) {
+	key, err := os.ReadFile(b.CookieSecretFile)
+	if err == nil {
+		key, err = parseEncryptionKey(key)
+	}
+	if err != nil {
+		p.Add("browser.cookieSecretFile", "%s", err.Error())
+	}
+	return key, readSecret(p, "browser.clientSecretFile", b.ClientSecretFile, "")
+}
+
+// checkSecrets reads every secret file the config names, as the verifier
+// will when it starts, and reports each that cannot be used: what verify
+// --check adds to Validate.
+func (c *VerifyConfig) checkSecrets() error {
+	var p problems
+	if c.Browser != nil && c.Browser.CookieSecretFile != "" {
+		c.Browser.readSecrets(&p)
+	}
+	if f := c.RevocationFeed; f != nil && f.ClientSecretFile != "" {
+		f.readSecret(&p)
+	}
+	return p.Err()
 }
 
 // redirectOrigin is the default allowedRedirectDomains entry for the

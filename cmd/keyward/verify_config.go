@@ -4,7 +4,6 @@ package main
 // `keyward verify`: loading (LoadVerifyConfig), defaults and validation.
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -15,8 +14,9 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
+	"github.com/keyward/keyward/cmd/config"
 	"github.com/keyward/keyward/web/httpserver"
 	"github.com/keyward/keyward/web/loopback"
 	"github.com/keyward/keyward/web/verify"
@@ -41,7 +41,7 @@ type VerifyConfig struct {
 	// issuer's discovery document.
 	JWKSURL string `yaml:"jwksURL,omitempty"`
 	// Algorithms is the allowlist of signing algorithms, from
-	// verifyAlgorithms. Default: [RS256, ES256, EdDSA].
+	// verify.SupportedAlgorithms. Default: verify.DefaultAlgorithms.
 	Algorithms []string `yaml:"algorithms,omitempty"`
 	// Leeway is the clock skew allowed for exp, nbf and iat; at most 1m.
 	// Default: 30s.
@@ -95,18 +95,12 @@ type VerifyCacheConfig struct {
 	MaxEntries int `yaml:"maxEntries,omitempty"`
 }
 
-// verifyAlgorithms are the algorithms web/verify can check (its
-// supportedAlgorithms); never none or HS*.
-var verifyAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "EdDSA"}
-
-const (
-	defaultVerifyListen = "127.0.0.1:4180"
-	maxVerifyLeeway     = time.Minute
-)
+const defaultVerifyListen = "127.0.0.1:4180"
 
 // LoadVerifyConfig reads the verify.yaml at path. It refuses unknown fields,
 // applies the defaults and reads no other file. Each problem is one joined
-// error, prefixed with path and the line.
+// error, prefixed with path and the line. As LoadConfig, it returns the
+// config with the problems when only some values did not decode.
 func LoadVerifyConfig(path string) (*VerifyConfig, error) {
 	data, err := os.ReadFile(path) //nolint:gosec // G304: the operator names the file.
 	if err != nil {
@@ -114,49 +108,32 @@ func LoadVerifyConfig(path string) (*VerifyConfig, error) {
 	}
 	c, err := parseVerifyConfig(data)
 	if err != nil {
-		return nil, prefixEach(path, err)
+		return c, prefixEach(path, withFile(err, path))
 	}
 	return c, nil
 }
 
 func parseVerifyConfig(data []byte) (*VerifyConfig, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
 	var c VerifyConfig
-	if err := dec.Decode(&c); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, errors.New("the file is empty; start from examples/verify.yaml")
+	if err := decodeStrict(data, &c, kindVerify); err != nil {
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, explainYAMLError(data, err, kindVerify)
 		}
-		return nil, verifyYAMLError(data, err)
-	}
-	var next yaml.Node
-	if err := dec.Decode(&next); err == nil {
-		return nil, fmt.Errorf("line %d: a second YAML document; keep one per file", next.Line)
-	} else if !errors.Is(err, io.EOF) {
-		return nil, verifyYAMLError(data, err)
+		c.withDefaults()
+		return &c, explainYAMLError(data, err, kindVerify)
 	}
 	c.withDefaults()
 	return &c, nil
-}
-
-// verifyYAMLError is explainYAMLError pointing at the verify example.
-func verifyYAMLError(data []byte, err error) error {
-	errs := splitErrors(explainYAMLError(data, err))
-	for i, e := range errs {
-		if msg := e.Error(); strings.Contains(msg, "examples/keyward.yaml") {
-			errs[i] = errors.New(strings.Replace(msg, "examples/keyward.yaml", "examples/verify.yaml", 1))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 func (c *VerifyConfig) withDefaults() {
 	c.Issuer = strings.TrimRight(c.Issuer, "/")
 	setDefault(&c.Listen, defaultVerifyListen)
 	setDefault(&c.Gateway, "nginx")
-	setDefaults(&c.Algorithms, "RS256", "ES256", "EdDSA")
-	setDefault(&c.Leeway, Duration(30*time.Second))
-	setDefault(&c.Cache.MaxEntries, 10000)
+	setDefaults(&c.Algorithms, verify.DefaultAlgorithms()...)
+	setDefault(&c.Leeway, Duration(verify.DefaultLeeway))
+	setDefault(&c.Cache.MaxEntries, verify.DefaultCacheEntries)
 	setDefault(&c.Logging.Level, "info")
 	setDefault(&c.Logging.Format, "json")
 	if c.RevocationFeed != nil {
@@ -169,13 +146,13 @@ func (c *VerifyConfig) withDefaults() {
 // when the verifier starts.
 func (c *VerifyConfig) Validate() error {
 	var p problems
-	checkIssuer(&p, "issuer", c.Issuer)
+	p.CheckURL("issuer", c.Issuer)
 	if len(c.Audience) == 0 {
-		p.add("audience", "list the audiences this verifier accepts, e.g. [orders-api] (the audiences of the broker's clients)")
+		p.Add("audience", "list the audiences this verifier accepts, e.g. [orders-api] (the audiences of the broker's clients)")
 	}
 	for i, a := range c.Audience {
 		if strings.TrimSpace(a) == "" {
-			p.add(fmt.Sprintf("audience[%d]", i), "is empty; remove it or name the API")
+			p.Add(fmt.Sprintf("audience[%d]", i), "is empty; remove it or name the API")
 		}
 	}
 	checkListen(&p, "listen", c.Listen)
@@ -183,19 +160,19 @@ func (c *VerifyConfig) Validate() error {
 		checkJWKSURL(&p, "jwksURL", c.JWKSURL)
 	}
 	for i, alg := range c.Algorithms {
-		if !slices.Contains(verifyAlgorithms, alg) {
-			p.add(fmt.Sprintf("algorithms[%d]", i), "%q is not supported; use %s", alg, strings.Join(verifyAlgorithms, ", "))
+		if supported := verify.SupportedAlgorithms(); !slices.Contains(supported, alg) {
+			p.Add(fmt.Sprintf("algorithms[%d]", i), "%q is not supported; use %s", alg, strings.Join(supported, ", "))
 		}
 	}
-	checkTTL(&p, "leeway", c.Leeway, maxVerifyLeeway)
+	p.CheckDuration("leeway", c.Leeway, verify.MaxLeeway)
 	if strings.ContainsFunc(c.UserClaim, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-		p.add("userClaim", "%q is not a claim name; use sub (the default), email, or the name of a stable claim such as oid", c.UserClaim)
+		p.Add("userClaim", "%q is not a claim name; use sub (the default), email, or the name of a stable claim such as oid", c.UserClaim)
 	}
 	if c.Cache.MaxEntries < -1 {
-		p.add("cache.maxEntries", "%d: use a positive size, or -1 to disable the cache", c.Cache.MaxEntries)
+		p.Add("cache.maxEntries", "%d: use a positive size, or -1 to disable the cache", c.Cache.MaxEntries)
 	}
 	if err := httpserver.ValidateMaxConnections(c.MaxConnections); err != nil {
-		p.add("maxConnections", "%v", err)
+		p.Add("maxConnections", "%v", err)
 	}
 	c.validateGateway(&p)
 	c.validateEnvoyPrefix(&p)
@@ -203,10 +180,10 @@ func (c *VerifyConfig) Validate() error {
 	c.validateBrowser(&p)
 	c.validateRevocationFeed(&p)
 	if c.Headers.Kind != 0 {
-		p.add("headers", "the identity headers are not configurable yet; remove headers (the verifier sends X-Auth-Request-User: the userClaim, default sub; -Preferred-Username; -Email when verified; -Groups, comma-joined; -Subject); to choose the user claim set userClaim")
+		p.Add("headers", "the identity headers are not configurable yet; remove headers (the verifier sends X-Auth-Request-User: the userClaim, default sub; -Preferred-Username; -Email when verified; -Groups, comma-joined; -Subject); to choose the user claim set userClaim")
 	}
 	validateLoggingMetrics(&p, c.Logging, c.Metrics, c.Listen)
-	return p.err()
+	return p.Err()
 }
 
 // checkJWKSURL requires an absolute https URL (http on loopback).
@@ -214,9 +191,9 @@ func checkJWKSURL(p *problems, path, raw string) {
 	u, err := url.Parse(raw)
 	switch {
 	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
-		p.add(path, "%q must be an https URL with a host, e.g. https://sso.example.com/keys", raw)
+		p.Add(path, "%q must be an https URL with a host, e.g. https://sso.example.com/keys", raw)
 	case u.Scheme == "http" && !loopback.Host(u.Hostname()):
-		p.add(path, "%q %s", raw, httpsHint)
+		p.Add(path, "%q %s", raw, config.HTTPSHint)
 	}
 }
 
@@ -229,12 +206,12 @@ func (c *VerifyConfig) validateEnvoyPrefix(p *problems) {
 		return
 	}
 	if e[0] != '/' || e == "/" || path.Clean(e) != e || strings.ContainsAny(e, "?#% ") {
-		p.add("envoyPrefix", "%q must be a clean absolute path other than /, e.g. /ext_authz (the path_prefix in Envoy)", e)
+		p.Add("envoyPrefix", "%q must be a clean absolute path other than /, e.g. /ext_authz (the path_prefix in Envoy)", e)
 		return
 	}
 	for _, r := range reservedVerifyPaths {
 		if e == r || strings.HasPrefix(e, r+"/") || strings.HasPrefix(r, e) {
-			p.add("envoyPrefix", "%q overlaps %s, which the verifier serves itself; use e.g. /ext_authz", e, r)
+			p.Add("envoyPrefix", "%q overlaps %s, which the verifier serves itself; use e.g. /ext_authz", e, r)
 		}
 	}
 }
@@ -250,7 +227,7 @@ func (c *VerifyConfig) validateRules(p *problems) {
 		if field == "rules" && len(c.Rules) == 0 {
 			msg = "add at least one rule, e.g. {path: /, audience: my-api}; a request no rule matches is denied"
 		}
-		p.add(field, "%s", msg)
+		p.Add(field, "%s", msg)
 	}
 }
 
@@ -267,15 +244,17 @@ func (c *VerifyConfig) verifyConfig() verify.Config {
 	}
 }
 
-// loadVerifyConfigFile loads and validates the verify.yaml at path; every
-// problem is its own joined error, prefixed with path.
+// loadVerifyConfigFile loads and validates the verify.yaml at path and
+// reads its secret files; every problem of every stage is its own joined
+// error, prefixed with path, as loadConfigFile does.
 func loadVerifyConfigFile(path string) (*VerifyConfig, error) {
-	c, err := LoadVerifyConfig(path)
-	if err != nil {
-		return nil, err
+	c, lerr := LoadVerifyConfig(path)
+	if c == nil {
+		return nil, lerr
 	}
-	if err := c.Validate(); err != nil {
-		return nil, prefixEach(path, err)
+	later := errors.Join(c.Validate(), c.checkSecrets())
+	if err := errors.Join(lerr, prefixEach(path, dropCovered(later, lerr))); err != nil {
+		return nil, err
 	}
 	return c, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/keyward/keyward/cmd/config"
 	"github.com/keyward/keyward/web/loopback"
 	"github.com/keyward/keyward/web/verify"
 )
@@ -46,8 +47,8 @@ func (f *VerifyRevocationFeedConfig) withDefaults(issuer string) {
 	if issuer != "" {
 		setDefault(&f.URL, issuer+"/revocations")
 	}
-	setDefault(&f.Interval, Duration(5*time.Second))
-	setDefault(&f.MaxStaleness, Duration(time.Minute))
+	setDefault(&f.Interval, Duration(verify.DefaultRevocationInterval))
+	setDefault(&f.MaxStaleness, Duration(verify.DefaultMaxStaleness))
 	setDefault(&f.OnStale, "deny")
 }
 
@@ -57,27 +58,27 @@ func (c *VerifyConfig) validateRevocationFeed(p *problems) {
 		return
 	}
 	if u, err := url.Parse(f.URL); f.URL != "" && (err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.RawQuery != "" || u.Fragment != "") {
-		p.add("revocationFeed.url", "%q must be an https URL without query, e.g. https://sso.example.com/revocations", f.URL)
+		p.Add("revocationFeed.url", "%q must be an https URL without query, e.g. https://sso.example.com/revocations", f.URL)
 	} else if err == nil && u.Scheme == "http" && !loopback.Host(u.Hostname()) {
-		p.add("revocationFeed.url", "%q %s: the verifier sends its client secret there", f.URL, httpsHint)
+		p.Add("revocationFeed.url", "%q %s: the verifier sends its client secret there", f.URL, config.HTTPSHint)
 	}
 	switch d := time.Duration(f.Interval); {
 	case d < minRevocationInterval:
-		p.add("revocationFeed.interval", "%s is too short; poll at most once a second (default 5s)", f.Interval)
+		p.Add("revocationFeed.interval", "%s is too short; poll at most once a second (default 5s)", f.Interval)
 	case d > maxRevocationInterval:
-		p.add("revocationFeed.interval", "%s is too long; use at most %s (a revoked token keeps working up to one interval)", f.Interval, Duration(maxRevocationInterval))
+		p.Add("revocationFeed.interval", "%s is too long; use at most %s (a revoked token keeps working up to one interval)", f.Interval, Duration(maxRevocationInterval))
 	}
 	if f.MaxStaleness <= f.Interval {
-		p.add("revocationFeed.maxStaleness", "%s must exceed interval (%s); a few intervals, e.g. 60s, survive a short broker outage", f.MaxStaleness, f.Interval)
+		p.Add("revocationFeed.maxStaleness", "%s must exceed interval (%s); a few intervals, e.g. 60s, survive a short broker outage", f.MaxStaleness, f.Interval)
 	}
 	if f.OnStale != "deny" && f.OnStale != "allow" {
-		p.add("revocationFeed.onStale", "%q: use deny (refuse every token with 503 while the feed is stale: fail closed) or allow (fail open)", f.OnStale)
+		p.Add("revocationFeed.onStale", "%q: use deny (refuse every token with 503 while the feed is stale: fail closed) or allow (fail open)", f.OnStale)
 	}
 	if strings.TrimSpace(f.ClientID) == "" {
-		p.add("revocationFeed.clientID", "set it to a client listed in revocationFeed.readers of keyward.yaml; only readers may see who was deprovisioned")
+		p.Add("revocationFeed.clientID", "set it to a client listed in revocationFeed.readers of keyward.yaml; only readers may see who was deprovisioned")
 	}
 	if f.ClientSecretFile == "" {
-		p.add("revocationFeed.clientSecretFile", "name the file holding that client's secret")
+		p.Add("revocationFeed.clientSecretFile", "name the file holding that client's secret")
 	}
 }
 
@@ -90,14 +91,19 @@ func (c *VerifyConfig) revocationConfig() (*verify.RevocationConfig, error) {
 		return nil, nil
 	}
 	var p problems
-	secret := readSecret(&p, "revocationFeed.clientSecretFile", f.ClientSecretFile, "")
-	if err := p.err(); err != nil {
+	secret := f.readSecret(&p)
+	if err := p.Err(); err != nil {
 		return nil, err
 	}
 	return &verify.RevocationConfig{
 		URL: f.URL, Interval: time.Duration(f.Interval), MaxStaleness: time.Duration(f.MaxStaleness),
 		FailOpen: f.OnStale == "allow", ClientID: f.ClientID, ClientSecret: secret,
 	}, nil
+}
+
+// readSecret reads the feed client's secret.
+func (f *VerifyRevocationFeedConfig) readSecret(p *problems) string {
+	return readSecret(p, "revocationFeed.clientSecretFile", f.ClientSecretFile, "")
 }
 
 // registerRevocationMetrics exports the feed's state, read from v at each

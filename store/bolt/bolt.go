@@ -11,6 +11,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 
+	"github.com/keyward/keyward/cmd/config"
 	"github.com/keyward/keyward/store"
 )
 
@@ -54,23 +55,34 @@ var (
 // Options configures Open.
 type Options struct {
 	// Path of the database file; created (mode 0600) when missing. Required.
-	Path string
+	Path string `yaml:"path,omitempty"`
 	// Timeout is how long Open waits for the file lock held by another
 	// process. Default: 1s.
-	Timeout time.Duration
+	Timeout time.Duration `yaml:"-"`
 	// BatchDelay chooses how writes share transactions (and fsyncs).
 	//   - 0 (the default): group commit with no delay. A lone write commits at
 	//     once; writes arriving during a commit share the next one.
 	//   - Positive: bbolt's DB.Batch with this MaxBatchDelay: every write
 	//     waits up to BatchDelay for others to join it.
 	//   - Negative: one transaction per write.
-	BatchDelay time.Duration
+	BatchDelay time.Duration `yaml:"-"`
 	// NoSync skips fsync after each commit. A crash or power loss may then
 	// lose committed writes or corrupt the file. For tests only; never set it
 	// in production.
-	NoSync bool
+	NoSync bool `yaml:"-"`
 	// Logger receives open and garbage-collection events. Default: discard.
-	Logger *slog.Logger
+	Logger *slog.Logger `yaml:"-"`
+}
+
+// Validate reports the problems of the settings keyward.yaml's store
+// section gives (type bolt), each a *config.FieldError named by its path in
+// that section. It does no I/O.
+func (o Options) Validate() error {
+	var p config.Problems
+	if o.Path == "" {
+		p.Add("path", "set it to the database file, e.g. /var/lib/keyward/keyward.db")
+	}
+	return p.Err()
 }
 
 func (o Options) withDefaults() Options {

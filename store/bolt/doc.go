@@ -16,5 +16,6 @@
 // bbolt allows one process per file: a second Open of the same path waits
 // Options.Timeout for the file lock, then fails. Only cmd imports this
 // package; everything else depends on the store.Store contract or on smaller
-// interfaces. It imports only the standard library, store and bbolt.
+// interfaces. It imports only the standard library, store, config (Options
+// is keyward.yaml's store section for type bolt) and bbolt.
 package bolt

@@ -54,5 +54,6 @@
 // ctx.Err(), wrapped. The DSN is never logged.
 //
 // Only cmd imports this package. It imports the standard library, store,
-// pgx and fosite (for its serialization-failure error) only.
+// config (Options is keyward.yaml's store section for type postgres), pgx
+// and fosite (for its serialization-failure error) only.
 package postgres

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/ory/fosite"
 
+	"github.com/keyward/keyward/cmd/config"
 	"github.com/keyward/keyward/store"
 )
 
@@ -40,18 +41,47 @@ const (
 // Options configures Open.
 type Options struct {
 	// DSN is a libpq connection string or postgres:// URL. Required. It is
-	// never logged (it may hold a password).
-	DSN string
+	// never logged (it may hold a password). In keyward.yaml's store
+	// section ${ENV} is expanded in it.
+	DSN string `yaml:"dsn,omitempty"`
+	// DSNFile (keyward.yaml) names a file holding DSN; cmd reads it
+	// (secrets resolve in one place). Set DSN or DSNFile.
+	DSNFile string `yaml:"dsnFile,omitempty"`
 	// Logger receives open, migration and retry events. Default: discard.
-	Logger *slog.Logger
+	Logger *slog.Logger `yaml:"-"`
 	// MaxConns is the size of the connection pool. Default (0): pgxpool's,
 	// the greater of 4 and the number of CPUs; a pool_max_conns in the DSN
-	// also works.
-	MaxConns int32
+	// also works. The replicas together must stay below the server's
+	// max_connections.
+	MaxConns int32 `yaml:"maxConns,omitempty"`
 	// Migrate applies pending schema migrations at Open. When false, Open
 	// refuses a database whose schema is older than SchemaVersion: run
 	// `keyward migrate` first.
-	Migrate bool
+	Migrate bool `yaml:"-"`
+}
+
+// MaxConnsLimit bounds MaxConns in keyward.yaml: PostgreSQL's own default
+// max_connections is 100, shared by every replica.
+const MaxConnsLimit = 1000
+
+// DSNHint shows how to write a connection string.
+const DSNHint = "postgres://USER:PASSWORD@HOST:5432/DATABASE?sslmode=verify-full (or host=… dbname=… user=…)"
+
+// Validate reports the problems of the settings keyward.yaml's store
+// section gives (type postgres), each a *config.FieldError named by its
+// path in that section. It does no I/O and never quotes the DSN.
+func (o Options) Validate() error {
+	var p config.Problems
+	switch {
+	case o.DSN == "" && o.DSNFile == "":
+		p.Add("dsnFile", "set it (or store.dsn) to a file holding the connection string, e.g. %s", DSNHint)
+	case o.DSN != "" && o.DSNFile != "":
+		p.Add("dsn", "set either dsn or dsnFile, not both")
+	}
+	if o.MaxConns < 0 || o.MaxConns > MaxConnsLimit {
+		p.Add("maxConns", "is %d; use 1 to %d, or leave it out for the default (at least 4, one per CPU)", o.MaxConns, MaxConnsLimit)
+	}
+	return p.Err()
 }
 
 // Store is a store.Store on a PostgreSQL database, through a pgx pool. It is

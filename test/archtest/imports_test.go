@@ -40,6 +40,11 @@ var stdOnly = []string{}
 // web: the loopback rule), since the module's top-level folders are fixed.
 var leafHelpers = []string{"keys/seal", "keys/jwkscache", "web/loopback"}
 
+// configVocabulary is the vocabulary of the configuration files that each
+// package's configuration type uses (it imports YAML, so web/verify, whose
+// configuration stays free of YAML, does not).
+const configVocabulary = "cmd/config"
+
 // drivers are the database drivers: only the store backends (and cmd, for
 // error types) may import them.
 var drivers = []string{"go.etcd.io/bbolt", "github.com/jackc/pgx", "github.com/lib/pq"}
@@ -53,25 +58,27 @@ var rules = []rule{
 		why: "keys/jwkscache/doc.go: standard library only, so web/verify stays a leaf"},
 	{pkg: "web/loopback", external: stdOnly, noTesting: true,
 		why: "web/loopback/doc.go: standard library only, so every layer may use it"},
+	{pkg: configVocabulary, keyward: []string{"web/loopback"}, external: []string{"go.yaml.in/yaml/v3"}, noTesting: true,
+		why: "cmd/config/doc.go: the standard library, go.yaml.in/yaml/v3 and the loopback rule"},
 	{pkg: "store", external: stdOnly, noTesting: true,
 		why: "store/doc.go: only the standard library; never fosite, broker, keys, web or a driver"},
-	{pkg: "store/bolt", keyward: []string{"store"}, external: []string{"go.etcd.io/bbolt"}, noTesting: true,
+	{pkg: "store/bolt", keyward: []string{"store", configVocabulary}, external: []string{"go.etcd.io/bbolt"}, noTesting: true,
 		why: "store/bolt/doc.go: the standard library, store and bbolt"},
-	{pkg: "store/postgres", keyward: []string{"store"}, external: []string{"github.com/jackc/pgx/v5", "github.com/ory/fosite"}, noTesting: true,
+	{pkg: "store/postgres", keyward: []string{"store", configVocabulary}, external: []string{"github.com/jackc/pgx/v5", "github.com/ory/fosite"}, noTesting: true,
 		why: "store/postgres/doc.go: the standard library, store, pgx and fosite"},
 	{pkg: "store/postgres/pgtest", external: []string{"github.com/jackc/pgx/v5"},
 		why: "test support: a throwaway PostgreSQL cluster"},
 	{pkg: "store/storetest", keyward: []string{"store"},
 		why: "the conformance suite tests the contract, never a backend"},
-	{pkg: "keys", keyward: append([]string{"store"}, leafHelpers...),
+	{pkg: "keys", keyward: append([]string{"store", configVocabulary}, leafHelpers...),
 		external:  []string{"github.com/golang-jwt/jwt/v5", "github.com/go-jose/go-jose/v4"},
 		noTesting: true,
 		why:       "keys/doc.go: store, keys/seal, golang-jwt/v5, go-jose/v4; never fosite, broker, web, cmd or a backend"},
-	{pkg: "federation", keyward: leafHelpers,
+	{pkg: "federation", keyward: append([]string{configVocabulary}, leafHelpers...),
 		external:  []string{"github.com/coreos/go-oidc/v3", "golang.org/x/oauth2", "github.com/golang-jwt/jwt/v5", "github.com/go-jose/go-jose/v4"},
 		noTesting: true,
 		why:       "federation/doc.go: go-oidc, x/oauth2, golang-jwt, go-jose; never broker, store, web or keys"},
-	{pkg: "broker/...", keyward: append([]string{"broker/...", "store", "keys", "federation"}, leafHelpers...), forbidden: drivers, noTesting: true,
+	{pkg: "broker/...", keyward: append([]string{"broker/...", "store", "keys", "federation", configVocabulary}, leafHelpers...), forbidden: drivers, noTesting: true,
 		why: "broker/doc.go: store, keys, federation; never web, web/verify, cmd or a store backend (its subpackages alike)"},
 	{pkg: "web", keyward: append([]string{"broker", "keys", "store"}, leafHelpers...), forbidden: drivers, noTesting: true,
 		why: "web/doc.go: broker (and keys, store for the admin API); never a store backend"},
@@ -83,7 +90,7 @@ var rules = []rule{
 		why:       "web/verify/doc.go: a leaf; never broker, store, keys, web, fosite, a driver or a logging library"},
 	{pkg: "cmd/keyward",
 		keyward: append([]string{
-			"broker", "federation", "keys", "store", "store/bolt", "store/postgres", "web", "web/httpserver", "web/verify",
+			"broker", "federation", "keys", "store", "store/bolt", "store/postgres", "web", "web/httpserver", "web/verify", configVocabulary,
 			"test/fakeidp", "test/demoapp", // keyward demo runs them
 		}, leafHelpers...),
 		noTesting: true,
@@ -102,7 +109,7 @@ var rules = []rule{
 	{pkg: "test/gateway", why: "gateway tests: their code is all in _test.go files"},
 	{pkg: "test/archtest", external: stdOnly, why: "this package"},
 	{pkg: "bench/harness",
-		keyward: []string{"broker", "federation", "keys", "store", "store/bolt", "store/postgres", "test/brokertest", "test/fakeidp", "web"},
+		keyward: []string{"broker", "federation", "keys", "store", "store/bolt", "store/postgres", "test/brokertest", "test/fakeidp", "web", configVocabulary},
 		why:     "bench/harness/doc.go: a measuring tool; only bench/cmd may import it"},
 	{pkg: "bench/cmd/...", keyward: append([]string{"bench/harness", "broker", "test/brokertest", "web", "web/verify"}, leafHelpers...),
 		why: "benchmark programs"},

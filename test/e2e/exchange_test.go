@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/broker"
+	"github.com/keyward/keyward/cmd/config"
 	"github.com/keyward/keyward/federation"
 	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/test/fakeidp"
@@ -45,7 +46,7 @@ func newExchangeEnv(t *testing.T) *exchangeEnv {
 				Claims:    map[string]string{"repository": "example/app", "ref": "refs/heads/*"},
 				Subject:   "ci:{repository}:{ref}",
 				Audiences: []string{"deploy-api"}, Scopes: []string{"deploy"},
-				MaxTTL: 2 * time.Minute, PublicClient: true, SingleUse: true,
+				MaxTTL: config.Duration(2 * time.Minute), PublicClient: true, SingleUse: true,
 			}},
 			HTTPClient: http.DefaultClient,
 			Now:        x.trustClock.Now,

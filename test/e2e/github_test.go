@@ -54,11 +54,11 @@ func newGitHubEnv(t *testing.T, allow federation.AllowRules) *githubEnv {
 		Clients: []broker.Client{{ID: appID, Name: "The App", Secret: appSecret, RedirectURIs: []string{appRedir}}},
 		Broker: func(bc *broker.Config) {
 			// GitHub is not OIDC: it replaces the fake OIDC upstream.
-			up, err := federation.GitHubConfig{
-				ID: "github", Name: "GitHub", GitHubURL: gh.URL(),
+			up, err := federation.Config{
+				Type: federation.TypeGitHub, ID: "github", Name: "GitHub", GitHubURL: gh.URL(),
 				ClientID: brokertest.UpstreamClientID, ClientSecret: brokertest.UpstreamSecret,
 				RedirectURL: bc.Issuer + "/callback", Allow: allow,
-			}.Open(t.Context(), nil, brokertest.TestLogger())
+			}.OpenGitHub(t.Context(), nil, brokertest.TestLogger())
 			if err != nil {
 				t.Fatalf("open the GitHub upstream: %v", err)
 			}

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keyward/keyward/broker"
+	"github.com/keyward/keyward/cmd/config"
 	"github.com/keyward/keyward/federation"
 	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/test/brokertest"
@@ -112,8 +113,8 @@ func newRecheckEnvWith(t *testing.T, o recheckOptions) (e *env, dir string) {
 				ClientID: brokertest.UpstreamClientID, ClientSecret: brokertest.UpstreamSecret,
 				RedirectURL:     bc.Issuer + "/callback",
 				Scopes:          []string{"openid", "email", "profile", "groups", "offline_access"},
-				RecheckInterval: recheckInterval,
-				RecheckMaxAge:   recheckMaxAge,
+				RecheckInterval: config.Duration(recheckInterval),
+				RecheckMaxAge:   config.Duration(recheckMaxAge),
 			}.Open(t.Context(), &http.Client{Transport: o.rec, Timeout: 10 * time.Second}, testLogger(t))
 			if err != nil {
 				t.Fatalf("open upstream: %v", err)
@@ -264,7 +265,7 @@ func assertNotStored(t *testing.T, dir string, sess store.Session, token string)
 func TestRecheckConfigNeedsOfflineAccess(t *testing.T) {
 	c := federation.Config{
 		ID: "corp", Issuer: "https://idp.example.com", ClientID: "k", ClientSecret: "s",
-		RedirectURL: "https://sso.example.com/callback", RecheckInterval: time.Minute,
+		RedirectURL: "https://sso.example.com/callback", RecheckInterval: config.Duration(time.Minute),
 	}
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "offline_access") {
 		t.Errorf("Validate without offline_access = %v, want an error naming offline_access", err)

@@ -17,6 +17,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/keyward/keyward/broker"
+	"github.com/keyward/keyward/cmd/config"
 	"github.com/keyward/keyward/keys"
 	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/store/postgres"
@@ -299,7 +300,7 @@ func verifyWith(set jose.JSONWebKeySet, raw, issuer string) (string, error) {
 // token was issued.
 func TestReplicasRotateUnderLoad(t *testing.T) {
 	const period = time.Hour
-	rs := newReplicaSet(t, 2, keys.Config{RotationPeriod: period, JWKSMaxAge: 10 * time.Minute})
+	rs := newReplicaSet(t, 2, keys.Config{RotationPeriod: config.Duration(period), JWKSMaxAge: config.Duration(10 * time.Minute)})
 	c := rs.client(appID, appSecret, appRedir, nil)
 	before, err := rs.stores[0].GetKeySet(t.Context())
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/keyward/keyward/cmd/config"
 	"github.com/keyward/keyward/keys"
 )
 
@@ -43,7 +44,7 @@ func tokenKid(t *testing.T, raw string) string {
 // published before it signs; a token signed by the old key keeps verifying
 // (offline and by introspection) until it expires; then the old key is gone.
 func TestKeyRotation(t *testing.T) {
-	e := newEnv(t, envOptions{keys: keys.Config{RotationPeriod: time.Hour, JWKSMaxAge: 10 * time.Minute}})
+	e := newEnv(t, envOptions{keys: keys.Config{RotationPeriod: config.Duration(time.Hour), JWKSMaxAge: config.Duration(10 * time.Minute)}})
 	c := e.client(appID, appSecret, appRedir, nil)
 
 	tok1, _ := c.signIn()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/broker"
+	"github.com/keyward/keyward/cmd/config"
 	"github.com/keyward/keyward/keys"
 	"github.com/keyward/keyward/test/brokertest"
 	"github.com/keyward/keyward/web/verify"
@@ -53,7 +54,7 @@ func newRotatingBroker(t *testing.T, clock *shiftClock) *rotatingBroker {
 	rb.brokerEnv = startBroker(t, brokertest.Options{
 		Keys: keys.Config{
 			Algorithm:      keys.ES256, // fast key generation under -race; the protocol is the same
-			RotationPeriod: rotPeriod, JWKSMaxAge: rotMaxAge, MaxTokenTTL: rotTokenTTL,
+			RotationPeriod: config.Duration(rotPeriod), JWKSMaxAge: config.Duration(rotMaxAge), MaxTokenTTL: rotTokenTTL,
 		},
 		Now: clock.Now,
 		Clients: []broker.Client{

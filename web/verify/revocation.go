@@ -42,8 +42,8 @@ type RevocationConfig struct {
 }
 
 const (
-	defaultRevocationInterval = 5 * time.Second
-	defaultMaxStaleness       = time.Minute
+	DefaultRevocationInterval = 5 * time.Second
+	DefaultMaxStaleness       = time.Minute
 	maxFeedBytes              = 16 << 20
 	maxFeedPagesPerPoll       = 1000
 )
@@ -66,10 +66,10 @@ func (rc *RevocationConfig) withDefaults(issuer string, client *http.Client) (Re
 		errs = append(errs, fmt.Errorf("revocation url %q: want an absolute http(s) URL", c.URL))
 	}
 	if c.Interval == 0 {
-		c.Interval = defaultRevocationInterval
+		c.Interval = DefaultRevocationInterval
 	}
 	if c.MaxStaleness == 0 {
-		c.MaxStaleness = defaultMaxStaleness
+		c.MaxStaleness = DefaultMaxStaleness
 	}
 	if c.Interval < 0 {
 		errs = append(errs, fmt.Errorf("revocation interval %s: must be positive", c.Interval))

@@ -436,7 +436,7 @@ func TestRevocationEntriesExpire(t *testing.T) {
 	if _, _, n := e.v.RevocationStatus(); n != 2 {
 		t.Fatalf("entries = %d, want 2", n)
 	}
-	e.clock.Advance(5*time.Minute + defaultLeeway + time.Second)
+	e.clock.Advance(5*time.Minute + DefaultLeeway + time.Second)
 	if err := e.pollNow(); err != nil {
 		t.Fatal(err)
 	}

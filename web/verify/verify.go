@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -65,15 +66,31 @@ type Config struct {
 	Revocation *RevocationConfig
 }
 
+// The defaults and bounds of Config: their one home (keyward verify's
+// verify.yaml takes them from here).
 const (
-	defaultLeeway        = 30 * time.Second
-	maxLeeway            = time.Minute
+	DefaultLeeway        = 30 * time.Second
+	MaxLeeway            = time.Minute
 	defaultMinRefresh    = 30 * time.Second
-	defaultCacheEntries  = 10000
+	DefaultCacheEntries  = 10000
 	defaultMaxTokenBytes = 8 << 10
 )
 
 var defaultAlgorithms = []string{"RS256", "ES256", "EdDSA"}
+
+// DefaultAlgorithms is Config.Algorithms' default, fresh on every call.
+func DefaultAlgorithms() []string { return slices.Clone(defaultAlgorithms) }
+
+// SupportedAlgorithms lists, sorted, the algorithms Config.Algorithms may
+// name: never none or HS*.
+func SupportedAlgorithms() []string {
+	algs := make([]string, 0, len(supportedAlgorithms))
+	for alg := range supportedAlgorithms {
+		algs = append(algs, alg)
+	}
+	slices.Sort(algs)
+	return algs
+}
 
 // supportedAlgorithms maps each algorithm Keyward can verify to the method
 // that checks it; the key type each needs is keyFits.
@@ -171,9 +188,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	switch {
 	case cfg.Leeway == 0:
-		cfg.Leeway = defaultLeeway
-	case cfg.Leeway < 0 || cfg.Leeway > maxLeeway:
-		errs = append(errs, fmt.Errorf("leeway %s: want at most %s", cfg.Leeway, maxLeeway))
+		cfg.Leeway = DefaultLeeway
+	case cfg.Leeway < 0 || cfg.Leeway > MaxLeeway:
+		errs = append(errs, fmt.Errorf("leeway %s: want at most %s", cfg.Leeway, MaxLeeway))
 	}
 	switch {
 	case cfg.MinRefreshInterval == 0:
@@ -182,7 +199,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		errs = append(errs, fmt.Errorf("minRefreshInterval %s: must not be negative", cfg.MinRefreshInterval))
 	}
 	if cfg.CacheEntries == 0 {
-		cfg.CacheEntries = defaultCacheEntries
+		cfg.CacheEntries = DefaultCacheEntries
 	}
 	switch {
 	case cfg.MaxTokenBytes == 0:

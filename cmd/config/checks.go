@@ -1,0 +1,61 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/keyward/keyward/web/loopback"
+)
+
+// HTTPSHint ends the message for an http URL on a host other than loopback.
+const HTTPSHint = "must use https (http is allowed only for localhost/127.0.0.1/[::1])"
+
+// CheckURL requires an https URL (http on loopback) with a host and without
+// query, fragment or user info, such as an issuer (OIDC Discovery §4.3).
+func (p *Problems) CheckURL(path, raw string) {
+	if raw == "" {
+		p.Add(path, "set it to the issuer URL (https://…)")
+		return
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		p.Add(path, "%q must be an https URL with a host, e.g. https://sso.example.com", raw)
+	case u.Scheme == "http" && !loopback.Host(u.Hostname()):
+		p.Add(path, "%q %s", raw, HTTPSHint)
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#") || u.User != nil:
+		p.Add(path, "%q must not have a query, fragment or user info", raw)
+	}
+}
+
+// CheckList reports empty, padded, repeated and (by check, which returns the
+// fix or "") invalid entries of list, at path[i].
+func (p *Problems) CheckList(path string, list []string, check func(string) string) {
+	for i, s := range list {
+		ipath := fmt.Sprintf("%s[%d]", path, i)
+		switch first := slices.Index(list, s); {
+		case s == "" || strings.TrimSpace(s) != s:
+			p.Add(ipath, "%q must be non-empty without surrounding spaces", s)
+		case first < i:
+			p.Add(ipath, "%q is listed twice (also %s[%d])", s, path, first)
+		case check != nil:
+			if fix := check(s); fix != "" {
+				p.Add(ipath, "%q %s", s, fix)
+			}
+		}
+	}
+}
+
+// CheckDuration reports d unless 0 < d ≤ limit; limit 0 means no upper
+// bound.
+func (p *Problems) CheckDuration(path string, d Duration, limit time.Duration) {
+	switch {
+	case d <= 0:
+		p.Add(path, "%s must be positive", d)
+	case limit > 0 && time.Duration(d) > limit:
+		p.Add(path, "%s is too long; use at most %s", d, Duration(limit))
+	}
+}
