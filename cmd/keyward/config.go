@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"net"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -150,10 +149,6 @@ var storeTypes = map[string]func(unmarshal func(any) error) (StoreBackend, error
 	"bolt":     decodeStore[bolt.Options],
 	"postgres": decodeStore[postgres.Options],
 }
-
-var (
-	upstreamIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
-)
 
 const sessionSecretHint = "at least 32 random bytes, e.g. head -c32 /dev/urandom | base64 > /etc/keyward/session-secret"
 
