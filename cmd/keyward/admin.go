@@ -53,6 +53,8 @@ type adminCLI struct {
 	tokenFile string
 	json      bool
 	timeout   time.Duration
+	// serverSet: --server was given (then no demo is looked for).
+	serverSet bool
 }
 
 func newAdminCommand() *cobra.Command {
@@ -67,7 +69,9 @@ file (bbolt allows one process). The broker serves the API when
 admin.tokenFile is set in its configuration.
 
 The token comes from --token-file, or else from the KEYWARD_ADMIN_TOKEN
-environment variable. Output is a readable table, with control characters
+environment variable. With neither, and no --server, keyward admin talks to
+the running keyward demo (it leaves its address and token file in a private
+folder under $XDG_RUNTIME_DIR or the temporary folder). Output is a readable table, with control characters
 in names and emails shown escaped (\x1b, \r, \u202e); --json prints the
 API's JSON answer, unchanged, for scripts.
 
@@ -77,6 +81,9 @@ Exit codes:
   2  not found: unknown subject, email or session
   3  unauthorized: the admin API refused the token`,
 		Args: cobra.NoArgs,
+		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
+			a.serverSet = cmd.Flags().Changed("server")
+		},
 	}
 	f := cmd.PersistentFlags()
 	f.StringVar(&a.server, "server", "http://127.0.0.1:8081", "base URL of the admin API (admin.listen)")
@@ -182,6 +189,22 @@ func usageError(format string, args ...any) error {
 	return &exitError{code: exitFailure, err: fmt.Errorf(format, args...)}
 }
 
+// findDemo points a at a running keyward demo when nothing names a server
+// or token: no --server, --token-file or $KEYWARD_ADMIN_TOKEN.
+func (a *adminCLI) findDemo() error {
+	if a.serverSet || a.tokenFile != "" || strings.TrimSpace(os.Getenv(adminTokenEnv)) != "" {
+		return nil
+	}
+	st, ok, err := readDemoState()
+	if err != nil {
+		return usageError("%w", err)
+	}
+	if ok {
+		a.server, a.tokenFile = st.Server, st.TokenFile
+	}
+	return nil
+}
+
 // token reads the admin token from --token-file or the environment.
 func (a *adminCLI) token() (string, error) {
 	if a.tokenFile != "" {
@@ -197,13 +220,16 @@ func (a *adminCLI) token() (string, error) {
 	if t := strings.TrimSpace(os.Getenv(adminTokenEnv)); t != "" {
 		return t, nil
 	}
-	return "", usageError("no admin token: pass --token-file (the broker's admin.tokenFile) or set %s", adminTokenEnv)
+	return "", usageError("no admin token: pass --token-file (the broker's admin.tokenFile) or set %s (no keyward demo is running either)", adminTokenEnv)
 }
 
 // call sends one request to the admin API and returns the JSON answer. A
 // refusal becomes an exitError with the matching exit code and the API's
 // message.
 func (a *adminCLI) call(ctx context.Context, method, path string, query url.Values, body any) ([]byte, error) {
+	if err := a.findDemo(); err != nil {
+		return nil, err
+	}
 	tok, err := a.token()
 	if err != nil {
 		return nil, err

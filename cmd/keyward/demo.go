@@ -21,7 +21,6 @@ import (
 	"github.com/keyward/keyward/federation"
 	"github.com/keyward/keyward/store/bolt"
 	"github.com/keyward/keyward/test/demoapp"
-	"github.com/keyward/keyward/test/fakeidp"
 	"github.com/keyward/keyward/web/httpserver"
 )
 
@@ -29,6 +28,7 @@ type demoOptions struct {
 	dataDir string
 	port    int
 	verbose bool
+	idpOnly bool
 }
 
 func newDemoCommand() *cobra.Command {
@@ -47,27 +47,48 @@ func newDemoCommand() *cobra.Command {
     first visit signs in at the edge) that also serves a demo API,
     GET /api/whoami, which takes a bearer token (bearer mode).
 
+It also serves the admin API (keyward admin finds the running demo without
+flags) and its gateway polls the revocation feed every second, so
+deprovisioning a person ends their API access within a second or two.
+
 Listens on 127.0.0.1 only: the broker on --port, the identity provider on
---port+1 and the gateway (app and API) on --port+2 (--port 0 picks free
-ports). Ctrl-C stops everything.`,
+--port+1, the gateway (app and API) on --port+2 and the admin API on
+--port+3 (--port 0 picks free ports). Ctrl-C stops everything.
+
+With --idp-only it runs just the demo identity provider on --port+1, for
+keyward serve -c examples/keyward-minimal.yaml on the same machine.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.idpOnly {
+				return runDemoIdP(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			}
 			return runDemo(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringVar(&o.dataDir, "data", "", "keep the broker's database in this folder (default: a temporary folder, removed on exit)")
-	cmd.Flags().IntVar(&o.port, "port", 5556, "first of three loopback ports (broker, identity provider, app gateway); 0 picks free ports")
+	cmd.Flags().IntVar(&o.port, "port", 5556, "first of four loopback ports (broker, identity provider, app gateway, admin API); 0 picks free ports")
+	cmd.Flags().BoolVar(&o.idpOnly, "idp-only", false, "run only the demo identity provider (on --port+1), for keyward serve with examples/keyward-minimal.yaml")
 	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "log every request (debug level)")
 	return cmd
 }
 
+// Indexes of demoListeners' listeners.
+const (
+	lnBroker = iota
+	lnIdP
+	lnGateway
+	lnAdmin
+	lnApp
+)
+
 // demoListeners opens the loopback listeners: broker, identity provider,
-// gateway, and the app behind the gateway (always a free port).
-func demoListeners(port int) ([4]net.Listener, error) {
-	var lns [4]net.Listener
+// gateway, admin API on port, port+1, port+2, port+3, and the app behind the
+// gateway (always a free port).
+func demoListeners(port int) ([5]net.Listener, error) {
+	var lns [5]net.Listener
 	for i := range lns {
 		p := 0
-		if port != 0 && i < 3 {
+		if port != 0 && i != lnApp {
 			p = port + i
 		}
 		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
@@ -87,45 +108,49 @@ func runDemo(ctx context.Context, o demoOptions, out, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	closeAll := func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}
 	url := func(ln net.Listener) string { return "http://" + ln.Addr().String() }
-	brokerURL, idpURL, appURL := url(lns[0]), url(lns[1]), url(lns[2])
+	brokerURL, idpURL, appURL, adminURL := url(lns[lnBroker]), url(lns[lnIdP]), url(lns[lnGateway]), url(lns[lnAdmin])
 
 	dir := o.dataDir
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "keyward-demo-"); err != nil {
+			closeAll()
 			return fmt.Errorf("create data folder: %w", err)
 		}
 		defer os.RemoveAll(dir)
 	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+		closeAll()
 		return fmt.Errorf("create data folder: %w", err)
 	}
 
-	level := "info"
-	if o.verbose {
-		level = "debug"
-	}
-	log, err := buildLogger(LoggingConfig{Level: level, Format: "text"}, logOut)
+	log, err := demoLogger(o, logOut)
 	if err != nil {
+		closeAll()
 		return err
 	}
 	upstreamSecret, appSecret, gatewaySecret := randomSecret(), randomSecret(), randomSecret()
-	idp, err := fakeidp.New(fakeidp.Config{
-		Issuer:  idpURL,
-		Users:   fakeidp.DemoUsers(),
-		Clients: []fakeidp.Client{{ID: "keyward", Secret: upstreamSecret, RedirectURIs: []string{brokerURL + "/callback"}}},
-		Title:   "Demo identity provider",
-		Hint:    "Demo users: alice / alice-demo (staff, admins) and bob / bob-demo (staff).",
-		Logger:  log.With("component", "demo-idp"),
-	})
+	idp, err := newDemoIdP(idpURL, brokerURL, upstreamSecret, log)
 	if err != nil {
-		return fmt.Errorf("demo identity provider: %w", err)
+		closeAll()
+		return err
+	}
+	adminToken := randomSecret()
+	adminTokenFile := filepath.Join(dir, "admin-token")
+	if err := os.WriteFile(adminTokenFile, []byte(adminToken+"\n"), 0o600); err != nil {
+		closeAll()
+		return fmt.Errorf("write the admin token: %w", err)
 	}
 	cfg := &Config{
 		Issuer: brokerURL,
-		Listen: lns[0].Addr().String(),
+		Listen: lns[lnBroker].Addr().String(),
 		Store:  StoreConfig{Type: "bolt", Backend: &bolt.Options{Path: filepath.Join(dir, "keyward.db")}},
 		Upstreams: []federation.Config{{
-			ID: "demo", Name: "Demo identity provider", Issuer: idpURL, ClientID: "keyward",
+			ID: "demo", Name: "Demo identity provider", Issuer: idpURL, ClientID: demoUpstreamClient,
 			ClientSecret: "from-secrets", Scopes: []string{"openid", "email", "profile", "groups"},
 		}},
 		// Both clients' access tokens are for the demo API, so the token the
@@ -141,28 +166,35 @@ func runDemo(ctx context.Context, o demoOptions, out, logOut io.Writer) error {
 			PostLogoutRedirectURIs: []string{appURL + "/"},
 		}},
 		SessionSecret: "from-secrets-from-secrets-from-secrets",
+		// The admin API takes access away; the gateway reads the feed.
+		Admin:          AdminConfig{Listen: lns[lnAdmin].Addr().String(), TokenFile: adminTokenFile},
+		RevocationFeed: RevocationFeedConfig{Readers: []string{demoGatewayClient}},
 	}
 	cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
+		closeAll()
 		return fmt.Errorf("demo configuration: %w", err)
 	}
 	sec := Secrets{
 		SessionSecret:         []byte(randomSecret()),
 		UpstreamClientSecrets: map[string]string{"demo": upstreamSecret},
 		ClientSecrets:         map[string]string{"demo-app": appSecret, demoGatewayClient: gatewaySecret},
+		AdminToken:            []byte(adminToken),
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	// The identity provider must answer discovery before the broker starts.
-	g.Go(func() error { return serveUntil(gctx, lns[1], idp.Handler(), log) })
+	g.Go(func() error { return serveUntil(gctx, lns[lnIdP], idp, log) })
 	inst, err := build(gctx, cfg, sec, log, upstreamTransport())
 	if err != nil {
-		_ = lns[0].Close()
-		_ = lns[2].Close()
-		_ = lns[3].Close()
-		_ = lns[1].Close()
+		for i, ln := range lns {
+			if i != lnIdP { // serveUntil closes it
+				_ = ln.Close()
+			}
+		}
 		return errors.Join(err, g.Wait())
 	}
+	inst.adminLn = lns[lnAdmin] // inst.close closes it
 	defer inst.close()
 	app, err := demoapp.New(demoapp.Config{
 		Issuer: brokerURL, ClientID: "demo-app", ClientSecret: appSecret, RedirectURL: appURL + "/callback",
@@ -176,14 +208,24 @@ func runDemo(ctx context.Context, o demoOptions, out, logOut io.Writer) error {
 	}
 	cookieKey := make([]byte, 32)
 	_, _ = rand.Read(cookieKey)
-	gw, err := newDemoGateway(gctx, brokerURL, appURL, url(lns[3]), gatewaySecret, cookieKey)
+	gw, err := newDemoGateway(gctx, brokerURL, appURL, url(lns[lnApp]), gatewaySecret, cookieKey)
 	if err != nil {
 		return fmt.Errorf("demo gateway: %w", err)
 	}
-	g.Go(func() error { return inst.run(gctx, lns[0], cfg) })
-	g.Go(func() error { return serveUntil(gctx, lns[3], app.Handler(), log) })
-	g.Go(func() error { return serveUntil(gctx, lns[2], gw, log) })
+	state, err := writeDemoState(demoState{Server: adminURL, TokenFile: adminTokenFile})
+	if err != nil {
+		log.WarnContext(ctx, "keyward admin will need --server and --token-file", "err", err)
+	} else {
+		defer removeDemoState(state, adminURL)
+	}
+	g.Go(func() error { return inst.run(gctx, lns[lnBroker], cfg) })
+	g.Go(func() error { return serveUntil(gctx, lns[lnApp], app.Handler(), log) })
+	g.Go(func() error { return serveUntil(gctx, lns[lnGateway], gw, log) })
 
+	adminCmd := "keyward admin"
+	if state == "" {
+		adminCmd = fmt.Sprintf("keyward admin --server %s --token-file %s", adminURL, adminTokenFile)
+	}
 	fmt.Fprintf(out, `
 Keyward demo is running (Ctrl-C stops it).
 
@@ -196,12 +238,18 @@ Keyward demo is running (Ctrl-C stops it).
   The demo API (bearer):     curl -H "Authorization: Bearer $TOKEN" %s/api/whoami
                              (TOKEN: the app's raw access token)
 
+  Take access away (in another terminal; keyward admin finds this demo):
+                             %s deprovision --email bob@example.com
+  The gateway reads Keyward's revocation feed every %s: bob's next API
+  call is refused with 401. %s reinstate SUBJECT lets him sign in again.
+
   Keyward (the broker):      %s/.well-known/openid-configuration
   Its signing keys (JWKS):   %s/keys
+  Admin API:                 %s (token in %s)
   Demo identity provider:    %s
   Data folder:               %s
 
-`, appURL, appURL, appURL, brokerURL, brokerURL, idpURL, dir)
+`, appURL, appURL, appURL, adminCmd, demoRevocationInterval, adminCmd, brokerURL, brokerURL, adminURL, adminTokenFile, idpURL, dir)
 	return g.Wait()
 }
 

@@ -11,6 +11,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/keyward/keyward/web/verify"
 )
@@ -20,6 +21,9 @@ import (
 const (
 	demoGatewayClient = "demo-gateway"
 	demoAPIAudience   = "demo-api"
+	// demoRevocationInterval: how often the demo gateway reads Keyward's
+	// revocation feed; short, so deprovisioning shows at once.
+	demoRevocationInterval = time.Second
 )
 
 // demoRules: the API needs a bearer token for demo-api; every other path is
@@ -42,7 +46,8 @@ type demoGateway struct {
 }
 
 func newDemoGateway(ctx context.Context, brokerURL, appURL, internalAppURL string, clientSecret string, cookieKey []byte) (*demoGateway, error) {
-	v, err := verify.New(ctx, verify.Config{Issuer: brokerURL, Audiences: []string{demoAPIAudience}})
+	v, err := verify.New(ctx, verify.Config{Issuer: brokerURL, Audiences: []string{demoAPIAudience},
+		Revocation: &verify.RevocationConfig{Interval: demoRevocationInterval, ClientID: demoGatewayClient, ClientSecret: clientSecret}})
 	if err != nil {
 		return nil, err
 	}

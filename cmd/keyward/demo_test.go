@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -37,6 +40,143 @@ func (b *lockedBuffer) String() string {
 // then signs in silently on Keyward's session; the access token the app shows
 // works against the bearer-mode API.
 func TestDemo(t *testing.T) {
+	appURL, out := startDemo(t)
+	for _, want := range []string{"alice / alice-demo", "bob / bob-demo", "/.well-known/openid-configuration",
+		`curl -H "Authorization: Bearer $TOKEN" ` + appURL + "/api/whoami", appURL + "/oauth2/sign_out",
+		"keyward admin deprovision --email bob@example.com"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out.String())
+		}
+	}
+	browser, page := signInDemo(t, appURL, "alice", "alice-demo")
+	get := func(u string) (*http.Response, string) {
+		t.Helper()
+		resp, err := browser.Get(u)
+		if err != nil {
+			t.Fatalf("GET %s: %v", u, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	for _, want := range []string{"alice@example.com", "admins", "at&#43;jwt", "Signed in at the gateway",
+		"<dt>X-Auth-Request-Preferred-Username</dt><dd><code>alice</code>"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("signed-in app page lacks %q", want)
+		}
+	}
+
+	// The demo API takes the access token the app shows, as the README's
+	// curl line does; the gateway's session cookie alone is not enough.
+	accessToken := demoAccessToken(t, page)
+	api := func(token string) (int, string) { t.Helper(); return demoAPI(t, appURL, token) }
+	if code, body := api(accessToken); code != http.StatusOK || !strings.Contains(body, `"preferred-username": "alice"`) || !strings.Contains(body, `"groups": "staff,admins"`) {
+		t.Errorf("GET /api/whoami with the token = %d %s, want 200 naming alice", code, body)
+	}
+	if code, _ := api(""); code != http.StatusUnauthorized {
+		t.Errorf("GET /api/whoami without a token = %d, want 401", code)
+	}
+	if code, _ := api(accessToken[:len(accessToken)-4] + "AAAA"); code != http.StatusUnauthorized {
+		t.Errorf("GET /api/whoami with a tampered token = %d, want 401", code)
+	}
+	if resp, _ := get(appURL + "/api/whoami"); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("GET /api/whoami with only the session cookie = %d, want 401", resp.StatusCode)
+	}
+
+	// Signing out of the gateway sends the next visit to sign-in again.
+	browser.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, _ := get(appURL + "/oauth2/sign_out")
+	if resp.StatusCode != http.StatusFound || !strings.Contains(resp.Header.Get("Location"), "/end_session") {
+		t.Fatalf("GET /oauth2/sign_out = %d to %q, want 302 to Keyward's end_session", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	// Keyward ends its own session and sends the browser back to the app.
+	if resp, _ := get(resp.Header.Get("Location")); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != appURL+"/" {
+		t.Errorf("Keyward end_session = %d to %q, want 303 back to %s/", resp.StatusCode, resp.Header.Get("Location"), appURL)
+	}
+	if resp, _ := get(appURL + "/"); resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), "/oauth2/start") {
+		t.Errorf("GET / after sign-out = %d to %q, want 302 to /oauth2/start", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+// TestDemoDeprovision walks the demo's central use case as its banner and
+// the README tell it: bob signs in and calls the API with his token;
+// `keyward admin deprovision --email bob@example.com`, with no flags, finds
+// the running demo; the gateway, polling Keyward's revocation feed, then
+// refuses bob's token while alice's still works.
+func TestDemoDeprovision(t *testing.T) {
+	appURL, out := startDemo(t)
+	_, bobPage := signInDemo(t, appURL, "bob", "bob-demo")
+	_, alicePage := signInDemo(t, appURL, "alice", "alice-demo")
+	bob, alice := demoAccessToken(t, bobPage), demoAccessToken(t, alicePage)
+	if code, body := demoAPI(t, appURL, bob); code != http.StatusOK || !strings.Contains(body, `"email": "bob@example.com"`) {
+		t.Fatalf("GET /api/whoami with bob's token = %d %s, want 200 naming bob@example.com", code, body)
+	}
+	if !strings.Contains(out.String(), "Admin API:") {
+		t.Errorf("the banner does not say where the admin API is:\n%s", out.String())
+	}
+
+	cli, code := runCLI(t, "admin", "deprovision", "--email", "bob@example.com", "--reason", "demo test")
+	if code != 0 {
+		t.Fatalf("keyward admin deprovision --email bob@example.com = exit %d:\n%s", code, cli)
+	}
+	// The gateway polls every demoRevocationInterval; a bounded number of
+	// tries, each after one interval, must see the refusal.
+	status := 0
+	for range 30 {
+		if status, _ = demoAPI(t, appURL, bob); status == http.StatusUnauthorized {
+			break
+		}
+		time.Sleep(demoRevocationInterval)
+	}
+	if status != http.StatusUnauthorized {
+		t.Fatalf("bob's token after deprovisioning: still %d after 30 polls, want 401", status)
+	}
+	if code, body := demoAPI(t, appURL, alice); code != http.StatusOK {
+		t.Errorf("alice's token after bob's deprovisioning = %d %s, want 200", code, body)
+	}
+	// keyward admin lists bob as disabled, still without flags.
+	if list, code := runCLI(t, "admin", "subjects", "list"); code != 0 || !strings.Contains(list, "bob@example.com") {
+		t.Errorf("keyward admin subjects list = exit %d:\n%s", code, list)
+	}
+}
+
+// Without a running demo and with nothing naming a server, keyward admin
+// says so.
+func TestAdminWithoutDemo(t *testing.T) {
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	t.Setenv(adminTokenEnv, "")
+	out, code := runCLI(t, "admin", "subjects", "list")
+	if code != exitFailure || !strings.Contains(out, "no keyward demo is running either") {
+		t.Errorf("keyward admin subjects list without a demo = exit %d:\n%s", code, out)
+	}
+}
+
+// A state file in a folder others can write to is not trusted: it could
+// name any file as the token and any server to send it to.
+func TestAdminDemoStateNotTrusted(t *testing.T) {
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
+	t.Setenv(adminTokenEnv, "")
+	if err := os.MkdirAll(demoStateDir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(demoStatePath(), []byte(`{"server":"http://127.0.0.1:1","tokenFile":"/etc/hostname"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(demoStateDir(), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	out, code := runCLI(t, "admin", "subjects", "list")
+	if code != exitFailure || !strings.Contains(out, "can be written by others") {
+		t.Errorf("keyward admin with a world-writable state folder = exit %d:\n%s", code, out)
+	}
+}
+
+// startDemo runs `keyward demo --port 0` until the test ends and returns
+// the app's URL and the demo's output. keyward admin finds this demo: its
+// state file goes to a folder of the test.
+func startDemo(t *testing.T) (string, *lockedBuffer) {
+	t.Helper()
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
 	ctx, cancel := context.WithCancel(t.Context())
 	out := &lockedBuffer{}
 	done := make(chan error, 1)
@@ -50,6 +190,9 @@ func TestDemo(t *testing.T) {
 			}
 		case <-time.After(15 * time.Second):
 			t.Error("demo did not stop within 15s of Ctrl-C")
+		}
+		if _, err := os.Stat(demoStatePath()); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("the demo left its state file %s behind (%v)", demoStatePath(), err)
 		}
 	})
 
@@ -68,13 +211,14 @@ func TestDemo(t *testing.T) {
 			t.Fatalf("demo printed no app URL within 20s:\n%s", out.String())
 		}
 	}
-	for _, want := range []string{"alice / alice-demo", "bob / bob-demo", "/.well-known/openid-configuration",
-		`curl -H "Authorization: Bearer $TOKEN" ` + appURL + "/api/whoami", appURL + "/oauth2/sign_out"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("demo output lacks %q:\n%s", want, out.String())
-		}
-	}
+	return appURL, out
+}
 
+// signInDemo signs in at the demo app through the identity provider's login
+// form, as a person would, and returns the browser and the app's signed-in
+// page.
+func signInDemo(t *testing.T, appURL, user, password string) (*http.Client, string) {
+	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	browser := &http.Client{Jar: jar, Timeout: 10 * time.Second}
 	get := func(u string) (*http.Response, string) {
@@ -106,7 +250,7 @@ func TestDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, formURL.String(), strings.NewReader(url.Values{
-		"form_token": {token[1]}, "username": {"alice"}, "password": {"alice-demo"},
+		"form_token": {token[1]}, "username": {user}, "password": {password},
 	}.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Origin", formURL.Scheme+"://"+formURL.Host)
@@ -120,60 +264,33 @@ func TestDemo(t *testing.T) {
 	if presp.Request.URL.Host != mustHost(t, appURL) || presp.StatusCode != http.StatusOK {
 		t.Fatalf("after the login form: %d at %s, want 200 at the app:\n%.800s", presp.StatusCode, presp.Request.URL, page)
 	}
-	for _, want := range []string{"alice@example.com", "admins", "at&#43;jwt", "Signed in at the gateway",
-		"<dt>X-Auth-Request-Preferred-Username</dt><dd><code>alice</code>"} {
-		if !strings.Contains(string(page), want) {
-			t.Errorf("signed-in app page lacks %q", want)
-		}
-	}
+	return browser, string(page)
+}
 
-	// The demo API takes the access token the app shows, as the README's
-	// curl line does; the gateway's session cookie alone is not enough.
-	m := regexp.MustCompile(`aria-label="Access token, encoded"><code>([^<]+)</code>`).FindSubmatch(page)
+// demoAccessToken is the raw access token the signed-in app page shows.
+func demoAccessToken(t *testing.T, page string) string {
+	t.Helper()
+	m := regexp.MustCompile(`aria-label="Access token, encoded"><code>([^<]+)</code>`).FindStringSubmatch(page)
 	if m == nil {
 		t.Fatal("the app page shows no raw access token")
 	}
-	accessToken := string(m[1])
-	api := func(token string) (int, string) {
-		t.Helper()
-		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, appURL+"/api/whoami", nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatalf("GET /api/whoami: %v", err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	if code, body := api(accessToken); code != http.StatusOK || !strings.Contains(body, `"preferred-username": "alice"`) || !strings.Contains(body, `"groups": "staff,admins"`) {
-		t.Errorf("GET /api/whoami with the token = %d %s, want 200 naming alice", code, body)
-	}
-	if code, _ := api(""); code != http.StatusUnauthorized {
-		t.Errorf("GET /api/whoami without a token = %d, want 401", code)
-	}
-	if code, _ := api(accessToken[:len(accessToken)-4] + "AAAA"); code != http.StatusUnauthorized {
-		t.Errorf("GET /api/whoami with a tampered token = %d, want 401", code)
-	}
-	if resp, _ := get(appURL + "/api/whoami"); resp.StatusCode != http.StatusUnauthorized {
-		t.Errorf("GET /api/whoami with only the session cookie = %d, want 401", resp.StatusCode)
-	}
+	return m[1]
+}
 
-	// Signing out of the gateway sends the next visit to sign-in again.
-	browser.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, _ = get(appURL + "/oauth2/sign_out")
-	if resp.StatusCode != http.StatusFound || !strings.Contains(resp.Header.Get("Location"), "/end_session") {
-		t.Fatalf("GET /oauth2/sign_out = %d to %q, want 302 to Keyward's end_session", resp.StatusCode, resp.Header.Get("Location"))
+// demoAPI calls the demo API with token (none when empty).
+func demoAPI(t *testing.T, appURL, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, appURL+"/api/whoami", nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	// Keyward ends its own session and sends the browser back to the app.
-	if resp, _ := get(resp.Header.Get("Location")); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != appURL+"/" {
-		t.Errorf("Keyward end_session = %d to %q, want 303 back to %s/", resp.StatusCode, resp.Header.Get("Location"), appURL)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET /api/whoami: %v", err)
 	}
-	if resp, _ := get(appURL + "/"); resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), "/oauth2/start") {
-		t.Errorf("GET / after sign-out = %d to %q, want 302 to /oauth2/start", resp.StatusCode, resp.Header.Get("Location"))
-	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 // redirectChain lists the URLs a response was redirected through.
