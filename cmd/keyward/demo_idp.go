@@ -105,12 +105,15 @@ func runDemoIdP(ctx context.Context, o demoOptions, out, logOut io.Writer) error
 }
 
 // serveDemoIdP serves the demo identity provider on ln for a broker at
-// brokerURL until ctx ends.
+// brokerURL until ctx ends. Keyward's client there authenticates with
+// $KEYWARD_UPSTREAM_SECRET, or demoUpstreamSecret when that is unset.
 func serveDemoIdP(ctx context.Context, ln net.Listener, brokerURL string, out io.Writer, log *slog.Logger) error {
 	idpURL := "http://" + ln.Addr().String()
-	secret, from := strings.TrimSpace(os.Getenv(demoUpstreamSecretEnv)), "$"+demoUpstreamSecretEnv
+	secret := strings.TrimSpace(os.Getenv(demoUpstreamSecretEnv))
+	shown, export := "(the value of $"+demoUpstreamSecretEnv+")", ""
 	if secret == "" {
-		secret, from = demoUpstreamSecret, demoUpstreamSecret
+		secret, shown = demoUpstreamSecret, demoUpstreamSecret
+		export = demoUpstreamSecretEnv + "=" + demoUpstreamSecret + " "
 	}
 	h, err := newDemoIdP(idpURL, brokerURL, secret, log)
 	if err != nil {
@@ -126,10 +129,10 @@ Keyward's demo identity provider is running (Ctrl-C stops it).
   %s
 
   examples/keyward-minimal.yaml names this upstream; in another terminal:
-    export %s=%s APP_SECRET=demo-app-secret
+    export %sAPP_SECRET=demo-app-secret
     head -c32 /dev/urandom | base64 > session-secret
     keyward serve -c examples/keyward-minimal.yaml
 
-`, idpURL, demoUpstreamClient, from, brokerURL, demoIdPHint, demoUpstreamSecretEnv, from)
+`, idpURL, demoUpstreamClient, shown, brokerURL, demoIdPHint, export)
 	return serveUntil(ctx, ln, h, log)
 }

@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"io/fs"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"regexp"
@@ -312,4 +316,132 @@ func mustHost(t *testing.T, raw string) string {
 		t.Fatal(err)
 	}
 	return u.Host
+}
+
+// TestDemoIdPOnly runs the identity provider of `keyward demo --idp-only`
+// and checks examples/keyward-minimal.yaml against it as the README says:
+// check-config --probe passes, and the IdP accepts the file's client ID,
+// the secret the README exports, and the broker's callback as redirect URI.
+// Only the IdP's port differs from the file (a free one).
+func TestDemoIdPOnly(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idpURL := "http://" + ln.Addr().String()
+	t.Setenv(demoUpstreamSecretEnv, "") // the IdP starts before the README's export line
+	ctx, cancel := context.WithCancel(t.Context())
+	out := &lockedBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- serveDemoIdP(ctx, ln, "http://127.0.0.1:5556", out, slog.New(slog.DiscardHandler))
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("demo IdP ended with %v", err)
+		}
+	})
+
+	for !strings.Contains(out.String(), "keyward serve -c") { // it reads the variable, then prints
+		select {
+		case err := <-done:
+			done <- err // for the cleanup
+			t.Fatalf("demo IdP stopped early: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	example, err := os.ReadFile("../../examples/keyward-minimal.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, brokerIssuer := string(example), "http://127.0.0.1:5556"
+	if !strings.Contains(cfg, "issuer: http://127.0.0.1:5557") || !strings.Contains(cfg, "issuer: "+brokerIssuer) ||
+		!strings.Contains(cfg, "clientID: "+demoUpstreamClient) {
+		t.Fatalf("keyward-minimal.yaml does not name the demo IdP (issuer 127.0.0.1:5557, clientID %s) for a broker at %s", demoUpstreamClient, brokerIssuer)
+	}
+	dir := t.TempDir()
+	t.Chdir(dir) // the file's relative paths, as in the README
+	writeFile(t, dir, "session-secret", randomSecret()+"\n")
+	path := writeFile(t, dir, "keyward-minimal.yaml", strings.Replace(cfg, "http://127.0.0.1:5557", idpURL, 1))
+	t.Setenv(demoUpstreamSecretEnv, demoUpstreamSecret) // the README's export line
+	t.Setenv("APP_SECRET", "demo-app-secret")
+	probe, code := runCLI(t, "check-config", "--probe", "-c", path)
+	if code != 0 || !strings.Contains(probe, "probe found 0 errors, 0 warnings") || !strings.Contains(probe, "register "+brokerIssuer+"/callback") {
+		t.Errorf("check-config --probe of keyward-minimal.yaml = exit %d:\n%s", code, probe)
+	}
+
+	// The IdP shows its form for the file's client and the broker's
+	// callback, and takes the client's secret at /token (the made-up code
+	// is then what it refuses: invalid_grant, not invalid_client).
+	resp, err := http.Get(idpURL + "/authorize?" + url.Values{
+		"client_id": {demoUpstreamClient}, "redirect_uri": {brokerIssuer + "/callback"}, "response_type": {"code"},
+		"scope": {"openid"}, "state": {"s"}, "nonce": {"n"},
+		"code_challenge": {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"}, "code_challenge_method": {"S256"},
+	}.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	form, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(form), `name="password"`) {
+		t.Errorf("demo IdP /authorize for the example's client = %d, want its login form:\n%.600s", resp.StatusCode, form)
+	}
+	tokenErr := func(secret string) string {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, idpURL+"/token", strings.NewReader(url.Values{
+			"grant_type": {"authorization_code"}, "code": {"made-up"}, "redirect_uri": {brokerIssuer + "/callback"},
+		}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(demoUpstreamClient, secret)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var e struct{ Error string }
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		return e.Error
+	}
+	if got := tokenErr(demoUpstreamSecret); got != "invalid_grant" {
+		t.Errorf("demo IdP /token with the README's secret: error %q, want invalid_grant (client accepted)", got)
+	}
+	if got := tokenErr("wrong"); got != "invalid_client" {
+		t.Errorf("demo IdP /token with a wrong secret: error %q, want invalid_client", got)
+	}
+	for _, want := range []string{"Issuer:                    " + idpURL, "keyward / " + demoUpstreamSecret, "export " + demoUpstreamSecretEnv + "=" + demoUpstreamSecret + " APP_SECRET=", "keyward serve -c examples/keyward-minimal.yaml"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("--idp-only output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// The demo IdP's root, whose URL the demo prints, shows the demo users.
+func TestDemoIdPRoot(t *testing.T) {
+	h, err := newDemoIdP("http://127.0.0.1:5557", "http://127.0.0.1:5556", "s", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("GET / = %d %s, want 200 HTML", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	for _, want := range []string{"<code>alice</code>", "<code>alice-demo</code>", "<code>bob</code>", "<code>bob-demo</code>",
+		"bob@example.com", "staff, admins", "/.well-known/openid-configuration"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("the demo IdP's root page lacks %q:\n%s", want, body)
+		}
+	}
+	// The IdP's own endpoints are still served.
+	if resp, err := http.Get(srv.URL + "/.well-known/openid-configuration"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("discovery = %v %v, want 200", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 }
