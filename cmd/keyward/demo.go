@@ -218,6 +218,7 @@ func runDemo(ctx context.Context, o demoOptions, out, logOut io.Writer) error {
 	} else {
 		defer removeDemoState(state, adminURL)
 	}
+	log.InfoContext(ctx, "admin API serving", "listen", adminURL, "token_file", adminTokenFile)
 	g.Go(func() error { return inst.run(gctx, lns[lnBroker], cfg) })
 	g.Go(func() error { return serveUntil(gctx, lns[lnApp], app.Handler(), log) })
 	g.Go(func() error { return serveUntil(gctx, lns[lnGateway], gw, log) })
