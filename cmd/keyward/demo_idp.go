@@ -130,7 +130,7 @@ Keyward's demo identity provider is running (Ctrl-C stops it).
 
   examples/keyward-minimal.yaml names this upstream; in another terminal:
     export %sAPP_SECRET=demo-app-secret
-    head -c32 /dev/urandom | base64 > session-secret
+    (umask 077 && head -c32 /dev/urandom | base64 > session-secret)
     keyward serve -c examples/keyward-minimal.yaml
 
 `, idpURL, demoUpstreamClient, shown, brokerURL, demoIdPHint, export)
