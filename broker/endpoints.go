@@ -221,7 +221,14 @@ func (t *tokenEndpoint) Revoke(ctx context.Context, w http.ResponseWriter, r *ht
 		return
 	}
 	if err != nil {
-		t.log.InfoContext(ctx, "revocation refused", "err", err)
+		t.log.InfoContext(ctx, "revocation refused", append(clientAuthAttrs(r, err), "err", err)...)
+	}
+	// fosite writes a failed client authentication as a bare 401 with
+	// its generic sentence; RFC 6749 §5.2 wants the challenge too.
+	var rfc *fosite.RFC6749Error
+	if errors.As(err, &rfc) && rfc.ErrorField == fosite.ErrInvalidClient.ErrorField {
+		writeError(w, ErrInvalidClient.WithDescription(describeFositeError(err, rfc)))
+		return
 	}
 	t.provider.WriteRevocationResponse(ctx, w, err)
 }
