@@ -125,19 +125,20 @@ var (
 
 // The /token refusals whose cause fosite decides, in Keyward's words.
 const (
-	descCodeUnknown         = "The authorization code is unknown."
-	descCodeExpired         = "The authorization code has expired."
-	descCodeReused          = "The authorization code was already used; the tokens issued for it are revoked."
-	descCodeOtherClient     = "The authorization code was issued to another client."
-	descPKCEMismatch        = "The code_verifier does not match the code_challenge of the authorization request."
-	descPKCEMissing         = "The code_verifier is missing or malformed (43 to 128 characters of [A-Za-z0-9-._~])."
-	descRedirectMismatch    = "redirect_uri does not match the one of the authorization request."
-	descRefreshUnknown      = "The refresh token is unknown: it was never issued, or it was revoked (sign-out, an administrator, or the person's access removed)."
-	descRefreshReused       = "The refresh token was already used; all tokens of its grant are now revoked."
-	descRefreshExpired      = "The refresh token has expired."
-	descRefreshOtherClient  = "The refresh token was issued to another client."
-	descUnknownClient       = "Client authentication failed: no client has this client_id."
-	descWrongSecret         = "Client authentication failed: the client secret is wrong."
+	descCodeUnknown        = "The authorization code is unknown."
+	descCodeExpired        = "The authorization code has expired."
+	descCodeReused         = "The authorization code was already used; the tokens issued for it are revoked."
+	descCodeOtherClient    = "The authorization code was issued to another client."
+	descPKCEMismatch       = "The code_verifier does not match the code_challenge of the authorization request."
+	descPKCEMissing        = "The code_verifier is missing or malformed (43 to 128 characters of [A-Za-z0-9-._~])."
+	descRedirectMismatch   = "redirect_uri does not match the one of the authorization request."
+	descRefreshUnknown     = "The refresh token is unknown: it was never issued, or it was revoked (sign-out, an administrator, or the person's access removed)."
+	descRefreshReused      = "The refresh token was already used; all tokens of its grant are now revoked."
+	descRefreshExpired     = "The refresh token has expired."
+	descRefreshOtherClient = "The refresh token was issued to another client."
+	// One sentence for both, so that the answer does not tell which
+	// client_ids exist; the log tells them apart (client_auth).
+	descClientAuthFailed    = "Client authentication failed: unknown client_id or wrong client secret."
 	descClientAuthMethod    = "Client authentication failed: the client does not use this authentication method."
 	descNoClientCredentials = "Client credentials are missing or malformed."
 	descGrantNotAllowedFmt  = "The client may not use the grant type %s."
@@ -146,8 +147,7 @@ const (
 	descScopeFmt            = "The client may not request the scope %s."
 )
 
-// Client-authentication failures Keyward tells apart (logged; the answer
-// names them too, as RFC 6749 §5.2 allows).
+// Client-authentication failures Keyward tells apart in its log.
 var (
 	errUnknownClient = errors.New("unknown client")
 	errWrongSecret   = errors.New("wrong client secret")
@@ -201,11 +201,8 @@ func tokenDescription(err error) error {
 
 func describeFositeError(err error, rfc *fosite.RFC6749Error) string {
 	hint := rfc.HintField
-	switch {
-	case errors.Is(err, errUnknownClient):
-		return descUnknownClient
-	case errors.Is(err, errWrongSecret):
-		return descWrongSecret
+	if errors.Is(err, errUnknownClient) || errors.Is(err, errWrongSecret) {
+		return descClientAuthFailed
 	}
 	if errors.Is(err, errGrantExpired) && rfc.ErrorField == fosite.ErrInvalidGrant.ErrorField {
 		if fositeHintWords[hint] == descRefreshUnknown {

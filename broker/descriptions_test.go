@@ -87,8 +87,8 @@ func TestTokenErrorDescriptions(t *testing.T) {
 	deprovisioned := tokenFor()["refresh_token"].(string)
 
 	cases = append(cases,
-		refusal{"unknown client", "invalid_client", "Client authentication failed: no client has this client_id.", 401, url.Values{"grant_type": {"client_credentials"}}, []string{"nobody", "nobody-secret"}},
-		refusal{"wrong secret", "invalid_client", "Client authentication failed: the client secret is wrong.", 401, url.Values{"grant_type": {"client_credentials"}}, []string{"svc", "wrong-secret"}},
+		refusal{"unknown client", "invalid_client", "Client authentication failed: unknown client_id or wrong client secret.", 401, url.Values{"grant_type": {"client_credentials"}}, []string{"nobody", "nobody-secret"}},
+		refusal{"wrong secret", "invalid_client", "Client authentication failed: unknown client_id or wrong client secret.", 401, url.Values{"grant_type": {"client_credentials"}}, []string{"svc", "wrong-secret"}},
 		refusal{"audience not allowed", "invalid_request", "The client may not request the audience elsewhere.", 400, url.Values{"grant_type": {"client_credentials"}, "audience": {"elsewhere"}}, []string{"svc", "svc-secret"}},
 		refusal{"scope not allowed", "invalid_scope", "The client may not request the scope admin.", 400, url.Values{"grant_type": {"client_credentials"}, "scope": {"admin"}}, []string{"svc", "svc-secret"}},
 		refusal{"unsupported grant type", "unsupported_grant_type", "The grant type password is not supported.", 400, url.Values{"grant_type": {"password"}}, []string{"svc", "svc-secret"}},

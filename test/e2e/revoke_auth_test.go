@@ -18,8 +18,8 @@ func TestRevokeClientAuthFailure(t *testing.T) {
 	for _, tt := range []struct {
 		name, id, secret, desc string
 	}{
-		{"wrong secret", appID, "wrong-secret", "Client authentication failed: the client secret is wrong."},
-		{"unknown client", "nobody", "nobody-secret", "Client authentication failed: no client has this client_id."},
+		{"wrong secret", appID, "wrong-secret", "Client authentication failed: unknown client_id or wrong client secret."},
+		{"unknown client", "nobody", "nobody-secret", "Client authentication failed: unknown client_id or wrong client secret."},
 	} {
 		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, e.issuer+"/revoke", strings.NewReader(url.Values{"token": {tok.RefreshToken}}.Encode()))
 		if err != nil {
