@@ -14,6 +14,7 @@ import (
 	"github.com/ory/fosite/compose"
 	"github.com/ory/fosite/handler/oauth2"
 	"github.com/ory/fosite/handler/openid"
+	"github.com/ory/fosite/token/hmac"
 	fjwt "github.com/ory/fosite/token/jwt"
 
 	"github.com/keyward/keyward/federation"
@@ -312,11 +313,11 @@ func composeFosite(c Config, fstore *fositeStore, exchange *exchangeHandler) fos
 		SendDebugMessagesToClients:     false,
 	}
 	signer := fositeSigner{keys: c.Keys}
-	hmacStrategy := compose.NewOAuth2HMACStrategy(fc)
+	hmacStrategy := prefixedHMACStrategy{oauth2.NewHMACSHAStrategyUnPrefixed(&hmac.HMACStrategy{Config: fc}, fc)} // tokenformat.go
 	jwtStrategy := &freshJWTStrategy{DefaultJWTStrategy: &oauth2.DefaultJWTStrategy{Signer: signer, HMACSHAStrategy: hmacStrategy, Config: fc}}
 	strategy := &compose.CommonStrategy{
 		CoreStrategy:               jwtStrategy,
-		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: signer, Config: fc},
+		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: idTokenSigner{signer}, Config: fc},
 		Signer:                     signer,
 	}
 	exchange.issuer = &oauth2.HandleHelper{AccessTokenStrategy: jwtStrategy, AccessTokenStorage: fstore, Config: fc}

@@ -316,7 +316,7 @@ func (secretHasher) Hash(_ context.Context, data []byte) ([]byte, error) {
 
 func (secretHasher) Compare(_ context.Context, hash, data []byte) error {
 	if subtle.ConstantTimeCompare(hash, hashSecret(data)) != 1 {
-		return errors.New("secret mismatch")
+		return errWrongSecret
 	}
 	return nil
 }

@@ -1,6 +1,12 @@
 package broker
 
-import "github.com/ory/fosite"
+import (
+	"errors"
+	"fmt"
+	"regexp"
+
+	"github.com/ory/fosite"
+)
 
 // The error_description sentences of Keyward's own OAuth answers, in one
 // place: the error sentinels (*Error, one per code) with their generic
@@ -116,3 +122,116 @@ var (
 	ErrLogoutTokenCount  = ErrInvalidRequest.WithDescription(descLogoutTokenCount)
 	ErrFeedCursor        = ErrInvalidRequest.WithDescription(descFeedCursorNotInteger)
 )
+
+// The /token refusals whose cause fosite decides, in Keyward's words.
+const (
+	descCodeUnknown        = "The authorization code is unknown."
+	descCodeExpired        = "The authorization code has expired."
+	descCodeReused         = "The authorization code was already used; the tokens issued for it are revoked."
+	descCodeOtherClient    = "The authorization code was issued to another client."
+	descPKCEMismatch       = "The code_verifier does not match the code_challenge of the authorization request."
+	descPKCEMissing        = "The code_verifier is missing or malformed (43 to 128 characters of [A-Za-z0-9-._~])."
+	descRedirectMismatch   = "redirect_uri does not match the one of the authorization request."
+	descRefreshUnknown     = "The refresh token is unknown: it was never issued, or it was revoked (sign-out, an administrator, or the person's access removed)."
+	descRefreshReused      = "The refresh token was already used; all tokens of its grant are now revoked."
+	descRefreshExpired     = "The refresh token has expired."
+	descRefreshOtherClient = "The refresh token was issued to another client."
+	// One sentence for both, so that the answer does not tell which
+	// client_ids exist; the log tells them apart (client_auth).
+	descClientAuthFailed    = "Client authentication failed: unknown client_id or wrong client secret."
+	descClientAuthMethod    = "Client authentication failed: the client does not use this authentication method."
+	descNoClientCredentials = "Client credentials are missing or malformed."
+	descGrantNotAllowedFmt  = "The client may not use the grant type %s."
+	descUnsupportedGrantFmt = "The grant type %s is not supported."
+	descAudienceFmt         = "The client may not request the audience %s."
+	descScopeFmt            = "The client may not request the scope %s."
+)
+
+// Client-authentication failures Keyward tells apart in its log.
+var (
+	errUnknownClient = errors.New("unknown client")
+	errWrongSecret   = errors.New("wrong client secret")
+)
+
+// fositeHintWords is Keyward's sentence for a fixed hint of fosite's.
+var fositeHintWords = map[string]string{
+	"The authorization code has already been used.":                                                      descCodeReused,
+	"The OAuth 2.0 Client ID from this request does not match the one from the authorize request.":       descCodeOtherClient,
+	"The PKCE code challenge did not match the code verifier.":                                           descPKCEMismatch,
+	"The PKCE code verifier must be at least 43 characters.":                                             descPKCEMissing,
+	"The PKCE code verifier can not be longer than 128 characters.":                                      descPKCEMissing,
+	"The PKCE code verifier must only contain [a-Z], [0-9], '-', '.', '_', '~'.":                         descPKCEMissing,
+	"The \"redirect_uri\" from this request does not match the one from the authorize request.":          descRedirectMismatch,
+	"The refresh token was already used.":                                                                descRefreshReused,
+	"The refresh token is malformed or not valid.":                                                       descRefreshUnknown,
+	"The refresh token expired.":                                                                         descRefreshExpired,
+	"The OAuth 2.0 Client ID from this request does not match the ID during the initial token issuance.": descRefreshOtherClient,
+	"Client credentials missing or malformed in both HTTP Authorization header and HTTP POST body.":      descNoClientCredentials,
+}
+
+// fositeHintPatterns is Keyward's sentence for a hint of fosite's that
+// quotes a value: the value is kept, the rest is Keyward's.
+var fositeHintPatterns = []struct {
+	re  *regexp.Regexp
+	fmt string
+}{
+	{regexp.MustCompile(`^Requested audience ["'](.*)["'] has not been whitelisted by the OAuth 2\.0 Client\.$`), descAudienceFmt},
+	{regexp.MustCompile(`^The OAuth 2\.0 Client is not allowed to request scope '(.*)'\.$`), descScopeFmt},
+	{regexp.MustCompile(`^The OAuth 2\.0 Client is not allowed to use authorization grant ["'](.*)["']\.$`), descGrantNotAllowedFmt},
+	{regexp.MustCompile(`^The OAuth 2\.0 Client supports client authentication method '.*', but method '.*' was requested\.`), descClientAuthMethod},
+}
+
+// tokenDescription returns err as the error fosite writes at /token, with
+// error_description Keyward's one short sentence instead of fosite's
+// generic description followed by its hint: the sentence for the cause
+// where Keyward can tell it, else the code's generic sentence. The code,
+// the status and the wrapped cause (for the log) are kept.
+func tokenDescription(err error) error {
+	var rfc *fosite.RFC6749Error
+	if !errors.As(err, &rfc) {
+		return err
+	}
+	out := &fosite.RFC6749Error{
+		ErrorField:       rfc.ErrorField,
+		CodeField:        rfc.CodeField,
+		DescriptionField: describeFositeError(err, rfc),
+	}
+	return out.WithWrap(err)
+}
+
+func describeFositeError(err error, rfc *fosite.RFC6749Error) string {
+	hint := rfc.HintField
+	if errors.Is(err, errUnknownClient) || errors.Is(err, errWrongSecret) {
+		return descClientAuthFailed
+	}
+	if errors.Is(err, errGrantExpired) && rfc.ErrorField == fosite.ErrInvalidGrant.ErrorField {
+		if fositeHintWords[hint] == descRefreshUnknown {
+			return descRefreshExpired
+		}
+		return descCodeExpired
+	}
+	if d, ok := fositeHintWords[hint]; ok {
+		return d
+	}
+	for _, p := range fositeHintPatterns {
+		if m := p.re.FindStringSubmatch(hint); m != nil {
+			if len(m) > 1 {
+				return fmt.Sprintf(p.fmt, m[1])
+			}
+			return p.fmt
+		}
+	}
+	if rfc.ErrorField == fosite.ErrInvalidGrant.ErrorField && hint == "" {
+		return descCodeUnknown // fosite's only hintless invalid_grant: a code not found
+	}
+	if hint != "" {
+		return hint // Keyward's own (desc… constants), or a rare fosite one
+	}
+	for _, e := range []*Error{ErrInvalidRequest, ErrUnauthorizedClient, ErrAccessDenied, ErrUnsupportedGrantType,
+		ErrInvalidGrant, ErrInvalidClient, ErrServerError, ErrTemporarilyUnavailable} {
+		if e.Code == rfc.ErrorField {
+			return e.Description
+		}
+	}
+	return rfc.DescriptionField
+}

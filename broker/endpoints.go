@@ -49,13 +49,13 @@ func (t *tokenEndpoint) Token(ctx context.Context, w http.ResponseWriter, r *htt
 	// fosite answers an unknown grant with invalid_request; RFC 6749 §5.2
 	// says unsupported_grant_type.
 	if gt := r.PostForm.Get("grant_type"); gt != "" && !supportedGrants[gt] {
-		t.provider.WriteAccessError(ctx, w, nil, fosite.ErrUnsupportedGrantType)
+		t.tokenError(ctx, w, nil, fosite.ErrUnsupportedGrantType.WithHintf(descUnsupportedGrantFmt, gt), "grant_type", gt)
 		return
 	}
 	ctx = withIssueAnchor(ctx) // fositestore.go
 	ar, err := t.provider.NewAccessRequest(ctx, r, newSession())
 	if err != nil {
-		t.tokenError(ctx, w, ar, err)
+		t.tokenError(ctx, w, ar, err, clientAuthAttrs(r, err)...)
 		return
 	}
 	if ar.GetGrantTypes().ExactOne("client_credentials") {
@@ -150,7 +150,31 @@ func (t *tokenEndpoint) grantClientCredentials(ar fosite.AccessRequester) {
 	}
 }
 
-func (t *tokenEndpoint) tokenError(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, err error) {
+// clientAuthAttrs are the log attributes of a failed client
+// authentication: the client_id the request claimed and whether no client
+// has it or its secret was wrong (never the secret).
+func clientAuthAttrs(r *http.Request, err error) []any {
+	var rfc *fosite.RFC6749Error
+	if !errors.As(err, &rfc) || rfc.ErrorField != fosite.ErrInvalidClient.ErrorField {
+		return nil
+	}
+	claimed, _, ok := BasicCredentials(r)
+	if !ok {
+		claimed = r.PostForm.Get("client_id")
+	}
+	reason := "other"
+	switch {
+	case errors.Is(err, errUnknownClient):
+		reason = "unknown_client"
+	case errors.Is(err, errWrongSecret):
+		reason = "wrong_secret"
+	}
+	return []any{"claimed_client_id", claimed, "client_auth", reason}
+}
+
+// tokenError logs err with attrs and answers it with Keyward's
+// error_description (tokenDescription, descriptions.go).
+func (t *tokenEndpoint) tokenError(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, err error, attrs ...any) {
 	if Unavailable(err) {
 		t.writeUnavailable(ctx, w, "token", err)
 		return
@@ -163,7 +187,7 @@ func (t *tokenEndpoint) tokenError(ctx context.Context, w http.ResponseWriter, a
 	if errors.As(err, &rfc) && rfc.CodeField >= 500 {
 		level = "error"
 	}
-	attrs := []any{"err", err}
+	attrs = append(attrs, "err", err)
 	if cause := errors.Unwrap(err); cause != nil {
 		// fosite's error text is only its code; the cause says why.
 		attrs = append(attrs, "cause", cause.Error())
@@ -176,7 +200,7 @@ func (t *tokenEndpoint) tokenError(ctx context.Context, w http.ResponseWriter, a
 	} else {
 		t.log.InfoContext(ctx, "token request refused", attrs...)
 	}
-	t.provider.WriteAccessError(ctx, w, ar, err)
+	t.provider.WriteAccessError(ctx, w, ar, tokenDescription(err))
 }
 
 // refuseGrant revokes the request's refresh family and access tokens (the
@@ -197,7 +221,14 @@ func (t *tokenEndpoint) Revoke(ctx context.Context, w http.ResponseWriter, r *ht
 		return
 	}
 	if err != nil {
-		t.log.InfoContext(ctx, "revocation refused", "err", err)
+		t.log.InfoContext(ctx, "revocation refused", append(clientAuthAttrs(r, err), "err", err)...)
+	}
+	// fosite writes a failed client authentication as a bare 401 with
+	// its generic sentence; RFC 6749 §5.2 wants the challenge too.
+	var rfc *fosite.RFC6749Error
+	if errors.As(err, &rfc) && rfc.ErrorField == fosite.ErrInvalidClient.ErrorField {
+		writeError(w, ErrInvalidClient.WithDescription(describeFositeError(err, rfc)))
+		return
 	}
 	t.provider.WriteRevocationResponse(ctx, w, err)
 }

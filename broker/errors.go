@@ -95,6 +95,9 @@ const (
 	// RefusedUnregisteredRedirect: /authorize named a redirect_uri the
 	// client has not registered.
 	RefusedUnregisteredRedirect RefusalKind = "unregistered_redirect_uri"
+	// RefusedNoRedirectURI: /authorize named no redirect_uri, which
+	// OpenID Connect requires.
+	RefusedNoRedirectURI RefusalKind = "no_redirect_uri"
 	// RefusedInvalidAuthorize: another invalid /authorize that cannot be
 	// answered to the client; Detail is fosite's description, if any.
 	RefusedInvalidAuthorize RefusalKind = "invalid_authorize"

@@ -133,7 +133,7 @@ type storedRequest struct {
 func (s *fositeStore) GetClient(ctx context.Context, id string) (fosite.Client, error) {
 	c, ok := s.clients.get(id)
 	if !ok {
-		return nil, fosite.ErrNotFound
+		return nil, fosite.ErrNotFound.WithWrap(errUnknownClient)
 	}
 	return c, nil
 }
@@ -242,6 +242,10 @@ func (s *fositeStore) load(ctx context.Context, g store.Grant, proto fosite.Sess
 	}, nil
 }
 
+// errGrantExpired marks the not-found of an expired record, so that the
+// answer can say it expired (descriptions.go).
+var errGrantExpired = errors.New("expired")
+
 // get loads a record; an expired one is reported as not found.
 func (s *fositeStore) get(ctx context.Context, kind store.GrantKind, sig string, proto fosite.Session) (store.Grant, fosite.Requester, error) {
 	g, err := s.grants.GetGrant(ctx, kind, sig)
@@ -254,7 +258,7 @@ func (s *fositeStore) get(ctx context.Context, kind store.GrantKind, sig string,
 	// fosite computes these expiries with time.Now, so they are checked
 	// against the same clock, not the injected one.
 	if !g.ExpiresAt.IsZero() && !g.ExpiresAt.After(time.Now()) {
-		return g, nil, fosite.ErrNotFound
+		return g, nil, fosite.ErrNotFound.WithWrap(errGrantExpired)
 	}
 	r, err := s.load(ctx, g, proto)
 	return g, r, err

@@ -408,16 +408,27 @@ func (si *signIn) authorizeError(ctx context.Context, ar fosite.AuthorizeRequest
 	return Outcome{Client: &ClientAnswer{ar: ar, err: err}}, nil
 }
 
+// hintRedirectURIRequired is fosite's hint for an OpenID Connect
+// /authorize without redirect_uri.
+const hintRedirectURIRequired = "The 'redirect_uri' parameter is required when using OpenID Connect 1.0."
+
 // invalidAuthorize refuses an /authorize request that cannot be answered
 // to the application: it names an unknown client, an unregistered
 // redirect_uri, or is otherwise invalid.
 func invalidAuthorize(err error) *Refusal {
 	var rfc *fosite.RFC6749Error
-	switch {
-	case !errors.As(err, &rfc):
+	if !errors.As(err, &rfc) {
 		return refuse(RefusedInvalidAuthorize, err)
+	}
+	// fosite's error text is only its code: the log keeps its hint too.
+	if rfc.HintField != "" {
+		err = fmt.Errorf("%w: %s", err, rfc.HintField)
+	}
+	switch {
 	case rfc.ErrorField == fosite.ErrInvalidClient.ErrorField:
 		return refuse(RefusedUnknownClient, err)
+	case rfc.HintField == hintRedirectURIRequired:
+		return refuse(RefusedNoRedirectURI, err)
 	case strings.Contains(rfc.HintField, "redirect_uri"), strings.Contains(rfc.HintField, "redirect URI"):
 		return refuse(RefusedUnregisteredRedirect, err)
 	default:

@@ -217,6 +217,7 @@ func TestSignInAuthorizeErrors(t *testing.T) {
 	}{
 		{"unknown client", func(q url.Values) { q.Set("client_id", "ghost") }, RefusedUnknownClient},
 		{"unregistered redirect", func(q url.Values) { q.Set("redirect_uri", "https://evil.example.com/cb") }, RefusedUnregisteredRedirect},
+		{"no redirect_uri", func(q url.Values) { q.Del("redirect_uri") }, RefusedNoRedirectURI},
 		{"repeated parameter", func(q url.Values) { q.Add("nonce", "again-123") }, RefusedAuthorizeForm},
 		{"oversized state", func(q url.Values) { q.Set("state", strings.Repeat("s", 2000)) }, RefusedAuthorizeForm},
 	} {

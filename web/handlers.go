@@ -21,6 +21,17 @@ func (s *Server) discovery(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(s.b.Discovery())
 }
 
+// home is the landing page at the issuer's root: the issuer, where its
+// discovery document and keys are, and the version; nothing secret.
+func (s *Server) home(w http.ResponseWriter, r *http.Request) {
+	iss := s.b.Issuer()
+	version := s.cfg.Version
+	if version == "" {
+		version = "unknown"
+	}
+	s.pages.renderHome(w, homeData{Issuer: iss, DiscoveryURL: iss + "/.well-known/openid-configuration", JWKSURL: iss + "/keys", Version: version})
+}
+
 func (s *Server) keys(w http.ResponseWriter, r *http.Request) {
 	body, maxAge := s.cfg.Keys.JWKS()
 	w.Header().Set("Content-Type", "application/jwk-set+json")

@@ -32,6 +32,7 @@ type pages struct {
 	errorPage *template.Template
 	message   *template.Template
 	confirm   *template.Template
+	home      *template.Template
 }
 
 // chooserUpstream is one button on the provider chooser.
@@ -83,6 +84,11 @@ type confirmPageData struct {
 
 type formField struct{ Name, Value string }
 
+// homeData is the landing page at the broker's root: public facts only.
+type homeData struct {
+	Issuer, DiscoveryURL, JWKSURL, Version string
+}
+
 // newPages parses the embedded templates and renders each once with sample
 // data, so a broken template fails at startup instead of on a request.
 func newPages() (*pages, error) {
@@ -107,6 +113,9 @@ func newPages() (*pages, error) {
 	if p.confirm, err = parse("confirm.html"); err != nil {
 		return nil, err
 	}
+	if p.home, err = parse("home.html"); err != nil {
+		return nil, err
+	}
 
 	checks := []struct {
 		t    *template.Template
@@ -118,6 +127,7 @@ func newPages() (*pages, error) {
 		{p.errorPage, errorPageData{Title: "t", Message: "m", RequestID: "r", RetryURL: "/", Status: 500}},
 		{p.message, pagesMessageData{Title: "t", Message: "m"}},
 		{p.confirm, confirmPageData{Title: "t", Message: "m", Action: "/a", Fields: []formField{{"n", "v"}}, Button: "b", Note: "n"}},
+		{p.home, homeData{Issuer: "i", DiscoveryURL: "d", JWKSURL: "j", Version: "v"}},
 	}
 	for _, c := range checks {
 		if err := c.t.ExecuteTemplate(io.Discard, "layout", c.data); err != nil {
@@ -160,6 +170,11 @@ func (p *pages) renderMessage(w http.ResponseWriter, status int, title, message 
 // renderConfirm writes a confirmation form (200).
 func (p *pages) renderConfirm(w http.ResponseWriter, d confirmPageData) {
 	pagesWrite(w, http.StatusOK, p.confirm, d)
+}
+
+// renderHome writes the landing page (200).
+func (p *pages) renderHome(w http.ResponseWriter, d homeData) {
+	pagesWrite(w, http.StatusOK, p.home, d)
 }
 
 // pagesWrite renders into a buffer first, so a template error answers a plain

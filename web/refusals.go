@@ -32,6 +32,9 @@ func refusalPage(r *broker.Refusal) errorPageData {
 	case broker.RefusedUnregisteredRedirect:
 		return page(http.StatusBadRequest, invalidSignIn,
 			"The application asked to return you to an address it has not registered (redirect_uri)."+tellAdmin)
+	case broker.RefusedNoRedirectURI:
+		return page(http.StatusBadRequest, invalidSignIn,
+			"The application's sign-in request has no redirect_uri, so Keyward cannot know where to return you (OpenID Connect requires it)."+tellAdmin)
 	case broker.RefusedInvalidAuthorize:
 		if r.Detail == "" {
 			return page(http.StatusBadRequest, invalidSignIn, "The application sent an invalid sign-in request."+tellAdmin)

@@ -37,8 +37,10 @@ type Config struct {
 	Ready func(ctx context.Context) error
 	// Registerer receives the HTTP metrics (nil: none).
 	Registerer prometheus.Registerer
-	Logger     *slog.Logger
-	Now        func() time.Time
+	// Version is shown on the landing page at / (default: "unknown").
+	Version string
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Server is the broker's HTTP handler.

@@ -124,6 +124,7 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 		TrustedProxies: cfg.trustedProxies(),
 		Ready:          readyAll(storeReady(st)), // add further checks as arguments
 		Registerer:     inst.metrics,
+		Version:        version,
 		Logger:         log,
 	})
 	if err != nil {
