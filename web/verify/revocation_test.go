@@ -408,7 +408,7 @@ func TestRevocationNeverReadFailsClosed(t *testing.T) {
 }
 
 func TestRevocationFailOpen(t *testing.T) {
-	e := newRevEnv(t, 0, func(rc *RevocationConfig) { rc.FailOpen = true })
+	e := newRevEnv(t, 0, func(rc *RevocationConfig) { rc.OnStale = OnStaleAllow })
 	nb := e.clock.Now().Add(time.Second)
 	e.feed.revokeSubject("alice", nb)
 	if err := e.pollNow(); err != nil {
@@ -465,7 +465,7 @@ func TestRevocationConfigValidation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := v.rev.cfg; got.URL != "http://127.0.0.1:1/revocations" || got.Interval != 5*time.Second || got.MaxStaleness != time.Minute || got.FailOpen {
+	if got := v.rev.cfg; got.URL != "http://127.0.0.1:1/revocations" || got.Interval != 5*time.Second || got.MaxStaleness != time.Minute || got.OnStale != OnStaleDeny {
 		t.Errorf("defaults = %+v", got)
 	}
 }
