@@ -173,6 +173,7 @@ func runVerifier(ctx context.Context, cfg *VerifyConfig, log *slog.Logger, ln, m
 		listeners = append(listeners, mln)
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return v.Run(gctx) }) // the revocation feed's poller
 	for i, srv := range servers {
 		g.Go(func() error {
 			if err := srv.Serve(listeners[i]); !errors.Is(err, http.ErrServerClosed) {

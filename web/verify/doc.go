@@ -15,7 +15,8 @@
 //     Keyward, an encrypted session cookie, renewal on page load through
 //     /oauth2/start, sign-out) with SafeRedirect guarding every rd;
 //   - Verifier.Middleware and ClaimsFromContext for Go services;
-//   - with Config.Revocation, a poller of the broker's revocation feed: tokens
+//   - with Config.Revocation, a poller of the broker's revocation feed, run by
+//     Verifier.Run (New starts no goroutine but one key-set fetch): tokens
 //     of revoked subjects and sessions are refused (cached ones too), and a
 //     feed unread for longer than MaxStaleness fails closed (503) unless
 //     OnStale is allow.

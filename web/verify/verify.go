@@ -133,11 +133,12 @@ type Verifier struct {
 // New returns a Verifier. It applies cfg's defaults (SetDefaults, except that
 // Issuer is taken exactly as given) and refuses a cfg that Validate would
 // refuse, except for what only verify.yaml demands (the revocation feed's
-// poll-interval bounds and its secret file). It does no I/O itself and starts loading the key set in the
-// background, so the issuer need not be up: until a key set has loaded,
-// Verify fails with an error matching ErrUnavailable (503). With
-// cfg.Revocation it also starts polling the revocation feed. ctx bounds every
-// key fetch and the feed's poller; cancel it to stop them.
+// poll-interval bounds and its secret file). It starts loading the key set
+// in the background (one fetch, so the issuer need not be up and the first
+// request finds the keys loaded): until a key set has loaded, Verify fails
+// with an error matching ErrUnavailable (503). ctx bounds every key fetch,
+// including the background refreshes a Verify starts; cancel it to stop
+// them. The revocation feed is polled only by Run.
 func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	if cfg.Revocation != nil {
 		rc := *cfg.Revocation // the caller's stays as it was
@@ -181,10 +182,20 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 		v.rev = newRevocations(*cfg.Revocation, cfg.Leeway, cfg.Now)
 	}
 	v.keys.cache.Prefetch(ctx)
-	if v.rev != nil {
-		go v.rev.run(ctx)
-	}
 	return v, nil
+}
+
+// Run does the verifier's background work until ctx ends: with a revocation
+// feed, it polls the feed every Interval. Without Run, a verifier with a feed
+// never reads it, so it treats the feed as stale (onStale decides: deny
+// refuses every token). Run returns nil once ctx has ended.
+func (v *Verifier) Run(ctx context.Context) error {
+	if v.rev != nil {
+		v.rev.run(ctx)
+		return nil
+	}
+	<-ctx.Done()
+	return nil
 }
 
 // Verify checks token and returns its claims; route rules are the caller's
