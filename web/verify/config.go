@@ -34,9 +34,6 @@ func (p *problems) add(path, format string, args ...any) {
 
 func (p problems) err() error { return errors.Join(p...) }
 
-// httpsHint ends the message for an http URL on a host other than loopback.
-const httpsHint = "must use https (http is allowed only for localhost/127.0.0.1/[::1])"
-
 // checkURL requires an absolute https URL (http on loopback) and, unless
 // query is true, no query or fragment; example completes the message.
 func (p *problems) checkURL(path, raw, example string, query bool) {
@@ -45,7 +42,7 @@ func (p *problems) checkURL(path, raw, example string, query bool) {
 	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
 		p.add(path, "%q must be an absolute https URL with a host (want an absolute http(s) URL), e.g. %s", raw, example)
 	case u.Scheme == "http" && !loopback.Host(u.Hostname()):
-		p.add(path, "%q %s", raw, httpsHint)
+		p.add(path, "%q %s", raw, loopback.HTTPSHint)
 	case !query && (u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#") || u.User != nil):
 		p.add(path, "%q must not have a query, fragment or user info", raw)
 	}
@@ -187,7 +184,7 @@ func (rc *RevocationConfig) validate(p *problems, policy bool) {
 		case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.RawQuery != "" || u.Fragment != "":
 			p.add(at+"url", "%q must be an https URL without query (want an absolute http(s) URL), e.g. https://sso.example.com/revocations", rc.URL)
 		case u.Scheme == "http" && !loopback.Host(u.Hostname()):
-			p.add(at+"url", "%q %s: the verifier sends its client secret there", rc.URL, httpsHint)
+			p.add(at+"url", "%q %s: the verifier sends its client secret there", rc.URL, loopback.HTTPSHint)
 		}
 	}
 	switch {
@@ -266,7 +263,7 @@ func (b *BrowserConfig) Validate() error {
 	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.RawQuery != "" || u.Fragment != "":
 		p.add("redirectURL", "%q must be an absolute https URL without query (want an absolute http(s) URL), e.g. https://shop.example.com/oauth2/callback", b.RedirectURL)
 	case u.Scheme == "http" && !loopback.Host(u.Hostname()):
-		p.add("redirectURL", "%q %s: the session cookie is Secure", b.RedirectURL, httpsHint)
+		p.add("redirectURL", "%q %s: the session cookie is Secure", b.RedirectURL, loopback.HTTPSHint)
 	case !strings.HasPrefix(u.Path, "/oauth2/") || slices.Contains([]string{"/oauth2/auth", "/oauth2/start", "/oauth2/sign_out"}, u.Path) || cleanPath(u.Path) != u.Path:
 		p.add("redirectURL", "%q: the path must be under /oauth2/ and not auth, start or sign_out; use /oauth2/callback", b.RedirectURL)
 	}
