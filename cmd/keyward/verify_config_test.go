@@ -287,6 +287,15 @@ func TestLoadVerifyConfigErrors(t *testing.T) {
 	}
 }
 
+// A duration of web/verify's (time.Duration) reads 0 as config.Duration
+// does: unset, so the default applies.
+func TestVerifyZeroDurationIsTheDefault(t *testing.T) {
+	c := mustParseVerify(t, validVerifyYAML+"leeway: 0\nrevocationFeed: {clientID: edge, clientSecretFile: /x, interval: 0}\n")
+	if c.Leeway != verify.DefaultLeeway || c.Revocation.Interval != verify.DefaultRevocationInterval {
+		t.Errorf("leeway, interval = %s, %s; want the defaults", c.Leeway, c.Revocation.Interval)
+	}
+}
+
 func TestVerifyExample(t *testing.T) {
 	c, err := LoadVerifyConfig(filepath.Join("..", "..", "examples", "verify.yaml"))
 	if err != nil {
