@@ -1,8 +1,7 @@
 package main
 
-// This file holds verify.yaml's gateway (the binary's choice of trusted
-// headers) and what the binary adds to web/verify's browser section: reading
-// its secret files and building the handler's options.
+// This file holds what the binary adds to web/verify's browser section:
+// reading its secret files and building the handler's options.
 
 import (
 	"fmt"
@@ -10,25 +9,6 @@ import (
 
 	"github.com/keyward/keyward/web/verify"
 )
-
-// gatewayHeaders maps verify.yaml's gateway to the header family the
-// handler reads; only that family is trusted.
-var gatewayHeaders = map[string]verify.Headers{
-	"nginx":   verify.HeadersNginx,
-	"kong":    verify.HeadersNginx, // docs/gateways/kong.md sends X-Original-*
-	"traefik": verify.HeadersForwarded,
-	"caddy":   verify.HeadersForwarded,
-	"envoy":   verify.HeadersEnvoy,
-}
-
-func (c *VerifyConfig) validateGateway(p *problems) {
-	if _, ok := gatewayHeaders[c.Gateway]; !ok {
-		p.Add("gateway", "%q is not a gateway; use nginx, traefik, caddy, envoy or kong (it decides which headers describe the original request)", c.Gateway)
-	}
-	if c.Gateway == "envoy" && c.EnvoyPrefix == "" {
-		p.Add("envoyPrefix", "gateway envoy needs envoyPrefix, e.g. /ext_authz (the path_prefix in Envoy)")
-	}
-}
 
 // validateBrowser reports the browser section's problems and a browser rule
 // without that section (the check that spans sections).
@@ -47,11 +27,7 @@ func (c *VerifyConfig) validateBrowser(p *problems) {
 // handlerOptions converts the config into the handler's options, reading the
 // browser secrets. It is called once Validate has passed.
 func (c *VerifyConfig) handlerOptions(v *verify.Verifier) (verify.HandlerOptions, error) {
-	opts := verify.HandlerOptions{
-		Headers:         gatewayHeaders[c.Gateway],
-		PassAccessToken: c.PassAccessToken,
-		EnvoyPrefix:     c.EnvoyPrefix,
-	}
+	opts := c.GatewayConfig.HandlerOptions()
 	if c.Browser == nil {
 		return opts, nil
 	}

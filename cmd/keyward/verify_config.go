@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -19,27 +18,19 @@ import (
 
 // VerifyConfig is the shape of verify.yaml: web/verify's own sections
 // (verify.Config inline: issuer, audience, jwksURL, algorithms, leeway,
-// cache, userClaim, revocationFeed; and browser) composed with the binary's
+// cache, userClaim, revocationFeed; verify.GatewayConfig inline: gateway,
+// envoyPrefix, passAccessToken; rules; browser) composed with the binary's
 // listeners, logging and metrics. LoadVerifyConfig reads it and applies the
 // defaults; Validate checks it without I/O. Keys are camelCase and durations
 // Go durations, as in keyward.yaml. examples/verify.yaml documents every
 // field.
 type VerifyConfig struct {
 	verify.Config `yaml:",inline"`
+	// gateway, envoyPrefix, passAccessToken: web/verify's too.
+	verify.GatewayConfig `yaml:",inline"`
 	// Listen is the host:port of the forward-auth endpoint.
 	// Default: 127.0.0.1:4180.
 	Listen string `yaml:"listen,omitempty"`
-	// PassAccessToken adds X-Auth-Request-Access-Token (the bearer token) to
-	// allowed answers. Default: false.
-	PassAccessToken bool `yaml:"passAccessToken,omitempty"`
-	// Gateway names the gateway in front: nginx, traefik, caddy, envoy or
-	// kong. It decides the only headers trusted to describe the original
-	// request (nginx, kong: X-Original-*; traefik, caddy: X-Forwarded-*;
-	// envoy: the check request itself). Default: nginx.
-	Gateway string `yaml:"gateway,omitempty"`
-	// EnvoyPrefix serves Envoy ext_authz (HTTP service) checks under this
-	// path; it must equal the path_prefix in Envoy. Empty: off.
-	EnvoyPrefix string `yaml:"envoyPrefix,omitempty"`
 	// Rules decide per host, path and method; the first match wins and no
 	// match denies (403). At least one is required.
 	Rules verify.Rules `yaml:"rules"`
@@ -92,11 +83,11 @@ func parseVerifyConfig(data []byte) (*VerifyConfig, error) {
 
 func (c *VerifyConfig) withDefaults() {
 	c.Config.SetDefaults()
+	c.GatewayConfig.SetDefaults()
 	if c.Browser != nil {
 		c.Browser.SetDefaults()
 	}
 	setDefault(&c.Listen, defaultVerifyListen)
-	setDefault(&c.Gateway, "nginx")
 	setDefault(&c.Logging.Level, "info")
 	setDefault(&c.Logging.Format, "json")
 }
@@ -111,8 +102,7 @@ func (c *VerifyConfig) Validate() error {
 	if err := httpserver.ValidateMaxConnections(c.MaxConnections); err != nil {
 		p.Add("maxConnections", "%v", err)
 	}
-	c.validateGateway(&p)
-	c.validateEnvoyPrefix(&p)
+	addVerifyProblems(&p, "", c.GatewayConfig.Validate())
 	c.validateRules(&p)
 	c.validateBrowser(&p)
 	if c.Headers.Kind != 0 {
@@ -134,25 +124,6 @@ func addVerifyProblems(p *problems, prefix string, err error) {
 			p.Add(prefix+"."+fe.Path, "%s", fe.Msg)
 		default:
 			p.Add(prefix, "%s", e.Error())
-		}
-	}
-}
-
-// reservedVerifyPaths are served by the handler itself.
-var reservedVerifyPaths = []string{"/oauth2", "/healthz"}
-
-func (c *VerifyConfig) validateEnvoyPrefix(p *problems) {
-	e := c.EnvoyPrefix
-	if e == "" {
-		return
-	}
-	if e[0] != '/' || e == "/" || path.Clean(e) != e || strings.ContainsAny(e, "?#% ") {
-		p.Add("envoyPrefix", "%q must be a clean absolute path other than /, e.g. /ext_authz (the path_prefix in Envoy)", e)
-		return
-	}
-	for _, r := range reservedVerifyPaths {
-		if e == r || strings.HasPrefix(e, r+"/") || strings.HasPrefix(r, e) {
-			p.Add("envoyPrefix", "%q overlaps %s, which the verifier serves itself; use e.g. /ext_authz", e, r)
 		}
 	}
 }

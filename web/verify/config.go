@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -286,4 +287,77 @@ func (b *BrowserConfig) Validate() error {
 		p.add("authURL", "set both authURL and tokenURL, or neither")
 	}
 	return p.err()
+}
+
+// GatewayConfig is verify.yaml's choice of gateway and what the handler
+// answers it (inline at the top of the file); HandlerOptions turns it into
+// NewHandler's options.
+type GatewayConfig struct {
+	// Gateway names the gateway in front: nginx, traefik, caddy, envoy or
+	// kong. It decides the only headers trusted to describe the original
+	// request (nginx, kong: X-Original-*; traefik, caddy: X-Forwarded-*;
+	// envoy: the check request itself). Default: nginx.
+	Gateway string `yaml:"gateway,omitempty"`
+	// EnvoyPrefix serves Envoy ext_authz (HTTP service) checks under this
+	// path; it must equal the path_prefix in Envoy. Empty: off.
+	EnvoyPrefix string `yaml:"envoyPrefix,omitempty"`
+	// PassAccessToken adds X-Auth-Request-Access-Token (the bearer token) to
+	// allowed answers. Default: false.
+	PassAccessToken bool `yaml:"passAccessToken,omitempty"`
+}
+
+// gatewayHeaders maps each gateway to the header family the handler reads;
+// only that family is trusted.
+var gatewayHeaders = map[string]Headers{
+	"nginx":   HeadersNginx,
+	"kong":    HeadersNginx, // docs/gateways/kong.md sends X-Original-*
+	"traefik": HeadersForwarded,
+	"caddy":   HeadersForwarded,
+	"envoy":   HeadersEnvoy,
+}
+
+// GatewayHeaders is the header family the handler trusts behind gateway;
+// false for a gateway it does not know.
+func GatewayHeaders(gateway string) (Headers, bool) {
+	h, ok := gatewayHeaders[gateway]
+	return h, ok
+}
+
+// SetDefaults applies the default gateway, nginx.
+func (g *GatewayConfig) SetDefaults() {
+	if g.Gateway == "" {
+		g.Gateway = "nginx"
+	}
+}
+
+// reservedPaths are served by the handler itself.
+var reservedPaths = []string{"/oauth2", "/healthz"}
+
+// Validate reports every problem of g at once, each a *FieldError named by
+// its verify.yaml path.
+func (g *GatewayConfig) Validate() error {
+	var p problems
+	if _, ok := gatewayHeaders[g.Gateway]; !ok {
+		p.add("gateway", "%q is not a gateway; use nginx, traefik, caddy, envoy or kong (it decides which headers describe the original request)", g.Gateway)
+	}
+	e := g.EnvoyPrefix
+	switch {
+	case e == "" && g.Gateway == "envoy":
+		p.add("envoyPrefix", "gateway envoy needs envoyPrefix, e.g. /ext_authz (the path_prefix in Envoy)")
+	case e == "":
+	case e[0] != '/' || e == "/" || path.Clean(e) != e || strings.ContainsAny(e, "?#% "):
+		p.add("envoyPrefix", "%q must be a clean absolute path other than /, e.g. /ext_authz (the path_prefix in Envoy)", e)
+	default:
+		for _, r := range reservedPaths {
+			if e == r || strings.HasPrefix(e, r+"/") || strings.HasPrefix(r, e) {
+				p.add("envoyPrefix", "%q overlaps %s, which the verifier serves itself; use e.g. /ext_authz", e, r)
+			}
+		}
+	}
+	return p.err()
+}
+
+// HandlerOptions is g as NewHandler's options, without browser mode.
+func (g GatewayConfig) HandlerOptions() HandlerOptions {
+	return HandlerOptions{Headers: gatewayHeaders[g.Gateway], PassAccessToken: g.PassAccessToken, EnvoyPrefix: g.EnvoyPrefix}
 }

@@ -77,3 +77,32 @@ func TestConfigSetDefaults(t *testing.T) {
 		t.Errorf("BrowserConfig{}.Validate() = %v, want clientID, cookieSecretFile and redirectURL", err)
 	}
 }
+
+func TestGatewayConfig(t *testing.T) {
+	for _, tc := range []struct {
+		g    GatewayConfig
+		want []string
+	}{
+		{GatewayConfig{Gateway: "haproxy"}, []string{"gateway"}},
+		{GatewayConfig{Gateway: "envoy"}, []string{"envoyPrefix"}},
+		{GatewayConfig{EnvoyPrefix: "/oauth2/x"}, []string{"envoyPrefix"}},
+		{GatewayConfig{EnvoyPrefix: "ext_authz"}, []string{"envoyPrefix"}},
+	} {
+		tc.g.SetDefaults()
+		if err := tc.g.Validate(); err == nil || !slices.Equal(problemPaths(t, err), tc.want) {
+			t.Errorf("%+v: Validate() = %v, want problems at %q", tc.g, err, tc.want)
+		}
+	}
+	g := GatewayConfig{Gateway: "envoy", EnvoyPrefix: "/ext_authz", PassAccessToken: true}
+	if err := g.Validate(); err != nil {
+		t.Fatalf("Validate() = %v", err)
+	}
+	if o := g.HandlerOptions(); o.Headers != HeadersEnvoy || o.EnvoyPrefix != "/ext_authz" || !o.PassAccessToken {
+		t.Errorf("HandlerOptions() = %+v", o)
+	}
+	var d GatewayConfig
+	d.SetDefaults()
+	if h, ok := GatewayHeaders(d.Gateway); !ok || h != HeadersNginx {
+		t.Errorf("default gateway %q maps to %v, %v; want nginx's headers", d.Gateway, h, ok)
+	}
+}
