@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"go.yaml.in/yaml/v3"
 
@@ -103,7 +102,7 @@ func (c *VerifyConfig) Validate() error {
 		p.Add("maxConnections", "%v", err)
 	}
 	addVerifyProblems(&p, "", c.GatewayConfig.Validate())
-	c.validateRules(&p)
+	addVerifyProblems(&p, "", c.Rules.Validate())
 	c.validateBrowser(&p)
 	if c.Headers.Kind != 0 {
 		p.Add("headers", "the identity headers are not configurable yet; remove headers (the verifier sends X-Auth-Request-User: the userClaim, default sub; -Preferred-Username; -Email when verified; -Groups, comma-joined; -Subject); to choose the user claim set userClaim")
@@ -125,21 +124,6 @@ func addVerifyProblems(p *problems, prefix string, err error) {
 		default:
 			p.Add(prefix, "%s", e.Error())
 		}
-	}
-}
-
-// validateRules reports verify.Rules.Validate's problems as field errors
-// (rules[2]: …).
-func (c *VerifyConfig) validateRules(p *problems) {
-	for _, err := range splitErrors(c.Rules.Validate()) {
-		field, msg, ok := strings.Cut(err.Error(), ": ")
-		if !ok {
-			field, msg = "rules", err.Error()
-		}
-		if field == "rules" && len(c.Rules) == 0 {
-			msg = "add at least one rule, e.g. {path: /, audience: my-api}; a request no rule matches is denied"
-		}
-		p.Add(field, "%s", msg)
 	}
 }
 
