@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -72,13 +71,7 @@ func (c Client) ValidateConfig() error {
 	if slices.Contains(c.GrantTypes, GrantAuthorizationCode) && len(c.RedirectURIs) == 0 {
 		p.Add("redirectURIs", "add at least one (authorization_code needs it)")
 	}
-	for _, err := range c.Validate() {
-		if e := (*URIError)(nil); errors.As(err, &e) {
-			p.Add(e.Field, "%s", e.Msg)
-		} else {
-			p.Add("", "%s", err)
-		}
-	}
+	p = append(p, c.Validate()...)
 	for j, s := range c.Scopes {
 		// RFC 6749 §3.3
 		if s == "" || strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r > '~' || r == '"' || r == '\\' }) {

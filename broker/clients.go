@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"github.com/keyward/keyward/cmd/config"
 	"net/http"
 	"net/url"
 	"strings"
@@ -59,21 +60,16 @@ const (
 	ApplicationNative = "native"
 )
 
-// URIError is one problem with a client's configuration: the field, as
-// written in keyward.yaml (redirectURIs[0]), and why, with the fix.
-type URIError struct{ Field, Msg string }
-
-func (e *URIError) Error() string { return e.Field + ": " + e.Msg }
-
 // Validate checks the client's application type and its redirect,
 // post-logout redirect and back-channel logout URIs: the one home of these
 // rules, used by `keyward check-config` and by New. It returns one
-// *URIError per problem.
+// *config.FieldError per problem, named by its path below the client
+// (redirectURIs[0]).
 func (c Client) Validate() []error {
-	var errs []error
+	var errs config.Problems
 	add := func(field string, err error) {
 		if err != nil {
-			errs = append(errs, &URIError{Field: field, Msg: err.Error()})
+			errs.Add(field, "%s", err)
 		}
 	}
 	native := c.ApplicationType == ApplicationNative

@@ -157,7 +157,7 @@ func (p *Proc) Stop() {
 // VerifyConfig is the verify.yaml that keyward-bench gives `keyward verify`:
 // the broker as issuer (keys from its discovery document), audience
 // ClientID, RS256 only, two route rules, JSON log at info (the verifier
-// logs nothing per request). CacheEntries -1 disables the verified-token
+// logs nothing per request). Cache.MaxEntries -1 disables the verified-token
 // cache; 0 keeps the default (10000).
 func VerifyConfig(issuer, listen string, cacheEntries int) string {
 	cache := ""

@@ -10,8 +10,9 @@ import (
 	"github.com/keyward/keyward/web/loopback"
 )
 
-// HTTPSHint ends the message for an http URL on a host other than loopback.
-const HTTPSHint = "must use https (http is allowed only for localhost/127.0.0.1/[::1])"
+// HTTPSHint ends the message for an http URL on a host other than loopback
+// (the loopback rule's own words).
+const HTTPSHint = loopback.HTTPSHint
 
 // CheckURL requires an https URL (http on loopback) with a host and without
 // query, fragment or user info, such as an issuer (OIDC Discovery §4.3).

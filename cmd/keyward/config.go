@@ -120,12 +120,6 @@ func setDefault[T comparable](p *T, v T) {
 	}
 }
 
-func setDefaults(p *[]string, v ...string) {
-	if len(*p) == 0 && len(v) > 0 {
-		*p = v
-	}
-}
-
 // StoreConfig selects the storage backend. In YAML it is one flat mapping:
 // `type` picks an entry of storeTypes and the other keys are that type's
 // settings, e.g. {type: bolt, path: /var/lib/keyward/keyward.db}.

@@ -45,7 +45,7 @@ func (c *VerifyConfig) secretFiles() []secretFile {
 	if b := c.Browser; b != nil {
 		out = append(out, secretFile{"browser.clientSecretFile", b.ClientSecretFile}, secretFile{"browser.cookieSecretFile", b.CookieSecretFile})
 	}
-	if f := c.RevocationFeed; f != nil {
+	if f := c.Revocation; f != nil {
 		out = append(out, secretFile{"revocationFeed.clientSecretFile", f.ClientSecretFile})
 	}
 	return out

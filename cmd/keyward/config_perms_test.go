@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"github.com/keyward/keyward/web/verify"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,8 +66,8 @@ func TestVerifySecretFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &VerifyConfig{
-		Browser:        &VerifyBrowserConfig{ClientSecretFile: secret, CookieSecretFile: cookie},
-		RevocationFeed: &VerifyRevocationFeedConfig{ClientSecretFile: feed},
+		Browser: &verify.BrowserConfig{ClientSecretFile: secret, CookieSecretFile: cookie},
+		Config:  verify.Config{Revocation: &verify.RevocationConfig{ClientSecretFile: feed}},
 	}
 	var got []string
 	for _, f := range exposedSecretFiles(c.secretFiles()) {

@@ -389,7 +389,13 @@ func explainYAMLError(data []byte, err error, kind configKind) error {
 				}
 			}
 			e.Msg = "unknown field; check its spelling and place (see " + kind.example + ")"
-		} else if w := wrongTypeRE.FindStringSubmatch(e.Msg); w != nil {
+		} else if w := wrongTypeRE.FindStringSubmatch(e.Msg); w != nil && w[3] == "time.Duration" && w[2] == "0" {
+			continue // 0 is a duration (unset: the default), as config.Duration reads it
+		} else if w != nil && w[3] == "time.Duration" && w[2] != "" {
+			// web/verify's durations are time.Duration (it imports no YAML):
+			// the same words as config.Duration's.
+			e.Msg = fmt.Sprintf("%q is not a duration; write one such as 90s, 15m or 24h", w[2])
+		} else if w != nil {
 			e.Msg = fmt.Sprintf("got %s, want %s", yamlKind(w[1], w[2]), goKind(w[3]))
 		}
 		errs = append(errs, e)
@@ -458,6 +464,8 @@ func goKind(typ string) string {
 		return "a mapping"
 	case strings.HasPrefix(typ, "int"), strings.HasPrefix(typ, "uint"):
 		return "a number"
+	case typ == "time.Duration":
+		return "a duration such as 90s, 15m or 24h"
 	}
 	return "a " + typ
 }

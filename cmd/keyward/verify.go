@@ -135,7 +135,7 @@ func serveVerify(ctx context.Context, cfg *VerifyConfig, logOut io.Writer) error
 // closes both listeners.
 func runVerifier(ctx context.Context, cfg *VerifyConfig, log *slog.Logger, ln, mln net.Listener) error {
 	log = log.With("component", "verify")
-	vc := cfg.verifyConfig()
+	vc := cfg.Config
 	vc.HTTPClient = &http.Client{Timeout: httpserver.UpstreamTimeout} // discovery, JWKS, the revocation feed
 	var v *verify.Verifier
 	rc, err := cfg.revocationConfig()
@@ -173,6 +173,7 @@ func runVerifier(ctx context.Context, cfg *VerifyConfig, log *slog.Logger, ln, m
 		listeners = append(listeners, mln)
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return v.Run(gctx) }) // the revocation feed's poller
 	for i, srv := range servers {
 		g.Go(func() error {
 			if err := srv.Serve(listeners[i]); !errors.Is(err, http.ErrServerClosed) {
@@ -193,7 +194,7 @@ func runVerifier(ctx context.Context, cfg *VerifyConfig, log *slog.Logger, ln, m
 		}
 		return errors.Join(errs...)
 	})
-	attrs := []any{"issuer", cfg.Issuer, "audience", cfg.Audience, "listen", ln.Addr().String(),
+	attrs := []any{"issuer", cfg.Issuer, "audience", cfg.Audiences, "listen", ln.Addr().String(),
 		"gateway", cfg.Gateway, "browser", cfg.Browser != nil, "rules", len(cfg.Rules), "version", version}
 	attrs = append(attrs, cfg.revocationLogAttrs()...)
 	if mln != nil {

@@ -50,8 +50,8 @@ func TestVerifyConfigDefaults(t *testing.T) {
 	if diff := cmp.Diff(wantRules, c.Rules); diff != "" {
 		t.Errorf("rules (-want +got):\n%s", diff)
 	}
-	vc := c.verifyConfig()
-	if vc.Issuer != c.Issuer || vc.Leeway != 30*time.Second || vc.CacheEntries != 10000 || len(vc.Audiences) != 1 {
+	vc := c.Config
+	if vc.Issuer != c.Issuer || vc.Leeway != 30*time.Second || vc.Cache.MaxEntries != 10000 || len(vc.Audiences) != 1 {
 		t.Errorf("verifyConfig() = %+v", vc)
 	}
 }
@@ -74,15 +74,15 @@ func TestVerifyValidate(t *testing.T) {
 		{"loopback http issuer", func(c *VerifyConfig) { c.Issuer = "http://127.0.0.1:5556" }, nil},
 		{"no issuer", func(c *VerifyConfig) { c.Issuer = "" }, []string{"issuer"}},
 		{"http issuer", func(c *VerifyConfig) { c.Issuer = "http://sso.example.com" }, []string{"issuer"}},
-		{"no audience", func(c *VerifyConfig) { c.Audience = nil }, []string{"audience"}},
-		{"empty audience", func(c *VerifyConfig) { c.Audience = []string{"a", " "} }, []string{"audience[1]"}},
+		{"no audience", func(c *VerifyConfig) { c.Audiences = nil }, []string{"audience"}},
+		{"empty audience", func(c *VerifyConfig) { c.Audiences = []string{"a", " "} }, []string{"audience[1]"}},
 		{"listen", func(c *VerifyConfig) { c.Listen = "4180" }, []string{"listen"}},
 		{"jwks url", func(c *VerifyConfig) { c.JWKSURL = "/keys" }, []string{"jwksURL"}},
 		{"http jwks url", func(c *VerifyConfig) { c.JWKSURL = "http://sso.example.com/keys" }, []string{"jwksURL"}},
 		{"loopback jwks url", func(c *VerifyConfig) { c.JWKSURL = "http://localhost:5556/keys" }, nil},
 		{"algorithms", func(c *VerifyConfig) { c.Algorithms = []string{"RS256", "HS256", "none"} }, []string{"algorithms[1]", "algorithms[2]"}},
-		{"leeway", func(c *VerifyConfig) { c.Leeway = Duration(2 * time.Minute) }, []string{"leeway"}},
-		{"negative leeway", func(c *VerifyConfig) { c.Leeway = Duration(-time.Second) }, []string{"leeway"}},
+		{"leeway", func(c *VerifyConfig) { c.Leeway = time.Duration(2 * time.Minute) }, []string{"leeway"}},
+		{"negative leeway", func(c *VerifyConfig) { c.Leeway = time.Duration(-time.Second) }, []string{"leeway"}},
 		{"cache off", func(c *VerifyConfig) { c.Cache.MaxEntries = -1 }, nil},
 		{"cache size", func(c *VerifyConfig) { c.Cache.MaxEntries = -2 }, []string{"cache.maxEntries"}},
 		{"envoy prefix", func(c *VerifyConfig) { c.EnvoyPrefix = "/ext_authz" }, nil},
@@ -101,7 +101,7 @@ func TestVerifyValidate(t *testing.T) {
 			c.Browser = validBrowser()
 			c.Browser.ClientSecretFile, c.Browser.RedirectURL = "", "http://127.0.0.1:5558/oauth2/callback"
 		}, nil},
-		{"browser empty", func(c *VerifyConfig) { c.Browser = &VerifyBrowserConfig{} },
+		{"browser empty", func(c *VerifyConfig) { c.Browser = &verify.BrowserConfig{} },
 			[]string{"browser.clientID", "browser.cookieSecretFile", "browser.redirectURL"}},
 		{"browser http redirect", func(c *VerifyConfig) {
 			c.Browser = validBrowser()
@@ -127,31 +127,31 @@ func TestVerifyValidate(t *testing.T) {
 		{"gateway envoy", func(c *VerifyConfig) { c.Gateway, c.EnvoyPrefix = "envoy", "/ext_authz" }, nil},
 		{"logging", func(c *VerifyConfig) { c.Logging = LoggingConfig{Level: "trace", Format: "xml"} }, []string{"logging.level", "logging.format"}},
 		{"metrics on listen", func(c *VerifyConfig) { c.Metrics.Listen = c.Listen }, []string{"metrics.listen"}},
-		{"revocation feed", func(c *VerifyConfig) { c.RevocationFeed = validRevocationFeed(c.Issuer) }, nil},
+		{"revocation feed", func(c *VerifyConfig) { c.Revocation = validRevocationFeed(c.Issuer) }, nil},
 		{"revocation feed empty", func(c *VerifyConfig) {
-			c.RevocationFeed = &VerifyRevocationFeedConfig{}
-			c.RevocationFeed.withDefaults(c.Issuer)
+			c.Revocation = &verify.RevocationConfig{}
+			c.Revocation.SetDefaults(c.Issuer)
 		}, []string{"revocationFeed.clientID", "revocationFeed.clientSecretFile"}},
 		{"revocation feed bad values", func(c *VerifyConfig) {
-			c.RevocationFeed = validRevocationFeed(c.Issuer)
-			c.RevocationFeed.URL = "http://sso.example.com/revocations"
-			c.RevocationFeed.Interval = Duration(100 * time.Millisecond)
-			c.RevocationFeed.OnStale = "ignore"
+			c.Revocation = validRevocationFeed(c.Issuer)
+			c.Revocation.URL = "http://sso.example.com/revocations"
+			c.Revocation.Interval = time.Duration(100 * time.Millisecond)
+			c.Revocation.OnStale = "ignore"
 		}, []string{"revocationFeed.url", "revocationFeed.interval", "revocationFeed.onStale"}},
 		{"revocation feed staleness", func(c *VerifyConfig) {
-			c.RevocationFeed = validRevocationFeed(c.Issuer)
-			c.RevocationFeed.Interval, c.RevocationFeed.MaxStaleness = Duration(30*time.Second), Duration(30*time.Second)
+			c.Revocation = validRevocationFeed(c.Issuer)
+			c.Revocation.Interval, c.Revocation.MaxStaleness = time.Duration(30*time.Second), time.Duration(30*time.Second)
 		}, []string{"revocationFeed.maxStaleness"}},
 		{"revocation feed long interval", func(c *VerifyConfig) {
-			c.RevocationFeed = validRevocationFeed(c.Issuer)
-			c.RevocationFeed.Interval, c.RevocationFeed.MaxStaleness = Duration(time.Hour), Duration(2*time.Hour)
+			c.Revocation = validRevocationFeed(c.Issuer)
+			c.Revocation.Interval, c.Revocation.MaxStaleness = time.Duration(time.Hour), time.Duration(2*time.Hour)
 		}, []string{"revocationFeed.interval"}},
 		{"revocation feed relative url", func(c *VerifyConfig) {
-			c.RevocationFeed = validRevocationFeed(c.Issuer)
-			c.RevocationFeed.URL = "/revocations"
+			c.Revocation = validRevocationFeed(c.Issuer)
+			c.Revocation.URL = "/revocations"
 		}, []string{"revocationFeed.url"}},
 		{"many at once", func(c *VerifyConfig) {
-			c.Issuer, c.Audience, c.Algorithms, c.Rules = "", nil, []string{"HS256"}, nil
+			c.Issuer, c.Audiences, c.Algorithms, c.Rules = "", nil, []string{"HS256"}, nil
 		}, []string{"issuer", "audience", "algorithms[0]", "rules"}},
 	}
 	for _, tt := range tests {
@@ -167,17 +167,17 @@ func TestVerifyValidate(t *testing.T) {
 	}
 }
 
-func validRevocationFeed(issuer string) *VerifyRevocationFeedConfig {
-	f := &VerifyRevocationFeedConfig{ClientID: "edge", ClientSecretFile: "/etc/keyward/edge-secret"}
-	f.withDefaults(issuer)
+func validRevocationFeed(issuer string) *verify.RevocationConfig {
+	f := &verify.RevocationConfig{ClientID: "edge", ClientSecretFile: "/etc/keyward/edge-secret"}
+	f.SetDefaults(issuer)
 	return f
 }
 
 func TestVerifyRevocationFeedConfig(t *testing.T) {
 	c := mustParseVerify(t, validVerifyYAML+"revocationFeed: {clientID: edge, clientSecretFile: /x}\n")
-	want := &VerifyRevocationFeedConfig{URL: "https://sso.example.com/revocations", Interval: Duration(5 * time.Second),
-		MaxStaleness: Duration(time.Minute), OnStale: "deny", ClientID: "edge", ClientSecretFile: "/x"}
-	if diff := cmp.Diff(want, c.RevocationFeed); diff != "" {
+	want := &verify.RevocationConfig{URL: "https://sso.example.com/revocations", Interval: 5 * time.Second,
+		MaxStaleness: time.Minute, OnStale: "deny", ClientID: "edge", ClientSecretFile: "/x"}
+	if diff := cmp.Diff(want, c.Revocation); diff != "" {
 		t.Errorf("revocationFeed defaults (-want +got):\n%s", diff)
 	}
 	if err := c.Validate(); err != nil {
@@ -200,7 +200,8 @@ func TestVerifyRevocationFeedConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantRC := &verify.RevocationConfig{URL: "https://feed.example.com/revocations", Interval: 2 * time.Second,
-		MaxStaleness: 30 * time.Second, FailOpen: true, ClientID: "edge", ClientSecret: "s3cret"}
+		MaxStaleness: 30 * time.Second, OnStale: verify.OnStaleAllow, ClientID: "edge", ClientSecret: "s3cret",
+		ClientSecretFile: rc.ClientSecretFile}
 	if diff := cmp.Diff(wantRC, rc); diff != "" {
 		t.Errorf("revocationConfig() (-want +got):\n%s", diff)
 	}
@@ -213,8 +214,8 @@ func TestVerifyRevocationFeedConfig(t *testing.T) {
 	}
 }
 
-func validBrowser() *VerifyBrowserConfig {
-	return &VerifyBrowserConfig{
+func validBrowser() *verify.BrowserConfig {
+	return &verify.BrowserConfig{
 		ClientID: "shop-web", ClientSecretFile: "/etc/keyward/shop-web-secret", CookieSecretFile: "/etc/keyward/verify-cookie",
 		RedirectURL: "https://shop.example.com/oauth2/callback",
 	}
@@ -231,7 +232,7 @@ func TestVerifyHandlerOptions(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("Validate() = %v", err)
 	}
-	v, err := verify.New(t.Context(), c.verifyConfig())
+	v, err := verify.New(t.Context(), c.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,6 +287,15 @@ func TestLoadVerifyConfigErrors(t *testing.T) {
 	}
 }
 
+// A duration of web/verify's (time.Duration) reads 0 as config.Duration
+// does: unset, so the default applies.
+func TestVerifyZeroDurationIsTheDefault(t *testing.T) {
+	c := mustParseVerify(t, validVerifyYAML+"leeway: 0\nrevocationFeed: {clientID: edge, clientSecretFile: /x, interval: 0}\n")
+	if c.Leeway != verify.DefaultLeeway || c.Revocation.Interval != verify.DefaultRevocationInterval {
+		t.Errorf("leeway, interval = %s, %s; want the defaults", c.Leeway, c.Revocation.Interval)
+	}
+}
+
 func TestVerifyExample(t *testing.T) {
 	c, err := LoadVerifyConfig(filepath.Join("..", "..", "examples", "verify.yaml"))
 	if err != nil {
@@ -294,9 +304,9 @@ func TestVerifyExample(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("Validate() = %v", err)
 	}
-	if len(c.Audience) != 2 || len(c.Rules) != 5 || c.Metrics.Listen == "" || c.Browser == nil || !c.Rules[4].Browser {
+	if len(c.Audiences) != 2 || len(c.Rules) != 5 || c.Metrics.Listen == "" || c.Browser == nil || !c.Rules[4].Browser {
 		t.Errorf("example: %d audiences, %d rules, metrics %q, browser %v; want 2, 5, an address and a browser rule",
-			len(c.Audience), len(c.Rules), c.Metrics.Listen, c.Browser)
+			len(c.Audiences), len(c.Rules), c.Metrics.Listen, c.Browser)
 	}
 }
 
@@ -350,7 +360,7 @@ func TestVerifyBrowserDefaultRedirectDomains(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("Validate() = %v", err)
 	}
-	v, err := verify.New(t.Context(), c.verifyConfig())
+	v, err := verify.New(t.Context(), c.Config)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -63,6 +64,10 @@ func TestDeprovisionReachesTheEdge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	runCtx, stop := context.WithCancel(t.Context())
+	ran := make(chan error, 1)
+	go func() { ran <- v.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-ran })
 	aliceAT, aliceRT := e.signInAs(t, "alice")
 	bobAT, _ := e.signInAs(t, "bob")
 	c := e.client(appID, appSecret, appRedir, nil)

@@ -169,7 +169,11 @@ func caddyVerifyConfig(t *testing.T) (verify.Rules, verify.Headers) {
 	if err := cfg.Rules.Validate(); err != nil {
 		t.Fatalf("docs/gateways/caddy.md verify.yaml rules: %v", err)
 	}
-	return cfg.Rules, verify.HeadersForwarded
+	h, _ := verify.GatewayHeaders(cfg.Gateway)
+	if h != verify.HeadersForwarded {
+		t.Fatalf("verify.GatewayHeaders(caddy) = %v, want the X-Forwarded-* family", h)
+	}
+	return cfg.Rules, h
 }
 
 // documentedCaddyfile returns the Caddyfile block after marker in

@@ -186,7 +186,7 @@ func TestKeyRotationUnderLoad(t *testing.T) {
 	// one without (every check looks its key up and checks the signature).
 	var verifiers []*verify.Verifier
 	for _, entries := range []int{0, -1} {
-		v, err := verify.New(ctx, verify.Config{Issuer: b.issuer(), Audiences: []string{apiAudience}, CacheEntries: entries, Now: clock.Now})
+		v, err := verify.New(ctx, verify.Config{Issuer: b.issuer(), Audiences: []string{apiAudience}, Cache: verify.CacheConfig{MaxEntries: entries}, Now: clock.Now})
 		if err != nil {
 			t.Fatalf("verify.New: %v", err)
 		}
@@ -318,7 +318,7 @@ func TestKeyRotationUnderLoad(t *testing.T) {
 	}
 	// Every token is still valid: prove it with a fresh verifier before
 	// judging the rejections (a refusal here would be the test's fault).
-	fresh, err := verify.New(ctx, verify.Config{Issuer: b.issuer(), Audiences: []string{apiAudience}, CacheEntries: -1, Now: clock.Now})
+	fresh, err := verify.New(ctx, verify.Config{Issuer: b.issuer(), Audiences: []string{apiAudience}, Cache: verify.CacheConfig{MaxEntries: -1}, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,10 @@ import (
 	"strings"
 )
 
+// HTTPSHint ends a configuration message for an http URL on a host that
+// Host refuses: the rule in words, for every package's configuration.
+const HTTPSHint = "must use https (http is allowed only for localhost/127.0.0.1/[::1])"
+
 // Host reports whether host, a name or an IP literal without brackets or
 // port (url.URL.Hostname's form), is loopback.
 func Host(host string) bool {

@@ -18,7 +18,7 @@ import (
 func benchVerifier(b *testing.B, alg string, cacheEntries int) (*Verifier, string) {
 	b.Helper()
 	e := newEnv(b)
-	v := newVerifier(b, e.ks, e.clock, func(c *Config) { c.CacheEntries = cacheEntries })
+	v := newVerifier(b, e.ks, e.clock, func(c *Config) { c.Cache.MaxEntries = cacheEntries })
 	k := map[string]testKey{"RS256": e.rsa, "ES256": e.ec, "EdDSA": e.ed}[alg]
 	token := mint(b, k, nil, e.claims)
 	if _, err := v.Verify(b.Context(), token); err != nil {

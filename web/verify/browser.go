@@ -22,41 +22,55 @@ import (
 // edge as a thin OIDC client of Keyward (authorization code + PKCE S256) and
 // keeps the tokens in an encrypted cookie. Zero values take the defaults.
 type BrowserConfig struct {
-	// ClientID is the verifier's client at Keyward. Required.
-	ClientID string
+	// ClientID is the verifier's client at Keyward (clients[].id in
+	// keyward.yaml); its redirectURIs must hold RedirectURL and its
+	// audiences must be among the verifier's. Required.
+	ClientID string `yaml:"clientID"`
 	// ClientSecret is empty for a public client (PKCE alone).
-	ClientSecret string
-	// RedirectURL is the absolute callback URL registered at Keyward, e.g.
-	// https://shop.example.com/oauth2/callback; the handler serves its path,
-	// which must lie under /oauth2/. Required.
-	RedirectURL string
+	ClientSecret string `yaml:"-"`
+	// ClientSecretFile names the file holding ClientSecret; keyward verify
+	// reads it. Omitted: a public client.
+	ClientSecretFile string `yaml:"clientSecretFile,omitempty"`
+	// RedirectURL is the absolute callback URL registered at Keyward as the
+	// browser reaches it through the gateway, e.g.
+	// https://shop.example.com/oauth2/callback (http only on loopback: the
+	// cookie is Secure); the handler serves its path, which must lie under
+	// /oauth2/. Required.
+	RedirectURL string `yaml:"redirectURL"`
 	// CookieSecret is the AES-256-GCM key of the cookies: exactly 32 bytes.
 	// Required. Changing it signs everyone out.
-	CookieSecret []byte
+	CookieSecret []byte `yaml:"-"`
+	// CookieSecretFile names the file holding CookieSecret (raw, hex or
+	// base64); keyward verify reads it. Required in verify.yaml.
+	CookieSecretFile string `yaml:"cookieSecretFile"`
 	// AllowedRedirectDomains lists the hosts rd may send the browser to after
 	// sign-in or sign-out: "shop.example.com" (exactly) or ".example.com"
 	// (it and its subdomains), with ":port" or without (then the default
 	// port of rd's scheme only; see SafeRedirect). With an https
 	// RedirectURL, an http rd is never allowed. Relative paths are always
-	// allowed. Default: none (relative paths only).
-	AllowedRedirectDomains []string
-	// Scopes requested. Default: openid email profile groups offline_access
-	// (offline_access brings the refresh token that renews the session).
-	Scopes []string
+	// allowed. Default: the host and port of RedirectURL
+	// (shop.example.com:443 for https://shop.example.com/oauth2/callback).
+	AllowedRedirectDomains []string `yaml:"allowedRedirectDomains,omitempty"`
+	// Scopes requested; must include openid, and offline_access to renew
+	// the session on page load. Default: openid email profile groups
+	// offline_access (offline_access brings the refresh token that renews
+	// the session).
+	Scopes []string `yaml:"scopes,omitempty"`
 	// AuthURL and TokenURL are Keyward's endpoints. Default: from the
 	// issuer's discovery document, fetched on the first sign-in.
-	AuthURL, TokenURL string
+	AuthURL  string `yaml:"-"`
+	TokenURL string `yaml:"-"`
 	// RefreshBefore renews the access token when it expires within this,
 	// or within half its lifetime when that is shorter. Default: 30s.
-	RefreshBefore time.Duration
+	RefreshBefore time.Duration `yaml:"-"`
 	// LoginTTL bounds a sign-in from /oauth2/start to the callback.
 	// Default: 10m.
-	LoginTTL time.Duration
+	LoginTTL time.Duration `yaml:"-"`
 	// HTTPClient makes the discovery and token requests. Default: a client
 	// with a 10s timeout.
-	HTTPClient *http.Client
+	HTTPClient *http.Client `yaml:"-"`
 	// Now is the clock. Default: time.Now.
-	Now func() time.Time
+	Now func() time.Time `yaml:"-"`
 }
 
 // Browser is browser mode. It serves, under the host of RedirectURL:
@@ -107,47 +121,12 @@ var defaultBrowserScopes = []string{"openid", "email", "profile", "groups", "off
 
 // NewBrowser checks cfg, without I/O, and returns browser mode for v.
 func NewBrowser(v *Verifier, cfg BrowserConfig) (*Browser, error) {
-	var errs []error
-	if cfg.ClientID == "" {
-		errs = append(errs, errors.New("clientID is required"))
+	cfg.SetDefaults()
+	if cfg.CookieSecret == nil {
+		cfg.CookieSecret = []byte{} // the key itself is required here, not its file
 	}
-	u, err := url.Parse(cfg.RedirectURL)
-	switch {
-	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
-		errs = append(errs, fmt.Errorf("redirectURL %q: want an absolute http(s) URL", cfg.RedirectURL))
-	case !strings.HasPrefix(u.Path, "/oauth2/") || u.Path == "/oauth2/auth" || u.Path == "/oauth2/start" ||
-		u.Path == "/oauth2/sign_out" || cleanPath(u.Path) != u.Path || u.RawQuery != "":
-		errs = append(errs, fmt.Errorf("redirectURL %q: want a path under /oauth2/ such as /oauth2/callback", cfg.RedirectURL))
-	}
-	if len(cfg.CookieSecret) != 32 {
-		errs = append(errs, fmt.Errorf("cookie secret: %d bytes, want 32 (AES-256)", len(cfg.CookieSecret)))
-	}
-	for _, d := range cfg.AllowedRedirectDomains {
-		if d == "" || d == "." || strings.ContainsAny(d, "/\\@ *?#") {
-			errs = append(errs, fmt.Errorf("allowedRedirectDomains: %q is not a host or .domain", d))
-		}
-	}
-	for _, e := range []string{cfg.AuthURL, cfg.TokenURL} {
-		if e != "" {
-			if eu, err := url.Parse(e); err != nil || eu.Host == "" {
-				errs = append(errs, fmt.Errorf("endpoint %q: want an absolute URL", e))
-			}
-		}
-	}
-	if (cfg.AuthURL == "") != (cfg.TokenURL == "") {
-		errs = append(errs, errors.New("set both authURL and tokenURL, or neither"))
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("browser config: %w", err)
-	}
-	if len(cfg.Scopes) == 0 {
-		cfg.Scopes = defaultBrowserScopes
-	}
-	if cfg.RefreshBefore <= 0 {
-		cfg.RefreshBefore = 30 * time.Second
-	}
-	if cfg.LoginTTL <= 0 {
-		cfg.LoginTTL = 10 * time.Minute
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
@@ -155,6 +134,7 @@ func NewBrowser(v *Verifier, cfg BrowserConfig) (*Browser, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	u, _ := url.Parse(cfg.RedirectURL) // Validate parsed it
 	cookies, err := seal.New(cfg.CookieSecret)
 	if err != nil {
 		return nil, fmt.Errorf("browser config: %w", err)

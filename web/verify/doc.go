@@ -15,10 +15,16 @@
 //     Keyward, an encrypted session cookie, renewal on page load through
 //     /oauth2/start, sign-out) with SafeRedirect guarding every rd;
 //   - Verifier.Middleware and ClaimsFromContext for Go services;
-//   - with Config.Revocation, a poller of the broker's revocation feed: tokens
+//   - with Config.Revocation, a poller of the broker's revocation feed, run by
+//     Verifier.Run (New starts no goroutine but one key-set fetch): tokens
 //     of revoked subjects and sessions are refused (cached ones too), and a
 //     feed unread for longer than MaxStaleness fails closed (503) unless
-//     FailOpen.
+//     OnStale is allow.
+//
+// It owns its configuration: Config, RevocationConfig and BrowserConfig are
+// also its sections of keyward verify's verify.yaml (yaml tags only, no YAML
+// import), with SetDefaults and Validate, which reports *FieldError by YAML
+// path; New and NewBrowser apply the same defaults and rules.
 //
 // Errors are returned, never logged: an invalid token is a 401 *Error with code
 // invalid_token, a rule that does not allow the token a 403 with

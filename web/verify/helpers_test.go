@@ -255,3 +255,17 @@ func with(c jwt.MapClaims, kv ...any) jwt.MapClaims {
 	}
 	return out
 }
+
+// runVerifier runs v's background work (Run) until the test ends.
+func runVerifier(t testing.TB, v *Verifier) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- v.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run() = %v, want nil once its context ended", err)
+		}
+	})
+}

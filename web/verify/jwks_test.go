@@ -63,7 +63,7 @@ func TestKeySetRateLimit(t *testing.T) {
 
 func TestKeySetKeepsKeysWhenIssuerDown(t *testing.T) {
 	e := newEnv(t)
-	v := newVerifier(t, e.ks, e.clock, func(c *Config) { c.CacheEntries = -1 })
+	v := newVerifier(t, e.ks, e.clock, func(c *Config) { c.Cache.MaxEntries = -1 })
 	token := mint(t, e.rsa, nil, with(e.claims, "exp", e.clock.Now().Add(time.Hour).Unix()))
 	if _, err := v.Verify(t.Context(), token); err != nil {
 		t.Fatalf("Verify() = %v", err)
@@ -95,7 +95,7 @@ func TestKeySetConcurrentWaitersShareOneFetch(t *testing.T) {
 	e := newEnv(t)
 	release := e.ks.blockKeys()
 	defer release()
-	v := newVerifier(t, e.ks, e.clock, func(c *Config) { c.CacheEntries = -1 })
+	v := newVerifier(t, e.ks, e.clock, func(c *Config) { c.Cache.MaxEntries = -1 })
 	token := mint(t, e.ec, nil, e.claims)
 
 	const waiters = 16
@@ -164,7 +164,7 @@ func TestKeySetUnknownKIDWaitersShareOneFetch(t *testing.T) {
 func TestKeySetMaxAge(t *testing.T) {
 	e := newEnv(t)
 	e.ks.setCacheControl("public, max-age=600")
-	v := newVerifier(t, e.ks, e.clock, func(c *Config) { c.CacheEntries = -1 })
+	v := newVerifier(t, e.ks, e.clock, func(c *Config) { c.Cache.MaxEntries = -1 })
 	claims := with(e.claims, "exp", e.clock.Now().Add(time.Hour).Unix())
 	token := mint(t, e.rsa, nil, claims)
 	steps := []struct {

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,24 +20,30 @@ import (
 // feed is readable only by the clients the broker lists as readers
 // (revocationFeed.readers in keyward.yaml).
 type RevocationConfig struct {
-	// URL of the feed. Default: Issuer + "/revocations".
-	URL string
-	// Interval between polls. Default: 5s.
-	Interval time.Duration
+	// URL of the feed: https, or http on a loopback host. Default: Issuer +
+	// "/revocations".
+	URL string `yaml:"url,omitempty"`
+	// Interval between polls. Default: 5s; in verify.yaml at least 1s and at
+	// most 5m.
+	Interval time.Duration `yaml:"interval,omitempty"`
 	// MaxStaleness: once the feed has not been read successfully for longer
-	// than this (or was never read), Verify fails closed with a 503 that
-	// matches ErrUnavailable and ErrRevocationStale, unless FailOpen.
-	// Default: 60s; must exceed Interval.
-	MaxStaleness time.Duration
-	// FailOpen keeps accepting tokens while the feed is stale (entries
-	// already read are still applied). Default: false, fail closed.
-	FailOpen bool
+	// than this (or was never read), OnStale decides. Default: 60s; must
+	// exceed Interval.
+	MaxStaleness time.Duration `yaml:"maxStaleness,omitempty"`
+	// OnStale is OnStaleDeny (Verify fails closed with a 503 that matches
+	// ErrUnavailable and ErrRevocationStale) or OnStaleAllow (keep accepting
+	// tokens, applying the entries already read: fail open). Default: deny.
+	OnStale string `yaml:"onStale,omitempty"`
 	// ClientID and ClientSecret authenticate the verifier at the feed with
-	// HTTP Basic (form-encoded, as at /token). ClientID is required.
-	ClientID     string
-	ClientSecret string
+	// HTTP Basic (form-encoded, as at /token). ClientID is required: a
+	// client listed in revocationFeed.readers of keyward.yaml.
+	ClientID     string `yaml:"clientID"`
+	ClientSecret string `yaml:"-"`
+	// ClientSecretFile names the file holding ClientSecret; keyward verify
+	// reads it. Required in verify.yaml.
+	ClientSecretFile string `yaml:"clientSecretFile"`
 	// HTTPClient reads the feed. Default: Config.HTTPClient.
-	HTTPClient *http.Client
+	HTTPClient *http.Client `yaml:"-"`
 }
 
 const (
@@ -56,35 +61,6 @@ var ErrRevoked = errors.New("verify: token revoked by the revocation feed")
 var ErrRevocationStale = errors.New("verify: revocation feed stale")
 
 var errRevoked = invalidToken("token revoked", ErrRevoked)
-
-func (rc *RevocationConfig) withDefaults(issuer string, client *http.Client) (RevocationConfig, error) {
-	c := *rc
-	var errs []error
-	if c.URL == "" {
-		c.URL = strings.TrimSuffix(issuer, "/") + "/revocations"
-	} else if u, err := url.Parse(c.URL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		errs = append(errs, fmt.Errorf("revocation url %q: want an absolute http(s) URL", c.URL))
-	}
-	if c.Interval == 0 {
-		c.Interval = DefaultRevocationInterval
-	}
-	if c.MaxStaleness == 0 {
-		c.MaxStaleness = DefaultMaxStaleness
-	}
-	if c.Interval < 0 {
-		errs = append(errs, fmt.Errorf("revocation interval %s: must be positive", c.Interval))
-	}
-	if c.MaxStaleness <= c.Interval {
-		errs = append(errs, fmt.Errorf("revocation maxStaleness %s: must exceed the interval %s", c.MaxStaleness, c.Interval))
-	}
-	if c.ClientID == "" {
-		errs = append(errs, errors.New("revocation clientID: required (a reader client of the broker)"))
-	}
-	if c.HTTPClient == nil {
-		c.HTTPClient = client
-	}
-	return c, errors.Join(errs...)
-}
 
 // revocations polls the feed and answers, without locks, whether a token is
 // revoked and whether the feed is fresh enough to trust.
@@ -158,7 +134,7 @@ func (r *revocations) check(ctx context.Context, c *Claims, now time.Time) error
 			return errRevoked
 		}
 	}
-	if r.cfg.FailOpen || r.fresh(ctx, now) {
+	if r.cfg.OnStale == OnStaleAllow || r.fresh(ctx, now) {
 		return nil
 	}
 	r.stale.Add(1)

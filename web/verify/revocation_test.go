@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -161,6 +162,7 @@ func newRevEnv(t *testing.T, interval time.Duration, mutate func(*RevocationConf
 		mutate(rc)
 	}
 	e.v = newVerifier(t, e.ks, e.clock, func(c *Config) { c.Revocation = rc })
+	runVerifier(t, e.v)
 	select {
 	case <-e.v.rev.firstDone:
 	case <-time.After(5 * time.Second):
@@ -408,7 +410,7 @@ func TestRevocationNeverReadFailsClosed(t *testing.T) {
 }
 
 func TestRevocationFailOpen(t *testing.T) {
-	e := newRevEnv(t, 0, func(rc *RevocationConfig) { rc.FailOpen = true })
+	e := newRevEnv(t, 0, func(rc *RevocationConfig) { rc.OnStale = OnStaleAllow })
 	nb := e.clock.Now().Add(time.Second)
 	e.feed.revokeSubject("alice", nb)
 	if err := e.pollNow(); err != nil {
@@ -465,7 +467,35 @@ func TestRevocationConfigValidation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := v.rev.cfg; got.URL != "http://127.0.0.1:1/revocations" || got.Interval != 5*time.Second || got.MaxStaleness != time.Minute || got.FailOpen {
+	if got := v.rev.cfg; got.URL != "http://127.0.0.1:1/revocations" || got.Interval != 5*time.Second || got.MaxStaleness != time.Minute || got.OnStale != OnStaleDeny {
 		t.Errorf("defaults = %+v", got)
+	}
+}
+
+// New starts no poller: the feed is read by Run, which returns nil once its
+// context has ended.
+func TestRevocationPolledByRun(t *testing.T) {
+	e := &revEnv{t: t, key: newKey(t, "k1", "ES256"), clock: newClock()}
+	e.ks = newKeyServer(t, e.key)
+	e.feed = newFeedServer(t)
+	rc := &RevocationConfig{URL: e.feed.URL + "/revocations", Interval: 50 * time.Second, MaxStaleness: time.Minute,
+		ClientID: feedClientID, ClientSecret: feedSecret}
+	e.v = newVerifier(t, e.ks, e.clock, func(c *Config) { c.Revocation = rc })
+	select {
+	case <-e.v.rev.firstDone:
+		t.Fatal("the feed was polled before Run")
+	default:
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- e.v.Run(ctx) }()
+	select {
+	case <-e.v.rev.firstDone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not poll the revocation feed")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run() = %v, want nil once its context ended", err)
 	}
 }

@@ -415,7 +415,7 @@ func TestVerifyRSAAlgorithms(t *testing.T) {
 	clock := newClock()
 	v := newVerifier(t, ks, clock, func(c *Config) {
 		c.Algorithms = []string{"RS256", "RS384", "RS512", "PS256"}
-		c.CacheEntries = -1
+		c.Cache.MaxEntries = -1
 	})
 	c := claims(ks.URL, clock.Now())
 	for _, k := range keys {

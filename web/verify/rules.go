@@ -94,18 +94,19 @@ func (s Set) satisfiedBy(have []string) bool {
 // Rules is an ordered rule list: the first match wins, no match denies.
 type Rules []Rule
 
-// Validate reports every problem in rs at once. It does no I/O.
+// Validate reports every problem in rs at once, each a *FieldError at its
+// verify.yaml path (rules, rules[2]). It does no I/O.
 func (rs Rules) Validate() error {
+	var p problems
 	if len(rs) == 0 {
-		return errors.New("rules: at least one rule is required (no match denies)")
+		p.add("rules", "at least one rule is required; add one, e.g. {path: /, audience: my-api}; a request no rule matches is denied")
 	}
-	var errs []error
 	for i := range rs {
 		for _, err := range rs[i].problems() {
-			errs = append(errs, fmt.Errorf("rules[%d]: %w", i, err))
+			p.add(fmt.Sprintf("rules[%d]", i), "%s", err)
 		}
 	}
-	return errors.Join(errs...)
+	return p.err()
 }
 
 func (r *Rule) problems() []error {

@@ -57,7 +57,7 @@ func TestTokenCacheNeverServesAfterExp(t *testing.T) {
 
 func TestTokenCacheDisabled(t *testing.T) {
 	e := newEnv(t)
-	v := newVerifier(t, e.ks, e.clock, func(c *Config) { c.CacheEntries = -1 })
+	v := newVerifier(t, e.ks, e.clock, func(c *Config) { c.Cache.MaxEntries = -1 })
 	token := mint(t, e.ed, nil, e.claims)
 	for range 2 {
 		if _, err := v.Verify(t.Context(), token); err != nil {

@@ -8,10 +8,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -21,37 +19,42 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// Config configures a Verifier. Zero values take the documented defaults.
+// Config configures a Verifier. It is also the verifier's part of
+// verify.yaml (the yaml tags; the loader decodes into it): SetDefaults
+// applies the documented defaults, Validate reports every problem by its YAML
+// field path. Keys are camelCase; durations are Go durations ("30s").
 type Config struct {
-	// Issuer is the exact iss every token must carry. Required.
-	Issuer string
+	// Issuer is the exact iss every token must carry: https, or http on a
+	// loopback host. A trailing slash is removed, as the broker does.
+	// Required.
+	Issuer string `yaml:"issuer"`
 	// Audiences: a token's aud must contain at least one of them. Required
 	// (at least one): the verifier never accepts a token for any audience.
 	// A Rule's Audience narrows this per route; it does not replace it.
-	Audiences []string
-	// JWKSURL is where the keys are. Default: jwks_uri from Issuer's
-	// /.well-known/openid-configuration, fetched with the first key fetch.
-	JWKSURL string
+	Audiences []string `yaml:"audience"`
+	// JWKSURL is where the keys are: https, or http on a loopback host.
+	// Default: jwks_uri from Issuer's /.well-known/openid-configuration,
+	// fetched with the first key fetch.
+	JWKSURL string `yaml:"jwksURL,omitempty"`
 	// Algorithms is the allowlist of JWS algorithms. Default: RS256, ES256,
 	// EdDSA. Supported: RS256/384/512, PS256/384/512, ES256, EdDSA; never
 	// none or HS*.
-	Algorithms []string
+	Algorithms []string `yaml:"algorithms,omitempty"`
 	// Leeway is the clock skew allowed for exp, nbf and iat. Default: 30s;
 	// at most 1m.
-	Leeway time.Duration
+	Leeway time.Duration `yaml:"leeway,omitempty"`
 	// MinRefreshInterval bounds refetches caused by an unknown kid to one per
 	// interval. Default: 30s.
-	MinRefreshInterval time.Duration
-	// CacheEntries is the size of the verified-token cache. Default: 10000;
-	// negative disables the cache.
-	CacheEntries int
+	MinRefreshInterval time.Duration `yaml:"-"`
+	// Cache sizes the cache of verified tokens.
+	Cache CacheConfig `yaml:"cache,omitempty"`
 	// MaxTokenBytes rejects longer tokens before any parsing. Default: 8192.
-	MaxTokenBytes int
+	MaxTokenBytes int `yaml:"-"`
 	// HTTPClient fetches discovery and JWKS. Default: a client with a 10s
 	// timeout.
-	HTTPClient *http.Client
+	HTTPClient *http.Client `yaml:"-"`
 	// Now is the clock. Default: time.Now.
-	Now func() time.Time
+	Now func() time.Time `yaml:"-"`
 	// UserClaim names the claim whose string value is X-Auth-Request-User
 	// (and Claims.User). Default: sub, which Keyward derives from the
 	// upstream's own stable subject and never reassigns. "email" takes a
@@ -59,11 +62,19 @@ type Config struct {
 	// name can be changed by their owner at most upstreams, so a different
 	// person may later carry the same value. A token without the claim is
 	// refused by the handler (403).
-	UserClaim string
+	UserClaim string `yaml:"userClaim,omitempty"`
 	// Revocation, when set, polls the broker's revocation feed (see
 	// RevocationConfig). Nil: no feed; deprovisioned people's tokens are
 	// accepted until they expire.
-	Revocation *RevocationConfig
+	Revocation *RevocationConfig `yaml:"revocationFeed,omitempty"`
+}
+
+// CacheConfig sizes the verified-token cache.
+type CacheConfig struct {
+	// MaxEntries is how many verified tokens are kept (until their exp), so
+	// a repeated token costs no signature check; negative (-1) disables the
+	// cache. Default: 10000.
+	MaxEntries int `yaml:"maxEntries,omitempty"`
 }
 
 // The defaults and bounds of Config: their one home (keyward verify's
@@ -119,15 +130,32 @@ type Verifier struct {
 	sigChecks atomic.Int64 // signature verifications, for tests
 }
 
-// New returns a Verifier. It validates cfg without I/O and starts loading the
-// key set in the background, so the issuer need not be up: until a key set
-// has loaded, Verify fails with an error matching ErrUnavailable (503). With
-// cfg.Revocation it also starts polling the revocation feed. ctx bounds every
-// key fetch and the feed's poller; cancel it to stop them.
+// New returns a Verifier. It applies cfg's defaults (SetDefaults, except that
+// Issuer is taken exactly as given) and refuses a cfg that Validate would
+// refuse, except for what only verify.yaml demands (the revocation feed's
+// poll-interval bounds and its secret file). It starts loading the key set
+// in the background (one fetch, so the issuer need not be up and the first
+// request finds the keys loaded): until a key set has loaded, Verify fails
+// with an error matching ErrUnavailable (503). ctx bounds every key fetch,
+// including the background refreshes a Verify starts; cancel it to stop
+// them. The revocation feed is polled only by Run.
 func New(ctx context.Context, cfg Config) (*Verifier, error) {
-	cfg, err := cfg.withDefaults()
-	if err != nil {
-		return nil, err
+	if cfg.Revocation != nil {
+		rc := *cfg.Revocation // the caller's stays as it was
+		cfg.Revocation = &rc
+	}
+	cfg.setDefaults()
+	if err := cfg.validate(false); err != nil {
+		return nil, fmt.Errorf("verify config: %w", err)
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if rc := cfg.Revocation; rc != nil && rc.HTTPClient == nil {
+		rc.HTTPClient = cfg.HTTPClient
 	}
 	v := &Verifier{
 		issuer:    cfg.Issuer,
@@ -147,86 +175,27 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	default:
 		v.userClaimRaw = true
 	}
-	if cfg.CacheEntries > 0 {
-		v.cache = newTokenCache(cfg.CacheEntries)
+	if cfg.Cache.MaxEntries > 0 {
+		v.cache = newTokenCache(cfg.Cache.MaxEntries)
 	}
 	if cfg.Revocation != nil {
 		v.rev = newRevocations(*cfg.Revocation, cfg.Leeway, cfg.Now)
 	}
 	v.keys.cache.Prefetch(ctx)
-	if v.rev != nil {
-		go v.rev.run(ctx)
-	}
 	return v, nil
 }
 
-func (cfg Config) withDefaults() (Config, error) {
-	var errs []error
-	if u, err := url.Parse(cfg.Issuer); cfg.Issuer == "" || err != nil || u.Scheme == "" || u.Host == "" {
-		errs = append(errs, fmt.Errorf("issuer %q: want an absolute URL", cfg.Issuer))
+// Run does the verifier's background work until ctx ends: with a revocation
+// feed, it polls the feed every Interval. Without Run, a verifier with a feed
+// never reads it, so it treats the feed as stale (onStale decides: deny
+// refuses every token). Run returns nil once ctx has ended.
+func (v *Verifier) Run(ctx context.Context) error {
+	if v.rev != nil {
+		v.rev.run(ctx)
+		return nil
 	}
-	if len(cfg.Audiences) == 0 {
-		errs = append(errs, errors.New("audiences: at least one is required"))
-	}
-	for _, a := range cfg.Audiences {
-		if a == "" {
-			errs = append(errs, errors.New("audiences: empty audience"))
-		}
-	}
-	if cfg.JWKSURL != "" {
-		if u, err := url.Parse(cfg.JWKSURL); err != nil || u.Scheme == "" || u.Host == "" {
-			errs = append(errs, fmt.Errorf("jwksURL %q: want an absolute URL", cfg.JWKSURL))
-		}
-	}
-	if len(cfg.Algorithms) == 0 {
-		cfg.Algorithms = defaultAlgorithms
-	}
-	for _, alg := range cfg.Algorithms {
-		if _, ok := supportedAlgorithms[alg]; !ok {
-			errs = append(errs, fmt.Errorf("algorithms: %q is not supported", alg))
-		}
-	}
-	switch {
-	case cfg.Leeway == 0:
-		cfg.Leeway = DefaultLeeway
-	case cfg.Leeway < 0 || cfg.Leeway > MaxLeeway:
-		errs = append(errs, fmt.Errorf("leeway %s: want at most %s", cfg.Leeway, MaxLeeway))
-	}
-	switch {
-	case cfg.MinRefreshInterval == 0:
-		cfg.MinRefreshInterval = defaultMinRefresh
-	case cfg.MinRefreshInterval < 0:
-		errs = append(errs, fmt.Errorf("minRefreshInterval %s: must not be negative", cfg.MinRefreshInterval))
-	}
-	if cfg.CacheEntries == 0 {
-		cfg.CacheEntries = DefaultCacheEntries
-	}
-	switch {
-	case cfg.MaxTokenBytes == 0:
-		cfg.MaxTokenBytes = defaultMaxTokenBytes
-	case cfg.MaxTokenBytes < 0:
-		errs = append(errs, fmt.Errorf("maxTokenBytes %d: must not be negative", cfg.MaxTokenBytes))
-	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.UserClaim == "" {
-		cfg.UserClaim = "sub"
-	}
-	if cfg.Revocation != nil {
-		rc, err := cfg.Revocation.withDefaults(cfg.Issuer, cfg.HTTPClient)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		cfg.Revocation = &rc
-	}
-	if err := errors.Join(errs...); err != nil {
-		return cfg, fmt.Errorf("verify config: %w", err)
-	}
-	return cfg, nil
+	<-ctx.Done()
+	return nil
 }
 
 // Verify checks token and returns its claims; route rules are the caller's

@@ -87,6 +87,9 @@ func run(ctx context.Context, runs int, interval time.Duration) error {
 	if err != nil {
 		return err
 	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() { _ = v.Run(runCtx) }() // polls the feed until this run ends
 	signIn := harness.NewSignInClient(env.Issuer, harness.NewTransport(4))
 	var lat []time.Duration
 	for i := range runs {
