@@ -222,6 +222,7 @@ func runDemo(ctx context.Context, o demoOptions, out, logOut io.Writer) error {
 	g.Go(func() error { return inst.run(gctx, lns[lnBroker], cfg) })
 	g.Go(func() error { return serveUntil(gctx, lns[lnApp], app.Handler(), log) })
 	g.Go(func() error { return serveUntil(gctx, lns[lnGateway], gw, log) })
+	g.Go(func() error { return gw.verifier.Run(gctx) }) // polls the revocation feed
 
 	adminCmd := "keyward admin"
 	if state == "" {

@@ -41,8 +41,9 @@ var identityHeaderNames = []string{
 // auth_request does, and proxies allowed requests to the app with the
 // X-Auth-Request-* headers. It serves /api/whoami itself.
 type demoGateway struct {
-	verify http.Handler
-	app    *httputil.ReverseProxy
+	verifier *verify.Verifier // Run reads the revocation feed
+	verify   http.Handler
+	app      *httputil.ReverseProxy
 }
 
 func newDemoGateway(ctx context.Context, brokerURL, appURL, internalAppURL string, clientSecret string, cookieKey []byte) (*demoGateway, error) {
@@ -70,7 +71,7 @@ func newDemoGateway(ctx context.Context, brokerURL, appURL, internalAppURL strin
 		r.SetURL(target)
 		r.Out.Host = r.In.Host // the app's redirect URL names the gateway's host
 	}}
-	return &demoGateway{verify: verify.NewHandler(v, demoRules, verify.HandlerOptions{Headers: verify.HeadersNginx, Browser: b}), app: proxy}, nil
+	return &demoGateway{verifier: v, verify: verify.NewHandler(v, demoRules, verify.HandlerOptions{Headers: verify.HeadersNginx, Browser: b}), app: proxy}, nil
 }
 
 func (g *demoGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
