@@ -199,7 +199,7 @@ func runDemo(ctx context.Context, o demoOptions, out, logOut io.Writer) error {
 	app, err := demoapp.New(demoapp.Config{
 		Issuer: brokerURL, ClientID: "demo-app", ClientSecret: appSecret, RedirectURL: appURL + "/callback",
 		Scopes:         []string{"openid", "email", "profile", "groups", "offline_access"},
-		Logger:         log.With("component", "demo-app"),
+		Logger:         log,  // demoapp names itself as the component
 		GatewayHeaders: true, // the gateway below replaces any client's X-Auth-Request-*
 		HTTPClient:     &http.Client{Timeout: httpserver.UpstreamTimeout},
 	})

@@ -39,7 +39,7 @@ func newDemoIdP(idpURL, brokerURL, secret string, log *slog.Logger) (http.Handle
 		Clients: []fakeidp.Client{{ID: demoUpstreamClient, Secret: secret, RedirectURIs: []string{brokerURL + "/callback"}}},
 		Title:   "Demo identity provider",
 		Hint:    demoIdPHint,
-		Logger:  log.With("component", "demo-idp"),
+		Logger:  log, // fakeidp names itself as the component
 	})
 	if err != nil {
 		return nil, fmt.Errorf("demo identity provider: %w", err)

@@ -180,11 +180,18 @@ func TestAdminDemoStateNotTrusted(t *testing.T) {
 // state file goes to a folder of the test.
 func startDemo(t *testing.T) (string, *lockedBuffer) {
 	t.Helper()
+	return startDemoLogging(t, demoOptions{port: 0}, io.Discard)
+}
+
+// startDemoLogging is startDemo with options o, writing the demo's log to
+// logOut.
+func startDemoLogging(t *testing.T, o demoOptions, logOut io.Writer) (string, *lockedBuffer) {
+	t.Helper()
 	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
 	ctx, cancel := context.WithCancel(t.Context())
 	out := &lockedBuffer{}
 	done := make(chan error, 1)
-	go func() { done <- runDemo(ctx, demoOptions{port: 0}, out, io.Discard) }()
+	go func() { done <- runDemo(ctx, o, out, logOut) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

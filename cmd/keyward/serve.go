@@ -44,6 +44,9 @@ type instance struct {
 	// admin.tokenFile is unset.
 	admin   http.Handler
 	adminLn net.Listener
+	// metricsLn is the metrics server's listener; nil when metrics.listen
+	// is unset.
+	metricsLn net.Listener
 }
 
 // serve runs the broker until ctx is cancelled.
@@ -64,6 +67,10 @@ func serve(ctx context.Context, cfg *Config, sec Secrets, logOut io.Writer) erro
 	}
 	defer inst.close()
 	if err := inst.listenAdmin(ctx, cfg); err != nil {
+		_ = ln.Close()
+		return err
+	}
+	if err := inst.listenMetrics(ctx, cfg); err != nil {
 		_ = ln.Close()
 		return err
 	}
@@ -274,11 +281,10 @@ func (inst *instance) run(ctx context.Context, ln net.Listener, cfg *Config) err
 		}
 		return fmt.Errorf("serve: %w", err)
 	})
-	if cfg.Metrics.Listen != "" {
+	if mln := inst.metricsLn; mln != nil {
 		msrv := httpserver.New(promhttp.HandlerFor(inst.metrics, promhttp.HandlerOpts{}), opts)
-		msrv.Addr = cfg.Metrics.Listen
 		g.Go(func() error {
-			if err := msrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := msrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("metrics server: %w", err)
 			}
 			return nil
@@ -354,6 +360,21 @@ func (inst *instance) listenAdmin(ctx context.Context, cfg *Config) error {
 	return nil
 }
 
+// listenMetrics opens the metrics server's listener when metrics.listen is
+// set, and logs its address.
+func (inst *instance) listenMetrics(ctx context.Context, cfg *Config) error {
+	if cfg.Metrics.Listen == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", cfg.Metrics.Listen)
+	if err != nil {
+		return fmt.Errorf("metrics: listen: %w (change metrics.listen in the config)", err)
+	}
+	inst.metricsLn = ln
+	inst.log.InfoContext(ctx, "metrics serving", "listen", ln.Addr().String())
+	return nil
+}
+
 // serveAdmin serves the admin API under g with opts until ctx ends, then
 // shuts it down gracefully.
 func (inst *instance) serveAdmin(ctx context.Context, g *errgroup.Group, opts httpserver.Options) {
@@ -376,6 +397,9 @@ func (inst *instance) serveAdmin(ctx context.Context, g *errgroup.Group, opts ht
 func (inst *instance) close() {
 	if inst.adminLn != nil {
 		_ = inst.adminLn.Close()
+	}
+	if inst.metricsLn != nil {
+		_ = inst.metricsLn.Close()
 	}
 	if inst.store != nil {
 		if err := inst.store.Close(); err != nil {
