@@ -47,7 +47,7 @@ func TestCheckConfigWarnsAboutReadableSecretFiles(t *testing.T) {
 		path + ": warning: keys.encryptionKeyFile: " + c.Keys.EncryptionKeyFile + " is readable by its group (mode 0640); run chmod 600 " + c.Keys.EncryptionKeyFile + k8s,
 		path + ": warning: upstreams[0].clientSecretFile: " + c.Upstreams[0].ClientSecretFile + " is readable by its group (mode 0660); run chmod 600 " + c.Upstreams[0].ClientSecretFile + k8s,
 		path + ": warning: clients[0].secretFile: " + c.Clients[0].SecretFile + " is readable by everyone on this machine (mode 0604); run chmod 600 " + c.Clients[0].SecretFile + k8s,
-		path + ": OK (2 upstreams, 6 clients)",
+		path + ": OK (2 upstreams, 7 clients)",
 	}
 	if diff := cmp.Diff(want, strings.Split(strings.TrimSpace(out.String()), "\n")); diff != "" {
 		t.Errorf("check-config output (-want +got):\n%s", diff)

@@ -566,7 +566,7 @@ func TestExamples(t *testing.T) {
 		file                       string
 		upstreams, clients, public int
 	}{
-		{"keyward.yaml", 2, 6, 3},
+		{"keyward.yaml", 2, 7, 3},
 		{"keyward-minimal.yaml", 1, 1, 0},
 	}
 	for _, tt := range tests {
@@ -597,7 +597,7 @@ func TestCheckConfig(t *testing.T) {
 	}
 	good := writeFile(t, dir, "keyward.yaml", string(data))
 	var out bytes.Buffer
-	if err := checkConfig(good, &out); err != nil || out.String() != good+": OK (2 upstreams, 6 clients)\n" {
+	if err := checkConfig(good, &out); err != nil || out.String() != good+": OK (2 upstreams, 7 clients)\n" {
 		t.Errorf("checkConfig() = %v, output %q", err, out.String())
 	}
 
