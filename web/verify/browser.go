@@ -231,7 +231,7 @@ func (b *Browser) start(w http.ResponseWriter, r *http.Request) {
 	}
 	oc, err := b.oauthConfig(r.Context())
 	if err != nil {
-		http.Error(w, "sign-in is unavailable: Keyward's discovery document could not be loaded", http.StatusServiceUnavailable)
+		signInFailed(w, r, http.StatusServiceUnavailable, errDiscoveryPage)
 		return
 	}
 	ls := loginState{
@@ -256,54 +256,58 @@ func (b *Browser) start(w http.ResponseWriter, r *http.Request) {
 func (b *Browser) callback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	state := q.Get("state")
-	if len(state) < 16 {
-		http.Error(w, "sign-in failed: the callback has no state", http.StatusBadRequest)
+	if state == "" {
+		signInFailed(w, r, http.StatusBadRequest, "The answer from Keyward has no state parameter. Start the sign-in again.")
 		return
 	}
-	name := loginCookiePrefix + state[:16]
 	var ls loginState
-	c, err := r.Cookie(name)
-	if err == nil {
+	name := ""
+	if len(state) >= 16 { // shorter: no sign-in of ours, whose states are longer
+		name = loginCookiePrefix + state[:16]
+	}
+	if c, err := r.Cookie(name); name != "" && err == nil {
 		plain, ok := b.open(name, c.Value)
 		if !ok || json.Unmarshal(plain, &ls) != nil {
 			ls = loginState{}
 		}
 	}
-	clearCookie(w, name)
+	if name != "" {
+		clearCookie(w, name)
+	}
 	if ls.State == "" || subtle.ConstantTimeCompare([]byte(ls.State), []byte(state)) != 1 || b.cfg.Now().Unix() > ls.Expiry {
-		http.Error(w, "sign-in failed: this sign-in was not started in this browser or took too long; start again", http.StatusBadRequest)
+		signInFailed(w, r, http.StatusBadRequest, "This sign-in was not started in this browser, was already completed, or took too long. Start it again.")
 		return
 	}
 	if iss := q.Get("iss"); iss != b.v.issuer { // RFC 9207 §2.4
-		http.Error(w, "sign-in failed: the response does not come from the configured issuer", http.StatusBadRequest)
+		signInFailed(w, r, http.StatusBadRequest, "The answer does not come from the configured issuer.")
 		return
 	}
 	if code := q.Get("error"); code != "" {
-		msg := "sign-in was not completed"
+		msg := "The sign-in was not completed"
 		if isOAuthCode(code) {
 			msg += " (" + code + ")"
 		}
-		http.Error(w, msg, http.StatusForbidden)
+		signInFailed(w, r, http.StatusForbidden, msg+".")
 		return
 	}
 	ctx := r.Context()
 	oc, err := b.oauthConfig(ctx)
 	if err != nil {
-		http.Error(w, "sign-in is unavailable: Keyward's discovery document could not be loaded", http.StatusServiceUnavailable)
+		signInFailed(w, r, http.StatusServiceUnavailable, errDiscoveryPage)
 		return
 	}
 	tok, err := oc.Exchange(b.clientContext(ctx), q.Get("code"), oauth2.VerifierOption(ls.Verifier))
 	if err != nil {
-		http.Error(w, "sign-in failed: Keyward did not redeem the code", http.StatusBadGateway)
+		signInFailed(w, r, http.StatusBadGateway, "Keyward did not redeem the authorization code.")
 		return
 	}
 	idToken, _ := tok.Extra("id_token").(string)
 	if err := b.verifyIDToken(ctx, idToken, ls.Nonce); err != nil {
-		http.Error(w, "sign-in failed: the ID token is not valid: "+publicReason(err), http.StatusBadGateway)
+		signInFailed(w, r, http.StatusBadGateway, "The ID token is not valid: "+publicReason(err)+".")
 		return
 	}
 	if _, err := b.v.Verify(ctx, tok.AccessToken); err != nil {
-		http.Error(w, "sign-in failed: the access token is not accepted by this verifier: "+publicReason(err), http.StatusBadGateway)
+		signInFailed(w, r, http.StatusBadGateway, "The access token is not accepted by this verifier: "+publicReason(err)+".")
 		return
 	}
 	b.setSession(w, r, browserSession{Access: tok.AccessToken, Refresh: tok.RefreshToken, IDToken: idToken})
@@ -374,6 +378,9 @@ func publicReason(err error) string {
 	}
 	return "verification failed"
 }
+
+// errDiscoveryPage is the page text when Keyward's endpoints are unknown.
+const errDiscoveryPage = "Sign-in is unavailable: Keyward's discovery document could not be loaded. Try again later."
 
 func isOAuthCode(s string) bool {
 	if len(s) > 64 {

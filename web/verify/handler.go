@@ -85,6 +85,9 @@ type authHandler struct {
 var (
 	errNoRule      = insufficientScope("no rule allows this request")
 	errNoUserClaim = insufficientScope("token lacks the configured user claim")
+	// errFaviconNoSession refuses /favicon.ico without a session rather
+	// than start a sign-in for it (see Browser.signInRequired).
+	errFaviconNoSession = insufficientScope("no session: a favicon request does not start a sign-in")
 )
 
 func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
