@@ -91,6 +91,10 @@ type BrowserConfig struct {
 //     postLogoutRedirectURIs), so Keyward's session ends too. Without an
 //     end_session_endpoint (or discovery) it redirects to rd and Keyward's
 //     session survives. Either way the next sign-in sends prompt=login.
+//     Without rd the landing is /oauth2/signed_out (so with an
+//     end_session_endpoint, <origin>/oauth2/signed_out must be registered);
+//   - GET /oauth2/signed_out?rd=URL: the "You are signed out" page, with a
+//     link to sign in again (to rd).
 //
 // rd must be a relative path or a URL on AllowedRedirectDomains; anything
 // else becomes "/". The session cookie (__Host-keyward-verify, HttpOnly,
@@ -147,7 +151,7 @@ func NewBrowser(v *Verifier, cfg BrowserConfig) (*Browser, error) {
 }
 
 func (b *Browser) serves(p string) bool {
-	return p == "/oauth2/start" || p == "/oauth2/sign_out" || p == b.callbackPath
+	return p == "/oauth2/start" || p == "/oauth2/sign_out" || p == signedOutPath || p == b.callbackPath
 }
 
 // ServeHTTP serves /oauth2/start, the callback and /oauth2/sign_out.
@@ -163,20 +167,33 @@ func (b *Browser) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b.start(w, r)
 	case "/oauth2/sign_out":
 		b.signOut(w, r)
+	case signedOutPath:
+		b.signedOut(w, r, b.redirectOrRoot(redirectParam(r.URL)))
 	default:
 		b.callback(w, r)
 	}
 }
 
+// signedOutPath is the page a sign-out without rd lands on.
+const signedOutPath = "/oauth2/signed_out"
+
 // signOut clears the session cookie and sends the browser to Keyward's
-// end_session_endpoint, or straight to rd when there is none.
+// end_session_endpoint, or straight to rd when there is none. Without rd,
+// the landing is the signed-out page.
 func (b *Browser) signOut(w http.ResponseWriter, r *http.Request) {
 	s, _ := b.readSession(r)
 	b.clearSession(w, r)
 	setCookie(w, signedOutCookie, "1", 0)
-	rd := b.redirectOrRoot(redirectParam(r.URL))
+	rd := signedOutPath
+	if p := redirectParam(r.URL); p != "" {
+		rd = b.redirectOrRoot(p)
+	}
 	end := b.endSessionEndpoint(r.Context())
 	if end == "" {
+		if rd == signedOutPath {
+			b.signedOut(w, r, "/")
+			return
+		}
 		http.Redirect(w, r, rd, http.StatusFound)
 		return
 	}
@@ -195,6 +212,16 @@ func (b *Browser) signOut(w http.ResponseWriter, r *http.Request) {
 	q.Set("post_logout_redirect_uri", base.ResolveReference(ref).String())
 	u.RawQuery = q.Encode()
 	http.Redirect(w, r, u.String(), http.StatusFound)
+}
+
+// signedOut shows the "You are signed out" page; its link signs in again
+// and returns to rd (already checked).
+func (b *Browser) signedOut(w http.ResponseWriter, r *http.Request, rd string) {
+	writePage(w, r, http.StatusOK, pageData{
+		Title:   "You are signed out",
+		Message: "Your session on this site has ended. Signing in again asks for your password.",
+		Link:    "/oauth2/start?rd=" + url.QueryEscape(rd), LinkText: "Sign in again",
+	})
 }
 
 // endSessionEndpoint returns Keyward's end_session_endpoint from the

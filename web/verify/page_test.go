@@ -96,3 +96,54 @@ func TestFaviconDoesNotStartSignIn(t *testing.T) {
 		}
 	})
 }
+
+func TestSignedOutPage(t *testing.T) {
+	t.Run("no end_session_endpoint", func(t *testing.T) {
+		be := newBrowserEnv(t, nil)
+		h := be.handler(HeadersNginx)
+		be.signIn(t, h, "/", nil)
+		srv := httptest.NewServer(h)
+		t.Cleanup(srv.Close)
+		var jar []string
+		for name, value := range be.jar {
+			jar = append(jar, name+"="+value)
+		}
+		resp, body := get(t, srv, "/oauth2/sign_out", http.Header{"Cookie": {strings.Join(jar, "; ")}})
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("sign_out = %d to %q, want 200 with the signed-out page", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		for _, s := range []string{"<h1 id=\"kw-title\">You are signed out</h1>", `href="/oauth2/start?rd=%2F">Sign in again</a>`} {
+			if !strings.Contains(body, s) {
+				t.Errorf("signed-out page lacks %q:\n%s", s, body)
+			}
+		}
+		var cleared bool
+		for _, c := range resp.Cookies() {
+			cleared = cleared || (c.Name == sessionCookie && c.MaxAge < 0)
+		}
+		if !cleared {
+			t.Error("sign_out did not clear the session cookie")
+		}
+	})
+	t.Run("end_session_endpoint lands on the page", func(t *testing.T) {
+		be := newBrowserEnvWith(t, withDiscovery(map[string]any{"end_session_endpoint": "https://sso.example.com/end_session"}), nil)
+		srv := httptest.NewServer(be.handler(HeadersNginx))
+		t.Cleanup(srv.Close)
+		resp, _ := get(t, srv, "/oauth2/sign_out", nil)
+		loc, err := resp.Location()
+		if resp.StatusCode != http.StatusFound || err != nil {
+			t.Fatalf("sign_out = %d, want 302 to the end_session_endpoint", resp.StatusCode)
+		}
+		if got, want := loc.Query().Get("post_logout_redirect_uri"), "https://"+browserHost+"/oauth2/signed_out"; got != want {
+			t.Errorf("post_logout_redirect_uri = %q, want %q", got, want)
+		}
+		resp, body := get(t, srv, "/oauth2/signed_out?rd=%2Fcart", nil)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, "You are signed out") || !strings.Contains(body, `href="/oauth2/start?rd=%2Fcart"`) {
+			t.Errorf("signed_out = %d, want the page with a link back to /cart:\n%s", resp.StatusCode, body)
+		}
+		// An rd elsewhere is not offered.
+		if _, body := get(t, srv, "/oauth2/signed_out?rd=https://evil.com/", nil); strings.Contains(body, "evil") {
+			t.Errorf("signed-out page links to another site:\n%s", body)
+		}
+	})
+}
