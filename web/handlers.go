@@ -203,6 +203,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	d := refusalPage(re)
 	d.RequestID = RequestID(ctx)
+	if re.Kind == broker.RefusedAccessRemoved {
+		d.Contact, d.ContactURL = s.cfg.Pages.AccessRemovedContact, s.cfg.Pages.AccessRemovedContactURL
+	}
 	if le := re.Limited; le != nil {
 		// The broker logs refusals, at most once a minute per client.
 		s.metrics.loginLimited.WithLabelValues(le.Scope).Inc()

@@ -61,6 +61,9 @@ type errorPageData struct {
 	RequestID string
 	// RetryURL, when set, adds a "Try again" link.
 	RetryURL string
+	// Contact, when set, is shown as "Contact: …", a link to ContactURL
+	// when that is set (PagesConfig).
+	Contact, ContactURL string
 	// Status is the HTTP status code. Default: 500; values outside 400-599 become 500.
 	Status int
 }
