@@ -50,7 +50,9 @@ type chooserUpstream struct {
 type chooserData struct {
 	ClientName string
 	Upstreams  []chooserUpstream
-	RequestID  string
+	// RequestID is set (shown as "Reference: …") only when no upstream
+	// can be used: choosing is not an error.
+	RequestID string
 }
 
 // errorPageData is an error shown to a person in the browser.
