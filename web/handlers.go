@@ -72,7 +72,7 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, out broker.Outco
 	case out.Client != nil:
 		s.b.WriteClientAnswer(ctx, w, out.Client)
 	case out.Chooser != nil:
-		d := chooserData{ClientName: out.Chooser.ClientName, RequestID: RequestID(ctx)}
+		d := chooserData{ClientName: out.Chooser.ClientName}
 		status := http.StatusServiceUnavailable // until one upstream is available
 		for _, u := range out.Chooser.Upstreams {
 			cu := chooserUpstream{ID: u.ID, Name: u.Name, Unavailable: u.Unavailable}
@@ -83,6 +83,9 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, out broker.Outco
 				status = http.StatusOK
 			}
 			d.Upstreams = append(d.Upstreams, cu)
+		}
+		if status != http.StatusOK { // nothing to choose: an error, with a reference for support
+			d.RequestID = RequestID(ctx)
 		}
 		s.pages.renderChooser(w, status, d)
 	case out.RedirectURL != "":
@@ -203,6 +206,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	d := refusalPage(re)
 	d.RequestID = RequestID(ctx)
+	if re.Kind == broker.RefusedAccessRemoved {
+		d.Contact, d.ContactURL = s.cfg.Pages.AccessRemovedContact, s.cfg.Pages.AccessRemovedContactURL
+	}
 	if le := re.Limited; le != nil {
 		// The broker logs refusals, at most once a minute per client.
 		s.metrics.loginLimited.WithLabelValues(le.Scope).Inc()

@@ -50,7 +50,9 @@ type chooserUpstream struct {
 type chooserData struct {
 	ClientName string
 	Upstreams  []chooserUpstream
-	RequestID  string
+	// RequestID is set (shown as "Reference: …") only when no upstream
+	// can be used: choosing is not an error.
+	RequestID string
 }
 
 // errorPageData is an error shown to a person in the browser.
@@ -61,6 +63,9 @@ type errorPageData struct {
 	RequestID string
 	// RetryURL, when set, adds a "Try again" link.
 	RetryURL string
+	// Contact, when set, is shown as "Contact: …", a link to ContactURL
+	// when that is set (PagesConfig).
+	Contact, ContactURL string
 	// Status is the HTTP status code. Default: 500; values outside 400-599 become 500.
 	Status int
 }

@@ -68,7 +68,8 @@ func refusalPage(r *broker.Refusal) errorPageData {
 	case broker.RefusedNotAllowed:
 		return page(http.StatusForbidden, "Access not allowed", r.Detail)
 	case broker.RefusedAccessRemoved:
-		return page(http.StatusForbidden, "Access removed", "Your access has been removed. If you think this is a mistake, contact your administrator.")
+		// writeError adds the configured contact (PagesConfig).
+		return page(http.StatusForbidden, "Access removed", "Your access has been removed. If you think this is a mistake, ask the administrator of the application you came from.")
 	case broker.RefusedLoginLimited:
 		msg := "Keyward received too many sign-in attempts from your network just now."
 		if r.Limited != nil && r.Limited.Scope == broker.LimitGlobal {

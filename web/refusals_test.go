@@ -72,3 +72,31 @@ func TestRefusalPageNamesTheFacts(t *testing.T) {
 		}
 	}
 }
+
+// TestPagesConfigValidate: the pages section's problems, each named by
+// its field.
+func TestPagesConfigValidate(t *testing.T) {
+	for _, tt := range []struct {
+		c    PagesConfig
+		want string // "" for valid
+	}{
+		{PagesConfig{}, ""},
+		{PagesConfig{AccessRemovedContact: "the IT service desk (+1 555 0100)"}, ""},
+		{PagesConfig{AccessRemovedContact: "IT", AccessRemovedContactURL: "https://help.example.com/access"}, ""},
+		{PagesConfig{AccessRemovedContact: "IT", AccessRemovedContactURL: "mailto:it@example.com"}, ""},
+		{PagesConfig{AccessRemovedContactURL: "mailto:it@example.com"}, "accessRemovedContactURL: needs accessRemovedContact"},
+		{PagesConfig{AccessRemovedContact: "IT", AccessRemovedContactURL: "javascript:alert(1)"}, "accessRemovedContactURL: \"javascript:alert(1)\" must be an https:// or mailto: URL"},
+		{PagesConfig{AccessRemovedContact: "IT", AccessRemovedContactURL: "http://help.example.com/"}, "accessRemovedContactURL: \"http://help.example.com/\" "},
+		{PagesConfig{AccessRemovedContact: "IT", AccessRemovedContactURL: "mailto:"}, "names no address"},
+		{PagesConfig{AccessRemovedContact: "line\nbreak"}, "accessRemovedContact: must be one line"},
+		{PagesConfig{AccessRemovedContact: strings.Repeat("x", 201)}, "accessRemovedContact: is 201 characters"},
+	} {
+		err := tt.c.Validate()
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%+v: Validate() = %v, want nil", tt.c, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%+v: Validate() = %v, want %q", tt.c, err, tt.want)
+		}
+	}
+}

@@ -37,6 +37,8 @@ type Config struct {
 	Ready func(ctx context.Context) error
 	// Registerer receives the HTTP metrics (nil: none).
 	Registerer prometheus.Registerer
+	// Pages is keyward.yaml's pages section (pages_config.go).
+	Pages PagesConfig
 	// Version is shown on the landing page at / (default: "unknown").
 	Version string
 	Logger  *slog.Logger
@@ -61,6 +63,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if len(cfg.SessionSecret) < 32 {
 		return nil, errors.New("web: the session secret must have at least 32 bytes")
+	}
+	if err := cfg.Pages.Validate(); err != nil {
+		return nil, fmt.Errorf("web: pages: %w", err)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

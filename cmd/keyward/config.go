@@ -12,6 +12,7 @@ import (
 	"github.com/keyward/keyward/keys"
 	"github.com/keyward/keyward/store/bolt"
 	"github.com/keyward/keyward/store/postgres"
+	"github.com/keyward/keyward/web"
 )
 
 // Config is the shape of keyward.yaml, composed of the packages' own
@@ -66,6 +67,9 @@ type Config struct {
 	TrustedProxies []string `yaml:"trustedProxies,omitempty"`
 	// Limits bound what clients can make Keyward write (config_limits.go).
 	Limits LimitsConfig `yaml:"limits,omitempty"`
+	// Pages is what the sign-in pages say beyond Keyward's wording; web
+	// owns it.
+	Pages web.PagesConfig `yaml:"pages,omitempty"`
 }
 
 // TLSConfig names a PEM certificate chain and its private key. Both or neither.
@@ -180,6 +184,7 @@ func (c *Config) Validate() error {
 	validateLoggingMetrics(&p, c.Logging, c.Metrics, c.Listen)
 	c.validateAdmin(&p)
 	c.validateLimits(&p)
+	p.AddAll("pages", c.Pages.Validate())
 	return p.Err()
 }
 

@@ -282,6 +282,8 @@ func TestValidateMessages(t *testing.T) {
 		}, `upstreams[0].recheckMaxAge: 30m0s is shorter than recheckInterval (1h0m0s); it must be at least as long`},
 		{func(c *Config) { c.Admin = AdminConfig{Listen: c.Listen, TokenFile: "/t"} },
 			`admin.listen: "127.0.0.1:5556" is also listen; the admin API needs its own port`},
+		{func(c *Config) { c.Pages.AccessRemovedContactURL = "mailto:it@example.com" },
+			`pages.accessRemovedContactURL: needs accessRemovedContact, the text of the link, e.g. "the IT service desk"`},
 	}
 	for _, tt := range tests {
 		c := mustParse(t, validYAML)
@@ -638,5 +640,16 @@ func TestValidateLoopbackRule(t *testing.T) {
 	c.Upstreams[1].Issuer = "http://127.0.0.1.nip.io:5557"
 	if diff := cmp.Diff([]string{"upstreams[1].issuer"}, errorPaths(t, c.Validate())); diff != "" {
 		t.Errorf("Validate() with http on a name that only resolves to loopback, paths (-want +got):\n%s", diff)
+	}
+}
+
+// TestPagesSectionParses: keyward.yaml's pages section reaches web's type.
+func TestPagesSectionParses(t *testing.T) {
+	c := mustParse(t, validYAML+"\npages:\n  accessRemovedContact: the IT service desk\n  accessRemovedContactURL: mailto:it@example.com\n")
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate() = %v", err)
+	}
+	if c.Pages.AccessRemovedContact != "the IT service desk" || c.Pages.AccessRemovedContactURL != "mailto:it@example.com" {
+		t.Errorf("pages = %+v", c.Pages)
 	}
 }

@@ -162,8 +162,9 @@ func runDemo(ctx context.Context, o demoOptions, out, logOut io.Writer) error {
 			ID: demoGatewayClient, Name: "Keyward demo gateway", Secret: "from-secrets",
 			RedirectURIs: []string{appURL + "/oauth2/callback"}, Audiences: []string{demoAPIAudience},
 			// Signing out at the gateway ends the Keyward session too and
-			// comes back to the app.
-			PostLogoutRedirectURIs: []string{appURL + "/"},
+			// comes back to the gateway's "You are signed out" page (or
+			// the app, with ?rd=/).
+			PostLogoutRedirectURIs: []string{appURL + "/oauth2/signed_out", appURL + "/"},
 		}},
 		SessionSecret: "from-secrets-from-secrets-from-secrets",
 		// The admin API takes access away; the gateway reads the feed.

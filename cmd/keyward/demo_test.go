@@ -93,9 +93,13 @@ func TestDemo(t *testing.T) {
 	if resp.StatusCode != http.StatusFound || !strings.Contains(resp.Header.Get("Location"), "/end_session") {
 		t.Fatalf("GET /oauth2/sign_out = %d to %q, want 302 to Keyward's end_session", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	// Keyward ends its own session and sends the browser back to the app.
-	if resp, _ := get(resp.Header.Get("Location")); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != appURL+"/" {
-		t.Errorf("Keyward end_session = %d to %q, want 303 back to %s/", resp.StatusCode, resp.Header.Get("Location"), appURL)
+	// Keyward ends its own session and sends the browser back to the
+	// gateway's signed-out page, which offers to sign in again.
+	if resp, _ := get(resp.Header.Get("Location")); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != appURL+"/oauth2/signed_out" {
+		t.Errorf("Keyward end_session = %d to %q, want 303 back to %s/oauth2/signed_out", resp.StatusCode, resp.Header.Get("Location"), appURL)
+	}
+	if resp, body := get(appURL + "/oauth2/signed_out"); resp.StatusCode != http.StatusOK || !strings.Contains(body, "You are signed out") || !strings.Contains(body, "Sign in again") {
+		t.Errorf("GET /oauth2/signed_out = %d, want the signed-out page:\n%s", resp.StatusCode, body)
 	}
 	if resp, _ := get(appURL + "/"); resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), "/oauth2/start") {
 		t.Errorf("GET / after sign-out = %d to %q, want 302 to /oauth2/start", resp.StatusCode, resp.Header.Get("Location"))

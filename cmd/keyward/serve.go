@@ -126,6 +126,7 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 	}
 	srv, err := web.New(web.Config{
 		Broker:         b,
+		Pages:          cfg.Pages,
 		Keys:           inst.keys,
 		SessionSecret:  derive(sec.SessionSecret, "keyward cookies v1"),
 		TrustedProxies: cfg.trustedProxies(),

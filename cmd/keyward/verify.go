@@ -163,6 +163,9 @@ func runVerifier(ctx context.Context, cfg *VerifyConfig, log *slog.Logger, ln, m
 		}
 		return err
 	}
+	if log.Enabled(ctx, slog.LevelDebug) {
+		opts.OnDecision = logDecision(log)
+	}
 	h := instrumentVerify(verify.NewHandler(v, cfg.Rules, opts), cfg.EnvoyPrefix, reg)
 
 	sopts := serverOptions(cfg.MaxConnections, log)
@@ -288,3 +291,12 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// logDecision logs one line per check at level debug: the rule, the
+// outcome and the reason; never the token or the query.
+func logDecision(log *slog.Logger) func(context.Context, verify.Decision) {
+	return func(ctx context.Context, d verify.Decision) {
+		log.DebugContext(ctx, "check", "outcome", d.Outcome(), "status", d.Status, "rule", d.Rule,
+			"reason", d.Reason, "method", d.Method, "host", d.Host, "path", d.Path)
+	}
+}

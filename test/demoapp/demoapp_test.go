@@ -1,6 +1,7 @@
 package demoapp
 
 import (
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -123,7 +124,11 @@ func TestSignIn(t *testing.T) {
 		"Sign out",
 		`action="/refresh"`,
 		`action="/logout"`,
+		// The decoded claims are shown whole (wrapped, not cut off).
+		`<pre class="da-code da-json" tabindex="0" aria-label="ID token claims">`,
 	)
+	css := e.do(t, http.MethodGet, "/static/demoapp.css", nil)
+	mustContain(t, "demoapp.css", css.body, ".da-json { max-height: none; white-space: pre-wrap; overflow-wrap: anywhere; }")
 	if strings.Contains(r.body, " disabled") {
 		t.Errorf("refresh button is disabled although a refresh token was issued")
 	}
@@ -359,4 +364,35 @@ func TestHeadersAndAssets(t *testing.T) {
 	if r := e.do(t, http.MethodGet, "/logout", nil); r.status != http.StatusMethodNotAllowed {
 		t.Errorf("GET /logout = %d, want 405", r.status)
 	}
+}
+
+// TestHomeSignedInAtGatewayOnly: behind the gateway, before the app's own
+// sign-in, the page does not ask to "sign in to see who you are" above
+// the gateway's table of who you are.
+func TestHomeSignedInAtGatewayOnly(t *testing.T) {
+	e := newTestEnv(t, func(c *Config) { c.GatewayHeaders = true })
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, e.srv.URL+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Auth-Request-User", "alice")
+	resp, err := e.browser.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := string(b)
+	mustContain(t, "home behind the gateway", body,
+		"The gateway has signed you in and told this app who you are (below).",
+		"Signed in at the gateway", "<code>alice</code>", "Sign in with Keyward")
+	if strings.Contains(body, "Sign in to see who you are") {
+		t.Errorf("the page asks to sign in to see who you are above the gateway's table of who you are")
+	}
+	// Without the gateway, the lead is as before.
+	r := e.do(t, http.MethodGet, "/", nil)
+	mustContain(t, "home without the gateway", r.body, "Sign in to see who you are")
 }

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/keyward/keyward/store"
+	"github.com/keyward/keyward/web"
 )
 
 // TestDeprovisionedSignInShowsAccessRemoved: after deprovisioning, a new
@@ -15,7 +16,9 @@ import (
 // clear "Access removed" page with no code for the application; reinstating
 // lets the person sign in again.
 func TestDeprovisionedSignInShowsAccessRemoved(t *testing.T) {
-	e := newEnv(t, envOptions{})
+	e := newEnv(t, envOptions{web: func(c *web.Config) {
+		c.Pages = web.PagesConfig{AccessRemovedContact: "the IT service desk", AccessRemovedContactURL: "mailto:it@example.com"}
+	}})
 	browser := newBrowser(t)
 	c := e.client(appID, appSecret, appRedir, browser)
 	tok, _ := c.signIn()
@@ -32,6 +35,10 @@ func TestDeprovisionedSignInShowsAccessRemoved(t *testing.T) {
 	body := readAll(t, resp)
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "Access removed") || resp.Header.Get("Location") != "" {
 		t.Errorf("sign-in after deprovisioning = %d (Location %q), want 403 \"Access removed\" and no redirect", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	// Not a dead end: the page says whom to ask (pages.accessRemovedContact).
+	if want := `Contact: <a href="mailto:it@example.com">the IT service desk</a>`; !strings.Contains(body, want) {
+		t.Errorf("the Access removed page lacks %s:\n%s", want, body)
 	}
 	if e.idps[0].Hits("authorize") != before+1 {
 		t.Errorf("the sign-in did not go to the upstream (single sign-on session should be gone)")

@@ -19,6 +19,7 @@ import (
 	"github.com/keyward/keyward/store/bolt"
 	"github.com/keyward/keyward/test/brokertest"
 	"github.com/keyward/keyward/test/fakeidp"
+	"github.com/keyward/keyward/web"
 )
 
 // clock is a controllable clock: real time plus an offset.
@@ -38,6 +39,7 @@ type envOptions struct {
 	upstreams int // default 1
 	keys      keys.Config
 	broker    func(*broker.Config)
+	web       func(*web.Config)
 }
 
 // env is one broker on a fixed URL with its fake upstreams; restart()
@@ -69,6 +71,7 @@ func newEnv(t *testing.T, opts envOptions) *env {
 		Keys:   opts.keys,
 		Now:    e.clock.Now,
 		Broker: opts.broker,
+		Web:    opts.web,
 	})
 	e.idps, e.issuer = e.b.IdPs, e.b.Issuer
 	e.store, e.keys = e.b.Store, e.b.Keys

@@ -285,6 +285,10 @@ func TestChooserWithSeveralUpstreams(t *testing.T) {
 			t.Errorf("chooser page lacks %q", want)
 		}
 	}
+	// Choosing is not an error: no "Reference:" for support.
+	if strings.Contains(body, "Reference:") {
+		t.Errorf("chooser page shows a Reference id although nothing went wrong")
+	}
 	i := strings.Index(body, "/login/partner?attempt=")
 	link := body[i:]
 	link = link[:strings.IndexAny(link, `"'`)]

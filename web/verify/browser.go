@@ -91,6 +91,10 @@ type BrowserConfig struct {
 //     postLogoutRedirectURIs), so Keyward's session ends too. Without an
 //     end_session_endpoint (or discovery) it redirects to rd and Keyward's
 //     session survives. Either way the next sign-in sends prompt=login.
+//     Without rd the landing is /oauth2/signed_out (so with an
+//     end_session_endpoint, <origin>/oauth2/signed_out must be registered);
+//   - GET /oauth2/signed_out?rd=URL: the "You are signed out" page, with a
+//     link to sign in again (to rd).
 //
 // rd must be a relative path or a URL on AllowedRedirectDomains; anything
 // else becomes "/". The session cookie (__Host-keyward-verify, HttpOnly,
@@ -147,7 +151,7 @@ func NewBrowser(v *Verifier, cfg BrowserConfig) (*Browser, error) {
 }
 
 func (b *Browser) serves(p string) bool {
-	return p == "/oauth2/start" || p == "/oauth2/sign_out" || p == b.callbackPath
+	return p == "/oauth2/start" || p == "/oauth2/sign_out" || p == signedOutPath || p == b.callbackPath
 }
 
 // ServeHTTP serves /oauth2/start, the callback and /oauth2/sign_out.
@@ -163,20 +167,33 @@ func (b *Browser) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b.start(w, r)
 	case "/oauth2/sign_out":
 		b.signOut(w, r)
+	case signedOutPath:
+		b.signedOut(w, r, b.redirectOrRoot(redirectParam(r.URL)))
 	default:
 		b.callback(w, r)
 	}
 }
 
+// signedOutPath is the page a sign-out without rd lands on.
+const signedOutPath = "/oauth2/signed_out"
+
 // signOut clears the session cookie and sends the browser to Keyward's
-// end_session_endpoint, or straight to rd when there is none.
+// end_session_endpoint, or straight to rd when there is none. Without rd,
+// the landing is the signed-out page.
 func (b *Browser) signOut(w http.ResponseWriter, r *http.Request) {
 	s, _ := b.readSession(r)
 	b.clearSession(w, r)
 	setCookie(w, signedOutCookie, "1", 0)
-	rd := b.redirectOrRoot(redirectParam(r.URL))
+	rd := signedOutPath
+	if p := redirectParam(r.URL); p != "" {
+		rd = b.redirectOrRoot(p)
+	}
 	end := b.endSessionEndpoint(r.Context())
 	if end == "" {
+		if rd == signedOutPath {
+			b.signedOut(w, r, "/")
+			return
+		}
 		http.Redirect(w, r, rd, http.StatusFound)
 		return
 	}
@@ -195,6 +212,16 @@ func (b *Browser) signOut(w http.ResponseWriter, r *http.Request) {
 	q.Set("post_logout_redirect_uri", base.ResolveReference(ref).String())
 	u.RawQuery = q.Encode()
 	http.Redirect(w, r, u.String(), http.StatusFound)
+}
+
+// signedOut shows the "You are signed out" page; its link signs in again
+// and returns to rd (already checked).
+func (b *Browser) signedOut(w http.ResponseWriter, r *http.Request, rd string) {
+	writePage(w, r, http.StatusOK, pageData{
+		Title:   "You are signed out",
+		Message: "Your session on this site has ended. Signing in again asks for your password.",
+		Link:    "/oauth2/start?rd=" + url.QueryEscape(rd), LinkText: "Sign in again",
+	})
 }
 
 // endSessionEndpoint returns Keyward's end_session_endpoint from the
@@ -231,7 +258,7 @@ func (b *Browser) start(w http.ResponseWriter, r *http.Request) {
 	}
 	oc, err := b.oauthConfig(r.Context())
 	if err != nil {
-		http.Error(w, "sign-in is unavailable: Keyward's discovery document could not be loaded", http.StatusServiceUnavailable)
+		signInFailed(w, r, http.StatusServiceUnavailable, errDiscoveryPage)
 		return
 	}
 	ls := loginState{
@@ -256,54 +283,58 @@ func (b *Browser) start(w http.ResponseWriter, r *http.Request) {
 func (b *Browser) callback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	state := q.Get("state")
-	if len(state) < 16 {
-		http.Error(w, "sign-in failed: the callback has no state", http.StatusBadRequest)
+	if state == "" {
+		signInFailed(w, r, http.StatusBadRequest, "The answer from Keyward has no state parameter. Start the sign-in again.")
 		return
 	}
-	name := loginCookiePrefix + state[:16]
 	var ls loginState
-	c, err := r.Cookie(name)
-	if err == nil {
+	name := ""
+	if len(state) >= 16 { // shorter: no sign-in of ours, whose states are longer
+		name = loginCookiePrefix + state[:16]
+	}
+	if c, err := r.Cookie(name); name != "" && err == nil {
 		plain, ok := b.open(name, c.Value)
 		if !ok || json.Unmarshal(plain, &ls) != nil {
 			ls = loginState{}
 		}
 	}
-	clearCookie(w, name)
+	if name != "" {
+		clearCookie(w, name)
+	}
 	if ls.State == "" || subtle.ConstantTimeCompare([]byte(ls.State), []byte(state)) != 1 || b.cfg.Now().Unix() > ls.Expiry {
-		http.Error(w, "sign-in failed: this sign-in was not started in this browser or took too long; start again", http.StatusBadRequest)
+		signInFailed(w, r, http.StatusBadRequest, "This sign-in was not started in this browser, was already completed, or took too long. Start it again.")
 		return
 	}
 	if iss := q.Get("iss"); iss != b.v.issuer { // RFC 9207 §2.4
-		http.Error(w, "sign-in failed: the response does not come from the configured issuer", http.StatusBadRequest)
+		signInFailed(w, r, http.StatusBadRequest, "The answer does not come from the configured issuer.")
 		return
 	}
 	if code := q.Get("error"); code != "" {
-		msg := "sign-in was not completed"
+		msg := "The sign-in was not completed"
 		if isOAuthCode(code) {
 			msg += " (" + code + ")"
 		}
-		http.Error(w, msg, http.StatusForbidden)
+		signInFailed(w, r, http.StatusForbidden, msg+".")
 		return
 	}
 	ctx := r.Context()
 	oc, err := b.oauthConfig(ctx)
 	if err != nil {
-		http.Error(w, "sign-in is unavailable: Keyward's discovery document could not be loaded", http.StatusServiceUnavailable)
+		signInFailed(w, r, http.StatusServiceUnavailable, errDiscoveryPage)
 		return
 	}
 	tok, err := oc.Exchange(b.clientContext(ctx), q.Get("code"), oauth2.VerifierOption(ls.Verifier))
 	if err != nil {
-		http.Error(w, "sign-in failed: Keyward did not redeem the code", http.StatusBadGateway)
+		signInFailed(w, r, http.StatusBadGateway, "Keyward did not redeem the authorization code.")
 		return
 	}
 	idToken, _ := tok.Extra("id_token").(string)
 	if err := b.verifyIDToken(ctx, idToken, ls.Nonce); err != nil {
-		http.Error(w, "sign-in failed: the ID token is not valid: "+publicReason(err), http.StatusBadGateway)
+		signInFailed(w, r, http.StatusBadGateway, "The ID token is not valid: "+publicReason(err)+".")
 		return
 	}
 	if _, err := b.v.Verify(ctx, tok.AccessToken); err != nil {
-		http.Error(w, "sign-in failed: the access token is not accepted by this verifier: "+publicReason(err), http.StatusBadGateway)
+		signInFailed(w, r, http.StatusBadGateway, "The access token is not accepted by this verifier: "+publicReason(err)+".")
 		return
 	}
 	b.setSession(w, r, browserSession{Access: tok.AccessToken, Refresh: tok.RefreshToken, IDToken: idToken})
@@ -374,6 +405,9 @@ func publicReason(err error) string {
 	}
 	return "verification failed"
 }
+
+// errDiscoveryPage is the page text when Keyward's endpoints are unknown.
+const errDiscoveryPage = "Sign-in is unavailable: Keyward's discovery document could not be loaded. Try again later."
 
 func isOAuthCode(s string) bool {
 	if len(s) > 64 {

@@ -167,12 +167,26 @@ func (b *Browser) renew(ctx context.Context, w http.ResponseWriter, r *http.Requ
 // signInRequired answers a check without a usable session, or one that
 // /oauth2/start must renew: 401 for nginx, whose error_page sends the
 // browser to /oauth2/start; for other gateways a 302 to /oauth2/start when
-// the request is for a page, else 401.
-func (b *Browser) signInRequired(w http.ResponseWriter, r *http.Request, family Headers, uri string) {
+// the request is for a page, else 401. A browser's own /favicon.ico request
+// (it fetches one for every page, the sign-in error pages included) never
+// starts a sign-in: 404 (403 for nginx, whose auth_request turns any other
+// status into 500).
+// It returns the status and reason it answered, for HandlerOptions.OnDecision.
+func (b *Browser) signInRequired(w http.ResponseWriter, r *http.Request, family Headers, uri string) (int, string) {
+	const noSession = "no browser session"
+	if p, _, _ := strings.Cut(uri, "?"); p == "/favicon.ico" {
+		if family == HeadersNginx {
+			e := writeError(w, errFaviconNoSession)
+			return e.Status, e.Description
+		}
+		w.WriteHeader(http.StatusNotFound)
+		return http.StatusNotFound, noSession + ": a favicon request does not start a sign-in"
+	}
 	if family != HeadersNginx && acceptsPage(r.Header) {
 		w.Header().Set("Location", "/oauth2/start?rd="+url.QueryEscape(uri))
 		w.WriteHeader(http.StatusFound)
-		return
+		return http.StatusFound, noSession
 	}
 	writeError(w, errNoToken)
+	return http.StatusUnauthorized, noSession
 }

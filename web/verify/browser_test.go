@@ -351,7 +351,7 @@ func TestBrowserSignOutEndSession(t *testing.T) {
 		"https://a.apps.example.com/p":    "https://a.apps.example.com/p",
 		"http://a.apps.example.com/p":     "https://" + browserHost + "/", // the callback is https
 		"http://" + browserHost + ":443/": "https://" + browserHost + "/",
-		"":                                "https://" + browserHost + "/",
+		"":                                "https://" + browserHost + "/oauth2/signed_out", // the signed-out page
 	} {
 		q := endSessionTo(t, be.do(t, h, "/oauth2/sign_out?rd="+url.QueryEscape(rd), nil))
 		if q.Get("post_logout_redirect_uri") != wantURI || q.Has("id_token_hint") || q.Get("client_id") != browserClient {

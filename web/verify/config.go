@@ -265,8 +265,8 @@ func (b *BrowserConfig) Validate() error {
 		p.add("redirectURL", "%q must be an absolute https URL without query (want an absolute http(s) URL), e.g. https://shop.example.com/oauth2/callback", b.RedirectURL)
 	case u.Scheme == "http" && !loopback.Host(u.Hostname()):
 		p.add("redirectURL", "%q %s: the session cookie is Secure", b.RedirectURL, loopback.HTTPSHint)
-	case !strings.HasPrefix(u.Path, "/oauth2/") || slices.Contains([]string{"/oauth2/auth", "/oauth2/start", "/oauth2/sign_out"}, u.Path) || cleanPath(u.Path) != u.Path:
-		p.add("redirectURL", "%q: the path must be under /oauth2/ and not auth, start or sign_out; use /oauth2/callback", b.RedirectURL)
+	case !strings.HasPrefix(u.Path, "/oauth2/") || slices.Contains([]string{"/oauth2/auth", "/oauth2/start", "/oauth2/sign_out", signedOutPath}, u.Path) || cleanPath(u.Path) != u.Path:
+		p.add("redirectURL", "%q: the path must be under /oauth2/ and not auth, start, sign_out or signed_out; use /oauth2/callback", b.RedirectURL)
 	}
 	for i, d := range b.AllowedRedirectDomains {
 		if d == "" || d == "." || strings.ContainsAny(d, "/\\@ *?#") {

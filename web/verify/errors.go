@@ -73,6 +73,15 @@ func refusedPath(desc string) *Error {
 	return &Error{Status: http.StatusForbidden, Code: CodeInvalidRequest, Description: desc, cause: ErrAmbiguousPath}
 }
 
+// ErrNoRequestURI is the cause of the 403 (invalid_request) answered when
+// the gateway's check names no URI of the original request (nginx without
+// proxy_set_header X-Original-URI $request_uri).
+var ErrNoRequestURI = errors.New("verify: the gateway did not send the original request's URI")
+
+func missingURI(desc string) *Error {
+	return &Error{Status: http.StatusForbidden, Code: CodeInvalidRequest, Description: desc, cause: ErrNoRequestURI}
+}
+
 func unavailable(desc string, cause error) *Error {
 	return &Error{Status: http.StatusServiceUnavailable, Code: CodeTemporarilyUnavailable, Description: desc, cause: cause}
 }

@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -43,6 +44,38 @@ type HandlerOptions struct {
 	// the request's own method, Host and Authorization. It must match the
 	// path_prefix configured in Envoy, e.g. "/ext_authz".
 	EnvoyPrefix string
+	// OnDecision, when set, is called once per check with its outcome (the
+	// handler itself never logs; keyward verify logs it at level debug).
+	OnDecision func(context.Context, Decision)
+}
+
+// Decision describes one check for HandlerOptions.OnDecision. It never
+// holds the token nor the query of the request.
+type Decision struct {
+	Method, Host string
+	// Path is the original request's URI without its query.
+	Path string
+	// Rule is the index of the matching rule in Rules, -1 when none did.
+	Rule int
+	// Status is the answer: 200, 302 (to sign in), 401, 403, 404 or 503.
+	Status int
+	// Reason is the refusal's fixed description ("" when allowed).
+	Reason string
+}
+
+// Outcome is "allow", "sign_in", "unauthenticated", "deny" or "unavailable".
+func (d Decision) Outcome() string {
+	switch {
+	case d.Status == http.StatusOK:
+		return "allow"
+	case d.Status == http.StatusFound:
+		return "sign_in"
+	case d.Status == http.StatusUnauthorized:
+		return "unauthenticated"
+	case d.Status == http.StatusServiceUnavailable:
+		return "unavailable"
+	}
+	return "deny"
 }
 
 // NewHandler returns the forward-auth endpoint. It serves:
@@ -53,7 +86,8 @@ type HandlerOptions struct {
 //     (Traefik forwardAuth, Caddy forward_auth). Host is X-Forwarded-Host,
 //     else Host; the method falls back to the request's own. nginx must pass
 //     the URI (proxy_set_header X-Original-URI $request_uri) and the host
-//     (X-Forwarded-Host $host): without a URI no rule matches.
+//     (X-Forwarded-Host $host): without a URI the check is refused with 403
+//     invalid_request naming the missing header (cause ErrNoRequestURI).
 //   - with opts.Browser: /oauth2/start, its callback path and
 //     /oauth2/sign_out (see Browser).
 //   - opts.EnvoyPrefix + path: Envoy ext_authz, see HandlerOptions.
@@ -68,7 +102,8 @@ type HandlerOptions struct {
 // (just realm="keyward" when there is no bearer token); 403 with
 // error="insufficient_scope" when the rules deny or nothing matches, and
 // with error="invalid_request" for a path Rules.Match refuses as ambiguous; 503 when
-// no key set has ever loaded. The handler never logs.
+// no key set has ever loaded. The handler never logs; opts.OnDecision
+// hears each check.
 func NewHandler(v *Verifier, rules Rules, opts HandlerOptions) http.Handler {
 	return &authHandler{v: v, rules: rules, opts: opts, envoyPrefix: strings.TrimSuffix(opts.EnvoyPrefix, "/"),
 		methodRules: rules.restrictMethods()}
@@ -85,6 +120,13 @@ type authHandler struct {
 var (
 	errNoRule      = insufficientScope("no rule allows this request")
 	errNoUserClaim = insufficientScope("token lacks the configured user claim")
+	// The gateway did not say which request it asks about: a configuration
+	// error of the gateway, not a refusal by the rules.
+	errNoOriginalURI  = missingURI("the gateway sent no X-Original-URI header; nginx needs proxy_set_header X-Original-URI $request_uri")
+	errNoForwardedURI = missingURI("the gateway sent no X-Forwarded-Uri header")
+	// errFaviconNoSession refuses /favicon.ico without a session rather
+	// than start a sign-in for it (see Browser.signInRequired).
+	errFaviconNoSession = insufficientScope("no session: a favicon request does not start a sign-in")
 )
 
 func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -119,16 +161,30 @@ var (
 )
 
 func (h *authHandler) check(w http.ResponseWriter, r *http.Request, host, uri, method string) {
-	rule, err := h.rules.Match(host, uri, method)
+	var d *Decision
+	if h.opts.OnDecision != nil {
+		path, _, _ := strings.Cut(uri, "?")
+		d = &Decision{Method: method, Host: host, Path: path, Rule: -1}
+		defer func() { h.opts.OnDecision(r.Context(), *d) }()
+	}
+	var rule *Rule
+	err := h.missingURI(uri)
+	if err == nil {
+		rule, err = h.rules.Match(host, uri, method)
+	}
 	if err == nil && h.methodRules && methodOverridden(r.Header, uri) {
 		err = errMethodOverride
 	}
+	if d != nil && rule != nil {
+		d.Rule = h.ruleIndex(rule)
+	}
 	if err != nil {
-		writeError(w, err)
+		d.refused(writeError(w, err))
 		return
 	}
 	if rule.Allow == AllowAnonymous {
 		w.WriteHeader(http.StatusOK)
+		d.allowed()
 		return
 	}
 	token, present := bearerToken(r.Header)
@@ -140,22 +196,25 @@ func (h *authHandler) check(w http.ResponseWriter, r *http.Request, host, uri, m
 	case rule.Browser && h.opts.Browser != nil:
 		c, token, err = h.opts.Browser.authenticate(r.Context(), w, r, method)
 		if errors.Is(err, ErrNoSession) {
-			h.opts.Browser.signInRequired(w, r, h.opts.Headers, uri)
+			status, reason := h.opts.Browser.signInRequired(w, r, h.opts.Headers, uri)
+			if d != nil {
+				d.Status, d.Reason = status, reason
+			}
 			return
 		}
 	default:
-		writeError(w, errNoToken)
+		d.refused(writeError(w, errNoToken))
 		return
 	}
 	if err == nil {
 		err = rule.Authorize(c)
 	}
 	if err != nil {
-		writeError(w, err)
+		d.refused(writeError(w, err))
 		return
 	}
 	if c.hdr.user == nil {
-		writeError(w, errNoUserClaim)
+		d.refused(writeError(w, errNoUserClaim))
 		return
 	}
 	hdr := w.Header()
@@ -174,6 +233,47 @@ func (h *authHandler) check(w http.ResponseWriter, r *http.Request, host, uri, m
 		hdr["X-Auth-Request-Access-Token"] = []string{token}
 	}
 	w.WriteHeader(http.StatusOK)
+	d.allowed()
+}
+
+// missingURI refuses a check whose gateway sent no URI header: without it
+// no rule could match, and "no rule allows this request" would hide the
+// gateway's misconfiguration.
+func (h *authHandler) missingURI(uri string) error {
+	if uri != "" {
+		return nil
+	}
+	if h.opts.Headers == HeadersForwarded {
+		return errNoForwardedURI
+	}
+	return errNoOriginalURI
+}
+
+// ruleIndex is the index of r in h.rules, or -1.
+func (h *authHandler) ruleIndex(r *Rule) int {
+	for i := range h.rules {
+		if &h.rules[i] == r {
+			return i
+		}
+	}
+	return -1
+}
+
+func (d *Decision) allowed() {
+	if d != nil {
+		d.Status = http.StatusOK
+	}
+}
+
+// refused records the answer writeError gave.
+func (d *Decision) refused(e *Error) {
+	if d == nil {
+		return
+	}
+	d.Status, d.Reason = http.StatusInternalServerError, "internal error"
+	if e != nil {
+		d.Status, d.Reason = e.Status, e.Description
+	}
 }
 
 // headerOr returns the first non-empty value of the named (canonical)
@@ -220,13 +320,14 @@ func bearerToken(h http.Header) (token string, present bool) {
 	return strings.TrimSpace(v[0][len(scheme):]), true
 }
 
-// writeError answers with err's status and an RFC 6750 §3 challenge. The
-// description is fixed text from this package, so it needs no escaping.
-func writeError(w http.ResponseWriter, err error) {
+// writeError answers with err's status and an RFC 6750 §3 challenge, and
+// returns the *Error it answered (nil for a 500). The description is fixed
+// text from this package, so it needs no escaping.
+func writeError(w http.ResponseWriter, err error) *Error {
 	var e *Error
 	if !errors.As(err, &e) {
 		w.WriteHeader(http.StatusInternalServerError)
-		return
+		return nil
 	}
 	switch {
 	case e == errNoToken:
@@ -236,4 +337,5 @@ func writeError(w http.ResponseWriter, err error) {
 			`", error_description="` + e.Description + `"`}
 	}
 	w.WriteHeader(e.Status)
+	return e
 }

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -77,7 +78,9 @@ func TestHandler(t *testing.T) {
 		{"nginx traversal", HandlerOptions{}, "GET", "/oauth2/auth", "verifier", nginx("/public/../admin", "GET"), "", 403,
 			challenge("invalid_request", "request path has a dot segment (. or ..)")},
 		{"nginx no URI", HandlerOptions{}, "GET", "/oauth2/auth", "api.example.com", http.Header{}, good, 403,
-			challenge("invalid_request", "request path missing or not absolute")},
+			challenge("invalid_request", "the gateway sent no X-Original-URI header; nginx needs proxy_set_header X-Original-URI $request_uri")},
+		{"traefik no URI", fwd, "GET", "/oauth2/auth", "api.example.com", http.Header{"X-Forwarded-Host": {"api.example.com"}}, good, 403,
+			challenge("invalid_request", "the gateway sent no X-Forwarded-Uri header")},
 		{"nginx method from subrequest", HandlerOptions{}, "POST", "/oauth2/auth", "api.example.com",
 			http.Header{"X-Original-Uri": {"/orders/1"}}, good, 403, challenge("insufficient_scope", "token lacks a required scope")},
 		{"traefik valid", fwd, "GET", "/oauth2/auth", "verifier", traefik("/orders/1", "GET"), good, 200, identity},
@@ -97,7 +100,7 @@ func TestHandler(t *testing.T) {
 			merge(nginx("/orders/1", "POST"), http.Header{"X-Forwarded-Uri": {"/public/x"}, "X-Forwarded-Method": {"GET"}}), good, 403,
 			challenge("insufficient_scope", "token lacks a required scope")},
 		{"nginx no X-Original", HandlerOptions{Headers: HeadersNginx}, "GET", "/oauth2/auth", "verifier", traefik("/orders/1", "GET"), good, 403,
-			challenge("invalid_request", "request path missing or not absolute")},
+			challenge("invalid_request", "the gateway sent no X-Original-URI header; nginx needs proxy_set_header X-Original-URI $request_uri")},
 		{"envoy family has no /oauth2/auth", HandlerOptions{Headers: HeadersEnvoy, EnvoyPrefix: "/ext_authz"}, "GET", "/oauth2/auth", "verifier",
 			nginx("/orders/1", "GET"), good, 404, http.Header{"Content-Type": {"text/plain; charset=utf-8"}, "X-Content-Type-Options": {"nosniff"}}},
 		{"envoy family ignores X-Forwarded-Host", HandlerOptions{Headers: HeadersEnvoy, EnvoyPrefix: "/ext_authz"}, "GET", "/ext_authz/orders/1",
@@ -432,5 +435,60 @@ func TestHandlerRefusesMethodOverride(t *testing.T) {
 	}
 	if got := check(withMethods, "/items/1?method=x", ""); got != http.StatusOK {
 		t.Errorf("POST /items/1 without an override = %d, want 200", got)
+	}
+}
+
+// TestHandlerDecisions: OnDecision hears one decision per check, with the
+// rule, the outcome and the reason, and never the token or the query.
+func TestHandlerDecisions(t *testing.T) {
+	e := newEnv(t)
+	v := newVerifier(t, e.ks, e.clock, nil)
+	token := mint(t, e.rsa, nil, e.claims)
+	var got []Decision
+	h := NewHandler(v, handlerRules(), HandlerOptions{OnDecision: func(_ context.Context, d Decision) { got = append(got, d) }})
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	for _, c := range []struct{ uri, method, auth string }{
+		{"/orders/1?secret=x", "GET", "Bearer " + token},
+		{"/orders/1", "POST", "Bearer " + token},
+		{"/public/a.css", "GET", ""},
+		{"/admin", "GET", "Bearer " + token},
+		{"/orders/1", "GET", ""},
+		{"", "GET", "Bearer " + token},
+	} {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+"/oauth2/auth", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.uri != "" {
+			req.Header.Set("X-Original-Uri", c.uri)
+		}
+		req.Header.Set("X-Original-Method", c.method)
+		req.Header.Set("X-Forwarded-Host", "api.example.com")
+		if c.auth != "" {
+			req.Header.Set("Authorization", c.auth)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	want := []Decision{
+		{Method: "GET", Host: "api.example.com", Path: "/orders/1", Rule: 2, Status: 200},
+		{Method: "POST", Host: "api.example.com", Path: "/orders/1", Rule: 1, Status: 403, Reason: "token lacks a required scope"},
+		{Method: "GET", Host: "api.example.com", Path: "/public/a.css", Rule: 0, Status: 200},
+		{Method: "GET", Host: "api.example.com", Path: "/admin", Rule: -1, Status: 403, Reason: "no rule allows this request"},
+		{Method: "GET", Host: "api.example.com", Path: "/orders/1", Rule: 2, Status: 401, Reason: "no bearer token"},
+		{Method: "GET", Host: "api.example.com", Path: "", Rule: -1, Status: 403,
+			Reason: "the gateway sent no X-Original-URI header; nginx needs proxy_set_header X-Original-URI $request_uri"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("decisions (-want +got):\n%s", diff)
+	}
+	for i, wantOutcome := range []string{"allow", "deny", "allow", "deny", "unauthenticated", "deny"} {
+		if i < len(got) && got[i].Outcome() != wantOutcome {
+			t.Errorf("decision %d outcome = %q, want %q", i, got[i].Outcome(), wantOutcome)
+		}
 	}
 }
