@@ -1,18 +1,12 @@
 package main
 
 import (
-	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"encoding/json"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -20,29 +14,16 @@ import (
 // line per check with the rule, outcome and reason, never the token; at
 // info it logs none.
 func TestRunVerifierLogsDecisionsAtDebug(t *testing.T) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
-	}))
-	t.Cleanup(jwks.Close)
+	jwksURL, signToken := testJWKS(t)
 	now := time.Now()
-	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
+	signed := signToken(jwt.MapClaims{
 		"iss": "https://sso.example.com", "aud": "orders-api", "sub": "s1", "exp": now.Add(5 * time.Minute).Unix(), "iat": now.Unix(),
 	})
-	tok.Header["typ"], tok.Header["kid"] = "at+jwt", "k1"
-	signed, err := tok.SignedString(key)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, level := range []slog.Level{slog.LevelDebug, slog.LevelInfo} {
 		cfg := mustParseVerify(t, `
 issuer: https://sso.example.com
 audience: [orders-api]
-jwksURL: `+jwks.URL+`
+jwksURL: `+jwksURL+`
 rules:
   - {path: /orders/}
 `)
@@ -51,11 +32,7 @@ rules:
 		}
 		ln := listenLoopback(t)
 		var logs lockedBuffer
-		ctx, cancel := context.WithCancel(t.Context())
-		done := make(chan error, 1)
-		go func() {
-			done <- runVerifier(ctx, cfg, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: level})), ln, nil)
-		}()
+		stop := startVerifier(t, cfg, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: level})), ln, nil)
 		check := func(uri string) int {
 			t.Helper()
 			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+ln.Addr().String()+"/oauth2/auth", nil)
@@ -82,10 +59,7 @@ rules:
 		if status := check(""); status != http.StatusForbidden {
 			t.Errorf("check without X-Original-URI = %d, want 403", status)
 		}
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("runVerifier() = %v", err)
-		}
+		stop()
 		out := logs.String()
 		if strings.Contains(out, signed) || strings.Contains(out, "q=secret") {
 			t.Errorf("the log holds the token or the query:\n%s", out)

@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,20 +26,12 @@ import (
 // JWKS: a valid token passes with identity headers, a missing one is 401,
 // and the metrics count both.
 func TestRunVerifier(t *testing.T) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
-	}))
-	t.Cleanup(jwks.Close)
+	jwksURL, signToken := testJWKS(t)
 
 	cfg := mustParseVerify(t, `
 issuer: https://sso.example.com
 audience: [orders-api]
-jwksURL: `+jwks.URL+`
+jwksURL: `+jwksURL+`
 rules:
   - {path: /orders/, scopes: {anyOf: [orders:read]}}
 `)
@@ -48,32 +41,14 @@ rules:
 	ln, mln := listenLoopback(t), listenLoopback(t)
 	var logs lockedBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- runVerifier(ctx, cfg, log, ln, mln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("runVerifier() = %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("runVerifier did not stop within 10s of cancel")
-		}
-	})
+	startVerifier(t, cfg, log, ln, mln)
 
 	now := time.Now()
-	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
+	signed := signToken(jwt.MapClaims{
 		"iss": "https://sso.example.com", "aud": "orders-api", "sub": "s1", "exp": now.Add(5 * time.Minute).Unix(),
 		"iat": now.Unix(), "scope": "openid orders:read", "email": "alice@example.com", "preferred_username": "alice",
 		"groups": []string{"staff", "admins"},
 	})
-	tok.Header["typ"], tok.Header["kid"] = "at+jwt", "k1"
-	signed, err := tok.SignedString(key)
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	base := "http://" + ln.Addr().String()
 	check := func(token string) *http.Response {
@@ -201,14 +176,7 @@ func grepLines(s, sub string) string {
 // revoked subject's token is refused, another passes, and the feed's
 // metrics are exported.
 func TestRunVerifierRevocationFeed(t *testing.T) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
-	}))
-	t.Cleanup(jwks.Close)
+	jwksURL, signToken := testJWKS(t)
 	now := time.Now()
 	feed := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if id, secret, _ := r.BasicAuth(); id != "edge" || secret != "edge-secret" || r.URL.Path != "/revocations" {
@@ -224,7 +192,7 @@ func TestRunVerifierRevocationFeed(t *testing.T) {
 	cfg := mustParseVerify(t, `
 issuer: https://sso.example.com
 audience: [orders-api]
-jwksURL: `+jwks.URL+`
+jwksURL: `+jwksURL+`
 rules:
   - {path: /}
 revocationFeed:
@@ -236,31 +204,12 @@ revocationFeed:
 		t.Fatalf("Validate() = %v", err)
 	}
 	ln, mln := listenLoopback(t), listenLoopback(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
 	var logs lockedBuffer
-	go func() { done <- runVerifier(ctx, cfg, slog.New(slog.NewJSONHandler(&logs, nil)), ln, mln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("runVerifier() = %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("runVerifier did not stop within 10s of cancel")
-		}
-	})
+	startVerifier(t, cfg, slog.New(slog.NewJSONHandler(&logs, nil)), ln, mln)
 	sign := func(sub string) string {
-		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
+		return signToken(jwt.MapClaims{
 			"iss": "https://sso.example.com", "aud": "orders-api", "sub": sub, "exp": now.Add(5 * time.Minute).Unix(), "iat": now.Unix(),
 		})
-		tok.Header["typ"], tok.Header["kid"] = "at+jwt", "k1"
-		s, err := tok.SignedString(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
 	}
 	check := func(token string) int {
 		t.Helper()
@@ -323,20 +272,7 @@ rules:
 		t.Fatalf("Validate() = %v", err)
 	}
 	ln, mln := listenLoopback(t), listenLoopback(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- runVerifier(ctx, cfg, slog.New(slog.DiscardHandler), ln, mln) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("runVerifier() = %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("runVerifier did not stop within 10s of cancel")
-		}
-	})
+	startVerifier(t, cfg, slog.New(slog.DiscardHandler), ln, mln)
 
 	for _, url := range []string{"http://" + ln.Addr().String() + "/healthz", "http://" + mln.Addr().String() + "/metrics"} {
 		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
@@ -396,4 +332,55 @@ rules:
 	case <-time.After(10 * time.Second):
 		t.Error("the second connection was not served within 10s of the first closing")
 	}
+}
+
+// testJWKS serves a JWKS with one RS256 key, kid k1, for the tests' whole
+// life. signToken signs claims with it as an access token (typ at+jwt).
+func testJWKS(t *testing.T) (jwksURL string, signToken func(jwt.MapClaims) string) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
+	}))
+	t.Cleanup(jwks.Close)
+	return jwks.URL, func(claims jwt.MapClaims) string {
+		t.Helper()
+		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
+		tok.Header["typ"], tok.Header["kid"] = "at+jwt", "k1"
+		signed, err := tok.SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return signed
+	}
+}
+
+// startVerifier runs the verify command's servers on ln and mln (nil: no
+// metrics listener) in the background. stop ends the run and reports its
+// error; it also runs when the test ends.
+func startVerifier(t *testing.T, cfg *VerifyConfig, log *slog.Logger, ln, mln net.Listener) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- runVerifier(ctx, cfg, log, ln, mln) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("runVerifier() = %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("runVerifier did not stop within 10s of cancel")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
