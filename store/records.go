@@ -96,10 +96,15 @@ const (
 	// client is known (for back-channel logout) after the codes and tokens
 	// themselves have expired.
 	GrantSessionClient GrantKind = "session_client"
+	// GrantDeniedToken: a revoked access token, keyed by its jti, kept
+	// until the token's expiry (ExpiresAt), so a point lookup tells whether
+	// a self-contained access token was revoked (/revoke, code reuse, a
+	// revoked refresh family).
+	GrantDeniedToken GrantKind = "denied_token"
 )
 
 // GrantKinds lists every kind, in a stable order.
-var GrantKinds = []GrantKind{GrantAuthorizeCode, GrantPKCE, GrantOIDC, GrantAccessToken, GrantRefreshToken, GrantAssertionJTI, GrantSessionClient}
+var GrantKinds = []GrantKind{GrantAuthorizeCode, GrantPKCE, GrantOIDC, GrantAccessToken, GrantRefreshToken, GrantAssertionJTI, GrantSessionClient, GrantDeniedToken}
 
 // GrantDeletion is what Store.EndSession removed.
 type GrantDeletion struct {
@@ -126,6 +131,12 @@ type Grant struct {
 	Active bool
 	// AccessSignature links a refresh token to the access token issued with it.
 	AccessSignature string
+	// AccessTokenID is the jti of the access token issued together with
+	// this code redemption or refresh token, and AccessExpiresAt its
+	// expiry: access tokens are not stored, so revoking the family denies
+	// that jti until then (RevokeToken entries, GrantDeniedToken grants).
+	AccessTokenID   string
+	AccessExpiresAt time.Time
 	// RotatedAt is when a refresh token was rotated (zero: not rotated).
 	RotatedAt time.Time
 	// GraceUsedAt is when a rotated refresh token was used within the grace
@@ -188,6 +199,9 @@ const (
 	RevokeSubject RevocationKind = "subject"
 	// RevokeSession: every token carrying sid = SessionID issued before NotBefore.
 	RevokeSession RevocationKind = "session"
+	// RevokeToken: the one access token whose jti is TokenID (NotBefore is
+	// its iat rounded up; ExpiresAt its exp).
+	RevokeToken RevocationKind = "token"
 )
 
 // Revocation is one entry of the revocation feed that edge verifiers poll.
@@ -196,6 +210,8 @@ type Revocation struct {
 	Kind      RevocationKind
 	Subject   string
 	SessionID string
+	// TokenID is the jti of a RevokeToken entry.
+	TokenID string
 	// NotBefore: tokens issued before it are void.
 	NotBefore time.Time
 	// ExpiresAt: after it no token issued before NotBefore can still be
