@@ -130,8 +130,11 @@ func (s *backchannelSender) wait() { s.pending.Wait() }
 // session s (a GrantSessionClient grant expiring with the session), so that
 // the client is told when the session ends even after its codes and access
 // tokens have expired and been collected. Recording it again is a no-op.
+// In the unit of work that creates the session it is gathered there; for
+// a session that exists already it is written at once, if missing (a
+// conflict in a unit of work would abort it).
 func (si *signIn) recordSessionClient(ctx context.Context, s store.Session, clientID string) error {
-	err := si.store.CreateGrant(ctx, store.Grant{
+	g := store.Grant{
 		Kind:        store.GrantSessionClient,
 		Signature:   s.ID + "/" + clientID,
 		ClientID:    clientID,
@@ -140,7 +143,18 @@ func (si *signIn) recordSessionClient(ctx context.Context, s store.Session, clie
 		Active:      true,
 		RequestedAt: si.now().UTC(),
 		ExpiresAt:   s.ExpiresAt,
-	})
+	}
+	if u := unitFrom(ctx); u != nil && u.createsSession(s.ID) {
+		return u.createGrant(g)
+	}
+	_, err := si.store.GetGrant(ctx, g.Kind, g.Signature)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("record session client: %w", err)
+	}
+	err = si.store.CreateGrant(ctx, g)
 	if err != nil && !errors.Is(err, store.ErrConflict) {
 		return fmt.Errorf("record session client: %w", err)
 	}

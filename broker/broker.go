@@ -25,6 +25,7 @@ import (
 // Store is the part of store.Store the broker uses.
 type Store interface {
 	grantStore
+	batcher // uow.go
 	CreateLoginAttempt(ctx context.Context, a store.LoginAttempt) error
 	GetLoginAttempt(ctx context.Context, id string) (store.LoginAttempt, error)
 	GetLoginAttemptByState(ctx context.Context, state string) (store.LoginAttempt, error)

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"sync"
 	"time"
 
 	"github.com/ory/fosite"
@@ -26,70 +25,6 @@ type grantStore interface {
 	UpdateGrant(ctx context.Context, kind store.GrantKind, signature string, updater func(store.Grant) (store.Grant, error)) error
 	DeleteGrant(ctx context.Context, kind store.GrantKind, signature string) error
 	DeleteGrantsByRequest(ctx context.Context, requestID string, kinds ...store.GrantKind) (int, error)
-}
-
-// issueAnchor closes the window between fosite's separate store calls at the
-// token endpoint. fosite first marks the record a request is redeemed from
-// used (InvalidateAuthorizeCodeSession, RotateRefreshToken), then creates
-// the new access and refresh tokens, each in its own transaction. A
-// revocation landing in between (reuse detection, /revoke, deprovisioning,
-// logout: every one deletes that record with the rest of the family) would
-// miss the tokens created after it. So the token endpoint gives each
-// request an anchor; the redeem call records the redeemed record in it; and
-// every token record created afterwards is followed by a read of that
-// record: gone means revoked meanwhile, and the new records are deleted and
-// the request refused (errRevokedWhileIssuing). A revocation after that read
-// deletes the new records itself, because they are already stored.
-type issueAnchor struct {
-	mu   sync.Mutex
-	kind store.GrantKind
-	sig  string
-}
-
-type issueAnchorKey struct{}
-
-// withIssueAnchor returns ctx carrying a fresh anchor for one token request.
-func withIssueAnchor(ctx context.Context) context.Context {
-	return context.WithValue(ctx, issueAnchorKey{}, &issueAnchor{})
-}
-
-// setAnchor records the record the request is redeemed from.
-func setAnchor(ctx context.Context, kind store.GrantKind, sig string) {
-	if a, ok := ctx.Value(issueAnchorKey{}).(*issueAnchor); ok {
-		a.mu.Lock()
-		a.kind, a.sig = kind, sig
-		a.mu.Unlock()
-	}
-}
-
-// errRevokedWhileIssuing: the grant was revoked while its new tokens were
-// being stored; they have been deleted again.
-var errRevokedWhileIssuing = errors.New("the grant was revoked while its tokens were being issued")
-
-// checkAnchor runs after a token record of requestID was created; see
-// issueAnchor.
-func (s *fositeStore) checkAnchor(ctx context.Context, requestID string) error {
-	a, ok := ctx.Value(issueAnchorKey{}).(*issueAnchor)
-	if !ok {
-		return nil
-	}
-	a.mu.Lock()
-	kind, sig := a.kind, a.sig
-	a.mu.Unlock()
-	if sig == "" {
-		return nil
-	}
-	_, err := s.grants.GetGrant(ctx, kind, sig)
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("check %s: %w", kind, err)
-	}
-	if _, err := s.grants.DeleteGrantsByRequest(ctx, requestID, store.GrantAccessToken, store.GrantRefreshToken); err != nil {
-		return fmt.Errorf("delete tokens of a revoked grant: %w", err)
-	}
-	return errRevokedWhileIssuing
 }
 
 // fositeStore implements fosite's storage interfaces on Keyward's store.
@@ -182,10 +117,42 @@ func (s *fositeStore) create(ctx context.Context, kind store.GrantKind, sig stri
 		g.Subject = sess.GetSubject()
 		g.SessionID = sess.SessionID
 	}
-	if err := s.grants.CreateGrant(ctx, g); err != nil {
+	if err := s.createGrant(ctx, g); err != nil {
 		return fmt.Errorf("create %s: %w", kind, err)
 	}
 	return nil
+}
+
+// The four low-level writers and the reader below are where the unit of
+// work (uow.go) comes in: with one in ctx, writes are gathered into it and
+// reads see its pending writes; without one they go to the store at once.
+
+func (s *fositeStore) createGrant(ctx context.Context, g store.Grant) error {
+	if u := unitFrom(ctx); u != nil {
+		return u.createGrant(g)
+	}
+	return s.grants.CreateGrant(ctx, g)
+}
+
+func (s *fositeStore) getGrant(ctx context.Context, kind store.GrantKind, sig string) (store.Grant, error) {
+	g, err := s.grants.GetGrant(ctx, kind, sig)
+	if u := unitFrom(ctx); u != nil {
+		return u.overlay(kind, sig, g, err)
+	}
+	return g, err
+}
+
+// update runs fn on the stored record: at commit with a unit of work, at
+// once without. A missing record is fosite.ErrNotFound.
+func (s *fositeStore) update(ctx context.Context, kind store.GrantKind, sig string, fn func(store.Grant) (store.Grant, error)) error {
+	if u := unitFrom(ctx); u != nil {
+		return u.updateGrant(kind, sig, fn)
+	}
+	err := s.grants.UpdateGrant(ctx, kind, sig, fn)
+	if errors.Is(err, store.ErrNotFound) {
+		return fosite.ErrNotFound
+	}
+	return err
 }
 
 func (s *fositeStore) marshal(r fosite.Requester) ([]byte, error) {
@@ -248,7 +215,7 @@ var errGrantExpired = errors.New("expired")
 
 // get loads a record; an expired one is reported as not found.
 func (s *fositeStore) get(ctx context.Context, kind store.GrantKind, sig string, proto fosite.Session) (store.Grant, fosite.Requester, error) {
-	g, err := s.grants.GetGrant(ctx, kind, sig)
+	g, err := s.getGrant(ctx, kind, sig)
 	if errors.Is(err, store.ErrNotFound) {
 		return g, nil, fosite.ErrNotFound
 	}
@@ -264,7 +231,12 @@ func (s *fositeStore) get(ctx context.Context, kind store.GrantKind, sig string,
 	return g, r, err
 }
 
+// del removes a record: at commit with a unit of work (a missing record is
+// then ignored), at once without (missing: fosite.ErrNotFound).
 func (s *fositeStore) del(ctx context.Context, kind store.GrantKind, sig string) error {
+	if u := unitFrom(ctx); u != nil {
+		return u.deleteGrant(kind, sig)
+	}
 	err := s.grants.DeleteGrant(ctx, kind, sig)
 	if errors.Is(err, store.ErrNotFound) {
 		return fosite.ErrNotFound
@@ -301,16 +273,21 @@ func (s *fositeStore) GetAuthorizeCodeSession(ctx context.Context, sig string, p
 	return r, nil
 }
 
+// errCodeRaced: the code was redeemed by a concurrent request first (the
+// precondition of InvalidateAuthorizeCodeSession, checked at commit).
+var errCodeRaced = errors.New("the authorization code was redeemed by a concurrent request")
+
+// InvalidateAuthorizeCodeSession marks the code used, on the condition
+// that it is still unused when the unit of work commits: of two
+// redemptions racing, one wins.
 func (s *fositeStore) InvalidateAuthorizeCodeSession(ctx context.Context, sig string) error {
-	setAnchor(ctx, store.GrantAuthorizeCode, sig)
-	err := s.grants.UpdateGrant(ctx, store.GrantAuthorizeCode, sig, func(g store.Grant) (store.Grant, error) {
+	return s.update(ctx, store.GrantAuthorizeCode, sig, func(g store.Grant) (store.Grant, error) {
+		if !g.Active {
+			return g, errCodeRaced
+		}
 		g.Active = false
 		return g, nil
 	})
-	if errors.Is(err, store.ErrNotFound) {
-		return fosite.ErrNotFound
-	}
-	return err
 }
 
 // --- PKCE (keyed by the code's signature) and OIDC (keyed by the code)
@@ -354,10 +331,7 @@ func (s *fositeStore) DeleteOpenIDConnectSession(ctx context.Context, code strin
 // --- access tokens (the JWT's signature segment)
 
 func (s *fositeStore) CreateAccessTokenSession(ctx context.Context, sig string, r fosite.Requester) error {
-	if err := s.create(ctx, store.GrantAccessToken, sig, r, expiry(r, fosite.AccessToken, s.now().Add(time.Hour)), ""); err != nil {
-		return err
-	}
-	return s.checkAnchor(ctx, r.GetID())
+	return s.create(ctx, store.GrantAccessToken, sig, r, expiry(r, fosite.AccessToken, s.now().Add(time.Hour)), "")
 }
 
 func (s *fositeStore) GetAccessTokenSession(ctx context.Context, sig string, proto fosite.Session) (fosite.Requester, error) {
@@ -387,82 +361,92 @@ func (s *fositeStore) CreateRefreshTokenSession(ctx context.Context, sig, access
 			sess.SetExpiresAt(fosite.RefreshToken, limit)
 		}
 	}
-	if err := s.create(ctx, store.GrantRefreshToken, sig, r, exp, accessSig); err != nil {
-		return err
-	}
-	return s.checkAnchor(ctx, r.GetID())
+	return s.create(ctx, store.GrantRefreshToken, sig, r, exp, accessSig)
 }
 
 // GetRefreshTokenSession returns a rotated token's request with
-// fosite.ErrInactiveToken (fosite then revokes the family: reuse detection),
-// except for one use within the grace period after its rotation.
+// fosite.ErrInactiveToken (fosite then revokes the family at once: reuse
+// detection), except while its one grace use is free. It writes nothing:
+// the grace use is claimed at commit (RotateRefreshToken).
 func (s *fositeStore) GetRefreshTokenSession(ctx context.Context, sig string, proto fosite.Session) (fosite.Requester, error) {
 	g, r, err := s.get(ctx, store.GrantRefreshToken, sig, proto)
 	if err != nil {
 		return nil, err
 	}
-	if !g.Active {
-		if s.takeGrace(ctx, g) {
-			return r, nil
-		}
+	if !g.Active && !s.graceFree(g, s.now()) {
 		return r, fosite.ErrInactiveToken
 	}
 	return r, nil
 }
 
-// errGraceTaken: the one grace use of a rotated refresh token is gone.
-var errGraceTaken = errors.New("grace use already taken")
-
-// takeGrace claims, atomically, the single use that a rotated refresh token
-// allows within the grace period (a client racing itself). A second use is
-// reuse: the caller then reports the token inactive and fosite revokes the
-// family.
-func (s *fositeStore) takeGrace(ctx context.Context, g store.Grant) bool {
-	now := s.now()
-	if g.RotatedAt.IsZero() || now.Sub(g.RotatedAt) > s.refreshGrace || !g.GraceUsedAt.IsZero() {
-		return false
-	}
-	err := s.grants.UpdateGrant(ctx, g.Kind, g.Signature, func(old store.Grant) (store.Grant, error) {
-		if !old.GraceUsedAt.IsZero() {
-			return old, errGraceTaken
-		}
-		old.GraceUsedAt = now
-		return old, nil
-	})
-	return err == nil
+// graceFree reports whether the rotated refresh token g still has its one
+// use within the grace period after its rotation (a client racing itself).
+func (s *fositeStore) graceFree(g store.Grant, now time.Time) bool {
+	return !g.Active && !g.RotatedAt.IsZero() && now.Sub(g.RotatedAt) <= s.refreshGrace && g.GraceUsedAt.IsZero()
 }
 
+// errRefreshRaced: the refresh token was no longer the family's current
+// one when the refresh committed, and its grace use was gone (the
+// precondition of RotateRefreshToken).
+var errRefreshRaced = errors.New("the refresh token was used by a concurrent request")
+
+// DeleteRefreshTokenSession removes one refresh token at once: fosite
+// calls it only on reuse, and revocations are never gathered into a unit
+// of work (the request fails, but the revocation must stand).
 func (s *fositeStore) DeleteRefreshTokenSession(ctx context.Context, sig string) error {
-	return s.del(ctx, store.GrantRefreshToken, sig)
+	err := s.grants.DeleteGrant(ctx, store.GrantRefreshToken, sig)
+	if errors.Is(err, store.ErrNotFound) {
+		return fosite.ErrNotFound
+	}
+	return err
 }
 
-// RotateRefreshToken marks the presented refresh token used and drops the
-// family's access-token records. A second rotation within the grace period
-// keeps the first rotation time and the newer access token.
+// RotateRefreshToken marks the presented refresh token used, on the
+// condition, checked at commit, that it is still the family's current one
+// or that its one grace use is free and within the grace window (then the
+// grace use is taken and the first rotation time kept). It drops the
+// access token issued with the rotated one.
 func (s *fositeStore) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
-	setAnchor(ctx, store.GrantRefreshToken, sig)
-	first := false
-	err := s.grants.UpdateGrant(ctx, store.GrantRefreshToken, sig, func(g store.Grant) (store.Grant, error) {
-		first = g.Active
-		if g.Active {
-			g.Active = false
-			g.RotatedAt = s.now()
-		}
-		return g, nil
-	})
+	g, err := s.getGrant(ctx, store.GrantRefreshToken, sig)
 	if errors.Is(err, store.ErrNotFound) {
 		return fosite.ErrNotFound
 	}
 	if err != nil {
 		return fmt.Errorf("rotate refresh token: %w", err)
 	}
-	if first {
-		return s.RevokeAccessToken(ctx, requestID)
+	now := s.now()
+	err = s.update(ctx, store.GrantRefreshToken, sig, func(g store.Grant) (store.Grant, error) {
+		switch {
+		case g.Active:
+			g.Active = false
+			g.RotatedAt = now
+		case s.graceFree(g, now):
+			g.GraceUsedAt = now
+		default:
+			return g, errRefreshRaced
+		}
+		return g, nil
+	})
+	if err != nil {
+		return fmt.Errorf("rotate refresh token: %w", err)
+	}
+	return s.retireAccessToken(ctx, g)
+}
+
+// retireAccessToken drops the access token issued together with the
+// refresh token g, which is being rotated (a refreshed client uses the new
+// one).
+func (s *fositeStore) retireAccessToken(ctx context.Context, g store.Grant) error {
+	if g.AccessSignature == "" {
+		return nil
+	}
+	if err := s.del(ctx, store.GrantAccessToken, g.AccessSignature); err != nil && !errors.Is(err, fosite.ErrNotFound) {
+		return fmt.Errorf("drop the rotated access token: %w", err)
 	}
 	return nil
 }
 
-// RevokeRefreshToken removes every refresh token of the family.
+// RevokeRefreshToken removes every refresh token of the family, at once.
 func (s *fositeStore) RevokeRefreshToken(ctx context.Context, requestID string) error {
 	_, err := s.grants.DeleteGrantsByRequest(ctx, requestID, store.GrantRefreshToken)
 	return err
