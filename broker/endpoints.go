@@ -58,6 +58,10 @@ func (t *tokenEndpoint) Token(ctx context.Context, w http.ResponseWriter, r *htt
 	ctx, unit := withUnitOfWork(ctx)
 	defer unit.drop()
 	ar, err := t.provider.NewAccessRequest(ctx, r, newSession())
+	if errors.Is(err, errCodeRaced) && ar != nil {
+		t.commitError(ctx, w, ar, err) // found by the PKCE lookup (fositestore.go)
+		return
+	}
 	if err != nil {
 		t.tokenError(ctx, w, ar, err, clientAuthAttrs(r, err)...)
 		return
@@ -250,12 +254,15 @@ func (t *tokenEndpoint) tokenError(ctx context.Context, w http.ResponseWriter, a
 // not gathered into the unit of work and stands even if the client has
 // gone away meanwhile.
 func (t *tokenEndpoint) refuseGrant(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, err error) {
+	// Refresh tokens first: once they are gone no concurrent refresh of
+	// the family can commit (its unit of work finds its token missing),
+	// so the access tokens revoked next include every one issued.
 	rctx := context.WithoutCancel(ctx)
-	if rerr := t.fstore.RevokeAccessToken(rctx, ar.GetID()); rerr != nil {
-		t.log.ErrorContext(ctx, "revoke the access tokens of a refused grant", "client_id", ar.GetClient().GetID(), "err", rerr)
-	}
 	if rerr := t.fstore.RevokeRefreshToken(rctx, ar.GetID()); rerr != nil {
 		t.log.ErrorContext(ctx, "revoke the refresh tokens of a refused grant", "client_id", ar.GetClient().GetID(), "err", rerr)
+	}
+	if rerr := t.fstore.RevokeAccessToken(rctx, ar.GetID()); rerr != nil {
+		t.log.ErrorContext(ctx, "revoke the access tokens of a refused grant", "client_id", ar.GetClient().GetID(), "err", rerr)
 	}
 	t.tokenError(ctx, w, ar, err)
 }

@@ -135,11 +135,11 @@ func (s *fositeStore) createGrant(ctx context.Context, g store.Grant) error {
 }
 
 func (s *fositeStore) getGrant(ctx context.Context, kind store.GrantKind, sig string) (store.Grant, error) {
-	g, err := s.grants.GetGrant(ctx, kind, sig)
+	fetch := func() (store.Grant, error) { return s.grants.GetGrant(ctx, kind, sig) }
 	if u := unitFrom(ctx); u != nil {
-		return u.overlay(kind, sig, g, err)
+		return u.readGrant(kind, sig, fetch)
 	}
-	return g, err
+	return fetch()
 }
 
 // update runs fn on the stored record: at commit with a unit of work, at
@@ -296,8 +296,18 @@ func (s *fositeStore) CreatePKCERequestSession(ctx context.Context, sig string, 
 	return s.create(ctx, store.GrantPKCE, sig, r, expiry(r, fosite.AuthorizeCode, s.now().Add(s.codeTTL)), "")
 }
 
+// GetPKCERequestSession finds the PKCE record of a code. A record gone
+// because a concurrent request redeemed the code (and deleted it) since
+// this request read the code is code reuse: errCodeRaced, whose answer
+// revokes what the code was redeemed for, as fosite does for a code
+// found used.
 func (s *fositeStore) GetPKCERequestSession(ctx context.Context, sig string, proto fosite.Session) (fosite.Requester, error) {
 	_, r, err := s.get(ctx, store.GrantPKCE, sig, proto)
+	if errors.Is(err, fosite.ErrNotFound) && unitFrom(ctx) != nil {
+		if code, cerr := s.grants.GetGrant(ctx, store.GrantAuthorizeCode, sig); cerr == nil && !code.Active {
+			return nil, errCodeRaced
+		}
+	}
 	return r, err
 }
 

@@ -33,6 +33,10 @@ type unitOfWork struct {
 	batch   store.Batch
 	created map[store.GrantKey]store.Grant
 	deleted map[store.GrantKey]bool
+	// reads are the records as this request first read them: a re-read
+	// (fosite reads the code twice) sees the same record, so a concurrent
+	// commit is found at this unit's commit, not halfway through fosite.
+	reads map[store.GrantKey]readResult
 	// conflict, when set, is what an ErrConflict from Apply means (a
 	// single-use token id presented twice).
 	conflict error
@@ -43,7 +47,7 @@ type unitKey struct{}
 
 // withUnitOfWork returns ctx carrying a new, empty unit of work.
 func withUnitOfWork(ctx context.Context) (context.Context, *unitOfWork) {
-	u := &unitOfWork{created: map[store.GrantKey]store.Grant{}, deleted: map[store.GrantKey]bool{}}
+	u := &unitOfWork{created: map[store.GrantKey]store.Grant{}, deleted: map[store.GrantKey]bool{}, reads: map[store.GrantKey]readResult{}}
 	return context.WithValue(ctx, unitKey{}, u), u
 }
 
@@ -121,11 +125,38 @@ func (u *unitOfWork) deleteGrant(kind store.GrantKind, sig string) error {
 	return nil
 }
 
-// overlay turns what the store returned for (kind, sig) into what this
-// request sees: its own pending creates, deletes and updates applied (fosite
-// re-reads records within one request).
-func (u *unitOfWork) overlay(kind store.GrantKind, sig string, g store.Grant, err error) (store.Grant, error) {
+type readResult struct {
+	g   store.Grant
+	err error // nil or ErrNotFound
+}
+
+// readGrant returns the grant (kind, sig) as this request sees it: as it
+// first read it from the store (fetch), with the unit's own pending
+// creates, deletes and updates applied.
+func (u *unitOfWork) readGrant(kind store.GrantKind, sig string, fetch func() (store.Grant, error)) (store.Grant, error) {
 	k := store.GrantKey{Kind: kind, Signature: sig}
+	u.mu.Lock()
+	r, ok := u.reads[k]
+	u.mu.Unlock()
+	if !ok {
+		g, err := fetch()
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return g, err // not kept: the next read tries again
+		}
+		r = readResult{g: g, err: err}
+		u.mu.Lock()
+		if first, ok := u.reads[k]; ok {
+			r = first
+		} else {
+			u.reads[k] = r
+		}
+		u.mu.Unlock()
+	}
+	return u.overlay(k, r.g, r.err)
+}
+
+func (u *unitOfWork) overlay(k store.GrantKey, g store.Grant, err error) (store.Grant, error) {
+	kind, sig := k.Kind, k.Signature
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if c, ok := u.created[k]; ok {
