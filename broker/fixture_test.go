@@ -23,7 +23,7 @@ import (
 const testIssuer = "https://keyward.example.com"
 
 type fixture struct {
-	st   seqBatchStore
+	st   *bolt.Store
 	keys *keys.Manager
 	now  time.Time
 }
@@ -45,7 +45,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatalf("keys.New: %v", err)
 	}
-	return &fixture{st: seqBatchStore{st}, keys: km, now: time.Now().UTC().Truncate(time.Second)}
+	return &fixture{st: st, keys: km, now: time.Now().UTC().Truncate(time.Second)}
 }
 
 func (f *fixture) clock() time.Time { return f.now }
