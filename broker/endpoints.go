@@ -57,6 +57,12 @@ func (t *tokenEndpoint) Token(ctx context.Context, w http.ResponseWriter, r *htt
 	// are gathered and applied once, after the tokens are signed.
 	ctx, unit := withUnitOfWork(ctx)
 	defer unit.drop()
+	committed := false
+	defer func() {
+		if !committed && ctx.Err() == nil { // a client gone away leaves no trace
+			t.burnCode(ctx, unit)
+		}
+	}()
 	ar, err := t.provider.NewAccessRequest(ctx, r, newSession())
 	if errors.Is(err, errCodeRaced) && ar != nil {
 		t.commitError(ctx, w, ar, err) // found by the PKCE lookup (fositestore.go)
@@ -114,6 +120,7 @@ func (t *tokenEndpoint) Token(ctx context.Context, w http.ResponseWriter, r *htt
 		t.commitError(ctx, w, ar, err)
 		return
 	}
+	committed = true
 	t.log.InfoContext(ctx, "tokens issued", "event", "token_issued", "client_id", ar.GetClient().GetID(),
 		"grant_type", strings.Join(ar.GetGrantTypes(), " "), "sub", ar.GetSession().GetSubject())
 	t.provider.WriteAccessResponse(ctx, w, ar, resp)
@@ -125,6 +132,21 @@ func (t *tokenEndpoint) Token(ctx context.Context, w http.ResponseWriter, r *htt
 func (t *tokenEndpoint) commit(ctx context.Context, unit *unitOfWork) error {
 	_, err := unit.apply(ctx, t.store)
 	return err
+}
+
+// burnCode keeps a code whose redemption failed from being redeemed
+// again, as fosite's PKCE handler meant it to (it deletes the code's PKCE
+// record before it checks the verifier, so that a wrong verifier cannot be
+// followed by a right one): the PKCE deletion the failed request gathered
+// is applied on its own.
+func (t *tokenEndpoint) burnCode(ctx context.Context, unit *unitOfWork) {
+	keys := unit.deletesOf(store.GrantPKCE)
+	if len(keys) == 0 {
+		return
+	}
+	if _, err := t.store.Apply(context.WithoutCancel(ctx), store.Batch{GrantDeletes: keys}); err != nil {
+		t.log.WarnContext(ctx, "burn the code of a failed redemption", "err", err)
+	}
 }
 
 // commitError answers a unit of work that was not applied. The request

@@ -402,11 +402,13 @@ var errRefreshRaced = errors.New("the refresh token was used by a concurrent req
 
 // DeleteRefreshTokenSession removes one refresh token at once: fosite
 // calls it only on reuse, and revocations are never gathered into a unit
-// of work (the request fails, but the revocation must stand).
+// of work (the request fails, but the revocation must stand). A token
+// already gone is no error: a concurrent request that detected the same
+// reuse removed it (fosite would answer invalid_request, "retry").
 func (s *fositeStore) DeleteRefreshTokenSession(ctx context.Context, sig string) error {
 	err := s.grants.DeleteGrant(ctx, store.GrantRefreshToken, sig)
 	if errors.Is(err, store.ErrNotFound) {
-		return fosite.ErrNotFound
+		return nil
 	}
 	return err
 }

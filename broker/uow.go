@@ -241,3 +241,17 @@ func (u *unitOfWork) createsSession(id string) bool {
 	}
 	return false
 }
+
+// deletesOf returns the deletions of grants of kind the unit has gathered,
+// applied or not.
+func (u *unitOfWork) deletesOf(kind store.GrantKind) []store.GrantKey {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var out []store.GrantKey
+	for _, k := range u.batch.GrantDeletes {
+		if k.Kind == kind {
+			out = append(out, k)
+		}
+	}
+	return out
+}
