@@ -406,7 +406,8 @@ var errRefreshRaced = errors.New("the refresh token was used by a concurrent req
 // already gone is no error: a concurrent request that detected the same
 // reuse removed it (fosite would answer invalid_request, "retry").
 func (s *fositeStore) DeleteRefreshTokenSession(ctx context.Context, sig string) error {
-	err := s.grants.DeleteGrant(ctx, store.GrantRefreshToken, sig)
+	// Not even a client that hangs up at once (a thief's) stops it.
+	err := s.grants.DeleteGrant(context.WithoutCancel(ctx), store.GrantRefreshToken, sig)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
 	}
@@ -458,8 +459,10 @@ func (s *fositeStore) retireAccessToken(ctx context.Context, g store.Grant) erro
 	return nil
 }
 
-// RevokeRefreshToken removes every refresh token of the family, at once.
+// RevokeRefreshToken removes every refresh token of the family, at once,
+// even when the client has gone away meanwhile (a detected reuse must
+// stand).
 func (s *fositeStore) RevokeRefreshToken(ctx context.Context, requestID string) error {
-	_, err := s.grants.DeleteGrantsByRequest(ctx, requestID, store.GrantRefreshToken)
+	_, err := s.grants.DeleteGrantsByRequest(context.WithoutCancel(ctx), requestID, store.GrantRefreshToken)
 	return err
 }
