@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/keyward/keyward/store"
 )
@@ -248,5 +249,65 @@ func TestTokenRaceDecidedAtCommit(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// cancelOnRead cancels the request once the refresh token sig has been
+// read: a client that hangs up right after presenting it.
+type cancelOnRead struct {
+	Store
+	mu     sync.Mutex
+	sig    string
+	cancel context.CancelFunc
+}
+
+func (s *cancelOnRead) GetGrant(ctx context.Context, kind store.GrantKind, sig string) (store.Grant, error) {
+	g, err := s.Store.GetGrant(ctx, kind, sig)
+	s.mu.Lock()
+	if kind == store.GrantRefreshToken && sig == s.sig && s.cancel != nil {
+		s.cancel()
+	}
+	s.mu.Unlock()
+	return g, err
+}
+
+// TestRefreshReuseRevokesThoughClientHangsUp: a rotated refresh token
+// presented past its grace window revokes the family even when the client
+// hangs up as soon as it has been read.
+func TestRefreshReuseRevokesThoughClientHangsUp(t *testing.T) {
+	f := newFixture(t)
+	up := &fakeUpstream{id: "corp", name: "Corp", issuer: "https://idp.example.com", authURL: "https://idp.example.com/auth", identity: aliceIdentity()}
+	var st *cancelOnRead
+	b := newTestBroker(t, f, func(c *Config) {
+		st = &cancelOnRead{Store: c.Store}
+		c.Store = st
+	}, up)
+	code, _ := signInCode(t, b, up, nil)
+	rt0 := redeem(t, b, code)["refresh_token"].(string)
+	status, body := post(t, b.tokenHandler(t), url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt0}, "client_id": {"app"}})
+	if status != http.StatusOK {
+		t.Fatalf("refresh: %d %v", status, body)
+	}
+	rt1 := body["refresh_token"].(string)
+	f.now = f.now.Add(time.Hour) // past the grace window
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	st.mu.Lock()
+	st.sig, st.cancel = rt0[strings.LastIndexByte(rt0, '.')+1:], cancel
+	st.mu.Unlock()
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt0}, "client_id": {"app"}}
+	r := httptest.NewRequestWithContext(ctx, http.MethodPost, testIssuer+"/token", strings.NewReader(form.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	b.tokens.Token(ctx, httptest.NewRecorder(), r)
+
+	if ctx.Err() == nil {
+		t.Fatal("the request was never cancelled: the refresh token was not read")
+	}
+	st.mu.Lock()
+	st.cancel = nil
+	st.mu.Unlock()
+	if status, body := post(t, b.tokenHandler(t), url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt1}, "client_id": {"app"}}); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+		t.Errorf("the family's newest refresh token after a reuse whose client hung up = %d %v, want 400 invalid_grant", status, body)
 	}
 }
