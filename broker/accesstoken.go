@@ -85,7 +85,7 @@ func (a *accessTokens) parse(ctx context.Context, raw string) (*fosite.Request, 
 func (a *accessTokens) request(mc fjwt.MapClaims) (*fosite.Request, error) {
 	var claims fjwt.JWTClaims
 	claims.FromMapClaims(mc)
-	claims.Audience = claimStringList(mc["aud"])
+	claims.Audience = claimStrings(mc["aud"])
 	if claims.Issuer != a.issuer {
 		return nil, fmt.Errorf("%w: issuer %q", errNotAccessToken, claims.Issuer)
 	}
@@ -109,10 +109,8 @@ func (a *accessTokens) request(mc fjwt.MapClaims) (*fosite.Request, error) {
 		delete(claims.Extra, k)
 	}
 	if ceiling, ok := claims.Extra[claimAudienceCeiling]; ok {
-		sess.AudienceCeiling = claimStringList(ceiling)
-		if sess.AudienceCeiling == nil {
-			sess.AudienceCeiling = []string{}
-		}
+		// Present but empty (or malformed) allows nothing, never everything.
+		sess.AudienceCeiling = append([]string{}, claimStrings(ceiling)...)
 	}
 	sess.AccessClaims = &claims
 	sess.Subject = claims.Subject
@@ -130,25 +128,6 @@ func (a *accessTokens) request(mc fjwt.MapClaims) (*fosite.Request, error) {
 		GrantedAudience:   fosite.Arguments(claims.Audience),
 		Session:           sess,
 	}, nil
-}
-
-// claimStringList reads a JSON string or array of strings.
-func claimStringList(v any) []string {
-	switch v := v.(type) {
-	case string:
-		return []string{v}
-	case []string:
-		return append([]string{}, v...)
-	case []any:
-		out := make([]string, 0, len(v))
-		for _, x := range v {
-			if s, ok := x.(string); ok {
-				out = append(out, s)
-			}
-		}
-		return out
-	}
-	return nil
 }
 
 // denied reports whether the access token jti was revoked (a point lookup).
