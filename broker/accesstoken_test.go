@@ -25,7 +25,9 @@ type countingStore struct {
 	listRevocations int
 }
 
-func newCountingStore(s Store) *countingStore { return &countingStore{Store: s, writes: map[string]int{}} }
+func newCountingStore(s Store) *countingStore {
+	return &countingStore{Store: s, writes: map[string]int{}}
+}
 
 func (c *countingStore) count(op string) {
 	c.mu.Lock()
