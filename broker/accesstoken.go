@@ -47,7 +47,7 @@ type accessTokenStore interface {
 	GetGrant(ctx context.Context, kind store.GrantKind, signature string) (store.Grant, error)
 	CreateGrant(ctx context.Context, g store.Grant) error
 	UpdateGrantsByRequest(ctx context.Context, requestID string, kinds []store.GrantKind, updater func(store.Grant) (store.Grant, error)) (int, error)
-	AppendRevocation(ctx context.Context, r store.Revocation) (store.Revocation, error)
+	Apply(ctx context.Context, b store.Batch) (store.BatchResult, error)
 }
 
 // Errors of verify: the token is not a valid Keyward access token, or it
@@ -167,12 +167,11 @@ type deniedToken struct {
 	expires time.Time
 }
 
-// deny revokes access tokens by jti: a GrantDeniedToken grant (the point
-// lookup of verify) and a RevokeToken feed entry (for the edges), both
-// kept until the token has expired. Tokens already expired, or denied
-// before, are skipped. The feed entry is written first, so a failure
-// leaves a token that a retry denies again, never one the broker refuses
-// and the edges accept.
+// deny revokes access tokens by jti: per token, one store.Batch holds a
+// GrantDeniedToken grant (the point lookup of verify) and a RevokeToken
+// feed entry (for the edges), both kept until the token has expired, so
+// the broker and the edges never disagree. Tokens already expired, or
+// denied before, are skipped.
 func (a *accessTokens) deny(ctx context.Context, tokens []deniedToken) error {
 	now := a.now().UTC()
 	for _, t := range tokens {
@@ -184,21 +183,24 @@ func (a *accessTokens) deny(ctx context.Context, tokens []deniedToken) error {
 		} else if denied {
 			continue
 		}
-		if _, err := a.store.AppendRevocation(ctx, store.Revocation{
-			Kind:      store.RevokeToken,
-			TokenID:   t.jti,
-			Subject:   t.subject,
-			NotBefore: now,
-			ExpiresAt: t.expires.Add(feedLeeway),
-			CreatedAt: now,
-		}); err != nil {
-			return fmt.Errorf("append token revocation: %w", err)
-		}
-		err := a.store.CreateGrant(ctx, store.Grant{
-			Kind: store.GrantDeniedToken, Signature: t.jti, Active: true, RequestedAt: now, ExpiresAt: t.expires,
+		_, err := a.store.Apply(ctx, store.Batch{
+			GrantCreates: []store.Grant{{
+				Kind: store.GrantDeniedToken, Signature: t.jti, Active: true, RequestedAt: now, ExpiresAt: t.expires,
+			}},
+			Revocations: []store.Revocation{{
+				Kind:      store.RevokeToken,
+				TokenID:   t.jti,
+				Subject:   t.subject,
+				NotBefore: now,
+				ExpiresAt: t.expires.Add(feedLeeway),
+				CreatedAt: now,
+			}},
 		})
-		if err != nil && !errors.Is(err, store.ErrConflict) {
-			return fmt.Errorf("create deny entry: %w", err)
+		if errors.Is(err, store.ErrConflict) {
+			continue // denied concurrently, with its own feed entry
+		}
+		if err != nil {
+			return fmt.Errorf("deny access token: %w", err)
 		}
 	}
 	return nil
@@ -241,22 +243,16 @@ func issuedAccessToken(r fosite.Requester) (jti string, exp time.Time) {
 }
 
 // recordAccessOnCode records the jti and expiry of the access token issued
-// by a code redemption on the redeemed authorize code (the record the
-// request's issue anchor names), so that code reuse can deny it. A code
-// gone meanwhile was revoked: errRevokedWhileIssuing.
+// by a code redemption on the redeemed authorize code, so that code reuse
+// can deny it (RevokeAccessToken). A code gone meanwhile was revoked:
+// errRevokedWhileIssuing.
 func (s *fositeStore) recordAccessOnCode(ctx context.Context, r fosite.Requester) error {
-	a, ok := ctx.Value(issueAnchorKey{}).(*issueAnchor)
-	if !ok {
-		return nil
-	}
-	a.mu.Lock()
-	kind, sig := a.kind, a.sig
-	a.mu.Unlock()
-	if kind != store.GrantAuthorizeCode || sig == "" {
+	sig := redeemedCode(ctx)
+	if sig == "" {
 		return nil
 	}
 	jti, exp := issuedAccessToken(r)
-	err := s.grants.UpdateGrant(ctx, kind, sig, func(g store.Grant) (store.Grant, error) {
+	err := s.grants.UpdateGrant(ctx, store.GrantAuthorizeCode, sig, func(g store.Grant) (store.Grant, error) {
 		g.AccessTokenID, g.AccessExpiresAt = jti, exp
 		return g, nil
 	})
@@ -267,6 +263,22 @@ func (s *fositeStore) recordAccessOnCode(ctx context.Context, r fosite.Requester
 		return fmt.Errorf("record access token on code: %w", err)
 	}
 	return nil
+}
+
+// redeemedCode is the signature of the authorize code this token request
+// redeems ("" for other grants): InvalidateAuthorizeCodeSession recorded it
+// in the request's issue anchor.
+func redeemedCode(ctx context.Context) string {
+	a, ok := ctx.Value(issueAnchorKey{}).(*issueAnchor)
+	if !ok {
+		return ""
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.kind != store.GrantAuthorizeCode {
+		return ""
+	}
+	return a.sig
 }
 
 // reservedAccessClaims are the private claims of an access token that say

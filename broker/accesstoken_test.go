@@ -93,6 +93,16 @@ func (c *countingStore) UpdateSession(ctx context.Context, id string, u func(sto
 	return c.Store.UpdateSession(ctx, id, u)
 }
 
+func (c *countingStore) Apply(ctx context.Context, b store.Batch) (store.BatchResult, error) {
+	c.count("Apply")
+	c.mu.Lock()
+	for _, g := range b.GrantCreates {
+		c.grantBytes += len(g.Data) + len(g.Signature) + len(g.RequestID)
+	}
+	c.mu.Unlock()
+	return c.Store.Apply(ctx, b)
+}
+
 func (c *countingStore) ListRevocations(ctx context.Context, after int64, limit int) ([]store.Revocation, int64, error) {
 	c.mu.Lock()
 	c.listRevocations++
