@@ -2,13 +2,17 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/keyward/keyward/cmd/config"
 	"github.com/keyward/keyward/federation"
@@ -388,5 +392,38 @@ func TestSessionEndedIsAPointLookup(t *testing.T) {
 	g, err := f.st.GetGrant(t.Context(), store.GrantEndedSession, sess.ID)
 	if err != nil || g.SessionID != "" || g.Subject != "" || g.ExpiresAt.IsZero() {
 		t.Errorf("ended-session record = %+v, %v; want one with an expiry and no session or subject index", g, err)
+	}
+}
+
+// /userinfo reads no record of the token: the identity of its session while
+// that lives, else the identity claims the token carries, by its scopes.
+func TestUserInfoWithoutARecord(t *testing.T) {
+	f := newFixture(t)
+	up := &fakeUpstream{id: "corp", name: "Corp", issuer: "https://idp.example.com", authURL: "https://idp.example.com/auth", identity: aliceIdentity()}
+	b := newTestBroker(t, f, nil, up)
+	code, sess := signInCode(t, b, up, func(q url.Values) { q.Set("scope", "openid email profile") })
+	at := redeem(t, b, code)["access_token"].(string)
+	userinfo := func() map[string]any {
+		r := httptest.NewRequest(http.MethodGet, testIssuer+"/userinfo", nil)
+		r.Header.Set("Authorization", "Bearer "+at)
+		w := httptest.NewRecorder()
+		b.tokens.UserInfo(t.Context(), w, r)
+		var body map[string]any
+		_ = json.Unmarshal(w.Body.Bytes(), &body)
+		if w.Code != http.StatusOK {
+			t.Fatalf("userinfo: %d %v", w.Code, body)
+		}
+		return body
+	}
+	want := map[string]any{"sub": SubjectID("corp", "alice"), "email": "alice@example.com", "email_verified": true, "name": "Alice"}
+	if diff := cmp.Diff(want, userinfo()); diff != "" {
+		t.Errorf("userinfo from the session (-want +got):\n%s", diff)
+	}
+	// The session expires (collected, not ended): the token's own claims.
+	if err := f.st.DeleteSession(t.Context(), sess.ID); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, userinfo()); diff != "" {
+		t.Errorf("userinfo from the token's claims (-want +got):\n%s", diff)
 	}
 }
