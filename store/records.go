@@ -206,8 +206,9 @@ const (
 	RevokeSubject RevocationKind = "subject"
 	// RevokeSession: every token carrying sid = SessionID issued before NotBefore.
 	RevokeSession RevocationKind = "session"
-	// RevokeToken: the one access token whose jti is TokenID (NotBefore is
-	// its iat rounded up; ExpiresAt its exp).
+	// RevokeToken: the one access token whose jti is TokenID, whatever its
+	// iat (NotBefore is when it was revoked; ExpiresAt its exp plus the
+	// verifiers' leeway).
 	RevokeToken RevocationKind = "token"
 )
 
