@@ -210,15 +210,27 @@ func (a *accessTokens) deny(ctx context.Context, tokens []deniedToken) error {
 // (its refresh tokens, and its authorize code when redeemed without
 // offline_access) that may still be alive: reuse detection, /revoke of a
 // refresh token, code reuse, a refused grant. The records are read in one
-// transaction (UpdateGrantsByRequest with an updater that changes nothing:
-// the store has no read by request, and this is a rare path).
+// write transaction (the store has no read by request, and this is a rare
+// path) that also marks every refresh token of the family used, its grace
+// use taken: a request of the family that commits after that read is
+// refused (its rotation's precondition fails), and one that committed
+// before has its refresh token, with its access token's jti, read here.
 func (a *accessTokens) denyFamily(ctx context.Context, requestID string) error {
 	now := a.now()
-	found := map[string]deniedToken{}
+	found := map[string]deniedToken{} // by jti: a retried updater adds nothing twice
 	_, err := a.store.UpdateGrantsByRequest(ctx, requestID, []store.GrantKind{store.GrantRefreshToken, store.GrantAuthorizeCode},
 		func(g store.Grant) (store.Grant, error) {
 			if g.AccessTokenID != "" && g.AccessExpiresAt.After(now) {
 				found[g.AccessTokenID] = deniedToken{jti: g.AccessTokenID, subject: g.Subject, expires: g.AccessExpiresAt}
+			}
+			if g.Kind == store.GrantRefreshToken {
+				g.Active = false
+				if g.RotatedAt.IsZero() {
+					g.RotatedAt = now
+				}
+				if g.GraceUsedAt.IsZero() {
+					g.GraceUsedAt = now
+				}
 			}
 			return g, nil
 		})
