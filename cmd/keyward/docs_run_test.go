@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -88,7 +90,7 @@ var placeholder = regexp.MustCompile(`^([A-Z][A-Z0-9_]*)=\S*\.\.\.(\s+#.*)?$`)
 // TestDocsCommandsRun runs every sh/bash block of README.md and docs/ as
 // written, against a running `keyward demo` on loopback, and each must exit
 // 0 within a minute. A block that cannot run here (it needs root, a cluster,
-// a real identity provider, runs until Ctrl-C, or takes minutes) carries
+// a real identity provider, or takes minutes) carries
 // `<!-- not runnable here: REASON -->` on the line before its fence; it is
 // only checked for syntax (bash -n). The runner reports how many blocks ran
 // and how many were skipped, with their reasons.
@@ -106,7 +108,12 @@ var placeholder = regexp.MustCompile(`^([A-Z][A-Z0-9_]*)=\S*\.\.\.(\s+#.*)?$`)
 //
 // Each block runs with bash -euo pipefail in a scratch folder holding a
 // link to examples/, with the demo's admin state (keyward admin finds it),
-// and curl fails on an HTTP error (a .curlrc with fail-with-body).
+// and curl fails on an HTTP error (a .curlrc with fail-with-body). A block
+// that ends by starting a server the reader leaves running (keyward serve,
+// keyward demo --idp-only) runs in the background until the end of its
+// document, then gets Ctrl-C and must exit 0 (docServers). Those servers
+// use the documented ports: the README's keyward-minimal.yaml walk-through
+// binds 127.0.0.1:5556 and :5557 itself.
 func TestDocsCommandsRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs the demo")
@@ -161,6 +168,7 @@ func TestDocsCommandsRun(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		var servers []*docServer // stopped at the end of the document
 		for _, b := range docBlocks(doc, string(data)) {
 			where := fmt.Sprintf("%s:%d", strings.TrimPrefix(b.doc, "../../"), b.line)
 			if b.skip != "" {
@@ -197,13 +205,25 @@ func TestDocsCommandsRun(t *testing.T) {
 			if err := os.Symlink(examples, filepath.Join(dir, "examples")); err != nil {
 				t.Fatal(err)
 			}
+			cmdEnv := append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"), "CURL_HOME="+curlHome)
+			for k, v := range env {
+				cmdEnv = append(cmdEnv, k+"="+v)
+			}
+			if ready := serverReady(script); ready != "" {
+				// The block ends with a server the reader leaves running:
+				// it runs in the background until the document's end.
+				srv, err := startDocServer(t, bash, dir, cmdEnv, script, ready)
+				if err != nil {
+					t.Errorf("%s fails as written: %v\n--- block\n%s\n--- as run\n%s", where, err, b.code, strings.Join(script, "\n"))
+					continue
+				}
+				servers = append(servers, srv)
+				ran++
+				continue
+			}
 			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 			cmd := exec.CommandContext(ctx, bash, "-euo", "pipefail", "-c", strings.Join(script, "\n"))
-			cmd.Dir = dir
-			cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"), "CURL_HOME="+curlHome)
-			for k, v := range env {
-				cmd.Env = append(cmd.Env, k+"="+v)
-			}
+			cmd.Dir, cmd.Env = dir, cmdEnv
 			out, err := cmd.CombinedOutput()
 			cancel()
 			if err != nil {
@@ -212,17 +232,107 @@ func TestDocsCommandsRun(t *testing.T) {
 			}
 			ran++
 		}
+		for _, srv := range servers {
+			if err := srv.stop(); err != nil {
+				t.Errorf("%s: %s did not stop cleanly on Ctrl-C: %v\n%s", doc, srv.line, err, srv.out.String())
+			}
+		}
 	}
 	total := ran
 	for _, n := range skipped {
 		total += n
 	}
 	t.Logf("docs runner: %d of %d shell blocks ran against the demo; %d not runnable here (syntax checked):", ran, total, total-ran)
-	for reason, n := range skipped {
-		t.Logf("  %d× %s", n, reason)
+	for _, reason := range slices.Sorted(maps.Keys(skipped)) {
+		t.Logf("  %d× %s", skipped[reason], reason)
 	}
 	if ran < 4 {
 		t.Errorf("only %d blocks ran; the README's demo walk-through alone has more", ran)
+	}
+}
+
+// docServers are the servers a block may end with, which the reader leaves
+// running (in a terminal of its own), by the text each prints once it
+// serves. The runner starts such a block in the background, waits for that
+// text, runs the document's next blocks, and stops the server with Ctrl-C
+// (SIGINT) at the document's end; it must then exit 0.
+var docServers = []struct {
+	command *regexp.Regexp
+	ready   string
+}{
+	{regexp.MustCompile(`^keyward serve\b`), "keyward serving"},
+	{regexp.MustCompile(`^keyward demo --idp-only\b`), "keyward serve -c"},
+}
+
+// serverReady returns the ready text of the server the script's last line
+// starts, or "".
+func serverReady(script []string) string {
+	for i := len(script) - 1; i >= 0; i-- {
+		line := strings.TrimSpace(script[i])
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		for _, s := range docServers {
+			if s.command.MatchString(line) {
+				return s.ready
+			}
+		}
+		return ""
+	}
+	return ""
+}
+
+// docServer is a block running in the background: its last line serves.
+type docServer struct {
+	line string
+	cmd  *exec.Cmd
+	out  *lockedBuffer
+	done chan error
+}
+
+// startDocServer runs script (its last line execs the server) and waits
+// until the output shows ready; an exit before that is the block failing.
+func startDocServer(t *testing.T, bash, dir string, env, script []string, ready string) (*docServer, error) {
+	t.Helper()
+	last := len(script) - 1
+	for strings.TrimSpace(script[last]) == "" || strings.HasPrefix(strings.TrimSpace(script[last]), "#") {
+		last--
+	}
+	lines := append(append([]string(nil), script[:last]...), "exec "+script[last])
+	srv := &docServer{line: strings.TrimSpace(script[last]), out: &lockedBuffer{}, done: make(chan error, 1)}
+	srv.cmd = exec.Command(bash, "-euo", "pipefail", "-c", strings.Join(lines, "\n"))
+	srv.cmd.Dir, srv.cmd.Env = dir, env
+	srv.cmd.Stdout, srv.cmd.Stderr = srv.out, srv.out
+	if err := srv.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { srv.done <- srv.cmd.Wait() }()
+	t.Cleanup(func() { _ = srv.cmd.Process.Kill() }) // if stop was never reached
+	deadline := time.After(time.Minute)
+	for !strings.Contains(srv.out.String(), ready) {
+		select {
+		case err := <-srv.done:
+			return nil, fmt.Errorf("exited before serving (%v):\n%s", err, srv.out.String())
+		case <-deadline:
+			_ = srv.cmd.Process.Kill()
+			return nil, fmt.Errorf("no %q within a minute:\n%s", ready, srv.out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return srv, nil
+}
+
+// stop sends Ctrl-C (SIGINT) and waits for a clean exit.
+func (s *docServer) stop() error {
+	if err := s.cmd.Process.Signal(os.Interrupt); err != nil {
+		return err
+	}
+	select {
+	case err := <-s.done:
+		return err
+	case <-time.After(30 * time.Second):
+		_ = s.cmd.Process.Kill()
+		return fmt.Errorf("still running 30s after SIGINT")
 	}
 }
 
