@@ -97,6 +97,7 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 	}
 	inst := &instance{log: log, store: st, metrics: prometheus.NewRegistry()}
 	inst.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerStoreMetrics(inst.metrics, st)
 	fail := func(err error) (*instance, error) {
 		inst.close()
 		return nil, err
