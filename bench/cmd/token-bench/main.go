@@ -298,6 +298,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 			files[i].size = info.Size()
 		}
 		files[i].rss, files[i].peak = b.proc.Memory()
+		files[i].anon, files[i].fileBacked = rssParts(b.proc.PID())
 	}
 	report(out, o, points, samples, files, reportInfo{
 		machine: harness.Describe(o.dir), load0: load0, load1: harness.LoadAvg(),
@@ -404,4 +405,23 @@ func measure(ctx context.Context, p point, bareProc *harness.Proc, bareURL strin
 		}
 	}
 	return s, nil
+}
+
+// rssParts reads RssAnon and RssFile of process pid from /proc, in bytes.
+func rssParts(pid int) (anon, file int64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		for key, dst := range map[string]*int64{"RssAnon:": &anon, "RssFile:": &file} {
+			if v, ok := strings.CutPrefix(line, key); ok {
+				var kb int64
+				if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d kB", &kb); err == nil {
+					*dst = kb << 10
+				}
+			}
+		}
+	}
+	return anon, file
 }

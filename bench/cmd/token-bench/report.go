@@ -12,9 +12,10 @@ import (
 )
 
 type fileRow struct {
-	b         *broker
-	size      int64
-	rss, peak int64
+	b                *broker
+	size             int64
+	rss, peak        int64
+	anon, fileBacked int64 // RssAnon, RssFile
 }
 
 type reportInfo struct {
@@ -101,10 +102,10 @@ func report(w io.Writer, o options, points []point, samples map[string][]sample,
 	fmt.Fprintln(w, "¹ the serving process's utime+stime from /proc/PID/stat (10 ms ticks) over the window ÷ operations; the load generator and the fake identity providers are not included.")
 	fmt.Fprintln(w, "² from the process's /metrics before and after the window (keyward_store_write_transactions_total: store write calls, each one unit of work; keyward_store_commits_total: bbolt transactions committed, shared by concurrent writes under group commit, garbage collection included) ÷ operations; — when the binary exports neither.")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| server | bbolt file after the run | RSS at the end | peak RSS |")
+	fmt.Fprintln(w, "| server | bbolt file after the run | RSS at the end (anonymous + file-backed) | peak RSS |")
 	fmt.Fprintln(w, "|---|--:|--:|--:|")
 	for _, f := range files {
-		fmt.Fprintf(w, "| keyward serve %s | %s | %s | %s |\n", f.b.label(), mb(f.size), mb(f.rss), mb(f.peak))
+		fmt.Fprintf(w, "| keyward serve %s | %s | %s (%s + %s) | %s |\n", f.b.label(), mb(f.size), mb(f.rss), mb(f.anon), mb(f.fileBacked), mb(f.peak))
 	}
 	if len(firstErrs) > 0 {
 		fmt.Fprintln(w)
