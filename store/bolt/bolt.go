@@ -172,6 +172,12 @@ const initialMmapSize = 256 << 20
 //     (docs/deployment.md gives the times measured), and a file stays
 //     readable by bbolt users that do sync the freelist: they rebuild it too.
 //   - InitialMmapSize: see initialMmapSize.
+//
+// Left at bbolt's defaults on purpose: NoGrowSync (skipping the fsync of a
+// file growth is unsafe on file systems that do not journal the size),
+// PageSize (the OS page), Mlock (the whole file would stay in memory),
+// MaxSize (a full disk already fails a commit cleanly) and PreLoadFreelist
+// (a writable open loads the freelist anyway).
 func boltOptions(opts Options) *bolt.Options {
 	return &bolt.Options{
 		Timeout:         opts.Timeout,
