@@ -25,8 +25,9 @@ new file next to it (store.path + ".compact"), flushes and checks the copy
 (bbolt's consistency check, and as many keys in every bucket as the
 original), gives it the original's mode and owner, and renames it over the
 original: an atomic swap. Until that rename succeeds the original is
-untouched; on any error or Ctrl-C the copy is removed. The directory needs
-free space for the copy (about the live data, shown as "in use").
+untouched; on any error the copy is removed, and so on Ctrl-C, which takes
+effect when the copy is written, before the swap. The directory needs free
+space for the copy (about the live data, shown as "in use").
 
 The broker must be stopped: compact takes the file's lock, as "keyward
 serve" does, and refuses when it cannot get it within --wait. Stop keyward,
