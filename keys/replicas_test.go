@@ -293,7 +293,7 @@ func TestReplicasSealPlaintextOnce(t *testing.T) {
 			for i, st := range sts {
 				wg.Go(func() {
 					<-start
-					ms[i], errs[i] = New(t.Context(), testConfig(t, st, clock))
+					ms[i], errs[i] = newLoaded(t, testConfig(t, st, clock))
 				})
 			}
 			close(start)

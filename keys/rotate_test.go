@@ -117,7 +117,28 @@ func TestRotationSequence(t *testing.T) {
 // its NextRotation and every ReloadInterval.
 // At every step, the kid each replica signs with is in every verifier's
 // cached JWKS, and every unexpired token's key is still published.
+//
+// The variants run it with one algorithm, with two from the start, and with
+// a second algorithm added midway (both replicas restarted with the new
+// configuration, one of them a step later): then every algorithm's signing
+// key must be known too.
 func TestVerifiersNeverMeetUnknownKID(t *testing.T) {
+	tests := []struct {
+		name      string
+		access    string // AccessTokenAlgorithm at the start
+		upgradeTo string // AccessTokenAlgorithm from step 100 ("": no change)
+	}{
+		{name: "one algorithm"},
+		{name: "two algorithms", access: EdDSA},
+		{name: "second algorithm added", upgradeTo: EdDSA},
+		{name: "access algorithm changed", access: EdDSA, upgradeTo: RS256},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { verifiersNeverMeetUnknownKID(t, tt.access, tt.upgradeTo) })
+	}
+}
+
+func verifiersNeverMeetUnknownKID(t *testing.T, access, upgradeTo string) {
 	const (
 		period = 2 * time.Hour
 		ttl    = 30 * time.Minute
@@ -127,14 +148,17 @@ func TestVerifiersNeverMeetUnknownKID(t *testing.T) {
 	st, clock := &memStore{}, newClock()
 	cfg := testConfig(t, st, clock)
 	cfg.RotationPeriod, cfg.MaxTokenTTL, cfg.ReloadInterval = config.Duration(period), ttl, reload
+	cfg.AccessTokenAlgorithm = access
 	a, b := mustNew(t, cfg), mustNew(t, cfg)
+	algs := cfg.Algorithms()
+	firstSigned := map[string]string{} // alg -> first kid of that algorithm to sign
 
 	type cache struct {
-		from    *Manager
+		from    **Manager // the replica serving it, also after a restart
 		kids    []string
 		expires time.Time
 	}
-	caches := []*cache{{from: a}, {from: b}, {from: b}}
+	caches := []*cache{{from: &a}, {from: &b}, {from: &b}}
 	type token struct {
 		kid string
 		exp time.Time
@@ -146,6 +170,16 @@ func TestVerifiersNeverMeetUnknownKID(t *testing.T) {
 		now := clock.Advance(step)
 		if i%3 == 0 {
 			clock.Advance(time.Duration(i%5) * time.Second) // off the grid
+		}
+		if upgradeTo != "" && (i == 100 || i == 101) {
+			up := cfg
+			up.AccessTokenAlgorithm = upgradeTo
+			algs = up.Algorithms()
+			if i == 100 {
+				a = mustNew(t, up)
+			} else {
+				b = mustNew(t, up)
+			}
 		}
 		rotated, err := a.Rotate(t.Context())
 		if err != nil {
@@ -174,7 +208,7 @@ func TestVerifiersNeverMeetUnknownKID(t *testing.T) {
 				continue // this verifier only looks every other step
 			}
 			if !now.Before(c.expires) {
-				body, maxAge := c.from.JWKS()
+				body, maxAge := (*c.from).JWKS()
 				var set jose.JSONWebKeySet
 				if err := json.Unmarshal(body, &set); err != nil {
 					t.Fatal(err)
@@ -186,12 +220,22 @@ func TestVerifiersNeverMeetUnknownKID(t *testing.T) {
 				c.expires = now.Add(maxAge)
 			}
 			for _, signer := range []*Manager{a, b} {
-				if kid := signer.SigningKey().ID; !slices.Contains(c.kids, kid) {
-					t.Fatalf("step %d: verifier %d (cache until %v) does not know signing kid %s; cached %v", i, j, c.expires, kid, c.kids)
+				for _, alg := range signer.Algorithms() {
+					if kid := signer.SigningKeyFor(alg).ID; !slices.Contains(c.kids, kid) {
+						t.Fatalf("step %d: verifier %d (cache until %v) does not know %s signing kid %s; cached %v", i, j, c.expires, alg, kid, c.kids)
+					}
 				}
 			}
 		}
-		tokens = append(tokens, token{a.SigningKey().ID, now.Add(ttl)}, token{b.SigningKey().ID, now.Add(ttl)})
+		for _, signer := range []*Manager{a, b} {
+			for _, alg := range signer.Algorithms() {
+				k := signer.SigningKeyFor(alg)
+				tokens = append(tokens, token{k.ID, now.Add(ttl)})
+				if _, ok := firstSigned[k.Algorithm]; !ok {
+					firstSigned[k.Algorithm] = k.ID
+				}
+			}
+		}
 		for _, tk := range tokens {
 			if now.Before(tk.exp) && !slices.Contains(jwksKIDs(t, a), tk.kid) {
 				t.Fatalf("step %d: key %s of an unexpired token was unpublished", i, tk.kid)
@@ -200,6 +244,14 @@ func TestVerifiersNeverMeetUnknownKID(t *testing.T) {
 	}
 	if rotations < 20 {
 		t.Errorf("only %d rotations happened; the test exercised too little", rotations)
+	}
+	for _, alg := range algs {
+		if firstSigned[alg] == "" {
+			t.Errorf("no %s key ever signed", alg)
+		}
+		if got := a.SigningKeyFor(alg).Algorithm; got != alg {
+			t.Errorf("at the end %s tokens are signed %s", alg, got)
+		}
 	}
 }
 
@@ -302,15 +354,33 @@ func TestRotateNow(t *testing.T) {
 	}
 }
 
-func TestAlgorithmChangeAtNextRotation(t *testing.T) {
+// TestAlgorithmChange: a new Config.Algorithm gets its first key as next,
+// published one JWKS max-age before it signs; the old algorithm signs until
+// then, and its keys retire as soon as the new one signs.
+func TestAlgorithmChange(t *testing.T) {
 	st, clock := &memStore{}, newClock()
-	mustNew(t, testConfig(t, st, clock)) // ES256 keys
+	old := mustNew(t, testConfig(t, st, clock)) // ES256 keys
+	oldCur := old.SigningKey().ID
+	oldNext := kidsOf(st.set())[store.KeyNext][0]
 	cfg := testConfig(t, st, clock)
 	cfg.Algorithm = EdDSA
 	m := mustNew(t, cfg)
 
+	infos := m.Keys()
+	var eddsa KeyInfo
+	for _, k := range infos {
+		if k.Algorithm == EdDSA {
+			eddsa = k
+		}
+	}
+	if eddsa.State != store.KeyNext || !eddsa.ActivatesAt.Equal(clock.Now().Add(DefaultJWKSMaxAge)) {
+		t.Fatalf("EdDSA key = %+v, want next, due one JWKS max-age (%v) from now", eddsa, DefaultJWKSMaxAge)
+	}
+	if slices.Contains(jwksKIDs(t, m), oldNext) {
+		t.Errorf("the ES256 next key (never signed) is still published after the change")
+	}
 	var got []string
-	for range 3 {
+	for range 4 {
 		tok, err := m.Sign(t.Context(), map[string]any{"sub": "x"}, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -320,11 +390,22 @@ func TestAlgorithmChangeAtNextRotation(t *testing.T) {
 			t.Fatalf("verify: %v", err)
 		}
 		got = append(got, m.Algorithm())
-		clock.Advance(24 * time.Hour)
-		mustRotate(t, m, true)
+		clock.Advance(30 * time.Minute)
+		_, err = m.Rotate(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
-	if diff := cmp.Diff([]string{ES256, ES256, EdDSA}, got); diff != "" {
-		t.Errorf("signing algorithms per period (-want +got):\n%s", diff)
+	if diff := cmp.Diff([]string{ES256, ES256, EdDSA, EdDSA}, got); diff != "" {
+		t.Errorf("signing algorithm every 30 minutes (-want +got):\n%s", diff)
+	}
+	for _, k := range m.Keys() {
+		if k.ID == oldCur && k.State != store.KeyRetired {
+			t.Errorf("old ES256 key %s is %s, want retired", k.ID, k.State)
+		}
+	}
+	if _, ok := m.PublicKey(oldCur); !ok {
+		t.Errorf("old ES256 key unpublished before the tokens it signed expired")
 	}
 }
 
@@ -436,5 +517,177 @@ func TestRun(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run() = %v, want nil", err)
+	}
+}
+
+// keyOf returns the key of alg in state of the stored set.
+func keyOf(t *testing.T, ks store.KeySet, alg string, state store.KeyState) store.SigningKey {
+	t.Helper()
+	var found []store.SigningKey
+	for _, k := range ks.Keys {
+		if k.Algorithm == alg && k.State == state {
+			found = append(found, k)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%d %s %s keys in the set, want 1", len(found), alg, state)
+	}
+	return found[0]
+}
+
+// TestSecondAlgorithmAdded upgrades a single-algorithm key set (ES256) to
+// one whose access tokens are EdDSA, then walks several periods. In the
+// first period the EdDSA key is next: published at once, due one JWKS
+// max-age later, and until then ES256 signs access tokens too. From then
+// on each algorithm has its own chain, rotating every period, each next key
+// published a whole period before it signs, and every token verifying
+// against the one JWKS.
+func TestSecondAlgorithmAdded(t *testing.T) {
+	const period, ttl = 24 * time.Hour, time.Hour
+	st, clock := &memStore{}, newClock()
+	mustNew(t, testConfig(t, st, clock)) // an existing ES256 set
+	clock.Advance(5 * time.Hour)
+	cfg := testConfig(t, st, clock)
+	cfg.AccessTokenAlgorithm = EdDSA
+	m := mustNew(t, cfg)
+	keep := ttl + retireLeeway + DefaultReloadInterval
+
+	if diff := cmp.Diff([]string{ES256, EdDSA}, m.Algorithms()); diff != "" {
+		t.Fatalf("Algorithms() (-want +got):\n%s", diff)
+	}
+	added := keyOf(t, st.set(), EdDSA, store.KeyNext)
+	if want := clock.Now().Add(DefaultJWKSMaxAge).UTC(); !added.ActivatesAt.Equal(want) {
+		t.Errorf("first EdDSA key activates at %v, want %v (one JWKS max-age after it was published)", added.ActivatesAt, want)
+	}
+	if !slices.Contains(jwksKIDs(t, m), added.ID) {
+		t.Fatalf("first EdDSA key %s not in the JWKS", added.ID)
+	}
+	if !m.NextRotation().Equal(added.ActivatesAt) {
+		t.Errorf("NextRotation = %v, want the EdDSA key's activation %v", m.NextRotation(), added.ActivatesAt)
+	}
+	es := keyOf(t, st.set(), ES256, store.KeyCurrent)
+	// Until then ES256 signs access tokens, and they verify.
+	for _, at := range []time.Duration{0, DefaultJWKSMaxAge - time.Second} {
+		clock.Advance(at)
+		mustRotate(t, m, false)
+		if k := m.SigningKeyFor(EdDSA); k.ID != es.ID || k.Algorithm != ES256 {
+			t.Fatalf("access tokens before the EdDSA key is due signed by %s (%s), want the ES256 key %s", k.ID, k.Algorithm, es.ID)
+		}
+		tok, err := m.SignAs(t.Context(), EdDSA, map[string]any{"sub": "x"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := m.JWKS()
+		if _, parsed, err := verifyWithJWKS(t, body, tok, clock.Now()); err != nil || parsed.Method.Alg() != ES256 {
+			t.Fatalf("access token before the EdDSA key is due: %v (alg %v)", err, parsed.Method.Alg())
+		}
+	}
+	clock.Advance(time.Second)
+	mustRotate(t, m, true)
+	if k := m.SigningKeyFor(EdDSA); k.ID != added.ID {
+		t.Fatalf("after one JWKS max-age access tokens signed by %s, want the first EdDSA key %s", k.ID, added.ID)
+	}
+	if k := m.SigningKey(); k.ID != es.ID {
+		t.Errorf("the ES256 chain rotated with the EdDSA one: signs with %s, want %s", k.ID, es.ID)
+	}
+	if ks := st.set(); keyOf(t, ks, ES256, store.KeyCurrent).ID != es.ID || len(kidsOf(ks)[store.KeyRetired]) != 0 {
+		t.Errorf("promoting the first EdDSA key retired keys: %v", kidsOf(ks))
+	}
+
+	// Several periods: each algorithm rotates on its own schedule.
+	for i := range 5 {
+		before := st.set()
+		due := m.NextRotation()
+		clock.Advance(due.Sub(clock.Now()) - time.Second)
+		mustRotate(t, m, false)
+		signedAt := clock.Now()
+		toks := map[string]string{}
+		for _, alg := range m.Algorithms() {
+			if got := m.SigningKeyFor(alg).Algorithm; got != alg {
+				t.Fatalf("period %d: %s tokens signed %s", i, alg, got)
+			}
+			tok, err := m.SignAs(t.Context(), alg, map[string]any{"exp": signedAt.Add(ttl).Unix()}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			toks[alg] = tok
+		}
+		clock.Advance(time.Second)
+		mustRotate(t, m, true)
+		after := st.set()
+		rotated := 0
+		for _, alg := range m.Algorithms() {
+			oldNext := keyOf(t, before, alg, store.KeyNext)
+			if !dueAt(oldNext, before).Equal(due) {
+				if keyOf(t, after, alg, store.KeyCurrent).ID != keyOf(t, before, alg, store.KeyCurrent).ID {
+					t.Errorf("period %d: %s rotated before its next key was due", i, alg)
+				}
+				continue
+			}
+			rotated++
+			cur := keyOf(t, after, alg, store.KeyCurrent)
+			if cur.ID != oldNext.ID || cur.ActivatesAt.Sub(oldNext.CreatedAt) < DefaultJWKSMaxAge {
+				t.Errorf("period %d: %s current = %s (published %v before signing), want the old next key %s", i, alg, cur.ID, cur.ActivatesAt.Sub(oldNext.CreatedAt), oldNext.ID)
+			}
+			if n := keyOf(t, after, alg, store.KeyNext); !n.ActivatesAt.Equal(clock.Now().Add(period).UTC()) {
+				t.Errorf("period %d: new %s next key due %v, want a period from now", i, alg, n.ActivatesAt)
+			}
+			if err := verifyWithManager(m, toks[alg], signedAt); err != nil {
+				t.Errorf("period %d: %s token of the retired key: %v", i, alg, err)
+			}
+		}
+		if rotated != 1 {
+			t.Errorf("period %d: %d algorithms rotated at %v, want 1 (their schedules are an hour apart)", i, rotated, due)
+		}
+		retired := kidsOf(after)[store.KeyRetired]
+		clock.Advance(keep - time.Second)
+		mustRotate(t, m, false)
+		for _, kid := range retired {
+			if _, ok := m.PublicKey(kid); !ok {
+				t.Errorf("period %d: retired key %s unpublished before its tokens expired", i, kid)
+			}
+		}
+		clock.Advance(time.Second)
+		mustRotate(t, m, false)
+		if n := len(kidsOf(st.set())[store.KeyRetired]); n != 0 {
+			t.Errorf("period %d: %d retired keys left after their tokens expired", i, n)
+		}
+	}
+	if kids := jwksKIDs(t, m); len(kids) != 4 {
+		t.Errorf("JWKS after the last pruning = %v, want 4 keys (next and current of each algorithm)", kids)
+	}
+}
+
+// TestFirstStartTwoAlgorithms: a new key set gets a current and a next key
+// of each algorithm; both sign at once (no verifier can hold an older JWKS
+// of it), and RotateNow rotates both.
+func TestFirstStartTwoAlgorithms(t *testing.T) {
+	st, clock := &memStore{}, newClock()
+	cfg := testConfig(t, st, clock)
+	cfg.AccessTokenAlgorithm = EdDSA
+	m := mustNew(t, cfg)
+	for _, alg := range []string{ES256, EdDSA} {
+		cur := keyOf(t, st.set(), alg, store.KeyCurrent)
+		if got := m.SigningKeyFor(alg).ID; got != cur.ID {
+			t.Errorf("%s signs with %s, want its current key %s", alg, got, cur.ID)
+		}
+		keyOf(t, st.set(), alg, store.KeyNext)
+	}
+	if n := len(jwksKIDs(t, m)); n != 4 {
+		t.Errorf("JWKS has %d keys, want 4", n)
+	}
+	if _, err := m.SignAs(t.Context(), RS256, nil, nil); err == nil {
+		t.Errorf("SignAs(RS256) on an ES256+EdDSA set = nil error")
+	}
+
+	clock.Advance(2 * DefaultJWKSMaxAge)
+	before := st.set()
+	if err := m.RotateNow(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, alg := range []string{ES256, EdDSA} {
+		if got, want := m.SigningKeyFor(alg).ID, keyOf(t, before, alg, store.KeyNext).ID; got != want {
+			t.Errorf("after RotateNow %s signs with %s, want the old next key %s", alg, got, want)
+		}
 	}
 }

@@ -283,9 +283,12 @@ func (e *Env) build(ctx context.Context) error {
 	if kc.Now == nil {
 		kc.Now = o.Now
 	}
-	km, err := keys.New(ctx, kc)
+	km, err := keys.New(kc)
 	if err != nil {
 		return fmt.Errorf("keys.New: %w", err)
+	}
+	if err := km.Load(ctx); err != nil {
+		return fmt.Errorf("keys.Load: %w", err)
 	}
 	var ups []broker.Upstream
 	for i, idp := range e.IdPs {
