@@ -69,9 +69,9 @@ type snapshot struct {
 	// current holds the current key of each algorithm that has one; signers
 	// the key that signs for each configured algorithm: its own current
 	// key, or while it has none yet another algorithm's (see SignAs).
-	current map[string]*signer
-	signers map[string]*signer
-	public  map[string]published
+	current  map[string]*signer
+	signers  map[string]*signer
+	public   map[string]published
 	jwks     []byte
 	infos    []KeyInfo
 	deadline time.Time // earliest ExpiresAt of a retired key (zero: none)

@@ -21,7 +21,9 @@ var errUnchanged = errors.New("key set unchanged")
 // more of each algorithm.
 type needKeys map[string]int
 
-func (n needKeys) Error() string { return fmt.Sprintf("more generated keys needed: %v", map[string]int(n)) }
+func (n needKeys) Error() string {
+	return fmt.Sprintf("more generated keys needed: %v", map[string]int(n))
+}
 
 // errStaleSeal aborts an updater that meets a private key advance did not
 // prepare (another process changed the set since it was read).

@@ -356,6 +356,13 @@ func (e *Env) Restart(ctx context.Context) error {
 	return e.build(ctx)
 }
 
+// RestartWith is Restart with the options changed by edit first (a new
+// configuration, as an upgrade brings), for this and later starts.
+func (e *Env) RestartWith(ctx context.Context, edit func(*Options)) error {
+	edit(&e.opts)
+	return e.Restart(ctx)
+}
+
 func (e *Env) closeStore() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
