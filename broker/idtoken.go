@@ -28,13 +28,18 @@ import (
 // fix it; nil when it can ("" is the key set's default). The one home of
 // this rule, used by `keyward check-config` and by New.
 func CheckIDTokenAlgorithm(alg string, held []string) error {
+	supported := keys.SupportedAlgorithms()
+	// An unsupported algorithm in held is the keys section's own problem.
+	held = slices.DeleteFunc(slices.Clone(held), func(h string) bool { return !slices.Contains(supported, h) })
 	switch {
 	case alg == "" || slices.Contains(held, alg):
 		return nil
-	case !slices.Contains(keys.SupportedAlgorithms(), alg):
-		return fmt.Errorf("%q is not supported; use %s (default: keys.algorithm)", alg, strings.Join(keys.SupportedAlgorithms(), ", "))
+	case !slices.Contains(supported, alg):
+		return fmt.Errorf("%q is not supported; use %s (default: keys.algorithm)", alg, strings.Join(supported, ", "))
+	case len(held) == 0:
+		return nil
 	}
-	return fmt.Errorf("%q: the key set holds no %s key (it holds %s: keys.algorithm and keys.accessTokenAlgorithm); "+
+	return fmt.Errorf("%q: the key set holds no %s key (keys.algorithm and keys.accessTokenAlgorithm give it %s); "+
 		"use one of those, or set keys.accessTokenAlgorithm or keys.algorithm to %s", alg, alg, strings.Join(held, " and "), alg)
 }
 

@@ -123,7 +123,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	if !validAlgorithm(cfg.Algorithm) {
 		errs = append(errs, fmt.Errorf("unsupported Algorithm %q (want RS256, ES256 or EdDSA)", cfg.Algorithm))
 	}
-	if !validAlgorithm(cfg.AccessTokenAlgorithm) {
+	if cfg.AccessTokenAlgorithm != cfg.Algorithm && !validAlgorithm(cfg.AccessTokenAlgorithm) {
 		errs = append(errs, fmt.Errorf("unsupported AccessTokenAlgorithm %q (want RS256, ES256 or EdDSA)", cfg.AccessTokenAlgorithm))
 	}
 	if cfg.RotationPeriod < config.Duration(2*time.Second) {

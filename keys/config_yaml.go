@@ -40,7 +40,7 @@ func (cfg Config) Validate() error {
 	if !validAlgorithm(cfg.Algorithm) {
 		p.Add("algorithm", "%q is not supported; use RS256, ES256 or EdDSA", cfg.Algorithm)
 	}
-	if !validAlgorithm(cfg.AccessTokenAlgorithm) {
+	if cfg.AccessTokenAlgorithm != cfg.Algorithm && !validAlgorithm(cfg.AccessTokenAlgorithm) { // else reported as algorithm
 		p.Add("accessTokenAlgorithm", "%q is not supported; use RS256 (every gateway accepts it), ES256 or EdDSA (both sign about 20× faster)", cfg.AccessTokenAlgorithm)
 	}
 	if cfg.RotationPeriod <= 0 {
