@@ -54,11 +54,11 @@ type Config struct {
 	// Default: Algorithm (RS256). With another algorithm than Algorithm the
 	// key set holds keys of both. Every verifier of access tokens must
 	// accept it (web/verify's default algorithms accept all three).
-	// Cost on this project's 2-core benchmark machine, per token
-	// (go test ./keys -run x -bench Sign, docs/performance.md): RS256 signs
-	// in about 1.2 ms and verifies in about 50 µs; ES256 signs in about
-	// 60 µs and verifies in about 150 µs; EdDSA signs in about 45 µs and
-	// verifies in about 110 µs.
+	// Cost per token on this project's 2-core benchmark VM (go test ./keys
+	// -run x -bench Sign, docs/performance.md "Signing algorithms"): RS256
+	// signs in about 1 ms and verifies in about 55 µs; ES256 signs in about
+	// 50 µs and verifies in about 80 µs; EdDSA signs in about 40 µs and
+	// verifies in about 70 µs.
 	AccessTokenAlgorithm string `yaml:"accessTokenAlgorithm,omitempty"`
 	// RotationPeriod is how long a key signs. Default: 24h.
 	RotationPeriod config.Duration `yaml:"rotationPeriod,omitempty"`
