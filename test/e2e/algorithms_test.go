@@ -145,41 +145,54 @@ func TestAccessAndIDTokenAlgorithms(t *testing.T) {
 }
 
 // TestAccessTokenAlgorithmAddedOnUpgrade: a broker that signed everything
-// RS256 restarts with keys.accessTokenAlgorithm ES256. Its access tokens
-// stay RS256 until the ES256 key has been published for one JWKS max-age,
-// then they are ES256; ID tokens stay RS256 throughout, and every token
-// verifies against /keys.
+// RS256 restarts with keys.accessTokenAlgorithm set, and app2 asking for its
+// ID tokens in that algorithm. Until the new algorithm's first key has been
+// published for one JWKS max-age, access tokens and app2's ID tokens stay
+// RS256 (with a SHA-256 at_hash); then they switch (EdDSA: SHA-512). app's
+// ID tokens stay RS256 throughout, and every token verifies against /keys.
 func TestAccessTokenAlgorithmAddedOnUpgrade(t *testing.T) {
-	e := newEnv(t, envOptions{})
-	c := e.client(appID, appSecret, appRedir, nil)
-	tok, _ := c.signIn()
-	if got := headerAlg(t, tok.AccessToken); got != keys.RS256 {
-		t.Fatalf("access token before the upgrade signed %s, want RS256", got)
-	}
-	if err := e.b.RestartWith(t.Context(), func(o *brokertest.Options) { o.Keys.AccessTokenAlgorithm = keys.ES256 }); err != nil {
-		t.Fatal(err)
-	}
-	e.store, e.keys = e.b.Store, e.b.Keys
-	c = e.client(appID, appSecret, appRedir, nil)
-	for _, step := range []struct {
-		advance time.Duration
-		want    string
-	}{
-		{0, keys.RS256},
-		{keys.DefaultJWKSMaxAge - time.Minute, keys.RS256},
-		{2 * time.Minute, keys.ES256},
-	} {
-		e.clock.Advance(step.advance)
-		if _, err := e.keys.Rotate(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		tok, _ := c.signIn()
-		if got := headerAlg(t, tok.AccessToken); got != step.want {
-			t.Errorf("%v after the upgrade the access token is signed %s, want %s", step.advance, got, step.want)
-		}
-		verifyAtClock(t, e, tok.AccessToken)
-		rawID, _ := tok.Extra("id_token").(string)
-		checkIDToken(t, c, rawID, keys.RS256, tok.AccessToken)
+	for _, alg := range []string{keys.ES256, keys.EdDSA} {
+		t.Run(alg, func(t *testing.T) {
+			e := newEnv(t, envOptions{})
+			tok, _ := e.client(appID, appSecret, appRedir, nil).signIn()
+			if got := headerAlg(t, tok.AccessToken); got != keys.RS256 {
+				t.Fatalf("access token before the upgrade signed %s, want RS256", got)
+			}
+			err := e.b.RestartWith(t.Context(), func(o *brokertest.Options) {
+				o.Keys.AccessTokenAlgorithm = alg
+				o.Broker = func(bc *broker.Config) { bc.Clients[1].IDTokenSignedResponseAlg = alg }
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.store, e.keys = e.b.Store, e.b.Keys
+			app, app2 := e.client(appID, appSecret, appRedir, nil), e.client(app2ID, app2Secret, app2Redir, nil)
+			for _, step := range []struct {
+				advance time.Duration
+				want    string
+			}{
+				{0, keys.RS256},
+				{keys.DefaultJWKSMaxAge - time.Minute, keys.RS256},
+				{2 * time.Minute, alg},
+			} {
+				e.clock.Advance(step.advance)
+				if _, err := e.keys.Rotate(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+				tok, _ := app.signIn()
+				if got := headerAlg(t, tok.AccessToken); got != step.want {
+					t.Errorf("%v after the upgrade the access token is signed %s, want %s", step.advance, got, step.want)
+				}
+				verifyAtClock(t, e, tok.AccessToken)
+				rawID, _ := tok.Extra("id_token").(string)
+				checkIDToken(t, app, rawID, keys.RS256, tok.AccessToken)
+
+				tok2, _ := app2.signIn()
+				rawID2, _ := tok2.Extra("id_token").(string)
+				checkIDToken(t, app2, rawID2, step.want, tok2.AccessToken)
+				verifyAtClock(t, e, rawID2)
+			}
+		})
 	}
 }
 
