@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/keyward/keyward/cmd/config"
@@ -172,10 +173,4 @@ func (cfg Config) Algorithms() []string {
 // SupportedAlgorithms lists the algorithms keys can sign with.
 func SupportedAlgorithms() []string { return []string{RS256, ES256, EdDSA} }
 
-func validAlgorithm(alg string) bool {
-	switch alg {
-	case RS256, ES256, EdDSA:
-		return true
-	}
-	return false
-}
+func validAlgorithm(alg string) bool { return slices.Contains(SupportedAlgorithms(), alg) }
