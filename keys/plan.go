@@ -3,7 +3,6 @@ package keys
 import (
 	"bytes"
 	"cmp"
-	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -33,64 +32,6 @@ func earliestNext(ks store.KeySet) time.Time {
 	}
 	return at
 }
-
-// Run rotates and reloads the key set until ctx is done, then returns nil
-// (ErrNotLoaded at once when Load has not succeeded).
-// It wakes at NextRotation or when a retired key expires, and at least every
-// ReloadInterval to follow changes made by other processes. Failures are
-// logged and retried.
-func (m *Manager) Run(ctx context.Context) error {
-	if err := m.checkLoaded(); err != nil {
-		return err
-	}
-	failed := false
-	for {
-		select {
-		case <-m.scheduled: // the wait below is computed from the latest snapshot
-		default:
-		}
-		d := m.untilStep(m.now())
-		if failed {
-			d = max(d, min(m.reload, retryDelay))
-		}
-		c, stop := m.timer(d)
-		select {
-		case <-ctx.Done():
-			stop()
-			return nil
-		case <-m.scheduled:
-			stop()
-			continue
-		case <-c:
-		}
-		_, err := m.Rotate(ctx)
-		failed = err != nil
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			m.log.ErrorContext(ctx, "key rotation step", "err", err)
-		}
-	}
-}
-
-// untilStep is how long Run waits before its next step.
-func (m *Manager) untilStep(now time.Time) time.Duration {
-	s := m.snap.Load()
-	at := s.nextRotation
-	if !s.deadline.IsZero() && s.deadline.Before(at) {
-		at = s.deadline
-	}
-	return min(m.reload, max(0, at.Sub(now)))
-}
-
-func realTimer(d time.Duration) (<-chan time.Time, func() bool) {
-	t := time.NewTimer(d)
-	return t.C, t.Stop
-}
-
-// clock is now as the store keeps it: UTC, microseconds.
-func (m *Manager) clock() time.Time { return m.now().UTC().Truncate(time.Microsecond) }
 
 // chain is one algorithm's current and next key.
 type chain struct{ cur, next *store.SigningKey }
