@@ -106,6 +106,9 @@ func (s *idTokenStrategy) GenerateIDToken(ctx context.Context, lifespan time.Dur
 // session, which knows neither the client's algorithm nor the key that
 // signs now; the access token is the response's, which fosite keeps in
 // ctx (fosite.AccessResponseContextKey) while the token handlers run.
+// (The hash depends only on the algorithm, so a rotation between this and
+// the signature changes nothing, except in the instant an algorithm's
+// first key starts signing after an upgrade to or from EdDSA.)
 func setATHash(ctx context.Context, r fosite.Requester, alg string) {
 	sess, ok := r.GetSession().(openid.Session)
 	if !ok || sess.IDTokenClaims().AccessTokenHash == "" {
