@@ -96,6 +96,8 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 		return nil, err
 	}
 	inst := &instance{log: log, store: st, metrics: prometheus.NewRegistry()}
+	ready := storeReady(st)
+	st = withCrashPoints(st) // crashpoints*.go: kill points only in the crash-test build
 	inst.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	fail := func(err error) (*instance, error) {
 		inst.close()
@@ -130,7 +132,7 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 		Keys:           inst.keys,
 		SessionSecret:  derive(sec.SessionSecret, "keyward cookies v1"),
 		TrustedProxies: cfg.trustedProxies(),
-		Ready:          readyAll(storeReady(st)), // add further checks as arguments
+		Ready:          readyAll(ready), // add further checks as arguments
 		Registerer:     inst.metrics,
 		Version:        version,
 		Logger:         log,
