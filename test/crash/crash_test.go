@@ -74,6 +74,7 @@ type state struct {
 	tk      tokens    // the client's tokens before the operation
 	got     tokens    // the operation's answer, when it came
 	sub     string    // the person's subject
+	sid     string    // the person's Keyward session
 	jwks    []string  // the kids published before the operation
 	keys    adminKeys // the admin API's key set before the operation
 	subject string    // a single-use subject token
@@ -174,13 +175,19 @@ var scenarios = []scenario{
 	{name: "refresh", setup: signedIn, op: refreshOp, check: refreshCheck},
 	{name: "single-use exchange", setup: exchangeSetup, op: exchangeOp, check: exchangeCheck},
 	{name: "deprovision", setup: signedIn, op: deprovisionOp, check: deprovisionCheck},
+	{name: "session end", setup: signedIn, op: sessionEndOp, check: sessionEndCheck},
 	{name: "key rotation", setup: rotationSetup, op: rotationOp, check: rotationCheck},
 }
 
 // signedIn: the person has signed in; the client holds the tokens.
 func signedIn(w *world, s *state) {
 	s.tk = w.signInFully()
-	s.sub = w.claims(s.tk.access)["sub"].(string)
+	c := w.claims(s.tk.access)
+	s.sub, _ = c["sub"].(string)
+	s.sid, _ = c["sid"].(string)
+	if s.sub == "" || s.sid == "" {
+		w.t.Fatalf("access token without sub or sid: %v", c)
+	}
 }
 
 // --- sign-in
@@ -371,7 +378,7 @@ func deprovisionOp(w *world, s *state) bool {
 // untouched, and the administrator's retry takes effect.
 func deprovisionCheck(w *world, s *state, k kill) {
 	t := w.t
-	listed := w.feedLists(s.sub)
+	listed := w.feedLists("subject", s.sub)
 	if k.landed() {
 		if !listed {
 			t.Errorf("the revocation feed does not list the deprovisioned subject after the restart")
@@ -386,7 +393,7 @@ func deprovisionCheck(w *world, s *state, k kill) {
 			t.Fatal("the retried deprovisioning got no answer")
 		}
 		wantError(t, w.refresh(tk.refresh), "refresh after the retried deprovisioning", "invalid_grant")
-		if !w.feedLists(s.sub) {
+		if !w.feedLists("subject", s.sub) {
 			t.Errorf("the revocation feed does not list the subject after the retried deprovisioning")
 		}
 	}
@@ -395,9 +402,9 @@ func deprovisionCheck(w *world, s *state, k kill) {
 	}
 }
 
-// feedLists reports whether the revocation feed holds a subject entry for
-// sub.
-func (w *world) feedLists(sub string) bool {
+// feedLists reports whether the revocation feed holds an entry of kind
+// ("subject" or "session") for id (a subject or a session id).
+func (w *world) feedLists(kind, id string) bool {
 	w.t.Helper()
 	req, err := http.NewRequest(http.MethodGet, w.issuer+"/revocations?after=0", nil)
 	if err != nil {
@@ -409,20 +416,20 @@ func (w *world) feedLists(sub string) bool {
 		w.t.Fatalf("GET /revocations: %d %v\n%.500s", a.status, a.err, a.body)
 	}
 	var feed struct {
-		Entries []struct {
-			Kind string `json:"kind"`
-			Sub  string `json:"sub"`
-		} `json:"entries"`
+		Entries []feedEntry `json:"entries"`
 	}
 	if err := json.Unmarshal(a.body, &feed); err != nil {
 		w.t.Fatalf("GET /revocations: %v", err)
 	}
-	return slices.ContainsFunc(feed.Entries, func(e struct {
-		Kind string `json:"kind"`
-		Sub  string `json:"sub"`
-	}) bool {
-		return e.Kind == "subject" && e.Sub == sub
+	return slices.ContainsFunc(feed.Entries, func(e feedEntry) bool {
+		return e.Kind == kind && (kind == "subject" && e.Sub == id || kind == "session" && e.Sid == id)
 	})
+}
+
+type feedEntry struct {
+	Kind string `json:"kind"`
+	Sub  string `json:"sub"`
+	Sid  string `json:"sid"`
 }
 
 // signInReachesCode reports whether a new sign-in gets the app a code.
@@ -438,6 +445,69 @@ func (w *world) signInReachesCode() bool {
 		}
 	}
 	return false
+}
+
+// --- ending a session (the admin API; /end_session, back-channel logout
+// and the upstream re-check end sessions the same way)
+
+func sessionEndOp(w *world, s *state) bool {
+	a := w.adminCall(http.MethodDelete, "/sessions/"+url.PathEscape(s.sid)+"?reason=crash+test", "")
+	if a.err != nil {
+		return false
+	}
+	if a.status != http.StatusOK {
+		w.t.Fatalf("end session: %d\n%.500s", a.status, a.body)
+	}
+	return true
+}
+
+// sessionEndCheck: all or nothing. A session ended (acknowledged or not)
+// is in the revocation feed, so edges drop its access tokens, and its
+// refresh token is refused; one not ended is untouched, and the
+// administrator's retry ends it.
+func sessionEndCheck(w *world, s *state, k kill) {
+	t := w.t
+	ended, listed := !w.sessionExists(s.sub, s.sid), w.feedLists("session", s.sid)
+	if k.landed() && !ended {
+		t.Errorf("the session survived the restart, though its end was stored before the kill")
+	}
+	if ended != listed {
+		t.Errorf("after the restart the session is ended: %v, but in the revocation feed: %v; want both or neither (edges would keep accepting its access tokens)", ended, listed)
+	}
+	if ended {
+		wantError(t, w.refresh(s.tk.refresh), "refresh in an ended session", "invalid_grant")
+		return
+	}
+	tk := w.tokensOf(w.refresh(s.tk.refresh), "refresh in a session not ended")
+	if !sessionEndOp(w, s) {
+		t.Fatal("the retried end of session got no answer")
+	}
+	wantError(t, w.refresh(tk.refresh), "refresh after the retried end of session", "invalid_grant")
+	if !w.feedLists("session", s.sid) {
+		t.Errorf("the revocation feed does not list the session after the retried end")
+	}
+}
+
+// sessionExists reports whether the admin API lists session sid of sub.
+func (w *world) sessionExists(sub, sid string) bool {
+	w.t.Helper()
+	a := w.adminCall(http.MethodGet, "/sessions?subject="+url.QueryEscape(sub), "")
+	if a.err != nil || a.status != http.StatusOK {
+		w.t.Fatalf("GET /admin/v1/sessions: %d %v\n%.500s", a.status, a.err, a.body)
+	}
+	var list struct {
+		Sessions []struct {
+			ID string `json:"id"`
+		} `json:"sessions"`
+	}
+	if err := json.Unmarshal(a.body, &list); err != nil {
+		w.t.Fatal(err)
+	}
+	return slices.ContainsFunc(list.Sessions, func(x struct {
+		ID string `json:"id"`
+	}) bool {
+		return x.ID == sid
+	})
 }
 
 // --- key rotation

@@ -18,7 +18,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -86,6 +85,7 @@ type world struct {
 	boltPath string
 	idp      *fakeidp.Server
 	proc     *proc
+	starts   int // processes started, naming their logs
 }
 
 func newWorld(t *testing.T, bin string, be backend) *world {
@@ -176,7 +176,7 @@ func freeAddr(t *testing.T) string {
 // proc is one running keyward serve.
 type proc struct {
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *output
 	exited chan struct{}
 	err    error // cmd.Wait's, once exited is closed
 }
@@ -191,9 +191,16 @@ func (w *world) start(spec string) *proc {
 	}
 	cmd := exec.Command(w.bin, "serve", "-c", w.cfg)
 	cmd.Env = append(os.Environ(), crashEnv+"="+spec)
-	p := &proc{cmd: cmd, out: &syncBuffer{}, exited: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.out, p.out
-	if err := cmd.Start(); err != nil {
+	w.starts++
+	p := &proc{cmd: cmd, out: &output{path: filepath.Join(w.dir, fmt.Sprintf("keyward-%d.log", w.starts))}, exited: make(chan struct{})}
+	f, err := os.OpenFile(p.out.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = f, f
+	err = cmd.Start()
+	_ = f.Close() // the process has its own descriptor
+	if err != nil {
 		w.t.Fatalf("start keyward: %v", err)
 	}
 	go func() { p.err = cmd.Wait(); close(p.exited) }()
@@ -299,21 +306,17 @@ func (w *world) checkBolt() {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	sb strings.Builder
-}
+// output is a process's stdout and stderr, written by the process itself
+// into a file (no copying goroutine in between): a line it wrote before
+// answering a request is in the file when the answer arrives.
+type output struct{ path string }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.String()
+func (o *output) String() string {
+	b, err := os.ReadFile(o.path)
+	if err != nil {
+		return fmt.Sprintf("(read %s: %v)", o.path, err)
+	}
+	return string(b)
 }
 
 // --- HTTP as a client, an administrator and a verifier see it
