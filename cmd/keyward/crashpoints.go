@@ -154,8 +154,8 @@ func (s *crashStore) DeleteGrantsBySubject(ctx context.Context, subject string) 
 	return crashPoint(s, "DeleteGrantsBySubject", func() (int, error) { return s.Store.DeleteGrantsBySubject(ctx, subject) })
 }
 
-func (s *crashStore) EndSession(ctx context.Context, id string) (store.GrantDeletion, error) {
-	return crashPoint(s, "EndSession", func() (store.GrantDeletion, error) { return s.Store.EndSession(ctx, id) })
+func (s *crashStore) EndSession(ctx context.Context, id string, feed store.Revocation) (store.GrantDeletion, error) {
+	return crashPoint(s, "EndSession", func() (store.GrantDeletion, error) { return s.Store.EndSession(ctx, id, feed) })
 }
 
 func (s *crashStore) UpdateKeySet(ctx context.Context, f func(store.KeySet) (store.KeySet, error)) error {
