@@ -41,6 +41,8 @@ type fositeStore struct {
 	// codeTTL is the lifetime of PKCE and OIDC records (those of the code).
 	codeTTL time.Duration
 	now     func() time.Time
+	// tokens keeps the revocation state of access tokens (accesstoken.go).
+	tokens *accessTokens
 }
 
 var (
@@ -116,6 +118,9 @@ func (s *fositeStore) create(ctx context.Context, kind store.GrantKind, sig stri
 	if sess != nil {
 		g.Subject = sess.GetSubject()
 		g.SessionID = sess.SessionID
+	}
+	if kind == store.GrantRefreshToken {
+		g.AccessTokenID, g.AccessExpiresAt = issuedAccessToken(r)
 	}
 	if err := s.createGrant(ctx, g); err != nil {
 		return fmt.Errorf("create %s: %w", kind, err)
@@ -281,6 +286,11 @@ var errCodeRaced = errors.New("the authorization code was redeemed by a concurre
 // that it is still unused when the unit of work commits: of two
 // redemptions racing, one wins.
 func (s *fositeStore) InvalidateAuthorizeCodeSession(ctx context.Context, sig string) error {
+	if u := unitFrom(ctx); u != nil {
+		u.mu.Lock()
+		u.redeemedCode = sig
+		u.mu.Unlock()
+	}
 	return s.update(ctx, store.GrantAuthorizeCode, sig, func(g store.Grant) (store.Grant, error) {
 		if !g.Active {
 			return g, errCodeRaced
@@ -338,24 +348,28 @@ func (s *fositeStore) DeleteOpenIDConnectSession(ctx context.Context, code strin
 	return s.del(ctx, store.GrantOIDC, codeKey(code))
 }
 
-// --- access tokens (the JWT's signature segment)
+// --- access tokens: self-contained, nothing stored (accesstoken.go)
 
-func (s *fositeStore) CreateAccessTokenSession(ctx context.Context, sig string, r fosite.Requester) error {
-	return s.create(ctx, store.GrantAccessToken, sig, r, expiry(r, fosite.AccessToken, s.now().Add(time.Hour)), "")
+// CreateAccessTokenSession stores nothing. The access token's jti and
+// expiry go on the family record written in the same request: the refresh
+// token (create), or, for a code redemption, the authorize code.
+func (s *fositeStore) CreateAccessTokenSession(ctx context.Context, _ string, r fosite.Requester) error {
+	return s.recordAccessOnCode(ctx, r)
 }
 
-func (s *fositeStore) GetAccessTokenSession(ctx context.Context, sig string, proto fosite.Session) (fosite.Requester, error) {
-	_, r, err := s.get(ctx, store.GrantAccessToken, sig, proto)
-	return r, err
+// GetAccessTokenSession finds nothing: access tokens are verified from
+// their claims (accessTokens.verify), never looked up by signature.
+func (s *fositeStore) GetAccessTokenSession(context.Context, string, fosite.Session) (fosite.Requester, error) {
+	return nil, fosite.ErrNotFound
 }
 
-func (s *fositeStore) DeleteAccessTokenSession(ctx context.Context, sig string) error {
-	return s.del(ctx, store.GrantAccessToken, sig)
-}
+// DeleteAccessTokenSession has nothing to delete.
+func (s *fositeStore) DeleteAccessTokenSession(context.Context, string) error { return nil }
 
+// RevokeAccessToken denies the access tokens of the family requestID that
+// may still be alive (code reuse, a refused grant).
 func (s *fositeStore) RevokeAccessToken(ctx context.Context, requestID string) error {
-	_, err := s.grants.DeleteGrantsByRequest(ctx, requestID, store.GrantAccessToken)
-	return err
+	return s.tokens.denyFamily(context.WithoutCancel(ctx), requestID) // stands though the client has gone
 }
 
 // --- refresh tokens
@@ -406,7 +420,8 @@ var errRefreshRaced = errors.New("the refresh token was used by a concurrent req
 // already gone is no error: a concurrent request that detected the same
 // reuse removed it (fosite would answer invalid_request, "retry").
 func (s *fositeStore) DeleteRefreshTokenSession(ctx context.Context, sig string) error {
-	err := s.grants.DeleteGrant(ctx, store.GrantRefreshToken, sig)
+	// Not even a client that hangs up at once (a thief's) stops it.
+	err := s.grants.DeleteGrant(context.WithoutCancel(ctx), store.GrantRefreshToken, sig)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
 	}
@@ -416,18 +431,12 @@ func (s *fositeStore) DeleteRefreshTokenSession(ctx context.Context, sig string)
 // RotateRefreshToken marks the presented refresh token used, on the
 // condition, checked at commit, that it is still the family's current one
 // or that its one grace use is free and within the grace window (then the
-// grace use is taken and the first rotation time kept). It drops the
-// access token issued with the rotated one.
+// grace use is taken and the first rotation time kept). The access token
+// issued with the rotated refresh token is not revoked: it expires within
+// the access-token lifetime.
 func (s *fositeStore) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
-	g, err := s.getGrant(ctx, store.GrantRefreshToken, sig)
-	if errors.Is(err, store.ErrNotFound) {
-		return fosite.ErrNotFound
-	}
-	if err != nil {
-		return fmt.Errorf("rotate refresh token: %w", err)
-	}
 	now := s.now()
-	err = s.update(ctx, store.GrantRefreshToken, sig, func(g store.Grant) (store.Grant, error) {
+	err := s.update(ctx, store.GrantRefreshToken, sig, func(g store.Grant) (store.Grant, error) {
 		switch {
 		case g.Active:
 			g.Active = false
@@ -439,27 +448,23 @@ func (s *fositeStore) RotateRefreshToken(ctx context.Context, requestID, sig str
 		}
 		return g, nil
 	})
+	if errors.Is(err, store.ErrNotFound) {
+		return fosite.ErrNotFound
+	}
 	if err != nil {
 		return fmt.Errorf("rotate refresh token: %w", err)
-	}
-	return s.retireAccessToken(ctx, g)
-}
-
-// retireAccessToken drops the access token issued together with the
-// refresh token g, which is being rotated (a refreshed client uses the new
-// one).
-func (s *fositeStore) retireAccessToken(ctx context.Context, g store.Grant) error {
-	if g.AccessSignature == "" {
-		return nil
-	}
-	if err := s.del(ctx, store.GrantAccessToken, g.AccessSignature); err != nil && !errors.Is(err, fosite.ErrNotFound) {
-		return fmt.Errorf("drop the rotated access token: %w", err)
 	}
 	return nil
 }
 
-// RevokeRefreshToken removes every refresh token of the family, at once.
+// RevokeRefreshToken denies the family's access tokens that may still be
+// alive, then removes every refresh token of the family; at once, and even
+// when the client has gone away meanwhile (a detected reuse must stand).
 func (s *fositeStore) RevokeRefreshToken(ctx context.Context, requestID string) error {
+	ctx = context.WithoutCancel(ctx)
+	if err := s.tokens.denyFamily(ctx, requestID); err != nil {
+		return err
+	}
 	_, err := s.grants.DeleteGrantsByRequest(ctx, requestID, store.GrantRefreshToken)
 	return err
 }

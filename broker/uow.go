@@ -40,7 +40,10 @@ type unitOfWork struct {
 	// conflict, when set, is what an ErrConflict from Apply means (a
 	// single-use token id presented twice).
 	conflict error
-	done     bool
+	// redeemedCode is the signature of the authorize code a token request
+	// redeems (InvalidateAuthorizeCodeSession), "" for other grants.
+	redeemedCode string
+	done         bool
 }
 
 type unitKey struct{}

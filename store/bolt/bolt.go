@@ -130,6 +130,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("bolt: open %s: %w", opts.Path, err)
 	}
 	logger := opts.Logger.With("component", "store/bolt")
+	if err := sweepAccessTokens(ctx, db, logger, sweepBatch); err != nil { // upgrade.go
+		_ = db.Close()
+		return nil, fmt.Errorf("bolt: open %s: %w", opts.Path, err)
+	}
 	logger.InfoContext(ctx, "store opened", "path", opts.Path, "no_sync", opts.NoSync)
 	s := &Store{db: db, write: (&committer{db: db}).do, logger: logger}
 	switch {

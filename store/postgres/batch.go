@@ -45,15 +45,40 @@ func prepareBatch(b store.Batch) (batchArgs, error) {
 	return a, nil
 }
 
+// pipeline queues the statements of a transaction whose results nothing
+// waits for, and sends them, in order, with the next statement whose
+// result is needed: writes cost no round trip of their own.
+type pipeline struct {
+	tx      pgx.Tx
+	pending *pgx.Batch
+}
+
+func (p *pipeline) queue(sql string, args ...any) *pgx.QueuedQuery {
+	return p.pending.Queue(sql, args...)
+}
+
+// flush sends what is queued and returns the first error of its
+// statements (or of their callbacks).
+func (p *pipeline) flush(ctx context.Context) error {
+	if p.pending.Len() == 0 {
+		return nil
+	}
+	b := p.pending
+	p.pending = &pgx.Batch{}
+	return p.tx.SendBatch(ctx, b).Close()
+}
+
 // Apply stores b in one READ COMMITTED transaction, in the order
-// store.Batch documents: each GrantUpdate locks its row (SELECT … FOR
+// store.Batch documents. Each GrantUpdate locks its row (SELECT … FOR
 // UPDATE) and runs its updater on what is committed once the lock is
 // granted, so of two batches with the same precondition the second sees
-// the first's result; the deletes go to the server as one batch of
-// statements, each SubjectUpsert locks its row as UpsertSubject does, and
-// the creates and feed entries go as a last batch. Any failure rolls the
-// whole transaction back. Like every write, it runs again after a
-// serialization failure or deadlock (updaters are pure).
+// the first's result. Writes are pipelined: each SELECT carries the writes
+// queued before it, each SubjectUpsert (which locks its row as
+// UpsertSubject does) sends them first, and the rest goes in one last
+// round trip; a refresh (one update, one create) is BEGIN, SELECT, the
+// writes, COMMIT. Any failure rolls the whole transaction back. Like every
+// write, it runs again after a serialization failure or deadlock (updaters
+// are pure).
 func (s *Store) Apply(ctx context.Context, b store.Batch) (store.BatchResult, error) {
 	const op = "apply"
 	if err := ctx.Err(); err != nil {
@@ -68,20 +93,25 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) (store.BatchResult, er
 	}
 	return writeResult(ctx, s, op, func(ctx context.Context, tx pgx.Tx) (store.BatchResult, error) {
 		var res store.BatchResult
+		p := &pipeline{tx: tx, pending: &pgx.Batch{}}
 		for i, u := range b.GrantUpdates {
-			old, err := scanGrant(tx.QueryRow(ctx, `SELECT `+grantColumns+` FROM grants
-				WHERE kind = $1 AND signature = $2 FOR UPDATE`, string(u.Kind), u.Signature))
-			if err == nil {
-				err = updateGrant(ctx, tx, old, u.Update)
+			var old store.Grant
+			p.queue(selectGrantForUpdate, string(u.Kind), u.Signature).QueryRow(func(row pgx.Row) error {
+				var err error
+				old, err = scanGrant(row)
+				return err
+			})
+			if err := p.flush(ctx); err != nil {
+				return store.BatchResult{}, fmt.Errorf("grant update %d: %w", i, err)
 			}
+			gargs, err := updatedGrantArgs(old, u.Update)
 			if err != nil {
 				return store.BatchResult{}, fmt.Errorf("grant update %d: %w", i, err)
 			}
+			p.queue(updateGrantSQL, gargs...)
 		}
-
-		deletes := &pgx.Batch{}
 		for i, id := range b.LoginAttemptDeletes {
-			deletes.Queue(`DELETE FROM login_attempts WHERE id = $1`, id).Exec(func(tag pgconn.CommandTag) error {
+			p.queue(`DELETE FROM login_attempts WHERE id = $1`, id).Exec(func(tag pgconn.CommandTag) error {
 				if tag.RowsAffected() == 0 {
 					return fmt.Errorf("login attempt delete %d: %w", i, pgx.ErrNoRows)
 				}
@@ -89,30 +119,27 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) (store.BatchResult, er
 			})
 		}
 		for _, k := range b.GrantDeletes {
-			deletes.Queue(`DELETE FROM grants WHERE kind = $1 AND signature = $2`, string(k.Kind), k.Signature)
+			p.queue(`DELETE FROM grants WHERE kind = $1 AND signature = $2`, string(k.Kind), k.Signature)
 		}
-		if err := sendBatch(ctx, tx, deletes); err != nil {
-			return store.BatchResult{}, err
-		}
-
 		for i, u := range b.SubjectUpserts {
+			if err := p.flush(ctx); err != nil {
+				return store.BatchResult{}, err
+			}
 			sub, err := upsertSubject(ctx, tx, u.ID, u.Create, u.Update)
 			if err != nil {
 				return store.BatchResult{}, fmt.Errorf("subject upsert %d: %w", i, err)
 			}
 			res.Subjects = append(res.Subjects, sub)
 		}
-
-		creates := &pgx.Batch{}
 		for _, a := range args.sessions {
-			creates.Queue(insertSession, a...)
+			p.queue(insertSession, a...)
 		}
 		for _, a := range args.grants {
-			creates.Queue(insertGrant, a...)
+			p.queue(insertGrant, a...)
 		}
 		for i, a := range args.revocations {
 			r := normRevocation(b.Revocations[i])
-			creates.Queue(appendRevocationSQL, a...).QueryRow(func(row pgx.Row) error {
+			p.queue(appendRevocationSQL, a...).QueryRow(func(row pgx.Row) error {
 				if err := row.Scan(&r.Seq); err != nil {
 					return err
 				}
@@ -120,18 +147,9 @@ func (s *Store) Apply(ctx context.Context, b store.Batch) (store.BatchResult, er
 				return nil
 			})
 		}
-		if err := sendBatch(ctx, tx, creates); err != nil {
+		if err := p.flush(ctx); err != nil {
 			return store.BatchResult{}, err
 		}
 		return res, nil
 	})
-}
-
-// sendBatch runs the queued statements of b in one round trip; an empty b
-// sends nothing.
-func sendBatch(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
-	if b.Len() == 0 {
-		return nil
-	}
-	return tx.SendBatch(ctx, b).Close()
 }

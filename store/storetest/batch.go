@@ -158,6 +158,15 @@ func testApply(t *testing.T, s store.Store) {
 				x.LastLoginAt = at
 				return x, nil
 			}},
+			// The second upsert of carol updates what the first created.
+			{ID: "carol", Create: func() store.Subject { return subject("carol") }, Update: neverCalled[store.Subject](t, "first upsert of carol")},
+			{ID: "carol", Create: func() store.Subject {
+				t.Error("second upsert of carol called create")
+				return subject("carol")
+			}, Update: func(x store.Subject) (store.Subject, error) {
+				x.Name += " (updated)"
+				return x, nil
+			}},
 		},
 		SessionCreates: []store.Session{session("sess-2", "alice", at)},
 		GrantCreates:   []store.Grant{newRT, code},
@@ -172,8 +181,10 @@ func testApply(t *testing.T, s store.Store) {
 	wantAlice.LastLoginAt = at
 	first, second := tokenRevocation("jti-a", at), tokenRevocation("jti-b", at)
 	first.Seq, second.Seq = 2, 3 // the feed continues after the seeded entry
+	updatedCarol := subject("carol")
+	updatedCarol.Name += " (updated)"
 	diff(t, "Apply(every part) result", store.BatchResult{
-		Subjects:    []store.Subject{createdBob, wantAlice},
+		Subjects:    []store.Subject{createdBob, wantAlice, subject("carol"), updatedCarol},
 		Revocations: []store.Revocation{first, second},
 	}, res)
 
@@ -193,7 +204,7 @@ func testApply(t *testing.T, s store.Store) {
 	wantErr(t, "GetLoginAttempt(la-1) after Apply", err, store.ErrNotFound)
 	_, err = s.GetLoginAttemptByState(ctx, "state-1")
 	wantErr(t, "GetLoginAttemptByState(state-1) after Apply", err, store.ErrNotFound)
-	for _, x := range []store.Subject{createdBob, wantAlice} {
+	for _, x := range []store.Subject{createdBob, wantAlice, updatedCarol} {
 		got, err := s.GetSubject(ctx, x.ID)
 		must(t, "GetSubject("+x.ID+")", err)
 		diff(t, "GetSubject("+x.ID+") after Apply", x, got)

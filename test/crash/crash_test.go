@@ -52,12 +52,13 @@ type kill struct {
 	// the harness killed it after the operation had been answered.
 	point string
 	after bool // after the write returned; else before it started
-	index int  // the point's position among the operation's write points
+	// stored: the operation's commit (its decisive write) was stored
+	// before the process died.
+	stored bool
 }
 
-// landed reports whether the operation's first write was stored: the
-// process died after it (or was killed after the answer).
-func (k kill) landed() bool { return k.point == "" || k.index > 0 || k.after }
+// landed reports whether the operation's commit was stored.
+func (k kill) landed() bool { return k.stored }
 
 func (k kill) String() string {
 	if k.point == "" {
@@ -87,6 +88,9 @@ type scenario struct {
 	name string
 	// atStart: the operation is the process's start (its first key set).
 	atStart bool
+	// commit names the method of the operation's decisive write, when it
+	// is not the first: writes before it prepare, writes after it follow.
+	commit string
 	// setup runs in the process under test before the operation; its
 	// writes are the same on every run, so the write points keep their
 	// numbers.
@@ -136,15 +140,22 @@ func runScenario(t *testing.T, bin string, be backend, sc scenario) {
 		w.crash()
 		w.checkBolt()
 		w.start("")
-		sc.check(w, s, kill{})
+		sc.check(w, s, kill{stored: true})
 		w.stop()
 	})
 	if len(points) == 0 {
 		t.Fatalf("%s: the operation announced no write point (is the crash-test build wired to the store?)", sc.name)
 	}
+	commit := 0
+	if sc.commit != "" {
+		commit = slices.IndexFunc(points, func(p string) bool { return strings.HasPrefix(p, sc.commit+"#") })
+		if commit < 0 {
+			t.Fatalf("%s: no %s among the write points %q", sc.name, sc.commit, points)
+		}
+	}
 	for i, p := range points {
 		for _, after := range []bool{false, true} {
-			k := kill{point: p, after: after, index: i}
+			k := kill{point: p, after: after, stored: i > commit || i == commit && after}
 			t.Run(k.String(), func(t *testing.T) {
 				w := newWorld(t, bin, be)
 				s := &state{}
@@ -175,7 +186,7 @@ var scenarios = []scenario{
 	{name: "refresh", setup: signedIn, op: refreshOp, check: refreshCheck},
 	{name: "single-use exchange", setup: exchangeSetup, op: exchangeOp, check: exchangeCheck},
 	{name: "deprovision", setup: signedIn, op: deprovisionOp, check: deprovisionCheck},
-	{name: "session end", setup: signedIn, op: sessionEndOp, check: sessionEndCheck},
+	{name: "session end", commit: "EndSession", setup: signedIn, op: sessionEndOp, check: sessionEndCheck},
 	{name: "key rotation", setup: rotationSetup, op: rotationOp, check: rotationCheck},
 }
 
