@@ -71,6 +71,9 @@ type backend struct {
 	// store returns the store section (indented by two spaces) for a new,
 	// empty store, and whether it is a bbolt file (its path).
 	store func(t *testing.T, dir string) (yaml, boltPath string)
+	// available skips (or fails, see pgtest) t when the backend cannot
+	// run here; nil: always available.
+	available func(t *testing.T)
 }
 
 // world is one store, one fake upstream and one configuration, in which the
