@@ -310,15 +310,14 @@ func (h *exchangeHandler) keywardSubject(ctx context.Context, raw string) (excha
 	claims, identity := map[string]any{}, map[string]any{}
 	var act map[string]any
 	for k, v := range sess.AccessClaims.Extra {
-		switch k {
-		case "client_id", claimAudienceCeiling:
-		case "act":
+		switch {
+		case k == "act":
 			act, _ = v.(map[string]any)
-		case "sid", "idp", "auth_time":
+		case k == "sid" || k == "idp" || k == "auth_time":
 			// Where the token comes from, whatever its scopes: the sid
 			// keeps the new token bound to the session (sessionEnded).
 			claims[k] = v
-		default:
+		case !reservedAccessClaims[k]:
 			identity[k] = v
 		}
 	}

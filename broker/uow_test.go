@@ -38,8 +38,8 @@ type cancelOnSign struct {
 	h *cancelHooks
 }
 
-func (k cancelOnSign) Sign(ctx context.Context, claims, header map[string]any) (string, error) {
-	tok, err := k.Keys.Sign(ctx, claims, header)
+func (k cancelOnSign) SignAs(ctx context.Context, alg string, claims, header map[string]any) (string, error) {
+	tok, err := k.Keys.SignAs(ctx, alg, claims, header)
 	k.h.fire("sign")
 	return tok, err
 }

@@ -85,7 +85,7 @@ const (
 	GrantAuthorizeCode GrantKind = "authorize_code"
 	GrantPKCE          GrantKind = "pkce"
 	GrantOIDC          GrantKind = "oidc"
-	GrantAccessToken   GrantKind = "access_token"
+	GrantAccessToken   GrantKind = "access_token" // no longer written (self-contained access tokens); upgrades remove old ones
 	GrantRefreshToken  GrantKind = "refresh_token"
 	// GrantAssertionJTI records a used single-use token id (replay guard):
 	// client-assertion jtis, single-use subject tokens, upstream logout

@@ -453,7 +453,7 @@ func TestRevocationConfigValidation(t *testing.T) {
 		want string
 	}{
 		{RevocationConfig{}, "clientID: required"},
-		{RevocationConfig{ClientID: "x", URL: "/revocations"}, "want an absolute http(s) URL"},
+		{RevocationConfig{ClientID: "x", URL: "/revocations"}, "must be an absolute https URL with a host"},
 		{RevocationConfig{ClientID: "x", Interval: time.Minute}, "must exceed the interval"},
 		{RevocationConfig{ClientID: "x", Interval: -time.Second}, "must be positive"},
 	} {
