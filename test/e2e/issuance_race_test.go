@@ -197,7 +197,7 @@ func TestCodeOfEndedSessionNotRedeemed(t *testing.T) {
 	var requestID string
 	st.armAt(store.GrantAuthorizeCode, func(ctx context.Context, g store.Grant) {
 		requestID = g.RequestID
-		if _, err := bst.EndSession(ctx, g.SessionID); err != nil {
+		if _, err := bst.EndSession(ctx, g.SessionID, store.Revocation{}); err != nil {
 			t.Errorf("end session: %v", err)
 		}
 	})

@@ -119,9 +119,9 @@ func (s *countingStore) DeleteGrantsBySubject(ctx context.Context, subject strin
 	return s.Store.DeleteGrantsBySubject(ctx, subject)
 }
 
-func (s *countingStore) EndSession(ctx context.Context, id string) (store.GrantDeletion, error) {
+func (s *countingStore) EndSession(ctx context.Context, id string, feed store.Revocation) (store.GrantDeletion, error) {
 	s.wrote("EndSession")
-	return s.Store.EndSession(ctx, id)
+	return s.Store.EndSession(ctx, id, feed)
 }
 
 func (s *countingStore) UpdateKeySet(ctx context.Context, f func(store.KeySet) (store.KeySet, error)) error {
