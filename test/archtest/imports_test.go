@@ -108,6 +108,7 @@ var rules = []rule{
 	{pkg: "test/e2e", why: "end-to-end tests: their code is all in _test.go files"},
 	{pkg: "test/gateway", why: "gateway tests: their code is all in _test.go files"},
 	{pkg: "test/container", why: "container image tests: their code is all in _test.go files"},
+	{pkg: "test/helmchart", why: "Helm chart tests: their code is all in _test.go files"},
 	{pkg: "test/internal/program", external: stdOnly,
 		why: "test/internal/program/program.go: finding the outside programs tests drive; standard library only"},
 	{pkg: "test/archtest", external: stdOnly, why: "this package"},

@@ -29,8 +29,8 @@ type podman struct {
 // under KEYWARD_TEST_REQUIRE_ALL=1) when podman or runc is missing.
 func newPodman(t *testing.T) *podman {
 	t.Helper()
-	bin := program.Find(t, "podman", "podman")
-	runc := program.Find(t, "runc", "runc", "/usr/sbin/runc")
+	bin := program.Find(t, "podman", "apt-get install podman")
+	runc := program.Find(t, "runc", "apt-get install runc", "/usr/sbin/runc")
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "containers.conf")
 	// The VM's hard rlimits are lower than podman's default ulimits, which a

@@ -164,5 +164,5 @@ func screenshot(t *testing.T, ctx context.Context) {
 // KEYWARD_TEST_REQUIRE_ALL=1) when there is none.
 func findChromium(t *testing.T) string {
 	t.Helper()
-	return program.Find(t, "chromium", "chromium")
+	return program.Find(t, "chromium", "apt-get install chromium")
 }

@@ -62,7 +62,7 @@ func TestNginxAuthRequest(t *testing.T) {
 // KEYWARD_TEST_REQUIRE_ALL=1) when there is none.
 func findNginx(t *testing.T) string {
 	t.Helper()
-	return program.Find(t, "nginx", "nginx", "/usr/sbin/nginx")
+	return program.Find(t, "nginx", "apt-get install nginx", "/usr/sbin/nginx")
 }
 
 // Markers that precede the tested nginx blocks in docs/gateways/nginx.md:

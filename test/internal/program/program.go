@@ -1,7 +1,7 @@
 // Package program finds the outside programs tests drive (nginx, caddy,
-// chromium, podman, runc): a test needing one that is missing skips with a
-// one-line reason naming the Debian package, or fails when
-// KEYWARD_TEST_REQUIRE_ALL=1 (CI), where every program must be there.
+// chromium, podman, runc, helm): a test needing one that is missing skips
+// with a one-line reason saying how to install it, or fails when
+// KEYWARD_TEST_REQUIRE_ALL=1 (CI, where .ci/run installs every one).
 //
 // It is a test helper: only _test.go files import it.
 package program
@@ -17,8 +17,9 @@ const EnvRequireAll = "KEYWARD_TEST_REQUIRE_ALL"
 
 // Find returns the path of name on PATH (or of the first of paths that
 // exists), or skips t (fails it under KEYWARD_TEST_REQUIRE_ALL=1) when
-// there is none, naming the Debian package pkg that provides it.
-func Find(t testing.TB, name, pkg string, paths ...string) string {
+// there is none, with install, the command that installs it
+// ("apt-get install nginx").
+func Find(t testing.TB, name, install string, paths ...string) string {
 	t.Helper()
 	if p, err := exec.LookPath(name); err == nil {
 		return p
@@ -29,8 +30,8 @@ func Find(t testing.TB, name, pkg string, paths ...string) string {
 		}
 	}
 	if os.Getenv(EnvRequireAll) == "1" {
-		t.Fatalf("%s not found (apt-get install %s) and %s=1", name, pkg, EnvRequireAll)
+		t.Fatalf("%s not found (install it: %s) and %s=1", name, install, EnvRequireAll)
 	}
-	t.Skipf("%s not found; install the Debian package %s to run this test", name, pkg)
+	t.Skipf("%s not found; install it to run this test: %s", name, install)
 	return ""
 }
