@@ -22,7 +22,9 @@ type jwks interface {
 // Config configures the broker's HTTP handler.
 type Config struct {
 	Broker *broker.Broker
-	Keys   jwks
+	// Keys serves /keys; when it also has Keys() and NextRotation() (as
+	// *keys.Manager does), the key age and next rotation are exported.
+	Keys jwks
 	// SessionSecret seals cookies (at least 32 bytes; shared by replicas).
 	SessionSecret []byte
 	// Secure: the issuer is https (or loopback, where browsers treat http
@@ -35,7 +37,8 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 	// Ready reports whether the server can take traffic (nil: always).
 	Ready func(ctx context.Context) error
-	// Registerer receives the HTTP metrics (nil: none).
+	// Registerer receives the HTTP, key, revocation-feed and build metrics
+	// (nil: none).
 	Registerer prometheus.Registerer
 	// Pages is keyward.yaml's pages section (pages_config.go).
 	Pages PagesConfig
@@ -83,8 +86,9 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Logger.With("component", "web"),
 		pages:   p,
 		cookies: newCookieJar(cfg.SessionSecret, !cfg.InsecureCookies),
-		metrics: newMetrics(cfg.Registerer, cfg.Broker),
 	}
+	ks, _ := cfg.Keys.(keyStatus) // *keys.Manager: the key gauges
+	s.metrics = newMetrics(cfg.Registerer, cfg.Broker, ks, cfg.Version, cfg.Now)
 	s.handler = s.routes()
 	return s, nil
 }

@@ -91,12 +91,15 @@ func upstreamTransport() *http.Transport {
 
 // build assembles store, keys, upstreams, broker and web from the config.
 func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, transport http.RoundTripper) (*instance, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The auth events every component logs become metrics (web/metrics_events.go).
+	log = slog.New(web.CountEvents(reg, log.Handler()))
 	st, err := buildStore(ctx, cfg.Store, sec.StoreDSN, log)
 	if err != nil {
 		return nil, err
 	}
-	inst := &instance{log: log, store: st, metrics: prometheus.NewRegistry()}
-	inst.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	inst := &instance{log: log, store: st, metrics: reg}
 	fail := func(err error) (*instance, error) {
 		inst.close()
 		return nil, err
@@ -108,7 +111,7 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 	if err != nil {
 		return fail(err)
 	}
-	ups, err := buildUpstreams(ctx, cfg, sec, log, transport)
+	ups, err := buildUpstreams(ctx, cfg, sec, log, transport, web.NewUpstreamMetrics(reg))
 	if err != nil {
 		return fail(err)
 	}
@@ -221,10 +224,11 @@ func buildStore(ctx context.Context, c StoreConfig, dsn string, log *slog.Logger
 // configuration error stops the start with the upstream's id in the
 // message; an upstream whose discovery fails is retried in the background
 // until ctx ends.
-func buildUpstreams(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, transport http.RoundTripper) ([]broker.Upstream, error) {
-	client := &http.Client{Timeout: httpserver.UpstreamTimeout, Transport: transport}
+func buildUpstreams(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, transport http.RoundTripper, m *web.UpstreamMetrics) ([]broker.Upstream, error) {
 	var ups []broker.Upstream
 	for i, u := range cfg.Upstreams {
+		// One client per upstream, so that its requests are timed under its id.
+		client := &http.Client{Timeout: httpserver.UpstreamTimeout, Transport: m.Transport(u.ID, transport)}
 		// The secret as ResolveSecrets read it (from the file or inline),
 		// and the callback every upstream shares.
 		u.ClientSecret, u.ClientSecretFile = sec.UpstreamClientSecrets[u.ID], ""
