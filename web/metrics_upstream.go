@@ -6,18 +6,22 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 )
 
-// UpstreamMetrics times the broker's HTTP requests to its upstream identity
-// providers (discovery, keys, token, userinfo, re-checks).
+// UpstreamMetrics times (and, with a tracer provider, traces) the broker's
+// HTTP requests to its upstream identity providers (discovery, keys, token,
+// userinfo, re-checks).
 type UpstreamMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	tracer   trace.Tracer // nil: no spans
 }
 
 // NewUpstreamMetrics registers keyward_upstream_requests_total and
-// keyward_upstream_request_duration_seconds with reg (nil: none).
-func NewUpstreamMetrics(reg prometheus.Registerer) *UpstreamMetrics {
+// keyward_upstream_request_duration_seconds with reg (nil: none); with tp,
+// each request is also a client span (tracing.go).
+func NewUpstreamMetrics(reg prometheus.Registerer, tp trace.TracerProvider) *UpstreamMetrics {
 	m := &UpstreamMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "keyward_upstream_requests_total",
@@ -32,6 +36,9 @@ func NewUpstreamMetrics(reg prometheus.Registerer) *UpstreamMetrics {
 	if reg != nil {
 		reg.MustRegister(m.requests, m.duration)
 	}
+	if tp != nil {
+		m.tracer = tp.Tracer(tracerName)
+	}
 	return m
 }
 
@@ -44,6 +51,9 @@ func (m *UpstreamMetrics) Transport(upstream string, next http.RoundTripper) htt
 	results := map[string]prometheus.Counter{}
 	for _, r := range []string{"2xx", "3xx", "4xx", "5xx", "error"} {
 		results[r] = m.requests.WithLabelValues(upstream, r) // exported as 0 from the start
+	}
+	if m.tracer != nil {
+		next = &upstreamTracer{tracer: m.tracer, upstream: upstream, next: next}
 	}
 	return &upstreamTransport{next: next, results: results, duration: m.duration.WithLabelValues(upstream)}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/keyward/keyward/broker"
 )
@@ -40,6 +41,9 @@ type Config struct {
 	// Registerer receives the HTTP, key, revocation-feed and build metrics
 	// (nil: none).
 	Registerer prometheus.Registerer
+	// TracerProvider, when set, receives a server span per request
+	// (tracing.go); nil: no spans, no cost.
+	TracerProvider trace.TracerProvider
 	// Pages is keyward.yaml's pages section (pages_config.go).
 	Pages PagesConfig
 	// Version is shown on the landing page at / (default: "unknown").

@@ -49,7 +49,7 @@ clients:
 	if err != nil {
 		t.Fatal(err)
 	}
-	inst, err := build(t.Context(), cfg, sec, slog.New(slog.DiscardHandler), http.DefaultTransport)
+	inst, err := build(t.Context(), cfg, sec, slog.New(slog.DiscardHandler), http.DefaultTransport, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/keyward/keyward/broker"
@@ -60,7 +61,20 @@ func serve(ctx context.Context, cfg *Config, sec Secrets, logOut io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("listen: %w (is another keyward running? change listen: in the config)", err)
 	}
-	inst, err := build(ctx, cfg, sec, log, upstreamTransport())
+	tp, stopTracing, err := buildTracing(ctx, log)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	defer func() {
+		// Sends the spans still buffered.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(sctx); err != nil {
+			log.WarnContext(sctx, "tracing: spans lost at shutdown", "err", err)
+		}
+	}()
+	inst, err := build(ctx, cfg, sec, log, upstreamTransport(), tp)
 	if err != nil {
 		_ = ln.Close()
 		return err
@@ -89,8 +103,10 @@ func upstreamTransport() *http.Transport {
 	return t
 }
 
-// build assembles store, keys, upstreams, broker and web from the config.
-func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, transport http.RoundTripper) (*instance, error) {
+// build assembles store, keys, upstreams, broker and web from the config;
+// with tp (nil: no tracing), requests, upstream calls and store calls are
+// traced.
+func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, transport http.RoundTripper, tp trace.TracerProvider) (*instance, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// The auth events every component logs become metrics (web/metrics_events.go).
@@ -104,18 +120,22 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 		inst.close()
 		return nil, err
 	}
-	inst.keys, err = keys.New(ctx, keysConfig(cfg, sec, st, log))
+	flows := st // the store as keys and the broker use it
+	if tp != nil {
+		flows = traceStore(st, tp)
+	}
+	inst.keys, err = keys.New(ctx, keysConfig(cfg, sec, flows, log))
 	if errors.Is(err, keys.ErrEncryptionKey) {
 		return fail(fmt.Errorf("%w; %s", err, unreadableKeysHint))
 	}
 	if err != nil {
 		return fail(err)
 	}
-	ups, err := buildUpstreams(ctx, cfg, sec, log, transport, web.NewUpstreamMetrics(reg))
+	ups, err := buildUpstreams(ctx, cfg, sec, log, transport, web.NewUpstreamMetrics(reg, tp))
 	if err != nil {
 		return fail(err)
 	}
-	bc := buildBrokerConfig(cfg, sec, st, inst.keys, ups, log)
+	bc := buildBrokerConfig(cfg, sec, flows, inst.keys, ups, log)
 	if len(cfg.Trust) > 0 {
 		trust, err := buildTrust(cfg, log, transport)
 		if err != nil {
@@ -135,6 +155,7 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 		TrustedProxies: cfg.trustedProxies(),
 		Ready:          readyAll(storeReady(st)), // add further checks as arguments
 		Registerer:     inst.metrics,
+		TracerProvider: tp,
 		Version:        version,
 		Logger:         log,
 	})

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,61 +28,9 @@ import (
 // revocation feed, then scrapes /metrics: the series operators alert on
 // exist with the counts the requests imply.
 func TestServeMetricsAfterSignIn(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	issuer := "http://" + addr
-	idp := fakeidp.NewTest(t, fakeidp.Config{
-		Users:     []fakeidp.User{{Username: "ada", Subject: "sub-ada", Email: "ada@example.com", EmailVerified: true}},
-		Clients:   []fakeidp.Client{{ID: "keyward", Secret: "upstream-secret", RedirectURIs: []string{issuer + "/callback"}}},
-		AutoLogin: "ada",
-	})
-	dir := t.TempDir()
-	cfgPath := writeFile(t, dir, "keyward.yaml", fmt.Sprintf(`issuer: %s
-listen: %s
-sessionSecretFile: %s
-store: {path: %s}
-upstreams:
-  - {id: corp, issuer: %s, clientID: keyward, clientSecret: upstream-secret}
-clients:
-  - {id: app, secret: app-secret-0123456789, redirectURIs: ["http://127.0.0.1:3000/callback"]}
-revocationFeed: {readers: [app]}
-metrics: {listen: "127.0.0.1:0"}
-logging: {format: json, level: warn}
-`, issuer, addr, writeFile(t, dir, "session-secret", strings.Repeat("s", 32)+"\n"), filepath.Join(dir, "keyward.db"), idp.URL()))
-	cfg, sec, err := loadConfigFile(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The metrics address is logged at Info, under level warn: listen on
-	// a known one instead.
-	mln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Metrics.Listen = mln.Addr().String()
-	_ = mln.Close()
-	ctx, cancel := context.WithCancel(t.Context())
-	logs := &lockedBuffer{}
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, sec, logs) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve ended with %v", err)
-		}
-	}()
-	waitReady(t, issuer+"/readyz", done, logs)
-
-	oc := oauth2.Config{
-		ClientID: "app", ClientSecret: "app-secret-0123456789",
-		Endpoint:    oauth2.Endpoint{AuthURL: issuer + "/authorize", TokenURL: issuer + "/token", AuthStyle: oauth2.AuthStyleInHeader},
-		RedirectURL: "http://127.0.0.1:3000/callback",
-		Scopes:      []string{"openid", "email", "offline_access"},
-	}
+	b := startBroker(t)
+	issuer, cfg, logs := b.issuer, b.cfg, b.logs
+	oc := b.client()
 	tok := signIn(t, oc)
 	if tok.RefreshToken == "" {
 		t.Fatal("no refresh token")
@@ -198,6 +147,83 @@ func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
 		t.Fatalf("parse %s: %v", url, err)
 	}
 	return families
+}
+
+// testBroker is a running serve with one upstream (corp, a fakeidp that
+// approves ada at once) and one client (app, also a revocation-feed
+// reader), logging JSON at warn.
+type testBroker struct {
+	issuer string
+	cfg    *Config
+	logs   *lockedBuffer
+	// stop ends serve and waits for it (once; the test's end calls it too).
+	stop func()
+}
+
+// client is the OAuth 2.0 configuration of the client app.
+func (b testBroker) client() oauth2.Config {
+	return oauth2.Config{
+		ClientID: "app", ClientSecret: "app-secret-0123456789",
+		Endpoint:    oauth2.Endpoint{AuthURL: b.issuer + "/authorize", TokenURL: b.issuer + "/token", AuthStyle: oauth2.AuthStyleInHeader},
+		RedirectURL: "http://127.0.0.1:3000/callback",
+		Scopes:      []string{"openid", "email", "offline_access"},
+	}
+}
+
+// startBroker starts serve and waits until it is ready; it stops when the
+// test ends (and the test fails if serve then reports an error).
+func startBroker(t *testing.T) testBroker {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	issuer := "http://" + addr
+	idp := fakeidp.NewTest(t, fakeidp.Config{
+		Users:     []fakeidp.User{{Username: "ada", Subject: "sub-ada", Email: "ada@example.com", EmailVerified: true}},
+		Clients:   []fakeidp.Client{{ID: "keyward", Secret: "upstream-secret", RedirectURIs: []string{issuer + "/callback"}}},
+		AutoLogin: "ada",
+	})
+	dir := t.TempDir()
+	cfgPath := writeFile(t, dir, "keyward.yaml", fmt.Sprintf(`issuer: %s
+listen: %s
+sessionSecretFile: %s
+store: {path: %s}
+upstreams:
+  - {id: corp, issuer: %s, clientID: keyward, clientSecret: upstream-secret}
+clients:
+  - {id: app, secret: app-secret-0123456789, redirectURIs: ["http://127.0.0.1:3000/callback"]}
+revocationFeed: {readers: [app]}
+metrics: {listen: "127.0.0.1:0"}
+logging: {format: json, level: warn}
+`, issuer, addr, writeFile(t, dir, "session-secret", strings.Repeat("s", 32)+"\n"), filepath.Join(dir, "keyward.db"), idp.URL()))
+	cfg, sec, err := loadConfigFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The metrics address is logged at Info, under level warn: listen on
+	// a known one instead.
+	mln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Metrics.Listen = mln.Addr().String()
+	_ = mln.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	logs := &lockedBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, sec, logs) }()
+	stop := sync.OnceFunc(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve ended with %v", err)
+		}
+	})
+	t.Cleanup(stop)
+	waitReady(t, issuer+"/readyz", done, logs)
+	return testBroker{issuer: issuer, cfg: cfg, logs: logs, stop: stop}
 }
 
 // waitReady waits until url answers 200, failing if serve ends first.
