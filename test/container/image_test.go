@@ -15,6 +15,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/keyward/keyward/test/internal/program"
 )
 
 // repoRoot is the repository, from this package's folder.
@@ -53,6 +55,10 @@ type image struct {
 // and migrate from it.
 func TestImage(t *testing.T) {
 	p := newPodman(t)
+	// What build.sh reads: the recipe and the binary's sources.
+	program.Reads(t, repoRoot+"/deploy/container", repoRoot+"/go.mod", repoRoot+"/go.sum", repoRoot+"/cmd",
+		repoRoot+"/broker", repoRoot+"/federation", repoRoot+"/keys", repoRoot+"/store", repoRoot+"/web", repoRoot+"/test/fakeidp",
+		repoRoot+"/test/demoapp", repoRoot+"/test/internal/fakesrv")
 	const tag = "localhost/keyward:test"
 	id := p.build(t, tag, testVersion)
 	img := saveImage(t, p, tag)

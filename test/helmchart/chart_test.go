@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keyward/keyward/test/internal/program"
 )
 
 // The Secrets the value sets name, with the files each holds. The values
@@ -55,6 +57,8 @@ var valueSets = []valueSet{
 // what it renders.
 func TestChart(t *testing.T) {
 	bin := findHelm(t)
+	program.Reads(t, chartDir, "../../go.mod", "../../go.sum", "../../cmd", "../../broker", "../../federation",
+		"../../keys", "../../store", "../../web")
 	keyward := buildKeyward(t)
 	for _, vs := range valueSets {
 		t.Run(vs.name, func(t *testing.T) {
@@ -467,6 +471,7 @@ func subset(sel, labels map[string]string) bool {
 // helm fails with the reason.
 func TestChartRefuses(t *testing.T) {
 	bin := findHelm(t)
+	program.Reads(t, chartDir)
 	bolt := []string{"ci/bolt-values.yaml"}
 	tests := []struct {
 		name   string

@@ -7,8 +7,11 @@
 package program
 
 import (
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -34,4 +37,31 @@ func Find(t testing.TB, name, install string, paths ...string) string {
 	}
 	t.Skipf("%s not found; install it to run this test: %s", name, install)
 	return ""
+}
+
+// Reads declares that a program the test runs reads the files under paths
+// (files or folders, walked): it reads each of them itself, so that go
+// test's cache, which keys a result on the files the test process opened,
+// reruns the test when one of them changes. Without it, a test driving
+// helm or go build on the repository could report a cached pass for
+// changed sources.
+func Reads(t testing.TB, paths ...string) {
+	t.Helper()
+	for _, root := range paths {
+		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() && d.Name() != "." && d.Name() != ".." && strings.HasPrefix(d.Name(), ".") && path != root {
+				return filepath.SkipDir // .git and the like
+			}
+			if d.Type().IsRegular() {
+				_, err = os.ReadFile(path)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatalf("read the inputs under %s: %v", root, err)
+		}
+	}
 }
