@@ -44,7 +44,7 @@ func newMetrics(reg prometheus.Registerer, b *broker.Broker, k keyStatus, versio
 		}),
 		feedLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "keyward_revocation_feed_reader_lag",
-			Help: "Entries a revocation feed reader had yet to read at its last poll (the highest sequence number minus its cursor), by reader client.",
+			Help: "Entries a revocation feed reader still had to read after its last poll (the highest sequence number minus the cursor it was given: more than 0 when a full page left entries behind), by reader client.",
 		}, []string{"client_id"}),
 		feedRead: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "keyward_revocation_feed_reader_last_read_timestamp_seconds",
@@ -187,10 +187,10 @@ func (c keyCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// feedRead records a successful read of the revocation feed by reader
-// after cursor after, answered up to highest.
-func (m *metrics) feedReadBy(reader string, after, highest int64, at time.Time) {
+// feedReadBy records a successful read of the revocation feed by reader,
+// answered up to highest with next as its new cursor.
+func (m *metrics) feedReadBy(reader string, next, highest int64, at time.Time) {
 	m.feedHighest.Set(float64(highest))
-	m.feedLag.WithLabelValues(reader).Set(float64(max(highest-after, 0)))
+	m.feedLag.WithLabelValues(reader).Set(float64(max(highest-next, 0)))
 	m.feedRead.WithLabelValues(reader).Set(float64(at.UnixNano()) / 1e9)
 }

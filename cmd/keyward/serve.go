@@ -48,7 +48,20 @@ type instance struct {
 	// metricsLn is the metrics server's listener; nil when metrics.listen
 	// is unset.
 	metricsLn net.Listener
+	// discovery are the upstreams whose discovery run drives.
+	discovery []discoverer
 }
+
+// discoverer is an upstream whose discovery runs in the background
+// (*federation.LazyUpstream): Run discovers and retries, Attempted is
+// closed when the first attempt (at most federation.FirstDiscoveryTimeout)
+// has ended.
+type discoverer interface {
+	Run(ctx context.Context) error
+	Attempted() <-chan struct{}
+}
+
+var _ discoverer = (*federation.LazyUpstream)(nil)
 
 // serve runs the broker until ctx is cancelled.
 func serve(ctx context.Context, cfg *Config, sec Secrets, logOut io.Writer) error {
@@ -88,7 +101,6 @@ func serve(ctx context.Context, cfg *Config, sec Secrets, logOut io.Writer) erro
 		_ = ln.Close()
 		return err
 	}
-	log.InfoContext(ctx, "keyward serving", "issuer", cfg.Issuer, "listen", ln.Addr().String(), "version", version)
 	return inst.run(ctx, ln, cfg)
 }
 
@@ -116,6 +128,7 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 		return nil, err
 	}
 	inst := &instance{log: log, store: st, metrics: reg}
+	registerStoreMetrics(inst.metrics, st)
 	fail := func(err error) (*instance, error) {
 		inst.close()
 		return nil, err
@@ -134,6 +147,11 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 	ups, err := buildUpstreams(ctx, cfg, sec, log, transport, web.NewUpstreamMetrics(reg, tp))
 	if err != nil {
 		return fail(err)
+	}
+	for _, u := range ups {
+		if d, ok := u.(discoverer); ok {
+			inst.discovery = append(inst.discovery, d)
+		}
 	}
 	bc := buildBrokerConfig(cfg, sec, flows, inst.keys, ups, log)
 	if len(cfg.Trust) > 0 {
@@ -164,7 +182,7 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 	}
 	inst.broker, inst.handler = b, srv
 	if len(sec.AdminToken) > 0 {
-		inst.admin = web.NewAdmin(web.AdminConfig{Broker: b, Keys: inst.keys, Token: sec.AdminToken, Logger: log})
+		inst.admin = web.NewAdmin(web.AdminConfig{Broker: b, Keys: inst.keys, Token: sec.AdminToken, Logger: log, Backup: adminBackup(st)})
 	}
 	return inst, nil
 }
@@ -240,11 +258,11 @@ func buildStore(ctx context.Context, c StoreConfig, dsn string, log *slog.Logger
 	}
 }
 
-// buildUpstreams opens every upstream (federation.OpenLazy; a GitHub
-// upstream with federation.GitHubConfig.Open, which needs no network). A
-// configuration error stops the start with the upstream's id in the
-// message; an upstream whose discovery fails is retried in the background
-// until ctx ends.
+// buildUpstreams builds every upstream without I/O (federation.NewLazy,
+// whose Run discovers; a GitHub upstream with Config.OpenGitHub, which
+// needs no network). A configuration error stops the start with the
+// upstream's id in the message. m times each upstream's requests (nil:
+// not).
 func buildUpstreams(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, transport http.RoundTripper, m *web.UpstreamMetrics) ([]broker.Upstream, error) {
 	var ups []broker.Upstream
 	for i, u := range cfg.Upstreams {
@@ -263,16 +281,16 @@ func buildUpstreams(ctx context.Context, cfg *Config, sec Secrets, log *slog.Log
 	return ups, nil
 }
 
-// openUpstream opens u by its type. A GitHub upstream needs no discovery
-// and is ready at once. An OpenID Provider whose discovery fails does not
-// stop the start: it is retried in the background until ctx ends
-// (shutdown), and is shown as unavailable meanwhile; a config error still
-// stops it.
+// openUpstream builds u by its type. A GitHub upstream needs no discovery
+// and is ready at once. An OpenID Provider is discovered by its Run (in
+// instance.run): one whose discovery fails does not stop the start, it is
+// retried in the background until shutdown and shown as unavailable
+// meanwhile; a config error still stops the start.
 func openUpstream(ctx context.Context, u federation.Config, client *http.Client, log *slog.Logger) (broker.Upstream, error) {
 	if u.Type == federation.TypeGitHub {
 		return u.OpenGitHub(ctx, client, log)
 	}
-	return federation.OpenLazy(ctx, u, client, log)
+	return federation.NewLazy(u, client, log)
 }
 
 // buildTrust assembles the workload-federation trust rules. It does no I/O:
@@ -289,12 +307,22 @@ func buildTrust(cfg *Config, log *slog.Logger, transport http.RoundTripper) (*fe
 	return t, nil
 }
 
-// run serves HTTP and runs key rotation, back-channel logout delivery,
-// garbage collection and the metrics server until ctx ends, then shuts down gracefully.
+// run serves HTTP and runs upstream discovery, key rotation, back-channel
+// logout delivery, garbage collection and the metrics server until ctx
+// ends, then shuts down gracefully. It starts serving once every upstream's
+// first discovery attempt has ended (at most
+// federation.FirstDiscoveryTimeout, all in parallel), so an upstream that is
+// up takes the first sign-in and one that is down delays the start by at
+// most that long; until then connections wait in the listener's queue.
 func (inst *instance) run(ctx context.Context, ln net.Listener, cfg *Config) error {
 	g, ctx := errgroup.WithContext(ctx)
+	for _, d := range inst.discovery {
+		g.Go(func() error { return d.Run(ctx) })
+	}
+	awaitFirstDiscovery(ctx, inst.discovery)
 	opts := serverOptions(cfg.Limits.MaxConnections, inst.log)
 	srv := httpserver.New(inst.handler, opts)
+	inst.log.InfoContext(ctx, "keyward serving", "issuer", cfg.Issuer, "listen", ln.Addr().String(), "version", version)
 	g.Go(func() error {
 		var err error
 		if cfg.TLS.Enabled() {
@@ -335,6 +363,19 @@ func (inst *instance) run(ctx context.Context, ln net.Listener, cfg *Config) err
 	err := g.Wait()
 	inst.log.InfoContext(ctx, "keyward stopped")
 	return err
+}
+
+// awaitFirstDiscovery waits until the first discovery attempt of every
+// upstream in ds has ended, or ctx ends. Each attempt is bounded by
+// federation.FirstDiscoveryTimeout.
+func awaitFirstDiscovery(ctx context.Context, ds []discoverer) {
+	for _, d := range ds {
+		select {
+		case <-d.Attempted():
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // serverOptions are the settings of every server the binary starts

@@ -176,3 +176,9 @@ func (s tracedStore) ListRevocations(ctx context.Context, after int64, limit int
 	rs, highest, err := s.Store.ListRevocations(ctx, after, limit)
 	return rs, highest, end(span, err)
 }
+
+func (s tracedStore) Apply(ctx context.Context, b store.Batch) (store.BatchResult, error) {
+	ctx, span := s.start(ctx, "Apply")
+	r, err := s.Store.Apply(ctx, b)
+	return r, end(span, err)
+}

@@ -71,9 +71,10 @@ func TestConformance(t *testing.T) {
 func TestMigrateIdempotent(t *testing.T) {
 	ctx := t.Context()
 	dsn := pgtest.DSN(t)
+	all, versions := migrationFiles(t)
 	applied, err := postgres.Migrate(ctx, dsn, nil)
-	if err != nil || !slices.Equal(applied, []string{"0001_initial"}) {
-		t.Fatalf("Migrate(empty database) = %q, %v; want [0001_initial], nil", applied, err)
+	if err != nil || !slices.Equal(applied, all) {
+		t.Fatalf("Migrate(empty database) = %q, %v; want %q, nil", applied, err, all)
 	}
 	applied, err = postgres.Migrate(ctx, dsn, nil)
 	if err != nil || len(applied) != 0 {
@@ -84,9 +85,27 @@ func TestMigrateIdempotent(t *testing.T) {
 		t.Fatalf("Open(migrated database, Migrate false) = %v, want nil", err)
 	}
 	_ = s.Close()
-	if got := schemaVersions(t, dsn); !slices.Equal(got, []int{1}) {
-		t.Errorf("schema_migrations versions = %v, want [1]", got)
+	if got := schemaVersions(t, dsn); !slices.Equal(got, versions) {
+		t.Errorf("schema_migrations versions = %v, want %v", got, versions)
 	}
+}
+
+// migrationFiles lists migrations/ as Migrate names what it applied, and
+// their versions, 1 to SchemaVersion.
+func migrationFiles(t *testing.T) (names []string, versions []int) {
+	t.Helper()
+	entries, err := os.ReadDir("migrations")
+	if err != nil {
+		t.Fatalf("read migrations/: %v", err)
+	}
+	for _, e := range entries {
+		names = append(names, strings.TrimSuffix(e.Name(), ".sql"))
+		versions = append(versions, len(versions)+1)
+	}
+	if len(versions) != postgres.SchemaVersion {
+		t.Fatalf("migrations/ has %d files, SchemaVersion is %d", len(versions), postgres.SchemaVersion)
+	}
+	return names, versions
 }
 
 func TestMigrateConcurrent(t *testing.T) {
@@ -116,11 +135,12 @@ func TestMigrateConcurrent(t *testing.T) {
 			t.Errorf("concurrent Migrate() = %v, want nil", err)
 		}
 	}
-	if !slices.Equal(applied, []string{"0001_initial"}) {
-		t.Errorf("migrations applied by %d concurrent Migrate calls = %q, want [0001_initial] once", n, applied)
+	all, versions := migrationFiles(t)
+	if !slices.Equal(applied, all) {
+		t.Errorf("migrations applied by %d concurrent Migrate calls = %q, want %q once", n, applied, all)
 	}
-	if got := schemaVersions(t, dsn); !slices.Equal(got, []int{1}) {
-		t.Errorf("schema_migrations versions = %v, want [1]", got)
+	if got := schemaVersions(t, dsn); !slices.Equal(got, versions) {
+		t.Errorf("schema_migrations versions = %v, want %v", got, versions)
 	}
 }
 
