@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -15,10 +16,11 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// TestAlertRulesNameExportedSeries reads deploy/prometheus/keyward-alerts.yaml
-// and checks that every keyward_ series its expressions name is registered
-// by the broker (as build assembles it) or by the verifier.
-func TestAlertRulesNameExportedSeries(t *testing.T) {
+// TestAlertsAndDashboardNameExportedSeries reads deploy/prometheus/keyward-alerts.yaml
+// and deploy/grafana/keyward-dashboard.json and checks that every keyward_
+// series their expressions name is registered by the broker (as build
+// assembles it) or by the verifier.
+func TestAlertsAndDashboardNameExportedSeries(t *testing.T) {
 	raw, err := os.ReadFile(filepath.Join("..", "..", "deploy", "prometheus", "keyward-alerts.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -59,23 +61,52 @@ clients:
 	instrumentVerify(http.NotFoundHandler(), "", verifier)
 
 	series := regexp.MustCompile(`\bkeyward_[a-z0-9_]+`)
+	check := func(what, expr string) {
+		names := series.FindAllString(expr, -1)
+		if len(names) == 0 {
+			t.Errorf("%s names no keyward series: %s", what, expr)
+		}
+		for _, name := range slices.Compact(slices.Sorted(slices.Values(names))) {
+			if !registered(inst.metrics, name) && !registered(verifier, name) {
+				t.Errorf("%s: %s is not a series keyward serve or keyward verify exports", what, name)
+			}
+		}
+	}
 	rules := 0
 	for _, g := range file.Groups {
 		for _, r := range g.Rules {
 			rules++
-			names := series.FindAllString(r.Expr, -1)
-			if len(names) == 0 {
-				t.Errorf("alert %s names no keyward series: %s", r.Alert, r.Expr)
-			}
-			for _, name := range slices.Compact(slices.Sorted(slices.Values(names))) {
-				if !registered(inst.metrics, name) && !registered(verifier, name) {
-					t.Errorf("alert %s: %s is not a series keyward serve or keyward verify exports", r.Alert, name)
-				}
-			}
+			check("alert "+r.Alert, r.Expr)
 		}
 	}
 	if rules < 5 {
 		t.Errorf("keyward-alerts.yaml has %d rules, want the documented set", rules)
+	}
+
+	raw, err = os.ReadFile(filepath.Join("..", "..", "deploy", "grafana", "keyward-dashboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dashboard struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &dashboard); err != nil {
+		t.Fatalf("keyward-dashboard.json: %v", err)
+	}
+	targets := 0
+	for _, p := range dashboard.Panels {
+		for _, tg := range p.Targets {
+			targets++
+			check("dashboard panel "+p.Title, tg.Expr)
+		}
+	}
+	if targets < 10 {
+		t.Errorf("keyward-dashboard.json has %d queries, want its panels", targets)
 	}
 }
 
