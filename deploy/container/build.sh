@@ -11,6 +11,8 @@
 #   VERSION          stamped into the binary (keyward version) and the label
 #                    org.opencontainers.image.version.
 #                    Default: git describe --tags --always --dirty, or dev.
+#   REVISION         the label org.opencontainers.image.revision.
+#                    Default: the commit of HEAD (unknown outside git).
 #   SOURCE_DATE_EPOCH  the image's creation time and every file's mtime.
 #                    Default: the commit time of HEAD (0 outside git).
 #   GOARCH           the image's architecture. Default: the host's.
@@ -27,7 +29,7 @@ cd "$repo"
 if [ -z "${VERSION:-}" ]; then
   VERSION=$(git describe --tags --always --dirty 2>/dev/null || echo dev)
 fi
-revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+revision=${REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
   SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 0)
 fi

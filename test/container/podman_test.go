@@ -88,8 +88,10 @@ func (p *podman) build(t *testing.T, tag, version string) string {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "sh", filepath.Join(repoRoot, "deploy", "container", "build.sh"), tag)
+	// Fixed, so that builds compare equal even when a commit lands
+	// between them.
 	cmd.Env = append(append([]string{}, p.env...),
-		"VERSION="+version,
+		"VERSION="+version, "REVISION=0000000000000000000000000000000000000000", "SOURCE_DATE_EPOCH=1767225600",
 		"CONTAINER_TOOL="+strings.Join(append([]string{p.bin}, p.flags...), " "))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
