@@ -137,7 +137,10 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 	if tp != nil {
 		flows = traceStore(st, tp)
 	}
-	inst.keys, err = keys.New(ctx, keysConfig(cfg, sec, flows, log))
+	inst.keys, err = keys.New(keysConfig(cfg, sec, flows, log))
+	if err == nil {
+		err = inst.keys.Load(ctx) // signing works once it returns
+	}
 	if errors.Is(err, keys.ErrEncryptionKey) {
 		return fail(fmt.Errorf("%w; %s", err, unreadableKeysHint))
 	}
