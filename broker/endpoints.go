@@ -263,12 +263,44 @@ func (t *tokenEndpoint) tokenError(ctx context.Context, w http.ResponseWriter, a
 	if ar != nil && ar.GetClient() != nil {
 		attrs = append(attrs, "client_id", ar.GetClient().GetID())
 	}
+	// The event the token metrics count (web/metrics_events.go).
+	code := ErrServerError.Code
+	if rfc != nil {
+		code = rfc.ErrorField
+	}
+	attrs = append(attrs, "event", "token_refused", "grant_type", requestGrantType(ar), "error", code)
+	if rfc != nil {
+		if token := reusedToken(rfc); token != "" {
+			attrs = append(attrs, "reused", token)
+		}
+	}
 	if level == "error" {
 		t.log.ErrorContext(ctx, "token request failed", attrs...)
 	} else {
 		t.log.InfoContext(ctx, "token request refused", attrs...)
 	}
 	t.provider.WriteAccessError(ctx, w, ar, tokenDescription(err))
+}
+
+// requestGrantType is the grant_type of ar ("" when the request did not
+// parse that far).
+func requestGrantType(ar fosite.AccessRequester) string {
+	if ar == nil {
+		return ""
+	}
+	return strings.Join(ar.GetGrantTypes(), " ")
+}
+
+// reusedToken names the token whose reuse fosite detected in rfc
+// (refresh_token, authorization_code), or "".
+func reusedToken(rfc *fosite.RFC6749Error) string {
+	switch fositeHintWords[rfc.HintField] {
+	case descRefreshReused:
+		return "refresh_token"
+	case descCodeReused:
+		return "authorization_code"
+	}
+	return ""
 }
 
 // refuseGrant revokes the request's refresh family and access tokens (the

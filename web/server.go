@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/keyward/keyward/broker"
 )
@@ -22,7 +23,9 @@ type jwks interface {
 // Config configures the broker's HTTP handler.
 type Config struct {
 	Broker *broker.Broker
-	Keys   jwks
+	// Keys serves /keys; when it also has Keys() and NextRotation() (as
+	// *keys.Manager does), the key age and next rotation are exported.
+	Keys jwks
 	// SessionSecret seals cookies (at least 32 bytes; shared by replicas).
 	SessionSecret []byte
 	// Secure: the issuer is https (or loopback, where browsers treat http
@@ -35,8 +38,12 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 	// Ready reports whether the server can take traffic (nil: always).
 	Ready func(ctx context.Context) error
-	// Registerer receives the HTTP metrics (nil: none).
+	// Registerer receives the HTTP, key, revocation-feed and build metrics
+	// (nil: none).
 	Registerer prometheus.Registerer
+	// TracerProvider, when set, receives a server span per request
+	// (tracing.go); nil: no spans, no cost.
+	TracerProvider trace.TracerProvider
 	// Pages is keyward.yaml's pages section (pages_config.go).
 	Pages PagesConfig
 	// Version is shown on the landing page at / (default: "unknown").
@@ -83,8 +90,9 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Logger.With("component", "web"),
 		pages:   p,
 		cookies: newCookieJar(cfg.SessionSecret, !cfg.InsecureCookies),
-		metrics: newMetrics(cfg.Registerer, cfg.Broker),
 	}
+	ks, _ := cfg.Keys.(keyStatus) // *keys.Manager: the key gauges
+	s.metrics = newMetrics(cfg.Registerer, cfg.Broker, ks, cfg.Version, cfg.Now)
 	s.handler = s.routes()
 	return s, nil
 }
