@@ -45,6 +45,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"GarbageCollectRevocations", testGarbageCollectRevocations},
 		{"ConcurrentAppends", testConcurrentAppends},
 		{"Audit", testAudit},
+		{"SCIMResources", testSCIMResources},
+		{"SCIMNames", testSCIMNames},
 		{"RevocationTimesUTCMicroseconds", testRevocationTimes},
 		{"TimesUTCMicroseconds", testTimes},
 		{"NoAliasing", testNoAliasing},
