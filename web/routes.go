@@ -57,6 +57,9 @@ func (s *Server) routes() http.Handler {
 			http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
 		})
 	}
+	if s.cfg.SCIM != nil { // every method; web/scim answers SCIM errors
+		mux.Handle("/scim/v2/", s.metrics.instrument("scim", s.cfg.SCIM))
+	}
 	mux.Handle("GET /static/", staticHandler())
 	mux.HandleFunc("/", s.notFound)
 

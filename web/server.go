@@ -39,6 +39,9 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Pages is keyward.yaml's pages section (pages_config.go).
 	Pages PagesConfig
+	// SCIM serves SCIM 2.0 provisioning under /scim/v2/ (web/scim; nil:
+	// no upstream has provisioning, and the path is not found).
+	SCIM http.Handler
 	// Version is shown on the landing page at / (default: "unknown").
 	Version string
 	Logger  *slog.Logger

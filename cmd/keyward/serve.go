@@ -124,7 +124,11 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 	if err != nil {
 		return fail(err)
 	}
-	srv, err := web.New(web.Config{
+	scimHandler, err := buildSCIM(b, st, cfg.Issuer, sec.SCIM, log)
+	if err != nil {
+		return fail(err)
+	}
+	wc := web.Config{
 		Broker:         b,
 		Pages:          cfg.Pages,
 		Keys:           inst.keys,
@@ -134,7 +138,11 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 		Registerer:     inst.metrics,
 		Version:        version,
 		Logger:         log,
-	})
+	}
+	if scimHandler != nil { // a nil *scim.Handler must not become a non-nil http.Handler
+		wc.SCIM = scimHandler
+	}
+	srv, err := web.New(wc)
 	if err != nil {
 		return fail(err)
 	}
