@@ -1,0 +1,77 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/keyward/keyward/broker"
+	"github.com/keyward/keyward/federation"
+)
+
+const scimTestToken = "scim-token-0123456789-0123456789-abcdef"
+
+// TestSCIMSectionValidate: each entry by its path, and what spans
+// sections (the upstream exists, once, and is not GitHub).
+func TestSCIMSectionValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{"valid", "scim:\n  - upstream: corp\n    tokenFile: /etc/keyward/scim-corp\n", nil},
+		{"env token", "scim:\n  - upstream: corp\n    token: ${SESSION}\n", nil},
+		{"unknown upstream", "scim:\n  - upstream: nope\n    tokenFile: /x\n", []string{"scim[0].upstream"}},
+		{"twice", "scim:\n  - upstream: corp\n    tokenFile: /x\n  - upstream: corp\n    tokenFile: /y\n", []string{"scim[1].upstream"}},
+		{"no token, bad attribute", "scim:\n  - upstream: corp\n    subjectAttribute: mail\n", []string{"scim[0].tokenFile", "scim[0].subjectAttribute"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := mustParse(t, validYAML+tt.yaml)
+			var got []string
+			if err := c.Validate(); err != nil {
+				got = errorPaths(t, err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Validate() paths (-want +got):\n%s", diff)
+			}
+		})
+	}
+	c := mustParse(t, validYAML+"scim:\n  - upstream: corp\n    tokenFile: /x\n")
+	if c.SCIM[0].SubjectAttribute != broker.SCIMSubjectExternalID {
+		t.Errorf("default subjectAttribute = %q, want externalId", c.SCIM[0].SubjectAttribute)
+	}
+}
+
+func TestSCIMTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	c := mustParse(t, validYAML+"scim:\n  - upstream: corp\n    tokenFile: "+writeFile(t, dir, "scim", scimTestToken+"\n")+"\n    groups: true\n")
+	c.Upstreams[1].ClientSecretFile = writeFile(t, dir, "google", "google-secret\n")
+	sec, err := c.ResolveSecrets()
+	if err != nil {
+		t.Fatalf("ResolveSecrets() = %v", err)
+	}
+	want := []broker.SCIMConfig{{Upstream: "corp", Token: scimTestToken, SubjectAttribute: "externalId", Groups: true}}
+	if diff := cmp.Diff(want, sec.SCIM); diff != "" {
+		t.Errorf("Secrets.SCIM (-want +got):\n%s", diff)
+	}
+	c.SCIM[0].TokenFile = writeFile(t, dir, "short", "short\n")
+	if _, err := c.ResolveSecrets(); err == nil || !strings.Contains(err.Error(), "scim[0].tokenFile") {
+		t.Errorf("ResolveSecrets(short token file) = %v, want a scim[0].tokenFile problem", err)
+	}
+}
+
+// TestSCIMEntraWarning: check-config warns when an Entra ID upstream has
+// SCIM on but its subject is not oid, and not once it is.
+func TestSCIMEntraWarning(t *testing.T) {
+	c := mustParse(t, validYAML+"scim:\n  - upstream: corp\n    tokenFile: /x\n")
+	c.Upstreams[0].Profile = federation.ProfileAzureAD
+	if w := c.scimWarnings(); len(w) != 1 || !strings.Contains(w[0], "claimMapping.subject") {
+		t.Errorf("scimWarnings() = %q, want one about claimMapping.subject", w)
+	}
+	c.Upstreams[0].Claims.Subject = "oid"
+	if w := c.scimWarnings(); len(w) != 0 {
+		t.Errorf("scimWarnings() with subject oid = %q, want none", w)
+	}
+}
