@@ -44,8 +44,11 @@ type Provisioning struct {
 	store     ProvisioningStore
 	admin     *admin
 	endpoints map[string]scimEndpoint
-	log       *slog.Logger
-	now       func() time.Time
+	// accessClaims are the identity claims access tokens carry
+	// (Config.AccessTokenClaims), for the groups of a refresh.
+	accessClaims []string
+	log          *slog.Logger
+	now          func() time.Time
 }
 
 // ProvisioningStore is the part of the store Provisioning uses.
@@ -81,7 +84,7 @@ func (b *Broker) NewProvisioning(cfg ProvisioningConfig) (*Provisioning, error) 
 		errs = append(errs, errors.New("store: required"))
 	}
 	p := &Provisioning{store: cfg.Store, admin: b.admin, endpoints: map[string]scimEndpoint{},
-		log: cfg.Logger.With("component", "scim"), now: cfg.Now}
+		accessClaims: b.signIn.claims.accessClaims, log: cfg.Logger.With("component", "scim"), now: cfg.Now}
 	for i, e := range cfg.Endpoints {
 		e.SetDefaults()
 		if !slices.ContainsFunc(b.upstreams, func(u Upstream) bool { return u.ID() == e.Upstream }) {
@@ -101,6 +104,9 @@ func (b *Broker) NewProvisioning(cfg ProvisioningConfig) (*Provisioning, error) 
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("provisioning: %w", err)
+	}
+	if slices.ContainsFunc(cfg.Endpoints, func(e SCIMConfig) bool { return e.Groups }) {
+		b.tokens.groups = p // before the broker serves: NewProvisioning is part of its assembly
 	}
 	return p, nil
 }

@@ -7,11 +7,14 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/web"
@@ -351,11 +354,24 @@ func TestSCIMDeactivateBeforeFirstSignIn(t *testing.T) {
 }
 
 // TestSCIMGroupPush: with group push on, joining and leaving a SCIM group
-// changes the groups of the person's sessions.
+// changes the groups of the person's sessions and of the tokens the next
+// refresh issues.
 func TestSCIMGroupPush(t *testing.T) {
 	e := newSCIMEnv(t)
 	uid := e.mustSCIM(t, http.StatusCreated, http.MethodPost, "/Users", oktaCreateBob).body["id"].(string)
-	e.signInAs(t, "bob")
+	_, rt := e.signInAs(t, "bob")
+	c := e.client(appID, appSecret, appRedir, nil)
+	// refreshGroups refreshes and returns the groups of the new access token.
+	refreshGroups := func() any {
+		t.Helper()
+		status, m := c.refresh(rt)
+		if status != http.StatusOK {
+			t.Fatalf("refresh = %d %v", status, m)
+		}
+		rt = m["refresh_token"].(string)
+		_, claims := verifyAccessToken(t, e.env, m["access_token"].(string), appID)
+		return claims["groups"]
+	}
 	sub := broker.SubjectID("corp", "demo-bob")
 	groups := func() []string {
 		t.Helper()
@@ -374,11 +390,17 @@ func TestSCIMGroupPush(t *testing.T) {
 	if got := groups(); len(got) != 1 || got[0] != "Engineering" {
 		t.Errorf("session groups after joining = %v, want [Engineering]", got)
 	}
+	if got := refreshGroups(); !cmp.Equal(got, []any{"Engineering"}) {
+		t.Errorf("access token groups after joining, at the next refresh = %v, want [Engineering]", got)
+	}
 	// Entra's removal: "Remove" with a value filter on members.
 	e.mustSCIM(t, http.StatusOK, http.MethodPatch, "/Groups/"+gid, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
 		"Operations":[{"op":"Remove","path":"members[value eq \"`+uid+`\"]"}]}`)
 	if got := groups(); len(got) != 0 {
 		t.Errorf("session groups after leaving = %v, want none", got)
+	}
+	if got := refreshGroups(); !cmp.Equal(got, []any{}) {
+		t.Errorf("access token groups after leaving, at the next refresh = %v, want []", got)
 	}
 	r := e.mustSCIM(t, http.StatusBadRequest, http.MethodPatch, "/Groups/"+gid, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
 		"Operations":[{"op":"add","path":"members","value":[{"value":"no-such-user"}]}]}`)
