@@ -1,6 +1,10 @@
 package main
 
 import (
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
@@ -73,5 +77,45 @@ func TestSCIMEntraWarning(t *testing.T) {
 	c.Upstreams[0].Claims.Subject = "oid"
 	if w := c.scimWarnings(); len(w) != 0 {
 		t.Errorf("scimWarnings() with subject oid = %q, want none", w)
+	}
+}
+
+// TestServeMountsSCIM: serve's assembly answers /scim/v2/{upstream} for an
+// upstream in the scim section, with its token only, and 404 elsewhere.
+func TestServeMountsSCIM(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath, _ := keysTestConfig(t, dir, strings.Repeat("s", 40))
+	data, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenPath := writeFile(t, dir, "scim-token", scimTestToken+"\n")
+	cfgPath = writeFile(t, dir, "keyward.yaml", string(data)+"scim:\n  - {upstream: corp, tokenFile: "+tokenPath+"}\n")
+	cfg, sec, err := loadConfigFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst, err := build(t.Context(), cfg, sec, slog.New(slog.DiscardHandler), http.DefaultTransport)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.close()
+	for _, tt := range []struct {
+		path, token string
+		want        int
+	}{
+		{"/scim/v2/corp/ServiceProviderConfig", scimTestToken, http.StatusOK},
+		{"/scim/v2/corp/Users", scimTestToken, http.StatusOK},
+		{"/scim/v2/corp/Users", "wrong", http.StatusUnauthorized},
+		{"/scim/v2/other/Users", scimTestToken, http.StatusNotFound},
+	} {
+		req := httptest.NewRequest(http.MethodGet, "http://127.0.0.1:5556"+tt.path, nil)
+		req.RemoteAddr = "127.0.0.1:40000"
+		req.Header.Set("Authorization", "Bearer "+tt.token)
+		rec := httptest.NewRecorder()
+		inst.handler.ServeHTTP(rec, req)
+		if rec.Code != tt.want || rec.Header().Get("Content-Type") != "application/scim+json" {
+			t.Errorf("GET %s (token %s) = %d %s, want %d application/scim+json", tt.path, tt.token, rec.Code, rec.Header().Get("Content-Type"), tt.want)
+		}
 	}
 }

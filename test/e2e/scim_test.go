@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-
 	"strconv"
 	"strings"
 	"sync/atomic"
