@@ -44,9 +44,7 @@ func TestSCIMConfigValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []string
 			if err := tt.c.Validate(); err != nil {
-				for _, e := range strings.Split(err.Error(), "\n") {
-					got = append(got, e)
-				}
+				got = strings.Split(err.Error(), "\n")
 			}
 			if len(got) != len(tt.want) {
 				t.Fatalf("Validate() = %q, want %q", got, tt.want)

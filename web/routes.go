@@ -46,6 +46,7 @@ func (s *Server) routes() http.Handler {
 	handle("GET "+broker.UpstreamLogoutPath, "logout_upstream_done", s.upstreamLogoutDone)
 	handle("GET /revocations", "revocations", s.revocations)
 	handle("POST /backchannel_logout/{upstream}", "backchannel_logout", s.backchannelLogout)
+	handle("POST /ssf/{upstream}/events", "ssf_events", s.ssfEvents)
 	handle("GET /{$}", "home", s.home)
 	handle("GET /healthz", "healthz", s.healthz)
 	handle("GET /readyz", "readyz", s.readyz)

@@ -72,6 +72,9 @@ type Config struct {
 	Pages web.PagesConfig `yaml:"pages,omitempty"`
 	// SCIM turns on SCIM 2.0 provisioning per upstream (docs/provisioning.md).
 	SCIM []broker.SCIMConfig `yaml:"scim,omitempty"`
+	// SSF receives OpenID Shared Signals (CAEP/RISC) per upstream
+	// (docs/provisioning.md).
+	SSF []broker.SSFConfig `yaml:"ssf,omitempty"`
 }
 
 // TLSConfig names a PEM certificate chain and its private key. Both or neither.
@@ -191,6 +194,7 @@ func (c *Config) Validate() error {
 	c.validateLimits(&p)
 	p.AddAll("pages", c.Pages.Validate())
 	c.validateSCIM(&p)
+	c.validateSSF(&p)
 	return p.Err()
 }
 

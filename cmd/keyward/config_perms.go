@@ -39,6 +39,9 @@ func (c *Config) secretFiles() []secretFile {
 	for i, s := range c.SCIM {
 		out = append(out, secretFile{fmt.Sprintf("scim[%d].tokenFile", i), s.TokenFile})
 	}
+	for i, s := range c.SSF {
+		out = append(out, secretFile{fmt.Sprintf("ssf[%d].tokenFile", i), s.TokenFile})
+	}
 	return out
 }
 

@@ -187,6 +187,9 @@ func expandSecretEnv(c *Config, lookupEnv func(string) (string, bool)) error {
 	for i := range c.SCIM {
 		expand(fmt.Sprintf("scim[%d].token", i), &c.SCIM[i].Token)
 	}
+	for i := range c.SSF {
+		expand(fmt.Sprintf("ssf[%d].token", i), &c.SSF[i].Token)
+	}
 	return p.Err()
 }
 
@@ -213,6 +216,8 @@ type Secrets struct {
 	StoreDSN string
 	// SCIM are the scim entries with their tokens read (config_scim.go).
 	SCIM []broker.SCIMConfig
+	// SSF are the ssf entries with their tokens read (config_ssf.go).
+	SSF []broker.SSFConfig
 }
 
 // String redacts the secrets, so %v never prints them.
@@ -256,6 +261,7 @@ func (c *Config) ResolveSecrets() (Secrets, error) {
 	s.AdminToken = readAdminToken(&p, c.Admin.TokenFile)
 	s.StoreDSN = resolveStoreDSN(&p, c.Store)
 	s.SCIM = readSCIMTokens(&p, c)
+	s.SSF = readSSFTokens(&p, c)
 	if err := p.Err(); err != nil {
 		return Secrets{}, err
 	}

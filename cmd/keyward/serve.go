@@ -128,6 +128,10 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 	if err != nil {
 		return fail(err)
 	}
+	signals, err := buildSignals(b, st, cfg.Issuer, sec.SSF, log, transport)
+	if err != nil {
+		return fail(err)
+	}
 	wc := web.Config{
 		Broker:         b,
 		Pages:          cfg.Pages,
@@ -139,8 +143,11 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 		Version:        version,
 		Logger:         log,
 	}
-	if scimHandler != nil { // a nil *scim.Handler must not become a non-nil http.Handler
+	if scimHandler != nil { // a nil pointer must not become a non-nil interface
 		wc.SCIM = scimHandler
+	}
+	if signals != nil {
+		wc.Signals = signals
 	}
 	srv, err := web.New(wc)
 	if err != nil {
