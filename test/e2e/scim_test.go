@@ -281,6 +281,15 @@ const (
   "name": {"formatted": "Carol Contoso", "familyName": "Contoso", "givenName": "Carol"},
   "roles": []
 }`
+	// An Entra ID attribute update: manager as a bare id, a value-filter
+	// path, and an extension attribute by its full name without a path.
+	entraUpdate = `{"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+  "Operations": [
+    {"op": "Add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager", "value": "2819c223-7f76-453a-919d-413861904646"},
+    {"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "carol.c@contoso.com"},
+    {"op": "Replace", "path": "name.familyName", "value": "C"},
+    {"op": "Add", "value": {"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department": "R&D"}}
+  ]}`
 	// Entra ID (without the aadOptscim062020 flag) capitalises op and
 	// sends active as a string.
 	entraDisable = `{"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
@@ -311,6 +320,13 @@ func TestSCIMEntraDisableAndDelete(t *testing.T) {
 	at, rt := e.signInAs(t, "carol")
 	if _, err := v.Verify(t.Context(), at); err != nil {
 		t.Fatalf("carol's token at the edge: %v", err)
+	}
+	r = e.mustSCIM(t, http.StatusOK, http.MethodPatch, "/Users/"+id, entraUpdate)
+	ext, _ := r.body["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"].(map[string]any)
+	manager, _ := ext["manager"].(map[string]any)
+	if ext["department"] != "R&D" || manager["value"] != "2819c223-7f76-453a-919d-413861904646" ||
+		!strings.Contains(r.raw, `"carol.c@contoso.com"`) || r.body["active"] != true {
+		t.Errorf("Entra's attribute update answered %s", r.raw)
 	}
 	r = e.mustSCIM(t, http.StatusOK, http.MethodPatch, "/Users/"+id, entraDisable)
 	if r.body["active"] != false {

@@ -38,18 +38,27 @@ func applyOp(attrs map[string]any, op scim.PatchOperation) error {
 			return patchError(scimerrors.ScimTypeNoTarget, "an operation without a path needs an object of attributes as its value")
 		}
 		for k, v := range m {
-			if sub, isExt := v.(map[string]any); isExt && strings.HasPrefix(strings.ToLower(k), "urn:") {
-				ext, _ := lookup(attrs, k).(map[string]any)
-				if ext == nil {
-					ext = map[string]any{}
-				}
-				for sk, sv := range sub {
-					setValue(ext, sk, sv, op.Op)
-				}
-				attrs[key(attrs, k)] = ext
+			if !strings.HasPrefix(strings.ToLower(k), "urn:") {
+				setValue(attrs, k, v, op.Op)
 				continue
 			}
-			setValue(attrs, k, v, op.Op)
+			// An extension: {"urn:…:User": {"department": …}}, or one of its
+			// attributes by its full name, {"urn:…:User:department": …}
+			// (Entra ID).
+			uri := k
+			sub, isObject := v.(map[string]any)
+			if !isObject {
+				i := strings.LastIndex(k, ":")
+				uri, sub = k[:i], map[string]any{k[i+1:]: v}
+			}
+			ext, _ := lookup(attrs, uri).(map[string]any)
+			if ext == nil {
+				ext = map[string]any{}
+			}
+			for sk, sv := range sub {
+				setValue(ext, sk, sv, op.Op)
+			}
+			attrs[key(attrs, uri)] = ext
 		}
 		return nil
 	}
@@ -265,7 +274,8 @@ func elementOf(e filter.Expression) map[string]any {
 
 // normalizePatch turns the string booleans Entra ID sends for active
 // ("value": "False", or {"active": "True"} without a path) into JSON
-// booleans, which the schema requires. Anything else, and a body that is
+// booleans, which the schema requires, and its manager id into the
+// complex manager. Anything else, and a body that is
 // not a PATCH request, is passed on unchanged for the library to judge.
 func normalizePatch(body []byte) []byte {
 	var req map[string]any
@@ -283,6 +293,11 @@ func normalizePatch(body []byte) []byte {
 		vk := key(op, "value")
 		switch v := op[vk].(type) {
 		case string:
+			// Entra ID sends the enterprise manager as its id alone; the
+			// schema's manager is complex ({"value": id}).
+			if lp := strings.ToLower(path); lp == "manager" || strings.HasSuffix(lp, ":user:manager") {
+				op[vk], changed = map[string]any{"value": v}, true
+			}
 			if strings.EqualFold(path, "active") {
 				if b, err := strconv.ParseBool(strings.ToLower(v)); err == nil {
 					op[vk], changed = b, true

@@ -83,6 +83,11 @@ func TestApplyPatch(t *testing.T) {
 				return []scim.PatchOperation{op(t, "replace", "active", false)}
 			},
 			`{"userName":"bob","Active":false}`},
+		{"entra: extension attribute by its full name without a path", `{"userName":"bob"}`,
+			func(t *testing.T) []scim.PatchOperation {
+				return []scim.PatchOperation{op(t, "add", "", map[string]any{"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department": "R&D"})}
+			},
+			`{"userName":"bob","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"department":"R&D"}}`},
 		{"extension attribute", `{"userName":"bob"}`,
 			func(t *testing.T) []scim.PatchOperation {
 				return []scim.PatchOperation{op(t, "add", "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department", "R&D")}
@@ -121,6 +126,8 @@ func TestNormalizePatch(t *testing.T) {
 			`{"schemas":["x"],"Operations":[{"op":"Replace","path":"active","value":false}]}`},
 		{`{"Operations":[{"op":"replace","value":{"active":"True"}}]}`,
 			`{"Operations":[{"op":"replace","value":{"active":true}}]}`},
+		{`{"Operations":[{"op":"Add","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager","value":"m-1"}]}`,
+			`{"Operations":[{"op":"Add","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager","value":{"value":"m-1"}}]}`},
 		// Untouched: booleans already, other attributes, nonsense.
 		{`{"Operations":[{"op":"replace","path":"active","value":false}]}`, ""},
 		{`{"Operations":[{"op":"replace","path":"title","value":"False"}]}`, ""},
