@@ -142,6 +142,17 @@ var (
 	ErrSCIMUniqueness = fmt.Errorf("scim uniqueness: %w", store.ErrConflict)
 )
 
+// SCIMConflictError is a uniqueness conflict (409): Detail is Keyward's
+// sentence for the client. It is ErrSCIMUniqueness for errors.Is.
+type SCIMConflictError struct{ Detail string }
+
+func (e *SCIMConflictError) Error() string { return "scim uniqueness: " + e.Detail }
+func (e *SCIMConflictError) Unwrap() error { return ErrSCIMUniqueness }
+
+func conflict(format string, args ...any) error {
+	return &SCIMConflictError{Detail: fmt.Sprintf(format, args...)}
+}
+
 // SCIMInvalidError is a request Keyward refuses for its content (400): its
 // ScimType is RFC 7644's scimType (invalidValue, mutability) and Detail
 // is Keyward's sentence for the client.

@@ -48,7 +48,7 @@ func (p *Provisioning) CreateGroup(ctx context.Context, upstream string, attrs m
 		return store.SCIMResource{}, err
 	}
 	if err := p.store.CreateSCIMResource(ctx, r); errors.Is(err, store.ErrConflict) {
-		return store.SCIMResource{}, fmt.Errorf("displayName %q: %w", name, ErrSCIMUniqueness)
+		return store.SCIMResource{}, conflict("Another group of this upstream has the displayName %q", name)
 	} else if err != nil {
 		return store.SCIMResource{}, fmt.Errorf("create scim group: %w", err)
 	}
@@ -123,7 +123,7 @@ func (p *Provisioning) UpdateGroup(ctx context.Context, upstream, id string, cha
 	case errors.Is(err, store.ErrNotFound):
 		return store.SCIMResource{}, fmt.Errorf("group %q: %w", id, ErrSCIMNotFound)
 	case errors.Is(err, store.ErrConflict):
-		return store.SCIMResource{}, fmt.Errorf("displayName: %w", ErrSCIMUniqueness)
+		return store.SCIMResource{}, conflict("Another group of this upstream has that displayName")
 	case err != nil:
 		return store.SCIMResource{}, fmt.Errorf("update scim group: %w", err)
 	}

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -234,5 +235,34 @@ func TestProvisioningGroupsReachSessions(t *testing.T) {
 	}
 	if _, err := p.CreateGroup(ctx, "corp", map[string]any{"displayName": "x", "members": []any{map[string]any{"value": "nobody"}}}); err == nil {
 		t.Error("CreateGroup with an unknown member succeeded")
+	}
+}
+
+// TestProvisioningConcurrentCreatesLinkOnce: creates for the same person
+// racing each other leave one User linked to them.
+func TestProvisioningConcurrentCreatesLinkOnce(t *testing.T) {
+	f := newFixture(t)
+	p := newTestProvisioning(t, f, newTestBroker(t, f, nil), nil)
+	const n = 8
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := p.CreateUser(t.Context(), "corp", map[string]any{"userName": fmt.Sprintf("bob%d", i), "externalId": "00u1"})
+			errs <- err
+		}()
+	}
+	ok := 0
+	for range n {
+		err := <-errs
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, ErrSCIMUniqueness):
+			t.Errorf("CreateUser = %v, want nil or ErrSCIMUniqueness", err)
+		}
+	}
+	users, _ := p.Users(t.Context(), "corp")
+	if ok != 1 || len(users) != 1 {
+		t.Errorf("%d creates succeeded, %d users stored; want one of each", ok, len(users))
 	}
 }

@@ -44,7 +44,7 @@ func (p *Provisioning) CreateUser(ctx context.Context, upstream string, attrs ma
 	}
 	for _, u := range users {
 		if u.Subject == subject {
-			return store.SCIMResource{}, fmt.Errorf("%s %q is already the user %s: %w", e.subject, sub, u.ID, ErrSCIMUniqueness)
+			return store.SCIMResource{}, conflict("The user %s of this upstream has the %s %q already: one user per person", u.ID, e.subject, sub)
 		}
 	}
 	now := p.now().UTC()
@@ -66,7 +66,9 @@ func (p *Provisioning) CreateUser(ctx context.Context, upstream string, attrs ma
 		return store.SCIMResource{}, err
 	}
 	if err := p.store.CreateSCIMResource(ctx, r); errors.Is(err, store.ErrConflict) {
-		return store.SCIMResource{}, fmt.Errorf("userName %q: %w", f.userName, ErrSCIMUniqueness)
+		// The userName is taken, or a create for the same person won a race
+		// past the check above (the store links a person to one User).
+		return store.SCIMResource{}, conflict("Another user of this upstream has the userName %q, or the %s %q", f.userName, e.subject, sub)
 	} else if err != nil {
 		return store.SCIMResource{}, fmt.Errorf("create scim user: %w", err)
 	}
@@ -132,7 +134,7 @@ func (p *Provisioning) UpdateUser(ctx context.Context, upstream, id string, chan
 	case errors.Is(err, store.ErrNotFound):
 		return store.SCIMResource{}, fmt.Errorf("user %q: %w", id, ErrSCIMNotFound)
 	case errors.Is(err, store.ErrConflict):
-		return store.SCIMResource{}, fmt.Errorf("userName: %w", ErrSCIMUniqueness)
+		return store.SCIMResource{}, conflict("Another user of this upstream has that userName")
 	case err != nil:
 		return store.SCIMResource{}, fmt.Errorf("update scim user: %w", err)
 	}

@@ -27,7 +27,8 @@ type SCIMResource struct {
 	// (Upstream, Type), compared case-insensitively (RFC 7643 §4.1.1:
 	// userName is not caseExact), and never empty.
 	Name string
-	// Subject is the Keyward subject a User is linked to (empty for a Group).
+	// Subject is the Keyward subject a User is linked to (empty for a
+	// Group). A non-empty Subject is unique per (Upstream, Type).
 	Subject string
 	// Active is a User's "active" as the provisioning client last set it.
 	Active bool
@@ -46,12 +47,12 @@ type SCIMResource struct {
 // SCIMStore keeps SCIM resources (part of Store). Contract, beyond Store's:
 //   - CreateSCIMResource stores r with Version 1; ErrConflict when (Upstream,
 //     Type, ID) exists or another resource of (Upstream, Type) has the same
-//     Name, compared case-insensitively. Upstream, Type, ID and Name are
-//     required.
+//     Name, compared case-insensitively, or the same non-empty Subject.
+//     Upstream, Type, ID and Name are required.
 //   - UpdateSCIMResource applies updater in one write transaction and
 //     returns what it stored, with Version = old + 1. The updater may not
-//     change Upstream, Type or ID; a Name taken by another resource is
-//     ErrConflict and nothing is written.
+//     change Upstream, Type, ID or Subject; a Name taken by another resource
+//     is ErrConflict and nothing is written.
 //   - ListSCIMResources returns the resources of (upstream, type), ordered
 //     by CreatedAt then ID.
 type SCIMStore interface {

@@ -18,6 +18,7 @@ import (
 var (
 	bucketSCIM      = []byte("scim_resources") // upstream\0type\0id → resource
 	bucketSCIMNames = []byte("scim_names")     // upstream\0type\0lower(name) → id
+	bucketSCIMSubj  = []byte("scim_subjects")  // upstream\0type\0subject → id
 )
 
 func scimKey(upstream string, typ store.SCIMType, id string) []byte {
@@ -51,13 +52,18 @@ func checkSCIM(r store.SCIMResource) error {
 	return nil
 }
 
-func scimBuckets(tx *bolt.Tx) (res, names *bolt.Bucket, err error) {
+func scimBuckets(tx *bolt.Tx) (res, names, subjects *bolt.Bucket, err error) {
 	if res, err = tx.CreateBucketIfNotExists(bucketSCIM); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	names, err = tx.CreateBucketIfNotExists(bucketSCIMNames)
-	return res, names, err
+	if names, err = tx.CreateBucketIfNotExists(bucketSCIMNames); err != nil {
+		return nil, nil, nil, err
+	}
+	subjects, err = tx.CreateBucketIfNotExists(bucketSCIMSubj)
+	return res, names, subjects, err
 }
+
+func scimSubjectKey(r store.SCIMResource) []byte { return scimKey(r.Upstream, r.Type, r.Subject) }
 
 // CreateSCIMResource stores r with Version 1; ErrConflict when its key or
 // its name (case-insensitively) is taken.
@@ -73,16 +79,21 @@ func (s *Store) CreateSCIMResource(ctx context.Context, r store.SCIMResource) er
 		return wrapErr(op, err)
 	}
 	return s.update(ctx, op, func(tx *bolt.Tx) error {
-		res, names, err := scimBuckets(tx)
+		res, names, subjects, err := scimBuckets(tx)
 		if err != nil {
 			return err
 		}
 		key := scimKey(r.Upstream, r.Type, r.ID)
-		if res.Get(key) != nil || names.Get(scimNameKey(r)) != nil {
+		if res.Get(key) != nil || names.Get(scimNameKey(r)) != nil || (r.Subject != "" && subjects.Get(scimSubjectKey(r)) != nil) {
 			return refuse(store.ErrConflict)
 		}
 		if err := res.Put(key, v); err != nil {
 			return err
+		}
+		if r.Subject != "" {
+			if err := subjects.Put(scimSubjectKey(r), []byte(r.ID)); err != nil {
+				return err
+			}
 		}
 		return names.Put(scimNameKey(r), []byte(r.ID))
 	})
@@ -110,7 +121,7 @@ func (s *Store) GetSCIMResource(ctx context.Context, upstream string, typ store.
 func (s *Store) UpdateSCIMResource(ctx context.Context, upstream string, typ store.SCIMType, id string, updater func(store.SCIMResource) (store.SCIMResource, error)) (store.SCIMResource, error) {
 	var stored store.SCIMResource
 	err := s.update(ctx, "update scim resource", func(tx *bolt.Tx) error {
-		res, names, err := scimBuckets(tx)
+		res, names, _, err := scimBuckets(tx)
 		if err != nil {
 			return err
 		}
@@ -128,7 +139,7 @@ func (s *Store) UpdateSCIMResource(ctx context.Context, upstream string, typ sto
 			return refuse(updaterError{err})
 		}
 		r = normSCIM(r)
-		if r.Upstream != old.Upstream || r.Type != old.Type || r.ID != old.ID {
+		if r.Upstream != old.Upstream || r.Type != old.Type || r.ID != old.ID || r.Subject != old.Subject {
 			return refuse(errChangedKey)
 		}
 		if err := checkSCIM(r); err != nil {
@@ -163,7 +174,7 @@ func (s *Store) UpdateSCIMResource(ctx context.Context, upstream string, typ sto
 // DeleteSCIMResource removes the resource, or returns ErrNotFound.
 func (s *Store) DeleteSCIMResource(ctx context.Context, upstream string, typ store.SCIMType, id string) error {
 	return s.update(ctx, "delete scim resource", func(tx *bolt.Tx) error {
-		res, names, err := scimBuckets(tx)
+		res, names, subjects, err := scimBuckets(tx)
 		if err != nil {
 			return err
 		}
@@ -178,6 +189,11 @@ func (s *Store) DeleteSCIMResource(ctx context.Context, upstream string, typ sto
 		}
 		if err := names.Delete(scimNameKey(old)); err != nil {
 			return err
+		}
+		if old.Subject != "" {
+			if err := subjects.Delete(scimSubjectKey(old)); err != nil {
+				return err
+			}
 		}
 		return res.Delete(key)
 	})

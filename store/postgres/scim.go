@@ -70,6 +70,7 @@ func (s *Store) UpdateSCIMResource(ctx context.Context, upstream string, typ sto
 		upstream string
 		typ      store.SCIMType
 		id       string
+		subject  string
 	}
 	return writeResult(ctx, s, "update scim resource", func(ctx context.Context, tx pgx.Tx) (store.SCIMResource, error) {
 		old, err := scanSCIM(tx.QueryRow(ctx, `SELECT `+scimColumns+` FROM scim_resources
@@ -77,7 +78,7 @@ func (s *Store) UpdateSCIMResource(ctx context.Context, upstream string, typ sto
 		if err != nil {
 			return store.SCIMResource{}, err
 		}
-		x, err := applyUpdater(old, updater, func(x store.SCIMResource) key { return key{x.Upstream, x.Type, x.ID} })
+		x, err := applyUpdater(old, updater, func(x store.SCIMResource) key { return key{x.Upstream, x.Type, x.ID, x.Subject} })
 		if err != nil {
 			return store.SCIMResource{}, err
 		}

@@ -186,3 +186,41 @@ func testSCIMNames(t *testing.T, s store.Store) {
 		t.Error("CreateSCIMResource without a name succeeded, want an error")
 	}
 }
+
+// testSCIMSubjects: a person is linked to one User per upstream; a delete
+// frees the link; the link cannot change.
+func testSCIMSubjects(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a := scimUser("corp", "u1", "alice", t0())
+	if err := s.CreateSCIMResource(ctx, a); err != nil {
+		t.Fatalf("CreateSCIMResource: %v", err)
+	}
+	twin := scimUser("corp", "u2", "alice2", t0())
+	twin.Subject = a.Subject
+	if err := s.CreateSCIMResource(ctx, twin); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("CreateSCIMResource(same subject) = %v, want ErrConflict", err)
+	}
+	elsewhere := twin
+	elsewhere.Upstream = "other"
+	if err := s.CreateSCIMResource(ctx, elsewhere); err != nil {
+		t.Errorf("CreateSCIMResource(same subject, another upstream) = %v, want nil", err)
+	}
+	for _, id := range []string{"g1", "g2"} { // groups have no subject
+		if err := s.CreateSCIMResource(ctx, store.SCIMResource{Upstream: "corp", Type: store.SCIMGroup, ID: id, Name: id, CreatedAt: t0()}); err != nil {
+			t.Errorf("CreateSCIMResource(group %s) = %v, want nil", id, err)
+		}
+	}
+	_, err := s.UpdateSCIMResource(ctx, "corp", store.SCIMUser, "u1", func(r store.SCIMResource) (store.SCIMResource, error) {
+		r.Subject = "someone-else"
+		return r, nil
+	})
+	if err == nil {
+		t.Error("UpdateSCIMResource changing the subject succeeded, want an error")
+	}
+	if err := s.DeleteSCIMResource(ctx, "corp", store.SCIMUser, "u1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateSCIMResource(ctx, twin); err != nil {
+		t.Errorf("CreateSCIMResource(subject freed by a delete) = %v, want nil", err)
+	}
+}

@@ -492,3 +492,24 @@ func nilIfEmpty(s string) any {
 	}
 	return s
 }
+
+// TestSCIMDiscovery: the discovery endpoints IdPs read when the connection
+// is set up.
+func TestSCIMDiscovery(t *testing.T) {
+	e := newSCIMEnv(t)
+	r := e.mustSCIM(t, http.StatusOK, http.MethodGet, "/ServiceProviderConfig", "")
+	if patch, _ := r.body["patch"].(map[string]any); patch["supported"] != true || !strings.Contains(r.raw, "oauthbearertoken") {
+		t.Errorf("ServiceProviderConfig = %s, want patch supported and the bearer scheme", r.raw)
+	}
+	r = e.mustSCIM(t, http.StatusOK, http.MethodGet, "/ResourceTypes", "")
+	if r.body["totalResults"] != 2.0 || !strings.Contains(r.raw, `"/Users"`) || !strings.Contains(r.raw, `"/Groups"`) {
+		t.Errorf("ResourceTypes = %s, want User and Group", r.raw)
+	}
+	r = e.mustSCIM(t, http.StatusOK, http.MethodGet, "/Schemas", "")
+	if !strings.Contains(r.raw, "urn:ietf:params:scim:schemas:core:2.0:User") || !strings.Contains(r.raw, "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User") {
+		t.Errorf("Schemas = %.300s, want the User schema and the enterprise extension", r.raw)
+	}
+	if r.header.Get("Content-Type") != "application/scim+json" {
+		t.Errorf("Content-Type = %q, want application/scim+json", r.header.Get("Content-Type"))
+	}
+}

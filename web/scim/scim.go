@@ -174,6 +174,7 @@ type resources struct {
 // one is logged and answered without its text.
 func (rs resources) scimError(ctx context.Context, err error) error {
 	var inv *broker.SCIMInvalidError
+	var ce *broker.SCIMConflictError
 	var se scimerrors.ScimError
 	switch {
 	case errors.As(err, &se):
@@ -182,25 +183,14 @@ func (rs resources) scimError(ctx context.Context, err error) error {
 		return scimerrors.ScimError{Status: http.StatusBadRequest, ScimType: scimerrors.ScimType(inv.ScimType), Detail: inv.Detail}
 	case errors.Is(err, broker.ErrSCIMNotFound):
 		return scimerrors.ScimError{Status: http.StatusNotFound, Detail: "No resource has that id"}
-	case errors.Is(err, broker.ErrSCIMUniqueness):
-		return scimerrors.ScimError{Status: http.StatusConflict, ScimType: scimerrors.ScimTypeUniqueness, Detail: uniquenessDetail(err)}
+	case errors.As(err, &ce):
+		return scimerrors.ScimError{Status: http.StatusConflict, ScimType: scimerrors.ScimTypeUniqueness, Detail: ce.Detail}
 	case errors.Is(err, store.ErrUnavailable):
 		rs.log.WarnContext(ctx, "scim request failed: store unavailable", "upstream", rs.upstream, "err", err)
 		return scimerrors.ScimError{Status: http.StatusServiceUnavailable, Detail: "Keyward's database is unavailable; retry later"}
 	}
 	rs.log.ErrorContext(ctx, "scim request failed", "upstream", rs.upstream, "err", err)
 	return scimerrors.ScimError{Status: http.StatusInternalServerError, Detail: "Keyward could not complete the request; its log has the cause"}
-}
-
-func uniquenessDetail(err error) string {
-	msg := err.Error()
-	switch {
-	case strings.HasPrefix(msg, "userName"):
-		return "Another user of this upstream has that userName"
-	case strings.HasPrefix(msg, "displayName"):
-		return "Another group of this upstream has that displayName"
-	}
-	return "Another user of this upstream is linked to the same person (the same subject attribute)"
 }
 
 // resource is a stored record as the library answers it.

@@ -18,3 +18,5 @@ CREATE TABLE scim_resources (
     PRIMARY KEY (upstream, type, id)
 );
 CREATE UNIQUE INDEX scim_resources_name ON scim_resources (upstream, type, name_key);
+-- A person is linked to one User per upstream.
+CREATE UNIQUE INDEX scim_resources_subject ON scim_resources (upstream, type, subject) WHERE subject <> '';
