@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -119,17 +118,6 @@ func (p *Provisioning) Upstreams() []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// Authenticate reports whether token is upstream's provisioning token. The
-// comparison is of SHA-256 hashes, in constant time.
-func (p *Provisioning) Authenticate(upstream, token string) bool {
-	e, ok := p.endpoints[upstream]
-	if !ok || token == "" {
-		return false
-	}
-	h := sha256.Sum256([]byte(token))
-	return subtle.ConstantTimeCompare(h[:], e.tokenHash[:]) == 1
 }
 
 // Errors of the provisioning operations; web/scim turns them into SCIM

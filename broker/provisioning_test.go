@@ -88,8 +88,8 @@ func TestProvisioningAuthenticate(t *testing.T) {
 		{"other", testSCIMToken, false},
 	}
 	for _, tt := range tests {
-		if got := p.Authenticate(tt.upstream, tt.token); got != tt.want {
-			t.Errorf("Authenticate(%q, %q) = %t, want %t", tt.upstream, tt.token, got, tt.want)
+		if got, err := p.Authenticate(t.Context(), tt.upstream, tt.token); got != tt.want || err != nil {
+			t.Errorf("Authenticate(%q, %q) = %t, %v; want %t", tt.upstream, tt.token, got, err, tt.want)
 		}
 	}
 }
@@ -264,5 +264,48 @@ func TestProvisioningConcurrentCreatesLinkOnce(t *testing.T) {
 	users, _ := p.Users(t.Context(), "corp")
 	if ok != 1 || len(users) != 1 {
 		t.Errorf("%d creates succeeded, %d users stored; want one of each", ok, len(users))
+	}
+}
+
+// TestProvisioningRotateToken: a rotation replaces the configured token;
+// the token it replaces keeps working until the next rotation.
+func TestProvisioningRotateToken(t *testing.T) {
+	f := newFixture(t)
+	p := newTestProvisioning(t, f, newTestBroker(t, f, nil), nil)
+	ctx := t.Context()
+	accepts := func(token string) bool {
+		t.Helper()
+		ok, err := p.Authenticate(ctx, "corp", token)
+		if err != nil {
+			t.Fatalf("Authenticate: %v", err)
+		}
+		return ok
+	}
+	first, err := p.RotateToken(ctx, "corp", "admin-api", "yearly")
+	if err != nil {
+		t.Fatalf("RotateToken: %v", err)
+	}
+	if len(first) < minSCIMToken || first == testSCIMToken {
+		t.Fatalf("RotateToken = %q, want a new token of at least %d characters", first, minSCIMToken)
+	}
+	if !accepts(first) || !accepts(testSCIMToken) || accepts(first+"x") {
+		t.Errorf("after one rotation: new %t, configured %t, wrong %t; want true, true, false", accepts(first), accepts(testSCIMToken), accepts(first+"x"))
+	}
+	second, err := p.RotateToken(ctx, "corp", "admin-api", "")
+	if err != nil {
+		t.Fatalf("RotateToken again: %v", err)
+	}
+	if !accepts(second) || !accepts(first) || accepts(testSCIMToken) {
+		t.Errorf("after two rotations: newest %t, previous %t, configured %t; want true, true, false", accepts(second), accepts(first), accepts(testSCIMToken))
+	}
+	if _, err := p.RotateToken(ctx, "other", "admin-api", ""); !errors.Is(err, ErrSCIMNotFound) {
+		t.Errorf("RotateToken(other) = %v, want ErrSCIMNotFound", err)
+	}
+	audit, _ := f.st.ListAudit(ctx, 1)
+	if len(audit) != 1 || audit[0].Action != ActionRotateSCIMToken || audit[0].Target != "corp" {
+		t.Errorf("audit = %+v, want the rotation", audit)
+	}
+	if users, _ := p.Users(ctx, "corp"); len(users) != 0 {
+		t.Errorf("users = %v: the token record must not be listed as a user", users)
 	}
 }

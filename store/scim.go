@@ -12,6 +12,11 @@ type SCIMType string
 const (
 	SCIMUser  SCIMType = "User"
 	SCIMGroup SCIMType = "Group"
+	// SCIMToken is not a SCIM resource: it is Keyward's record of an
+	// upstream's provisioning bearer tokens after a rotation (ID and Name
+	// "bearer"; the broker's token hashes in Attributes), kept with the
+	// resources so that every replica reads the same tokens.
+	SCIMToken SCIMType = "Token"
 )
 
 // SCIMResource is a User or Group that an identity provider provisioned

@@ -80,18 +80,19 @@ func readSCIMTokens(p *problems, c *Config) []broker.SCIMConfig {
 	return out
 }
 
-// buildSCIM is the SCIM handler for the entries (nil when there are none).
-func buildSCIM(b *broker.Broker, st store.Store, issuer string, entries []broker.SCIMConfig, log *slog.Logger) (*scim.Handler, error) {
+// buildSCIM is the provisioning part and its SCIM handler for the entries
+// (nil, nil when there are none).
+func buildSCIM(b *broker.Broker, st store.Store, issuer string, entries []broker.SCIMConfig, log *slog.Logger) (*broker.Provisioning, *scim.Handler, error) {
 	if len(entries) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	prov, err := b.NewProvisioning(broker.ProvisioningConfig{Store: st, Endpoints: entries, Logger: log})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	h, err := scim.New(scim.Config{Provisioning: prov, Issuer: issuer, Logger: log})
 	if err != nil {
-		return nil, fmt.Errorf("scim: %w", err)
+		return nil, nil, fmt.Errorf("scim: %w", err)
 	}
-	return h, nil
+	return prov, h, nil
 }

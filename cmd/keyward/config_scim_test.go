@@ -12,6 +12,7 @@ import (
 
 	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/federation"
+	"github.com/keyward/keyward/web"
 )
 
 const scimTestToken = "scim-token-0123456789-0123456789-abcdef"
@@ -117,5 +118,48 @@ func TestServeMountsSCIM(t *testing.T) {
 		if rec.Code != tt.want || rec.Header().Get("Content-Type") != "application/scim+json" {
 			t.Errorf("GET %s (token %s) = %d %s, want %d application/scim+json", tt.path, tt.token, rec.Code, rec.Header().Get("Content-Type"), tt.want)
 		}
+	}
+}
+
+// TestAdminCLIRotatesSCIMToken: `keyward admin scim rotate-token` prints a
+// new token that the SCIM endpoint then accepts, the configured one still
+// working until the next rotation; an upstream without provisioning fails.
+func TestAdminCLIRotatesSCIMToken(t *testing.T) {
+	e := newAdminTestEnv(t)
+	prov, h, err := buildSCIM(e.env.Broker, e.env.Store, e.env.Issuer, []broker.SCIMConfig{{Upstream: "corp", Token: scimTestToken, SubjectAttribute: "externalId"}}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(web.NewAdmin(web.AdminConfig{Broker: e.env.Broker, Keys: e.env.Keys, SCIM: prov, Token: []byte(cliAdminToken)}))
+	t.Cleanup(api.Close)
+	e.server = api.URL
+	status := func(token string) int {
+		req := httptest.NewRequest(http.MethodGet, "http://127.0.0.1/scim/v2/corp/Users", nil)
+		req.RemoteAddr = "127.0.0.1:40000"
+		req.Header.Set("Authorization", "Bearer "+token)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	out, code := e.admin(t, "scim", "rotate-token", "corp", "--reason", "yearly")
+	if code != 0 {
+		t.Fatalf("rotate-token = %d: %s", code, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	token := lines[len(lines)-1]
+	if status(token) != http.StatusOK || status(scimTestToken) != http.StatusOK {
+		t.Errorf("after the rotation: new token %d, configured token %d; want 200, 200", status(token), status(scimTestToken))
+	}
+	if out, code := e.admin(t, "scim", "rotate-token", "corp"); code != 0 {
+		t.Fatalf("second rotate-token = %d: %s", code, out)
+	}
+	if status(scimTestToken) != http.StatusUnauthorized || status(token) != http.StatusOK {
+		t.Errorf("after two rotations: configured token %d, first new token %d; want 401, 200", status(scimTestToken), status(token))
+	}
+	if out, code := e.admin(t, "scim", "rotate-token", "partner"); code == 0 || !strings.Contains(out, "no SCIM provisioning") {
+		t.Errorf("rotate-token of an upstream without provisioning = %d: %s; want a failure naming it", code, out)
+	}
+	if out, _ := e.admin(t, "audit", "tail"); !strings.Contains(out, broker.ActionRotateSCIMToken) || strings.Contains(out, token) {
+		t.Errorf("audit after the rotations:\n%s\nwant the rotation, never the token", out)
 	}
 }

@@ -124,7 +124,7 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 	if err != nil {
 		return fail(err)
 	}
-	scimHandler, err := buildSCIM(b, st, cfg.Issuer, sec.SCIM, log)
+	prov, scimHandler, err := buildSCIM(b, st, cfg.Issuer, sec.SCIM, log)
 	if err != nil {
 		return fail(err)
 	}
@@ -155,7 +155,11 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 	}
 	inst.broker, inst.handler = b, srv
 	if len(sec.AdminToken) > 0 {
-		inst.admin = web.NewAdmin(web.AdminConfig{Broker: b, Keys: inst.keys, Token: sec.AdminToken, Logger: log})
+		ac := web.AdminConfig{Broker: b, Keys: inst.keys, Token: sec.AdminToken, Logger: log}
+		if prov != nil {
+			ac.SCIM = prov
+		}
+		inst.admin = web.NewAdmin(ac)
 	}
 	return inst, nil
 }

@@ -115,7 +115,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	token, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !found || !h.prov.Authenticate(up, strings.TrimSpace(token)) {
+	ok, err := h.prov.Authenticate(r.Context(), up, strings.TrimSpace(token))
+	if err != nil {
+		h.log.WarnContext(r.Context(), "scim request failed: the tokens could not be read", "upstream", up, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "", "Keyward could not check the token; retry later")
+		return
+	}
+	if !found || !ok {
 		h.log.InfoContext(r.Context(), "scim request refused: wrong or missing bearer token", "upstream", up, "bearer", found)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keyward-scim", error="invalid_token"`)
 		writeError(w, http.StatusUnauthorized, "", "The bearer token is missing or is not this upstream's SCIM token")
