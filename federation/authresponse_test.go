@@ -95,16 +95,16 @@ func TestCheckAuthorizationResponseIssuer(t *testing.T) {
 
 func TestLazyCheckAuthorizationResponseIssuer(t *testing.T) {
 	down, _ := lazyIdP(t, -1)
-	l, err := OpenLazy(t.Context(), lazyConfig(down.URL()), nil, nil, lazyHooks(newStepWait()))
+	l, err := startLazy(t, t.Context(), lazyConfig(down.URL()), nil, nil, lazyHooks(newStepWait()))
 	if err != nil {
-		t.Fatalf("OpenLazy() = %v", err)
+		t.Fatalf("NewLazy() = %v", err)
 	}
 	checkIs(t, "CheckAuthorizationResponseIssuer", l.CheckAuthorizationResponseIssuer(down.URL()), ErrUpstreamUnavailable)
 
 	up, _ := lazyIdP(t, 0)
-	l, err = OpenLazy(t.Context(), lazyConfig(up.URL()), nil, nil, lazyHooks(nil))
+	l, err = startLazy(t, t.Context(), lazyConfig(up.URL()), nil, nil, lazyHooks(nil))
 	if err != nil || l.Ready() != nil {
-		t.Fatalf("OpenLazy() = %v, ready %v; want a ready upstream", err, l.Ready())
+		t.Fatalf("NewLazy() = %v, ready %v; want a ready upstream", err, l.Ready())
 	}
 	if err := l.CheckAuthorizationResponseIssuer(up.URL()); err != nil {
 		t.Errorf("CheckAuthorizationResponseIssuer(issuer) = %v, want nil", err)

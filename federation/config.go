@@ -9,7 +9,7 @@ import (
 // Config describes one upstream identity provider: one entry of
 // keyward.yaml's upstreams, which cmd decodes into it directly (keys are the
 // yaml tags; examples/keyward.yaml documents each). Type selects the
-// protocol: an OpenID Provider (Open, OpenLazy) or GitHub (OpenGitHub).
+// protocol: an OpenID Provider (Open, NewLazy) or GitHub (OpenGitHub).
 // SetDefaults fills the defaults and Validate reports problems by field
 // path (config_validate.go).
 type Config struct {

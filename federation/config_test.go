@@ -38,10 +38,10 @@ func TestValidate(t *testing.T) {
 			modify: func(c *Config) { c.Issuer = "http://idp.example.com" },
 			want:   []string{`issuer: "http://idp.example.com" must use https (http is allowed only for localhost/127.0.0.1/[::1])`},
 		},
-		{name: "relative issuer", modify: func(c *Config) { c.Issuer = "idp.example.com" }, want: []string{`issuer: "idp.example.com" must be an https URL with a host`}},
+		{name: "relative issuer", modify: func(c *Config) { c.Issuer = "idp.example.com" }, want: []string{`issuer: "idp.example.com" must be an absolute https URL with a host`}},
 		{name: "issuer with query", modify: func(c *Config) { c.Issuer = "https://idp.example.com?tenant=1" }, want: []string{`issuer: "https://idp.example.com?tenant=1" must not have a query, fragment or user info`}},
 		{name: "issuer with userinfo", modify: func(c *Config) { c.Issuer = "https://u:p@idp.example.com" }, want: []string{"must not have a query, fragment or user info"}},
-		{name: "redirect fragment", modify: func(c *Config) { c.RedirectURL = "https://sso.example.com/cb#x" }, want: []string{"redirectURL: must not have a query or fragment"}},
+		{name: "redirect fragment", modify: func(c *Config) { c.RedirectURL = "https://sso.example.com/cb#x" }, want: []string{`redirectURL: "https://sso.example.com/cb#x" must not have a query, fragment or user info`}},
 		{name: "scopes without openid", modify: func(c *Config) { c.Scopes = []string{"email"} }, want: []string{"scopes: add openid"}},
 		{
 			name:   "bad scope tokens",

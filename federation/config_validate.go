@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -13,12 +12,12 @@ import (
 	"unicode"
 
 	"github.com/keyward/keyward/cmd/config"
-	"github.com/keyward/keyward/web/loopback"
+	"github.com/keyward/keyward/cmd/config/field"
 )
 
 // This file holds an upstream's defaults (SetDefaults) and its validation
 // (Validate), the one home of both: cmd applies them to keyward.yaml's
-// upstreams, Open and OpenLazy to a Config built in code.
+// upstreams, Open and NewLazy to a Config built in code.
 
 // SetDefaults fills every empty field with its default: for an OpenID
 // Provider the profile's preset (an unknown profile gets generic's;
@@ -203,8 +202,11 @@ func (c Config) Validate() error {
 // redirect URL and a resolved client secret.
 func (c Config) validateOpen() error {
 	errs := []error{c.Validate()}
-	if err := checkURL(c.RedirectURL); err != nil {
-		errs = append(errs, &config.FieldError{Path: "redirectURL", Msg: err.Error()})
+	switch msg := field.CheckURL(c.RedirectURL, field.URLRule{Example: "https://sso.example.com/callback"}); {
+	case c.RedirectURL == "":
+		errs = append(errs, &config.FieldError{Path: "redirectURL", Msg: "must not be empty"})
+	case msg != "":
+		errs = append(errs, &config.FieldError{Path: "redirectURL", Msg: msg})
 	}
 	return errors.Join(errs...)
 }
@@ -288,22 +290,10 @@ func (c Config) validateProfile(p *config.Problems) {
 	}
 }
 
-// checkLogoutURL is the rule for a URL Keyward sends the browser to: an
-// absolute https URL (http only on loopback) without fragment or user
-// info; a query is fine. It returns the problem, or "".
+// checkLogoutURL is the rule for a URL Keyward sends the browser to:
+// field.CheckURL's rule with a query allowed. It returns the problem, or "".
 func checkLogoutURL(raw string) string {
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
-		return fmt.Sprintf("%q must be an absolute https URL with a host, e.g. https://idp.example.com/logout", raw)
-	case u.Fragment != "" || strings.Contains(raw, "#"):
-		return fmt.Sprintf("%q has a fragment; remove the part from #", raw)
-	case u.User != nil:
-		return fmt.Sprintf("%q has user info (the part before @); remove it", raw)
-	case u.Scheme == "http" && !loopback.Host(u.Hostname()):
-		return fmt.Sprintf("%q uses http on a host other than localhost, 127.0.0.1 or [::1]; use https", raw)
-	}
-	return ""
+	return field.CheckURL(raw, field.URLRule{Query: true, Example: "https://idp.example.com/logout"})
 }
 
 // validateGitHub checks a type: github upstream; the client is checked
@@ -406,32 +396,6 @@ func (a AllowRules) validate(p *config.Problems, path string) {
 func checkDomain(s string) error {
 	if !domainPattern.MatchString(s) {
 		return errors.New("must be a lower-case domain such as example.com (or *.example.com for its subdomains)")
-	}
-	return nil
-}
-
-// checkURL accepts an absolute https URL, or http for a loopback host,
-// without query or fragment.
-func checkURL(raw string) error {
-	bad := errors.New("must be an absolute https URL (http only for loopback)")
-	if raw == "" {
-		return errors.New("must not be empty")
-	}
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.User != nil {
-		return bad
-	}
-	switch u.Scheme {
-	case "https":
-	case "http":
-		if !loopback.Host(u.Hostname()) {
-			return bad
-		}
-	default:
-		return bad
-	}
-	if u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(raw, "#") || strings.HasSuffix(raw, "?") {
-		return errors.New("must not have a query or fragment")
 	}
 	return nil
 }

@@ -17,8 +17,9 @@
 // verified email, organisations and teams as groups). Every OIDC provider
 // is one Upstream; a type switch exists only for that protocol difference.
 //
-// Discovery that fails at start is retried in the background by
-// LazyUpstream (lazy.go), so one unreachable provider never stops the broker.
+// A LazyUpstream (lazy.go) follows the lifecycle rule of every component:
+// NewLazy does no I/O, Run discovers and retries a failed discovery in the
+// background, so one unreachable provider never stops the broker.
 //
 // Provider quirks are configuration, not a type switch: a Profile presets
 // defaults (profile.go); ClaimMapping reads claims by path, with fallbacks

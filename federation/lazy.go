@@ -20,11 +20,12 @@ import (
 // background. It says nothing about the person or the token.
 var ErrUpstreamUnavailable = errors.New("upstream unavailable")
 
-// Retry defaults of OpenLazy.
+// Retry defaults of a LazyUpstream.
 const (
-	// lazyFirstTimeout bounds the synchronous discovery, so one slow
-	// upstream delays start-up by at most this long.
-	lazyFirstTimeout = 5 * time.Second
+	// FirstDiscoveryTimeout bounds Run's first discovery attempt, so an
+	// upstream that does not answer delays start-up (the binary waits for
+	// Attempted before it serves) by at most this long.
+	FirstDiscoveryTimeout = 5 * time.Second
 	// lazyRetryTimeout bounds each background discovery.
 	lazyRetryTimeout = 30 * time.Second
 	// lazyMaxIDToken bounds a native ID token parsed before the upstream is
@@ -36,20 +37,24 @@ const (
 
 // LazyUpstream is an upstream whose discovery may still be pending: it is
 // configured (ID, Name, Issuer are known at once) but it takes sign-ins only
-// once Open has succeeded. OpenLazy builds it. It is safe for concurrent use;
+// once its discovery (Config.Open, run by Run) has succeeded. NewLazy builds
+// it without I/O; Run discovers and retries. It is safe for concurrent use;
 // once ready it stays ready and every method delegates to the opened
 // *Upstream.
 //
-// Before it is ready: Ready returns an error wrapping ErrUpstreamUnavailable;
+// Before it is ready (Run not started yet, discovery under way or failed):
+// Ready returns an error wrapping ErrUpstreamUnavailable;
 // AuthCodeURL returns ""; Exchange, VerifyLogoutToken, Refresh and
 // VerifyIDToken return errors wrapping ErrUpstreamUnavailable (Refresh also
 // ErrRefreshUnavailable, VerifyIDToken also ErrIssuerUnavailable, so their
 // callers treat it as transient). Check Ready before sending a person there.
 type LazyUpstream struct {
-	cfg  Config // Name defaulted
-	up   atomic.Pointer[Upstream]
-	last atomic.Pointer[lazyFailure] // nil once opened
-	done chan struct{}               // closed when the retry loop ends
+	cfg       Config // Name defaulted
+	up        atomic.Pointer[Upstream]
+	last      atomic.Pointer[lazyFailure] // nil before the first failure and once opened
+	running   atomic.Bool                 // Run was called
+	attempted chan struct{}               // closed when the first attempt has ended
+	done      chan struct{}               // closed when Run returns
 
 	client *http.Client
 	base   *slog.Logger // for Open, which adds its own attributes
@@ -67,7 +72,7 @@ type lazyFailure struct {
 	stopping bool      // the retry loop ended (ctx done) without success
 }
 
-// LazyOption tunes OpenLazy.
+// LazyOption tunes NewLazy.
 type LazyOption func(*lazyOptions)
 
 type lazyOptions struct {
@@ -94,15 +99,10 @@ func WithRetryDelay(minDelay, maxDelay time.Duration) LazyOption {
 	}
 }
 
-// OpenLazy validates cfg (a configuration error fails at once), then runs
-// discovery (Config.Open) once, for at most 5s. If that fails it returns a
-// LazyUpstream that is not ready yet and keeps retrying in the background
-// with exponential backoff (1s doubling to 5m, ±20% jitter; see
-// WithRetryDelay) until discovery succeeds or ctx ends: cancel ctx at
-// shutdown to stop the retries. Every failure is logged at Warn (upstream
-// id, attempt, next retry, the cause), the recovery at Info. httpClient and
-// logger are as for Config.Open.
-func OpenLazy(ctx context.Context, cfg Config, httpClient *http.Client, logger *slog.Logger, opts ...LazyOption) (*LazyUpstream, error) {
+// NewLazy validates cfg (a configuration error fails at once) and returns
+// an upstream that is not ready yet. It does no I/O and starts nothing: Run
+// does the discovery. httpClient and logger are as for Config.Open.
+func NewLazy(cfg Config, httpClient *http.Client, logger *slog.Logger, opts ...LazyOption) (*LazyUpstream, error) {
 	cfg.SetDefaults() // the issuer too (google's): native sign-in finds the upstream by it
 	if err := cfg.validateOpen(); err != nil {
 		return nil, fmt.Errorf("federation: upstream %q: %w", cfg.ID, err)
@@ -113,7 +113,7 @@ func OpenLazy(ctx context.Context, cfg Config, httpClient *http.Client, logger *
 	o := lazyOptions{
 		minDelay:     defaultMinDelay,
 		maxDelay:     defaultMaxDelay,
-		firstTimeout: lazyFirstTimeout,
+		firstTimeout: FirstDiscoveryTimeout,
 		retryTimeout: lazyRetryTimeout,
 		now:          time.Now,
 		jitter:       rand.Float64,
@@ -123,21 +123,42 @@ func OpenLazy(ctx context.Context, cfg Config, httpClient *http.Client, logger *
 		opt(&o)
 	}
 	o.maxDelay = max(o.maxDelay, o.minDelay)
-	l := &LazyUpstream{
-		cfg:    cfg,
-		done:   make(chan struct{}),
-		client: httpClient,
-		base:   logger,
-		logger: logger.With("component", "federation", "upstream", cfg.ID),
-		opts:   o,
-	}
-	if l.attempt(ctx, 1, o.firstTimeout) {
-		close(l.done)
-		return l, nil
-	}
-	go l.retry(ctx)
-	return l, nil
+	return &LazyUpstream{
+		cfg:       cfg,
+		attempted: make(chan struct{}),
+		done:      make(chan struct{}),
+		client:    httpClient,
+		base:      logger,
+		logger:    logger.With("component", "federation", "upstream", cfg.ID),
+		opts:      o,
+	}, nil
 }
+
+// Run discovers the upstream: one attempt bounded by FirstDiscoveryTimeout
+// (Attempted is closed when it ends), then, if it failed, retries with
+// exponential backoff (1s doubling to 5m, ±20% jitter; see WithRetryDelay)
+// until discovery succeeds or ctx ends. Every failure is logged at Warn
+// (upstream id, attempt, next retry, the cause), the recovery at Info. It
+// returns nil once the upstream is open or ctx has ended (cancel ctx at
+// shutdown to stop the retries); a second call returns an error at once.
+func (l *LazyUpstream) Run(ctx context.Context) error {
+	if l.running.Swap(true) {
+		return fmt.Errorf("federation: upstream %q: Run called twice", l.cfg.ID)
+	}
+	defer close(l.done)
+	ok := l.attempt(ctx, 1, l.opts.firstTimeout)
+	close(l.attempted)
+	if !ok {
+		l.retry(ctx)
+	}
+	return nil
+}
+
+// Attempted is closed once Run's first discovery attempt has ended, with
+// or without success: the binary waits for it (at most
+// FirstDiscoveryTimeout) before it serves, so an upstream that is up is
+// ready when the first request arrives.
+func (l *LazyUpstream) Attempted() <-chan struct{} { return l.attempted }
 
 // attempt runs discovery once, bounded by timeout, and records the result.
 // It reports whether the upstream is now open.
@@ -175,7 +196,6 @@ func (l *LazyUpstream) attempt(ctx context.Context, n int, timeout time.Duration
 
 // retry runs discovery with backoff until it succeeds or ctx ends.
 func (l *LazyUpstream) retry(ctx context.Context) {
-	defer close(l.done)
 	for n := 2; ; n++ {
 		f := l.last.Load()
 		if f == nil || f.stopping || !l.opts.wait(ctx, f.next.Sub(f.at)) {
@@ -228,16 +248,19 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // Ready returns nil once discovery has succeeded; before, an error wrapping
-// ErrUpstreamUnavailable and the last discovery error, saying when
-// discovery last failed and when it will be retried. The text holds no
-// secret and no upstream body.
+// ErrUpstreamUnavailable and, after a failed attempt, the last discovery
+// error, saying when discovery last failed and when it will be retried. The
+// text holds no secret and no upstream body.
 func (l *LazyUpstream) Ready() error {
 	if l.up.Load() != nil {
 		return nil
 	}
 	f := l.last.Load()
-	if f == nil { // opened between the two loads: up is stored before last is cleared
-		return nil
+	if f == nil {
+		if l.up.Load() != nil { // opened between the loads: up is stored before last is cleared
+			return nil
+		}
+		return &unavailableError{msg: fmt.Sprintf("federation: upstream %q unavailable: discovery has not completed yet", l.cfg.ID)}
 	}
 	when := "retries stopped"
 	if !f.next.IsZero() && !f.stopping {
@@ -267,8 +290,8 @@ func (e *unavailableError) Unwrap() []error {
 	return []error{ErrUpstreamUnavailable, e.cause}
 }
 
-// Done is closed when no more discovery will run: the upstream is open, or
-// the ctx given to OpenLazy ended first.
+// Done is closed when Run has returned: no more discovery will run (the
+// upstream is open, or Run's ctx ended first).
 func (l *LazyUpstream) Done() <-chan struct{} { return l.done }
 
 // unavailable is the error of a call before the upstream is ready.

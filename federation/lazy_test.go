@@ -128,6 +128,32 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// startLazy builds an upstream with NewLazy, runs it under ctx (stopped and
+// waited for when the test ends) and waits for its first discovery attempt,
+// as the binary does before it serves.
+func startLazy(t *testing.T, ctx context.Context, cfg Config, client *http.Client, logger *slog.Logger, opts ...LazyOption) (*LazyUpstream, error) {
+	t.Helper()
+	l, err := NewLazy(cfg, client, logger, opts...)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	runErr := make(chan error, 1)
+	go func() { runErr <- l.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-runErr; err != nil {
+			t.Errorf("Run() = %v, want nil", err)
+		}
+	})
+	select {
+	case <-l.Attempted():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first discovery attempt did not end")
+	}
+	return l, nil
+}
+
 func waitDone(t *testing.T, l *LazyUpstream) {
 	t.Helper()
 	select {
@@ -137,14 +163,14 @@ func waitDone(t *testing.T, l *LazyUpstream) {
 	}
 }
 
-func TestOpenLazyRetriesUntilDiscoveryWorks(t *testing.T) {
+func TestLazyRetriesUntilDiscoveryWorks(t *testing.T) {
 	idp, discoveries := lazyIdP(t, 3)
 	var logs syncBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	w := newStepWait()
-	l, err := OpenLazy(t.Context(), lazyConfig(idp.URL()), &http.Client{Timeout: 5 * time.Second}, logger, lazyHooks(w))
+	l, err := startLazy(t, t.Context(), lazyConfig(idp.URL()), &http.Client{Timeout: 5 * time.Second}, logger, lazyHooks(w))
 	if err != nil {
-		t.Fatalf("OpenLazy() = %v, want a lazy upstream", err)
+		t.Fatalf("NewLazy() = %v, want a lazy upstream", err)
 	}
 
 	var delays []time.Duration
@@ -187,14 +213,14 @@ func TestOpenLazyRetriesUntilDiscoveryWorks(t *testing.T) {
 	}
 }
 
-func TestOpenLazyBeforeReady(t *testing.T) {
+func TestLazyBeforeReady(t *testing.T) {
 	idp, _ := lazyIdP(t, -1)
 	cfg := lazyConfig(idp.URL())
 	cfg.NativeClientIDs = []string{"mobile"}
 	cfg.NativePublicClients = true
-	l, err := OpenLazy(t.Context(), cfg, nil, nil, lazyHooks(newStepWait()))
+	l, err := startLazy(t, t.Context(), cfg, nil, nil, lazyHooks(newStepWait()))
 	if err != nil {
-		t.Fatalf("OpenLazy() = %v", err)
+		t.Fatalf("NewLazy() = %v", err)
 	}
 	if l.ID() != "corp" || l.Name() != "Corp SSO" || l.Issuer() != idp.URL() || l.RecheckInterval() != time.Hour || !l.NativePublicClients() {
 		t.Errorf("ID, Name, Issuer, RecheckInterval, NativePublicClients = %q, %q, %q, %v, %v; want the configuration's",
@@ -240,13 +266,13 @@ func checkIs(t *testing.T, call string, err error, targets ...error) {
 	}
 }
 
-func TestOpenLazyStopsWhenContextEnds(t *testing.T) {
+func TestLazyStopsWhenContextEnds(t *testing.T) {
 	idp, discoveries := lazyIdP(t, -1)
 	ctx, cancel := context.WithCancel(t.Context())
 	w := newStepWait()
-	l, err := OpenLazy(ctx, lazyConfig(idp.URL()), nil, nil, lazyHooks(w))
+	l, err := startLazy(t, ctx, lazyConfig(idp.URL()), nil, nil, lazyHooks(w))
 	if err != nil {
-		t.Fatalf("OpenLazy() = %v", err)
+		t.Fatalf("NewLazy() = %v", err)
 	}
 	w.next(t) // waiting for the second attempt
 	cancel()
@@ -260,14 +286,14 @@ func TestOpenLazyStopsWhenContextEnds(t *testing.T) {
 	}
 }
 
-func TestOpenLazyFirstAttemptHasDeadline(t *testing.T) {
+func TestLazyFirstAttemptHasDeadline(t *testing.T) {
 	idp, _ := lazyIdP(t, 0)
 	idp.SetLatency(time.Hour) // the request is dropped when the client gives up
 	w := newStepWait()
 	short := func(o *lazyOptions) { o.firstTimeout = 50 * time.Millisecond }
-	l, err := OpenLazy(t.Context(), lazyConfig(idp.URL()), nil, nil, lazyHooks(w), short)
+	l, err := startLazy(t, t.Context(), lazyConfig(idp.URL()), nil, nil, lazyHooks(w), short)
 	if err != nil {
-		t.Fatalf("OpenLazy() = %v", err)
+		t.Fatalf("NewLazy() = %v", err)
 	}
 	if err := l.Ready(); !errors.Is(err, ErrUpstreamUnavailable) {
 		t.Errorf("Ready() after a hanging discovery = %v, want ErrUpstreamUnavailable", err)
@@ -283,31 +309,59 @@ func TestOpenLazyFirstAttemptHasDeadline(t *testing.T) {
 	}
 }
 
-func TestOpenLazyReadyAtOnce(t *testing.T) {
+func TestLazyReadyAtOnce(t *testing.T) {
 	idp, discoveries := lazyIdP(t, 0)
-	l, err := OpenLazy(t.Context(), lazyConfig(idp.URL()), nil, nil)
+	l, err := startLazy(t, t.Context(), lazyConfig(idp.URL()), nil, nil)
 	if err != nil {
-		t.Fatalf("OpenLazy() = %v", err)
+		t.Fatalf("NewLazy() = %v", err)
 	}
 	if err := l.Ready(); err != nil {
 		t.Errorf("Ready() = %v, want nil", err)
 	}
-	select {
-	case <-l.Done():
-	default:
-		t.Error("Done() is open although discovery succeeded")
+	waitDone(t, l) // Run returns once discovery succeeded
+	if got := discoveries.Load(); got != 1 {
+		t.Errorf("discovery requests = %d, want 1", got)
+	}
+}
+
+// NewLazy does no I/O: nothing reaches the upstream before Run, and the
+// upstream says it is not ready yet; Run then makes it ready, once.
+func TestNewLazyDoesNoIO(t *testing.T) {
+	idp, discoveries := lazyIdP(t, 0)
+	l, err := NewLazy(lazyConfig(idp.URL()), nil, nil)
+	if err != nil {
+		t.Fatalf("NewLazy() = %v", err)
+	}
+	if got := discoveries.Load(); got != 0 {
+		t.Errorf("discovery requests after NewLazy = %d, want 0", got)
+	}
+	err = l.Ready()
+	if !errors.Is(err, ErrUpstreamUnavailable) || !strings.Contains(err.Error(), "discovery has not completed yet") {
+		t.Errorf("Ready() before Run = %v, want ErrUpstreamUnavailable saying discovery has not completed", err)
+	}
+	if url := l.AuthCodeURL("s", "n", "v", AuthOptions{}); url != "" {
+		t.Errorf("AuthCodeURL() before Run = %q, want \"\"", url)
+	}
+	if err := l.Run(t.Context()); err != nil {
+		t.Fatalf("Run() = %v", err)
+	}
+	if err := l.Ready(); err != nil {
+		t.Errorf("Ready() after Run = %v, want nil", err)
+	}
+	if err := l.Run(t.Context()); err == nil || !strings.Contains(err.Error(), "twice") {
+		t.Errorf("second Run() = %v, want an error", err)
 	}
 	if got := discoveries.Load(); got != 1 {
 		t.Errorf("discovery requests = %d, want 1", got)
 	}
 }
 
-func TestOpenLazyConfigErrorFailsAtOnce(t *testing.T) {
+func TestLazyConfigErrorFailsAtOnce(t *testing.T) {
 	cfg := lazyConfig("http://127.0.0.1:1")
 	cfg.ClientID = ""
-	l, err := OpenLazy(t.Context(), cfg, nil, nil)
+	l, err := startLazy(t, t.Context(), cfg, nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "clientID") {
-		t.Fatalf("OpenLazy(no client id) = %v, %v; want an error naming clientID", l, err)
+		t.Fatalf("NewLazy(no client id) = %v, %v; want an error naming clientID", l, err)
 	}
 }
 
@@ -359,14 +413,14 @@ func (failingTransport) RoundTrip(*http.Request) (*http.Response, error) {
 // Issuer(), so an empty one turned "try again later" into a permanent
 // invalid_grant ("issuer not trusted") for every Google native sign-in
 // during the outage.
-func TestOpenLazyPresetIssuerBeforeReady(t *testing.T) {
+func TestLazyPresetIssuerBeforeReady(t *testing.T) {
 	cfg := Config{
 		ID: "google", Profile: ProfileGoogle, ClientID: "web", ClientSecret: lazySecret,
 		RedirectURL: redirectURL, NativeClientIDs: []string{"ios-app"},
 	}
-	l, err := OpenLazy(t.Context(), cfg, &http.Client{Transport: failingTransport{}}, nil, lazyHooks(newStepWait()))
+	l, err := startLazy(t, t.Context(), cfg, &http.Client{Transport: failingTransport{}}, nil, lazyHooks(newStepWait()))
 	if err != nil {
-		t.Fatalf("OpenLazy() = %v", err)
+		t.Fatalf("NewLazy() = %v", err)
 	}
 	if l.Ready() == nil {
 		t.Fatal("Ready() = nil with an unreachable network")

@@ -151,9 +151,9 @@ func TestLazyLogoutRequestBeforeReady(t *testing.T) {
 	idp, _ := lazyIdP(t, -1) // discovery always fails
 	cfg := lazyConfig(idp.URL())
 	cfg.UpstreamLogout = true
-	l, err := OpenLazy(t.Context(), cfg, nil, nil, lazyHooks(newStepWait()))
+	l, err := startLazy(t, t.Context(), cfg, nil, nil, lazyHooks(newStepWait()))
 	if err != nil {
-		t.Fatalf("OpenLazy() = %v", err)
+		t.Fatalf("NewLazy() = %v", err)
 	}
 	if !l.UpstreamLogout() {
 		t.Error("UpstreamLogout() = false, want true")
@@ -162,9 +162,9 @@ func TestLazyLogoutRequestBeforeReady(t *testing.T) {
 	checkIs(t, "LogoutRequest (no logoutURL)", err, ErrUpstreamUnavailable)
 
 	cfg.LogoutURL = "https://auth.example.com/logout?logout_uri={post_logout_redirect_uri}"
-	l, err = OpenLazy(t.Context(), cfg, nil, nil, lazyHooks(newStepWait()))
+	l, err = startLazy(t, t.Context(), cfg, nil, nil, lazyHooks(newStepWait()))
 	if err != nil {
-		t.Fatalf("OpenLazy() = %v", err)
+		t.Fatalf("NewLazy() = %v", err)
 	}
 	got, err := l.LogoutRequest(postLogout, "s")
 	want := LogoutRequest{URL: "https://auth.example.com/logout?logout_uri=" + url.QueryEscape(postLogout)}

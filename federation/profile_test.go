@@ -96,7 +96,7 @@ func TestValidateProfiles(t *testing.T) {
 		}, []string{"tenants: only for profile: azuread", "hostedDomains: only for profile: google", "groupsOverage: only for profile: azuread", "graphURL: only for profile: azuread"}},
 		{"bad values", func(c *Config) {
 			c.Profile, c.Tenants, c.GroupsOverage, c.Userinfo, c.LogoutURL = ProfileAzureAD, []string{"a/b", "a/b"}, "ask", "sometimes", "http://idp.example.com/logout"
-		}, []string{`tenants[0]: "a/b" must be a directory (tenant) id`, `tenants[1]: "a/b" is listed twice`, `groupsOverage: "ask" is not graph or refuse`, `userinfo: "sometimes"`, `logoutURL: "http://idp.example.com/logout" uses http on a host other than localhost`}},
+		}, []string{`tenants[0]: "a/b" must be a directory (tenant) id`, `tenants[1]: "a/b" is listed twice`, `groupsOverage: "ask" is not graph or refuse`, `userinfo: "sometimes"`, `logoutURL: "http://idp.example.com/logout" must use https (http is allowed only for localhost/127.0.0.1/[::1])`}},
 		{"hosted domain wildcard", func(c *Config) { c.Profile, c.HostedDomains = ProfileGoogle, []string{"*.example.com"} }, []string{"hostedDomains[0]"}},
 		{"mapping", func(c *Config) {
 			c.Claims = ClaimMapping{Groups: []string{"roles", ""}, GroupsPrefix: "a b", Claims: map[string]string{"sub": "x", "dept": ""}}

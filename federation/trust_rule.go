@@ -72,9 +72,7 @@ func (r TrustRule) problems() []error {
 	case !idPattern.MatchString(r.Name):
 		p.Add("name", "%q must match [a-z0-9-]+", r.Name)
 	}
-	if err := checkURL(r.Issuer); err != nil {
-		p.Add("issuer", "%s", err)
-	}
+	p.CheckURL("issuer", r.Issuer)
 	if r.Audience == "" {
 		p.Add("audience", "must not be empty")
 	}

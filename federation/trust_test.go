@@ -124,11 +124,11 @@ func TestTrustRuleValidate(t *testing.T) {
 			r.Claims = map[string]string{"x": `\*`}
 		}},
 		{name: "empty", modify: func(r *TrustRule) { *r = TrustRule{} }, want: []string{
-			"name: must not be empty", "issuer: must not be empty", "audience: must not be empty",
+			"name: must not be empty", "issuer: set it to the issuer URL", "audience: must not be empty",
 			"subject: must not be empty", "audiences: must list at least one",
 		}},
 		{name: "bad name", modify: func(r *TrustRule) { r.Name = "GitHub Deploy" }, want: []string{`name: "GitHub Deploy" must match`}},
-		{name: "http issuer", modify: func(r *TrustRule) { r.Issuer = "http://ci.example.com" }, want: []string{"issuer: must be an absolute https URL"}},
+		{name: "http issuer", modify: func(r *TrustRule) { r.Issuer = "http://ci.example.com" }, want: []string{`issuer: "http://ci.example.com" must use https`}},
 		{name: "empty pinned value", modify: func(r *TrustRule) { r.Claims["ref"] = "" }, want: []string{`claims["ref"]: pattern must not be empty`}},
 		{name: "lone backslash", modify: func(r *TrustRule) { r.Claims["ref"] = `refs\` }, want: []string{`claims["ref"]: pattern ends with a lone '\'`}},
 		{name: "empty claim name", modify: func(r *TrustRule) { r.Claims[""] = "x" }, want: []string{`claims[""]: claim name must not be empty`}},

@@ -1,8 +1,9 @@
 // Package store defines Keyward's persistent records, the sentinel errors
-// ErrNotFound and ErrConflict, and the Store contract that every backend
-// implements.
+// ErrNotFound, ErrConflict and ErrUnavailable, and the Store contract that
+// every backend implements, including the unit of work (Batch, applied by
+// Store.Apply in one transaction, all or nothing).
 //
-// Backends live in sub-packages: store/bolt (the embedded default) and, later,
+// Backends live in sub-packages: store/bolt (the embedded default) and
 // store/postgres. store/storetest is the conformance suite both must pass.
 //
 // This package imports only the standard library. It must never import

@@ -138,6 +138,10 @@ type Store interface {
 	// ExpiresAt is non-zero and not after now, and reports what it removed.
 	GarbageCollect(ctx context.Context, now time.Time) (GCResult, error)
 
+	// Batcher: several writes in one transaction, all or nothing (see
+	// Batch): the unit of work of one token request or sign-in callback.
+	Batcher
+
 	// Close releases the backend. Calls after Close return an error.
 	Close() error
 }

@@ -2,11 +2,11 @@ package config
 
 import (
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/keyward/keyward/cmd/config/field"
 	"github.com/keyward/keyward/web/loopback"
 )
 
@@ -15,20 +15,15 @@ import (
 const HTTPSHint = loopback.HTTPSHint
 
 // CheckURL requires an https URL (http on loopback) with a host and without
-// query, fragment or user info, such as an issuer (OIDC Discovery §4.3).
+// query, fragment or user info, such as an issuer (OIDC Discovery §4.3):
+// field.CheckURL's rule, which verify.yaml's issuer follows too.
 func (p *Problems) CheckURL(path, raw string) {
 	if raw == "" {
 		p.Add(path, "set it to the issuer URL (https://…)")
 		return
 	}
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
-		p.Add(path, "%q must be an https URL with a host, e.g. https://sso.example.com", raw)
-	case u.Scheme == "http" && !loopback.Host(u.Hostname()):
-		p.Add(path, "%q %s", raw, HTTPSHint)
-	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#") || u.User != nil:
-		p.Add(path, "%q must not have a query, fragment or user info", raw)
+	if msg := field.CheckURL(raw, field.URLRule{Example: "https://sso.example.com"}); msg != "" {
+		p.Add(path, "%s", msg)
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/keyward/keyward/cmd/config/field"
 )
 
 // Duration is a time.Duration written as a Go duration: "90s", "15m", "24h".
@@ -65,10 +67,9 @@ func (l *StringList) UnmarshalYAML(n *yaml.Node) error {
 }
 
 // FieldError is one configuration problem: the YAML field path and what to
-// do about it.
-type FieldError struct{ Path, Msg string }
-
-func (e *FieldError) Error() string { return e.Path + ": " + e.Msg }
+// do about it. It is field.Error, the one problem type that web/verify's
+// Validate methods report too, so their problems need no conversion.
+type FieldError = field.Error
 
 // Problems collects configuration problems, one *FieldError each.
 type Problems []error
@@ -79,12 +80,15 @@ func (p *Problems) Add(path, format string, args ...any) {
 }
 
 // AddAll records the problems of a section's Validate under prefix: its
-// *FieldError paths become prefix.path (prefix[0].path for a list item);
+// *FieldError paths become prefix.path (prefix[0].path for a list item; the
+// path itself for prefix "", a section inline at the top of the file);
 // other errors are recorded as they are, at prefix.
 func (p *Problems) AddAll(prefix string, err error) {
 	for _, e := range Split(err) {
 		var fe *FieldError
 		switch {
+		case errors.As(e, &fe) && prefix == "":
+			p.Add(fe.Path, "%s", fe.Msg)
 		case errors.As(e, &fe) && fe.Path == "":
 			p.Add(prefix, "%s", fe.Msg)
 		case errors.As(e, &fe):

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/keyward/keyward/cmd/config/field"
 )
 
 func TestAddAllPrefixesPaths(t *testing.T) {
@@ -27,6 +29,24 @@ func TestAddAllPrefixesPaths(t *testing.T) {
 	none.AddAll("x", nil)
 	if none.Err() != nil {
 		t.Errorf("AddAll(nil) added %v", none.Err())
+	}
+}
+
+// A section inline at the top of the file (verify.yaml's verify.Config)
+// keeps its paths; its *field.Error problems are FieldErrors as they are.
+func TestAddAllTopLevel(t *testing.T) {
+	var p Problems
+	p.AddAll("", errors.Join(&field.Error{Path: "revocationFeed.url", Msg: "bad"}, errors.New("plain")))
+	var got []string
+	for _, e := range Split(p.Err()) {
+		var fe *FieldError
+		if !errors.As(e, &fe) {
+			t.Errorf("%v is not a *FieldError", e)
+		}
+		got = append(got, e.Error())
+	}
+	if want := "revocationFeed.url: bad|: plain"; strings.Join(got, "|") != want {
+		t.Errorf("AddAll(\"\") = %q, want %q", strings.Join(got, "|"), want)
 	}
 }
 

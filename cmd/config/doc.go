@@ -9,9 +9,11 @@
 // section). cmd/keyward composes those types into the shape of keyward.yaml
 // and prefixes their paths; see docs/architecture.md.
 //
-// It imports only the standard library, go.yaml.in/yaml/v3 and the
-// loopback rule (web/loopback), so every package may import it; web/verify,
-// whose configuration stays free of YAML, does not. It lives under cmd
+// It imports only the standard library, go.yaml.in/yaml/v3, the loopback
+// rule (web/loopback) and its own std-only part, cmd/config/field (the
+// problem type FieldError and the URL rule), so every package may import
+// it; web/verify, whose configuration stays free of YAML, imports only
+// cmd/config/field. It lives under cmd
 // because it is the vocabulary of the binary's configuration files and the
 // module's top-level folders are fixed; it is a library, not a command.
 package config

@@ -240,6 +240,7 @@ Keyward demo is running (Ctrl-C stops it).
   Sign out of the gateway:   %s/oauth2/sign_out
   The demo API (bearer):     curl -H "Authorization: Bearer $TOKEN" %s/api/whoami
                              (TOKEN: the app's raw access token)
+  The gateway's check:       curl -i -H "Authorization: Bearer $TOKEN" -H "X-Original-URI: /api/whoami" %s/oauth2/auth
 
   Take access away (in another terminal; keyward admin finds this demo):
                              %s deprovision --email bob@example.com
@@ -252,7 +253,7 @@ Keyward demo is running (Ctrl-C stops it).
   Demo identity provider:    %s
   Data folder:               %s
 
-`, appURL, appURL, appURL, adminCmd, demoRevocationInterval, adminCmd, brokerURL, brokerURL, adminURL, adminTokenFile, idpURL, dir)
+`, appURL, appURL, appURL, appURL, adminCmd, demoRevocationInterval, adminCmd, brokerURL, brokerURL, adminURL, adminTokenFile, idpURL, dir)
 	return g.Wait()
 }
 

@@ -75,8 +75,12 @@ func newDemoGateway(ctx context.Context, brokerURL, appURL, internalAppURL strin
 }
 
 func (g *demoGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	// Like nginx: /oauth2/ goes to the verifier, except the internal check.
-	if strings.HasPrefix(r.URL.Path, "/oauth2/") && r.URL.Path != "/oauth2/auth" {
+	// /oauth2/ goes to the verifier, as nginx sends it to keyward verify.
+	// /oauth2/auth, the forward-auth check that nginx keeps internal, is
+	// open here so that it can be tried with curl: it answers as keyward
+	// verify does (200 with the X-Auth-Request-* headers, 401, 403) for
+	// the X-Original-URI the caller names.
+	if strings.HasPrefix(r.URL.Path, "/oauth2/") {
 		g.verify.ServeHTTP(w, r)
 		return
 	}

@@ -47,6 +47,7 @@ func TestDemo(t *testing.T) {
 	appURL, out := startDemo(t)
 	for _, want := range []string{"alice / alice-demo", "bob / bob-demo", "/.well-known/openid-configuration",
 		`curl -H "Authorization: Bearer $TOKEN" ` + appURL + "/api/whoami", appURL + "/oauth2/sign_out",
+		`-H "X-Original-URI: /api/whoami" ` + appURL + "/oauth2/auth",
 		"keyward admin deprovision --email bob@example.com"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
@@ -85,6 +86,30 @@ func TestDemo(t *testing.T) {
 	}
 	if resp, _ := get(appURL + "/api/whoami"); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("GET /api/whoami with only the session cookie = %d, want 401", resp.StatusCode)
+	}
+	// The gateway's forward-auth check answers at /oauth2/auth, as the
+	// README's curl line calls it.
+	check := func(token, uri string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, appURL+"/oauth2/auth", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		if uri != "" {
+			req.Header.Set("X-Original-URI", uri)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET /oauth2/auth: %v", err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := check(accessToken, "/api/whoami"); resp.StatusCode != http.StatusOK || resp.Header.Get("X-Auth-Request-Preferred-Username") != "alice" {
+		t.Errorf("GET /oauth2/auth with the token = %d, X-Auth-Request-Preferred-Username %q; want 200 naming alice", resp.StatusCode, resp.Header.Get("X-Auth-Request-Preferred-Username"))
+	}
+	if resp := check("", "/api/whoami"); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("GET /oauth2/auth without a token = %d, want 401", resp.StatusCode)
 	}
 
 	// Signing out of the gateway sends the next visit to sign-in again.

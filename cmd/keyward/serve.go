@@ -47,7 +47,20 @@ type instance struct {
 	// metricsLn is the metrics server's listener; nil when metrics.listen
 	// is unset.
 	metricsLn net.Listener
+	// discovery are the upstreams whose discovery run drives.
+	discovery []discoverer
 }
+
+// discoverer is an upstream whose discovery runs in the background
+// (*federation.LazyUpstream): Run discovers and retries, Attempted is
+// closed when the first attempt (at most federation.FirstDiscoveryTimeout)
+// has ended.
+type discoverer interface {
+	Run(ctx context.Context) error
+	Attempted() <-chan struct{}
+}
+
+var _ discoverer = (*federation.LazyUpstream)(nil)
 
 // serve runs the broker until ctx is cancelled.
 func serve(ctx context.Context, cfg *Config, sec Secrets, logOut io.Writer) error {
@@ -74,7 +87,6 @@ func serve(ctx context.Context, cfg *Config, sec Secrets, logOut io.Writer) erro
 		_ = ln.Close()
 		return err
 	}
-	log.InfoContext(ctx, "keyward serving", "issuer", cfg.Issuer, "listen", ln.Addr().String(), "version", version)
 	return inst.run(ctx, ln, cfg)
 }
 
@@ -97,6 +109,7 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 	}
 	inst := &instance{log: log, store: st, metrics: prometheus.NewRegistry()}
 	inst.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerStoreMetrics(inst.metrics, st)
 	fail := func(err error) (*instance, error) {
 		inst.close()
 		return nil, err
@@ -111,6 +124,11 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 	ups, err := buildUpstreams(ctx, cfg, sec, log, transport)
 	if err != nil {
 		return fail(err)
+	}
+	for _, u := range ups {
+		if d, ok := u.(discoverer); ok {
+			inst.discovery = append(inst.discovery, d)
+		}
 	}
 	bc := buildBrokerConfig(cfg, sec, st, inst.keys, ups, log)
 	if len(cfg.Trust) > 0 {
@@ -155,7 +173,7 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 	}
 	inst.broker, inst.handler = b, srv
 	if len(sec.AdminToken) > 0 {
-		ac := web.AdminConfig{Broker: b, Keys: inst.keys, Token: sec.AdminToken, Logger: log}
+		ac := web.AdminConfig{Broker: b, Keys: inst.keys, Token: sec.AdminToken, Logger: log, Backup: adminBackup(st)}
 		if prov != nil {
 			ac.SCIM = prov
 		}
@@ -235,11 +253,10 @@ func buildStore(ctx context.Context, c StoreConfig, dsn string, log *slog.Logger
 	}
 }
 
-// buildUpstreams opens every upstream (federation.OpenLazy; a GitHub
-// upstream with federation.GitHubConfig.Open, which needs no network). A
-// configuration error stops the start with the upstream's id in the
-// message; an upstream whose discovery fails is retried in the background
-// until ctx ends.
+// buildUpstreams builds every upstream without I/O (federation.NewLazy,
+// whose Run discovers; a GitHub upstream with Config.OpenGitHub, which
+// needs no network). A configuration error stops the start with the
+// upstream's id in the message.
 func buildUpstreams(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, transport http.RoundTripper) ([]broker.Upstream, error) {
 	client := &http.Client{Timeout: httpserver.UpstreamTimeout, Transport: transport}
 	var ups []broker.Upstream
@@ -257,16 +274,16 @@ func buildUpstreams(ctx context.Context, cfg *Config, sec Secrets, log *slog.Log
 	return ups, nil
 }
 
-// openUpstream opens u by its type. A GitHub upstream needs no discovery
-// and is ready at once. An OpenID Provider whose discovery fails does not
-// stop the start: it is retried in the background until ctx ends
-// (shutdown), and is shown as unavailable meanwhile; a config error still
-// stops it.
+// openUpstream builds u by its type. A GitHub upstream needs no discovery
+// and is ready at once. An OpenID Provider is discovered by its Run (in
+// instance.run): one whose discovery fails does not stop the start, it is
+// retried in the background until shutdown and shown as unavailable
+// meanwhile; a config error still stops the start.
 func openUpstream(ctx context.Context, u federation.Config, client *http.Client, log *slog.Logger) (broker.Upstream, error) {
 	if u.Type == federation.TypeGitHub {
 		return u.OpenGitHub(ctx, client, log)
 	}
-	return federation.OpenLazy(ctx, u, client, log)
+	return federation.NewLazy(u, client, log)
 }
 
 // buildTrust assembles the workload-federation trust rules. It does no I/O:
@@ -283,12 +300,22 @@ func buildTrust(cfg *Config, log *slog.Logger, transport http.RoundTripper) (*fe
 	return t, nil
 }
 
-// run serves HTTP and runs key rotation, back-channel logout delivery,
-// garbage collection and the metrics server until ctx ends, then shuts down gracefully.
+// run serves HTTP and runs upstream discovery, key rotation, back-channel
+// logout delivery, garbage collection and the metrics server until ctx
+// ends, then shuts down gracefully. It starts serving once every upstream's
+// first discovery attempt has ended (at most
+// federation.FirstDiscoveryTimeout, all in parallel), so an upstream that is
+// up takes the first sign-in and one that is down delays the start by at
+// most that long; until then connections wait in the listener's queue.
 func (inst *instance) run(ctx context.Context, ln net.Listener, cfg *Config) error {
 	g, ctx := errgroup.WithContext(ctx)
+	for _, d := range inst.discovery {
+		g.Go(func() error { return d.Run(ctx) })
+	}
+	awaitFirstDiscovery(ctx, inst.discovery)
 	opts := serverOptions(cfg.Limits.MaxConnections, inst.log)
 	srv := httpserver.New(inst.handler, opts)
+	inst.log.InfoContext(ctx, "keyward serving", "issuer", cfg.Issuer, "listen", ln.Addr().String(), "version", version)
 	g.Go(func() error {
 		var err error
 		if cfg.TLS.Enabled() {
@@ -329,6 +356,19 @@ func (inst *instance) run(ctx context.Context, ln net.Listener, cfg *Config) err
 	err := g.Wait()
 	inst.log.InfoContext(ctx, "keyward stopped")
 	return err
+}
+
+// awaitFirstDiscovery waits until the first discovery attempt of every
+// upstream in ds has ended, or ctx ends. Each attempt is bounded by
+// federation.FirstDiscoveryTimeout.
+func awaitFirstDiscovery(ctx context.Context, ds []discoverer) {
+	for _, d := range ds {
+		select {
+		case <-d.Attempted():
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // serverOptions are the settings of every server the binary starts

@@ -14,7 +14,7 @@ import (
 // without that section (the check that spans sections).
 func (c *VerifyConfig) validateBrowser(p *problems) {
 	if c.Browser != nil {
-		addVerifyProblems(p, "browser", c.Browser.Validate())
+		p.AddAll("browser", c.Browser.Validate())
 		return
 	}
 	for i, r := range c.Rules {

@@ -96,35 +96,19 @@ func (c *VerifyConfig) withDefaults() {
 // when the verifier starts.
 func (c *VerifyConfig) Validate() error {
 	var p problems
-	addVerifyProblems(&p, "", c.Config.Validate())
+	p.AddAll("", c.Config.Validate())
 	checkListen(&p, "listen", c.Listen)
 	if err := httpserver.ValidateMaxConnections(c.MaxConnections); err != nil {
 		p.Add("maxConnections", "%v", err)
 	}
-	addVerifyProblems(&p, "", c.GatewayConfig.Validate())
-	addVerifyProblems(&p, "", c.Rules.Validate())
+	p.AddAll("", c.GatewayConfig.Validate())
+	p.AddAll("", c.Rules.Validate())
 	c.validateBrowser(&p)
 	if c.Headers.Kind != 0 {
 		p.Add("headers", "the identity headers are not configurable yet; remove headers (the verifier sends X-Auth-Request-User: the userClaim, default sub; -Preferred-Username; -Email when verified; -Groups, comma-joined; -Subject); to choose the user claim set userClaim")
 	}
 	validateLoggingMetrics(&p, c.Logging, c.Metrics, c.Listen)
 	return p.Err()
-}
-
-// addVerifyProblems records web/verify's problems (each a *verify.FieldError
-// named by its path below prefix) as the binary's.
-func addVerifyProblems(p *problems, prefix string, err error) {
-	for _, e := range splitErrors(err) {
-		var fe *verify.FieldError
-		switch {
-		case errors.As(e, &fe) && prefix == "":
-			p.Add(fe.Path, "%s", fe.Msg)
-		case errors.As(e, &fe):
-			p.Add(prefix+"."+fe.Path, "%s", fe.Msg)
-		default:
-			p.Add(prefix, "%s", e.Error())
-		}
-	}
 }
 
 // loadVerifyConfigFile loads and validates the verify.yaml at path and

@@ -11,7 +11,12 @@
 //
 // Concurrent writes share one transaction and one fsync (group commit, see
 // Options.BatchDelay); updaters may therefore run more than once, as the
-// store contract allows. Reads use DB.View and never block writers.
+// store contract allows. Apply gives a whole store.Batch to the committer
+// as one write, so a token request costs one share of one fsync: a batch
+// that fails before writing anything is refused without disturbing the
+// others in its transaction; one that fails after writing aborts that
+// transaction, and the committer re-runs the others without it. Reads use
+// DB.View and never block writers.
 //
 // bbolt allows one process per file: a second Open of the same path waits
 // Options.Timeout for the file lock, then fails. Only cmd imports this

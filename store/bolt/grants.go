@@ -11,6 +11,7 @@ import (
 )
 
 func normGrant(g store.Grant) store.Grant {
+	g.AccessExpiresAt = utc(g.AccessExpiresAt)
 	g.RotatedAt = utc(g.RotatedAt)
 	g.GraceUsedAt = utc(g.GraceUsedAt)
 	g.RequestedAt = utc(g.RequestedAt)
@@ -81,11 +82,17 @@ func (s *Store) CreateGrant(ctx context.Context, g store.Grant) error {
 		return wrapErr(op, err)
 	}
 	return s.update(ctx, op, func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketGrants).Get(grantKey(g.Kind, g.Signature)) != nil {
-			return refuse(store.ErrConflict)
-		}
-		return putGrant(tx, nil, g, v)
+		return createGrant(tx, g, v)
 	})
+}
+
+// createGrant stores g, encoded as v, with its index entries; an existing
+// (Kind, Signature) is refused with ErrConflict before anything is written.
+func createGrant(tx *bolt.Tx, g store.Grant, v []byte) error {
+	if tx.Bucket(bucketGrants).Get(grantKey(g.Kind, g.Signature)) != nil {
+		return refuse(store.ErrConflict)
+	}
+	return putGrant(tx, nil, g, v)
 }
 
 // GetGrant returns the grant (kind, signature), or ErrNotFound.

@@ -122,12 +122,18 @@ func (s *Store) UpdateLoginAttempt(ctx context.Context, id string, updater func(
 // DeleteLoginAttempt removes the attempt with id, or returns ErrNotFound.
 func (s *Store) DeleteLoginAttempt(ctx context.Context, id string) error {
 	return s.update(ctx, "delete login attempt", func(tx *bolt.Tx) error {
-		var old store.LoginAttempt
-		if err := get(tx, bucketLoginAttempts, []byte(id), &old); err != nil {
-			return refuse(err)
-		}
-		return deleteLoginAttempt(tx, old)
+		return deleteLoginAttemptByID(tx, id)
 	})
+}
+
+// deleteLoginAttemptByID removes the attempt with id; a missing one is
+// refused with ErrNotFound before anything is written.
+func deleteLoginAttemptByID(tx *bolt.Tx, id string) error {
+	var old store.LoginAttempt
+	if err := get(tx, bucketLoginAttempts, []byte(id), &old); err != nil {
+		return refuse(err)
+	}
+	return deleteLoginAttempt(tx, old)
 }
 
 func deleteLoginAttempt(tx *bolt.Tx, a store.LoginAttempt) error {

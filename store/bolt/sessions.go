@@ -35,16 +35,22 @@ func (s *Store) CreateSession(ctx context.Context, sess store.Session) error {
 	if err != nil {
 		return wrapErr(op, err)
 	}
-	id := []byte(sess.ID)
 	return s.update(ctx, op, func(tx *bolt.Tx) error {
-		if tx.Bucket(bucketSessions).Get(id) != nil {
-			return refuse(store.ErrConflict)
-		}
-		if err := tx.Bucket(bucketSessions).Put(id, v); err != nil {
-			return err
-		}
-		return setIndex(tx, bucketSessionBySubj, true, "", sess.Subject, id)
+		return createSession(tx, sess, v)
 	})
+}
+
+// createSession stores sess, encoded as v, with its index entry; an
+// existing ID is refused with ErrConflict before anything is written.
+func createSession(tx *bolt.Tx, sess store.Session, v []byte) error {
+	id := []byte(sess.ID)
+	if tx.Bucket(bucketSessions).Get(id) != nil {
+		return refuse(store.ErrConflict)
+	}
+	if err := tx.Bucket(bucketSessions).Put(id, v); err != nil {
+		return err
+	}
+	return setIndex(tx, bucketSessionBySubj, true, "", sess.Subject, id)
 }
 
 // GetSession returns the session with id, or ErrNotFound.

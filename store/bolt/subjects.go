@@ -80,32 +80,37 @@ func updateSubject(tx *bolt.Tx, id string, updater func(store.Subject) (store.Su
 func (s *Store) UpsertSubject(ctx context.Context, id string, create func() store.Subject, updater func(store.Subject) (store.Subject, error)) (store.Subject, error) {
 	var stored store.Subject
 	err := s.update(ctx, "upsert subject", func(tx *bolt.Tx) error {
-		stored = store.Subject{}
-		if err := checkKey("id", id, true); err != nil {
-			return refuse(err)
-		}
-		b := tx.Bucket(bucketSubjects)
-		if b.Get([]byte(id)) != nil {
-			sub, err := updateSubject(tx, id, updater)
-			stored = sub
-			return err
-		}
-		sub := normSubject(create())
-		if sub.ID != id {
-			return refuse(errChangedKey)
-		}
-		v, err := encode(sub)
-		if err != nil {
-			return refuse(err)
-		}
-		stored = sub
-		return b.Put([]byte(id), v)
+		var err error
+		stored, err = upsertSubject(tx, id, create, updater)
+		return err
 	})
 	if err != nil {
 		return store.Subject{}, err
 	}
 	// Subject has no slice or map, so stored shares nothing with the caller.
 	return stored, nil
+}
+
+// upsertSubject creates the subject id from create() or applies updater to
+// it, and returns what it stored. Its errors are refusals: it writes only
+// once nothing can fail but the write itself.
+func upsertSubject(tx *bolt.Tx, id string, create func() store.Subject, updater func(store.Subject) (store.Subject, error)) (store.Subject, error) {
+	if err := checkKey("id", id, true); err != nil {
+		return store.Subject{}, refuse(err)
+	}
+	b := tx.Bucket(bucketSubjects)
+	if b.Get([]byte(id)) != nil {
+		return updateSubject(tx, id, updater)
+	}
+	sub := normSubject(create())
+	if sub.ID != id {
+		return store.Subject{}, refuse(errChangedKey)
+	}
+	v, err := encode(sub)
+	if err != nil {
+		return store.Subject{}, refuse(err)
+	}
+	return sub, b.Put([]byte(id), v)
 }
 
 // ListSubjects returns every subject, ordered by ID.

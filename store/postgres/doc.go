@@ -24,7 +24,13 @@
 // concurrent writers of one record queue on its row lock and each reads the
 // latest committed version: no update is lost, and the updater normally runs
 // once (READ COMMITTED rather than REPEATABLE READ, which would abort and
-// re-run every writer that queued behind another). A write of one
+// re-run every writer that queued behind another). Apply (a store.Batch) is
+// one such transaction: its GrantUpdates and SubjectUpserts lock their rows
+// the same way, so of concurrent batches with the same precondition the
+// later ones see the first one's result and fail; its writes are
+// pipelined behind the next statement that needs an answer, so a refresh
+// (one update, one create) costs four round trips: BEGIN, the locking
+// SELECT, the writes, COMMIT. A write of one
 // statement (a create, a delete, an append) runs in autocommit mode, in
 // one round trip. Seqs come from a counter row that the appending statement
 // increments, so they are assigned without gaps and in commit order, and a

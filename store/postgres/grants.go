@@ -10,7 +10,11 @@ import (
 )
 
 const grantColumns = `kind, signature, request_id, client_id, subject, session_id, active, access_signature,
-	rotated_at, grace_used_at, requested_at, expires_at, data`
+	rotated_at, grace_used_at, requested_at, expires_at, data, access_token_id, access_expires_at`
+
+// insertGrant stores one grant; its parameters are grantArgs.
+const insertGrant = `INSERT INTO grants (` + grantColumns + `)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`
 
 // grantArgs are the column values of g, in grantColumns order, once g is
 // valid.
@@ -26,7 +30,8 @@ func grantArgs(g store.Grant) ([]any, error) {
 		return nil, err
 	}
 	return []any{string(g.Kind), g.Signature, g.RequestID, g.ClientID, g.Subject, g.SessionID, g.Active,
-		g.AccessSignature, ts(g.RotatedAt), ts(g.GraceUsedAt), ts(g.RequestedAt), ts(g.ExpiresAt), g.Data}, nil
+		g.AccessSignature, ts(g.RotatedAt), ts(g.GraceUsedAt), ts(g.RequestedAt), ts(g.ExpiresAt), g.Data,
+		g.AccessTokenID, ts(g.AccessExpiresAt)}, nil
 }
 
 // grantKey is what identifies a grant: its kind and signature.
@@ -36,15 +41,14 @@ func scanGrant(row pgx.Row) (store.Grant, error) {
 	var g store.Grant
 	err := row.Scan(&g.Kind, &g.Signature, &g.RequestID, &g.ClientID, &g.Subject, &g.SessionID, &g.Active,
 		&g.AccessSignature, scanTime(&g.RotatedAt), scanTime(&g.GraceUsedAt), scanTime(&g.RequestedAt),
-		scanTime(&g.ExpiresAt), &g.Data)
+		scanTime(&g.ExpiresAt), &g.Data, &g.AccessTokenID, scanTime(&g.AccessExpiresAt))
 	return g, err
 }
 
 // CreateGrant stores g, or returns ErrConflict when (Kind, Signature) is
 // taken.
 func (s *Store) CreateGrant(ctx context.Context, g store.Grant) error {
-	return insert(ctx, s, "create grant", g, grantArgs, `INSERT INTO grants (`+grantColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`)
+	return insert(ctx, s, "create grant", g, grantArgs, insertGrant)
 }
 
 // GetGrant returns the grant (kind, signature), or ErrNotFound.
@@ -53,21 +57,33 @@ func (s *Store) GetGrant(ctx context.Context, kind store.GrantKind, signature st
 		`SELECT `+grantColumns+` FROM grants WHERE kind = $1 AND signature = $2`, string(kind), signature)
 }
 
+// selectGrantForUpdate reads and locks the grant (kind, signature).
+const selectGrantForUpdate = `SELECT ` + grantColumns + ` FROM grants WHERE kind = $1 AND signature = $2 FOR UPDATE`
+
+// updateGrantSQL writes a grant; its parameters are grantArgs.
+const updateGrantSQL = `UPDATE grants SET request_id = $3, client_id = $4, subject = $5, session_id = $6,
+	active = $7, access_signature = $8, rotated_at = $9, grace_used_at = $10, requested_at = $11,
+	expires_at = $12, data = $13, access_token_id = $14, access_expires_at = $15
+	WHERE kind = $1 AND signature = $2`
+
+// updatedGrantArgs applies updater to old and returns the parameters of
+// updateGrantSQL for the result.
+func updatedGrantArgs(old store.Grant, updater func(store.Grant) (store.Grant, error)) ([]any, error) {
+	g, err := applyUpdater(old, updater, grantKey)
+	if err != nil {
+		return nil, err
+	}
+	return grantArgs(g)
+}
+
 // updateGrant applies updater to old (locked by the caller) and writes the
 // result.
 func updateGrant(ctx context.Context, tx pgx.Tx, old store.Grant, updater func(store.Grant) (store.Grant, error)) error {
-	g, err := applyUpdater(old, updater, grantKey)
+	args, err := updatedGrantArgs(old, updater)
 	if err != nil {
 		return err
 	}
-	args, err := grantArgs(g)
-	if err != nil {
-		return err
-	}
-	_, err = tx.Exec(ctx, `UPDATE grants SET request_id = $3, client_id = $4, subject = $5, session_id = $6,
-		active = $7, access_signature = $8, rotated_at = $9, grace_used_at = $10, requested_at = $11,
-		expires_at = $12, data = $13
-		WHERE kind = $1 AND signature = $2`, args...)
+	_, err = tx.Exec(ctx, updateGrantSQL, args...)
 	return err
 }
 
@@ -75,8 +91,7 @@ func updateGrant(ctx context.Context, tx pgx.Tx, old store.Grant, updater func(s
 // change RequestID, Subject and SessionID but not Kind or Signature.
 func (s *Store) UpdateGrant(ctx context.Context, kind store.GrantKind, signature string, updater func(store.Grant) (store.Grant, error)) error {
 	return s.write(ctx, "update grant", func(ctx context.Context, tx pgx.Tx) error {
-		old, err := scanGrant(tx.QueryRow(ctx, `SELECT `+grantColumns+` FROM grants
-			WHERE kind = $1 AND signature = $2 FOR UPDATE`, string(kind), signature))
+		old, err := scanGrant(tx.QueryRow(ctx, selectGrantForUpdate, string(kind), signature))
 		if err != nil {
 			return err
 		}

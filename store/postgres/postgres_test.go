@@ -68,24 +68,13 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return open(t, pgtest.SchemaDSN(t)) })
 }
 
-// allMigrations are the names and versions of every embedded migration:
-// what Migrate applies to an empty database.
-var allMigrations = []string{"0001_initial", "0002_reserved", "0003_scim"}
-
-func allVersions() []int {
-	var v []int
-	for i := range allMigrations {
-		v = append(v, i+1)
-	}
-	return v
-}
-
 func TestMigrateIdempotent(t *testing.T) {
 	ctx := t.Context()
 	dsn := pgtest.DSN(t)
+	all, versions := migrationFiles(t)
 	applied, err := postgres.Migrate(ctx, dsn, nil)
-	if err != nil || !slices.Equal(applied, allMigrations) {
-		t.Fatalf("Migrate(empty database) = %q, %v; want %q, nil", applied, err, allMigrations)
+	if err != nil || !slices.Equal(applied, all) {
+		t.Fatalf("Migrate(empty database) = %q, %v; want %q, nil", applied, err, all)
 	}
 	applied, err = postgres.Migrate(ctx, dsn, nil)
 	if err != nil || len(applied) != 0 {
@@ -96,9 +85,27 @@ func TestMigrateIdempotent(t *testing.T) {
 		t.Fatalf("Open(migrated database, Migrate false) = %v, want nil", err)
 	}
 	_ = s.Close()
-	if got := schemaVersions(t, dsn); !slices.Equal(got, allVersions()) {
-		t.Errorf("schema_migrations versions = %v, want %v", got, allVersions())
+	if got := schemaVersions(t, dsn); !slices.Equal(got, versions) {
+		t.Errorf("schema_migrations versions = %v, want %v", got, versions)
 	}
+}
+
+// migrationFiles lists migrations/ as Migrate names what it applied, and
+// their versions, 1 to SchemaVersion.
+func migrationFiles(t *testing.T) (names []string, versions []int) {
+	t.Helper()
+	entries, err := os.ReadDir("migrations")
+	if err != nil {
+		t.Fatalf("read migrations/: %v", err)
+	}
+	for _, e := range entries {
+		names = append(names, strings.TrimSuffix(e.Name(), ".sql"))
+		versions = append(versions, len(versions)+1)
+	}
+	if len(versions) != postgres.SchemaVersion {
+		t.Fatalf("migrations/ has %d files, SchemaVersion is %d", len(versions), postgres.SchemaVersion)
+	}
+	return names, versions
 }
 
 func TestMigrateConcurrent(t *testing.T) {
@@ -128,11 +135,12 @@ func TestMigrateConcurrent(t *testing.T) {
 			t.Errorf("concurrent Migrate() = %v, want nil", err)
 		}
 	}
-	if !slices.Equal(applied, allMigrations) {
-		t.Errorf("migrations applied by %d concurrent Migrate calls = %q, want %q once", n, applied, allMigrations)
+	all, versions := migrationFiles(t)
+	if !slices.Equal(applied, all) {
+		t.Errorf("migrations applied by %d concurrent Migrate calls = %q, want %q once", n, applied, all)
 	}
-	if got := schemaVersions(t, dsn); !slices.Equal(got, allVersions()) {
-		t.Errorf("schema_migrations versions = %v, want %v", got, allVersions())
+	if got := schemaVersions(t, dsn); !slices.Equal(got, versions) {
+		t.Errorf("schema_migrations versions = %v, want %v", got, versions)
 	}
 }
 

@@ -22,8 +22,8 @@ const (
 	appendRevocationSQL = `WITH c AS (
 			UPDATE seq_counters SET seq = seq + 1 WHERE name = 'revocations' RETURNING seq
 		)
-		INSERT INTO revocations (seq, kind, subject, session_id, not_before, expires_at, created_at)
-		SELECT c.seq, $1, $2, $3, $4, $5, $6 FROM c
+		INSERT INTO revocations (seq, kind, subject, session_id, not_before, expires_at, created_at, token_id)
+		SELECT c.seq, $1, $2, $3, $4, $5, $6, $7 FROM c
 		RETURNING seq`
 	appendAuditSQL = `WITH c AS (
 			UPDATE seq_counters SET seq = seq + 1 WHERE name = 'audit_events' RETURNING seq
@@ -47,9 +47,13 @@ func normAudit(e store.AuditEvent) store.AuditEvent {
 
 func appendRevocation(ctx context.Context, q querier, r store.Revocation) (store.Revocation, error) {
 	r = normRevocation(r)
-	err := q.QueryRow(ctx, appendRevocationSQL, string(r.Kind), r.Subject, r.SessionID,
-		ts(r.NotBefore), ts(r.ExpiresAt), ts(r.CreatedAt)).Scan(&r.Seq)
+	err := q.QueryRow(ctx, appendRevocationSQL, revocationArgs(r)...).Scan(&r.Seq)
 	return r, err
+}
+
+// revocationArgs are the parameters of appendRevocationSQL for r.
+func revocationArgs(r store.Revocation) []any {
+	return []any{string(r.Kind), r.Subject, r.SessionID, ts(r.NotBefore), ts(r.ExpiresAt), ts(r.CreatedAt), r.TokenID}
 }
 
 func appendAudit(ctx context.Context, q querier, e store.AuditEvent) (store.AuditEvent, error) {
@@ -99,8 +103,7 @@ func (s *Store) Deprovision(ctx context.Context, d store.Deprovisioning) (store.
 			res.Grants, res.SessionClients, err = sessionClientsOf(rows)
 			return err
 		})
-		b.Queue(appendRevocationSQL, string(entry.Kind), entry.Subject, entry.SessionID,
-			ts(entry.NotBefore), ts(entry.ExpiresAt), ts(entry.CreatedAt)).QueryRow(func(row pgx.Row) error {
+		b.Queue(appendRevocationSQL, revocationArgs(entry)...).QueryRow(func(row pgx.Row) error {
 			return row.Scan(&res.Revocation.Seq)
 		})
 		b.Queue(appendAuditSQL, ts(event.At), event.Actor, event.Action, event.Target, event.Reason)
@@ -123,7 +126,7 @@ func (s *Store) AppendRevocation(ctx context.Context, r store.Revocation) (store
 func scanRevocation(row pgx.Row) (store.Revocation, error) {
 	var r store.Revocation
 	err := row.Scan(&r.Seq, &r.Kind, &r.Subject, &r.SessionID, scanTime(&r.NotBefore), scanTime(&r.ExpiresAt),
-		scanTime(&r.CreatedAt))
+		scanTime(&r.CreatedAt), &r.TokenID)
 	return r, err
 }
 
@@ -145,7 +148,7 @@ func (s *Store) ListRevocations(ctx context.Context, after int64, limit int) ([]
 		if after >= highest {
 			return nil
 		}
-		rows, err := q.Query(ctx, `SELECT seq, kind, subject, session_id, not_before, expires_at, created_at
+		rows, err := q.Query(ctx, `SELECT seq, kind, subject, session_id, not_before, expires_at, created_at, token_id
 			FROM revocations WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3`, after, highest, limitParam(limit))
 		if err != nil {
 			return err

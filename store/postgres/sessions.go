@@ -28,6 +28,10 @@ func sessionArgs(x store.Session) ([]any, error) {
 		ts(x.LastSeenAt), ts(x.ExpiresAt), x.UpstreamRefreshToken, ts(x.UpstreamCheckedAt)}, nil
 }
 
+// insertSession stores one session; its parameters are sessionArgs.
+const insertSession = `INSERT INTO sessions (` + sessionColumns + `)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
+
 func scanSession(row pgx.Row) (store.Session, error) {
 	var (
 		x        store.Session
@@ -47,8 +51,7 @@ func scanSession(row pgx.Row) (store.Session, error) {
 
 // CreateSession stores sess, or returns ErrConflict when its ID is taken.
 func (s *Store) CreateSession(ctx context.Context, sess store.Session) error {
-	return insert(ctx, s, "create session", sess, sessionArgs, `INSERT INTO sessions (`+sessionColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`)
+	return insert(ctx, s, "create session", sess, sessionArgs, insertSession)
 }
 
 // GetSession returns the session with id, or ErrNotFound.

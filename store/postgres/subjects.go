@@ -86,25 +86,31 @@ func (s *Store) UpsertSubject(ctx context.Context, id string, create func() stor
 		return store.Subject{}, invalid(op, err)
 	}
 	return writeResult(ctx, s, op, func(ctx context.Context, tx pgx.Tx) (store.Subject, error) {
-		stored, err := updateSubject(ctx, tx, id, updater)
-		if !errors.Is(err, pgx.ErrNoRows) {
-			return stored, err
-		}
-		x := normSubject(create())
-		if x.ID != id {
-			return store.Subject{}, errChangedKey
-		}
-		tag, err := tx.Exec(ctx, insertSubject+` ON CONFLICT (id) DO NOTHING`, subjectArgs(x)...)
-		if err != nil {
-			return store.Subject{}, err
-		}
-		if tag.RowsAffected() == 1 {
-			return x, nil
-		}
-		// Created meanwhile by another transaction, now committed (the
-		// insert waited for it): this statement sees it.
-		return updateSubject(ctx, tx, id, updater)
+		return upsertSubject(ctx, tx, id, create, updater)
 	})
+}
+
+// upsertSubject is UpsertSubject inside tx: it locks the subject id and
+// applies updater, or creates it from create(), and returns what it stored.
+func upsertSubject(ctx context.Context, tx pgx.Tx, id string, create func() store.Subject, updater func(store.Subject) (store.Subject, error)) (store.Subject, error) {
+	stored, err := updateSubject(ctx, tx, id, updater)
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return stored, err
+	}
+	x := normSubject(create())
+	if x.ID != id {
+		return store.Subject{}, errChangedKey
+	}
+	tag, err := tx.Exec(ctx, insertSubject+` ON CONFLICT (id) DO NOTHING`, subjectArgs(x)...)
+	if err != nil {
+		return store.Subject{}, err
+	}
+	if tag.RowsAffected() == 1 {
+		return x, nil
+	}
+	// Created meanwhile by another transaction, now committed (the insert
+	// waited for it): this statement sees it.
+	return updateSubject(ctx, tx, id, updater)
 }
 
 // ListSubjects returns every subject, ordered by ID.

@@ -21,8 +21,11 @@ const benchSeeded = 1000
 
 // Bench runs the store benchmarks, the same for every backend so that
 // their figures compare: CreateGrant, UpdateGrant (each serial and, with
-// 16 goroutines per GOMAXPROCS, Parallel) and GetGrant (parallel), each a
-// sub-benchmark of b. open must return a new, empty store for one
+// 16 goroutines per GOMAXPROCS, Parallel), GetGrant (parallel) and
+// ApplyRefresh (serial and Parallel: the unit of work of a refresh, one
+// GrantUpdate and one GrantCreate in one Apply) and, to compare with it,
+// RefreshSeparateWrites (the same two writes as UpdateGrant then
+// CreateGrant, two transactions), each a sub-benchmark of b. open must return a new, empty store for one
 // sub-benchmark run and register its Close with b.Cleanup. Bench asserts
 // nothing about speed; a store error fails the benchmark.
 func Bench(b *testing.B, open func(b *testing.B) store.Store) {
@@ -35,6 +38,10 @@ func Bench(b *testing.B, open func(b *testing.B) store.Store) {
 		{"UpdateGrant", benchUpdateGrant},
 		{"UpdateGrantParallel", benchUpdateGrantParallel},
 		{"GetGrant", benchGetGrant},
+		{"ApplyRefresh", benchApplyRefresh},
+		{"ApplyRefreshParallel", benchApplyRefreshParallel},
+		{"RefreshSeparateWrites", benchRefreshSeparate},
+		{"RefreshSeparateWritesParallel", benchRefreshSeparateParallel},
 	}
 	for _, bm := range benchmarks {
 		b.Run(bm.name, func(b *testing.B) {
@@ -156,5 +163,61 @@ func benchGetGrant(b *testing.B, s store.Store) {
 	benchParallel(b, 1, func(ctx context.Context, i int64) error {
 		_, err := s.GetGrant(ctx, store.GrantRefreshToken, benchGrant(i%benchSeeded).Signature)
 		return err
+	})
+}
+
+// refreshBatch is the unit of work of a refresh: rotate seeded grant
+// i % benchSeeded and store a new one, numbered past the seeded ones.
+func refreshBatch(i int64, update func(store.Grant) (store.Grant, error)) store.Batch {
+	return store.Batch{
+		GrantUpdates: []store.GrantUpdate{{Kind: store.GrantRefreshToken, Signature: benchGrant(i % benchSeeded).Signature, Update: update}},
+		GrantCreates: []store.Grant{benchGrant(benchSeeded + i)},
+	}
+}
+
+func benchApplyRefresh(b *testing.B, s store.Store) {
+	update := seedGrants(b, s)
+	ctx := b.Context()
+	var i int64
+	for b.Loop() {
+		i++
+		if _, err := s.Apply(ctx, refreshBatch(i, update)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func benchApplyRefreshParallel(b *testing.B, s store.Store) {
+	update := seedGrants(b, s)
+	benchParallel(b, benchParallelism, func(ctx context.Context, i int64) error {
+		_, err := s.Apply(ctx, refreshBatch(i, update))
+		return err
+	})
+}
+
+// refreshSeparately makes the writes of refreshBatch one transaction each.
+func refreshSeparately(ctx context.Context, s store.Store, i int64, update func(store.Grant) (store.Grant, error)) error {
+	if err := s.UpdateGrant(ctx, store.GrantRefreshToken, benchGrant(i%benchSeeded).Signature, update); err != nil {
+		return err
+	}
+	return s.CreateGrant(ctx, benchGrant(benchSeeded+i))
+}
+
+func benchRefreshSeparate(b *testing.B, s store.Store) {
+	update := seedGrants(b, s)
+	ctx := b.Context()
+	var i int64
+	for b.Loop() {
+		i++
+		if err := refreshSeparately(ctx, s, i, update); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func benchRefreshSeparateParallel(b *testing.B, s store.Store) {
+	update := seedGrants(b, s)
+	benchParallel(b, benchParallelism, func(ctx context.Context, i int64) error {
+		return refreshSeparately(ctx, s, i, update)
 	})
 }

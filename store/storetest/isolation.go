@@ -145,6 +145,16 @@ func testContextCancelled(t *testing.T, s store.Store) {
 		{"ListRevocations", func() error { _, _, err := s.ListRevocations(ctx, 0, 0); return err }},
 		{"AppendAudit", func() error { return ignore(s.AppendAudit(ctx, auditEvent("deprovision", "alice", t0()))) }},
 		{"ListAudit", func() error { return ignore(s.ListAudit(ctx, 10)) }},
+		{"Apply", func() error {
+			return ignore(s.Apply(ctx, store.Batch{
+				GrantUpdates:   []store.GrantUpdate{{Kind: store.GrantAccessToken, Signature: "sig-1", Update: g}},
+				SubjectUpserts: []store.SubjectUpsert{{ID: "carol", Create: func() store.Subject { return subject("carol") }, Update: sub}},
+				SessionCreates: []store.Session{session("sess-2", "alice", t0())},
+				GrantCreates:   []store.Grant{grant(store.GrantAccessToken, "sig-3", "req-1", "alice", "sess-1")},
+				Revocations:    []store.Revocation{revocation(store.RevokeSubject, "alice", "", t0())},
+			}))
+		}},
+		{"Apply(empty batch)", func() error { return ignore(s.Apply(ctx, store.Batch{})) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -47,6 +47,11 @@ func testGarbageCollect(t *testing.T, s store.Store) {
 		g := grant(store.GrantRefreshToken, "sig-"+tt.name, "req-"+tt.name, "alice", sess.ID)
 		g.ExpiresAt = tt.expiresAt
 		must(t, "CreateGrant("+g.Signature+")", s.CreateGrant(ctx, g))
+		// A revoked access token's jti is denied until the token expires.
+		denied := grant(store.GrantDeniedToken, "jti-"+tt.name, "req-"+tt.name, "alice", sess.ID)
+		denied.ExpiresAt = tt.expiresAt
+		_, err := s.Apply(ctx, store.Batch{GrantCreates: []store.Grant{denied}})
+		must(t, "Apply(create denied "+denied.Signature+")", err)
 	}
 	// Never collected.
 	must(t, "CreateSubject(alice)", s.CreateSubject(ctx, subject("alice")))
@@ -57,7 +62,7 @@ func testGarbageCollect(t *testing.T, s store.Store) {
 	// The instant counts, not the zone it is written in.
 	res, err := s.GarbageCollect(ctx, now.In(time.FixedZone("West", -7*3600)))
 	must(t, "GarbageCollect(now)", err)
-	diff(t, "GarbageCollect(now)", store.GCResult{LoginAttempts: 2, Sessions: 2, Grants: 2}, res)
+	diff(t, "GarbageCollect(now)", store.GCResult{LoginAttempts: 2, Sessions: 2, Grants: 4}, res)
 
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -73,8 +78,10 @@ func testGarbageCollect(t *testing.T, s store.Store) {
 			wantErr(t, "GetSession after GC", err, want)
 			_, err = s.GetGrant(ctx, store.GrantRefreshToken, "sig-"+tt.name)
 			wantErr(t, "GetGrant after GC", err, want)
+			_, err = s.GetGrant(ctx, store.GrantDeniedToken, "jti-"+tt.name)
+			wantErr(t, "GetGrant(denied) after GC", err, want)
 			n, err := s.UpdateGrantsByRequest(ctx, "req-"+tt.name, nil, func(g store.Grant) (store.Grant, error) { return g, nil })
-			wantN := 1
+			wantN := 2
 			if tt.collected {
 				wantN = 0
 			}
@@ -169,10 +176,49 @@ func testTimes(t *testing.T, s store.Store) {
 			func(at time.Time) any {
 				g := grant(store.GrantRefreshToken, "sig-1", "req-1", "alice", "sess-1")
 				g.RotatedAt, g.GraceUsedAt, g.RequestedAt, g.ExpiresAt = at, at, at, at.Add(time.Hour)
+				g.AccessExpiresAt = at.Add(5 * time.Minute)
 				return g
 			},
 			func(ctx context.Context, rec any) error { return s.CreateGrant(ctx, rec.(store.Grant)) },
 			func(ctx context.Context) (any, error) { return s.GetGrant(ctx, store.GrantRefreshToken, "sig-1") },
+		},
+		{
+			"Grant via Apply",
+			func(at time.Time) any {
+				g := grant(store.GrantAuthorizeCode, "code-1", "req-1", "alice", "sess-1")
+				g.RequestedAt, g.ExpiresAt, g.AccessExpiresAt = at, at.Add(time.Hour), at.Add(5*time.Minute)
+				return g
+			},
+			func(ctx context.Context, rec any) error {
+				_, err := s.Apply(ctx, store.Batch{GrantCreates: []store.Grant{rec.(store.Grant)}})
+				return err
+			},
+			func(ctx context.Context) (any, error) { return s.GetGrant(ctx, store.GrantAuthorizeCode, "code-1") },
+		},
+		{
+			"Session and Subject via Apply",
+			func(at time.Time) any {
+				x := subject("bob")
+				x.NotBefore, x.CreatedAt, x.UpdatedAt, x.LastLoginAt = at, at, at, at.Add(time.Hour)
+				return []any{session("sess-3", "bob", at), x}
+			},
+			func(ctx context.Context, rec any) error {
+				parts := rec.([]any)
+				res, err := s.Apply(ctx, store.Batch{
+					SubjectUpserts: []store.SubjectUpsert{{ID: "bob", Create: func() store.Subject { return parts[1].(store.Subject) }}},
+					SessionCreates: []store.Session{parts[0].(store.Session)},
+				})
+				checkUTCMicro(t, "Apply result", reflect.ValueOf(res))
+				return err
+			},
+			func(ctx context.Context) (any, error) {
+				sess, err := s.GetSession(ctx, "sess-3")
+				if err != nil {
+					return nil, err
+				}
+				x, err := s.GetSubject(ctx, "bob")
+				return []any{sess, x}, err
+			},
 		},
 		{
 			"KeySet via UpdateKeySet",
@@ -222,6 +268,10 @@ func checkUTCMicro(t *testing.T, path string, v reflect.Value) {
 	case reflect.Slice:
 		for i := range v.Len() {
 			checkUTCMicro(t, fmt.Sprintf("%s[%d]", path, i), v.Index(i))
+		}
+	case reflect.Interface, reflect.Pointer:
+		if !v.IsNil() {
+			checkUTCMicro(t, path, v.Elem())
 		}
 	default:
 	}

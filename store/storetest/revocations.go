@@ -286,8 +286,14 @@ func testGarbageCollectRevocations(t *testing.T, s store.Store) {
 		r.ExpiresAt = tt.expiresAt
 		got, err := s.AppendRevocation(ctx, r)
 		must(t, "AppendRevocation("+tt.name+")", err)
+		// A revoked access token leaves the feed when it expires.
+		res, err := s.Apply(ctx, store.Batch{Revocations: []store.Revocation{{
+			Kind: store.RevokeToken, Subject: "alice", TokenID: "jti-" + tt.name,
+			NotBefore: t0(), ExpiresAt: tt.expiresAt, CreatedAt: t0(),
+		}}})
+		must(t, "Apply(token revocation "+tt.name+")", err)
 		if !tt.collected {
-			kept = append(kept, got)
+			kept = append(kept, got, res.Revocations[0])
 		}
 	}
 	d := deprovisioning("bob", t0())
@@ -298,8 +304,8 @@ func testGarbageCollectRevocations(t *testing.T, s store.Store) {
 	// The instant counts, not the zone it is written in.
 	res, err := s.GarbageCollect(ctx, now.In(time.FixedZone("West", -7*3600)))
 	must(t, "GarbageCollect(now)", err)
-	diff(t, "GarbageCollect(now)", store.GCResult{Revocations: 3}, res)
-	wantFeed(t, s, 0, 0, kept, 5)
+	diff(t, "GarbageCollect(now)", store.GCResult{Revocations: 5}, res)
+	wantFeed(t, s, 0, 0, kept, 9)
 
 	sub, err := s.GetSubject(ctx, "bob")
 	must(t, "GetSubject(bob) after GC", err)
@@ -448,6 +454,15 @@ func testRevocationTimes(t *testing.T, s store.Store) {
 	wantR.Seq = 2
 	diff(t, "AppendRevocation(bob)", wantR, got)
 
+	tokenR := store.Revocation{Kind: store.RevokeToken, Subject: "bob", TokenID: "jti-1",
+		NotBefore: local, ExpiresAt: local.Add(5 * time.Minute), CreatedAt: local}
+	gotToken, err := s.AppendRevocation(ctx, tokenR)
+	must(t, "AppendRevocation(token jti-1)", err)
+	checkUTCMicro(t, "AppendRevocation(token) result", reflect.ValueOf(gotToken))
+	wantToken := store.Revocation{Seq: 3, Kind: store.RevokeToken, Subject: "bob", TokenID: "jti-1",
+		NotBefore: utc, ExpiresAt: utc.Add(5 * time.Minute), CreatedAt: utc}
+	diff(t, "AppendRevocation(token jti-1)", wantToken, gotToken)
+
 	e, err := s.AppendAudit(ctx, auditEvent("reinstate", "bob", local))
 	must(t, "AppendAudit(bob)", err)
 	checkUTCMicro(t, "AppendAudit result", reflect.ValueOf(e))
@@ -462,7 +477,7 @@ func testRevocationTimes(t *testing.T, s store.Store) {
 	feed, _, err := s.ListRevocations(ctx, 0, 0)
 	must(t, "ListRevocations(0, 0)", err)
 	checkUTCMicro(t, "ListRevocations", reflect.ValueOf(feed))
-	diff(t, "ListRevocations(0, 0)", []store.Revocation{feedEntry(deprovisioning("alice", utc), 1), wantR}, feed)
+	diff(t, "ListRevocations(0, 0)", []store.Revocation{feedEntry(deprovisioning("alice", utc), 1), wantR, wantToken}, feed)
 	events, err := s.ListAudit(ctx, 100)
 	must(t, "ListAudit(100)", err)
 	checkUTCMicro(t, "ListAudit", reflect.ValueOf(events))

@@ -51,6 +51,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RevocationTimesUTCMicroseconds", testRevocationTimes},
 		{"TimesUTCMicroseconds", testTimes},
 		{"NoAliasing", testNoAliasing},
+		{"Apply", testApply},
+		{"ApplyAllOrNothing", testApplyAllOrNothing},
+		{"ApplyEmpty", testApplyEmpty},
+		{"ApplyNewFields", testApplyNewFields},
+		{"ApplyConcurrent", testApplyConcurrent},
 		{"ContextCancelled", testContextCancelled},
 		{"Close", testClose},
 	}
@@ -118,7 +123,7 @@ func subject(id string) store.Subject {
 }
 
 func grant(kind store.GrantKind, signature, requestID, subject, sessionID string) store.Grant {
-	return store.Grant{
+	g := store.Grant{
 		Kind:        kind,
 		Signature:   signature,
 		RequestID:   requestID,
@@ -130,6 +135,11 @@ func grant(kind store.GrantKind, signature, requestID, subject, sessionID string
 		ExpiresAt:   t0().Add(time.Hour),
 		Data:        []byte(`{"request":"` + requestID + `"}`),
 	}
+	if kind == store.GrantRefreshToken || kind == store.GrantAuthorizeCode {
+		// The access token issued with it, which is not stored.
+		g.AccessTokenID, g.AccessExpiresAt = "jti-"+signature, t0().Add(5*time.Minute)
+	}
+	return g
 }
 
 func keySet(version int64, kids ...string) store.KeySet {

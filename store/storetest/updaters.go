@@ -104,6 +104,30 @@ func testUpdaterError(t *testing.T, s store.Store) {
 				return ks, errBoom
 			})
 		}},
+		{"Apply with a failing GrantUpdate", func(ctx context.Context) error {
+			_, err := s.Apply(ctx, store.Batch{
+				GrantUpdates: []store.GrantUpdate{{Kind: store.GrantAccessToken, Signature: "sig-1", Update: func(g store.Grant) (store.Grant, error) {
+					g.Active = false
+					return g, errBoom
+				}}},
+				LoginAttemptDeletes: []string{"la-1"},
+			})
+			return err
+		}},
+		{"Apply with a failing SubjectUpsert after a GrantUpdate", func(ctx context.Context) error {
+			_, err := s.Apply(ctx, store.Batch{
+				GrantUpdates: []store.GrantUpdate{{Kind: store.GrantAccessToken, Signature: "sig-1", Update: func(g store.Grant) (store.Grant, error) {
+					g.Active = false
+					return g, nil
+				}}},
+				SubjectUpserts: []store.SubjectUpsert{{ID: "alice", Create: func() store.Subject { return subject("alice") },
+					Update: func(x store.Subject) (store.Subject, error) {
+						x.Disabled = true
+						return x, errBoom
+					}}},
+			})
+			return err
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -35,10 +35,16 @@ type rule struct {
 var stdOnly = []string{}
 
 // leafHelpers are Keyward's helpers written once for every layer; each
-// imports only the standard library, so web/verify may use them. They live
-// in the folder of the concern they serve (keys: sealing and key sets;
-// web: the loopback rule), since the module's top-level folders are fixed.
-var leafHelpers = []string{"keys/seal", "keys/jwkscache", "web/loopback"}
+// imports only the standard library (and another leaf helper), so
+// web/verify may use them. They live in the folder of the concern they
+// serve (keys: sealing and key sets; web: the loopback rule; cmd/config:
+// the configuration problem type and URL rule), since the module's
+// top-level folders are fixed.
+var leafHelpers = []string{"keys/seal", "keys/jwkscache", "web/loopback", configField}
+
+// configField is the std-only part of the configuration vocabulary: the
+// problem type and the URL rule that web/verify shares with cmd/config.
+const configField = "cmd/config/field"
 
 // configVocabulary is the vocabulary of the configuration files that each
 // package's configuration type uses (it imports YAML, so web/verify, whose
@@ -58,8 +64,10 @@ var rules = []rule{
 		why: "keys/jwkscache/doc.go: standard library only, so web/verify stays a leaf"},
 	{pkg: "web/loopback", external: stdOnly, noTesting: true,
 		why: "web/loopback/doc.go: standard library only, so every layer may use it"},
-	{pkg: configVocabulary, keyward: []string{"web/loopback"}, external: []string{"go.yaml.in/yaml/v3"}, noTesting: true,
-		why: "cmd/config/doc.go: the standard library, go.yaml.in/yaml/v3 and the loopback rule"},
+	{pkg: configField, keyward: []string{"web/loopback"}, external: stdOnly, noTesting: true,
+		why: "cmd/config/field/doc.go: the standard library and the loopback rule only, so web/verify stays a leaf"},
+	{pkg: configVocabulary, keyward: []string{"web/loopback", configField}, external: []string{"go.yaml.in/yaml/v3"}, noTesting: true,
+		why: "cmd/config/doc.go: the standard library, go.yaml.in/yaml/v3, the loopback rule and cmd/config/field"},
 	{pkg: "store", external: stdOnly, noTesting: true,
 		why: "store/doc.go: only the standard library; never fosite, broker, keys, web or a driver"},
 	{pkg: "store/bolt", keyward: []string{"store", configVocabulary}, external: []string{"go.etcd.io/bbolt"}, noTesting: true,

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"html"
 	"io"
 	"net"
@@ -77,14 +78,24 @@ func newUnavailableEnv(t *testing.T, alone bool) *unavailableEnv {
 		AutoLogin: "alice",
 	})
 	partner, down := switchIdP(t, callback)
-	lazy, err := federation.OpenLazy(t.Context(), federation.Config{
+	lazy, err := federation.NewLazy(federation.Config{
 		ID: "partner", Name: "Partner SSO", Issuer: partner.URL(),
 		ClientID: brokertest.UpstreamClientID, ClientSecret: brokertest.UpstreamSecret, RedirectURL: callback,
 		Scopes: []string{"openid", "email", "profile", "groups"},
 	}, http.DefaultClient, testLogger(t), federation.WithRetryDelay(5*time.Millisecond, 20*time.Millisecond))
 	if err != nil {
-		t.Fatalf("OpenLazy: %v", err)
+		t.Fatalf("NewLazy: %v", err)
 	}
+	runCtx, stop := context.WithCancel(t.Context())
+	ran := make(chan error, 1)
+	go func() { ran <- lazy.Run(runCtx) }() // as the binary's errgroup does
+	t.Cleanup(func() {
+		stop()
+		if err := <-ran; err != nil {
+			t.Errorf("Run() = %v", err)
+		}
+	})
+	<-lazy.Attempted()
 	if lazy.Ready() == nil {
 		t.Fatal("partner is ready although its discovery answers 503")
 	}

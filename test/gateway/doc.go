@@ -7,6 +7,11 @@
 // Browser mode is driven by a real headless Chromium through chromedp behind
 // nginx, and by an HTTP client with a cookie jar behind Caddy; the renewal
 // of a session of several cookies by an HTTP client behind both.
+// TestPagesInChromium opens the pages around sign-in and sign-out (the
+// broker's landing page, sign-out confirmation and "Access removed"; the
+// gateway's callback error and "You are signed out" pages) in Chromium,
+// checks their content and keeps a PNG screenshot of each in the test's
+// artifact directory (go test -artifacts -outputdir DIR ./test/gateway).
 //
 // A missing nginx, caddy or chromium skips the tests, unless
 // KEYWARD_TEST_REQUIRE_ALL=1 (CI), which makes it a failure.

@@ -15,16 +15,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keyward/keyward/web/loopback"
+	"github.com/keyward/keyward/cmd/config/field"
 )
 
 // FieldError is one configuration problem: the YAML field path in
-// verify.yaml ("revocationFeed.interval") and what to do about it. (The
-// binary's own vocabulary, cmd/config, has the same shape; this package, a
-// leaf, does not import it.)
-type FieldError struct{ Path, Msg string }
-
-func (e *FieldError) Error() string { return e.Path + ": " + e.Msg }
+// verify.yaml ("revocationFeed.interval") and what to do about it. It is
+// field.Error, the problem type of every configuration section (the
+// binary's cmd/config.FieldError is the same type), from the std-only
+// helper this leaf may import.
+type FieldError = field.Error
 
 // problems collects FieldErrors.
 type problems []error
@@ -35,17 +34,11 @@ func (p *problems) add(path, format string, args ...any) {
 
 func (p problems) err() error { return errors.Join(p...) }
 
-// checkURL requires an absolute https URL (http on loopback) and, unless
-// query is true, no query or fragment; example completes the message.
-func (p *problems) checkURL(path, raw, example string, query bool) {
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
-		p.add(path, "%q must be an absolute https URL with a host (want an absolute http(s) URL), e.g. %s", raw, example)
-	case u.Scheme == "http" && !loopback.Host(u.Hostname()):
-		p.add(path, "%q %s", raw, loopback.HTTPSHint)
-	case !query && (u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.Contains(raw, "#") || u.User != nil):
-		p.add(path, "%q must not have a query, fragment or user info", raw)
+// checkURL reports raw at path unless it passes field.CheckURL's rule (the
+// one every configured URL follows) with r.
+func (p *problems) checkURL(path, raw string, r field.URLRule) {
+	if msg := field.CheckURL(raw, r); msg != "" {
+		p.add(path, "%s", msg)
 	}
 }
 
@@ -107,7 +100,7 @@ func (c *Config) validate(policy bool) error {
 	if c.Issuer == "" {
 		p.add("issuer", "set it to the issuer URL (https://…)")
 	} else {
-		p.checkURL("issuer", c.Issuer, "https://sso.example.com", false)
+		p.checkURL("issuer", c.Issuer, field.URLRule{Example: "https://sso.example.com"})
 	}
 	if len(c.Audiences) == 0 {
 		p.add("audience", "at least one is required: list the audiences this verifier accepts, e.g. [orders-api] (the audiences of the broker's clients)")
@@ -118,7 +111,7 @@ func (c *Config) validate(policy bool) error {
 		}
 	}
 	if c.JWKSURL != "" {
-		p.checkURL("jwksURL", c.JWKSURL, "https://sso.example.com/keys", true)
+		p.checkURL("jwksURL", c.JWKSURL, field.URLRule{Query: true, Example: "https://sso.example.com/keys"})
 	}
 	for i, alg := range c.Algorithms {
 		if _, ok := supportedAlgorithms[alg]; !ok {
@@ -180,13 +173,7 @@ func (rc *RevocationConfig) SetDefaults(issuer string) {
 func (rc *RevocationConfig) validate(p *problems, policy bool) {
 	const at = "revocationFeed."
 	if rc.URL != "" {
-		u, err := url.Parse(rc.URL)
-		switch {
-		case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.RawQuery != "" || u.Fragment != "":
-			p.add(at+"url", "%q must be an https URL without query (want an absolute http(s) URL), e.g. https://sso.example.com/revocations", rc.URL)
-		case u.Scheme == "http" && !loopback.Host(u.Hostname()):
-			p.add(at+"url", "%q %s: the verifier sends its client secret there", rc.URL, loopback.HTTPSHint)
-		}
+		p.checkURL(at+"url", rc.URL, field.URLRule{Example: "https://sso.example.com/revocations", Why: "the verifier sends its client secret there"})
 	}
 	switch {
 	case rc.Interval <= 0:
@@ -257,14 +244,12 @@ func (b *BrowserConfig) Validate() error {
 	if b.CookieSecret != nil && len(b.CookieSecret) != 32 {
 		p.add("cookieSecretFile", "cookie secret: %d bytes, want 32 (AES-256)", len(b.CookieSecret))
 	}
-	u, err := url.Parse(b.RedirectURL)
-	switch {
+	u, _ := url.Parse(b.RedirectURL)
+	switch msg := field.CheckURL(b.RedirectURL, field.URLRule{Example: "https://shop.example.com/oauth2/callback", Why: "the session cookie is Secure"}); {
 	case b.RedirectURL == "":
 		p.add("redirectURL", "set it to the callback as browsers reach it, e.g. https://shop.example.com/oauth2/callback")
-	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.RawQuery != "" || u.Fragment != "":
-		p.add("redirectURL", "%q must be an absolute https URL without query (want an absolute http(s) URL), e.g. https://shop.example.com/oauth2/callback", b.RedirectURL)
-	case u.Scheme == "http" && !loopback.Host(u.Hostname()):
-		p.add("redirectURL", "%q %s: the session cookie is Secure", b.RedirectURL, loopback.HTTPSHint)
+	case msg != "":
+		p.add("redirectURL", "%s", msg)
 	case !strings.HasPrefix(u.Path, "/oauth2/") || slices.Contains([]string{"/oauth2/auth", "/oauth2/start", "/oauth2/sign_out", signedOutPath}, u.Path) || cleanPath(u.Path) != u.Path:
 		p.add("redirectURL", "%q: the path must be under /oauth2/ and not auth, start, sign_out or signed_out; use /oauth2/callback", b.RedirectURL)
 	}

@@ -17,14 +17,21 @@
 //   - Verifier.Middleware and ClaimsFromContext for Go services;
 //   - with Config.Revocation, a poller of the broker's revocation feed, run by
 //     Verifier.Run (New starts no goroutine but one key-set fetch): tokens
-//     of revoked subjects and sessions are refused (cached ones too), and a
+//     of revoked subjects and sessions, and revoked tokens by jti, are
+//     refused (cached ones too), and a
 //     feed unread for longer than MaxStaleness fails closed (503) unless
 //     OnStale is allow.
 //
 // It owns its configuration: Config, RevocationConfig and BrowserConfig are
 // also its sections of keyward verify's verify.yaml (yaml tags only, no YAML
-// import), with SetDefaults and Validate, which reports *FieldError by YAML
-// path; New and NewBrowser apply the same defaults and rules.
+// import), with SetDefaults and Validate, which reports *FieldError (the
+// binary's one problem type, cmd/config/field.Error) by YAML path, with
+// field.CheckURL's URL rule; New and NewBrowser apply the same defaults and
+// rules.
+//
+// Lifecycle: New does no I/O and starts nothing; Run loads the key set at
+// once and polls the revocation feed (without Run, the first Verify loads
+// the keys and waits for them).
 //
 // Errors are returned, never logged: an invalid token is a 401 *Error with code
 // invalid_token, a rule that does not allow the token a 403 with
@@ -36,7 +43,9 @@
 // prepared per key), go-jose/v4 (JWK parsing only), golang.org/x/oauth2
 // (browser mode's code exchange and refresh grant) and Keyward's small
 // helpers that import only the standard library (keys/seal seals the
-// browser-mode cookies, keys/jwkscache holds the key set). It must never
+// browser-mode cookies, keys/jwkscache holds the key set, web/loopback and
+// cmd/config/field hold the loopback and URL rules and the problem type).
+// It must never
 // import broker, store, keys, web, fosite, a database driver or a logging
 // library; a test runs go list -deps to hold it to that.
 package verify

@@ -269,3 +269,18 @@ func runVerifier(t testing.TB, v *Verifier) {
 		}
 	})
 }
+
+// startVerifier runs v (Run loads the key set at once) until the test ends
+// and waits until the key set has loaded.
+func startVerifier(t testing.TB, v *Verifier) {
+	t.Helper()
+	runVerifier(t, v)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if _, ok := v.keys.cache.Peek(); ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not load the key set")
+		}
+	}
+}

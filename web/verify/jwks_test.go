@@ -22,7 +22,7 @@ import (
 func TestKeySetRefetchOnKIDMiss(t *testing.T) {
 	e := newEnv(t)
 	v := newVerifier(t, e.ks, e.clock, nil)
-	waitIdle(t, v)
+	startVerifier(t, v)
 	rotated := newKey(t, "ec-2", "ES256")
 	e.ks.setKeys(e.rsa, rotated)
 	if _, err := v.Verify(t.Context(), mint(t, rotated, nil, e.claims)); err != nil {
@@ -36,7 +36,7 @@ func TestKeySetRefetchOnKIDMiss(t *testing.T) {
 func TestKeySetRateLimit(t *testing.T) {
 	e := newEnv(t)
 	v := newVerifier(t, e.ks, e.clock, func(c *Config) { c.MinRefreshInterval = time.Minute })
-	waitIdle(t, v)
+	startVerifier(t, v)
 	x, y := newKey(t, "x", "ES256"), newKey(t, "y", "EdDSA")
 	steps := []struct {
 		advance  time.Duration
@@ -123,7 +123,7 @@ func TestKeySetConcurrentWaitersShareOneFetch(t *testing.T) {
 func TestKeySetUnknownKIDWaitersShareOneFetch(t *testing.T) {
 	e := newEnv(t)
 	v := newVerifier(t, e.ks, e.clock, nil)
-	waitIdle(t, v)
+	startVerifier(t, v)
 	rotated := newKey(t, "ed-2", "EdDSA")
 	e.ks.setKeys(rotated)
 	release := e.ks.blockKeys()

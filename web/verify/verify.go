@@ -133,12 +133,14 @@ type Verifier struct {
 // New returns a Verifier. It applies cfg's defaults (SetDefaults, except that
 // Issuer is taken exactly as given) and refuses a cfg that Validate would
 // refuse, except for what only verify.yaml demands (the revocation feed's
-// poll-interval bounds and its secret file). It starts loading the key set
-// in the background (one fetch, so the issuer need not be up and the first
-// request finds the keys loaded): until a key set has loaded, Verify fails
-// with an error matching ErrUnavailable (503). ctx bounds every key fetch,
-// including the background refreshes a Verify starts; cancel it to stop
-// them. The revocation feed is polled only by Run.
+// poll-interval bounds and its secret file). It does no I/O and starts no
+// goroutine: Run loads the key set at once and polls the revocation feed.
+// Without Run the first Verify fetches the key set and waits for it, so the
+// first request finds the keys either way (the issuer need not be up when
+// New is called); until a key set has loaded, Verify fails with an error
+// matching ErrUnavailable (503). ctx is the verifier's lifetime: it bounds
+// every key fetch, including the background refreshes a Verify starts;
+// cancel it to stop them.
 func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	if cfg.Revocation != nil {
 		rc := *cfg.Revocation // the caller's stays as it was
@@ -181,15 +183,17 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	if cfg.Revocation != nil {
 		v.rev = newRevocations(*cfg.Revocation, cfg.Leeway, cfg.Now)
 	}
-	v.keys.cache.Prefetch(ctx)
 	return v, nil
 }
 
-// Run does the verifier's background work until ctx ends: with a revocation
-// feed, it polls the feed every Interval. Without Run, a verifier with a feed
+// Run does the verifier's background work until ctx ends: it starts loading
+// the key set at once (one fetch, joined by the requests that arrive
+// meanwhile, so the first of them finds the keys), and with a revocation
+// feed it polls the feed every Interval. Without Run, a verifier with a feed
 // never reads it, so it treats the feed as stale (onStale decides: deny
 // refuses every token). Run returns nil once ctx has ended.
 func (v *Verifier) Run(ctx context.Context) error {
+	v.keys.cache.Prefetch(ctx)
 	if v.rev != nil {
 		v.rev.run(ctx)
 		return nil

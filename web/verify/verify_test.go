@@ -226,9 +226,9 @@ func TestVerifyExpiredError(t *testing.T) {
 func TestVerifyUnknownKIDRefetchesOnce(t *testing.T) {
 	e := newEnv(t)
 	v := newVerifier(t, e.ks, e.clock, nil)
-	waitIdle(t, v)
+	startVerifier(t, v)
 	if got := e.ks.hits.Load(); got != 1 {
-		t.Fatalf("JWKS hits after New = %d, want 1", got)
+		t.Fatalf("JWKS hits after Run = %d, want 1", got)
 	}
 	stranger := newKey(t, "unknown", "ES256")
 	_, err := v.Verify(t.Context(), mint(t, stranger, nil, e.claims))
@@ -237,6 +237,29 @@ func TestVerifyUnknownKIDRefetchesOnce(t *testing.T) {
 	}
 	if got := e.ks.hits.Load(); got != 2 {
 		t.Errorf("JWKS hits = %d, want 2 (exactly one refetch)", got)
+	}
+}
+
+// New does no I/O: the key set is fetched by Run, or, without Run, by the
+// first Verify, which waits for it and succeeds.
+func TestNewDoesNoIO(t *testing.T) {
+	e := newEnv(t)
+	v := newVerifier(t, e.ks, e.clock, nil)
+	waitIdle(t, v)
+	if got := e.ks.hits.Load(); got != 0 {
+		t.Fatalf("JWKS hits after New = %d, want 0", got)
+	}
+	if _, err := v.Verify(t.Context(), mint(t, e.rsa, nil, e.claims)); err != nil {
+		t.Fatalf("first Verify() without Run = %v, want nil (it loads the keys)", err)
+	}
+	if got := e.ks.hits.Load(); got != 1 {
+		t.Errorf("JWKS hits after the first Verify = %d, want 1", got)
+	}
+
+	ran := newVerifier(t, e.ks, e.clock, nil)
+	startVerifier(t, ran)
+	if got := e.ks.hits.Load(); got != 2 {
+		t.Errorf("JWKS hits after Run = %d, want 2 (Run loads the keys at once)", got)
 	}
 }
 

@@ -1,4 +1,0 @@
--- Number 2 is assigned to the unit-of-work change (store-uow). This no-op
--- keeps the version chain without a gap on branches that do not have it
--- yet; it is replaced by that migration when the branches meet.
-SELECT 1;
