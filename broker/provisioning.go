@@ -155,7 +155,7 @@ func invalidValue(format string, args ...any) error {
 	return &SCIMInvalidError{ScimType: "invalidValue", Detail: fmt.Sprintf(format, args...)}
 }
 
-// Actor is the audit actor of provisioning by upstream's client.
+// scimActor is the audit actor of provisioning by upstream's client.
 func scimActor(upstream string) string { return "scim:" + upstream }
 
 func (p *Provisioning) endpoint(upstream string) (scimEndpoint, error) {
@@ -234,8 +234,9 @@ func (e scimEndpoint) upstreamSubject(f scimUserFields) string {
 	return f.externalID
 }
 
-// SCIMUser decodes a stored User's attributes and sets what Keyward
-// knows (active); web/scim adds id, externalId, schemas and meta.
+// SCIMAttributes decodes a stored resource's attributes and, for a User,
+// sets what Keyward knows (active); web/scim adds id, externalId, schemas
+// and meta.
 func SCIMAttributes(r store.SCIMResource) (map[string]any, error) {
 	m := map[string]any{}
 	if len(r.Attributes) > 0 {
