@@ -55,6 +55,7 @@ const (
 type backchannelSender struct {
 	clients    *clientRegistry
 	keys       signer
+	idAlgs     idTokenAlgorithms // logout tokens are signed like the client's ID tokens
 	issuer     string
 	client     *http.Client // never follows redirects
 	retryDelay time.Duration
@@ -79,6 +80,7 @@ func newBackchannelSender(cfg Config, clients *clientRegistry, log *slog.Logger)
 	return &backchannelSender{
 		clients:    clients,
 		keys:       cfg.Keys,
+		idAlgs:     newIDTokenAlgorithms(cfg.Keys, clients),
 		issuer:     cfg.Issuer,
 		client:     &hc,
 		retryDelay: cfg.BackchannelRetryDelay,
@@ -187,7 +189,9 @@ func (s *backchannelSender) logoutToken(ctx context.Context, clientID, subject, 
 		"sid":    sid,
 		"events": map[string]any{federation.BackchannelLogoutEvent: map[string]any{}},
 	}
-	return s.keys.Sign(ctx, claims, map[string]any{"typ": logoutTokenType})
+	// Signed as the client's ID tokens are, so the verifier it has for
+	// them takes it. §2.4
+	return s.keys.SignAs(ctx, s.idAlgs.of(clientID), claims, map[string]any{"typ": logoutTokenType})
 }
 
 // deliver POSTs d's token to its uri (§2.5), retrying a network error,

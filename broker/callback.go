@@ -195,7 +195,6 @@ func (si *signIn) complete(ctx context.Context, ar fosite.AuthorizeRequester, s 
 // person: sign-in, refresh (fosite keeps the session), and native sign-in
 // by token exchange.
 type claimRules struct {
-	keys Keys // the signing algorithm picks the at_hash function
 	// accessClaims are the identity claims copied into access tokens
 	// (Config.AccessTokenClaims).
 	accessClaims []string
@@ -220,11 +219,8 @@ func (c *claimRules) newTokenSession(s store.Session, scopes fosite.Arguments, c
 	for k, v := range identity {
 		idc.Extra[k] = v
 	}
-	// fosite picks the at_hash function from this header; the key manager
-	// sets the real alg. EdDSA's at_hash is SHA-512 (as go-oidc checks it).
-	if c.keys.Algorithm() == "EdDSA" {
-		sess.DefaultSession.Headers.Add("alg", "ES512")
-	}
+	// at_hash follows the algorithm that signs the client's ID token
+	// (idtoken.go setATHash).
 
 	sess.AccessClaims.Subject = s.Subject
 	sess.AccessClaims.Extra = map[string]any{"client_id": clientID, "sid": s.ID, "idp": s.UpstreamID}

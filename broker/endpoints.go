@@ -449,7 +449,7 @@ func (b *Broker) buildDiscovery() []byte {
 		"response_modes_supported":                       []string{"query"},
 		"grant_types_supported":                          []string{"authorization_code", "refresh_token", "client_credentials", GrantTypeTokenExchange},
 		"subject_types_supported":                        []string{"public"},
-		"id_token_signing_alg_values_supported":          []string{b.keys.Algorithm()},
+		"id_token_signing_alg_values_supported":          b.keys.Algorithms(), // what clients may ask for (idTokenSignedResponseAlg)
 		"scopes_supported":                               []string{"openid", "email", "profile", "groups", "offline_access"},
 		"claims_supported":                               []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "email", "email_verified", "name", "preferred_username", "groups"},
 		"code_challenge_methods_supported":               []string{"S256"},

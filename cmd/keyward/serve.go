@@ -114,7 +114,10 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 		inst.close()
 		return nil, err
 	}
-	inst.keys, err = keys.New(ctx, keysConfig(cfg, sec, st, log))
+	inst.keys, err = keys.New(keysConfig(cfg, sec, st, log))
+	if err == nil {
+		err = inst.keys.Load(ctx) // signing works once it returns
+	}
 	if errors.Is(err, keys.ErrEncryptionKey) {
 		return fail(fmt.Errorf("%w; %s", err, unreadableKeysHint))
 	}
