@@ -37,7 +37,10 @@ type tokenEndpoint struct {
 	clients  *clientRegistry
 	recheck  *recheck
 	subjects *subjects
-	log      *slog.Logger
+	// groups, when set, gives refreshes the groups SCIM provisioned
+	// (provisioning_refresh.go).
+	groups groupPush
+	log    *slog.Logger
 }
 
 // Token handles POST /token (RFC 6749 §4.1.3, §6). The body must already be
@@ -94,6 +97,12 @@ func (t *tokenEndpoint) Token(ctx context.Context, w http.ResponseWriter, r *htt
 			// (fosite refreshes the stored session): apply the rule anew.
 			if gt.ExactOne("refresh_token") && sess.DefaultSession != nil && sess.DefaultSession.Claims != nil && sess.AccessClaims != nil {
 				verifiedEmailOnly(sess.DefaultSession.Claims.Extra, sess.AccessClaims.Extra)
+			}
+			if gt.ExactOne("refresh_token") && t.groups != nil {
+				if err := t.groups.refreshGroups(ctx, ar, sess); err != nil {
+					t.tokenError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+					return
+				}
 			}
 			// A code issued from a session that has since ended (logout,
 			// an admin revoke) is not redeemed: EndSession deleted the

@@ -133,6 +133,9 @@ type Store interface {
 	// ListAudit returns the newest limit events, oldest first.
 	ListAudit(ctx context.Context, limit int) ([]AuditEvent, error)
 
+	// SCIM resources provisioned by identity providers (store/scim.go).
+	SCIMStore
+
 	// GarbageCollect removes login attempts, sessions and grants whose
 	// ExpiresAt is non-zero and not after now, and revocation entries whose
 	// ExpiresAt is non-zero and not after now, and reports what it removed.

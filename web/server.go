@@ -46,6 +46,12 @@ type Config struct {
 	TracerProvider trace.TracerProvider
 	// Pages is keyward.yaml's pages section (pages_config.go).
 	Pages PagesConfig
+	// SCIM serves SCIM 2.0 provisioning under /scim/v2/ (web/scim; nil:
+	// no upstream has provisioning, and the path is not found).
+	SCIM http.Handler
+	// Signals receives Shared Signals SETs at /ssf/{upstream}/events
+	// (*broker.Signals; nil: none configured).
+	Signals SignalsReceiver
 	// Version is shown on the landing page at / (default: "unknown").
 	Version string
 	Logger  *slog.Logger

@@ -172,7 +172,15 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 	if err != nil {
 		return fail(err)
 	}
-	srv, err := web.New(web.Config{
+	prov, scimHandler, err := buildSCIM(b, st, cfg.Issuer, sec.SCIM, log)
+	if err != nil {
+		return fail(err)
+	}
+	signals, err := buildSignals(b, st, cfg.Issuer, sec.SSF, log, transport)
+	if err != nil {
+		return fail(err)
+	}
+	wc := web.Config{
 		Broker:         b,
 		Pages:          cfg.Pages,
 		Keys:           inst.keys,
@@ -183,13 +191,24 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 		TracerProvider: tp,
 		Version:        version,
 		Logger:         log,
-	})
+	}
+	if scimHandler != nil { // a nil pointer must not become a non-nil interface
+		wc.SCIM = scimHandler
+	}
+	if signals != nil {
+		wc.Signals = signals
+	}
+	srv, err := web.New(wc)
 	if err != nil {
 		return fail(err)
 	}
 	inst.broker, inst.handler = b, srv
 	if len(sec.AdminToken) > 0 {
-		inst.admin = web.NewAdmin(web.AdminConfig{Broker: b, Keys: inst.keys, Token: sec.AdminToken, Logger: log, Backup: adminBackup(st)})
+		ac := web.AdminConfig{Broker: b, Keys: inst.keys, Token: sec.AdminToken, Logger: log, Backup: adminBackup(st)}
+		if prov != nil {
+			ac.SCIM = prov
+		}
+		inst.admin = web.NewAdmin(ac)
 	}
 	return inst, nil
 }

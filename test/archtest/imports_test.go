@@ -90,6 +90,9 @@ var rules = []rule{
 		why: "broker/doc.go: store, keys, federation; never web, web/verify, cmd or a store backend (its subpackages alike)"},
 	{pkg: "web", keyward: append([]string{"broker", "keys", "store", configVocabulary}, leafHelpers...), forbidden: drivers, noTesting: true,
 		why: "web/doc.go: broker (and keys, store for the admin API; cmd/config for its pages section); never a store backend"},
+	{pkg: "web/scim", keyward: []string{"broker", "store", "web/loopback"},
+		external: []string{"github.com/elimity-com/scim", "github.com/scim2/filter-parser/v2"}, noTesting: true,
+		why: "web/scim/doc.go: broker, store, web/loopback and the SCIM libraries; never web, web/verify or a store backend"},
 	{pkg: "web/httpserver", external: []string{"golang.org/x/net/netutil"}, noTesting: true,
 		why: "web/httpserver/doc.go: the standard library and x/net/netutil"},
 	{pkg: "web/verify", keyward: leafHelpers,
@@ -98,7 +101,7 @@ var rules = []rule{
 		why:       "web/verify/doc.go: a leaf; never broker, store, keys, web, fosite, a driver or a logging library"},
 	{pkg: "cmd/keyward",
 		keyward: append([]string{
-			"broker", "federation", "keys", "store", "store/bolt", "store/postgres", "web", "web/httpserver", "web/verify", configVocabulary,
+			"broker", "federation", "keys", "store", "store/bolt", "store/postgres", "web", "web/httpserver", "web/scim", "web/verify", configVocabulary,
 			"test/fakeidp", "test/demoapp", // keyward demo runs them
 		}, leafHelpers...),
 		noTesting: true,
