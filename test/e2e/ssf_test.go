@@ -91,16 +91,20 @@ func (r *receiver) Receive(ctx context.Context, upstream, bearer, raw string) er
 	return r.p.Load().Receive(ctx, upstream, bearer, raw)
 }
 
-func newSSFEnv(t *testing.T) *ssfEnv {
+func newSSFEnv(t *testing.T, edit ...func(*envOptions)) *ssfEnv {
 	t.Helper()
 	rcv := &receiver{}
-	e := newEnv(t, envOptions{
+	opts := envOptions{
 		broker: func(bc *broker.Config) {
 			bc.Clients = append(bc.Clients, broker.Client{ID: feedReaderID, Secret: feedReaderSecret, GrantTypes: []string{"client_credentials"}})
 			bc.RevocationReaders = []string{feedReaderID}
 		},
 		web: func(wc *web.Config) { wc.Signals = rcv },
-	})
+	}
+	for _, f := range edit {
+		f(&opts)
+	}
+	e := newEnv(t, opts)
 	tr := newTransmitter(t)
 	sig, err := e.b.Broker.NewSignals(broker.SignalsConfig{
 		Store: e.b.Store,
