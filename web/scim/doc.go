@@ -12,7 +12,7 @@
 // groups) is the broker's; the https-or-loopback rule is web's (it mounts
 // this handler behind it, with the trusted proxies).
 //
-// It imports broker, store (the record type), web/loopback, the two SCIM
+// It imports broker, store (the record type), the two SCIM
 // libraries and the standard library; never a store backend, web or
 // web/verify. test/archtest holds it to that.
 package scim
