@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -50,25 +51,23 @@ func (p *Provisioning) refreshGroups(ctx context.Context, ar fosite.AccessReques
 
 // groupsOfSubject returns the displayNames of the Groups of upstream whose
 // members include the User linked to subject, sorted; found is false when
-// no User is linked to it. It reads every User and Group of the upstream.
+// no User is linked to it. Two lookups: the User by subject, and the Groups
+// with that member; what it reads does not grow with the number of Users.
 func (p *Provisioning) groupsOfSubject(ctx context.Context, upstream, subject string) (groups []string, found bool, err error) {
-	users, err := p.store.ListSCIMResources(ctx, upstream, store.SCIMUser)
-	if err != nil {
-		return nil, false, fmt.Errorf("list scim users: %w", err)
-	}
-	i := slices.IndexFunc(users, func(u store.SCIMResource) bool { return u.Subject == subject })
-	if i < 0 {
+	u, err := p.store.GetSCIMUserBySubject(ctx, upstream, subject)
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, false, nil
 	}
-	all, err := p.store.ListSCIMResources(ctx, upstream, store.SCIMGroup)
 	if err != nil {
-		return nil, false, fmt.Errorf("list scim groups: %w", err)
+		return nil, false, fmt.Errorf("get scim user by subject: %w", err)
+	}
+	member, err := p.store.ListSCIMGroupsWithMember(ctx, upstream, u.ID)
+	if err != nil {
+		return nil, false, fmt.Errorf("list scim groups with member: %w", err)
 	}
 	groups = []string{}
-	for _, g := range all {
-		if slices.Contains(g.Members, users[i].ID) {
-			groups = append(groups, g.Name)
-		}
+	for _, g := range member {
+		groups = append(groups, g.Name)
 	}
 	slices.Sort(groups)
 	return groups, true, nil

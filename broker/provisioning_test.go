@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -307,5 +308,79 @@ func TestProvisioningRotateToken(t *testing.T) {
 	}
 	if users, _ := p.Users(ctx, "corp"); len(users) != 0 {
 		t.Errorf("users = %v: the token record must not be listed as a user", users)
+	}
+}
+
+// usersReadCounter counts the SCIM Users the store hands out.
+type usersReadCounter struct {
+	ProvisioningStore
+	users int
+}
+
+func (c *usersReadCounter) count(rs ...store.SCIMResource) {
+	for _, r := range rs {
+		if r.Type == store.SCIMUser {
+			c.users++
+		}
+	}
+}
+
+func (c *usersReadCounter) ListSCIMResources(ctx context.Context, upstream string, typ store.SCIMType) ([]store.SCIMResource, error) {
+	l, err := c.ProvisioningStore.ListSCIMResources(ctx, upstream, typ)
+	c.count(l...)
+	return l, err
+}
+
+func (c *usersReadCounter) GetSCIMResource(ctx context.Context, upstream string, typ store.SCIMType, id string) (store.SCIMResource, error) {
+	r, err := c.ProvisioningStore.GetSCIMResource(ctx, upstream, typ, id)
+	c.count(r)
+	return r, err
+}
+
+func (c *usersReadCounter) GetSCIMUserBySubject(ctx context.Context, upstream, subject string) (store.SCIMResource, error) {
+	r, err := c.ProvisioningStore.GetSCIMUserBySubject(ctx, upstream, subject)
+	c.count(r)
+	return r, err
+}
+
+// TestProvisioningRefreshGroupsReadsNotEveryUser: with group push on, what
+// a refresh reads to find the person's SCIM groups does not grow with the
+// number of the upstream's SCIM Users (it read every User and Group).
+func TestProvisioningRefreshGroupsReadsNotEveryUser(t *testing.T) {
+	f := newFixture(t)
+	b := newTestBroker(t, f, nil)
+	counter := &usersReadCounter{ProvisioningStore: f.st}
+	p, err := b.NewProvisioning(ProvisioningConfig{Store: counter, Endpoints: []SCIMConfig{{Upstream: "corp", Token: testSCIMToken, Groups: true}},
+		Logger: slog.New(slog.DiscardHandler), Now: f.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	u, err := p.CreateUser(ctx, "corp", map[string]any{"userName": "bob", "externalId": "00u1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.CreateGroup(ctx, "corp", map[string]any{"displayName": "eng", "members": []any{map[string]any{"value": u.ID}}}); err != nil {
+		t.Fatal(err)
+	}
+	usersRead := func() int {
+		t.Helper()
+		counter.users = 0
+		groups, found, err := p.groupsOfSubject(ctx, "corp", u.Subject)
+		if err != nil || !found || !cmp.Equal(groups, []string{"eng"}) {
+			t.Fatalf("groupsOfSubject = %v, %t, %v; want [eng]", groups, found, err)
+		}
+		return counter.users
+	}
+	few := usersRead()
+	for i := range 300 {
+		r := store.SCIMResource{Upstream: "corp", Type: store.SCIMUser, ID: fmt.Sprintf("other-%d", i), Name: fmt.Sprintf("user%d", i),
+			Subject: fmt.Sprintf("sub-%d", i), Active: true, CreatedAt: f.now, UpdatedAt: f.now}
+		if err := f.st.CreateSCIMResource(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if many := usersRead(); many != few || many > 1 {
+		t.Errorf("a refresh read %d SCIM Users with 1 provisioned and %d with 301, want at most 1 both times", few, many)
 	}
 }

@@ -38,14 +38,10 @@ func (p *Provisioning) CreateUser(ctx context.Context, upstream string, attrs ma
 		return store.SCIMResource{}, invalidValue("%s is required: Keyward links a SCIM user to the person who signs in through upstream %q by it (scim.subjectAttribute)", e.subject, upstream)
 	}
 	subject := SubjectID(upstream, sub)
-	users, err := p.store.ListSCIMResources(ctx, upstream, store.SCIMUser)
-	if err != nil {
-		return store.SCIMResource{}, fmt.Errorf("list scim users: %w", err)
-	}
-	for _, u := range users {
-		if u.Subject == subject {
-			return store.SCIMResource{}, conflict("The user %s of this upstream has the %s %q already: one user per person", u.ID, e.subject, sub)
-		}
+	if u, err := p.store.GetSCIMUserBySubject(ctx, upstream, subject); err == nil {
+		return store.SCIMResource{}, conflict("The user %s of this upstream has the %s %q already: one user per person", u.ID, e.subject, sub)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return store.SCIMResource{}, fmt.Errorf("get scim user by subject: %w", err)
 	}
 	now := p.now().UTC()
 	stored, err := p.store.UpsertSubject(ctx, subject, func() store.Subject {

@@ -261,9 +261,17 @@ func (s *Signals) act(ctx context.Context, upstream string, set federation.SET) 
 			_ = s.admin.RecordAdminAction(ctx, actor, "ssf.unknown_event", typ, "set "+set.ID)
 			continue
 		}
-		subjects, err := s.resolve(ctx, upstream, set.SubjectID, ev)
+		subjects, byEmail, err := s.resolve(ctx, upstream, set.SubjectID, ev)
 		if err != nil {
 			return err
+		}
+		if action == "reinstate" && byEmail && len(subjects) > 0 {
+			// An email names no one person for certain (an unverified
+			// address may be claimed by several subjects): reinstating by
+			// it could bring back someone an operator deprovisioned.
+			log.InfoContext(ctx, "SSF account-enabled about an email acknowledged, nobody reinstated", "event", "ssf_reinstate_by_email_ignored", "subjects", len(subjects))
+			_ = s.admin.RecordAdminAction(ctx, actor, "ssf.reinstate_by_email_ignored", typ, "set "+set.ID+": reinstating needs an iss_sub or opaque subject")
+			continue
 		}
 		if len(subjects) == 0 {
 			log.InfoContext(ctx, "SSF event about a person Keyward does not know", "event", "ssf_unknown_subject")
@@ -316,19 +324,20 @@ func (s *Signals) apply(ctx context.Context, action, upstream, subject, reason, 
 // (RFC 9493): iss_sub (iss must be the upstream's issuer), opaque (the
 // upstream's sub), email (every subject of the upstream with that email),
 // complex (its user member). Subjects Keyward does not know are dropped;
-// an unsupported format is invalid_request.
-func (s *Signals) resolve(ctx context.Context, upstream string, subID map[string]any, ev map[string]any) ([]string, error) {
+// an unsupported format is invalid_request. byEmail: the subjects were
+// found by email, which may name several people.
+func (s *Signals) resolve(ctx context.Context, upstream string, subID map[string]any, ev map[string]any) (subjects []string, byEmail bool, err error) {
 	id := subID
 	if id == nil {
 		id, _ = ev["subject"].(map[string]any)
 	}
 	if id == nil {
-		return nil, setError(SETErrInvalidRequest, "the event names no subject (sub_id or subject)", nil)
+		return nil, false, setError(SETErrInvalidRequest, "the event names no subject (sub_id or subject)", nil)
 	}
 	if f, _ := id["format"].(string); f == "complex" {
 		user, _ := id["user"].(map[string]any)
 		if user == nil {
-			return nil, setError(SETErrInvalidRequest, "a complex subject without a user member is not supported", nil)
+			return nil, false, setError(SETErrInvalidRequest, "a complex subject without a user member is not supported", nil)
 		}
 		id = user
 	}
@@ -338,39 +347,39 @@ func (s *Signals) resolve(ctx context.Context, upstream string, subID map[string
 		iss, _ := id["iss"].(string)
 		sub, _ := id["sub"].(string)
 		if iss != s.byID[upstream].Issuer() || sub == "" {
-			return nil, setError(SETErrInvalidRequest, "an iss_sub subject must name the upstream's issuer and a sub", nil)
+			return nil, false, setError(SETErrInvalidRequest, "an iss_sub subject must name the upstream's issuer and a sub", nil)
 		}
 		candidates = []string{SubjectID(upstream, sub)}
 	case "opaque":
 		sub, _ := id["id"].(string)
 		if sub == "" {
-			return nil, setError(SETErrInvalidRequest, "an opaque subject needs an id", nil)
+			return nil, false, setError(SETErrInvalidRequest, "an opaque subject needs an id", nil)
 		}
 		candidates = []string{SubjectID(upstream, sub)}
 	case "email":
 		email, _ := id["email"].(string)
 		found, err := s.admin.FindSubjectsByEmail(ctx, email)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		for _, sub := range found {
 			if sub.UpstreamID == upstream {
 				candidates = append(candidates, sub.ID)
 			}
 		}
-		return candidates, nil
+		return candidates, true, nil
 	default:
-		return nil, setError(SETErrInvalidRequest, fmt.Sprintf("subject format %q is not supported (iss_sub, opaque, email, complex)", clip(f, 40)), nil)
+		return nil, false, setError(SETErrInvalidRequest, fmt.Sprintf("subject format %q is not supported (iss_sub, opaque, email, complex)", clip(f, 40)), nil)
 	}
 	var out []string
 	for _, c := range candidates {
 		if _, err := s.store.GetSubject(ctx, c); err == nil {
 			out = append(out, c)
 		} else if !errors.Is(err, store.ErrNotFound) {
-			return nil, fmt.Errorf("get subject: %w", err)
+			return nil, false, fmt.Errorf("get subject: %w", err)
 		}
 	}
-	return out, nil
+	return out, false, nil
 }
 
 func clip(s string, n int) string {

@@ -60,10 +60,17 @@ type SCIMResource struct {
 //     is ErrConflict and nothing is written.
 //   - ListSCIMResources returns the resources of (upstream, type), ordered
 //     by CreatedAt then ID.
+//   - GetSCIMUserBySubject returns the User of upstream linked to subject
+//     by an index lookup, or ErrNotFound (also for an empty subject).
+//   - ListSCIMGroupsWithMember returns the Groups of upstream whose Members
+//     hold userID, ordered by CreatedAt then ID, without reading any User:
+//     what a refresh reads does not grow with the number of Users.
 type SCIMStore interface {
 	CreateSCIMResource(ctx context.Context, r SCIMResource) error
 	GetSCIMResource(ctx context.Context, upstream string, typ SCIMType, id string) (SCIMResource, error)
 	UpdateSCIMResource(ctx context.Context, upstream string, typ SCIMType, id string, updater func(SCIMResource) (SCIMResource, error)) (SCIMResource, error)
 	DeleteSCIMResource(ctx context.Context, upstream string, typ SCIMType, id string) error
 	ListSCIMResources(ctx context.Context, upstream string, typ SCIMType) ([]SCIMResource, error)
+	GetSCIMUserBySubject(ctx context.Context, upstream, subject string) (SCIMResource, error)
+	ListSCIMGroupsWithMember(ctx context.Context, upstream, userID string) ([]SCIMResource, error)
 }

@@ -1,11 +1,14 @@
 package web
 
 import (
+	"encoding/json"
 	"net"
 	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/keyward/keyward/web/loopback"
 )
 
 // clientIP is the address of the browser behind r: the TCP peer, unless
@@ -60,4 +63,54 @@ func parseHop(s string) netip.Addr {
 func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
 	a = a.WithZone("")
 	return slices.ContainsFunc(trusted, func(p netip.Prefix) bool { return p.Contains(a) })
+}
+
+// secureTransport is the one rule for endpoints that take a bearer token
+// from another server (SCIM, Shared Signals push): the request came over
+// TLS here, or a trusted proxy (trustedProxies) says in X-Forwarded-Proto
+// that it terminated TLS, or the peer is loopback and no proxy says the
+// client used plain http. Anyone else's X-Forwarded-Proto is a client's
+// word and believed for nothing.
+func secureTransport(r *http.Request, trusted []netip.Prefix) bool {
+	if r.TLS != nil {
+		return true
+	}
+	peer := parseHop(r.RemoteAddr)
+	proto := r.Header.Values("X-Forwarded-Proto")
+	if peer.IsValid() && isTrusted(peer, trusted) && len(proto) > 0 {
+		// The nearest proxy's word: the last value it set or appended.
+		last := proto[len(proto)-1]
+		if i := strings.LastIndexByte(last, ','); i >= 0 {
+			last = last[i+1:]
+		}
+		return strings.EqualFold(strings.TrimSpace(last), "https")
+	}
+	return len(proto) == 0 && loopback.HostPort(r.RemoteAddr)
+}
+
+// plainHTTPRefused reports whether r fails secureTransport, and logs it.
+func (s *Server) plainHTTPRefused(r *http.Request) bool {
+	if secureTransport(r, s.cfg.TrustedProxies) {
+		return false
+	}
+	s.log.InfoContext(r.Context(), "request refused: a bearer token over plain http", "path", r.URL.Path)
+	return true
+}
+
+// scimSecure serves SCIM only over secureTransport; otherwise a SCIM error
+// (RFC 7644 §3.12), as web/scim answers its own.
+func (s *Server) scimSecure(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.plainHTTPRefused(r) {
+			w.Header().Set("Content-Type", "application/scim+json")
+			w.WriteHeader(http.StatusForbidden)
+			_ = json.NewEncoder(w).Encode(map[string]any{
+				"schemas": []string{"urn:ietf:params:scim:api:messages:2.0:Error"},
+				"status":  "403",
+				"detail":  "SCIM requires https: the bearer token must not travel in the clear (plain http is accepted from loopback only; a proxy that terminates TLS must be listed in trustedProxies)",
+			})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

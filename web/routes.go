@@ -59,7 +59,7 @@ func (s *Server) routes() http.Handler {
 		})
 	}
 	if s.cfg.SCIM != nil { // every method; web/scim answers SCIM errors
-		mux.Handle("/scim/v2/", s.metrics.instrument("scim", s.cfg.SCIM))
+		mux.Handle("/scim/v2/", s.metrics.instrument("scim", s.scimSecure(s.cfg.SCIM)))
 	}
 	mux.Handle("GET /static/", staticHandler())
 	mux.HandleFunc("/", s.notFound)

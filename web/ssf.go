@@ -31,6 +31,10 @@ func (s *Server) ssfEvents(w http.ResponseWriter, r *http.Request) {
 		s.setError(w, http.StatusNotFound, broker.SETErrAccessDenied, "Shared Signals are not configured")
 		return
 	}
+	if s.plainHTTPRefused(r) {
+		s.setError(w, http.StatusForbidden, broker.SETErrAccessDenied, "SETs must be pushed over https (plain http is accepted from loopback only; a proxy that terminates TLS must be listed in trustedProxies)")
+		return
+	}
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/secevent+jwt" {
 		s.setError(w, http.StatusBadRequest, broker.SETErrInvalidRequest, "the body must be a SET with Content-Type application/secevent+jwt")
 		return

@@ -68,6 +68,7 @@ func TestServeMountsSSF(t *testing.T) {
 		{"/ssf/other/events", scimTestToken, http.StatusForbidden, "access_denied"},
 	} {
 		req := httptest.NewRequest(http.MethodPost, "http://127.0.0.1:5556"+tt.path, strings.NewReader("garbage"))
+		req.RemoteAddr = "127.0.0.1:40000" // plain http is for loopback only (web's secureTransport)
 		req.Header.Set("Content-Type", "application/secevent+jwt")
 		req.Header.Set("Authorization", "Bearer "+tt.token)
 		rec := httptest.NewRecorder()

@@ -56,7 +56,8 @@ var ErrLocked = errors.New("the file is in use by another process")
 // and the same number of keys in every bucket) and given the original's
 // mode and, where the platform has one, owner; only then is it renamed
 // over path, an atomic swap: until that rename succeeds the original is
-// untouched, and on any error the copy is removed.
+// untouched, and on any error the copy is removed. A symlink at path is
+// followed: the file it names is rewritten and the link stays.
 func Compact(ctx context.Context, path string, opts CompactOptions) (res CompactResult, err error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = time.Second
@@ -65,6 +66,13 @@ func Compact(ctx context.Context, path string, opts CompactOptions) (res Compact
 		opts.ProgressEvery = time.Second
 	}
 	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("bolt: compact: %w", err)
+	}
+	// A symlinked store.path: rewrite the file it names, next to it, and
+	// keep the link (a rename over the link would leave the live data
+	// beside the volume it points into).
+	path, err = filepath.EvalSymlinks(path)
+	if err != nil {
 		return res, fmt.Errorf("bolt: compact: %w", err)
 	}
 	info, err := os.Stat(path)

@@ -171,3 +171,33 @@ func TestCompactCancelled(t *testing.T) {
 	}
 	checkGrants(t, open(t, bolt.Options{Path: path}), nil, kept)
 }
+
+// TestCompactThroughSymlink: store.path may be a symlink (into a mounted
+// volume, say). Compact rewrites the file it points to and keeps the link:
+// it used to rename the copy over the link, leaving the live file beside
+// the volume and the volume's file stale.
+func TestCompactThroughSymlink(t *testing.T) {
+	volume, dir := t.TempDir(), t.TempDir()
+	real := filepath.Join(volume, "keyward.db")
+	kept := growFile(t, real, 300)
+	before := fileSize(t, real)
+	link := filepath.Join(dir, "keyward.db")
+	if err := os.Symlink(real, link); err != nil {
+		t.Skipf("no symlinks here: %v", err)
+	}
+	if _, err := bolt.Compact(t.Context(), link, bolt.CompactOptions{}); err != nil {
+		t.Fatalf("Compact(link) = %v", err)
+	}
+	if info, err := os.Lstat(link); err != nil || info.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("after Compact %s is %v (%v), want still a symlink", link, info.Mode(), err)
+	}
+	if after := fileSize(t, real); after >= before {
+		t.Errorf("the linked file %d → %d bytes, want it compacted", before, after)
+	}
+	for _, p := range []string{link + ".compact", real + ".compact"} {
+		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the copy %s is left: %v", p, err)
+		}
+	}
+	checkGrants(t, open(t, bolt.Options{Path: real}), nil, kept)
+}

@@ -228,3 +228,36 @@ func (s *Store) ListSCIMResources(ctx context.Context, upstream string, typ stor
 	})
 	return list, nil
 }
+
+// GetSCIMUserBySubject returns the User linked to subject (the subject
+// index), or ErrNotFound.
+func (s *Store) GetSCIMUserBySubject(ctx context.Context, upstream, subject string) (store.SCIMResource, error) {
+	var r store.SCIMResource
+	err := s.view(ctx, "get scim user by subject", func(tx *bolt.Tx) error {
+		res, subjects := tx.Bucket(bucketSCIM), tx.Bucket(bucketSCIMSubj)
+		if res == nil || subjects == nil || subject == "" {
+			return store.ErrNotFound
+		}
+		id := subjects.Get(scimKey(upstream, store.SCIMUser, subject))
+		if id == nil {
+			return store.ErrNotFound
+		}
+		v := res.Get(scimKey(upstream, store.SCIMUser, string(id)))
+		if v == nil {
+			return store.ErrNotFound
+		}
+		return decode(v, &r)
+	})
+	return r, err
+}
+
+// ListSCIMGroupsWithMember returns the Groups of upstream with userID among
+// their members, ordered by CreatedAt then ID. It reads the upstream's
+// Groups (their keys sit apart from the Users'), never a User.
+func (s *Store) ListSCIMGroupsWithMember(ctx context.Context, upstream, userID string) ([]store.SCIMResource, error) {
+	groups, err := s.ListSCIMResources(ctx, upstream, store.SCIMGroup)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(groups, func(g store.SCIMResource) bool { return !slices.Contains(g.Members, userID) }), nil
+}

@@ -106,3 +106,17 @@ func (s *Store) ListSCIMResources(ctx context.Context, upstream string, typ stor
 	return getAll(ctx, s, "list scim resources", scanSCIM, `SELECT `+scimColumns+` FROM scim_resources
 		WHERE upstream = $1 AND type = $2 ORDER BY created_at ASC NULLS FIRST, id`, upstream, string(typ))
 }
+
+// GetSCIMUserBySubject returns the User linked to subject (the partial
+// unique index scim_resources_subject), or ErrNotFound.
+func (s *Store) GetSCIMUserBySubject(ctx context.Context, upstream, subject string) (store.SCIMResource, error) {
+	return getOne(ctx, s, "get scim user by subject", scanSCIM, `SELECT `+scimColumns+` FROM scim_resources
+		WHERE upstream = $1 AND type = $2 AND subject = $3 AND subject <> ''`, upstream, string(store.SCIMUser), subject)
+}
+
+// ListSCIMGroupsWithMember returns the Groups of upstream with userID among
+// their members, ordered by CreatedAt then ID.
+func (s *Store) ListSCIMGroupsWithMember(ctx context.Context, upstream, userID string) ([]store.SCIMResource, error) {
+	return getAll(ctx, s, "list scim groups with member", scanSCIM, `SELECT `+scimColumns+` FROM scim_resources
+		WHERE upstream = $1 AND type = $2 AND $3 = ANY(members) ORDER BY created_at ASC NULLS FIRST, id`, upstream, string(store.SCIMGroup), userID)
+}

@@ -224,3 +224,68 @@ func testSCIMSubjects(t *testing.T, s store.Store) {
 		t.Errorf("CreateSCIMResource(subject freed by a delete) = %v, want nil", err)
 	}
 }
+
+// testSCIMLookups: the User linked to a subject, and the Groups that have a
+// member, are found by lookup, per upstream.
+func testSCIMLookups(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	for _, r := range []store.SCIMResource{
+		scimUser("corp", "u1", "alice", t0()),
+		scimUser("corp", "u2", "bob", t0()),
+		scimUser("other", "u1", "alice", t0()),
+		{Upstream: "corp", Type: store.SCIMGroup, ID: "g2", Name: "Ops", Members: []string{"u1", "u2"}, CreatedAt: t0().Add(time.Minute)},
+		{Upstream: "corp", Type: store.SCIMGroup, ID: "g1", Name: "Admins", Members: []string{"u1"}, CreatedAt: t0()},
+		{Upstream: "corp", Type: store.SCIMGroup, ID: "g3", Name: "Sales", Members: []string{"u2"}, CreatedAt: t0()},
+		{Upstream: "other", Type: store.SCIMGroup, ID: "g9", Name: "Elsewhere", Members: []string{"u1"}, CreatedAt: t0()},
+	} {
+		if err := s.CreateSCIMResource(ctx, r); err != nil {
+			t.Fatalf("CreateSCIMResource(%s/%s): %v", r.Upstream, r.ID, err)
+		}
+	}
+	u, err := s.GetSCIMUserBySubject(ctx, "corp", "sub-u2")
+	if err != nil || u.ID != "u2" || u.Upstream != "corp" || u.Version != 1 {
+		t.Errorf("GetSCIMUserBySubject(corp, sub-u2) = %s/%s v%d, %v; want corp/u2 v1", u.Upstream, u.ID, u.Version, err)
+	}
+	for _, k := range [][2]string{{"corp", "sub-nobody"}, {"nobody", "sub-u1"}, {"corp", ""}} {
+		if _, err := s.GetSCIMUserBySubject(ctx, k[0], k[1]); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("GetSCIMUserBySubject(%q, %q) = %v, want ErrNotFound", k[0], k[1], err)
+		}
+	}
+	groupIDs := func(upstream, member string) []string {
+		t.Helper()
+		gs, err := s.ListSCIMGroupsWithMember(ctx, upstream, member)
+		if err != nil {
+			t.Fatalf("ListSCIMGroupsWithMember(%s, %s): %v", upstream, member, err)
+		}
+		ids := []string{}
+		for _, g := range gs {
+			if g.Type != store.SCIMGroup || g.Upstream != upstream {
+				t.Errorf("ListSCIMGroupsWithMember(%s, %s) returned %s/%s/%s", upstream, member, g.Upstream, g.Type, g.ID)
+			}
+			ids = append(ids, g.ID)
+		}
+		return ids
+	}
+	for _, tt := range []struct {
+		upstream, member string
+		want             []string
+	}{
+		{"corp", "u1", []string{"g1", "g2"}}, // CreatedAt, then ID
+		{"corp", "u2", []string{"g3", "g2"}},
+		{"corp", "u9", []string{}},
+		{"other", "u1", []string{"g9"}},
+	} {
+		if diff := cmp.Diff(tt.want, groupIDs(tt.upstream, tt.member)); diff != "" {
+			t.Errorf("ListSCIMGroupsWithMember(%s, %s) ids (-want +got):\n%s", tt.upstream, tt.member, diff)
+		}
+	}
+	if _, err := s.UpdateSCIMResource(ctx, "corp", store.SCIMGroup, "g2", func(r store.SCIMResource) (store.SCIMResource, error) {
+		r.Members = []string{"u2"}
+		return r, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"g1"}, groupIDs("corp", "u1")); diff != "" {
+		t.Errorf("after removing u1 from g2 (-want +got):\n%s", diff)
+	}
+}

@@ -48,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SCIMResources", testSCIMResources},
 		{"SCIMNames", testSCIMNames},
 		{"SCIMSubjects", testSCIMSubjects},
+		{"SCIMLookups", testSCIMLookups},
 		{"RevocationTimesUTCMicroseconds", testRevocationTimes},
 		{"TimesUTCMicroseconds", testTimes},
 		{"NoAliasing", testNoAliasing},

@@ -43,6 +43,8 @@ type envOptions struct {
 	web       func(*web.Config)
 	// store, when set, replaces the bbolt file (env.store is then nil).
 	store store.Store
+	// handler wraps the broker's HTTP handler (brokertest.Options.Handler).
+	handler func(http.Handler) http.Handler
 }
 
 // env is one broker on a fixed URL with its fake upstreams; restart()
@@ -71,11 +73,12 @@ func newEnv(t *testing.T, opts envOptions) *env {
 			{ID: appID, Name: "The App", Secret: appSecret, RedirectURIs: []string{appRedir}},
 			{ID: app2ID, Name: "Second App", Secret: app2Secret, RedirectURIs: []string{app2Redir}},
 		},
-		Keys:   opts.keys,
-		Store:  opts.store,
-		Now:    e.clock.Now,
-		Broker: opts.broker,
-		Web:    opts.web,
+		Keys:    opts.keys,
+		Store:   opts.store,
+		Now:     e.clock.Now,
+		Broker:  opts.broker,
+		Web:     opts.web,
+		Handler: opts.handler,
 	})
 	e.idps, e.issuer = e.b.IdPs, e.b.Issuer
 	e.store, e.keys = e.b.Store, e.b.Keys

@@ -31,10 +31,10 @@ type scimEnv struct {
 	prov *broker.Provisioning
 }
 
-func newSCIMEnv(t *testing.T) *scimEnv {
+func newSCIMEnv(t *testing.T, edit ...func(*envOptions)) *scimEnv {
 	t.Helper()
 	var h atomic.Value // http.Handler, set once the broker exists
-	e := newEnv(t, envOptions{
+	opts := envOptions{
 		broker: func(bc *broker.Config) {
 			bc.Clients = append(bc.Clients, broker.Client{ID: feedReaderID, Secret: feedReaderSecret, GrantTypes: []string{"client_credentials"}})
 			bc.RevocationReaders = []string{feedReaderID}
@@ -42,7 +42,11 @@ func newSCIMEnv(t *testing.T) *scimEnv {
 		web: func(wc *web.Config) {
 			wc.SCIM = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.Load().(http.Handler).ServeHTTP(w, r) })
 		},
-	})
+	}
+	for _, f := range edit {
+		f(&opts)
+	}
+	e := newEnv(t, opts)
 	prov, err := e.b.Broker.NewProvisioning(broker.ProvisioningConfig{
 		Store:     e.b.Store,
 		Endpoints: []broker.SCIMConfig{{Upstream: "corp", Token: scimToken, Groups: true}},

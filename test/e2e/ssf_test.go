@@ -18,6 +18,7 @@ import (
 
 	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/federation"
+	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/web"
 )
 
@@ -91,16 +92,20 @@ func (r *receiver) Receive(ctx context.Context, upstream, bearer, raw string) er
 	return r.p.Load().Receive(ctx, upstream, bearer, raw)
 }
 
-func newSSFEnv(t *testing.T) *ssfEnv {
+func newSSFEnv(t *testing.T, edit ...func(*envOptions)) *ssfEnv {
 	t.Helper()
 	rcv := &receiver{}
-	e := newEnv(t, envOptions{
+	opts := envOptions{
 		broker: func(bc *broker.Config) {
 			bc.Clients = append(bc.Clients, broker.Client{ID: feedReaderID, Secret: feedReaderSecret, GrantTypes: []string{"client_credentials"}})
 			bc.RevocationReaders = []string{feedReaderID}
 		},
 		web: func(wc *web.Config) { wc.Signals = rcv },
-	})
+	}
+	for _, f := range edit {
+		f(&opts)
+	}
+	e := newEnv(t, opts)
 	tr := newTransmitter(t)
 	sig, err := e.b.Broker.NewSignals(broker.SignalsConfig{
 		Store: e.b.Store,
@@ -263,5 +268,39 @@ func TestSSFRefusals(t *testing.T) {
 	}
 	if s, _ := e.b.Broker.Subject(t.Context(), sub); s.Disabled {
 		t.Error("an acknowledged event deprovisioned bob")
+	}
+}
+
+// TestSSFAccountEnabledByEmailReinstatesNobody: an email names no one
+// person for certain (two subjects of an upstream may claim one address,
+// unverified). A RISC account-enabled about an email reinstated every
+// disabled subject with it, so a person an operator deprovisioned came
+// back when someone else's account with their claimed address was enabled.
+// Deprovisioning by email stays (it fails safe); reinstating needs iss_sub
+// or opaque.
+func TestSSFAccountEnabledByEmailReinstatesNobody(t *testing.T) {
+	e := newSSFEnv(t)
+	e.signInAs(t, "bob")
+	ctx := t.Context()
+	mallory := broker.SubjectID("corp", "demo-mallory")
+	now := e.clock.Now().UTC()
+	if _, err := e.b.Store.UpsertSubject(ctx, mallory, func() store.Subject {
+		return store.Subject{ID: mallory, UpstreamID: "corp", UpstreamSubject: "demo-mallory", Email: "BOB@example.com", CreatedAt: now, UpdatedAt: now}
+	}, func(s store.Subject) (store.Subject, error) { return s, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.b.Broker.Deprovision(ctx, mallory, "stolen laptop", "admin:ops"); err != nil {
+		t.Fatal(err)
+	}
+	enabled := e.tr.sign(t, e.set("e1", map[string]any{"format": "email", "email": "bob@example.com"}, broker.EventAccountEnabled), nil, "secevent+jwt")
+	if status, m := e.push(t, enabled); status != http.StatusAccepted {
+		t.Fatalf("push account-enabled = %d %v, want 202 (acknowledged)", status, m)
+	}
+	if s, _ := e.b.Broker.Subject(ctx, mallory); !s.Disabled {
+		t.Error("account-enabled about bob's email reinstated mallory, whom an operator deprovisioned")
+	}
+	audit, _ := e.b.Broker.AuditEvents(ctx, 1)
+	if len(audit) != 1 || audit[0].Actor != "ssf:corp" || audit[0].Action != "ssf.reinstate_by_email_ignored" {
+		t.Errorf("last audit event = %+v, want ssf.reinstate_by_email_ignored by ssf:corp", audit)
 	}
 }

@@ -5,13 +5,14 @@
 // filters, list responses, error JSON) is github.com/elimity-com/scim's,
 // with github.com/scim2/filter-parser/v2 for filters and PATCH paths; this
 // package adds what the library leaves to its user: the bearer token per
-// upstream, the https-or-loopback rule, a body-size answer, the quirks of
+// upstream, a body-size answer, the quirks of
 // real provisioning clients (Entra ID's string booleans), the PATCH
 // operations applied to a resource, and the mapping of broker errors to
 // SCIM errors. What provisioning does to a person (deprovision, reinstate,
-// groups) is the broker's.
+// groups) is the broker's; the https-or-loopback rule is web's (it mounts
+// this handler behind it, with the trusted proxies).
 //
-// It imports broker, store (the record type), web/loopback, the two SCIM
+// It imports broker, store (the record type), the two SCIM
 // libraries and the standard library; never a store backend, web or
 // web/verify. test/archtest holds it to that.
 package scim

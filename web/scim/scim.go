@@ -17,7 +17,6 @@ import (
 
 	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/store"
-	"github.com/keyward/keyward/web/loopback"
 )
 
 // PathPrefix is where the service providers live: PathPrefix + upstream
@@ -100,17 +99,14 @@ func New(cfg Config) (*Handler, error) {
 	return h, nil
 }
 
-// ServeHTTP checks the transport, the upstream and the token, reads the
+// ServeHTTP checks the upstream and the token (web refuses plain http
+// before, web/clientip.go secureTransport), reads the
 // body (bounded), smooths the known client quirks and hands the request to
 // the upstream's service provider.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	up, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, PathPrefix), "/")
 	srv, ok := h.servers[up]
-	switch {
-	case !secureTransport(r):
-		writeError(w, http.StatusForbidden, "", "SCIM requires https: the bearer token must not travel in the clear (plain http is accepted from loopback only)")
-		return
-	case !ok:
+	if !ok {
 		writeError(w, http.StatusNotFound, "", "No upstream with SCIM provisioning is called "+fmt.Sprintf("%q", up)+"; the URL is /scim/v2/{upstream id}")
 		return
 	}
@@ -144,13 +140,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.ContentLength = int64(len(body))
 	}
 	srv.ServeHTTP(w, r)
-}
-
-// secureTransport: TLS here or at a proxy in front (X-Forwarded-Proto:
-// https, the rule the security headers follow), or a loopback peer.
-func secureTransport(r *http.Request) bool {
-	return r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https" ||
-		(r.Header.Get("X-Forwarded-Proto") == "" && loopback.HostPort(r.RemoteAddr))
 }
 
 // writeError writes a SCIM error (RFC 7644 §3.12) outside the library.
