@@ -146,6 +146,7 @@ func (a *admin) Reinstate(ctx context.Context, subject, reason, actor string) (s
 	var out store.Subject
 	err := a.store.UpdateSubject(ctx, subject, func(s store.Subject) (store.Subject, error) {
 		s.Disabled = false
+		s.DisabledAt, s.DisabledBy, s.DisabledReason = time.Time{}, "", ""
 		s.UpdatedAt = now
 		out = s
 		return s, nil

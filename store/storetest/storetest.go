@@ -45,6 +45,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"GarbageCollectRevocations", testGarbageCollectRevocations},
 		{"ConcurrentAppends", testConcurrentAppends},
 		{"Audit", testAudit},
+		{"SearchSubjects", testSearchSubjects},                     // search.go
+		{"SearchSubjectsFollowsUpdates", testSearchFollowsUpdates}, // search.go
+		{"QueryAudit", testQueryAudit},                             // search.go
 		{"RevocationTimesUTCMicroseconds", testRevocationTimes},
 		{"TimesUTCMicroseconds", testTimes},
 		{"NoAliasing", testNoAliasing},
