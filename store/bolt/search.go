@@ -133,7 +133,7 @@ func (s *Store) SearchSubjects(ctx context.Context, q store.SubjectQuery) (store
 				ids = append(ids, string(k))
 			}
 		} else {
-			ids = searchIDs(tx, strings.ToLower(q.Prefix), q.After)
+			ids = searchIDs(tx, strings.ToLower(q.Prefix), q.After, limit)
 		}
 		if len(ids) > limit {
 			ids = ids[:limit]
@@ -154,28 +154,81 @@ func (s *Store) SearchSubjects(ctx context.Context, q store.SubjectQuery) (store
 	return page, nil
 }
 
-// searchIDs returns, sorted and distinct, the IDs after `after` of the
-// subjects with a field starting with prefix (lower-cased).
-func searchIDs(tx *bolt.Tx, prefix, after string) []string {
+// searchIDs returns, sorted and distinct, the first limit+1 IDs after
+// `after` of the subjects with a field starting with prefix (lower-cased).
+// It walks every matching index entry but keeps only the limit+1 least IDs
+// (a max-heap), so a short prefix matching half the people costs a scan,
+// not a sort of them all.
+func searchIDs(tx *bolt.Tx, prefix, after string, limit int) []string {
 	if strings.Contains(prefix, sep) {
 		return nil // no field value of an index key can hold it before the separator
 	}
-	seen := map[string]struct{}{}
+	keep := &leastIDs{max: limit + 1, in: map[string]struct{}{}}
 	c := tx.Bucket(bucketSubjectSearch).Cursor()
 	for field := byte('a'); field < 'a'+5; field++ {
 		p := append([]byte{field}, prefix...)
 		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
-			if id := string(v); id > after {
-				seen[id] = struct{}{}
+			if string(v) > after {
+				keep.offer(v)
 			}
 		}
 	}
-	ids := make([]string, 0, len(seen))
-	for id := range seen {
-		ids = append(ids, id)
-	}
+	ids := keep.ids
 	slices.Sort(ids)
 	return ids
+}
+
+// leastIDs keeps the max least distinct IDs offered, as a max-heap.
+type leastIDs struct {
+	max int
+	ids []string
+	in  map[string]struct{}
+}
+
+func (l *leastIDs) offer(v []byte) {
+	if len(l.ids) == l.max && string(v) >= l.ids[0] {
+		return
+	}
+	if _, dup := l.in[string(v)]; dup {
+		return
+	}
+	id := string(v)
+	if len(l.ids) == l.max { // replace the greatest
+		delete(l.in, l.ids[0])
+		l.ids[0] = id
+		l.down(0)
+	} else {
+		l.ids = append(l.ids, id)
+		l.up(len(l.ids) - 1)
+	}
+	l.in[id] = struct{}{}
+}
+
+func (l *leastIDs) up(i int) {
+	for i > 0 {
+		parent := (i - 1) / 2
+		if l.ids[parent] >= l.ids[i] {
+			return
+		}
+		l.ids[parent], l.ids[i] = l.ids[i], l.ids[parent]
+		i = parent
+	}
+}
+
+func (l *leastIDs) down(i int) {
+	for {
+		largest := i
+		for _, c := range []int{2*i + 1, 2*i + 2} {
+			if c < len(l.ids) && l.ids[c] > l.ids[largest] {
+				largest = c
+			}
+		}
+		if largest == i {
+			return
+		}
+		l.ids[i], l.ids[largest] = l.ids[largest], l.ids[i]
+		i = largest
+	}
 }
 
 // QueryAudit implements store.Searcher: it walks back from q.Before
