@@ -27,6 +27,7 @@ type adminStore interface {
 	GetSubject(ctx context.Context, id string) (store.Subject, error)
 	GetSession(ctx context.Context, id string) (store.Session, error)
 	ListRevocations(ctx context.Context, after int64, limit int) ([]store.Revocation, int64, error)
+	store.Searcher // admin_search.go
 }
 
 // Errors of the admin operations. They wrap store.ErrNotFound.

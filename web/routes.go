@@ -57,6 +57,9 @@ func (s *Server) routes() http.Handler {
 			http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
 		})
 	}
+	if s.cfg.Console != nil {
+		mux.Handle("/console/", s.metrics.instrument("console", s.cfg.Console))
+	}
 	mux.Handle("GET /static/", staticHandler())
 	mux.HandleFunc("/", s.notFound)
 

@@ -39,6 +39,8 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Pages is keyward.yaml's pages section (pages_config.go).
 	Pages PagesConfig
+	// Console, when set, serves every path under /console (web/console).
+	Console http.Handler
 	// Version is shown on the landing page at / (default: "unknown").
 	Version string
 	Logger  *slog.Logger
