@@ -13,6 +13,7 @@ import (
 	"github.com/keyward/keyward/store/bolt"
 	"github.com/keyward/keyward/store/postgres"
 	"github.com/keyward/keyward/web"
+	"github.com/keyward/keyward/web/console"
 )
 
 // Config is the shape of keyward.yaml, composed of the packages' own
@@ -70,6 +71,8 @@ type Config struct {
 	// Pages is what the sign-in pages say beyond Keyward's wording; web
 	// owns it.
 	Pages web.PagesConfig `yaml:"pages,omitempty"`
+	// Console is the admin console under /console; web/console owns it.
+	Console console.Config `yaml:"console,omitempty"`
 }
 
 // TLSConfig names a PEM certificate chain and its private key. Both or neither.
@@ -112,6 +115,7 @@ func (c *Config) withDefaults() {
 	for i := range c.Clients {
 		c.Clients[i].SetDefaults()
 	}
+	c.Console.SetDefaults()
 	setDefault(&c.Admin.Listen, "127.0.0.1:8081")
 	setDefault(&c.Logging.Level, "info")
 	setDefault(&c.Logging.Format, "json")
@@ -185,6 +189,7 @@ func (c *Config) Validate() error {
 	c.validateAdmin(&p)
 	c.validateLimits(&p)
 	p.AddAll("pages", c.Pages.Validate())
+	c.validateConsole(&p) // config_console.go
 	return p.Err()
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/keyward/keyward/store/bolt"
 	"github.com/keyward/keyward/store/postgres"
 	"github.com/keyward/keyward/web"
+	"github.com/keyward/keyward/web/console"
 	"github.com/keyward/keyward/web/httpserver"
 	"github.com/keyward/keyward/web/loopback"
 )
@@ -145,8 +146,14 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 	if err != nil {
 		return fail(err)
 	}
+	loopback := &console.Loopback{}
+	con, err := buildConsole(cfg, sec, b, inst.keys, st, log, loopback) // config_console.go
+	if err != nil {
+		return fail(err)
+	}
 	srv, err := web.New(web.Config{
 		Broker:         b,
+		Console:        con,
 		Pages:          cfg.Pages,
 		Keys:           inst.keys,
 		SessionSecret:  derive(sec.SessionSecret, "keyward cookies v1"),
@@ -159,6 +166,7 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 	if err != nil {
 		return fail(err)
 	}
+	loopback.Bind(srv)
 	inst.broker, inst.handler = b, srv
 	if len(sec.AdminToken) > 0 {
 		inst.admin = web.NewAdmin(web.AdminConfig{Broker: b, Keys: inst.keys, Token: sec.AdminToken, Logger: log, Backup: adminBackup(st)})
@@ -189,6 +197,7 @@ func buildBrokerConfig(cfg *Config, sec Secrets, st store.Store, k *keys.Manager
 		Logger:            log,
 	}
 	cfg.Tokens.Apply(&bc)
+	bc.Clients = append(bc.Clients, consoleClient(cfg)...) // config_console.go
 	for _, c := range cfg.Clients {
 		// Public as the file says it; the secret as ResolveSecrets read it.
 		c.Public = c.IsPublic()

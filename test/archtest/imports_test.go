@@ -90,6 +90,9 @@ var rules = []rule{
 		why: "broker/doc.go: store, keys, federation; never web, web/verify, cmd or a store backend (its subpackages alike)"},
 	{pkg: "web", keyward: append([]string{"broker", "keys", "store", configVocabulary}, leafHelpers...), forbidden: drivers, noTesting: true,
 		why: "web/doc.go: broker (and keys, store for the admin API; cmd/config for its pages section); never a store backend"},
+	{pkg: "web/console", keyward: append([]string{"broker", "keys", "store", configVocabulary}, leafHelpers...),
+		external: []string{"github.com/coreos/go-oidc/v3", "golang.org/x/oauth2"}, forbidden: drivers, noTesting: true,
+		why: "web/console/doc.go: broker, keys, store records, go-oidc and x/oauth2; never web, cmd or a store backend"},
 	{pkg: "web/httpserver", external: []string{"golang.org/x/net/netutil"}, noTesting: true,
 		why: "web/httpserver/doc.go: the standard library and x/net/netutil"},
 	{pkg: "web/verify", keyward: leafHelpers,
@@ -98,7 +101,7 @@ var rules = []rule{
 		why:       "web/verify/doc.go: a leaf; never broker, store, keys, web, fosite, a driver or a logging library"},
 	{pkg: "cmd/keyward",
 		keyward: append([]string{
-			"broker", "federation", "keys", "store", "store/bolt", "store/postgres", "web", "web/httpserver", "web/verify", configVocabulary,
+			"broker", "federation", "keys", "store", "store/bolt", "store/postgres", "web", "web/console", "web/httpserver", "web/verify", configVocabulary,
 			"test/fakeidp", "test/demoapp", // keyward demo runs them
 		}, leafHelpers...),
 		noTesting: true,

@@ -1,15 +1,15 @@
 package console
 
 import (
-	"fmt"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/keyward/keyward/broker"
+	"github.com/keyward/keyward/cmd/config"
 )
 
-// Config is the `console:` section of keyward.yaml.
+// Config is the `console:` section of keyward.yaml; this package owns its
+// fields, defaults (SetDefaults) and validation (Validate).
 type Config struct {
 	// Enabled serves the console under /console. Default: false.
 	Enabled bool `yaml:"enabled,omitempty"`
@@ -19,14 +19,14 @@ type Config struct {
 	AdminGroups []string `yaml:"adminGroups,omitempty"`
 	// HelpdeskGroups: members may search and view, not act.
 	HelpdeskGroups []string `yaml:"helpdeskGroups,omitempty"`
-	// ClientID is the console's OAuth client at its own broker, registered
-	// by Keyward itself (Client). Default: keyward-console.
+	// ClientID is the console's OAuth client at its own broker, which
+	// Keyward registers itself (Client). Default: keyward-console.
 	ClientID string `yaml:"clientID,omitempty"`
 	// IdleTimeout ends a staff session unused this long. Default: 15m.
-	IdleTimeout time.Duration `yaml:"idleTimeout,omitempty"`
-	// MaxAge ends a staff session this long after sign-in, whatever its
-	// use; signing in again re-checks the groups. Default: 8h.
-	MaxAge time.Duration `yaml:"maxAge,omitempty"`
+	IdleTimeout config.Duration `yaml:"idleTimeout,omitempty"`
+	// MaxAge ends a staff session this long after sign-in, however used;
+	// signing in again re-checks the groups. Default: 8h.
+	MaxAge config.Duration `yaml:"maxAge,omitempty"`
 }
 
 // DefaultClientID is Config.ClientID's default.
@@ -38,39 +38,35 @@ func (c *Config) SetDefaults() {
 		c.ClientID = DefaultClientID
 	}
 	if c.IdleTimeout == 0 {
-		c.IdleTimeout = 15 * time.Minute
+		c.IdleTimeout = config.Duration(15 * time.Minute)
 	}
 	if c.MaxAge == 0 {
-		c.MaxAge = 8 * time.Hour
+		c.MaxAge = config.Duration(8 * time.Hour)
 	}
 }
 
-// Validate reports every problem, each as "path.field: what to do", path
-// being where the section sits in the file (normally "console").
-func (c Config) Validate(path string) []string {
+// Validate reports the problems of the section (after SetDefaults), each
+// a *config.FieldError named by its path in the section. No I/O.
+func (c Config) Validate() error {
 	if !c.Enabled {
 		return nil
 	}
-	var p []string
+	var p config.Problems
 	if len(c.AdminGroups) == 0 {
-		p = append(p, path+".adminGroups: name at least one upstream group whose members administer Keyward (for example keyward-admins)")
+		p.Add("adminGroups", "name at least one upstream group whose members administer Keyward (for example keyward-admins)")
 	}
-	for i, g := range slices.Concat(c.AdminGroups, c.HelpdeskGroups) {
-		if strings.TrimSpace(g) == "" {
-			field := fmt.Sprintf("adminGroups[%d]", i)
-			if i >= len(c.AdminGroups) {
-				field = fmt.Sprintf("helpdeskGroups[%d]", i-len(c.AdminGroups))
-			}
-			p = append(p, path+"."+field+": empty group name; remove it or name a group")
-		}
+	p.CheckList("adminGroups", c.AdminGroups, nil)
+	p.CheckList("helpdeskGroups", c.HelpdeskGroups, nil)
+	if strings.TrimSpace(c.ClientID) == "" || strings.ContainsAny(c.ClientID, " \t") {
+		p.Add("clientID", "%q is not a client id; remove the field for the default %s", c.ClientID, DefaultClientID)
 	}
-	if c.IdleTimeout < time.Minute || c.IdleTimeout > time.Hour {
-		p = append(p, fmt.Sprintf("%s.idleTimeout: %s is outside 1m…1h; a staff session left open must end soon", path, c.IdleTimeout))
+	if d := time.Duration(c.IdleTimeout); d < time.Minute || d > time.Hour {
+		p.Add("idleTimeout", "%s is outside 1m…1h; an idle staff session must end soon", c.IdleTimeout)
 	}
-	if c.MaxAge < c.IdleTimeout || c.MaxAge > 24*time.Hour {
-		p = append(p, fmt.Sprintf("%s.maxAge: %s must be at least idleTimeout and at most 24h", path, c.MaxAge))
+	if c.MaxAge < c.IdleTimeout || time.Duration(c.MaxAge) > 24*time.Hour {
+		p.Add("maxAge", "%s must be at least idleTimeout (%s) and at most 24h", c.MaxAge, c.IdleTimeout)
 	}
-	return p
+	return p.Err()
 }
 
 // CallbackPath is where the broker sends staff back after sign-in.

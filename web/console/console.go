@@ -103,8 +103,8 @@ func New(opts Options) (*Console, error) {
 	}
 	cfg := opts.Config
 	cfg.SetDefaults()
-	if p := cfg.Validate("console"); len(p) > 0 {
-		return nil, fmt.Errorf("console: %s", strings.Join(p, "; "))
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("console: %w", err)
 	}
 	c := &Console{
 		opts: opts, cfg: cfg, now: opts.Now,

@@ -86,14 +86,14 @@ func (j jar) session(r *http.Request, now time.Time, cfg Config) (staffSession, 
 	if !j.get(r, j.sessionName, &s) || s.SID == "" || s.Sub == "" {
 		return staffSession{}, false
 	}
-	if now.Sub(time.Unix(s.Seen, 0)) > cfg.IdleTimeout || now.Sub(time.Unix(s.IAT, 0)) > cfg.MaxAge {
+	if now.Sub(time.Unix(s.Seen, 0)) > time.Duration(cfg.IdleTimeout) || now.Sub(time.Unix(s.IAT, 0)) > time.Duration(cfg.MaxAge) {
 		return staffSession{}, false
 	}
 	return s, true
 }
 
 func (j jar) setSession(w http.ResponseWriter, s staffSession, cfg Config) {
-	j.set(w, j.sessionName, s, cfg.IdleTimeout)
+	j.set(w, j.sessionName, s, time.Duration(cfg.IdleTimeout))
 }
 
 // csrf is the anti-CSRF token of every form of the session sid.
