@@ -198,7 +198,7 @@ func (c *Console) requireStaff(role string, h func(http.ResponseWriter, *http.Re
 			c.fail(w, r, err)
 			return
 		}
-		if err != nil || sub.Disabled || sub.NotBefore.After(time.Unix(sess.IAT, 0)) {
+		if err != nil || sub.Disabled || sub.NotBefore.After(time.UnixMilli(sess.IAT)) {
 			c.jar.clear(w, c.jar.sessionName)
 			c.log.InfoContext(r.Context(), "console access refused: staff member withdrawn", "event", "console_refused", "sub", sess.Sub)
 			c.message(w, r, http.StatusForbidden, "Access withdrawn", "Your access to Keyward has been withdrawn, so the console is closed to you.", nil)
@@ -215,7 +215,7 @@ func (c *Console) requireStaff(role string, h func(http.ResponseWriter, *http.Re
 				return
 			}
 		}
-		sess.Seen = now.Unix()
+		sess.Seen = now.UnixMilli()
 		c.jar.setSession(w, sess, c.cfg)
 		h(w, r.WithContext(context.WithValue(r.Context(), staffKey{}, sess)), sess)
 	})

@@ -21,6 +21,12 @@ import (
 // fake upstream's users: alice in staff and admins, bob in staff).
 func consoleEnv(t *testing.T, cfg console.Config) *brokertest.Env {
 	t.Helper()
+	return consoleEnvAt(t, cfg, time.Now)
+}
+
+// consoleEnvAt is consoleEnv with the console's clock now.
+func consoleEnvAt(t *testing.T, cfg console.Config, now func() time.Time) *brokertest.Env {
+	t.Helper()
 	cfg.Enabled = true
 	cfg.SetDefaults()
 	var e *brokertest.Env
@@ -34,7 +40,7 @@ func consoleEnv(t *testing.T, cfg console.Config) *brokertest.Env {
 		Web: func(wc *web.Config) {
 			c, err := console.New(console.Options{
 				Config: cfg, Issuer: <-issuer, Admin: wc.Broker, Keys: wc.Keys.(console.Keys),
-				Secret: []byte("console-secret-0123456789-0123456789-0123456789"), Version: "test",
+				Secret: []byte("console-secret-0123456789-0123456789-0123456789"), Version: "test", Now: now,
 			})
 			if err != nil {
 				t.Fatalf("console.New() = %v", err)
@@ -298,5 +304,34 @@ func TestSignedOutAndHeaders(t *testing.T) {
 	sc := resp.Header.Get("Set-Cookie")
 	if !strings.HasPrefix(sc, "__Host-keyward-console-login=") || !strings.Contains(sc, "HttpOnly") || !strings.Contains(sc, "Secure") || !strings.Contains(sc, "SameSite=Lax") {
 		t.Errorf("login Set-Cookie = %q, want __Host-, Secure, HttpOnly, Lax", sc)
+	}
+}
+
+// A staff session unused for longer than idleTimeout has ended: the next
+// page asks for a sign-in again, and a form post does nothing.
+func TestIdleStaffSessionEnds(t *testing.T) {
+	var clock brokertest.Clock
+	e := consoleEnvAt(t, console.Config{AdminGroups: []string{"admins"}}, clock.Now)
+	alice, status, body := signIn(t, e, "alice", "alice-demo")
+	if status != http.StatusOK {
+		t.Fatalf("alice's sign-in = %d", status)
+	}
+	token := csrf(t, body)
+	clock.Advance(14 * time.Minute)
+	if status, _, _ := get(t, alice, e.Issuer+"/console/health"); status != http.StatusOK {
+		t.Fatalf("GET /console/health after 14 idle minutes = %d, want 200", status)
+	}
+	clock.Advance(16 * time.Minute) // 16 minutes after the last use
+	noRedirect := &http.Client{Jar: alice.Jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Get(e.Issuer + "/console/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/console/login" {
+		t.Errorf("GET after 16 idle minutes = %d %q, want 303 to /console/login", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if status, _, _ := post(t, noRedirect, e.Issuer+"/console/keys/rotate", url.Values{"csrf": {token}, "confirm": {"yes"}}); status != http.StatusForbidden {
+		t.Errorf("POST rotate after 16 idle minutes = %d, want 403", status)
 	}
 }

@@ -43,6 +43,9 @@ func parseTemplates() (map[string]*template.Template, error) {
 			return t.UTC().Format("2006-01-02 15:04:05 UTC")
 		},
 		"isAdmin": func(s *staffSession) bool { return s != nil && s.Role == roleAdmin },
+		// path escapes an id for a URL path segment (a subject id may hold
+		// any character but NUL).
+		"path": url.PathEscape,
 	}
 	out := map[string]*template.Template{}
 	for _, name := range []string{"people", "person", "confirm", "result", "keys", "health", "audit", "message"} {

@@ -67,7 +67,7 @@ func (j jar) clear(w http.ResponseWriter, name string) {
 }
 
 // staffSession is a signed-in staff member: who, with which role, since
-// when (IAT) and last seen when (Seen), both Unix seconds. SID is random:
+// when (IAT) and last seen when (Seen), both Unix milliseconds. SID is random:
 // the CSRF tokens of the session derive from it.
 type staffSession struct {
 	SID   string `json:"sid"`
@@ -86,7 +86,7 @@ func (j jar) session(r *http.Request, now time.Time, cfg Config) (staffSession, 
 	if !j.get(r, j.sessionName, &s) || s.SID == "" || s.Sub == "" {
 		return staffSession{}, false
 	}
-	if now.Sub(time.Unix(s.Seen, 0)) > time.Duration(cfg.IdleTimeout) || now.Sub(time.Unix(s.IAT, 0)) > time.Duration(cfg.MaxAge) {
+	if now.Sub(time.UnixMilli(s.Seen)) > time.Duration(cfg.IdleTimeout) || now.Sub(time.UnixMilli(s.IAT)) > time.Duration(cfg.MaxAge) {
 		return staffSession{}, false
 	}
 	return s, true

@@ -139,7 +139,7 @@ func (c *Console) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := c.now()
-	sess := staffSession{SID: random(), Sub: idt.Subject, Email: claims.Email, Name: claims.Name, Role: role, IAT: now.Unix(), Seen: now.Unix()}
+	sess := staffSession{SID: random(), Sub: idt.Subject, Email: claims.Email, Name: claims.Name, Role: role, IAT: now.UnixMilli(), Seen: now.UnixMilli()}
 	c.jar.setSession(w, sess, c.cfg)
 	c.log.InfoContext(r.Context(), "console sign-in", "event", "console_signed_in", "sub", idt.Subject, "role", role)
 	http.Redirect(w, r, "/console/", http.StatusSeeOther)
