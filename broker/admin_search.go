@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"sort"
+	"time"
 
 	"github.com/keyward/keyward/store"
 )
@@ -37,4 +39,50 @@ func (b *Broker) FeedHead(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("read the revocation feed: %w", err)
 	}
 	return head, nil
+}
+
+// RefreshFamily is one authorization's refresh tokens (one RequestID): the
+// chain that rotation extends.
+type RefreshFamily struct {
+	RequestID string
+	ClientID  string
+	SessionID string // "" for a family outside a Keyward session (token exchange)
+	Tokens    int    // refresh tokens stored, rotated ones included
+	Active    int    // of which still usable
+	Started   time.Time
+	ExpiresAt time.Time // the latest expiry among its tokens
+}
+
+// RefreshFamilies lists subject's refresh families, oldest first.
+func (b *Broker) RefreshFamilies(ctx context.Context, subject string) ([]RefreshFamily, error) {
+	grants, err := b.admin.store.ListGrantsBySubject(ctx, subject, store.GrantRefreshToken)
+	if err != nil {
+		return nil, fmt.Errorf("list refresh tokens: %w", err)
+	}
+	byID := map[string]*RefreshFamily{}
+	var out []*RefreshFamily
+	for _, g := range grants {
+		f := byID[g.RequestID]
+		if f == nil {
+			f = &RefreshFamily{RequestID: g.RequestID, ClientID: g.ClientID, SessionID: g.SessionID, Started: g.RequestedAt}
+			byID[g.RequestID] = f
+			out = append(out, f)
+		}
+		f.Tokens++
+		if g.Active {
+			f.Active++
+		}
+		if !g.RequestedAt.IsZero() && (f.Started.IsZero() || g.RequestedAt.Before(f.Started)) {
+			f.Started = g.RequestedAt
+		}
+		if g.ExpiresAt.After(f.ExpiresAt) {
+			f.ExpiresAt = g.ExpiresAt
+		}
+	}
+	families := make([]RefreshFamily, 0, len(out))
+	for _, f := range out {
+		families = append(families, *f)
+	}
+	sort.SliceStable(families, func(i, j int) bool { return families[i].Started.Before(families[j].Started) })
+	return families, nil
 }

@@ -25,6 +25,10 @@ type Searcher interface {
 	// no bound). Next is the Seq to pass as Before for the following page,
 	// 0 on the last page. Target and Action are indexed.
 	QueryAudit(ctx context.Context, q AuditQuery) (AuditPage, error)
+	// ListGrantsBySubject returns the grants of subject whose kind is in
+	// kinds (every kind when empty), ordered by Kind then Signature, from
+	// the subject index. An empty subject matches nothing.
+	ListGrantsBySubject(ctx context.Context, subject string, kinds ...GrantKind) ([]Grant, error)
 }
 
 // MaxPageSize bounds one page of SearchSubjects and QueryAudit.

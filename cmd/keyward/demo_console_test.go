@@ -68,6 +68,10 @@ func TestDemoConsoleInChromium(t *testing.T) {
 	if h := cget(t, cctx, "read the sessions heading", chromedp.Text(`#kc-sessions`)); h == "Sessions (0)" || !strings.HasPrefix(h, "Sessions (") {
 		t.Errorf("bob's sessions heading = %q, want at least one session", h)
 	}
+	// The demo app asked for offline_access: bob has a refresh family.
+	if h := cget(t, cctx, "read the families heading", chromedp.Text(`#kc-families`)); h == "Refresh families (0)" || !strings.HasPrefix(h, "Refresh families (") {
+		t.Errorf("bob's refresh families heading = %q, want at least one family", h)
+	}
 
 	// Deprovision through the confirmation page.
 	cdo(t, cctx, "ask to deprovision", chromedp.Click(`a[href$="action=deprovision"]`), chromedp.WaitVisible(`#kc-reason`))

@@ -303,3 +303,32 @@ func seekBefore(c *bolt.Cursor, key []byte) ([]byte, []byte) {
 	}
 	return c.Prev()
 }
+
+// ListGrantsBySubject implements store.Searcher from the grants_by_subject
+// index (keys subject\0kind\0signature, so already in order).
+func (s *Store) ListGrantsBySubject(ctx context.Context, subject string, kinds ...store.GrantKind) ([]store.Grant, error) {
+	if subject == "" {
+		return nil, nil
+	}
+	var list []store.Grant
+	err := s.view(ctx, "list grants by subject", func(tx *bolt.Tx) error {
+		list = nil
+		keys := grantsOf(tx, bucketGrantBySubject, subject, kinds)
+		slices.SortFunc(keys, bytes.Compare)
+		for _, k := range keys {
+			var g store.Grant
+			if err := get(tx, bucketGrants, k, &g); err != nil {
+				continue // a dangling index entry, or a kind listed twice
+			}
+			if len(list) > 0 && list[len(list)-1].Kind == g.Kind && list[len(list)-1].Signature == g.Signature {
+				continue
+			}
+			list = append(list, g)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return list, nil
+}

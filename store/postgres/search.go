@@ -121,3 +121,13 @@ func (s *Store) QueryAudit(ctx context.Context, q store.AuditQuery) (store.Audit
 	}
 	return page, nil
 }
+
+// ListGrantsBySubject implements store.Searcher with the grants_subject
+// index.
+func (s *Store) ListGrantsBySubject(ctx context.Context, subject string, kinds ...store.GrantKind) ([]store.Grant, error) {
+	if subject == "" {
+		return nil, nil
+	}
+	return getAll(ctx, s, "list grants by subject", scanGrant, `SELECT `+grantColumns+` FROM grants
+		WHERE subject = $1 AND (cardinality($2::text[]) = 0 OR kind = ANY($2)) ORDER BY kind, signature`, subject, kindNames(kinds))
+}

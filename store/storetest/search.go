@@ -211,3 +211,36 @@ func testQueryAudit(t *testing.T, s store.Store) {
 	diff(t, "QueryAudit(kid-1)", []store.AuditEvent{{Seq: 6, At: t0().Add(5 * time.Minute), Actor: "console:carol",
 		Action: "keys.rotate", Target: "kid-1", Reason: "r"}}, page.Events)
 }
+
+// testListGrantsBySubject checks the kinds filter, the order and that other
+// subjects' grants stay out.
+func testListGrantsBySubject(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	for _, g := range []store.Grant{
+		grant(store.GrantRefreshToken, "sig-2", "req-1", "alice", "sess-1"),
+		grant(store.GrantRefreshToken, "sig-1", "req-1", "alice", "sess-1"),
+		grant(store.GrantOIDC, "sig-3", "req-1", "alice", "sess-1"),
+		grant(store.GrantRefreshToken, "sig-4", "req-2", "bob", ""),
+	} {
+		must(t, "CreateGrant("+g.Signature+")", s.CreateGrant(ctx, g))
+	}
+	sigs := func(kinds ...store.GrantKind) []string {
+		t.Helper()
+		list, err := s.ListGrantsBySubject(ctx, "alice", kinds...)
+		must(t, "ListGrantsBySubject(alice)", err)
+		out := []string{}
+		for _, g := range list {
+			out = append(out, string(g.Kind)+"/"+g.Signature)
+		}
+		return out
+	}
+	diff(t, "ListGrantsBySubject(alice, refresh)", []string{"refresh_token/sig-1", "refresh_token/sig-2"}, sigs(store.GrantRefreshToken))
+	diff(t, "ListGrantsBySubject(alice)", []string{"oidc/sig-3", "refresh_token/sig-1", "refresh_token/sig-2"}, sigs())
+	diff(t, "ListGrantsBySubject(alice, refresh twice)", []string{"refresh_token/sig-1", "refresh_token/sig-2"}, sigs(store.GrantRefreshToken, store.GrantRefreshToken))
+	list, err := s.ListGrantsBySubject(ctx, "alice", store.GrantRefreshToken)
+	must(t, "ListGrantsBySubject(alice)", err)
+	diff(t, "ListGrantsBySubject(alice) records", grant(store.GrantRefreshToken, "sig-1", "req-1", "alice", "sess-1"), list[0])
+	if list, err := s.ListGrantsBySubject(ctx, ""); err != nil || len(list) != 0 {
+		t.Errorf("ListGrantsBySubject(\"\") = %v, %v; want nothing", list, err)
+	}
+}

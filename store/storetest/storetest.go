@@ -47,7 +47,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Audit", testAudit},
 		{"SearchSubjects", testSearchSubjects},                     // search.go
 		{"SearchSubjectsFollowsUpdates", testSearchFollowsUpdates}, // search.go
-		{"QueryAudit", testQueryAudit},                             // search.go
+		{"QueryAudit", testQueryAudit},
+		{"ListGrantsBySubject", testListGrantsBySubject}, // search.go
 		{"RevocationTimesUTCMicroseconds", testRevocationTimes},
 		{"TimesUTCMicroseconds", testTimes},
 		{"NoAliasing", testNoAliasing},

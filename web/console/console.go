@@ -22,6 +22,7 @@ import (
 type Admin interface {
 	Subject(ctx context.Context, id string) (store.Subject, error)
 	Sessions(ctx context.Context, subject string) ([]store.Session, error)
+	RefreshFamilies(ctx context.Context, subject string) ([]broker.RefreshFamily, error)
 	SearchSubjects(ctx context.Context, q store.SubjectQuery) (store.SubjectPage, error)
 	QueryAudit(ctx context.Context, q store.AuditQuery) (store.AuditPage, error)
 	FeedHead(ctx context.Context) (int64, error)

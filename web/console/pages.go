@@ -107,6 +107,7 @@ func (c *Console) people(w http.ResponseWriter, r *http.Request, _ staffSession)
 type personData struct {
 	Subject  store.Subject
 	Sessions []store.Session
+	Families []broker.RefreshFamily
 	Audit    []store.AuditEvent
 	AuditURL string
 }
@@ -127,12 +128,17 @@ func (c *Console) loadPerson(w http.ResponseWriter, r *http.Request) (personData
 		c.fail(w, r, err)
 		return personData{}, false
 	}
+	families, err := c.opts.Admin.RefreshFamilies(r.Context(), id)
+	if err != nil {
+		c.fail(w, r, err)
+		return personData{}, false
+	}
 	audit, err := c.opts.Admin.QueryAudit(r.Context(), store.AuditQuery{Target: id, Limit: 10})
 	if err != nil {
 		c.fail(w, r, err)
 		return personData{}, false
 	}
-	return personData{Subject: sub, Sessions: sessions, Audit: audit.Events,
+	return personData{Subject: sub, Sessions: sessions, Families: families, Audit: audit.Events,
 		AuditURL: "/console/audit?" + url.Values{"person": {id}}.Encode()}, true
 }
 
