@@ -108,9 +108,16 @@ func TestAdminReinstate(t *testing.T) {
 	if _, err := a.Deprovision(ctx, sub, "r", "admin-api"); err != nil {
 		t.Fatal(err)
 	}
+	gone, err := a.Subject(ctx, sub)
+	if err != nil || gone.DisabledBy != "admin-api" || gone.DisabledReason != "r" || !gone.DisabledAt.Equal(f.now) {
+		t.Errorf("Subject() after Deprovision = %+v, %v; want why, when and by whom", gone, err)
+	}
 	s, err := a.Reinstate(ctx, sub, "came back", "admin-api")
 	if err != nil || s.Disabled || !s.NotBefore.Equal(f.now) {
 		t.Errorf("Reinstate() = %+v, %v; want enabled with not-before kept", s, err)
+	}
+	if s.DisabledBy != "" || s.DisabledReason != "" || !s.DisabledAt.IsZero() {
+		t.Errorf("Reinstate() = %+v, want the disabled why cleared", s)
 	}
 	events, _ := a.AuditEvents(ctx, 10)
 	if len(events) != 2 || events[1].Action != ActionReinstate || events[1].Target != sub {

@@ -27,6 +27,7 @@ type adminStore interface {
 	GetSubject(ctx context.Context, id string) (store.Subject, error)
 	GetSession(ctx context.Context, id string) (store.Session, error)
 	ListRevocations(ctx context.Context, after int64, limit int) ([]store.Revocation, int64, error)
+	store.Searcher // admin_search.go
 }
 
 // Errors of the admin operations. They wrap store.ErrNotFound.
@@ -146,6 +147,7 @@ func (a *admin) Reinstate(ctx context.Context, subject, reason, actor string) (s
 	var out store.Subject
 	err := a.store.UpdateSubject(ctx, subject, func(s store.Subject) (store.Subject, error) {
 		s.Disabled = false
+		s.DisabledAt, s.DisabledBy, s.DisabledReason = time.Time{}, "", ""
 		s.UpdatedAt = now
 		out = s
 		return s, nil

@@ -70,6 +70,12 @@ type Subject struct {
 	Name            string
 	// Disabled subjects may not sign in or receive tokens.
 	Disabled bool
+	// DisabledAt, DisabledBy and DisabledReason say when, by whom (the
+	// audit actor) and why the subject was last disabled: set by
+	// Deprovision from its audit event, cleared on reinstatement.
+	DisabledAt     time.Time
+	DisabledBy     string
+	DisabledReason string
 	// NotBefore: tokens issued before this instant are void (zero: none).
 	NotBefore   time.Time
 	CreatedAt   time.Time

@@ -113,7 +113,8 @@ type Store interface {
 	UpdateKeySet(ctx context.Context, updater func(KeySet) (KeySet, error)) error
 
 	// Deprovision takes a subject's access away in ONE transaction: the
-	// subject is created if unknown, marked Disabled with NotBefore = d.At;
+	// subject is created if unknown, marked Disabled with NotBefore = DisabledAt = d.At,
+	// DisabledBy = d.Audit.Actor and DisabledReason = d.Audit.Reason;
 	// all its sessions and grants (codes, tokens, refresh families) are
 	// deleted; a revocation-feed entry (Kind RevokeSubject, Seq assigned by
 	// the store: the previous highest + 1) is appended; the audit event is
@@ -147,6 +148,9 @@ type Store interface {
 	// Batcher: several writes in one transaction, all or nothing (see
 	// Batch): the unit of work of one token request or sign-in callback.
 	Batcher
+
+	// Searcher: the console's paginated queries (query.go).
+	Searcher
 
 	// Close releases the backend. Calls after Close return an error.
 	Close() error

@@ -243,6 +243,10 @@ func readBody(w http.ResponseWriter, r *http.Request, allowEmail bool) (reasonBo
 }
 
 func (a *admin) listSubjects(w http.ResponseWriter, r *http.Request) {
+	if q := r.URL.Query(); q.Has("q") || q.Has("after") || q.Has("limit") {
+		a.searchSubjects(w, r) // admin_search.go
+		return
+	}
 	subs, err := a.b.Subjects(r.Context())
 	if err != nil {
 		a.fail(w, r, err, "")
@@ -410,6 +414,10 @@ func (a *admin) listClients(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *admin) listAudit(w http.ResponseWriter, r *http.Request) {
+	if q := r.URL.Query(); q.Has("person") || q.Has("action") || q.Has("actor") || q.Has("since") || q.Has("until") || q.Has("before") {
+		a.queryAudit(w, r) // admin_search.go
+		return
+	}
 	limit := defaultAuditLim
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)

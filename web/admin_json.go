@@ -22,6 +22,10 @@ type AdminSubject struct {
 	CreatedAt       *time.Time `json:"created_at,omitempty"`
 	UpdatedAt       *time.Time `json:"updated_at,omitempty"`
 	LastLoginAt     *time.Time `json:"last_login_at,omitempty"`
+	// When, by whom and why the subject was last disabled (while disabled).
+	DisabledAt     *time.Time `json:"disabled_at,omitempty"`
+	DisabledBy     string     `json:"disabled_by,omitempty"`
+	DisabledReason string     `json:"disabled_reason,omitempty"`
 }
 
 // AdminSubjectDetail is a JSON shape of the admin API.
@@ -124,7 +128,7 @@ func toSubjectJSON(s store.Subject) AdminSubject {
 	return AdminSubject{
 		ID: s.ID, UpstreamID: s.UpstreamID, UpstreamSubject: s.UpstreamSubject, Email: s.Email, Name: s.Name,
 		Disabled: s.Disabled, NotBefore: ts(s.NotBefore), CreatedAt: ts(s.CreatedAt), UpdatedAt: ts(s.UpdatedAt),
-		LastLoginAt: ts(s.LastLoginAt),
+		LastLoginAt: ts(s.LastLoginAt), DisabledAt: ts(s.DisabledAt), DisabledBy: s.DisabledBy, DisabledReason: s.DisabledReason,
 	}
 }
 

@@ -61,6 +61,9 @@ func (s *Server) routes() http.Handler {
 	if s.cfg.SCIM != nil { // every method; web/scim answers SCIM errors
 		mux.Handle("/scim/v2/", s.metrics.instrument("scim", s.scimSecure(s.cfg.SCIM)))
 	}
+	if s.cfg.Console != nil {
+		mux.Handle("/console/", s.metrics.instrument("console", s.cfg.Console))
+	}
 	mux.Handle("GET /static/", staticHandler())
 	mux.HandleFunc("/", s.notFound)
 

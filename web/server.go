@@ -52,6 +52,8 @@ type Config struct {
 	// Signals receives Shared Signals SETs at /ssf/{upstream}/events
 	// (*broker.Signals; nil: none configured).
 	Signals SignalsReceiver
+	// Console, when set, serves every path under /console (web/console).
+	Console http.Handler
 	// Version is shown on the landing page at / (default: "unknown").
 	Version string
 	Logger  *slog.Logger

@@ -13,6 +13,7 @@ import (
 	"github.com/keyward/keyward/store/bolt"
 	"github.com/keyward/keyward/store/postgres"
 	"github.com/keyward/keyward/web"
+	"github.com/keyward/keyward/web/console"
 )
 
 // Config is the shape of keyward.yaml, composed of the packages' own
@@ -75,6 +76,8 @@ type Config struct {
 	// SSF receives OpenID Shared Signals (CAEP/RISC) per upstream
 	// (docs/provisioning.md).
 	SSF []broker.SSFConfig `yaml:"ssf,omitempty"`
+	// Console is the admin console under /console; web/console owns it.
+	Console console.Config `yaml:"console,omitempty"`
 }
 
 // TLSConfig names a PEM certificate chain and its private key. Both or neither.
@@ -120,6 +123,7 @@ func (c *Config) withDefaults() {
 	for i := range c.SCIM {
 		c.SCIM[i].SetDefaults()
 	}
+	c.Console.SetDefaults()
 	setDefault(&c.Admin.Listen, "127.0.0.1:8081")
 	setDefault(&c.Logging.Level, "info")
 	setDefault(&c.Logging.Format, "json")
@@ -195,6 +199,7 @@ func (c *Config) Validate() error {
 	p.AddAll("pages", c.Pages.Validate())
 	c.validateSCIM(&p)
 	c.validateSSF(&p)
+	c.validateConsole(&p) // config_console.go
 	return p.Err()
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/keyward/keyward/keys"
 	"github.com/keyward/keyward/store/bolt"
 	"github.com/keyward/keyward/store/postgres"
+	"github.com/keyward/keyward/web/console"
 )
 
 // validYAML is a small valid config that the Validate cases edit.
@@ -380,6 +381,7 @@ clients: [{id: app, redirectURIs: ["https://app.example.com/cb"]}, {id: web, sec
 		Clients: []broker.Client{client("app"), client("web")},
 		Logging: LoggingConfig{Level: "info", Format: "json"},
 		Admin:   AdminConfig{Listen: "127.0.0.1:8081"},
+		Console: console.Config{ClientID: "keyward-console", IdleTimeout: Duration(15 * time.Minute), MaxAge: Duration(8 * time.Hour)},
 	}
 	want.Clients[0].RedirectURIs = []string{"https://app.example.com/cb"}
 	want.Clients[1].SecretFile = "/w"

@@ -21,6 +21,7 @@ import (
 	"github.com/keyward/keyward/federation"
 	"github.com/keyward/keyward/store/bolt"
 	"github.com/keyward/keyward/test/demoapp"
+	"github.com/keyward/keyward/web/console"
 	"github.com/keyward/keyward/web/httpserver"
 )
 
@@ -170,6 +171,8 @@ func runDemo(ctx context.Context, o demoOptions, out, logOut io.Writer) error {
 		// The admin API takes access away; the gateway reads the feed.
 		Admin:          AdminConfig{Listen: lns[lnAdmin].Addr().String(), TokenFile: adminTokenFile},
 		RevocationFeed: RevocationFeedConfig{Readers: []string{demoGatewayClient}},
+		// The admin console, for the admins group: alice, not bob.
+		Console: console.Config{Enabled: true, AdminGroups: []string{"admins"}},
 	}
 	cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -242,6 +245,7 @@ Keyward demo is running (Ctrl-C stops it).
                              (TOKEN: the app's raw access token)
   The gateway's check:       curl -i -H "Authorization: Bearer $TOKEN" -H "X-Original-URI: /api/whoami" %s/oauth2/auth
 
+  The admin console:         %s/console/  (sign in as alice; bob is refused)
   Take access away (in another terminal; keyward admin finds this demo):
                              %s deprovision --email bob@example.com
   The gateway reads Keyward's revocation feed every %s: bob's next API
@@ -253,7 +257,7 @@ Keyward demo is running (Ctrl-C stops it).
   Demo identity provider:    %s
   Data folder:               %s
 
-`, appURL, appURL, appURL, appURL, adminCmd, demoRevocationInterval, adminCmd, brokerURL, brokerURL, adminURL, adminTokenFile, idpURL, dir)
+`, appURL, appURL, appURL, appURL, brokerURL, adminCmd, demoRevocationInterval, adminCmd, brokerURL, brokerURL, adminURL, adminTokenFile, idpURL, dir)
 	return g.Wait()
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/keyward/keyward/store/bolt"
 	"github.com/keyward/keyward/store/postgres"
 	"github.com/keyward/keyward/web"
+	"github.com/keyward/keyward/web/console"
 	"github.com/keyward/keyward/web/httpserver"
 	"github.com/keyward/keyward/web/loopback"
 )
@@ -180,6 +181,11 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 	if err != nil {
 		return fail(err)
 	}
+	loopback := &console.Loopback{}
+	con, err := buildConsole(cfg, sec, b, inst.keys, st, log, loopback) // config_console.go
+	if err != nil {
+		return fail(err)
+	}
 	wc := web.Config{
 		Broker:         b,
 		Pages:          cfg.Pages,
@@ -198,10 +204,14 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 	if signals != nil {
 		wc.Signals = signals
 	}
+	if con != nil {
+		wc.Console = con
+	}
 	srv, err := web.New(wc)
 	if err != nil {
 		return fail(err)
 	}
+	loopback.Bind(srv)
 	inst.broker, inst.handler = b, srv
 	if len(sec.AdminToken) > 0 {
 		ac := web.AdminConfig{Broker: b, Keys: inst.keys, Token: sec.AdminToken, Logger: log, Backup: adminBackup(st)}
@@ -236,6 +246,7 @@ func buildBrokerConfig(cfg *Config, sec Secrets, st store.Store, k *keys.Manager
 		Logger:            log,
 	}
 	cfg.Tokens.Apply(&bc)
+	bc.Clients = append(bc.Clients, consoleClient(cfg)...) // config_console.go
 	for _, c := range cfg.Clients {
 		// Public as the file says it; the secret as ResolveSecrets read it.
 		c.Public = c.IsPublic()

@@ -42,6 +42,7 @@ var (
 		bucketSessionBySubj, bucketSubjects, bucketGrants, bucketGrantByRequest,
 		bucketGrantBySubject, bucketGrantBySession, bucketKeySet,
 		bucketRevocations, bucketAudit,
+		bucketSubjectSearch, bucketAuditByTarget, bucketAuditByAction, // search.go
 	}
 
 	keyLayoutVersion = []byte("layout_version")
@@ -136,6 +137,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	logger := opts.Logger.With("component", "store/bolt")
 	if err := sweepAccessTokens(ctx, db, logger, sweepBatch); err != nil { // upgrade.go
+		_ = db.Close()
+		return nil, fmt.Errorf("bolt: open %s: %w", opts.Path, err)
+	}
+	if err := buildSearchIndexes(ctx, db, logger); err != nil { // search.go
 		_ = db.Close()
 		return nil, fmt.Errorf("bolt: open %s: %w", opts.Path, err)
 	}

@@ -81,7 +81,10 @@ func appendAudit(tx *bolt.Tx, e store.AuditEvent) (store.AuditEvent, error) {
 	if err != nil {
 		return store.AuditEvent{}, err
 	}
-	return e, tx.Bucket(bucketAudit).Put(seqKey(seq), v)
+	if err := tx.Bucket(bucketAudit).Put(seqKey(seq), v); err != nil {
+		return store.AuditEvent{}, err
+	}
+	return e, putAuditIndexes(tx, e)
 }
 
 // deprovisionStep calls the test hook after a step of Deprovision has
@@ -122,18 +125,22 @@ func (s *Store) Deprovision(ctx context.Context, d store.Deprovisioning) (store.
 	err := s.update(ctx, op, func(tx *bolt.Tx) error {
 		res = store.DeprovisionResult{} // fn may be re-run
 		sub := store.Subject{ID: d.Subject, CreatedAt: at}
+		var old *store.Subject
 		if v := tx.Bucket(bucketSubjects).Get(id); v != nil {
 			if err := decode(v, &sub); err != nil {
 				return refuse(err) // nothing written yet
 			}
+			o := sub
+			old = &o
 		}
 		sub.Disabled, sub.NotBefore, sub.UpdatedAt = true, at, at
+		sub.DisabledAt, sub.DisabledBy, sub.DisabledReason = at, event.Actor, event.Reason
 		v, err := encode(sub)
 		if err != nil {
 			return refuse(err)
 		}
 		// From here on an error must abort the transaction (no refuse).
-		if err := tx.Bucket(bucketSubjects).Put(id, v); err != nil {
+		if err := putSubject(tx, old, sub, v); err != nil {
 			return err
 		}
 		if err := s.deprovisionStep("subject"); err != nil {

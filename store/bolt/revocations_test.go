@@ -270,6 +270,7 @@ func TestDeprovisionReopen(t *testing.T) {
 	wantSubject := store.Subject{
 		ID: "alice", Email: "alice@example.com", Disabled: true,
 		NotBefore: d.At, CreatedAt: t0, UpdatedAt: d.At,
+		DisabledAt: d.At, DisabledBy: d.Audit.Actor, DisabledReason: d.Audit.Reason,
 	}
 	if diff := cmp.Diff(wantSubject, got.Subject); diff != "" {
 		t.Errorf("GetSubject(alice) after reopening mismatch (-want +got):\n%s", diff)

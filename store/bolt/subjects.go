@@ -13,6 +13,7 @@ func normSubject(s store.Subject) store.Subject {
 	s.CreatedAt = utc(s.CreatedAt)
 	s.UpdatedAt = utc(s.UpdatedAt)
 	s.LastLoginAt = utc(s.LastLoginAt)
+	s.DisabledAt = utc(s.DisabledAt)
 	return s
 }
 
@@ -32,7 +33,7 @@ func (s *Store) CreateSubject(ctx context.Context, sub store.Subject) error {
 		if b.Get([]byte(sub.ID)) != nil {
 			return refuse(store.ErrConflict)
 		}
-		return b.Put([]byte(sub.ID), v)
+		return putSubject(tx, nil, sub, v)
 	})
 }
 
@@ -71,7 +72,7 @@ func updateSubject(tx *bolt.Tx, id string, updater func(store.Subject) (store.Su
 	if err != nil {
 		return store.Subject{}, refuse(err)
 	}
-	return sub, tx.Bucket(bucketSubjects).Put([]byte(id), v)
+	return sub, putSubject(tx, &old, sub, v)
 }
 
 // UpsertSubject creates the subject from create() when id does not exist,
@@ -110,7 +111,7 @@ func upsertSubject(tx *bolt.Tx, id string, create func() store.Subject, updater 
 	if err != nil {
 		return store.Subject{}, refuse(err)
 	}
-	return sub, b.Put([]byte(id), v)
+	return sub, putSubject(tx, nil, sub, v)
 }
 
 // ListSubjects returns every subject, ordered by ID.

@@ -91,9 +91,10 @@ func (s *Store) Deprovision(ctx context.Context, d store.Deprovisioning) (store.
 		res = store.DeprovisionResult{Revocation: entry}
 		b := &pgx.Batch{}
 		b.Queue(`INSERT INTO subjects (`+subjectColumns+`)
-			VALUES ($1, '', '', '', '', true, $2, $2, $2, NULL)
-			ON CONFLICT (id) DO UPDATE SET disabled = true, not_before = $2, updated_at = $2`,
-			d.Subject, ts(at))
+			VALUES ($1, '', '', '', '', true, $2, $2, $2, NULL, $2, $3, $4)
+			ON CONFLICT (id) DO UPDATE SET disabled = true, not_before = $2, updated_at = $2,
+				disabled_at = $2, disabled_by = $3, disabled_reason = $4`,
+			d.Subject, ts(at), event.Actor, event.Reason)
 		b.Queue(`DELETE FROM sessions WHERE subject = $1`, d.Subject).Exec(func(tag pgconn.CommandTag) error {
 			res.Sessions = int(tag.RowsAffected())
 			return nil

@@ -10,17 +10,18 @@ import (
 )
 
 const subjectColumns = `id, upstream_id, upstream_subject, email, name, disabled, not_before, created_at,
-	updated_at, last_login_at`
+	updated_at, last_login_at, disabled_at, disabled_by, disabled_reason`
 
 func subjectArgs(x store.Subject) []any {
 	return []any{x.ID, x.UpstreamID, x.UpstreamSubject, x.Email, x.Name, x.Disabled, ts(x.NotBefore),
-		ts(x.CreatedAt), ts(x.UpdatedAt), ts(x.LastLoginAt)}
+		ts(x.CreatedAt), ts(x.UpdatedAt), ts(x.LastLoginAt), ts(x.DisabledAt), x.DisabledBy, x.DisabledReason}
 }
 
 func scanSubject(row pgx.Row) (store.Subject, error) {
 	var x store.Subject
 	err := row.Scan(&x.ID, &x.UpstreamID, &x.UpstreamSubject, &x.Email, &x.Name, &x.Disabled,
-		scanTime(&x.NotBefore), scanTime(&x.CreatedAt), scanTime(&x.UpdatedAt), scanTime(&x.LastLoginAt))
+		scanTime(&x.NotBefore), scanTime(&x.CreatedAt), scanTime(&x.UpdatedAt), scanTime(&x.LastLoginAt),
+		scanTime(&x.DisabledAt), &x.DisabledBy, &x.DisabledReason)
 	return x, err
 }
 
@@ -30,11 +31,12 @@ func normSubject(x store.Subject) store.Subject {
 	x.CreatedAt = utc(x.CreatedAt)
 	x.UpdatedAt = utc(x.UpdatedAt)
 	x.LastLoginAt = utc(x.LastLoginAt)
+	x.DisabledAt = utc(x.DisabledAt)
 	return x
 }
 
 const insertSubject = `INSERT INTO subjects (` + subjectColumns + `)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`
 
 // CreateSubject stores sub, or returns ErrConflict when its ID is taken.
 func (s *Store) CreateSubject(ctx context.Context, sub store.Subject) error {
@@ -71,7 +73,8 @@ func updateSubject(ctx context.Context, tx pgx.Tx, id string, updater func(store
 		return store.Subject{}, err
 	}
 	_, err = tx.Exec(ctx, `UPDATE subjects SET upstream_id = $2, upstream_subject = $3, email = $4, name = $5,
-		disabled = $6, not_before = $7, created_at = $8, updated_at = $9, last_login_at = $10
+		disabled = $6, not_before = $7, created_at = $8, updated_at = $9, last_login_at = $10,
+		disabled_at = $11, disabled_by = $12, disabled_reason = $13
 		WHERE id = $1`, subjectArgs(x)...)
 	return normSubject(x), err
 }

@@ -140,6 +140,8 @@ func testDeprovision(t *testing.T, s store.Store) {
 
 	wantAlice := alice
 	wantAlice.Disabled, wantAlice.NotBefore, wantAlice.UpdatedAt = true, at, at
+	// Why, when and by whom, from the audit event.
+	wantAlice.DisabledAt, wantAlice.DisabledBy, wantAlice.DisabledReason = at, d.Audit.Actor, d.Audit.Reason
 	got, err := s.GetSubject(ctx, "alice")
 	must(t, "GetSubject(alice)", err)
 	diff(t, "GetSubject(alice) after Deprovision", wantAlice, got)
@@ -191,7 +193,8 @@ func testDeprovision(t *testing.T, s store.Store) {
 	got, err = s.GetSubject(ctx, "carol")
 	must(t, "GetSubject(carol) after Deprovision", err)
 	diff(t, "GetSubject(carol) after Deprovision",
-		store.Subject{ID: "carol", Disabled: true, NotBefore: dc.At, UpdatedAt: dc.At}, got,
+		store.Subject{ID: "carol", Disabled: true, NotBefore: dc.At, UpdatedAt: dc.At,
+			DisabledAt: dc.At, DisabledBy: dc.Audit.Actor, DisabledReason: dc.Audit.Reason}, got,
 		cmpopts.IgnoreFields(store.Subject{}, "CreatedAt"))
 
 	// Deprovisioning again moves NotBefore and appends again.
@@ -201,6 +204,7 @@ func testDeprovision(t *testing.T, s store.Store) {
 	must(t, "Deprovision(alice) again", err)
 	diff(t, "Deprovision(alice) again", store.DeprovisionResult{Revocation: feedEntry(d2, 4)}, res)
 	wantAlice.NotBefore, wantAlice.UpdatedAt = d2.At, d2.At
+	wantAlice.DisabledAt, wantAlice.DisabledReason = d2.At, "again"
 	got, err = s.GetSubject(ctx, "alice")
 	must(t, "GetSubject(alice)", err)
 	diff(t, "GetSubject(alice) after a second Deprovision", wantAlice, got)

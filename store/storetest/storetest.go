@@ -49,6 +49,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SCIMNames", testSCIMNames},
 		{"SCIMSubjects", testSCIMSubjects},
 		{"SCIMLookups", testSCIMLookups},
+		{"SearchSubjects", testSearchSubjects},                     // search.go
+		{"SearchSubjectsFollowsUpdates", testSearchFollowsUpdates}, // search.go
+		{"QueryAudit", testQueryAudit},
+		{"ListGrantsBySubject", testListGrantsBySubject}, // search.go
 		{"RevocationTimesUTCMicroseconds", testRevocationTimes},
 		{"TimesUTCMicroseconds", testTimes},
 		{"NoAliasing", testNoAliasing},

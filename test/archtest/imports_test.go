@@ -93,6 +93,9 @@ var rules = []rule{
 	{pkg: "web/scim", keyward: []string{"broker", "store"},
 		external: []string{"github.com/elimity-com/scim", "github.com/scim2/filter-parser/v2"}, noTesting: true,
 		why: "web/scim/doc.go: broker, store and the SCIM libraries; never web, web/verify or a store backend"},
+	{pkg: "web/console", keyward: append([]string{"broker", "keys", "store", configVocabulary}, leafHelpers...),
+		external: []string{"github.com/coreos/go-oidc/v3", "golang.org/x/oauth2"}, forbidden: drivers, noTesting: true,
+		why: "web/console/doc.go: broker, keys, store records, go-oidc and x/oauth2; never web, cmd or a store backend"},
 	{pkg: "web/httpserver", external: []string{"golang.org/x/net/netutil"}, noTesting: true,
 		why: "web/httpserver/doc.go: the standard library and x/net/netutil"},
 	{pkg: "web/verify", keyward: leafHelpers,
@@ -101,7 +104,7 @@ var rules = []rule{
 		why:       "web/verify/doc.go: a leaf; never broker, store, keys, web, fosite, a driver or a logging library"},
 	{pkg: "cmd/keyward",
 		keyward: append([]string{
-			"broker", "federation", "keys", "store", "store/bolt", "store/postgres", "web", "web/httpserver", "web/scim", "web/verify", configVocabulary,
+			"broker", "federation", "keys", "store", "store/bolt", "store/postgres", "web", "web/console", "web/httpserver", "web/scim", "web/verify", configVocabulary,
 			"test/fakeidp", "test/demoapp", // keyward demo runs them
 		}, leafHelpers...),
 		noTesting: true,
