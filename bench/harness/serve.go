@@ -130,7 +130,7 @@ trust:
     maxTTL: 5m
     publicClient: true
 limits: {loginAttemptsPerMinute: 100000, loginAttemptsBurst: 10000}
-metrics: {listen: %[16]s}
+metrics: {listen: %[16]s, pprof: true}
 logging: {level: info, format: json}
 `, addr, secretFile, dbPath, alg, d.UpstreamURL, upstreamClientID, upstreamSecret,
 		ClientID, ClientSecret, ClientRedirect, ExchangeClientID, ExchangeScope, ExchangeAudience,
