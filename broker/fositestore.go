@@ -25,6 +25,7 @@ type grantStore interface {
 	UpdateGrant(ctx context.Context, kind store.GrantKind, signature string, updater func(store.Grant) (store.Grant, error)) error
 	DeleteGrant(ctx context.Context, kind store.GrantKind, signature string) error
 	DeleteGrantsByRequest(ctx context.Context, requestID string, kinds ...store.GrantKind) (int, error)
+	GrantsByRequest(ctx context.Context, requestID string, kinds ...store.GrantKind) ([]store.Grant, error)
 }
 
 // fositeStore implements fosite's storage interfaces on Keyward's store.
@@ -220,20 +221,30 @@ var errGrantExpired = errors.New("expired")
 
 // get loads a record; an expired one is reported as not found.
 func (s *fositeStore) get(ctx context.Context, kind store.GrantKind, sig string, proto fosite.Session) (store.Grant, fosite.Requester, error) {
+	g, err := s.getLive(ctx, kind, sig)
+	if err != nil {
+		return g, nil, err
+	}
+	r, err := s.load(ctx, g, proto)
+	return g, r, err
+}
+
+// getLive reads a record without rebuilding its request; a missing or
+// expired one is fosite.ErrNotFound.
+func (s *fositeStore) getLive(ctx context.Context, kind store.GrantKind, sig string) (store.Grant, error) {
 	g, err := s.getGrant(ctx, kind, sig)
 	if errors.Is(err, store.ErrNotFound) {
-		return g, nil, fosite.ErrNotFound
+		return g, fosite.ErrNotFound
 	}
 	if err != nil {
-		return g, nil, fmt.Errorf("get %s: %w", kind, err)
+		return g, fmt.Errorf("get %s: %w", kind, err)
 	}
 	// fosite computes these expiries with time.Now, so they are checked
 	// against the same clock, not the injected one.
 	if !g.ExpiresAt.IsZero() && !g.ExpiresAt.After(time.Now()) {
-		return g, nil, fosite.ErrNotFound.WithWrap(errGrantExpired)
+		return g, fosite.ErrNotFound.WithWrap(errGrantExpired)
 	}
-	r, err := s.load(ctx, g, proto)
-	return g, r, err
+	return g, nil
 }
 
 // del removes a record: at commit with a unit of work (a missing record is
@@ -388,20 +399,106 @@ func (s *fositeStore) CreateRefreshTokenSession(ctx context.Context, sig, access
 	return s.create(ctx, store.GrantRefreshToken, sig, r, exp, accessSig)
 }
 
-// GetRefreshTokenSession returns a rotated token's request with
-// fosite.ErrInactiveToken (fosite then revokes the family at once: reuse
-// detection), except while its one grace use is free. It writes nothing:
-// the grace use is claimed at commit (RotateRefreshToken).
+// GetRefreshTokenSession returns a live refresh token's request. A
+// rotated token is a stub without its request (slimRotated): while its one
+// grace use is free, the request comes from the family's current record
+// (graceRequest); otherwise it is a request naming only the family and the
+// client, with fosite.ErrInactiveToken, which is all fosite's reuse
+// detection (it revokes the family by request id) and /revoke read. It
+// writes nothing: the grace use is claimed at commit (RotateRefreshToken).
 func (s *fositeStore) GetRefreshTokenSession(ctx context.Context, sig string, proto fosite.Session) (fosite.Requester, error) {
-	g, r, err := s.get(ctx, store.GrantRefreshToken, sig, proto)
+	g, err := s.getLive(ctx, store.GrantRefreshToken, sig)
 	if err != nil {
 		return nil, err
 	}
-	if !g.Active && !s.graceFree(g, s.now()) {
+	switch {
+	case g.Active || len(g.Data) > 0: // live, or rotated before stubs
+		r, err := s.load(ctx, g, proto)
+		if err != nil {
+			return nil, err
+		}
+		if !g.Active && !s.graceFree(g, s.now()) {
+			return r, fosite.ErrInactiveToken
+		}
+		return r, nil
+	case s.graceFree(g, s.now()):
+		return s.graceRequest(ctx, g, proto)
+	default:
+		r, err := s.stubRequest(ctx, g, proto)
+		if err != nil {
+			return nil, err
+		}
 		return r, fosite.ErrInactiveToken
 	}
-	return r, nil
 }
+
+// slimRotated is what a refresh token keeps once rotated: the family
+// (RequestID), client, subject and session (the family's revocations find
+// it by them), its rotation and grace-use times and expiry (reuse detection
+// and the grace window), and the jti and expiry of the access token issued
+// with it (revoking the family denies that token). Its serialized request
+// (2.7-4.4 KB) and the access token's signature go: nothing reads them
+// again, since the grace use rebuilds the request from the family's
+// current record (graceRequest). So a family holds one full request per
+// live refresh token, however often it has been rotated.
+func slimRotated(g store.Grant) store.Grant {
+	g.Data = nil
+	g.AccessSignature = ""
+	return g
+}
+
+// stubRequest is the request of a rotated refresh token past its grace
+// use: its family and client only. A client removed from the
+// configuration voids it, as load does.
+func (s *fositeStore) stubRequest(ctx context.Context, g store.Grant, proto fosite.Session) (fosite.Requester, error) {
+	client, err := s.GetClient(ctx, g.ClientID)
+	if err != nil {
+		return nil, fosite.ErrNotFound.WithWrap(err)
+	}
+	if proto == nil {
+		proto = newSession()
+	}
+	return &fosite.Request{ID: g.RequestID, RequestedAt: g.RequestedAt, Client: client, Session: proto}, nil
+}
+
+// graceRequest is the request a stub's grace use issues from: that of the
+// family's current record, the live refresh token with the latest expiry
+// (the one most recently issued). The grace use is the client retrying the
+// refresh that rotated the stub; that refresh built the current record
+// from the stub's own request (fosite carries its id, client, granted
+// scopes and audience, and session over unchanged, Keyward at most renews
+// the identity claims: groups, the upstream re-check), so the retry gets
+// what the refresh it repeats got, never more. Keeping the request on the
+// stub until the grace window has passed instead would hold every rotated
+// request for a garbage-collection interval at least (minutes of full
+// requests at hundreds of refreshes a second). A family with no live
+// record left has been revoked: not found, as the stub itself soon is.
+// One extra read, on the grace path only.
+func (s *fositeStore) graceRequest(ctx context.Context, g store.Grant, proto fosite.Session) (fosite.Requester, error) {
+	family, err := s.grants.GrantsByRequest(ctx, g.RequestID, store.GrantRefreshToken)
+	if err != nil {
+		return nil, fmt.Errorf("read refresh family: %w", err)
+	}
+	now := time.Now() // fosite's clock, as in getLive
+	var current *store.Grant
+	for i := range family {
+		c := &family[i]
+		if !c.Active || len(c.Data) == 0 || (!c.ExpiresAt.IsZero() && !c.ExpiresAt.After(now)) {
+			continue
+		}
+		if current == nil || c.ExpiresAt.After(current.ExpiresAt) {
+			current = c
+		}
+	}
+	if current == nil {
+		return nil, fosite.ErrNotFound.WithWrap(errFamilyGone)
+	}
+	return s.load(ctx, *current, proto)
+}
+
+// errFamilyGone: a rotated refresh token's family has no live record left
+// (revoked while its grace use was still free).
+var errFamilyGone = errors.New("the refresh token's family has no live token")
 
 // graceFree reports whether the rotated refresh token g still has its one
 // use within the grace period after its rotation (a client racing itself).
@@ -431,7 +528,8 @@ func (s *fositeStore) DeleteRefreshTokenSession(ctx context.Context, sig string)
 // RotateRefreshToken marks the presented refresh token used, on the
 // condition, checked at commit, that it is still the family's current one
 // or that its one grace use is free and within the grace window (then the
-// grace use is taken and the first rotation time kept). The access token
+// grace use is taken and the first rotation time kept). Rotating makes the
+// record a stub (slimRotated) in the same update. The access token
 // issued with the rotated refresh token is not revoked: it expires within
 // the access-token lifetime.
 func (s *fositeStore) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
@@ -439,6 +537,7 @@ func (s *fositeStore) RotateRefreshToken(ctx context.Context, requestID, sig str
 	err := s.update(ctx, store.GrantRefreshToken, sig, func(g store.Grant) (store.Grant, error) {
 		switch {
 		case g.Active:
+			g = slimRotated(g)
 			g.Active = false
 			g.RotatedAt = now
 		case s.graceFree(g, now):

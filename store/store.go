@@ -82,6 +82,10 @@ type Store interface {
 	// DeleteGrantsByRequest removes every grant of requestID whose kind is in
 	// kinds (all kinds when kinds is empty), in one transaction.
 	DeleteGrantsByRequest(ctx context.Context, requestID string, kinds ...GrantKind) (int, error)
+	// GrantsByRequest returns every grant of requestID whose kind is in
+	// kinds (all kinds when empty), read in one transaction, ordered by
+	// (Kind, Signature); none is no error.
+	GrantsByRequest(ctx context.Context, requestID string, kinds ...GrantKind) ([]Grant, error)
 	// UpdateGrantsByRequest applies updater to every grant of requestID whose
 	// kind is in kinds (all kinds when empty), in one transaction, including
 	// one a concurrent transaction inserted and committed while this one

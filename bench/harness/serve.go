@@ -107,8 +107,13 @@ func (d *Idps) MintCIToken(ttl time.Duration) string {
 // signed with alg, the two providers of d, the relying party ClientID and
 // the public exchange client ExchangeClientID with trust rule "bench-ci"
 // (as Env wires them in process), login limits raised (every sign-in comes
-// from 127.0.0.1), metrics on metricsAddr, JSON log at info.
-func (d *Idps) ServeConfig(addr, metricsAddr, dbPath, secretFile, alg string) string {
+// from 127.0.0.1), metrics on metricsAddr (with Go's profiler when pprof:
+// a binary older than metrics.pprof refuses it), JSON log at info.
+func (d *Idps) ServeConfig(addr, metricsAddr, dbPath, secretFile, alg string, pprof bool) string {
+	profiler := ""
+	if pprof {
+		profiler = ", pprof: true"
+	}
 	return fmt.Sprintf(`issuer: http://%[1]s
 listen: %[1]s
 sessionSecretFile: %[2]s
@@ -130,11 +135,11 @@ trust:
     maxTTL: 5m
     publicClient: true
 limits: {loginAttemptsPerMinute: 100000, loginAttemptsBurst: 10000}
-metrics: {listen: %[16]s}
+metrics: {listen: %[16]s%[17]s}
 logging: {level: info, format: json}
 `, addr, secretFile, dbPath, alg, d.UpstreamURL, upstreamClientID, upstreamSecret,
 		ClientID, ClientSecret, ClientRedirect, ExchangeClientID, ExchangeScope, ExchangeAudience,
-		d.CIURL, ciAudience, metricsAddr)
+		d.CIURL, ciAudience, metricsAddr, profiler)
 }
 
 // StoreCounters are the store metrics of a `keyward serve` (see

@@ -3,9 +3,14 @@ package main
 import (
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/federation"
@@ -101,6 +106,28 @@ type LoggingConfig struct {
 type MetricsConfig struct {
 	// Listen is the host:port serving /metrics; empty: no metrics server.
 	Listen string `yaml:"listen,omitempty"`
+	// Pprof also serves Go's profiler at /debug/pprof/ on that listener
+	// (CPU and heap profiles for `go tool pprof`). Off by default: profiles
+	// reveal the process's internals, so the listener must be internal.
+	Pprof bool `yaml:"pprof,omitempty"`
+}
+
+// handler is what the metrics listener serves: /metrics from reg, and with
+// Pprof Go's profiler under /debug/pprof/ (registered here only, never on
+// http.DefaultServeMux, which nothing serves).
+func (m MetricsConfig) handler(reg *prometheus.Registry) http.Handler {
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	if !m.Pprof {
+		return metrics
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", metrics)
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // withDefaults fills every zero field with its default and normalises the
@@ -211,6 +238,9 @@ func validateLoggingMetrics(p *problems, l LoggingConfig, m MetricsConfig, liste
 	}
 	if l.Format != "json" && l.Format != "text" {
 		p.Add("logging.format", "%q is not a format; use json or text", l.Format)
+	}
+	if m.Pprof && m.Listen == "" {
+		p.Add("metrics.pprof", "the profiler is served on metrics.listen; set metrics.listen too")
 	}
 	if m.Listen != "" {
 		checkListen(p, "metrics.listen", m.Listen)

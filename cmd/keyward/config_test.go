@@ -237,6 +237,7 @@ func TestValidate(t *testing.T) {
 		{"logging", func(c *Config) { c.Logging = LoggingConfig{Level: "trace", Format: "xml"} }, []string{"logging.level", "logging.format"}},
 		{"metrics on listen", func(c *Config) { c.Metrics.Listen = c.Listen }, []string{"metrics.listen"}},
 		{"metrics address", func(c *Config) { c.Metrics.Listen = "localhost" }, []string{"metrics.listen"}},
+		{"profiler without metrics", func(c *Config) { c.Metrics.Pprof = true }, []string{"metrics.pprof"}},
 		{"many at once", func(c *Config) {
 			c.Issuer, c.Keys.Algorithm, c.Upstreams[0].ID, c.Clients[1].ID = "", "none", "-x", "grafana"
 		}, []string{"issuer", "keys.algorithm", "upstreams[0].id", "clients[1].id"}},

@@ -15,7 +15,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
@@ -49,6 +48,8 @@ type instance struct {
 	// metricsLn is the metrics server's listener; nil when metrics.listen
 	// is unset.
 	metricsLn net.Listener
+	// metricsHandler is what metricsLn serves (MetricsConfig.handler).
+	metricsHandler http.Handler
 	// discovery are the upstreams whose discovery run drives.
 	discovery []discoverer
 }
@@ -373,7 +374,7 @@ func (inst *instance) run(ctx context.Context, ln net.Listener, cfg *Config) err
 		return fmt.Errorf("serve: %w", err)
 	})
 	if mln := inst.metricsLn; mln != nil {
-		msrv := httpserver.New(promhttp.HandlerFor(inst.metrics, promhttp.HandlerOpts{}), opts)
+		msrv := httpserver.New(inst.metricsHandler, opts)
 		g.Go(func() error {
 			if err := msrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("metrics server: %w", err)
@@ -475,6 +476,7 @@ func (inst *instance) listenMetrics(ctx context.Context, cfg *Config) error {
 		return fmt.Errorf("metrics: listen: %w (change metrics.listen in the config)", err)
 	}
 	inst.metricsLn = ln
+	inst.metricsHandler = cfg.Metrics.handler(inst.metrics)
 	inst.log.InfoContext(ctx, "metrics serving", "listen", ln.Addr().String())
 	return nil
 }

@@ -14,7 +14,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
@@ -172,7 +171,7 @@ func runVerifier(ctx context.Context, cfg *VerifyConfig, log *slog.Logger, ln, m
 	servers := []*httpserver.Server{httpserver.New(h, sopts)}
 	listeners := []net.Listener{ln}
 	if mln != nil {
-		servers = append(servers, httpserver.New(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), sopts))
+		servers = append(servers, httpserver.New(cfg.Metrics.handler(reg), sopts))
 		listeners = append(listeners, mln)
 	}
 	g, gctx := errgroup.WithContext(ctx)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -228,6 +229,38 @@ func (s *Store) DeleteGrantsByRequest(ctx context.Context, requestID string, kin
 		return 0, err
 	}
 	return n, nil
+}
+
+// GrantsByRequest returns every grant of requestID whose kind is in kinds
+// (every kind when empty), ordered by (kind, signature).
+func (s *Store) GrantsByRequest(ctx context.Context, requestID string, kinds ...store.GrantKind) ([]store.Grant, error) {
+	var out []store.Grant
+	err := s.view(ctx, "grants by request", func(tx *bolt.Tx) error {
+		out = nil
+		seen := make(map[string]bool)
+		for _, key := range grantsOf(tx, bucketGrantByRequest, requestID, kinds) {
+			if seen[string(key)] {
+				continue // a kind listed twice
+			}
+			seen[string(key)] = true
+			var g store.Grant
+			if err := get(tx, bucketGrants, key, &g); err != nil {
+				return err
+			}
+			out = append(out, g)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b store.Grant) int {
+		if c := strings.Compare(string(a.Kind), string(b.Kind)); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Signature, b.Signature)
+	})
+	return out, nil
 }
 
 // UpdateGrantsByRequest applies updater to every grant of requestID whose

@@ -121,6 +121,14 @@ func (s *Store) DeleteGrantsByRequest(ctx context.Context, requestID string, kin
 		requestID, kindNames(kinds))
 }
 
+// GrantsByRequest returns every grant of requestID whose kind is in kinds
+// (every kind when empty), ordered by (kind, signature).
+func (s *Store) GrantsByRequest(ctx context.Context, requestID string, kinds ...store.GrantKind) ([]store.Grant, error) {
+	return getAll(ctx, s, "grants by request", scanGrant, `SELECT `+grantColumns+` FROM grants
+		WHERE request_id = $1 AND (cardinality($2::text[]) = 0 OR kind = ANY($2))
+		ORDER BY kind, signature`, requestID, kindNames(kinds))
+}
+
 // DeleteGrantsBySubject removes every grant of subject and reports how many
 // it removed. An empty subject matches nothing (not the grants without
 // one).

@@ -2,6 +2,8 @@ package storetest
 
 import (
 	"errors"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,6 +95,23 @@ func testGrantsByRequest(t *testing.T, s store.Store) {
 	// GrantKinds order: code, pkce, oidc, access, refresh, jti, session client.
 	req1 := grantFamily(t, s, "req-1", "alice", "sess-1")
 	req2 := grantFamily(t, s, "req-2", "alice", "sess-1")
+
+	// Reading a family: all of it, some kinds, or nothing.
+	sorted := slices.Clone(req1)
+	slices.SortFunc(sorted, func(a, b store.Grant) int {
+		return strings.Compare(string(a.Kind)+"\x00"+a.Signature, string(b.Kind)+"\x00"+b.Signature)
+	})
+	got, err := s.GrantsByRequest(ctx, "req-1")
+	must(t, "GrantsByRequest(req-1)", err)
+	diff(t, "GrantsByRequest(req-1)", sorted, got)
+	got, err = s.GrantsByRequest(ctx, "req-2", store.GrantRefreshToken, store.GrantAuthorizeCode, store.GrantRefreshToken)
+	must(t, "GrantsByRequest(req-2, refresh, code, refresh)", err)
+	diff(t, "GrantsByRequest(req-2, refresh, code, refresh)", []store.Grant{req2[0], req2[4]}, got)
+	got, err = s.GrantsByRequest(ctx, "missing")
+	must(t, "GrantsByRequest(missing)", err)
+	if len(got) != 0 {
+		t.Errorf("GrantsByRequest(missing) = %d grants, want none", len(got))
+	}
 
 	n, err := s.DeleteGrantsByRequest(ctx, "req-1", store.GrantAuthorizeCode, store.GrantPKCE)
 	wantCount(t, "DeleteGrantsByRequest(req-1, code, pkce)", n, err, 2)

@@ -46,6 +46,7 @@ type options struct {
 	warmup      time.Duration
 	dir         string
 	cmdline     string
+	pprof       bool
 }
 
 type binary struct{ name, path string }
@@ -60,6 +61,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured window per point")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured warm-up before each point")
 	flag.StringVar(&o.dir, "dir", "", "work directory (bbolt files, configs, logs); default a temporary one, removed at exit")
+	flag.BoolVar(&o.pprof, "pprof", false, "serve Go's profiler on each broker's metrics listener (metrics.pprof; the URL is printed at start): take a profile while a point runs")
 	flag.Parse()
 	o.cmdline = strings.Join(append([]string{"go run ./bench/cmd/token-bench"}, os.Args[1:]...), " ")
 	var err error
@@ -241,11 +243,14 @@ func run(ctx context.Context, o options, out io.Writer) error {
 			name := strings.Trim(strings.ReplaceAll(b.bin+"-"+b.alg, " ", "-"), "-")
 			b.dbPath = filepath.Join(o.dir, name+".db")
 			cfg := filepath.Join(o.dir, name+".yaml")
-			conf := idps.ServeConfig(strings.TrimPrefix(b.url, "http://"), strings.TrimSuffix(strings.TrimPrefix(b.metricsURL, "http://"), "/metrics"), b.dbPath, secret, b.alg)
+			conf := idps.ServeConfig(strings.TrimPrefix(b.url, "http://"), strings.TrimSuffix(strings.TrimPrefix(b.metricsURL, "http://"), "/metrics"), b.dbPath, secret, b.alg, o.pprof)
 			if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
 				return err
 			}
 			fmt.Fprintf(os.Stderr, "starting keyward serve %s…\n", b.label())
+			if o.pprof {
+				fmt.Fprintf(os.Stderr, "  profiler: go tool pprof %s\n", strings.TrimSuffix(b.metricsURL, "/metrics")+"/debug/pprof/profile?seconds=10")
+			}
 			if b.proc, err = harness.StartProc(ctx, "keyward "+b.label(), bin.path, []string{"serve", "-c", cfg}, b.url, "/healthz", filepath.Join(o.dir, name+".log")); err != nil {
 				return err
 			}
