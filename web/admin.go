@@ -47,8 +47,11 @@ type AdminConfig struct {
 	Keys   AdminKeys
 	// Token is the bearer token every request must carry (the content of
 	// admin.tokenFile). Empty: every request is refused.
-	Token  []byte
-	Logger *slog.Logger
+	Token []byte
+	// MaxConcurrent bounds the admin requests in flight (overload.go).
+	// Default: 8 per CPU, at least 16; negative: no limit.
+	MaxConcurrent int
+	Logger        *slog.Logger
 }
 
 type admin struct {
@@ -104,7 +107,8 @@ func NewAdmin(cfg AdminConfig) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeAdminError(w, http.StatusNotFound, "not_found", "no such endpoint; see docs/admin-api.md")
 	})
-	return chain(mux, withRequestID, a.accessLog, a.recoverPanic, limitBody(maxAdminBody), securityHeaders, a.authenticate)
+	return chain(mux, withRequestID, a.accessLog, a.recoverPanic, limitBody(maxAdminBody), securityHeaders, a.authenticate,
+		shedAdmin(cfg.MaxConcurrent)) // after authentication: strangers cannot take the operators' slots
 }
 
 // authenticate compares the bearer token with the configured one in

@@ -37,6 +37,9 @@ type Config struct {
 	Ready func(ctx context.Context) error
 	// Registerer receives the HTTP metrics (nil: none).
 	Registerer prometheus.Registerer
+	// Concurrency bounds the requests in flight per endpoint class
+	// (overload.go). Zero fields take the defaults.
+	Concurrency Concurrency
 	// Pages is keyward.yaml's pages section (pages_config.go).
 	Pages PagesConfig
 	// Version is shown on the landing page at / (default: "unknown").
@@ -53,6 +56,7 @@ type Server struct {
 	pages   *pages
 	cookies cookieJar
 	metrics *metrics
+	limits  limiters
 	handler http.Handler
 }
 
@@ -84,6 +88,11 @@ func New(cfg Config) (*Server, error) {
 		pages:   p,
 		cookies: newCookieJar(cfg.SessionSecret, !cfg.InsecureCookies),
 		metrics: newMetrics(cfg.Registerer, cfg.Broker),
+		limits:  newLimiters(cfg.Concurrency),
+	}
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(shedCollector{classToken: s.limits.token, classBrowser: s.limits.browser},
+			tokenLimitCollector{b: cfg.Broker})
 	}
 	s.handler = s.routes()
 	return s, nil
