@@ -37,7 +37,8 @@ type Store interface {
 	GetSubject(ctx context.Context, id string) (store.Subject, error)
 	UpsertSubject(ctx context.Context, id string, create func() store.Subject, updater func(store.Subject) (store.Subject, error)) (store.Subject, error)
 	ListRevocations(ctx context.Context, after int64, limit int) ([]store.Revocation, int64, error)
-	adminStore // deprovision.go
+	adminStore       // deprovision.go
+	accessTokenStore // accesstoken.go
 }
 
 // Keys is what the broker needs from the key manager (*keys.Manager).
@@ -260,6 +261,7 @@ func New(cfg Config) (*Broker, error) {
 		refreshMaxTTL: cfg.RefreshTokenMaxTTL,
 		codeTTL:       cfg.AuthCodeTTL,
 		now:           cfg.Now,
+		tokens:        &accessTokens{keys: cfg.Keys, issuer: cfg.Issuer, clients: clients, store: cfg.Store, now: cfg.Now},
 	}
 	exchange := &exchangeHandler{
 		issuerURL: cfg.Issuer, accessTTL: cfg.AccessTokenTTL, keys: cfg.Keys, trust: cfg.Trust, fstore: fstore,
@@ -336,15 +338,17 @@ func composeFosite(c Config, fstore *fositeStore, exchange *exchangeHandler) fos
 		exchangeFactory, // RFC 8693, Keyward's own handler
 		compose.OpenIDConnectExplicitFactory,
 		compose.OpenIDConnectRefreshFactory, // after the OAuth2 refresh factory
-		compose.OAuth2TokenIntrospectionFactory,
-		compose.OAuth2TokenRevocationFactory,
+		introspectionFactory(fstore.tokens), // access tokens from their claims (tokenintrospection.go)
+		revocationFactory(fstore.tokens),
 		compose.OAuth2PKCEFactory,
 	)
 }
 
 // freshJWTStrategy gives every access token a new iat and jti: the refresh
 // grant clones the stored session, and fosite never overwrites a non-zero
-// iat (ory/fosite#774).
+// iat (ory/fosite#774). The jti is set here, not by fosite (which would
+// draw one while signing and keep it nowhere), so the session holds it when
+// the family record that may have to deny it is written (accesstoken.go).
 type freshJWTStrategy struct {
 	*oauth2.DefaultJWTStrategy
 }
@@ -352,7 +356,7 @@ type freshJWTStrategy struct {
 func (s *freshJWTStrategy) GenerateAccessToken(ctx context.Context, r fosite.Requester) (string, string, error) {
 	if sess, ok := r.GetSession().(*Session); ok && sess.AccessClaims != nil {
 		sess.AccessClaims.IssuedAt = time.Time{}
-		sess.AccessClaims.JTI = ""
+		sess.AccessClaims.JTI = randomString(16)
 	}
 	return s.DefaultJWTStrategy.GenerateAccessToken(ctx, r)
 }

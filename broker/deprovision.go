@@ -23,6 +23,7 @@ type adminStore interface {
 	AppendAudit(ctx context.Context, e store.AuditEvent) (store.AuditEvent, error)
 	ListAudit(ctx context.Context, limit int) ([]store.AuditEvent, error)
 	EndSession(ctx context.Context, sessionID string) (store.GrantDeletion, error)
+	CreateGrant(ctx context.Context, g store.Grant) error
 	GetSubject(ctx context.Context, id string) (store.Subject, error)
 	GetSession(ctx context.Context, id string) (store.Session, error)
 	ListRevocations(ctx context.Context, after int64, limit int) ([]store.Revocation, int64, error)
@@ -194,6 +195,14 @@ func (a *admin) RevokeSession(ctx context.Context, sessionID, reason, actor stri
 	}
 	now := a.now().UTC()
 	out := SessionRevocation{Session: sess}
+	// The ended-session record first: once the session record is gone,
+	// tokens carrying its sid are refused by it (sessionEnded).
+	err = a.store.CreateGrant(ctx, store.Grant{
+		Kind: store.GrantEndedSession, Signature: sessionID, Active: true, RequestedAt: now, ExpiresAt: a.feedExpiry(now),
+	})
+	if err != nil && !errors.Is(err, store.ErrConflict) {
+		return out, fmt.Errorf("record ended session: %w", err)
+	}
 	// The session and its grants go in one transaction: a code issued
 	// from the session just before cannot outlive it (and the token
 	// endpoint refuses codes whose session is gone).

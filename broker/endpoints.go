@@ -378,12 +378,15 @@ func (t *tokenEndpoint) UserInfo(ctx context.Context, w http.ResponseWriter, r *
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_token", "error_description": desc})
 		return
 	}
-	claims := map[string]any{"sub": sess.GetSubject()}
-	for k, v := range sess.DefaultSession.Claims.Extra {
-		if k == "sid" {
-			continue
-		}
-		claims[k] = v
+	claims, err := t.userInfoClaims(ctx, ar, sess)
+	if Unavailable(err) {
+		t.writeUnavailable(ctx, w, "userinfo", err)
+		return
+	}
+	if err != nil {
+		t.log.ErrorContext(ctx, "userinfo failed", "err", err)
+		writeError(w, ErrServerError)
+		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, claims)

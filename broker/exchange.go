@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/ory/fosite"
@@ -204,8 +203,12 @@ func (h *exchangeHandler) HandleTokenEndpointRequest(ctx context.Context, r fosi
 	sess.AccessHeader.Add("typ", "at+jwt")
 	sess.SetExpiresAt(fosite.AccessToken, exp.UTC())
 	// The bound of the token's origin (a trust rule's audiences) travels
-	// with it, so a re-exchange can never widen it.
+	// with it, in the token itself (access tokens are not stored), so a
+	// re-exchange can never widen it.
 	sess.AudienceCeiling = subj.audiences
+	if subj.audiences != nil {
+		sess.AccessClaims.Extra[claimAudienceCeiling] = append([]string{}, subj.audiences...)
+	}
 	return nil
 }
 
@@ -295,8 +298,9 @@ func (h *exchangeHandler) subject(ctx context.Context, raw, typ string) (exchang
 }
 
 // keywardSubject verifies one of Keyward's own access tokens: signature by a
-// published key, typ at+jwt, not expired, and not revoked (its record is
-// still in the store).
+// published key, typ at+jwt, not expired, and not revoked (no deny entry,
+// subject and session still good). Everything it may become is read from
+// the token's own claims: scopes, audiences (aud_ceiling) and act.
 func (h *exchangeHandler) keywardSubject(ctx context.Context, raw string) (exchangeSubject, error) {
 	orig, err := h.activeAccessToken(ctx, raw)
 	if err != nil {
@@ -306,15 +310,14 @@ func (h *exchangeHandler) keywardSubject(ctx context.Context, raw string) (excha
 	claims, identity := map[string]any{}, map[string]any{}
 	var act map[string]any
 	for k, v := range sess.AccessClaims.Extra {
-		switch k {
-		case "client_id":
-		case "act":
+		switch {
+		case k == "act":
 			act, _ = v.(map[string]any)
-		case "sid", "idp", "auth_time":
+		case k == "sid" || k == "idp" || k == "auth_time":
 			// Where the token comes from, whatever its scopes: the sid
 			// keeps the new token bound to the session (sessionEnded).
 			claims[k] = v
-		default:
+		case !reservedAccessClaims[k]:
 			identity[k] = v
 		}
 	}
@@ -333,7 +336,8 @@ func (h *exchangeHandler) keywardSubject(ctx context.Context, raw string) (excha
 	}, nil
 }
 
-// issuedAt is when a stored access token was issued.
+// issuedAt is when an access token (or the grant of a stored record) was
+// issued.
 func issuedAt(r fosite.Requester) time.Time {
 	if sess, ok := r.GetSession().(*Session); ok && sess.AccessClaims != nil && !sess.AccessClaims.IssuedAt.IsZero() {
 		return sess.AccessClaims.IssuedAt
@@ -341,30 +345,24 @@ func issuedAt(r fosite.Requester) time.Time {
 	return r.GetRequestedAt()
 }
 
-// activeAccessToken returns the stored request behind one of Keyward's own
-// access tokens, if it is valid and not revoked, and its subject and
-// session are still good (checkIssuedToken).
+// activeAccessToken returns the request behind one of Keyward's own access
+// tokens, rebuilt from its claims, if it is valid and not revoked
+// (accessTokens.verify), and its subject and session are still good
+// (checkIssuedToken).
 func (h *exchangeHandler) activeAccessToken(ctx context.Context, raw string) (fosite.Requester, error) {
 	if len(raw) > maxSubjectTokenBytes {
 		return nil, fosite.ErrInvalidGrant.WithHint(descTokenTooLarge)
 	}
-	tok, err := fositeSigner{keys: h.keys}.Decode(ctx, raw)
-	if err != nil {
-		return nil, fosite.ErrInvalidGrant.WithHint(descTokenInvalid).WithWrap(err)
-	}
-	if t, _ := tok.Header["typ"].(string); !strings.EqualFold(t, "at+jwt") {
+	orig, err := h.fstore.tokens.verify(ctx, raw)
+	switch {
+	case errors.Is(err, errTokenType):
 		return nil, fosite.ErrInvalidGrant.WithHint(descTokenNotAccessToken)
-	}
-	sig := raw[strings.LastIndexByte(raw, '.')+1:]
-	orig, err := h.fstore.GetAccessTokenSession(ctx, sig, newSession())
-	if errors.Is(err, fosite.ErrNotFound) {
+	case errors.Is(err, errNotAccessToken):
+		return nil, fosite.ErrInvalidGrant.WithHint(descTokenInvalid).WithWrap(err)
+	case errors.Is(err, errTokenDenied):
 		return nil, fosite.ErrInvalidGrant.WithHint(descTokenRevoked)
-	}
-	if err != nil {
+	case err != nil:
 		return nil, fosite.ErrServerError.WithWrap(err)
-	}
-	if _, ok := orig.GetSession().(*Session); !ok {
-		return nil, fosite.ErrServerError.WithDebug("unexpected session type")
 	}
 	switch err := h.subjects.checkIssuedToken(ctx, orig); {
 	case errors.Is(err, errSessionEnded):

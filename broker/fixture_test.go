@@ -23,6 +23,7 @@ import (
 const testIssuer = "https://keyward.example.com"
 
 type fixture struct {
+	path string // of the bolt file
 	st   *bolt.Store
 	keys *keys.Manager
 	now  time.Time
@@ -31,7 +32,8 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := t.Context()
-	st, err := bolt.Open(ctx, bolt.Options{Path: filepath.Join(t.TempDir(), "keyward.db"), NoSync: true})
+	path := filepath.Join(t.TempDir(), "keyward.db")
+	st, err := bolt.Open(ctx, bolt.Options{Path: path, NoSync: true})
 	if err != nil {
 		t.Fatalf("bolt.Open: %v", err)
 	}
@@ -45,7 +47,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatalf("keys.New: %v", err)
 	}
-	return &fixture{st: st, keys: km, now: time.Now().UTC().Truncate(time.Second)}
+	return &fixture{path: path, st: st, keys: km, now: time.Now().UTC().Truncate(time.Second)}
 }
 
 func (f *fixture) clock() time.Time { return f.now }

@@ -106,6 +106,8 @@ type fositeStore struct {
 	// codeTTL is the lifetime of PKCE and OIDC records (those of the code).
 	codeTTL time.Duration
 	now     func() time.Time
+	// tokens keeps the revocation state of access tokens (accesstoken.go).
+	tokens *accessTokens
 }
 
 var (
@@ -181,6 +183,9 @@ func (s *fositeStore) create(ctx context.Context, kind store.GrantKind, sig stri
 	if sess != nil {
 		g.Subject = sess.GetSubject()
 		g.SessionID = sess.SessionID
+	}
+	if kind == store.GrantRefreshToken {
+		g.AccessTokenID, g.AccessExpiresAt = issuedAccessToken(r)
 	}
 	if err := s.grants.CreateGrant(ctx, g); err != nil {
 		return fmt.Errorf("create %s: %w", kind, err)
@@ -351,27 +356,28 @@ func (s *fositeStore) DeleteOpenIDConnectSession(ctx context.Context, code strin
 	return s.del(ctx, store.GrantOIDC, codeKey(code))
 }
 
-// --- access tokens (the JWT's signature segment)
+// --- access tokens: self-contained, nothing stored (accesstoken.go)
 
-func (s *fositeStore) CreateAccessTokenSession(ctx context.Context, sig string, r fosite.Requester) error {
-	if err := s.create(ctx, store.GrantAccessToken, sig, r, expiry(r, fosite.AccessToken, s.now().Add(time.Hour)), ""); err != nil {
-		return err
-	}
-	return s.checkAnchor(ctx, r.GetID())
+// CreateAccessTokenSession stores nothing. The access token's jti and
+// expiry go on the family record written in the same request: the refresh
+// token (create), or, for a code redemption, the authorize code.
+func (s *fositeStore) CreateAccessTokenSession(ctx context.Context, _ string, r fosite.Requester) error {
+	return s.recordAccessOnCode(ctx, r)
 }
 
-func (s *fositeStore) GetAccessTokenSession(ctx context.Context, sig string, proto fosite.Session) (fosite.Requester, error) {
-	_, r, err := s.get(ctx, store.GrantAccessToken, sig, proto)
-	return r, err
+// GetAccessTokenSession finds nothing: access tokens are verified from
+// their claims (accessTokens.verify), never looked up by signature.
+func (s *fositeStore) GetAccessTokenSession(context.Context, string, fosite.Session) (fosite.Requester, error) {
+	return nil, fosite.ErrNotFound
 }
 
-func (s *fositeStore) DeleteAccessTokenSession(ctx context.Context, sig string) error {
-	return s.del(ctx, store.GrantAccessToken, sig)
-}
+// DeleteAccessTokenSession has nothing to delete.
+func (s *fositeStore) DeleteAccessTokenSession(context.Context, string) error { return nil }
 
+// RevokeAccessToken denies the access tokens of the family requestID that
+// may still be alive (code reuse, a refused grant).
 func (s *fositeStore) RevokeAccessToken(ctx context.Context, requestID string) error {
-	_, err := s.grants.DeleteGrantsByRequest(ctx, requestID, store.GrantAccessToken)
-	return err
+	return s.tokens.denyFamily(ctx, requestID)
 }
 
 // --- refresh tokens
@@ -436,14 +442,11 @@ func (s *fositeStore) DeleteRefreshTokenSession(ctx context.Context, sig string)
 	return s.del(ctx, store.GrantRefreshToken, sig)
 }
 
-// RotateRefreshToken marks the presented refresh token used and drops the
-// family's access-token records. A second rotation within the grace period
-// keeps the first rotation time and the newer access token.
+// RotateRefreshToken marks the presented refresh token used. A second
+// rotation within the grace period keeps the first rotation time.
 func (s *fositeStore) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
 	setAnchor(ctx, store.GrantRefreshToken, sig)
-	first := false
 	err := s.grants.UpdateGrant(ctx, store.GrantRefreshToken, sig, func(g store.Grant) (store.Grant, error) {
-		first = g.Active
 		if g.Active {
 			g.Active = false
 			g.RotatedAt = s.now()
@@ -456,14 +459,17 @@ func (s *fositeStore) RotateRefreshToken(ctx context.Context, requestID, sig str
 	if err != nil {
 		return fmt.Errorf("rotate refresh token: %w", err)
 	}
-	if first {
-		return s.RevokeAccessToken(ctx, requestID)
-	}
+	// The access token issued with the rotated refresh token is not
+	// revoked: it expires within the access-token lifetime.
 	return nil
 }
 
-// RevokeRefreshToken removes every refresh token of the family.
+// RevokeRefreshToken denies the family's access tokens that may still be
+// alive, then removes every refresh token of the family.
 func (s *fositeStore) RevokeRefreshToken(ctx context.Context, requestID string) error {
+	if err := s.tokens.denyFamily(ctx, requestID); err != nil {
+		return err
+	}
 	_, err := s.grants.DeleteGrantsByRequest(ctx, requestID, store.GrantRefreshToken)
 	return err
 }

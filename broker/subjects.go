@@ -29,7 +29,7 @@ type subjectStore interface {
 	GetSubject(ctx context.Context, id string) (store.Subject, error)
 	UpsertSubject(ctx context.Context, id string, create func() store.Subject, updater func(store.Subject) (store.Subject, error)) (store.Subject, error)
 	GetSession(ctx context.Context, id string) (store.Session, error)
-	ListRevocations(ctx context.Context, after int64, limit int) ([]store.Revocation, int64, error)
+	GetGrant(ctx context.Context, kind store.GrantKind, signature string) (store.Grant, error)
 }
 
 // errSubjectRefused is returned by checkSubject.

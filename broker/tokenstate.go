@@ -55,17 +55,19 @@ func (s *Session) sid() string {
 
 // sessionEnded reports whether the Keyward session sid has been ended:
 // logout, an admin revoke, an upstream's back-channel logout or a failed
-// upstream re-check, which all end it through revokeSession (the record
-// deleted, then a session entry appended to the revocation feed).
+// upstream re-check, which all end it through admin.RevokeSession. That
+// writes a GrantEndedSession record keyed by sid before it deletes the
+// session and its grants, and keeps it until no token issued before the
+// end can still be alive (feedExpiry; token exchange never outlives its
+// subject token).
 //
-// A missing record alone does not say it: a session also expires
+// A missing session record alone does not say it: a session also expires
 // (tokens.sessionTTL) and is collected, while refresh families issued in
 // it go on (without an upstream re-check), and the tokens they issue carry
 // its sid and must keep working. So a missing record is an ended session
-// only if the feed still lists it; the entry stays until no token issued
-// before the end can still be alive (feedExpiry), and token exchange never
-// outlives its subject token. Deprovisioning deletes sessions without a
-// session entry; checkSubject refuses those tokens.
+// only if the ended-session record says so: two point lookups, whatever
+// the length of the revocation feed. Deprovisioning deletes sessions
+// without such a record; checkSubject refuses those tokens.
 func (s *subjects) sessionEnded(ctx context.Context, sid string) (bool, error) {
 	if sid == "" {
 		return false, nil
@@ -77,16 +79,12 @@ func (s *subjects) sessionEnded(ctx context.Context, sid string) (bool, error) {
 	if !errors.Is(err, store.ErrNotFound) {
 		return false, fmt.Errorf("get session: %w", err)
 	}
-	// Entries leave the feed with the tokens they void (feedExpiry), so
-	// it is short.
-	entries, _, err := s.store.ListRevocations(ctx, 0, 0)
+	g, err := s.store.GetGrant(ctx, store.GrantEndedSession, sid)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
 	if err != nil {
-		return false, fmt.Errorf("list revocations: %w", err)
+		return false, fmt.Errorf("get ended session: %w", err)
 	}
-	for _, e := range entries {
-		if e.Kind == store.RevokeSession && e.SessionID == sid {
-			return true, nil
-		}
-	}
-	return false, nil
+	return g.ExpiresAt.IsZero() || g.ExpiresAt.After(s.now()), nil
 }

@@ -85,7 +85,7 @@ const (
 	GrantAuthorizeCode GrantKind = "authorize_code"
 	GrantPKCE          GrantKind = "pkce"
 	GrantOIDC          GrantKind = "oidc"
-	GrantAccessToken   GrantKind = "access_token"
+	GrantAccessToken   GrantKind = "access_token" // no longer written (self-contained access tokens); upgrades remove old ones
 	GrantRefreshToken  GrantKind = "refresh_token"
 	// GrantAssertionJTI records a used single-use token id (replay guard):
 	// client-assertion jtis, single-use subject tokens, upstream logout
@@ -101,10 +101,17 @@ const (
 	// a self-contained access token was revoked (/revoke, code reuse, a
 	// revoked refresh family).
 	GrantDeniedToken GrantKind = "denied_token"
+	// GrantEndedSession: a Keyward session that was ended (logout, an admin
+	// revoke, back-channel logout, a failed upstream re-check), keyed by
+	// its id, kept until no token carrying its sid can still be alive
+	// (ExpiresAt), so a point lookup tells an ended session from one that
+	// merely expired. It carries no SessionID or Subject, so ending the
+	// session or deprovisioning its subject does not delete it.
+	GrantEndedSession GrantKind = "ended_session"
 )
 
 // GrantKinds lists every kind, in a stable order.
-var GrantKinds = []GrantKind{GrantAuthorizeCode, GrantPKCE, GrantOIDC, GrantAccessToken, GrantRefreshToken, GrantAssertionJTI, GrantSessionClient, GrantDeniedToken}
+var GrantKinds = []GrantKind{GrantAuthorizeCode, GrantPKCE, GrantOIDC, GrantAccessToken, GrantRefreshToken, GrantAssertionJTI, GrantSessionClient, GrantDeniedToken, GrantEndedSession}
 
 // GrantDeletion is what Store.EndSession removed.
 type GrantDeletion struct {
@@ -199,8 +206,9 @@ const (
 	RevokeSubject RevocationKind = "subject"
 	// RevokeSession: every token carrying sid = SessionID issued before NotBefore.
 	RevokeSession RevocationKind = "session"
-	// RevokeToken: the one access token whose jti is TokenID (NotBefore is
-	// its iat rounded up; ExpiresAt its exp).
+	// RevokeToken: the one access token whose jti is TokenID, whatever its
+	// iat (NotBefore is when it was revoked; ExpiresAt its exp plus the
+	// verifiers' leeway).
 	RevokeToken RevocationKind = "token"
 )
 

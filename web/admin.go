@@ -52,6 +52,9 @@ type AdminConfig struct {
 	// Default: 8 per CPU, at least 16; negative: no limit.
 	MaxConcurrent int
 	Logger        *slog.Logger
+	// Backup, when set, serves GET /admin/v1/backup (the bbolt store's
+	// online copy, admin_backup.go); nil answers 404 there.
+	Backup AdminBackup
 }
 
 type admin struct {
@@ -60,6 +63,7 @@ type admin struct {
 	tokenHash [sha256.Size]byte
 	hasToken  bool
 	log       *slog.Logger
+	backup    AdminBackup
 }
 
 // NewAdmin returns the admin API (docs/admin-api.md): JSON under /admin/v1,
@@ -74,6 +78,7 @@ func NewAdmin(cfg AdminConfig) http.Handler {
 		tokenHash: sha256.Sum256(cfg.Token),
 		hasToken:  len(cfg.Token) > 0,
 		log:       cfg.Logger.With("component", "admin"),
+		backup:    cfg.Backup,
 	}
 	mux := http.NewServeMux()
 	methods := map[string][]string{}
@@ -97,6 +102,7 @@ func NewAdmin(cfg AdminConfig) http.Handler {
 	handle(http.MethodPost, p+"keys/rotate", a.rotateKeys)
 	handle(http.MethodGet, p+"clients", a.listClients)
 	handle(http.MethodGet, p+"audit", a.listAudit)
+	handle(http.MethodGet, p+"backup", a.serveBackup)
 	for _, path := range paths {
 		allow := strings.Join(slices.Sorted(slices.Values(methods[path])), ", ")
 		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {

@@ -12,7 +12,8 @@ import (
 	"github.com/keyward/keyward/store"
 )
 
-// revocationEntry is one feed entry on the wire. not_before is in Unix
+// revocationEntry is one feed entry on the wire: kind subject (sub), session
+// (sid) or token (jti: one revoked access token). not_before is in Unix
 // seconds rounded up, so that a verifier comparing it with a token's iat
 // (whole seconds, rounded down) can never let through a token issued in the
 // same second but before the revocation. expires_at (omitted when zero)
@@ -23,6 +24,7 @@ type revocationEntry struct {
 	Kind      string `json:"kind"`
 	Subject   string `json:"sub,omitempty"`
 	SessionID string `json:"sid,omitempty"`
+	TokenID   string `json:"jti,omitempty"`
 	NotBefore int64  `json:"not_before"`
 	ExpiresAt int64  `json:"expires_at,omitempty"`
 }
@@ -82,7 +84,7 @@ func (s *Server) revocations(w http.ResponseWriter, r *http.Request) {
 }
 
 func wireRevocation(e store.Revocation) revocationEntry {
-	out := revocationEntry{Seq: e.Seq, Kind: string(e.Kind), Subject: e.Subject, SessionID: e.SessionID, NotBefore: feedUnix(e.NotBefore)}
+	out := revocationEntry{Seq: e.Seq, Kind: string(e.Kind), Subject: e.Subject, SessionID: e.SessionID, TokenID: e.TokenID, NotBefore: feedUnix(e.NotBefore)}
 	if !e.ExpiresAt.IsZero() {
 		out.ExpiresAt = feedUnix(e.ExpiresAt)
 	}

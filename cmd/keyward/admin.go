@@ -181,7 +181,7 @@ per upstream the person used) is deprovisioned.`,
 	tail.Flags().IntVar(&limit, "limit", 50, "how many events (1-1000)")
 	audit.AddCommand(tail)
 
-	cmd.AddCommand(subjects, deprovision, reinstate, sessions, keysCmd, clients, audit)
+	cmd.AddCommand(subjects, deprovision, reinstate, sessions, keysCmd, clients, audit, a.backupCommand())
 	return cmd
 }
 
@@ -227,6 +227,24 @@ func (a *adminCLI) token() (string, error) {
 // refusal becomes an exitError with the matching exit code and the API's
 // message.
 func (a *adminCLI) call(ctx context.Context, method, path string, query url.Values, body any) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	resp, err := a.send(ctx, method, path, query, body)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read answer: %w", err)
+	}
+	return data, nil
+}
+
+// send sends one request to the admin API and returns a 2xx answer for the
+// caller to read and close. A refusal becomes an exitError with the
+// matching exit code and the API's message.
+func (a *adminCLI) send(ctx context.Context, method, path string, query url.Values, body any) (*http.Response, error) {
 	if err := a.findDemo(); err != nil {
 		return nil, err
 	}
@@ -246,8 +264,6 @@ func (a *adminCLI) call(ctx context.Context, method, path string, query url.Valu
 		}
 		rd = bytes.NewReader(b)
 	}
-	ctx, cancel := context.WithTimeout(ctx, a.timeout)
-	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
 		return nil, usageError("--server %q: %w", a.server, err)
@@ -261,13 +277,13 @@ func (a *adminCLI) call(ctx context.Context, method, path string, query url.Valu
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w (is keyward serve running with admin.tokenFile set, and is --server right?)", method, u, err)
 	}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return resp, nil
+	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
 	if err != nil {
 		return nil, fmt.Errorf("read answer: %w", err)
-	}
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return data, nil
 	}
 	var e struct{ Error, Message string }
 	msg := strings.TrimSpace(string(data))

@@ -37,7 +37,7 @@ Start with "keyward demo" to see the whole flow on this machine.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCommand(), newVerifyCommand(), newCheckConfigCommand(), newDemoCommand(), newAdminCommand(), newMigrateCommand(), newReplaceKeysCommand(), newVersionCommand())
+	root.AddCommand(newServeCommand(), newVerifyCommand(), newCheckConfigCommand(), newDemoCommand(), newAdminCommand(), newMigrateCommand(), newCompactCommand(), newReplaceKeysCommand(), newVersionCommand())
 	refuseUnknownSubcommands(root)
 	return root
 }

@@ -109,6 +109,7 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 	}
 	inst := &instance{log: log, store: st, metrics: prometheus.NewRegistry()}
 	inst.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerStoreMetrics(inst.metrics, st)
 	fail := func(err error) (*instance, error) {
 		inst.close()
 		return nil, err
@@ -159,7 +160,7 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 	inst.broker, inst.handler = b, srv
 	if len(sec.AdminToken) > 0 {
 		inst.admin = web.NewAdmin(web.AdminConfig{Broker: b, Keys: inst.keys, Token: sec.AdminToken,
-			MaxConcurrent: cfg.Limits.concurrency().Admin, Logger: log})
+			MaxConcurrent: cfg.Limits.concurrency().Admin, Logger: log, Backup: adminBackup(st)})
 	}
 	return inst, nil
 }

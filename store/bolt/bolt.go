@@ -100,6 +100,11 @@ type Store struct {
 	db     *bolt.DB
 	write  func(func(*bolt.Tx) error) error // DB.Update, DB.Batch or committer.do
 	logger *slog.Logger
+	stats  *writeStats // counts write calls and commits; see Stats
+
+	// gcChunk and gcScan bound garbage collection's transactions (see
+	// GarbageCollect); tests lower them.
+	gcChunk, gcScan int
 
 	// failDeprovisionAfter, when set (by tests only, see export_test.go), is
 	// called after each step of Deprovision's transaction has written; an
@@ -117,7 +122,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("bolt: open: %w", err)
 	}
-	db, err := bolt.Open(opts.Path, 0o600, &bolt.Options{Timeout: opts.Timeout, NoSync: opts.NoSync})
+	db, err := bolt.Open(opts.Path, 0o600, boltOptions(opts))
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("bolt: open %s: bbolt allows one process: is another keyward running on %s?: %w",
 			opts.Path, opts.Path, err)
@@ -130,16 +135,61 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("bolt: open %s: %w", opts.Path, err)
 	}
 	logger := opts.Logger.With("component", "store/bolt")
+	if err := sweepAccessTokens(ctx, db, logger, sweepBatch); err != nil { // upgrade.go
+		_ = db.Close()
+		return nil, fmt.Errorf("bolt: open %s: %w", opts.Path, err)
+	}
 	logger.InfoContext(ctx, "store opened", "path", opts.Path, "no_sync", opts.NoSync)
-	s := &Store{db: db, write: (&committer{db: db}).do, logger: logger}
+	s := &Store{db: db, logger: logger, stats: &writeStats{synced: !opts.NoSync},
+		gcChunk: gcChunk, gcScan: gcScan}
+	write := (&committer{db: db}).do
 	switch {
 	case opts.BatchDelay > 0:
 		db.MaxBatchDelay = opts.BatchDelay
-		s.write = db.Batch
+		write = db.Batch
 	case opts.BatchDelay < 0:
-		s.write = db.Update
+		write = db.Update
 	}
+	s.write = s.stats.counted(write)
 	return s, nil
+}
+
+// initialMmapSize is the address space mapped at open. A write that grows
+// the file past the mapping must remap it, and a remap waits until every
+// read transaction has ended; mapping ahead of the file keeps writers from
+// queueing behind readers until the file reaches this size. It costs
+// address space only: the file does not grow (on Linux and macOS) and pages
+// count as resident only once read or written.
+const initialMmapSize = 256 << 20
+
+// boltOptions are the bbolt settings every Keyward file is opened with,
+// chosen so that a commit's cost does not grow with the file:
+//
+//   - FreelistMapType: the free-page list is a hash map indexed by run
+//     length, so allocating n pages is O(1)-ish instead of a scan of an
+//     array of every free page (the array type degrades badly once a
+//     grown file has tens of thousands of free pages).
+//   - NoFreelistSync: commits do not write the freelist. With the default
+//     every commit rewrites and fsyncs the whole list (61,260 free page ids
+//     on a grown file, hundreds of KB per commit). The cost moves to Open,
+//     which rebuilds the list by walking every page of the file
+//     (docs/deployment.md gives the times measured), and a file stays
+//     readable by bbolt users that do sync the freelist: they rebuild it too.
+//   - InitialMmapSize: see initialMmapSize.
+//
+// Left at bbolt's defaults on purpose: NoGrowSync (skipping the fsync of a
+// file growth is unsafe on file systems that do not journal the size),
+// PageSize (the OS page), Mlock (the whole file would stay in memory),
+// MaxSize (a full disk already fails a commit cleanly) and PreLoadFreelist
+// (a writable open loads the freelist anyway).
+func boltOptions(opts Options) *bolt.Options {
+	return &bolt.Options{
+		Timeout:         opts.Timeout,
+		NoSync:          opts.NoSync,
+		FreelistType:    bolt.FreelistMapType,
+		NoFreelistSync:  true,
+		InitialMmapSize: initialMmapSize,
+	}
 }
 
 func initBuckets(tx *bolt.Tx) error {
@@ -173,6 +223,12 @@ func (s *Store) view(ctx context.Context, op string, fn func(tx *bolt.Tx) error)
 		return fmt.Errorf("bolt: %s: %w", op, err)
 	}
 	return wrapErr(op, s.db.View(fn))
+}
+
+// updateAlone runs fn in a write transaction of its own, not shared with
+// other writes, counted as a commit but not as a store write (Stats).
+func (s *Store) updateAlone(fn func(tx *bolt.Tx) error) error {
+	return s.db.Update(s.stats.track(fn))
 }
 
 // update runs fn in a write transaction, shared with concurrent writes

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -13,9 +12,17 @@ import (
 	"github.com/keyward/keyward/store"
 )
 
-// gcChunk is how many records one garbage-collection transaction removes, so
-// that a large collection does not hold the write lock for long.
+// gcChunk is how many records one garbage-collection write transaction
+// removes at most, so that a large collection never holds the write lock for
+// long: the token requests waiting behind it wait for one short transaction,
+// not for the whole collection.
 const gcChunk = 500
+
+// gcScan is how many records one garbage-collection read transaction looks
+// at, at most. A read transaction pins the pages it can see: bbolt cannot
+// reuse pages freed after it began until it ends, so a long scan over a
+// large file under write load would make the file grow.
+const gcScan = 20000
 
 // collectable is a record type that GarbageCollect removes on expiry.
 type collectable struct {
@@ -69,10 +76,14 @@ func expired(v []byte, now time.Time) (bool, error) {
 
 // GarbageCollect removes login attempts, sessions, grants and revocation-feed
 // entries whose ExpiresAt is non-zero and not after now, with their index
-// entries. It finds them in a read transaction, then removes them in write
-// transactions of at most gcChunk records, checking expiry again. Subjects,
-// the key set and audit events are never collected. On error it reports
-// what it removed so far.
+// entries. It works in bounded steps, bucket by bucket in key order: a read
+// transaction looks at up to gcScan records and notes up to gcChunk expired
+// ones, then a write transaction of its own removes them, checking expiry
+// again (a record extended or deleted meanwhile is left alone), and the
+// next read resumes after the last key looked at. One call thus removes
+// everything that was expired when it reached it, in as many short
+// transactions as that takes. Subjects, the key set and audit events are
+// never collected. On error it reports what it removed so far.
 func (s *Store) GarbageCollect(ctx context.Context, now time.Time) (store.GCResult, error) {
 	var res store.GCResult
 	counts := []*int{&res.LoginAttempts, &res.Sessions, &res.Grants, &res.Revocations}
@@ -91,54 +102,98 @@ func (s *Store) GarbageCollect(ctx context.Context, now time.Time) (store.GCResu
 	return res, nil
 }
 
+// collect removes the expired records of one bucket, step by step.
 func (s *Store) collect(ctx context.Context, c collectable, now time.Time) (int, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	var keys [][]byte
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(c.bucket).ForEach(func(k, v []byte) error {
-			ok, err := expired(v, now)
-			if ok {
-				keys = append(keys, bytes.Clone(k))
+	n := 0
+	var after []byte // the last key looked at; nil before the first step
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		keys, last, done, err := s.scanExpired(c.bucket, after, now)
+		if err != nil {
+			return n, err
+		}
+		if len(keys) > 0 {
+			if err := ctx.Err(); err != nil {
+				return n, err
 			}
-			return err
-		})
+			removed, err := s.removeExpired(c, keys, now)
+			n += removed
+			if err != nil {
+				return n, err
+			}
+		}
+		if done {
+			return n, nil
+		}
+		after = last
+	}
+}
+
+// scanExpired looks at the records of bucket after the key after (from the
+// first when nil), up to gcScan of them, and returns the keys of at most
+// gcChunk expired ones, the last key looked at, and whether it reached the
+// end of the bucket (s.gcScan and s.gcChunk: gcScan and gcChunk but in
+// tests).
+func (s *Store) scanExpired(bucket, after []byte, now time.Time) (keys [][]byte, last []byte, done bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		cur := tx.Bucket(bucket).Cursor()
+		k, v := cur.First()
+		if after != nil {
+			k, v = cur.Seek(after)
+			if k != nil && bytes.Equal(k, after) {
+				k, v = cur.Next()
+			}
+		}
+		for scanned := 0; k != nil; k, v = cur.Next() {
+			if scanned == s.gcScan || len(keys) == s.gcChunk {
+				return nil
+			}
+			scanned++
+			last = bytes.Clone(k)
+			ok, err := expired(v, now)
+			if err != nil {
+				return err
+			}
+			if ok {
+				keys = append(keys, last)
+			}
+		}
+		done = true
+		return nil
+	})
+	return keys, last, done, err
+}
+
+// removeExpired removes, in one write transaction, the records at keys that
+// are still there and still expired at now, and returns how many it removed.
+func (s *Store) removeExpired(c collectable, keys [][]byte, now time.Time) (int, error) {
+	removed := 0
+	err := s.updateAlone(func(tx *bolt.Tx) error {
+		removed = 0
+		b := tx.Bucket(c.bucket)
+		for _, k := range keys {
+			v := b.Get(k)
+			if v == nil {
+				continue // deleted meanwhile
+			}
+			ok, err := expired(v, now)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue // extended meanwhile
+			}
+			if err := c.remove(tx, v); err != nil {
+				return err
+			}
+			removed++
+		}
+		return nil
 	})
 	if err != nil {
 		return 0, err
 	}
-	n := 0
-	for chunk := range slices.Chunk(keys, gcChunk) {
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
-		removed := 0
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			removed = 0
-			b := tx.Bucket(c.bucket)
-			for _, k := range chunk {
-				v := b.Get(k)
-				if v == nil {
-					continue // deleted meanwhile
-				}
-				if ok, err := expired(v, now); err != nil || !ok {
-					if err != nil {
-						return err
-					}
-					continue // extended meanwhile
-				}
-				if err := c.remove(tx, v); err != nil {
-					return err
-				}
-				removed++
-			}
-			return nil
-		})
-		if err != nil {
-			return n, err
-		}
-		n += removed
-	}
-	return n, nil
+	return removed, nil
 }

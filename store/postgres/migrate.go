@@ -16,7 +16,7 @@ import (
 
 // SchemaVersion is the schema version this build reads and writes: the
 // number of the newest file in migrations/.
-const SchemaVersion = 2
+const SchemaVersion = 4
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS

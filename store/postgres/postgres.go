@@ -91,6 +91,7 @@ type Store struct {
 	logger *slog.Logger
 	closed atomic.Bool
 	close  sync.Once
+	stats  writeStats // see Stats
 
 	// beforeCommit, when set (by tests only, see export_test.go), is called
 	// in every write transaction before COMMIT; an error it returns aborts
@@ -240,6 +241,9 @@ func (s *Store) run(ctx context.Context, op string, m mode, fn func(ctx context.
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("postgres: %s: %w", op, err)
 	}
+	if m != modeRead {
+		s.stats.writes.Add(1)
+	}
 	reconnected := false
 	for attempt := 1; ; attempt++ {
 		stage, err := s.attempt(ctx, op, m, fn)
@@ -291,7 +295,11 @@ func (s *Store) attempt(ctx context.Context, op string, m mode, fn func(ctx cont
 	}
 	defer conn.Release()
 	if m != modeTx {
-		return stageBody, fn(ctx, conn)
+		err := fn(ctx, conn)
+		if err == nil && m == modeStatement {
+			s.stats.commits.Add(1) // autocommit
+		}
+		return stageBody, err
 	}
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err != nil {
@@ -312,6 +320,7 @@ func (s *Store) attempt(ctx context.Context, op string, m mode, fn func(ctx cont
 	if err := tx.Commit(ctx); err != nil {
 		return stageCommit, err
 	}
+	s.stats.commits.Add(1)
 	return stageBody, nil
 }
 

@@ -30,6 +30,19 @@ func TestRefreshLeavesOutAnUnverifiedEmailOfAnOlderGrant(t *testing.T) {
 		t.Fatalf("UpdateGrant: %v", err)
 	}
 
+	// /userinfo reads the identity of the sign-in's session (access tokens
+	// are not stored), which such an older grant's session holds just as
+	// unverified.
+	_, atc := verifyAccessToken(t, e, tok.AccessToken, appID)
+	sid, _ := atc["sid"].(string)
+	err = e.store.UpdateSession(t.Context(), sid, func(s store.Session) (store.Session, error) {
+		s.Identity.EmailVerified = false
+		return s, nil
+	})
+	if err != nil {
+		t.Fatalf("UpdateSession: %v", err)
+	}
+
 	status, r := c.refresh(tok.RefreshToken)
 	if status != http.StatusOK {
 		t.Fatalf("refresh = %d %v", status, r)

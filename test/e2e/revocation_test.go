@@ -217,3 +217,71 @@ func TestRevocationFeedEndpoint(t *testing.T) {
 		t.Errorf("poll behind the ETag: %d, want 200 with the entry", resp.StatusCode)
 	}
 }
+
+// TestRevokedAccessTokenReachesTheEdge: access tokens are not stored, so
+// /revoke of one writes a deny entry for its jti and a token entry to the
+// feed: the broker's introspection calls it inactive at once, and a
+// verifier polling the feed refuses it, cached or not, while the same
+// person's other token and the refresh family keep working.
+func TestRevokedAccessTokenReachesTheEdge(t *testing.T) {
+	e := newFeedEnv(t)
+	v, err := verify.New(t.Context(), verify.Config{
+		Issuer:    e.issuer,
+		Audiences: []string{appID},
+		Revocation: &verify.RevocationConfig{
+			Interval: 100 * time.Millisecond, MaxStaleness: 5 * time.Second,
+			ClientID: feedReaderID, ClientSecret: feedReaderSecret,
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(t.Context())
+	ran := make(chan error, 1)
+	go func() { ran <- v.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-ran })
+	c := e.client(appID, appSecret, appRedir, nil)
+	revoked, refresh := e.signInAs(t, "alice")
+	kept, _ := e.signInAs(t, "alice")
+	for _, tok := range []string{revoked, kept} {
+		if _, err := v.Verify(t.Context(), tok); err != nil {
+			t.Fatalf("token before the revocation: %v", err)
+		}
+	}
+
+	if status, m := c.postForm("/revoke", url.Values{"token": {revoked}, "token_type_hint": {"access_token"}}); status != http.StatusOK {
+		t.Fatalf("revoke = %d %v", status, m)
+	}
+	if got := c.introspect(revoked); got["active"] != false {
+		t.Errorf("introspect of the revoked token = %v, want inactive", got)
+	}
+	if got := c.introspect(kept); got["active"] != true {
+		t.Errorf("introspect of the other token = %v, want active", got)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := v.Verify(t.Context(), revoked)
+		if errors.Is(err, verify.ErrRevoked) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("the revoked token while waiting for the feed: %v, want success or revoked", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the verifier still accepts the revoked token 10s after /revoke")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var ve *verify.Error
+	if _, err := v.Verify(t.Context(), revoked); !errors.As(err, &ve) || ve.Status != http.StatusUnauthorized || ve.Description != "token revoked" {
+		t.Errorf("revoked token at the edge = %v, want 401 token revoked", err)
+	}
+	if _, err := v.Verify(t.Context(), kept); err != nil {
+		t.Errorf("the other token at the edge: %v", err)
+	}
+	// Revoking an access token leaves its refresh family alone (RFC 7009
+	// §2.1 makes that a MAY).
+	if status, m := c.refresh(refresh); status != http.StatusOK {
+		t.Errorf("refresh after revoking its access token = %d %v, want 200", status, m)
+	}
+}

@@ -17,7 +17,8 @@
 //   - Verifier.Middleware and ClaimsFromContext for Go services;
 //   - with Config.Revocation, a poller of the broker's revocation feed, run by
 //     Verifier.Run (New starts no goroutine but one key-set fetch): tokens
-//     of revoked subjects and sessions are refused (cached ones too), and a
+//     of revoked subjects and sessions, and revoked tokens by jti, are
+//     refused (cached ones too), and a
 //     feed unread for longer than MaxStaleness fails closed (503) unless
 //     OnStale is allow.
 //

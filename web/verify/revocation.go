@@ -16,7 +16,8 @@ import (
 
 // RevocationConfig turns on the broker's revocation feed (GET /revocations):
 // the Verifier polls it and rejects a token whose sub, or sid, has an entry
-// with a not-before later than the token's iat, even on a cache hit. The
+// with a not-before later than the token's iat, or whose jti has an entry
+// (one revoked access token), even on a cache hit. The
 // feed is readable only by the clients the broker lists as readers
 // (revocationFeed.readers in keyward.yaml).
 type RevocationConfig struct {
@@ -83,10 +84,17 @@ type revocations struct {
 	work    revState // the poller's own copy; published as a clone
 }
 
-// revState is one immutable snapshot of the feed, keyed by sub and by sid.
+// revState is one immutable snapshot of the feed, keyed by sub, by sid and
+// by jti. A jti entry voids that token whatever its iat; it is kept until
+// the token's expiry (the entry's expires_at).
 type revState struct {
 	subjects map[string]revEntry
 	sessions map[string]revEntry
+	tokens   map[string]revEntry
+}
+
+func newRevState() revState {
+	return revState{subjects: map[string]revEntry{}, sessions: map[string]revEntry{}, tokens: map[string]revEntry{}}
 }
 
 type revEntry struct {
@@ -98,9 +106,10 @@ func newRevocations(cfg RevocationConfig, leeway time.Duration, now func() time.
 	r := &revocations{
 		cfg: cfg, leeway: leeway, now: now, started: now(),
 		firstDone: make(chan struct{}),
-		work:      revState{subjects: map[string]revEntry{}, sessions: map[string]revEntry{}},
+		work:      newRevState(),
 	}
-	r.state.Store(&revState{subjects: map[string]revEntry{}, sessions: map[string]revEntry{}})
+	empty := newRevState()
+	r.state.Store(&empty)
 	return r
 }
 
@@ -131,6 +140,11 @@ func (r *revocations) check(ctx context.Context, c *Claims, now time.Time) error
 	}
 	if c.SessionID != "" {
 		if e, ok := st.sessions[c.SessionID]; ok && e.notBefore.After(c.IssuedAt) {
+			return errRevoked
+		}
+	}
+	if c.JTI != "" {
+		if _, ok := st.tokens[c.JTI]; ok {
 			return errRevoked
 		}
 	}
@@ -204,7 +218,7 @@ func (r *revocations) poll(ctx context.Context) error {
 		changed = true
 	}
 	if changed {
-		r.state.Store(&revState{subjects: cloneEntries(r.work.subjects), sessions: cloneEntries(r.work.sessions)})
+		r.state.Store(&revState{subjects: cloneEntries(r.work.subjects), sessions: cloneEntries(r.work.sessions), tokens: cloneEntries(r.work.tokens)})
 	}
 	switch {
 	case err != nil:
@@ -227,6 +241,8 @@ func (r *revocations) apply(e feedEntry) bool {
 		m, key = r.work.subjects, e.Subject
 	case "session":
 		m, key = r.work.sessions, e.SessionID
+	case "token":
+		m, key = r.work.tokens, e.TokenID
 	default:
 		return false // a kind from a newer broker: not understood, not applied
 	}
@@ -256,7 +272,7 @@ func (r *revocations) apply(e feedEntry) bool {
 // that long after its exp).
 func (r *revocations) prune(now time.Time) bool {
 	pruned := false
-	for _, m := range []map[string]revEntry{r.work.subjects, r.work.sessions} {
+	for _, m := range []map[string]revEntry{r.work.subjects, r.work.sessions, r.work.tokens} {
 		for k, e := range m {
 			if !e.expiresAt.IsZero() && now.After(e.expiresAt.Add(r.leeway)) {
 				delete(m, k)
@@ -280,6 +296,7 @@ type feedEntry struct {
 	Kind      string `json:"kind"`
 	Subject   string `json:"sub"`
 	SessionID string `json:"sid"`
+	TokenID   string `json:"jti"`
 	NotBefore int64  `json:"not_before"`
 	ExpiresAt int64  `json:"expires_at"`
 }
@@ -351,7 +368,7 @@ func (r *revocations) fetch(ctx context.Context) (*feedPage, error) {
 // status is RevocationStatus.
 func (r *revocations) status(now time.Time) (lag time.Duration, lastSuccess time.Time, entries int) {
 	st := r.state.Load()
-	entries = len(st.subjects) + len(st.sessions)
+	entries = len(st.subjects) + len(st.sessions) + len(st.tokens)
 	if ls := r.lastSuccess.Load(); ls != 0 {
 		lastSuccess = time.Unix(0, ls)
 		return max(now.Sub(lastSuccess), 0), lastSuccess, entries
@@ -361,8 +378,8 @@ func (r *revocations) status(now time.Time) (lag time.Duration, lastSuccess time
 
 // RevocationStatus reports the revocation feed for metrics: lag is the time
 // since the feed was last read completely (since New when it never was),
-// lastSuccess when that was (zero: never), entries how many subjects and
-// sessions are revoked now. All zero without a revocation feed.
+// lastSuccess when that was (zero: never), entries how many subjects,
+// sessions and tokens are revoked now. All zero without a revocation feed.
 func (v *Verifier) RevocationStatus() (lag time.Duration, lastSuccess time.Time, entries int) {
 	if v.rev == nil {
 		return 0, time.Time{}, 0

@@ -499,3 +499,40 @@ func TestRevocationPolledByRun(t *testing.T) {
 		t.Errorf("Run() = %v, want nil once its context ended", err)
 	}
 }
+
+// A token entry (one access token revoked at the broker's /revoke, by code
+// reuse or with its refresh family) voids the token with that jti, whatever
+// its iat, on the cache-hit path too, and is forgotten after its expiry.
+func TestRevokedTokenByJTI(t *testing.T) {
+	e := newRevEnv(t, 0, nil)
+	now := e.clock.Now()
+	mintJTI := func(jti string) string {
+		return mint(t, e.key, nil, with(claims(e.ks.URL, now), "sub", "alice", "sid", "s1", "iat", now.Unix(), "jti", jti))
+	}
+	revoked, other := mintJTI("jti-1"), mintJTI("jti-2")
+	e.wantOK(revoked, "the token before its revocation")
+	e.wantOK(other, "another token of the same session")
+	checks := e.v.sigChecks.Load()
+
+	// not_before is when it was revoked, after the token's iat: a jti entry
+	// does not compare it.
+	e.feed.add(feedEntry{Kind: "token", TokenID: "jti-1", NotBefore: now.Add(-time.Hour).Unix(), ExpiresAt: now.Add(5 * time.Minute).Unix()})
+	if err := e.pollNow(); err != nil {
+		t.Fatal(err)
+	}
+	e.wantRevoked(revoked, "the revoked token (cached)")
+	if got := e.v.sigChecks.Load(); got != checks {
+		t.Errorf("signature checks = %d, want %d: the rejection must come from the cache-hit path", got, checks)
+	}
+	e.wantOK(other, "the other token")
+	if _, _, n := e.v.RevocationStatus(); n != 1 {
+		t.Errorf("RevocationStatus entries = %d, want 1", n)
+	}
+	e.clock.Advance(5*time.Minute + DefaultLeeway + time.Second)
+	if err := e.pollNow(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, n := e.v.RevocationStatus(); n != 0 {
+		t.Errorf("entries after the token's entry expired = %d, want 0", n)
+	}
+}
