@@ -7,8 +7,10 @@ import (
 
 func TestLimiterRefusesBeyondCapacity(t *testing.T) {
 	l := New(2)
-	if !l.TryAcquire() || !l.TryAcquire() {
-		t.Fatal("TryAcquire with free slots = false, want true")
+	for i := range 2 {
+		if !l.TryAcquire() {
+			t.Fatalf("TryAcquire %d with free slots = false, want true", i)
+		}
 	}
 	if l.TryAcquire() {
 		t.Fatal("TryAcquire with every slot taken = true, want false")
