@@ -256,21 +256,19 @@ func issuedAccessToken(r fosite.Requester) (jti string, exp time.Time) {
 
 // recordAccessOnCode records the jti and expiry of the access token issued
 // by a code redemption on the redeemed authorize code, so that code reuse
-// can deny it (RevokeAccessToken). A code gone meanwhile was revoked:
-// errRevokedWhileIssuing.
+// can deny it (RevokeAccessToken). It is part of the request's unit of
+// work, after the code's invalidation: a code gone by then was revoked,
+// and the unit fails with ErrNotFound.
 func (s *fositeStore) recordAccessOnCode(ctx context.Context, r fosite.Requester) error {
 	sig := redeemedCode(ctx)
 	if sig == "" {
 		return nil
 	}
 	jti, exp := issuedAccessToken(r)
-	err := s.grants.UpdateGrant(ctx, store.GrantAuthorizeCode, sig, func(g store.Grant) (store.Grant, error) {
+	err := s.update(ctx, store.GrantAuthorizeCode, sig, func(g store.Grant) (store.Grant, error) {
 		g.AccessTokenID, g.AccessExpiresAt = jti, exp
 		return g, nil
 	})
-	if errors.Is(err, store.ErrNotFound) {
-		return errRevokedWhileIssuing
-	}
 	if err != nil {
 		return fmt.Errorf("record access token on code: %w", err)
 	}
@@ -279,18 +277,15 @@ func (s *fositeStore) recordAccessOnCode(ctx context.Context, r fosite.Requester
 
 // redeemedCode is the signature of the authorize code this token request
 // redeems ("" for other grants): InvalidateAuthorizeCodeSession recorded it
-// in the request's issue anchor.
+// in the request's unit of work.
 func redeemedCode(ctx context.Context) string {
-	a, ok := ctx.Value(issueAnchorKey{}).(*issueAnchor)
-	if !ok {
+	u := unitFrom(ctx)
+	if u == nil {
 		return ""
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.kind != store.GrantAuthorizeCode {
-		return ""
-	}
-	return a.sig
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.redeemedCode
 }
 
 // reservedAccessClaims are the private claims of an access token that say

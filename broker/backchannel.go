@@ -55,6 +55,7 @@ const (
 type backchannelSender struct {
 	clients    *clientRegistry
 	keys       signer
+	idAlgs     idTokenAlgorithms // logout tokens are signed like the client's ID tokens
 	issuer     string
 	client     *http.Client // never follows redirects
 	retryDelay time.Duration
@@ -79,6 +80,7 @@ func newBackchannelSender(cfg Config, clients *clientRegistry, log *slog.Logger)
 	return &backchannelSender{
 		clients:    clients,
 		keys:       cfg.Keys,
+		idAlgs:     newIDTokenAlgorithms(cfg.Keys, clients),
 		issuer:     cfg.Issuer,
 		client:     &hc,
 		retryDelay: cfg.BackchannelRetryDelay,
@@ -130,8 +132,11 @@ func (s *backchannelSender) wait() { s.pending.Wait() }
 // session s (a GrantSessionClient grant expiring with the session), so that
 // the client is told when the session ends even after its codes and access
 // tokens have expired and been collected. Recording it again is a no-op.
+// In the unit of work that creates the session it is gathered there; for
+// a session that exists already it is written at once, if missing (a
+// conflict in a unit of work would abort it).
 func (si *signIn) recordSessionClient(ctx context.Context, s store.Session, clientID string) error {
-	err := si.store.CreateGrant(ctx, store.Grant{
+	g := store.Grant{
 		Kind:        store.GrantSessionClient,
 		Signature:   s.ID + "/" + clientID,
 		ClientID:    clientID,
@@ -140,7 +145,18 @@ func (si *signIn) recordSessionClient(ctx context.Context, s store.Session, clie
 		Active:      true,
 		RequestedAt: si.now().UTC(),
 		ExpiresAt:   s.ExpiresAt,
-	})
+	}
+	if u := unitFrom(ctx); u != nil && u.createsSession(s.ID) {
+		return u.createGrant(g)
+	}
+	_, err := si.store.GetGrant(ctx, g.Kind, g.Signature)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("record session client: %w", err)
+	}
+	err = si.store.CreateGrant(ctx, g)
 	if err != nil && !errors.Is(err, store.ErrConflict) {
 		return fmt.Errorf("record session client: %w", err)
 	}
@@ -187,7 +203,9 @@ func (s *backchannelSender) logoutToken(ctx context.Context, clientID, subject, 
 		"sid":    sid,
 		"events": map[string]any{federation.BackchannelLogoutEvent: map[string]any{}},
 	}
-	return s.keys.Sign(ctx, claims, map[string]any{"typ": logoutTokenType})
+	// Signed as the client's ID tokens are, so the verifier it has for
+	// them takes it. §2.4
+	return s.keys.SignAs(ctx, s.idAlgs.of(clientID), claims, map[string]any{"typ": logoutTokenType})
 }
 
 // deliver POSTs d's token to its uri (§2.5), retrying a network error,

@@ -13,7 +13,6 @@ import (
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/compose"
 	"github.com/ory/fosite/handler/oauth2"
-	"github.com/ory/fosite/handler/openid"
 	"github.com/ory/fosite/token/hmac"
 	fjwt "github.com/ory/fosite/token/jwt"
 
@@ -25,6 +24,7 @@ import (
 // Store is the part of store.Store the broker uses.
 type Store interface {
 	grantStore
+	batcher // uow.go
 	CreateLoginAttempt(ctx context.Context, a store.LoginAttempt) error
 	GetLoginAttempt(ctx context.Context, id string) (store.LoginAttempt, error)
 	GetLoginAttemptByState(ctx context.Context, state string) (store.LoginAttempt, error)
@@ -44,7 +44,14 @@ type Store interface {
 // Keys is what the broker needs from the key manager (*keys.Manager).
 type Keys interface {
 	signer
-	Algorithm() string
+	// SigningKeyFor is the key SignAs(alg) uses now (its algorithm picks
+	// the at_hash function, idtoken.go).
+	SigningKeyFor(alg string) keys.Key
+	// Algorithms are those the key set holds, its default (keys.algorithm:
+	// ID tokens of clients that name none) first.
+	Algorithms() []string
+	// AccessTokenAlgorithm signs access tokens (keys.accessTokenAlgorithm).
+	AccessTokenAlgorithm() string
 }
 
 // Upstream is one upstream identity provider (*federation.Upstream, or
@@ -218,6 +225,13 @@ func New(cfg Config) (*Broker, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	if cfg.Keys != nil {
+		for i, c := range cfg.Clients {
+			if err := CheckIDTokenAlgorithm(c.IDTokenSignedResponseAlg, cfg.Keys.Algorithms()); err != nil {
+				errs = append(errs, fmt.Errorf("clients[%d].idTokenSignedResponseAlg: %w", i, err))
+			}
+		}
+	}
 	log := cfg.Logger.With("component", "broker")
 	byID := map[string]Upstream{}
 	for _, u := range cfg.Upstreams {
@@ -253,7 +267,7 @@ func New(cfg Config) (*Broker, error) {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 	subs := &subjects{store: cfg.Store, audit: adm, log: log, now: cfg.Now}
-	claims := &claimRules{keys: cfg.Keys, accessClaims: cfg.AccessTokenClaims, now: cfg.Now}
+	claims := &claimRules{accessClaims: cfg.AccessTokenClaims, now: cfg.Now}
 	fstore := &fositeStore{
 		grants:        cfg.Store,
 		clients:       clients,
@@ -267,7 +281,7 @@ func New(cfg Config) (*Broker, error) {
 		issuerURL: cfg.Issuer, accessTTL: cfg.AccessTokenTTL, keys: cfg.Keys, trust: cfg.Trust, fstore: fstore,
 		upstreams: cfg.Upstreams, subjects: subs, claims: claims, log: log, now: cfg.Now,
 	}
-	provider := composeFosite(cfg, fstore, exchange)
+	provider := composeFosite(cfg, fstore, exchange, clients)
 	b := &Broker{
 		issuer:    cfg.Issuer,
 		upstreams: cfg.Upstreams,
@@ -297,7 +311,7 @@ func New(cfg Config) (*Broker, error) {
 
 // composeFosite builds fosite factory by factory (never ComposeAllEnabled), with
 // Keyward's token-exchange grant (exchange) among the token handlers.
-func composeFosite(c Config, fstore *fositeStore, exchange *exchangeHandler) fosite.OAuth2Provider {
+func composeFosite(c Config, fstore *fositeStore, exchange *exchangeHandler, clients *clientRegistry) fosite.OAuth2Provider {
 	fc := &fosite.Config{
 		AccessTokenLifespan:   c.AccessTokenTTL,
 		RefreshTokenLifespan:  c.RefreshTokenIdleTTL,
@@ -321,13 +335,17 @@ func composeFosite(c Config, fstore *fositeStore, exchange *exchangeHandler) fos
 		AllowedPromptValues:            []string{"login", "none", "consent", "select_account"},
 		SendDebugMessagesToClients:     false,
 	}
-	signer := fositeSigner{keys: c.Keys}
+	// Access tokens are signed as keys.accessTokenAlgorithm, ID tokens as
+	// each client's idTokenSignedResponseAlg (idtoken.go). The signer that
+	// decodes (introspection, id_token_hint) goes by kid, whatever the alg.
+	accessSigner := fositeSigner{keys: c.Keys, alg: c.Keys.AccessTokenAlgorithm()}
+	idAlgs := newIDTokenAlgorithms(c.Keys, clients)
 	hmacStrategy := prefixedHMACStrategy{oauth2.NewHMACSHAStrategyUnPrefixed(&hmac.HMACStrategy{Config: fc}, fc)} // tokenformat.go
-	jwtStrategy := &freshJWTStrategy{DefaultJWTStrategy: &oauth2.DefaultJWTStrategy{Signer: signer, HMACSHAStrategy: hmacStrategy, Config: fc}}
+	jwtStrategy := &freshJWTStrategy{DefaultJWTStrategy: &oauth2.DefaultJWTStrategy{Signer: accessSigner, HMACSHAStrategy: hmacStrategy, Config: fc}}
 	strategy := &compose.CommonStrategy{
 		CoreStrategy:               jwtStrategy,
-		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: idTokenSigner{signer}, Config: fc},
-		Signer:                     signer,
+		OpenIDConnectTokenStrategy: newIDTokenStrategy(c.Keys, idAlgs, fc),
+		Signer:                     accessSigner,
 	}
 	exchange.issuer = &oauth2.HandleHelper{AccessTokenStrategy: jwtStrategy, AccessTokenStorage: fstore, Config: fc}
 	exchangeFactory := func(fosite.Configurator, any, any) any { return exchange }

@@ -42,13 +42,23 @@ func (si *signIn) Callback(ctx context.Context, in CallbackInput) (_ Outcome, er
 	if err := si.checkAttempt(a, in.Binding); err != nil {
 		return Outcome{}, err
 	}
-	// One use only: a replayed state finds nothing.
-	if err := si.store.DeleteLoginAttempt(ctx, a.ID); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return Outcome{}, errExpiredAttempt(err)
+	// The sign-in's writes (the attempt's deletion, the subject, the
+	// session, the code's records) are one unit of work, applied at the
+	// end in one transaction (uow.go).
+	ctx, unit := withUnitOfWork(ctx)
+	defer unit.drop()
+	// One use only: the attempt is deleted at commit, where a replay
+	// racing this callback finds it gone and loses; a callback that fails
+	// deletes it on its own, so a replayed state finds nothing either way.
+	_ = unit.deleteLoginAttempt(a.ID)
+	committed := false
+	defer func() {
+		if !committed {
+			if derr := si.store.DeleteLoginAttempt(context.WithoutCancel(ctx), a.ID); derr != nil && !errors.Is(derr, store.ErrNotFound) {
+				si.log.WarnContext(ctx, "delete a failed login attempt", "err", derr)
+			}
 		}
-		return Outcome{}, fmt.Errorf("delete login attempt: %w", err)
-	}
+	}()
 	ar, err := si.reparse(ctx, a)
 	if err != nil {
 		return Outcome{}, err
@@ -83,11 +93,7 @@ func (si *signIn) Callback(ctx context.Context, in CallbackInput) (_ Outcome, er
 	}
 	now := si.now()
 	subject := SubjectID(up.ID(), id.Subject)
-	if err := si.subjects.upsertSubject(ctx, subject, up.ID(), id, now); err != nil {
-		if errors.Is(err, errSubjectRefused) {
-			log.InfoContext(ctx, "disabled subject refused", "event", "login_failed", "sub", subject)
-			return Outcome{}, refuse(RefusedAccessRemoved, err)
-		}
+	if err := gatherSubjectSignIn(unit, subject, up.ID(), id, now); err != nil {
 		return Outcome{}, err
 	}
 	authTime := id.AuthTime
@@ -120,14 +126,25 @@ func (si *signIn) Callback(ctx context.Context, in CallbackInput) (_ Outcome, er
 		UpstreamRefreshToken: sealed,
 		UpstreamCheckedAt:    now,
 	}
-	if err := si.store.CreateSession(ctx, sess); err != nil {
-		return Outcome{}, fmt.Errorf("create session: %w", err)
+	if err := unit.createSession(sess); err != nil {
+		return Outcome{}, err
 	}
-	log.InfoContext(ctx, "signed in", "event", "login_succeeded", "sub", subject, "sid", sess.ID[:8])
 	answer, err := si.complete(ctx, ar, sess, a.CreatedAt)
 	if err != nil {
 		return Outcome{}, err
 	}
+	_, err = unit.apply(ctx, si.store)
+	switch {
+	case errors.Is(err, errSubjectRefused):
+		log.InfoContext(ctx, "disabled subject refused", "event", "login_failed", "sub", subject)
+		return Outcome{}, refuse(RefusedAccessRemoved, err)
+	case errors.Is(err, store.ErrNotFound):
+		return Outcome{}, errExpiredAttempt(err) // a replay of this callback won
+	case err != nil:
+		return Outcome{}, fmt.Errorf("store the sign-in: %w", err)
+	}
+	committed = true
+	log.InfoContext(ctx, "signed in", "event", "login_succeeded", "sub", subject, "sid", sess.ID[:8])
 	return Outcome{Client: answer, Session: &SessionCookie{ID: sess.ID, ExpiresAt: sess.ExpiresAt}}, nil
 }
 
@@ -195,7 +212,6 @@ func (si *signIn) complete(ctx context.Context, ar fosite.AuthorizeRequester, s 
 // person: sign-in, refresh (fosite keeps the session), and native sign-in
 // by token exchange.
 type claimRules struct {
-	keys Keys // the signing algorithm picks the at_hash function
 	// accessClaims are the identity claims copied into access tokens
 	// (Config.AccessTokenClaims).
 	accessClaims []string
@@ -220,11 +236,8 @@ func (c *claimRules) newTokenSession(s store.Session, scopes fosite.Arguments, c
 	for k, v := range identity {
 		idc.Extra[k] = v
 	}
-	// fosite picks the at_hash function from this header; the key manager
-	// sets the real alg. EdDSA's at_hash is SHA-512 (as go-oidc checks it).
-	if c.keys.Algorithm() == "EdDSA" {
-		sess.DefaultSession.Headers.Add("alg", "ES512")
-	}
+	// at_hash follows the algorithm that signs the client's ID token
+	// (idtoken.go setATHash).
 
 	sess.AccessClaims.Subject = s.Subject
 	sess.AccessClaims.Extra = map[string]any{"client_id": clientID, "sid": s.ID, "idp": s.UpstreamID}

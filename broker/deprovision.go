@@ -22,7 +22,7 @@ type adminStore interface {
 	AppendRevocation(ctx context.Context, r store.Revocation) (store.Revocation, error)
 	AppendAudit(ctx context.Context, e store.AuditEvent) (store.AuditEvent, error)
 	ListAudit(ctx context.Context, limit int) ([]store.AuditEvent, error)
-	EndSession(ctx context.Context, sessionID string) (store.GrantDeletion, error)
+	EndSession(ctx context.Context, sessionID string, feed store.Revocation) (store.GrantDeletion, error)
 	CreateGrant(ctx context.Context, g store.Grant) error
 	GetSubject(ctx context.Context, id string) (store.Subject, error)
 	GetSession(ctx context.Context, id string) (store.Session, error)
@@ -196,23 +196,19 @@ func (a *admin) RevokeSession(ctx context.Context, sessionID, reason, actor stri
 	now := a.now().UTC()
 	out := SessionRevocation{Session: sess}
 	// The ended-session record first: once the session record is gone,
-	// tokens carrying its sid are refused by it (sessionEnded).
+	// tokens carrying its sid are refused by it (sessionEnded). A crash
+	// right after it leaves the session in place, so a retry finds it.
 	err = a.store.CreateGrant(ctx, store.Grant{
 		Kind: store.GrantEndedSession, Signature: sessionID, Active: true, RequestedAt: now, ExpiresAt: a.feedExpiry(now),
 	})
 	if err != nil && !errors.Is(err, store.ErrConflict) {
 		return out, fmt.Errorf("record ended session: %w", err)
 	}
-	// The session and its grants go in one transaction: a code issued
-	// from the session just before cannot outlive it (and the token
-	// endpoint refuses codes whose session is gone).
-	del, err := a.store.EndSession(ctx, sessionID)
-	if err != nil {
-		return out, fmt.Errorf("end session: %w", err)
-	}
-	out.Grants, out.Clients = del.Grants, del.ClientIDs
-	a.notify.notifyLogout(ctx, sess.Subject, sess.ID, out.Clients)
-	out.Revocation, err = a.store.AppendRevocation(ctx, store.Revocation{
+	// The session, its grants and the feed entry go in one transaction: a
+	// code issued from the session just before cannot outlive it (and the
+	// token endpoint refuses codes whose session is gone), and a crash
+	// cannot end the session without telling the edges (test/crash).
+	del, err := a.store.EndSession(ctx, sessionID, store.Revocation{
 		Kind:      store.RevokeSession,
 		SessionID: sessionID,
 		NotBefore: now,
@@ -220,8 +216,10 @@ func (a *admin) RevokeSession(ctx context.Context, sessionID, reason, actor stri
 		CreatedAt: now,
 	})
 	if err != nil {
-		return out, fmt.Errorf("append revocation: %w", err)
+		return out, fmt.Errorf("end session: %w", err)
 	}
+	out.Grants, out.Clients, out.Revocation = del.Grants, del.ClientIDs, del.Revocation
+	a.notify.notifyLogout(ctx, sess.Subject, sess.ID, out.Clients)
 	a.log.InfoContext(ctx, "session revoked", "event", "session_revoked", "sid", sessionID, "sub", sess.Subject,
 		"actor", actor, "reason", reason, "grants", out.Grants, "clients", out.Clients, "feed_seq", out.Revocation.Seq)
 	if err := a.audit(ctx, now, actor, ActionRevokeSession, sessionID, reason); err != nil {

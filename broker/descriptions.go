@@ -56,6 +56,8 @@ const (
 	descUpstreamGone        = "The identity provider no longer accepts this person."
 	descUnvouched           = "The identity provider has not confirmed this person for too long: sign in again."
 	descRevokedWhileIssuing = "The grant was revoked while the tokens were being issued."
+	descRefreshRaced        = "The refresh token was used by several requests at once; all tokens of its grant are now revoked."
+	descCodeRaced           = "The authorization code was redeemed by another request at the same time; the tokens issued for it are revoked."
 
 	// token exchange (RFC 8693)
 	descExchangeNotAllowed        = "The client may not use the token-exchange grant."

@@ -24,7 +24,11 @@
 // (subjects.go, tokenstate.go: whether a person may still get or use
 // tokens), claimRules (callback.go: what goes into them) and recheck
 // (recheck.go: the upstream re-check). fosite is composed once, factory by
-// factory, in composeFosite (broker.go).
+// factory, in composeFosite (broker.go), on the storage adapter fositeStore
+// (fositestore.go). A token request, and each sign-in step that issues a
+// code, is one unit of work (uow.go): its writes are gathered in the
+// request's context and stored with one store.Apply; races are decided
+// there, at commit.
 //
 // Where fosite needs the *http.Request, package web passes it through, and
 // OAuth protocol answers (error redirects, token-endpoint JSON) are written

@@ -32,6 +32,7 @@ type tokenEndpoint struct {
 	fstore   *fositeStore
 	store    interface {
 		GetSession(ctx context.Context, id string) (store.Session, error)
+		batcher
 	}
 	clients  *clientRegistry
 	recheck  *recheck
@@ -52,8 +53,21 @@ func (t *tokenEndpoint) Token(ctx context.Context, w http.ResponseWriter, r *htt
 		t.tokenError(ctx, w, nil, fosite.ErrUnsupportedGrantType.WithHintf(descUnsupportedGrantFmt, gt), "grant_type", gt)
 		return
 	}
-	ctx = withIssueAnchor(ctx) // fositestore.go
+	// One unit of work for the whole request (uow.go): fosite's writes
+	// are gathered and applied once, after the tokens are signed.
+	ctx, unit := withUnitOfWork(ctx)
+	defer unit.drop()
+	committed := false
+	defer func() {
+		if !committed && ctx.Err() == nil { // a client gone away leaves no trace
+			t.burnCode(ctx, unit)
+		}
+	}()
 	ar, err := t.provider.NewAccessRequest(ctx, r, newSession())
+	if errors.Is(err, errCodeRaced) && ar != nil {
+		t.commitError(ctx, w, ar, err) // found by the PKCE lookup (fositestore.go)
+		return
+	}
 	if err != nil {
 		t.tokenError(ctx, w, ar, err, clientAuthAttrs(r, err)...)
 		return
@@ -102,9 +116,59 @@ func (t *tokenEndpoint) Token(ctx context.Context, w http.ResponseWriter, r *htt
 		t.tokenError(ctx, w, ar, err)
 		return
 	}
+	if err := t.commit(ctx, unit); err != nil {
+		t.commitError(ctx, w, ar, err)
+		return
+	}
+	committed = true
 	t.log.InfoContext(ctx, "tokens issued", "event", "token_issued", "client_id", ar.GetClient().GetID(),
 		"grant_type", strings.Join(ar.GetGrantTypes(), " "), "sub", ar.GetSession().GetSubject())
 	t.provider.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+// commit applies the request's unit of work: one store.Apply, after fosite
+// has signed the tokens and before the response is written. A client that
+// has gone away by then stores nothing.
+func (t *tokenEndpoint) commit(ctx context.Context, unit *unitOfWork) error {
+	_, err := unit.apply(ctx, t.store)
+	return err
+}
+
+// burnCode keeps a code whose redemption failed from being redeemed
+// again, as fosite's PKCE handler meant it to (it deletes the code's PKCE
+// record before it checks the verifier, so that a wrong verifier cannot be
+// followed by a right one): the PKCE deletion the failed request gathered
+// is applied on its own.
+func (t *tokenEndpoint) burnCode(ctx context.Context, unit *unitOfWork) {
+	keys := unit.deletesOf(store.GrantPKCE)
+	if len(keys) == 0 {
+		return
+	}
+	if _, err := t.store.Apply(context.WithoutCancel(ctx), store.Batch{GrantDeletes: keys}); err != nil {
+		t.log.WarnContext(ctx, "burn the code of a failed redemption", "err", err)
+	}
+}
+
+// commitError answers a unit of work that was not applied. The request
+// that loses a race (its refresh token rotated, or its code redeemed, by a
+// concurrent request first; or its grant revoked meanwhile) revokes the
+// family, tokens already issued from it included, and gets invalid_grant.
+func (t *tokenEndpoint) commitError(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, err error) {
+	switch {
+	case errors.Is(err, errRefreshRaced):
+		t.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint(descRefreshRaced).WithWrap(err))
+	case errors.Is(err, errCodeRaced):
+		t.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint(descCodeRaced).WithWrap(err))
+	case errors.Is(err, store.ErrNotFound):
+		// The record redeemed from is gone: a revocation (reuse detected
+		// by another request, /revoke, logout, deprovisioning) removed it
+		// after it was read.
+		t.refuseGrant(ctx, w, ar, fosite.ErrInvalidGrant.WithHint(descRevokedWhileIssuing).WithWrap(err))
+	case errors.Is(err, fosite.ErrInvalidGrant):
+		t.tokenError(ctx, w, ar, err) // a single-use token replayed
+	default:
+		t.tokenError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+	}
 }
 
 // recheckAtRefresh runs the re-check for a refresh request and answers it
@@ -175,12 +239,16 @@ func clientAuthAttrs(r *http.Request, err error) []any {
 // tokenError logs err with attrs and answers it with Keyward's
 // error_description (tokenDescription, descriptions.go).
 func (t *tokenEndpoint) tokenError(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, err error, attrs ...any) {
+	if clientGone(ctx, err) {
+		// Nobody is left to answer: not an error of Keyward's, and the
+		// unit of work was not applied.
+		t.log.InfoContext(ctx, "token request abandoned: the client went away", append(attrs, "cause", context.Cause(ctx).Error())...)
+		writeError(w, ErrTemporarilyUnavailable) // if anyone still reads it
+		return
+	}
 	if Unavailable(err) {
 		t.writeUnavailable(ctx, w, "token", err)
 		return
-	}
-	if errors.Is(err, errRevokedWhileIssuing) {
-		err = fosite.ErrInvalidGrant.WithHint(descRevokedWhileIssuing).WithWrap(err)
 	}
 	var rfc *fosite.RFC6749Error
 	level := "info"
@@ -204,11 +272,27 @@ func (t *tokenEndpoint) tokenError(ctx context.Context, w http.ResponseWriter, a
 }
 
 // refuseGrant revokes the request's refresh family and access tokens (the
-// grant must not be used again) and answers with err.
+// grant must not be used again) and answers with err. The revocation is
+// not gathered into the unit of work and stands even if the client has
+// gone away meanwhile.
 func (t *tokenEndpoint) refuseGrant(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, err error) {
-	_ = t.fstore.RevokeRefreshToken(ctx, ar.GetID())
-	_ = t.fstore.RevokeAccessToken(ctx, ar.GetID())
+	// Refresh tokens first: once they are gone no concurrent refresh of
+	// the family can commit (its unit of work finds its token missing),
+	// so the access tokens revoked next include every one issued.
+	rctx := context.WithoutCancel(ctx)
+	if rerr := t.fstore.RevokeRefreshToken(rctx, ar.GetID()); rerr != nil {
+		t.log.ErrorContext(ctx, "revoke the refresh tokens of a refused grant", "client_id", ar.GetClient().GetID(), "err", rerr)
+	}
+	if rerr := t.fstore.RevokeAccessToken(rctx, ar.GetID()); rerr != nil {
+		t.log.ErrorContext(ctx, "revoke the access tokens of a refused grant", "client_id", ar.GetClient().GetID(), "err", rerr)
+	}
 	t.tokenError(ctx, w, ar, err)
+}
+
+// clientGone reports whether a request failed because its client went
+// away (its context was cancelled), not because of anything Keyward did.
+func clientGone(ctx context.Context, err error) bool {
+	return ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ctx.Err()))
 }
 
 // Revoke handles POST /revoke (RFC 7009).
@@ -440,7 +524,7 @@ func (b *Broker) buildDiscovery() []byte {
 		"response_modes_supported":                       []string{"query"},
 		"grant_types_supported":                          []string{"authorization_code", "refresh_token", "client_credentials", GrantTypeTokenExchange},
 		"subject_types_supported":                        []string{"public"},
-		"id_token_signing_alg_values_supported":          []string{b.keys.Algorithm()},
+		"id_token_signing_alg_values_supported":          b.keys.Algorithms(), // what clients may ask for (idTokenSignedResponseAlg)
 		"scopes_supported":                               []string{"openid", "email", "profile", "groups", "offline_access"},
 		"claims_supported":                               []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "email", "email_verified", "name", "preferred_username", "groups"},
 		"code_challenge_methods_supported":               []string{"S256"},

@@ -476,14 +476,24 @@ func parseSubjectToken(raw string) (*federation.SubjectToken, error) {
 	return tok, nil
 }
 
-// claimJTI records a single-use token id; a second use is a replay.
+// errReplayed answers a single-use subject token presented again.
+var errReplayed = fosite.ErrInvalidGrant.WithHint(descExchangeReplayed)
+
+// claimJTI records a single-use token id; a second use is a replay. With a
+// unit of work the record is created at commit, where a replay racing this
+// request makes one of the two fail (the unit answers errReplayed).
 func (s *fositeStore) claimJTI(ctx context.Context, id string, exp time.Time) error {
 	if exp.IsZero() {
 		exp = s.now().Add(24 * time.Hour)
 	}
-	err := s.grants.CreateGrant(ctx, store.Grant{Kind: store.GrantAssertionJTI, Signature: id, RequestedAt: s.now(), ExpiresAt: exp})
+	if u := unitFrom(ctx); u != nil {
+		u.mu.Lock()
+		u.conflict = errReplayed
+		u.mu.Unlock()
+	}
+	err := s.createGrant(ctx, store.Grant{Kind: store.GrantAssertionJTI, Signature: id, RequestedAt: s.now(), ExpiresAt: exp})
 	if errors.Is(err, store.ErrConflict) {
-		return fosite.ErrInvalidGrant.WithHint(descExchangeReplayed)
+		return errReplayed
 	}
 	if err != nil {
 		return fosite.ErrServerError.WithWrap(err)

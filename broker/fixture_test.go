@@ -38,7 +38,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatalf("bolt.Open: %v", err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	km, err := keys.New(ctx, keys.Config{
+	km, err := keys.New(keys.Config{
 		Store:         st,
 		SessionSecret: []byte("session-secret-0123456789-0123456789-0123456789"),
 		MaxTokenTTL:   15 * time.Minute,
@@ -46,6 +46,9 @@ func newFixture(t *testing.T) *fixture {
 	})
 	if err != nil {
 		t.Fatalf("keys.New: %v", err)
+	}
+	if err := km.Load(ctx); err != nil {
+		t.Fatalf("keys.Load: %v", err)
 	}
 	return &fixture{path: path, st: st, keys: km, now: time.Now().UTC().Truncate(time.Second)}
 }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"sync"
 	"time"
 
 	"github.com/ory/fosite"
@@ -26,70 +25,6 @@ type grantStore interface {
 	UpdateGrant(ctx context.Context, kind store.GrantKind, signature string, updater func(store.Grant) (store.Grant, error)) error
 	DeleteGrant(ctx context.Context, kind store.GrantKind, signature string) error
 	DeleteGrantsByRequest(ctx context.Context, requestID string, kinds ...store.GrantKind) (int, error)
-}
-
-// issueAnchor closes the window between fosite's separate store calls at the
-// token endpoint. fosite first marks the record a request is redeemed from
-// used (InvalidateAuthorizeCodeSession, RotateRefreshToken), then creates
-// the new access and refresh tokens, each in its own transaction. A
-// revocation landing in between (reuse detection, /revoke, deprovisioning,
-// logout: every one deletes that record with the rest of the family) would
-// miss the tokens created after it. So the token endpoint gives each
-// request an anchor; the redeem call records the redeemed record in it; and
-// every token record created afterwards is followed by a read of that
-// record: gone means revoked meanwhile, and the new records are deleted and
-// the request refused (errRevokedWhileIssuing). A revocation after that read
-// deletes the new records itself, because they are already stored.
-type issueAnchor struct {
-	mu   sync.Mutex
-	kind store.GrantKind
-	sig  string
-}
-
-type issueAnchorKey struct{}
-
-// withIssueAnchor returns ctx carrying a fresh anchor for one token request.
-func withIssueAnchor(ctx context.Context) context.Context {
-	return context.WithValue(ctx, issueAnchorKey{}, &issueAnchor{})
-}
-
-// setAnchor records the record the request is redeemed from.
-func setAnchor(ctx context.Context, kind store.GrantKind, sig string) {
-	if a, ok := ctx.Value(issueAnchorKey{}).(*issueAnchor); ok {
-		a.mu.Lock()
-		a.kind, a.sig = kind, sig
-		a.mu.Unlock()
-	}
-}
-
-// errRevokedWhileIssuing: the grant was revoked while its new tokens were
-// being stored; they have been deleted again.
-var errRevokedWhileIssuing = errors.New("the grant was revoked while its tokens were being issued")
-
-// checkAnchor runs after a token record of requestID was created; see
-// issueAnchor.
-func (s *fositeStore) checkAnchor(ctx context.Context, requestID string) error {
-	a, ok := ctx.Value(issueAnchorKey{}).(*issueAnchor)
-	if !ok {
-		return nil
-	}
-	a.mu.Lock()
-	kind, sig := a.kind, a.sig
-	a.mu.Unlock()
-	if sig == "" {
-		return nil
-	}
-	_, err := s.grants.GetGrant(ctx, kind, sig)
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("check %s: %w", kind, err)
-	}
-	if _, err := s.grants.DeleteGrantsByRequest(ctx, requestID, store.GrantAccessToken, store.GrantRefreshToken); err != nil {
-		return fmt.Errorf("delete tokens of a revoked grant: %w", err)
-	}
-	return errRevokedWhileIssuing
 }
 
 // fositeStore implements fosite's storage interfaces on Keyward's store.
@@ -187,10 +122,42 @@ func (s *fositeStore) create(ctx context.Context, kind store.GrantKind, sig stri
 	if kind == store.GrantRefreshToken {
 		g.AccessTokenID, g.AccessExpiresAt = issuedAccessToken(r)
 	}
-	if err := s.grants.CreateGrant(ctx, g); err != nil {
+	if err := s.createGrant(ctx, g); err != nil {
 		return fmt.Errorf("create %s: %w", kind, err)
 	}
 	return nil
+}
+
+// The four low-level writers and the reader below are where the unit of
+// work (uow.go) comes in: with one in ctx, writes are gathered into it and
+// reads see its pending writes; without one they go to the store at once.
+
+func (s *fositeStore) createGrant(ctx context.Context, g store.Grant) error {
+	if u := unitFrom(ctx); u != nil {
+		return u.createGrant(g)
+	}
+	return s.grants.CreateGrant(ctx, g)
+}
+
+func (s *fositeStore) getGrant(ctx context.Context, kind store.GrantKind, sig string) (store.Grant, error) {
+	fetch := func() (store.Grant, error) { return s.grants.GetGrant(ctx, kind, sig) }
+	if u := unitFrom(ctx); u != nil {
+		return u.readGrant(kind, sig, fetch)
+	}
+	return fetch()
+}
+
+// update runs fn on the stored record: at commit with a unit of work, at
+// once without. A missing record is fosite.ErrNotFound.
+func (s *fositeStore) update(ctx context.Context, kind store.GrantKind, sig string, fn func(store.Grant) (store.Grant, error)) error {
+	if u := unitFrom(ctx); u != nil {
+		return u.updateGrant(kind, sig, fn)
+	}
+	err := s.grants.UpdateGrant(ctx, kind, sig, fn)
+	if errors.Is(err, store.ErrNotFound) {
+		return fosite.ErrNotFound
+	}
+	return err
 }
 
 func (s *fositeStore) marshal(r fosite.Requester) ([]byte, error) {
@@ -253,7 +220,7 @@ var errGrantExpired = errors.New("expired")
 
 // get loads a record; an expired one is reported as not found.
 func (s *fositeStore) get(ctx context.Context, kind store.GrantKind, sig string, proto fosite.Session) (store.Grant, fosite.Requester, error) {
-	g, err := s.grants.GetGrant(ctx, kind, sig)
+	g, err := s.getGrant(ctx, kind, sig)
 	if errors.Is(err, store.ErrNotFound) {
 		return g, nil, fosite.ErrNotFound
 	}
@@ -269,7 +236,12 @@ func (s *fositeStore) get(ctx context.Context, kind store.GrantKind, sig string,
 	return g, r, err
 }
 
+// del removes a record: at commit with a unit of work (a missing record is
+// then ignored), at once without (missing: fosite.ErrNotFound).
 func (s *fositeStore) del(ctx context.Context, kind store.GrantKind, sig string) error {
+	if u := unitFrom(ctx); u != nil {
+		return u.deleteGrant(kind, sig)
+	}
 	err := s.grants.DeleteGrant(ctx, kind, sig)
 	if errors.Is(err, store.ErrNotFound) {
 		return fosite.ErrNotFound
@@ -306,16 +278,26 @@ func (s *fositeStore) GetAuthorizeCodeSession(ctx context.Context, sig string, p
 	return r, nil
 }
 
+// errCodeRaced: the code was redeemed by a concurrent request first (the
+// precondition of InvalidateAuthorizeCodeSession, checked at commit).
+var errCodeRaced = errors.New("the authorization code was redeemed by a concurrent request")
+
+// InvalidateAuthorizeCodeSession marks the code used, on the condition
+// that it is still unused when the unit of work commits: of two
+// redemptions racing, one wins.
 func (s *fositeStore) InvalidateAuthorizeCodeSession(ctx context.Context, sig string) error {
-	setAnchor(ctx, store.GrantAuthorizeCode, sig)
-	err := s.grants.UpdateGrant(ctx, store.GrantAuthorizeCode, sig, func(g store.Grant) (store.Grant, error) {
+	if u := unitFrom(ctx); u != nil {
+		u.mu.Lock()
+		u.redeemedCode = sig
+		u.mu.Unlock()
+	}
+	return s.update(ctx, store.GrantAuthorizeCode, sig, func(g store.Grant) (store.Grant, error) {
+		if !g.Active {
+			return g, errCodeRaced
+		}
 		g.Active = false
 		return g, nil
 	})
-	if errors.Is(err, store.ErrNotFound) {
-		return fosite.ErrNotFound
-	}
-	return err
 }
 
 // --- PKCE (keyed by the code's signature) and OIDC (keyed by the code)
@@ -324,8 +306,18 @@ func (s *fositeStore) CreatePKCERequestSession(ctx context.Context, sig string, 
 	return s.create(ctx, store.GrantPKCE, sig, r, expiry(r, fosite.AuthorizeCode, s.now().Add(s.codeTTL)), "")
 }
 
+// GetPKCERequestSession finds the PKCE record of a code. A record gone
+// because a concurrent request redeemed the code (and deleted it) since
+// this request read the code is code reuse: errCodeRaced, whose answer
+// revokes what the code was redeemed for, as fosite does for a code
+// found used.
 func (s *fositeStore) GetPKCERequestSession(ctx context.Context, sig string, proto fosite.Session) (fosite.Requester, error) {
 	_, r, err := s.get(ctx, store.GrantPKCE, sig, proto)
+	if errors.Is(err, fosite.ErrNotFound) && unitFrom(ctx) != nil {
+		if code, cerr := s.grants.GetGrant(ctx, store.GrantAuthorizeCode, sig); cerr == nil && !code.Active {
+			return nil, errCodeRaced
+		}
+	}
 	return r, err
 }
 
@@ -377,7 +369,7 @@ func (s *fositeStore) DeleteAccessTokenSession(context.Context, string) error { 
 // RevokeAccessToken denies the access tokens of the family requestID that
 // may still be alive (code reuse, a refused grant).
 func (s *fositeStore) RevokeAccessToken(ctx context.Context, requestID string) error {
-	return s.tokens.denyFamily(ctx, requestID)
+	return s.tokens.denyFamily(context.WithoutCancel(ctx), requestID) // stands though the client has gone
 }
 
 // --- refresh tokens
@@ -393,63 +385,66 @@ func (s *fositeStore) CreateRefreshTokenSession(ctx context.Context, sig, access
 			sess.SetExpiresAt(fosite.RefreshToken, limit)
 		}
 	}
-	if err := s.create(ctx, store.GrantRefreshToken, sig, r, exp, accessSig); err != nil {
-		return err
-	}
-	return s.checkAnchor(ctx, r.GetID())
+	return s.create(ctx, store.GrantRefreshToken, sig, r, exp, accessSig)
 }
 
 // GetRefreshTokenSession returns a rotated token's request with
-// fosite.ErrInactiveToken (fosite then revokes the family: reuse detection),
-// except for one use within the grace period after its rotation.
+// fosite.ErrInactiveToken (fosite then revokes the family at once: reuse
+// detection), except while its one grace use is free. It writes nothing:
+// the grace use is claimed at commit (RotateRefreshToken).
 func (s *fositeStore) GetRefreshTokenSession(ctx context.Context, sig string, proto fosite.Session) (fosite.Requester, error) {
 	g, r, err := s.get(ctx, store.GrantRefreshToken, sig, proto)
 	if err != nil {
 		return nil, err
 	}
-	if !g.Active {
-		if s.takeGrace(ctx, g) {
-			return r, nil
-		}
+	if !g.Active && !s.graceFree(g, s.now()) {
 		return r, fosite.ErrInactiveToken
 	}
 	return r, nil
 }
 
-// errGraceTaken: the one grace use of a rotated refresh token is gone.
-var errGraceTaken = errors.New("grace use already taken")
-
-// takeGrace claims, atomically, the single use that a rotated refresh token
-// allows within the grace period (a client racing itself). A second use is
-// reuse: the caller then reports the token inactive and fosite revokes the
-// family.
-func (s *fositeStore) takeGrace(ctx context.Context, g store.Grant) bool {
-	now := s.now()
-	if g.RotatedAt.IsZero() || now.Sub(g.RotatedAt) > s.refreshGrace || !g.GraceUsedAt.IsZero() {
-		return false
-	}
-	err := s.grants.UpdateGrant(ctx, g.Kind, g.Signature, func(old store.Grant) (store.Grant, error) {
-		if !old.GraceUsedAt.IsZero() {
-			return old, errGraceTaken
-		}
-		old.GraceUsedAt = now
-		return old, nil
-	})
-	return err == nil
+// graceFree reports whether the rotated refresh token g still has its one
+// use within the grace period after its rotation (a client racing itself).
+func (s *fositeStore) graceFree(g store.Grant, now time.Time) bool {
+	return !g.Active && !g.RotatedAt.IsZero() && now.Sub(g.RotatedAt) <= s.refreshGrace && g.GraceUsedAt.IsZero()
 }
 
+// errRefreshRaced: the refresh token was no longer the family's current
+// one when the refresh committed, and its grace use was gone (the
+// precondition of RotateRefreshToken).
+var errRefreshRaced = errors.New("the refresh token was used by a concurrent request")
+
+// DeleteRefreshTokenSession removes one refresh token at once: fosite
+// calls it only on reuse, and revocations are never gathered into a unit
+// of work (the request fails, but the revocation must stand). A token
+// already gone is no error: a concurrent request that detected the same
+// reuse removed it (fosite would answer invalid_request, "retry").
 func (s *fositeStore) DeleteRefreshTokenSession(ctx context.Context, sig string) error {
-	return s.del(ctx, store.GrantRefreshToken, sig)
+	// Not even a client that hangs up at once (a thief's) stops it.
+	err := s.grants.DeleteGrant(context.WithoutCancel(ctx), store.GrantRefreshToken, sig)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	return err
 }
 
-// RotateRefreshToken marks the presented refresh token used. A second
-// rotation within the grace period keeps the first rotation time.
+// RotateRefreshToken marks the presented refresh token used, on the
+// condition, checked at commit, that it is still the family's current one
+// or that its one grace use is free and within the grace window (then the
+// grace use is taken and the first rotation time kept). The access token
+// issued with the rotated refresh token is not revoked: it expires within
+// the access-token lifetime.
 func (s *fositeStore) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
-	setAnchor(ctx, store.GrantRefreshToken, sig)
-	err := s.grants.UpdateGrant(ctx, store.GrantRefreshToken, sig, func(g store.Grant) (store.Grant, error) {
-		if g.Active {
+	now := s.now()
+	err := s.update(ctx, store.GrantRefreshToken, sig, func(g store.Grant) (store.Grant, error) {
+		switch {
+		case g.Active:
 			g.Active = false
-			g.RotatedAt = s.now()
+			g.RotatedAt = now
+		case s.graceFree(g, now):
+			g.GraceUsedAt = now
+		default:
+			return g, errRefreshRaced
 		}
 		return g, nil
 	})
@@ -459,14 +454,14 @@ func (s *fositeStore) RotateRefreshToken(ctx context.Context, requestID, sig str
 	if err != nil {
 		return fmt.Errorf("rotate refresh token: %w", err)
 	}
-	// The access token issued with the rotated refresh token is not
-	// revoked: it expires within the access-token lifetime.
 	return nil
 }
 
 // RevokeRefreshToken denies the family's access tokens that may still be
-// alive, then removes every refresh token of the family.
+// alive, then removes every refresh token of the family; at once, and even
+// when the client has gone away meanwhile (a detected reuse must stand).
 func (s *fositeStore) RevokeRefreshToken(ctx context.Context, requestID string) error {
+	ctx = context.WithoutCancel(ctx)
 	if err := s.tokens.denyFamily(ctx, requestID); err != nil {
 		return err
 	}

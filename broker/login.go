@@ -138,6 +138,8 @@ type signInStore interface {
 	CreateSession(ctx context.Context, s store.Session) error
 	GetSession(ctx context.Context, id string) (store.Session, error)
 	CreateGrant(ctx context.Context, g store.Grant) error // session-client records
+	GetGrant(ctx context.Context, kind store.GrantKind, signature string) (store.Grant, error)
+	batcher // uow.go
 }
 
 // Authorize handles GET and POST /authorize (OIDC Core §3.1.2).
@@ -198,7 +200,7 @@ func (si *signIn) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, 
 			} else if err != nil {
 				return Outcome{}, err
 			}
-			answer, err := si.complete(ctx, ar, sess, si.now())
+			answer, err := si.completeSSO(ctx, ar, sess)
 			if err != nil {
 				return Outcome{}, err
 			}
@@ -263,6 +265,21 @@ func (si *signIn) Authorize(ctx context.Context, in AuthorizeInput) (_ Outcome, 
 	}
 	out.Chooser = ch
 	return out, nil
+}
+
+// completeSSO answers an /authorize request from the live session sess:
+// the code's records are one unit of work (uow.go), applied once.
+func (si *signIn) completeSSO(ctx context.Context, ar fosite.AuthorizeRequester, sess store.Session) (*ClientAnswer, error) {
+	ctx, unit := withUnitOfWork(ctx)
+	defer unit.drop()
+	answer, err := si.complete(ctx, ar, sess, si.now())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := unit.apply(ctx, si.store); err != nil {
+		return nil, fmt.Errorf("store the authorization: %w", err)
+	}
+	return answer, nil
 }
 
 // The prompt values Keyward honours (OIDC Core §3.1.2.1), advertised in

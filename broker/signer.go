@@ -13,17 +13,24 @@ import (
 	"github.com/keyward/keyward/keys"
 )
 
-// signer is what the broker needs from the key manager.
+// signer is what the broker needs from the key manager to sign and to
+// check its own tokens.
 type signer interface {
-	Sign(ctx context.Context, claims map[string]any, header map[string]any) (string, error)
+	// SignAs signs as alg, one of the key set's algorithms (keys.Manager).
+	SignAs(ctx context.Context, alg string, claims map[string]any, header map[string]any) (string, error)
 	PublicKey(kid string) (keys.Key, bool)
 }
 
-// fositeSigner adapts the rotating key manager to fosite's jwt.Signer. It is
-// kid-aware: Decode and Validate look the key up by the token's kid, so a
-// token signed by a retired (still published) key keeps verifying — unlike
-// fosite's DefaultSigner, which only knows the current key.
-type fositeSigner struct{ keys signer }
+// fositeSigner adapts the rotating key manager to fosite's jwt.Signer. It
+// signs as alg (the access-token algorithm, or an ID-token algorithm), and
+// it is kid-aware: Decode and Validate look the key up by the token's kid,
+// whatever its algorithm, so a token signed by a retired (still published)
+// key keeps verifying — unlike fosite's DefaultSigner, which only knows the
+// current key. Decoding needs no alg.
+type fositeSigner struct {
+	keys signer
+	alg  string
+}
 
 var _ fjwt.Signer = fositeSigner{}
 
@@ -34,7 +41,7 @@ func (s fositeSigner) Generate(ctx context.Context, claims fjwt.MapClaims, heade
 			h[k] = v
 		}
 	}
-	token, err := s.keys.Sign(ctx, claims, h)
+	token, err := s.keys.SignAs(ctx, s.alg, claims, h)
 	if err != nil {
 		return "", "", fmt.Errorf("sign token: %w", err)
 	}

@@ -76,15 +76,8 @@ func (s *subjects) refuseLogin(ctx context.Context, upstreamID string, na *feder
 }
 
 func (s *subjects) upsertSubject(ctx context.Context, id, upstreamID string, ident federation.Identity, now time.Time) error {
-	sub, err := s.store.UpsertSubject(ctx, id, func() store.Subject {
-		return store.Subject{ID: id, UpstreamID: upstreamID, UpstreamSubject: ident.Subject, Email: ident.Email, Name: ident.Name, CreatedAt: now, UpdatedAt: now, LastLoginAt: now}
-	}, func(sub store.Subject) (store.Subject, error) {
-		sub.Email, sub.Name, sub.UpdatedAt = ident.Email, ident.Name, now
-		if !sub.Disabled {
-			sub.LastLoginAt = now
-		}
-		return sub, nil
-	})
+	up := subjectSignIn(id, upstreamID, ident, now)
+	sub, err := s.store.UpsertSubject(ctx, id, up.Create, up.Update)
 	if err != nil {
 		return fmt.Errorf("upsert subject: %w", err)
 	}
@@ -92,4 +85,39 @@ func (s *subjects) upsertSubject(ctx context.Context, id, upstreamID string, ide
 		return errSubjectRefused
 	}
 	return nil
+}
+
+// subjectSignIn is the subject record's change at a sign-in of ident:
+// created when unknown, otherwise its email and name refreshed and, unless
+// it is disabled, its last login.
+func subjectSignIn(id, upstreamID string, ident federation.Identity, now time.Time) store.SubjectUpsert {
+	return store.SubjectUpsert{
+		ID: id,
+		Create: func() store.Subject {
+			return store.Subject{ID: id, UpstreamID: upstreamID, UpstreamSubject: ident.Subject, Email: ident.Email, Name: ident.Name, CreatedAt: now, UpdatedAt: now, LastLoginAt: now}
+		},
+		Update: func(sub store.Subject) (store.Subject, error) {
+			sub.Email, sub.Name, sub.UpdatedAt = ident.Email, ident.Name, now
+			if !sub.Disabled {
+				sub.LastLoginAt = now
+			}
+			return sub, nil
+		},
+	}
+}
+
+// gatherSubjectSignIn adds the subject's change at a sign-in to unit, on
+// the condition, checked at commit, that the subject is not disabled by
+// then: a disabled subject aborts the unit with errSubjectRefused, so that
+// nothing of the sign-in (session, codes) is stored.
+func gatherSubjectSignIn(unit *unitOfWork, id, upstreamID string, ident federation.Identity, now time.Time) error {
+	up := subjectSignIn(id, upstreamID, ident, now)
+	update := up.Update
+	up.Update = func(sub store.Subject) (store.Subject, error) {
+		if sub.Disabled {
+			return sub, errSubjectRefused
+		}
+		return update(sub)
+	}
+	return unit.upsertSubject(up)
 }

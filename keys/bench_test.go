@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/keyward/keyward/keys/seal"
 )
 
 // benchClaims is a 17-claim access token, the size docs/performance.md
@@ -38,16 +40,54 @@ func BenchmarkSign(b *testing.B) {
 	}
 }
 
+// BenchmarkSignatureVerify is what a verifier pays per token of each
+// algorithm: golang-jwt parses and checks the signature of a token Sign
+// made, with the public key PublicKey gives for its kid (web/verify's
+// hand-written RS256 path is faster; see docs/performance.md).
+func BenchmarkSignatureVerify(b *testing.B) {
+	for _, alg := range []string{RS256, ES256, EdDSA} {
+		b.Run(alg, func(b *testing.B) {
+			clock := newClock()
+			cfg := testConfig(b, &memStore{}, clock)
+			cfg.Algorithm = alg
+			m := mustNew(b, cfg)
+			tok, err := m.Sign(b.Context(), benchClaims(clock.Now()), map[string]any{"typ": "at+jwt"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			keyFunc := func(t *jwt.Token) (any, error) {
+				kid, _ := t.Header["kid"].(string)
+				k, ok := m.PublicKey(kid)
+				if !ok {
+					return nil, jwt.ErrTokenUnverifiable
+				}
+				return k.Public, nil
+			}
+			parser := jwt.NewParser(jwt.WithValidMethods([]string{alg}), jwt.WithoutClaimsValidation())
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := parser.Parse(tok, keyFunc); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkSignBare is the reference for BenchmarkSign: golang-jwt alone,
 // with the key at hand.
 func BenchmarkSignBare(b *testing.B) {
 	for _, alg := range []string{RS256, ES256, EdDSA} {
 		b.Run(alg, func(b *testing.B) {
-			k, err := generate(alg, nil)
+			sk, err := seal.New(make([]byte, 32))
 			if err != nil {
 				b.Fatal(err)
 			}
-			p, err := parseKey(nil, k, true)
+			k, err := generate(alg, sk)
+			if err != nil {
+				b.Fatal(err)
+			}
+			p, err := parseKey([]kek{{key: sk}}, k, true)
 			if err != nil {
 				b.Fatal(err)
 			}

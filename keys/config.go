@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/keyward/keyward/cmd/config"
@@ -39,11 +40,27 @@ type Store interface {
 type Config struct {
 	// Store holds the key set. Required.
 	Store Store `yaml:"-"`
-	// Algorithm of newly generated keys: RS256, ES256 or EdDSA. Default: RS256.
-	// A change takes effect at the next rotation: the next key generated then
-	// uses the new algorithm and signs from the rotation after it; keys that
-	// already exist keep theirs.
+	// Algorithm is the key set's default algorithm: RS256, ES256 or EdDSA.
+	// It signs ID tokens (and back-channel logout tokens) of clients that
+	// name no idTokenSignedResponseAlg, and access tokens unless
+	// AccessTokenAlgorithm names another. Default: RS256, which OpenID
+	// Connect requires as the ID-token default.
+	//
+	// Each configured algorithm has its own chain of keys (next → current →
+	// retired) in the one key set and JWKS. A change takes effect one JWKS
+	// max-age later: the new algorithm's first key is published at once and
+	// signs from then on; until then the keys that already sign go on.
 	Algorithm string `yaml:"algorithm,omitempty"`
+	// AccessTokenAlgorithm signs access tokens: RS256, ES256 or EdDSA.
+	// Default: Algorithm (RS256). With another algorithm than Algorithm the
+	// key set holds keys of both. Every verifier of access tokens must
+	// accept it (web/verify's default algorithms accept all three).
+	// Cost per token on this project's 2-core benchmark VM (go test ./keys
+	// -run x -bench Sign, docs/performance.md "Signing algorithms"): RS256
+	// signs in about 1 ms and verifies in about 55 µs; ES256 signs in about
+	// 50 µs and verifies in about 80 µs; EdDSA signs in about 40 µs and
+	// verifies in about 70 µs.
+	AccessTokenAlgorithm string `yaml:"accessTokenAlgorithm,omitempty"`
 	// RotationPeriod is how long a key signs. Default: 24h.
 	RotationPeriod config.Duration `yaml:"rotationPeriod,omitempty"`
 	// MaxTokenTTL is the longest lifetime of any token signed with these keys;
@@ -105,7 +122,10 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	cfg.SetDefaults()
 	if !validAlgorithm(cfg.Algorithm) {
-		errs = append(errs, fmt.Errorf("unsupported algorithm %q (want RS256, ES256 or EdDSA)", cfg.Algorithm))
+		errs = append(errs, fmt.Errorf("unsupported Algorithm %q (want RS256, ES256 or EdDSA)", cfg.Algorithm))
+	}
+	if cfg.AccessTokenAlgorithm != cfg.Algorithm && !validAlgorithm(cfg.AccessTokenAlgorithm) {
+		errs = append(errs, fmt.Errorf("unsupported AccessTokenAlgorithm %q (want RS256, ES256 or EdDSA)", cfg.AccessTokenAlgorithm))
 	}
 	if cfg.RotationPeriod < config.Duration(2*time.Second) {
 		errs = append(errs, fmt.Errorf("invalid RotationPeriod %s: below 2s", cfg.RotationPeriod))
@@ -141,10 +161,16 @@ func (cfg Config) withDefaults() (Config, error) {
 	return cfg, nil
 }
 
-func validAlgorithm(alg string) bool {
-	switch alg {
-	case RS256, ES256, EdDSA:
-		return true
+// Algorithms returns the algorithms the key set holds keys of, after
+// SetDefaults: Algorithm, then AccessTokenAlgorithm when it is another.
+func (cfg Config) Algorithms() []string {
+	if cfg.AccessTokenAlgorithm == "" || cfg.AccessTokenAlgorithm == cfg.Algorithm {
+		return []string{cfg.Algorithm}
 	}
-	return false
+	return []string{cfg.Algorithm, cfg.AccessTokenAlgorithm}
 }
+
+// SupportedAlgorithms lists the algorithms keys can sign with.
+func SupportedAlgorithms() []string { return []string{RS256, ES256, EdDSA} }
+
+func validAlgorithm(alg string) bool { return slices.Contains(SupportedAlgorithms(), alg) }

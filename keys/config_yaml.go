@@ -11,10 +11,14 @@ import (
 // defaults and checks only what it needs to run.
 
 // SetDefaults fills the file's fields that are zero: Algorithm RS256,
-// RotationPeriod DefaultRotationPeriod, JWKSMaxAge DefaultJWKSMaxAge.
+// AccessTokenAlgorithm Algorithm, RotationPeriod DefaultRotationPeriod,
+// JWKSMaxAge DefaultJWKSMaxAge.
 func (cfg *Config) SetDefaults() {
 	if cfg.Algorithm == "" {
 		cfg.Algorithm = RS256
+	}
+	if cfg.AccessTokenAlgorithm == "" {
+		cfg.AccessTokenAlgorithm = cfg.Algorithm
 	}
 	if cfg.RotationPeriod == 0 {
 		cfg.RotationPeriod = config.Duration(DefaultRotationPeriod)
@@ -35,6 +39,9 @@ func (cfg Config) Validate() error {
 	var p config.Problems
 	if !validAlgorithm(cfg.Algorithm) {
 		p.Add("algorithm", "%q is not supported; use RS256, ES256 or EdDSA", cfg.Algorithm)
+	}
+	if cfg.AccessTokenAlgorithm != cfg.Algorithm && !validAlgorithm(cfg.AccessTokenAlgorithm) { // else reported as algorithm
+		p.Add("accessTokenAlgorithm", "%q is not supported; use RS256 (every gateway accepts it), ES256 or EdDSA (both sign about 20× faster)", cfg.AccessTokenAlgorithm)
 	}
 	if cfg.RotationPeriod <= 0 {
 		p.Add("rotationPeriod", "%s must be positive", cfg.RotationPeriod)

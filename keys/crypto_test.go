@@ -238,7 +238,7 @@ func TestEncryptionKeyErrors(t *testing.T) {
 			v := st.set().Version
 
 			cfg.SessionSecret, cfg.EncryptionKey = tt.openSecret, tt.openFile
-			_, err := New(t.Context(), cfg)
+			_, err := newLoaded(t, cfg)
 			if !errors.Is(err, ErrEncryptionKey) {
 				t.Fatalf("New() = %v, want ErrEncryptionKey", err)
 			}
@@ -295,7 +295,7 @@ func TestEncryptionKeyFileOverrides(t *testing.T) {
 	cfg.SessionSecret = []byte("a-new-session-secret-0123456789-0123456789")
 	mustNew(t, cfg)
 	cfg.EncryptionKey = nil
-	if _, err := New(t.Context(), cfg); !errors.Is(err, ErrEncryptionKey) {
+	if _, err := newLoaded(t, cfg); !errors.Is(err, ErrEncryptionKey) {
 		t.Errorf("New() without the file = %v, want ErrEncryptionKey", err)
 	}
 }
@@ -352,7 +352,7 @@ func TestDamagedKeySets(t *testing.T) {
 			st, clock := &memStore{}, newClock()
 			mustNew(t, testConfig(t, st, clock))
 			st.edit(tt.edit)
-			_, err := New(t.Context(), testConfig(t, st, clock))
+			_, err := newLoaded(t, testConfig(t, st, clock))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("New() = %v, want an error containing %q", err, tt.want)
 			}

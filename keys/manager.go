@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,7 +43,8 @@ type KeyInfo struct {
 // Its methods are safe for concurrent use.
 type Manager struct {
 	store     Store
-	alg       string
+	algs      []string // configured: Config.Algorithm, then AccessTokenAlgorithm if another
+	accessAlg string
 	period    time.Duration
 	maxTTL    time.Duration
 	maxAge    time.Duration // effective JWKS max-age cap, <= period/2
@@ -63,9 +65,12 @@ type snapshot struct {
 	version      int64
 	nextRotation time.Time
 	// checked is when the store was last read and found at this version.
-	checked  time.Time
-	signer   signer
-	next     string
+	checked time.Time
+	// current holds the current key of each algorithm that has one; signers
+	// the key that signs for each configured algorithm: its own current
+	// key, or while it has none yet another algorithm's (see SignAs).
+	current  map[string]*signer
+	signers  map[string]*signer
 	public   map[string]published
 	jwks     []byte
 	infos    []KeyInfo
@@ -83,15 +88,14 @@ type published struct {
 	expiresAt time.Time // zero unless retired
 }
 
-// New loads the key set from cfg.Store, creating a current and a next key on
-// first start, and seals with the configured key-encryption key every
-// private key stored unencrypted or sealed with the key derived from the
-// session secret while keys.encryptionKeyFile is set. This happens in one
-// store update, so replicas starting together seal once. A key that opens
-// with no configured key fails New with ErrEncryptionKey, unless
-// Config.ReplaceUnreadable. New logs, once, which key-encryption key is in
-// force (never the key).
-func New(ctx context.Context, cfg Config) (*Manager, error) {
+// ErrNotLoaded is returned by the methods that need the key set before
+// Load has succeeded.
+var ErrNotLoaded = errors.New("keys: key set not loaded (call Load first)")
+
+// New checks cfg and returns a Manager. It does no I/O: Load reads (and on
+// first start creates) the key set, and must succeed before the Manager
+// signs or serves the JWKS.
+func New(cfg Config) (*Manager, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
@@ -100,9 +104,10 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keys: config: %w", err)
 	}
-	m := &Manager{
+	return &Manager{
 		store:     cfg.Store,
-		alg:       cfg.Algorithm,
+		algs:      cfg.Algorithms(),
+		accessAlg: cfg.AccessTokenAlgorithm,
 		period:    time.Duration(cfg.RotationPeriod),
 		maxTTL:    cfg.MaxTokenTTL,
 		maxAge:    time.Duration(cfg.JWKSMaxAge),
@@ -114,22 +119,61 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 		now:       cfg.Now,
 		timer:     realTimer,
 		scheduled: make(chan struct{}, 1),
-	}
+	}, nil
+}
+
+// Load reads the key set from the store, completing it in one store update:
+// on first start it creates a current and a next key of every configured
+// algorithm; it adds a next key for a configured algorithm the set has no
+// key of (that key signs one JWKS max-age later, see the package
+// documentation); and it seals with the configured key-encryption key every
+// private key stored unencrypted or sealed with the key derived from the
+// session secret while keys.encryptionKeyFile is set. Replicas starting
+// together therefore write once. A key that opens with no configured key
+// fails Load with ErrEncryptionKey, unless Config.ReplaceUnreadable (which
+// applies to the first Load only). Load logs, once, which key-encryption
+// key is in force (never the key). After Load, Sign works at once; Run
+// keeps the set rotated and reloaded.
+func (m *Manager) Load(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, err := m.advance(ctx, false); err != nil {
-		return nil, fmt.Errorf("keys: load key set: %w", err)
+		return fmt.Errorf("keys: load key set: %w", err)
 	}
 	m.replace = false
-	m.log.InfoContext(ctx, "private signing keys encrypted at rest", "cipher", "AES-256-GCM", "key_encryption_key", keks[0].source)
-	return m, nil
+	m.log.InfoContext(ctx, "private signing keys encrypted at rest", "cipher", "AES-256-GCM", "key_encryption_key", m.keks[0].source)
+	return nil
 }
 
-// Sign returns a compact JWS of claims, signed with the current key. The
-// header gets alg and kid from the key; every other field of header (such as
-// typ) is copied, and header may not override alg or kid. Sign does no I/O.
-func (m *Manager) Sign(_ context.Context, claims map[string]any, header map[string]any) (string, error) {
-	s := &m.snap.Load().signer
+func (m *Manager) checkLoaded() error {
+	if m.snap.Load() == nil {
+		return ErrNotLoaded
+	}
+	return nil
+}
+
+// Sign returns a compact JWS of claims, signed as the key set's default
+// algorithm (Config.Algorithm): SignAs(ctx, Algorithms()[0], …).
+func (m *Manager) Sign(ctx context.Context, claims map[string]any, header map[string]any) (string, error) {
+	return m.SignAs(ctx, m.algs[0], claims, header)
+}
+
+// SignAs returns a compact JWS of claims, signed with the current key of
+// alg, one of Algorithms. While alg has no current key yet (it was added to
+// a set that already signed, and its first key is not yet published for
+// one JWKS max-age), the current key of another algorithm signs instead:
+// Config.Algorithm's if it has one. The header gets alg and kid from the key
+// that signs; every other field of header (such as typ) is copied, and
+// header may not override alg or kid. SignAs does no I/O.
+func (m *Manager) SignAs(_ context.Context, alg string, claims map[string]any, header map[string]any) (string, error) {
+	snap := m.snap.Load()
+	if snap == nil {
+		return "", ErrNotLoaded
+	}
+	s, ok := snap.signers[alg]
+	if !ok {
+		return "", fmt.Errorf("keys: sign: algorithm %q is not one of the key set's (%s)", alg, strings.Join(m.algs, ", "))
+	}
 	if claims == nil {
 		claims = map[string]any{}
 	}
@@ -150,28 +194,65 @@ func (m *Manager) Sign(_ context.Context, claims map[string]any, header map[stri
 // PublicKey returns the published key kid: the next key, the current key or
 // a retired key before its ExpiresAt.
 func (m *Manager) PublicKey(kid string) (Key, bool) {
-	p, ok := m.snap.Load().public[kid]
+	s := m.snap.Load()
+	if s == nil {
+		return Key{}, false
+	}
+	p, ok := s.public[kid]
 	if !ok || !p.expiresAt.IsZero() && !m.now().Before(p.expiresAt) {
 		return Key{}, false
 	}
 	return p.Key, true
 }
 
-// SigningKey returns the public part of the current key.
-func (m *Manager) SigningKey() Key { return m.snap.Load().signer.Key }
+// SigningKey returns the public part of the key Sign uses now (the zero
+// Key before Load).
+func (m *Manager) SigningKey() Key { return m.SigningKeyFor(m.algs[0]) }
 
-// Algorithm returns the algorithm of the current key. After a change of
+// SigningKeyFor returns the public part of the key SignAs(alg) uses now:
+// its Algorithm differs from alg while alg's first key is not yet due. The
+// zero Key when alg is not one of Algorithms, or before Load.
+func (m *Manager) SigningKeyFor(alg string) Key {
+	snap := m.snap.Load()
+	if snap == nil {
+		return Key{}
+	}
+	if s, ok := snap.signers[alg]; ok {
+		return s.Key
+	}
+	return Key{}
+}
+
+// Algorithm returns the algorithm Sign signs with now. After a change of
 // Config.Algorithm it differs from the configured one until a key of the new
-// algorithm has become current (two rotations later).
-func (m *Manager) Algorithm() string { return m.snap.Load().signer.Algorithm }
+// algorithm has become current (one JWKS max-age later).
+func (m *Manager) Algorithm() string { return m.SigningKey().Algorithm }
+
+// Algorithms returns the configured algorithms of the key set:
+// Config.Algorithm first, then Config.AccessTokenAlgorithm when it is
+// another. These are the algorithms SignAs accepts, and those a client may
+// ask its ID tokens to be signed with.
+func (m *Manager) Algorithms() []string { return slices.Clone(m.algs) }
+
+// AccessTokenAlgorithm returns Config.AccessTokenAlgorithm (after
+// defaults): the algorithm access tokens are to be signed with.
+func (m *Manager) AccessTokenAlgorithm() string { return m.accessAlg }
 
 // NextRotation returns when the next key is due to become current.
-func (m *Manager) NextRotation() time.Time { return m.snap.Load().nextRotation }
+func (m *Manager) NextRotation() time.Time {
+	if s := m.snap.Load(); s != nil {
+		return s.nextRotation
+	}
+	return time.Time{}
+}
 
 // Keys lists the key set: current, next, then retired keys, newest first.
 func (m *Manager) Keys() []KeyInfo {
-	infos := m.snap.Load().infos
-	return append(make([]KeyInfo, 0, len(infos)), infos...)
+	s := m.snap.Load()
+	if s == nil {
+		return nil
+	}
+	return slices.Clone(s.infos)
 }
 
 // JWKS returns the JSON Web Key Set (RFC 7517 §5) of every published key and
@@ -184,6 +265,9 @@ func (m *Manager) Keys() []KeyInfo {
 // verifier caching body for maxAge never meets an unknown kid.
 func (m *Manager) JWKS() (body []byte, maxAge time.Duration) {
 	s := m.snap.Load()
+	if s == nil {
+		return nil, 0
+	}
 	return s.jwks, m.servedMaxAge(s, m.now())
 }
 
@@ -239,9 +323,11 @@ func (m *Manager) build(ks store.KeySet, checked time.Time) (*snapshot, error) {
 		nextRotation: ks.NextRotation,
 		checked:      checked,
 		public:       make(map[string]published, len(ks.Keys)),
+		current:      map[string]*signer{},
+		signers:      map[string]*signer{},
 	}
 	var set jose.JSONWebKeySet
-	var current bool
+	var currents []*signer // in JWKS order
 	// Current first (for verifiers that try the first key), then next, then
 	// retired keys, newest first.
 	for _, k := range ordered(ks.Keys) {
@@ -252,10 +338,13 @@ func (m *Manager) build(ks store.KeySet, checked time.Time) (*snapshot, error) {
 		pub := published{Key: Key{ID: k.ID, Algorithm: k.Algorithm, Public: p.public}}
 		switch k.State {
 		case store.KeyCurrent:
-			s.signer = signer{Key: pub.Key, method: p.method, private: p.private}
-			current = true
+			if _, dup := s.current[k.Algorithm]; dup {
+				return nil, fmt.Errorf("key set has two current %s keys", k.Algorithm)
+			}
+			sg := &signer{Key: pub.Key, method: p.method, private: p.private}
+			s.current[k.Algorithm] = sg
+			currents = append(currents, sg)
 		case store.KeyNext:
-			s.next = k.ID
 		case store.KeyRetired:
 			pub.expiresAt = k.ExpiresAt
 			if s.deadline.IsZero() || k.ExpiresAt.Before(s.deadline) {
@@ -274,8 +363,23 @@ func (m *Manager) build(ks store.KeySet, checked time.Time) (*snapshot, error) {
 		})
 		set.Keys = append(set.Keys, jose.JSONWebKey{Key: p.public, KeyID: k.ID, Algorithm: k.Algorithm, Use: "sig"})
 	}
-	if !current {
+	if len(currents) == 0 {
 		return nil, errors.New("key set has no current key")
+	}
+	// Each configured algorithm signs with its own current key or, until it
+	// has one, with the first configured algorithm's that has one, else with
+	// any current key (one of an algorithm no longer configured).
+	for _, alg := range m.algs {
+		sg := s.current[alg]
+		for _, other := range m.algs {
+			if sg == nil {
+				sg = s.current[other]
+			}
+		}
+		if sg == nil {
+			sg = currents[0]
+		}
+		s.signers[alg] = sg
 	}
 	body, err := json.Marshal(set)
 	if err != nil {

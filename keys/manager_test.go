@@ -265,7 +265,7 @@ func TestSnapshotRebuiltOnVersionChange(t *testing.T) {
 			t.Fatal(err)
 		}
 		m.JWKS()
-		m.PublicKey(before.signer.ID)
+		m.PublicKey(before.signers[ES256].ID)
 	}
 	if n := st.gets.Load() - gets; n != 0 {
 		t.Errorf("Sign/JWKS/PublicKey read the store %d times, want 0", n)
@@ -277,7 +277,7 @@ func TestSnapshotRebuiltOnVersionChange(t *testing.T) {
 	}
 	after := m.snap.Load()
 	body2, _ := m.JWKS()
-	if &body1[0] != &body2[0] || before.signer.private != after.signer.private {
+	if &body1[0] != &body2[0] || before.signers[ES256].private != after.signers[ES256].private {
 		t.Errorf("Reload of an unchanged version rebuilt the snapshot")
 	}
 	if !after.checked.Equal(clock.Now()) {
@@ -309,7 +309,8 @@ func TestConfigErrors(t *testing.T) {
 		want   string
 	}{
 		{name: "no store", modify: func(c *Config) { c.Store = nil }, want: "missing Store"},
-		{name: "algorithm", modify: func(c *Config) { c.Algorithm = "HS256" }, want: `unsupported algorithm "HS256"`},
+		{name: "algorithm", modify: func(c *Config) { c.Algorithm = "HS256" }, want: `unsupported Algorithm "HS256"`},
+		{name: "access token algorithm", modify: func(c *Config) { c.AccessTokenAlgorithm = "PS256" }, want: `unsupported AccessTokenAlgorithm "PS256"`},
 		{name: "no token TTL", modify: func(c *Config) { c.MaxTokenTTL = 0 }, want: "invalid MaxTokenTTL 0s: must be positive"},
 		{name: "no key-encryption key", modify: func(c *Config) { c.SessionSecret = nil }, want: "missing SessionSecret or EncryptionKey (private keys are always encrypted at rest)"},
 		{name: "short KEK", modify: func(c *Config) { c.EncryptionKey = make([]byte, 16) }, want: "invalid EncryptionKey (keys.encryptionKeyFile): 16 bytes, want 32"},
@@ -320,7 +321,7 @@ func TestConfigErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig(t, &memStore{}, newClock())
 			tt.modify(&cfg)
-			_, err := New(t.Context(), cfg)
+			_, err := New(cfg)
 			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.HasPrefix(err.Error(), "keys: config: ") {
 				t.Errorf("New() = %v, want an error containing %q", err, tt.want)
 			}
@@ -328,12 +329,37 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-func TestNewStoreError(t *testing.T) {
+// TestNewDoesNoIO: New only checks the config; Load reads the store and
+// reports its errors; nothing signs before Load.
+func TestNewDoesNoIO(t *testing.T) {
 	st := &memStore{}
 	down := errors.New("disk on fire")
 	st.setFail(down)
-	_, err := New(t.Context(), testConfig(t, st, newClock()))
+	m, err := New(testConfig(t, st, newClock()))
+	if err != nil {
+		t.Fatalf("New() = %v", err)
+	}
+	if g, u := st.gets.Load(), st.updates.Load(); g != 0 || u != 0 {
+		t.Errorf("New read the store %d times and wrote it %d times, want 0", g, u)
+	}
+	if _, err := m.Sign(t.Context(), map[string]any{"sub": "x"}, nil); !errors.Is(err, ErrNotLoaded) {
+		t.Errorf("Sign() before Load = %v, want ErrNotLoaded", err)
+	}
+	if body, _ := m.JWKS(); body != nil {
+		t.Errorf("JWKS() before Load = %s, want nil", body)
+	}
+	if err := m.Run(t.Context()); !errors.Is(err, ErrNotLoaded) {
+		t.Errorf("Run() before Load = %v, want ErrNotLoaded", err)
+	}
+	err = m.Load(t.Context())
 	if !errors.Is(err, down) || !strings.HasPrefix(err.Error(), "keys: load key set: ") {
-		t.Errorf("New() = %v, want keys: load key set: …%v", err, down)
+		t.Errorf("Load() = %v, want keys: load key set: …%v", err, down)
+	}
+	st.setFail(nil)
+	if err := m.Load(t.Context()); err != nil {
+		t.Fatalf("Load() after the store recovered = %v", err)
+	}
+	if _, err := m.Sign(t.Context(), map[string]any{"sub": "x"}, nil); err != nil {
+		t.Errorf("Sign() after Load = %v", err)
 	}
 }

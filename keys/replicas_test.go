@@ -293,7 +293,7 @@ func TestReplicasSealPlaintextOnce(t *testing.T) {
 			for i, st := range sts {
 				wg.Go(func() {
 					<-start
-					ms[i], errs[i] = New(t.Context(), testConfig(t, st, clock))
+					ms[i], errs[i] = newLoaded(t, testConfig(t, st, clock))
 				})
 			}
 			close(start)
@@ -328,5 +328,66 @@ func TestReplicasSealPlaintextOnce(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestReplicasAddAlgorithmOnce: two replicas on PostgreSQL restart at once
+// with keys.accessTokenAlgorithm added to an existing ES256 set. Exactly one
+// update stores exactly one EdDSA key, as next; both replicas sign access
+// tokens with the ES256 key until it is due, then with that EdDSA key.
+func TestReplicasAddAlgorithmOnce(t *testing.T) {
+	sts, clock := openReplicaStores(t, 2), newClock()
+	old := mustNew(t, testConfig(t, sts[0], clock))
+	before, err := sts[0].GetKeySet(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, errs := make([]*Manager, 2), make([]error, 2)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i, st := range sts {
+		wg.Go(func() {
+			<-start
+			cfg := testConfig(t, st, clock)
+			cfg.AccessTokenAlgorithm = EdDSA
+			ms[i], errs[i] = newLoaded(t, cfg)
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("replica %d: New() + Load() = %v", i, err)
+		}
+	}
+	after, err := sts[0].GetKeySet(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Version != before.Version+1 {
+		t.Errorf("Version = %d, want %d: exactly one update adds the algorithm", after.Version, before.Version+1)
+	}
+	added := keyOf(t, after, EdDSA, store.KeyNext)
+	if n := len(after.Keys); n != len(before.Keys)+1 {
+		t.Errorf("%d keys, want %d (one EdDSA key added)", n, len(before.Keys)+1)
+	}
+	for i, m := range ms {
+		if got, want := m.SigningKeyFor(EdDSA).ID, old.SigningKey().ID; got != want {
+			t.Errorf("replica %d signs access tokens with %s before the EdDSA key is due, want the ES256 key %s", i, got, want)
+		}
+	}
+	clock.Advance(DefaultJWKSMaxAge)
+	for i, err := range race(ms, func(m *Manager) error { _, err := m.Rotate(t.Context()); return err }) {
+		if err != nil {
+			t.Fatalf("replica %d: Rotate() = %v", i, err)
+		}
+	}
+	for i, m := range ms {
+		if err := m.Reload(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.SigningKeyFor(EdDSA).ID; got != added.ID {
+			t.Errorf("replica %d signs access tokens with %s once due, want the EdDSA key %s", i, got, added.ID)
+		}
 	}
 }

@@ -117,7 +117,28 @@ func TestRotationSequence(t *testing.T) {
 // its NextRotation and every ReloadInterval.
 // At every step, the kid each replica signs with is in every verifier's
 // cached JWKS, and every unexpired token's key is still published.
+//
+// The variants run it with one algorithm, with two from the start, and with
+// a second algorithm added midway (both replicas restarted with the new
+// configuration, one of them a step later): then every algorithm's signing
+// key must be known too.
 func TestVerifiersNeverMeetUnknownKID(t *testing.T) {
+	tests := []struct {
+		name      string
+		access    string // AccessTokenAlgorithm at the start
+		upgradeTo string // AccessTokenAlgorithm from step 100 ("": no change)
+	}{
+		{name: "one algorithm"},
+		{name: "two algorithms", access: EdDSA},
+		{name: "second algorithm added", upgradeTo: EdDSA},
+		{name: "access algorithm changed", access: EdDSA, upgradeTo: RS256},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { verifiersNeverMeetUnknownKID(t, tt.access, tt.upgradeTo) })
+	}
+}
+
+func verifiersNeverMeetUnknownKID(t *testing.T, access, upgradeTo string) {
 	const (
 		period = 2 * time.Hour
 		ttl    = 30 * time.Minute
@@ -127,14 +148,17 @@ func TestVerifiersNeverMeetUnknownKID(t *testing.T) {
 	st, clock := &memStore{}, newClock()
 	cfg := testConfig(t, st, clock)
 	cfg.RotationPeriod, cfg.MaxTokenTTL, cfg.ReloadInterval = config.Duration(period), ttl, reload
+	cfg.AccessTokenAlgorithm = access
 	a, b := mustNew(t, cfg), mustNew(t, cfg)
+	algs := cfg.Algorithms()
+	firstSigned := map[string]string{} // alg -> first kid of that algorithm to sign
 
 	type cache struct {
-		from    *Manager
+		from    **Manager // the replica serving it, also after a restart
 		kids    []string
 		expires time.Time
 	}
-	caches := []*cache{{from: a}, {from: b}, {from: b}}
+	caches := []*cache{{from: &a}, {from: &b}, {from: &b}}
 	type token struct {
 		kid string
 		exp time.Time
@@ -146,6 +170,16 @@ func TestVerifiersNeverMeetUnknownKID(t *testing.T) {
 		now := clock.Advance(step)
 		if i%3 == 0 {
 			clock.Advance(time.Duration(i%5) * time.Second) // off the grid
+		}
+		if upgradeTo != "" && (i == 100 || i == 101) {
+			up := cfg
+			up.AccessTokenAlgorithm = upgradeTo
+			algs = up.Algorithms()
+			if i == 100 {
+				a = mustNew(t, up)
+			} else {
+				b = mustNew(t, up)
+			}
 		}
 		rotated, err := a.Rotate(t.Context())
 		if err != nil {
@@ -174,7 +208,7 @@ func TestVerifiersNeverMeetUnknownKID(t *testing.T) {
 				continue // this verifier only looks every other step
 			}
 			if !now.Before(c.expires) {
-				body, maxAge := c.from.JWKS()
+				body, maxAge := (*c.from).JWKS()
 				var set jose.JSONWebKeySet
 				if err := json.Unmarshal(body, &set); err != nil {
 					t.Fatal(err)
@@ -186,12 +220,22 @@ func TestVerifiersNeverMeetUnknownKID(t *testing.T) {
 				c.expires = now.Add(maxAge)
 			}
 			for _, signer := range []*Manager{a, b} {
-				if kid := signer.SigningKey().ID; !slices.Contains(c.kids, kid) {
-					t.Fatalf("step %d: verifier %d (cache until %v) does not know signing kid %s; cached %v", i, j, c.expires, kid, c.kids)
+				for _, alg := range signer.Algorithms() {
+					if kid := signer.SigningKeyFor(alg).ID; !slices.Contains(c.kids, kid) {
+						t.Fatalf("step %d: verifier %d (cache until %v) does not know %s signing kid %s; cached %v", i, j, c.expires, alg, kid, c.kids)
+					}
 				}
 			}
 		}
-		tokens = append(tokens, token{a.SigningKey().ID, now.Add(ttl)}, token{b.SigningKey().ID, now.Add(ttl)})
+		for _, signer := range []*Manager{a, b} {
+			for _, alg := range signer.Algorithms() {
+				k := signer.SigningKeyFor(alg)
+				tokens = append(tokens, token{k.ID, now.Add(ttl)})
+				if _, ok := firstSigned[k.Algorithm]; !ok {
+					firstSigned[k.Algorithm] = k.ID
+				}
+			}
+		}
 		for _, tk := range tokens {
 			if now.Before(tk.exp) && !slices.Contains(jwksKIDs(t, a), tk.kid) {
 				t.Fatalf("step %d: key %s of an unexpired token was unpublished", i, tk.kid)
@@ -200,6 +244,14 @@ func TestVerifiersNeverMeetUnknownKID(t *testing.T) {
 	}
 	if rotations < 20 {
 		t.Errorf("only %d rotations happened; the test exercised too little", rotations)
+	}
+	for _, alg := range algs {
+		if firstSigned[alg] == "" {
+			t.Errorf("no %s key ever signed", alg)
+		}
+		if got := a.SigningKeyFor(alg).Algorithm; got != alg {
+			t.Errorf("at the end %s tokens are signed %s", alg, got)
+		}
 	}
 }
 
@@ -299,32 +351,6 @@ func TestRotateNow(t *testing.T) {
 				t.Errorf("SigningKey = %s, want %s", got, next)
 			}
 		})
-	}
-}
-
-func TestAlgorithmChangeAtNextRotation(t *testing.T) {
-	st, clock := &memStore{}, newClock()
-	mustNew(t, testConfig(t, st, clock)) // ES256 keys
-	cfg := testConfig(t, st, clock)
-	cfg.Algorithm = EdDSA
-	m := mustNew(t, cfg)
-
-	var got []string
-	for range 3 {
-		tok, err := m.Sign(t.Context(), map[string]any{"sub": "x"}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := m.JWKS()
-		if _, _, err := verifyWithJWKS(t, body, tok, clock.Now()); err != nil {
-			t.Fatalf("verify: %v", err)
-		}
-		got = append(got, m.Algorithm())
-		clock.Advance(24 * time.Hour)
-		mustRotate(t, m, true)
-	}
-	if diff := cmp.Diff([]string{ES256, ES256, EdDSA}, got); diff != "" {
-		t.Errorf("signing algorithms per period (-want +got):\n%s", diff)
 	}
 }
 

@@ -158,11 +158,24 @@ func testConfig(t testing.TB, st Store, clock *fakeClock) Config {
 
 func mustNew(t testing.TB, cfg Config) *Manager {
 	t.Helper()
-	m, err := New(t.Context(), cfg)
+	m, err := newLoaded(t, cfg)
 	if err != nil {
-		t.Fatalf("New() = %v", err)
+		t.Fatalf("New() + Load() = %v", err)
 	}
 	return m
+}
+
+// newLoaded is New then Load, as the binary starts a Manager.
+func newLoaded(t testing.TB, cfg Config) (*Manager, error) {
+	t.Helper()
+	m, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Load(t.Context()); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // kidsOf returns the kids of ks in each state.

@@ -120,6 +120,9 @@ type GrantDeletion struct {
 	// ClientIDs are the distinct non-empty ClientIDs of the removed grants,
 	// sorted; nil when none.
 	ClientIDs []string
+	// Revocation is the feed entry appended with the deletion, with its
+	// Seq; zero when none was asked for.
+	Revocation Revocation
 }
 
 // Grant is one fosite record: the serialized request behind a code or token,

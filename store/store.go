@@ -90,13 +90,16 @@ type Store interface {
 	DeleteGrantsBySubject(ctx context.Context, subject string) (int, error)
 	// EndSession removes the session record sessionID (if it still exists)
 	// and every grant issued in that Keyward session (codes, tokens, refresh
-	// families, session-client records) in ONE transaction, so no code or
-	// token of the session can outlive it, and reports, from that
-	// transaction, how many grants it removed and the
-	// distinct ClientIDs among them: the clients that were issued something
-	// in the session and not yet collected. An empty sessionID matches
-	// nothing (not the grants issued outside a session).
-	EndSession(ctx context.Context, sessionID string) (GrantDeletion, error)
+	// families, session-client records) and, when feed.Kind is set, appends
+	// feed to the revocation feed (Seq assigned as AppendRevocation does),
+	// all in ONE transaction: no code or token of the session can outlive
+	// it, and a crash cannot end the session without the feed entry that
+	// tells edges to drop its tokens. It reports, from that transaction, how
+	// many grants it removed, the distinct ClientIDs among them (the clients
+	// that were issued something in the session and not yet collected) and
+	// the appended entry. An empty sessionID matches nothing (not the grants
+	// issued outside a session) and appends nothing.
+	EndSession(ctx context.Context, sessionID string, feed Revocation) (GrantDeletion, error)
 
 	// Signing keys: one key set, read and rotated as a whole.
 	// GetKeySet returns ErrNotFound before the first UpdateKeySet.

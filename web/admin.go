@@ -368,12 +368,13 @@ func (a *admin) rotateKeys(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	before := ""
+	var current []string // one per algorithm of the key set
 	for _, k := range a.keys.Keys() {
 		if k.State == store.KeyCurrent {
-			before = k.ID
+			current = append(current, k.ID)
 		}
 	}
+	before := strings.Join(current, ",")
 	if err := a.keys.RotateNow(r.Context()); err != nil {
 		a.fail(w, r, err, "")
 		return

@@ -51,6 +51,9 @@ type Options struct {
 	NoSync bool
 	// Algorithm signs Keyward's tokens. Default: RS256 (production default).
 	Algorithm string
+	// AccessTokenAlgorithm signs access tokens (keys.accessTokenAlgorithm).
+	// Default: Algorithm.
+	AccessTokenAlgorithm string
 	// Log, when non-nil, receives the broker's JSON log at info level, as
 	// cmd/keyward writes it by default. Nil discards it.
 	Log io.Writer
@@ -216,7 +219,7 @@ func (e *Env) startBroker(ctx context.Context, opts Options, ln net.Listener, up
 		IdPs: []*fakeidp.Server{upstream},
 		// Production passes http.DefaultTransport to the upstream client.
 		UpstreamClient: &http.Client{Timeout: 10 * time.Second, Transport: http.DefaultTransport},
-		Keys:           keys.Config{Algorithm: opts.Algorithm},
+		Keys:           keys.Config{Algorithm: opts.Algorithm, AccessTokenAlgorithm: opts.AccessTokenAlgorithm},
 		Clients: []broker.Client{
 			{ID: ClientID, Name: "Bench App", Secret: ClientSecret, RedirectURIs: []string{ClientRedirect}},
 			{ID: ExchangeClientID, Public: true, GrantTypes: []string{broker.GrantTypeTokenExchange},

@@ -85,8 +85,11 @@ func SignCost(ctx context.Context, dir, alg string) (time.Duration, error) {
 		return 0, err
 	}
 	defer st.Close()
-	km, err := keys.New(ctx, keys.Config{Store: st, SessionSecret: []byte("bench-session-secret-0123456789-0123456789"), Algorithm: alg, MaxTokenTTL: 15 * time.Minute, Logger: slog.New(slog.DiscardHandler)})
+	km, err := keys.New(keys.Config{Store: st, SessionSecret: []byte("bench-session-secret-0123456789-0123456789"), Algorithm: alg, MaxTokenTTL: 15 * time.Minute, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
+		return 0, err
+	}
+	if err := km.Load(ctx); err != nil {
 		return 0, err
 	}
 	now := time.Now()

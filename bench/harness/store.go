@@ -69,3 +69,12 @@ func (s countingStore) UpsertSubject(ctx context.Context, id string, create func
 	s.writes.Add(1)
 	return s.Store.UpsertSubject(ctx, id, create, u)
 }
+
+// Apply is one write transaction, however many records the unit of work
+// holds; an empty one writes nothing.
+func (s countingStore) Apply(ctx context.Context, b store.Batch) (store.BatchResult, error) {
+	if !b.IsEmpty() {
+		s.writes.Add(1)
+	}
+	return s.Store.Apply(ctx, b)
+}

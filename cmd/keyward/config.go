@@ -253,6 +253,11 @@ func (c *Config) validateClients(p *problems) {
 			seen[cl.ID] = i
 		}
 		p.AddAll(path, cl.ValidateConfig())
+		// Spans sections: the client may only ask for an algorithm the key
+		// set holds.
+		if err := broker.CheckIDTokenAlgorithm(cl.IDTokenSignedResponseAlg, c.Keys.Algorithms()); err != nil {
+			p.Add(path+".idTokenSignedResponseAlg", "%s", err)
+		}
 	}
 }
 

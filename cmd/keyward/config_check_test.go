@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -121,4 +122,61 @@ revocationFeed:
 		"browser.cookieSecretFile: open " + filepath.Join(dir, "missing-cookie"),
 		"revocationFeed.clientSecretFile: open " + filepath.Join(dir, "missing-feed-secret"),
 	})
+}
+
+// check-config names, by path, an unknown signing algorithm in the keys
+// section or on a client, and a client's ID-token algorithm the key set
+// holds no key of; a client may ask for either algorithm the set holds.
+func TestCheckConfigSigningAlgorithms(t *testing.T) {
+	dir := t.TempDir()
+	path := writeFile(t, dir, "keyward.yaml", strings.ReplaceAll(`
+issuer: https://sso.example.com
+sessionSecretFile: DIR/session
+store: {path: DIR/keyward.db}
+keys:
+  accessTokenAlgorithm: PS256
+upstreams:
+  - id: corp
+    issuer: https://idp.example.com
+    clientID: keyward
+    clientSecretFile: DIR/session
+clients:
+  - id: grafana
+    secretFile: DIR/session
+    redirectURIs: [https://grafana.example.com/cb]
+    idTokenSignedResponseAlg: HS256
+  - id: wiki
+    secretFile: DIR/session
+    redirectURIs: [https://wiki.example.com/cb]
+    idTokenSignedResponseAlg: EdDSA
+  - id: shop
+    secretFile: DIR/session
+    redirectURIs: [https://shop.example.com/cb]
+    idTokenSignedResponseAlg: RS256
+`, "DIR", dir))
+	writeFile(t, dir, "session", strings.Repeat("s", 40))
+	lines := checkOutput(t, func(p string, w *bytes.Buffer) error { return checkConfig(p, w) }, path)
+	expectProblems(t, lines, []string{
+		`keys.accessTokenAlgorithm: "PS256" is not supported; use RS256`,
+		`clients[0].idTokenSignedResponseAlg: "HS256" is not supported; use RS256, ES256, EdDSA`,
+		`clients[1].idTokenSignedResponseAlg: "EdDSA": the key set holds no EdDSA key (keys.algorithm and keys.accessTokenAlgorithm give it RS256)`,
+	})
+
+	// With keys.accessTokenAlgorithm EdDSA the set holds RS256 and EdDSA.
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixed := strings.Replace(string(data), "accessTokenAlgorithm: PS256", "accessTokenAlgorithm: EdDSA", 1)
+	fixed = strings.Replace(fixed, "idTokenSignedResponseAlg: HS256", "idTokenSignedResponseAlg: ES256", 1)
+	writeFile(t, dir, "keyward.yaml", fixed)
+	lines = checkOutput(t, func(p string, w *bytes.Buffer) error { return checkConfig(p, w) }, path)
+	expectProblems(t, lines, []string{
+		`clients[0].idTokenSignedResponseAlg: "ES256": the key set holds no ES256 key (keys.algorithm and keys.accessTokenAlgorithm give it RS256 and EdDSA); use one of those, or set keys.accessTokenAlgorithm or keys.algorithm to ES256`,
+	})
+	writeFile(t, dir, "keyward.yaml", strings.Replace(fixed, "idTokenSignedResponseAlg: ES256", "idTokenSignedResponseAlg: EdDSA", 1))
+	var out bytes.Buffer
+	if err := checkConfig(path, &out); err != nil {
+		t.Errorf("check-config with clients asking RS256 and EdDSA of an RS256+EdDSA key set = %v:\n%s", err, out.String())
+	}
 }

@@ -362,7 +362,7 @@ clients: [{id: app, redirectURIs: ["https://app.example.com/cb"]}, {id: web, sec
 	want := &Config{
 		Issuer: "https://sso.example.com", Listen: "127.0.0.1:5556", SessionSecretFile: "/s",
 		Store: StoreConfig{Type: "bolt", Backend: &bolt.Options{}},
-		Keys:  keys.Config{Algorithm: "RS256", RotationPeriod: Duration(24 * time.Hour), JWKSMaxAge: Duration(time.Hour)},
+		Keys:  keys.Config{Algorithm: "RS256", AccessTokenAlgorithm: "RS256", RotationPeriod: Duration(24 * time.Hour), JWKSMaxAge: Duration(time.Hour)},
 		Tokens: broker.TokensConfig{
 			AccessTokenTTL: Duration(5 * time.Minute), IDTokenTTL: Duration(15 * time.Minute), AuthCodeTTL: Duration(time.Minute),
 			RefreshTokenIdleTTL: Duration(168 * time.Hour), RefreshTokenMaxTTL: Duration(720 * time.Hour),

@@ -68,8 +68,11 @@ func replaceKeys(ctx context.Context, path string, out, logOut io.Writer) error 
 	}
 	kc := keysConfig(cfg, sec, st, log)
 	kc.ReplaceUnreadable = true
-	km, err := keys.New(ctx, kc)
+	km, err := keys.New(kc)
 	if err != nil {
+		return err
+	}
+	if err := km.Load(ctx); err != nil {
 		return err
 	}
 	var replaced []string

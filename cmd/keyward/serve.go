@@ -108,13 +108,20 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 		return nil, err
 	}
 	inst := &instance{log: log, store: st, metrics: prometheus.NewRegistry()}
+	// The store the key manager and the broker write through: st itself,
+	// with kill points around its writes in the crash-test build only
+	// (crashpoints*.go).
+	ws := withCrashPoints(st)
 	inst.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerStoreMetrics(inst.metrics, st)
 	fail := func(err error) (*instance, error) {
 		inst.close()
 		return nil, err
 	}
-	inst.keys, err = keys.New(ctx, keysConfig(cfg, sec, st, log))
+	inst.keys, err = keys.New(keysConfig(cfg, sec, ws, log))
+	if err == nil {
+		err = inst.keys.Load(ctx) // signing works once it returns
+	}
 	if errors.Is(err, keys.ErrEncryptionKey) {
 		return fail(fmt.Errorf("%w; %s", err, unreadableKeysHint))
 	}
@@ -130,7 +137,7 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 			inst.discovery = append(inst.discovery, d)
 		}
 	}
-	bc := buildBrokerConfig(cfg, sec, st, inst.keys, ups, log)
+	bc := buildBrokerConfig(cfg, sec, ws, inst.keys, ups, log)
 	if len(cfg.Trust) > 0 {
 		trust, err := buildTrust(cfg, log, transport)
 		if err != nil {

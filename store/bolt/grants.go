@@ -258,10 +258,12 @@ func (s *Store) UpdateGrantsByRequest(ctx context.Context, requestID string, kin
 	return n, nil
 }
 
-// EndSession removes the session sessionID and every grant of it in one transaction
-// and reports how many it removed and their distinct client ids. An empty
-// sessionID matches nothing (not the grants issued outside a session).
-func (s *Store) EndSession(ctx context.Context, sessionID string) (store.GrantDeletion, error) {
+// EndSession removes the session sessionID and every grant of it, and
+// appends feed when its Kind is set, in one transaction, and reports how
+// many grants it removed, their distinct client ids and the appended entry.
+// An empty sessionID matches nothing (not the grants issued outside a
+// session).
+func (s *Store) EndSession(ctx context.Context, sessionID string, feed store.Revocation) (store.GrantDeletion, error) {
 	var res store.GrantDeletion
 	err := s.update(ctx, "delete grants by session", func(tx *bolt.Tx) error {
 		res = store.GrantDeletion{} // fn may be re-run
@@ -283,7 +285,10 @@ func (s *Store) EndSession(ctx context.Context, sessionID string) (store.GrantDe
 		}
 		res.Grants = len(removed)
 		res.ClientIDs = sessionClients(removed)[sessionID]
-		return nil
+		if feed.Kind != "" {
+			res.Revocation, err = appendRevocation(tx, normRevocation(feed))
+		}
+		return err
 	})
 	if err != nil {
 		return store.GrantDeletion{}, err

@@ -128,20 +128,30 @@ func (s *Store) DeleteGrantsBySubject(ctx context.Context, subject string) (int,
 	return s.execCount(ctx, "delete grants by subject", `DELETE FROM grants WHERE subject = $1 AND subject <> ''`, subject)
 }
 
-// EndSession removes the session sessionID and every grant of it and reports how
-// many it removed and their distinct client ids, in one statement. An empty
-// sessionID matches nothing (not the grants issued outside a session).
-func (s *Store) EndSession(ctx context.Context, sessionID string) (store.GrantDeletion, error) {
-	return result(ctx, s, "delete grants by session", modeStatement, func(ctx context.Context, q querier) (store.GrantDeletion, error) {
+// EndSession removes the session sessionID and every grant of it, and
+// appends feed when its Kind is set, and reports how many grants it removed,
+// their distinct client ids and the appended entry: one statement, or with
+// a feed entry one transaction. An empty sessionID matches nothing (not the
+// grants issued outside a session).
+func (s *Store) EndSession(ctx context.Context, sessionID string, feed store.Revocation) (store.GrantDeletion, error) {
+	m := modeStatement
+	if feed.Kind != "" && sessionID != "" {
+		m = modeTx
+	}
+	return result(ctx, s, "delete grants by session", m, func(ctx context.Context, q querier) (store.GrantDeletion, error) {
 		var res store.GrantDeletion
-		// One statement, so one transaction: the session row and its grants
-		// go together.
+		// The session row and its grants go in one statement; the feed
+		// entry in the same transaction.
 		err := q.QueryRow(ctx, `WITH session AS (
 				DELETE FROM sessions WHERE id = $1 AND $1 <> ''),
 			removed AS (
 				DELETE FROM grants WHERE session_id = $1 AND session_id <> '' RETURNING client_id)
 			SELECT count(*), array_agg(DISTINCT client_id ORDER BY client_id) FILTER (WHERE client_id <> '')
 			FROM removed`, sessionID).Scan(&res.Grants, &res.ClientIDs)
+		if err != nil || m != modeTx {
+			return res, err
+		}
+		res.Revocation, err = appendRevocation(ctx, q, feed)
 		return res, err
 	})
 }

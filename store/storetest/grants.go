@@ -165,7 +165,7 @@ func testEndSession(t *testing.T, s store.Store) {
 	must(t, "CreateSession(sess-1)", s.CreateSession(ctx, session("sess-1", "alice", t0())))
 	must(t, "CreateSession(sess-2)", s.CreateSession(ctx, session("sess-2", "alice", t0())))
 
-	res, err := s.EndSession(ctx, "sess-1")
+	res, err := s.EndSession(ctx, "sess-1", store.Revocation{})
 	must(t, "EndSession(sess-1)", err)
 	diff(t, "EndSession(sess-1)", store.GrantDeletion{
 		Grants:    len(one) + len(other) + 1,
@@ -181,13 +181,13 @@ func testEndSession(t *testing.T, s store.Store) {
 	}
 	n, err := s.DeleteGrantsByRequest(ctx, "req-1")
 	wantCount(t, "DeleteGrantsByRequest(req-1) after EndSession", n, err, 0)
-	res, err = s.EndSession(ctx, "sess-1")
+	res, err = s.EndSession(ctx, "sess-1", store.Revocation{})
 	must(t, "EndSession(sess-1 again)", err)
 	diff(t, "EndSession(sess-1 again)", store.GrantDeletion{}, res)
 
 	// An empty session id matches nothing, not the grants issued outside a
 	// session; nor does an empty subject match the grants without one.
-	res, err = s.EndSession(ctx, "")
+	res, err = s.EndSession(ctx, "", store.Revocation{Kind: store.RevokeSession, NotBefore: t0()})
 	must(t, `EndSession("")`, err)
 	diff(t, `EndSession("")`, store.GrantDeletion{}, res)
 	jti := grant(store.GrantAssertionJTI, "jti-2", "", "", "")
@@ -196,9 +196,17 @@ func testEndSession(t *testing.T, s store.Store) {
 	wantCount(t, `DeleteGrantsBySubject("")`, n, err, 0)
 	wantGrants(t, s, "after deleting by an empty session id and subject", append(append(two, outside...), jti), true)
 
-	res, err = s.EndSession(ctx, "sess-2")
+	// With a feed entry, the entry is appended in the same transaction.
+	feed := store.Revocation{Kind: store.RevokeSession, SessionID: "sess-2", NotBefore: t0(), ExpiresAt: t0().Add(time.Hour), CreatedAt: t0()}
+	_, before, err := s.ListRevocations(ctx, 0, 0)
+	must(t, "ListRevocations before EndSession(sess-2)", err)
+	res, err = s.EndSession(ctx, "sess-2", feed)
 	must(t, "EndSession(sess-2)", err)
-	diff(t, "EndSession(sess-2)", store.GrantDeletion{Grants: len(two), ClientIDs: []string{"client-1"}}, res)
+	feed.Seq = before + 1
+	diff(t, "EndSession(sess-2)", store.GrantDeletion{Grants: len(two), ClientIDs: []string{"client-1"}, Revocation: feed}, res)
+	entries, _, err := s.ListRevocations(ctx, before, 0)
+	must(t, "ListRevocations after EndSession(sess-2)", err)
+	diff(t, "the feed after EndSession(sess-2)", []store.Revocation{feed}, entries)
 	if _, err := s.GetSession(ctx, "sess-2"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("GetSession(sess-2) after EndSession = %v, want ErrNotFound", err)
 	}

@@ -118,6 +118,7 @@ var rules = []rule{
 		why: "test support: one real broker for tests and benchmarks"},
 	{pkg: "test/e2e", why: "end-to-end tests: their code is all in _test.go files"},
 	{pkg: "test/gateway", why: "gateway tests: their code is all in _test.go files"},
+	{pkg: "test/crash", why: "crash-safety tests (test/crash/doc.go): their code is all in _test.go files"},
 	{pkg: "test/archtest", external: stdOnly, why: "this package"},
 	{pkg: "bench/harness",
 		keyward: []string{"broker", "federation", "keys", "store", "store/bolt", "store/postgres", "test/brokertest", "test/fakeidp", "web", configVocabulary},

@@ -283,9 +283,12 @@ func (e *Env) build(ctx context.Context) error {
 	if kc.Now == nil {
 		kc.Now = o.Now
 	}
-	km, err := keys.New(ctx, kc)
+	km, err := keys.New(kc)
 	if err != nil {
 		return fmt.Errorf("keys.New: %w", err)
+	}
+	if err := km.Load(ctx); err != nil {
+		return fmt.Errorf("keys.Load: %w", err)
 	}
 	var ups []broker.Upstream
 	for i, idp := range e.IdPs {
@@ -351,6 +354,13 @@ func (e *Env) build(ctx context.Context) error {
 func (e *Env) Restart(ctx context.Context) error {
 	e.closeStore()
 	return e.build(ctx)
+}
+
+// RestartWith is Restart with the options changed by edit first (a new
+// configuration, as an upgrade brings), for this and later starts.
+func (e *Env) RestartWith(ctx context.Context, edit func(*Options)) error {
+	edit(&e.opts)
+	return e.Restart(ctx)
 }
 
 func (e *Env) closeStore() {

@@ -18,13 +18,19 @@ import (
 // with PKCE S256 and a nonce, then the code exchange. The browser stops at
 // the redirect to oc.RedirectURL, so nothing needs to listen there.
 func (e *Env) SignIn(ctx context.Context, oc oauth2.Config) (*oauth2.Token, error) {
-	redirect, err := url.Parse(oc.RedirectURL)
-	if err != nil {
-		return nil, fmt.Errorf("redirect URL: %w", err)
-	}
 	jar, err := cookiejar.New(nil)
 	if err != nil {
 		return nil, err
+	}
+	return e.SignInWith(ctx, jar, oc)
+}
+
+// SignInWith is SignIn in the browser whose cookies jar keeps: a second
+// sign-in in it is answered by single sign-on.
+func (e *Env) SignInWith(ctx context.Context, jar http.CookieJar, oc oauth2.Config) (*oauth2.Token, error) {
+	redirect, err := url.Parse(oc.RedirectURL)
+	if err != nil {
+		return nil, fmt.Errorf("redirect URL: %w", err)
 	}
 	browser := &http.Client{Jar: jar, Timeout: 10 * time.Second, CheckRedirect: func(req *http.Request, _ []*http.Request) error {
 		if req.URL.Host == redirect.Host {

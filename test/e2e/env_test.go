@@ -16,6 +16,7 @@ import (
 
 	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/keys"
+	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/store/bolt"
 	"github.com/keyward/keyward/test/brokertest"
 	"github.com/keyward/keyward/test/fakeidp"
@@ -40,6 +41,8 @@ type envOptions struct {
 	keys      keys.Config
 	broker    func(*broker.Config)
 	web       func(*web.Config)
+	// store, when set, replaces the bbolt file (env.store is then nil).
+	store store.Store
 }
 
 // env is one broker on a fixed URL with its fake upstreams; restart()
@@ -69,6 +72,7 @@ func newEnv(t *testing.T, opts envOptions) *env {
 			{ID: app2ID, Name: "Second App", Secret: app2Secret, RedirectURIs: []string{app2Redir}},
 		},
 		Keys:   opts.keys,
+		Store:  opts.store,
 		Now:    e.clock.Now,
 		Broker: opts.broker,
 		Web:    opts.web,

@@ -36,10 +36,16 @@ type exchangeEnv struct {
 
 func newExchangeEnv(t *testing.T) *exchangeEnv {
 	t.Helper()
+	return newExchangeEnvWith(t, nil)
+}
+
+// newExchangeEnvWith is newExchangeEnv on st (nil: a bbolt file).
+func newExchangeEnvWith(t *testing.T, st store.Store) *exchangeEnv {
+	t.Helper()
 	ci := fakeidp.NewTest(t, fakeidp.Config{Users: fakeidp.DemoUsers()})
 	untrusted := fakeidp.NewTest(t, fakeidp.Config{Users: fakeidp.DemoUsers()})
 	x := &exchangeEnv{ci: ci, untrusted: untrusted, trustClock: &clock{}}
-	x.env = newEnv(t, envOptions{broker: func(bc *broker.Config) {
+	x.env = newEnv(t, envOptions{store: st, broker: func(bc *broker.Config) {
 		tr, err := federation.NewTrust(federation.TrustConfig{
 			Rules: []federation.TrustRule{{
 				Name: "deploy", Issuer: ci.URL(), Audience: "keyward",

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"net/http/cookiejar"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -17,9 +18,10 @@ import (
 )
 
 // racingStore runs hook once, just before the first refresh-token record is
-// created after arm: the moment between fosite's "mark the redeemed record
-// used" and "store the new tokens", when a concurrent revocation used to
-// leave the new tokens alive.
+// stored after arm (by CreateGrant, or by the Apply of a unit of work that
+// creates it): the moment after a token request read the record it redeems
+// and signed the new tokens, and before it stores them, when a concurrent
+// revocation used to leave the new tokens alive.
 type racingStore struct {
 	store.Store
 	mu   sync.Mutex
@@ -38,6 +40,19 @@ func (s *racingStore) armAt(kind store.GrantKind, hook func(ctx context.Context,
 }
 
 func (s *racingStore) CreateGrant(ctx context.Context, g store.Grant) error {
+	s.maybeHook(ctx, g)
+	return s.Store.CreateGrant(ctx, g)
+}
+
+func (s *racingStore) Apply(ctx context.Context, b store.Batch) (store.BatchResult, error) {
+	for _, g := range b.GrantCreates {
+		s.maybeHook(ctx, g)
+	}
+	return s.Store.Apply(ctx, b)
+}
+
+// maybeHook runs the armed hook if g is of its kind.
+func (s *racingStore) maybeHook(ctx context.Context, g store.Grant) {
 	s.mu.Lock()
 	hook := s.hook
 	if g.Kind == s.kind {
@@ -49,7 +64,6 @@ func (s *racingStore) CreateGrant(ctx context.Context, g store.Grant) error {
 	if hook != nil {
 		hook(ctx, g)
 	}
-	return s.Store.CreateGrant(ctx, g)
 }
 
 // newRacingEnv is a broker on a bbolt store wrapped in a racingStore, and
@@ -168,18 +182,26 @@ func TestRevocationWhileIssuingLeavesNoLiveToken(t *testing.T) {
 }
 
 // TestCodeOfEndedSessionNotRedeemed: a code written just after its session
-// ended (the authorization was in flight at logout) is refused at the token
-// endpoint, and nothing of it stays.
+// ended (a single sign-on answer was in flight at logout) is refused at the
+// token endpoint, and nothing of it stays. (A callback creates its session
+// and its code in one unit of work: no logout falls between them.)
 func TestCodeOfEndedSessionNotRedeemed(t *testing.T) {
 	bst, st, env, oc := newRacingEnv(t)
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.SignInWith(t.Context(), jar, oc); err != nil {
+		t.Fatalf("first sign-in: %v", err)
+	}
 	var requestID string
 	st.armAt(store.GrantAuthorizeCode, func(ctx context.Context, g store.Grant) {
 		requestID = g.RequestID
-		if _, err := bst.EndSession(ctx, g.SessionID); err != nil {
+		if _, err := bst.EndSession(ctx, g.SessionID, store.Revocation{}); err != nil {
 			t.Errorf("end session: %v", err)
 		}
 	})
-	_, err := env.SignIn(t.Context(), oc)
+	_, err = env.SignInWith(t.Context(), jar, oc) // single sign-on
 	var re *oauth2.RetrieveError
 	if !errors.As(err, &re) || re.ErrorCode != "invalid_grant" {
 		t.Fatalf("redeeming a code of an ended session = %v, want invalid_grant", err)

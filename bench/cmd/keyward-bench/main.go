@@ -33,6 +33,7 @@ type options struct {
 	scenarios        []string
 	noSync           bool
 	alg              string
+	accessAlg        string // keys.accessTokenAlgorithm; "": alg
 	dir              string
 	log              string
 	cpuprofile       string
@@ -57,6 +58,7 @@ func main() {
 	flag.StringVar(&scenarios, "scenarios", strings.Join(allScenarios, ","), "scenarios to run: "+strings.Join(allScenarios, ","))
 	flag.BoolVar(&o.noSync, "nosync", false, "open bbolt with NoSync (not production: shows what fsync costs)")
 	flag.StringVar(&o.alg, "alg", "RS256", "Keyward's signing algorithm: RS256, ES256 or EdDSA")
+	flag.StringVar(&o.accessAlg, "access-alg", "", "keys.accessTokenAlgorithm (default: -alg)")
 	flag.StringVar(&o.dir, "dir", "", "directory for the bbolt file (default: a new temporary directory, removed at exit)")
 	flag.StringVar(&o.log, "log", "file", "broker log: file (JSON at info in -dir, as production writes it) or discard")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of -profile-scenario's measured window at its highest concurrency")
@@ -168,7 +170,7 @@ type row struct {
 
 func run(ctx context.Context, o options, out io.Writer) error {
 	load0, started := harness.LoadAvg(), time.Now()
-	hopts := harness.Options{Dir: o.dir, NoSync: o.noSync, Algorithm: o.alg}
+	hopts := harness.Options{Dir: o.dir, NoSync: o.noSync, Algorithm: o.alg, AccessTokenAlgorithm: o.accessAlg}
 	if o.log == "file" {
 		f, err := os.Create(o.dir + "/keyward.log")
 		if err != nil {
@@ -194,7 +196,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 			return nil, err
 		}
 		h := hopts
-		h.Dir, h.Algorithm = d, alg
+		h.Dir, h.Algorithm, h.AccessTokenAlgorithm = d, alg, ""
 		e, err := harness.Start(ctx, h)
 		if err != nil {
 			return nil, err

@@ -43,7 +43,11 @@ func report(w io.Writer, o options, rows []row, info reportInfo) {
 	}
 	fmt.Fprintf(w, "### keyward-bench, %s\n\n", info.started.UTC().Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(w, "- machine: %d CPUs (GOMAXPROCS %d), %s; Linux %s; %s\n", m.CPUs, m.GOMAXPROCS, m.CPUModel, m.Kernel, m.GoVersion)
-	fmt.Fprintf(w, "- store: bbolt on %s, %s; signing: %s; broker log: %s\n", m.DirFS, sync, o.alg, o.log)
+	signing := o.alg
+	if o.accessAlg != "" && o.accessAlg != o.alg {
+		signing = o.alg + " (ID tokens), " + o.accessAlg + " (access tokens)"
+	}
+	fmt.Fprintf(w, "- store: bbolt on %s, %s; signing: %s; broker log: %s\n", m.DirFS, sync, signing, o.log)
 	fmt.Fprintf(w, "- load: %s per point after %s warm-up; closed loop, keep-alive Go clients in the same process; loopback, HTTP/1.1, no TLS\n", o.duration, o.warmup)
 	fmt.Fprintf(w, "- load average before / after: %s / %s; run took %s; peak RSS (servers + generator): %s\n\n",
 		info.load0, info.load1, info.wall.Round(time.Second), info.rss)
