@@ -52,7 +52,7 @@ func (s *grantWrites) GetGrant(ctx context.Context, kind store.GrantKind, sig st
 	return s.Store.GetGrant(ctx, kind, sig)
 }
 
-type tokenAnswer struct {
+type limitAnswer struct {
 	status     int
 	retryAfter string
 	body       map[string]any
@@ -61,7 +61,7 @@ type tokenAnswer struct {
 // postToken posts form to /token as the client behind the X-Forwarded-For
 // address xff ("" for the loopback peer itself), with HTTP Basic
 // credentials when id is set.
-func postToken(t *testing.T, issuer string, form url.Values, id, secret, xff string) tokenAnswer {
+func postLimited(t *testing.T, issuer string, form url.Values, id, secret, xff string) limitAnswer {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, issuer+"/token", strings.NewReader(form.Encode()))
 	if err != nil {
@@ -79,7 +79,7 @@ func postToken(t *testing.T, issuer string, form url.Values, id, secret, xff str
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	a := tokenAnswer{status: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After")}
+	a := limitAnswer{status: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After")}
 	raw, _ := io.ReadAll(resp.Body)
 	if err := json.Unmarshal(raw, &a.body); err != nil {
 		t.Fatalf("POST /token: %d, body is not JSON: %.300s", resp.StatusCode, raw)
@@ -87,7 +87,7 @@ func postToken(t *testing.T, issuer string, form url.Values, id, secret, xff str
 	return a
 }
 
-func wantTokenLimited(t *testing.T, what string, a tokenAnswer) {
+func wantTokenLimited(t *testing.T, what string, a limitAnswer) {
 	t.Helper()
 	if a.status != http.StatusTooManyRequests || a.retryAfter == "" || a.body["error"] != "temporarily_unavailable" {
 		t.Errorf("%s = %d Retry-After %q %v, want 429 with Retry-After and temporarily_unavailable", what, a.status, a.retryAfter, a.body)
@@ -136,8 +136,8 @@ func TestTokenClientLimitRefusesBurstWithoutStoreWork(t *testing.T) {
 	c := e.client(appID, appSecret, appRedir, nil)
 	tok, _ := c.signIn() // the code exchange takes the first token
 	rt := tok.RefreshToken
-	refresh := func() tokenAnswer {
-		return postToken(t, e.issuer, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, appID, appSecret, "")
+	refresh := func() limitAnswer {
+		return postLimited(t, e.issuer, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, appID, appSecret, "")
 	}
 	if a := refresh(); a.status != http.StatusOK {
 		t.Fatalf("refresh within the burst = %d %v, want 200", a.status, a.body)
@@ -178,18 +178,18 @@ func TestTokenGuessingIsSlowedWithoutLockingOutTheClient(t *testing.T) {
 	const attacker, legit = "192.0.2.66", "198.51.100.7"
 	cc := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"guess"}}
 	for i := range 3 {
-		if a := postToken(t, e.issuer, cc, appID, "wrong-secret", attacker); a.status != http.StatusUnauthorized || a.body["error"] != "invalid_client" {
+		if a := postLimited(t, e.issuer, cc, appID, "wrong-secret", attacker); a.status != http.StatusUnauthorized || a.body["error"] != "invalid_client" {
 			t.Fatalf("guess %d = %d %v, want 401 invalid_client", i, a.status, a.body)
 		}
 	}
-	wantTokenLimited(t, "guess beyond the failure burst", postToken(t, e.issuer, cc, appID, "wrong-secret", attacker))
-	wantTokenLimited(t, "the right secret from the guessing address", postToken(t, e.issuer, cc, appID, appSecret, attacker))
-	a := postToken(t, e.issuer, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}}, appID, appSecret, legit)
+	wantTokenLimited(t, "guess beyond the failure burst", postLimited(t, e.issuer, cc, appID, "wrong-secret", attacker))
+	wantTokenLimited(t, "the right secret from the guessing address", postLimited(t, e.issuer, cc, appID, appSecret, attacker))
+	a := postLimited(t, e.issuer, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok.RefreshToken}}, appID, appSecret, legit)
 	if a.status != http.StatusOK || a.body["access_token"] == nil {
 		t.Errorf("the client from its own address during the guessing = %d %v, want 200 with tokens", a.status, a.body)
 	}
 	// Naming app2 from the same address fails too, per address.
-	if a := postToken(t, e.issuer, cc, app2ID, "wrong-secret", attacker); a.status != http.StatusUnauthorized {
+	if a := postLimited(t, e.issuer, cc, app2ID, "wrong-secret", attacker); a.status != http.StatusUnauthorized {
 		t.Errorf("first guess at another client = %d %v, want 401 (its own failure bucket)", a.status, a.body)
 	}
 	if got := counterValue(t, reg, "keyward_token_requests_limited_total", "limit", broker.TokenLimitClientFailures); got != 2 {
@@ -228,7 +228,7 @@ func TestTokenEndpointShedsBeyondConcurrency(t *testing.T) {
 		}
 	}
 	hold("/token", "token")
-	a := postToken(t, e.issuer, url.Values{"grant_type": {"client_credentials"}}, appID, appSecret, "")
+	a := postLimited(t, e.issuer, url.Values{"grant_type": {"client_credentials"}}, appID, appSecret, "")
 	if a.status != http.StatusServiceUnavailable || a.retryAfter != "1" || a.body["error"] != "temporarily_unavailable" || a.body["error_description"] == "" {
 		t.Errorf("token request while the slot is taken = %d Retry-After %q %v, want 503, Retry-After 1, temporarily_unavailable with a description", a.status, a.retryAfter, a.body)
 	}
