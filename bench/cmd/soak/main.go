@@ -20,7 +20,7 @@ import (
 
 func main() {
 	duration := flag.Duration("duration", 3*time.Minute, "load after the warm-up (1s..2h)")
-	warmup := flag.Duration("warmup", 30*time.Second, "load before the baseline snapshot")
+	warmup := flag.Duration("warmup", time.Minute, "load before the baseline snapshot (long enough for the store file to reach its size)")
 	nosync := flag.Bool("nosync", false, "skip bbolt's fsync")
 	every := flag.Duration("deprovision-every", 3*time.Second, "one person is deprovisioned this often (and reinstated a second later)")
 	flag.Parse()
@@ -48,6 +48,6 @@ func main() {
 func defaultConfig(warmup, duration time.Duration, nosync bool, every time.Duration) Config {
 	return Config{
 		Warmup: warmup, Duration: duration, NoSync: nosync,
-		Persons: 10, DeprovisionEvery: every, Refreshers: 3, Edges: 2, Log: os.Stderr,
+		Persons: 10, DeprovisionEvery: every, Refreshers: 3, Edges: 2, GCEvery: 30 * time.Second, Log: os.Stderr,
 	}
 }

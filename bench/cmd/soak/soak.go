@@ -35,6 +35,9 @@ type Config struct {
 	DeprovisionEvery time.Duration
 	// Refreshers and Edges are the concurrent refresh and edge-check loops.
 	Refreshers, Edges int
+	// GCEvery is how often expired records are collected: serve does it
+	// every 5 minutes; a soak of minutes compresses that.
+	GCEvery time.Duration
 	// Log receives progress lines (nil: none).
 	Log io.Writer
 }
@@ -57,7 +60,10 @@ type Report struct {
 	Ops, ByDesign, Unexpected map[string]int64
 	FirstUnexpected           string
 	Deprovisions, Rotations   int
-	Elapsed                   time.Duration
+	// Collected counts the expired records the garbage collections removed
+	// (every GCEvery and before each snapshot, as serve's GC loop does).
+	Collected int64
+	Elapsed   time.Duration
 }
 
 // Bounds are the limits Check holds the end snapshot to, relative to the
@@ -124,7 +130,8 @@ type soak struct {
 	epochs  []int64        // deprovisionings per person
 	removed []bool         // deprovisioned now
 
-	counts                              sync.Map // "ok|op", "design|op", "bad|op" → *atomic.Int64
+	counts                              sync.Map     // "ok|op", "design|op", "bad|op" → *atomic.Int64
+	collected                           atomic.Int64 // records removed by the garbage collections
 	firstBad                            atomic.Value
 	deprovisions, rotations, nextPerson atomic.Int64
 	transports                          []*http.Transport
@@ -190,7 +197,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	s.logf("end after %s: %+v", cfg.Duration, end)
 
 	r := Report{Baseline: base, End: end, Ops: map[string]int64{}, ByDesign: map[string]int64{}, Unexpected: map[string]int64{},
-		Deprovisions: int(s.deprovisions.Load()), Rotations: int(s.rotations.Load()), Elapsed: time.Since(start)}
+		Deprovisions: int(s.deprovisions.Load()), Rotations: int(s.rotations.Load()), Collected: s.collected.Load(), Elapsed: time.Since(start)}
 	s.counts.Range(func(k, v any) bool {
 		kind, op, _ := strings.Cut(k.(string), "|")
 		n := v.(*atomic.Int64).Load()
@@ -255,7 +262,33 @@ func (s *soak) phase(ctx context.Context, d time.Duration, rotate bool) {
 		defer wg.Done()
 		s.admin(ctx, rotate)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(s.cfg.GCEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				s.gc(ctx)
+			}
+		}
+	}()
 	wg.Wait()
+}
+
+// gc removes expired records, as serve's GC loop does.
+func (s *soak) gc(ctx context.Context) {
+	res, err := s.env.Broker().Store.GarbageCollect(ctx, time.Now())
+	if err != nil {
+		if ctx.Err() == nil {
+			s.bad("gc", err)
+		}
+		return
+	}
+	s.collected.Add(int64(res.LoginAttempts + res.Sessions + res.Grants + res.Revocations))
 }
 
 func (s *soak) signIn(ctx context.Context, c *harness.SignInClient) {
@@ -461,6 +494,7 @@ func (s *soak) snapshot(ctx context.Context, dir string) Snapshot {
 	s.transports = nil
 	http.DefaultClient.CloseIdleConnections()
 	sleep(ctx, time.Second) // servers notice the closed connections
+	s.gc(ctx)
 	runtime.GC()
 	runtime.GC()
 	var ms runtime.MemStats
