@@ -167,15 +167,21 @@ type deniedToken struct {
 	expires time.Time
 }
 
+// denyUntil is how long the deny entry of an access token expiring at exp
+// is kept: past exp by the clock skew Keyward allows (feedLeeway), since a
+// verifier accepts the token through exp's second (exp is checked in whole
+// seconds) and replicas' clocks, the store's GC among them, differ.
+func denyUntil(exp time.Time) time.Time { return exp.Add(feedLeeway) }
+
 // deny revokes access tokens by jti: per token, one store.Batch holds a
 // GrantDeniedToken grant (the point lookup of verify) and a RevokeToken
-// feed entry (for the edges), both kept until the token has expired, so
-// the broker and the edges never disagree. Tokens already expired, or
-// denied before, are skipped.
+// feed entry (for the edges), both kept until the token can no longer
+// verify anywhere (denyUntil), so the broker and the edges never disagree.
+// Tokens past that, or denied before, are skipped.
 func (a *accessTokens) deny(ctx context.Context, tokens []deniedToken) error {
 	now := a.now().UTC()
 	for _, t := range tokens {
-		if t.jti == "" || !t.expires.After(now) {
+		if t.jti == "" || !denyUntil(t.expires).After(now) {
 			continue
 		}
 		if denied, err := a.denied(ctx, t.jti); err != nil {
@@ -185,14 +191,14 @@ func (a *accessTokens) deny(ctx context.Context, tokens []deniedToken) error {
 		}
 		_, err := a.store.Apply(ctx, store.Batch{
 			GrantCreates: []store.Grant{{
-				Kind: store.GrantDeniedToken, Signature: t.jti, Active: true, RequestedAt: now, ExpiresAt: t.expires,
+				Kind: store.GrantDeniedToken, Signature: t.jti, Active: true, RequestedAt: now, ExpiresAt: denyUntil(t.expires),
 			}},
 			Revocations: []store.Revocation{{
 				Kind:      store.RevokeToken,
 				TokenID:   t.jti,
 				Subject:   t.subject,
 				NotBefore: now,
-				ExpiresAt: t.expires.Add(feedLeeway),
+				ExpiresAt: denyUntil(t.expires),
 				CreatedAt: now,
 			}},
 		})
@@ -220,7 +226,7 @@ func (a *accessTokens) denyFamily(ctx context.Context, requestID string) error {
 	found := map[string]deniedToken{} // by jti: a retried updater adds nothing twice
 	_, err := a.store.UpdateGrantsByRequest(ctx, requestID, []store.GrantKind{store.GrantRefreshToken, store.GrantAuthorizeCode},
 		func(g store.Grant) (store.Grant, error) {
-			if g.AccessTokenID != "" && g.AccessExpiresAt.After(now) {
+			if g.AccessTokenID != "" && denyUntil(g.AccessExpiresAt).After(now) {
 				found[g.AccessTokenID] = deniedToken{jti: g.AccessTokenID, subject: g.Subject, expires: g.AccessExpiresAt}
 			}
 			if g.Kind == store.GrantRefreshToken {

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -270,8 +271,8 @@ func TestRevokeAccessTokenDeniesItsJTI(t *testing.T) {
 	}
 	g, err := f.st.GetGrant(t.Context(), store.GrantDeniedToken, jtiOf(t, at))
 	exp := time.Unix(int64(decodeJWT(t, at)["exp"].(float64)), 0)
-	if err != nil || !g.ExpiresAt.Equal(exp) {
-		t.Errorf("deny entry = %+v, %v; want one expiring with the token at %s", g, err, exp)
+	if err != nil || !g.ExpiresAt.Equal(denyUntil(exp)) {
+		t.Errorf("deny entry = %+v, %v; want one kept past the token's exp %s by the leeway", g, err, exp)
 	}
 	if e, ok := tokenEntries(t, f.st)[jtiOf(t, at)]; !ok || !e.ExpiresAt.After(exp) {
 		t.Errorf("feed token entry = %+v (found %v), want one for the jti that outlives the token", e, ok)
@@ -425,5 +426,48 @@ func TestUserInfoWithoutARecord(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, userinfo()); diff != "" {
 		t.Errorf("userinfo from the token's claims (-want +got):\n%s", diff)
+	}
+}
+
+// A revoked access token stays denied for as long as a verifier still
+// accepts it: its exp is checked in whole seconds (fosite's jwt: valid
+// while now.Unix() <= exp) and replicas' clocks differ (a store GC on one
+// ahead of another), so its deny entry must outlive exp by the clock skew
+// Keyward allows (feedLeeway), as its feed entry does. The broker's clock
+// is set past exp here while the token's signature and exp still check
+// (fosite reads the real clock): the final second of the token, or a
+// replica running behind the one that collected.
+func TestRevokedAccessTokenStaysDeniedThroughItsLastSecond(t *testing.T) {
+	f := newFixture(t)
+	up := &fakeUpstream{id: "corp", name: "Corp", issuer: "https://idp.example.com", authURL: "https://idp.example.com/auth", identity: aliceIdentity()}
+	b := newTestBroker(t, f, nil, up)
+	code, _ := signInCode(t, b, up, nil)
+	tok := redeem(t, b, code)
+	at := tok["access_token"].(string)
+	_, ref := post(t, b.tokenHandler(t), url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok["refresh_token"].(string)}, "client_id": {"app"}})
+	late := ref["access_token"].(string)
+	revoke := func(w http.ResponseWriter, r *http.Request) { b.tokens.Revoke(t.Context(), w, r) }
+	if status, body := post(t, revoke, url.Values{"token": {at}, "client_id": {"app"}}); status != http.StatusOK {
+		t.Fatalf("revoke: %d %v", status, body)
+	}
+	exp := time.Unix(int64(decodeJWT(t, at)["exp"].(float64)), 0).UTC()
+	f.now = exp.Add(500 * time.Millisecond) // exp's second: the token still verifies
+	if _, err := f.st.GarbageCollect(t.Context(), f.now); err != nil {
+		t.Fatal(err)
+	}
+	if introspectActive(t, b, at) {
+		t.Error("revoked access token active again in its last second, after a GC")
+	}
+	if _, body := post(t, b.tokenHandler(t), exchangeForm(at, TokenTypeAccessToken, "client_id", "app")); body["error"] != "invalid_grant" ||
+		!strings.Contains(fmt.Sprint(body["error_description"]), "revoked") {
+		t.Errorf("exchange of the revoked token in its last second: %v, want invalid_grant (revoked)", body)
+	}
+	// Revoked in its own last second, a token is denied all the same.
+	f.now = time.Unix(int64(decodeJWT(t, late)["exp"].(float64)), 0).UTC().Add(500 * time.Millisecond)
+	if status, body := post(t, revoke, url.Values{"token": {late}, "client_id": {"app"}}); status != http.StatusOK {
+		t.Fatalf("revoke in the last second: %d %v", status, body)
+	}
+	if introspectActive(t, b, late) {
+		t.Error("access token revoked in its last second is still active")
 	}
 }

@@ -223,10 +223,10 @@ func (s *backchannelSender) deliver(ctx context.Context, d logoutDelivery) {
 			log.InfoContext(ctx, "back-channel logout delivered", "event", "backchannel_logout_sent", "attempt", attempt)
 			return
 		case err == nil && status != http.StatusTooManyRequests && status < 500:
-			log.WarnContext(ctx, "back-channel logout refused by client", "status", status, "attempt", attempt)
+			log.WarnContext(ctx, "back-channel logout refused by client", "event", "backchannel_logout_failed", "status", status, "attempt", attempt)
 			return
 		case attempt == logoutAttempts:
-			log.WarnContext(ctx, "back-channel logout failed; giving up", "status", status, "err", err, "attempt", attempt)
+			log.WarnContext(ctx, "back-channel logout failed; giving up", "event", "backchannel_logout_failed", "status", status, "err", err, "attempt", attempt)
 			return
 		}
 		log.DebugContext(ctx, "back-channel logout failed; retrying", "status", status, "err", err, "attempt", attempt, "delay", delay)
@@ -234,7 +234,7 @@ func (s *backchannelSender) deliver(ctx context.Context, d logoutDelivery) {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			log.WarnContext(ctx, "back-channel logout abandoned", "err", ctx.Err(), "attempt", attempt)
+			log.WarnContext(ctx, "back-channel logout abandoned", "event", "backchannel_logout_failed", "err", ctx.Err(), "attempt", attempt)
 			return
 		case <-t.C:
 		}

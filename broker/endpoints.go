@@ -37,7 +37,10 @@ type tokenEndpoint struct {
 	clients  *clientRegistry
 	recheck  *recheck
 	subjects *subjects
-	log      *slog.Logger
+	// groups, when set, gives refreshes the groups SCIM provisioned
+	// (provisioning_refresh.go).
+	groups groupPush
+	log    *slog.Logger
 }
 
 // Token handles POST /token (RFC 6749 §4.1.3, §6). The body must already be
@@ -94,6 +97,12 @@ func (t *tokenEndpoint) Token(ctx context.Context, w http.ResponseWriter, r *htt
 			// (fosite refreshes the stored session): apply the rule anew.
 			if gt.ExactOne("refresh_token") && sess.DefaultSession != nil && sess.DefaultSession.Claims != nil && sess.AccessClaims != nil {
 				verifiedEmailOnly(sess.DefaultSession.Claims.Extra, sess.AccessClaims.Extra)
+			}
+			if gt.ExactOne("refresh_token") && t.groups != nil {
+				if err := t.groups.refreshGroups(ctx, ar, sess); err != nil {
+					t.tokenError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+					return
+				}
 			}
 			// A code issued from a session that has since ended (logout,
 			// an admin revoke) is not redeemed: EndSession deleted the
@@ -263,12 +272,44 @@ func (t *tokenEndpoint) tokenError(ctx context.Context, w http.ResponseWriter, a
 	if ar != nil && ar.GetClient() != nil {
 		attrs = append(attrs, "client_id", ar.GetClient().GetID())
 	}
+	// The event the token metrics count (web/metrics_events.go).
+	code := ErrServerError.Code
+	if rfc != nil {
+		code = rfc.ErrorField
+	}
+	attrs = append(attrs, "event", "token_refused", "grant_type", requestGrantType(ar), "error", code)
+	if rfc != nil {
+		if token := reusedToken(rfc); token != "" {
+			attrs = append(attrs, "reused", token)
+		}
+	}
 	if level == "error" {
 		t.log.ErrorContext(ctx, "token request failed", attrs...)
 	} else {
 		t.log.InfoContext(ctx, "token request refused", attrs...)
 	}
 	t.provider.WriteAccessError(ctx, w, ar, tokenDescription(err))
+}
+
+// requestGrantType is the grant_type of ar ("" when the request did not
+// parse that far).
+func requestGrantType(ar fosite.AccessRequester) string {
+	if ar == nil {
+		return ""
+	}
+	return strings.Join(ar.GetGrantTypes(), " ")
+}
+
+// reusedToken names the token whose reuse fosite detected in rfc
+// (refresh_token, authorization_code), or "".
+func reusedToken(rfc *fosite.RFC6749Error) string {
+	switch fositeHintWords[rfc.HintField] {
+	case descRefreshReused:
+		return "refresh_token"
+	case descCodeReused:
+		return "authorization_code"
+	}
+	return ""
 }
 
 // refuseGrant revokes the request's refresh family and access tokens (the

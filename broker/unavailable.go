@@ -24,7 +24,7 @@ func Unavailable(err error) bool { return errors.Is(err, store.ErrUnavailable) }
 // §5.2 error temporarily_unavailable and Retry-After (RFC 9110 §10.2.3).
 // The cause is logged, never sent.
 func (t *tokenEndpoint) writeUnavailable(ctx context.Context, w http.ResponseWriter, endpoint string, err error) {
-	t.log.ErrorContext(ctx, "store unavailable", "endpoint", endpoint, "err", err)
+	t.log.ErrorContext(ctx, "store unavailable", "event", "store_unavailable", "endpoint", endpoint, "err", err)
 	WriteUnavailable(w)
 }
 

@@ -121,7 +121,7 @@ var (
 	// them itself.
 	keywardClaims = []string{
 		"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "auth_time", "nonce", "acr", "amr", "azp",
-		"at_hash", "c_hash", "sid", "idp", "client_id", "scope", "act", "cnf", "typ",
+		"at_hash", "c_hash", "sid", "idp", "client_id", "scope", "act", "cnf", "typ", "aud_ceiling",
 		"email", "email_verified", "name", "preferred_username", "groups",
 	}
 )

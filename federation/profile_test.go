@@ -101,6 +101,11 @@ func TestValidateProfiles(t *testing.T) {
 		{"mapping", func(c *Config) {
 			c.Claims = ClaimMapping{Groups: []string{"roles", ""}, GroupsPrefix: "a b", Claims: map[string]string{"sub": "x", "dept": ""}}
 		}, []string{`claimMapping.groups[1]`, "claimMapping.groupsPrefix", `claimMapping.claims["sub"]: Keyward sets sub itself`, `claimMapping.claims["dept"]: set it to the upstream claim's path`}},
+		// aud_ceiling is the private claim that bounds an exchange chain's
+		// audiences (broker/accesstoken.go): a copied claim may not pose as it.
+		{"mapping onto the exchange ceiling", func(c *Config) {
+			c.Claims = ClaimMapping{Claims: map[string]string{"aud_ceiling": "x"}}
+		}, []string{`claimMapping.claims["aud_ceiling"]: Keyward sets aud_ceiling itself`}},
 		{"allow", func(c *Config) {
 			c.Allow = AllowRules{EmailDomains: []string{"ex ample.com"}, Groups: []string{""}, Claims: map[string]config.StringList{"hd": nil}}
 		}, []string{"allow.emailDomains[0]", "allow.groups[0]", `allow.claims["hd"]: list at least one`}},

@@ -97,7 +97,8 @@ const (
 	// themselves have expired.
 	GrantSessionClient GrantKind = "session_client"
 	// GrantDeniedToken: a revoked access token, keyed by its jti, kept
-	// until the token's expiry (ExpiresAt), so a point lookup tells whether
+	// until the token's expiry plus the broker's clock-skew leeway
+	// (ExpiresAt), so a point lookup tells whether
 	// a self-contained access token was revoked (/revoke, code reuse, a
 	// revoked refresh family).
 	GrantDeniedToken GrantKind = "denied_token"

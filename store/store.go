@@ -83,7 +83,10 @@ type Store interface {
 	// kinds (all kinds when kinds is empty), in one transaction.
 	DeleteGrantsByRequest(ctx context.Context, requestID string, kinds ...GrantKind) (int, error)
 	// UpdateGrantsByRequest applies updater to every grant of requestID whose
-	// kind is in kinds (all kinds when empty), in one transaction.
+	// kind is in kinds (all kinds when empty), in one transaction, including
+	// one a concurrent transaction inserted and committed while this one
+	// waited for a lock (reuse detection reads the family's last access
+	// token that way).
 	UpdateGrantsByRequest(ctx context.Context, requestID string, kinds []GrantKind, updater func(Grant) (Grant, error)) (int, error)
 	// DeleteGrantsBySubject removes every grant of subject, in one
 	// transaction. An empty subject matches nothing.
@@ -132,6 +135,9 @@ type Store interface {
 	AppendAudit(ctx context.Context, e AuditEvent) (AuditEvent, error)
 	// ListAudit returns the newest limit events, oldest first.
 	ListAudit(ctx context.Context, limit int) ([]AuditEvent, error)
+
+	// SCIM resources provisioned by identity providers (store/scim.go).
+	SCIMStore
 
 	// GarbageCollect removes login attempts, sessions and grants whose
 	// ExpiresAt is non-zero and not after now, and revocation entries whose

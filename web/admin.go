@@ -45,6 +45,8 @@ var _ AdminKeys = (*keys.Manager)(nil)
 type AdminConfig struct {
 	Broker *broker.Broker
 	Keys   AdminKeys
+	// SCIM rotates provisioning tokens (nil: no scim section).
+	SCIM AdminSCIM
 	// Token is the bearer token every request must carry (the content of
 	// admin.tokenFile). Empty: every request is refused.
 	Token []byte
@@ -60,6 +62,7 @@ type AdminConfig struct {
 type admin struct {
 	b         *broker.Broker
 	keys      AdminKeys
+	scim      AdminSCIM
 	tokenHash [sha256.Size]byte
 	hasToken  bool
 	log       *slog.Logger
@@ -75,6 +78,7 @@ func NewAdmin(cfg AdminConfig) http.Handler {
 	a := &admin{
 		b:         cfg.Broker,
 		keys:      cfg.Keys,
+		scim:      cfg.SCIM,
 		tokenHash: sha256.Sum256(cfg.Token),
 		hasToken:  len(cfg.Token) > 0,
 		log:       cfg.Logger.With("component", "admin"),
@@ -103,6 +107,7 @@ func NewAdmin(cfg AdminConfig) http.Handler {
 	handle(http.MethodGet, p+"clients", a.listClients)
 	handle(http.MethodGet, p+"audit", a.listAudit)
 	handle(http.MethodGet, p+"backup", a.serveBackup)
+	handle(http.MethodPost, p+"scim/{upstream}/token", a.rotateSCIMToken)
 	for _, path := range paths {
 		allow := strings.Join(slices.Sorted(slices.Values(methods[path])), ", ")
 		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {

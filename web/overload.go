@@ -120,7 +120,7 @@ func overloadedPage() errorPageData {
 }
 
 var (
-	inFlightDesc = prometheus.NewDesc("keyward_http_in_flight_requests",
+	inFlightDesc = prometheus.NewDesc("keyward_http_class_requests_in_flight",
 		"Requests in flight per endpoint class (token, browser, admin).", []string{"class"}, nil)
 	capacityDesc = prometheus.NewDesc("keyward_http_concurrency_limit",
 		"The concurrency limit of each endpoint class (limits.concurrency); absent when off.", []string{"class"}, nil)

@@ -69,6 +69,7 @@ func (s *Server) revocations(w http.ResponseWriter, r *http.Request) {
 		writeFeedError(w, err)
 		return
 	}
+	s.metrics.feedReadBy(id, page.Next, page.Highest, s.cfg.Now())
 	etag := `"` + strconv.FormatInt(page.Highest, 10) + `"`
 	w.Header().Set("ETag", etag)
 	if len(page.Entries) == 0 && feedETagMatches(r.Header.Get("If-None-Match"), etag) {

@@ -19,7 +19,7 @@ func (s *Server) routes() http.Handler {
 	var paths []string
 	allowed := map[string][]string{} // path → methods
 	handle := func(pattern, route string, h http.HandlerFunc) {
-		mux.Handle(pattern, s.metrics.instrument(route, s.limit(route, h)))
+		mux.Handle(pattern, s.metrics.instrument(route, traceServer(s.cfg.TracerProvider, pattern, s.limit(route, h))))
 		method, path, _ := strings.Cut(pattern, " ")
 		if _, ok := allowed[path]; !ok {
 			paths = append(paths, path)
@@ -46,6 +46,7 @@ func (s *Server) routes() http.Handler {
 	handle("GET "+broker.UpstreamLogoutPath, "logout_upstream_done", s.upstreamLogoutDone)
 	handle("GET /revocations", "revocations", s.revocations)
 	handle("POST /backchannel_logout/{upstream}", "backchannel_logout", s.backchannelLogout)
+	handle("POST /ssf/{upstream}/events", "ssf_events", s.ssfEvents)
 	handle("GET /{$}", "home", s.home)
 	handle("GET /healthz", "healthz", s.healthz)
 	handle("GET /readyz", "readyz", s.readyz)
@@ -56,6 +57,9 @@ func (s *Server) routes() http.Handler {
 			w.Header().Set("Allow", allow)
 			http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
 		})
+	}
+	if s.cfg.SCIM != nil { // every method; web/scim answers SCIM errors
+		mux.Handle("/scim/v2/", s.metrics.instrument("scim", s.cfg.SCIM))
 	}
 	mux.Handle("GET /static/", staticHandler())
 	mux.HandleFunc("/", s.notFound)

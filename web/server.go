@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/keyward/keyward/broker"
 )
@@ -22,7 +23,9 @@ type jwks interface {
 // Config configures the broker's HTTP handler.
 type Config struct {
 	Broker *broker.Broker
-	Keys   jwks
+	// Keys serves /keys; when it also has Keys() and NextRotation() (as
+	// *keys.Manager does), the key age and next rotation are exported.
+	Keys jwks
 	// SessionSecret seals cookies (at least 32 bytes; shared by replicas).
 	SessionSecret []byte
 	// Secure: the issuer is https (or loopback, where browsers treat http
@@ -35,13 +38,23 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 	// Ready reports whether the server can take traffic (nil: always).
 	Ready func(ctx context.Context) error
-	// Registerer receives the HTTP metrics (nil: none).
+	// Registerer receives the HTTP, key, revocation-feed and build metrics
+	// (nil: none).
 	Registerer prometheus.Registerer
 	// Concurrency bounds the requests in flight per endpoint class
 	// (overload.go). Zero fields take the defaults.
 	Concurrency Concurrency
+	// TracerProvider, when set, receives a server span per request
+	// (tracing.go); nil: no spans, no cost.
+	TracerProvider trace.TracerProvider
 	// Pages is keyward.yaml's pages section (pages_config.go).
 	Pages PagesConfig
+	// SCIM serves SCIM 2.0 provisioning under /scim/v2/ (web/scim; nil:
+	// no upstream has provisioning, and the path is not found).
+	SCIM http.Handler
+	// Signals receives Shared Signals SETs at /ssf/{upstream}/events
+	// (*broker.Signals; nil: none configured).
+	Signals SignalsReceiver
 	// Version is shown on the landing page at / (default: "unknown").
 	Version string
 	Logger  *slog.Logger
@@ -87,13 +100,14 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Logger.With("component", "web"),
 		pages:   p,
 		cookies: newCookieJar(cfg.SessionSecret, !cfg.InsecureCookies),
-		metrics: newMetrics(cfg.Registerer, cfg.Broker),
 		limits:  newLimiters(cfg.Concurrency),
 	}
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(shedCollector{classToken: s.limits.token, classBrowser: s.limits.browser},
 			tokenLimitCollector{b: cfg.Broker})
 	}
+	ks, _ := cfg.Keys.(keyStatus) // *keys.Manager: the key gauges
+	s.metrics = newMetrics(cfg.Registerer, cfg.Broker, ks, cfg.Version, cfg.Now)
 	s.handler = s.routes()
 	return s, nil
 }

@@ -181,7 +181,22 @@ per upstream the person used) is deprovisioned.`,
 	tail.Flags().IntVar(&limit, "limit", 50, "how many events (1-1000)")
 	audit.AddCommand(tail)
 
-	cmd.AddCommand(subjects, deprovision, reinstate, sessions, keysCmd, clients, audit, a.backupCommand())
+	var scimReason string
+	scimCmd := &cobra.Command{Use: "scim", Short: "SCIM provisioning", Args: cobra.NoArgs}
+	scimRotate := &cobra.Command{
+		Use:   "rotate-token UPSTREAM",
+		Short: "Make a new SCIM bearer token for an upstream (the old one works until the next rotation)",
+		Long: `Make a new bearer token for the upstream's SCIM provisioning and print it
+once: paste it into the identity provider's provisioning settings. The token
+it replaces keeps working until the next rotation, so provisioning does not
+stop in between; the first rotation replaces scim[].tokenFile's token.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error { return a.scimRotateToken(cmd, args[0], scimReason) },
+	}
+	scimRotate.Flags().StringVar(&scimReason, "reason", "", "why (recorded in the audit log)")
+	scimCmd.AddCommand(scimRotate)
+
+	cmd.AddCommand(subjects, deprovision, reinstate, sessions, keysCmd, clients, audit, a.backupCommand(), scimCmd)
 	return cmd
 }
 

@@ -216,3 +216,13 @@ func (a *adminCLI) auditTail(cmd *cobra.Command, limit int) error {
 	}
 	return tw.Flush()
 }
+
+func (a *adminCLI) scimRotateToken(cmd *cobra.Command, upstream, reason string) error {
+	var out web.AdminSCIMToken
+	if ok, err := a.run(cmd, http.MethodPost, "scim/"+url.PathEscape(upstream)+"/token", nil, map[string]string{"reason": reason}, &out); !ok {
+		return err
+	}
+	w := cmd.OutOrStdout()
+	fmt.Fprintf(w, "New SCIM token for upstream %s (shown once; the previous token works until the next rotation):\n%s\n", out.Upstream, out.Token)
+	return nil
+}

@@ -70,6 +70,11 @@ type Config struct {
 	// Pages is what the sign-in pages say beyond Keyward's wording; web
 	// owns it.
 	Pages web.PagesConfig `yaml:"pages,omitempty"`
+	// SCIM turns on SCIM 2.0 provisioning per upstream (docs/provisioning.md).
+	SCIM []broker.SCIMConfig `yaml:"scim,omitempty"`
+	// SSF receives OpenID Shared Signals (CAEP/RISC) per upstream
+	// (docs/provisioning.md).
+	SSF []broker.SSFConfig `yaml:"ssf,omitempty"`
 }
 
 // TLSConfig names a PEM certificate chain and its private key. Both or neither.
@@ -111,6 +116,9 @@ func (c *Config) withDefaults() {
 	}
 	for i := range c.Clients {
 		c.Clients[i].SetDefaults()
+	}
+	for i := range c.SCIM {
+		c.SCIM[i].SetDefaults()
 	}
 	setDefault(&c.Admin.Listen, "127.0.0.1:8081")
 	setDefault(&c.Logging.Level, "info")
@@ -185,6 +193,8 @@ func (c *Config) Validate() error {
 	c.validateAdmin(&p)
 	c.validateLimits(&p)
 	p.AddAll("pages", c.Pages.Validate())
+	c.validateSCIM(&p)
+	c.validateSSF(&p)
 	return p.Err()
 }
 

@@ -99,7 +99,7 @@ func TestBuildUpstreamsGitHub(t *testing.T) {
 	c := mustParse(t, withGitHubFields("githubURL: https://github.example.com", "allow: {groups: [acme]}"))
 	c.Upstreams = c.Upstreams[2:]
 	sec := Secrets{UpstreamClientSecrets: map[string]string{"github": "gh-secret"}}
-	ups, err := buildUpstreams(t.Context(), c, sec, slog.New(slog.DiscardHandler), http.DefaultTransport)
+	ups, err := buildUpstreams(t.Context(), c, sec, slog.New(slog.DiscardHandler), http.DefaultTransport, nil)
 	if err != nil {
 		t.Fatalf("buildUpstreams() = %v", err)
 	}
@@ -113,7 +113,7 @@ func TestBuildUpstreamsGitHub(t *testing.T) {
 		t.Errorf("AuthCodeURL = %s, want the enterprise authorize endpoint and Keyward's callback", u)
 	}
 	sec.UpstreamClientSecrets = map[string]string{}
-	if _, err := buildUpstreams(t.Context(), c, sec, slog.New(slog.DiscardHandler), http.DefaultTransport); err == nil ||
+	if _, err := buildUpstreams(t.Context(), c, sec, slog.New(slog.DiscardHandler), http.DefaultTransport, nil); err == nil ||
 		!strings.Contains(err.Error(), "upstreams[0] (github)") || !strings.Contains(err.Error(), "clientSecretFile") {
 		t.Errorf("buildUpstreams(no secret) = %v, want an error naming upstreams[0] (github) and clientSecretFile", err)
 	}

@@ -36,6 +36,12 @@ func (c *Config) secretFiles() []secretFile {
 	for i, cl := range c.Clients {
 		out = append(out, secretFile{fmt.Sprintf("clients[%d].secretFile", i), cl.SecretFile})
 	}
+	for i, s := range c.SCIM {
+		out = append(out, secretFile{fmt.Sprintf("scim[%d].tokenFile", i), s.TokenFile})
+	}
+	for i, s := range c.SSF {
+		out = append(out, secretFile{fmt.Sprintf("ssf[%d].tokenFile", i), s.TokenFile})
+	}
 	return out
 }
 

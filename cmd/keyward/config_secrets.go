@@ -20,6 +20,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/cmd/config"
 	"github.com/keyward/keyward/store/postgres"
 )
@@ -183,6 +184,12 @@ func expandSecretEnv(c *Config, lookupEnv func(string) (string, bool)) error {
 	for i := range c.Clients {
 		expand(fmt.Sprintf("clients[%d].secret", i), &c.Clients[i].Secret)
 	}
+	for i := range c.SCIM {
+		expand(fmt.Sprintf("scim[%d].token", i), &c.SCIM[i].Token)
+	}
+	for i := range c.SSF {
+		expand(fmt.Sprintf("ssf[%d].token", i), &c.SSF[i].Token)
+	}
 	return p.Err()
 }
 
@@ -207,6 +214,10 @@ type Secrets struct {
 	// StoreDSN is the PostgreSQL connection string (store.dsn or
 	// store.dsnFile); empty for bolt.
 	StoreDSN string
+	// SCIM are the scim entries with their tokens read (config_scim.go).
+	SCIM []broker.SCIMConfig
+	// SSF are the ssf entries with their tokens read (config_ssf.go).
+	SSF []broker.SSFConfig
 }
 
 // String redacts the secrets, so %v never prints them.
@@ -249,6 +260,8 @@ func (c *Config) ResolveSecrets() (Secrets, error) {
 	}
 	s.AdminToken = readAdminToken(&p, c.Admin.TokenFile)
 	s.StoreDSN = resolveStoreDSN(&p, c.Store)
+	s.SCIM = readSCIMTokens(&p, c)
+	s.SSF = readSSFTokens(&p, c)
 	if err := p.Err(); err != nil {
 		return Secrets{}, err
 	}
@@ -321,6 +334,11 @@ func checkConfig(path string, w io.Writer) error {
 	}
 	if err := writeWarnings(w, path, exposedSecretFiles(c.secretFiles())); err != nil {
 		return err
+	}
+	for _, warning := range c.scimWarnings() {
+		if _, err := fmt.Fprintf(w, "%s: warning: %s\n", path, warning); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
 	}
 	return writeOK(w, path, fmt.Sprintf("%d %s, %d %s",
 		len(c.Upstreams), plural(len(c.Upstreams), "upstream"), len(c.Clients), plural(len(c.Clients), "client")))

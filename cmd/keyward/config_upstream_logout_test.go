@@ -40,7 +40,7 @@ func TestUpstreamLogoutConfig(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	ups, err := buildUpstreams(ctx, c, Secrets{UpstreamClientSecrets: map[string]string{"cognito": "s"}}, slog.New(slog.DiscardHandler), http.DefaultTransport)
+	ups, err := buildUpstreams(ctx, c, Secrets{UpstreamClientSecrets: map[string]string{"cognito": "s"}}, slog.New(slog.DiscardHandler), http.DefaultTransport, nil)
 	if err != nil {
 		t.Fatalf("buildUpstreams() = %v", err)
 	}

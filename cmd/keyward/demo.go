@@ -186,7 +186,7 @@ func runDemo(ctx context.Context, o demoOptions, out, logOut io.Writer) error {
 	g, gctx := errgroup.WithContext(ctx)
 	// The identity provider must answer discovery before the broker starts.
 	g.Go(func() error { return serveUntil(gctx, lns[lnIdP], idp, log) })
-	inst, err := build(gctx, cfg, sec, log, upstreamTransport())
+	inst, err := build(gctx, cfg, sec, log, upstreamTransport(), nil)
 	if err != nil {
 		for i, ln := range lns {
 			if i != lnIdP { // serveUntil closes it

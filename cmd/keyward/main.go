@@ -52,8 +52,9 @@ func newServeCommand() *cobra.Command {
 /end_session, /end_session/confirm, /logout/upstream-done,
 /backchannel_logout/{upstream}), the revocation feed (/revocations), the
 probes (/healthz, /readyz), key rotation and the collection of expired
-records; with metrics.listen, Prometheus metrics, and with admin.tokenFile,
-the admin API on admin.listen. With store type postgres it first applies
+records; with metrics.listen, Prometheus metrics; with admin.tokenFile,
+the admin API on admin.listen; and with OTEL_EXPORTER_OTLP_ENDPOINT set,
+OpenTelemetry traces over OTLP/HTTP (docs/deployment.md, "Tracing"). With store type postgres it first applies
 pending schema migrations. Stops cleanly on SIGINT or SIGTERM.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/keyward/keyward/broker"
@@ -73,7 +74,20 @@ func serve(ctx context.Context, cfg *Config, sec Secrets, logOut io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("listen: %w (is another keyward running? change listen: in the config)", err)
 	}
-	inst, err := build(ctx, cfg, sec, log, upstreamTransport())
+	tp, stopTracing, err := buildTracing(ctx, log)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	defer func() {
+		// Sends the spans still buffered.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(sctx); err != nil {
+			log.WarnContext(sctx, "tracing: spans lost at shutdown", "err", err)
+		}
+	}()
+	inst, err := build(ctx, cfg, sec, log, upstreamTransport(), tp)
 	if err != nil {
 		_ = ln.Close()
 		return err
@@ -101,24 +115,33 @@ func upstreamTransport() *http.Transport {
 	return t
 }
 
-// build assembles store, keys, upstreams, broker and web from the config.
-func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, transport http.RoundTripper) (*instance, error) {
+// build assembles store, keys, upstreams, broker and web from the config;
+// with tp (nil: no tracing), requests, upstream calls and store calls are
+// traced.
+func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, transport http.RoundTripper, tp trace.TracerProvider) (*instance, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The auth events every component logs become metrics (web/metrics_events.go).
+	log = slog.New(web.CountEvents(reg, log.Handler()))
 	st, err := buildStore(ctx, cfg.Store, sec.StoreDSN, log)
 	if err != nil {
 		return nil, err
 	}
-	inst := &instance{log: log, store: st, metrics: prometheus.NewRegistry()}
-	// The store the key manager and the broker write through: st itself,
-	// with kill points around its writes in the crash-test build only
-	// (crashpoints*.go).
-	ws := withCrashPoints(st)
-	inst.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	inst := &instance{log: log, store: st, metrics: reg}
 	registerStoreMetrics(inst.metrics, st)
 	fail := func(err error) (*instance, error) {
 		inst.close()
 		return nil, err
 	}
-	inst.keys, err = keys.New(keysConfig(cfg, sec, ws, log))
+	// The store the key manager and the broker write through: st itself,
+	// traced when tracing is on, with kill points around its writes in the
+	// crash-test build only (crashpoints*.go).
+	flows := st
+	if tp != nil {
+		flows = traceStore(st, tp)
+	}
+	flows = withCrashPoints(flows)
+	inst.keys, err = keys.New(keysConfig(cfg, sec, flows, log))
 	if err == nil {
 		err = inst.keys.Load(ctx) // signing works once it returns
 	}
@@ -128,7 +151,7 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 	if err != nil {
 		return fail(err)
 	}
-	ups, err := buildUpstreams(ctx, cfg, sec, log, transport)
+	ups, err := buildUpstreams(ctx, cfg, sec, log, transport, web.NewUpstreamMetrics(reg, tp))
 	if err != nil {
 		return fail(err)
 	}
@@ -137,7 +160,7 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 			inst.discovery = append(inst.discovery, d)
 		}
 	}
-	bc := buildBrokerConfig(cfg, sec, ws, inst.keys, ups, log)
+	bc := buildBrokerConfig(cfg, sec, flows, inst.keys, ups, log)
 	if len(cfg.Trust) > 0 {
 		trust, err := buildTrust(cfg, log, transport)
 		if err != nil {
@@ -149,7 +172,15 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 	if err != nil {
 		return fail(err)
 	}
-	srv, err := web.New(web.Config{
+	prov, scimHandler, err := buildSCIM(b, st, cfg.Issuer, sec.SCIM, log)
+	if err != nil {
+		return fail(err)
+	}
+	signals, err := buildSignals(b, st, cfg.Issuer, sec.SSF, log, transport)
+	if err != nil {
+		return fail(err)
+	}
+	wc := web.Config{
 		Broker:         b,
 		Pages:          cfg.Pages,
 		Keys:           inst.keys,
@@ -158,16 +189,28 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 		Concurrency:    cfg.Limits.concurrency(),
 		Ready:          readyAll(storeReady(st)), // add further checks as arguments
 		Registerer:     inst.metrics,
+		TracerProvider: tp,
 		Version:        version,
 		Logger:         log,
-	})
+	}
+	if scimHandler != nil { // a nil pointer must not become a non-nil interface
+		wc.SCIM = scimHandler
+	}
+	if signals != nil {
+		wc.Signals = signals
+	}
+	srv, err := web.New(wc)
 	if err != nil {
 		return fail(err)
 	}
 	inst.broker, inst.handler = b, srv
 	if len(sec.AdminToken) > 0 {
-		inst.admin = web.NewAdmin(web.AdminConfig{Broker: b, Keys: inst.keys, Token: sec.AdminToken,
-			MaxConcurrent: cfg.Limits.concurrency().Admin, Logger: log, Backup: adminBackup(st)})
+		ac := web.AdminConfig{Broker: b, Keys: inst.keys, Token: sec.AdminToken,
+			MaxConcurrent: cfg.Limits.concurrency().Admin, Logger: log, Backup: adminBackup(st)}
+		if prov != nil {
+			ac.SCIM = prov
+		}
+		inst.admin = web.NewAdmin(ac)
 	}
 	return inst, nil
 }
@@ -247,11 +290,13 @@ func buildStore(ctx context.Context, c StoreConfig, dsn string, log *slog.Logger
 // buildUpstreams builds every upstream without I/O (federation.NewLazy,
 // whose Run discovers; a GitHub upstream with Config.OpenGitHub, which
 // needs no network). A configuration error stops the start with the
-// upstream's id in the message.
-func buildUpstreams(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, transport http.RoundTripper) ([]broker.Upstream, error) {
-	client := &http.Client{Timeout: httpserver.UpstreamTimeout, Transport: transport}
+// upstream's id in the message. m times each upstream's requests (nil:
+// not).
+func buildUpstreams(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, transport http.RoundTripper, m *web.UpstreamMetrics) ([]broker.Upstream, error) {
 	var ups []broker.Upstream
 	for i, u := range cfg.Upstreams {
+		// One client per upstream, so that its requests are timed under its id.
+		client := &http.Client{Timeout: httpserver.UpstreamTimeout, Transport: m.Transport(u.ID, transport)}
 		// The secret as ResolveSecrets read it (from the file or inline),
 		// and the callback every upstream shares.
 		u.ClientSecret, u.ClientSecretFile = sec.UpstreamClientSecrets[u.ID], ""

@@ -47,7 +47,7 @@ func buildFromFile(t *testing.T, path string) error {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	inst, err := build(ctx, cfg, sec, slog.New(slog.DiscardHandler), http.DefaultTransport)
+	inst, err := build(ctx, cfg, sec, slog.New(slog.DiscardHandler), http.DefaultTransport, nil)
 	if err != nil {
 		return err
 	}

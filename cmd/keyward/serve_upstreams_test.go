@@ -40,7 +40,7 @@ func TestBuildUpstreamsSurvivesUnreachableDiscovery(t *testing.T) {
 	sec := Secrets{UpstreamClientSecrets: map[string]string{"corp": "upstream-secret"}}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	ups, err := buildUpstreams(ctx, cfg, sec, slog.New(slog.DiscardHandler), http.DefaultTransport)
+	ups, err := buildUpstreams(ctx, cfg, sec, slog.New(slog.DiscardHandler), http.DefaultTransport, nil)
 	if err != nil {
 		t.Fatalf("buildUpstreams(unreachable discovery) = %v, want the upstream, not yet ready", err)
 	}
@@ -76,7 +76,7 @@ func TestBuildUpstreamsConfigErrorStillFails(t *testing.T) {
 		Upstreams: []federation.Config{{ID: "corp", Issuer: unreachableIssuer(t), ClientID: "keyward"}},
 	}
 	sec := Secrets{UpstreamClientSecrets: map[string]string{}} // no client secret
-	_, err := buildUpstreams(t.Context(), cfg, sec, slog.New(slog.DiscardHandler), http.DefaultTransport)
+	_, err := buildUpstreams(t.Context(), cfg, sec, slog.New(slog.DiscardHandler), http.DefaultTransport, nil)
 	if err == nil || !strings.Contains(err.Error(), "upstreams[0] (corp)") || !strings.Contains(err.Error(), "clientSecretFile") {
 		t.Errorf("buildUpstreams(no client secret) = %v, want an error naming upstreams[0] (corp) and clientSecretFile", err)
 	}

@@ -69,7 +69,7 @@ clients:
 			}
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
-			inst, err := build(ctx, cfg, sec, slog.New(slog.DiscardHandler), http.DefaultTransport)
+			inst, err := build(ctx, cfg, sec, slog.New(slog.DiscardHandler), http.DefaultTransport, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

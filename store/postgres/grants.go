@@ -191,15 +191,29 @@ func sessionClientsOf(rows pgx.Rows) (int, map[string][]string, error) {
 // it updated. The grants are locked in (kind, signature) order.
 func (s *Store) UpdateGrantsByRequest(ctx context.Context, requestID string, kinds []store.GrantKind, updater func(store.Grant) (store.Grant, error)) (int, error) {
 	return writeResult(ctx, s, "update grants by request", func(ctx context.Context, tx pgx.Tx) (int, error) {
-		rows, err := tx.Query(ctx, `SELECT `+grantColumns+` FROM grants
-			WHERE request_id = $1 AND (cardinality($2::text[]) = 0 OR kind = ANY($2))
-			ORDER BY kind, signature FOR UPDATE`, requestID, kindNames(kinds))
-		if err != nil {
-			return 0, err
-		}
-		olds, err := collect(rows, scanGrant)
-		if err != nil {
-			return 0, err
+		// Under READ COMMITTED a statement's snapshot predates its lock
+		// waits: a grant of the request inserted by a transaction that
+		// held one of these rows' locks, and committed while this one
+		// waited, is not in the result (a phantom). So select again,
+		// with a fresh snapshot, until a round finds no grant the last
+		// one had not: the rows of earlier rounds are locked by then and
+		// stay, so an equal count is the same set.
+		var olds []store.Grant
+		for {
+			rows, err := tx.Query(ctx, `SELECT `+grantColumns+` FROM grants
+				WHERE request_id = $1 AND (cardinality($2::text[]) = 0 OR kind = ANY($2))
+				ORDER BY kind, signature FOR UPDATE`, requestID, kindNames(kinds))
+			if err != nil {
+				return 0, err
+			}
+			got, err := collect(rows, scanGrant)
+			if err != nil {
+				return 0, err
+			}
+			if len(got) == len(olds) {
+				break
+			}
+			olds = got
 		}
 		for _, old := range olds {
 			if err := updateGrant(ctx, tx, old, updater); err != nil {

@@ -219,7 +219,7 @@ func TestTokenEndpointShedsBeyondConcurrency(t *testing.T) {
 		if _, err := io.WriteString(conn, "POST "+path+" HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ngrant_type="); err != nil {
 			t.Fatal(err)
 		}
-		for counterValue(t, reg, "keyward_http_in_flight_requests", "class", class) != 1 {
+		for counterValue(t, reg, "keyward_http_class_requests_in_flight", "class", class) != 1 {
 			select {
 			case <-t.Context().Done():
 				return

@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
+	"github.com/keyward/keyward/test/internal/program"
 	"github.com/keyward/keyward/web/verify"
 )
 
@@ -163,5 +164,5 @@ func screenshot(t *testing.T, ctx context.Context) {
 // KEYWARD_TEST_REQUIRE_ALL=1) when there is none.
 func findChromium(t *testing.T) string {
 	t.Helper()
-	return findProgram(t, "chromium", "chromium")
+	return program.Find(t, "chromium", "apt-get install chromium")
 }

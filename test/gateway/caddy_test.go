@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/keyward/keyward/test/internal/program"
 	"github.com/keyward/keyward/web/verify"
 )
 
@@ -207,7 +208,7 @@ func startCaddy(t *testing.T, bin, marker, site, siteAddr, listen, verifier, app
 // KEYWARD_TEST_REQUIRE_ALL=1) when there is none.
 func findCaddy(t *testing.T) string {
 	t.Helper()
-	return findProgram(t, "caddy", "caddy")
+	return program.Find(t, "caddy", "apt-get install caddy")
 }
 
 // port returns the port of a host:port address.

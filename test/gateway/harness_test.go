@@ -34,26 +34,6 @@ const (
 	shopSecret = "shop-secret-0123456789-0123456789-abcdef"
 )
 
-// findProgram returns the path of program (or of the first of paths that
-// exists), or skips the test (fails it under KEYWARD_TEST_REQUIRE_ALL=1)
-// when there is none, naming the Debian package pkg that provides it.
-func findProgram(t *testing.T, program, pkg string, paths ...string) string {
-	t.Helper()
-	if p, err := exec.LookPath(program); err == nil {
-		return p
-	}
-	for _, p := range paths {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("KEYWARD_TEST_REQUIRE_ALL") == "1" {
-		t.Fatalf("%s not found (apt-get install %s) and KEYWARD_TEST_REQUIRE_ALL=1", program, pkg)
-	}
-	t.Skipf("%s not found; install the Debian package %s to run this test", program, pkg)
-	return ""
-}
-
 // startProgram starts cmd, a gateway that runs in the foreground, and
 // returns its base URL once it accepts connections on listen. When the test
 // ends cmd gets SIGTERM (SIGKILL after 10s); if the test failed, conf (its

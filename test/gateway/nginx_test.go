@@ -10,6 +10,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/keyward/keyward/test/internal/program"
 	"github.com/keyward/keyward/web/verify"
 )
 
@@ -61,7 +62,7 @@ func TestNginxAuthRequest(t *testing.T) {
 // KEYWARD_TEST_REQUIRE_ALL=1) when there is none.
 func findNginx(t *testing.T) string {
 	t.Helper()
-	return findProgram(t, "nginx", "nginx", "/usr/sbin/nginx")
+	return program.Find(t, "nginx", "apt-get install nginx", "/usr/sbin/nginx")
 }
 
 // Markers that precede the tested nginx blocks in docs/gateways/nginx.md:
