@@ -156,16 +156,21 @@ var routeClass = map[string]string{
 	"end_session": classBrowser, "end_session_confirm": classBrowser, "logout_upstream_done": classBrowser,
 }
 
-// limit wraps the handler of route in its class's limiter. The token
-// route also learns the client's address (broker.WithClientAddr), which
-// the per-client limits at /token go by.
-func (s *Server) limit(route string, h http.Handler) http.Handler {
-	if route == "token" {
-		next := h
-		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			next.ServeHTTP(w, r.WithContext(broker.WithClientAddr(r.Context(), clientIP(r, s.cfg.TrustedProxies))))
-		})
+// withClientAddr gives the token route's requests the client's address
+// (broker.WithClientAddr), which the per-client limits at /token go by. It
+// wraps the tracing middleware, which reads the form of the request it
+// passed on.
+func (s *Server) withClientAddr(route string, h http.Handler) http.Handler {
+	if route != "token" {
+		return h
 	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(broker.WithClientAddr(r.Context(), clientIP(r, s.cfg.TrustedProxies))))
+	})
+}
+
+// limit wraps the handler of route in its class's limiter.
+func (s *Server) limit(route string, h http.Handler) http.Handler {
 	switch routeClass[route] {
 	case classToken:
 		return shedJSON(s.limits.token, h)
