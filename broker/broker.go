@@ -125,6 +125,8 @@ type Config struct {
 	LoginTTL time.Duration
 	// LoginLimits bounds how fast login attempts are written (loginlimit.go).
 	LoginLimits LoginLimits
+	// TokenLimits bounds each client's /token requests (tokenlimit.go).
+	TokenLimits TokenLimits
 	// AccessTokenClaims: identity claims copied into access tokens.
 	// Default: DefaultAccessTokenClaims.
 	AccessTokenClaims []string
@@ -195,6 +197,8 @@ type Broker struct {
 	receiver *backchannelReceiver
 	admin    *admin
 	recheck  *recheck
+	// tokenLimits: nil when TokenLimits.InsecureUnlimited.
+	tokenLimits *tokenLimiter
 }
 
 // New assembles the provider and its parts. It does no I/O and starts
@@ -299,6 +303,9 @@ func New(cfg Config) (*Broker, error) {
 		recheck:  rc,
 	}
 	b.discovery = b.buildDiscovery()
+	if b.tokenLimits, err = newTokenLimiter(cfg.TokenLimits, clients, log, cfg.Now); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
 	return b, nil
 }
 

@@ -116,6 +116,26 @@ const (
 	descFeedCursorNotInteger = "after must be a non-negative integer."
 )
 
+// Limits at /token (tokenlimit.go; web sheds the token class with
+// WriteOverloaded).
+const (
+	descOverloaded             = "Keyward is answering as many token requests as it can just now and did not start on this one; retry after the Retry-After seconds."
+	descTokenClientLimited     = "This client is sending token requests faster than its limit (limits.clientTokenRequestsPerSecond); retry after the Retry-After seconds."
+	descTokenFailuresLimited   = "Too many failed client authentications for this client_id from this address; retry after the Retry-After seconds."
+	descTokenAddressFailLimits = "Too many failed client authentications from this address; retry after the Retry-After seconds."
+)
+
+// descTokenRateLimited is the error_description of a refusal by scope.
+func descTokenRateLimited(scope string) string {
+	switch scope {
+	case TokenLimitClientFailures:
+		return descTokenFailuresLimited
+	case TokenLimitAddressFailures:
+		return descTokenAddressFailLimits
+	}
+	return descTokenClientLimited
+}
+
 // Errors web answers before the broker sees a request: a back-channel
 // logout whose body is not a form or does not hold exactly one
 // logout_token, and a revocation-feed cursor that is not an integer.

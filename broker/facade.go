@@ -41,6 +41,9 @@ func (b *Broker) RecheckStatus() []RecheckStatus { return b.recheck.RecheckStatu
 
 // Token: see tokenEndpoint.Token.
 func (b *Broker) Token(ctx context.Context, w http.ResponseWriter, r *http.Request) {
+	if !b.tokenLimits.admit(ctx, w, r) { // per-client limits, tokenlimit.go
+		return
+	}
 	b.tokens.Token(ctx, w, r)
 }
 

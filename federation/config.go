@@ -118,6 +118,12 @@ type Config struct {
 	// credentials refused) before Keyward ends the session anyway. At
 	// least RecheckInterval; only with it. Default: DefaultRecheckMaxAge.
 	RecheckMaxAge config.Duration `yaml:"recheckMaxAge,omitempty"`
+	// MaxConcurrentCalls bounds Keyward's calls to this upstream in flight
+	// at once (code exchanges, userinfo, re-check refreshes); more are
+	// refused at once, so a slow or hanging upstream cannot hold the token
+	// endpoint's slots. Default: DefaultMaxConcurrentCalls (16); -1: no
+	// limit.
+	MaxConcurrentCalls int `yaml:"maxConcurrentCalls,omitempty"`
 	// Now is the clock for token checks. Default: time.Now.
 	Now func() time.Time `yaml:"-"`
 }

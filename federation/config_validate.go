@@ -184,6 +184,9 @@ func (c Config) Validate() error {
 	if msg := RecheckMaxAgeProblem(time.Duration(c.RecheckInterval), time.Duration(c.RecheckMaxAge)); msg != "" {
 		p.Add("recheckMaxAge", "%s", msg)
 	}
+	if c.MaxConcurrentCalls < -1 {
+		p.Add("maxConcurrentCalls", "%d: use a positive number of calls in flight (omit it for %d), or -1 for no limit", c.MaxConcurrentCalls, DefaultMaxConcurrentCalls)
+	}
 	for j, id := range c.NativeClientIDs {
 		switch {
 		case id == "" || strings.TrimSpace(id) != id:

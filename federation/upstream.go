@@ -13,6 +13,8 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
+
+	"github.com/keyward/keyward/web/shed"
 )
 
 // defaultTimeout bounds every upstream request when Open is given no client;
@@ -89,7 +91,7 @@ func (c Config) Open(ctx context.Context, httpClient *http.Client, logger *slog.
 
 	u := &Upstream{
 		cfg:      c,
-		client:   httpClient,
+		client:   limitedClient(httpClient, shed.New(c.maxConcurrentCalls())),
 		provider: provider,
 		verifier: provider.Verifier(&oidc.Config{ClientID: c.ClientID, Now: c.Now, SkipIssuerCheck: multi}),
 		oauth2: oauth2.Config{

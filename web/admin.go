@@ -49,8 +49,11 @@ type AdminConfig struct {
 	SCIM AdminSCIM
 	// Token is the bearer token every request must carry (the content of
 	// admin.tokenFile). Empty: every request is refused.
-	Token  []byte
-	Logger *slog.Logger
+	Token []byte
+	// MaxConcurrent bounds the admin requests in flight (overload.go).
+	// Default: 8 per CPU, at least 16; negative: no limit.
+	MaxConcurrent int
+	Logger        *slog.Logger
 	// Backup, when set, serves GET /admin/v1/backup (the bbolt store's
 	// online copy, admin_backup.go); nil answers 404 there.
 	Backup AdminBackup
@@ -115,7 +118,8 @@ func NewAdmin(cfg AdminConfig) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeAdminError(w, http.StatusNotFound, "not_found", "no such endpoint; see docs/admin-api.md")
 	})
-	return chain(mux, withRequestID, a.accessLog, a.recoverPanic, limitBody(maxAdminBody), securityHeaders, a.authenticate)
+	return chain(mux, withRequestID, a.accessLog, a.recoverPanic, limitBody(maxAdminBody), securityHeaders, a.authenticate,
+		shedAdmin(cfg.MaxConcurrent)) // after authentication: strangers cannot take the operators' slots
 }
 
 // authenticate compares the bearer token with the configured one in

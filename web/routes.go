@@ -19,7 +19,7 @@ func (s *Server) routes() http.Handler {
 	var paths []string
 	allowed := map[string][]string{} // path → methods
 	handle := func(pattern, route string, h http.HandlerFunc) {
-		mux.Handle(pattern, s.metrics.instrument(route, traceServer(s.cfg.TracerProvider, pattern, h)))
+		mux.Handle(pattern, s.metrics.instrument(route, s.withClientAddr(route, traceServer(s.cfg.TracerProvider, pattern, s.limit(route, h)))))
 		method, path, _ := strings.Cut(pattern, " ")
 		if _, ok := allowed[path]; !ok {
 			paths = append(paths, path)

@@ -41,6 +41,9 @@ type Config struct {
 	// Registerer receives the HTTP, key, revocation-feed and build metrics
 	// (nil: none).
 	Registerer prometheus.Registerer
+	// Concurrency bounds the requests in flight per endpoint class
+	// (overload.go). Zero fields take the defaults.
+	Concurrency Concurrency
 	// TracerProvider, when set, receives a server span per request
 	// (tracing.go); nil: no spans, no cost.
 	TracerProvider trace.TracerProvider
@@ -68,6 +71,7 @@ type Server struct {
 	pages   *pages
 	cookies cookieJar
 	metrics *metrics
+	limits  limiters
 	handler http.Handler
 }
 
@@ -98,6 +102,11 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Logger.With("component", "web"),
 		pages:   p,
 		cookies: newCookieJar(cfg.SessionSecret, !cfg.InsecureCookies),
+		limits:  newLimiters(cfg.Concurrency),
+	}
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(shedCollector{classToken: s.limits.token, classBrowser: s.limits.browser},
+			tokenLimitCollector{b: cfg.Broker})
 	}
 	ks, _ := cfg.Keys.(keyStatus) // *keys.Manager: the key gauges
 	s.metrics = newMetrics(cfg.Registerer, cfg.Broker, ks, cfg.Version, cfg.Now)

@@ -100,6 +100,11 @@ func (e *Env) MintCIToken(ttl time.Duration) string {
 	})
 }
 
+// Broker is the broker of the first replica: its store, keys, upstream
+// fake IdPs and *broker.Broker (the soak deprovisions and rotates through
+// it).
+func (e *Env) Broker() *brokertest.Env { return e.broker }
+
 // Start builds and serves the three servers; Close stops them.
 func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	e := &Env{}
@@ -225,6 +230,7 @@ func (e *Env) startBroker(ctx context.Context, opts Options, ln net.Listener, up
 			bc.Store = countingStore{Store: bc.Store, writes: &e.StoreWrites}
 			bc.GlobalSecret = []byte("bench-global-secret-0123456789-0123456789-0123")
 			bc.LoginLimits.InsecureUnlimited = true // every sign-in comes from 127.0.0.1
+			bc.TokenLimits.InsecureUnlimited = true // one client drives every token request
 		},
 		Web: func(wc *web.Config) {
 			wc.SessionSecret = []byte("bench-cookie-secret-0123456789-0123456789-0123")

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/keyward/keyward/broker"
+	"github.com/keyward/keyward/web"
 )
 
 func TestLimitsConfig(t *testing.T) {
@@ -30,6 +31,23 @@ limits: {loginAttemptsPerMinute: 120, loginAttemptsBurst: 40}
 	if got := c.Limits.loginLimits(); got != (broker.LoginLimits{PerMinute: 120, Burst: 40}) {
 		t.Errorf("loginLimits() = %+v, want PerMinute 120, Burst 40", got)
 	}
+	c = mustParse(t, validYAML+`
+limits:
+  concurrency: {token: 100, browser: -1}
+  clientTokenRequestsPerSecond: 20
+  clientTokenBurst: 40
+  failedClientAuthPerMinute: 5
+  failedClientAuthBurst: 6
+`)
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate() = %v", err)
+	}
+	if got, want := c.Limits.tokenLimits(), (broker.TokenLimits{PerSecond: 20, Burst: 40, FailuresPerMinute: 5, FailureBurst: 6}); got != want {
+		t.Errorf("tokenLimits() = %+v, want %+v", got, want)
+	}
+	if got, want := c.Limits.concurrency(), (web.Concurrency{Token: 100, Browser: -1}); got != want {
+		t.Errorf("concurrency() = %+v, want %+v", got, want)
+	}
 	// Omitted: zero, so the broker's defaults apply.
 	if got := mustParse(t, validYAML).Limits.loginLimits(); got != (broker.LoginLimits{}) {
 		t.Errorf("loginLimits() of an omitted section = %+v, want zero (the broker's defaults)", got)
@@ -46,6 +64,9 @@ func TestValidateLimits(t *testing.T) {
 		{"negative rate", func(c *Config) { c.Limits.LoginAttemptsPerMinute = -1 }, []string{"limits.loginAttemptsPerMinute"}, "must not be negative"},
 		{"negative burst", func(c *Config) { c.Limits.LoginAttemptsBurst = -5 }, []string{"limits.loginAttemptsBurst"}, "must not be negative"},
 		{"negative connection cap", func(c *Config) { c.Limits.MaxConnections = -1 }, []string{"limits.maxConnections"}, "default of 4096"},
+		{"negative token rate", func(c *Config) { c.Limits.ClientTokenRequestsPerSecond = -1 }, []string{"limits.clientTokenRequestsPerSecond"}, "default of 500"},
+		{"negative failure burst", func(c *Config) { c.Limits.FailedClientAuthBurst = -1 }, []string{"limits.failedClientAuthBurst"}, "default of 10"},
+		{"concurrency below -1", func(c *Config) { c.Limits.Concurrency.Token = -2 }, []string{"limits.concurrency.token"}, "-1 for no limit"},
 		{"not a cidr", func(c *Config) { c.TrustedProxies = []string{"10.0.0.0/8", "proxy.internal"} }, []string{"trustedProxies[1]"}, "is not a CIDR or an address"},
 		{"host bits", func(c *Config) { c.TrustedProxies = []string{"10.1.2.3/8"} }, []string{"trustedProxies[0]"}, "write the network, 10.0.0.0/8"},
 		{"everything", func(c *Config) { c.TrustedProxies = []string{"0.0.0.0/0"} }, []string{"trustedProxies[0]"}, "trusts every address"},

@@ -193,6 +193,7 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 		Keys:           inst.keys,
 		SessionSecret:  derive(sec.SessionSecret, "keyward cookies v1"),
 		TrustedProxies: cfg.trustedProxies(),
+		Concurrency:    cfg.Limits.concurrency(),
 		Ready:          readyAll(storeReady(st)), // add further checks as arguments
 		Registerer:     inst.metrics,
 		TracerProvider: tp,
@@ -215,7 +216,8 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 	loopback.Bind(srv)
 	inst.broker, inst.handler = b, srv
 	if len(sec.AdminToken) > 0 {
-		ac := web.AdminConfig{Broker: b, Keys: inst.keys, Token: sec.AdminToken, Logger: log, Backup: adminBackup(st)}
+		ac := web.AdminConfig{Broker: b, Keys: inst.keys, Token: sec.AdminToken,
+			MaxConcurrent: cfg.Limits.concurrency().Admin, Logger: log, Backup: adminBackup(st)}
 		if prov != nil {
 			ac.SCIM = prov
 		}
@@ -244,6 +246,7 @@ func buildBrokerConfig(cfg *Config, sec Secrets, st store.Store, k *keys.Manager
 		UpstreamTokenKey:  derive(sec.SessionSecret, "keyward upstream tokens v1"),
 		RevocationReaders: cfg.RevocationFeed.Readers,
 		LoginLimits:       cfg.Limits.loginLimits(),
+		TokenLimits:       cfg.Limits.tokenLimits(),
 		Logger:            log,
 	}
 	cfg.Tokens.Apply(&bc)

@@ -151,6 +151,7 @@ func runVerifier(ctx context.Context, cfg *VerifyConfig, log *slog.Logger, ln, m
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerOverloadMetrics(reg, v)
 	if vc.Revocation != nil {
 		registerRevocationMetrics(reg, v)
 	}

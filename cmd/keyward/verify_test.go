@@ -92,6 +92,8 @@ rules:
 		`keyward_verify_requests_total{result="unauthenticated"} 1`,
 		`keyward_verify_requests_total{result="forbidden"} 0`,
 		`keyward_verify_request_duration_seconds_count{result="allowed"} 1`,
+		"keyward_verify_shed_total 0",
+		"keyward_verify_verifications_in_flight 0",
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q:\n%s", want, grepLines(string(body), "keyward_verify_"))

@@ -37,10 +37,11 @@ var stdOnly = []string{}
 // leafHelpers are Keyward's helpers written once for every layer; each
 // imports only the standard library (and another leaf helper), so
 // web/verify may use them. They live in the folder of the concern they
-// serve (keys: sealing and key sets; web: the loopback rule; cmd/config:
+// serve (keys: sealing and key sets; web: the loopback rule and the
+// concurrency limit; cmd/config:
 // the configuration problem type and URL rule), since the module's
 // top-level folders are fixed.
-var leafHelpers = []string{"keys/seal", "keys/jwkscache", "web/loopback", configField}
+var leafHelpers = []string{"keys/seal", "keys/jwkscache", "web/loopback", "web/shed", configField}
 
 // configField is the std-only part of the configuration vocabulary: the
 // problem type and the URL rule that web/verify shares with cmd/config.
@@ -64,6 +65,8 @@ var rules = []rule{
 		why: "keys/jwkscache/doc.go: standard library only, so web/verify stays a leaf"},
 	{pkg: "web/loopback", external: stdOnly, noTesting: true,
 		why: "web/loopback/doc.go: standard library only, so every layer may use it"},
+	{pkg: "web/shed", external: stdOnly, noTesting: true,
+		why: "web/shed/doc.go: standard library only, so web/verify and federation may use it"},
 	{pkg: configField, keyward: []string{"web/loopback"}, external: stdOnly, noTesting: true,
 		why: "cmd/config/field/doc.go: the standard library and the loopback rule only, so web/verify stays a leaf"},
 	{pkg: configVocabulary, keyward: []string{"web/loopback", configField}, external: []string{"go.yaml.in/yaml/v3"}, noTesting: true,

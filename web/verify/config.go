@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keyward/keyward/cmd/config/field"
+	"github.com/keyward/keyward/web/shed"
 )
 
 // FieldError is one configuration problem: the YAML field path in
@@ -80,6 +81,9 @@ func (c *Config) setDefaults() {
 	if c.MaxTokenBytes == 0 {
 		c.MaxTokenBytes = defaultMaxTokenBytes
 	}
+	if c.MaxConcurrentVerifications == 0 {
+		c.MaxConcurrentVerifications = shed.PerCPU(128, 256)
+	}
 	if c.UserClaim == "" {
 		c.UserClaim = "sub"
 	}
@@ -132,6 +136,9 @@ func (c *Config) validate(policy bool) error {
 	}
 	if strings.ContainsFunc(c.UserClaim, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 		p.add("userClaim", "%q is not a claim name; use sub (the default), email, or the name of a stable claim such as oid", c.UserClaim)
+	}
+	if c.MaxConcurrentVerifications < -1 {
+		p.add("maxConcurrentVerifications", "%d: use a positive number, or -1 for no limit", c.MaxConcurrentVerifications)
 	}
 	if c.Cache.MaxEntries < -1 {
 		p.add("cache.maxEntries", "%d: use a positive size, or -1 to disable the cache", c.Cache.MaxEntries)

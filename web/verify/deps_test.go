@@ -31,7 +31,7 @@ func TestLeafDependencies(t *testing.T) {
 	}
 	// Keyward's own helpers written once for every package, which import
 	// only the standard library (test/archtest checks them).
-	leafHelpers := []string{"github.com/keyward/keyward/keys/seal", "github.com/keyward/keyward/keys/jwkscache", "github.com/keyward/keyward/web/loopback", "github.com/keyward/keyward/cmd/config/field"}
+	leafHelpers := []string{"github.com/keyward/keyward/keys/seal", "github.com/keyward/keyward/keys/jwkscache", "github.com/keyward/keyward/web/loopback", "github.com/keyward/keyward/web/shed", "github.com/keyward/keyward/cmd/config/field"}
 	allowed = append(allowed, leafHelpers...)
 	for dep := range strings.FieldsSeq(string(out)) {
 		if slices.Contains(leafHelpers, dep) {
@@ -47,7 +47,7 @@ func TestLeafDependencies(t *testing.T) {
 			continue // standard library
 		}
 		if !hasAnyPrefix(dep, allowed) {
-			t.Errorf("web/verify depends on %s: only std, golang-jwt/v5, go-jose/v4, x/oauth2, filippo.io/bigmod (with x/sys/cpu) and Keyward's leaf helpers (keys/seal, keys/jwkscache, web/loopback, cmd/config/field) are allowed", dep)
+			t.Errorf("web/verify depends on %s: only std, golang-jwt/v5, go-jose/v4, x/oauth2, filippo.io/bigmod (with x/sys/cpu) and Keyward's leaf helpers (keys/seal, keys/jwkscache, web/loopback, web/shed, cmd/config/field) are allowed", dep)
 		}
 	}
 }

@@ -44,7 +44,8 @@
 // (browser mode's code exchange and refresh grant) and Keyward's small
 // helpers that import only the standard library (keys/seal seals the
 // browser-mode cookies, keys/jwkscache holds the key set, web/loopback and
-// cmd/config/field hold the loopback and URL rules and the problem type).
+// cmd/config/field hold the loopback and URL rules and the problem type,
+// web/shed the limit of verifications in flight).
 // It must never
 // import broker, store, keys, web, fosite, a database driver or a logging
 // library; a test runs go list -deps to hold it to that.

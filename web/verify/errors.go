@@ -21,6 +21,12 @@ const (
 // verifier cannot decide because it has no usable key set yet (HTTP 503).
 var ErrUnavailable = errors.New("verify: key set unavailable")
 
+// ErrOverloaded is the cause of the 503 answered when
+// Config.MaxConcurrentVerifications signature checks are already in flight
+// (the handler adds Retry-After: 1). Being a 503, it matches ErrUnavailable
+// too.
+var ErrOverloaded = errors.New("verify: too many verifications in flight")
+
 // Error is the one error type returned by Verify, Rule.Authorize and the
 // handlers. Status is the HTTP status to answer with (401, 403 or 503), Code
 // the RFC 6750 error code and Description fixed public text (it never holds
@@ -107,4 +113,5 @@ var (
 	errNotYetValid  = invalidToken("token not yet valid", nil)
 	errIssuedFuture = invalidToken("token issued in the future", nil)
 	errNoToken      = invalidToken("no bearer token", nil)
+	errOverloaded   = unavailable("too many verifications in flight; retry in a second", ErrOverloaded)
 )

@@ -156,8 +156,9 @@ func (h *authHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 var (
-	textPlain = []string{"text/plain; charset=utf-8"}
-	okBody    = []byte("ok\n")
+	retryAfterOverloaded = []string{"1"}
+	textPlain            = []string{"text/plain; charset=utf-8"}
+	okBody               = []byte("ok\n")
 )
 
 func (h *authHandler) check(w http.ResponseWriter, r *http.Request, host, uri, method string) {
@@ -332,6 +333,8 @@ func writeError(w http.ResponseWriter, err error) *Error {
 	switch {
 	case e == errNoToken:
 		w.Header()["Www-Authenticate"] = []string{`Bearer realm="keyward"`}
+	case e == errOverloaded:
+		w.Header()["Retry-After"] = retryAfterOverloaded
 	case e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden:
 		w.Header()["Www-Authenticate"] = []string{`Bearer realm="keyward", error="` + e.Code +
 			`", error_description="` + e.Description + `"`}

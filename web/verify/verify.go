@@ -17,6 +17,8 @@ import (
 	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/keyward/keyward/web/shed"
 )
 
 // Config configures a Verifier. It is also the verifier's part of
@@ -50,6 +52,15 @@ type Config struct {
 	Cache CacheConfig `yaml:"cache,omitempty"`
 	// MaxTokenBytes rejects longer tokens before any parsing. Default: 8192.
 	MaxTokenBytes int `yaml:"-"`
+	// MaxConcurrentVerifications bounds the signature verifications in
+	// flight at once (tokens not found in the cache; cache hits are never
+	// limited). Beyond it a check is answered 503 with Retry-After at once
+	// instead of queueing. Default: 128 per CPU, at least 256: one
+	// verification costs about 60 µs of CPU (docs/performance.md), so 256
+	// in flight on 2 cores finish within about 8 ms, and a flood of
+	// distinct forged tokens cannot pile up goroutines. Negative (-1): no
+	// limit.
+	MaxConcurrentVerifications int `yaml:"maxConcurrentVerifications,omitempty"`
 	// HTTPClient fetches discovery and JWKS. Default: a client with a 10s
 	// timeout.
 	HTTPClient *http.Client `yaml:"-"`
@@ -120,8 +131,9 @@ type Verifier struct {
 	maxBytes  int
 	now       func() time.Time
 	keys      *keySet
-	cache     *tokenCache  // nil when disabled
-	rev       *revocations // nil without a revocation feed
+	cache     *tokenCache   // nil when disabled
+	rev       *revocations  // nil without a revocation feed
+	verifying *shed.Limiter // nil: no limit
 	userClaim string
 	// userClaimRaw: the user claim is none of the typed ones, so it is read
 	// from Claims.Raw, which must then be decoded.
@@ -180,6 +192,7 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	if cfg.Cache.MaxEntries > 0 {
 		v.cache = newTokenCache(cfg.Cache.MaxEntries)
 	}
+	v.verifying = shed.New(cfg.MaxConcurrentVerifications)
 	if cfg.Revocation != nil {
 		v.rev = newRevocations(*cfg.Revocation, cfg.Leeway, cfg.Now)
 	}
@@ -237,7 +250,11 @@ func (v *Verifier) verifyCached(ctx context.Context, token string, raw bool) (*C
 			return c, nil
 		}
 	}
+	if !v.verifying.TryAcquire() {
+		return nil, errOverloaded
+	}
 	c, err := v.verify(ctx, token, now, raw || v.cache != nil || v.userClaimRaw)
+	v.verifying.Release()
 	if err != nil {
 		return nil, err
 	}
