@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/test/brokertest"
@@ -27,8 +29,28 @@ func consoleEnv(t *testing.T, cfg console.Config) *brokertest.Env {
 // consoleEnvAt is consoleEnv with the console's clock now.
 func consoleEnvAt(t *testing.T, cfg console.Config, now func() time.Time) *brokertest.Env {
 	t.Helper()
+	return consoleEnvWith(t, cfg, envOptions{now: now})
+}
+
+// envOptions are consoleEnvWith's extras.
+type envOptions struct {
+	now func() time.Time
+	// reg, when set, is web's metrics registry and the console's Metrics.
+	reg *prometheus.Registry
+	// readers are confidential clients registered as revocation-feed
+	// readers, each with the secret readerSecret.
+	readers []string
+}
+
+const readerSecret = "reader-secret-0123456789"
+
+func consoleEnvWith(t *testing.T, cfg console.Config, o envOptions) *brokertest.Env {
+	t.Helper()
 	cfg.Enabled = true
 	cfg.SetDefaults()
+	if o.now == nil {
+		o.now = time.Now
+	}
 	var e *brokertest.Env
 	issuer := make(chan string, 1)
 	e = brokertest.New(t, brokertest.Options{
@@ -36,12 +58,20 @@ func consoleEnvAt(t *testing.T, cfg console.Config, now func() time.Time) *broke
 		Broker: func(bc *broker.Config) {
 			issuer <- bc.Issuer
 			bc.Clients = append(bc.Clients, cfg.Client(bc.Issuer))
+			for _, id := range o.readers {
+				bc.Clients = append(bc.Clients, broker.Client{ID: id, Secret: readerSecret, RedirectURIs: []string{"https://" + id + ".example/cb"}})
+				bc.RevocationReaders = append(bc.RevocationReaders, id)
+			}
 		},
 		Web: func(wc *web.Config) {
-			c, err := console.New(console.Options{
+			opts := console.Options{
 				Config: cfg, Issuer: <-issuer, Admin: wc.Broker, Keys: wc.Keys.(console.Keys),
-				Secret: []byte("console-secret-0123456789-0123456789-0123456789"), Version: "test", Now: now,
-			})
+				Secret: []byte("console-secret-0123456789-0123456789-0123456789"), Version: "test", Now: o.now,
+			}
+			if o.reg != nil {
+				wc.Registerer, opts.Metrics = o.reg, o.reg
+			}
+			c, err := console.New(opts)
 			if err != nil {
 				t.Fatalf("console.New() = %v", err)
 			}

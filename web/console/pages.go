@@ -382,12 +382,25 @@ func (c *Console) health(w http.ResponseWriter, r *http.Request, _ staffSession)
 			storeStatus = "failing: " + err.Error()
 		}
 	}
+	var clients []feedClient
+	for _, cl := range c.opts.Admin.Clients() {
+		if cl.RevocationReader {
+			clients = append(clients, feedClient{ID: cl.ID, Name: cl.Name})
+		}
+	}
+	readers, err := feedReaders(c.opts.Metrics, clients, c.now())
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
 	c.render(w, r, http.StatusOK, "health", view{Title: "Edges and health", Nav: "health", Data: struct {
-		FeedHead  int64
-		Upstreams []upstreamRow
-		Store     string
-		Version   string
-	}{head, ups, storeStatus, c.opts.Version}})
+		FeedHead    int64
+		Readers     []feedReader
+		ReadersSeen bool // the registry is there to read polls from
+		Upstreams   []upstreamRow
+		Store       string
+		Version     string
+	}{head, readers, c.opts.Metrics != nil, ups, storeStatus, c.opts.Version}})
 }
 
 // auditQuery reads the audit filters of r: person, action, actor, since

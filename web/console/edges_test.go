@@ -1,0 +1,59 @@
+package console_test
+
+import (
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keyward/keyward/web/console"
+)
+
+// The health page lists every configured feed reader with its last poll and
+// lag on this replica, read from the gauges web sets when it answers
+// /revocations; a reader that has not polled says so.
+func TestHealthShowsFeedReaders(t *testing.T) {
+	e := consoleEnvWith(t, console.Config{AdminGroups: []string{"admins"}},
+		envOptions{reg: prometheus.NewRegistry(), readers: []string{"gw-east", "gw-west"}})
+	alice, status, _ := signIn(t, e, "alice", "alice-demo")
+	if status != http.StatusOK {
+		t.Fatalf("alice's sign-in = %d", status)
+	}
+	_, body, _ := get(t, alice, e.Issuer+"/console/health")
+	for _, id := range []string{"gw-east", "gw-west"} {
+		if !regexp.MustCompile(`<code>` + id + `</code></td><td>not polled</td>`).MatchString(body) {
+			t.Errorf("health before any poll: %s not listed as not polled:\n%.2000s", id, body)
+		}
+	}
+	if !strings.Contains(body, "this replica") {
+		t.Errorf("health page does not say the polls are this replica's:\n%.2000s", body)
+	}
+
+	// gw-east reads the feed after a deprovisioning wrote an entry (bob
+	// signed in once, refused by the console, so Keyward knows him).
+	if _, status, _ := signIn(t, e, "bob", "bob-demo"); status != http.StatusForbidden {
+		t.Fatalf("bob's console sign-in = %d, want 403", status)
+	}
+	if _, err := e.Broker.Deprovision(t.Context(), subjectOf(t, e, "bob@example.com").ID, "test", "admin-api"); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, e.Issuer+"/revocations?after=0", nil)
+	req.SetBasicAuth("gw-east", readerSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /revocations as gw-east = %d", resp.StatusCode)
+	}
+	_, body, _ = get(t, alice, e.Issuer+"/console/health")
+	if !regexp.MustCompile(`<code>gw-east</code></td><td>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(\d+s ago\)</td><td>0</td>`).MatchString(body) {
+		t.Errorf("health after gw-east's poll: want its last poll and lag 0:\n%.2000s", body)
+	}
+	if !strings.Contains(body, `<code>gw-west</code></td><td>not polled</td>`) {
+		t.Errorf("health after gw-east's poll: gw-west should still be not polled:\n%.2000s", body)
+	}
+}
