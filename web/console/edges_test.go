@@ -57,3 +57,30 @@ func TestHealthShowsFeedReaders(t *testing.T) {
 		t.Errorf("health after gw-east's poll: gw-west should still be not polled:\n%.2000s", body)
 	}
 }
+
+// The keys page says, per key, whether its private key is sealed in the
+// store, as the key set record holds it.
+func TestKeysPageShowsEncryptionAtRest(t *testing.T) {
+	e := consoleEnv(t, console.Config{AdminGroups: []string{"admins"}})
+	alice, status, _ := signIn(t, e, "alice", "alice-demo")
+	if status != http.StatusOK {
+		t.Fatalf("alice's sign-in = %d", status)
+	}
+	set, err := e.Store.GetKeySet(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, body, _ := get(t, alice, e.Issuer+"/console/keys")
+	for _, k := range set.Keys {
+		want := `<span class="kc-badge kc-bad">not encrypted</span>`
+		if k.Encrypted {
+			want = `<span class="kc-badge kc-good">encrypted</span> (AES-256-GCM)`
+		}
+		if !regexp.MustCompile(`<code>` + regexp.QuoteMeta(k.ID) + `</code>.*<td>` + regexp.QuoteMeta(want) + `</td></tr>`).MatchString(body) {
+			t.Errorf("key %s (Encrypted %v): row without %q:\n%.3000s", k.ID, k.Encrypted, want, body)
+		}
+	}
+	if len(set.Keys) == 0 || strings.Contains(body, "not encrypted") {
+		t.Errorf("brokertest's keys (%d) are sealed with the key derived from the session secret; the page says otherwise:\n%.3000s", len(set.Keys), body)
+	}
+}
