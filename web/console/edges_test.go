@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -82,5 +83,42 @@ func TestKeysPageShowsEncryptionAtRest(t *testing.T) {
 	}
 	if len(set.Keys) == 0 || strings.Contains(body, "not encrypted") {
 		t.Errorf("brokertest's keys (%d) are sealed with the key derived from the session secret; the page says otherwise:\n%.3000s", len(set.Keys), body)
+	}
+}
+
+// A person's page and the audit filter by person list the session.revoke
+// events of the person's sessions (their target is the session id), which
+// the audit event records the person of.
+func TestPersonAuditListsTheirSessionRevocations(t *testing.T) {
+	e := consoleEnv(t, console.Config{AdminGroups: []string{"admins"}})
+	if _, status, _ := signIn(t, e, "bob", "bob-demo"); status != http.StatusForbidden {
+		t.Fatalf("bob's console sign-in = %d, want 403", status)
+	}
+	bob := subjectOf(t, e, "bob@example.com")
+	sessions, err := e.Broker.Sessions(t.Context(), bob.ID)
+	if err != nil || len(sessions) != 1 {
+		t.Fatalf("bob's sessions = %v, %v; want 1", sessions, err)
+	}
+	sid := sessions[0].ID
+	if _, err := e.Broker.RevokeSession(t.Context(), sid, "lost laptop", "admin-api"); err != nil {
+		t.Fatal(err)
+	}
+	alice, status, _ := signIn(t, e, "alice", "alice-demo")
+	if status != http.StatusOK {
+		t.Fatalf("alice's sign-in = %d", status)
+	}
+	want := `<strong>session.revoke</strong> of session <code>` + sid + `</code> by admin-api`
+	_, body, _ := get(t, alice, e.Issuer+"/console/people/"+url.PathEscape(bob.ID))
+	if !strings.Contains(body, want) || !strings.Contains(body, "lost laptop") {
+		t.Errorf("bob's page: no session.revoke of his session %s:\n%.4000s", sid, body)
+	}
+	_, body, _ = get(t, alice, e.Issuer+"/console/audit?"+url.Values{"person": {bob.ID}}.Encode())
+	if !strings.Contains(body, sid) || !strings.Contains(body, "lost laptop") {
+		t.Errorf("audit filtered by bob: no session.revoke of his session %s:\n%.4000s", sid, body)
+	}
+	// alice's own page does not show bob's.
+	_, body, _ = get(t, alice, e.Issuer+"/console/people/"+url.PathEscape(subjectOf(t, e, "alice@example.com").ID))
+	if strings.Contains(body, sid) {
+		t.Errorf("alice's page lists bob's session revocation:\n%.4000s", body)
 	}
 }
