@@ -40,11 +40,14 @@ type envOptions struct {
 	// readers are confidential clients registered as revocation-feed
 	// readers, each with the secret readerSecret.
 	readers []string
+	// handler, when set, receives the console (for benchmarks that call
+	// it directly).
+	handler *http.Handler
 }
 
 const readerSecret = "reader-secret-0123456789"
 
-func consoleEnvWith(t *testing.T, cfg console.Config, o envOptions) *brokertest.Env {
+func consoleEnvWith(t testing.TB, cfg console.Config, o envOptions) *brokertest.Env {
 	t.Helper()
 	cfg.Enabled = true
 	cfg.SetDefaults()
@@ -75,6 +78,9 @@ func consoleEnvWith(t *testing.T, cfg console.Config, o envOptions) *brokertest.
 			if err != nil {
 				t.Fatalf("console.New() = %v", err)
 			}
+			if o.handler != nil {
+				*o.handler = c
+			}
 			wc.Console = c
 		},
 	})
@@ -88,7 +94,7 @@ var (
 )
 
 // browser is a cookie-keeping client.
-func browser(t *testing.T) *http.Client {
+func browser(t testing.TB) *http.Client {
 	t.Helper()
 	jar, err := cookiejar.New(nil)
 	if err != nil {
@@ -99,7 +105,7 @@ func browser(t *testing.T) *http.Client {
 
 // signIn signs user in to the console through the upstream's login form
 // and returns the browser and the page it lands on.
-func signIn(t *testing.T, e *brokertest.Env, user, password string) (*http.Client, int, string) {
+func signIn(t testing.TB, e *brokertest.Env, user, password string) (*http.Client, int, string) {
 	t.Helper()
 	b := browser(t)
 	status, body, u := get(t, b, e.Issuer+"/console/")
@@ -115,7 +121,7 @@ func signIn(t *testing.T, e *brokertest.Env, user, password string) (*http.Clien
 	return b, status, body
 }
 
-func get(t *testing.T, b *http.Client, u string) (int, string, *url.URL) {
+func get(t testing.TB, b *http.Client, u string) (int, string, *url.URL) {
 	t.Helper()
 	resp, err := b.Get(u)
 	if err != nil {
@@ -126,7 +132,7 @@ func get(t *testing.T, b *http.Client, u string) (int, string, *url.URL) {
 	return resp.StatusCode, string(body), resp.Request.URL
 }
 
-func post(t *testing.T, b *http.Client, u string, form url.Values) (int, string, *url.URL) {
+func post(t testing.TB, b *http.Client, u string, form url.Values) (int, string, *url.URL) {
 	t.Helper()
 	resp, err := b.PostForm(u, form)
 	if err != nil {
@@ -137,7 +143,7 @@ func post(t *testing.T, b *http.Client, u string, form url.Values) (int, string,
 	return resp.StatusCode, string(body), resp.Request.URL
 }
 
-func csrf(t *testing.T, body string) string {
+func csrf(t testing.TB, body string) string {
 	t.Helper()
 	m := csrfField.FindStringSubmatch(body)
 	if m == nil {
@@ -147,7 +153,7 @@ func csrf(t *testing.T, body string) string {
 }
 
 // subjectOf returns the id of the subject with email.
-func subjectOf(t *testing.T, e *brokertest.Env, email string) store.Subject {
+func subjectOf(t testing.TB, e *brokertest.Env, email string) store.Subject {
 	t.Helper()
 	subs, err := e.Broker.FindSubjectsByEmail(t.Context(), email)
 	if err != nil || len(subs) != 1 {
