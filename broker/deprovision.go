@@ -224,7 +224,8 @@ func (a *admin) RevokeSession(ctx context.Context, sessionID, reason, actor stri
 	a.notify.notifyLogout(ctx, sess.Subject, sess.ID, out.Clients)
 	a.log.InfoContext(ctx, "session revoked", "event", "session_revoked", "sid", sessionID, "sub", sess.Subject,
 		"actor", actor, "reason", reason, "grants", out.Grants, "clients", out.Clients, "feed_seq", out.Revocation.Seq)
-	if err := a.audit(ctx, now, actor, ActionRevokeSession, sessionID, reason); err != nil {
+	// The event names the session's person, so their audit list shows it.
+	if err := a.writeAudit(ctx, store.AuditEvent{At: now, Actor: actor, Action: ActionRevokeSession, Target: sessionID, Reason: reason, Subject: sess.Subject}); err != nil {
 		return out, err
 	}
 	return out, nil
@@ -237,9 +238,14 @@ func (a *admin) RecordAdminAction(ctx context.Context, actor, action, target, re
 }
 
 func (a *admin) audit(ctx context.Context, at time.Time, actor, action, target, reason string) error {
-	_, err := a.store.AppendAudit(ctx, store.AuditEvent{At: at, Actor: actor, Action: action, Target: target, Reason: reason})
+	return a.writeAudit(ctx, store.AuditEvent{At: at, Actor: actor, Action: action, Target: target, Reason: reason})
+}
+
+// writeAudit appends e to the audit log.
+func (a *admin) writeAudit(ctx context.Context, e store.AuditEvent) error {
+	_, err := a.store.AppendAudit(ctx, e)
 	if err != nil {
-		a.log.ErrorContext(ctx, "audit event not written", "action", action, "target", target, "actor", actor, "err", err)
+		a.log.ErrorContext(ctx, "audit event not written", "action", e.Action, "target", e.Target, "actor", e.Actor, "err", err)
 		return fmt.Errorf("append audit event: %w", err)
 	}
 	return nil

@@ -37,6 +37,9 @@ type KeyInfo struct {
 	ActivatesAt time.Time
 	RetiredAt   time.Time
 	ExpiresAt   time.Time
+	// Encrypted: the private key is stored sealed (AES-256-GCM with the
+	// key-encryption key in force).
+	Encrypted bool
 }
 
 // Manager signs with the current key, publishes the key set and rotates it.
@@ -360,6 +363,7 @@ func (m *Manager) build(ks store.KeySet, checked time.Time) (*snapshot, error) {
 		s.infos = append(s.infos, KeyInfo{
 			ID: k.ID, Algorithm: k.Algorithm, State: k.State,
 			CreatedAt: k.CreatedAt, ActivatesAt: k.ActivatesAt, RetiredAt: k.RetiredAt, ExpiresAt: k.ExpiresAt,
+			Encrypted: k.Encrypted,
 		})
 		set.Keys = append(set.Keys, jose.JSONWebKey{Key: p.public, KeyID: k.ID, Algorithm: k.Algorithm, Use: "sig"})
 	}

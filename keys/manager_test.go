@@ -61,8 +61,8 @@ func TestNewCreatesCurrentAndNext(t *testing.T) {
 	ks := st.set()
 	now := clock.Now().UTC()
 	want := []KeyInfo{
-		{ID: m.SigningKey().ID, Algorithm: ES256, State: store.KeyCurrent, CreatedAt: now, ActivatesAt: now},
-		{ID: kidsOf(ks)[store.KeyNext][0], Algorithm: ES256, State: store.KeyNext, CreatedAt: now, ActivatesAt: now.Add(24 * time.Hour)},
+		{ID: m.SigningKey().ID, Algorithm: ES256, State: store.KeyCurrent, CreatedAt: now, ActivatesAt: now, Encrypted: true},
+		{ID: kidsOf(ks)[store.KeyNext][0], Algorithm: ES256, State: store.KeyNext, CreatedAt: now, ActivatesAt: now.Add(24 * time.Hour), Encrypted: true},
 	}
 	if diff := cmp.Diff(want, m.Keys()); diff != "" {
 		t.Errorf("Keys() (-want +got):\n%s", diff)

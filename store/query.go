@@ -21,9 +21,11 @@ type Searcher interface {
 	SearchSubjects(ctx context.Context, q SubjectQuery) (SubjectPage, error)
 	// QueryAudit returns, newest first, at most q.Limit audit events with
 	// Seq < q.Before (no bound when 0) matching every non-empty filter:
-	// Target, Action and Actor compared exactly, Since <= At < Until (zero:
-	// no bound). Next is the Seq to pass as Before for the following page,
-	// 0 on the last page. Target and Action are indexed.
+	// Target, Action and Actor compared exactly, Person equal to the
+	// event's Target or Subject (the events about a person and about their
+	// sessions), Since <= At < Until (zero: no bound). Next is the Seq to
+	// pass as Before for the following page, 0 on the last page. Person,
+	// Target and Action are indexed.
 	QueryAudit(ctx context.Context, q AuditQuery) (AuditPage, error)
 	// ListGrantsBySubject returns the grants of subject whose kind is in
 	// kinds (every kind when empty), ordered by Kind then Signature, from
@@ -57,6 +59,7 @@ type SubjectPage struct {
 
 // AuditQuery is the input of QueryAudit.
 type AuditQuery struct {
+	Person string // Target or Subject
 	Target string
 	Action string
 	Actor  string
@@ -69,7 +72,8 @@ type AuditQuery struct {
 // Matches reports whether e passes q's filters (not Before or Limit): the
 // one definition both backends apply.
 func (q AuditQuery) Matches(e AuditEvent) bool {
-	return (q.Target == "" || e.Target == q.Target) &&
+	return (q.Person == "" || e.Target == q.Person || e.Subject == q.Person) &&
+		(q.Target == "" || e.Target == q.Target) &&
 		(q.Action == "" || e.Action == q.Action) &&
 		(q.Actor == "" || e.Actor == q.Actor) &&
 		(q.Since.IsZero() || !e.At.Before(q.Since)) &&

@@ -246,6 +246,10 @@ type AuditEvent struct {
 	Action string // what (e.g. "deprovision", "reinstate", "keys.rotate")
 	Target string // on whom or what (a subject, a session id, a kid)
 	Reason string // why, as given
+	// Subject is the person an event on something of theirs concerns (the
+	// subject of the session a session.revoke ends); empty when Target is
+	// the person, or nobody's.
+	Subject string
 }
 
 // Deprovisioning is the input of Store.Deprovision.

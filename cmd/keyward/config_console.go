@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/cmd/config"
 	"github.com/keyward/keyward/keys"
@@ -37,14 +39,14 @@ func consoleClient(cfg *Config) []broker.Client {
 // buildConsole builds the console when enabled (nil otherwise); its
 // sign-in reaches the broker through loopback, which the caller binds to
 // the web handler once that exists.
-func buildConsole(cfg *Config, sec Secrets, b *broker.Broker, k *keys.Manager, st store.Store, log *slog.Logger, loopback *console.Loopback) (http.Handler, error) {
+func buildConsole(cfg *Config, sec Secrets, b *broker.Broker, k *keys.Manager, st store.Store, reg prometheus.Gatherer, log *slog.Logger, loopback *console.Loopback) (http.Handler, error) {
 	if !cfg.Console.Enabled {
 		return nil, nil
 	}
 	c, err := console.New(console.Options{
 		Config: cfg.Console, Issuer: cfg.Issuer, Admin: b, Keys: k,
 		Secret:    derive(sec.SessionSecret, "keyward console v1"),
-		Transport: loopback, Ready: storeReady(st), Version: version, Logger: log,
+		Transport: loopback, Ready: storeReady(st), Metrics: reg, Version: version, Logger: log,
 	})
 	if err != nil {
 		return nil, err

@@ -183,7 +183,7 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 		return fail(err)
 	}
 	loopback := &console.Loopback{}
-	con, err := buildConsole(cfg, sec, b, inst.keys, st, log, loopback) // config_console.go
+	con, err := buildConsole(cfg, sec, b, inst.keys, st, inst.metrics, log, loopback) // config_console.go
 	if err != nil {
 		return fail(err)
 	}

@@ -19,7 +19,11 @@ var (
 	// field byte + lower(value) + \0 + id → id, one entry per non-empty
 	// searchable field of each subject.
 	bucketSubjectSearch = []byte("subjects_search")
-	bucketAuditByTarget = []byte("audit_by_target") // target\0seq → ""
+	// target\0seq → "", and subject\0seq → "" for an event with a
+	// Subject: the Person index as well as the Target one (a Target query
+	// skips the Subject entries by its filter). Only events written since
+	// AuditEvent.Subject exists carry one, so older files need no rebuild.
+	bucketAuditByTarget = []byte("audit_by_target")
 	bucketAuditByAction = []byte("audit_by_action") // action\0seq → ""
 	// keySearchIndexed, in the meta bucket, marks a file whose search
 	// indexes cover every subject and audit event (files written by an
@@ -72,6 +76,11 @@ func putSubject(tx *bolt.Tx, old *store.Subject, sub store.Subject, v []byte) er
 func putAuditIndexes(tx *bolt.Tx, e store.AuditEvent) error {
 	if err := tx.Bucket(bucketAuditByTarget).Put(indexKey(e.Target, seqKey(e.Seq)), nil); err != nil {
 		return err
+	}
+	if e.Subject != "" && e.Subject != e.Target {
+		if err := tx.Bucket(bucketAuditByTarget).Put(indexKey(e.Subject, seqKey(e.Seq)), nil); err != nil {
+			return err
+		}
 	}
 	return tx.Bucket(bucketAuditByAction).Put(indexKey(e.Action, seqKey(e.Seq)), nil)
 }
@@ -232,7 +241,7 @@ func (l *leastIDs) down(i int) {
 }
 
 // QueryAudit implements store.Searcher: it walks back from q.Before
-// through the Target index, else the Action index, else the log itself,
+// through the Target index (for Person or Target), else the Action index, else the log itself,
 // and applies the other filters to each event.
 func (s *Store) QueryAudit(ctx context.Context, q store.AuditQuery) (store.AuditPage, error) {
 	limit := store.PageSize(q.Limit)
@@ -263,6 +272,8 @@ func (s *Store) QueryAudit(ctx context.Context, q store.AuditQuery) (store.Audit
 		var index []byte
 		var value string
 		switch {
+		case q.Person != "":
+			index, value = bucketAuditByTarget, q.Person
 		case q.Target != "":
 			index, value = bucketAuditByTarget, q.Target
 		case q.Action != "":

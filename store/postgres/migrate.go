@@ -16,7 +16,7 @@ import (
 
 // SchemaVersion is the schema version this build reads and writes: the
 // number of the newest file in migrations/.
-const SchemaVersion = 5
+const SchemaVersion = 6
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS

@@ -28,8 +28,8 @@ const (
 	appendAuditSQL = `WITH c AS (
 			UPDATE seq_counters SET seq = seq + 1 WHERE name = 'audit_events' RETURNING seq
 		)
-		INSERT INTO audit_events (seq, at, actor, action, target, reason)
-		SELECT c.seq, $1, $2, $3, $4, $5 FROM c
+		INSERT INTO audit_events (seq, at, actor, action, target, reason, subject)
+		SELECT c.seq, $1, $2, $3, $4, $5, $6 FROM c
 		RETURNING seq`
 )
 
@@ -58,7 +58,7 @@ func revocationArgs(r store.Revocation) []any {
 
 func appendAudit(ctx context.Context, q querier, e store.AuditEvent) (store.AuditEvent, error) {
 	e = normAudit(e)
-	err := q.QueryRow(ctx, appendAuditSQL, ts(e.At), e.Actor, e.Action, e.Target, e.Reason).Scan(&e.Seq)
+	err := q.QueryRow(ctx, appendAuditSQL, ts(e.At), e.Actor, e.Action, e.Target, e.Reason, e.Subject).Scan(&e.Seq)
 	return e, err
 }
 
@@ -107,7 +107,7 @@ func (s *Store) Deprovision(ctx context.Context, d store.Deprovisioning) (store.
 		b.Queue(appendRevocationSQL, revocationArgs(entry)...).QueryRow(func(row pgx.Row) error {
 			return row.Scan(&res.Revocation.Seq)
 		})
-		b.Queue(appendAuditSQL, ts(event.At), event.Actor, event.Action, event.Target, event.Reason)
+		b.Queue(appendAuditSQL, ts(event.At), event.Actor, event.Action, event.Target, event.Reason, event.Subject)
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
@@ -174,7 +174,7 @@ func (s *Store) AppendAudit(ctx context.Context, e store.AuditEvent) (store.Audi
 // ListAudit returns the newest limit events (every event when limit <= 0),
 // oldest first. Audit events are never collected.
 func (s *Store) ListAudit(ctx context.Context, limit int) ([]store.AuditEvent, error) {
-	list, err := getAll(ctx, s, "list audit events", scanAudit, `SELECT seq, at, actor, action, target, reason
+	list, err := getAll(ctx, s, "list audit events", scanAudit, `SELECT seq, at, actor, action, target, reason, subject
 		FROM audit_events ORDER BY seq DESC LIMIT $1`, limitParam(limit))
 	if err != nil {
 		return nil, err
@@ -185,7 +185,7 @@ func (s *Store) ListAudit(ctx context.Context, limit int) ([]store.AuditEvent, e
 
 func scanAudit(row pgx.Row) (store.AuditEvent, error) {
 	var e store.AuditEvent
-	err := row.Scan(&e.Seq, scanTime(&e.At), &e.Actor, &e.Action, &e.Target, &e.Reason)
+	err := row.Scan(&e.Seq, scanTime(&e.At), &e.Actor, &e.Action, &e.Target, &e.Reason, &e.Subject)
 	return e, err
 }
 

@@ -89,6 +89,10 @@ func (s *Store) QueryAudit(ctx context.Context, q store.AuditQuery) (store.Audit
 	if q.Before > 0 {
 		add("seq < $%d", q.Before)
 	}
+	if q.Person != "" {
+		args = append(args, q.Person)
+		where = append(where, fmt.Sprintf("(target = $%d OR subject = $%d)", len(args), len(args)))
+	}
 	if q.Target != "" {
 		add("target = $%d", q.Target)
 	}
@@ -104,7 +108,7 @@ func (s *Store) QueryAudit(ctx context.Context, q store.AuditQuery) (store.Audit
 	if !q.Until.IsZero() {
 		add("at < $%d", ts(q.Until))
 	}
-	sql := `SELECT seq, at, actor, action, target, reason FROM audit_events`
+	sql := `SELECT seq, at, actor, action, target, reason, subject FROM audit_events`
 	if len(where) > 0 {
 		sql += ` WHERE ` + strings.Join(where, " AND ")
 	}

@@ -24,11 +24,11 @@ func TestMigration0004RemovesAccessTokens(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// The schema as it was before version 4 (0005 is written to run again).
+	// The schema as it was before version 4 (0005 and 0006 are written to run again).
 	exec(t, dsn, "DELETE FROM schema_migrations WHERE version >= 4")
 	applied, err := postgres.Migrate(ctx, dsn, nil)
-	if err != nil || !slices.Equal(applied, []string{"0004_stateless_access_tokens", "0005_console"}) {
-		t.Fatalf("Migrate() = %q, %v; want 0004 and 0005 applied", applied, err)
+	if err != nil || !slices.Equal(applied, []string{"0004_stateless_access_tokens", "0005_console", "0006_audit_subject"}) {
+		t.Fatalf("Migrate() = %q, %v; want 0004, 0005 and 0006 applied", applied, err)
 	}
 	for _, sig := range []string{"at-1", "at-2"} {
 		if _, err := s.GetGrant(ctx, store.GrantAccessToken, sig); !errors.Is(err, store.ErrNotFound) {
@@ -49,11 +49,11 @@ func TestMigration0005KeepsSubjects(t *testing.T) {
 	exec(t, dsn, `DROP INDEX subjects_search_id, subjects_search_email, subjects_search_name,
 		subjects_search_upstream_subject, subjects_search_upstream_id, audit_events_target, audit_events_action`)
 	exec(t, dsn, `ALTER TABLE subjects DROP COLUMN disabled_at, DROP COLUMN disabled_by, DROP COLUMN disabled_reason`)
-	exec(t, dsn, "DELETE FROM schema_migrations WHERE version = 5")
+	exec(t, dsn, "DELETE FROM schema_migrations WHERE version >= 5")
 	exec(t, dsn, `INSERT INTO subjects (id, upstream_id, upstream_subject, email, name, disabled)
 		VALUES ('u-1', 'corp', '00u1', 'Old@Example.com', 'Old Timer', true)`)
 	applied, err := postgres.Migrate(ctx, dsn, nil)
-	if err != nil || !slices.Equal(applied, []string{"0005_console"}) {
+	if err != nil || !slices.Equal(applied, []string{"0005_console", "0006_audit_subject"}) {
 		t.Fatalf("Migrate() = %q, %v; want 0005 applied", applied, err)
 	}
 	s := open(t, dsn)

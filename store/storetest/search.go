@@ -210,6 +210,60 @@ func testQueryAudit(t *testing.T, s store.Store) {
 	must(t, "QueryAudit(kid-1)", err)
 	diff(t, "QueryAudit(kid-1)", []store.AuditEvent{{Seq: 6, At: t0().Add(5 * time.Minute), Actor: "console:carol",
 		Action: "keys.rotate", Target: "kid-1", Reason: "r"}}, page.Events)
+
+	// Person: the events whose target is the person and those about their
+	// sessions (Subject), through the index, with the other filters.
+	for i, e := range []store.AuditEvent{
+		{Actor: "console:carol", Action: "session.revoke", Target: "sess-a1", Subject: "alice"}, // 7
+		{Actor: "admin-api", Action: "session.revoke", Target: "sess-b1", Subject: "bob"},       // 8
+		{Actor: "sign-in", Action: "session.revoke", Target: "sess-a2", Subject: "alice"},       // 9
+	} {
+		e.At, e.Reason = t0().Add(time.Duration(6+i)*time.Minute), "r"
+		_, err := s.AppendAudit(ctx, e)
+		must(t, "AppendAudit(session.revoke)", err)
+	}
+	for _, tt := range []struct {
+		name string
+		q    store.AuditQuery
+		want []int64
+	}{
+		{"person: target or subject", store.AuditQuery{Person: "alice"}, []int64{9, 7, 5, 3, 1}},
+		{"person bob", store.AuditQuery{Person: "bob"}, []int64{8, 4, 2}},
+		{"person and action", store.AuditQuery{Person: "alice", Action: "session.revoke"}, []int64{9, 7}},
+		{"person and actor", store.AuditQuery{Person: "alice", Actor: "console:carol"}, []int64{7}},
+		{"person, before", store.AuditQuery{Person: "alice", Before: 7}, []int64{5, 3, 1}},
+		{"target is not subject", store.AuditQuery{Target: "alice"}, []int64{5, 3, 1}},
+		{"a session's target", store.AuditQuery{Target: "sess-a1"}, []int64{7}},
+		{"unknown person", store.AuditQuery{Person: "zed"}, []int64{}},
+	} {
+		got, next := seqs(tt.q)
+		diff(t, "QueryAudit("+tt.name+")", tt.want, got)
+		if next != 0 {
+			t.Errorf("QueryAudit(%s).Next = %d, want 0 (one page)", tt.name, next)
+		}
+	}
+	q := store.AuditQuery{Person: "alice", Limit: 2}
+	var all []int64
+	for pages := 0; ; pages++ {
+		if pages > 5 {
+			t.Fatalf("QueryAudit(%+v) pagination does not end", q)
+		}
+		got, next := seqs(q)
+		all = append(all, got...)
+		if next == 0 {
+			break
+		}
+		q.Before = next
+	}
+	diff(t, "QueryAudit(person alice, pages of 2)", []int64{9, 7, 5, 3, 1}, all)
+	page, err = s.QueryAudit(ctx, store.AuditQuery{Target: "sess-b1"})
+	must(t, "QueryAudit(sess-b1)", err)
+	diff(t, "QueryAudit(sess-b1)", []store.AuditEvent{{Seq: 8, At: t0().Add(7 * time.Minute), Actor: "admin-api",
+		Action: "session.revoke", Target: "sess-b1", Reason: "r", Subject: "bob"}}, page.Events)
+	list, err := s.ListAudit(ctx, 1)
+	must(t, "ListAudit(1)", err)
+	diff(t, "ListAudit(1)", []store.AuditEvent{{Seq: 9, At: t0().Add(8 * time.Minute), Actor: "sign-in",
+		Action: "session.revoke", Target: "sess-a2", Reason: "r", Subject: "alice"}}, list)
 }
 
 // testListGrantsBySubject checks the kinds filter, the order and that other

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/keys"
 	"github.com/keyward/keyward/store"
@@ -27,6 +29,7 @@ type Admin interface {
 	QueryAudit(ctx context.Context, q store.AuditQuery) (store.AuditPage, error)
 	FeedHead(ctx context.Context) (int64, error)
 	UpstreamStatus() []broker.UpstreamStatus
+	Clients() []broker.ClientInfo
 	Deprovision(ctx context.Context, subject, reason, actor string) (store.DeprovisionResult, error)
 	Reinstate(ctx context.Context, subject, reason, actor string) (store.Subject, error)
 	RevokeSession(ctx context.Context, sessionID, reason, actor string) (broker.SessionRevocation, error)
@@ -61,7 +64,11 @@ type Options struct {
 	// non-loopback name only).
 	InsecureCookies bool
 	// Ready reports the store's health for the health page (nil: not shown).
-	Ready   func(ctx context.Context) error
+	Ready func(ctx context.Context) error
+	// Metrics is the registry web registers its metrics with; the health
+	// page reads each revocation-feed reader's last poll and lag from it
+	// (nil: the readers are listed without them).
+	Metrics prometheus.Gatherer
 	Version string
 	Logger  *slog.Logger
 	Now     func() time.Time

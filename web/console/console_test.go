@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/keyward/keyward/broker"
 	"github.com/keyward/keyward/store"
 	"github.com/keyward/keyward/test/brokertest"
@@ -27,8 +29,31 @@ func consoleEnv(t *testing.T, cfg console.Config) *brokertest.Env {
 // consoleEnvAt is consoleEnv with the console's clock now.
 func consoleEnvAt(t *testing.T, cfg console.Config, now func() time.Time) *brokertest.Env {
 	t.Helper()
+	return consoleEnvWith(t, cfg, envOptions{now: now})
+}
+
+// envOptions are consoleEnvWith's extras.
+type envOptions struct {
+	now func() time.Time
+	// reg, when set, is web's metrics registry and the console's Metrics.
+	reg *prometheus.Registry
+	// readers are confidential clients registered as revocation-feed
+	// readers, each with the secret readerSecret.
+	readers []string
+	// handler, when set, receives the console (for benchmarks that call
+	// it directly).
+	handler *http.Handler
+}
+
+const readerSecret = "reader-secret-0123456789"
+
+func consoleEnvWith(t testing.TB, cfg console.Config, o envOptions) *brokertest.Env {
+	t.Helper()
 	cfg.Enabled = true
 	cfg.SetDefaults()
+	if o.now == nil {
+		o.now = time.Now
+	}
 	var e *brokertest.Env
 	issuer := make(chan string, 1)
 	e = brokertest.New(t, brokertest.Options{
@@ -36,14 +61,25 @@ func consoleEnvAt(t *testing.T, cfg console.Config, now func() time.Time) *broke
 		Broker: func(bc *broker.Config) {
 			issuer <- bc.Issuer
 			bc.Clients = append(bc.Clients, cfg.Client(bc.Issuer))
+			for _, id := range o.readers {
+				bc.Clients = append(bc.Clients, broker.Client{ID: id, Secret: readerSecret, RedirectURIs: []string{"https://" + id + ".example/cb"}})
+				bc.RevocationReaders = append(bc.RevocationReaders, id)
+			}
 		},
 		Web: func(wc *web.Config) {
-			c, err := console.New(console.Options{
+			opts := console.Options{
 				Config: cfg, Issuer: <-issuer, Admin: wc.Broker, Keys: wc.Keys.(console.Keys),
-				Secret: []byte("console-secret-0123456789-0123456789-0123456789"), Version: "test", Now: now,
-			})
+				Secret: []byte("console-secret-0123456789-0123456789-0123456789"), Version: "test", Now: o.now,
+			}
+			if o.reg != nil {
+				wc.Registerer, opts.Metrics = o.reg, o.reg
+			}
+			c, err := console.New(opts)
 			if err != nil {
 				t.Fatalf("console.New() = %v", err)
+			}
+			if o.handler != nil {
+				*o.handler = c
 			}
 			wc.Console = c
 		},
@@ -58,7 +94,7 @@ var (
 )
 
 // browser is a cookie-keeping client.
-func browser(t *testing.T) *http.Client {
+func browser(t testing.TB) *http.Client {
 	t.Helper()
 	jar, err := cookiejar.New(nil)
 	if err != nil {
@@ -69,7 +105,7 @@ func browser(t *testing.T) *http.Client {
 
 // signIn signs user in to the console through the upstream's login form
 // and returns the browser and the page it lands on.
-func signIn(t *testing.T, e *brokertest.Env, user, password string) (*http.Client, int, string) {
+func signIn(t testing.TB, e *brokertest.Env, user, password string) (*http.Client, int, string) {
 	t.Helper()
 	b := browser(t)
 	status, body, u := get(t, b, e.Issuer+"/console/")
@@ -85,7 +121,7 @@ func signIn(t *testing.T, e *brokertest.Env, user, password string) (*http.Clien
 	return b, status, body
 }
 
-func get(t *testing.T, b *http.Client, u string) (int, string, *url.URL) {
+func get(t testing.TB, b *http.Client, u string) (int, string, *url.URL) {
 	t.Helper()
 	resp, err := b.Get(u)
 	if err != nil {
@@ -96,7 +132,7 @@ func get(t *testing.T, b *http.Client, u string) (int, string, *url.URL) {
 	return resp.StatusCode, string(body), resp.Request.URL
 }
 
-func post(t *testing.T, b *http.Client, u string, form url.Values) (int, string, *url.URL) {
+func post(t testing.TB, b *http.Client, u string, form url.Values) (int, string, *url.URL) {
 	t.Helper()
 	resp, err := b.PostForm(u, form)
 	if err != nil {
@@ -107,7 +143,7 @@ func post(t *testing.T, b *http.Client, u string, form url.Values) (int, string,
 	return resp.StatusCode, string(body), resp.Request.URL
 }
 
-func csrf(t *testing.T, body string) string {
+func csrf(t testing.TB, body string) string {
 	t.Helper()
 	m := csrfField.FindStringSubmatch(body)
 	if m == nil {
@@ -117,7 +153,7 @@ func csrf(t *testing.T, body string) string {
 }
 
 // subjectOf returns the id of the subject with email.
-func subjectOf(t *testing.T, e *brokertest.Env, email string) store.Subject {
+func subjectOf(t testing.TB, e *brokertest.Env, email string) store.Subject {
 	t.Helper()
 	subs, err := e.Broker.FindSubjectsByEmail(t.Context(), email)
 	if err != nil || len(subs) != 1 {

@@ -11,6 +11,8 @@
 // JSON admin API calls and is audited with the staff member's identity.
 //
 // It may import broker, keys, store (records and the Searcher types only),
-// go-oidc and x/oauth2; never web (web mounts it as an http.Handler), a
+// go-oidc, x/oauth2 and Prometheus's client (the health page reads web's
+// revocation-feed reader gauges back from the registry, Options.Metrics,
+// rather than keep a second record of the polls); never web (web mounts it as an http.Handler), a
 // store backend or cmd.
 package console

@@ -133,7 +133,9 @@ func (c *Console) loadPerson(w http.ResponseWriter, r *http.Request) (personData
 		c.fail(w, r, err)
 		return personData{}, false
 	}
-	audit, err := c.opts.Admin.QueryAudit(r.Context(), store.AuditQuery{Target: id, Limit: 10})
+	// The events about the person and about their sessions (session.revoke
+	// names the session's subject).
+	audit, err := c.opts.Admin.QueryAudit(r.Context(), store.AuditQuery{Person: id, Limit: 10})
 	if err != nil {
 		c.fail(w, r, err)
 		return personData{}, false
@@ -382,19 +384,33 @@ func (c *Console) health(w http.ResponseWriter, r *http.Request, _ staffSession)
 			storeStatus = "failing: " + err.Error()
 		}
 	}
+	var clients []feedClient
+	for _, cl := range c.opts.Admin.Clients() {
+		if cl.RevocationReader {
+			clients = append(clients, feedClient{ID: cl.ID, Name: cl.Name})
+		}
+	}
+	readers, err := feedReaders(c.opts.Metrics, clients, c.now())
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
 	c.render(w, r, http.StatusOK, "health", view{Title: "Edges and health", Nav: "health", Data: struct {
-		FeedHead  int64
-		Upstreams []upstreamRow
-		Store     string
-		Version   string
-	}{head, ups, storeStatus, c.opts.Version}})
+		FeedHead    int64
+		Readers     []feedReader
+		ReadersSeen bool // the registry is there to read polls from
+		Upstreams   []upstreamRow
+		Store       string
+		Version     string
+	}{head, readers, c.opts.Metrics != nil, ups, storeStatus, c.opts.Version}})
 }
 
-// auditQuery reads the audit filters of r: person, action, actor, since
+// auditQuery reads the audit filters of r: person (the event's target or
+// the subject of the session it ends), action, actor, since
 // and until (YYYY-MM-DD or RFC 3339, UTC), before.
 func auditQuery(r *http.Request) (store.AuditQuery, error) {
 	v := r.URL.Query()
-	q := store.AuditQuery{Target: strings.TrimSpace(v.Get("person")), Action: strings.TrimSpace(v.Get("action")), Actor: strings.TrimSpace(v.Get("actor")), Limit: pageSize}
+	q := store.AuditQuery{Person: strings.TrimSpace(v.Get("person")), Action: strings.TrimSpace(v.Get("action")), Actor: strings.TrimSpace(v.Get("actor")), Limit: pageSize}
 	var err error
 	if q.Since, err = parseDay(v.Get("since"), false); err != nil {
 		return q, fmt.Errorf("since: %w", err)
@@ -452,7 +468,7 @@ func (c *Console) audit(w http.ResponseWriter, r *http.Request, _ staffSession) 
 		Person, Action, Actor, Since, Until string
 		Events                              []store.AuditEvent
 		Next, Export                        string
-	}{q.Target, q.Action, q.Actor, r.URL.Query().Get("since"), r.URL.Query().Get("until"), page.Events, next, export}})
+	}{q.Person, q.Action, q.Actor, r.URL.Query().Get("since"), r.URL.Query().Get("until"), page.Events, next, export}})
 }
 
 // auditExportMax bounds one export.
