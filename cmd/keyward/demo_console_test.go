@@ -180,7 +180,7 @@ func cget[T any](t *testing.T, ctx context.Context, what string, a chromedp.Acti
 // artifact directory and logs where.
 func consoleSnap(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100))
 	if err != nil || !bytes.HasPrefix(png, []byte("\x89PNG")) {
