@@ -28,6 +28,10 @@ const (
 	EventVerification     = "https://schemas.openid.net/secevent/ssf/event-type/verification"
 )
 
+// ActionSSFReinstateIgnored is the audit action of an account-enabled
+// event that left the person disabled because someone else disabled them.
+const ActionSSFReinstateIgnored = "ssf.reinstate_ignored"
+
 // SSFConfig is one Shared Signals stream: an entry of keyward.yaml's ssf
 // section. The upstream's transmitter pushes its SETs (RFC 8935) to
 // /ssf/{upstream}/events with the bearer token.
@@ -301,8 +305,16 @@ func (s *Signals) apply(ctx context.Context, action, upstream, subject, reason, 
 		_, err = s.admin.Deprovision(ctx, subject, reason, actor)
 		return err
 	case "reinstate":
-		_, err := s.admin.Reinstate(ctx, subject, reason, actor)
-		return err
+		// Only a deactivation by this stream is undone: an operator's (or
+		// SCIM's) stays.
+		sub, done, err := s.admin.ReinstateIfDisabledBy(ctx, subject, reason, actor)
+		if err != nil || done || !sub.Disabled {
+			return err
+		}
+		s.log.InfoContext(ctx, "SSF account-enabled ignored: someone else disabled the person", "event", "ssf_reinstate_ignored",
+			"upstream", upstream, "sub", subject, "disabled_by", sub.DisabledBy)
+		return s.admin.RecordAdminAction(ctx, actor, ActionSSFReinstateIgnored, subject,
+			fmt.Sprintf("SSF account-enabled ignored: the person was disabled by %s, who alone can reinstate them (or an operator)", sub.DisabledBy))
 	}
 	sessions, err := s.admin.Sessions(ctx, subject)
 	if err != nil {
