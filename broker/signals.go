@@ -101,6 +101,10 @@ type signalsStore interface {
 type ssfStream struct {
 	verifier  setVerifier
 	tokenHash [sha256.Size]byte
+	// poller and pollInterval: poll delivery (signals_poll.go); nil
+	// poller for push only.
+	poller       setPoller
+	pollInterval time.Duration
 }
 
 // setVerifier verifies SETs (*federation.SETVerifier).
@@ -114,7 +118,12 @@ type setVerifier interface {
 type SignalsStream struct {
 	Upstream string
 	Verifier setVerifier
-	Token    string
+	// Token is the push token; empty for a stream delivered by poll only.
+	Token string
+	// Poller, when set, is polled every PollInterval (default
+	// DefaultSSFPollInterval) by Run (RFC 8936).
+	Poller       setPoller
+	PollInterval time.Duration
 }
 
 // SignalsConfig configures NewSignals.
@@ -147,10 +156,14 @@ func (b *Broker) NewSignals(cfg SignalsConfig) (*Signals, error) {
 		if _, dup := s.streams[st.Upstream]; dup {
 			errs = append(errs, fmt.Errorf("ssf[%d].upstream: %q has a stream already", i, st.Upstream))
 		}
-		if msg := ValidateSCIMToken(st.Token); msg != "" {
+		if msg := ValidateSCIMToken(st.Token); msg != "" && (st.Poller == nil || st.Token != "") {
 			errs = append(errs, fmt.Errorf("ssf[%d].token: %s", i, msg))
 		}
-		s.streams[st.Upstream] = ssfStream{verifier: st.Verifier, tokenHash: sha256.Sum256([]byte(st.Token))}
+		if st.PollInterval <= 0 {
+			st.PollInterval = DefaultSSFPollInterval
+		}
+		s.streams[st.Upstream] = ssfStream{verifier: st.Verifier, tokenHash: sha256.Sum256([]byte(st.Token)),
+			poller: st.Poller, pollInterval: st.PollInterval}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("ssf: %w", err)
@@ -213,6 +226,15 @@ func (s *Signals) Receive(ctx context.Context, upstream, bearer, raw string) err
 	if bearer == "" || subtle.ConstantTimeCompare(h[:], st.tokenHash[:]) != 1 {
 		return setError(SETErrAuthentication, "the bearer token is missing or is not this stream's", nil)
 	}
+	return s.process(ctx, upstream, st, raw)
+}
+
+// errSETReplay is the cause of the refusal of a jti received already.
+var errSETReplay = errors.New("jti received already")
+
+// process verifies one SET of upstream's stream st, claims its jti and
+// acts on it (Receive after the push token; the poll loop directly).
+func (s *Signals) process(ctx context.Context, upstream string, st ssfStream, raw string) error {
 	set, err := st.verifier.Verify(ctx, raw)
 	switch {
 	case errors.Is(err, federation.ErrSETKey):
@@ -229,7 +251,7 @@ func (s *Signals) Receive(ctx context.Context, upstream, bearer, raw string) err
 	err = s.store.CreateGrant(ctx, store.Grant{Kind: store.GrantAssertionJTI, Signature: key, RequestedAt: now,
 		ExpiresAt: now.Add(st.verifier.MaxAge() + time.Minute)})
 	if errors.Is(err, store.ErrConflict) {
-		return setError(SETErrInvalidRequest, "this SET (jti) was received already", nil)
+		return setError(SETErrInvalidRequest, "this SET (jti) was received already", errSETReplay)
 	}
 	if err != nil {
 		return fmt.Errorf("record SET jti: %w", err)
