@@ -52,6 +52,15 @@ type SSFConfig struct {
 	Token     string `yaml:"token,omitempty"`
 	// MaxAge bounds the age of a SET (its iat). Default: 24h.
 	MaxAge config.Duration `yaml:"maxAge,omitempty"`
+	// PollURL, when set, is the transmitter's poll endpoint (the stream's
+	// delivery endpoint_url with method urn:ietf:rfc:8936): Keyward polls
+	// it every PollInterval (default 30s) with the bearer token in
+	// PollTokenFile (or PollToken inline). With poll only, tokenFile may
+	// be left out.
+	PollURL       string          `yaml:"pollURL,omitempty"`
+	PollTokenFile string          `yaml:"pollTokenFile,omitempty"`
+	PollToken     string          `yaml:"pollToken,omitempty"`
+	PollInterval  config.Duration `yaml:"pollInterval,omitempty"`
 }
 
 // Validate reports the entry's problems by path below it.
@@ -62,9 +71,21 @@ func (c SSFConfig) Validate() error {
 	}
 	p.CheckURL("issuer", c.Issuer)
 	p.CheckURL("jwksURL", c.JWKSURL)
+	if c.PollURL != "" {
+		p.CheckURL("pollURL", c.PollURL)
+		switch {
+		case c.PollTokenFile == "" && c.PollToken == "":
+			p.Add("pollTokenFile", "set it to a file holding the bearer token Keyward sends to the transmitter's poll endpoint")
+		case c.PollTokenFile != "" && c.PollToken != "":
+			p.Add("pollToken", "set either pollTokenFile or pollToken, not both")
+		}
+		if c.PollInterval != 0 && time.Duration(c.PollInterval) < time.Second {
+			p.Add("pollInterval", "set it to 1s or more (default 30s)")
+		}
+	}
 	switch {
-	case c.TokenFile == "" && c.Token == "":
-		p.Add("tokenFile", "set it to a file holding the bearer token the transmitter sends (the stream's authorization header)")
+	case c.TokenFile == "" && c.Token == "" && c.PollURL == "":
+		p.Add("tokenFile", "set it to a file holding the bearer token the transmitter sends (the stream's authorization header), or set pollURL to poll instead")
 	case c.TokenFile != "" && c.Token != "":
 		p.Add("token", "set either tokenFile or token, not both")
 	case c.Token != "" && !strings.HasPrefix(c.Token, "${"):
