@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -146,5 +147,54 @@ func TestSSFPollDelivery(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run = %v, want nil after cancel", err)
+	}
+}
+
+// TestSSFPollRoundIsBounded: a transmitter that always has more SETs gets
+// at most 10 requests for SETs in one round, then one that only
+// acknowledges (maxEvents 0) the last answer's.
+func TestSSFPollRoundIsBounded(t *testing.T) {
+	e := newSSFEnv(t)
+	var mu sync.Mutex
+	var reqs []federation.SETPollRequest
+	n := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req federation.SETPollRequest
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		mu.Lock()
+		reqs = append(reqs, req)
+		n++
+		jti := "b" + strconv.Itoa(n)
+		mu.Unlock()
+		raw := e.tr.sign(t, e.set(jti, map[string]any{"format": "opaque", "id": "demo-nobody"}, broker.EventAccountDisabled), nil, "secevent+jwt")
+		_ = json.NewEncoder(w).Encode(federation.SETPollResponse{Sets: map[string]string{jti: raw}, MoreAvailable: true})
+	}))
+	defer srv.Close()
+	sig, err := e.b.Broker.NewSignals(broker.SignalsConfig{
+		Store: e.b.Store,
+		Streams: []broker.SignalsStream{{Upstream: "corp", Verifier: federation.NewSETVerifier(federation.SETConfig{
+			Issuer: e.tr.issuer(), JWKSURL: e.tr.srv.URL + "/jwks", Audience: e.issuer, Now: e.clock.Now, Logger: testLogger(t),
+		}), Poller: &federation.SETPoller{URL: srv.URL, Token: ssfPollToken}}},
+		Logger: testLogger(t),
+		Now:    e.clock.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sig.PollOnce(t.Context(), "corp"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reqs) != 11 {
+		t.Fatalf("one round sent %d requests, want 11 (10 asking, 1 acknowledging)", len(reqs))
+	}
+	for i, r := range reqs[:10] {
+		if r.MaxEvents != 100 || (i > 0 && !slices.Equal(r.Ack, []string{"b" + strconv.Itoa(i)})) {
+			t.Errorf("request %d = %+v, want maxEvents 100 acknowledging b%d", i+1, r, i)
+		}
+	}
+	if last := reqs[10]; last.MaxEvents != 0 || !slices.Equal(last.Ack, []string{"b10"}) {
+		t.Errorf("last request = %+v, want maxEvents 0 acknowledging b10", last)
 	}
 }
