@@ -143,26 +143,51 @@ func (a *admin) FindSubjectsByEmail(ctx context.Context, email string) ([]store.
 // audit event are two writes: if the audit write fails the error says so
 // and the subject is already reinstated.
 func (a *admin) Reinstate(ctx context.Context, subject, reason, actor string) (store.Subject, error) {
+	out, _, err := a.reinstate(ctx, subject, reason, actor, "")
+	return out, err
+}
+
+// ReinstateIfDisabledBy reinstates subject as Reinstate does, but only if
+// source disabled it (its DisabledBy): an identity provider may undo its
+// own deactivation, never an operator's or another source's. The check
+// and the change are one store update. done is false, and nothing is
+// written, when the subject is not disabled or someone else disabled it;
+// out is then the subject as stored.
+func (a *admin) ReinstateIfDisabledBy(ctx context.Context, subject, reason, source string) (out store.Subject, done bool, err error) {
+	return a.reinstate(ctx, subject, reason, source, source)
+}
+
+// errNotDisabledBy aborts a conditional reinstatement's update.
+var errNotDisabledBy = errors.New("not disabled by this source")
+
+func (a *admin) reinstate(ctx context.Context, subject, reason, actor, onlyIfDisabledBy string) (store.Subject, bool, error) {
 	now := a.now().UTC()
 	var out store.Subject
 	err := a.store.UpdateSubject(ctx, subject, func(s store.Subject) (store.Subject, error) {
+		out = s
+		if onlyIfDisabledBy != "" && (!s.Disabled || s.DisabledBy != onlyIfDisabledBy) {
+			return s, errNotDisabledBy
+		}
 		s.Disabled = false
 		s.DisabledAt, s.DisabledBy, s.DisabledReason = time.Time{}, "", ""
 		s.UpdatedAt = now
 		out = s
 		return s, nil
 	})
+	if errors.Is(err, errNotDisabledBy) {
+		return out, false, nil
+	}
 	if errors.Is(err, store.ErrNotFound) {
-		return store.Subject{}, fmt.Errorf("subject %q: %w", subject, ErrUnknownSubject)
+		return store.Subject{}, false, fmt.Errorf("subject %q: %w", subject, ErrUnknownSubject)
 	}
 	if err != nil {
-		return store.Subject{}, fmt.Errorf("reinstate %s: %w", subject, err)
+		return store.Subject{}, false, fmt.Errorf("reinstate %s: %w", subject, err)
 	}
 	a.log.InfoContext(ctx, "subject reinstated", "event", "reinstated", "sub", subject, "actor", actor, "reason", reason)
 	if err := a.audit(ctx, now, actor, ActionReinstate, subject, reason); err != nil {
-		return out, err
+		return out, true, err
 	}
-	return out, nil
+	return out, true, nil
 }
 
 // SessionRevocation is what RevokeSession did.

@@ -140,9 +140,39 @@ func (p *Provisioning) UpdateUser(ctx context.Context, upstream, id string, chan
 	case !r.Active:
 		err = p.ensureDeprovisioned(ctx, upstream, r.Subject, reasonSCIMInactive)
 	case !wasActive:
-		_, err = p.admin.Reinstate(ctx, r.Subject, reasonSCIMActive, scimActor(upstream))
+		var reinstated bool
+		if reinstated, err = p.reinstate(ctx, upstream, r.Subject); err == nil && !reinstated {
+			// The person stays disabled: the User answers the truth.
+			r, err = p.store.UpdateSCIMResource(ctx, upstream, store.SCIMUser, id, func(old store.SCIMResource) (store.SCIMResource, error) {
+				old.Active = false
+				return old, nil
+			})
+		}
 	}
 	return r, err
+}
+
+// ActionSCIMReinstateIgnored is the audit action of an active true that
+// left the person disabled because someone else disabled them.
+const ActionSCIMReinstateIgnored = "scim.reinstate_ignored"
+
+// reinstate undoes the upstream's SCIM deactivation of subject: only a
+// person this upstream's SCIM client disabled (DisabledBy scim:<upstream>)
+// is reinstated. A person an operator, Shared Signals or another source
+// disabled stays disabled; that is audited and reinstated is false.
+func (p *Provisioning) reinstate(ctx context.Context, upstream, subject string) (reinstated bool, err error) {
+	actor := scimActor(upstream)
+	s, done, err := p.admin.ReinstateIfDisabledBy(ctx, subject, reasonSCIMActive, actor)
+	if err != nil {
+		return false, err
+	}
+	if done || !s.Disabled {
+		return true, nil
+	}
+	p.log.InfoContext(ctx, "SCIM active true ignored: someone else disabled the person", "event", "scim_reinstate_ignored",
+		"upstream", upstream, "sub", subject, "disabled_by", s.DisabledBy)
+	return false, p.admin.RecordAdminAction(ctx, actor, ActionSCIMReinstateIgnored, subject,
+		fmt.Sprintf("SCIM active true ignored: the person was disabled by %s, who alone can reinstate them (or an operator)", s.DisabledBy))
 }
 
 // DeleteUser deprovisions the person of the User id (unless they are

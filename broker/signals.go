@@ -28,6 +28,10 @@ const (
 	EventVerification     = "https://schemas.openid.net/secevent/ssf/event-type/verification"
 )
 
+// ActionSSFReinstateIgnored is the audit action of an account-enabled
+// event that left the person disabled because someone else disabled them.
+const ActionSSFReinstateIgnored = "ssf.reinstate_ignored"
+
 // SSFConfig is one Shared Signals stream: an entry of keyward.yaml's ssf
 // section. The upstream's transmitter pushes its SETs (RFC 8935) to
 // /ssf/{upstream}/events with the bearer token.
@@ -48,6 +52,15 @@ type SSFConfig struct {
 	Token     string `yaml:"token,omitempty"`
 	// MaxAge bounds the age of a SET (its iat). Default: 24h.
 	MaxAge config.Duration `yaml:"maxAge,omitempty"`
+	// PollURL, when set, is the transmitter's poll endpoint (the stream's
+	// delivery endpoint_url with method urn:ietf:rfc:8936): Keyward polls
+	// it every PollInterval (default 30s) with the bearer token in
+	// PollTokenFile (or PollToken inline). With poll only, tokenFile may
+	// be left out.
+	PollURL       string          `yaml:"pollURL,omitempty"`
+	PollTokenFile string          `yaml:"pollTokenFile,omitempty"`
+	PollToken     string          `yaml:"pollToken,omitempty"`
+	PollInterval  config.Duration `yaml:"pollInterval,omitempty"`
 }
 
 // Validate reports the entry's problems by path below it.
@@ -58,9 +71,21 @@ func (c SSFConfig) Validate() error {
 	}
 	p.CheckURL("issuer", c.Issuer)
 	p.CheckURL("jwksURL", c.JWKSURL)
+	if c.PollURL != "" {
+		p.CheckURL("pollURL", c.PollURL)
+		switch {
+		case c.PollTokenFile == "" && c.PollToken == "":
+			p.Add("pollTokenFile", "set it to a file holding the bearer token Keyward sends to the transmitter's poll endpoint")
+		case c.PollTokenFile != "" && c.PollToken != "":
+			p.Add("pollToken", "set either pollTokenFile or pollToken, not both")
+		}
+		if c.PollInterval != 0 && time.Duration(c.PollInterval) < time.Second {
+			p.Add("pollInterval", "set it to 1s or more (default 30s)")
+		}
+	}
 	switch {
-	case c.TokenFile == "" && c.Token == "":
-		p.Add("tokenFile", "set it to a file holding the bearer token the transmitter sends (the stream's authorization header)")
+	case c.TokenFile == "" && c.Token == "" && c.PollURL == "":
+		p.Add("tokenFile", "set it to a file holding the bearer token the transmitter sends (the stream's authorization header), or set pollURL to poll instead")
 	case c.TokenFile != "" && c.Token != "":
 		p.Add("token", "set either tokenFile or token, not both")
 	case c.Token != "" && !strings.HasPrefix(c.Token, "${"):
@@ -97,6 +122,10 @@ type signalsStore interface {
 type ssfStream struct {
 	verifier  setVerifier
 	tokenHash [sha256.Size]byte
+	// poller and pollInterval: poll delivery (signals_poll.go); nil
+	// poller for push only.
+	poller       setPoller
+	pollInterval time.Duration
 }
 
 // setVerifier verifies SETs (*federation.SETVerifier).
@@ -110,7 +139,12 @@ type setVerifier interface {
 type SignalsStream struct {
 	Upstream string
 	Verifier setVerifier
-	Token    string
+	// Token is the push token; empty for a stream delivered by poll only.
+	Token string
+	// Poller, when set, is polled every PollInterval (default
+	// DefaultSSFPollInterval) by Run (RFC 8936).
+	Poller       setPoller
+	PollInterval time.Duration
 }
 
 // SignalsConfig configures NewSignals.
@@ -143,10 +177,14 @@ func (b *Broker) NewSignals(cfg SignalsConfig) (*Signals, error) {
 		if _, dup := s.streams[st.Upstream]; dup {
 			errs = append(errs, fmt.Errorf("ssf[%d].upstream: %q has a stream already", i, st.Upstream))
 		}
-		if msg := ValidateSCIMToken(st.Token); msg != "" {
+		if msg := ValidateSCIMToken(st.Token); msg != "" && (st.Poller == nil || st.Token != "") {
 			errs = append(errs, fmt.Errorf("ssf[%d].token: %s", i, msg))
 		}
-		s.streams[st.Upstream] = ssfStream{verifier: st.Verifier, tokenHash: sha256.Sum256([]byte(st.Token))}
+		if st.PollInterval <= 0 {
+			st.PollInterval = DefaultSSFPollInterval
+		}
+		s.streams[st.Upstream] = ssfStream{verifier: st.Verifier, tokenHash: sha256.Sum256([]byte(st.Token)),
+			poller: st.Poller, pollInterval: st.PollInterval}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("ssf: %w", err)
@@ -209,6 +247,15 @@ func (s *Signals) Receive(ctx context.Context, upstream, bearer, raw string) err
 	if bearer == "" || subtle.ConstantTimeCompare(h[:], st.tokenHash[:]) != 1 {
 		return setError(SETErrAuthentication, "the bearer token is missing or is not this stream's", nil)
 	}
+	return s.process(ctx, upstream, st, raw)
+}
+
+// errSETReplay is the cause of the refusal of a jti received already.
+var errSETReplay = errors.New("jti received already")
+
+// process verifies one SET of upstream's stream st, claims its jti and
+// acts on it (Receive after the push token; the poll loop directly).
+func (s *Signals) process(ctx context.Context, upstream string, st ssfStream, raw string) error {
 	set, err := st.verifier.Verify(ctx, raw)
 	switch {
 	case errors.Is(err, federation.ErrSETKey):
@@ -225,7 +272,7 @@ func (s *Signals) Receive(ctx context.Context, upstream, bearer, raw string) err
 	err = s.store.CreateGrant(ctx, store.Grant{Kind: store.GrantAssertionJTI, Signature: key, RequestedAt: now,
 		ExpiresAt: now.Add(st.verifier.MaxAge() + time.Minute)})
 	if errors.Is(err, store.ErrConflict) {
-		return setError(SETErrInvalidRequest, "this SET (jti) was received already", nil)
+		return setError(SETErrInvalidRequest, "this SET (jti) was received already", errSETReplay)
 	}
 	if err != nil {
 		return fmt.Errorf("record SET jti: %w", err)
@@ -301,8 +348,16 @@ func (s *Signals) apply(ctx context.Context, action, upstream, subject, reason, 
 		_, err = s.admin.Deprovision(ctx, subject, reason, actor)
 		return err
 	case "reinstate":
-		_, err := s.admin.Reinstate(ctx, subject, reason, actor)
-		return err
+		// Only a deactivation by this stream is undone: an operator's (or
+		// SCIM's) stays.
+		sub, done, err := s.admin.ReinstateIfDisabledBy(ctx, subject, reason, actor)
+		if err != nil || done || !sub.Disabled {
+			return err
+		}
+		s.log.InfoContext(ctx, "SSF account-enabled ignored: someone else disabled the person", "event", "ssf_reinstate_ignored",
+			"upstream", upstream, "sub", subject, "disabled_by", sub.DisabledBy)
+		return s.admin.RecordAdminAction(ctx, actor, ActionSSFReinstateIgnored, subject,
+			fmt.Sprintf("SSF account-enabled ignored: the person was disabled by %s, who alone can reinstate them (or an operator)", sub.DisabledBy))
 	}
 	sessions, err := s.admin.Sessions(ctx, subject)
 	if err != nil {

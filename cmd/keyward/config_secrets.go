@@ -189,6 +189,7 @@ func expandSecretEnv(c *Config, lookupEnv func(string) (string, bool)) error {
 	}
 	for i := range c.SSF {
 		expand(fmt.Sprintf("ssf[%d].token", i), &c.SSF[i].Token)
+		expand(fmt.Sprintf("ssf[%d].pollToken", i), &c.SSF[i].PollToken)
 	}
 	return p.Err()
 }

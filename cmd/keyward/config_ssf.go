@@ -45,6 +45,10 @@ func readSSFTokens(p *problems, c *Config) []broker.SSFConfig {
 			p.Add(path, "%s: %s", s.TokenFile, msg)
 		}
 		s.TokenFile = ""
+		if s.PollURL != "" {
+			s.PollToken = readSecret(p, fmt.Sprintf("ssf[%d].pollTokenFile", i), s.PollTokenFile, s.PollToken)
+			s.PollTokenFile = ""
+		}
 		out = append(out, s)
 	}
 	return out
@@ -66,7 +70,11 @@ func buildSignals(b *broker.Broker, st store.Store, issuer string, entries []bro
 		v := federation.NewSETVerifier(federation.SETConfig{
 			Issuer: e.Issuer, JWKSURL: e.JWKSURL, Audience: aud, MaxAge: time.Duration(e.MaxAge), Client: client, Logger: log,
 		})
-		streams = append(streams, broker.SignalsStream{Upstream: e.Upstream, Verifier: v, Token: e.Token})
+		stream := broker.SignalsStream{Upstream: e.Upstream, Verifier: v, Token: e.Token, PollInterval: time.Duration(e.PollInterval)}
+		if e.PollURL != "" {
+			stream.Poller = &federation.SETPoller{URL: e.PollURL, Token: e.PollToken, Client: client}
+		}
+		streams = append(streams, stream)
 	}
 	s, err := b.NewSignals(broker.SignalsConfig{Store: st, Streams: streams, Logger: log})
 	if err != nil {

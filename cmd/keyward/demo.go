@@ -146,6 +146,14 @@ func runDemo(ctx context.Context, o demoOptions, out, logOut io.Writer) error {
 		closeAll()
 		return fmt.Errorf("write the admin token: %w", err)
 	}
+	// The identity provider's SCIM token, kept like the admin token.
+	scimToken := randomSecret()
+	scimTokenFile := filepath.Join(dir, demoSCIMTokenFile)
+	if err := os.WriteFile(scimTokenFile, []byte(scimToken+"\n"), 0o600); err != nil {
+		closeAll()
+		return fmt.Errorf("write the SCIM token: %w", err)
+	}
+	scimFile, scimRead := demoSCIMConfig(scimTokenFile, scimToken)
 	cfg := &Config{
 		Issuer: brokerURL,
 		Listen: lns[lnBroker].Addr().String(),
@@ -173,6 +181,9 @@ func runDemo(ctx context.Context, o demoOptions, out, logOut io.Writer) error {
 		RevocationFeed: RevocationFeedConfig{Readers: []string{demoGatewayClient}},
 		// The admin console, for the admins group: alice, not bob.
 		Console: console.Config{Enabled: true, AdminGroups: []string{"admins"}},
+		// The identity provider provisions its people over SCIM 2.0 and
+		// can deactivate them there.
+		SCIM: scimFile,
 	}
 	cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -184,6 +195,7 @@ func runDemo(ctx context.Context, o demoOptions, out, logOut io.Writer) error {
 		UpstreamClientSecrets: map[string]string{"demo": upstreamSecret},
 		ClientSecrets:         map[string]string{"demo-app": appSecret, demoGatewayClient: gatewaySecret},
 		AdminToken:            []byte(adminToken),
+		SCIM:                  scimRead,
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -227,6 +239,14 @@ func runDemo(ctx context.Context, o demoOptions, out, logOut io.Writer) error {
 	g.Go(func() error { return serveUntil(gctx, lns[lnApp], app.Handler(), log) })
 	g.Go(func() error { return serveUntil(gctx, lns[lnGateway], gw, log) })
 	g.Go(func() error { return gw.verifier.Run(gctx) }) // polls the revocation feed
+	// The identity provider provisions alice and bob, as one with SCIM
+	// provisioning on does (the broker's listener is open: the requests
+	// wait for it to serve).
+	scimIDs, err := demoProvision(gctx, brokerURL, scimToken)
+	if err != nil {
+		g.Go(func() error { return fmt.Errorf("demo SCIM provisioning: %w", err) }) // stops the others
+		return g.Wait()
+	}
 
 	adminCmd := "keyward admin"
 	if state == "" {
@@ -251,13 +271,21 @@ Keyward demo is running (Ctrl-C stops it).
   The gateway reads Keyward's revocation feed every %s: bob's next API
   call is refused with 401. %s reinstate SUBJECT lets him sign in again.
 
+  Or as the identity provider does (SCIM 2.0), deactivate bob:
+                             curl -X PATCH -H "Authorization: Bearer $(cat %s)" -H "Content-Type: application/scim+json" -d '%s' %s/Users/%s
+  Afterwards curl %s/api/whoami with bob's token answers 401 after
+  one feed read (every %s); bob's browser is sent to sign in again and, after his password, shows
+  Keyward's "Access removed" page. SCIM's active true, or admin reinstate,
+  brings him back.
+
   Keyward (the broker):      %s/.well-known/openid-configuration
   Its signing keys (JWKS):   %s/keys
   Admin API:                 %s (token in %s)
   Demo identity provider:    %s
   Data folder:               %s
 
-`, appURL, appURL, appURL, appURL, brokerURL, adminCmd, demoRevocationInterval, adminCmd, brokerURL, brokerURL, adminURL, adminTokenFile, idpURL, dir)
+`, appURL, appURL, appURL, appURL, brokerURL, adminCmd, demoRevocationInterval, adminCmd,
+		scimTokenFile, demoSCIMDeactivate, demoSCIMBase(brokerURL), scimIDs["bob"], appURL, demoRevocationInterval, brokerURL, brokerURL, adminURL, adminTokenFile, idpURL, dir)
 	return g.Wait()
 }
 

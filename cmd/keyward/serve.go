@@ -52,6 +52,9 @@ type instance struct {
 	metricsHandler http.Handler
 	// discovery are the upstreams whose discovery run drives.
 	discovery []discoverer
+	// signals is the Shared Signals receiver (nil without an ssf section);
+	// run polls its poll-delivery streams.
+	signals *broker.Signals
 }
 
 // discoverer is an upstream whose discovery runs in the background
@@ -205,6 +208,7 @@ func build(ctx context.Context, cfg *Config, sec Secrets, log *slog.Logger, tran
 	}
 	if signals != nil {
 		wc.Signals = signals
+		inst.signals = signals
 	}
 	if con != nil {
 		wc.Console = con
@@ -395,6 +399,9 @@ func (inst *instance) run(ctx context.Context, ln net.Listener, cfg *Config) err
 	g.Go(func() error { return inst.keys.Run(ctx) })
 	g.Go(func() error { return inst.broker.Run(ctx) }) // back-channel logout deliveries
 	g.Go(func() error { return inst.collectGarbage(ctx) })
+	if inst.signals != nil {
+		g.Go(func() error { return inst.signals.Run(ctx) }) // Shared Signals poll delivery
+	}
 	g.Go(func() error {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
