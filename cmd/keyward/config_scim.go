@@ -17,23 +17,39 @@ import (
 // validateSCIM checks each scim entry, and that it names an upstream of the
 // file, at most once. GitHub upstreams do not provision.
 func (c *Config) validateSCIM(p *problems) {
+	c.validatePerUpstream(p, "scim", "has provisioning already", len(c.SCIM), func(i int) (string, error) {
+		return c.SCIM[i].Upstream, c.SCIM[i].Validate()
+	}, func(path string, u *federation.Config) {
+		if u.Type == "github" {
+			p.Add(path+".upstream", "%q is a GitHub upstream, which does not provision with SCIM", u.ID)
+		}
+	})
+}
+
+// validatePerUpstream is the one rule of the sections that hold one entry
+// per upstream (scim, ssf): each entry's own problems under section[i], its
+// upstream named at most once (dupMsg says what it already has), and an
+// upstream of the file; also, when given, checks that entry's upstream.
+func (c *Config) validatePerUpstream(p *problems, section, dupMsg string, n int, entry func(i int) (string, error), also func(path string, u *federation.Config)) {
 	seen := map[string]int{}
-	for i, s := range c.SCIM {
-		path := fmt.Sprintf("scim[%d]", i)
-		p.AddAll(path, s.Validate())
-		if s.Upstream == "" {
+	for i := range n {
+		path := fmt.Sprintf("%s[%d]", section, i)
+		id, err := entry(i)
+		p.AddAll(path, err)
+		if id == "" {
 			continue
 		}
-		if first, dup := seen[s.Upstream]; dup {
-			p.Add(path+".upstream", "%q has provisioning already (scim[%d]); keep one entry per upstream", s.Upstream, first)
+		if first, dup := seen[id]; dup {
+			p.Add(path+".upstream", "%q %s (%s[%d]); keep one entry per upstream", id, dupMsg, section, first)
 		}
-		seen[s.Upstream] = i
-		u := c.upstream(s.Upstream)
-		switch {
-		case u == nil:
-			p.Add(path+".upstream", "%q is not the id of an upstream; use one of upstreams[].id", s.Upstream)
-		case u.Type == "github":
-			p.Add(path+".upstream", "%q is a GitHub upstream, which does not provision with SCIM", s.Upstream)
+		seen[id] = i
+		u := c.upstream(id)
+		if u == nil {
+			p.Add(path+".upstream", "%q is not the id of an upstream; use one of upstreams[].id", id)
+			continue
+		}
+		if also != nil {
+			also(path, u)
 		}
 	}
 }

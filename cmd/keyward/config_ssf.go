@@ -18,21 +18,9 @@ import (
 // validateSSF checks each ssf entry, and that it names an upstream of the
 // file, at most once.
 func (c *Config) validateSSF(p *problems) {
-	seen := map[string]int{}
-	for i, s := range c.SSF {
-		path := fmt.Sprintf("ssf[%d]", i)
-		p.AddAll(path, s.Validate())
-		if s.Upstream == "" {
-			continue
-		}
-		if first, dup := seen[s.Upstream]; dup {
-			p.Add(path+".upstream", "%q has a stream already (ssf[%d]); keep one entry per upstream", s.Upstream, first)
-		}
-		seen[s.Upstream] = i
-		if c.upstream(s.Upstream) == nil {
-			p.Add(path+".upstream", "%q is not the id of an upstream; use one of upstreams[].id", s.Upstream)
-		}
-	}
+	c.validatePerUpstream(p, "ssf", "has a stream already", len(c.SSF), func(i int) (string, error) {
+		return c.SSF[i].Upstream, c.SSF[i].Validate()
+	}, nil)
 }
 
 // readSSFTokens reads the ssf entries' token files into their Token.
