@@ -103,4 +103,3 @@ func TestTracingProtocolRefused(t *testing.T) {
 		t.Errorf("buildTracing with http/json = %v, want an error naming OTEL_EXPORTER_OTLP_PROTOCOL and the accepted values", err)
 	}
 }
-
