@@ -58,6 +58,7 @@ clients:
 	defer inst.close()
 	verifier := prometheus.NewRegistry()
 	registerRevocationMetrics(verifier, nil) // reads the verifier only at scrapes
+	registerVerifierMetrics(verifier, nil)   // likewise
 	instrumentVerify(http.NotFoundHandler(), "", verifier)
 
 	series := regexp.MustCompile(`\bkeyward_[a-z0-9_]+`)

@@ -3,7 +3,8 @@ package main
 // OpenTelemetry traces, off by default: on when the standard environment
 // names an OTLP endpoint (OTEL_EXPORTER_OTLP_ENDPOINT or
 // OTEL_EXPORTER_OTLP_TRACES_ENDPOINT), exported with OTLP/HTTP
-// (protobuf). The exporter, the sampler (OTEL_TRACES_SAMPLER) and the
+// (protobuf), or OTLP/gRPC when OTEL_EXPORTER_OTLP_PROTOCOL (or
+// OTEL_EXPORTER_OTLP_TRACES_PROTOCOL) is grpc. The exporter, the sampler (OTEL_TRACES_SAMPLER) and the
 // resource (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES) read the rest of
 // the OTEL_* variables themselves. Spans: web's server and upstream client
 // spans (web/tracing.go), fosite's under them, and the store calls here.
@@ -18,6 +19,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -38,9 +40,27 @@ func buildTracing(ctx context.Context, log *slog.Logger) (trace.TracerProvider, 
 	if endpoint == "" || strings.EqualFold(os.Getenv("OTEL_SDK_DISABLED"), "true") {
 		return nil, off, nil
 	}
-	exp, err := otlptracehttp.New(ctx)
+	protocol := os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+	if protocol == "" {
+		protocol = os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
+	}
+	var (
+		exp  sdktrace.SpanExporter
+		err  error
+		name string
+	)
+	switch protocol {
+	case "", "http/protobuf": // the specification's default
+		name = "OTLP/HTTP"
+		exp, err = otlptracehttp.New(ctx)
+	case "grpc":
+		name = "OTLP/gRPC"
+		exp, err = otlptracegrpc.New(ctx)
+	default:
+		return nil, off, fmt.Errorf("tracing: OTEL_EXPORTER_OTLP_PROTOCOL %q is not supported; use http/protobuf (the default) or grpc", protocol)
+	}
 	if err != nil {
-		return nil, off, fmt.Errorf("tracing: OTLP exporter: %w (check the OTEL_EXPORTER_OTLP_* variables)", err)
+		return nil, off, fmt.Errorf("tracing: %s exporter: %w (check the OTEL_EXPORTER_OTLP_* variables)", name, err)
 	}
 	// Keyward's defaults first: OTEL_SERVICE_NAME and
 	// OTEL_RESOURCE_ATTRIBUTES override them.
@@ -51,7 +71,7 @@ func buildTracing(ctx context.Context, log *slog.Logger) (trace.TracerProvider, 
 		return nil, off, fmt.Errorf("tracing: resource: %w (check OTEL_RESOURCE_ATTRIBUTES)", err)
 	}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
-	log.InfoContext(ctx, "tracing: exporting spans with OTLP/HTTP", "endpoint", endpoint) // headers (credentials) never
+	log.InfoContext(ctx, "tracing: exporting spans with "+name, "endpoint", endpoint) // headers (credentials) never
 	return tp, tp.Shutdown, nil
 }
 

@@ -75,10 +75,15 @@ Answers:
 
 Metrics (metrics.listen, /metrics): keyward_verify_requests_total{result=
 "allowed|unauthenticated|forbidden|unavailable"} and
-keyward_verify_request_duration_seconds{result}; with a revocationFeed,
+keyward_verify_request_duration_seconds{result},
+keyward_verify_jwks_fetch_errors_total, keyward_verify_token_cache_hits_total
+and keyward_verify_token_cache_misses_total; with a revocationFeed,
 keyward_verify_revocation_feed_lag_seconds, keyward_verify_revocation_entries
 and keyward_verify_revocation_stale_denials_total. Logs: one line at start and
-at stop, none per request. Stops cleanly on SIGINT or SIGTERM.
+at stop, none per request. Traces: with OTEL_EXPORTER_OTLP_ENDPOINT set, a
+verify.check span per check (rule, outcome, reason; never the token), as
+keyward serve (docs/deployment.md, "Tracing"). Stops cleanly on SIGINT or
+SIGTERM.
 
 Gateway configurations: docs/gateways/. Every field: examples/verify.yaml.
 Check a file without starting: keyward verify --check -c verify.yaml (exit 0
@@ -163,10 +168,32 @@ func runVerifier(ctx context.Context, cfg *VerifyConfig, log *slog.Logger, ln, m
 		}
 		return err
 	}
-	if log.Enabled(ctx, slog.LevelDebug) {
-		opts.OnDecision = logDecision(log)
+	registerVerifierMetrics(reg, v)
+	tp, stopTracing, err := buildTracing(ctx, log)
+	if err != nil {
+		_ = ln.Close()
+		if mln != nil {
+			_ = mln.Close()
+		}
+		return err
 	}
-	h := instrumentVerify(verify.NewHandler(v, cfg.Rules, opts), cfg.EnvoyPrefix, reg)
+	defer func() {
+		// Sends the spans still buffered.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(sctx); err != nil {
+			log.WarnContext(sctx, "tracing: spans lost at shutdown", "err", err)
+		}
+	}()
+	var logged, spanned func(context.Context, verify.Decision)
+	if log.Enabled(ctx, slog.LevelDebug) {
+		logged = logDecision(log)
+	}
+	if tp != nil {
+		spanned = spanDecision
+	}
+	opts.OnDecision = onDecisions(logged, spanned)
+	h := traceVerify(instrumentVerify(verify.NewHandler(v, cfg.Rules, opts), cfg.EnvoyPrefix, reg), cfg.EnvoyPrefix, tp)
 
 	sopts := serverOptions(cfg.MaxConnections, log)
 	servers := []*httpserver.Server{httpserver.New(h, sopts)}
@@ -244,7 +271,7 @@ func instrumentVerify(next http.Handler, envoyPrefix string, reg prometheus.Regi
 	}
 	envoyPrefix = strings.TrimSuffix(envoyPrefix, "/")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/oauth2/auth" && (envoyPrefix == "" || !strings.HasPrefix(r.RequestURI, envoyPrefix)) {
+		if !isCheck(r, envoyPrefix) {
 			next.ServeHTTP(w, r)
 			return
 		}

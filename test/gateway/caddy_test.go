@@ -79,6 +79,17 @@ func TestCaddyBrowserRedirect(t *testing.T) {
 	startCaddy(t, caddy, caddyBrowserConfigMarker, "shop.example.com", appURL, listen,
 		verifier.Listener.Addr().String(), app.Listener.Addr().String())
 
+	checkBrowserRedirect(t, b, appURL)
+}
+
+// checkBrowserRedirect drives browser mode through the gateway serving the
+// app at appURL, with an http.Client and a cookie jar instead of a browser:
+// a page request without a session is redirected through /oauth2/start to
+// the upstream's login form; after signing in the client is back on the
+// page it asked for, and the app sees the identity headers; a request that
+// does not accept HTML gets 401; /oauth2/sign_out ends the session.
+func checkBrowserRedirect(t *testing.T, b *brokerEnv, appURL string) {
+	t.Helper()
 	jar, err := cookiejar.New(nil)
 	if err != nil {
 		t.Fatal(err)

@@ -105,4 +105,21 @@ func TestGatewayConfig(t *testing.T) {
 	if h, ok := GatewayHeaders(d.Gateway); !ok || h != HeadersNginx {
 		t.Errorf("default gateway %q maps to %v, %v; want nginx's headers", d.Gateway, h, ok)
 	}
+	// The family each guide in docs/gateways relies on: kong.md's
+	// pre-function sends nginx's headers, traefik.md and caddy.md the
+	// X-Forwarded-* ones.
+	for gw, want := range map[string]Headers{
+		"nginx": HeadersNginx, "kong": HeadersNginx, "traefik": HeadersForwarded, "caddy": HeadersForwarded, "envoy": HeadersEnvoy,
+	} {
+		g := GatewayConfig{Gateway: gw}
+		if gw == "envoy" {
+			g.EnvoyPrefix = "/ext_authz"
+		}
+		if err := g.Validate(); err != nil {
+			t.Errorf("gateway %s: Validate() = %v", gw, err)
+		}
+		if h := g.HandlerOptions().Headers; h != want {
+			t.Errorf("gateway %s reads the %v headers, want %v", gw, h, want)
+		}
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -41,6 +42,8 @@ type keySet struct {
 	jwksURL string // set by discovery when not configured; touched only by fetch, which runs one at a time
 
 	cache *jwkscache.Cache[map[string]publicKey]
+
+	fetchErrors atomic.Int64 // failed fetches, for Verifier.KeyFetchErrors
 }
 
 // newKeySet returns the key set of issuer; ctx bounds every fetch.
@@ -103,9 +106,18 @@ func (ks *keySet) get(ctx context.Context, kid string) (publicKey, error) {
 	return publicKey{}, errUnknownKID
 }
 
-// fetch is the cache's FetchFunc: discovery when no JWKS URL is known,
-// then the JWKS and its max-age.
+// fetch is the cache's FetchFunc: fetchKeys, counting its failures.
 func (ks *keySet) fetch(ctx context.Context) (map[string]publicKey, time.Duration, error) {
+	keys, maxAge, err := ks.fetchKeys(ctx)
+	if err != nil {
+		ks.fetchErrors.Add(1)
+	}
+	return keys, maxAge, err
+}
+
+// fetchKeys is discovery when no JWKS URL is known, then the JWKS and its
+// max-age.
+func (ks *keySet) fetchKeys(ctx context.Context) (map[string]publicKey, time.Duration, error) {
 	if ks.client.Timeout == 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)

@@ -140,6 +140,9 @@ type Verifier struct {
 	userClaimRaw bool
 
 	sigChecks atomic.Int64 // signature verifications, for tests
+	// cacheHits and cacheMisses count the lookups in the verified-token
+	// cache (none when it is disabled), for CacheStats.
+	cacheHits, cacheMisses atomic.Int64
 }
 
 // New returns a Verifier. It applies cfg's defaults (SetDefaults, except that
@@ -215,6 +218,20 @@ func (v *Verifier) Run(ctx context.Context) error {
 	return nil
 }
 
+// CacheStats returns how many lookups in the verified-token cache found a
+// token verified before (hits) and how many had to verify it (misses),
+// since New; both 0 when the cache is disabled.
+func (v *Verifier) CacheStats() (hits, misses int64) {
+	return v.cacheHits.Load(), v.cacheMisses.Load()
+}
+
+// KeyFetchErrors counts the failed fetches of the issuer's signing keys
+// (discovery or JWKS: no answer, an error status, a body that is not a key
+// set) since New.
+func (v *Verifier) KeyFetchErrors() int64 {
+	return v.keys.fetchErrors.Load()
+}
+
 // Verify checks token and returns its claims; route rules are the caller's
 // (Rule.Authorize). Errors are *Error: 401 invalid_token (with an
 // *ExpiredError cause for an expired token), or 503 matching ErrUnavailable
@@ -242,6 +259,7 @@ func (v *Verifier) verifyCached(ctx context.Context, token string, raw bool) (*C
 		// No copy of the token: Sum256 neither keeps nor changes its input.
 		key = sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token)))
 		if c, ok := v.cache.get(&key, now); ok {
+			v.cacheHits.Add(1)
 			if v.rev != nil {
 				if err := v.rev.check(ctx, c, now); err != nil {
 					return nil, err
@@ -249,6 +267,7 @@ func (v *Verifier) verifyCached(ctx context.Context, token string, raw bool) (*C
 			}
 			return c, nil
 		}
+		v.cacheMisses.Add(1)
 	}
 	if !v.verifying.TryAcquire() {
 		return nil, errOverloaded

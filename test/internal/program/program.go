@@ -1,5 +1,5 @@
 // Package program finds the outside programs tests drive (nginx, caddy,
-// chromium, podman, runc, helm): a test needing one that is missing skips
+// chromium, podman, runc, helm, traefik): a test needing one that is missing skips
 // with a one-line reason saying how to install it, or fails when
 // KEYWARD_TEST_REQUIRE_ALL=1 (CI, where .ci/run installs every one).
 //
