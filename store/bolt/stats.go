@@ -1,6 +1,8 @@
 package bolt
 
 import (
+	"context"
+	"fmt"
 	"sync/atomic"
 
 	bolt "go.etcd.io/bbolt"
@@ -67,4 +69,24 @@ func (w *writeStats) track(fn func(*bolt.Tx) error) func(*bolt.Tx) error {
 		}
 		return fn(tx)
 	}
+}
+
+// SpaceInUse reports the bytes of the file's pages that hold data: the
+// file's high-water mark minus the pages on the freelist. bbolt grows the
+// file in steps (16 MiB by default) and never shrinks it, so the file's
+// size says little about what is stored; this does.
+func (s *Store) SpaceInUse(ctx context.Context) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	var size int64
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		size = tx.Size()
+		return nil
+	}); err != nil {
+		return 0, fmt.Errorf("read size: %w", err)
+	}
+	st := s.db.Stats()
+	free := int64(st.FreePageN+st.PendingPageN) * int64(s.db.Info().PageSize)
+	return size - free, nil
 }
