@@ -134,7 +134,7 @@ trust:
     scopes: [%[12]s]
     maxTTL: 5m
     publicClient: true
-limits: {loginAttemptsPerMinute: 100000, loginAttemptsBurst: 10000}
+limits: {loginAttemptsPerMinute: 100000, loginAttemptsBurst: 10000, clientTokenRequestsPerSecond: 10000000, clientTokenBurst: 10000000}
 metrics: {listen: %[16]s%[17]s}
 logging: {level: info, format: json}
 `, addr, secretFile, dbPath, alg, d.UpstreamURL, upstreamClientID, upstreamSecret,
