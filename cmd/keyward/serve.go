@@ -84,14 +84,7 @@ func serve(ctx context.Context, cfg *Config, sec Secrets, logOut io.Writer) erro
 		_ = ln.Close()
 		return err
 	}
-	defer func() {
-		// Sends the spans still buffered.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := stopTracing(sctx); err != nil {
-			log.WarnContext(sctx, "tracing: spans lost at shutdown", "err", err)
-		}
-	}()
+	defer flushTracing(ctx, log, stopTracing)
 	inst, err := build(ctx, cfg, sec, log, upstreamTransport(), tp)
 	if err != nil {
 		_ = ln.Close()

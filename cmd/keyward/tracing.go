@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -27,6 +28,17 @@ import (
 
 	"github.com/keyward/keyward/store"
 )
+
+// flushTracing stops the tracer provider buildTracing made: it sends the
+// spans still buffered, waiting at most 5 s past ctx's end, and logs what
+// could not be sent. serve and verify defer it.
+func flushTracing(ctx context.Context, log *slog.Logger, stop func(context.Context) error) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := stop(sctx); err != nil {
+		log.WarnContext(sctx, "tracing: spans lost at shutdown", "err", err)
+	}
+}
 
 // buildTracing returns the tracer provider the environment asks for, and
 // the function that flushes and stops it; nil and a no-op when tracing is

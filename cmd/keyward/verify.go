@@ -177,14 +177,7 @@ func runVerifier(ctx context.Context, cfg *VerifyConfig, log *slog.Logger, ln, m
 		}
 		return err
 	}
-	defer func() {
-		// Sends the spans still buffered.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := stopTracing(sctx); err != nil {
-			log.WarnContext(sctx, "tracing: spans lost at shutdown", "err", err)
-		}
-	}()
+	defer flushTracing(ctx, log, stopTracing)
 	var logged, spanned func(context.Context, verify.Decision)
 	if log.Enabled(ctx, slog.LevelDebug) {
 		logged = logDecision(log)
