@@ -58,7 +58,12 @@ func TestDemoConsoleInChromium(t *testing.T) {
 
 	// Find bob and open his page: one session at least.
 	cdo(t, cctx, "search bob", chromedp.Navigate(brokerURL+"/console/"), chromedp.WaitVisible(`#kc-q`),
-		chromedp.SendKeys(`#kc-q`, "bob@"), chromedp.Click(`.kc-search button[type="submit"]`), chromedp.WaitVisible(`.kc-table`))
+		chromedp.SendKeys(`#kc-q`, "bob@"), chromedp.Click(`.kc-search button[type="submit"]`),
+		// The people page lists everyone in a .kc-table before the search
+		// too: wait for the results page itself (its input's value
+		// attribute is the query the server echoes), or the screenshot
+		// races the navigation.
+		chromedp.WaitVisible(`#kc-q[value="bob@"]`), chromedp.WaitVisible(`.kc-table`))
 	consoleSnap(t, cctx, "console-search")
 	if rows := cget(t, cctx, "read the results", chromedp.Text(`.kc-table tbody`)); !strings.Contains(rows, "bob@example.com") || strings.Contains(rows, "alice@example.com") {
 		t.Errorf("search bob@ rows = %q, want bob only", rows)
